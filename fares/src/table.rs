@@ -1,0 +1,216 @@
+//! One small CSV reader shared by every loader, so that all of them report errors the same way:
+//! file name, 1-based line number (the header is line 1) and a typed reason.
+//!
+//! Rows are deserialised with serde into structs whose fields are all `Option<String>`: serde only
+//! gives each column a name, and the loaders then parse and check values themselves. That is
+//! deliberate: serde's own messages ("invalid digit found in string") do not say which column or
+//! which rule was broken, ours do.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+use serde::de::DeserializeOwned;
+use turnpike_wire::money::{Currency, Money};
+
+use crate::error::{LoadError, LoadReason};
+use crate::money;
+
+/// A CSV file whose header has been read and checked.
+pub(crate) struct CsvTable<'a> {
+    file: &'a str,
+    headers: csv::StringRecord,
+    reader: csv::Reader<&'a [u8]>,
+}
+
+impl<'a> CsvTable<'a> {
+    /// Reads the header of `text` and checks that every `required` column is present. Column
+    /// names are case-sensitive (as in GTFS); unknown columns are ignored (also as in GTFS), so a
+    /// feed may carry extensions.
+    pub(crate) fn open(file: &'a str, text: &'a str, required: &[&str]) -> Result<Self, LoadError> {
+        let mut reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .from_reader(text.as_bytes());
+        let headers = reader
+            .headers()
+            .map_err(|e| csv_error(file, e))?
+            .clone();
+        if headers.iter().all(str::is_empty) {
+            return Err(LoadError::whole(file, LoadReason::NoHeader));
+        }
+        let mut seen = HashSet::new();
+        for name in headers.iter() {
+            if !seen.insert(name) {
+                return Err(LoadError::at(
+                    file,
+                    1,
+                    LoadReason::DuplicateColumn(name.to_string()),
+                ));
+            }
+        }
+        for column in required {
+            if !seen.contains(column) {
+                return Err(LoadError::at(
+                    file,
+                    1,
+                    LoadReason::MissingColumn((*column).to_string()),
+                ));
+            }
+        }
+        Ok(CsvTable {
+            file,
+            headers,
+            reader,
+        })
+    }
+
+    pub(crate) fn has_column(&self, name: &str) -> bool {
+        self.headers.iter().any(|h| h == name)
+    }
+
+    /// The data rows, each with the context needed to report an error on its line.
+    pub(crate) fn rows<T: DeserializeOwned>(
+        self,
+    ) -> impl Iterator<Item = Result<(Row<'a>, T), LoadError>> {
+        let CsvTable {
+            file,
+            headers,
+            reader,
+        } = self;
+        reader.into_records().map(move |record| {
+            let record = record.map_err(|e| csv_error(file, e))?;
+            let line = record.position().map_or(0, |p| p.line());
+            let row = Row { file, line };
+            let value = record
+                .deserialize::<T>(Some(&headers))
+                .map_err(|e| row.err(LoadReason::Csv(e.to_string())))?;
+            Ok((row, value))
+        })
+    }
+}
+
+fn csv_error(file: &str, error: csv::Error) -> LoadError {
+    let line = error.position().map(|p| p.line());
+    let reason = match error.kind() {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => LoadReason::FieldCount {
+            expected: *expected_len,
+            found: *len,
+        },
+        csv::ErrorKind::Utf8 { .. } => LoadReason::Csv("not valid UTF-8".to_string()),
+        _ => LoadReason::Csv(error.to_string()),
+    };
+    LoadError::new(file, line, reason)
+}
+
+/// Where a value came from, to build errors that name the file and line.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Row<'a> {
+    pub(crate) file: &'a str,
+    pub(crate) line: u64,
+}
+
+impl Row<'_> {
+    pub(crate) fn err(&self, reason: LoadReason) -> LoadError {
+        LoadError::at(self.file, self.line, reason)
+    }
+
+    pub(crate) fn invalid(&self, column: &str, value: &str, expected: &str) -> LoadError {
+        self.err(LoadReason::InvalidValue {
+            column: column.to_string(),
+            value: value.to_string(),
+            expected: expected.to_string(),
+        })
+    }
+
+    /// A value that must be present and non-empty.
+    pub(crate) fn required<'v>(
+        &self,
+        column: &str,
+        value: &'v Option<String>,
+    ) -> Result<&'v str, LoadError> {
+        optional(value).ok_or_else(|| {
+            self.err(LoadReason::MissingValue {
+                column: column.to_string(),
+            })
+        })
+    }
+
+    pub(crate) fn decimal(&self, column: &str, text: &str) -> Result<Decimal, LoadError> {
+        // Only plain decimal notation, `-?[0-9]+(.[0-9]+)?`: exponents, `+`, thousands
+        // separators are refused (a fare table is read by people too), and so are more than 28
+        // digits, which rust_decimal would otherwise round silently.
+        let unsigned = text.strip_prefix('-').unwrap_or(text);
+        let (int_part, frac_part) = match unsigned.split_once('.') {
+            Some((i, f)) => (i, Some(f)),
+            None => (unsigned, None),
+        };
+        let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+        let plain = digits(int_part)
+            && frac_part.is_none_or(digits)
+            && text.bytes().filter(u8::is_ascii_digit).count() <= 28;
+        match Decimal::from_str(text) {
+            Ok(value) if plain => Ok(value),
+            _ => Err(self.invalid(column, text, "expected a decimal number such as 2.50")),
+        }
+    }
+
+    pub(crate) fn integer<T: FromStr>(
+        &self,
+        column: &str,
+        text: &str,
+        expected: &str,
+    ) -> Result<T, LoadError> {
+        text.parse::<T>()
+            .map_err(|_| self.invalid(column, text, expected))
+    }
+
+    pub(crate) fn currency(&self, column: &str, text: &str) -> Result<Currency, LoadError> {
+        money::parse_currency(text)
+            .ok_or_else(|| self.invalid(column, text, "expected a supported ISO 4217 currency code"))
+    }
+
+    /// An amount in `currency`, refusing more decimal places than the currency has (GTFS says an
+    /// amount has exactly the currency's decimals; we accept fewer, like "2" for 2.00 CNY).
+    pub(crate) fn amount(
+        &self,
+        column: &str,
+        text: &str,
+        currency: Currency,
+    ) -> Result<Money, LoadError> {
+        let value = self.decimal(column, text)?;
+        money::exact(value, currency).ok_or_else(|| {
+            self.err(LoadReason::AmountPrecision {
+                value: text.to_string(),
+                currency: money::code(currency),
+            })
+        })
+    }
+}
+
+/// The trimmed value, with an empty field read as absent (GTFS: an empty optional field is unset).
+pub(crate) fn optional(value: &Option<String>) -> Option<&str> {
+    value.as_deref().filter(|s| !s.is_empty())
+}
+
+/// Reads one file of a directory. `Ok(None)` when the file does not exist, so callers decide
+/// whether it was required.
+pub(crate) fn read_file(dir: &Path, name: &str) -> Result<Option<String>, LoadError> {
+    read_path(&dir.join(name), name)
+}
+
+/// Reads `path` as UTF-8 text; `name` is how errors refer to it. `Ok(None)` when it does not exist.
+pub(crate) fn read_path(path: &Path, name: &str) -> Result<Option<String>, LoadError> {
+    match std::fs::read(path) {
+        Ok(bytes) => String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| LoadError::whole(name, LoadReason::Csv("not valid UTF-8".to_string()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(LoadError::whole(
+            name,
+            LoadReason::Io(format!("{}: {e}", path.display())),
+        )),
+    }
+}

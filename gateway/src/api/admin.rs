@@ -1,0 +1,319 @@
+//! The admin API, authenticated by a bearer token separate from rider tokens: operators, fare
+//! data, terminals, the deny list and issuer key rotation. Every change takes effect on this node
+//! at once and on other nodes within `taps.refresh_interval_ms`.
+
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use turnpike_wire::{Currency, Money};
+
+use super::{bearer, sha256, ValidJson};
+use crate::error::{ApiError, ApiResult};
+use crate::network::{build_network, FareData, Mode};
+use crate::store::{OperatorRow, TerminalRow};
+use crate::AppState;
+
+/// A GTFS feed's fare files for a large network are a few MiB.
+const FARE_DATA_BYTES_MAX: usize = 16 * 1024 * 1024;
+const ADMIN_BODY_BYTES_MAX: usize = 16 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/admin/operators", post(create_operator).get(list_operators))
+        .route("/v1/admin/operators/{operator_id}/fares", put(load_fares).layer(DefaultBodyLimit::max(FARE_DATA_BYTES_MAX)))
+        .route("/v1/admin/terminals", post(register_terminal).get(list_terminals))
+        .route("/v1/admin/terminals/{terminal_id}/revoke", post(revoke_terminal))
+        .route("/v1/admin/deny-list", post(deny_add).get(deny_list))
+        .route("/v1/admin/deny-list/{kind}/{subject_id}", delete(deny_remove))
+        .route("/v1/admin/issuer-keys", get(list_keys))
+        .route("/v1/admin/issuer-keys/rotate", post(rotate_keys))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), require_admin))
+        .layer(DefaultBodyLimit::max(ADMIN_BODY_BYTES_MAX))
+        .with_state(state)
+}
+
+async fn require_admin(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<axum::response::Response, ApiError> {
+    let ok = bearer(req.headers()).is_some_and(|t| {
+        // Compare digests, so the comparison time does not depend on how much of the token matched.
+        let digest = sha256(t.as_bytes());
+        digest.iter().zip(state.admin_token_sha256.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    });
+    if !ok {
+        return Err(ApiError::Unauthorized);
+    }
+    Ok(next.run(req).await)
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorSpec {
+    pub operator_id: String,
+    pub name: String,
+    /// "metro" or "toll".
+    pub mode: String,
+    /// IANA zone of the operator's business day; default Asia/Shanghai.
+    #[serde(default)]
+    pub time_zone: Option<String>,
+    /// ISO 4217; default CNY.
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// Most a rider pays per business day (metro); absent means no cap.
+    #[serde(default)]
+    pub daily_cap: Option<Money>,
+}
+
+fn check_id(field: &'static str, id: &str) -> ApiResult<()> {
+    let ok = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::unprocessable("invalid_id", format!("{field} must be 1–64 characters of A–Z, a–z, 0–9, '-', '_'")))
+    }
+}
+
+async fn create_operator(State(state): State<AppState>, ValidJson(spec): ValidJson<OperatorSpec>) -> ApiResult<StatusCode> {
+    check_id("operator_id", &spec.operator_id)?;
+    let mode = Mode::parse(&spec.mode).ok_or_else(|| ApiError::unprocessable("invalid_mode", "mode must be metro or toll"))?;
+    let time_zone = spec.time_zone.unwrap_or_else(|| "Asia/Shanghai".into());
+    jiff::tz::TimeZone::get(&time_zone)
+        .map_err(|_| ApiError::unprocessable("unknown_time_zone", format!("unknown time zone {time_zone:?}")))?;
+    let currency = Currency::parse(spec.currency.as_deref().unwrap_or("CNY"))
+        .map_err(|e| ApiError::unprocessable("unknown_currency", e.to_string()))?;
+    if let Some(cap) = &spec.daily_cap {
+        if cap.currency() != currency || !cap.is_positive() {
+            return Err(ApiError::unprocessable("invalid_daily_cap", "daily_cap must be positive and in the operator's currency"));
+        }
+    }
+    let row = OperatorRow {
+        operator_id: spec.operator_id,
+        name: spec.name,
+        mode: mode.as_str().into(),
+        time_zone,
+        currency: currency.code().into(),
+        daily_cap_minor: spec.daily_cap.map(|c| c.to_minor()),
+        created_at_ms: crate::now_ms(),
+    };
+    if !state.store.insert_operator(&row).await? {
+        return Err(ApiError::BadRequest {
+            status: StatusCode::CONFLICT,
+            code: "operator_exists",
+            message: format!("operator {} already exists", row.operator_id),
+        });
+    }
+    Ok(StatusCode::CREATED)
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct OperatorView {
+    pub operator_id: String,
+    pub name: String,
+    pub mode: String,
+    pub time_zone: String,
+    pub currency: String,
+    pub daily_cap_minor: Option<i64>,
+    pub fare_version: Option<i64>,
+}
+
+async fn list_operators(State(state): State<AppState>) -> ApiResult<Json<Vec<OperatorView>>> {
+    let rows = state.store.operators().await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|o| OperatorView {
+                fare_version: state.networks.get(&o.operator_id).map(|n| n.fare_version),
+                operator_id: o.operator_id,
+                name: o.name,
+                mode: o.mode,
+                time_zone: o.time_zone,
+                currency: o.currency,
+                daily_cap_minor: o.daily_cap_minor,
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct FareLoaded {
+    pub version: i64,
+}
+
+/// Loads fare data: `{"format": "gtfs"|"matrix"|"toll"|"demo_metro"|"demo_toll", "files": {name: text}}`.
+/// The data is parsed before anything is stored; a bad file is a 422 naming file, line and reason.
+async fn load_fares(
+    State(state): State<AppState>,
+    Path(operator_id): Path<String>,
+    ValidJson(data): ValidJson<FareData>,
+) -> ApiResult<(StatusCode, Json<FareLoaded>)> {
+    let operator = state
+        .store
+        .operators()
+        .await?
+        .into_iter()
+        .find(|o| o.operator_id == operator_id)
+        .ok_or_else(|| ApiError::NotFound(format!("no operator {operator_id}")))?;
+    build_network(operator, &data, 0).map_err(|e| ApiError::unprocessable("invalid_fare_data", format!("{e:#}")))?;
+    let files_json = serde_json::to_string(&data).map_err(|e| ApiError::Internal(e.into()))?;
+    let version = state.store.insert_fare_data(&operator_id, &data.format, &files_json, crate::now_ms()).await?;
+    state.networks.reload(&state.store).await?;
+    Ok((StatusCode::CREATED, Json(FareLoaded { version })))
+}
+
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TerminalSpec {
+    /// Must equal the common name of the terminal's client certificate.
+    pub terminal_id: String,
+    pub operator_id: String,
+    /// The station (GTFS stop id) or toll plaza the terminal stands at.
+    pub location_id: String,
+}
+
+async fn register_terminal(State(state): State<AppState>, ValidJson(spec): ValidJson<TerminalSpec>) -> ApiResult<StatusCode> {
+    check_id("terminal_id", &spec.terminal_id)?;
+    let network = state.networks.get(&spec.operator_id).ok_or_else(|| {
+        ApiError::unprocessable("network_not_configured", format!("operator {} has no fare data loaded", spec.operator_id))
+    })?;
+    if !network.has_location(&spec.location_id) {
+        return Err(ApiError::unprocessable(
+            "unknown_station",
+            format!("{} is not a station or plaza of {}", spec.location_id, spec.operator_id),
+        ));
+    }
+    let row = TerminalRow {
+        terminal_id: spec.terminal_id,
+        operator_id: spec.operator_id,
+        location_id: spec.location_id,
+        status: "active".into(),
+    };
+    state.store.upsert_terminal(&row, crate::now_ms()).await?;
+    state.refresh_registry().await?;
+    Ok(StatusCode::CREATED)
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct TerminalView {
+    pub terminal_id: String,
+    pub operator_id: String,
+    pub location_id: String,
+    pub status: String,
+}
+
+async fn list_terminals(State(state): State<AppState>) -> ApiResult<Json<Vec<TerminalView>>> {
+    let rows = state.store.terminals().await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|t| TerminalView {
+                terminal_id: t.terminal_id,
+                operator_id: t.operator_id,
+                location_id: t.location_id,
+                status: t.status,
+            })
+            .collect(),
+    ))
+}
+
+async fn revoke_terminal(State(state): State<AppState>, Path(terminal_id): Path<String>) -> ApiResult<StatusCode> {
+    if !state.store.set_terminal_status(&terminal_id, "revoked", crate::now_ms()).await? {
+        return Err(ApiError::NotFound(format!("no terminal {terminal_id}")));
+    }
+    state.refresh_registry().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DenySpec {
+    /// "credential" or "rider".
+    pub kind: String,
+    /// Decimal id, as the rider and credential APIs print it.
+    pub subject_id: String,
+    pub reason: String,
+}
+
+fn parse_subject(kind: &str, id: &str) -> ApiResult<(&'static str, i64)> {
+    let kind = match kind {
+        "credential" => "credential",
+        "rider" => "rider",
+        _ => return Err(ApiError::unprocessable("invalid_kind", "kind must be credential or rider")),
+    };
+    let id: i64 = id.parse().ok().filter(|v| *v > 0).ok_or_else(|| ApiError::unprocessable("invalid_id", "subject_id must be a positive integer"))?;
+    Ok((kind, id))
+}
+
+async fn deny_add(State(state): State<AppState>, ValidJson(spec): ValidJson<DenySpec>) -> ApiResult<StatusCode> {
+    let (kind, id) = parse_subject(&spec.kind, &spec.subject_id)?;
+    if spec.reason.trim().is_empty() || spec.reason.len() > 500 {
+        return Err(ApiError::unprocessable("invalid_reason", "reason must be 1–500 characters"));
+    }
+    let added = state.store.deny_add(kind, id, &spec.reason, crate::now_ms()).await?;
+    state.refresh_registry().await?;
+    Ok(if added { StatusCode::CREATED } else { StatusCode::OK })
+}
+
+async fn deny_remove(State(state): State<AppState>, Path((kind, id)): Path<(String, String)>) -> ApiResult<StatusCode> {
+    let (kind, id) = parse_subject(&kind, &id)?;
+    if !state.store.deny_remove(kind, id).await? {
+        return Err(ApiError::NotFound(format!("{kind} {id} is not on the deny list")));
+    }
+    state.refresh_registry().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct DenyView {
+    pub kind: String,
+    pub subject_id: String,
+    pub reason: String,
+    pub added_at_ms: i64,
+}
+
+async fn deny_list(State(state): State<AppState>) -> ApiResult<Json<Vec<DenyView>>> {
+    Ok(Json(
+        state
+            .store
+            .deny_list()
+            .await?
+            .into_iter()
+            .map(|d| DenyView { kind: d.subject_kind, subject_id: d.subject_id.to_string(), reason: d.reason, added_at_ms: d.added_at_ms })
+            .collect(),
+    ))
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct KeyView {
+    pub key_id: i64,
+    pub status: String,
+    pub public_key_hex: String,
+}
+
+async fn list_keys(State(state): State<AppState>) -> ApiResult<Json<Vec<KeyView>>> {
+    Ok(Json(
+        state
+            .store
+            .issuer_keys()
+            .await?
+            .into_iter()
+            .map(|k| KeyView { key_id: k.key_id, status: k.status, public_key_hex: hex::encode(k.public_key) })
+            .collect(),
+    ))
+}
+
+/// Creates a new current key; the old current key stays accepted as "previous" until the next
+/// rotation, so credentials issued under it keep working for their (≤ 7-day) validity if
+/// rotations are at least 7 days apart.
+async fn rotate_keys(State(state): State<AppState>) -> ApiResult<(StatusCode, Json<KeyView>)> {
+    let rows = state.store.issuer_keys().await?;
+    let key = crate::registry::new_issuer_key(crate::registry::next_key_id(&rows))?;
+    state.store.rotate_issuer_key(&key, crate::now_ms()).await?;
+    state.refresh_registry().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(KeyView { key_id: key.key_id, status: "current".into(), public_key_hex: hex::encode(key.public_key) }),
+    ))
+}

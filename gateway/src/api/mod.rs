@@ -1,0 +1,79 @@
+//! HTTP APIs. Routers only: parsing, authentication and the mapping to the engine and store.
+//!
+//! # Layout
+//! - [`terminal`]: `POST /v1/taps`, `POST /v1/taps/batch`, key and deny-list feeds (mutual TLS).
+//! - [`rider`]: rider registration, device enrolment, own journeys (rider tokens).
+//! - [`admin`]: operators, terminals, fare data, deny list, issuer keys (admin token).
+//! - [`ops`]: `/metrics`, `/healthz`, `/readyz` (plain HTTP on a private address).
+
+pub mod admin;
+pub mod ops;
+pub mod rider;
+pub mod terminal;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::error::ApiError;
+
+/// `Json<T>` whose every rejection is one of our precise errors instead of axum's plain text.
+pub struct ValidJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ValidJson<T>
+where
+    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(ValidJson(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    let text = rejection.body_text();
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => ApiError::BadRequest {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code: "unsupported_media_type",
+            message: "the body must be JSON with Content-Type: application/json".into(),
+        },
+        JsonRejection::JsonSyntaxError(_) => ApiError::bad_request("malformed_json", text),
+        JsonRejection::JsonDataError(_) if text.contains("unknown field") => ApiError::bad_request("unknown_field", text),
+        JsonRejection::JsonDataError(_) => ApiError::unprocessable("invalid_body", text),
+        JsonRejection::BytesRejection(_) if rejection_is_too_large(&text) => ApiError::BadRequest {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "body_too_large",
+            message: "the body exceeds this endpoint's size limit".into(),
+        },
+        _ => ApiError::bad_request("unreadable_body", text),
+    }
+}
+
+fn rejection_is_too_large(text: &str) -> bool {
+    text.contains("length limit") || text.contains("too large")
+}
+
+/// A raw JSON answer (the stored bytes of a tap answer go out unchanged).
+pub fn raw_json(status: StatusCode, body: Vec<u8>) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// The bearer token of a request, if any.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")
+}
+
+/// SHA-256, for tokens at rest and constant-shape comparisons.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}

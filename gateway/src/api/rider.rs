@@ -1,0 +1,196 @@
+//! The rider API: register, enrol a device and receive a credential, list own journeys.
+//! A rider token identifies exactly one rider; every query is scoped by the rider id the token
+//! resolves to, so no request can name another rider's data.
+
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use turnpike_wire::ridecode::{self, CredentialRequest, ProductFlags};
+use turnpike_wire::{Currency, Money};
+
+use super::{bearer, sha256, ValidJson};
+use crate::error::{ApiError, ApiResult};
+use crate::store::{CredentialRow, JourneyRow};
+use crate::AppState;
+
+const RIDER_BODY_BYTES_MAX: usize = 4 * 1024;
+/// Most journeys one listing returns.
+const JOURNEYS_LIMIT_MAX: i64 = 500;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/riders", post(register))
+        .route("/v1/riders/me/credentials", post(enrol))
+        .route("/v1/riders/me/journeys", get(journeys))
+        .layer(DefaultBodyLimit::max(RIDER_BODY_BYTES_MAX))
+        .with_state(state)
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct Registered {
+    pub rider_id: String,
+    /// Shown once; the gateway keeps only its SHA-256.
+    pub token: String,
+}
+
+async fn register(State(state): State<AppState>) -> ApiResult<(StatusCode, Json<Registered>)> {
+    let rider_id = crate::random_id();
+    let token = format!("rt_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crate::random_bytes::<32>()));
+    state.store.insert_rider(rider_id, &sha256(token.as_bytes()), crate::now_ms()).await?;
+    Ok((StatusCode::CREATED, Json(Registered { rider_id: rider_id.to_string(), token })))
+}
+
+async fn rider_of(state: &AppState, headers: &HeaderMap) -> ApiResult<i64> {
+    let token = bearer(headers).ok_or(ApiError::Unauthorized)?;
+    state.store.rider_by_token(&sha256(token.as_bytes())).await?.ok_or(ApiError::Unauthorized)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolRequest {
+    /// P-256 public key, SEC1 compressed (33 bytes) or uncompressed (65 bytes), base64url.
+    pub device_public_key: String,
+    /// Products to enable: "metro", "toll". Default both.
+    #[serde(default)]
+    pub products: Option<Vec<String>>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct Enrolled {
+    pub credential_id: String,
+    /// The 126-byte credential, base64url; the device embeds it in every ride code.
+    pub credential: String,
+    pub issuer_key_id: u16,
+    pub valid_from_s: u32,
+    pub valid_until_s: u32,
+}
+
+async fn enrol(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ValidJson(req): ValidJson<EnrolRequest>,
+) -> ApiResult<(StatusCode, Json<Enrolled>)> {
+    let rider_id = rider_of(&state, &headers).await?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(req.device_public_key.trim_end_matches('='))
+        .map_err(|_| ApiError::unprocessable("invalid_device_public_key", "device_public_key is not base64url"))?;
+    let compressed = match raw.len() {
+        33 => ridecode::decompress_public_key(&raw.clone().try_into().expect("length checked")).map(|_| {
+            let mut k = [0u8; 33];
+            k.copy_from_slice(&raw);
+            k
+        }),
+        65 => ridecode::compress_public_key(&raw),
+        _ => return Err(ApiError::unprocessable("invalid_device_public_key", "a P-256 public key has 33 or 65 bytes")),
+    }
+    .map_err(|_| ApiError::unprocessable("invalid_device_public_key", "not a point on P-256"))?;
+    let mut products = 0u16;
+    for p in req.products.unwrap_or_else(|| vec!["metro".into(), "toll".into()]) {
+        products |= match p.as_str() {
+            "metro" => ProductFlags::METRO.bits(),
+            "toll" => ProductFlags::TOLL.bits(),
+            other => return Err(ApiError::unprocessable("unknown_product", format!("unknown product {other:?}"))),
+        };
+    }
+    let now_s = (crate::now_ms() / 1000) as u32;
+    let keys = state.registry.keys();
+    let body = CredentialRequest {
+        credential_id: crate::random_id() as u64,
+        rider_id: rider_id as u64,
+        // A minute of slack so a gate whose clock runs slightly behind accepts a fresh credential.
+        valid_from_s: now_s.saturating_sub(60),
+        valid_until_s: now_s.saturating_sub(60) + state.config.credentials.validity_s,
+        products: ProductFlags::from_bits(products).ok_or_else(|| ApiError::unprocessable("unknown_product", "bad products"))?,
+        device_public_key: compressed,
+    };
+    let credential = keys.current.issue(&body).map_err(|e| ApiError::Internal(anyhow::anyhow!("issuing: {e}")))?;
+    state
+        .store
+        .insert_credential(&CredentialRow {
+            credential_id: body.credential_id as i64,
+            rider_id,
+            device_public_key: compressed.to_vec(),
+            issuer_key_id: i64::from(keys.current.key_id()),
+            products: i64::from(products),
+            valid_from_s: i64::from(body.valid_from_s),
+            valid_until_s: i64::from(body.valid_until_s),
+            issued_at_ms: crate::now_ms(),
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Enrolled {
+            credential_id: body.credential_id.to_string(),
+            credential: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(credential.to_bytes()),
+            issuer_key_id: keys.current.key_id(),
+            valid_from_s: body.valid_from_s,
+            valid_until_s: body.valid_until_s,
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JourneyQuery {
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct JourneyView {
+    pub journey_id: String,
+    pub operator_id: String,
+    pub mode: String,
+    pub status: String,
+    pub entry_location_id: String,
+    pub entry_at_ms: i64,
+    pub exit_location_id: Option<String>,
+    pub exit_at_ms: Option<i64>,
+    pub vehicle_class: Option<String>,
+    pub close_reason: Option<String>,
+    pub fare: Option<Money>,
+    pub charge: Option<Money>,
+    pub business_day: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct JourneyList {
+    pub journeys: Vec<JourneyView>,
+}
+
+pub fn journey_view(j: JourneyRow) -> JourneyView {
+    let currency = j.currency.as_deref().and_then(|c| Currency::parse(c).ok());
+    let money = |minor: Option<i64>| Some(Money::from_minor(minor?, currency?));
+    JourneyView {
+        journey_id: j.journey_id.to_string(),
+        fare: money(j.fare_minor),
+        charge: money(j.charge_minor),
+        operator_id: j.operator_id,
+        mode: j.mode,
+        status: j.status,
+        entry_location_id: j.entry_location_id,
+        entry_at_ms: j.entry_at_ms,
+        exit_location_id: j.exit_location_id,
+        exit_at_ms: j.exit_at_ms,
+        vehicle_class: j.vehicle_class,
+        close_reason: j.close_reason,
+        business_day: j.business_day,
+    }
+}
+
+async fn journeys(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<JourneyQuery>,
+) -> ApiResult<Json<JourneyList>> {
+    let rider_id = rider_of(&state, &headers).await?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=JOURNEYS_LIMIT_MAX).contains(&limit) {
+        return Err(ApiError::unprocessable("limit_out_of_range", format!("limit must be 1..={JOURNEYS_LIMIT_MAX}")));
+    }
+    let rows = state.store.journeys_of_rider(rider_id, limit).await?;
+    Ok(Json(JourneyList { journeys: rows.into_iter().map(journey_view).collect() }))
+}

@@ -1,0 +1,221 @@
+//! Every configuration name and its typed default, in one place.
+//!
+//! Configuration comes from an optional TOML file, then `TURNPIKE_<SECTION>__<FIELD>` environment
+//! variables (e.g. `TURNPIKE_DATABASE__URL`). Bad configuration stops the process before it binds a
+//! port.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub listen: ListenConfig,
+    pub tls: TlsConfig,
+    pub database: DatabaseConfig,
+    pub taps: TapConfig,
+    pub journeys: JourneyConfig,
+    pub credentials: CredentialConfig,
+    pub admin: AdminConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenConfig {
+    /// Terminal API (mutual TLS, client certificate required).
+    pub terminal: SocketAddr,
+    /// Rider and admin APIs (TLS, server certificate only).
+    pub public: SocketAddr,
+    /// `/metrics`, `/healthz`, `/readyz` (plain HTTP; keep it on a private interface).
+    pub ops: SocketAddr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Directory written by `gateway certs dev`: `ca.pem`, `server.pem`, `server.key`, and
+    /// optionally `crl.pem` (revoked terminal certificates).
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://path/to/file.db` (embedded) or `postgres://user@host/db`.
+    pub url: String,
+    /// Upper bound on pooled connections; the tap writers take `taps.writers` of them.
+    pub connections_max: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TapConfig {
+    /// Concurrent group-commit writers. SQLite has one writer whatever this says.
+    pub writers: usize,
+    /// Most taps committed in one transaction. 64 amortises the commit's fsync across
+    /// concurrent requests while keeping one batch's latency well under a millisecond of SQL.
+    pub commit_batch_taps_max: usize,
+    /// Taps waiting for a writer before new requests are refused with 503 (bounded queue).
+    pub queue_taps_max: usize,
+    /// A code older than this at scan time is stale (`code_expired`).
+    pub freshness_ms: u64,
+    /// A code generated later than scan time + this is `code_from_future`.
+    pub max_future_skew_ms: u64,
+    /// A scan time later than the gateway clock + this is rejected (422 `scan_time_in_future`).
+    pub scan_time_future_skew_ms: u64,
+    /// A scan time older than this is rejected (422 `scan_time_too_old`): offline buffers are
+    /// uploaded within days, not weeks.
+    pub scan_time_max_age_ms: u64,
+    /// How often each node re-reads the deny list and terminal registry from the database, so
+    /// changes made on another node take effect within this bound.
+    pub refresh_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JourneyConfig {
+    /// An entry with no exit for this long is closed at the network's maximum fare.
+    pub incomplete_after_ms: u64,
+    /// Exit at the entry station within this window costs the minimum fare.
+    pub same_station_window_ms: u64,
+    /// How often the sweeper closes incomplete journeys.
+    pub sweep_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CredentialConfig {
+    /// Validity of an issued credential; at most 7 days (the format forbids more).
+    pub validity_s: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Bearer token for the admin API. Empty means a random token is generated at start and
+    /// written to `<tls.dir>/admin-token` (dev only).
+    pub token: String,
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        ListenConfig {
+            terminal: "127.0.0.1:8443".parse().expect("literal address"),
+            public: "127.0.0.1:8444".parse().expect("literal address"),
+            ops: "127.0.0.1:9090".parse().expect("literal address"),
+        }
+    }
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig { dir: PathBuf::from("dev-certs") }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig { url: "sqlite://turnpike.db".into(), connections_max: 16 }
+    }
+}
+
+impl Default for TapConfig {
+    fn default() -> Self {
+        TapConfig {
+            writers: 4,
+            commit_batch_taps_max: 64,
+            queue_taps_max: 10_000,
+            freshness_ms: 60_000,
+            max_future_skew_ms: 5_000,
+            scan_time_future_skew_ms: 30_000,
+            scan_time_max_age_ms: 7 * 24 * 3600 * 1000,
+            refresh_interval_ms: 1_000,
+        }
+    }
+}
+
+impl Default for JourneyConfig {
+    fn default() -> Self {
+        JourneyConfig {
+            incomplete_after_ms: 4 * 3600 * 1000,
+            same_station_window_ms: 20 * 60 * 1000,
+            sweep_interval_ms: 60_000,
+        }
+    }
+}
+
+impl Default for CredentialConfig {
+    fn default() -> Self {
+        CredentialConfig { validity_s: 3 * 24 * 3600 }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: ListenConfig::default(),
+            tls: TlsConfig::default(),
+            database: DatabaseConfig::default(),
+            taps: TapConfig::default(),
+            journeys: JourneyConfig::default(),
+            credentials: CredentialConfig::default(),
+            admin: AdminConfig { token: String::new() },
+        }
+    }
+}
+
+impl Config {
+    /// Reads the optional file, applies `TURNPIKE_*` environment overrides and validates.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+        let mut value: toml::Table = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config {}", path.display()))?;
+                text.parse().with_context(|| format!("parsing config {}", path.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        for (key, raw) in std::env::vars() {
+            let Some(rest) = key.strip_prefix("TURNPIKE_") else { continue };
+            let Some((section, field)) = rest.split_once("__") else { continue };
+            let section = section.to_ascii_lowercase();
+            let field = field.to_ascii_lowercase();
+            // Numbers and booleans parse as TOML values; anything else is a string.
+            let parsed: toml::Value = format!("v = {raw}")
+                .parse::<toml::Table>()
+                .ok()
+                .and_then(|t| t.get("v").cloned())
+                .unwrap_or(toml::Value::String(raw));
+            value
+                .entry(section)
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .with_context(|| format!("{key}: section is not a table"))?
+                .insert(field, parsed);
+        }
+        let config: Config = toml::Value::Table(value).try_into().context("invalid configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.credentials.validity_s == 0
+            || self.credentials.validity_s > turnpike_wire::ridecode::MAX_CREDENTIAL_VALIDITY_S
+        {
+            bail!("credentials.validity_s must be between 1 and 604800 (7 days)");
+        }
+        if self.taps.writers == 0 || self.taps.commit_batch_taps_max == 0 || self.taps.queue_taps_max == 0 {
+            bail!("taps.writers, taps.commit_batch_taps_max and taps.queue_taps_max must be positive");
+        }
+        if self.journeys.same_station_window_ms >= self.journeys.incomplete_after_ms {
+            bail!("journeys.same_station_window_ms must be shorter than journeys.incomplete_after_ms");
+        }
+        if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres")) {
+            bail!("database.url must start with sqlite: or postgres://");
+        }
+        Ok(())
+    }
+}

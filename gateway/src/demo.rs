@@ -1,0 +1,355 @@
+//! `gateway demo`: the whole system on one machine with nothing installed. It generates a dev
+//! PKI, starts a real gateway on an embedded SQLite database, configures a Hangzhou-like metro
+//! line and a Zhejiang-like expressway through the admin API, enrols riders through the rider API
+//! (each with its own P-256 device key), and drives gates and toll booths over mutual TLS,
+//! printing every decision, then a summary.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rand::seq::SliceRandom;
+use rand::Rng;
+use tokio::sync::Mutex;
+use turnpike_wire::api::{Decision, Direction, TapRequest, TapResponse, VehicleClass};
+
+use crate::client::{AdminClient, RiderDevice, TerminalClient};
+use crate::config::Config;
+
+pub struct DemoOptions {
+    pub duration_s: Option<u64>,
+    pub dir: Option<PathBuf>,
+    pub riders: usize,
+}
+
+pub const METRO_OPERATOR: &str = "hz-metro";
+pub const TOLL_OPERATOR: &str = "zj-expressway";
+
+fn sanitize(id: &str) -> String {
+    id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+/// Demo terminals: two gates per metro station, one exit lane and one entry lane per toll plaza.
+pub fn demo_terminals() -> Vec<(String, &'static str, String)> {
+    let mut out = Vec::new();
+    for stop in turnpike_fares::demo_metro().stops() {
+        for gate in 1..=2 {
+            out.push((format!("gate-{}-{gate}", sanitize(&stop.id)), METRO_OPERATOR, stop.id.clone()));
+        }
+    }
+    for plaza in turnpike_fares::demo_toll().plazas() {
+        out.push((format!("booth-{}-in", sanitize(&plaza.id)), TOLL_OPERATOR, plaza.id.clone()));
+        out.push((format!("booth-{}-out", sanitize(&plaza.id)), TOLL_OPERATOR, plaza.id.clone()));
+    }
+    out
+}
+
+pub fn demo_terminal_ids() -> Vec<String> {
+    demo_terminals().into_iter().map(|(id, _, _)| id).collect()
+}
+
+/// Terminal id → (client, location id, display name).
+struct Fleet {
+    terminals: std::collections::HashMap<String, (TerminalClient, String)>,
+    sequences: Mutex<std::collections::HashMap<String, u64>>,
+    stats: Mutex<Stats>,
+}
+
+#[derive(Default)]
+struct Stats {
+    latencies_us: Vec<u64>,
+    approved: u64,
+    declined: u64,
+}
+
+impl Fleet {
+    async fn next_sequence(&self, terminal: &str) -> u64 {
+        let mut seqs = self.sequences.lock().await;
+        let s = seqs.entry(terminal.to_string()).or_insert(0);
+        *s += 1;
+        *s
+    }
+
+    fn client(&self, terminal: &str) -> anyhow::Result<&TerminalClient> {
+        Ok(&self.terminals.get(terminal).with_context(|| format!("no terminal {terminal}"))?.0)
+    }
+
+    /// One live tap: builds the request, sends it, records latency, prints the line.
+    async fn tap(
+        &self,
+        terminal: &str,
+        who: &str,
+        direction: Direction,
+        code: String,
+        vehicle_class: Option<VehicleClass>,
+        quiet: bool,
+    ) -> anyhow::Result<TapResponse> {
+        let sequence = self.next_sequence(terminal).await;
+        let tap = TapRequest { sequence, direction, ride_code: code, scanned_at_ms: crate::now_ms() as u64, vehicle_class };
+        let started = Instant::now();
+        let response = self.client(terminal)?.tap(&tap).await?;
+        let mut stats = self.stats.lock().await;
+        stats.latencies_us.push(started.elapsed().as_micros() as u64);
+        match response.decision {
+            Decision::Approve => stats.approved += 1,
+            Decision::Decline => stats.declined += 1,
+        }
+        drop(stats);
+        if !quiet {
+            println!("{}", line(terminal, who, direction, &response));
+        }
+        Ok(response)
+    }
+}
+
+fn line(terminal: &str, who: &str, direction: Direction, r: &TapResponse) -> String {
+    let what = match r.decision {
+        Decision::Approve => "APPROVE".to_string(),
+        Decision::Decline => format!("DECLINE {}", r.reason.as_deref().unwrap_or("?")),
+    };
+    let fare = match (&r.fare, &r.charge) {
+        (Some(f), Some(c)) if f != c => format!("  fare {f}, charged {c} (daily cap)"),
+        (Some(f), _) => format!("  fare {f}"),
+        _ => String::new(),
+    };
+    format!("  {terminal:<28} {who:<10} {:<5} → {what}{fare}", direction.as_str())
+}
+
+pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let deadline = options.duration_s.map(|s| started + Duration::from_secs(s));
+    let temporary = options.dir.is_none();
+    let dir = options.dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("turnpike-demo-{}-{}", std::process::id(), crate::now_ms()))
+    });
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let result = run_in(&dir, options, deadline).await;
+    if temporary {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+async fn run_in(dir: &std::path::Path, options: DemoOptions, deadline: Option<Instant>) -> anyhow::Result<()> {
+    println!("Turnpike demo — everything local: embedded SQLite, generated dev PKI, mutual TLS on loopback\n");
+    let certs = dir.join("certs");
+    let terminals = demo_terminals();
+    crate::certs::write_dev_pki(&certs, &demo_terminal_ids())?;
+    let mut config = Config::default();
+    config.listen.terminal = "127.0.0.1:0".parse()?;
+    config.listen.public = "127.0.0.1:0".parse()?;
+    config.listen.ops = "127.0.0.1:0".parse()?;
+    config.tls.dir = certs.clone();
+    config.database.url = format!("sqlite://{}?mode=rwc", dir.join("turnpike.db").display());
+    let admin_token = hex::encode(crate::random_bytes::<24>());
+    let gateway = crate::Gateway::build(config, &admin_token).await?;
+    let terminal_base = format!("https://localhost:{}", gateway.terminal_addr().port());
+    let public_base = format!("https://localhost:{}", gateway.public_addr().port());
+    let ops_base = format!("http://{}", gateway.ops_addr());
+    println!("gateway up: terminal API {terminal_base} (mTLS), rider/admin API {public_base}, metrics {ops_base}/metrics");
+    println!("database {}\n", dir.join("turnpike.db").display());
+    let state = gateway.state().clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(gateway.run_until(async {
+        let _ = stop_rx.await;
+    }));
+
+    // --- operators, fare data and terminals, through the admin API ---
+    let ca = certs.join("ca.pem");
+    let admin = AdminClient::new(&public_base, &ca, &admin_token)?;
+    admin
+        .post_ok("/v1/admin/operators", &serde_json::json!({"operator_id": METRO_OPERATOR, "name": "Hangzhou Metro (demo)", "mode": "metro"}))
+        .await?;
+    admin
+        .post_ok(
+            "/v1/admin/operators",
+            &serde_json::json!({"operator_id": TOLL_OPERATOR, "name": "Zhejiang Expressway (demo)", "mode": "toll"}),
+        )
+        .await?;
+    let put = |op: &str, format: &str| {
+        let admin = admin.clone();
+        let path = format!("/v1/admin/operators/{op}/fares");
+        let body = serde_json::json!({ "format": format });
+        async move { admin.send(reqwest::Method::PUT, &path, Some(&body)).await }
+    };
+    anyhow::ensure!(put(METRO_OPERATOR, "demo_metro").await?.status == 201, "loading metro fares");
+    anyhow::ensure!(put(TOLL_OPERATOR, "demo_toll").await?.status == 201, "loading toll rates");
+    let mut clients = std::collections::HashMap::new();
+    for (id, operator, location) in &terminals {
+        admin
+            .post_ok("/v1/admin/terminals", &serde_json::json!({"terminal_id": id, "operator_id": operator, "location_id": location}))
+            .await?;
+        let client = TerminalClient::new(
+            &terminal_base,
+            &ca,
+            &certs.join("terminals").join(format!("{id}.pem")),
+            &certs.join("terminals").join(format!("{id}.key")),
+        )?;
+        clients.insert(id.clone(), (client, location.clone()));
+    }
+    let metro = turnpike_fares::demo_metro();
+    let toll = turnpike_fares::demo_toll();
+    println!(
+        "configured {} metro stations ({} gates) and {} toll plazas ({} lanes) over the admin API",
+        metro.stops().len(),
+        metro.stops().len() * 2,
+        toll.plazas().len(),
+        toll.plazas().len() * 2
+    );
+
+    // --- riders enrol their phones ---
+    let mut riders = Vec::new();
+    for _ in 0..options.riders.max(4) {
+        riders.push(RiderDevice::enrol(&public_base, &ca, &["metro", "toll"]).await?);
+    }
+    println!("{} riders registered; each phone made a P-256 key and received a 7-day-max credential\n", riders.len());
+    let fleet = Arc::new(Fleet { terminals: clients, sequences: Mutex::new(Default::default()), stats: Mutex::new(Stats::default()) });
+    let gate = |stop: &str, n: u8| format!("gate-{}-{n}", sanitize(stop));
+    let stops: Vec<String> = metro.stops().iter().map(|s| s.id.clone()).collect();
+    let plazas: Vec<String> = toll.plazas().iter().map(|p| p.id.clone()).collect();
+    let now = || crate::now_ms() as u64;
+
+    println!("— a metro journey, then the same exit code shown again (replay)");
+    let r0 = &riders[0];
+    fleet.tap(&gate(&stops[0], 1), "rider-1", Direction::Entry, r0.ride_code(now())?, None, false).await?;
+    let exit_code = r0.ride_code(now())?;
+    fleet.tap(&gate(&stops[9], 1), "rider-1", Direction::Exit, exit_code.clone(), None, false).await?;
+    fleet.tap(&gate(&stops[9], 2), "rider-1", Direction::Exit, exit_code, None, false).await?;
+
+    println!("— pass-back: a second entry without an exit");
+    let r1 = &riders[1];
+    fleet.tap(&gate(&stops[3], 1), "rider-2", Direction::Entry, r1.ride_code(now())?, None, false).await?;
+    fleet.tap(&gate(&stops[3], 2), "rider-2", Direction::Entry, r1.ride_code(now())?, None, false).await?;
+    println!("— rider-2 leaves; then enters again and turns back at the same gate line with the entry code still on screen\n  (one code may serve one entry and one exit; a same-station exit within the window costs the minimum fare)");
+    let shown = r1.ride_code(now())?;
+    fleet.tap(&gate(&stops[5], 1), "rider-2", Direction::Exit, r1.ride_code(now())?, None, false).await?;
+    fleet.tap(&gate(&stops[5], 1), "rider-2", Direction::Entry, shown.clone(), None, false).await?;
+    fleet.tap(&gate(&stops[5], 2), "rider-2", Direction::Exit, shown, None, false).await?;
+
+    println!("— a forged code (one bit flipped) and an expired one");
+    let mut forged = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, riders[2].ride_code(now())?)?;
+    forged[150] ^= 0x01;
+    let forged = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, forged);
+    fleet.tap(&gate(&stops[1], 1), "rider-3", Direction::Entry, forged, None, false).await?;
+    fleet.tap(&gate(&stops[1], 1), "rider-3", Direction::Entry, riders[2].ride_code(now() - 10 * 60 * 1000)?, None, false).await?;
+
+    println!("— toll: enter at {}, exit at {} as a 3-axle truck (t3) and as a car (p1)", plazas[0], plazas[plazas.len() - 1]);
+    let booth = |plaza: &str, dir: &str| format!("booth-{}-{dir}", sanitize(plaza));
+    fleet.tap(&booth(&plazas[0], "in"), "driver-1", Direction::Entry, riders[3].ride_code(now())?, None, false).await?;
+    fleet
+        .tap(&booth(&plazas[plazas.len() - 1], "out"), "driver-1", Direction::Exit, riders[3].ride_code(now())?, Some(VehicleClass::T3), false)
+        .await?;
+    fleet.tap(&booth(&plazas[1], "in"), "driver-2", Direction::Entry, riders[0].ride_code(now())?, None, false).await?;
+    fleet
+        .tap(&booth(&plazas[plazas.len() - 2], "out"), "driver-2", Direction::Exit, riders[0].ride_code(now())?, Some(VehicleClass::P1), false)
+        .await?;
+
+    println!("— an offline gate buffers four taps and uploads them when its link returns (twice: same answers)");
+    let offline_gate = gate(&stops[2], 2);
+    let mut buffered = Vec::new();
+    for (rider, direction) in [(&riders[2], Direction::Entry), (&riders[3], Direction::Entry)] {
+        let seq = fleet.next_sequence(&offline_gate).await;
+        buffered.push(TapRequest { sequence: seq, direction, ride_code: rider.ride_code(now())?, scanned_at_ms: now(), vehicle_class: None });
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for rider in [&riders[2], &riders[3]] {
+        let seq = fleet.next_sequence(&offline_gate).await;
+        buffered.push(TapRequest { sequence: seq, direction: Direction::Exit, ride_code: rider.ride_code(now())?, scanned_at_ms: now(), vehicle_class: None });
+    }
+    let client = fleet.client(&offline_gate)?;
+    let first = client.batch(buffered.clone()).await?;
+    let again = client.batch(buffered).await?;
+    for r in &first.results {
+        println!("{}", line(&offline_gate, "offline", Direction::Entry, r).replace("entry", "batch"));
+    }
+    println!("  re-upload identical: {}", serde_json::to_string(&first.results)? == serde_json::to_string(&again.results)?);
+
+    println!("— the admin deny-lists rider-4; their next entry is refused");
+    admin
+        .post_ok("/v1/admin/deny-list", &serde_json::json!({"kind": "rider", "subject_id": riders[3].rider_id, "reason": "demo: unpaid fare"}))
+        .await?;
+    fleet.tap(&gate(&stops[4], 1), "rider-4", Direction::Entry, riders[3].ride_code(now())?, None, false).await?;
+    let _ = admin.send::<()>(reqwest::Method::DELETE, &format!("/v1/admin/deny-list/rider/{}", riders[3].rider_id), None).await?;
+
+    // --- free running traffic until the deadline or Ctrl-C ---
+    println!("\n— riders travel between random stations until {}", match deadline {
+        Some(_) => "the --duration ends".to_string(),
+        None => "Ctrl-C".to_string(),
+    });
+    let stop_flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = tokio::task::JoinSet::new();
+    let riders = Arc::new(riders);
+    for index in 0..riders.len() {
+        let fleet = fleet.clone();
+        let riders = riders.clone();
+        let stops = stops.clone();
+        let stop_flag = stop_flag.clone();
+        tasks.spawn(async move {
+            while !stop_flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let (from, to, pause) = {
+                    let mut rng = rand::thread_rng();
+                    let from = stops.choose(&mut rng).cloned().unwrap_or_default();
+                    let to = stops.choose(&mut rng).cloned().unwrap_or_default();
+                    (from, to, rng.gen_range(50..400))
+                };
+                let rider = &riders[index];
+                let who = format!("rider-{}", index + 1);
+                let code = rider.ride_code(crate::now_ms() as u64)?;
+                let entry = fleet.tap(&format!("gate-{}-1", sanitize(&from)), &who, Direction::Entry, code, None, true).await?;
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+                let code = rider.ride_code(crate::now_ms() as u64)?;
+                let exit = fleet.tap(&format!("gate-{}-2", sanitize(&to)), &who, Direction::Exit, code, None, true).await?;
+                if entry.decision == Decision::Approve {
+                    let fare = exit.fare.map(|f| f.to_string()).unwrap_or_else(|| exit.reason.clone().unwrap_or_default());
+                    println!("  {who:<10} {from} → {to}: {fare}");
+                }
+            }
+            anyhow::Ok(())
+        });
+    }
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    stop_flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    while let Some(result) = tasks.join_next().await {
+        result??;
+    }
+
+    // --- summary ---
+    println!("\nSummary");
+    let stats = fleet.stats.lock().await;
+    let mut lat = stats.latencies_us.clone();
+    lat.sort_unstable();
+    let pct = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(0) as f64 / 1000.0;
+    println!(
+        "  live taps: {} ({} approved, {} declined); round trip over mTLS p50 {:.2} ms, p99 {:.2} ms",
+        lat.len(),
+        stats.approved,
+        stats.declined,
+        pct(0.5),
+        pct(0.99)
+    );
+    for (decision, reason, count) in state.store.tap_counts().await? {
+        println!("  taps recorded: {decision:<8} {:<24} {count}", reason.unwrap_or_default());
+    }
+    for t in state.store.journey_totals().await? {
+        println!(
+            "  journeys {:<14} {:<7} {:>5}  fares {:>10} CNY  charged {:>10} CNY",
+            t.operator_id,
+            t.status,
+            t.journeys,
+            turnpike_wire::Money::from_minor(t.fares_minor, turnpike_wire::Currency::CNY).amount(),
+            turnpike_wire::Money::from_minor(t.charges_minor, turnpike_wire::Currency::CNY).amount()
+        );
+    }
+    let journeys = riders[0].journeys(&public_base, &ca).await?;
+    println!("  rider-1 sees {} of their own journeys through the rider API", journeys.journeys.len());
+    let _ = stop_tx.send(());
+    server.await??;
+    println!("\ndemo finished cleanly");
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! The gateway's error type and the one place where errors become HTTP answers.
+//!
+//! A decline is not an error: a well-formed tap that the rules refuse gets a 200 with
+//! `decision: decline` and a reason. Errors are for requests the gateway cannot judge (bad input,
+//! bad credentials, overload, database trouble), and an error never changes state.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use turnpike_wire::api::{ErrorBody, ErrorDetail};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed or semantically invalid; `code` is the machine-readable reason.
+    #[error("{message}")]
+    BadRequest { status: StatusCode, code: &'static str, message: String },
+    #[error("authentication required or failed")]
+    Unauthorized,
+    #[error("{0}")]
+    NotFound(String),
+    /// The idempotency key was used before with a different body.
+    #[error("sequence {sequence} was already used by this terminal with a different request")]
+    IdempotencyConflict { sequence: u64 },
+    /// Too much queued work; the caller should retry after a short pause.
+    #[error("the gateway is overloaded; retry shortly")]
+    Overloaded,
+    #[error("storage unavailable")]
+    Storage(#[from] sqlx::Error),
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::BadRequest { status: StatusCode::UNPROCESSABLE_ENTITY, code, message: message.into() }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::BadRequest { status: StatusCode::BAD_REQUEST, code, message: message.into() }
+    }
+
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest { status, code, .. } => (*status, code),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::IdempotencyConflict { .. } => (StatusCode::CONFLICT, "idempotency_conflict"),
+            ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            ApiError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        match &self {
+            ApiError::Storage(e) => tracing::error!(error = %e, "storage error"),
+            ApiError::Internal(e) => tracing::error!(error = ?e, "internal error"),
+            _ => {}
+        }
+        let body = ErrorBody { error: ErrorDetail { code: code.to_string(), message: self.to_string() } };
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,241 @@
+//! The Turnpike gateway: decides in milliseconds whether a gate opens, and records every tap
+//! durably before it says so.
+//!
+//! # Layout
+//! - [`config`]: every setting and its default.
+//! - [`server`], [`tls`]: listeners; mutual TLS for terminals, server TLS for riders and admins.
+//! - [`api`]: the HTTP routers (terminal, rider, admin, ops).
+//! - [`engine`]: the tap rules and the group-commit writers.
+//! - [`network`]: fare networks in force (metro fares, toll tables) per operator.
+//! - [`registry`]: in-memory snapshots of terminals, deny list and issuer keys.
+//! - [`store`]: the only module that speaks SQL (PostgreSQL and SQLite).
+//! - [`certs`]: the development PKI (`gateway certs dev`).
+//! - [`demo`]: the self-contained demo (`gateway demo`).
+//!
+//! It deliberately does not charge anyone yet: journeys are priced and recorded; the payment
+//! provider and the capture worker come next.
+
+pub mod api;
+pub mod certs;
+pub mod client;
+pub mod config;
+pub mod demo;
+pub mod engine;
+pub mod error;
+pub mod network;
+pub mod registry;
+pub mod server;
+pub mod store;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use turnpike_wire::ridecode::VerifyPolicy;
+
+use crate::config::Config;
+use crate::engine::{Rules, TapEngine};
+use crate::network::Networks;
+use crate::registry::Registry;
+use crate::store::Store;
+
+/// Shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub registry: Arc<Registry>,
+    pub networks: Arc<Networks>,
+    pub engine: TapEngine,
+    pub metrics: PrometheusHandle,
+    pub admin_token_sha256: [u8; 32],
+}
+
+impl AppState {
+    pub async fn refresh_registry(&self) -> anyhow::Result<()> {
+        self.registry.refresh(&self.store).await
+    }
+}
+
+/// A built gateway: database migrated, state loaded, ports bound (port 0 picks a free one).
+pub struct Gateway {
+    state: AppState,
+    terminal: (TcpListener, TlsAcceptor),
+    public: (TcpListener, TlsAcceptor),
+    ops: TcpListener,
+}
+
+impl Gateway {
+    pub async fn build(config: Config, admin_token: &str) -> anyhow::Result<Gateway> {
+        config.validate()?;
+        let store = Store::connect(&config.database.url, config.database.connections_max).await?;
+        let policy = VerifyPolicy { freshness_ms: config.taps.freshness_ms, max_future_skew_ms: config.taps.max_future_skew_ms };
+        let registry = Arc::new(Registry::load(&store, policy).await?);
+        let networks = Arc::new(Networks::default());
+        networks.reload(&store).await?;
+        let rules = Rules {
+            incomplete_after_ms: config.journeys.incomplete_after_ms as i64,
+            same_station_window_ms: config.journeys.same_station_window_ms as i64,
+            commit_batch_taps_max: config.taps.commit_batch_taps_max,
+        };
+        let engine = TapEngine::start(store.clone(), networks.clone(), rules, config.taps.writers, config.taps.queue_taps_max);
+        let terminal_tls = tls::terminal_server_config(&config.tls.dir, registry.clone())?;
+        let public_tls = tls::public_server_config(&config.tls.dir)?;
+        let terminal = TcpListener::bind(config.listen.terminal).await.with_context(|| format!("binding {}", config.listen.terminal))?;
+        let public = TcpListener::bind(config.listen.public).await.with_context(|| format!("binding {}", config.listen.public))?;
+        let ops = TcpListener::bind(config.listen.ops).await.with_context(|| format!("binding {}", config.listen.ops))?;
+        let state = AppState {
+            config: Arc::new(config),
+            store,
+            registry,
+            networks,
+            engine,
+            metrics: metrics_handle(),
+            admin_token_sha256: api::sha256(admin_token.as_bytes()),
+        };
+        Ok(Gateway {
+            state,
+            terminal: (terminal, TlsAcceptor::from(Arc::new(terminal_tls))),
+            public: (public, TlsAcceptor::from(Arc::new(public_tls))),
+            ops,
+        })
+    }
+
+    pub fn terminal_addr(&self) -> SocketAddr {
+        self.terminal.0.local_addr().expect("bound listener has an address")
+    }
+
+    pub fn public_addr(&self) -> SocketAddr {
+        self.public.0.local_addr().expect("bound listener has an address")
+    }
+
+    pub fn ops_addr(&self) -> SocketAddr {
+        self.ops.local_addr().expect("bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, drains in-flight requests (up to
+    /// [`server::DRAIN_TIMEOUT`]) and closes the database pool.
+    pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let state = self.state.clone();
+        let terminal_router = api::terminal::router(state.clone());
+        let public_router = api::rider::router(state.clone()).merge(api::admin::router(state.clone()));
+        let ops_router = api::ops::router(state.clone());
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(server::serve_tls(self.terminal.0, self.terminal.1, terminal_router, server::Auth::Terminal, stop_rx.clone()));
+        tasks.spawn(server::serve_tls(self.public.0, self.public.1, public_router, server::Auth::ServerOnly, stop_rx.clone()));
+        tasks.spawn(server::serve_plain(self.ops, ops_router, stop_rx.clone()));
+        tasks.spawn(refresher(state.clone(), stop_rx.clone()));
+        tasks.spawn(sweeper(state.clone(), stop_rx.clone()));
+        shutdown.await;
+        tracing::info!("shutting down: draining in-flight requests");
+        let _ = stop_tx.send(true);
+        while tasks.join_next().await.is_some() {}
+        state.store.close().await;
+        Ok(())
+    }
+}
+
+/// Re-reads terminals, deny list and keys so changes made through other nodes arrive.
+async fn refresher(state: AppState, mut stop: watch::Receiver<bool>) {
+    let period = Duration::from_millis(state.config.taps.refresh_interval_ms.max(100));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) = state.refresh_registry().await {
+            tracing::warn!(error = %e, "registry refresh failed; keeping the previous snapshot");
+        }
+        if let Err(e) = state.networks.reload(&state.store).await {
+            tracing::warn!(error = %e, "fare network reload failed; keeping the previous networks");
+        }
+    }
+}
+
+/// Most journeys the sweeper closes per round; it comes back next round for the rest.
+const SWEEP_JOURNEYS_MAX: i64 = 1_000;
+
+/// Closes journeys whose entry is older than `journeys.incomplete_after_ms`, at the maximum fare.
+async fn sweeper(state: AppState, mut stop: watch::Receiver<bool>) {
+    let period = Duration::from_millis(state.config.journeys.sweep_interval_ms.max(100));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = stop.changed() => return,
+        }
+        match sweep_once(&state).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(closed = n, "closed incomplete journeys at the maximum fare"),
+            Err(e) => tracing::warn!(error = %e, "sweep failed"),
+        }
+    }
+}
+
+pub async fn sweep_once(state: &AppState) -> anyhow::Result<usize> {
+    let cutoff = now_ms() - state.config.journeys.incomplete_after_ms as i64;
+    let stale = state.store.stale_open_journeys(cutoff, SWEEP_JOURNEYS_MAX).await?;
+    let mut closed = 0;
+    for journey in stale {
+        let Some(network) = state.networks.get(&journey.operator_id) else { continue };
+        let mut tx = state.store.begin().await?;
+        if engine::close_incomplete(&mut tx, &network, &journey).await? {
+            closed += 1;
+        }
+        tx.commit().await?;
+    }
+    metrics::counter!("gateway_journeys_closed_incomplete_total").increment(closed as u64);
+    Ok(closed)
+}
+
+/// The process-wide Prometheus recorder (installed once; tests run several gateways per process).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let latency = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.3, 1.0, 3.0];
+            let batch = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()), &latency)
+                .and_then(|b| b.set_buckets_for_metric(metrics_exporter_prometheus::Matcher::Suffix("_taps".into()), &batch))
+                .expect("static bucket lists are valid")
+                .build_recorder();
+            let handle = recorder.handle();
+            // A second recorder (another library in the same process) is not fatal: we still render ours.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// Now, as UTC Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// A random positive 63-bit id: unguessable, and no sequence to contend on across nodes.
+pub fn random_id() -> i64 {
+    loop {
+        let id = i64::from_be_bytes(random_bytes::<8>()) & i64::MAX;
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    use ring::rand::SecureRandom;
+    let mut out = [0u8; N];
+    ring::rand::SystemRandom::new().fill(&mut out).expect("the OS random source works");
+    out
+}

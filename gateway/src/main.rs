@@ -1,0 +1,127 @@
+//! `gateway`: serve, run the demo, or make development certificates.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use gateway::config::Config;
+
+#[derive(Parser)]
+#[command(name = "gateway", about = "Turnpike gateway: ride codes, taps, journeys and fares")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the terminal, rider, admin and ops APIs.
+    Serve {
+        /// TOML config file; `TURNPIKE_<SECTION>__<FIELD>` environment variables override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run a self-contained demo: embedded database, dev certificates, demo networks, riders and
+    /// terminals talking mutual TLS to a real gateway.
+    Demo {
+        /// Stop after this many seconds (exit code 0). Without it, run until Ctrl-C.
+        #[arg(long)]
+        duration: Option<u64>,
+        /// Where to keep the demo's database and certificates (default: a fresh temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Simulated riders.
+        #[arg(long, default_value_t = 8)]
+        riders: usize,
+    },
+    /// Certificates.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Generate a development CA, server certificate and terminal certificates.
+    Dev {
+        #[arg(long)]
+        out: PathBuf,
+        /// Terminal ids to issue client certificates for (repeatable).
+        #[arg(long = "terminal")]
+        terminals: Vec<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => {
+            init_tracing(true);
+            let config = Config::load(config.as_deref())?;
+            let admin_token = admin_token(&config)?;
+            let gateway = gateway::Gateway::build(config, &admin_token).await?;
+            tracing::info!(terminal = %gateway.terminal_addr(), public = %gateway.public_addr(), ops = %gateway.ops_addr(), "gateway listening");
+            gateway.run_until(shutdown_signal()).await
+        }
+        Command::Demo { duration, dir, riders } => {
+            init_tracing(false);
+            gateway::demo::run(gateway::demo::DemoOptions { duration_s: duration, dir, riders }).await
+        }
+        Command::Certs { command: CertsCommand::Dev { out, mut terminals } } => {
+            if terminals.is_empty() {
+                terminals = gateway::demo::demo_terminal_ids();
+            }
+            gateway::certs::write_dev_pki(&out, &terminals)?;
+            println!("wrote dev CA, server and {} terminal certificates to {}", terminals.len(), out.display());
+            Ok(())
+        }
+    }
+}
+
+/// The admin token from config, or (dev) a random one written next to the certificates.
+fn admin_token(config: &Config) -> anyhow::Result<String> {
+    if !config.admin.token.is_empty() {
+        return Ok(config.admin.token.clone());
+    }
+    let path = config.tls.dir.join("admin-token");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        return Ok(existing.trim().to_string());
+    }
+    let token = hex::encode(gateway::random_bytes::<24>());
+    gateway::certs::write_secret(&path, &token).with_context(|| format!("writing {}", path.display()))?;
+    tracing::warn!(path = %path.display(), "no admin.token configured; generated one (development only)");
+    Ok(token)
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if json { "info" } else { "warn" }));
+    if json {
+        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+    } else {
+        tracing_subscriber::fmt().compact().with_env_filter(filter).init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

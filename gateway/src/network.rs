@@ -1,0 +1,217 @@
+//! The fare networks in force: for each operator, its mode (metro or toll), time zone, currency,
+//! daily cap and pricing data. Rebuilt from the database's newest fare data at start and after the
+//! admin API loads new data; taps read an immutable snapshot.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use anyhow::{bail, Context};
+use turnpike_fares::{MetroFares, TollTable};
+use turnpike_wire::api::VehicleClass;
+use turnpike_wire::{Currency, Money};
+
+use crate::store::{OperatorRow, Store};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Metro,
+    Toll,
+}
+
+impl Mode {
+    pub fn parse(text: &str) -> Option<Mode> {
+        match text {
+            "metro" => Some(Mode::Metro),
+            "toll" => Some(Mode::Toll),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Metro => "metro",
+            Mode::Toll => "toll",
+        }
+    }
+
+    /// The credential product flag a rider needs for this mode.
+    pub fn product_bit(self) -> u16 {
+        match self {
+            Mode::Metro => turnpike_wire::ridecode::ProductFlags::METRO.bits(),
+            Mode::Toll => turnpike_wire::ridecode::ProductFlags::TOLL.bits(),
+        }
+    }
+}
+
+pub enum Pricing {
+    Metro(MetroFares),
+    Toll(TollTable),
+}
+
+pub struct OperatorNetwork {
+    operator: OperatorRow,
+    time_zone: jiff::tz::TimeZone,
+    currency: Currency,
+    daily_cap: Option<Money>,
+    pricing: Pricing,
+    pub fare_version: i64,
+}
+
+impl OperatorNetwork {
+    pub fn operator_id(&self) -> &str {
+        &self.operator.operator_id
+    }
+
+    pub fn mode(&self) -> Mode {
+        match self.pricing {
+            Pricing::Metro(_) => Mode::Metro,
+            Pricing::Toll(_) => Mode::Toll,
+        }
+    }
+
+    pub fn daily_cap(&self) -> Option<Money> {
+        self.daily_cap
+    }
+
+    pub fn has_location(&self, location_id: &str) -> bool {
+        match &self.pricing {
+            Pricing::Metro(m) => m.stop(location_id).is_some(),
+            Pricing::Toll(t) => t.plaza(location_id).is_ok(),
+        }
+    }
+
+    pub fn min_fare(&self) -> Money {
+        match &self.pricing {
+            Pricing::Metro(m) => m.min_fare(),
+            Pricing::Toll(_) => Money::zero(self.currency),
+        }
+    }
+
+    pub fn max_fare(&self) -> Money {
+        match &self.pricing {
+            Pricing::Metro(m) => m.max_fare(),
+            Pricing::Toll(_) => Money::zero(self.currency),
+        }
+    }
+
+    pub fn metro_fare(&self, from: &str, to: &str) -> Result<Money, ()> {
+        match &self.pricing {
+            Pricing::Metro(m) => m.price(from, to).map_err(|_| ()),
+            Pricing::Toll(_) => Err(()),
+        }
+    }
+
+    pub fn toll(&self, entry: &str, exit: &str, class: VehicleClass) -> Result<Money, ()> {
+        match &self.pricing {
+            Pricing::Toll(t) => t.toll(entry, exit, class).map_err(|_| ()),
+            Pricing::Metro(_) => Err(()),
+        }
+    }
+
+    /// What a journey with no exit costs. Metro: the network's maximum fare. Toll: the longest
+    /// trip from the entry plaza at the smallest vehicle class, since the class is only known at
+    /// the exit.
+    pub fn incomplete_fare(&self, entry_location: &str) -> Money {
+        match &self.pricing {
+            Pricing::Metro(m) => m.max_fare(),
+            Pricing::Toll(t) => t
+                .plazas()
+                .iter()
+                .filter_map(|exit| t.toll(entry_location, &exit.id, VehicleClass::P1).ok())
+                .max_by_key(Money::to_minor)
+                .unwrap_or(Money::zero(self.currency)),
+        }
+    }
+
+    /// The operator's business day (`YYYY-MM-DD` in its time zone) of an instant.
+    pub fn business_day(&self, at_ms: i64) -> String {
+        match jiff::Timestamp::from_millisecond(at_ms) {
+            Ok(ts) => ts.to_zoned(self.time_zone.clone()).date().to_string(),
+            Err(_) => "invalid".into(),
+        }
+    }
+}
+
+/// Fare data exactly as uploaded: a format name and named files.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FareData {
+    pub format: String,
+    /// GTFS only: which `network_id` of the feed this operator runs (default: the only one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_id: Option<String>,
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+}
+
+/// Parses fare data for an operator; the error says which file and line is wrong.
+pub fn build_pricing(mode: Mode, data: &FareData) -> anyhow::Result<Pricing> {
+    let file = |name: &str| -> anyhow::Result<&str> {
+        data.files.get(name).map(String::as_str).with_context(|| format!("fare data format {} needs file {name}", data.format))
+    };
+    let pricing = match (mode, data.format.as_str()) {
+        (Mode::Metro, "demo_metro") => Pricing::Metro(turnpike_fares::demo_metro()),
+        (Mode::Toll, "demo_toll") => Pricing::Toll(turnpike_fares::demo_toll()),
+        (Mode::Metro, "gtfs") => {
+            let files: Vec<(&str, &str)> = data.files.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            Pricing::Metro(turnpike_fares::GtfsFeed::from_files(&files)?.metro_fares(data.network_id.as_deref().unwrap_or(""))?)
+        }
+        (Mode::Metro, "matrix") => Pricing::Metro(MetroFares::from_matrix_csv(
+            ("stops.csv", file("stops.csv")?),
+            ("fare_matrix.csv", file("fare_matrix.csv")?),
+        )?),
+        (Mode::Toll, "toll") => {
+            Pricing::Toll(TollTable::from_csv(("plazas.csv", file("plazas.csv")?), ("rates.csv", file("rates.csv")?))?)
+        }
+        (mode, format) => bail!("fare data format {format:?} does not fit a {} operator", mode.as_str()),
+    };
+    Ok(pricing)
+}
+
+pub fn build_network(operator: OperatorRow, data: &FareData, fare_version: i64) -> anyhow::Result<OperatorNetwork> {
+    let mode = Mode::parse(&operator.mode).with_context(|| format!("operator mode {}", operator.mode))?;
+    let time_zone = jiff::tz::TimeZone::get(&operator.time_zone)
+        .with_context(|| format!("unknown time zone {}", operator.time_zone))?;
+    let currency = Currency::parse(&operator.currency).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let daily_cap = operator.daily_cap_minor.map(|m| Money::from_minor(m, currency));
+    let pricing = build_pricing(mode, data)?;
+    Ok(OperatorNetwork { operator, time_zone, currency, daily_cap, pricing, fare_version })
+}
+
+/// All operators' networks; the map is swapped whole when fare data changes.
+#[derive(Default)]
+pub struct Networks {
+    map: RwLock<Arc<HashMap<String, Arc<OperatorNetwork>>>>,
+}
+
+impl Networks {
+    pub fn get(&self, operator_id: &str) -> Option<Arc<OperatorNetwork>> {
+        self.map.read().unwrap_or_else(|e| e.into_inner()).get(operator_id).cloned()
+    }
+
+    /// Rebuilds every network from the database. A network whose stored data no longer parses is
+    /// left out (and logged): its terminals get `network_not_configured` until fixed.
+    pub async fn reload(&self, store: &Store) -> anyhow::Result<()> {
+        let operators: HashMap<String, OperatorRow> =
+            store.operators().await?.into_iter().map(|o| (o.operator_id.clone(), o)).collect();
+        let mut map = HashMap::new();
+        for (operator_id, version, format, files_json) in store.latest_fare_data().await? {
+            let Some(operator) = operators.get(&operator_id) else { continue };
+            let data = match serde_json::from_str::<FareData>(&files_json) {
+                Ok(data) if data.format == format => data,
+                _ => {
+                    tracing::error!(operator_id, version, "stored fare data is not valid JSON");
+                    continue;
+                }
+            };
+            match build_network(operator.clone(), &data, version) {
+                Ok(network) => {
+                    map.insert(operator_id, Arc::new(network));
+                }
+                Err(e) => tracing::error!(operator_id, version, error = %e, "stored fare data does not load"),
+            }
+        }
+        *self.map.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(map);
+        Ok(())
+    }
+}

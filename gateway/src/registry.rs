@@ -1,0 +1,117 @@
+//! The node's in-memory view of slowly changing shared state: terminals, the deny list and the
+//! issuer key ring. Each is an immutable snapshot behind a lock that is only held to swap or clone
+//! an `Arc`, so the hot path never waits on the database. Snapshots are re-read from the database
+//! every `taps.refresh_interval_ms` (changes made through another node take effect within that
+//! bound) and immediately after a change made through this node.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use anyhow::Context;
+use turnpike_wire::ridecode::{DenyList, IssuerKeyPair, IssuerPublicKey, VerifyPolicy, Verifier};
+
+use crate::store::{IssuerKeyRow, Store, TerminalRow};
+use crate::tls::TerminalGate;
+
+/// The issuer key ring: the current key signs new credentials; current and previous keys verify.
+pub struct KeyRing {
+    pub current: IssuerKeyPair,
+    pub verifier: Verifier,
+    pub public_keys: Vec<IssuerPublicKey>,
+}
+
+pub struct Registry {
+    terminals: RwLock<Arc<HashMap<String, TerminalRow>>>,
+    deny: RwLock<Arc<DenyList>>,
+    keys: RwLock<Arc<KeyRing>>,
+    policy: VerifyPolicy,
+}
+
+fn read<T>(lock: &RwLock<Arc<T>>) -> Arc<T> {
+    // A poisoned lock only means a writer panicked while swapping an Arc; the Arc is intact.
+    lock.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+fn swap<T>(lock: &RwLock<Arc<T>>, value: T) {
+    *lock.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(value);
+}
+
+impl Registry {
+    /// Loads everything; creates the first issuer key if the database has none.
+    pub async fn load(store: &Store, policy: VerifyPolicy) -> anyhow::Result<Registry> {
+        let keys = load_key_ring(store, policy.clone()).await?;
+        let registry = Registry {
+            terminals: RwLock::new(Arc::new(HashMap::new())),
+            deny: RwLock::new(Arc::new(DenyList::default())),
+            keys: RwLock::new(Arc::new(keys)),
+            policy,
+        };
+        registry.refresh(store).await?;
+        Ok(registry)
+    }
+
+    pub async fn refresh(&self, store: &Store) -> anyhow::Result<()> {
+        let terminals = store.terminals().await?.into_iter().map(|t| (t.terminal_id.clone(), t)).collect();
+        swap(&self.terminals, terminals);
+        let mut deny = DenyList::default();
+        for row in store.deny_list().await? {
+            let id = row.subject_id as u64;
+            match row.subject_kind.as_str() {
+                "credential" => deny.credentials.insert(id),
+                _ => deny.riders.insert(id),
+            };
+        }
+        swap(&self.deny, deny);
+        swap(&self.keys, load_key_ring(store, self.policy.clone()).await?);
+        Ok(())
+    }
+
+    pub fn terminal(&self, terminal_id: &str) -> Option<TerminalRow> {
+        read(&self.terminals).get(terminal_id).cloned()
+    }
+
+    pub fn deny_list(&self) -> Arc<DenyList> {
+        read(&self.deny)
+    }
+
+    pub fn keys(&self) -> Arc<KeyRing> {
+        read(&self.keys)
+    }
+}
+
+impl TerminalGate for Registry {
+    fn is_active(&self, terminal_id: &str) -> bool {
+        read(&self.terminals).get(terminal_id).is_some_and(|t| t.status == "active")
+    }
+}
+
+async fn load_key_ring(store: &Store, policy: VerifyPolicy) -> anyhow::Result<KeyRing> {
+    let mut rows = store.issuer_keys().await?;
+    if !rows.iter().any(|r| r.status == "current") {
+        // First start: create key 1. If another node races us, its insert wins and ours fails
+        // on the unique "one current key" index; either way we re-read.
+        let _ = store.rotate_issuer_key(&new_issuer_key(next_key_id(&rows))?, crate::now_ms()).await;
+        rows = store.issuer_keys().await?;
+    }
+    let current_row = rows.iter().find(|r| r.status == "current").context("no current issuer key")?;
+    let current = IssuerKeyPair::from_pkcs8(current_row.key_id as u16, &current_row.pkcs8)
+        .map_err(|e| anyhow::anyhow!("issuer key {}: {e}", current_row.key_id))?;
+    let public_keys: Vec<IssuerPublicKey> = rows
+        .iter()
+        .filter(|r| r.status != "retired")
+        .map(|r| IssuerPublicKey::new(r.key_id as u16, &r.public_key).map_err(|e| anyhow::anyhow!("issuer key {}: {e}", r.key_id)))
+        .collect::<anyhow::Result<_>>()?;
+    let verifier = Verifier::new(public_keys.iter().cloned(), policy).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(KeyRing { current, verifier, public_keys })
+}
+
+pub fn next_key_id(rows: &[IssuerKeyRow]) -> i64 {
+    rows.iter().map(|r| r.key_id).max().unwrap_or(0) + 1
+}
+
+pub fn new_issuer_key(key_id: i64) -> anyhow::Result<IssuerKeyRow> {
+    anyhow::ensure!((1..=65535).contains(&key_id), "issuer key ids are exhausted");
+    let pkcs8 = IssuerKeyPair::generate_pkcs8().map_err(|e| anyhow::anyhow!("generating issuer key: {e}"))?;
+    let pair = IssuerKeyPair::from_pkcs8(key_id as u16, &pkcs8).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(IssuerKeyRow { key_id, pkcs8, public_key: pair.public_key().public_key().to_vec(), status: "current".into() })
+}

@@ -1,0 +1,513 @@
+//! Storage: the only module that speaks SQL.
+//!
+//! One set of portable SQL runs on PostgreSQL (the system of record) and SQLite (the embedded
+//! default) through sqlx's `Any` driver; only the migrations differ per backend. Everything the
+//! gateway relies on across nodes — one answer per (terminal, sequence), one use of a ride code
+//! per direction, one open journey per rider — is a database constraint, detected here with
+//! `INSERT … ON CONFLICT DO NOTHING` so a conflict never aborts the surrounding transaction.
+//!
+//! Conventions: times are UTC Unix milliseconds, money is integer minor units plus a currency
+//! code, ids are random positive 63-bit integers.
+
+pub mod taps;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Row};
+
+/// Which database the store talks to; SQL is shared, but pooling and migrations differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+pub type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
+
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+impl Store {
+    /// Connects and runs migrations. `connections_max` bounds the pool.
+    pub async fn connect(url: &str, connections_max: u32) -> anyhow::Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
+        let options = AnyConnectOptions::from_str(url).with_context(|| "parsing database.url".to_string())?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(connections_max.max(2))
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the single writer; FULL sync makes every
+                        // acknowledged commit survive power loss; the busy timeout makes
+                        // concurrent writers wait instead of failing.
+                        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA busy_timeout = 5000").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .with_context(|| format!("connecting to the {backend:?} database"))?;
+        let migrator = match backend {
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+        };
+        migrator.run(&pool).await.context("running migrations")?;
+        Ok(Store { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn begin(&self) -> Result<Tx<'static>, sqlx::Error> {
+        self.pool.begin().await
+    }
+
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    // ----- operators and fare data -----
+
+    pub async fn insert_operator(&self, op: &OperatorRow) -> Result<bool, sqlx::Error> {
+        let inserted = sqlx::query(
+            "INSERT INTO operators (operator_id, name, mode, time_zone, currency, daily_cap_minor, created_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        )
+        .bind(&op.operator_id)
+        .bind(&op.name)
+        .bind(&op.mode)
+        .bind(&op.time_zone)
+        .bind(&op.currency)
+        .bind(op.daily_cap_minor)
+        .bind(op.created_at_ms)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(inserted == 1)
+    }
+
+    pub async fn operators(&self) -> Result<Vec<OperatorRow>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT operator_id, name, mode, time_zone, currency, daily_cap_minor, created_at_ms
+             FROM operators ORDER BY operator_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OperatorRow {
+                    operator_id: r.try_get(0)?,
+                    name: r.try_get(1)?,
+                    mode: r.try_get(2)?,
+                    time_zone: r.try_get(3)?,
+                    currency: r.try_get(4)?,
+                    daily_cap_minor: r.try_get(5)?,
+                    created_at_ms: r.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Stores a new fare-data version for an operator and returns its number.
+    pub async fn insert_fare_data(
+        &self,
+        operator_id: &str,
+        format: &str,
+        files_json: &str,
+        now_ms: i64,
+    ) -> Result<i64, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let version: i64 = sqlx::query(
+            "SELECT COALESCE(MAX(version), 0) + 1 FROM fare_data WHERE operator_id = $1",
+        )
+        .bind(operator_id)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        sqlx::query(
+            "INSERT INTO fare_data (operator_id, version, format, files_json, loaded_at_ms) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(operator_id)
+        .bind(version)
+        .bind(format)
+        .bind(files_json)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(version)
+    }
+
+    /// The newest fare data of every operator: (operator, version, format, files_json).
+    pub async fn latest_fare_data(&self) -> Result<Vec<(String, i64, String, String)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT f.operator_id, f.version, f.format, f.files_json FROM fare_data f
+             WHERE f.version = (SELECT MAX(version) FROM fare_data g WHERE g.operator_id = f.operator_id)
+             ORDER BY f.operator_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?))).collect()
+    }
+
+    // ----- terminals -----
+
+    pub async fn upsert_terminal(&self, t: &TerminalRow, now_ms: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO terminals (terminal_id, operator_id, location_id, status, created_at_ms, changed_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $5)
+             ON CONFLICT (terminal_id) DO UPDATE SET operator_id = excluded.operator_id,
+                 location_id = excluded.location_id, status = excluded.status, changed_at_ms = excluded.changed_at_ms",
+        )
+        .bind(&t.terminal_id)
+        .bind(&t.operator_id)
+        .bind(&t.location_id)
+        .bind(&t.status)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn set_terminal_status(&self, terminal_id: &str, status: &str, now_ms: i64) -> Result<bool, sqlx::Error> {
+        let n = sqlx::query("UPDATE terminals SET status = $2, changed_at_ms = $3 WHERE terminal_id = $1")
+            .bind(terminal_id)
+            .bind(status)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    pub async fn terminals(&self) -> Result<Vec<TerminalRow>, sqlx::Error> {
+        let rows = sqlx::query("SELECT terminal_id, operator_id, location_id, status FROM terminals ORDER BY terminal_id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TerminalRow {
+                    terminal_id: r.try_get(0)?,
+                    operator_id: r.try_get(1)?,
+                    location_id: r.try_get(2)?,
+                    status: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    // ----- issuer keys -----
+
+    pub async fn issuer_keys(&self) -> Result<Vec<IssuerKeyRow>, sqlx::Error> {
+        let rows = sqlx::query("SELECT key_id, pkcs8, public_key, status FROM issuer_keys ORDER BY key_id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(IssuerKeyRow {
+                    key_id: r.try_get(0)?,
+                    pkcs8: r.try_get(1)?,
+                    public_key: r.try_get(2)?,
+                    status: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Makes `new_key` current: the current key becomes previous (still accepted), the previous
+    /// one is retired. One transaction, so every node sees either the old or the new ring.
+    pub async fn rotate_issuer_key(&self, new_key: &IssuerKeyRow, now_ms: i64) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE issuer_keys SET status = 'retired' WHERE status = 'previous'").execute(&mut *tx).await?;
+        sqlx::query("UPDATE issuer_keys SET status = 'previous' WHERE status = 'current'").execute(&mut *tx).await?;
+        sqlx::query(
+            "INSERT INTO issuer_keys (key_id, pkcs8, public_key, status, created_at_ms) VALUES ($1, $2, $3, 'current', $4)",
+        )
+        .bind(new_key.key_id)
+        .bind(&new_key.pkcs8)
+        .bind(&new_key.public_key)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }
+
+    // ----- riders and credentials -----
+
+    pub async fn insert_rider(&self, rider_id: i64, token_sha256: &[u8], now_ms: i64) -> Result<(), sqlx::Error> {
+        sqlx::query("INSERT INTO riders (rider_id, token_sha256, created_at_ms) VALUES ($1, $2, $3)")
+            .bind(rider_id)
+            .bind(token_sha256.to_vec())
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn rider_by_token(&self, token_sha256: &[u8]) -> Result<Option<i64>, sqlx::Error> {
+        let row = sqlx::query("SELECT rider_id FROM riders WHERE token_sha256 = $1")
+            .bind(token_sha256.to_vec())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| r.try_get(0)).transpose()
+    }
+
+    pub async fn insert_credential(&self, c: &CredentialRow) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO credentials (credential_id, rider_id, device_public_key, issuer_key_id, products,
+                                      valid_from_s, valid_until_s, issued_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(c.credential_id)
+        .bind(c.rider_id)
+        .bind(c.device_public_key.clone())
+        .bind(c.issuer_key_id)
+        .bind(c.products)
+        .bind(c.valid_from_s)
+        .bind(c.valid_until_s)
+        .bind(c.issued_at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn credential_ids_of_rider(&self, rider_id: i64) -> Result<Vec<i64>, sqlx::Error> {
+        let rows = sqlx::query("SELECT credential_id FROM credentials WHERE rider_id = $1 ORDER BY credential_id")
+            .bind(rider_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| r.try_get(0)).collect()
+    }
+
+    /// A rider's journeys, newest first, at most `limit`.
+    pub async fn journeys_of_rider(&self, rider_id: i64, limit: i64) -> Result<Vec<JourneyRow>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {JOURNEY_COLUMNS} FROM journeys WHERE rider_id = $1 ORDER BY entry_at_ms DESC, journey_id LIMIT $2"
+        ))
+        .bind(rider_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(JourneyRow::from_row).collect()
+    }
+
+    // ----- deny list -----
+
+    pub async fn deny_add(&self, kind: &str, subject_id: i64, reason: &str, now_ms: i64) -> Result<bool, sqlx::Error> {
+        let n = sqlx::query(
+            "INSERT INTO deny_list (subject_kind, subject_id, reason, added_at_ms) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(kind)
+        .bind(subject_id)
+        .bind(reason)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    pub async fn deny_remove(&self, kind: &str, subject_id: i64) -> Result<bool, sqlx::Error> {
+        let n = sqlx::query("DELETE FROM deny_list WHERE subject_kind = $1 AND subject_id = $2")
+            .bind(kind)
+            .bind(subject_id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    pub async fn deny_list(&self) -> Result<Vec<DenyRow>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT subject_kind, subject_id, reason, added_at_ms FROM deny_list ORDER BY subject_kind, subject_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DenyRow {
+                    subject_kind: r.try_get(0)?,
+                    subject_id: r.try_get(1)?,
+                    reason: r.try_get(2)?,
+                    added_at_ms: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Open journeys entered before `entered_before_ms`, oldest first, at most `limit`.
+    pub async fn stale_open_journeys(&self, entered_before_ms: i64, limit: i64) -> Result<Vec<JourneyRow>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {JOURNEY_COLUMNS} FROM journeys WHERE status = 'open' AND entry_at_ms < $1
+             ORDER BY entry_at_ms LIMIT $2"
+        ))
+        .bind(entered_before_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(JourneyRow::from_row).collect()
+    }
+
+    /// Number of taps stored (for the demo summary and tests).
+    pub async fn tap_counts(&self) -> Result<Vec<(String, Option<String>, i64)>, sqlx::Error> {
+        let rows = sqlx::query("SELECT decision, reason, COUNT(*) FROM taps GROUP BY decision, reason ORDER BY decision, reason")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OperatorRow {
+    pub operator_id: String,
+    pub name: String,
+    pub mode: String,
+    pub time_zone: String,
+    pub currency: String,
+    pub daily_cap_minor: Option<i64>,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct TerminalRow {
+    pub terminal_id: String,
+    pub operator_id: String,
+    pub location_id: String,
+    pub status: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct IssuerKeyRow {
+    pub key_id: i64,
+    pub pkcs8: Vec<u8>,
+    pub public_key: Vec<u8>,
+    pub status: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct CredentialRow {
+    pub credential_id: i64,
+    pub rider_id: i64,
+    pub device_public_key: Vec<u8>,
+    pub issuer_key_id: i64,
+    pub products: i64,
+    pub valid_from_s: i64,
+    pub valid_until_s: i64,
+    pub issued_at_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct DenyRow {
+    pub subject_kind: String,
+    pub subject_id: i64,
+    pub reason: String,
+    pub added_at_ms: i64,
+}
+
+pub(crate) const JOURNEY_COLUMNS: &str = "journey_id, rider_id, credential_id, operator_id, mode, status,
+    entry_terminal_id, entry_sequence, entry_location_id, entry_at_ms,
+    exit_terminal_id, exit_sequence, exit_location_id, exit_at_ms, vehicle_class,
+    close_reason, fare_minor, charge_minor, currency, business_day";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JourneyRow {
+    pub journey_id: i64,
+    pub rider_id: i64,
+    pub credential_id: i64,
+    pub operator_id: String,
+    pub mode: String,
+    pub status: String,
+    pub entry_terminal_id: String,
+    pub entry_sequence: i64,
+    pub entry_location_id: String,
+    pub entry_at_ms: i64,
+    pub exit_terminal_id: Option<String>,
+    pub exit_sequence: Option<i64>,
+    pub exit_location_id: Option<String>,
+    pub exit_at_ms: Option<i64>,
+    pub vehicle_class: Option<String>,
+    pub close_reason: Option<String>,
+    pub fare_minor: Option<i64>,
+    pub charge_minor: Option<i64>,
+    pub currency: Option<String>,
+    pub business_day: Option<String>,
+}
+
+impl JourneyRow {
+    pub(crate) fn from_row(r: &sqlx::any::AnyRow) -> Result<JourneyRow, sqlx::Error> {
+        Ok(JourneyRow {
+            journey_id: r.try_get(0)?,
+            rider_id: r.try_get(1)?,
+            credential_id: r.try_get(2)?,
+            operator_id: r.try_get(3)?,
+            mode: r.try_get(4)?,
+            status: r.try_get(5)?,
+            entry_terminal_id: r.try_get(6)?,
+            entry_sequence: r.try_get(7)?,
+            entry_location_id: r.try_get(8)?,
+            entry_at_ms: r.try_get(9)?,
+            exit_terminal_id: r.try_get(10)?,
+            exit_sequence: r.try_get(11)?,
+            exit_location_id: r.try_get(12)?,
+            exit_at_ms: r.try_get(13)?,
+            vehicle_class: r.try_get(14)?,
+            close_reason: r.try_get(15)?,
+            fare_minor: r.try_get(16)?,
+            charge_minor: r.try_get(17)?,
+            currency: r.try_get(18)?,
+            business_day: r.try_get(19)?,
+        })
+    }
+}
+
+/// Journey totals per operator and status (for the demo summary and operators' dashboards).
+#[derive(Debug, Clone)]
+pub struct JourneyTotals {
+    pub operator_id: String,
+    pub status: String,
+    pub journeys: i64,
+    pub fares_minor: i64,
+    pub charges_minor: i64,
+}
+
+impl Store {
+    pub async fn journey_totals(&self) -> Result<Vec<JourneyTotals>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT operator_id, status, COUNT(*), COALESCE(SUM(fare_minor), 0), COALESCE(SUM(charge_minor), 0)
+             FROM journeys GROUP BY operator_id, status ORDER BY operator_id, status",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(JourneyTotals {
+                    operator_id: r.try_get(0)?,
+                    status: r.try_get(1)?,
+                    journeys: r.try_get(2)?,
+                    fares_minor: r.try_get(3)?,
+                    charges_minor: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,171 @@
+//! TLS configuration: the terminal listener demands a client certificate chaining to the operator
+//! CA (and not revoked, and belonging to an active registered terminal), checked during the
+//! handshake; the public listener presents the server certificate only.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
+
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+pub fn load_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let certs = rustls_pemfile::certs(&mut pem.as_slice()).collect::<Result<Vec<_>, _>>()?;
+    anyhow::ensure!(!certs.is_empty(), "{} holds no certificate", path.display());
+    Ok(certs)
+}
+
+pub fn load_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
+    let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    rustls_pemfile::private_key(&mut pem.as_slice())?.with_context(|| format!("{} holds no private key", path.display()))
+}
+
+fn load_crls(path: &Path) -> anyhow::Result<Vec<CertificateRevocationListDer<'static>>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(rustls_pemfile::crls(&mut pem.as_slice()).collect::<Result<Vec<_>, _>>()?)
+}
+
+fn roots(ca_path: &Path) -> anyhow::Result<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    for cert in load_certs(ca_path)? {
+        roots.add(cert).context("adding CA certificate")?;
+    }
+    Ok(roots)
+}
+
+/// The terminal id a client certificate names: its subject common name.
+pub fn terminal_id_of(cert: &CertificateDer<'_>) -> Option<String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let cn = parsed.subject().iter_common_name().next()?.as_str().ok()?;
+    Some(cn.to_string())
+}
+
+/// Answers whether a terminal id may connect now; implemented by the live registry.
+pub trait TerminalGate: Send + Sync + 'static {
+    fn is_active(&self, terminal_id: &str) -> bool;
+}
+
+/// Chain, expiry and CRL checks by webpki, then the registry check: a certificate of an unknown
+/// or revoked terminal fails the handshake exactly like a bad chain does.
+struct TerminalVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    gate: Arc<dyn TerminalGate>,
+}
+
+impl fmt::Debug for TerminalVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TerminalVerifier")
+    }
+}
+
+impl ClientCertVerifier for TerminalVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        let id = terminal_id_of(end_entity).ok_or(rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        if !self.gate.is_active(&id) {
+            tracing::warn!(terminal_id = %id, "refused certificate of an unknown or revoked terminal");
+            return Err(rustls::Error::InvalidCertificate(CertificateError::Revoked));
+        }
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+}
+
+fn with_alpn(mut config: ServerConfig) -> ServerConfig {
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config
+}
+
+/// Server config of the terminal listener (mutual TLS). `dir` holds ca.pem, server.pem,
+/// server.key and optionally crl.pem.
+pub fn terminal_server_config(dir: &Path, gate: Arc<dyn TerminalGate>) -> anyhow::Result<ServerConfig> {
+    let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(&dir.join("ca.pem"))?), provider())
+        .with_crls(load_crls(&dir.join("crl.pem"))?)
+        .build()
+        .context("building the client certificate verifier")?;
+    let verifier = Arc::new(TerminalVerifier { inner, gate });
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(load_certs(&dir.join("server.pem"))?, load_key(&dir.join("server.key"))?)
+        .context("loading the server certificate")?;
+    Ok(with_alpn(config))
+}
+
+/// Server config of the public listener (rider and admin APIs): server authentication only.
+pub fn public_server_config(dir: &Path) -> anyhow::Result<ServerConfig> {
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(load_certs(&dir.join("server.pem"))?, load_key(&dir.join("server.key"))?)
+        .context("loading the server certificate")?;
+    Ok(with_alpn(config))
+}
+
+/// A client config trusting `ca.pem`, optionally presenting a terminal certificate. Used by the
+/// demo, the simulator and the tests, so they speak to the gateway exactly as a terminal does.
+pub fn client_config(ca_pem: &Path, identity: Option<(&Path, &Path)>) -> anyhow::Result<rustls::ClientConfig> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots(ca_pem)?);
+    let mut config = match identity {
+        Some((cert, key)) => builder.with_client_auth_cert(load_certs(cert)?, load_key(key)?)?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// An HTTP client over [`client_config`].
+pub fn http_client(ca_pem: &Path, identity: Option<(&Path, &Path)>) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .use_preconfigured_tls(client_config(ca_pem, identity)?)
+        .timeout(std::time::Duration::from_secs(30))
+        .build()?)
+}
