@@ -47,10 +47,22 @@ pub const DEMO_BUS_NETWORK: &str = "hz-bus";
 pub const DEMO_METRO_GTFS: [(&str, &str); 7] = [
     ("stops.txt", include_str!("../data/demo-metro/stops.txt")),
     ("areas.txt", include_str!("../data/demo-metro/areas.txt")),
-    ("stop_areas.txt", include_str!("../data/demo-metro/stop_areas.txt")),
-    ("networks.txt", include_str!("../data/demo-metro/networks.txt")),
-    ("fare_products.txt", include_str!("../data/demo-metro/fare_products.txt")),
-    ("fare_leg_rules.txt", include_str!("../data/demo-metro/fare_leg_rules.txt")),
+    (
+        "stop_areas.txt",
+        include_str!("../data/demo-metro/stop_areas.txt"),
+    ),
+    (
+        "networks.txt",
+        include_str!("../data/demo-metro/networks.txt"),
+    ),
+    (
+        "fare_products.txt",
+        include_str!("../data/demo-metro/fare_products.txt"),
+    ),
+    (
+        "fare_leg_rules.txt",
+        include_str!("../data/demo-metro/fare_leg_rules.txt"),
+    ),
     (
         "fare_transfer_rules.txt",
         include_str!("../data/demo-metro/fare_transfer_rules.txt"),
@@ -158,8 +170,9 @@ pub fn generate_demo_metro_files(
     let stations = parse_stations("stations.csv", stations_csv)?;
     let area = |s: &DemoStation| format!("area-{}", s.id);
     let product = |yuan: u64| format!("metro-{yuan}");
-    let fare_yuan =
-        |a: &DemoStation, b: &DemoStation| hangzhou_distance_fare_yuan(a.track_m.abs_diff(b.track_m));
+    let fare_yuan = |a: &DemoStation, b: &DemoStation| {
+        hangzhou_distance_fare_yuan(a.track_m.abs_diff(b.track_m))
+    };
 
     let mut stops = vec!["stop_id,stop_name".to_string()];
     let mut areas = vec!["area_id,area_name".to_string()];
@@ -186,7 +199,12 @@ pub fn generate_demo_metro_files(
     let mut products = vec!["fare_product_id,fare_product_name,amount,currency".to_string()];
     for &yuan in &fares_used {
         let name = format!("Metro single journey {yuan} CNY");
-        products.push(csv_line(&[&product(yuan), &name, &format!("{yuan}.00"), "CNY"]));
+        products.push(csv_line(&[
+            &product(yuan),
+            &name,
+            &format!("{yuan}.00"),
+            "CNY",
+        ]));
     }
     products.push(csv_line(&["bus-flat", "Bus flat fare", "2.00", "CNY"]));
     products.push(csv_line(&[

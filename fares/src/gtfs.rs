@@ -112,7 +112,6 @@ struct GtfsStop {
     location_type: u8,
 }
 
-
 /// (network, from area, to area), interned; `None` is an empty field.
 type RuleKey = (Option<usize>, Option<usize>, Option<usize>);
 
@@ -254,7 +253,12 @@ impl GtfsFeed {
     }
 
     /// The fare of one leg on `network_id`, by `fare_leg_rules.txt` alone (no transfers).
-    pub fn price(&self, network_id: &str, from_stop: &str, to_stop: &str) -> Result<Money, FareError> {
+    pub fn price(
+        &self,
+        network_id: &str,
+        from_stop: &str,
+        to_stop: &str,
+    ) -> Result<Money, FareError> {
         let from = self.stop(from_stop)?;
         let to = self.stop(to_stop)?;
         self.match_leg(network_id, from, to)
@@ -313,12 +317,12 @@ impl GtfsFeed {
             }
             let from = self.stop(&leg.from_stop)?;
             let to = self.stop(&leg.to_stop)?;
-            let rule = self
-                .match_leg(&leg.network_id, from, to)
-                .ok_or_else(|| FareError::NoFareRule {
-                    from_stop: leg.from_stop.clone(),
-                    to_stop: leg.to_stop.clone(),
-                })?;
+            let rule =
+                self.match_leg(&leg.network_id, from, to)
+                    .ok_or_else(|| FareError::NoFareRule {
+                        from_stop: leg.from_stop.clone(),
+                        to_stop: leg.to_stop.clone(),
+                    })?;
             priced.push((rule.leg_group.as_deref(), rule.amount.amount()));
         }
 
@@ -446,10 +450,7 @@ impl GtfsFeed {
         let mut dense: Vec<Option<Money>> = Vec::with_capacity(n * n);
         for &from in &candidates {
             for &to in &candidates {
-                dense.push(
-                    self.match_leg(network_id, from, to)
-                        .map(|rule| rule.amount),
-                );
+                dense.push(self.match_leg(network_id, from, to).map(|rule| rule.amount));
             }
         }
         let members: Vec<usize> = (0..n)
@@ -475,7 +476,9 @@ impl GtfsFeed {
         MetroFares::from_dense(self.currency, stops, fares).ok_or_else(|| {
             LoadError::whole(
                 FARE_LEG_RULES,
-                LoadReason::Invalid(format!("no rule prices a journey on network {network_id:?}")),
+                LoadReason::Invalid(format!(
+                    "no rule prices a journey on network {network_id:?}"
+                )),
             )
         })
     }
@@ -493,7 +496,10 @@ impl GtfsFeed {
     fn match_leg(&self, network_id: &str, from: usize, to: usize) -> Option<&LegRule> {
         let network = self.network_index.get(network_id).copied();
         let networks = self.keys(network.into_iter(), &self.listed_networks);
-        let froms = self.keys(self.stop_areas[from].iter().copied(), &self.listed_from_areas);
+        let froms = self.keys(
+            self.stop_areas[from].iter().copied(),
+            &self.listed_from_areas,
+        );
         let tos = self.keys(self.stop_areas[to].iter().copied(), &self.listed_to_areas);
         let mut best: Option<&LegRule> = None;
         for &n in &networks {
@@ -599,12 +605,15 @@ impl GtfsFeed {
             }
             let priority = match table::optional(&record.rule_priority) {
                 None => 0,
-                Some(text) => row.integer("rule_priority", text, "expected a non-negative integer")?,
+                Some(text) => {
+                    row.integer("rule_priority", text, "expected a non-negative integer")?
+                }
             };
             let key = (network, from_area, to_area);
             if let Some(&first) = first_line.get(&(key, product_id.to_string())) {
                 return Err(row.err(LoadReason::Duplicate {
-                    what: "rule (network_id, from_area_id, to_area_id, fare_product_id)".to_string(),
+                    what: "rule (network_id, from_area_id, to_area_id, fare_product_id)"
+                        .to_string(),
                     id: [
                         table::optional(&record.network_id),
                         table::optional(&record.from_area_id),
@@ -656,7 +665,9 @@ impl GtfsFeed {
         let mut first_line: HashMap<String, u64> = HashMap::new();
         for item in table.rows::<TransferRuleRow>() {
             let (row, record) = item?;
-            let group = |column: &str, value: &Option<String>| -> Result<Option<String>, LoadError> {
+            let group = |column: &str,
+                         value: &Option<String>|
+             -> Result<Option<String>, LoadError> {
                 match table::optional(value) {
                     None => Ok(None),
                     Some(id) if groups.contains(id) => Ok(Some(id.to_string())),
@@ -722,7 +733,11 @@ impl GtfsFeed {
                         "2" => DurationLimitType::ArrivalToDeparture,
                         "3" => DurationLimitType::ArrivalToArrival,
                         other => {
-                            return Err(row.invalid("duration_limit_type", other, "expected 0, 1, 2 or 3"))
+                            return Err(row.invalid(
+                                "duration_limit_type",
+                                other,
+                                "expected 0, 1, 2 or 3",
+                            ))
                         }
                     };
                     Some((limit_s, kind))
@@ -734,7 +749,9 @@ impl GtfsFeed {
                 "0" => FareTransferType::FromLegPlusTransfer,
                 "1" => FareTransferType::FromLegPlusTransferPlusToLeg,
                 "2" => FareTransferType::TransferOnly,
-                other => return Err(row.invalid("fare_transfer_type", other, "expected 0, 1 or 2")),
+                other => {
+                    return Err(row.invalid("fare_transfer_type", other, "expected 0, 1 or 2"))
+                }
             };
             let amount = match table::optional(&record.fare_product_id) {
                 None => Decimal::ZERO,
@@ -1031,7 +1048,8 @@ fn reject_join_rules(text: &str) -> Result<(), LoadError> {
     if let Some(item) = table.rows::<HashMap<String, String>>().next() {
         let (row, _) = item?;
         return Err(row.err(LoadReason::Unsupported(
-            "fare_leg_join_rules.txt (effective fare legs); remove the file or its rows".to_string(),
+            "fare_leg_join_rules.txt (effective fare legs); remove the file or its rows"
+                .to_string(),
         )));
     }
     Ok(())

@@ -52,9 +52,9 @@ impl MetroFares {
         let from = self.stop_index(from_stop)?;
         let to = self.stop_index(to_stop)?;
         self.fares[from * self.stops.len() + to].ok_or_else(|| FareError::NoFareRule {
-                from_stop: from_stop.to_string(),
-                to_stop: to_stop.to_string(),
-            })
+            from_stop: from_stop.to_string(),
+            to_stop: to_stop.to_string(),
+        })
     }
 
     /// The cheapest fare in the table.
@@ -102,8 +102,16 @@ impl MetroFares {
         let mut priced = fares.iter().flatten().copied();
         let first = priced.next()?;
         let (min_fare, max_fare) = priced.fold((first, first), |(lo, hi), fare| {
-            let lo = if fare.to_minor() < lo.to_minor() { fare } else { lo };
-            let hi = if fare.to_minor() > hi.to_minor() { fare } else { hi };
+            let lo = if fare.to_minor() < lo.to_minor() {
+                fare
+            } else {
+                lo
+            };
+            let hi = if fare.to_minor() > hi.to_minor() {
+                fare
+            } else {
+                hi
+            };
             (lo, hi)
         });
         let index = stops

@@ -32,10 +32,7 @@ impl<'a> CsvTable<'a> {
         let mut reader = csv::ReaderBuilder::new()
             .trim(csv::Trim::All)
             .from_reader(text.as_bytes());
-        let headers = reader
-            .headers()
-            .map_err(|e| csv_error(file, e))?
-            .clone();
+        let headers = reader.headers().map_err(|e| csv_error(file, e))?.clone();
         if headers.iter().all(str::is_empty) {
             return Err(LoadError::whole(file, LoadReason::NoHeader));
         }
@@ -168,8 +165,9 @@ impl Row<'_> {
     }
 
     pub(crate) fn currency(&self, column: &str, text: &str) -> Result<Currency, LoadError> {
-        money::parse_currency(text)
-            .ok_or_else(|| self.invalid(column, text, "expected a supported ISO 4217 currency code"))
+        money::parse_currency(text).ok_or_else(|| {
+            self.invalid(column, text, "expected a supported ISO 4217 currency code")
+        })
     }
 
     /// An amount in `currency`, refusing more decimal places than the currency has (GTFS says an

@@ -196,10 +196,7 @@ struct PlazaRow {
     km_post: Option<String>,
 }
 
-fn read_plazas(
-    file: &str,
-    text: &str,
-) -> Result<(Vec<Plaza>, HashMap<String, usize>), LoadError> {
+fn read_plazas(file: &str, text: &str) -> Result<(Vec<Plaza>, HashMap<String, usize>), LoadError> {
     let table = CsvTable::open(file, text, &["plaza_id", "plaza_name", "km_post"])?;
     let mut plazas = Vec::new();
     let mut index = HashMap::new();
@@ -229,7 +226,10 @@ fn read_plazas(
         });
     }
     if plazas.is_empty() {
-        return Err(LoadError::whole(file, LoadReason::Invalid("no plazas".to_string())));
+        return Err(LoadError::whole(
+            file,
+            LoadReason::Invalid("no plazas".to_string()),
+        ));
     }
     Ok((plazas, index))
 }
@@ -305,7 +305,10 @@ fn read_rates(
         );
     }
     let Some((currency, _)) = currency else {
-        return Err(LoadError::whole(file, LoadReason::Invalid("no rates".to_string())));
+        return Err(LoadError::whole(
+            file,
+            LoadReason::Invalid("no rates".to_string()),
+        ));
     };
     Ok((currency, rates))
 }

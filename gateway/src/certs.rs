@@ -6,9 +6,9 @@ use std::path::Path;
 
 use anyhow::Context;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams,
-    SerialNumber,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason,
+    RevokedCertParams, SerialNumber,
 };
 
 const CA_COMMON_NAME: &str = "Turnpike Dev Operator CA";
@@ -27,7 +27,11 @@ fn ca_params() -> anyhow::Result<CertificateParams> {
     dn.push(DnType::OrganizationName, "Turnpike (development only)");
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     params.not_before = rcgen::date_time_ymd(2024, 1, 1);
     params.not_after = rcgen::date_time_ymd(2036, 1, 1);
     Ok(params)
@@ -57,8 +61,11 @@ impl DevCa {
     /// The gateway's server certificate for the given DNS names / IP addresses.
     pub fn server_cert(&self, names: &[&str]) -> anyhow::Result<(String, String)> {
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())?;
-        params.distinguished_name.push(DnType::CommonName, "turnpike-gateway");
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "turnpike-gateway");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.not_before = rcgen::date_time_ymd(2024, 1, 1);
         params.not_after = rcgen::date_time_ymd(2035, 1, 1);
@@ -67,11 +74,20 @@ impl DevCa {
     }
 
     /// A terminal's client certificate: the terminal id is the subject common name.
-    pub fn terminal_cert(&self, terminal_id: &str, validity: CertValidity, serial: u64) -> anyhow::Result<(String, String)> {
+    pub fn terminal_cert(
+        &self,
+        terminal_id: &str,
+        validity: CertValidity,
+        serial: u64,
+    ) -> anyhow::Result<(String, String)> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name.push(DnType::CommonName, terminal_id);
-        params.distinguished_name.push(DnType::OrganizationName, "Turnpike terminals");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, terminal_id);
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "Turnpike terminals");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.serial_number = Some(SerialNumber::from(serial));
         match validity {
@@ -124,7 +140,8 @@ pub enum CertValidity {
 /// Writes a complete dev PKI into `out`: `ca.pem`, `ca.key`, `server.pem`, `server.key`, and
 /// `terminals/<id>.pem` + `.key` for each terminal id. Serial numbers start at 1000.
 pub fn write_dev_pki(out: &Path, terminal_ids: &[String]) -> anyhow::Result<()> {
-    std::fs::create_dir_all(out.join("terminals")).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::create_dir_all(out.join("terminals"))
+        .with_context(|| format!("creating {}", out.display()))?;
     let ca = DevCa::generate()?;
     let (server_pem, server_key) = ca.server_cert(&["localhost", "127.0.0.1", "::1"])?;
     write_secret(&out.join("ca.key"), &ca.key_pem())?;
@@ -148,7 +165,9 @@ pub fn write_secret(path: &Path, contents: &str) -> anyhow::Result<()> {
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     options.mode(0o600);
-    let mut file = options.open(path).with_context(|| format!("writing {}", path.display()))?;
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
     file.write_all(contents.as_bytes())?;
     Ok(())
 }

@@ -22,12 +22,22 @@ pub struct Answer {
 
 impl Answer {
     pub fn json<T: DeserializeOwned>(&self) -> anyhow::Result<T> {
-        serde_json::from_slice(&self.body).with_context(|| format!("status {}: {}", self.status, String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).with_context(|| {
+            format!(
+                "status {}: {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
     }
 
     pub fn ok<T: DeserializeOwned>(self) -> anyhow::Result<T> {
         if !(200..300).contains(&self.status) {
-            bail!("HTTP {}: {}", self.status, String::from_utf8_lossy(&self.body));
+            bail!(
+                "HTTP {}: {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            );
         }
         self.json()
     }
@@ -53,12 +63,27 @@ pub struct TerminalClient {
 }
 
 impl TerminalClient {
-    pub fn new(base: &str, ca_pem: &Path, cert_pem: &Path, key_pem: &Path) -> anyhow::Result<TerminalClient> {
-        Ok(TerminalClient { http: crate::tls::http_client(ca_pem, Some((cert_pem, key_pem)))?, base: base.into() })
+    pub fn new(
+        base: &str,
+        ca_pem: &Path,
+        cert_pem: &Path,
+        key_pem: &Path,
+    ) -> anyhow::Result<TerminalClient> {
+        Ok(TerminalClient {
+            http: crate::tls::http_client(ca_pem, Some((cert_pem, key_pem)))?,
+            base: base.into(),
+        })
     }
 
     pub async fn tap_raw(&self, tap: &TapRequest) -> anyhow::Result<Answer> {
-        answer(self.http.post(format!("{}/v1/taps", self.base)).json(tap).send().await?).await
+        answer(
+            self.http
+                .post(format!("{}/v1/taps", self.base))
+                .json(tap)
+                .send()
+                .await?,
+        )
+        .await
     }
 
     pub async fn tap(&self, tap: &TapRequest) -> anyhow::Result<TapResponse> {
@@ -70,11 +95,23 @@ impl TerminalClient {
     }
 
     pub async fn batch_raw(&self, batch: &TapBatchRequest) -> anyhow::Result<Answer> {
-        answer(self.http.post(format!("{}/v1/taps/batch", self.base)).json(batch).send().await?).await
+        answer(
+            self.http
+                .post(format!("{}/v1/taps/batch", self.base))
+                .json(batch)
+                .send()
+                .await?,
+        )
+        .await
     }
 
     /// POSTs arbitrary bytes with a content type, for bad-input tests.
-    pub async fn post_bytes(&self, path: &str, content_type: &str, body: Vec<u8>) -> anyhow::Result<Answer> {
+    pub async fn post_bytes(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<Answer> {
         answer(
             self.http
                 .post(format!("{}{path}", self.base))
@@ -101,11 +138,23 @@ pub struct AdminClient {
 
 impl AdminClient {
     pub fn new(base: &str, ca_pem: &Path, token: &str) -> anyhow::Result<AdminClient> {
-        Ok(AdminClient { http: crate::tls::http_client(ca_pem, None)?, base: base.into(), token: token.into() })
+        Ok(AdminClient {
+            http: crate::tls::http_client(ca_pem, None)?,
+            base: base.into(),
+            token: token.into(),
+        })
     }
 
-    pub async fn send<B: Serialize>(&self, method: reqwest::Method, path: &str, body: Option<&B>) -> anyhow::Result<Answer> {
-        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
+    pub async fn send<B: Serialize>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> anyhow::Result<Answer> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
         if let Some(body) = body {
             req = req.json(body);
         }
@@ -120,7 +169,11 @@ impl AdminClient {
     pub async fn post_ok<B: Serialize>(&self, path: &str, body: &B) -> anyhow::Result<()> {
         let a = self.post(path, body).await?;
         if !(200..300).contains(&a.status) {
-            bail!("POST {path}: HTTP {}: {}", a.status, String::from_utf8_lossy(&a.body));
+            bail!(
+                "POST {path}: HTTP {}: {}",
+                a.status,
+                String::from_utf8_lossy(&a.body)
+            );
         }
         Ok(())
     }
@@ -136,11 +189,18 @@ pub struct RiderDevice {
 
 impl RiderDevice {
     /// Registers a rider and enrols a fresh device key, as the app does on first start.
-    pub async fn enrol(base: &str, ca_pem: &Path, products: &[&str]) -> anyhow::Result<RiderDevice> {
+    pub async fn enrol(
+        base: &str,
+        ca_pem: &Path,
+        products: &[&str],
+    ) -> anyhow::Result<RiderDevice> {
         let http = crate::tls::http_client(ca_pem, None)?;
-        let registered: Registered = answer(http.post(format!("{base}/v1/riders")).send().await?).await?.ok()?;
+        let registered: Registered = answer(http.post(format!("{base}/v1/riders")).send().await?)
+            .await?
+            .ok()?;
         let key = DeviceKeyPair::generate().map_err(|e| anyhow::anyhow!("{e}"))?;
-        let public = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.public_key_compressed());
+        let public =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.public_key_compressed());
         let enrolled: Enrolled = answer(
             http.post(format!("{base}/v1/riders/me/credentials"))
                 .bearer_auth(&registered.token)
@@ -150,20 +210,37 @@ impl RiderDevice {
         )
         .await?
         .ok()?;
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&enrolled.credential)?;
-        let credential = Credential::from_bytes(&bytes).map_err(|e| anyhow::anyhow!("credential: {e}"))?;
-        Ok(RiderDevice { rider_id: registered.rider_id, token: registered.token, key, credential })
+        let bytes =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&enrolled.credential)?;
+        let credential =
+            Credential::from_bytes(&bytes).map_err(|e| anyhow::anyhow!("credential: {e}"))?;
+        Ok(RiderDevice {
+            rider_id: registered.rider_id,
+            token: registered.token,
+            key,
+            credential,
+        })
     }
 
     /// A fresh ride code (base64url) as the phone would display it at `now_ms`.
     pub fn ride_code(&self, now_ms: u64) -> anyhow::Result<String> {
         let nonce = u64::from_be_bytes(crate::random_bytes::<8>());
-        let code = self.key.ride_code(&self.credential, now_ms, nonce).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let code = self
+            .key
+            .ride_code(&self.credential, now_ms, nonce)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(code.to_base64url())
     }
 
     pub async fn journeys(&self, base: &str, ca_pem: &Path) -> anyhow::Result<JourneyList> {
         let http = crate::tls::http_client(ca_pem, None)?;
-        answer(http.get(format!("{base}/v1/riders/me/journeys")).bearer_auth(&self.token).send().await?).await?.ok()
+        answer(
+            http.get(format!("{base}/v1/riders/me/journeys"))
+                .bearer_auth(&self.token)
+                .send()
+                .await?,
+        )
+        .await?
+        .ok()
     }
 }

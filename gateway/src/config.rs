@@ -112,13 +112,18 @@ impl Default for ListenConfig {
 
 impl Default for TlsConfig {
     fn default() -> Self {
-        TlsConfig { dir: PathBuf::from("dev-certs") }
+        TlsConfig {
+            dir: PathBuf::from("dev-certs"),
+        }
     }
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        DatabaseConfig { url: "sqlite://turnpike.db".into(), connections_max: 16 }
+        DatabaseConfig {
+            url: "sqlite://turnpike.db".into(),
+            connections_max: 16,
+        }
     }
 }
 
@@ -149,7 +154,9 @@ impl Default for JourneyConfig {
 
 impl Default for CredentialConfig {
     fn default() -> Self {
-        CredentialConfig { validity_s: 3 * 24 * 3600 }
+        CredentialConfig {
+            validity_s: 3 * 24 * 3600,
+        }
     }
 }
 
@@ -162,7 +169,9 @@ impl Default for Config {
             taps: TapConfig::default(),
             journeys: JourneyConfig::default(),
             credentials: CredentialConfig::default(),
-            admin: AdminConfig { token: String::new() },
+            admin: AdminConfig {
+                token: String::new(),
+            },
         }
     }
 }
@@ -174,13 +183,18 @@ impl Config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading config {}", path.display()))?;
-                text.parse().with_context(|| format!("parsing config {}", path.display()))?
+                text.parse()
+                    .with_context(|| format!("parsing config {}", path.display()))?
             }
             None => toml::Table::new(),
         };
         for (key, raw) in std::env::vars() {
-            let Some(rest) = key.strip_prefix("TURNPIKE_") else { continue };
-            let Some((section, field)) = rest.split_once("__") else { continue };
+            let Some(rest) = key.strip_prefix("TURNPIKE_") else {
+                continue;
+            };
+            let Some((section, field)) = rest.split_once("__") else {
+                continue;
+            };
             let section = section.to_ascii_lowercase();
             let field = field.to_ascii_lowercase();
             // Numbers and booleans parse as TOML values; anything else is a string.
@@ -196,7 +210,9 @@ impl Config {
                 .with_context(|| format!("{key}: section is not a table"))?
                 .insert(field, parsed);
         }
-        let config: Config = toml::Value::Table(value).try_into().context("invalid configuration")?;
+        let config: Config = toml::Value::Table(value)
+            .try_into()
+            .context("invalid configuration")?;
         config.validate()?;
         Ok(config)
     }
@@ -207,13 +223,21 @@ impl Config {
         {
             bail!("credentials.validity_s must be between 1 and 604800 (7 days)");
         }
-        if self.taps.writers == 0 || self.taps.commit_batch_taps_max == 0 || self.taps.queue_taps_max == 0 {
-            bail!("taps.writers, taps.commit_batch_taps_max and taps.queue_taps_max must be positive");
+        if self.taps.writers == 0
+            || self.taps.commit_batch_taps_max == 0
+            || self.taps.queue_taps_max == 0
+        {
+            bail!(
+                "taps.writers, taps.commit_batch_taps_max and taps.queue_taps_max must be positive"
+            );
         }
         if self.journeys.same_station_window_ms >= self.journeys.incomplete_after_ms {
-            bail!("journeys.same_station_window_ms must be shorter than journeys.incomplete_after_ms");
+            bail!(
+                "journeys.same_station_window_ms must be shorter than journeys.incomplete_after_ms"
+            );
         }
-        if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres")) {
+        if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres"))
+        {
             bail!("database.url must start with sqlite: or postgres://");
         }
         Ok(())

@@ -27,7 +27,15 @@ pub const METRO_OPERATOR: &str = "hz-metro";
 pub const TOLL_OPERATOR: &str = "zj-expressway";
 
 fn sanitize(id: &str) -> String {
-    id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Demo terminals: two gates per metro station, one exit lane and one entry lane per toll plaza.
@@ -35,12 +43,24 @@ pub fn demo_terminals() -> Vec<(String, &'static str, String)> {
     let mut out = Vec::new();
     for stop in turnpike_fares::demo_metro().stops() {
         for gate in 1..=2 {
-            out.push((format!("gate-{}-{gate}", sanitize(&stop.id)), METRO_OPERATOR, stop.id.clone()));
+            out.push((
+                format!("gate-{}-{gate}", sanitize(&stop.id)),
+                METRO_OPERATOR,
+                stop.id.clone(),
+            ));
         }
     }
     for plaza in turnpike_fares::demo_toll().plazas() {
-        out.push((format!("booth-{}-in", sanitize(&plaza.id)), TOLL_OPERATOR, plaza.id.clone()));
-        out.push((format!("booth-{}-out", sanitize(&plaza.id)), TOLL_OPERATOR, plaza.id.clone()));
+        out.push((
+            format!("booth-{}-in", sanitize(&plaza.id)),
+            TOLL_OPERATOR,
+            plaza.id.clone(),
+        ));
+        out.push((
+            format!("booth-{}-out", sanitize(&plaza.id)),
+            TOLL_OPERATOR,
+            plaza.id.clone(),
+        ));
     }
     out
 }
@@ -72,7 +92,11 @@ impl Fleet {
     }
 
     fn client(&self, terminal: &str) -> anyhow::Result<&TerminalClient> {
-        Ok(&self.terminals.get(terminal).with_context(|| format!("no terminal {terminal}"))?.0)
+        Ok(&self
+            .terminals
+            .get(terminal)
+            .with_context(|| format!("no terminal {terminal}"))?
+            .0)
     }
 
     /// One live tap: builds the request, sends it, records latency, prints the line.
@@ -86,11 +110,19 @@ impl Fleet {
         quiet: bool,
     ) -> anyhow::Result<TapResponse> {
         let sequence = self.next_sequence(terminal).await;
-        let tap = TapRequest { sequence, direction, ride_code: code, scanned_at_ms: crate::now_ms() as u64, vehicle_class };
+        let tap = TapRequest {
+            sequence,
+            direction,
+            ride_code: code,
+            scanned_at_ms: crate::now_ms() as u64,
+            vehicle_class,
+        };
         let started = Instant::now();
         let response = self.client(terminal)?.tap(&tap).await?;
         let mut stats = self.stats.lock().await;
-        stats.latencies_us.push(started.elapsed().as_micros() as u64);
+        stats
+            .latencies_us
+            .push(started.elapsed().as_micros() as u64);
         match response.decision {
             Decision::Approve => stats.approved += 1,
             Decision::Decline => stats.declined += 1,
@@ -113,7 +145,10 @@ fn line(terminal: &str, who: &str, direction: Direction, r: &TapResponse) -> Str
         (Some(f), _) => format!("  fare {f}"),
         _ => String::new(),
     };
-    format!("  {terminal:<28} {who:<10} {:<5} → {what}{fare}", direction.as_str())
+    format!(
+        "  {terminal:<28} {who:<10} {:<5} → {what}{fare}",
+        direction.as_str()
+    )
 }
 
 pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
@@ -121,7 +156,11 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     let deadline = options.duration_s.map(|s| started + Duration::from_secs(s));
     let temporary = options.dir.is_none();
     let dir = options.dir.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("turnpike-demo-{}-{}", std::process::id(), crate::now_ms()))
+        std::env::temp_dir().join(format!(
+            "turnpike-demo-{}-{}",
+            std::process::id(),
+            crate::now_ms()
+        ))
     });
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let result = run_in(&dir, options, deadline).await;
@@ -131,7 +170,11 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     result
 }
 
-async fn run_in(dir: &std::path::Path, options: DemoOptions, deadline: Option<Instant>) -> anyhow::Result<()> {
+async fn run_in(
+    dir: &std::path::Path,
+    options: DemoOptions,
+    deadline: Option<Instant>,
+) -> anyhow::Result<()> {
     println!("Turnpike demo — everything local: embedded SQLite, generated dev PKI, mutual TLS on loopback\n");
     let certs = dir.join("certs");
     let terminals = demo_terminals();
@@ -173,8 +216,14 @@ async fn run_in(dir: &std::path::Path, options: DemoOptions, deadline: Option<In
         let body = serde_json::json!({ "format": format });
         async move { admin.send(reqwest::Method::PUT, &path, Some(&body)).await }
     };
-    anyhow::ensure!(put(METRO_OPERATOR, "demo_metro").await?.status == 201, "loading metro fares");
-    anyhow::ensure!(put(TOLL_OPERATOR, "demo_toll").await?.status == 201, "loading toll rates");
+    anyhow::ensure!(
+        put(METRO_OPERATOR, "demo_metro").await?.status == 201,
+        "loading metro fares"
+    );
+    anyhow::ensure!(
+        put(TOLL_OPERATOR, "demo_toll").await?.status == 201,
+        "loading toll rates"
+    );
     let mut clients = std::collections::HashMap::new();
     for (id, operator, location) in &terminals {
         admin
@@ -203,8 +252,15 @@ async fn run_in(dir: &std::path::Path, options: DemoOptions, deadline: Option<In
     for _ in 0..options.riders.max(4) {
         riders.push(RiderDevice::enrol(&public_base, &ca, &["metro", "toll"]).await?);
     }
-    println!("{} riders registered; each phone made a P-256 key and received a 7-day-max credential\n", riders.len());
-    let fleet = Arc::new(Fleet { terminals: clients, sequences: Mutex::new(Default::default()), stats: Mutex::new(Stats::default()) });
+    println!(
+        "{} riders registered; each phone made a P-256 key and received a 7-day-max credential\n",
+        riders.len()
+    );
+    let fleet = Arc::new(Fleet {
+        terminals: clients,
+        sequences: Mutex::new(Default::default()),
+        stats: Mutex::new(Stats::default()),
+    });
     let gate = |stop: &str, n: u8| format!("gate-{}-{n}", sanitize(stop));
     let stops: Vec<String> = metro.stops().iter().map(|s| s.id.clone()).collect();
     let plazas: Vec<String> = toll.plazas().iter().map(|p| p.id.clone()).collect();
@@ -212,71 +268,239 @@ async fn run_in(dir: &std::path::Path, options: DemoOptions, deadline: Option<In
 
     println!("— a metro journey, then the same exit code shown again (replay)");
     let r0 = &riders[0];
-    fleet.tap(&gate(&stops[0], 1), "rider-1", Direction::Entry, r0.ride_code(now())?, None, false).await?;
+    fleet
+        .tap(
+            &gate(&stops[0], 1),
+            "rider-1",
+            Direction::Entry,
+            r0.ride_code(now())?,
+            None,
+            false,
+        )
+        .await?;
     let exit_code = r0.ride_code(now())?;
-    fleet.tap(&gate(&stops[9], 1), "rider-1", Direction::Exit, exit_code.clone(), None, false).await?;
-    fleet.tap(&gate(&stops[9], 2), "rider-1", Direction::Exit, exit_code, None, false).await?;
+    fleet
+        .tap(
+            &gate(&stops[9], 1),
+            "rider-1",
+            Direction::Exit,
+            exit_code.clone(),
+            None,
+            false,
+        )
+        .await?;
+    fleet
+        .tap(
+            &gate(&stops[9], 2),
+            "rider-1",
+            Direction::Exit,
+            exit_code,
+            None,
+            false,
+        )
+        .await?;
 
     println!("— pass-back: a second entry without an exit");
     let r1 = &riders[1];
-    fleet.tap(&gate(&stops[3], 1), "rider-2", Direction::Entry, r1.ride_code(now())?, None, false).await?;
-    fleet.tap(&gate(&stops[3], 2), "rider-2", Direction::Entry, r1.ride_code(now())?, None, false).await?;
+    fleet
+        .tap(
+            &gate(&stops[3], 1),
+            "rider-2",
+            Direction::Entry,
+            r1.ride_code(now())?,
+            None,
+            false,
+        )
+        .await?;
+    fleet
+        .tap(
+            &gate(&stops[3], 2),
+            "rider-2",
+            Direction::Entry,
+            r1.ride_code(now())?,
+            None,
+            false,
+        )
+        .await?;
     println!("— rider-2 leaves; then enters again and turns back at the same gate line with the entry code still on screen\n  (one code may serve one entry and one exit; a same-station exit within the window costs the minimum fare)");
     let shown = r1.ride_code(now())?;
-    fleet.tap(&gate(&stops[5], 1), "rider-2", Direction::Exit, r1.ride_code(now())?, None, false).await?;
-    fleet.tap(&gate(&stops[5], 1), "rider-2", Direction::Entry, shown.clone(), None, false).await?;
-    fleet.tap(&gate(&stops[5], 2), "rider-2", Direction::Exit, shown, None, false).await?;
+    fleet
+        .tap(
+            &gate(&stops[5], 1),
+            "rider-2",
+            Direction::Exit,
+            r1.ride_code(now())?,
+            None,
+            false,
+        )
+        .await?;
+    fleet
+        .tap(
+            &gate(&stops[5], 1),
+            "rider-2",
+            Direction::Entry,
+            shown.clone(),
+            None,
+            false,
+        )
+        .await?;
+    fleet
+        .tap(
+            &gate(&stops[5], 2),
+            "rider-2",
+            Direction::Exit,
+            shown,
+            None,
+            false,
+        )
+        .await?;
 
     println!("— a forged code (one bit flipped) and an expired one");
-    let mut forged = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, riders[2].ride_code(now())?)?;
+    let mut forged = base64::Engine::decode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        riders[2].ride_code(now())?,
+    )?;
     forged[150] ^= 0x01;
     let forged = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, forged);
-    fleet.tap(&gate(&stops[1], 1), "rider-3", Direction::Entry, forged, None, false).await?;
-    fleet.tap(&gate(&stops[1], 1), "rider-3", Direction::Entry, riders[2].ride_code(now() - 10 * 60 * 1000)?, None, false).await?;
-
-    println!("— toll: enter at {}, exit at {} as a 3-axle truck (t3) and as a car (p1)", plazas[0], plazas[plazas.len() - 1]);
-    let booth = |plaza: &str, dir: &str| format!("booth-{}-{dir}", sanitize(plaza));
-    fleet.tap(&booth(&plazas[0], "in"), "driver-1", Direction::Entry, riders[3].ride_code(now())?, None, false).await?;
     fleet
-        .tap(&booth(&plazas[plazas.len() - 1], "out"), "driver-1", Direction::Exit, riders[3].ride_code(now())?, Some(VehicleClass::T3), false)
+        .tap(
+            &gate(&stops[1], 1),
+            "rider-3",
+            Direction::Entry,
+            forged,
+            None,
+            false,
+        )
         .await?;
-    fleet.tap(&booth(&plazas[1], "in"), "driver-2", Direction::Entry, riders[0].ride_code(now())?, None, false).await?;
     fleet
-        .tap(&booth(&plazas[plazas.len() - 2], "out"), "driver-2", Direction::Exit, riders[0].ride_code(now())?, Some(VehicleClass::P1), false)
+        .tap(
+            &gate(&stops[1], 1),
+            "rider-3",
+            Direction::Entry,
+            riders[2].ride_code(now() - 10 * 60 * 1000)?,
+            None,
+            false,
+        )
+        .await?;
+
+    println!(
+        "— toll: enter at {}, exit at {} as a 3-axle truck (t3) and as a car (p1)",
+        plazas[0],
+        plazas[plazas.len() - 1]
+    );
+    let booth = |plaza: &str, dir: &str| format!("booth-{}-{dir}", sanitize(plaza));
+    fleet
+        .tap(
+            &booth(&plazas[0], "in"),
+            "driver-1",
+            Direction::Entry,
+            riders[3].ride_code(now())?,
+            None,
+            false,
+        )
+        .await?;
+    fleet
+        .tap(
+            &booth(&plazas[plazas.len() - 1], "out"),
+            "driver-1",
+            Direction::Exit,
+            riders[3].ride_code(now())?,
+            Some(VehicleClass::T3),
+            false,
+        )
+        .await?;
+    fleet
+        .tap(
+            &booth(&plazas[1], "in"),
+            "driver-2",
+            Direction::Entry,
+            riders[0].ride_code(now())?,
+            None,
+            false,
+        )
+        .await?;
+    fleet
+        .tap(
+            &booth(&plazas[plazas.len() - 2], "out"),
+            "driver-2",
+            Direction::Exit,
+            riders[0].ride_code(now())?,
+            Some(VehicleClass::P1),
+            false,
+        )
         .await?;
 
     println!("— an offline gate buffers four taps and uploads them when its link returns (twice: same answers)");
     let offline_gate = gate(&stops[2], 2);
     let mut buffered = Vec::new();
-    for (rider, direction) in [(&riders[2], Direction::Entry), (&riders[3], Direction::Entry)] {
+    for (rider, direction) in [
+        (&riders[2], Direction::Entry),
+        (&riders[3], Direction::Entry),
+    ] {
         let seq = fleet.next_sequence(&offline_gate).await;
-        buffered.push(TapRequest { sequence: seq, direction, ride_code: rider.ride_code(now())?, scanned_at_ms: now(), vehicle_class: None });
+        buffered.push(TapRequest {
+            sequence: seq,
+            direction,
+            ride_code: rider.ride_code(now())?,
+            scanned_at_ms: now(),
+            vehicle_class: None,
+        });
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     for rider in [&riders[2], &riders[3]] {
         let seq = fleet.next_sequence(&offline_gate).await;
-        buffered.push(TapRequest { sequence: seq, direction: Direction::Exit, ride_code: rider.ride_code(now())?, scanned_at_ms: now(), vehicle_class: None });
+        buffered.push(TapRequest {
+            sequence: seq,
+            direction: Direction::Exit,
+            ride_code: rider.ride_code(now())?,
+            scanned_at_ms: now(),
+            vehicle_class: None,
+        });
     }
     let client = fleet.client(&offline_gate)?;
     let first = client.batch(buffered.clone()).await?;
     let again = client.batch(buffered).await?;
     for r in &first.results {
-        println!("{}", line(&offline_gate, "offline", Direction::Entry, r).replace("entry", "batch"));
+        println!(
+            "{}",
+            line(&offline_gate, "offline", Direction::Entry, r).replace("entry", "batch")
+        );
     }
-    println!("  re-upload identical: {}", serde_json::to_string(&first.results)? == serde_json::to_string(&again.results)?);
+    println!(
+        "  re-upload identical: {}",
+        serde_json::to_string(&first.results)? == serde_json::to_string(&again.results)?
+    );
 
     println!("— the admin deny-lists rider-4; their next entry is refused");
     admin
         .post_ok("/v1/admin/deny-list", &serde_json::json!({"kind": "rider", "subject_id": riders[3].rider_id, "reason": "demo: unpaid fare"}))
         .await?;
-    fleet.tap(&gate(&stops[4], 1), "rider-4", Direction::Entry, riders[3].ride_code(now())?, None, false).await?;
-    let _ = admin.send::<()>(reqwest::Method::DELETE, &format!("/v1/admin/deny-list/rider/{}", riders[3].rider_id), None).await?;
+    fleet
+        .tap(
+            &gate(&stops[4], 1),
+            "rider-4",
+            Direction::Entry,
+            riders[3].ride_code(now())?,
+            None,
+            false,
+        )
+        .await?;
+    let _ = admin
+        .send::<()>(
+            reqwest::Method::DELETE,
+            &format!("/v1/admin/deny-list/rider/{}", riders[3].rider_id),
+            None,
+        )
+        .await?;
 
     // --- free running traffic until the deadline or Ctrl-C ---
-    println!("\n— riders travel between random stations until {}", match deadline {
-        Some(_) => "the --duration ends".to_string(),
-        None => "Ctrl-C".to_string(),
-    });
+    println!(
+        "\n— riders travel between random stations until {}",
+        match deadline {
+            Some(_) => "the --duration ends".to_string(),
+            None => "Ctrl-C".to_string(),
+        }
+    );
     let stop_flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = tokio::task::JoinSet::new();
     let riders = Arc::new(riders);
@@ -296,12 +520,33 @@ async fn run_in(dir: &std::path::Path, options: DemoOptions, deadline: Option<In
                 let rider = &riders[index];
                 let who = format!("rider-{}", index + 1);
                 let code = rider.ride_code(crate::now_ms() as u64)?;
-                let entry = fleet.tap(&format!("gate-{}-1", sanitize(&from)), &who, Direction::Entry, code, None, true).await?;
+                let entry = fleet
+                    .tap(
+                        &format!("gate-{}-1", sanitize(&from)),
+                        &who,
+                        Direction::Entry,
+                        code,
+                        None,
+                        true,
+                    )
+                    .await?;
                 tokio::time::sleep(Duration::from_millis(pause)).await;
                 let code = rider.ride_code(crate::now_ms() as u64)?;
-                let exit = fleet.tap(&format!("gate-{}-2", sanitize(&to)), &who, Direction::Exit, code, None, true).await?;
+                let exit = fleet
+                    .tap(
+                        &format!("gate-{}-2", sanitize(&to)),
+                        &who,
+                        Direction::Exit,
+                        code,
+                        None,
+                        true,
+                    )
+                    .await?;
                 if entry.decision == Decision::Approve {
-                    let fare = exit.fare.map(|f| f.to_string()).unwrap_or_else(|| exit.reason.clone().unwrap_or_default());
+                    let fare = exit
+                        .fare
+                        .map(|f| f.to_string())
+                        .unwrap_or_else(|| exit.reason.clone().unwrap_or_default());
                     println!("  {who:<10} {from} → {to}: {fare}");
                 }
             }
@@ -324,7 +569,12 @@ async fn run_in(dir: &std::path::Path, options: DemoOptions, deadline: Option<In
     let stats = fleet.stats.lock().await;
     let mut lat = stats.latencies_us.clone();
     lat.sort_unstable();
-    let pct = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(0) as f64 / 1000.0;
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
     println!(
         "  live taps: {} ({} approved, {} declined); round trip over mTLS p50 {:.2} ms, p99 {:.2} ms",
         lat.len(),
@@ -334,7 +584,10 @@ async fn run_in(dir: &std::path::Path, options: DemoOptions, deadline: Option<In
         pct(0.99)
     );
     for (decision, reason, count) in state.store.tap_counts().await? {
-        println!("  taps recorded: {decision:<8} {:<24} {count}", reason.unwrap_or_default());
+        println!(
+            "  taps recorded: {decision:<8} {:<24} {count}",
+            reason.unwrap_or_default()
+        );
     }
     for t in state.store.journey_totals().await? {
         println!(
@@ -343,11 +596,15 @@ async fn run_in(dir: &std::path::Path, options: DemoOptions, deadline: Option<In
             t.status,
             t.journeys,
             turnpike_wire::Money::from_minor(t.fares_minor, turnpike_wire::Currency::CNY).amount(),
-            turnpike_wire::Money::from_minor(t.charges_minor, turnpike_wire::Currency::CNY).amount()
+            turnpike_wire::Money::from_minor(t.charges_minor, turnpike_wire::Currency::CNY)
+                .amount()
         );
     }
     let journeys = riders[0].journeys(&public_base, &ca).await?;
-    println!("  rider-1 sees {} of their own journeys through the rider API", journeys.journeys.len());
+    println!(
+        "  rider-1 sees {} of their own journeys through the rider API",
+        journeys.journeys.len()
+    );
     let _ = stop_tx.send(());
     server.await??;
     println!("\ndemo finished cleanly");

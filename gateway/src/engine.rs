@@ -71,25 +71,54 @@ pub struct TapEngine {
 
 impl TapEngine {
     /// Starts `writers` writer tasks (one for SQLite, which has a single writer anyway).
-    pub fn start(store: Store, networks: Arc<Networks>, rules: Rules, writers: usize, queue_taps_max: usize) -> TapEngine {
+    pub fn start(
+        store: Store,
+        networks: Arc<Networks>,
+        rules: Rules,
+        writers: usize,
+        queue_taps_max: usize,
+    ) -> TapEngine {
         let (tx, rx) = mpsc::channel::<Job>(queue_taps_max);
         let rx = Arc::new(Mutex::new(rx));
-        let writers = if store.backend() == crate::store::Backend::Sqlite { 1 } else { writers };
+        let writers = if store.backend() == crate::store::Backend::Sqlite {
+            1
+        } else {
+            writers
+        };
         for _ in 0..writers {
-            let writer = Writer { store: store.clone(), networks: networks.clone(), rules: rules.clone(), rx: rx.clone() };
+            let writer = Writer {
+                store: store.clone(),
+                networks: networks.clone(),
+                rules: rules.clone(),
+                rx: rx.clone(),
+            };
             tokio::spawn(writer.run());
         }
         TapEngine { queue: tx }
     }
 
     /// Judges and durably records the taps of one terminal, in order.
-    pub async fn submit(&self, terminal: TerminalRow, taps: Vec<PreparedTap>) -> Result<Vec<TapAnswer>, ApiError> {
+    pub async fn submit(
+        &self,
+        terminal: TerminalRow,
+        taps: Vec<PreparedTap>,
+    ) -> Result<Vec<TapAnswer>, ApiError> {
         let (reply, answer) = oneshot::channel();
-        self.queue.try_send(Job { terminal, taps, reply }).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => ApiError::Overloaded,
-            mpsc::error::TrySendError::Closed(_) => ApiError::Internal(anyhow::anyhow!("tap writers stopped")),
-        })?;
-        answer.await.map_err(|_| ApiError::Internal(anyhow::anyhow!("tap writer dropped a job")))?
+        self.queue
+            .try_send(Job {
+                terminal,
+                taps,
+                reply,
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => ApiError::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => {
+                    ApiError::Internal(anyhow::anyhow!("tap writers stopped"))
+                }
+            })?;
+        answer
+            .await
+            .map_err(|_| ApiError::Internal(anyhow::anyhow!("tap writer dropped a job")))?
     }
 }
 
@@ -132,7 +161,8 @@ impl Writer {
             let started = Instant::now();
             match self.try_group(&jobs).await {
                 Ok(GroupResult::Committed(answers)) => {
-                    metrics::histogram!("gateway_db_commit_duration_seconds").record(started.elapsed().as_secs_f64());
+                    metrics::histogram!("gateway_db_commit_duration_seconds")
+                        .record(started.elapsed().as_secs_f64());
                     for (job, answer) in jobs.into_iter().zip(answers) {
                         let _ = job.reply.send(Ok(answer));
                     }
@@ -199,11 +229,23 @@ struct Verdict {
 
 impl Verdict {
     fn decline(reason: &'static str) -> Verdict {
-        Verdict { decision: Decision::Decline, reason: Some(reason), journey_id: None, fare: None, charge: None }
+        Verdict {
+            decision: Decision::Decline,
+            reason: Some(reason),
+            journey_id: None,
+            fare: None,
+            charge: None,
+        }
     }
 
     fn approve(journey_id: i64) -> Verdict {
-        Verdict { decision: Decision::Approve, reason: None, journey_id: Some(journey_id), fare: None, charge: None }
+        Verdict {
+            decision: Decision::Approve,
+            reason: None,
+            journey_id: Some(journey_id),
+            fare: None,
+            charge: None,
+        }
     }
 }
 
@@ -230,13 +272,25 @@ async fn judge(
         },
     )
     .await?;
-    if let Claim::Existing { request_sha256, response } = claim {
+    if let Claim::Existing {
+        request_sha256,
+        response,
+    } = claim
+    {
         if request_sha256 != tap.request_sha256 {
-            return Ok(Err(ApiError::IdempotencyConflict { sequence: req.sequence }));
+            return Ok(Err(ApiError::IdempotencyConflict {
+                sequence: req.sequence,
+            }));
         }
-        let stored: TapResponse = serde_json::from_slice(&response)
-            .map_err(|e| sqlx::Error::Protocol(format!("stored tap answer is not valid JSON: {e}")))?;
-        return Ok(Ok(TapAnswer { body: response, repeat: true, decision: stored.decision, reason: stored.reason }));
+        let stored: TapResponse = serde_json::from_slice(&response).map_err(|e| {
+            sqlx::Error::Protocol(format!("stored tap answer is not valid JSON: {e}"))
+        })?;
+        return Ok(Ok(TapAnswer {
+            body: response,
+            repeat: true,
+            decision: stored.decision,
+            reason: stored.reason,
+        }));
     }
 
     let verdict = match &tap.verdict {
@@ -272,7 +326,12 @@ async fn judge(
         },
     )
     .await?;
-    Ok(Ok(TapAnswer { body, repeat: false, decision: verdict.decision, reason: response.reason }))
+    Ok(Ok(TapAnswer {
+        body,
+        repeat: false,
+        decision: verdict.decision,
+        reason: response.reason,
+    }))
 }
 
 pub fn decision_str(decision: Decision) -> &'static str {
@@ -298,7 +357,15 @@ async fn apply_rules(
         return Ok(Verdict::decline("unknown_station"));
     }
     let direction = req.direction.as_str();
-    if !sql::consume_code(tx, &code.fingerprint, direction, &terminal.terminal_id, req.sequence as i64).await? {
+    if !sql::consume_code(
+        tx,
+        &code.fingerprint,
+        direction,
+        &terminal.terminal_id,
+        req.sequence as i64,
+    )
+    .await?
+    {
         return Ok(Verdict::decline("replay"));
     }
     let scanned_at_ms = req.scanned_at_ms as i64;
@@ -340,7 +407,9 @@ async fn apply_rules(
         }
         Direction::Exit => match open {
             None => Verdict::decline("no_entry"),
-            Some(open) if open.operator_id != terminal.operator_id => Verdict::decline("entry_on_other_network"),
+            Some(open) if open.operator_id != terminal.operator_id => {
+                Verdict::decline("entry_on_other_network")
+            }
             Some(open) if open.entry_at_ms > scanned_at_ms => Verdict::decline("no_entry"),
             Some(open) if scanned_at_ms - open.entry_at_ms > rules.incomplete_after_ms => {
                 close_incomplete(tx, network, &open).await?;
@@ -374,9 +443,13 @@ async fn close_at_exit(
                 Ok((network.max_fare(), "exit"))
             }
         }
-        Mode::Metro => network.metro_fare(&open.entry_location_id, &terminal.location_id).map(|f| (f, "exit")),
+        Mode::Metro => network
+            .metro_fare(&open.entry_location_id, &terminal.location_id)
+            .map(|f| (f, "exit")),
         Mode::Toll => match req.vehicle_class {
-            Some(class) => network.toll(&open.entry_location_id, &terminal.location_id, class).map(|f| (f, "exit")),
+            Some(class) => network
+                .toll(&open.entry_location_id, &terminal.location_id, class)
+                .map(|f| (f, "exit")),
             None => Err(()),
         },
     };
@@ -416,7 +489,11 @@ async fn close_at_exit(
 }
 
 /// Closes a journey that never saw its exit, at the network's maximum fare.
-pub async fn close_incomplete(tx: &mut Tx<'_>, network: &OperatorNetwork, open: &JourneyRow) -> Result<bool, sqlx::Error> {
+pub async fn close_incomplete(
+    tx: &mut Tx<'_>,
+    network: &OperatorNetwork,
+    open: &JourneyRow,
+) -> Result<bool, sqlx::Error> {
     let fare = network.incomplete_fare(&open.entry_location_id);
     let business_day = network.business_day(open.entry_at_ms);
     let charge = charge_after_cap(tx, network, open.rider_id, &business_day, &fare).await?;
@@ -450,9 +527,18 @@ async fn charge_after_cap(
     business_day: &str,
     fare: &Money,
 ) -> Result<Money, sqlx::Error> {
-    let Some(cap) = network.daily_cap() else { return Ok(*fare) };
+    let Some(cap) = network.daily_cap() else {
+        return Ok(*fare);
+    };
     let fare_minor = fare.to_minor();
-    let before = sql::add_to_rider_day(tx, rider_id, network.operator_id(), business_day, fare_minor).await?;
+    let before = sql::add_to_rider_day(
+        tx,
+        rider_id,
+        network.operator_id(),
+        business_day,
+        fare_minor,
+    )
+    .await?;
     let cap_minor = cap.to_minor();
     let charge = (before + fare_minor).min(cap_minor) - before.min(cap_minor);
     Ok(Money::from_minor(charge, fare.currency()))
@@ -465,7 +551,9 @@ pub fn verify_code(
     ride_code: &str,
     scanned_at_ms: u64,
 ) -> Result<VerifiedCode, RejectReason> {
-    let verified = keys.verifier.verify_base64url(ride_code, scanned_at_ms, deny)?;
+    let verified = keys
+        .verifier
+        .verify_base64url(ride_code, scanned_at_ms, deny)?;
     let body = verified.credential_body();
     Ok(VerifiedCode {
         fingerprint: verified.fingerprint(),

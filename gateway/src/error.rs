@@ -12,7 +12,11 @@ use turnpike_wire::api::{ErrorBody, ErrorDetail};
 pub enum ApiError {
     /// The request is malformed or semantically invalid; `code` is the machine-readable reason.
     #[error("{message}")]
-    BadRequest { status: StatusCode, code: &'static str, message: String },
+    BadRequest {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
     #[error("authentication required or failed")]
     Unauthorized,
     #[error("{0}")]
@@ -31,11 +35,19 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn unprocessable(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::BadRequest { status: StatusCode::UNPROCESSABLE_ENTITY, code, message: message.into() }
+        ApiError::BadRequest {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::BadRequest { status: StatusCode::BAD_REQUEST, code, message: message.into() }
+        ApiError::BadRequest {
+            status: StatusCode::BAD_REQUEST,
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
@@ -59,7 +71,12 @@ impl IntoResponse for ApiError {
             ApiError::Internal(e) => tracing::error!(error = ?e, "internal error"),
             _ => {}
         }
-        let body = ErrorBody { error: ErrorDetail { code: code.to_string(), message: self.to_string() } };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: code.to_string(),
+                message: self.to_string(),
+            },
+        };
         (status, axum::Json(body)).into_response()
     }
 }

@@ -75,7 +75,10 @@ impl Gateway {
     pub async fn build(config: Config, admin_token: &str) -> anyhow::Result<Gateway> {
         config.validate()?;
         let store = Store::connect(&config.database.url, config.database.connections_max).await?;
-        let policy = VerifyPolicy { freshness_ms: config.taps.freshness_ms, max_future_skew_ms: config.taps.max_future_skew_ms };
+        let policy = VerifyPolicy {
+            freshness_ms: config.taps.freshness_ms,
+            max_future_skew_ms: config.taps.max_future_skew_ms,
+        };
         let registry = Arc::new(Registry::load(&store, policy).await?);
         let networks = Arc::new(Networks::default());
         networks.reload(&store).await?;
@@ -84,12 +87,24 @@ impl Gateway {
             same_station_window_ms: config.journeys.same_station_window_ms as i64,
             commit_batch_taps_max: config.taps.commit_batch_taps_max,
         };
-        let engine = TapEngine::start(store.clone(), networks.clone(), rules, config.taps.writers, config.taps.queue_taps_max);
+        let engine = TapEngine::start(
+            store.clone(),
+            networks.clone(),
+            rules,
+            config.taps.writers,
+            config.taps.queue_taps_max,
+        );
         let terminal_tls = tls::terminal_server_config(&config.tls.dir, registry.clone())?;
         let public_tls = tls::public_server_config(&config.tls.dir)?;
-        let terminal = TcpListener::bind(config.listen.terminal).await.with_context(|| format!("binding {}", config.listen.terminal))?;
-        let public = TcpListener::bind(config.listen.public).await.with_context(|| format!("binding {}", config.listen.public))?;
-        let ops = TcpListener::bind(config.listen.ops).await.with_context(|| format!("binding {}", config.listen.ops))?;
+        let terminal = TcpListener::bind(config.listen.terminal)
+            .await
+            .with_context(|| format!("binding {}", config.listen.terminal))?;
+        let public = TcpListener::bind(config.listen.public)
+            .await
+            .with_context(|| format!("binding {}", config.listen.public))?;
+        let ops = TcpListener::bind(config.listen.ops)
+            .await
+            .with_context(|| format!("binding {}", config.listen.ops))?;
         let state = AppState {
             config: Arc::new(config),
             store,
@@ -108,15 +123,23 @@ impl Gateway {
     }
 
     pub fn terminal_addr(&self) -> SocketAddr {
-        self.terminal.0.local_addr().expect("bound listener has an address")
+        self.terminal
+            .0
+            .local_addr()
+            .expect("bound listener has an address")
     }
 
     pub fn public_addr(&self) -> SocketAddr {
-        self.public.0.local_addr().expect("bound listener has an address")
+        self.public
+            .0
+            .local_addr()
+            .expect("bound listener has an address")
     }
 
     pub fn ops_addr(&self) -> SocketAddr {
-        self.ops.local_addr().expect("bound listener has an address")
+        self.ops
+            .local_addr()
+            .expect("bound listener has an address")
     }
 
     pub fn state(&self) -> &AppState {
@@ -125,15 +148,31 @@ impl Gateway {
 
     /// Serves until `shutdown` resolves, then stops accepting, drains in-flight requests (up to
     /// [`server::DRAIN_TIMEOUT`]) and closes the database pool.
-    pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let state = self.state.clone();
         let terminal_router = api::terminal::router(state.clone());
-        let public_router = api::rider::router(state.clone()).merge(api::admin::router(state.clone()));
+        let public_router =
+            api::rider::router(state.clone()).merge(api::admin::router(state.clone()));
         let ops_router = api::ops::router(state.clone());
         let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(server::serve_tls(self.terminal.0, self.terminal.1, terminal_router, server::Auth::Terminal, stop_rx.clone()));
-        tasks.spawn(server::serve_tls(self.public.0, self.public.1, public_router, server::Auth::ServerOnly, stop_rx.clone()));
+        tasks.spawn(server::serve_tls(
+            self.terminal.0,
+            self.terminal.1,
+            terminal_router,
+            server::Auth::Terminal,
+            stop_rx.clone(),
+        ));
+        tasks.spawn(server::serve_tls(
+            self.public.0,
+            self.public.1,
+            public_router,
+            server::Auth::ServerOnly,
+            stop_rx.clone(),
+        ));
         tasks.spawn(server::serve_plain(self.ops, ops_router, stop_rx.clone()));
         tasks.spawn(refresher(state.clone(), stop_rx.clone()));
         tasks.spawn(sweeper(state.clone(), stop_rx.clone()));
@@ -184,10 +223,15 @@ async fn sweeper(state: AppState, mut stop: watch::Receiver<bool>) {
 
 pub async fn sweep_once(state: &AppState) -> anyhow::Result<usize> {
     let cutoff = now_ms() - state.config.journeys.incomplete_after_ms as i64;
-    let stale = state.store.stale_open_journeys(cutoff, SWEEP_JOURNEYS_MAX).await?;
+    let stale = state
+        .store
+        .stale_open_journeys(cutoff, SWEEP_JOURNEYS_MAX)
+        .await?;
     let mut closed = 0;
     for journey in stale {
-        let Some(network) = state.networks.get(&journey.operator_id) else { continue };
+        let Some(network) = state.networks.get(&journey.operator_id) else {
+            continue;
+        };
         let mut tx = state.store.begin().await?;
         if engine::close_incomplete(&mut tx, &network, &journey).await? {
             closed += 1;
@@ -203,11 +247,21 @@ pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let latency = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.3, 1.0, 3.0];
+            let latency = [
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.3, 1.0, 3.0,
+            ];
             let batch = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
             let recorder = PrometheusBuilder::new()
-                .set_buckets_for_metric(metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()), &latency)
-                .and_then(|b| b.set_buckets_for_metric(metrics_exporter_prometheus::Matcher::Suffix("_taps".into()), &batch))
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
+                    &latency,
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        metrics_exporter_prometheus::Matcher::Suffix("_taps".into()),
+                        &batch,
+                    )
+                })
                 .expect("static bucket lists are valid")
                 .build_recorder();
             let handle = recorder.handle();
@@ -220,7 +274,10 @@ pub fn metrics_handle() -> PrometheusHandle {
 
 /// Now, as UTC Unix milliseconds.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// A random positive 63-bit id: unguessable, and no sequence to contend on across nodes.
@@ -236,6 +293,8 @@ pub fn random_id() -> i64 {
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     use ring::rand::SecureRandom;
     let mut out = [0u8; N];
-    ring::rand::SystemRandom::new().fill(&mut out).expect("the OS random source works");
+    ring::rand::SystemRandom::new()
+        .fill(&mut out)
+        .expect("the OS random source works");
     out
 }

@@ -7,7 +7,10 @@ use clap::{Parser, Subcommand};
 use gateway::config::Config;
 
 #[derive(Parser)]
-#[command(name = "gateway", about = "Turnpike gateway: ride codes, taps, journeys and fares")]
+#[command(
+    name = "gateway",
+    about = "Turnpike gateway: ride codes, taps, journeys and fares"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -65,16 +68,31 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(terminal = %gateway.terminal_addr(), public = %gateway.public_addr(), ops = %gateway.ops_addr(), "gateway listening");
             gateway.run_until(shutdown_signal()).await
         }
-        Command::Demo { duration, dir, riders } => {
+        Command::Demo {
+            duration,
+            dir,
+            riders,
+        } => {
             init_tracing(false);
-            gateway::demo::run(gateway::demo::DemoOptions { duration_s: duration, dir, riders }).await
+            gateway::demo::run(gateway::demo::DemoOptions {
+                duration_s: duration,
+                dir,
+                riders,
+            })
+            .await
         }
-        Command::Certs { command: CertsCommand::Dev { out, mut terminals } } => {
+        Command::Certs {
+            command: CertsCommand::Dev { out, mut terminals },
+        } => {
             if terminals.is_empty() {
                 terminals = gateway::demo::demo_terminal_ids();
             }
             gateway::certs::write_dev_pki(&out, &terminals)?;
-            println!("wrote dev CA, server and {} terminal certificates to {}", terminals.len(), out.display());
+            println!(
+                "wrote dev CA, server and {} terminal certificates to {}",
+                terminals.len(),
+                out.display()
+            );
             Ok(())
         }
     }
@@ -90,7 +108,8 @@ fn admin_token(config: &Config) -> anyhow::Result<String> {
         return Ok(existing.trim().to_string());
     }
     let token = hex::encode(gateway::random_bytes::<24>());
-    gateway::certs::write_secret(&path, &token).with_context(|| format!("writing {}", path.display()))?;
+    gateway::certs::write_secret(&path, &token)
+        .with_context(|| format!("writing {}", path.display()))?;
     tracing::warn!(path = %path.display(), "no admin.token configured; generated one (development only)");
     Ok(token)
 }
@@ -99,9 +118,15 @@ fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if json { "info" } else { "warn" }));
     if json {
-        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
     } else {
-        tracing_subscriber::fmt().compact().with_env_filter(filter).init();
+        tracing_subscriber::fmt()
+            .compact()
+            .with_env_filter(filter)
+            .init();
     }
 }
 

@@ -147,35 +147,63 @@ pub struct FareData {
 /// Parses fare data for an operator; the error says which file and line is wrong.
 pub fn build_pricing(mode: Mode, data: &FareData) -> anyhow::Result<Pricing> {
     let file = |name: &str| -> anyhow::Result<&str> {
-        data.files.get(name).map(String::as_str).with_context(|| format!("fare data format {} needs file {name}", data.format))
+        data.files
+            .get(name)
+            .map(String::as_str)
+            .with_context(|| format!("fare data format {} needs file {name}", data.format))
     };
     let pricing = match (mode, data.format.as_str()) {
         (Mode::Metro, "demo_metro") => Pricing::Metro(turnpike_fares::demo_metro()),
         (Mode::Toll, "demo_toll") => Pricing::Toll(turnpike_fares::demo_toll()),
         (Mode::Metro, "gtfs") => {
-            let files: Vec<(&str, &str)> = data.files.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            Pricing::Metro(turnpike_fares::GtfsFeed::from_files(&files)?.metro_fares(data.network_id.as_deref().unwrap_or(""))?)
+            let files: Vec<(&str, &str)> = data
+                .files
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            Pricing::Metro(
+                turnpike_fares::GtfsFeed::from_files(&files)?
+                    .metro_fares(data.network_id.as_deref().unwrap_or(""))?,
+            )
         }
         (Mode::Metro, "matrix") => Pricing::Metro(MetroFares::from_matrix_csv(
             ("stops.csv", file("stops.csv")?),
             ("fare_matrix.csv", file("fare_matrix.csv")?),
         )?),
-        (Mode::Toll, "toll") => {
-            Pricing::Toll(TollTable::from_csv(("plazas.csv", file("plazas.csv")?), ("rates.csv", file("rates.csv")?))?)
-        }
-        (mode, format) => bail!("fare data format {format:?} does not fit a {} operator", mode.as_str()),
+        (Mode::Toll, "toll") => Pricing::Toll(TollTable::from_csv(
+            ("plazas.csv", file("plazas.csv")?),
+            ("rates.csv", file("rates.csv")?),
+        )?),
+        (mode, format) => bail!(
+            "fare data format {format:?} does not fit a {} operator",
+            mode.as_str()
+        ),
     };
     Ok(pricing)
 }
 
-pub fn build_network(operator: OperatorRow, data: &FareData, fare_version: i64) -> anyhow::Result<OperatorNetwork> {
-    let mode = Mode::parse(&operator.mode).with_context(|| format!("operator mode {}", operator.mode))?;
+pub fn build_network(
+    operator: OperatorRow,
+    data: &FareData,
+    fare_version: i64,
+) -> anyhow::Result<OperatorNetwork> {
+    let mode =
+        Mode::parse(&operator.mode).with_context(|| format!("operator mode {}", operator.mode))?;
     let time_zone = jiff::tz::TimeZone::get(&operator.time_zone)
         .with_context(|| format!("unknown time zone {}", operator.time_zone))?;
     let currency = Currency::parse(&operator.currency).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let daily_cap = operator.daily_cap_minor.map(|m| Money::from_minor(m, currency));
+    let daily_cap = operator
+        .daily_cap_minor
+        .map(|m| Money::from_minor(m, currency));
     let pricing = build_pricing(mode, data)?;
-    Ok(OperatorNetwork { operator, time_zone, currency, daily_cap, pricing, fare_version })
+    Ok(OperatorNetwork {
+        operator,
+        time_zone,
+        currency,
+        daily_cap,
+        pricing,
+        fare_version,
+    })
 }
 
 /// All operators' networks; the map is swapped whole when fare data changes.
@@ -186,17 +214,27 @@ pub struct Networks {
 
 impl Networks {
     pub fn get(&self, operator_id: &str) -> Option<Arc<OperatorNetwork>> {
-        self.map.read().unwrap_or_else(|e| e.into_inner()).get(operator_id).cloned()
+        self.map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(operator_id)
+            .cloned()
     }
 
     /// Rebuilds every network from the database. A network whose stored data no longer parses is
     /// left out (and logged): its terminals get `network_not_configured` until fixed.
     pub async fn reload(&self, store: &Store) -> anyhow::Result<()> {
-        let operators: HashMap<String, OperatorRow> =
-            store.operators().await?.into_iter().map(|o| (o.operator_id.clone(), o)).collect();
+        let operators: HashMap<String, OperatorRow> = store
+            .operators()
+            .await?
+            .into_iter()
+            .map(|o| (o.operator_id.clone(), o))
+            .collect();
         let mut map = HashMap::new();
         for (operator_id, version, format, files_json) in store.latest_fare_data().await? {
-            let Some(operator) = operators.get(&operator_id) else { continue };
+            let Some(operator) = operators.get(&operator_id) else {
+                continue;
+            };
             let data = match serde_json::from_str::<FareData>(&files_json) {
                 Ok(data) if data.format == format => data,
                 _ => {
@@ -208,7 +246,9 @@ impl Networks {
                 Ok(network) => {
                     map.insert(operator_id, Arc::new(network));
                 }
-                Err(e) => tracing::error!(operator_id, version, error = %e, "stored fare data does not load"),
+                Err(e) => {
+                    tracing::error!(operator_id, version, error = %e, "stored fare data does not load")
+                }
             }
         }
         *self.map.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(map);

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
-use turnpike_wire::ridecode::{DenyList, IssuerKeyPair, IssuerPublicKey, VerifyPolicy, Verifier};
+use turnpike_wire::ridecode::{DenyList, IssuerKeyPair, IssuerPublicKey, Verifier, VerifyPolicy};
 
 use crate::store::{IssuerKeyRow, Store, TerminalRow};
 use crate::tls::TerminalGate;
@@ -51,7 +51,12 @@ impl Registry {
     }
 
     pub async fn refresh(&self, store: &Store) -> anyhow::Result<()> {
-        let terminals = store.terminals().await?.into_iter().map(|t| (t.terminal_id.clone(), t)).collect();
+        let terminals = store
+            .terminals()
+            .await?
+            .into_iter()
+            .map(|t| (t.terminal_id.clone(), t))
+            .collect();
         swap(&self.terminals, terminals);
         let mut deny = DenyList::default();
         for row in store.deny_list().await? {
@@ -81,7 +86,9 @@ impl Registry {
 
 impl TerminalGate for Registry {
     fn is_active(&self, terminal_id: &str) -> bool {
-        read(&self.terminals).get(terminal_id).is_some_and(|t| t.status == "active")
+        read(&self.terminals)
+            .get(terminal_id)
+            .is_some_and(|t| t.status == "active")
     }
 }
 
@@ -90,19 +97,32 @@ async fn load_key_ring(store: &Store, policy: VerifyPolicy) -> anyhow::Result<Ke
     if !rows.iter().any(|r| r.status == "current") {
         // First start: create key 1. If another node races us, its insert wins and ours fails
         // on the unique "one current key" index; either way we re-read.
-        let _ = store.rotate_issuer_key(&new_issuer_key(next_key_id(&rows))?, crate::now_ms()).await;
+        let _ = store
+            .rotate_issuer_key(&new_issuer_key(next_key_id(&rows))?, crate::now_ms())
+            .await;
         rows = store.issuer_keys().await?;
     }
-    let current_row = rows.iter().find(|r| r.status == "current").context("no current issuer key")?;
+    let current_row = rows
+        .iter()
+        .find(|r| r.status == "current")
+        .context("no current issuer key")?;
     let current = IssuerKeyPair::from_pkcs8(current_row.key_id as u16, &current_row.pkcs8)
         .map_err(|e| anyhow::anyhow!("issuer key {}: {e}", current_row.key_id))?;
     let public_keys: Vec<IssuerPublicKey> = rows
         .iter()
         .filter(|r| r.status != "retired")
-        .map(|r| IssuerPublicKey::new(r.key_id as u16, &r.public_key).map_err(|e| anyhow::anyhow!("issuer key {}: {e}", r.key_id)))
+        .map(|r| {
+            IssuerPublicKey::new(r.key_id as u16, &r.public_key)
+                .map_err(|e| anyhow::anyhow!("issuer key {}: {e}", r.key_id))
+        })
         .collect::<anyhow::Result<_>>()?;
-    let verifier = Verifier::new(public_keys.iter().cloned(), policy).map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(KeyRing { current, verifier, public_keys })
+    let verifier =
+        Verifier::new(public_keys.iter().cloned(), policy).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(KeyRing {
+        current,
+        verifier,
+        public_keys,
+    })
 }
 
 pub fn next_key_id(rows: &[IssuerKeyRow]) -> i64 {
@@ -110,8 +130,18 @@ pub fn next_key_id(rows: &[IssuerKeyRow]) -> i64 {
 }
 
 pub fn new_issuer_key(key_id: i64) -> anyhow::Result<IssuerKeyRow> {
-    anyhow::ensure!((1..=65535).contains(&key_id), "issuer key ids are exhausted");
-    let pkcs8 = IssuerKeyPair::generate_pkcs8().map_err(|e| anyhow::anyhow!("generating issuer key: {e}"))?;
-    let pair = IssuerKeyPair::from_pkcs8(key_id as u16, &pkcs8).map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(IssuerKeyRow { key_id, pkcs8, public_key: pair.public_key().public_key().to_vec(), status: "current".into() })
+    anyhow::ensure!(
+        (1..=65535).contains(&key_id),
+        "issuer key ids are exhausted"
+    );
+    let pkcs8 = IssuerKeyPair::generate_pkcs8()
+        .map_err(|e| anyhow::anyhow!("generating issuer key: {e}"))?;
+    let pair =
+        IssuerKeyPair::from_pkcs8(key_id as u16, &pkcs8).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(IssuerKeyRow {
+        key_id,
+        pkcs8,
+        public_key: pair.public_key().public_key().to_vec(),
+        status: "current".into(),
+    })
 }

@@ -73,7 +73,12 @@ pub async fn serve_tls(
             };
             let identity = match auth {
                 Auth::Terminal => {
-                    let id = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(terminal_id_of);
+                    let id = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(terminal_id_of);
                     match id {
                         Some(id) => Some(TerminalIdentity(id.into())),
                         None => return,
@@ -81,12 +86,14 @@ pub async fn serve_tls(
                 }
                 Auth::ServerOnly => None,
             };
-            let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                if let Some(identity) = &identity {
-                    req.extensions_mut().insert(identity.clone());
-                }
-                router.clone().oneshot(req.map(axum::body::Body::new))
-            });
+            let service = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    if let Some(identity) = &identity {
+                        req.extensions_mut().insert(identity.clone());
+                    }
+                    router.clone().oneshot(req.map(axum::body::Body::new))
+                },
+            );
             let builder = auto::Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection(TokioIo::new(tls), service);
             if let Err(e) = watcher.watch(conn.into_owned()).await {
@@ -95,13 +102,20 @@ pub async fn serve_tls(
         });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("drain timeout: closing connections with requests in flight");
     }
 }
 
 /// Plain HTTP for the ops endpoints.
-pub async fn serve_plain(listener: TcpListener, router: Router, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve_plain(
+    listener: TcpListener,
+    router: Router,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let result = axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             let _ = shutdown.changed().await;

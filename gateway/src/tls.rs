@@ -11,7 +11,10 @@ use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
 
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -26,7 +29,8 @@ pub fn load_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
 
 pub fn load_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
     let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    rustls_pemfile::private_key(&mut pem.as_slice())?.with_context(|| format!("{} holds no private key", path.display()))
+    rustls_pemfile::private_key(&mut pem.as_slice())?
+        .with_context(|| format!("{} holds no private key", path.display()))
 }
 
 fn load_crls(path: &Path) -> anyhow::Result<Vec<CertificateRevocationListDer<'static>>> {
@@ -81,8 +85,11 @@ impl ClientCertVerifier for TerminalVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.inner.verify_client_cert(end_entity, intermediates, now)?;
-        let id = terminal_id_of(end_entity).ok_or(rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        self.inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        let id = terminal_id_of(end_entity).ok_or(rustls::Error::InvalidCertificate(
+            CertificateError::BadEncoding,
+        ))?;
         if !self.gate.is_active(&id) {
             tracing::warn!(terminal_id = %id, "refused certificate of an unknown or revoked terminal");
             return Err(rustls::Error::InvalidCertificate(CertificateError::Revoked));
@@ -124,16 +131,25 @@ fn with_alpn(mut config: ServerConfig) -> ServerConfig {
 
 /// Server config of the terminal listener (mutual TLS). `dir` holds ca.pem, server.pem,
 /// server.key and optionally crl.pem.
-pub fn terminal_server_config(dir: &Path, gate: Arc<dyn TerminalGate>) -> anyhow::Result<ServerConfig> {
-    let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(&dir.join("ca.pem"))?), provider())
-        .with_crls(load_crls(&dir.join("crl.pem"))?)
-        .build()
-        .context("building the client certificate verifier")?;
+pub fn terminal_server_config(
+    dir: &Path,
+    gate: Arc<dyn TerminalGate>,
+) -> anyhow::Result<ServerConfig> {
+    let inner = WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots(&dir.join("ca.pem"))?),
+        provider(),
+    )
+    .with_crls(load_crls(&dir.join("crl.pem"))?)
+    .build()
+    .context("building the client certificate verifier")?;
     let verifier = Arc::new(TerminalVerifier { inner, gate });
     let config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(load_certs(&dir.join("server.pem"))?, load_key(&dir.join("server.key"))?)
+        .with_single_cert(
+            load_certs(&dir.join("server.pem"))?,
+            load_key(&dir.join("server.key"))?,
+        )
         .context("loading the server certificate")?;
     Ok(with_alpn(config))
 }
@@ -143,14 +159,20 @@ pub fn public_server_config(dir: &Path) -> anyhow::Result<ServerConfig> {
     let config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(load_certs(&dir.join("server.pem"))?, load_key(&dir.join("server.key"))?)
+        .with_single_cert(
+            load_certs(&dir.join("server.pem"))?,
+            load_key(&dir.join("server.key"))?,
+        )
         .context("loading the server certificate")?;
     Ok(with_alpn(config))
 }
 
 /// A client config trusting `ca.pem`, optionally presenting a terminal certificate. Used by the
 /// demo, the simulator and the tests, so they speak to the gateway exactly as a terminal does.
-pub fn client_config(ca_pem: &Path, identity: Option<(&Path, &Path)>) -> anyhow::Result<rustls::ClientConfig> {
+pub fn client_config(
+    ca_pem: &Path,
+    identity: Option<(&Path, &Path)>,
+) -> anyhow::Result<rustls::ClientConfig> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots(ca_pem)?);
@@ -163,7 +185,10 @@ pub fn client_config(ca_pem: &Path, identity: Option<(&Path, &Path)>) -> anyhow:
 }
 
 /// An HTTP client over [`client_config`].
-pub fn http_client(ca_pem: &Path, identity: Option<(&Path, &Path)>) -> anyhow::Result<reqwest::Client> {
+pub fn http_client(
+    ca_pem: &Path,
+    identity: Option<(&Path, &Path)>,
+) -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .use_preconfigured_tls(client_config(ca_pem, identity)?)
         .timeout(std::time::Duration::from_secs(30))

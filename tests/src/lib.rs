@@ -1,1 +1,398 @@
-//! End-to-end tests live in tests/tests/.
+//! Test harness: starts real gateways on random loopback ports with a fresh database (SQLite file
+//! or a new PostgreSQL database per test), a fresh dev PKI, the demo networks, and real
+//! mutual-TLS clients.
+//!
+//! PostgreSQL tests use `TURNPIKE_TEST_PG` (default `postgres://postgres@127.0.0.1:5432/postgres`)
+//! to create their databases. When PostgreSQL is unreachable they are skipped with a message,
+//! unless `TURNPIKE_REQUIRE_PG=1` (set by `.ci/run`), which turns a skip into a failure.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use gateway::client::{AdminClient, RiderDevice, TerminalClient};
+use gateway::config::Config;
+use gateway::demo::{demo_terminals, METRO_OPERATOR, TOLL_OPERATOR};
+use sqlx::Connection;
+use turnpike_wire::api::{Direction, TapRequest, VehicleClass};
+
+pub use gateway;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// A scratch directory removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(tag: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!(
+            "turnpike-test-{tag}-{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&dir).expect("creating a scratch directory");
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn pg_admin_url() -> String {
+    std::env::var("TURNPIKE_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh PostgreSQL database, dropped when this value is dropped.
+pub struct PgDatabase {
+    pub url: String,
+    name: String,
+}
+
+impl PgDatabase {
+    /// Creates a database, or returns None (test skipped) if PostgreSQL is unreachable and not
+    /// required.
+    pub async fn create() -> Option<PgDatabase> {
+        let admin_url = pg_admin_url();
+        let mut conn = match sqlx::PgConnection::connect(&admin_url).await {
+            Ok(c) => c,
+            Err(e) => {
+                if std::env::var("TURNPIKE_REQUIRE_PG").as_deref() == Ok("1") {
+                    panic!("PostgreSQL is required (TURNPIKE_REQUIRE_PG=1) but unreachable at {admin_url}: {e}");
+                }
+                eprintln!("SKIPPED: PostgreSQL unreachable at {admin_url}: {e}");
+                return None;
+            }
+        };
+        let name = format!("turnpike_test_{:016x}", rand::random::<u64>());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("creating a test database");
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_string())
+            .unwrap_or(admin_url.clone());
+        Some(PgDatabase {
+            url: format!("{base}/{name}"),
+            name,
+        })
+    }
+
+    /// Drops the database now (the gateway's connections are forced off): for readiness tests.
+    pub async fn drop_now(&self) {
+        let mut conn = sqlx::PgConnection::connect(&pg_admin_url())
+            .await
+            .expect("connecting to drop");
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut conn)
+        .await
+        .expect("dropping");
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs outside async context; a short-lived runtime on its own thread does the SQL.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let mut conn = sqlx::PgConnection::connect(&pg_admin_url()).await.ok()?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// Where a test's database lives; keeps it alive as long as the test holds it.
+pub enum Database {
+    Sqlite { url: String },
+    Postgres(PgDatabase),
+}
+
+impl Database {
+    pub async fn create(db: Db, scratch: &Scratch) -> Option<Database> {
+        match db {
+            Db::Sqlite => Some(Database::Sqlite {
+                url: format!(
+                    "sqlite://{}?mode=rwc",
+                    scratch.0.join("gateway.db").display()
+                ),
+            }),
+            Db::Postgres => PgDatabase::create().await.map(Database::Postgres),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        match self {
+            Database::Sqlite { url } => url,
+            Database::Postgres(pg) => &pg.url,
+        }
+    }
+}
+
+/// The PKI of a test: a CA with server and terminal certificates for every demo terminal.
+pub fn write_pki(dir: &Path) -> anyhow::Result<()> {
+    let ids: Vec<String> = demo_terminals().into_iter().map(|(id, _, _)| id).collect();
+    gateway::certs::write_dev_pki(dir, &ids)
+}
+
+/// Test defaults: random ports, short refresh and sweep intervals.
+pub fn test_config(db_url: &str, certs: &Path) -> Config {
+    let mut config = Config::default();
+    config.listen.terminal = "127.0.0.1:0".parse().expect("literal");
+    config.listen.public = "127.0.0.1:0".parse().expect("literal");
+    config.listen.ops = "127.0.0.1:0".parse().expect("literal");
+    config.tls.dir = certs.to_path_buf();
+    config.database.url = db_url.to_string();
+    config.taps.refresh_interval_ms = 200;
+    config.journeys.sweep_interval_ms = 3_600_000;
+    config
+}
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// A running gateway.
+pub struct TestGateway {
+    pub terminal_base: String,
+    pub public_base: String,
+    pub ops_base: String,
+    pub certs: PathBuf,
+    pub state: gateway::AppState,
+    pub admin: AdminClient,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestGateway {
+    pub async fn start(config: Config) -> anyhow::Result<TestGateway> {
+        let certs = config.tls.dir.clone();
+        let gateway = gateway::Gateway::build(config, ADMIN_TOKEN).await?;
+        let terminal_base = format!("https://localhost:{}", gateway.terminal_addr().port());
+        let public_base = format!("https://localhost:{}", gateway.public_addr().port());
+        let ops_base = format!("http://{}", gateway.ops_addr());
+        let state = gateway.state().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(gateway.run_until(async {
+            let _ = stopped.await;
+        }));
+        let admin = AdminClient::new(&public_base, &certs.join("ca.pem"), ADMIN_TOKEN)?;
+        Ok(TestGateway {
+            terminal_base,
+            public_base,
+            ops_base,
+            certs,
+            state,
+            admin,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// Stops accepting, drains and waits for the server to finish.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await??;
+        }
+        Ok(())
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.certs.join("ca.pem")
+    }
+
+    /// A mutual-TLS client presenting terminal `id`'s certificate.
+    pub fn terminal(&self, id: &str) -> TerminalClient {
+        TerminalClient::new(
+            &self.terminal_base,
+            &self.ca(),
+            &self.certs.join("terminals").join(format!("{id}.pem")),
+            &self.certs.join("terminals").join(format!("{id}.key")),
+        )
+        .expect("terminal client")
+    }
+
+    /// Creates the demo operators (optionally with a metro daily cap), loads the demo networks
+    /// and registers every demo terminal.
+    pub async fn configure_demo(&self, metro_daily_cap: Option<&str>) -> anyhow::Result<()> {
+        let mut metro =
+            serde_json::json!({"operator_id": METRO_OPERATOR, "name": "Metro", "mode": "metro"});
+        if let Some(cap) = metro_daily_cap {
+            metro["daily_cap"] = serde_json::json!({"amount": cap, "currency": "CNY"});
+        }
+        let ops = [
+            metro,
+            serde_json::json!({"operator_id": TOLL_OPERATOR, "name": "Expressway", "mode": "toll"}),
+        ];
+        for op in &ops {
+            self.admin.post_ok("/v1/admin/operators", op).await?;
+        }
+        for (op, format) in [(METRO_OPERATOR, "demo_metro"), (TOLL_OPERATOR, "demo_toll")] {
+            let a = self
+                .admin
+                .send(
+                    reqwest::Method::PUT,
+                    &format!("/v1/admin/operators/{op}/fares"),
+                    Some(&serde_json::json!({"format": format})),
+                )
+                .await?;
+            anyhow::ensure!(
+                a.status == 201,
+                "loading fares: {}",
+                String::from_utf8_lossy(&a.body)
+            );
+        }
+        for (id, op, location) in demo_terminals() {
+            self.admin
+                .post_ok("/v1/admin/terminals", &serde_json::json!({"terminal_id": id, "operator_id": op, "location_id": location}))
+                .await
+                .with_context(|| format!("registering {id}"))?;
+        }
+        Ok(())
+    }
+
+    pub async fn rider(&self) -> RiderDevice {
+        RiderDevice::enrol(&self.public_base, &self.ca(), &["metro", "toll"])
+            .await
+            .expect("enrolling a rider")
+    }
+
+    /// Rows in a table (to prove that a refused request wrote nothing).
+    pub async fn count(&self, table: &str) -> i64 {
+        self.state
+            .store
+            .count_rows(table)
+            .await
+            .expect("counting rows")
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A complete test environment on one database: scratch dir, PKI, database, one gateway.
+pub struct Env {
+    pub gw: TestGateway,
+    pub db: Database,
+    pub scratch: Scratch,
+}
+
+impl Env {
+    /// None when the database is PostgreSQL and the test is skipped.
+    pub async fn start(db: Db) -> Option<Env> {
+        Env::start_with(db, |_| {}).await
+    }
+
+    pub async fn start_with(db: Db, tweak: impl FnOnce(&mut Config)) -> Option<Env> {
+        let scratch = Scratch::new(match db {
+            Db::Sqlite => "sqlite",
+            Db::Postgres => "pg",
+        });
+        write_pki(&scratch.0.join("certs")).expect("writing the PKI");
+        let database = Database::create(db, &scratch).await?;
+        let mut config = test_config(database.url(), &scratch.0.join("certs"));
+        tweak(&mut config);
+        let gw = TestGateway::start(config)
+            .await
+            .expect("starting the gateway");
+        gw.configure_demo(None)
+            .await
+            .expect("configuring the demo networks");
+        Some(Env {
+            gw,
+            db: database,
+            scratch,
+        })
+    }
+}
+
+/// Names of demo terminals.
+pub fn gate(stop: &str, n: u8) -> String {
+    format!("gate-{stop}-{n}")
+}
+
+pub fn booth(plaza: &str, side: &str) -> String {
+    format!("booth-{plaza}-{side}")
+}
+
+pub fn now_ms() -> u64 {
+    gateway::now_ms() as u64
+}
+
+/// A tap as a gate would send it now.
+pub fn tap(sequence: u64, direction: Direction, ride_code: String) -> TapRequest {
+    TapRequest {
+        sequence,
+        direction,
+        ride_code,
+        scanned_at_ms: now_ms(),
+        vehicle_class: None,
+    }
+}
+
+pub fn toll_exit(sequence: u64, ride_code: String, class: VehicleClass) -> TapRequest {
+    TapRequest {
+        sequence,
+        direction: Direction::Exit,
+        ride_code,
+        scanned_at_ms: now_ms(),
+        vehicle_class: Some(class),
+    }
+}
+
+/// Runs a test body on both databases: `both_backends!(name, |env| async move { ... })`
+/// expands to `name_sqlite` and `name_postgres` tests.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let env = $crate::Env::start($crate::Db::Sqlite)
+                    .await
+                    .expect("sqlite always available");
+                ($body)(env).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(env) = $crate::Env::start($crate::Db::Postgres).await else {
+                    return;
+                };
+                ($body)(env).await;
+            }
+        }
+    };
+}
+
+/// Having a `Drop` impl makes test closures capture the whole environment rather than single
+/// fields, so the scratch directory and database live as long as the test body.
+impl Drop for Env {
+    fn drop(&mut self) {}
+}

@@ -8,9 +8,9 @@
 //! works offline. The byte layout, signing inputs, verification order and test vectors are in
 //! `docs/ride-code.md`; keep that document and this module in step.
 //!
-//! Submodules: [`format`](self) (byte layout, encode and structural parse), keys (issuer and
-//! device key pairs, point compression), verify (policy, deny list, [`Verifier`]) and the
-//! [`RejectReason`]s verification can give.
+//! Inside (all re-exported here): `format` (byte layout, encoding, structural parse), `keys`
+//! (issuer and device key pairs, point compression), `verify` (policy, deny list, [`Verifier`])
+//! and `reject` (the [`RejectReason`]s verification can give).
 //!
 //! It deliberately does not: read a clock (callers pass `scan_time_ms` / `now_s`), remember which
 //! codes were already used (replay protection across scans is the gateway's job, keyed by

@@ -32,7 +32,10 @@ fn new_rejects_bad_precision() {
     assert!(matches!(err, MoneyError::BadPrecision { .. }));
     assert!(err.to_string().starts_with("bad precision"), "{err}");
     assert!(Money::new(dec!(3.5), Currency::JPY).is_err());
-    assert_eq!(Money::new(dec!(300), Currency::JPY).unwrap().to_minor(), 300);
+    assert_eq!(
+        Money::new(dec!(300), Currency::JPY).unwrap().to_minor(),
+        300
+    );
 }
 
 #[test]
@@ -60,8 +63,14 @@ fn minor_units_round_trip() {
 #[test]
 fn display_has_minor_digits() {
     // Display always shows the currency's minor digits.
-    assert_eq!(Money::new(dec!(3), Currency::CNY).unwrap().to_string(), "3.00 CNY");
-    assert_eq!(Money::from_minor(-5, Currency::CNY).to_string(), "-0.05 CNY");
+    assert_eq!(
+        Money::new(dec!(3), Currency::CNY).unwrap().to_string(),
+        "3.00 CNY"
+    );
+    assert_eq!(
+        Money::from_minor(-5, Currency::CNY).to_string(),
+        "-0.05 CNY"
+    );
     assert_eq!(Money::from_minor(300, Currency::JPY).to_string(), "300 JPY");
     assert_eq!(Money::zero(Currency::USD).to_string(), "0.00 USD");
     assert_eq!(
@@ -237,7 +246,10 @@ fn serde_rejects_bad_input() {
         r#""3.00 CNY""#,
     ];
     for json in bad {
-        assert!(serde_json::from_str::<Money>(json).is_err(), "accepted {json}");
+        assert!(
+            serde_json::from_str::<Money>(json).is_err(),
+            "accepted {json}"
+        );
     }
     let err = serde_json::from_str::<Money>(r#"{"amount":3.0,"currency":"CNY"}"#)
         .unwrap_err()
@@ -253,15 +265,21 @@ fn serde_rejects_bad_input() {
 fn parse_amount_accepts_plain_decimals() {
     // The strict amount syntax accepts ordinary decimals, including negatives and leading zeros.
     assert_eq!(
-        Money::parse_amount("0.05", Currency::CNY).unwrap().to_minor(),
+        Money::parse_amount("0.05", Currency::CNY)
+            .unwrap()
+            .to_minor(),
         5
     );
     assert_eq!(
-        Money::parse_amount("-12.3", Currency::CNY).unwrap().to_minor(),
+        Money::parse_amount("-12.3", Currency::CNY)
+            .unwrap()
+            .to_minor(),
         -1230
     );
     assert_eq!(
-        Money::parse_amount("007", Currency::JPY).unwrap().to_minor(),
+        Money::parse_amount("007", Currency::JPY)
+            .unwrap()
+            .to_minor(),
         7
     );
     assert_eq!(

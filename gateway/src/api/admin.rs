@@ -21,15 +21,33 @@ const ADMIN_BODY_BYTES_MAX: usize = 16 * 1024;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/v1/admin/operators", post(create_operator).get(list_operators))
-        .route("/v1/admin/operators/{operator_id}/fares", put(load_fares).layer(DefaultBodyLimit::max(FARE_DATA_BYTES_MAX)))
-        .route("/v1/admin/terminals", post(register_terminal).get(list_terminals))
-        .route("/v1/admin/terminals/{terminal_id}/revoke", post(revoke_terminal))
+        .route(
+            "/v1/admin/operators",
+            post(create_operator).get(list_operators),
+        )
+        .route(
+            "/v1/admin/operators/{operator_id}/fares",
+            put(load_fares).layer(DefaultBodyLimit::max(FARE_DATA_BYTES_MAX)),
+        )
+        .route(
+            "/v1/admin/terminals",
+            post(register_terminal).get(list_terminals),
+        )
+        .route(
+            "/v1/admin/terminals/{terminal_id}/revoke",
+            post(revoke_terminal),
+        )
         .route("/v1/admin/deny-list", post(deny_add).get(deny_list))
-        .route("/v1/admin/deny-list/{kind}/{subject_id}", delete(deny_remove))
+        .route(
+            "/v1/admin/deny-list/{kind}/{subject_id}",
+            delete(deny_remove),
+        )
         .route("/v1/admin/issuer-keys", get(list_keys))
         .route("/v1/admin/issuer-keys/rotate", post(rotate_keys))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), require_admin))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_admin,
+        ))
         .layer(DefaultBodyLimit::max(ADMIN_BODY_BYTES_MAX))
         .with_state(state)
 }
@@ -42,7 +60,11 @@ async fn require_admin(
     let ok = bearer(req.headers()).is_some_and(|t| {
         // Compare digests, so the comparison time does not depend on how much of the token matched.
         let digest = sha256(t.as_bytes());
-        digest.iter().zip(state.admin_token_sha256.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        digest
+            .iter()
+            .zip(state.admin_token_sha256.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
     });
     if !ok {
         return Err(ApiError::Unauthorized);
@@ -69,25 +91,43 @@ pub struct OperatorSpec {
 }
 
 fn check_id(field: &'static str, id: &str) -> ApiResult<()> {
-    let ok = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if ok {
         Ok(())
     } else {
-        Err(ApiError::unprocessable("invalid_id", format!("{field} must be 1–64 characters of A–Z, a–z, 0–9, '-', '_'")))
+        Err(ApiError::unprocessable(
+            "invalid_id",
+            format!("{field} must be 1–64 characters of A–Z, a–z, 0–9, '-', '_'"),
+        ))
     }
 }
 
-async fn create_operator(State(state): State<AppState>, ValidJson(spec): ValidJson<OperatorSpec>) -> ApiResult<StatusCode> {
+async fn create_operator(
+    State(state): State<AppState>,
+    ValidJson(spec): ValidJson<OperatorSpec>,
+) -> ApiResult<StatusCode> {
     check_id("operator_id", &spec.operator_id)?;
-    let mode = Mode::parse(&spec.mode).ok_or_else(|| ApiError::unprocessable("invalid_mode", "mode must be metro or toll"))?;
+    let mode = Mode::parse(&spec.mode)
+        .ok_or_else(|| ApiError::unprocessable("invalid_mode", "mode must be metro or toll"))?;
     let time_zone = spec.time_zone.unwrap_or_else(|| "Asia/Shanghai".into());
-    jiff::tz::TimeZone::get(&time_zone)
-        .map_err(|_| ApiError::unprocessable("unknown_time_zone", format!("unknown time zone {time_zone:?}")))?;
+    jiff::tz::TimeZone::get(&time_zone).map_err(|_| {
+        ApiError::unprocessable(
+            "unknown_time_zone",
+            format!("unknown time zone {time_zone:?}"),
+        )
+    })?;
     let currency = Currency::parse(spec.currency.as_deref().unwrap_or("CNY"))
         .map_err(|e| ApiError::unprocessable("unknown_currency", e.to_string()))?;
     if let Some(cap) = &spec.daily_cap {
         if cap.currency() != currency || !cap.is_positive() {
-            return Err(ApiError::unprocessable("invalid_daily_cap", "daily_cap must be positive and in the operator's currency"));
+            return Err(ApiError::unprocessable(
+                "invalid_daily_cap",
+                "daily_cap must be positive and in the operator's currency",
+            ));
         }
     }
     let row = OperatorRow {
@@ -156,13 +196,16 @@ async fn load_fares(
         .into_iter()
         .find(|o| o.operator_id == operator_id)
         .ok_or_else(|| ApiError::NotFound(format!("no operator {operator_id}")))?;
-    build_network(operator, &data, 0).map_err(|e| ApiError::unprocessable("invalid_fare_data", format!("{e:#}")))?;
+    build_network(operator, &data, 0)
+        .map_err(|e| ApiError::unprocessable("invalid_fare_data", format!("{e:#}")))?;
     let files_json = serde_json::to_string(&data).map_err(|e| ApiError::Internal(e.into()))?;
-    let version = state.store.insert_fare_data(&operator_id, &data.format, &files_json, crate::now_ms()).await?;
+    let version = state
+        .store
+        .insert_fare_data(&operator_id, &data.format, &files_json, crate::now_ms())
+        .await?;
     state.networks.reload(&state.store).await?;
     Ok((StatusCode::CREATED, Json(FareLoaded { version })))
 }
-
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -174,15 +217,24 @@ pub struct TerminalSpec {
     pub location_id: String,
 }
 
-async fn register_terminal(State(state): State<AppState>, ValidJson(spec): ValidJson<TerminalSpec>) -> ApiResult<StatusCode> {
+async fn register_terminal(
+    State(state): State<AppState>,
+    ValidJson(spec): ValidJson<TerminalSpec>,
+) -> ApiResult<StatusCode> {
     check_id("terminal_id", &spec.terminal_id)?;
     let network = state.networks.get(&spec.operator_id).ok_or_else(|| {
-        ApiError::unprocessable("network_not_configured", format!("operator {} has no fare data loaded", spec.operator_id))
+        ApiError::unprocessable(
+            "network_not_configured",
+            format!("operator {} has no fare data loaded", spec.operator_id),
+        )
     })?;
     if !network.has_location(&spec.location_id) {
         return Err(ApiError::unprocessable(
             "unknown_station",
-            format!("{} is not a station or plaza of {}", spec.location_id, spec.operator_id),
+            format!(
+                "{} is not a station or plaza of {}",
+                spec.location_id, spec.operator_id
+            ),
         ));
     }
     let row = TerminalRow {
@@ -218,8 +270,15 @@ async fn list_terminals(State(state): State<AppState>) -> ApiResult<Json<Vec<Ter
     ))
 }
 
-async fn revoke_terminal(State(state): State<AppState>, Path(terminal_id): Path<String>) -> ApiResult<StatusCode> {
-    if !state.store.set_terminal_status(&terminal_id, "revoked", crate::now_ms()).await? {
+async fn revoke_terminal(
+    State(state): State<AppState>,
+    Path(terminal_id): Path<String>,
+) -> ApiResult<StatusCode> {
+    if !state
+        .store
+        .set_terminal_status(&terminal_id, "revoked", crate::now_ms())
+        .await?
+    {
         return Err(ApiError::NotFound(format!("no terminal {terminal_id}")));
     }
     state.refresh_registry().await?;
@@ -240,26 +299,51 @@ fn parse_subject(kind: &str, id: &str) -> ApiResult<(&'static str, i64)> {
     let kind = match kind {
         "credential" => "credential",
         "rider" => "rider",
-        _ => return Err(ApiError::unprocessable("invalid_kind", "kind must be credential or rider")),
+        _ => {
+            return Err(ApiError::unprocessable(
+                "invalid_kind",
+                "kind must be credential or rider",
+            ))
+        }
     };
-    let id: i64 = id.parse().ok().filter(|v| *v > 0).ok_or_else(|| ApiError::unprocessable("invalid_id", "subject_id must be a positive integer"))?;
+    let id: i64 = id.parse().ok().filter(|v| *v > 0).ok_or_else(|| {
+        ApiError::unprocessable("invalid_id", "subject_id must be a positive integer")
+    })?;
     Ok((kind, id))
 }
 
-async fn deny_add(State(state): State<AppState>, ValidJson(spec): ValidJson<DenySpec>) -> ApiResult<StatusCode> {
+async fn deny_add(
+    State(state): State<AppState>,
+    ValidJson(spec): ValidJson<DenySpec>,
+) -> ApiResult<StatusCode> {
     let (kind, id) = parse_subject(&spec.kind, &spec.subject_id)?;
     if spec.reason.trim().is_empty() || spec.reason.len() > 500 {
-        return Err(ApiError::unprocessable("invalid_reason", "reason must be 1–500 characters"));
+        return Err(ApiError::unprocessable(
+            "invalid_reason",
+            "reason must be 1–500 characters",
+        ));
     }
-    let added = state.store.deny_add(kind, id, &spec.reason, crate::now_ms()).await?;
+    let added = state
+        .store
+        .deny_add(kind, id, &spec.reason, crate::now_ms())
+        .await?;
     state.refresh_registry().await?;
-    Ok(if added { StatusCode::CREATED } else { StatusCode::OK })
+    Ok(if added {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    })
 }
 
-async fn deny_remove(State(state): State<AppState>, Path((kind, id)): Path<(String, String)>) -> ApiResult<StatusCode> {
+async fn deny_remove(
+    State(state): State<AppState>,
+    Path((kind, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     let (kind, id) = parse_subject(&kind, &id)?;
     if !state.store.deny_remove(kind, id).await? {
-        return Err(ApiError::NotFound(format!("{kind} {id} is not on the deny list")));
+        return Err(ApiError::NotFound(format!(
+            "{kind} {id} is not on the deny list"
+        )));
     }
     state.refresh_registry().await?;
     Ok(StatusCode::NO_CONTENT)
@@ -280,7 +364,12 @@ async fn deny_list(State(state): State<AppState>) -> ApiResult<Json<Vec<DenyView
             .deny_list()
             .await?
             .into_iter()
-            .map(|d| DenyView { kind: d.subject_kind, subject_id: d.subject_id.to_string(), reason: d.reason, added_at_ms: d.added_at_ms })
+            .map(|d| DenyView {
+                kind: d.subject_kind,
+                subject_id: d.subject_id.to_string(),
+                reason: d.reason,
+                added_at_ms: d.added_at_ms,
+            })
             .collect(),
     ))
 }
@@ -299,7 +388,11 @@ async fn list_keys(State(state): State<AppState>) -> ApiResult<Json<Vec<KeyView>
             .issuer_keys()
             .await?
             .into_iter()
-            .map(|k| KeyView { key_id: k.key_id, status: k.status, public_key_hex: hex::encode(k.public_key) })
+            .map(|k| KeyView {
+                key_id: k.key_id,
+                status: k.status,
+                public_key_hex: hex::encode(k.public_key),
+            })
             .collect(),
     ))
 }
@@ -314,6 +407,10 @@ async fn rotate_keys(State(state): State<AppState>) -> ApiResult<(StatusCode, Js
     state.refresh_registry().await?;
     Ok((
         StatusCode::CREATED,
-        Json(KeyView { key_id: key.key_id, status: "current".into(), public_key_hex: hex::encode(key.public_key) }),
+        Json(KeyView {
+            key_id: key.key_id,
+            status: "current".into(),
+            public_key_hex: hex::encode(key.public_key),
+        }),
     ))
 }

@@ -45,7 +45,9 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
             message: "the body must be JSON with Content-Type: application/json".into(),
         },
         JsonRejection::JsonSyntaxError(_) => ApiError::bad_request("malformed_json", text),
-        JsonRejection::JsonDataError(_) if text.contains("unknown field") => ApiError::bad_request("unknown_field", text),
+        JsonRejection::JsonDataError(_) if text.contains("unknown field") => {
+            ApiError::bad_request("unknown_field", text)
+        }
         JsonRejection::JsonDataError(_) => ApiError::unprocessable("invalid_body", text),
         JsonRejection::BytesRejection(_) if rejection_is_too_large(&text) => ApiError::BadRequest {
             status: StatusCode::PAYLOAD_TOO_LARGE,
@@ -67,7 +69,11 @@ pub fn raw_json(status: StatusCode, body: Vec<u8>) -> Response {
 
 /// The bearer token of a request, if any.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
 }
 
 /// SHA-256, for tokens at rest and constant-shape comparisons.

@@ -38,14 +38,30 @@ pub struct Registered {
 
 async fn register(State(state): State<AppState>) -> ApiResult<(StatusCode, Json<Registered>)> {
     let rider_id = crate::random_id();
-    let token = format!("rt_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crate::random_bytes::<32>()));
-    state.store.insert_rider(rider_id, &sha256(token.as_bytes()), crate::now_ms()).await?;
-    Ok((StatusCode::CREATED, Json(Registered { rider_id: rider_id.to_string(), token })))
+    let token = format!(
+        "rt_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crate::random_bytes::<32>())
+    );
+    state
+        .store
+        .insert_rider(rider_id, &sha256(token.as_bytes()), crate::now_ms())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Registered {
+            rider_id: rider_id.to_string(),
+            token,
+        }),
+    ))
 }
 
 async fn rider_of(state: &AppState, headers: &HeaderMap) -> ApiResult<i64> {
     let token = bearer(headers).ok_or(ApiError::Unauthorized)?;
-    state.store.rider_by_token(&sha256(token.as_bytes())).await?.ok_or(ApiError::Unauthorized)
+    state
+        .store
+        .rider_by_token(&sha256(token.as_bytes()))
+        .await?
+        .ok_or(ApiError::Unauthorized)
 }
 
 #[derive(Deserialize)]
@@ -76,23 +92,42 @@ async fn enrol(
     let rider_id = rider_of(&state, &headers).await?;
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(req.device_public_key.trim_end_matches('='))
-        .map_err(|_| ApiError::unprocessable("invalid_device_public_key", "device_public_key is not base64url"))?;
+        .map_err(|_| {
+            ApiError::unprocessable(
+                "invalid_device_public_key",
+                "device_public_key is not base64url",
+            )
+        })?;
     let compressed = match raw.len() {
-        33 => ridecode::decompress_public_key(&raw.clone().try_into().expect("length checked")).map(|_| {
-            let mut k = [0u8; 33];
-            k.copy_from_slice(&raw);
-            k
-        }),
+        33 => ridecode::decompress_public_key(&raw.clone().try_into().expect("length checked"))
+            .map(|_| {
+                let mut k = [0u8; 33];
+                k.copy_from_slice(&raw);
+                k
+            }),
         65 => ridecode::compress_public_key(&raw),
-        _ => return Err(ApiError::unprocessable("invalid_device_public_key", "a P-256 public key has 33 or 65 bytes")),
+        _ => {
+            return Err(ApiError::unprocessable(
+                "invalid_device_public_key",
+                "a P-256 public key has 33 or 65 bytes",
+            ))
+        }
     }
     .map_err(|_| ApiError::unprocessable("invalid_device_public_key", "not a point on P-256"))?;
     let mut products = 0u16;
-    for p in req.products.unwrap_or_else(|| vec!["metro".into(), "toll".into()]) {
+    for p in req
+        .products
+        .unwrap_or_else(|| vec!["metro".into(), "toll".into()])
+    {
         products |= match p.as_str() {
             "metro" => ProductFlags::METRO.bits(),
             "toll" => ProductFlags::TOLL.bits(),
-            other => return Err(ApiError::unprocessable("unknown_product", format!("unknown product {other:?}"))),
+            other => {
+                return Err(ApiError::unprocessable(
+                    "unknown_product",
+                    format!("unknown product {other:?}"),
+                ))
+            }
         };
     }
     let now_s = (crate::now_ms() / 1000) as u32;
@@ -103,10 +138,14 @@ async fn enrol(
         // A minute of slack so a gate whose clock runs slightly behind accepts a fresh credential.
         valid_from_s: now_s.saturating_sub(60),
         valid_until_s: now_s.saturating_sub(60) + state.config.credentials.validity_s,
-        products: ProductFlags::from_bits(products).ok_or_else(|| ApiError::unprocessable("unknown_product", "bad products"))?,
+        products: ProductFlags::from_bits(products)
+            .ok_or_else(|| ApiError::unprocessable("unknown_product", "bad products"))?,
         device_public_key: compressed,
     };
-    let credential = keys.current.issue(&body).map_err(|e| ApiError::Internal(anyhow::anyhow!("issuing: {e}")))?;
+    let credential = keys
+        .current
+        .issue(&body)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("issuing: {e}")))?;
     state
         .store
         .insert_credential(&CredentialRow {
@@ -124,7 +163,8 @@ async fn enrol(
         StatusCode::CREATED,
         Json(Enrolled {
             credential_id: body.credential_id.to_string(),
-            credential: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(credential.to_bytes()),
+            credential: base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(credential.to_bytes()),
             issuer_key_id: keys.current.key_id(),
             valid_from_s: body.valid_from_s,
             valid_until_s: body.valid_until_s,
@@ -189,8 +229,13 @@ async fn journeys(
     let rider_id = rider_of(&state, &headers).await?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=JOURNEYS_LIMIT_MAX).contains(&limit) {
-        return Err(ApiError::unprocessable("limit_out_of_range", format!("limit must be 1..={JOURNEYS_LIMIT_MAX}")));
+        return Err(ApiError::unprocessable(
+            "limit_out_of_range",
+            format!("limit must be 1..={JOURNEYS_LIMIT_MAX}"),
+        ));
     }
     let rows = state.store.journeys_of_rider(rider_id, limit).await?;
-    Ok(Json(JourneyList { journeys: rows.into_iter().map(journey_view).collect() }))
+    Ok(Json(JourneyList {
+        journeys: rows.into_iter().map(journey_view).collect(),
+    }))
 }

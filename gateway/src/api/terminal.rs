@@ -31,8 +31,14 @@ pub struct TerminalIdentity(pub Arc<str>);
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/v1/taps", post(post_tap).layer(DefaultBodyLimit::max(TAP_BODY_BYTES_MAX)))
-        .route("/v1/taps/batch", post(post_batch).layer(DefaultBodyLimit::max(BATCH_BODY_BYTES_MAX)))
+        .route(
+            "/v1/taps",
+            post(post_tap).layer(DefaultBodyLimit::max(TAP_BODY_BYTES_MAX)),
+        )
+        .route(
+            "/v1/taps/batch",
+            post(post_batch).layer(DefaultBodyLimit::max(BATCH_BODY_BYTES_MAX)),
+        )
         .route("/v1/terminal/keys", get(get_keys))
         .route("/v1/terminal/deny-list", get(get_deny_list))
         .route("/healthz", get(|| async { "ok" }))
@@ -59,7 +65,10 @@ async fn post_tap(
     let terminal = terminal_of(&state, &identity)?;
     let prepared = prepare(&state, &terminal, tap)?;
     let answers = state.engine.submit(terminal, vec![prepared]).await?;
-    let answer = answers.into_iter().next().ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no answer")))?;
+    let answer = answers
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no answer")))?;
     observe("tap", &answer, started);
     Ok(raw_json(StatusCode::OK, answer.body))
 }
@@ -74,21 +83,37 @@ async fn post_batch(
     if batch.taps.is_empty() || batch.taps.len() > BATCH_TAPS_MAX {
         return Err(ApiError::unprocessable(
             "batch_size_out_of_range",
-            format!("a batch carries 1 to {BATCH_TAPS_MAX} taps, this one {}", batch.taps.len()),
+            format!(
+                "a batch carries 1 to {BATCH_TAPS_MAX} taps, this one {}",
+                batch.taps.len()
+            ),
         ));
     }
-    if let Some(w) = batch.taps.windows(2).find(|w| w[1].sequence <= w[0].sequence) {
+    if let Some(w) = batch
+        .taps
+        .windows(2)
+        .find(|w| w[1].sequence <= w[0].sequence)
+    {
         return Err(ApiError::unprocessable(
             "batch_out_of_order",
-            format!("taps must be in increasing sequence order; {} follows {}", w[1].sequence, w[0].sequence),
+            format!(
+                "taps must be in increasing sequence order; {} follows {}",
+                w[1].sequence, w[0].sequence
+            ),
         ));
     }
     let mut prepared = Vec::with_capacity(batch.taps.len());
     for (index, tap) in batch.taps.into_iter().enumerate() {
         prepared.push(prepare(&state, &terminal, tap).map_err(|e| match e {
-            ApiError::BadRequest { status, code, message } => {
-                ApiError::BadRequest { status, code, message: format!("taps[{index}]: {message}") }
-            }
+            ApiError::BadRequest {
+                status,
+                code,
+                message,
+            } => ApiError::BadRequest {
+                status,
+                code,
+                message: format!("taps[{index}]: {message}"),
+            },
             other => other,
         })?);
     }
@@ -108,7 +133,8 @@ async fn post_batch(
 fn observe(endpoint: &'static str, answer: &TapAnswer, started: Instant) {
     let decision = engine::decision_str(answer.decision);
     let reason = answer.reason.clone().unwrap_or_else(|| "none".into());
-    metrics::counter!("gateway_taps_total", "decision" => decision, "reason" => reason).increment(1);
+    metrics::counter!("gateway_taps_total", "decision" => decision, "reason" => reason)
+        .increment(1);
     if answer.repeat {
         metrics::counter!("gateway_tap_repeats_total").increment(1);
     }
@@ -123,23 +149,38 @@ fn prepare(state: &AppState, terminal: &TerminalRow, tap: TapRequest) -> ApiResu
     if tap.sequence == 0 || tap.sequence > SEQUENCE_MAX {
         return Err(ApiError::unprocessable(
             "sequence_out_of_range",
-            format!("sequence must be between 1 and {SEQUENCE_MAX}, got {}", tap.sequence),
+            format!(
+                "sequence must be between 1 and {SEQUENCE_MAX}, got {}",
+                tap.sequence
+            ),
         ));
     }
     let taps = &state.config.taps;
     if tap.scanned_at_ms > (now_ms as u64).saturating_add(taps.scan_time_future_skew_ms) {
-        return Err(ApiError::unprocessable("scan_time_in_future", "scanned_at_ms is later than the gateway clock allows"));
+        return Err(ApiError::unprocessable(
+            "scan_time_in_future",
+            "scanned_at_ms is later than the gateway clock allows",
+        ));
     }
     if tap.scanned_at_ms < (now_ms as u64).saturating_sub(taps.scan_time_max_age_ms) {
-        return Err(ApiError::unprocessable("scan_time_too_old", "scanned_at_ms is older than the offline upload limit"));
+        return Err(ApiError::unprocessable(
+            "scan_time_too_old",
+            "scanned_at_ms is older than the offline upload limit",
+        ));
     }
     let mode = state.networks.get(&terminal.operator_id).map(|n| n.mode());
     match (mode, tap.direction, tap.vehicle_class) {
         (Some(Mode::Toll), Direction::Exit, None) => {
-            return Err(ApiError::unprocessable("vehicle_class_required", "a toll exit must carry vehicle_class"));
+            return Err(ApiError::unprocessable(
+                "vehicle_class_required",
+                "a toll exit must carry vehicle_class",
+            ));
         }
         (Some(Mode::Metro), _, Some(_)) => {
-            return Err(ApiError::unprocessable("vehicle_class_not_allowed", "metro taps carry no vehicle_class"));
+            return Err(ApiError::unprocessable(
+                "vehicle_class_not_allowed",
+                "metro taps carry no vehicle_class",
+            ));
         }
         _ => {}
     }
@@ -149,7 +190,12 @@ fn prepare(state: &AppState, terminal: &TerminalRow, tap: TapRequest) -> ApiResu
     if let Err(reason) = &verdict {
         tracing::info!(terminal_id = %terminal.terminal_id, sequence = tap.sequence, reason = reason.code(), "ride code refused");
     }
-    Ok(PreparedTap { request_sha256: engine::request_sha256(&tap), request: tap, received_at_ms: now_ms, verdict })
+    Ok(PreparedTap {
+        request_sha256: engine::request_sha256(&tap),
+        request: tap,
+        received_at_ms: now_ms,
+        verdict,
+    })
 }
 
 #[derive(Serialize)]
@@ -158,9 +204,14 @@ struct KeysResponse {
 }
 
 /// Issuer public keys for offline verification at the gate (current and previous).
-async fn get_keys(State(state): State<AppState>, Extension(identity): Extension<TerminalIdentity>) -> ApiResult<Json<KeysResponse>> {
+async fn get_keys(
+    State(state): State<AppState>,
+    Extension(identity): Extension<TerminalIdentity>,
+) -> ApiResult<Json<KeysResponse>> {
     terminal_of(&state, &identity)?;
-    Ok(Json(KeysResponse { keys: state.registry.keys().public_keys.clone() }))
+    Ok(Json(KeysResponse {
+        keys: state.registry.keys().public_keys.clone(),
+    }))
 }
 
 #[derive(Serialize)]
@@ -180,5 +231,8 @@ async fn get_deny_list(
     let mut riders: Vec<u64> = deny.riders.iter().copied().collect();
     credentials.sort_unstable();
     riders.sort_unstable();
-    Ok(Json(DenyListResponse { credentials, riders }))
+    Ok(Json(DenyListResponse {
+        credentials,
+        riders,
+    }))
 }

@@ -40,8 +40,13 @@ impl Store {
     /// Connects and runs migrations. `connections_max` bounds the pool.
     pub async fn connect(url: &str, connections_max: u32) -> anyhow::Result<Store> {
         sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
-        let options = AnyConnectOptions::from_str(url).with_context(|| "parsing database.url".to_string())?;
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        let options =
+            AnyConnectOptions::from_str(url).with_context(|| "parsing database.url".to_string())?;
         let pool = AnyPoolOptions::new()
             .max_connections(connections_max.max(2))
             .acquire_timeout(Duration::from_secs(5))
@@ -51,10 +56,18 @@ impl Store {
                         // WAL lets readers run beside the single writer; FULL sync makes every
                         // acknowledged commit survive power loss; the busy timeout makes
                         // concurrent writers wait instead of failing.
-                        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA busy_timeout = 5000").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA synchronous = FULL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout = 5000")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA foreign_keys = ON")
+                            .execute(&mut *conn)
+                            .await?;
                     }
                     Ok(())
                 })
@@ -79,7 +92,10 @@ impl Store {
     }
 
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
     }
 
     pub async fn close(&self) {
@@ -159,7 +175,9 @@ impl Store {
     }
 
     /// The newest fare data of every operator: (operator, version, format, files_json).
-    pub async fn latest_fare_data(&self) -> Result<Vec<(String, i64, String, String)>, sqlx::Error> {
+    pub async fn latest_fare_data(
+        &self,
+    ) -> Result<Vec<(String, i64, String, String)>, sqlx::Error> {
         let rows = sqlx::query(
             "SELECT f.operator_id, f.version, f.format, f.files_json FROM fare_data f
              WHERE f.version = (SELECT MAX(version) FROM fare_data g WHERE g.operator_id = f.operator_id)
@@ -167,7 +185,9 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?))).collect()
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .collect()
     }
 
     // ----- terminals -----
@@ -189,14 +209,21 @@ impl Store {
         Ok(())
     }
 
-    pub async fn set_terminal_status(&self, terminal_id: &str, status: &str, now_ms: i64) -> Result<bool, sqlx::Error> {
-        let n = sqlx::query("UPDATE terminals SET status = $2, changed_at_ms = $3 WHERE terminal_id = $1")
-            .bind(terminal_id)
-            .bind(status)
-            .bind(now_ms)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+    pub async fn set_terminal_status(
+        &self,
+        terminal_id: &str,
+        status: &str,
+        now_ms: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let n = sqlx::query(
+            "UPDATE terminals SET status = $2, changed_at_ms = $3 WHERE terminal_id = $1",
+        )
+        .bind(terminal_id)
+        .bind(status)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
         Ok(n == 1)
     }
 
@@ -219,9 +246,11 @@ impl Store {
     // ----- issuer keys -----
 
     pub async fn issuer_keys(&self) -> Result<Vec<IssuerKeyRow>, sqlx::Error> {
-        let rows = sqlx::query("SELECT key_id, pkcs8, public_key, status FROM issuer_keys ORDER BY key_id")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT key_id, pkcs8, public_key, status FROM issuer_keys ORDER BY key_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| {
                 Ok(IssuerKeyRow {
@@ -236,10 +265,18 @@ impl Store {
 
     /// Makes `new_key` current: the current key becomes previous (still accepted), the previous
     /// one is retired. One transaction, so every node sees either the old or the new ring.
-    pub async fn rotate_issuer_key(&self, new_key: &IssuerKeyRow, now_ms: i64) -> Result<(), sqlx::Error> {
+    pub async fn rotate_issuer_key(
+        &self,
+        new_key: &IssuerKeyRow,
+        now_ms: i64,
+    ) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE issuer_keys SET status = 'retired' WHERE status = 'previous'").execute(&mut *tx).await?;
-        sqlx::query("UPDATE issuer_keys SET status = 'previous' WHERE status = 'current'").execute(&mut *tx).await?;
+        sqlx::query("UPDATE issuer_keys SET status = 'retired' WHERE status = 'previous'")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE issuer_keys SET status = 'previous' WHERE status = 'current'")
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "INSERT INTO issuer_keys (key_id, pkcs8, public_key, status, created_at_ms) VALUES ($1, $2, $3, 'current', $4)",
         )
@@ -254,13 +291,20 @@ impl Store {
 
     // ----- riders and credentials -----
 
-    pub async fn insert_rider(&self, rider_id: i64, token_sha256: &[u8], now_ms: i64) -> Result<(), sqlx::Error> {
-        sqlx::query("INSERT INTO riders (rider_id, token_sha256, created_at_ms) VALUES ($1, $2, $3)")
-            .bind(rider_id)
-            .bind(token_sha256.to_vec())
-            .bind(now_ms)
-            .execute(&self.pool)
-            .await?;
+    pub async fn insert_rider(
+        &self,
+        rider_id: i64,
+        token_sha256: &[u8],
+        now_ms: i64,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO riders (rider_id, token_sha256, created_at_ms) VALUES ($1, $2, $3)",
+        )
+        .bind(rider_id)
+        .bind(token_sha256.to_vec())
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -292,15 +336,21 @@ impl Store {
     }
 
     pub async fn credential_ids_of_rider(&self, rider_id: i64) -> Result<Vec<i64>, sqlx::Error> {
-        let rows = sqlx::query("SELECT credential_id FROM credentials WHERE rider_id = $1 ORDER BY credential_id")
-            .bind(rider_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT credential_id FROM credentials WHERE rider_id = $1 ORDER BY credential_id",
+        )
+        .bind(rider_id)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(|r| r.try_get(0)).collect()
     }
 
     /// A rider's journeys, newest first, at most `limit`.
-    pub async fn journeys_of_rider(&self, rider_id: i64, limit: i64) -> Result<Vec<JourneyRow>, sqlx::Error> {
+    pub async fn journeys_of_rider(
+        &self,
+        rider_id: i64,
+        limit: i64,
+    ) -> Result<Vec<JourneyRow>, sqlx::Error> {
         let rows = sqlx::query(&format!(
             "SELECT {JOURNEY_COLUMNS} FROM journeys WHERE rider_id = $1 ORDER BY entry_at_ms DESC, journey_id LIMIT $2"
         ))
@@ -313,7 +363,13 @@ impl Store {
 
     // ----- deny list -----
 
-    pub async fn deny_add(&self, kind: &str, subject_id: i64, reason: &str, now_ms: i64) -> Result<bool, sqlx::Error> {
+    pub async fn deny_add(
+        &self,
+        kind: &str,
+        subject_id: i64,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<bool, sqlx::Error> {
         let n = sqlx::query(
             "INSERT INTO deny_list (subject_kind, subject_id, reason, added_at_ms) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
         )
@@ -356,7 +412,11 @@ impl Store {
     }
 
     /// Open journeys entered before `entered_before_ms`, oldest first, at most `limit`.
-    pub async fn stale_open_journeys(&self, entered_before_ms: i64, limit: i64) -> Result<Vec<JourneyRow>, sqlx::Error> {
+    pub async fn stale_open_journeys(
+        &self,
+        entered_before_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<JourneyRow>, sqlx::Error> {
         let rows = sqlx::query(&format!(
             "SELECT {JOURNEY_COLUMNS} FROM journeys WHERE status = 'open' AND entry_at_ms < $1
              ORDER BY entry_at_ms LIMIT $2"
@@ -373,7 +433,9 @@ impl Store {
         let rows = sqlx::query("SELECT decision, reason, COUNT(*) FROM taps GROUP BY decision, reason ORDER BY decision, reason")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
     }
 }
 
@@ -424,7 +486,8 @@ pub struct DenyRow {
     pub added_at_ms: i64,
 }
 
-pub(crate) const JOURNEY_COLUMNS: &str = "journey_id, rider_id, credential_id, operator_id, mode, status,
+pub(crate) const JOURNEY_COLUMNS: &str =
+    "journey_id, rider_id, credential_id, operator_id, mode, status,
     entry_terminal_id, entry_sequence, entry_location_id, entry_at_ms,
     exit_terminal_id, exit_sequence, exit_location_id, exit_at_ms, vehicle_class,
     close_reason, fare_minor, charge_minor, currency, business_day";
@@ -509,5 +572,31 @@ impl Store {
                 })
             })
             .collect()
+    }
+}
+
+/// Tables whose row counts tests and operators may ask for.
+const COUNTABLE_TABLES: [&str; 8] = [
+    "taps",
+    "journeys",
+    "code_uses",
+    "riders",
+    "credentials",
+    "deny_list",
+    "terminals",
+    "rider_days",
+];
+
+impl Store {
+    /// Number of rows in one of [`COUNTABLE_TABLES`].
+    pub async fn count_rows(&self, table: &str) -> anyhow::Result<i64> {
+        anyhow::ensure!(
+            COUNTABLE_TABLES.contains(&table),
+            "not a countable table: {table}"
+        );
+        Ok(sqlx::query(&format!("SELECT COUNT(*) FROM {table}"))
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?)
     }
 }

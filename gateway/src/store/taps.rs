@@ -10,7 +10,10 @@ pub enum Claim {
     /// The key is ours; the tap row exists with a placeholder answer to fill in.
     New,
     /// The key was used before: its request hash and stored answer.
-    Existing { request_sha256: Vec<u8>, response: Vec<u8> },
+    Existing {
+        request_sha256: Vec<u8>,
+        response: Vec<u8>,
+    },
 }
 
 pub struct NewTap<'a> {
@@ -43,12 +46,17 @@ pub async fn claim(tx: &mut Tx<'_>, tap: &NewTap<'_>) -> Result<Claim, sqlx::Err
     if inserted == 1 {
         return Ok(Claim::New);
     }
-    let row = sqlx::query("SELECT request_sha256, response FROM taps WHERE terminal_id = $1 AND sequence = $2")
-        .bind(tap.terminal_id)
-        .bind(tap.sequence)
-        .fetch_one(&mut **tx)
-        .await?;
-    Ok(Claim::Existing { request_sha256: row.try_get(0)?, response: row.try_get(1)? })
+    let row = sqlx::query(
+        "SELECT request_sha256, response FROM taps WHERE terminal_id = $1 AND sequence = $2",
+    )
+    .bind(tap.terminal_id)
+    .bind(tap.sequence)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(Claim::Existing {
+        request_sha256: row.try_get(0)?,
+        response: row.try_get(1)?,
+    })
 }
 
 pub struct TapOutcomeRow<'a> {
@@ -107,7 +115,11 @@ pub async fn consume_code(
 }
 
 /// Gives a consumed code back (used when a later step of the same tap declines it).
-pub async fn release_code(tx: &mut Tx<'_>, fingerprint: &[u8], direction: &str) -> Result<(), sqlx::Error> {
+pub async fn release_code(
+    tx: &mut Tx<'_>,
+    fingerprint: &[u8],
+    direction: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM code_uses WHERE code_fingerprint = $1 AND direction = $2")
         .bind(fingerprint.to_vec())
         .bind(direction)
@@ -116,7 +128,11 @@ pub async fn release_code(tx: &mut Tx<'_>, fingerprint: &[u8], direction: &str) 
     Ok(())
 }
 
-pub async fn open_journey(tx: &mut Tx<'_>, rider_id: i64, mode: &str) -> Result<Option<JourneyRow>, sqlx::Error> {
+pub async fn open_journey(
+    tx: &mut Tx<'_>,
+    rider_id: i64,
+    mode: &str,
+) -> Result<Option<JourneyRow>, sqlx::Error> {
     let row = sqlx::query(&format!(
         "SELECT {JOURNEY_COLUMNS} FROM journeys WHERE rider_id = $1 AND mode = $2 AND status = 'open'"
     ))
@@ -226,4 +242,3 @@ pub async fn add_to_rider_day(
     .try_get(0)?;
     Ok(total_after - fare_minor)
 }
-

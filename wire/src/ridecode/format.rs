@@ -117,7 +117,8 @@ impl CredentialBody {
     pub fn to_unsigned_bytes(&self) -> [u8; CREDENTIAL_BODY_LEN] {
         let mut out = [0u8; CREDENTIAL_BODY_LEN];
         out[OFF_VERSION] = FORMAT_VERSION;
-        out[OFF_ISSUER_KEY_ID..OFF_CREDENTIAL_ID].copy_from_slice(&self.issuer_key_id.to_be_bytes());
+        out[OFF_ISSUER_KEY_ID..OFF_CREDENTIAL_ID]
+            .copy_from_slice(&self.issuer_key_id.to_be_bytes());
         out[OFF_CREDENTIAL_ID..OFF_RIDER_ID].copy_from_slice(&self.credential_id.to_be_bytes());
         out[OFF_RIDER_ID..OFF_VALID_FROM].copy_from_slice(&self.rider_id.to_be_bytes());
         out[OFF_VALID_FROM..OFF_VALID_UNTIL].copy_from_slice(&self.valid_from_s.to_be_bytes());
@@ -244,7 +245,9 @@ impl Credential {
     }
 
     /// The issuer signing input, taken from the encoded bytes: prefix || bytes 0..62.
-    pub(crate) fn signing_input(&self) -> [u8; CREDENTIAL_SIGNING_PREFIX.len() + CREDENTIAL_BODY_LEN] {
+    pub(crate) fn signing_input(
+        &self,
+    ) -> [u8; CREDENTIAL_SIGNING_PREFIX.len() + CREDENTIAL_BODY_LEN] {
         let mut out = [0u8; CREDENTIAL_SIGNING_PREFIX.len() + CREDENTIAL_BODY_LEN];
         out[..CREDENTIAL_SIGNING_PREFIX.len()].copy_from_slice(CREDENTIAL_SIGNING_PREFIX);
         out[CREDENTIAL_SIGNING_PREFIX.len()..].copy_from_slice(&self.bytes[..OFF_ISSUER_SIG]);
@@ -296,8 +299,11 @@ impl RideCode {
         device_signature: [u8; SIGNATURE_LEN],
     ) -> RideCode {
         let mut bytes = [0u8; RIDE_CODE_LEN];
-        bytes[..OFF_DEVICE_SIG]
-            .copy_from_slice(&RideCode::unsigned_bytes(&credential, generated_at_ms, nonce));
+        bytes[..OFF_DEVICE_SIG].copy_from_slice(&RideCode::unsigned_bytes(
+            &credential,
+            generated_at_ms,
+            nonce,
+        ));
         bytes[OFF_DEVICE_SIG..].copy_from_slice(&device_signature);
         RideCode {
             credential,
@@ -380,7 +386,9 @@ impl RideCode {
     }
 
     /// The device signing input, taken from the encoded bytes: prefix || bytes 0..142.
-    pub(crate) fn signing_input(&self) -> [u8; RIDE_CODE_SIGNING_PREFIX.len() + RIDE_CODE_BODY_LEN] {
+    pub(crate) fn signing_input(
+        &self,
+    ) -> [u8; RIDE_CODE_SIGNING_PREFIX.len() + RIDE_CODE_BODY_LEN] {
         let mut out = [0u8; RIDE_CODE_SIGNING_PREFIX.len() + RIDE_CODE_BODY_LEN];
         out[..RIDE_CODE_SIGNING_PREFIX.len()].copy_from_slice(RIDE_CODE_SIGNING_PREFIX);
         out[RIDE_CODE_SIGNING_PREFIX.len()..].copy_from_slice(&self.bytes[..OFF_DEVICE_SIG]);

@@ -11,9 +11,7 @@ use std::fmt;
 use base64::Engine as _;
 use p256::elliptic_curve::sec1::{FromEncodedPoint, ToEncodedPoint};
 use ring::rand::SystemRandom;
-use ring::signature::{
-    EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING,
-};
+use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::format::{Credential, CredentialBody, ProductFlags, RideCode};
@@ -122,8 +120,9 @@ pub fn parse_device_public_key(
 fn affine_point(sec1: &[u8]) -> Result<p256::AffinePoint, RideCodeError> {
     let encoded = p256::EncodedPoint::from_bytes(sec1)
         .map_err(|_| RideCodeError::BadPublicKey("not a SEC1 encoding"))?;
-    Option::from(p256::AffinePoint::from_encoded_point(&encoded))
-        .ok_or(RideCodeError::BadPublicKey("point is not on the P-256 curve"))
+    Option::from(p256::AffinePoint::from_encoded_point(&encoded)).ok_or(
+        RideCodeError::BadPublicKey("point is not on the P-256 curve"),
+    )
 }
 
 fn load_key_pair(pkcs8: &[u8], rng: &SystemRandom) -> Result<EcdsaKeyPair, RideCodeError> {
@@ -318,8 +317,9 @@ impl<'de> Deserialize<'de> for IssuerPublicKey {
 /// Hex first (the canonical form), then the base64 variants; only lengths of a SEC1 point count
 /// as a match, so a string that happens to be valid in two alphabets is not misread.
 fn decode_key_text(text: &str) -> Option<Vec<u8>> {
-    let is_point_len =
-        |b: &Vec<u8>| b.len() == COMPRESSED_PUBLIC_KEY_LEN || b.len() == UNCOMPRESSED_PUBLIC_KEY_LEN;
+    let is_point_len = |b: &Vec<u8>| {
+        b.len() == COMPRESSED_PUBLIC_KEY_LEN || b.len() == UNCOMPRESSED_PUBLIC_KEY_LEN
+    };
     if let Some(b) = hex::decode(text).ok().filter(is_point_len) {
         return Some(b);
     }

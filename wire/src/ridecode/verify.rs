@@ -213,7 +213,11 @@ impl Verifier {
     /// device key validity and the validity window, in the same order as [`Verifier::verify`].
     /// For enrolment (checking what was just issued or presented) and for caches of verified
     /// credentials. The deny list is separate: see [`DenyList::is_denied`].
-    pub fn verify_credential(&self, credential: &Credential, now_s: u64) -> Result<(), RejectReason> {
+    pub fn verify_credential(
+        &self,
+        credential: &Credential,
+        now_s: u64,
+    ) -> Result<(), RejectReason> {
         self.check_issuer_signature(credential)?;
         device_key_uncompressed(credential.body())?;
         check_validity(credential.body(), now_s)

@@ -78,8 +78,14 @@ fn raw_sign(pkcs8: &[u8], message: &[u8]) -> [u8; 64] {
 }
 
 /// Signs arbitrary credential bytes 0..62 with an issuer key, with no validation at all.
-pub fn raw_credential(issuer_pkcs8: &[u8], unsigned: &[u8; CREDENTIAL_BODY_LEN]) -> [u8; CREDENTIAL_LEN] {
-    let sig = raw_sign(issuer_pkcs8, &[CREDENTIAL_SIGNING_PREFIX, &unsigned[..]].concat());
+pub fn raw_credential(
+    issuer_pkcs8: &[u8],
+    unsigned: &[u8; CREDENTIAL_BODY_LEN],
+) -> [u8; CREDENTIAL_LEN] {
+    let sig = raw_sign(
+        issuer_pkcs8,
+        &[CREDENTIAL_SIGNING_PREFIX, &unsigned[..]].concat(),
+    );
     let mut out = [0u8; CREDENTIAL_LEN];
     out[..CREDENTIAL_BODY_LEN].copy_from_slice(unsigned);
     out[CREDENTIAL_BODY_LEN..].copy_from_slice(&sig);

@@ -36,7 +36,9 @@ fn every_single_bit_flip_is_rejected_with_the_predicted_reason() {
     let f = fixture();
     for byte in 0..RIDE_CODE_LEN {
         for bit in 0..8 {
-            let got = f.verifier.verify(&flipped(byte, bit), SCAN_TIME_MS, &no_deny());
+            let got = f
+                .verifier
+                .verify(&flipped(byte, bit), SCAN_TIME_MS, &no_deny());
             assert_eq!(
                 got.map(|_| ()),
                 Err(expected_reason(byte, bit)),

@@ -81,11 +81,20 @@ fn truncated_and_trailing() {
     // Too few bytes is Truncated, too many is TrailingBytes, for codes and credentials alike.
     let bytes = fixture().code.to_bytes();
     assert_eq!(verify(&[], SCAN_TIME_MS), Err(RejectReason::Truncated));
-    assert_eq!(verify(&bytes[..205], SCAN_TIME_MS), Err(RejectReason::Truncated));
-    assert_eq!(verify(&bytes[..CREDENTIAL_LEN], SCAN_TIME_MS), Err(RejectReason::Truncated));
+    assert_eq!(
+        verify(&bytes[..205], SCAN_TIME_MS),
+        Err(RejectReason::Truncated)
+    );
+    assert_eq!(
+        verify(&bytes[..CREDENTIAL_LEN], SCAN_TIME_MS),
+        Err(RejectReason::Truncated)
+    );
     let mut longer = bytes.to_vec();
     longer.push(0);
-    assert_eq!(verify(&longer, SCAN_TIME_MS), Err(RejectReason::TrailingBytes));
+    assert_eq!(
+        verify(&longer, SCAN_TIME_MS),
+        Err(RejectReason::TrailingBytes)
+    );
     let cred = fixture().credential.to_bytes();
     assert_eq!(
         turnpike_wire::ridecode::Credential::from_bytes(&cred[..125]).unwrap_err(),
@@ -102,7 +111,10 @@ fn unsupported_version() {
     // Any version byte other than 1 is UnsupportedVersion, even with valid signatures over it.
     for version in [0u8, 2, 0xff] {
         let code = resigned_code(|b| b[0] = version);
-        assert_eq!(verify(&code, SCAN_TIME_MS), Err(RejectReason::UnsupportedVersion));
+        assert_eq!(
+            verify(&code, SCAN_TIME_MS),
+            Err(RejectReason::UnsupportedVersion)
+        );
     }
 }
 
@@ -111,7 +123,10 @@ fn malformed_credential() {
     // A reserved product bit is MalformedCredential, even when the issuer signed it.
     for bits in [0x0004u16, 0x8000, 0xffff] {
         let code = resigned_code(|b| b[27..29].copy_from_slice(&bits.to_be_bytes()));
-        assert_eq!(verify(&code, SCAN_TIME_MS), Err(RejectReason::MalformedCredential));
+        assert_eq!(
+            verify(&code, SCAN_TIME_MS),
+            Err(RejectReason::MalformedCredential)
+        );
     }
 }
 
@@ -119,7 +134,10 @@ fn malformed_credential() {
 fn unknown_issuer_key() {
     // A credential naming a key id the verifier does not hold is UnknownIssuerKey.
     let code = resigned_code(|b| b[1..3].copy_from_slice(&3u16.to_be_bytes()));
-    assert_eq!(verify(&code, SCAN_TIME_MS), Err(RejectReason::UnknownIssuerKey));
+    assert_eq!(
+        verify(&code, SCAN_TIME_MS),
+        Err(RejectReason::UnknownIssuerKey)
+    );
 }
 
 #[test]
@@ -129,7 +147,10 @@ fn bad_issuer_signature() {
     let impostor = IssuerKeyPair::from_pkcs8(1, &IssuerKeyPair::generate_pkcs8().unwrap()).unwrap();
     let cred = impostor.issue(&request(&f.device)).unwrap();
     let code = f.device.ride_code(&cred, GENERATED_AT_MS, NONCE).unwrap();
-    assert_eq!(verify(&code.to_bytes(), SCAN_TIME_MS), Err(RejectReason::BadIssuerSignature));
+    assert_eq!(
+        verify(&code.to_bytes(), SCAN_TIME_MS),
+        Err(RejectReason::BadIssuerSignature)
+    );
 }
 
 /// A 33-byte compressed key whose x coordinate is not on the curve.
@@ -154,7 +175,10 @@ fn bad_device_public_key() {
         k
     }] {
         let code = resigned_code(|b| b[29..62].copy_from_slice(&key));
-        assert_eq!(verify(&code, SCAN_TIME_MS), Err(RejectReason::BadDevicePublicKey));
+        assert_eq!(
+            verify(&code, SCAN_TIME_MS),
+            Err(RejectReason::BadDevicePublicKey)
+        );
     }
 }
 
@@ -163,12 +187,23 @@ fn bad_device_signature() {
     // A code for this device's credential signed by another device is BadDeviceSignature.
     let f = fixture();
     let thief = DeviceKeyPair::generate().unwrap();
-    let code = raw_code(f.credential.as_bytes(), thief.pkcs8(), GENERATED_AT_MS, NONCE);
-    assert_eq!(verify(&code, SCAN_TIME_MS), Err(RejectReason::BadDeviceSignature));
+    let code = raw_code(
+        f.credential.as_bytes(),
+        thief.pkcs8(),
+        GENERATED_AT_MS,
+        NONCE,
+    );
+    assert_eq!(
+        verify(&code, SCAN_TIME_MS),
+        Err(RejectReason::BadDeviceSignature)
+    );
     // And a replayed credential with a changed timestamp but the old signature.
     let mut bytes = f.code.to_bytes();
     bytes[126..134].copy_from_slice(&(GENERATED_AT_MS + 30_000).to_be_bytes());
-    assert_eq!(verify(&bytes, SCAN_TIME_MS + 30_000), Err(RejectReason::BadDeviceSignature));
+    assert_eq!(
+        verify(&bytes, SCAN_TIME_MS + 30_000),
+        Err(RejectReason::BadDeviceSignature)
+    );
 }
 
 #[test]
@@ -176,7 +211,10 @@ fn credential_validity_too_long() {
     // A signed window longer than 7 days is CredentialValidityTooLong at any scan time.
     let too_long = VALID_FROM_S + MAX_CREDENTIAL_VALIDITY_S + 1;
     let code = resigned_code(|b| b[23..27].copy_from_slice(&too_long.to_be_bytes()));
-    assert_eq!(verify(&code, SCAN_TIME_MS), Err(RejectReason::CredentialValidityTooLong));
+    assert_eq!(
+        verify(&code, SCAN_TIME_MS),
+        Err(RejectReason::CredentialValidityTooLong)
+    );
     // Exactly 7 days is allowed (the fixture's own window).
     assert_eq!(verify(&fixture().code.to_bytes(), SCAN_TIME_MS), Ok(()));
 }
@@ -187,15 +225,32 @@ fn credential_not_yet_valid_and_expired() {
     let f = fixture();
     let from_ms = u64::from(VALID_FROM_S) * 1000;
     let until_ms = u64::from(VALID_UNTIL_S) * 1000;
-    let at = |gen_ms: u64| f.device.ride_code(&f.credential, gen_ms, NONCE).unwrap().to_bytes();
+    let at = |gen_ms: u64| {
+        f.device
+            .ride_code(&f.credential, gen_ms, NONCE)
+            .unwrap()
+            .to_bytes()
+    };
     assert_eq!(verify(&at(from_ms), from_ms), Ok(()));
-    assert_eq!(verify(&at(from_ms - 1), from_ms - 1), Err(RejectReason::CredentialNotYetValid));
+    assert_eq!(
+        verify(&at(from_ms - 1), from_ms - 1),
+        Err(RejectReason::CredentialNotYetValid)
+    );
     assert_eq!(verify(&at(until_ms - 1), until_ms - 1), Ok(()));
-    assert_eq!(verify(&at(until_ms), until_ms), Err(RejectReason::CredentialExpired));
+    assert_eq!(
+        verify(&at(until_ms), until_ms),
+        Err(RejectReason::CredentialExpired)
+    );
     // An inverted window can never be valid; it reports whichever bound fails.
     let inverted = resigned_code(|b| b[23..27].copy_from_slice(&(VALID_FROM_S - 10).to_be_bytes()));
-    assert_eq!(verify(&inverted, from_ms), Err(RejectReason::CredentialExpired));
-    assert_eq!(verify(&inverted, from_ms - 20_000), Err(RejectReason::CredentialNotYetValid));
+    assert_eq!(
+        verify(&inverted, from_ms),
+        Err(RejectReason::CredentialExpired)
+    );
+    assert_eq!(
+        verify(&inverted, from_ms - 20_000),
+        Err(RejectReason::CredentialNotYetValid)
+    );
 }
 
 #[test]
@@ -205,7 +260,10 @@ fn code_from_future_and_expired() {
     let p = VerifyPolicy::default();
     assert_eq!(p.freshness_ms, 60_000);
     assert_eq!(p.max_future_skew_ms, 5_000);
-    assert_eq!(verify(&bytes, GENERATED_AT_MS - p.max_future_skew_ms), Ok(()));
+    assert_eq!(
+        verify(&bytes, GENERATED_AT_MS - p.max_future_skew_ms),
+        Ok(())
+    );
     assert_eq!(
         verify(&bytes, GENERATED_AT_MS - p.max_future_skew_ms - 1),
         Err(RejectReason::CodeFromFuture)
@@ -226,11 +284,15 @@ fn code_from_future_and_expired() {
     )
     .unwrap();
     assert_eq!(
-        strict.verify(&bytes, GENERATED_AT_MS + 10_001, &no_deny()).unwrap_err(),
+        strict
+            .verify(&bytes, GENERATED_AT_MS + 10_001, &no_deny())
+            .unwrap_err(),
         RejectReason::CodeExpired
     );
     assert_eq!(
-        strict.verify(&bytes, GENERATED_AT_MS - 1, &no_deny()).unwrap_err(),
+        strict
+            .verify(&bytes, GENERATED_AT_MS - 1, &no_deny())
+            .unwrap_err(),
         RejectReason::CodeFromFuture
     );
 }
@@ -239,11 +301,25 @@ fn code_from_future_and_expired() {
 fn extreme_times_do_not_overflow() {
     // Scan times and generation times at the ends of u64 give a reason, never an overflow panic.
     let f = fixture();
-    let old = f.device.ride_code(&f.credential, 0, NONCE).unwrap().to_bytes();
-    let late = f.device.ride_code(&f.credential, u64::MAX, NONCE).unwrap().to_bytes();
+    let old = f
+        .device
+        .ride_code(&f.credential, 0, NONCE)
+        .unwrap()
+        .to_bytes();
+    let late = f
+        .device
+        .ride_code(&f.credential, u64::MAX, NONCE)
+        .unwrap()
+        .to_bytes();
     assert_eq!(verify(&old, 0), Err(RejectReason::CredentialNotYetValid));
-    assert_eq!(verify(&late, u64::MAX), Err(RejectReason::CredentialExpired));
-    assert_eq!(verify(&late, SCAN_TIME_MS), Err(RejectReason::CodeFromFuture));
+    assert_eq!(
+        verify(&late, u64::MAX),
+        Err(RejectReason::CredentialExpired)
+    );
+    assert_eq!(
+        verify(&late, SCAN_TIME_MS),
+        Err(RejectReason::CodeFromFuture)
+    );
     assert_eq!(verify(&old, SCAN_TIME_MS), Err(RejectReason::CodeExpired));
 }
 
@@ -263,7 +339,10 @@ fn deny_list() {
         f.verifier.verify(&bytes, SCAN_TIME_MS, &deny).unwrap_err(),
         RejectReason::CredentialDenied
     );
-    assert_eq!(deny.is_denied(f.credential.body()), Some(DenyHit::Credential(CREDENTIAL_ID)));
+    assert_eq!(
+        deny.is_denied(f.credential.body()),
+        Some(DenyHit::Credential(CREDENTIAL_ID))
+    );
     let others = DenyList {
         credentials: HashSet::from([CREDENTIAL_ID + 1]),
         riders: HashSet::from([RIDER_ID + 1]),
@@ -271,7 +350,9 @@ fn deny_list() {
     assert!(f.verifier.verify(&bytes, SCAN_TIME_MS, &others).is_ok());
     // The deny list is the last check: a stale denied code is reported as stale.
     assert_eq!(
-        f.verifier.verify(&bytes, SCAN_TIME_MS + 600_000, &deny).unwrap_err(),
+        f.verifier
+            .verify(&bytes, SCAN_TIME_MS + 600_000, &deny)
+            .unwrap_err(),
         RejectReason::CodeExpired
     );
 }
@@ -280,10 +361,14 @@ fn deny_list() {
 fn key_rotation() {
     // A verifier holding keys 1 and 2 accepts credentials from both and rejects key id 3.
     let f = fixture();
-    let key = |id| IssuerKeyPair::from_pkcs8(id, &IssuerKeyPair::generate_pkcs8().unwrap()).unwrap();
+    let key =
+        |id| IssuerKeyPair::from_pkcs8(id, &IssuerKeyPair::generate_pkcs8().unwrap()).unwrap();
     let (k2, k3) = (key(2), key(3));
-    let verifier =
-        Verifier::new([f.issuer.public_key(), k2.public_key()], VerifyPolicy::default()).unwrap();
+    let verifier = Verifier::new(
+        [f.issuer.public_key(), k2.public_key()],
+        VerifyPolicy::default(),
+    )
+    .unwrap();
     assert_eq!(verifier.key_ids(), vec![1, 2]);
     for (issuer, expected) in [
         (&f.issuer, Ok(())),
@@ -294,7 +379,9 @@ fn key_rotation() {
         assert_eq!(cred.body().issuer_key_id, issuer.key_id());
         let code = f.device.ride_code(&cred, GENERATED_AT_MS, NONCE).unwrap();
         assert_eq!(
-            verifier.verify(&code.to_bytes(), SCAN_TIME_MS, &no_deny()).map(|_| ()),
+            verifier
+                .verify(&code.to_bytes(), SCAN_TIME_MS, &no_deny())
+                .map(|_| ()),
             expected,
             "key id {}",
             issuer.key_id()
@@ -303,7 +390,9 @@ fn key_rotation() {
     // A credential claiming key 2 but signed by key 1 fails the signature, not the lookup.
     let cred = resigned_code(|b| b[1..3].copy_from_slice(&2u16.to_be_bytes()));
     assert_eq!(
-        verifier.verify(&cred, SCAN_TIME_MS, &no_deny()).unwrap_err(),
+        verifier
+            .verify(&cred, SCAN_TIME_MS, &no_deny())
+            .unwrap_err(),
         RejectReason::BadIssuerSignature
     );
 }
@@ -315,7 +404,10 @@ fn reason_codes_are_unique_snake_case_and_round_trip() {
     assert_eq!(codes.len(), RejectReason::ALL.len());
     for r in RejectReason::ALL {
         let code = r.code();
-        assert!(code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{code}");
+        assert!(
+            code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+            "{code}"
+        );
         assert_eq!(RejectReason::from_code(code), Some(r));
         assert!(!r.to_string().is_empty());
     }

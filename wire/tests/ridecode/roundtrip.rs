@@ -62,11 +62,17 @@ fn fingerprint_is_sha256_of_bytes_and_short_id_its_prefix() {
     let expected = ring::digest::digest(&ring::digest::SHA256, &f.code.to_bytes());
     assert_eq!(&f.code.fingerprint()[..], expected.as_ref());
     assert_eq!(f.code.short_id(), hex::encode(&expected.as_ref()[..4]));
-    let verified = f.verifier.verify(&f.code.to_bytes(), SCAN_TIME_MS, &no_deny()).unwrap();
+    let verified = f
+        .verifier
+        .verify(&f.code.to_bytes(), SCAN_TIME_MS, &no_deny())
+        .unwrap();
     assert_eq!(verified.fingerprint(), f.code.fingerprint());
     assert_eq!(verified.short_id(), f.code.short_id());
     // Two codes from the same credential differ (randomized signature, nonce), so do fingerprints.
-    let other = f.device.ride_code(&f.credential, GENERATED_AT_MS, NONCE + 1).unwrap();
+    let other = f
+        .device
+        .ride_code(&f.credential, GENERATED_AT_MS, NONCE + 1)
+        .unwrap();
     assert_ne!(other.fingerprint(), f.code.fingerprint());
 }
 
@@ -79,7 +85,7 @@ fn debug_output_does_not_contain_the_code() {
     assert!(!dbg.contains(&f.code.to_base64url()[..20]));
     assert!(!dbg.contains(&hex::encode(&f.code.device_signature()[..8])));
     let device_dbg = format!("{:?}", f.device);
-    assert!(!device_dbg.contains(&hex::encode(&f.device.pkcs8()[..])[40..60]));
+    assert!(!device_dbg.contains(&hex::encode(f.device.pkcs8())[40..60]));
 }
 
 #[test]
@@ -108,9 +114,17 @@ fn device_key_survives_pkcs8_storage() {
     // A device key reloaded from its PKCS#8 makes codes that verify against the same credential.
     let f = fixture();
     let reloaded = DeviceKeyPair::from_pkcs8(f.device.pkcs8()).unwrap();
-    assert_eq!(reloaded.public_key_compressed(), f.device.public_key_compressed());
-    let code = reloaded.ride_code(&f.credential, GENERATED_AT_MS, 7).unwrap();
-    assert!(f.verifier.verify(&code.to_bytes(), SCAN_TIME_MS, &no_deny()).is_ok());
+    assert_eq!(
+        reloaded.public_key_compressed(),
+        f.device.public_key_compressed()
+    );
+    let code = reloaded
+        .ride_code(&f.credential, GENERATED_AT_MS, 7)
+        .unwrap();
+    assert!(f
+        .verifier
+        .verify(&code.to_bytes(), SCAN_TIME_MS, &no_deny())
+        .is_ok());
     assert_eq!(
         DeviceKeyPair::from_pkcs8(b"not a key").unwrap_err(),
         RideCodeError::BadPkcs8
@@ -176,7 +190,9 @@ fn device_refuses_foreign_credential() {
     let f = fixture();
     let other = DeviceKeyPair::generate().unwrap();
     assert_eq!(
-        other.ride_code(&f.credential, GENERATED_AT_MS, NONCE).unwrap_err(),
+        other
+            .ride_code(&f.credential, GENERATED_AT_MS, NONCE)
+            .unwrap_err(),
         RideCodeError::DeviceKeyMismatch
     );
 }
@@ -184,14 +200,20 @@ fn device_refuses_foreign_credential() {
 #[test]
 fn product_flags_reject_reserved_bits() {
     // Only bits 0 and 1 are defined; any other bit makes from_bits fail.
-    assert_eq!(ProductFlags::from_bits(0b11), Some(ProductFlags::METRO | ProductFlags::TOLL));
+    assert_eq!(
+        ProductFlags::from_bits(0b11),
+        Some(ProductFlags::METRO | ProductFlags::TOLL)
+    );
     assert_eq!(ProductFlags::from_bits(0), Some(ProductFlags::NONE));
     for bit in 2..16 {
         assert_eq!(ProductFlags::from_bits(1 << bit), None);
     }
     assert!(!ProductFlags::METRO.contains(ProductFlags::TOLL));
     assert!((ProductFlags::METRO | ProductFlags::TOLL).contains(ProductFlags::METRO));
-    assert_eq!(format!("{:?}", ProductFlags::METRO | ProductFlags::TOLL), "ProductFlags(METRO | TOLL)");
+    assert_eq!(
+        format!("{:?}", ProductFlags::METRO | ProductFlags::TOLL),
+        "ProductFlags(METRO | TOLL)"
+    );
 }
 
 #[test]
@@ -202,7 +224,10 @@ fn issuer_public_key_serde() {
     let json = serde_json::to_string(&pk).unwrap();
     assert_eq!(
         json,
-        format!(r#"{{"key_id":1,"public_key":"{}"}}"#, hex::encode(pk.public_key()))
+        format!(
+            r#"{{"key_id":1,"public_key":"{}"}}"#,
+            hex::encode(pk.public_key())
+        )
     );
     assert_eq!(serde_json::from_str::<IssuerPublicKey>(&json).unwrap(), pk);
     use base64::Engine as _;
@@ -212,17 +237,30 @@ fn issuer_public_key_serde() {
         hex::encode(compress_public_key(pk.public_key()).unwrap()),
     ] {
         let json = format!(r#"{{"key_id":1,"public_key":"{text}"}}"#);
-        assert_eq!(serde_json::from_str::<IssuerPublicKey>(&json).unwrap(), pk, "{text}");
+        assert_eq!(
+            serde_json::from_str::<IssuerPublicKey>(&json).unwrap(),
+            pk,
+            "{text}"
+        );
     }
     let mut off_curve = *pk.public_key();
     off_curve[64] ^= 1;
     for bad in [
-        format!(r#"{{"key_id":1,"public_key":"{}"}}"#, hex::encode(off_curve)),
+        format!(
+            r#"{{"key_id":1,"public_key":"{}"}}"#,
+            hex::encode(off_curve)
+        ),
         r#"{"key_id":1,"public_key":"04"}"#.to_owned(),
         r#"{"key_id":70000,"public_key":"04"}"#.to_owned(),
-        format!(r#"{{"key_id":1,"public_key":"{}","x":1}}"#, hex::encode(pk.public_key())),
+        format!(
+            r#"{{"key_id":1,"public_key":"{}","x":1}}"#,
+            hex::encode(pk.public_key())
+        ),
     ] {
-        assert!(serde_json::from_str::<IssuerPublicKey>(&bad).is_err(), "{bad}");
+        assert!(
+            serde_json::from_str::<IssuerPublicKey>(&bad).is_err(),
+            "{bad}"
+        );
     }
 }
 
@@ -232,8 +270,11 @@ fn verifier_rejects_duplicate_key_ids() {
     let f = fixture();
     let other = IssuerKeyPair::from_pkcs8(1, &IssuerKeyPair::generate_pkcs8().unwrap()).unwrap();
     assert_eq!(
-        Verifier::new([f.issuer.public_key(), other.public_key()], VerifyPolicy::default())
-            .unwrap_err(),
+        Verifier::new(
+            [f.issuer.public_key(), other.public_key()],
+            VerifyPolicy::default()
+        )
+        .unwrap_err(),
         RideCodeError::DuplicateKeyId(1)
     );
 }
@@ -243,7 +284,10 @@ fn verify_credential_alone() {
     // verify_credential applies the issuer, device-key and validity checks without a ride code.
     let f = fixture();
     let v = &f.verifier;
-    assert_eq!(v.verify_credential(&f.credential, u64::from(VALID_FROM_S)), Ok(()));
+    assert_eq!(
+        v.verify_credential(&f.credential, u64::from(VALID_FROM_S)),
+        Ok(())
+    );
     assert_eq!(
         v.verify_credential(&f.credential, u64::from(VALID_FROM_S) - 1),
         Err(RejectReason::CredentialNotYetValid)
@@ -254,7 +298,10 @@ fn verify_credential_alone() {
     );
     let code = resigned_code(|b| b[11] ^= 1);
     let resigned = Credential::from_bytes(&code[..CREDENTIAL_LEN]).unwrap();
-    assert_eq!(v.verify_credential(&resigned, u64::from(VALID_FROM_S)), Ok(()));
+    assert_eq!(
+        v.verify_credential(&resigned, u64::from(VALID_FROM_S)),
+        Ok(())
+    );
     let mut forged = f.credential.to_bytes();
     forged[11] ^= 1;
     let forged = Credential::from_bytes(&forged).unwrap();

@@ -29,7 +29,11 @@ fn timing_verify() {
     let deny = no_deny();
     let n = 2_000;
     let verify_us = per_call_us(n, || {
-        black_box(f.verifier.verify(black_box(&bytes), SCAN_TIME_MS, &deny).unwrap());
+        black_box(
+            f.verifier
+                .verify(black_box(&bytes), SCAN_TIME_MS, &deny)
+                .unwrap(),
+        );
     });
     let issuer_key = f.issuer.public_key();
     let message = [CREDENTIAL_SIGNING_PREFIX, &bytes[..62]].concat();

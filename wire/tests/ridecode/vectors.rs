@@ -100,10 +100,17 @@ fn published_vectors_decode_and_verify_as_recorded() {
     assert_eq!(file.format_version, turnpike_wire::ridecode::FORMAT_VERSION);
 
     // The keys in the file are the keys that made the bytes.
-    let issuer = IssuerKeyPair::from_pkcs8(file.issuer_key_id, &unhex(&file.issuer_pkcs8_hex)).unwrap();
-    assert_eq!(issuer.public_key().public_key_hex(), file.issuer_public_key_hex);
+    let issuer =
+        IssuerKeyPair::from_pkcs8(file.issuer_key_id, &unhex(&file.issuer_pkcs8_hex)).unwrap();
+    assert_eq!(
+        issuer.public_key().public_key_hex(),
+        file.issuer_public_key_hex
+    );
     let device = DeviceKeyPair::from_pkcs8(&unhex(&file.device_pkcs8_hex)).unwrap();
-    assert_eq!(hex::encode(device.public_key_compressed()), file.device_public_key_compressed_hex);
+    assert_eq!(
+        hex::encode(device.public_key_compressed()),
+        file.device_public_key_compressed_hex
+    );
     assert_eq!(
         hex::encode(device.public_key_uncompressed()),
         file.device_public_key_uncompressed_hex
@@ -111,11 +118,17 @@ fn published_vectors_decode_and_verify_as_recorded() {
 
     // The valid code decodes to the recorded fields and round-trips.
     let code_bytes = unhex(&file.ride_code_hex);
-    assert_eq!(hex::encode(&code_bytes[..CREDENTIAL_LEN]), file.credential_hex);
+    assert_eq!(
+        hex::encode(&code_bytes[..CREDENTIAL_LEN]),
+        file.credential_hex
+    );
     let code = RideCode::from_bytes(&code_bytes).unwrap();
     assert_eq!(decoded_of(&code), file.decoded);
     assert_eq!(code.to_base64url(), file.ride_code_base64url);
-    assert_eq!(RideCode::from_base64url(&file.ride_code_base64url).unwrap(), code);
+    assert_eq!(
+        RideCode::from_base64url(&file.ride_code_base64url).unwrap(),
+        code
+    );
     let credential = Credential::from_bytes(&unhex(&file.credential_hex)).unwrap();
     assert_eq!(&credential, code.credential());
 
@@ -161,7 +174,9 @@ fn generate_vectors() {
     let mut req = request(&device);
     req.products = ProductFlags::METRO | ProductFlags::TOLL;
     let credential = issuer.issue(&req).unwrap();
-    let code = device.ride_code(&credential, GENERATED_AT_MS, NONCE).unwrap();
+    let code = device
+        .ride_code(&credential, GENERATED_AT_MS, NONCE)
+        .unwrap();
     let good = code.to_bytes().to_vec();
     let edit = |f: &dyn Fn(&mut Vec<u8>)| {
         let mut b = good.clone();
@@ -171,27 +186,129 @@ fn generate_vectors() {
     let good_hex = hex::encode(&good);
     let from_ms = u64::from(VALID_FROM_S) * 1000;
     let until_ms = u64::from(VALID_UNTIL_S) * 1000;
-    let vector = |name: &str, code_hex: &str, scan: u64, expect: &str| {
-        serde_json::json!({"name": name, "code_hex": code_hex, "scan_time_ms": scan, "expect": expect})
-    };
+    let vector = |name: &str, code_hex: &str, scan: u64, expect: &str| serde_json::json!({"name": name, "code_hex": code_hex, "scan_time_ms": scan, "expect": expect});
     let mut vectors = vec![
         vector("valid", &good_hex, SCAN_TIME_MS, "ok"),
-        vector("valid at the freshness limit (60 000 ms old)", &good_hex, GENERATED_AT_MS + 60_000, "ok"),
-        vector("valid at the skew limit (5 000 ms ahead)", &good_hex, GENERATED_AT_MS - 5_000, "ok"),
-        vector("one ms too old", &good_hex, GENERATED_AT_MS + 60_001, "code_expired"),
-        vector("one ms too far in the future", &good_hex, GENERATED_AT_MS - 5_001, "code_from_future"),
-        vector("scanned before valid_from_s", &good_hex, from_ms - 1, "credential_not_yet_valid"),
-        vector("scanned at valid_until_s", &good_hex, until_ms, "credential_expired"),
-        vector("truncated to 205 bytes", &hex::encode(&good[..205]), SCAN_TIME_MS, "code_truncated"),
-        vector("one trailing zero byte", &edit(&|b| b.push(0)), SCAN_TIME_MS, "code_trailing_bytes"),
-        vector("version byte 2", &edit(&|b| b[0] = 2), SCAN_TIME_MS, "unsupported_version"),
-        vector("reserved product bit 15 set", &edit(&|b| b[27] ^= 0x80), SCAN_TIME_MS, "malformed_credential"),
-        vector("issuer key id 3", &edit(&|b| b[2] ^= 0x02), SCAN_TIME_MS, "unknown_issuer_key"),
-        vector("rider id changed (bit 0 of byte 18)", &edit(&|b| b[18] ^= 0x01), SCAN_TIME_MS, "bad_issuer_signature"),
-        vector("generated_at_ms changed (bit 0 of byte 133)", &edit(&|b| b[133] ^= 0x01), SCAN_TIME_MS, "bad_device_signature"),
-        vector("last byte of device signature changed", &edit(&|b| b[205] ^= 0x01), SCAN_TIME_MS, "bad_device_signature"),
+        vector(
+            "valid at the freshness limit (60 000 ms old)",
+            &good_hex,
+            GENERATED_AT_MS + 60_000,
+            "ok",
+        ),
+        vector(
+            "valid at the skew limit (5 000 ms ahead)",
+            &good_hex,
+            GENERATED_AT_MS - 5_000,
+            "ok",
+        ),
+        vector(
+            "one ms too old",
+            &good_hex,
+            GENERATED_AT_MS + 60_001,
+            "code_expired",
+        ),
+        vector(
+            "one ms too far in the future",
+            &good_hex,
+            GENERATED_AT_MS - 5_001,
+            "code_from_future",
+        ),
+        vector(
+            "scanned before valid_from_s",
+            &good_hex,
+            from_ms - 1,
+            "credential_not_yet_valid",
+        ),
+        vector(
+            "scanned at valid_until_s",
+            &good_hex,
+            until_ms,
+            "credential_expired",
+        ),
+        vector(
+            "truncated to 205 bytes",
+            &hex::encode(&good[..205]),
+            SCAN_TIME_MS,
+            "code_truncated",
+        ),
+        vector(
+            "one trailing zero byte",
+            &edit(&|b| b.push(0)),
+            SCAN_TIME_MS,
+            "code_trailing_bytes",
+        ),
+        vector(
+            "version byte 2",
+            &edit(&|b| b[0] = 2),
+            SCAN_TIME_MS,
+            "unsupported_version",
+        ),
+        vector(
+            "reserved product bit 15 set",
+            &edit(&|b| b[27] ^= 0x80),
+            SCAN_TIME_MS,
+            "malformed_credential",
+        ),
+        vector(
+            "issuer key id 3",
+            &edit(&|b| b[2] ^= 0x02),
+            SCAN_TIME_MS,
+            "unknown_issuer_key",
+        ),
+        vector(
+            "rider id changed (bit 0 of byte 18)",
+            &edit(&|b| b[18] ^= 0x01),
+            SCAN_TIME_MS,
+            "bad_issuer_signature",
+        ),
+        vector(
+            "generated_at_ms changed (bit 0 of byte 133)",
+            &edit(&|b| b[133] ^= 0x01),
+            SCAN_TIME_MS,
+            "bad_device_signature",
+        ),
+        vector(
+            "last byte of device signature changed",
+            &edit(&|b| b[205] ^= 0x01),
+            SCAN_TIME_MS,
+            "bad_device_signature",
+        ),
     ];
-    let mut denied_cred = vector("credential denied", &good_hex, SCAN_TIME_MS, "credential_denied");
+    // Two more that need the issuer to sign something it never would: re-signed credentials.
+    let resigned = |edit: &dyn Fn(&mut [u8; 62])| {
+        let mut unsigned = credential.body().to_unsigned_bytes();
+        edit(&mut unsigned);
+        let cred = raw_credential(&issuer_pkcs8, &unsigned);
+        hex::encode(raw_code(&cred, device.pkcs8(), GENERATED_AT_MS, NONCE))
+    };
+    let too_long = VALID_FROM_S + 7 * 24 * 3600 + 1;
+    vectors.push(vector(
+        "issuer-signed validity of 7 days + 1 s",
+        &resigned(&|b| b[23..27].copy_from_slice(&too_long.to_be_bytes())),
+        SCAN_TIME_MS,
+        "credential_validity_too_long",
+    ));
+    let off_curve = (0u8..=255)
+        .map(|x| {
+            let mut k = [0u8; 33];
+            k[0] = 0x02;
+            k[32] = x;
+            k
+        })
+        .find(|k| turnpike_wire::ridecode::decompress_public_key(k).is_err())
+        .unwrap();
+    vectors.push(vector(
+        "issuer-signed device key with x not on the curve",
+        &resigned(&|b| b[29..62].copy_from_slice(&off_curve)),
+        SCAN_TIME_MS,
+        "bad_device_public_key",
+    ));
+    let mut denied_cred = vector(
+        "credential denied",
+        &good_hex,
+        SCAN_TIME_MS,
+        "credential_denied",
+    );
     denied_cred["deny_credentials"] = serde_json::json!([CREDENTIAL_ID]);
     denied_cred["deny_riders"] = serde_json::json!([RIDER_ID]);
     let mut denied_rider = vector("rider denied", &good_hex, SCAN_TIME_MS, "rider_denied");

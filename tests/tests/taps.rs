@@ -1,0 +1,516 @@
+//! The tap rules end to end: real gateway, real database (SQLite and PostgreSQL), real mutual TLS.
+
+use turnpike_tests::{booth, both_backends, gate, tap, toll_exit, Env};
+use turnpike_wire::api::{Decision, Direction, TapResponse, VehicleClass};
+
+fn stops() -> Vec<String> {
+    turnpike_fares::demo_metro()
+        .stops()
+        .iter()
+        .map(|s| s.id.clone())
+        .collect()
+}
+
+fn plazas() -> Vec<String> {
+    turnpike_fares::demo_toll()
+        .plazas()
+        .iter()
+        .map(|p| p.id.clone())
+        .collect()
+}
+
+fn approved(r: &TapResponse) -> bool {
+    r.decision == Decision::Approve
+}
+
+fn declined(r: &TapResponse, reason: &str) -> bool {
+    r.decision == Decision::Decline && r.reason.as_deref() == Some(reason)
+}
+
+// An entry then an exit pair into one journey priced from the fare table, visible to the rider.
+both_backends!(
+    metro_journey_is_priced_from_the_fare_table,
+    |env: Env| async move {
+        let s = stops();
+        let rider = env.gw.rider().await;
+        let entry = env
+            .gw
+            .terminal(&gate(&s[0], 1))
+            .tap(&tap(
+                1,
+                Direction::Entry,
+                rider.ride_code(turnpike_tests::now_ms()).unwrap(),
+            ))
+            .await
+            .unwrap();
+        assert!(approved(&entry), "{entry:?}");
+        let exit = env
+            .gw
+            .terminal(&gate(&s[12], 2))
+            .tap(&tap(
+                1,
+                Direction::Exit,
+                rider.ride_code(turnpike_tests::now_ms()).unwrap(),
+            ))
+            .await
+            .unwrap();
+        assert!(approved(&exit), "{exit:?}");
+        let expected = turnpike_fares::demo_metro().price(&s[0], &s[12]).unwrap();
+        assert_eq!(exit.fare, Some(expected));
+        assert_eq!(exit.charge, Some(expected));
+        assert_eq!(exit.journey_id, entry.journey_id);
+        let list = rider
+            .journeys(&env.gw.public_base, &env.gw.ca())
+            .await
+            .unwrap();
+        assert_eq!(list.journeys.len(), 1);
+        assert_eq!(list.journeys[0].fare, Some(expected));
+        assert_eq!(list.journeys[0].status, "closed");
+    }
+);
+
+// A code is consumed per direction: shown again for the same direction at any gate it is a
+// replay; the entry code may still serve the exit (a phone that did not refresh).
+both_backends!(replay_rules, |env: Env| async move {
+    let s = stops();
+    let rider = env.gw.rider().await;
+    let code = rider.ride_code(turnpike_tests::now_ms()).unwrap();
+    let a = env.gw.terminal(&gate(&s[1], 1));
+    let b = env.gw.terminal(&gate(&s[1], 2));
+    assert!(approved(
+        &a.tap(&tap(1, Direction::Entry, code.clone()))
+            .await
+            .unwrap()
+    ));
+    let journeys_before = env.gw.count("journeys").await;
+    let again = b
+        .tap(&tap(1, Direction::Entry, code.clone()))
+        .await
+        .unwrap();
+    assert!(declined(&again, "replay"), "{again:?}");
+    assert_eq!(
+        env.gw.count("journeys").await,
+        journeys_before,
+        "a replay writes no journey"
+    );
+    // The same code at the exit (quick exit with the entry code still displayed) is accepted once.
+    let exit = env
+        .gw
+        .terminal(&gate(&s[1], 2))
+        .tap(&tap(2, Direction::Exit, code.clone()))
+        .await
+        .unwrap();
+    assert!(approved(&exit), "{exit:?}");
+    let exit_again = env
+        .gw
+        .terminal(&gate(&s[2], 1))
+        .tap(&tap(1, Direction::Exit, code))
+        .await
+        .unwrap();
+    assert!(declined(&exit_again, "replay"), "{exit_again:?}");
+});
+
+// A second entry without an exit is declined (pass-back) and changes nothing.
+both_backends!(pass_back_is_declined, |env: Env| async move {
+    let s = stops();
+    let rider = env.gw.rider().await;
+    let t = env.gw.terminal(&gate(&s[2], 1));
+    assert!(approved(
+        &t.tap(&tap(
+            1,
+            Direction::Entry,
+            rider.ride_code(turnpike_tests::now_ms()).unwrap()
+        ))
+        .await
+        .unwrap()
+    ));
+    let codes_before = env.gw.count("code_uses").await;
+    let second = env
+        .gw
+        .terminal(&gate(&s[3], 1))
+        .tap(&tap(
+            1,
+            Direction::Entry,
+            rider.ride_code(turnpike_tests::now_ms()).unwrap(),
+        ))
+        .await
+        .unwrap();
+    assert!(declined(&second, "pass_back"), "{second:?}");
+    assert_eq!(
+        env.gw.count("code_uses").await,
+        codes_before,
+        "a declined tap consumes no code"
+    );
+    assert_eq!(env.gw.count("journeys").await, 1);
+});
+
+// An exit with no entry is declined and writes no journey.
+both_backends!(exit_without_entry_is_declined, |env: Env| async move {
+    let s = stops();
+    let rider = env.gw.rider().await;
+    let r = env
+        .gw
+        .terminal(&gate(&s[4], 1))
+        .tap(&tap(
+            1,
+            Direction::Exit,
+            rider.ride_code(turnpike_tests::now_ms()).unwrap(),
+        ))
+        .await
+        .unwrap();
+    assert!(declined(&r, "no_entry"), "{r:?}");
+    assert_eq!(env.gw.count("journeys").await, 0);
+    assert_eq!(env.gw.count("code_uses").await, 0);
+    assert_eq!(
+        env.gw.count("taps").await,
+        1,
+        "the declined tap itself is on record"
+    );
+});
+
+// (terminal, sequence) is idempotent: a repeat gets the stored bytes; a different body under the
+// same key is a 409 that changes nothing.
+both_backends!(idempotent_on_terminal_and_sequence, |env: Env| async move {
+    let s = stops();
+    let rider = env.gw.rider().await;
+    let t = env.gw.terminal(&gate(&s[5], 1));
+    let request = tap(
+        7,
+        Direction::Entry,
+        rider.ride_code(turnpike_tests::now_ms()).unwrap(),
+    );
+    let first = t.tap_raw(&request).await.unwrap();
+    let second = t.tap_raw(&request).await.unwrap();
+    assert_eq!(first.status, 200);
+    assert_eq!(
+        first.body, second.body,
+        "a repeat returns the stored answer byte for byte"
+    );
+    let mut other = request.clone();
+    other.ride_code = rider.ride_code(turnpike_tests::now_ms()).unwrap();
+    let taps_before = env.gw.count("taps").await;
+    let conflict = t.tap_raw(&other).await.unwrap();
+    assert_eq!(conflict.status, 409);
+    assert_eq!(
+        conflict.error_code().as_deref(),
+        Some("idempotency_conflict")
+    );
+    assert_eq!(env.gw.count("taps").await, taps_before);
+    assert_eq!(env.gw.count("journeys").await, 1);
+    // Another terminal may use the same sequence number: keys are per terminal.
+    let other_terminal = env
+        .gw
+        .terminal(&gate(&s[5], 2))
+        .tap(&tap(
+            7,
+            Direction::Exit,
+            rider.ride_code(turnpike_tests::now_ms()).unwrap(),
+        ))
+        .await
+        .unwrap();
+    assert!(approved(&other_terminal), "{other_terminal:?}");
+});
+
+// Exit at the entry station inside the window costs the minimum fare.
+both_backends!(same_station_exit_costs_the_minimum, |env: Env| async move {
+    let s = stops();
+    let rider = env.gw.rider().await;
+    env.gw
+        .terminal(&gate(&s[6], 1))
+        .tap(&tap(
+            1,
+            Direction::Entry,
+            rider.ride_code(turnpike_tests::now_ms()).unwrap(),
+        ))
+        .await
+        .unwrap();
+    let exit = env
+        .gw
+        .terminal(&gate(&s[6], 2))
+        .tap(&tap(
+            1,
+            Direction::Exit,
+            rider.ride_code(turnpike_tests::now_ms()).unwrap(),
+        ))
+        .await
+        .unwrap();
+    assert!(approved(&exit));
+    assert_eq!(exit.fare, Some(turnpike_fares::demo_metro().min_fare()));
+});
+
+// A toll exit is priced by plaza distance and vehicle class; without a class it is a 422.
+both_backends!(toll_exit_is_priced_by_class, |env: Env| async move {
+    let p = plazas();
+    let driver = env.gw.rider().await;
+    let entry = env
+        .gw
+        .terminal(&booth(&p[0], "in"))
+        .tap(&tap(
+            1,
+            Direction::Entry,
+            driver.ride_code(turnpike_tests::now_ms()).unwrap(),
+        ))
+        .await
+        .unwrap();
+    assert!(approved(&entry), "{entry:?}");
+    let out = env.gw.terminal(&booth(&p[3], "out"));
+    let missing = out
+        .tap_raw(&tap(
+            1,
+            Direction::Exit,
+            driver.ride_code(turnpike_tests::now_ms()).unwrap(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(missing.status, 422);
+    assert_eq!(
+        missing.error_code().as_deref(),
+        Some("vehicle_class_required")
+    );
+    let exit = out
+        .tap(&toll_exit(
+            2,
+            driver.ride_code(turnpike_tests::now_ms()).unwrap(),
+            VehicleClass::T4,
+        ))
+        .await
+        .unwrap();
+    assert!(approved(&exit), "{exit:?}");
+    let expected = turnpike_fares::demo_toll()
+        .toll(&p[0], &p[3], VehicleClass::T4)
+        .unwrap();
+    assert_eq!(exit.fare, Some(expected));
+});
+
+// An offline batch is judged in order with its original scan times and gives the same results as
+// the same taps sent live; uploading it again returns identical bytes.
+both_backends!(offline_batch_matches_live, |env: Env| async move {
+    let s = stops();
+    let live_rider = env.gw.rider().await;
+    let batch_rider = env.gw.rider().await;
+    let make = |rider: &gateway::client::RiderDevice| {
+        let t0 = turnpike_tests::now_ms() - 20_000;
+        vec![
+            turnpike_wire::api::TapRequest {
+                sequence: 0,
+                direction: Direction::Entry,
+                ride_code: rider.ride_code(t0).unwrap(),
+                scanned_at_ms: t0,
+                vehicle_class: None,
+            },
+            turnpike_wire::api::TapRequest {
+                sequence: 0,
+                direction: Direction::Entry,
+                ride_code: rider.ride_code(t0 + 1_000).unwrap(),
+                scanned_at_ms: t0 + 1_000,
+                vehicle_class: None,
+            },
+            turnpike_wire::api::TapRequest {
+                sequence: 0,
+                direction: Direction::Exit,
+                ride_code: rider.ride_code(t0 + 9_000).unwrap(),
+                scanned_at_ms: t0 + 9_000,
+                vehicle_class: None,
+            },
+            turnpike_wire::api::TapRequest {
+                sequence: 0,
+                direction: Direction::Exit,
+                ride_code: rider.ride_code(t0 + 10_000).unwrap(),
+                scanned_at_ms: t0 + 10_000,
+                vehicle_class: None,
+            },
+        ]
+    };
+    let live_gate = env.gw.terminal(&gate(&s[7], 1));
+    let mut live = Vec::new();
+    for (i, mut t) in make(&live_rider).into_iter().enumerate() {
+        t.sequence = i as u64 + 1;
+        live.push(live_gate.tap(&t).await.unwrap());
+    }
+    let mut buffered = make(&batch_rider);
+    for (i, t) in buffered.iter_mut().enumerate() {
+        t.sequence = i as u64 + 1;
+    }
+    let batch_gate = env.gw.terminal(&gate(&s[7], 2));
+    let first = batch_gate
+        .batch_raw(&turnpike_wire::api::TapBatchRequest {
+            taps: buffered.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(first.status, 200);
+    let results: turnpike_wire::api::TapBatchResponse = first.json().unwrap();
+    let strip = |r: &TapResponse| {
+        (
+            r.sequence,
+            r.decision,
+            r.reason.clone(),
+            r.fare,
+            r.charge,
+            r.journey_id.is_some(),
+        )
+    };
+    assert_eq!(
+        results.results.iter().map(strip).collect::<Vec<_>>(),
+        live.iter().map(strip).collect::<Vec<_>>()
+    );
+    assert!(
+        declined(&results.results[1], "pass_back") && declined(&results.results[3], "no_entry")
+    );
+    let again = batch_gate
+        .batch_raw(&turnpike_wire::api::TapBatchRequest { taps: buffered })
+        .await
+        .unwrap();
+    assert_eq!(
+        first.body, again.body,
+        "a re-upload returns identical bytes"
+    );
+    assert_eq!(env.gw.count("journeys").await, 2);
+});
+
+// The deny list declines a rider at once on this node and lifts as soon as the entry is removed.
+both_backends!(deny_list_add_and_remove, |env: Env| async move {
+    let s = stops();
+    let rider = env.gw.rider().await;
+    let added = env.gw.admin.post("/v1/admin/deny-list", &serde_json::json!({"kind": "rider", "subject_id": rider.rider_id, "reason": "arrears"})).await.unwrap();
+    assert_eq!(added.status, 201);
+    let t = env.gw.terminal(&gate(&s[8], 1));
+    let r = t
+        .tap(&tap(
+            1,
+            Direction::Entry,
+            rider.ride_code(turnpike_tests::now_ms()).unwrap(),
+        ))
+        .await
+        .unwrap();
+    assert!(declined(&r, "rider_denied"), "{r:?}");
+    let feed: serde_json::Value = t
+        .get("/v1/terminal/deny-list")
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        feed["riders"][0].as_u64().map(|v| v.to_string()),
+        Some(rider.rider_id.clone())
+    );
+    let removed = env
+        .gw
+        .admin
+        .send::<()>(
+            reqwest::Method::DELETE,
+            &format!("/v1/admin/deny-list/rider/{}", rider.rider_id),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(removed.status, 204);
+    let r = t
+        .tap(&tap(
+            2,
+            Direction::Entry,
+            rider.ride_code(turnpike_tests::now_ms()).unwrap(),
+        ))
+        .await
+        .unwrap();
+    assert!(approved(&r), "{r:?}");
+});
+
+// Issuer key rotation: credentials under the previous key keep working; after a second rotation
+// the retired key's credentials are refused as unknown.
+both_backends!(issuer_key_rotation, |env: Env| async move {
+    let s = stops();
+    let old = env.gw.rider().await;
+    let rotated = env
+        .gw
+        .admin
+        .post("/v1/admin/issuer-keys/rotate", &serde_json::json!({}))
+        .await
+        .unwrap();
+    assert_eq!(rotated.status, 201);
+    let new = env.gw.rider().await;
+    assert_ne!(
+        old.credential.body().issuer_key_id,
+        new.credential.body().issuer_key_id
+    );
+    let t = env.gw.terminal(&gate(&s[9], 1));
+    assert!(approved(
+        &t.tap(&tap(
+            1,
+            Direction::Entry,
+            old.ride_code(turnpike_tests::now_ms()).unwrap()
+        ))
+        .await
+        .unwrap()
+    ));
+    assert!(approved(
+        &t.tap(&tap(
+            2,
+            Direction::Entry,
+            new.ride_code(turnpike_tests::now_ms()).unwrap()
+        ))
+        .await
+        .unwrap()
+    ));
+    let keys: serde_json::Value = t.get("/v1/terminal/keys").await.unwrap().json().unwrap();
+    assert_eq!(keys["keys"].as_array().map(Vec::len), Some(2));
+    env.gw
+        .admin
+        .post("/v1/admin/issuer-keys/rotate", &serde_json::json!({}))
+        .await
+        .unwrap();
+    let r = env
+        .gw
+        .terminal(&gate(&s[9], 2))
+        .tap(&tap(
+            1,
+            Direction::Exit,
+            old.ride_code(turnpike_tests::now_ms()).unwrap(),
+        ))
+        .await
+        .unwrap();
+    assert!(declined(&r, "unknown_issuer_key"), "{r:?}");
+});
+
+// Codes that fail verification are declined with the precise reason and write no journey.
+both_backends!(bad_codes_are_declined_precisely, |env: Env| async move {
+    use base64::Engine as _;
+    let s = stops();
+    let rider = env.gw.rider().await;
+    let t = env.gw.terminal(&gate(&s[10], 1));
+    let now = turnpike_tests::now_ms();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut forged = b64.decode(rider.ride_code(now).unwrap()).unwrap();
+    forged[200] ^= 0x80;
+    let mut wrong_issuer = b64.decode(rider.ride_code(now).unwrap()).unwrap();
+    wrong_issuer[1] = 0x7f;
+    let cases = [
+        (b64.encode(&forged), "bad_device_signature"),
+        (b64.encode(&wrong_issuer), "unknown_issuer_key"),
+        (
+            rider.ride_code(now - 5 * 60 * 1000).unwrap(),
+            "code_expired",
+        ),
+        (
+            rider.ride_code(now + 60 * 1000).unwrap(),
+            "code_from_future",
+        ),
+        (
+            b64.encode(&b64.decode(rider.ride_code(now).unwrap()).unwrap()[..150]),
+            "code_truncated",
+        ),
+        ("not base64 at all!".to_string(), "code_bad_encoding"),
+    ];
+    for (i, (code, reason)) in cases.into_iter().enumerate() {
+        let r = t
+            .tap(&tap(i as u64 + 1, Direction::Entry, code))
+            .await
+            .unwrap();
+        assert!(
+            declined(&r, reason),
+            "case {i}: expected {reason}, got {r:?}"
+        );
+    }
+    assert_eq!(env.gw.count("journeys").await, 0);
+    assert_eq!(env.gw.count("code_uses").await, 0);
+});
