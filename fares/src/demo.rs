@@ -3,7 +3,7 @@
 //!
 //! # Demo metro (`fares/data/demo-metro/`)
 //! A Hangzhou-like "Line 1" of 20 stations over 42.9 km of track, priced by
-//! [`hangzhou_distance_fare`]. Station names follow Hangzhou's; the distances are invented (1.2 to
+//! [`hangzhou_distance_fare`](crate::hangzhou_distance_fare). Station names follow Hangzhou's; the distances are invented (1.2 to
 //! 2.9 km apart) and placed so that journeys from the first station land exactly on the 4, 8,
 //! 12, 18, 24, 32 and 40 km band edges. The only hand-written file is `stations.csv`
 //! (`stop_id,stop_name,track_km`); every other file is generated from it by

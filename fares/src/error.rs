@@ -74,6 +74,8 @@ pub enum LoadReason {
     },
     #[error("amount {value:?} has more decimal places than {currency} allows")]
     AmountPrecision { value: String, currency: String },
+    #[error("amount {value:?} is too large for a {currency} amount")]
+    AmountRange { value: String, currency: String },
     #[error("duplicate {what} {id:?} (first on line {first_line})")]
     Duplicate {
         what: String,
@@ -113,8 +115,6 @@ pub enum FareError {
     EmptyJourney,
     #[error("leg {index}: {reason}")]
     InvalidLeg { index: usize, reason: String },
-    #[error("amounts in {expected} and {found} cannot be added")]
-    CurrencyMismatch { expected: String, found: String },
     #[error("amount out of range")]
     Overflow,
 }

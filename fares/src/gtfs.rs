@@ -7,7 +7,7 @@
 //! | file | presence | columns read |
 //! | --- | --- | --- |
 //! | `stops.txt` | required | `stop_id`, `stop_name`, `location_type`, `parent_station` |
-//! | `fare_products.txt` | required | `fare_product_id`, `fare_product_name`, `amount`, `currency` |
+//! | `fare_products.txt` | required | `fare_product_id`, `amount`, `currency` (one row per product) |
 //! | `fare_leg_rules.txt` | required | `leg_group_id`, `network_id`, `from_area_id`, `to_area_id`, `fare_product_id`, `rule_priority`; `from_timeframe_group_id` / `to_timeframe_group_id` refused when set |
 //! | `areas.txt` | optional | `area_id`, `area_name` |
 //! | `stop_areas.txt` | optional | `area_id`, `stop_id` |
@@ -369,7 +369,7 @@ impl GtfsFeed {
         total = total.checked_add(sub_total).ok_or(FareError::Overflow)?;
         let total = total.max(Decimal::ZERO);
         // Sums of amounts in the currency's precision keep that precision.
-        crate::money::exact(total, self.currency).ok_or(FareError::Overflow)
+        crate::money::exact(total, self.currency).map_err(|_| FareError::Overflow)
     }
 
     /// The price of the sub-journey after this transfer, under the best applicable rule, or `None`
@@ -443,14 +443,52 @@ impl GtfsFeed {
     /// station-internal nodes) that has at least one priced journey on `network_id`, and the fare
     /// of every pair of them.
     pub fn metro_fares(&self, network_id: &str) -> Result<MetroFares, LoadError> {
-        let candidates: Vec<usize> = (0..self.stops.len())
-            .filter(|&i| self.stops[i].location_type <= 1)
+        // A city feed has thousands of bus stops and a metro network a few hundred stations, so
+        // first keep only the stops some rule of this network can match as departure or arrival
+        // (a rule is found under (network, from, to) keys, so a stop none of whose keys appear
+        // with the network cannot match), then price only those pairs.
+        let network = self.network_index.get(network_id).copied();
+        let networks = self.keys(network.into_iter(), &self.listed_networks);
+        let with_from: HashSet<(Option<usize>, Option<usize>)> = self
+            .leg_rule_index
+            .keys()
+            .map(|&(n, f, _)| (n, f))
             .collect();
+        let with_to: HashSet<(Option<usize>, Option<usize>)> = self
+            .leg_rule_index
+            .keys()
+            .map(|&(n, _, t)| (n, t))
+            .collect();
+        let reachable = |stop: usize, listed: &HashSet<usize>, pairs: &HashSet<_>| {
+            let areas = self.keys(self.stop_areas[stop].iter().copied(), listed);
+            networks
+                .iter()
+                .any(|&n| areas.iter().any(|&a| pairs.contains(&(n, a))))
+        };
+        let mut candidates = Vec::new();
+        let mut can_start = Vec::new();
+        let mut can_end = Vec::new();
+        for stop in 0..self.stops.len() {
+            if self.stops[stop].location_type > 1 {
+                continue; // entrances, station nodes, boarding areas
+            }
+            let start = reachable(stop, &self.listed_from_areas, &with_from);
+            let end = reachable(stop, &self.listed_to_areas, &with_to);
+            if start || end {
+                candidates.push(stop);
+                can_start.push(start);
+                can_end.push(end);
+            }
+        }
         let n = candidates.len();
         let mut dense: Vec<Option<Money>> = Vec::with_capacity(n * n);
-        for &from in &candidates {
-            for &to in &candidates {
-                dense.push(self.match_leg(network_id, from, to).map(|rule| rule.amount));
+        for (a, &from) in candidates.iter().enumerate() {
+            for (b, &to) in candidates.iter().enumerate() {
+                dense.push(if can_start[a] && can_end[b] {
+                    self.match_leg(network_id, from, to).map(|rule| rule.amount)
+                } else {
+                    None
+                });
             }
         }
         let members: Vec<usize> = (0..n)
@@ -677,23 +715,34 @@ impl GtfsFeed {
             let from_group = group("from_leg_group_id", &record.from_leg_group_id)?;
             let to_group = group("to_leg_group_id", &record.to_leg_group_id)?;
 
-            let same_groups = from_group.is_some() && from_group == to_group;
-            let transfer_count = match (table::optional(&record.transfer_count), same_groups) {
-                (None, true) => {
+            // The spec: required when the two groups are equal, forbidden when they differ. Two
+            // empty groups are "equal" only vacuously, so there the count is optional.
+            enum Count {
+                Required,
+                Optional,
+                Forbidden,
+            }
+            let presence = match (&from_group, &to_group) {
+                (None, None) => Count::Optional,
+                (Some(a), Some(b)) if a == b => Count::Required,
+                _ => Count::Forbidden,
+            };
+            let transfer_count = match (table::optional(&record.transfer_count), presence) {
+                (None, Count::Required) => {
                     return Err(row.err(LoadReason::MissingValue {
                         column: "transfer_count (required when from_leg_group_id equals to_leg_group_id)"
                             .to_string(),
                     }));
                 }
-                (None, false) => None,
-                (Some(text), false) => {
+                (None, _) => None,
+                (Some(text), Count::Forbidden) => {
                     return Err(row.invalid(
                         "transfer_count",
                         text,
                         "forbidden unless from_leg_group_id equals to_leg_group_id",
                     ));
                 }
-                (Some(text), true) => {
+                (Some(text), _) => {
                     let expected = "expected -1 (no limit) or a positive integer";
                     match row.integer::<i64>("transfer_count", text, expected)? {
                         -1 => None,

@@ -2,7 +2,7 @@
 //! conversion has one spelling and a change in the wire crate is a change here only.
 
 use rust_decimal::Decimal;
-use turnpike_wire::money::{Currency, Money, Rounding};
+use turnpike_wire::money::{Currency, Money, MoneyError, Rounding};
 
 pub(crate) fn parse_currency(text: &str) -> Option<Currency> {
     Currency::parse(text).ok()
@@ -23,9 +23,20 @@ pub(crate) fn cny() -> Currency {
     Currency::CNY
 }
 
-/// `value` as an amount of `currency`, or `None` if it has more decimals than the currency.
-pub(crate) fn exact(value: Decimal, currency: Currency) -> Option<Money> {
-    Money::new(value, currency).ok()
+/// Why a decimal is not an amount of its currency.
+pub(crate) enum NotAnAmount {
+    /// More decimal places than the currency's minor unit.
+    Precision,
+    /// Beyond what [`Money`] holds (`i64` minor units, about ±9.2 × 10^16 yuan).
+    Range,
+}
+
+/// `value` as an amount of `currency`.
+pub(crate) fn exact(value: Decimal, currency: Currency) -> Result<Money, NotAnAmount> {
+    Money::new(value, currency).map_err(|e| match e {
+        MoneyError::BadPrecision { .. } => NotAnAmount::Precision,
+        _ => NotAnAmount::Range,
+    })
 }
 
 /// `value` rounded to a multiple of `unit` (in major units: 0.01 for fen, 1 for whole yuan).

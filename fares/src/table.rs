@@ -179,10 +179,12 @@ impl Row<'_> {
         currency: Currency,
     ) -> Result<Money, LoadError> {
         let value = self.decimal(column, text)?;
-        money::exact(value, currency).ok_or_else(|| {
-            self.err(LoadReason::AmountPrecision {
-                value: text.to_string(),
-                currency: money::code(currency),
+        money::exact(value, currency).map_err(|why| {
+            let value = text.to_string();
+            let currency = money::code(currency);
+            self.err(match why {
+                money::NotAnAmount::Precision => LoadReason::AmountPrecision { value, currency },
+                money::NotAnAmount::Range => LoadReason::AmountRange { value, currency },
             })
         })
     }

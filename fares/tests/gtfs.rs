@@ -291,6 +291,8 @@ fn transfer_count_limits_consecutive_transfers() {
             "b@0-100 b@200-300 b@400-500 b@600-700",
             "2.00",
         ),
+        // two empty groups match any unlisted pair, here b → b, with their own count
+        (",,1,,,0,\n", "b@0-100 b@200-300 b@400-500", "4.00"),
         // count 1 (free) for the first transfer, the unlimited rule (0.50) after it
         (
             "b,b,1,,,0,\nb,b,-1,,,0,t-half\n",
@@ -371,6 +373,10 @@ fn load_errors_name_file_line_and_reason() {
         (
             &[("fare_products.txt", "fare_product_id,amount,currency\np2,2.001,CNY\n")],
             r#"fare_products.txt line 2: amount "2.001" has more decimal places than CNY allows"#,
+        ),
+        (
+            &[("fare_products.txt", "fare_product_id,amount,currency\np2,92233720368547758.08,CNY\n")],
+            r#"fare_products.txt line 2: amount "92233720368547758.08" is too large for a CNY amount"#,
         ),
         (
             &[("fare_products.txt", "fare_product_id,amount,currency\np2,1e3,CNY\n")],

@@ -437,23 +437,21 @@ async fn close_at_exit(
     let priced = match network.mode() {
         Mode::Metro if same_station => {
             if scanned_at_ms - open.entry_at_ms <= rules.same_station_window_ms {
-                Ok((network.min_fare(), "same_station"))
+                Some((network.min_fare(), "same_station"))
             } else {
                 // Out and back to the same station: the rider may have gone anywhere.
-                Ok((network.max_fare(), "exit"))
+                Some((network.max_fare(), "exit"))
             }
         }
         Mode::Metro => network
             .metro_fare(&open.entry_location_id, &terminal.location_id)
             .map(|f| (f, "exit")),
-        Mode::Toll => match req.vehicle_class {
-            Some(class) => network
-                .toll(&open.entry_location_id, &terminal.location_id, class)
-                .map(|f| (f, "exit")),
-            None => Err(()),
-        },
+        Mode::Toll => req
+            .vehicle_class
+            .and_then(|class| network.toll(&open.entry_location_id, &terminal.location_id, class))
+            .map(|f| (f, "exit")),
     };
-    let Ok((fare, close_reason)) = priced else {
+    let Some((fare, close_reason)) = priced else {
         return Ok(Verdict::decline("unknown_station"));
     };
     let business_day = network.business_day(open.entry_at_ms);

@@ -94,17 +94,20 @@ impl OperatorNetwork {
         }
     }
 
-    pub fn metro_fare(&self, from: &str, to: &str) -> Result<Money, ()> {
+    /// The metro fare between two stations; None if this is not a metro network or either
+    /// station has no fare.
+    pub fn metro_fare(&self, from: &str, to: &str) -> Option<Money> {
         match &self.pricing {
-            Pricing::Metro(m) => m.price(from, to).map_err(|_| ()),
-            Pricing::Toll(_) => Err(()),
+            Pricing::Metro(m) => m.price(from, to).ok(),
+            Pricing::Toll(_) => None,
         }
     }
 
-    pub fn toll(&self, entry: &str, exit: &str, class: VehicleClass) -> Result<Money, ()> {
+    /// The toll between two plazas; None if this is not a toll network or a plaza is unknown.
+    pub fn toll(&self, entry: &str, exit: &str, class: VehicleClass) -> Option<Money> {
         match &self.pricing {
-            Pricing::Toll(t) => t.toll(entry, exit, class).map_err(|_| ()),
-            Pricing::Metro(_) => Err(()),
+            Pricing::Toll(t) => t.toll(entry, exit, class).ok(),
+            Pricing::Metro(_) => None,
         }
     }
 

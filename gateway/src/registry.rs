@@ -39,7 +39,7 @@ fn swap<T>(lock: &RwLock<Arc<T>>, value: T) {
 impl Registry {
     /// Loads everything; creates the first issuer key if the database has none.
     pub async fn load(store: &Store, policy: VerifyPolicy) -> anyhow::Result<Registry> {
-        let keys = load_key_ring(store, policy.clone()).await?;
+        let keys = load_key_ring(store, policy).await?;
         let registry = Registry {
             terminals: RwLock::new(Arc::new(HashMap::new())),
             deny: RwLock::new(Arc::new(DenyList::default())),
@@ -67,7 +67,7 @@ impl Registry {
             };
         }
         swap(&self.deny, deny);
-        swap(&self.keys, load_key_ring(store, self.policy.clone()).await?);
+        swap(&self.keys, load_key_ring(store, self.policy).await?);
         Ok(())
     }
 

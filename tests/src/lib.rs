@@ -310,6 +310,15 @@ impl Env {
     }
 
     pub async fn start_with(db: Db, tweak: impl FnOnce(&mut Config)) -> Option<Env> {
+        Env::start_custom(db, tweak, None).await
+    }
+
+    /// Like [`Env::start_with`], with a metro daily cap (e.g. `Some("10.00")` CNY).
+    pub async fn start_custom(
+        db: Db,
+        tweak: impl FnOnce(&mut Config),
+        metro_daily_cap: Option<&str>,
+    ) -> Option<Env> {
         let scratch = Scratch::new(match db {
             Db::Sqlite => "sqlite",
             Db::Postgres => "pg",
@@ -321,7 +330,7 @@ impl Env {
         let gw = TestGateway::start(config)
             .await
             .expect("starting the gateway");
-        gw.configure_demo(None)
+        gw.configure_demo(metro_daily_cap)
             .await
             .expect("configuring the demo networks");
         Some(Env {

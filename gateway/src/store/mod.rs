@@ -600,3 +600,41 @@ impl Store {
             .try_get(0)?)
     }
 }
+
+/// One line of a business day's journey totals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayTotals {
+    pub operator_id: String,
+    pub close_reason: String,
+    pub currency: String,
+    pub journeys: i64,
+    pub fares_minor: i64,
+    pub charges_minor: i64,
+}
+
+impl Store {
+    /// Closed journeys of one business day (`YYYY-MM-DD`, operator time zone), per operator and
+    /// close reason.
+    pub async fn day_totals(&self, business_day: &str) -> Result<Vec<DayTotals>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT operator_id, close_reason, currency, COUNT(*), SUM(fare_minor), SUM(charge_minor)
+             FROM journeys WHERE status = 'closed' AND business_day = $1
+             GROUP BY operator_id, close_reason, currency ORDER BY operator_id, close_reason, currency",
+        )
+        .bind(business_day)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DayTotals {
+                    operator_id: r.try_get(0)?,
+                    close_reason: r.try_get(1)?,
+                    currency: r.try_get(2)?,
+                    journeys: r.try_get(3)?,
+                    fares_minor: r.try_get(4)?,
+                    charges_minor: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+}

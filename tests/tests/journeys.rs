@@ -1,0 +1,210 @@
+//! Journey closing rules: incomplete journeys, the daily cap, and what survives out-of-order
+//! offline uploads.
+
+use turnpike_tests::{gate, tap, Db, Env};
+use turnpike_wire::api::{Decision, Direction, TapRequest};
+
+fn stops() -> Vec<String> {
+    turnpike_fares::demo_metro()
+        .stops()
+        .iter()
+        .map(|s| s.id.clone())
+        .collect()
+}
+
+async fn short_timeouts(db: Db) -> Option<Env> {
+    Env::start_with(db, |c| {
+        c.journeys.incomplete_after_ms = 1_500;
+        c.journeys.same_station_window_ms = 500;
+    })
+    .await
+}
+
+async fn incomplete_journeys(db: Db) {
+    // An entry with no exit is closed at the maximum fare by the sweeper; and a new entry after
+    // the timeout closes the stale one itself and is let in (no pass-back).
+    let Some(env) = short_timeouts(db).await else {
+        return;
+    };
+    let s = stops();
+    let a = env.gw.rider().await;
+    let b = env.gw.rider().await;
+    let t = env.gw.terminal(&gate(&s[0], 1));
+    assert_eq!(
+        t.tap(&tap(
+            1,
+            Direction::Entry,
+            a.ride_code(turnpike_tests::now_ms()).unwrap()
+        ))
+        .await
+        .unwrap()
+        .decision,
+        Decision::Approve
+    );
+    assert_eq!(
+        t.tap(&tap(
+            2,
+            Direction::Entry,
+            b.ride_code(turnpike_tests::now_ms()).unwrap()
+        ))
+        .await
+        .unwrap()
+        .decision,
+        Decision::Approve
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1_700)).await;
+    // b comes back through a gate: the stale journey closes at the maximum fare, the entry opens a new one.
+    let again = t
+        .tap(&tap(
+            3,
+            Direction::Entry,
+            b.ride_code(turnpike_tests::now_ms()).unwrap(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(again.decision, Decision::Approve, "{again:?}");
+    // a never returns: the sweeper closes the journey.
+    let closed = gateway::sweep_once(&env.gw.state).await.unwrap();
+    assert!(closed >= 1, "the sweeper closed {closed}");
+    let max = turnpike_fares::demo_metro().max_fare();
+    for rider in [&a, &b] {
+        let list = rider
+            .journeys(&env.gw.public_base, &env.gw.ca())
+            .await
+            .unwrap();
+        let incomplete: Vec<_> = list
+            .journeys
+            .iter()
+            .filter(|j| j.close_reason.as_deref() == Some("incomplete"))
+            .collect();
+        assert_eq!(
+            incomplete.len(),
+            1,
+            "{:?}",
+            list.journeys.iter().map(|j| &j.status).collect::<Vec<_>>()
+        );
+        assert_eq!(incomplete[0].fare, Some(max));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incomplete_journeys_sqlite() {
+    incomplete_journeys(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incomplete_journeys_postgres() {
+    incomplete_journeys(Db::Postgres).await;
+}
+
+async fn daily_cap(db: Db) {
+    // With a 10.00 CNY cap the day's charges add up to min(cap, sum of fares), also when an
+    // offline gate uploads an earlier journey after later ones were charged.
+    let Some(env) = Env::start_custom(db, |_| {}, Some("10.00")).await else {
+        return;
+    };
+    let s = stops();
+    let fares = turnpike_fares::demo_metro();
+    let rider = env.gw.rider().await;
+    let now = turnpike_tests::now_ms();
+    let mut charged = 0i64;
+    let mut total = 0i64;
+    // Three live journeys now.
+    for (i, (from, to)) in [(0usize, 12usize), (12, 2), (2, 15)]
+        .into_iter()
+        .enumerate()
+    {
+        let seq = i as u64 + 1;
+        let entry = env
+            .gw
+            .terminal(&gate(&s[from], 1))
+            .tap(&tap(
+                seq,
+                Direction::Entry,
+                rider.ride_code(turnpike_tests::now_ms()).unwrap(),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(entry.decision, Decision::Approve);
+        let exit = env
+            .gw
+            .terminal(&gate(&s[to], 2))
+            .tap(&tap(
+                seq,
+                Direction::Exit,
+                rider.ride_code(turnpike_tests::now_ms()).unwrap(),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(exit.decision, Decision::Approve, "{exit:?}");
+        let fare = exit.fare.unwrap().to_minor();
+        assert_eq!(fare, fares.price(&s[from], &s[to]).unwrap().to_minor());
+        let charge = exit.charge.unwrap().to_minor();
+        assert!(charge >= 0 && charge <= fare);
+        charged += charge;
+        total += fare;
+    }
+    // An offline gate now uploads a journey from 30 s ago (before the live ones finished).
+    let t0 = now - 30_000;
+    let offline = [TapRequest {
+        sequence: 1,
+        direction: Direction::Entry,
+        ride_code: rider.ride_code(t0).unwrap(),
+        scanned_at_ms: t0,
+        vehicle_class: None,
+    }];
+    // The rider's live journeys are closed, so the offline entry opens one; its exit arrives live.
+    let batch = env
+        .gw
+        .terminal(&gate(&s[5], 1))
+        .batch(offline.to_vec())
+        .await
+        .unwrap();
+    assert_eq!(
+        batch.results[0].decision,
+        Decision::Approve,
+        "{:?}",
+        batch.results[0]
+    );
+    let exit = env
+        .gw
+        .terminal(&gate(&s[18], 1))
+        .tap(&tap(
+            1,
+            Direction::Exit,
+            rider.ride_code(turnpike_tests::now_ms()).unwrap(),
+        ))
+        .await
+        .unwrap();
+    charged += exit.charge.unwrap().to_minor();
+    total += exit.fare.unwrap().to_minor();
+    assert!(
+        total > 1000,
+        "the test needs fares above the cap (total {total})"
+    );
+    assert_eq!(
+        charged,
+        total.min(1000),
+        "charges add up to min(cap, fares)"
+    );
+    let list = rider
+        .journeys(&env.gw.public_base, &env.gw.ca())
+        .await
+        .unwrap();
+    let listed: i64 = list
+        .journeys
+        .iter()
+        .filter_map(|j| j.charge.map(|c| c.to_minor()))
+        .sum();
+    assert_eq!(listed, 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daily_cap_sqlite() {
+    daily_cap(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daily_cap_postgres() {
+    daily_cap(Db::Postgres).await;
+}

@@ -1,0 +1,133 @@
+//! Operations: health, readiness tied to the database, Prometheus metrics, graceful shutdown.
+
+use std::sync::Arc;
+
+use sqlx::Connection;
+use turnpike_tests::{
+    gate, tap, test_config, write_pki, Database, Db, Env, PgDatabase, Scratch, TestGateway,
+};
+use turnpike_wire::api::{Decision, Direction};
+
+fn stops() -> Vec<String> {
+    turnpike_fares::demo_metro()
+        .stops()
+        .iter()
+        .map(|s| s.id.clone())
+        .collect()
+}
+
+async fn get(url: &str) -> (u16, String) {
+    let r = reqwest::get(url).await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_health_and_readiness() {
+    // /healthz and /readyz answer, /metrics carries the tap, latency and commit series, and
+    // /readyz turns 503 when the database goes away.
+    let Some(env) = Env::start(Db::Postgres).await else {
+        return;
+    };
+    let s = stops();
+    let rider = env.gw.rider().await;
+    env.gw
+        .terminal(&gate(&s[0], 1))
+        .tap(&tap(
+            1,
+            Direction::Entry,
+            rider.ride_code(turnpike_tests::now_ms()).unwrap(),
+        ))
+        .await
+        .unwrap();
+    env.gw
+        .terminal(&gate(&s[0], 1))
+        .tap(&tap(
+            2,
+            Direction::Entry,
+            rider.ride_code(turnpike_tests::now_ms()).unwrap(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(get(&format!("{}/healthz", env.gw.ops_base)).await.0, 200);
+    assert_eq!(get(&format!("{}/readyz", env.gw.ops_base)).await.0, 200);
+    let (status, metrics) = get(&format!("{}/metrics", env.gw.ops_base)).await;
+    assert_eq!(status, 200);
+    for series in [
+        "gateway_taps_total{decision=\"approve\",reason=\"none\"}",
+        "gateway_taps_total{decision=\"decline\",reason=\"pass_back\"}",
+        "gateway_request_duration_seconds_bucket{endpoint=\"tap\",decision=\"approve\"",
+        "gateway_db_commit_duration_seconds_bucket",
+        "gateway_db_commit_batch_taps_bucket",
+    ] {
+        assert!(metrics.contains(series), "missing {series} in\n{metrics}");
+    }
+    assert!(!metrics.contains(&rider.ride_code(turnpike_tests::now_ms()).unwrap()[..40]));
+    let turnpike_tests::Database::Postgres(pg) = &env.db else {
+        unreachable!()
+    };
+    pg.drop_now().await;
+    assert_eq!(get(&format!("{}/readyz", env.gw.ops_base)).await.0, 503);
+    assert_eq!(
+        get(&format!("{}/healthz", env.gw.ops_base)).await.0,
+        200,
+        "alive, just not ready"
+    );
+    let _keep: &PgDatabase = pg;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_in_flight_taps() {
+    // Taps already received when shutdown starts are committed and answered before the server
+    // exits: the test holds SQLite's write lock so the taps are provably in flight, starts the
+    // shutdown, then releases the lock.
+    let scratch = Scratch::new("drain");
+    let certs = scratch.0.join("certs");
+    write_pki(&certs).unwrap();
+    let db = Database::create(Db::Sqlite, &scratch).await.unwrap();
+    let gw = TestGateway::start(test_config(db.url(), &certs))
+        .await
+        .unwrap();
+    gw.configure_demo(None).await.unwrap();
+    let s = stops();
+    let gate_client = Arc::new(gw.terminal(&gate(&s[1], 1)));
+    let mut riders = Vec::new();
+    for _ in 0..10 {
+        riders.push(gw.rider().await);
+    }
+    // Warm the connection so the requests go out at once.
+    gate_client.get("/healthz").await.unwrap();
+    let mut blocker = sqlx::SqliteConnection::connect(db.url()).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let mut in_flight = Vec::new();
+    for (i, rider) in riders.iter().enumerate() {
+        let client = gate_client.clone();
+        let request = tap(
+            i as u64 + 1,
+            Direction::Entry,
+            rider.ride_code(turnpike_tests::now_ms()).unwrap(),
+        );
+        in_flight.push(tokio::spawn(async move { client.tap(&request).await }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let state = gw.state.clone();
+    let shutdown = tokio::spawn(gw.shutdown());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!shutdown.is_finished(), "shutdown waits for in-flight taps");
+    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+    for handle in in_flight {
+        let answer = handle
+            .await
+            .unwrap()
+            .expect("an in-flight tap is answered during shutdown");
+        assert_eq!(answer.decision, Decision::Approve);
+    }
+    shutdown.await.unwrap().unwrap();
+    drop(blocker);
+    // Every answered tap is on disk: reopen the database and count.
+    let store = gateway::store::Store::connect(db.url(), 2).await.unwrap();
+    assert_eq!(store.count_rows("taps").await.unwrap(), 10);
+    drop(state);
+}
