@@ -66,6 +66,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
+        metrics::counter!("gateway_http_errors_total", "code" => code).increment(1);
         match &self {
             ApiError::Storage(e) => tracing::error!(error = %e, "storage error"),
             ApiError::Internal(e) => tracing::error!(error = ?e, "internal error"),

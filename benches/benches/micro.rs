@@ -1,0 +1,93 @@
+//! Micro-benchmarks of the per-tap CPU work: ride-code generation and verification (with the raw
+//! ECDSA verify as the baseline it cannot beat), fare lookup, and JSON decoding of a tap.
+//! `cargo bench -p benches --bench micro`.
+
+use std::collections::HashSet;
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use turnpike_wire::api::TapRequest;
+use turnpike_wire::ridecode::{
+    CredentialRequest, DenyList, DeviceKeyPair, IssuerKeyPair, ProductFlags, Verifier, VerifyPolicy,
+};
+
+fn ride_codes(c: &mut Criterion) {
+    let issuer = IssuerKeyPair::from_pkcs8(1, &IssuerKeyPair::generate_pkcs8().unwrap()).unwrap();
+    let device = DeviceKeyPair::generate().unwrap();
+    let now_ms: u64 = 1_800_000_000_000;
+    let credential = issuer
+        .issue(&CredentialRequest {
+            credential_id: 42,
+            rider_id: 7,
+            valid_from_s: (now_ms / 1000 - 60) as u32,
+            valid_until_s: (now_ms / 1000 + 86_400) as u32,
+            products: ProductFlags::METRO,
+            device_public_key: device.public_key_compressed(),
+        })
+        .unwrap();
+    let verifier = Verifier::new([issuer.public_key()], VerifyPolicy::default()).unwrap();
+    let deny = DenyList {
+        credentials: HashSet::new(),
+        riders: HashSet::new(),
+    };
+    let code = device.ride_code(&credential, now_ms, 1).unwrap();
+    let bytes = code.to_bytes();
+    let text = code.to_base64url();
+
+    c.bench_function("ridecode_generate", |b| {
+        b.iter(|| device.ride_code(black_box(&credential), now_ms, 2).unwrap())
+    });
+    c.bench_function("ridecode_verify", |b| {
+        b.iter(|| {
+            verifier
+                .verify(black_box(&bytes), now_ms + 1_000, &deny)
+                .unwrap()
+        })
+    });
+    c.bench_function("ridecode_verify_base64url", |b| {
+        b.iter(|| {
+            verifier
+                .verify_base64url(black_box(&text), now_ms + 1_000, &deny)
+                .unwrap()
+        })
+    });
+    // Baseline: one bare ECDSA P-256 verification with ring; verify() does two of these.
+    let uncompressed = device.public_key_uncompressed();
+    let signing_input = [
+        turnpike_wire::ridecode::RIDE_CODE_SIGNING_PREFIX,
+        &bytes[..turnpike_wire::ridecode::RIDE_CODE_BODY_LEN],
+    ]
+    .concat();
+    let signature = code.device_signature().to_vec();
+    c.bench_function("baseline_ecdsa_p256_verify", |b| {
+        b.iter(|| {
+            ring::signature::UnparsedPublicKey::new(
+                &ring::signature::ECDSA_P256_SHA256_FIXED,
+                &uncompressed[..],
+            )
+            .verify(black_box(&signing_input), &signature)
+            .is_ok()
+        })
+    });
+}
+
+fn fares(c: &mut Criterion) {
+    let metro = turnpike_fares::demo_metro();
+    let stops: Vec<String> = metro.stops().iter().map(|s| s.id.clone()).collect();
+    c.bench_function("fare_lookup", |b| {
+        b.iter(|| {
+            metro
+                .price(black_box(&stops[0]), black_box(&stops[17]))
+                .unwrap()
+        })
+    });
+}
+
+fn tap_json(c: &mut Criterion) {
+    let body = br#"{"sequence":123456,"direction":"entry","ride_code":"AQABAAAAAAAAACoAAAAAAAAAB2kVbHBpF8sAAAEC","scanned_at_ms":1800000000000}"#;
+    c.bench_function("tap_json_decode", |b| {
+        b.iter(|| serde_json::from_slice::<TapRequest>(black_box(body)).unwrap())
+    });
+}
+
+criterion_group!(benches, ride_codes, fares, tap_json);
+criterion_main!(benches);
