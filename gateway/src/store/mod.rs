@@ -556,7 +556,7 @@ pub struct JourneyTotals {
 impl Store {
     pub async fn journey_totals(&self) -> Result<Vec<JourneyTotals>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT operator_id, status, COUNT(*), COALESCE(SUM(fare_minor), 0), COALESCE(SUM(charge_minor), 0)
+            "SELECT operator_id, status, COUNT(*), CAST(COALESCE(SUM(fare_minor), 0) AS BIGINT), CAST(COALESCE(SUM(charge_minor), 0) AS BIGINT)
              FROM journeys GROUP BY operator_id, status ORDER BY operator_id, status",
         )
         .fetch_all(&self.pool)
@@ -613,11 +613,13 @@ pub struct DayTotals {
 }
 
 impl Store {
+    /// PostgreSQL sums BIGINT into NUMERIC, which the portable driver cannot decode, hence the casts.
+    ///
     /// Closed journeys of one business day (`YYYY-MM-DD`, operator time zone), per operator and
     /// close reason.
     pub async fn day_totals(&self, business_day: &str) -> Result<Vec<DayTotals>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT operator_id, close_reason, currency, COUNT(*), SUM(fare_minor), SUM(charge_minor)
+            "SELECT operator_id, close_reason, currency, COUNT(*), CAST(SUM(fare_minor) AS BIGINT), CAST(SUM(charge_minor) AS BIGINT)
              FROM journeys WHERE status = 'closed' AND business_day = $1
              GROUP BY operator_id, close_reason, currency ORDER BY operator_id, close_reason, currency",
         )

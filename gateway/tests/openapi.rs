@@ -1,0 +1,507 @@
+// Proves that docs/openapi.json is an OpenAPI 3.1 description of the gateway's three listeners that documents exactly the routes the routers register (checked against both a literal list and the router sources), every error code the API code can return, and every reason a tap can be declined for.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+use turnpike_wire::ridecode::RejectReason;
+
+const SPEC: &str = include_str!("../../docs/openapi.json");
+
+/// Listener names, as the servers' `x-listener` extension spells them.
+const TERMINAL: &str = "terminal";
+const PUBLIC: &str = "public";
+const OPS: &str = "ops";
+
+/// Every route the gateway registers, taken from the routers:
+/// (listener, method, path, security scheme the operation must accept; `None` = unauthenticated).
+const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
+    // gateway/src/api/terminal.rs
+    (TERMINAL, "post", "/v1/taps", Some("mutualTLS")),
+    (TERMINAL, "post", "/v1/taps/batch", Some("mutualTLS")),
+    (TERMINAL, "get", "/v1/terminal/keys", Some("mutualTLS")),
+    (TERMINAL, "get", "/v1/terminal/deny-list", Some("mutualTLS")),
+    (TERMINAL, "get", "/healthz", Some("mutualTLS")),
+    // gateway/src/api/rider.rs
+    (PUBLIC, "post", "/v1/riders", None),
+    (
+        PUBLIC,
+        "post",
+        "/v1/riders/me/credentials",
+        Some("riderToken"),
+    ),
+    (PUBLIC, "get", "/v1/riders/me/journeys", Some("riderToken")),
+    // gateway/src/api/admin.rs
+    (PUBLIC, "post", "/v1/admin/operators", Some("adminToken")),
+    (PUBLIC, "get", "/v1/admin/operators", Some("adminToken")),
+    (
+        PUBLIC,
+        "put",
+        "/v1/admin/operators/{operator_id}/fares",
+        Some("adminToken"),
+    ),
+    (PUBLIC, "post", "/v1/admin/terminals", Some("adminToken")),
+    (PUBLIC, "get", "/v1/admin/terminals", Some("adminToken")),
+    (
+        PUBLIC,
+        "post",
+        "/v1/admin/terminals/{terminal_id}/revoke",
+        Some("adminToken"),
+    ),
+    (PUBLIC, "post", "/v1/admin/deny-list", Some("adminToken")),
+    (PUBLIC, "get", "/v1/admin/deny-list", Some("adminToken")),
+    (
+        PUBLIC,
+        "delete",
+        "/v1/admin/deny-list/{kind}/{subject_id}",
+        Some("adminToken"),
+    ),
+    (PUBLIC, "get", "/v1/admin/issuer-keys", Some("adminToken")),
+    (
+        PUBLIC,
+        "post",
+        "/v1/admin/issuer-keys/rotate",
+        Some("adminToken"),
+    ),
+    // gateway/src/api/ops.rs
+    (OPS, "get", "/metrics", None),
+    (OPS, "get", "/healthz", None),
+    (OPS, "get", "/readyz", None),
+];
+
+/// The router sources and the listener each one is served on (see `Gateway::run_until`).
+const ROUTER_SOURCES: &[(&str, &str, &str)] = &[
+    (
+        "src/api/terminal.rs",
+        TERMINAL,
+        include_str!("../src/api/terminal.rs"),
+    ),
+    (
+        "src/api/rider.rs",
+        PUBLIC,
+        include_str!("../src/api/rider.rs"),
+    ),
+    (
+        "src/api/admin.rs",
+        PUBLIC,
+        include_str!("../src/api/admin.rs"),
+    ),
+    ("src/api/ops.rs", OPS, include_str!("../src/api/ops.rs")),
+];
+
+/// Sources that turn requests into JSON error codes (ops.rs answers in plain text only).
+const ERROR_SOURCES: &[(&str, &str)] = &[
+    ("src/api/mod.rs", include_str!("../src/api/mod.rs")),
+    (
+        "src/api/terminal.rs",
+        include_str!("../src/api/terminal.rs"),
+    ),
+    ("src/api/rider.rs", include_str!("../src/api/rider.rs")),
+    ("src/api/admin.rs", include_str!("../src/api/admin.rs")),
+    ("src/error.rs", include_str!("../src/error.rs")),
+];
+
+const ENGINE_SOURCE: &str = include_str!("../src/engine.rs");
+
+const METHODS: &[&str] = &[
+    "get", "post", "put", "delete", "patch", "head", "options", "trace",
+];
+
+fn spec() -> Value {
+    serde_json::from_str(SPEC).expect("docs/openapi.json is valid JSON")
+}
+
+fn operation<'a>(spec: &'a Value, method: &str, path: &str) -> &'a Value {
+    let op = &spec["paths"][path][method];
+    assert!(
+        op.is_object(),
+        "docs/openapi.json does not document {} {path}",
+        method.to_uppercase()
+    );
+    op
+}
+
+/// The listeners a path is served on: its path-level servers, else the document's.
+fn listeners_of(spec: &Value, path: &str) -> BTreeSet<String> {
+    let servers = spec["paths"][path]["servers"]
+        .as_array()
+        .or_else(|| spec["servers"].as_array())
+        .expect("servers is an array");
+    servers
+        .iter()
+        .map(|s| {
+            s["x-listener"]
+                .as_str()
+                .unwrap_or_else(|| panic!("a server of {path} has no x-listener"))
+                .to_string()
+        })
+        .collect()
+}
+
+/// Every (method, path) the description documents.
+fn documented_operations(spec: &Value) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for (path, item) in spec["paths"].as_object().expect("paths is an object") {
+        for method in METHODS {
+            if item.get(*method).is_some() {
+                out.insert((method.to_string(), path.clone()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn is_openapi_3_1_with_the_three_listeners() {
+    let spec = spec();
+    let version = spec["openapi"].as_str().expect("openapi is a string");
+    assert!(version.starts_with("3.1."), "openapi is {version}, not 3.1");
+    let servers = spec["servers"].as_array().expect("servers is an array");
+    let listeners: Vec<&str> = servers
+        .iter()
+        .map(|s| {
+            s["x-listener"]
+                .as_str()
+                .expect("each server has x-listener")
+        })
+        .collect();
+    assert_eq!(listeners, [TERMINAL, PUBLIC, OPS]);
+    for server in servers {
+        let url = server["url"].as_str().expect("server url");
+        let expected_scheme = if server["x-listener"] == OPS {
+            "http://"
+        } else {
+            "https://"
+        };
+        assert!(url.starts_with(expected_scheme), "{url}");
+    }
+    let schemes = &spec["components"]["securitySchemes"];
+    assert_eq!(schemes["mutualTLS"]["type"], "mutualTLS");
+    assert_eq!(schemes["riderToken"]["scheme"], "bearer");
+    assert_eq!(schemes["adminToken"]["scheme"], "bearer");
+}
+
+#[test]
+fn every_listed_route_is_documented_on_its_listener_with_its_security() {
+    let spec = spec();
+    for &(listener, method, path, security) in ROUTES {
+        let op = operation(&spec, method, path);
+        assert!(
+            listeners_of(&spec, path).contains(listener),
+            "{} {path} is not documented on the {listener} listener",
+            method.to_uppercase()
+        );
+        let requirements = op["security"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{method} {path} has no security array"));
+        let accepts = |scheme: Option<&str>| {
+            requirements.is_empty() && scheme.is_none()
+                || requirements.iter().any(|r| match scheme {
+                    Some(name) => r.get(name).is_some(),
+                    None => r.as_object().is_some_and(|o| o.is_empty()),
+                })
+        };
+        assert!(
+            accepts(security),
+            "{} {path}: security must accept {security:?}, is {requirements:?}",
+            method.to_uppercase()
+        );
+        let responses = op["responses"].as_object().expect("responses");
+        assert!(
+            responses.keys().any(|s| s.starts_with('2')),
+            "{method} {path} documents no success response"
+        );
+    }
+    let listed: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|&(_, m, p, _)| (m.to_string(), p.to_string()))
+        .collect();
+    let documented = documented_operations(&spec);
+    let extra: Vec<_> = documented.difference(&listed).collect();
+    assert!(
+        extra.is_empty(),
+        "documented but not registered by any router: {extra:?}"
+    );
+}
+
+#[test]
+fn router_sources_register_exactly_the_listed_routes() {
+    let mut scanned = BTreeSet::new();
+    for &(file, listener, source) in ROUTER_SOURCES {
+        assert!(
+            !source.contains(".nest(") && !source.contains(".nest_service("),
+            "{file} nests routers; teach this test the prefix"
+        );
+        let routes = routes_in(source);
+        assert!(!routes.is_empty(), "no .route(…) found in {file}");
+        for (method, path) in routes {
+            scanned.insert((listener.to_string(), method, path));
+        }
+    }
+    let listed: BTreeSet<(String, String, String)> = ROUTES
+        .iter()
+        .map(|&(l, m, p, _)| (l.to_string(), m.to_string(), p.to_string()))
+        .collect();
+    let missing: Vec<_> = scanned.difference(&listed).collect();
+    let stale: Vec<_> = listed.difference(&scanned).collect();
+    assert!(
+        missing.is_empty() && stale.is_empty(),
+        "routers and ROUTES differ: registered but not listed {missing:?}; listed but not registered {stale:?}"
+    );
+    // The same comparison by path alone, against the description itself: axum's `{param}` path
+    // syntax is OpenAPI's.
+    let spec = spec();
+    let scanned_paths: BTreeSet<String> = scanned.into_iter().map(|(_, _, p)| p).collect();
+    let documented_paths: BTreeSet<String> = spec["paths"]
+        .as_object()
+        .expect("paths")
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(
+        scanned_paths, documented_paths,
+        "paths in the routers vs docs/openapi.json"
+    );
+}
+
+#[test]
+fn every_decline_reason_is_in_the_tap_response_enum() {
+    let spec = spec();
+    let schemas = &spec["components"]["schemas"];
+    let reason = &schemas["TapResponse"]["properties"]["reason"];
+    let enum_of = |schema: &Value| -> BTreeSet<String> {
+        schema["enum"]
+            .as_array()
+            .expect("an enum")
+            .iter()
+            .map(|v| v.as_str().expect("string enum").to_string())
+            .collect()
+    };
+    let target = reason["allOf"][0]["$ref"]
+        .as_str()
+        .or_else(|| reason["$ref"].as_str());
+    let documented = match target {
+        Some(r) => {
+            let name = r
+                .strip_prefix("#/components/schemas/")
+                .expect("a local schema");
+            enum_of(&schemas[name])
+        }
+        None => enum_of(reason),
+    };
+
+    let mut known = BTreeSet::new();
+    for reject in RejectReason::ALL {
+        let code = reject.code();
+        assert!(
+            documented.contains(code),
+            "ride-code reason {code} is missing from TapResponse.reason"
+        );
+        known.insert(code.to_string());
+    }
+    let engine = literals_after(&strip_comments(ENGINE_SOURCE), "Verdict::decline(");
+    assert!(
+        !engine.is_empty(),
+        "no Verdict::decline(\"…\") in engine.rs"
+    );
+    for code in engine {
+        assert!(
+            documented.contains(&code),
+            "engine decline reason {code} is missing from TapResponse.reason"
+        );
+        known.insert(code);
+    }
+    let stale: Vec<_> = documented.difference(&known).collect();
+    assert!(
+        stale.is_empty(),
+        "documented decline reasons nothing produces: {stale:?}"
+    );
+}
+
+#[test]
+fn every_error_code_the_api_returns_is_documented() {
+    let spec = spec();
+    let mut documented = BTreeSet::new();
+    for (path, item) in spec["paths"].as_object().expect("paths") {
+        for method in METHODS {
+            let Some(op) = item.get(*method) else {
+                continue;
+            };
+            for (status, response) in op["responses"].as_object().expect("responses") {
+                let Some(schema) = response["content"]["application/json"].get("schema") else {
+                    continue;
+                };
+                if !(status.starts_with('4') || status.starts_with('5')) {
+                    continue;
+                }
+                assert_eq!(
+                    schema["allOf"][0]["$ref"], "#/components/schemas/ErrorBody",
+                    "{method} {path} {status} is not an ErrorBody"
+                );
+                let codes = schema["properties"]["error"]["properties"]["code"]["enum"]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{method} {path} {status} lists no error codes"));
+                documented.extend(codes.iter().map(|c| c.as_str().expect("code").to_string()));
+            }
+        }
+    }
+    for &(file, source) in ERROR_SOURCES {
+        let code = strip_comments(source);
+        let mut found = literals_after(&code, "unprocessable(");
+        found.extend(literals_after(&code, "bad_request("));
+        found.extend(literals_after(&code, "code: "));
+        found.extend(status_code_pairs(&code));
+        for error_code in found {
+            assert!(
+                documented.contains(&error_code),
+                "error code {error_code} (from {file}) is not documented in any error response"
+            );
+        }
+    }
+}
+
+#[test]
+fn request_bodies_reject_unknown_fields() {
+    // Every request type of the gateway is `#[serde(deny_unknown_fields)]`.
+    let spec = spec();
+    for (method, path) in documented_operations(&spec) {
+        let op = &spec["paths"][&path][&method];
+        let Some(body) = op.get("requestBody") else {
+            continue;
+        };
+        let target = body["content"]["application/json"]["schema"]["$ref"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{method} {path}: request body is not a named schema"));
+        let name = target.trim_start_matches("#/components/schemas/");
+        assert_eq!(
+            spec["components"]["schemas"][name]["additionalProperties"],
+            Value::Bool(false),
+            "{name} (request of {method} {path}) must say additionalProperties: false"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A small scanner for the router sources: good enough for `.route("…", get(h).post(h2))`.
+
+/// The source without whole-line `//` comments.
+fn strip_comments(source: &str) -> String {
+    source
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The source with every string literal's contents replaced by spaces (same byte offsets).
+fn blank_strings(code: &str) -> String {
+    let mut out = String::with_capacity(code.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in code.chars() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+                out.push(c);
+                continue;
+            }
+            out.extend(std::iter::repeat_n(' ', c.len_utf8()));
+        } else {
+            if c == '"' {
+                in_string = true;
+            }
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The string literal at the start of `text` (after whitespace), and the text after it.
+fn string_literal(text: &str) -> Option<(String, &str)> {
+    let text = text.trim_start();
+    let body = text.strip_prefix('"')?;
+    let mut value = String::new();
+    let mut escaped = false;
+    for (i, c) in body.char_indices() {
+        if escaped {
+            value.push(c);
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == '"' {
+            return Some((value, &body[i + 1..]));
+        } else {
+            value.push(c);
+        }
+    }
+    None
+}
+
+/// Every string literal that directly follows `prefix` (whitespace allowed in between).
+fn literals_after(code: &str, prefix: &str) -> Vec<String> {
+    code.match_indices(prefix)
+        .filter_map(|(at, _)| string_literal(&code[at + prefix.len()..]).map(|(s, _)| s))
+        .collect()
+}
+
+/// The codes of `(StatusCode::NAME, "code")` pairs (the fixed mapping in error.rs).
+fn status_code_pairs(code: &str) -> Vec<String> {
+    let prefix = "(StatusCode::";
+    code.match_indices(prefix)
+        .filter_map(|(at, _)| {
+            let rest = &code[at + prefix.len()..];
+            let rest = rest.trim_start_matches(|c: char| c.is_ascii_uppercase() || c == '_');
+            let rest = rest.strip_prefix(',')?;
+            string_literal(rest).map(|(s, _)| s)
+        })
+        .collect()
+}
+
+/// (method, path) of every `.route("path", method(handler)…)` in a router source.
+fn routes_in(source: &str) -> Vec<(String, String)> {
+    let code = strip_comments(source);
+    let blank = blank_strings(&code);
+    let mut out = Vec::new();
+    for (at, call) in blank.match_indices(".route(") {
+        let start = at + call.len();
+        let (path, _) = string_literal(&code[start..])
+            .unwrap_or_else(|| panic!("`.route(` not followed by a path literal"));
+        // The arguments of this `.route(…)` call, up to its closing parenthesis.
+        let mut depth = 1;
+        let mut end = start;
+        for (i, c) in blank[start..].char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                _ => {}
+            }
+            if depth == 0 {
+                end = start + i;
+                break;
+            }
+        }
+        assert!(end > start, "unbalanced .route(\"{path}\"");
+        let args = &blank[start..end];
+        let mut methods = Vec::new();
+        for method in METHODS {
+            let needle = format!("{method}(");
+            for (i, _) in args.match_indices(&needle) {
+                let before = args[..i].chars().next_back();
+                if !before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                    methods.push(method.to_string());
+                }
+            }
+        }
+        assert!(
+            !methods.is_empty(),
+            "no method router (get(…), post(…), …) found in .route(\"{path}\", …)"
+        );
+        for method in methods {
+            out.push((method, path.clone()));
+        }
+    }
+    out
+}

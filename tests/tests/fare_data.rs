@@ -1,0 +1,261 @@
+//! Fare data loaded through the admin API in each supported format prices journeys exactly like
+//! the embedded demo networks, and a broken file is refused with its name and line.
+
+use std::collections::BTreeMap;
+
+use turnpike_tests::{booth, gate, tap, toll_exit, Db, Env};
+use turnpike_wire::api::{Decision, Direction, VehicleClass};
+
+macro_rules! metro_file {
+    ($name:literal) => {
+        (
+            $name,
+            include_str!(concat!("../../fares/data/demo-metro/", $name)),
+        )
+    };
+}
+
+fn gtfs_files() -> BTreeMap<String, String> {
+    [
+        metro_file!("stops.txt"),
+        metro_file!("areas.txt"),
+        metro_file!("stop_areas.txt"),
+        metro_file!("networks.txt"),
+        metro_file!("fare_products.txt"),
+        metro_file!("fare_leg_rules.txt"),
+        metro_file!("fare_transfer_rules.txt"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+async fn put_fares(env: &Env, operator: &str, body: serde_json::Value) -> gateway::client::Answer {
+    env.gw
+        .admin
+        .send(
+            reqwest::Method::PUT,
+            &format!("/v1/admin/operators/{operator}/fares"),
+            Some(&body),
+        )
+        .await
+        .unwrap()
+}
+
+async fn formats(db: Db) {
+    // GTFS Fares v2, a station matrix and toll CSVs each load through the admin API, and taps at
+    // terminals registered on them are priced as the demo networks price them.
+    let Some(env) = Env::start(db).await else {
+        return;
+    };
+    let demo = turnpike_fares::demo_metro();
+    let stops: Vec<String> = demo.stops().iter().map(|s| s.id.clone()).collect();
+    for (operator, body) in [
+        (
+            "gtfs-metro",
+            serde_json::json!({"format": "gtfs", "network_id": "hz-metro", "files": gtfs_files()}),
+        ),
+        (
+            "matrix-metro",
+            serde_json::json!({"format": "matrix", "files": {
+                "stops.csv": include_str!("../../fares/data/demo-metro/stops.txt"),
+                "fare_matrix.csv": include_str!("../../fares/data/demo-metro/fare_matrix.csv"),
+            }}),
+        ),
+    ] {
+        env.gw
+            .admin
+            .post_ok(
+                "/v1/admin/operators",
+                &serde_json::json!({"operator_id": operator, "name": operator, "mode": "metro"}),
+            )
+            .await
+            .unwrap();
+        let loaded = put_fares(&env, operator, body).await;
+        assert_eq!(
+            loaded.status,
+            201,
+            "{}",
+            String::from_utf8_lossy(&loaded.body)
+        );
+        // Re-home two demo gates onto this operator.
+        for (stop, n) in [(&stops[1], 1), (&stops[16], 2)] {
+            env.gw
+                .admin
+                .post_ok("/v1/admin/terminals", &serde_json::json!({"terminal_id": gate(stop, n), "operator_id": operator, "location_id": stop}))
+                .await
+                .unwrap();
+        }
+        let rider = env.gw.rider().await;
+        let seq = turnpike_tests::now_ms();
+        let entry = env
+            .gw
+            .terminal(&gate(&stops[1], 1))
+            .tap(&tap(
+                seq,
+                Direction::Entry,
+                rider.ride_code(turnpike_tests::now_ms()).unwrap(),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(entry.decision, Decision::Approve, "{operator}: {entry:?}");
+        let exit = env
+            .gw
+            .terminal(&gate(&stops[16], 2))
+            .tap(&tap(
+                seq,
+                Direction::Exit,
+                rider.ride_code(turnpike_tests::now_ms()).unwrap(),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            exit.fare,
+            Some(demo.price(&stops[1], &stops[16]).unwrap()),
+            "{operator}: {exit:?}"
+        );
+    }
+
+    // Toll CSVs, with a different rate for t2 than the demo's.
+    env.gw
+        .admin
+        .post_ok(
+            "/v1/admin/operators",
+            &serde_json::json!({"operator_id": "csv-toll", "name": "t", "mode": "toll"}),
+        )
+        .await
+        .unwrap();
+    let plazas = include_str!("../../fares/data/demo-toll/plazas.csv");
+    let rates =
+        "vehicle_class,rate_per_km,currency,min_toll\np1,0.50,CNY,5.00\nt2,1.00,CNY,10.00\n";
+    let loaded = put_fares(
+        &env,
+        "csv-toll",
+        serde_json::json!({"format": "toll", "files": {"plazas.csv": plazas, "rates.csv": rates}}),
+    )
+    .await;
+    assert_eq!(
+        loaded.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&loaded.body)
+    );
+    let toll = turnpike_fares::demo_toll();
+    let p: Vec<String> = toll.plazas().iter().map(|p| p.id.clone()).collect();
+    for (id, plaza) in [(booth(&p[0], "in"), &p[0]), (booth(&p[2], "out"), &p[2])] {
+        env.gw.admin.post_ok("/v1/admin/terminals", &serde_json::json!({"terminal_id": id, "operator_id": "csv-toll", "location_id": plaza})).await.unwrap();
+    }
+    let driver = env.gw.rider().await;
+    env.gw
+        .terminal(&booth(&p[0], "in"))
+        .tap(&tap(
+            1,
+            Direction::Entry,
+            driver.ride_code(turnpike_tests::now_ms()).unwrap(),
+        ))
+        .await
+        .unwrap();
+    let exit = env
+        .gw
+        .terminal(&booth(&p[2], "out"))
+        .tap(&toll_exit(
+            1,
+            driver.ride_code(turnpike_tests::now_ms()).unwrap(),
+            VehicleClass::T2,
+        ))
+        .await
+        .unwrap();
+    let km = toll.distance_km(&p[0], &p[2]).unwrap();
+    let expected = turnpike_wire::Money::round_to_minor(
+        km,
+        turnpike_wire::Currency::CNY,
+        turnpike_wire::money::Rounding::HalfUp,
+    )
+    .unwrap();
+    let expected = if expected.to_minor() < 1000 {
+        turnpike_wire::Money::from_minor(1000, turnpike_wire::Currency::CNY)
+    } else {
+        expected
+    };
+    assert_eq!(exit.fare, Some(expected), "{exit:?}");
+    // A class without a rate in this table cannot be priced.
+    let other = env.gw.rider().await;
+    env.gw
+        .terminal(&booth(&p[0], "in"))
+        .tap(&tap(
+            2,
+            Direction::Entry,
+            other.ride_code(turnpike_tests::now_ms()).unwrap(),
+        ))
+        .await
+        .unwrap();
+    let unpriced = env
+        .gw
+        .terminal(&booth(&p[2], "out"))
+        .tap(&toll_exit(
+            2,
+            other.ride_code(turnpike_tests::now_ms()).unwrap(),
+            VehicleClass::T6,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(unpriced.decision, Decision::Decline);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fare_formats_sqlite() {
+    formats(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fare_formats_postgres() {
+    formats(Db::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_gtfs_is_refused_with_file_and_line() {
+    // A stop_areas.txt naming an unknown area is a 422 that names the file and line, and the
+    // previous fare data stays in force.
+    let env = Env::start(Db::Sqlite).await.unwrap();
+    env.gw
+        .admin
+        .post_ok(
+            "/v1/admin/operators",
+            &serde_json::json!({"operator_id": "bad", "name": "b", "mode": "metro"}),
+        )
+        .await
+        .unwrap();
+    let mut files = gtfs_files();
+    let stop_areas = files.get_mut("stop_areas.txt").unwrap();
+    stop_areas.push_str("no-such-area,xianghu\n");
+    let line = stop_areas.lines().count();
+    let answer = put_fares(
+        &env,
+        "bad",
+        serde_json::json!({"format": "gtfs", "network_id": "hz-metro", "files": files}),
+    )
+    .await;
+    assert_eq!(answer.status, 422);
+    assert_eq!(answer.error_code().as_deref(), Some("invalid_fare_data"));
+    let message = String::from_utf8_lossy(&answer.body);
+    assert!(
+        message.contains("stop_areas.txt") && message.contains(&format!("line {line}")),
+        "{message}"
+    );
+    let ops: serde_json::Value = serde_json::from_slice(
+        &env.gw
+            .admin
+            .send::<()>(reqwest::Method::GET, "/v1/admin/operators", None)
+            .await
+            .unwrap()
+            .body,
+    )
+    .unwrap();
+    let bad = ops
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["operator_id"] == "bad")
+        .unwrap();
+    assert!(bad["fare_version"].is_null(), "nothing was stored: {bad}");
+}
