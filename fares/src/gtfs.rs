@@ -1037,19 +1037,7 @@ fn read_products(text: &str) -> Result<(Currency, HashMap<String, Money>), LoadE
                 first_line: first,
             }));
         }
-        let code = row.required("currency", &record.currency)?;
-        let row_currency = row.currency("currency", code)?;
-        match currency {
-            None => currency = Some((row_currency, row.line)),
-            Some((expected, first)) if expected != row_currency => {
-                return Err(row.err(LoadReason::CurrencyMismatch {
-                    expected: crate::money::code(expected),
-                    found: crate::money::code(row_currency),
-                    first_line: first,
-                }));
-            }
-            Some(_) => {}
-        }
+        let row_currency = row.same_currency("currency", &record.currency, &mut currency)?;
         let amount_text = row.required("amount", &record.amount)?;
         let amount = row.amount("amount", amount_text, row_currency)?;
         first_line.insert(id.to_string(), row.line);

@@ -180,19 +180,7 @@ impl MetroFares {
             };
             let from = stop("from_stop_id", &record.from_stop_id)?;
             let to = stop("to_stop_id", &record.to_stop_id)?;
-            let code = row.required("currency", &record.currency)?;
-            let row_currency = row.currency("currency", code)?;
-            match currency {
-                None => currency = Some((row_currency, row.line)),
-                Some((expected, first_line)) if expected != row_currency => {
-                    return Err(row.err(LoadReason::CurrencyMismatch {
-                        expected: crate::money::code(expected),
-                        found: crate::money::code(row_currency),
-                        first_line,
-                    }));
-                }
-                Some(_) => {}
-            }
+            let row_currency = row.same_currency("currency", &record.currency, &mut currency)?;
             let amount_text = row.required("amount", &record.amount)?;
             let amount = row.amount("amount", amount_text, row_currency)?;
             if amount.amount() < Decimal::ZERO {

@@ -170,6 +170,29 @@ impl Row<'_> {
         })
     }
 
+    /// The row's currency (a required column), which must be the currency of the table's first
+    /// row; `first` remembers that currency and its line.
+    pub(crate) fn same_currency(
+        &self,
+        column: &str,
+        value: &Option<String>,
+        first: &mut Option<(Currency, u64)>,
+    ) -> Result<Currency, LoadError> {
+        let row_currency = self.currency(column, self.required(column, value)?)?;
+        match *first {
+            None => *first = Some((row_currency, self.line)),
+            Some((expected, first_line)) if expected != row_currency => {
+                return Err(self.err(LoadReason::CurrencyMismatch {
+                    expected: money::code(expected),
+                    found: money::code(row_currency),
+                    first_line,
+                }));
+            }
+            Some(_) => {}
+        }
+        Ok(row_currency)
+    }
+
     /// An amount in `currency`, refusing more decimal places than the currency has (GTFS says an
     /// amount has exactly the currency's decimals; we accept fewer, like "2" for 2.00 CNY).
     pub(crate) fn amount(

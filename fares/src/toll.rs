@@ -267,19 +267,7 @@ fn read_rates(
                 first_line: first,
             }));
         }
-        let code = row.required("currency", &record.currency)?;
-        let row_currency = row.currency("currency", code)?;
-        match currency {
-            None => currency = Some((row_currency, row.line)),
-            Some((expected, first)) if expected != row_currency => {
-                return Err(row.err(LoadReason::CurrencyMismatch {
-                    expected: crate::money::code(expected),
-                    found: crate::money::code(row_currency),
-                    first_line: first,
-                }));
-            }
-            Some(_) => {}
-        }
+        let row_currency = row.same_currency("currency", &record.currency, &mut currency)?;
         let rate_text = row.required("rate_per_km", &record.rate_per_km)?;
         let rate_per_km = row.decimal("rate_per_km", rate_text)?;
         if rate_per_km < Decimal::ZERO {

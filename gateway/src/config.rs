@@ -58,8 +58,9 @@ pub struct TapConfig {
     /// Most taps committed in one transaction. 64 amortises the commit's fsync across
     /// concurrent requests while keeping one batch's latency well under a millisecond of SQL.
     pub commit_batch_taps_max: usize,
-    /// Taps waiting for a writer before new requests are refused with 503 (bounded queue).
-    pub queue_taps_max: usize,
+    /// Tap requests (a single tap or one offline batch) waiting for a writer before new ones are
+    /// refused with 503 `overloaded` (bounded queue).
+    pub queue_requests_max: usize,
     /// A code older than this at scan time is stale (`code_expired`).
     pub freshness_ms: u64,
     /// A code generated later than scan time + this is `code_from_future`.
@@ -132,7 +133,7 @@ impl Default for TapConfig {
         TapConfig {
             writers: 4,
             commit_batch_taps_max: 64,
-            queue_taps_max: 10_000,
+            queue_requests_max: 10_000,
             freshness_ms: 60_000,
             max_future_skew_ms: 5_000,
             scan_time_future_skew_ms: 30_000,
@@ -225,10 +226,10 @@ impl Config {
         }
         if self.taps.writers == 0
             || self.taps.commit_batch_taps_max == 0
-            || self.taps.queue_taps_max == 0
+            || self.taps.queue_requests_max == 0
         {
             bail!(
-                "taps.writers, taps.commit_batch_taps_max and taps.queue_taps_max must be positive"
+                "taps.writers, taps.commit_batch_taps_max and taps.queue_requests_max must be positive"
             );
         }
         if self.journeys.same_station_window_ms >= self.journeys.incomplete_after_ms {

@@ -76,9 +76,9 @@ impl TapEngine {
         networks: Arc<Networks>,
         rules: Rules,
         writers: usize,
-        queue_taps_max: usize,
+        queue_requests_max: usize,
     ) -> TapEngine {
-        let (tx, rx) = mpsc::channel::<Job>(queue_taps_max);
+        let (tx, rx) = mpsc::channel::<Job>(queue_requests_max);
         let rx = Arc::new(Mutex::new(rx));
         let writers = if store.backend() == crate::store::Backend::Sqlite {
             1

@@ -92,7 +92,7 @@ impl Gateway {
             networks.clone(),
             rules,
             config.taps.writers,
-            config.taps.queue_taps_max,
+            config.taps.queue_requests_max,
         );
         let terminal_tls = tls::terminal_server_config(&config.tls.dir, registry.clone())?;
         let public_tls = tls::public_server_config(&config.tls.dir)?;
