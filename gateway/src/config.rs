@@ -122,7 +122,7 @@ impl Default for TlsConfig {
 impl Default for DatabaseConfig {
     fn default() -> Self {
         DatabaseConfig {
-            url: "sqlite://turnpike.db".into(),
+            url: "sqlite://turnpike.db?mode=rwc".into(),
             connections_max: 16,
         }
     }

@@ -452,7 +452,8 @@ async fn close_at_exit(
             .map(|f| (f, "exit")),
     };
     let Some((fare, close_reason)) = priced else {
-        return Ok(Verdict::decline("unknown_station"));
+        // The pair (or the vehicle class) has no price in the fare data in force.
+        return Ok(Verdict::decline("no_fare"));
     };
     let business_day = network.business_day(open.entry_at_ms);
     let charge = charge_after_cap(tx, network, open.rider_id, &business_day, &fare).await?;

@@ -72,13 +72,23 @@ impl IntoResponse for ApiError {
             ApiError::Internal(e) => tracing::error!(error = ?e, "internal error"),
             _ => {}
         }
+        let retry_after = matches!(self, ApiError::Overloaded | ApiError::Storage(_));
         let body = ErrorBody {
             error: ErrorDetail {
                 code: code.to_string(),
                 message: self.to_string(),
             },
         };
-        (status, axum::Json(body)).into_response()
+        let mut response = (status, axum::Json(body)).into_response();
+        if retry_after {
+            // Overload and storage trouble are transient: ask well-behaved clients to back off a
+            // second (terminals retry idempotently with the same sequence number).
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
 }
 

@@ -95,11 +95,14 @@ impl TerminalGate for Registry {
 async fn load_key_ring(store: &Store, policy: VerifyPolicy) -> anyhow::Result<KeyRing> {
     let mut rows = store.issuer_keys().await?;
     if !rows.iter().any(|r| r.status == "current") {
-        // First start: create key 1. If another node races us, its insert wins and ours fails
-        // on the unique "one current key" index; either way we re-read.
-        let _ = store
-            .rotate_issuer_key(&new_issuer_key(next_key_id(&rows))?, crate::now_ms())
-            .await;
+        // First start: stage key 1 and promote it. If another node races us, its insert wins
+        // (same key id) and our promotion finds nothing staged; either way we re-read.
+        if !rows.iter().any(|r| r.status == "next") {
+            let _ = store
+                .stage_issuer_key(&new_issuer_key(next_key_id(&rows))?, crate::now_ms())
+                .await;
+        }
+        let _ = store.rotate_issuer_key(crate::now_ms()).await;
         rows = store.issuer_keys().await?;
     }
     let current_row = rows
@@ -142,6 +145,7 @@ pub fn new_issuer_key(key_id: i64) -> anyhow::Result<IssuerKeyRow> {
         key_id,
         pkcs8,
         public_key: pair.public_key().public_key().to_vec(),
-        status: "current".into(),
+        status: "next".into(),
+        activated_at_ms: None,
     })
 }

@@ -391,7 +391,7 @@ both_backends!(deny_list_add_and_remove, |env: Env| async move {
         .json()
         .unwrap();
     assert_eq!(
-        feed["riders"][0].as_u64().map(|v| v.to_string()),
+        feed["riders"][0].as_str().map(str::to_string),
         Some(rider.rider_id.clone())
     );
     let removed = env
@@ -454,11 +454,48 @@ both_backends!(issuer_key_rotation, |env: Env| async move {
     ));
     let keys: serde_json::Value = t.get("/v1/terminal/keys").await.unwrap().json().unwrap();
     assert_eq!(keys["keys"].as_array().map(Vec::len), Some(2));
-    env.gw
+    // A staged key is published to gates (and accepted) before it signs anything.
+    let staged = env
+        .gw
+        .admin
+        .post("/v1/admin/issuer-keys/stage", &serde_json::json!({}))
+        .await
+        .unwrap();
+    assert_eq!(staged.status, 201);
+    let keys: serde_json::Value = t.get("/v1/terminal/keys").await.unwrap().json().unwrap();
+    assert_eq!(keys["keys"].as_array().map(Vec::len), Some(3));
+    let twice = env
+        .gw
+        .admin
+        .post("/v1/admin/issuer-keys/stage", &serde_json::json!({}))
+        .await
+        .unwrap();
+    assert_eq!(twice.error_code().as_deref(), Some("key_already_staged"));
+    // Rotating again would retire the key of credentials that are still valid: refused unless forced.
+    let too_soon = env
+        .gw
         .admin
         .post("/v1/admin/issuer-keys/rotate", &serde_json::json!({}))
         .await
         .unwrap();
+    assert_eq!(too_soon.status, 409);
+    assert_eq!(too_soon.error_code().as_deref(), Some("rotation_too_soon"));
+    let forced = env
+        .gw
+        .admin
+        .post(
+            "/v1/admin/issuer-keys/rotate",
+            &serde_json::json!({"force": true}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(forced.status, 201);
+    let current: serde_json::Value = forced.json().unwrap();
+    assert_eq!(
+        current["key_id"],
+        staged.json::<serde_json::Value>().unwrap()["key_id"],
+        "the staged key was promoted"
+    );
     let r = env
         .gw
         .terminal(&gate(&s[9], 2))
@@ -513,4 +550,112 @@ both_backends!(bad_codes_are_declined_precisely, |env: Env| async move {
     }
     assert_eq!(env.gw.count("journeys").await, 0);
     assert_eq!(env.gw.count("code_uses").await, 0);
+});
+
+// A repeat of a stored tap gets its stored bytes even when the same request would no longer
+// validate (its scan time has aged past the upload limit); a fresh tap that old is refused.
+async fn old_repeat(db: turnpike_tests::Db) {
+    let Some(env) = Env::start_with(db, |c| c.taps.scan_time_max_age_ms = 2_000).await else {
+        return;
+    };
+    let s = stops();
+    let rider = env.gw.rider().await;
+    let t = env.gw.terminal(&gate(&s[11], 1));
+    let now = turnpike_tests::now_ms();
+    let request = turnpike_wire::api::TapRequest {
+        sequence: 1,
+        direction: Direction::Entry,
+        ride_code: rider.ride_code(now - 500).unwrap(),
+        scanned_at_ms: now - 500,
+        vehicle_class: None,
+    };
+    let first = t.tap_raw(&request).await.unwrap();
+    assert_eq!(first.status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(2_000)).await;
+    let mut fresh = request.clone();
+    fresh.sequence = 2;
+    let refused = t.tap_raw(&fresh).await.unwrap();
+    assert_eq!(refused.error_code().as_deref(), Some("scan_time_too_old"));
+    let repeat = t.tap_raw(&request).await.unwrap();
+    assert_eq!(repeat.status, 200);
+    assert_eq!(repeat.body, first.body);
+    let batch_repeat = t
+        .batch_raw(&turnpike_wire::api::TapBatchRequest {
+            taps: vec![request],
+        })
+        .await
+        .unwrap();
+    assert_eq!(batch_repeat.status, 200);
+    assert_eq!(
+        batch_repeat.body,
+        [b"{\"results\":[".as_slice(), &first.body, b"]}"].concat()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_repeat_still_gets_its_stored_answer_sqlite() {
+    old_repeat(turnpike_tests::Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_repeat_still_gets_its_stored_answer_postgres() {
+    old_repeat(turnpike_tests::Db::Postgres).await;
+}
+
+// A revoked terminal cannot be silently re-registered; it must be reinstated explicitly.
+both_backends!(revoked_terminal_needs_reinstating, |env: Env| async move {
+    let s = stops();
+    let id = gate(&s[13], 1);
+    let spec =
+        serde_json::json!({"terminal_id": id, "operator_id": "hz-metro", "location_id": s[13]});
+    assert_eq!(
+        env.gw
+            .admin
+            .post(
+                &format!("/v1/admin/terminals/{id}/revoke"),
+                &serde_json::json!({})
+            )
+            .await
+            .unwrap()
+            .status,
+        204
+    );
+    let again = env
+        .gw
+        .admin
+        .post("/v1/admin/terminals", &spec)
+        .await
+        .unwrap();
+    assert_eq!(again.status, 409);
+    assert_eq!(again.error_code().as_deref(), Some("terminal_revoked"));
+    assert!(
+        env.gw.terminal(&id).get("/healthz").await.is_err(),
+        "a revoked terminal fails the handshake"
+    );
+    assert_eq!(
+        env.gw
+            .admin
+            .post(
+                &format!("/v1/admin/terminals/{id}/reinstate"),
+                &serde_json::json!({})
+            )
+            .await
+            .unwrap()
+            .status,
+        204
+    );
+    assert_eq!(
+        env.gw.terminal(&id).get("/healthz").await.unwrap().status,
+        200
+    );
+    assert_eq!(
+        env.gw
+            .admin
+            .post("/v1/admin/terminals", &spec)
+            .await
+            .unwrap()
+            .status,
+        200,
+        "moving an active terminal is a 200"
+    );
 });

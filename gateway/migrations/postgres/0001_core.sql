@@ -31,14 +31,18 @@ CREATE TABLE terminals (
     changed_at_ms  BIGINT NOT NULL
 );
 
+-- Key ring: 'next' is published to gates and accepted but signs nothing yet; 'current' signs new
+-- credentials; 'previous' still verifies; 'retired' does neither.
 CREATE TABLE issuer_keys (
-    key_id         BIGINT PRIMARY KEY CHECK (key_id BETWEEN 1 AND 65535),
-    pkcs8          BYTEA NOT NULL,
-    public_key     BYTEA NOT NULL,
-    status         TEXT NOT NULL CHECK (status IN ('current', 'previous', 'retired')),
-    created_at_ms  BIGINT NOT NULL
+    key_id           BIGINT PRIMARY KEY CHECK (key_id BETWEEN 1 AND 65535),
+    pkcs8            BYTEA NOT NULL,
+    public_key       BYTEA NOT NULL,
+    status           TEXT NOT NULL CHECK (status IN ('next', 'current', 'previous', 'retired')),
+    created_at_ms    BIGINT NOT NULL,
+    activated_at_ms  BIGINT
 );
 CREATE UNIQUE INDEX issuer_keys_one_current ON issuer_keys (status) WHERE status = 'current';
+CREATE UNIQUE INDEX issuer_keys_one_next ON issuer_keys (status) WHERE status = 'next';
 
 CREATE TABLE riders (
     rider_id       BIGINT PRIMARY KEY,

@@ -37,14 +37,21 @@ pub fn router(state: AppState) -> Router {
             "/v1/admin/terminals/{terminal_id}/revoke",
             post(revoke_terminal),
         )
+        .route(
+            "/v1/admin/terminals/{terminal_id}/reinstate",
+            post(reinstate_terminal),
+        )
         .route("/v1/admin/deny-list", post(deny_add).get(deny_list))
         .route(
             "/v1/admin/deny-list/{kind}/{subject_id}",
             delete(deny_remove),
         )
         .route("/v1/admin/issuer-keys", get(list_keys))
+        .route("/v1/admin/issuer-keys/stage", post(stage_key))
         .route("/v1/admin/issuer-keys/rotate", post(rotate_keys))
-        .layer(axum::middleware::from_fn_with_state(
+        // route_layer: only matched admin routes demand the admin token, so an unknown path is a
+        // 404 for everyone rather than a 401.
+        .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_admin,
         ))
@@ -156,7 +163,7 @@ pub struct OperatorView {
     pub mode: String,
     pub time_zone: String,
     pub currency: String,
-    pub daily_cap_minor: Option<i64>,
+    pub daily_cap: Option<Money>,
     pub fare_version: Option<i64>,
 }
 
@@ -170,8 +177,10 @@ async fn list_operators(State(state): State<AppState>) -> ApiResult<Json<Vec<Ope
                 name: o.name,
                 mode: o.mode,
                 time_zone: o.time_zone,
+                daily_cap: Currency::parse(&o.currency)
+                    .ok()
+                    .and_then(|c| Some(Money::from_minor(o.daily_cap_minor?, c))),
                 currency: o.currency,
-                daily_cap_minor: o.daily_cap_minor,
             })
             .collect(),
     ))
@@ -237,15 +246,62 @@ async fn register_terminal(
             ),
         ));
     }
+    let existing = state
+        .store
+        .terminals()
+        .await?
+        .into_iter()
+        .find(|t| t.terminal_id == spec.terminal_id);
+    if existing.as_ref().is_some_and(|t| t.status == "revoked") {
+        return Err(ApiError::BadRequest {
+            status: StatusCode::CONFLICT,
+            code: "terminal_revoked",
+            message: format!(
+                "terminal {} was revoked; reinstate it explicitly first",
+                spec.terminal_id
+            ),
+        });
+    }
     let row = TerminalRow {
         terminal_id: spec.terminal_id,
         operator_id: spec.operator_id,
         location_id: spec.location_id,
         status: "active".into(),
     };
-    state.store.upsert_terminal(&row, crate::now_ms()).await?;
+    if !state
+        .store
+        .upsert_active_terminal(&row, crate::now_ms())
+        .await?
+    {
+        return Err(ApiError::BadRequest {
+            status: StatusCode::CONFLICT,
+            code: "terminal_revoked",
+            message: format!("terminal {} was revoked meanwhile", row.terminal_id),
+        });
+    }
     state.refresh_registry().await?;
-    Ok(StatusCode::CREATED)
+    // 201 for a new terminal, 200 for one moved to another station or operator.
+    Ok(if existing.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    })
+}
+
+/// Lets a revoked terminal connect again (for example after its certificate was replaced).
+async fn reinstate_terminal(
+    State(state): State<AppState>,
+    Path(terminal_id): Path<String>,
+) -> ApiResult<StatusCode> {
+    if !state
+        .store
+        .set_terminal_status(&terminal_id, "active", crate::now_ms())
+        .await?
+    {
+        return Err(ApiError::NotFound(format!("no terminal {terminal_id}")));
+    }
+    state.refresh_registry().await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -317,7 +373,7 @@ async fn deny_add(
     ValidJson(spec): ValidJson<DenySpec>,
 ) -> ApiResult<StatusCode> {
     let (kind, id) = parse_subject(&spec.kind, &spec.subject_id)?;
-    if spec.reason.trim().is_empty() || spec.reason.len() > 500 {
+    if spec.reason.trim().is_empty() || spec.reason.chars().count() > 500 {
         return Err(ApiError::unprocessable(
             "invalid_reason",
             "reason must be 1–500 characters",
@@ -377,8 +433,20 @@ async fn deny_list(State(state): State<AppState>) -> ApiResult<Json<Vec<DenyView
 #[derive(Serialize, Deserialize)]
 pub struct KeyView {
     pub key_id: i64,
+    /// "next" (published, not signing), "current", "previous" (still accepted) or "retired".
     pub status: String,
-    pub public_key_hex: String,
+    /// SEC1 uncompressed point, hex (as in the terminal key feed).
+    pub public_key: String,
+    pub activated_at_ms: Option<i64>,
+}
+
+fn key_view(k: crate::store::IssuerKeyRow) -> KeyView {
+    KeyView {
+        key_id: k.key_id,
+        status: k.status,
+        public_key: hex::encode(k.public_key),
+        activated_at_ms: k.activated_at_ms,
+    }
 }
 
 async fn list_keys(State(state): State<AppState>) -> ApiResult<Json<Vec<KeyView>>> {
@@ -388,29 +456,75 @@ async fn list_keys(State(state): State<AppState>) -> ApiResult<Json<Vec<KeyView>
             .issuer_keys()
             .await?
             .into_iter()
-            .map(|k| KeyView {
-                key_id: k.key_id,
-                status: k.status,
-                public_key_hex: hex::encode(k.public_key),
-            })
+            .map(key_view)
             .collect(),
     ))
 }
 
-/// Creates a new current key; the old current key stays accepted as "previous" until the next
-/// rotation, so credentials issued under it keep working for their (≤ 7-day) validity if
-/// rotations are at least 7 days apart.
-async fn rotate_keys(State(state): State<AppState>) -> ApiResult<(StatusCode, Json<KeyView>)> {
+/// Stages a new issuer key: gates receive it with the key feed and accept it, but it signs
+/// nothing until the rotation. Stage, wait until every gate has polled the key feed, then rotate.
+async fn stage_key(State(state): State<AppState>) -> ApiResult<(StatusCode, Json<KeyView>)> {
     let rows = state.store.issuer_keys().await?;
     let key = crate::registry::new_issuer_key(crate::registry::next_key_id(&rows))?;
-    state.store.rotate_issuer_key(&key, crate::now_ms()).await?;
+    if !state.store.stage_issuer_key(&key, crate::now_ms()).await? {
+        return Err(ApiError::BadRequest {
+            status: StatusCode::CONFLICT,
+            code: "key_already_staged",
+            message: "a next key is already staged; rotate to promote it".into(),
+        });
+    }
     state.refresh_registry().await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(KeyView {
-            key_id: key.key_id,
-            status: "current".into(),
-            public_key_hex: hex::encode(key.public_key),
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(key_view(key))))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RotateRequest {
+    /// Rotate even though the previous key may still verify unexpired credentials.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Promotes the staged key (staging one first if none is): it signs new credentials, the old
+/// current key becomes "previous" (still accepted), the old previous key is retired. Refused with
+/// 409 `rotation_too_soon` while credentials issued under the key that would be retired can still
+/// be valid (less than `credentials.validity_s` since the current key took over), unless forced.
+async fn rotate_keys(
+    State(state): State<AppState>,
+    ValidJson(req): ValidJson<RotateRequest>,
+) -> ApiResult<(StatusCode, Json<KeyView>)> {
+    let now = crate::now_ms();
+    let rows = state.store.issuer_keys().await?;
+    let has_previous = rows.iter().any(|k| k.status == "previous");
+    let current_since = rows
+        .iter()
+        .find(|k| k.status == "current")
+        .and_then(|k| k.activated_at_ms);
+    let validity_ms = i64::from(state.config.credentials.validity_s) * 1000;
+    if let (true, Some(since), false) = (has_previous, current_since, req.force) {
+        if now < since + validity_ms {
+            return Err(ApiError::BadRequest {
+                status: StatusCode::CONFLICT,
+                code: "rotation_too_soon",
+                message: format!(
+                    "credentials signed by the previous key may be valid until {} ms; rotating now would retire it (pass force: true to do it anyway)",
+                    since + validity_ms
+                ),
+            });
+        }
+    }
+    if !rows.iter().any(|k| k.status == "next") {
+        let key = crate::registry::new_issuer_key(crate::registry::next_key_id(&rows))?;
+        state.store.stage_issuer_key(&key, now).await?;
+    }
+    state.store.rotate_issuer_key(now).await?;
+    state.refresh_registry().await?;
+    let current = state
+        .store
+        .issuer_keys()
+        .await?
+        .into_iter()
+        .find(|k| k.status == "current")
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no current key after rotation")))?;
+    Ok((StatusCode::CREATED, Json(key_view(current))))
 }

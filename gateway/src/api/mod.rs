@@ -62,6 +62,45 @@ fn rejection_is_too_large(text: &str) -> bool {
     text.contains("length limit") || text.contains("too large")
 }
 
+/// Gives a router JSON answers for unknown paths (404 `not_found`) and wrong methods
+/// (405 `method_not_allowed`), like every other error.
+pub fn with_json_fallbacks(router: axum::Router) -> axum::Router {
+    router
+        .fallback(|uri: axum::http::Uri| async move {
+            ApiError::NotFound(format!("no endpoint at {}", uri.path()))
+        })
+        .method_not_allowed_fallback(
+            |method: axum::http::Method, uri: axum::http::Uri| async move {
+                ApiError::BadRequest {
+                    status: StatusCode::METHOD_NOT_ALLOWED,
+                    code: "method_not_allowed",
+                    message: format!("{method} is not allowed on {}", uri.path()),
+                }
+            },
+        )
+}
+
+/// Query-string parameters with our precise error (400 `invalid_query`) instead of axum's text.
+pub struct ValidQuery<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ValidQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| ValidQuery(value))
+            .map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))
+    }
+}
+
 /// A raw JSON answer (the stored bytes of a tap answer go out unchanged).
 pub fn raw_json(status: StatusCode, body: Vec<u8>) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()

@@ -2,8 +2,8 @@
 //! A rider token identifies exactly one rider; every query is scoped by the rider id the token
 //! resolves to, so no request can name another rider's data.
 
-use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use turnpike_wire::ridecode::{self, CredentialRequest, ProductFlags};
 use turnpike_wire::{Currency, Money};
 
-use super::{bearer, sha256, ValidJson};
+use super::{bearer, sha256, ValidJson, ValidQuery};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{CredentialRow, JourneyRow};
 use crate::AppState;
@@ -55,13 +55,25 @@ async fn register(State(state): State<AppState>) -> ApiResult<(StatusCode, Json<
     ))
 }
 
-async fn rider_of(state: &AppState, headers: &HeaderMap) -> ApiResult<i64> {
-    let token = bearer(headers).ok_or(ApiError::Unauthorized)?;
-    state
-        .store
-        .rider_by_token(&sha256(token.as_bytes()))
-        .await?
-        .ok_or(ApiError::Unauthorized)
+/// The rider a bearer token belongs to. As an extractor it runs before the body is read, so an
+/// unauthenticated request learns nothing about body validation.
+pub struct Rider(pub i64);
+
+impl axum::extract::FromRequestParts<AppState> for Rider {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(&parts.headers).ok_or(ApiError::Unauthorized)?;
+        let rider = state
+            .store
+            .rider_by_token(&sha256(token.as_bytes()))
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
+        Ok(Rider(rider))
+    }
 }
 
 #[derive(Deserialize)]
@@ -86,10 +98,9 @@ pub struct Enrolled {
 
 async fn enrol(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Rider(rider_id): Rider,
     ValidJson(req): ValidJson<EnrolRequest>,
 ) -> ApiResult<(StatusCode, Json<Enrolled>)> {
-    let rider_id = rider_of(&state, &headers).await?;
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(req.device_public_key.trim_end_matches('='))
         .map_err(|_| {
@@ -129,6 +140,12 @@ async fn enrol(
                 ))
             }
         };
+    }
+    if products == 0 {
+        return Err(ApiError::unprocessable(
+            "unknown_product",
+            "products must name at least one of \"metro\", \"toll\"",
+        ));
     }
     let now_s = (crate::now_ms() / 1000) as u32;
     let keys = state.registry.keys();
@@ -223,10 +240,9 @@ pub fn journey_view(j: JourneyRow) -> JourneyView {
 
 async fn journeys(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<JourneyQuery>,
+    Rider(rider_id): Rider,
+    ValidQuery(q): ValidQuery<JourneyQuery>,
 ) -> ApiResult<Json<JourneyList>> {
-    let rider_id = rider_of(&state, &headers).await?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=JOURNEYS_LIMIT_MAX).contains(&limit) {
         return Err(ApiError::unprocessable(

@@ -63,7 +63,15 @@ async fn post_tap(
 ) -> ApiResult<Response> {
     let started = Instant::now();
     let terminal = terminal_of(&state, &identity)?;
-    let prepared = prepare(&state, &terminal, tap)?;
+    let prepared = match prepare(&state, &terminal, tap.clone()) {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            return match stored_answers(&state, &terminal, std::slice::from_ref(&tap)).await? {
+                Some(mut stored) => Ok(raw_json(StatusCode::OK, stored.remove(0))),
+                None => Err(error),
+            }
+        }
+    };
     let answers = state.engine.submit(terminal, vec![prepared]).await?;
     let answer = answers
         .into_iter()
@@ -103,8 +111,14 @@ async fn post_batch(
         ));
     }
     let mut prepared = Vec::with_capacity(batch.taps.len());
-    for (index, tap) in batch.taps.into_iter().enumerate() {
-        prepared.push(prepare(&state, &terminal, tap).map_err(|e| match e {
+    for (index, tap) in batch.taps.iter().cloned().enumerate() {
+        let result = prepare(&state, &terminal, tap);
+        if result.is_err() {
+            if let Some(stored) = stored_answers(&state, &terminal, &batch.taps).await? {
+                return Ok(raw_json(StatusCode::OK, batch_body(stored.iter())));
+            }
+        }
+        prepared.push(result.map_err(|e| match e {
             ApiError::BadRequest {
                 status,
                 code,
@@ -118,16 +132,53 @@ async fn post_batch(
         })?);
     }
     let answers = state.engine.submit(terminal, prepared).await?;
+    for answer in &answers {
+        observe("tap_batch", answer, started);
+    }
+    Ok(raw_json(
+        StatusCode::OK,
+        batch_body(answers.iter().map(|a| &a.body)),
+    ))
+}
+
+/// `{"results":[…]}` around stored answer bytes, which go out unchanged.
+fn batch_body<'a>(answers: impl Iterator<Item = &'a Vec<u8>>) -> Vec<u8> {
     let mut body = b"{\"results\":[".to_vec();
-    for (i, answer) in answers.iter().enumerate() {
+    for (i, answer) in answers.enumerate() {
         if i > 0 {
             body.push(b',');
         }
-        body.extend_from_slice(&answer.body);
-        observe("tap_batch", answer, started);
+        body.extend_from_slice(answer);
     }
     body.extend_from_slice(b"]}");
-    Ok(raw_json(StatusCode::OK, body))
+    body
+}
+
+/// The stored answers if every tap is an exact repeat of one already judged. Checked only when a
+/// request fails validation: a repeat must get its stored bytes even when it would no longer
+/// validate today (its scan time has aged past the upload limit, the operator's mode changed).
+async fn stored_answers(
+    state: &AppState,
+    terminal: &TerminalRow,
+    taps: &[TapRequest],
+) -> ApiResult<Option<Vec<Vec<u8>>>> {
+    let mut answers = Vec::with_capacity(taps.len());
+    for tap in taps {
+        let Ok(sequence) = i64::try_from(tap.sequence) else {
+            return Ok(None);
+        };
+        match state
+            .store
+            .stored_tap(&terminal.terminal_id, sequence)
+            .await?
+        {
+            Some((digest, response)) if digest == engine::request_sha256(tap) => {
+                answers.push(response)
+            }
+            _ => return Ok(None),
+        }
+    }
+    Ok(Some(answers))
 }
 
 fn observe(endpoint: &'static str, answer: &TapAnswer, started: Instant) {
@@ -214,10 +265,12 @@ async fn get_keys(
     }))
 }
 
+/// Ids are decimal strings, as everywhere in the API: 63-bit integers do not survive JSON
+/// parsers that read numbers as doubles.
 #[derive(Serialize)]
 struct DenyListResponse {
-    credentials: Vec<u64>,
-    riders: Vec<u64>,
+    credentials: Vec<String>,
+    riders: Vec<String>,
 }
 
 /// The deny list as gates need it for offline decisions; gates poll it.
@@ -227,12 +280,13 @@ async fn get_deny_list(
 ) -> ApiResult<Json<DenyListResponse>> {
     terminal_of(&state, &identity)?;
     let deny = state.registry.deny_list();
-    let mut credentials: Vec<u64> = deny.credentials.iter().copied().collect();
-    let mut riders: Vec<u64> = deny.riders.iter().copied().collect();
-    credentials.sort_unstable();
-    riders.sort_unstable();
+    let sorted = |ids: &std::collections::HashSet<u64>| {
+        let mut ids: Vec<u64> = ids.iter().copied().collect();
+        ids.sort_unstable();
+        ids.into_iter().map(|id| id.to_string()).collect()
+    };
     Ok(Json(DenyListResponse {
-        credentials,
-        riders,
+        credentials: sorted(&deny.credentials),
+        riders: sorted(&deny.riders),
     }))
 }

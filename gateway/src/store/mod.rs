@@ -192,21 +192,28 @@ impl Store {
 
     // ----- terminals -----
 
-    pub async fn upsert_terminal(&self, t: &TerminalRow, now_ms: i64) -> Result<(), sqlx::Error> {
-        sqlx::query(
+    /// Registers a terminal, or moves an active one; never touches a revoked terminal (returns
+    /// false then).
+    pub async fn upsert_active_terminal(
+        &self,
+        t: &TerminalRow,
+        now_ms: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let n = sqlx::query(
             "INSERT INTO terminals (terminal_id, operator_id, location_id, status, created_at_ms, changed_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $5)
+             VALUES ($1, $2, $3, 'active', $4, $4)
              ON CONFLICT (terminal_id) DO UPDATE SET operator_id = excluded.operator_id,
-                 location_id = excluded.location_id, status = excluded.status, changed_at_ms = excluded.changed_at_ms",
+                 location_id = excluded.location_id, changed_at_ms = excluded.changed_at_ms
+             WHERE terminals.status = 'active'",
         )
         .bind(&t.terminal_id)
         .bind(&t.operator_id)
         .bind(&t.location_id)
-        .bind(&t.status)
         .bind(now_ms)
         .execute(&self.pool)
-        .await?;
-        Ok(())
+        .await?
+        .rows_affected();
+        Ok(n == 1)
     }
 
     pub async fn set_terminal_status(
@@ -247,7 +254,7 @@ impl Store {
 
     pub async fn issuer_keys(&self) -> Result<Vec<IssuerKeyRow>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT key_id, pkcs8, public_key, status FROM issuer_keys ORDER BY key_id",
+            "SELECT key_id, pkcs8, public_key, status, activated_at_ms FROM issuer_keys ORDER BY key_id",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -258,19 +265,44 @@ impl Store {
                     pkcs8: r.try_get(1)?,
                     public_key: r.try_get(2)?,
                     status: r.try_get(3)?,
+                    activated_at_ms: r.try_get(4)?,
                 })
             })
             .collect()
     }
 
-    /// Makes `new_key` current: the current key becomes previous (still accepted), the previous
-    /// one is retired. One transaction, so every node sees either the old or the new ring.
-    pub async fn rotate_issuer_key(
+    /// Stages `key` as the next key (published and accepted, not yet signing); false if a key is
+    /// already staged.
+    pub async fn stage_issuer_key(
         &self,
-        new_key: &IssuerKeyRow,
+        key: &IssuerKeyRow,
         now_ms: i64,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<bool, sqlx::Error> {
+        let n = sqlx::query(
+            "INSERT INTO issuer_keys (key_id, pkcs8, public_key, status, created_at_ms)
+             VALUES ($1, $2, $3, 'next', $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(key.key_id)
+        .bind(&key.pkcs8)
+        .bind(&key.public_key)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Promotes the staged key: next → current, current → previous (still accepted),
+    /// previous → retired. One transaction, so every node sees the old ring or the new one.
+    /// False if no key is staged.
+    pub async fn rotate_issuer_key(&self, now_ms: i64) -> Result<bool, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
+        let staged = sqlx::query("SELECT key_id FROM issuer_keys WHERE status = 'next'")
+            .fetch_optional(&mut *tx)
+            .await?;
+        if staged.is_none() {
+            return Ok(false);
+        }
         sqlx::query("UPDATE issuer_keys SET status = 'retired' WHERE status = 'previous'")
             .execute(&mut *tx)
             .await?;
@@ -278,15 +310,29 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "INSERT INTO issuer_keys (key_id, pkcs8, public_key, status, created_at_ms) VALUES ($1, $2, $3, 'current', $4)",
+            "UPDATE issuer_keys SET status = 'current', activated_at_ms = $1 WHERE status = 'next'",
         )
-        .bind(new_key.key_id)
-        .bind(&new_key.pkcs8)
-        .bind(&new_key.public_key)
         .bind(now_ms)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The stored request digest and answer of a tap, if that (terminal, sequence) was used.
+    pub async fn stored_tap(
+        &self,
+        terminal_id: &str,
+        sequence: i64,
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT request_sha256, response FROM taps WHERE terminal_id = $1 AND sequence = $2",
+        )
+        .bind(terminal_id)
+        .bind(sequence)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
     }
 
     // ----- riders and credentials -----
@@ -464,6 +510,8 @@ pub struct IssuerKeyRow {
     pub pkcs8: Vec<u8>,
     pub public_key: Vec<u8>,
     pub status: String,
+    /// When the key became current (None while staged).
+    pub activated_at_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
