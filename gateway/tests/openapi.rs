@@ -47,6 +47,12 @@ const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
         "/v1/admin/terminals/{terminal_id}/revoke",
         Some("adminToken"),
     ),
+    (
+        PUBLIC,
+        "post",
+        "/v1/admin/terminals/{terminal_id}/reinstate",
+        Some("adminToken"),
+    ),
     (PUBLIC, "post", "/v1/admin/deny-list", Some("adminToken")),
     (PUBLIC, "get", "/v1/admin/deny-list", Some("adminToken")),
     (
@@ -56,6 +62,12 @@ const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
         Some("adminToken"),
     ),
     (PUBLIC, "get", "/v1/admin/issuer-keys", Some("adminToken")),
+    (
+        PUBLIC,
+        "post",
+        "/v1/admin/issuer-keys/stage",
+        Some("adminToken"),
+    ),
     (
         PUBLIC,
         "post",
@@ -317,6 +329,24 @@ fn every_decline_reason_is_in_the_tap_response_enum() {
     );
 }
 
+/// The error codes of one error response (its schema must be an `ErrorBody` with a code enum).
+fn error_codes(response: &Value, what: &str) -> Vec<String> {
+    let Some(schema) = response["content"]["application/json"].get("schema") else {
+        return Vec::new();
+    };
+    assert_eq!(
+        schema["allOf"][0]["$ref"], "#/components/schemas/ErrorBody",
+        "{what} is not an ErrorBody"
+    );
+    let codes = schema["properties"]["error"]["properties"]["code"]["enum"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{what} lists no error codes"));
+    codes
+        .iter()
+        .map(|c| c.as_str().expect("code").to_string())
+        .collect()
+}
+
 #[test]
 fn every_error_code_the_api_returns_is_documented() {
     let spec = spec();
@@ -327,22 +357,23 @@ fn every_error_code_the_api_returns_is_documented() {
                 continue;
             };
             for (status, response) in op["responses"].as_object().expect("responses") {
-                let Some(schema) = response["content"]["application/json"].get("schema") else {
-                    continue;
-                };
                 if !(status.starts_with('4') || status.starts_with('5')) {
                     continue;
                 }
-                assert_eq!(
-                    schema["allOf"][0]["$ref"], "#/components/schemas/ErrorBody",
-                    "{method} {path} {status} is not an ErrorBody"
-                );
-                let codes = schema["properties"]["error"]["properties"]["code"]["enum"]
-                    .as_array()
-                    .unwrap_or_else(|| panic!("{method} {path} {status} lists no error codes"));
-                documented.extend(codes.iter().map(|c| c.as_str().expect("code").to_string()));
+                documented.extend(error_codes(response, &format!("{method} {path} {status}")));
             }
         }
+    }
+    // Answers of no operation: the routers' fallbacks for unknown paths and wrong methods
+    // (`api::with_json_fallbacks`) are reusable responses in components.
+    for (name, response) in spec["components"]["responses"]
+        .as_object()
+        .expect("components.responses documents the fallback answers")
+    {
+        documented.extend(error_codes(
+            response,
+            &format!("components.responses.{name}"),
+        ));
     }
     for &(file, source) in ERROR_SOURCES {
         let code = strip_comments(source);

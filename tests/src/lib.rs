@@ -405,3 +405,81 @@ macro_rules! both_backends {
 impl Drop for Env {
     fn drop(&mut self) {}
 }
+
+/// Row counts of everything a tap can write, to prove that a refused request wrote nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub taps: i64,
+    pub journeys: i64,
+    pub code_uses: i64,
+}
+
+impl TestGateway {
+    /// What taps have written so far (`taps`, `journeys`, `code_uses`).
+    pub async fn written(&self) -> Written {
+        Written {
+            taps: self.count("taps").await,
+            journeys: self.count("journeys").await,
+            code_uses: self.count("code_uses").await,
+        }
+    }
+
+    /// The dev CA of this gateway, rebuilt from its `ca.key`, to mint certificates for TLS tests.
+    pub fn dev_ca(&self) -> gateway::certs::DevCa {
+        dev_ca_of(&self.certs)
+    }
+
+    /// A mutual-TLS client presenting any certificate and key (PEM files).
+    pub fn terminal_with(&self, cert_pem: &Path, key_pem: &Path) -> anyhow::Result<TerminalClient> {
+        TerminalClient::new(&self.terminal_base, &self.ca(), cert_pem, key_pem)
+    }
+
+    /// A request to the public listener (rider and admin APIs) with an optional bearer token,
+    /// answered precisely, for authentication and validation tests.
+    pub async fn public_send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&serde_json::Value>,
+    ) -> anyhow::Result<gateway::client::Answer> {
+        let http = gateway::tls::http_client(&self.ca(), None)?;
+        let mut request = http.request(method, format!("{}{path}", self.public_base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await?;
+        Ok(gateway::client::Answer {
+            status: response.status().as_u16(),
+            body: response.bytes().await?.to_vec(),
+        })
+    }
+}
+
+/// The dev CA whose key is `<certs>/ca.key`.
+pub fn dev_ca_of(certs: &Path) -> gateway::certs::DevCa {
+    let key = std::fs::read_to_string(certs.join("ca.key")).expect("reading ca.key");
+    gateway::certs::DevCa::from_key_pem(&key).expect("rebuilding the dev CA")
+}
+
+/// Mints a terminal certificate and writes it as `<dir>/<file_stem>.pem` and `.key`; returns
+/// both paths.
+pub fn write_terminal_cert(
+    ca: &gateway::certs::DevCa,
+    dir: &Path,
+    file_stem: &str,
+    terminal_id: &str,
+    validity: gateway::certs::CertValidity,
+    serial: u64,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let (pem, key) = ca.terminal_cert(terminal_id, validity, serial)?;
+    std::fs::create_dir_all(dir)?;
+    let cert_path = dir.join(format!("{file_stem}.pem"));
+    let key_path = dir.join(format!("{file_stem}.key"));
+    std::fs::write(&cert_path, pem)?;
+    gateway::certs::write_secret(&key_path, &key)?;
+    Ok((cert_path, key_path))
+}
