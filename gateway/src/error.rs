@@ -80,6 +80,12 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, axum::Json(body)).into_response();
+        if matches!(self, ApiError::Unauthorized) {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
         if retry_after {
             // Overload and storage trouble are transient: ask well-behaved clients to back off a
             // second (terminals retry idempotently with the same sequence number).

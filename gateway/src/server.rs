@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
@@ -21,6 +21,13 @@ use crate::tls::terminal_id_of;
 pub const CONNECTIONS_MAX: usize = 20_000;
 /// A client that has not finished its TLS handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection that has not sent a complete request head by then (its first one, or for HTTP/1.1
+/// its next one) is dropped, so silent or slow clients cannot hold connection slots forever.
+const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle HTTP/2 connections are pinged; a peer that stops answering (a gate that lost power) is
+/// dropped.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(20);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for in-flight requests before closing connections.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -86,17 +93,49 @@ pub async fn serve_tls(
                 }
                 Auth::ServerOnly => None,
             };
+            let first_request = Arc::new(tokio::sync::Notify::new());
+            let got_request = first_request.clone();
             let service = hyper::service::service_fn(
                 move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    got_request.notify_one();
                     if let Some(identity) = &identity {
                         req.extensions_mut().insert(identity.clone());
                     }
                     router.clone().oneshot(req.map(axum::body::Body::new))
                 },
             );
-            let builder = auto::Builder::new(TokioExecutor::new());
+            // hyper's own HTTP/1.1 header timeout and HTTP/2 keep-alive only run with a timer.
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(REQUEST_HEAD_TIMEOUT);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .keep_alive_interval(H2_PING_INTERVAL)
+                .keep_alive_timeout(H2_PING_TIMEOUT);
             let conn = builder.serve_connection(TokioIo::new(tls), service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
+            let conn = watcher.watch(conn.into_owned());
+            tokio::pin!(conn);
+            // Protocol detection and the HTTP/2 preface have no timeout of their own: bound the
+            // wait for the first request.
+            let first = tokio::time::timeout(REQUEST_HEAD_TIMEOUT, async {
+                tokio::select! {
+                    ended = &mut conn => Some(ended),
+                    _ = first_request.notified() => None,
+                }
+            })
+            .await;
+            let ended = match first {
+                Err(_) => {
+                    tracing::debug!(%peer, "no request within the request-head timeout");
+                    return;
+                }
+                Ok(Some(ended)) => ended,
+                Ok(None) => conn.await,
+            };
+            if let Err(e) = ended {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });

@@ -85,12 +85,7 @@ both_backends!(tap_body_errors_are_precise, |env: Env| async move {
             422,
             "invalid_body",
         ),
-        (
-            "missing sequence",
-            without("sequence"),
-            422,
-            "invalid_body",
-        ),
+        ("missing sequence", without("sequence"), 422, "invalid_body"),
         (
             "sequence as a string",
             with("sequence", json!("1")),
@@ -166,7 +161,11 @@ both_backends!(tap_body_errors_are_precise, |env: Env| async move {
         let answer = t.post_bytes("/v1/taps", content_type, body).await.unwrap();
         assert_error(&answer, status, code, case);
     }
-    assert_eq!(env.gw.written().await, before, "refused bodies wrote nothing");
+    assert_eq!(
+        env.gw.written().await,
+        before,
+        "refused bodies wrote nothing"
+    );
     // Sequence 1 was never claimed: the well-formed tap is judged as new.
     let ok = t.tap(&entry(&rider, 1)).await.unwrap();
     assert_eq!(ok.decision, Decision::Approve, "{ok:?}");
@@ -277,16 +276,34 @@ both_backends!(batch_shape_errors_are_precise, |env: Env| async move {
         ("501 taps", taps(&too_many), "batch_size_out_of_range"),
         ("decreasing", taps(&[2, 1]), "batch_out_of_order"),
         ("repeated sequence", taps(&[1, 2, 2]), "batch_out_of_order"),
-        ("sequence 0 in the middle", taps(&[1, 0, 3]), "batch_out_of_order"),
+        (
+            "sequence 0 in the middle",
+            taps(&[1, 0, 3]),
+            "batch_out_of_order",
+        ),
     ];
     for (case, batch, code) in cases {
         assert_error(&t.batch_raw(&batch).await.unwrap(), 422, code, case);
     }
     let not_a_list = post_json(&t, "/v1/taps/batch", &json!({"taps": {}})).await;
     assert_error(&not_a_list, 422, "invalid_body", "taps is an object");
-    let unknown = post_json(&t, "/v1/taps/batch", &json!({"taps": [], "terminal_id": "x"})).await;
-    assert_error(&unknown, 400, "unknown_field", "a batch cannot claim a terminal");
-    assert_eq!(env.gw.written().await, before, "refused batches wrote nothing");
+    let unknown = post_json(
+        &t,
+        "/v1/taps/batch",
+        &json!({"taps": [], "terminal_id": "x"}),
+    )
+    .await;
+    assert_error(
+        &unknown,
+        400,
+        "unknown_field",
+        "a batch cannot claim a terminal",
+    );
+    assert_eq!(
+        env.gw.written().await,
+        before,
+        "refused batches wrote nothing"
+    );
 });
 
 // One invalid tap anywhere in a batch refuses the whole batch with the tap's precise code and
@@ -347,9 +364,17 @@ both_backends!(batch_with_one_bad_tap_stores_none, |env: Env| async move {
     for (case, taps, code, index) in cases {
         let answer = t.batch_raw(&TapBatchRequest { taps }).await.unwrap();
         assert_error(&answer, 422, code, case);
-        assert!(message(&answer).starts_with(index), "{case}: {}", message(&answer));
+        assert!(
+            message(&answer).starts_with(index),
+            "{case}: {}",
+            message(&answer)
+        );
     }
-    assert_eq!(env.gw.written().await, before, "no tap of a refused batch is stored");
+    assert_eq!(
+        env.gw.written().await,
+        before,
+        "no tap of a refused batch is stored"
+    );
     // The same sequences are still free: the corrected batch is judged in full.
     let accepted = t.batch(vec![good(0), good(1), good(2)]).await.unwrap();
     assert_eq!(accepted.results.len(), 3);
@@ -362,33 +387,45 @@ both_backends!(batch_with_one_bad_tap_stores_none, |env: Env| async move {
 
 // A batch that reuses a stored sequence with a different body is a 409 and stores none of its
 // other taps, whose sequences stay free.
-both_backends!(batch_idempotency_conflict_stores_none, |env: Env| async move {
-    let s = stops();
-    let t = env.gw.terminal(&gate(&s[4], 1));
-    let first = t.tap(&entry(&env.gw.rider().await, 5)).await.unwrap();
-    assert_eq!(first.decision, Decision::Approve);
-    let before = env.gw.written().await;
-    let (a, b, c) = (
-        env.gw.rider().await,
-        env.gw.rider().await,
-        env.gw.rider().await,
-    );
-    let batch = TapBatchRequest {
-        taps: vec![entry(&a, 4), entry(&b, 5), entry(&c, 6)],
-    };
-    let conflict = t.batch_raw(&batch).await.unwrap();
-    assert_error(&conflict, 409, "idempotency_conflict", "batch reusing sequence 5");
-    assert_eq!(env.gw.written().await, before, "nothing of the batch is stored");
-    let single = t.tap_raw(&entry(&b, 5)).await.unwrap();
-    assert_error(&single, 409, "idempotency_conflict", "single tap reusing 5");
-    assert_eq!(env.gw.written().await, before);
-    // Sequences 4 and 6 were not claimed: new bodies under them are judged, not conflicts.
-    for (rider, sequence) in [(&b, 4), (&c, 6)] {
-        let r: TapResponse = t.tap(&entry(rider, sequence)).await.unwrap();
-        assert_eq!(r.decision, Decision::Approve, "{r:?}");
+both_backends!(
+    batch_idempotency_conflict_stores_none,
+    |env: Env| async move {
+        let s = stops();
+        let t = env.gw.terminal(&gate(&s[4], 1));
+        let first = t.tap(&entry(&env.gw.rider().await, 5)).await.unwrap();
+        assert_eq!(first.decision, Decision::Approve);
+        let before = env.gw.written().await;
+        let (a, b, c) = (
+            env.gw.rider().await,
+            env.gw.rider().await,
+            env.gw.rider().await,
+        );
+        let batch = TapBatchRequest {
+            taps: vec![entry(&a, 4), entry(&b, 5), entry(&c, 6)],
+        };
+        let conflict = t.batch_raw(&batch).await.unwrap();
+        assert_error(
+            &conflict,
+            409,
+            "idempotency_conflict",
+            "batch reusing sequence 5",
+        );
+        assert_eq!(
+            env.gw.written().await,
+            before,
+            "nothing of the batch is stored"
+        );
+        let single = t.tap_raw(&entry(&b, 5)).await.unwrap();
+        assert_error(&single, 409, "idempotency_conflict", "single tap reusing 5");
+        assert_eq!(env.gw.written().await, before);
+        // Sequences 4 and 6 were not claimed: new bodies under them are judged, not conflicts.
+        for (rider, sequence) in [(&b, 4), (&c, 6)] {
+            let r: TapResponse = t.tap(&entry(rider, sequence)).await.unwrap();
+            assert_eq!(r.decision, Decision::Approve, "{r:?}");
+        }
+        assert_eq!(env.gw.written().await.taps, before.taps + 2);
     }
-    assert_eq!(env.gw.written().await.taps, before.taps + 2);
-});
+);
 
 fn admin_routes(rider: &RiderDevice, terminal: &str) -> Vec<(Method, String, Option<Value>)> {
     let op = json!({"operator_id": "intruder", "name": "x", "mode": "metro"});
@@ -403,7 +440,9 @@ fn admin_routes(rider: &RiderDevice, terminal: &str) -> Vec<(Method, String, Opt
         (
             Method::POST,
             "/v1/admin/terminals".into(),
-            Some(json!({"terminal_id": "intruder-1", "operator_id": METRO_OPERATOR, "location_id": stops()[0]})),
+            Some(
+                json!({"terminal_id": "intruder-1", "operator_id": METRO_OPERATOR, "location_id": stops()[0]}),
+            ),
         ),
         (Method::GET, "/v1/admin/terminals".into(), None),
         (
@@ -482,7 +521,12 @@ both_backends!(admin_routes_demand_the_admin_token, |env: Env| async move {
                 .public_send(method.clone(), &path, token, body.as_ref())
                 .await
                 .unwrap();
-            assert_error(&answer, 401, "unauthorized", &format!("{method} {path} with {case}"));
+            assert_error(
+                &answer,
+                401,
+                "unauthorized",
+                &format!("{method} {path} with {case}"),
+            );
         }
     }
     // The admin token under another scheme is not a bearer token.
@@ -494,7 +538,11 @@ both_backends!(admin_routes_demand_the_admin_token, |env: Env| async move {
         .await
         .unwrap();
     assert_eq!(basic.status(), 401);
-    assert_eq!(admin_state(&env).await, state, "refused requests changed nothing");
+    assert_eq!(
+        admin_state(&env).await,
+        state,
+        "refused requests changed nothing"
+    );
     assert_eq!(env.gw.count("deny_list").await, 0);
 });
 
@@ -513,17 +561,49 @@ both_backends!(admin_input_errors_are_precise, |env: Env| async move {
     let terminals = env.gw.count("terminals").await;
     let post = Method::POST;
 
-    let at = |terminal_id: &str, operator_id: &str, location_id: &str| {
-        json!({"terminal_id": terminal_id, "operator_id": operator_id, "location_id": location_id})
-    };
-    let a = admin(&env, post.clone(), "/v1/admin/terminals", at("gate-new-1", METRO_OPERATOR, "atlantis")).await;
+    let at = |terminal_id: &str, operator_id: &str, location_id: &str| json!({"terminal_id": terminal_id, "operator_id": operator_id, "location_id": location_id});
+    let a = admin(
+        &env,
+        post.clone(),
+        "/v1/admin/terminals",
+        at("gate-new-1", METRO_OPERATOR, "atlantis"),
+    )
+    .await;
     assert_error(&a, 422, "unknown_station", "unknown station");
     let plaza = turnpike_fares::demo_toll().plazas()[0].id.clone();
-    let a = admin(&env, post.clone(), "/v1/admin/terminals", at("gate-new-1", METRO_OPERATOR, &plaza)).await;
-    assert_error(&a, 422, "unknown_station", "a toll plaza is not a metro station");
-    let a = admin(&env, post.clone(), "/v1/admin/terminals", at("gate-new-1", TOLL_OPERATOR, &s[0])).await;
-    assert_error(&a, 422, "unknown_station", "a metro station is not a toll plaza");
-    let a = admin(&env, post.clone(), "/v1/admin/terminals", at("gate-new-1", "no-such-operator", &s[0])).await;
+    let a = admin(
+        &env,
+        post.clone(),
+        "/v1/admin/terminals",
+        at("gate-new-1", METRO_OPERATOR, &plaza),
+    )
+    .await;
+    assert_error(
+        &a,
+        422,
+        "unknown_station",
+        "a toll plaza is not a metro station",
+    );
+    let a = admin(
+        &env,
+        post.clone(),
+        "/v1/admin/terminals",
+        at("gate-new-1", TOLL_OPERATOR, &s[0]),
+    )
+    .await;
+    assert_error(
+        &a,
+        422,
+        "unknown_station",
+        "a metro station is not a toll plaza",
+    );
+    let a = admin(
+        &env,
+        post.clone(),
+        "/v1/admin/terminals",
+        at("gate-new-1", "no-such-operator", &s[0]),
+    )
+    .await;
     assert_error(&a, 422, "network_not_configured", "unknown operator");
     let a = admin(
         &env,
@@ -543,14 +623,32 @@ both_backends!(admin_input_errors_are_precise, |env: Env| async move {
     .await;
     assert_error(&a, 404, "not_found", "fares of an unknown operator");
 
-    let a = admin(&env, post.clone(), "/v1/admin/operators", json!({"operator_id": METRO_OPERATOR, "name": "again", "mode": "metro"})).await;
+    let a = admin(
+        &env,
+        post.clone(),
+        "/v1/admin/operators",
+        json!({"operator_id": METRO_OPERATOR, "name": "again", "mode": "metro"}),
+    )
+    .await;
     assert_error(&a, 409, "operator_exists", "operator created twice");
 
     let long = "x".repeat(100);
     for bad in ["has space", long.as_str(), "", "slash/id", "ünïcode"] {
-        let a = admin(&env, post.clone(), "/v1/admin/operators", json!({"operator_id": bad, "name": "n", "mode": "metro"})).await;
+        let a = admin(
+            &env,
+            post.clone(),
+            "/v1/admin/operators",
+            json!({"operator_id": bad, "name": "n", "mode": "metro"}),
+        )
+        .await;
         assert_error(&a, 422, "invalid_id", &format!("operator id {bad:?}"));
-        let a = admin(&env, post.clone(), "/v1/admin/terminals", at(bad, METRO_OPERATOR, &s[0])).await;
+        let a = admin(
+            &env,
+            post.clone(),
+            "/v1/admin/terminals",
+            at(bad, METRO_OPERATOR, &s[0]),
+        )
+        .await;
         assert_error(&a, 422, "invalid_id", &format!("terminal id {bad:?}"));
     }
     let a = admin(&env, post.clone(), "/v1/admin/operators", json!({"operator_id": "capped", "name": "n", "mode": "metro", "daily_cap": {"amount": "1.234", "currency": "CNY"}})).await;
@@ -560,16 +658,42 @@ both_backends!(admin_input_errors_are_precise, |env: Env| async move {
     let a = admin(&env, post.clone(), "/v1/admin/operators", json!({"operator_id": "capped", "name": "n", "mode": "metro", "daily_cap": {"amount": "-5.00", "currency": "CNY"}})).await;
     assert_error(&a, 422, "invalid_daily_cap", "negative daily cap");
     let a = admin(&env, post.clone(), "/v1/admin/operators", json!({"operator_id": "capped", "name": "n", "mode": "metro", "currency": "CNY", "daily_cap": {"amount": "5.00", "currency": "USD"}})).await;
-    assert_error(&a, 422, "invalid_daily_cap", "daily cap in another currency");
-    let a = admin(&env, post.clone(), "/v1/admin/operators", json!({"operator_id": "capped", "name": "n", "mode": "bus"})).await;
+    assert_error(
+        &a,
+        422,
+        "invalid_daily_cap",
+        "daily cap in another currency",
+    );
+    let a = admin(
+        &env,
+        post.clone(),
+        "/v1/admin/operators",
+        json!({"operator_id": "capped", "name": "n", "mode": "bus"}),
+    )
+    .await;
     assert_error(&a, 422, "invalid_mode", "unknown mode");
-    let a = admin(&env, post.clone(), "/v1/admin/operators", json!({"operator_id": "capped", "name": "n", "mode": "metro", "time_zone": "Mars/Olympus"})).await;
+    let a = admin(
+        &env,
+        post.clone(),
+        "/v1/admin/operators",
+        json!({"operator_id": "capped", "name": "n", "mode": "metro", "time_zone": "Mars/Olympus"}),
+    )
+    .await;
     assert_error(&a, 422, "unknown_time_zone", "unknown time zone");
-    assert_eq!(admin_state(&env).await, state, "refused requests changed nothing");
+    assert_eq!(
+        admin_state(&env).await,
+        state,
+        "refused requests changed nothing"
+    );
 
     // A fare matrix with one broken line is refused naming the file and line; nothing is stored.
-    admin(&env, post.clone(), "/v1/admin/operators", json!({"operator_id": "matrix-metro", "name": "m", "mode": "metro"}))
-        .await;
+    admin(
+        &env,
+        post.clone(),
+        "/v1/admin/operators",
+        json!({"operator_id": "matrix-metro", "name": "m", "mode": "metro"}),
+    )
+    .await;
     let mut matrix = include_str!("../../fares/data/demo-metro/fare_matrix.csv").to_string();
     if !matrix.ends_with('\n') {
         matrix.push('\n');
@@ -601,8 +725,19 @@ both_backends!(admin_input_errors_are_precise, |env: Env| async move {
     .await;
     assert_error(&a, 422, "invalid_fare_data", "missing matrix file");
     assert!(message(&a).contains("fare_matrix.csv"), "{}", message(&a));
-    let a = admin(&env, Method::PUT, "/v1/admin/operators/matrix-metro/fares", json!({"format": "demo_toll"})).await;
-    assert_error(&a, 422, "invalid_fare_data", "toll fares for a metro operator");
+    let a = admin(
+        &env,
+        Method::PUT,
+        "/v1/admin/operators/matrix-metro/fares",
+        json!({"format": "demo_toll"}),
+    )
+    .await;
+    assert_error(
+        &a,
+        422,
+        "invalid_fare_data",
+        "toll fares for a metro operator",
+    );
     let ops: Value = admin_state(&env).await.remove(0);
     let matrix_op = ops
         .as_array()
@@ -610,12 +745,24 @@ both_backends!(admin_input_errors_are_precise, |env: Env| async move {
         .iter()
         .find(|o| o["operator_id"] == "matrix-metro")
         .unwrap();
-    assert!(matrix_op["fare_version"].is_null(), "no fare data stored: {matrix_op}");
+    assert!(
+        matrix_op["fare_version"].is_null(),
+        "no fare data stored: {matrix_op}"
+    );
     assert_eq!(env.gw.count("terminals").await, terminals);
 });
 
-async fn rider_send(env: &Env, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Answer {
-    env.gw.public_send(method, path, token, body.as_ref()).await.unwrap()
+async fn rider_send(
+    env: &Env,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Answer {
+    env.gw
+        .public_send(method, path, token, body.as_ref())
+        .await
+        .unwrap()
 }
 
 // The rider API refuses missing or wrong tokens with 401, and invalid device keys, products and
@@ -625,8 +772,13 @@ both_backends!(rider_input_errors_are_precise, |env: Env| async move {
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let rider = env.gw.rider().await;
     let credentials = env.gw.count("credentials").await;
-    let key = b64.encode(turnpike_wire::ridecode::DeviceKeyPair::generate().unwrap().public_key_compressed());
-    let enrol = |key: &str, products: Value| json!({"device_public_key": key, "products": products});
+    let key = b64.encode(
+        turnpike_wire::ridecode::DeviceKeyPair::generate()
+            .unwrap()
+            .public_key_compressed(),
+    );
+    let enrol =
+        |key: &str, products: Value| json!({"device_public_key": key, "products": products});
     let good = enrol(&key, json!(["metro"]));
     let wrong = format!("rt_{}", b64.encode([7u8; 32]));
     for (case, token) in [
@@ -634,13 +786,27 @@ both_backends!(rider_input_errors_are_precise, |env: Env| async move {
         ("wrong token", Some(wrong.as_str())),
         ("the admin token", Some(ADMIN_TOKEN)),
     ] {
-        let a = rider_send(&env, Method::POST, "/v1/riders/me/credentials", token, Some(good.clone())).await;
+        let a = rider_send(
+            &env,
+            Method::POST,
+            "/v1/riders/me/credentials",
+            token,
+            Some(good.clone()),
+        )
+        .await;
         assert_error(&a, 401, "unauthorized", &format!("enrol with {case}"));
         let a = rider_send(&env, Method::GET, "/v1/riders/me/journeys", token, None).await;
         assert_error(&a, 401, "unauthorized", &format!("journeys with {case}"));
     }
     // Authentication comes before the body: a bad body without a token is still a 401.
-    let a = rider_send(&env, Method::POST, "/v1/riders/me/credentials", None, Some(json!({"nope": 1}))).await;
+    let a = rider_send(
+        &env,
+        Method::POST,
+        "/v1/riders/me/credentials",
+        None,
+        Some(json!({"nope": 1})),
+    )
+    .await;
     assert_error(&a, 401, "unauthorized", "bad body without a token");
 
     let mut off_curve = vec![0x02];
@@ -667,31 +833,84 @@ both_backends!(rider_input_errors_are_precise, |env: Env| async move {
         ("65 bytes not on the curve", b64.encode([4u8; 65])),
         ("empty", String::new()),
     ] {
-        let a = rider_send(&env, Method::POST, "/v1/riders/me/credentials", token, Some(enrol(&key, json!(["metro"])))).await;
+        let a = rider_send(
+            &env,
+            Method::POST,
+            "/v1/riders/me/credentials",
+            token,
+            Some(enrol(&key, json!(["metro"]))),
+        )
+        .await;
         assert_error(&a, 422, "invalid_device_public_key", case);
     }
     for (case, products) in [
         ("unknown product", json!(["metro", "bus"])),
         ("no product", json!([])),
     ] {
-        let a = rider_send(&env, Method::POST, "/v1/riders/me/credentials", token, Some(enrol(&key, products))).await;
+        let a = rider_send(
+            &env,
+            Method::POST,
+            "/v1/riders/me/credentials",
+            token,
+            Some(enrol(&key, products)),
+        )
+        .await;
         assert_error(&a, 422, "unknown_product", case);
     }
-    let a = rider_send(&env, Method::POST, "/v1/riders/me/credentials", token, Some(json!({"device_public_key": key, "rider_id": "1"}))).await;
+    let a = rider_send(
+        &env,
+        Method::POST,
+        "/v1/riders/me/credentials",
+        token,
+        Some(json!({"device_public_key": key, "rider_id": "1"})),
+    )
+    .await;
     assert_error(&a, 400, "unknown_field", "a body cannot name a rider");
-    assert_eq!(env.gw.count("credentials").await, credentials, "no credential issued");
+    assert_eq!(
+        env.gw.count("credentials").await,
+        credentials,
+        "no credential issued"
+    );
 
     for limit in ["0", "10000", "-1", "501"] {
-        let a = rider_send(&env, Method::GET, &format!("/v1/riders/me/journeys?limit={limit}"), token, None).await;
+        let a = rider_send(
+            &env,
+            Method::GET,
+            &format!("/v1/riders/me/journeys?limit={limit}"),
+            token,
+            None,
+        )
+        .await;
         assert_error(&a, 422, "limit_out_of_range", &format!("limit={limit}"));
     }
-    let a = rider_send(&env, Method::GET, "/v1/riders/me/journeys?limit=ten", token, None).await;
+    let a = rider_send(
+        &env,
+        Method::GET,
+        "/v1/riders/me/journeys?limit=ten",
+        token,
+        None,
+    )
+    .await;
     assert_error(&a, 400, "invalid_query", "limit=ten");
-    let a = rider_send(&env, Method::GET, "/v1/riders/me/journeys?limit=500", token, None).await;
+    let a = rider_send(
+        &env,
+        Method::GET,
+        "/v1/riders/me/journeys?limit=500",
+        token,
+        None,
+    )
+    .await;
     assert_eq!(a.status, 200, "limit=500 is the largest allowed");
 
     // The good enrolment works with the rider's own token.
-    let a = rider_send(&env, Method::POST, "/v1/riders/me/credentials", token, Some(good)).await;
+    let a = rider_send(
+        &env,
+        Method::POST,
+        "/v1/riders/me/credentials",
+        token,
+        Some(good),
+    )
+    .await;
     assert_eq!(a.status, 201, "{}", String::from_utf8_lossy(&a.body));
     assert_eq!(env.gw.count("credentials").await, credentials + 1);
 });
@@ -716,7 +935,10 @@ both_backends!(riders_see_only_their_own_journeys, |env: Env| async move {
     let seen_by_b = b.journeys(&env.gw.public_base, &ca).await.unwrap();
     assert_eq!(seen_by_b.journeys.len(), 1);
     assert_eq!(seen_by_b.journeys[0].entry_location_id, s[6]);
-    assert_eq!(seen_by_b.journeys[0].exit_location_id.as_deref(), Some(s[9].as_str()));
+    assert_eq!(
+        seen_by_b.journeys[0].exit_location_id.as_deref(),
+        Some(s[9].as_str())
+    );
     // A query string cannot widen the scope.
     let widened = rider_send(
         &env,

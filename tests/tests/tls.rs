@@ -156,7 +156,10 @@ async fn certificate_from_another_ca_is_refused() {
     // (a CA with another name would give UnknownCA); either way the handshake is refused.
     assert_alert(&env.gw, Some((&cert, &key)), "DecryptError").await;
     // The genuine certificate of the same terminal works.
-    assert_eq!(env.gw.terminal(&id).get("/healthz").await.unwrap().status, 200);
+    assert_eq!(
+        env.gw.terminal(&id).get("/healthz").await.unwrap().status,
+        200
+    );
 }
 
 // An expired certificate from the operator CA, for a registered terminal, is refused.
@@ -209,7 +212,10 @@ async fn server_certificate_is_not_a_terminal_credential() {
         )
         .await
         .unwrap();
-    let (cert, key) = (env.gw.certs.join("server.pem"), env.gw.certs.join("server.key"));
+    let (cert, key) = (
+        env.gw.certs.join("server.pem"),
+        env.gw.certs.join("server.key"),
+    );
     let client = env.gw.terminal_with(&cert, &key).unwrap();
     assert_refused(&env, &client, "server certificate").await;
     assert_alert(&env.gw, Some((&cert, &key)), "UnsupportedCertificate").await;
@@ -417,14 +423,22 @@ async fn taps_work_over_http2_and_http1() {
         let rider = env.gw.rider().await;
         let response = client
             .post(format!("{}/v1/taps", env.gw.terminal_base))
-            .json(&tap(sequence, Direction::Entry, rider.ride_code(now()).unwrap()))
+            .json(&tap(
+                sequence,
+                Direction::Entry,
+                rider.ride_code(now()).unwrap(),
+            ))
             .send()
             .await
             .unwrap();
         assert_eq!(response.version(), version);
         assert_eq!(response.status(), 200);
         let answer: TapResponse = response.json().await.unwrap();
-        assert_eq!(answer.decision, Decision::Approve, "{version:?}: {answer:?}");
+        assert_eq!(
+            answer.decision,
+            Decision::Approve,
+            "{version:?}: {answer:?}"
+        );
         assert_eq!(answer.sequence, sequence);
     }
     assert_eq!(env.gw.written().await.taps, 2);
@@ -454,7 +468,10 @@ async fn tls13_is_negotiated() {
         .await
         .unwrap();
     let (_, conn) = tls.get_ref();
-    assert_eq!(conn.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3));
+    assert_eq!(
+        conn.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
     assert_eq!(conn.alpn_protocol(), Some(b"h2".as_slice()));
 }
 
@@ -471,7 +488,16 @@ async fn silent_and_slow_clients_are_disconnected() {
         certs.join(format!("{id}.pem")),
         certs.join(format!("{id}.key")),
     );
-    let cases: [(&str, &str, Option<(&Path, &Path)>, &[u8], &[u8]); 5] = [
+    // (case, listener address, client certificate, ALPN protocol, bytes sent after the handshake)
+    type Case<'a> = (
+        &'static str,
+        &'a str,
+        Option<(&'a Path, &'a Path)>,
+        &'a [u8],
+        &'a [u8],
+    );
+    let terminal = terminal_addr(&env.gw);
+    let cases: [Case<'_>; 5] = [
         ("public, silent", public, None, b"h2", b""),
         (
             "public, half a request head",
@@ -496,7 +522,7 @@ async fn silent_and_slow_clients_are_disconnected() {
         ),
         (
             "terminal, silent",
-            &terminal_addr(&env.gw),
+            &terminal,
             Some((&cert, &key)),
             b"h2",
             b"",
@@ -521,7 +547,11 @@ async fn silent_and_slow_clients_are_disconnected() {
                 tls.read_to_end(&mut received),
             )
             .await;
-            (case, closed.is_ok(), String::from_utf8_lossy(&received).into_owned())
+            (
+                case,
+                closed.is_ok(),
+                String::from_utf8_lossy(&received).into_owned(),
+            )
         }));
     }
     for wait in waits {
