@@ -31,6 +31,9 @@ pub struct ListenConfig {
     pub public: SocketAddr,
     /// `/metrics`, `/healthz`, `/readyz` (plain HTTP; keep it on a private interface).
     pub ops: SocketAddr,
+    /// A request must be complete — body received, answer ready — within this, or it is
+    /// answered 408 `request_timeout`: a client trickling its body cannot hold a handler forever.
+    pub request_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -107,6 +110,7 @@ impl Default for ListenConfig {
             terminal: "127.0.0.1:8443".parse().expect("literal address"),
             public: "127.0.0.1:8444".parse().expect("literal address"),
             ops: "127.0.0.1:9090".parse().expect("literal address"),
+            request_timeout_ms: 30_000,
         }
     }
 }

@@ -154,9 +154,16 @@ impl Gateway {
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let state = self.state.clone();
-        let terminal_router = api::with_json_fallbacks(api::terminal::router(state.clone()));
-        let public_router = api::with_json_fallbacks(
-            api::rider::router(state.clone()).merge(api::admin::router(state.clone())),
+        let timeout_ms = state.config.listen.request_timeout_ms;
+        let terminal_router = api::with_request_deadline(
+            api::with_json_fallbacks(api::terminal::router(state.clone())),
+            timeout_ms,
+        );
+        let public_router = api::with_request_deadline(
+            api::with_json_fallbacks(
+                api::rider::router(state.clone()).merge(api::admin::router(state.clone())),
+            ),
+            timeout_ms,
         );
         let ops_router = api::ops::router(state.clone());
         let mut tasks = tokio::task::JoinSet::new();

@@ -562,3 +562,40 @@ async fn silent_and_slow_clients_are_disconnected() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_body_is_answered_408_and_stores_nothing() {
+    // A terminal that sends its headers and then only part of the body gets 408
+    // `request_timeout` once `listen.request_timeout_ms` has passed, and nothing is stored.
+    let env = Env::start_with(Db::Sqlite, |c| c.listen.request_timeout_ms = 1_000)
+        .await
+        .unwrap();
+    let id = gate(&turnpike_fares::demo_metro().stops()[0].id, 1);
+    let cert = env.gw.certs.join("terminals").join(format!("{id}.pem"));
+    let key = env.gw.certs.join("terminals").join(format!("{id}.key"));
+    let mut config = gateway::tls::client_config(&env.gw.ca(), Some((&cert, &key))).unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let port = env.gw.terminal_base.rsplit(':').next().unwrap().to_string();
+    let tcp = tokio::net::TcpStream::connect(format!("127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    let mut tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let head = "POST /v1/taps HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"sequence\":1,";
+    tls.write_all(head.as_bytes()).await.unwrap();
+    tls.flush().await.unwrap();
+    let started = std::time::Instant::now();
+    let mut received = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), tls.read(&mut received))
+        .await
+        .expect("answered in time")
+        .unwrap();
+    let text = String::from_utf8_lossy(&received[..n]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("request_timeout"), "{text}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(env.gw.count("taps").await, 0);
+}

@@ -80,6 +80,29 @@ pub fn with_json_fallbacks(router: axum::Router) -> axum::Router {
         )
 }
 
+/// Answers 408 `request_timeout` when a request (its body upload included) is not complete within
+/// `listen.request_timeout_ms`. A tap still waiting for its commit then may or may not be stored;
+/// the terminal retries with the same sequence number and gets the stored answer.
+pub fn with_request_deadline(router: axum::Router, timeout_ms: u64) -> axum::Router {
+    let limit = std::time::Duration::from_millis(timeout_ms);
+    router.layer(axum::middleware::from_fn(
+        move |req: Request, next: axum::middleware::Next| async move {
+            match tokio::time::timeout(limit, next.run(req)).await {
+                Ok(response) => response,
+                Err(_) => ApiError::BadRequest {
+                    status: StatusCode::REQUEST_TIMEOUT,
+                    code: "request_timeout",
+                    message: format!(
+                        "the request did not complete within {} ms",
+                        limit.as_millis()
+                    ),
+                }
+                .into_response(),
+            }
+        },
+    ))
+}
+
 /// Query-string parameters with our precise error (400 `invalid_query`) instead of axum's text.
 pub struct ValidQuery<T>(pub T);
 
