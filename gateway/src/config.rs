@@ -73,6 +73,10 @@ pub struct TapConfig {
     /// A scan time older than this is rejected (422 `scan_time_too_old`): offline buffers are
     /// uploaded within days, not weeks.
     pub scan_time_max_age_ms: u64,
+    /// Verified credentials remembered by the verifier (about 200 bytes each), so a rider's
+    /// later codes cost one ECDSA verification instead of two. 200 000 covers a big city's
+    /// riders of a day in about 40 MiB.
+    pub credential_cache_max: usize,
     /// How often each node re-reads the deny list and terminal registry from the database, so
     /// changes made on another node take effect within this bound.
     pub refresh_interval_ms: u64,
@@ -142,6 +146,7 @@ impl Default for TapConfig {
             max_future_skew_ms: 5_000,
             scan_time_future_skew_ms: 30_000,
             scan_time_max_age_ms: 7 * 24 * 3600 * 1000,
+            credential_cache_max: 200_000,
             refresh_interval_ms: 1_000,
         }
     }

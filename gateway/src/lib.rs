@@ -79,7 +79,8 @@ impl Gateway {
             freshness_ms: config.taps.freshness_ms,
             max_future_skew_ms: config.taps.max_future_skew_ms,
         };
-        let registry = Arc::new(Registry::load(&store, policy).await?);
+        let registry =
+            Arc::new(Registry::load(&store, policy, config.taps.credential_cache_max).await?);
         let networks = Arc::new(Networks::default());
         networks.reload(&store).await?;
         let rules = Rules {

@@ -18,6 +18,8 @@ pub struct KeyRing {
     pub current: IssuerKeyPair,
     pub verifier: Verifier,
     pub public_keys: Vec<IssuerPublicKey>,
+    /// The (key id, status) pairs this ring was built from.
+    state: Vec<(i64, String)>,
 }
 
 pub struct Registry {
@@ -25,6 +27,7 @@ pub struct Registry {
     deny: RwLock<Arc<DenyList>>,
     keys: RwLock<Arc<KeyRing>>,
     policy: VerifyPolicy,
+    credential_cache_max: usize,
 }
 
 fn read<T>(lock: &RwLock<Arc<T>>) -> Arc<T> {
@@ -38,13 +41,19 @@ fn swap<T>(lock: &RwLock<Arc<T>>, value: T) {
 
 impl Registry {
     /// Loads everything; creates the first issuer key if the database has none.
-    pub async fn load(store: &Store, policy: VerifyPolicy) -> anyhow::Result<Registry> {
-        let keys = load_key_ring(store, policy).await?;
+    /// `credential_cache_max` bounds the verifier's cache of verified credentials.
+    pub async fn load(
+        store: &Store,
+        policy: VerifyPolicy,
+        credential_cache_max: usize,
+    ) -> anyhow::Result<Registry> {
+        let keys = load_key_ring(store, policy, credential_cache_max).await?;
         let registry = Registry {
             terminals: RwLock::new(Arc::new(HashMap::new())),
             deny: RwLock::new(Arc::new(DenyList::default())),
             keys: RwLock::new(Arc::new(keys)),
             policy,
+            credential_cache_max,
         };
         registry.refresh(store).await?;
         Ok(registry)
@@ -67,7 +76,15 @@ impl Registry {
             };
         }
         swap(&self.deny, deny);
-        swap(&self.keys, load_key_ring(store, self.policy).await?);
+        // Rebuild the key ring only when the keys changed, so the verifier's credential cache
+        // survives refreshes and is dropped exactly when the accepted key set changes.
+        let rows = store.issuer_keys().await?;
+        if ring_state(&rows) != read(&self.keys).state {
+            swap(
+                &self.keys,
+                load_key_ring(store, self.policy, self.credential_cache_max).await?,
+            );
+        }
         Ok(())
     }
 
@@ -92,7 +109,16 @@ impl TerminalGate for Registry {
     }
 }
 
-async fn load_key_ring(store: &Store, policy: VerifyPolicy) -> anyhow::Result<KeyRing> {
+/// What identifies a key ring: each key's id and status.
+fn ring_state(rows: &[IssuerKeyRow]) -> Vec<(i64, String)> {
+    rows.iter().map(|r| (r.key_id, r.status.clone())).collect()
+}
+
+async fn load_key_ring(
+    store: &Store,
+    policy: VerifyPolicy,
+    credential_cache_max: usize,
+) -> anyhow::Result<KeyRing> {
     let mut rows = store.issuer_keys().await?;
     if !rows.iter().any(|r| r.status == "current") {
         // First start: stage key 1 and promote it. If another node races us, its insert wins
@@ -119,12 +145,14 @@ async fn load_key_ring(store: &Store, policy: VerifyPolicy) -> anyhow::Result<Ke
                 .map_err(|e| anyhow::anyhow!("issuer key {}: {e}", r.key_id))
         })
         .collect::<anyhow::Result<_>>()?;
-    let verifier =
-        Verifier::new(public_keys.iter().cloned(), policy).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let verifier = Verifier::new(public_keys.iter().cloned(), policy)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .with_credential_cache(credential_cache_max);
     Ok(KeyRing {
         current,
         verifier,
         public_keys,
+        state: ring_state(&rows),
     })
 }
 

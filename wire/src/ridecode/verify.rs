@@ -5,11 +5,18 @@
 //! ECDSA verifications, and makes every single flipped bit map to one precise
 //! [`RejectReason`]. Each signature is verified at most once per call.
 //!
+//! A verifier may keep a bounded cache of credentials whose issuer signature it has already
+//! checked (see [`Verifier::with_credential_cache`]): a rider's phone shows many codes with the
+//! same credential, and the gateway should never verify the same thing twice. The cache belongs
+//! to one key set; a verifier with other keys starts empty, so a retired key's credentials are
+//! never accepted from memory.
+//!
 //! It deliberately does not remember codes (replays across scans are caught by the gateway's
 //! unique constraint on fingerprint and direction), read a clock, or fetch keys and deny lists:
 //! callers pass snapshots.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
 
@@ -17,7 +24,7 @@ use super::format::{
     decode_base64url, fingerprint_of, short_id_of, Credential, CredentialBody, RideCode,
 };
 use super::keys::{decompress_public_key, IssuerPublicKey, RideCodeError};
-use super::{RejectReason, MAX_CREDENTIAL_VALIDITY_S};
+use super::{RejectReason, CREDENTIAL_LEN, MAX_CREDENTIAL_VALIDITY_S};
 
 /// Time rules for ride codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +139,17 @@ impl VerifiedRideCode {
 pub struct Verifier {
     keys: HashMap<u16, IssuerPublicKey>,
     policy: VerifyPolicy,
+    /// Credentials (exact bytes) whose issuer signature verified under `keys`, with their
+    /// decompressed device key. Shared by clones.
+    credentials: Option<Arc<CredentialCache>>,
+}
+
+/// Verified credentials, bounded: when full it is emptied and refills from live traffic, which
+/// costs one extra issuer verification per active rider, never a wrong answer.
+#[derive(Debug)]
+struct CredentialCache {
+    entries: Mutex<HashMap<[u8; CREDENTIAL_LEN], [u8; 65]>>,
+    capacity: usize,
 }
 
 impl Verifier {
@@ -148,7 +166,25 @@ impl Verifier {
                 return Err(RideCodeError::DuplicateKeyId(id));
             }
         }
-        Ok(Verifier { keys: map, policy })
+        Ok(Verifier {
+            keys: map,
+            policy,
+            credentials: None,
+        })
+    }
+
+    /// Remembers up to `capacity` verified credentials (about 200 bytes each), so a code whose
+    /// credential was seen before costs one ECDSA verification instead of two. Results are
+    /// identical with and without the cache. A capacity of 0 disables it.
+    pub fn with_credential_cache(mut self, capacity: usize) -> Verifier {
+        // Capacity 0 means no cache (every code pays for both verifications).
+        self.credentials = (capacity > 0).then(|| {
+            Arc::new(CredentialCache {
+                entries: Mutex::new(HashMap::new()),
+                capacity,
+            })
+        });
+        self
     }
 
     /// The time rules in force.
@@ -185,8 +221,7 @@ impl Verifier {
     ) -> Result<VerifiedRideCode, RejectReason> {
         let code = RideCode::from_bytes(code_bytes)?;
         let credential = code.credential();
-        self.check_issuer_signature(credential)?;
-        let device_key = device_key_uncompressed(credential.body())?;
+        let device_key = self.verified_device_key(credential)?;
         UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &device_key[..])
             .verify(&code.signing_input(), code.device_signature())
             .map_err(|_| RejectReason::BadDeviceSignature)?;
@@ -221,6 +256,32 @@ impl Verifier {
         self.check_issuer_signature(credential)?;
         device_key_uncompressed(credential.body())?;
         check_validity(credential.body(), now_s)
+    }
+
+    /// Steps 4–6 of [`Verifier::verify`], answered from the cache when these exact credential
+    /// bytes verified before.
+    fn verified_device_key(&self, credential: &Credential) -> Result<[u8; 65], RejectReason> {
+        let lock = |cache: &CredentialCache| {
+            cache
+                .entries
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(credential.as_bytes())
+                .copied()
+        };
+        if let Some(key) = self.credentials.as_deref().and_then(lock) {
+            return Ok(key);
+        }
+        self.check_issuer_signature(credential)?;
+        let key = device_key_uncompressed(credential.body())?;
+        if let Some(cache) = &self.credentials {
+            let mut entries = cache.entries.lock().unwrap_or_else(|e| e.into_inner());
+            if entries.len() >= cache.capacity {
+                entries.clear();
+            }
+            entries.insert(*credential.as_bytes(), key);
+        }
+        Ok(key)
     }
 
     fn check_issuer_signature(&self, credential: &Credential) -> Result<(), RejectReason> {

@@ -100,3 +100,42 @@ proptest! {
         prop_assert!(fixture().verifier.verify_base64url(&text, SCAN_TIME_MS, &no_deny()).is_err());
     }
 }
+
+#[test]
+fn the_credential_cache_never_changes_an_answer() {
+    // With a warm credential cache, every single-bit corruption still gets the same reason as
+    // without it, and the valid code still verifies.
+    let f = fixture();
+    let cached = f.verifier.clone().with_credential_cache(16);
+    assert!(cached
+        .verify(&f.code.to_bytes(), SCAN_TIME_MS, &no_deny())
+        .is_ok());
+    for byte in 0..RIDE_CODE_LEN {
+        for bit in 0..8 {
+            let bytes = flipped(byte, bit);
+            assert_eq!(
+                cached.verify(&bytes, SCAN_TIME_MS, &no_deny()).map(|_| ()),
+                Err(expected_reason(byte, bit)),
+                "byte {byte} bit {bit}"
+            );
+        }
+    }
+    assert!(cached
+        .verify(&f.code.to_bytes(), SCAN_TIME_MS, &no_deny())
+        .is_ok());
+    // A verifier for another key set does not share the cache: the same credential is unknown.
+    let other = turnpike_wire::ridecode::IssuerKeyPair::from_pkcs8(
+        2,
+        &turnpike_wire::ridecode::IssuerKeyPair::generate_pkcs8().unwrap(),
+    )
+    .unwrap();
+    let rotated = turnpike_wire::ridecode::Verifier::new([other.public_key()], Default::default())
+        .unwrap()
+        .with_credential_cache(16);
+    assert_eq!(
+        rotated
+            .verify(&f.code.to_bytes(), SCAN_TIME_MS, &no_deny())
+            .map(|_| ()),
+        Err(RejectReason::UnknownIssuerKey)
+    );
+}
