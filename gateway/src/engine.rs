@@ -157,6 +157,7 @@ impl Writer {
     async fn commit_group(&self, mut jobs: Vec<Job>) {
         let taps: usize = jobs.iter().map(|j| j.taps.len()).sum();
         metrics::histogram!("gateway_db_commit_batch_taps").record(taps as f64);
+        let mut retries = 0;
         loop {
             let started = Instant::now();
             match self.try_group(&jobs).await {
@@ -175,6 +176,13 @@ impl Writer {
                     if jobs.is_empty() {
                         return;
                     }
+                }
+                Err(e) if retries < TRANSIENT_RETRIES_MAX && is_transient(&e) => {
+                    // Two writers' groups deadlocked (or serialization failed) on PostgreSQL:
+                    // the database rolled one back; judging it again is safe and usually succeeds.
+                    retries += 1;
+                    metrics::counter!("gateway_db_commit_retries_total").increment(1);
+                    tracing::warn!(error = %e, taps, retries, "tap group hit a transient conflict; retrying");
                 }
                 Err(e) => {
                     tracing::error!(error = %e, taps, "tap group failed; nothing committed");
@@ -212,6 +220,17 @@ impl Writer {
 enum GroupResult {
     Committed(Vec<Vec<TapAnswer>>),
     Rejected { index: usize, error: ApiError },
+}
+
+/// How often a group is judged again after a deadlock or serialization failure before its taps
+/// are answered 503 (the terminals then retry idempotently).
+const TRANSIENT_RETRIES_MAX: u32 = 2;
+
+/// PostgreSQL's deadlock_detected (40P01) and serialization_failure (40001).
+fn is_transient(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code == "40P01" || code == "40001")
 }
 
 fn clone_sqlx_error(e: &sqlx::Error) -> sqlx::Error {
