@@ -268,6 +268,23 @@ pub fn tap(sequence: u64, direction: Direction, ride_code: String) -> TapRequest
     }
 }
 
+/// A tap scanned at `at_ms` showing a code the rider's phone generated at that moment (as an
+/// offline gate buffers it).
+pub fn tap_at(
+    sequence: u64,
+    direction: Direction,
+    rider: &gateway::client::RiderDevice,
+    at_ms: u64,
+) -> TapRequest {
+    TapRequest {
+        sequence,
+        direction,
+        ride_code: rider.ride_code(at_ms).expect("ride code"),
+        scanned_at_ms: at_ms,
+        vehicle_class: None,
+    }
+}
+
 pub fn toll_exit(sequence: u64, ride_code: String, class: VehicleClass) -> TapRequest {
     TapRequest {
         sequence,

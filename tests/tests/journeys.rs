@@ -2,7 +2,7 @@
 //! offline uploads.
 
 use turnpike_tests::{gate, tap, Db, Env};
-use turnpike_wire::api::{Decision, Direction, TapRequest};
+use turnpike_wire::api::{Decision, Direction};
 
 fn stops() -> Vec<String> {
     turnpike_fares::demo_metro()
@@ -146,13 +146,7 @@ async fn daily_cap(db: Db) {
     }
     // An offline gate now uploads a journey from 30 s ago (before the live ones finished).
     let t0 = now - 30_000;
-    let offline = [TapRequest {
-        sequence: 1,
-        direction: Direction::Entry,
-        ride_code: rider.ride_code(t0).unwrap(),
-        scanned_at_ms: t0,
-        vehicle_class: None,
-    }];
+    let offline = [turnpike_tests::tap_at(1, Direction::Entry, &rider, t0)];
     // The rider's live journeys are closed, so the offline entry opens one; its exit arrives live.
     let batch = env
         .gw

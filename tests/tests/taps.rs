@@ -291,34 +291,10 @@ both_backends!(offline_batch_matches_live, |env: Env| async move {
     let make = |rider: &gateway::client::RiderDevice| {
         let t0 = turnpike_tests::now_ms() - 20_000;
         vec![
-            turnpike_wire::api::TapRequest {
-                sequence: 0,
-                direction: Direction::Entry,
-                ride_code: rider.ride_code(t0).unwrap(),
-                scanned_at_ms: t0,
-                vehicle_class: None,
-            },
-            turnpike_wire::api::TapRequest {
-                sequence: 0,
-                direction: Direction::Entry,
-                ride_code: rider.ride_code(t0 + 1_000).unwrap(),
-                scanned_at_ms: t0 + 1_000,
-                vehicle_class: None,
-            },
-            turnpike_wire::api::TapRequest {
-                sequence: 0,
-                direction: Direction::Exit,
-                ride_code: rider.ride_code(t0 + 9_000).unwrap(),
-                scanned_at_ms: t0 + 9_000,
-                vehicle_class: None,
-            },
-            turnpike_wire::api::TapRequest {
-                sequence: 0,
-                direction: Direction::Exit,
-                ride_code: rider.ride_code(t0 + 10_000).unwrap(),
-                scanned_at_ms: t0 + 10_000,
-                vehicle_class: None,
-            },
+            turnpike_tests::tap_at(0, Direction::Entry, rider, t0),
+            turnpike_tests::tap_at(0, Direction::Entry, rider, t0 + 1_000),
+            turnpike_tests::tap_at(0, Direction::Exit, rider, t0 + 9_000),
+            turnpike_tests::tap_at(0, Direction::Exit, rider, t0 + 10_000),
         ]
     };
     let live_gate = env.gw.terminal(&gate(&s[7], 1));
@@ -562,13 +538,7 @@ async fn old_repeat(db: turnpike_tests::Db) {
     let rider = env.gw.rider().await;
     let t = env.gw.terminal(&gate(&s[11], 1));
     let now = turnpike_tests::now_ms();
-    let request = turnpike_wire::api::TapRequest {
-        sequence: 1,
-        direction: Direction::Entry,
-        ride_code: rider.ride_code(now - 500).unwrap(),
-        scanned_at_ms: now - 500,
-        vehicle_class: None,
-    };
+    let request = turnpike_tests::tap_at(1, Direction::Entry, &rider, now - 500);
     let first = t.tap_raw(&request).await.unwrap();
     assert_eq!(first.status, 200);
     tokio::time::sleep(std::time::Duration::from_millis(2_000)).await;
