@@ -105,6 +105,26 @@ impl TerminalClient {
         .await
     }
 
+    /// A toll exit paid at the booth with the driver's wallet payment code.
+    pub async fn toll_exit_raw(
+        &self,
+        tap: &TapRequest,
+        payment_code: &str,
+    ) -> anyhow::Result<Answer> {
+        let body = crate::api::payments::TollExitRequest {
+            tap: tap.clone(),
+            payment_code: payment_code.to_string(),
+        };
+        answer(
+            self.http
+                .post(format!("{}/v1/toll/exits", self.base))
+                .json(&body)
+                .send()
+                .await?,
+        )
+        .await
+    }
+
     /// POSTs arbitrary bytes with a content type, for bad-input tests.
     pub async fn post_bytes(
         &self,

@@ -20,6 +20,53 @@ pub struct Config {
     pub journeys: JourneyConfig,
     pub credentials: CredentialConfig,
     pub admin: AdminConfig,
+    pub provider: crate::provider::ProviderConfig,
+    pub charging: ChargingConfig,
+}
+
+/// How the gateway collects money through the provider (see docs/charging.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChargingConfig {
+    /// How often the capture worker looks for due metro charges.
+    pub capture_poll_ms: u64,
+    /// Charges claimed per poll, and deductions in flight at once.
+    pub capture_batch_max: usize,
+    /// How long a claimed charge is reserved for the worker that claimed it; another worker
+    /// (or node) takes it over after this, e.g. when the first one crashed.
+    pub capture_lease_ms: u64,
+    /// Deduction attempts (declines) before the charge fails and the rider is deny-listed.
+    pub capture_attempts_max: u32,
+    /// First retry delay after a decline or an unknown outcome; doubled each time, with jitter.
+    pub capture_backoff_ms: u64,
+    /// Ceiling of the retry delay.
+    pub capture_backoff_max_ms: u64,
+    /// The whole budget of a toll exit's synchronous barcode pay, including polling and cancel.
+    pub toll_budget_ms: u64,
+    /// How often a toll pay whose outcome is unknown (or waits for the buyer) is queried.
+    pub toll_query_interval_ms: u64,
+    /// How long a ticket order's QR can be paid.
+    pub ticket_order_ttl_minutes: u32,
+    /// Unpaid ticket orders older than this are queried at the provider (the notification is
+    /// the fast path; the query is the fallback).
+    pub ticket_query_after_ms: u64,
+}
+
+impl Default for ChargingConfig {
+    fn default() -> Self {
+        ChargingConfig {
+            capture_poll_ms: 500,
+            capture_batch_max: 32,
+            capture_lease_ms: 30_000,
+            capture_attempts_max: 5,
+            capture_backoff_ms: 60_000,
+            capture_backoff_max_ms: 6 * 3600 * 1000,
+            toll_budget_ms: 15_000,
+            toll_query_interval_ms: 1_000,
+            ticket_order_ttl_minutes: 15,
+            ticket_query_after_ms: 30_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -182,6 +229,8 @@ impl Default for Config {
             admin: AdminConfig {
                 token: String::new(),
             },
+            provider: crate::provider::ProviderConfig::default(),
+            charging: ChargingConfig::default(),
         }
     }
 }
@@ -249,6 +298,12 @@ impl Config {
         if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres"))
         {
             bail!("database.url must start with sqlite: or postgres://");
+        }
+        if self.charging.capture_attempts_max == 0 || self.charging.capture_batch_max == 0 {
+            bail!("charging.capture_attempts_max and charging.capture_batch_max must be positive");
+        }
+        if self.charging.toll_budget_ms < 2 * self.provider.call_timeout_ms {
+            bail!("charging.toll_budget_ms must leave room for a pay and a cancel (≥ 2 × provider.call_timeout_ms)");
         }
         Ok(())
     }

@@ -22,6 +22,7 @@ use turnpike_wire::Money;
 
 use crate::error::ApiError;
 use crate::network::{Mode, Networks, OperatorNetwork};
+use crate::store::charging::{self as charges, NewCharge};
 use crate::store::taps::{self as sql, Claim, JourneyClose, NewJourney, NewTap, TapOutcomeRow};
 use crate::store::{JourneyRow, Store, TerminalRow, Tx};
 
@@ -32,6 +33,9 @@ pub struct PreparedTap {
     pub received_at_ms: i64,
     /// The verified ride code, or why it was refused.
     pub verdict: Result<VerifiedCode, RejectReason>,
+    /// A toll exit paid on the spot: the engine closes the journey and records a 'paying'
+    /// charge; the caller then runs the barcode pay (see `charging::toll`).
+    pub pays_at_exit: bool,
 }
 
 pub struct VerifiedCode {
@@ -55,10 +59,26 @@ pub struct TapAnswer {
     pub repeat: bool,
     pub decision: Decision,
     pub reason: Option<String>,
+    /// A toll exit whose payment is now to be taken: the answer above is provisional.
+    pub payment: Option<PendingPayment>,
 }
+
+/// The 'paying' charge of a toll exit, for the synchronous barcode pay.
+#[derive(Debug, Clone)]
+pub struct PendingPayment {
+    pub charge_id: i64,
+    pub journey_id: i64,
+    pub fare: Money,
+    pub charge: Money,
+}
+
+/// The stored (and repeated) answer of a toll exit whose payment has not finished yet.
+pub const PAYMENT_PENDING: &str = "payment_pending";
 
 #[derive(Clone)]
 pub struct Rules {
+    /// How long a toll exit's 'paying' charge is reserved for the request that pays it.
+    pub payment_lease_ms: i64,
     pub incomplete_after_ms: i64,
     pub same_station_window_ms: i64,
     pub commit_batch_taps_max: usize,
@@ -244,6 +264,7 @@ struct Verdict {
     journey_id: Option<i64>,
     fare: Option<Money>,
     charge: Option<Money>,
+    payment: Option<PendingPayment>,
 }
 
 impl Verdict {
@@ -254,6 +275,7 @@ impl Verdict {
             journey_id: None,
             fare: None,
             charge: None,
+            payment: None,
         }
     }
 
@@ -264,6 +286,7 @@ impl Verdict {
             journey_id: Some(journey_id),
             fare: None,
             charge: None,
+            payment: None,
         }
     }
 }
@@ -309,6 +332,7 @@ async fn judge(
             repeat: true,
             decision: stored.decision,
             reason: stored.reason,
+            payment: None,
         }));
     }
 
@@ -316,7 +340,7 @@ async fn judge(
         Err(reason) => Verdict::decline(reason.code()),
         Ok(code) => match networks.get(&terminal.operator_id) {
             None => Verdict::decline("network_not_configured"),
-            Some(network) => apply_rules(tx, &network, rules, terminal, req, code).await?,
+            Some(network) => apply_rules(tx, &network, rules, terminal, tap, code).await?,
         },
     };
 
@@ -350,6 +374,7 @@ async fn judge(
         repeat: false,
         decision: verdict.decision,
         reason: response.reason,
+        payment: verdict.payment,
     }))
 }
 
@@ -365,9 +390,10 @@ async fn apply_rules(
     network: &OperatorNetwork,
     rules: &Rules,
     terminal: &TerminalRow,
-    req: &TapRequest,
+    tap: &PreparedTap,
     code: &VerifiedCode,
 ) -> Result<Verdict, sqlx::Error> {
+    let req = &tap.request;
     let mode = network.mode();
     if code.products & mode.product_bit() == 0 {
         return Ok(Verdict::decline("product_not_allowed"));
@@ -434,7 +460,7 @@ async fn apply_rules(
                 close_incomplete(tx, network, &open).await?;
                 Verdict::decline("no_entry")
             }
-            Some(open) => close_at_exit(tx, network, rules, terminal, req, &open).await?,
+            Some(open) => close_at_exit(tx, network, rules, terminal, tap, &open).await?,
         },
     };
     if verdict.decision == Decision::Decline {
@@ -448,9 +474,10 @@ async fn close_at_exit(
     network: &OperatorNetwork,
     rules: &Rules,
     terminal: &TerminalRow,
-    req: &TapRequest,
+    tap: &PreparedTap,
     open: &JourneyRow,
 ) -> Result<Verdict, sqlx::Error> {
+    let req = &tap.request;
     let scanned_at_ms = req.scanned_at_ms as i64;
     let same_station = open.entry_location_id == terminal.location_id;
     let priced = match network.mode() {
@@ -497,13 +524,59 @@ async fn close_at_exit(
     if !closed {
         return Ok(Verdict::decline("no_entry"));
     }
-    Ok(Verdict {
+    let mut verdict = Verdict {
         decision: Decision::Approve,
         reason: None,
         journey_id: Some(open.journey_id),
         fare: Some(fare),
         charge: Some(charge),
-    })
+        payment: None,
+    };
+    if charge.is_positive() {
+        let now_ms = crate::now_ms();
+        let pays_now = tap.pays_at_exit && network.mode() == Mode::Toll;
+        let new_charge = NewCharge {
+            charge_id: crate::random_id(),
+            kind: network.mode().as_str(),
+            operator_id: &open.operator_id,
+            rider_id: Some(open.rider_id),
+            journey_id: Some(open.journey_id),
+            amount_minor: charge.to_minor(),
+            currency: charge.currency().code(),
+            business_day: &business_day,
+            status: if pays_now { "paying" } else { "pending" },
+            next_attempt_at_ms: now_ms,
+            lease_until_ms: pays_now.then_some(now_ms + rules.payment_lease_ms),
+            terminal_id: Some(&terminal.terminal_id),
+            terminal_sequence: Some(req.sequence as i64),
+            now_ms,
+        };
+        let charge_id = if charges::insert_charge(tx, &new_charge).await? {
+            new_charge.charge_id
+        } else {
+            match charges::restart_journey_charge(tx, &new_charge).await? {
+                Some(id) => id,
+                None => {
+                    // The journey already has a live charge: never charge it twice.
+                    tracing::error!(journey_id = open.journey_id, "journey already charged");
+                    return Ok(Verdict::decline("already_charged"));
+                }
+            }
+        };
+        if pays_now {
+            // The answer stays provisional until the pay settles; a repeat meanwhile is told
+            // to wait, and the final answer replaces this one (see charging::toll).
+            verdict.decision = Decision::Decline;
+            verdict.reason = Some(PAYMENT_PENDING);
+            verdict.payment = Some(PendingPayment {
+                charge_id,
+                journey_id: open.journey_id,
+                fare,
+                charge,
+            });
+        }
+    }
+    Ok(verdict)
 }
 
 /// Closes a journey that never saw its exit, at the network's maximum fare.
@@ -515,7 +588,8 @@ pub async fn close_incomplete(
     let fare = network.incomplete_fare(&open.entry_location_id);
     let business_day = network.business_day(open.entry_at_ms);
     let charge = charge_after_cap(tx, network, open.rider_id, &business_day, &fare).await?;
-    sql::close_journey(
+    let now_ms = crate::now_ms();
+    let closed = sql::close_journey(
         tx,
         &JourneyClose {
             journey_id: open.journey_id,
@@ -529,10 +603,34 @@ pub async fn close_incomplete(
             charge_minor: charge.to_minor(),
             currency: fare.currency().code(),
             business_day: &business_day,
-            closed_at_ms: crate::now_ms(),
+            closed_at_ms: now_ms,
         },
     )
-    .await
+    .await?;
+    if closed && charge.is_positive() {
+        // Post-paid at the maximum fare, through the same outbox as a normal exit.
+        charges::insert_charge(
+            tx,
+            &NewCharge {
+                charge_id: crate::random_id(),
+                kind: network.mode().as_str(),
+                operator_id: &open.operator_id,
+                rider_id: Some(open.rider_id),
+                journey_id: Some(open.journey_id),
+                amount_minor: charge.to_minor(),
+                currency: charge.currency().code(),
+                business_day: &business_day,
+                status: "pending",
+                next_attempt_at_ms: now_ms,
+                lease_until_ms: None,
+                terminal_id: None,
+                terminal_sequence: None,
+                now_ms,
+            },
+        )
+        .await?;
+    }
+    Ok(closed)
 }
 
 /// The daily cap, order-independent: the rider's day total of fares is kept in one row, and each

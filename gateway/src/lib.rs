@@ -17,12 +17,14 @@
 
 pub mod api;
 pub mod certs;
+pub mod charging;
 pub mod client;
 pub mod config;
 pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod network;
+pub mod provider;
 pub mod registry;
 pub mod server;
 pub mod store;
@@ -55,6 +57,7 @@ pub struct AppState {
     pub engine: TapEngine,
     pub metrics: PrometheusHandle,
     pub admin_token_sha256: [u8; 32],
+    pub charging: charging::Charging,
 }
 
 impl AppState {
@@ -84,6 +87,8 @@ impl Gateway {
         let networks = Arc::new(Networks::default());
         networks.reload(&store).await?;
         let rules = Rules {
+            payment_lease_ms: (config.charging.toll_budget_ms + config.provider.call_timeout_ms)
+                as i64,
             incomplete_after_ms: config.journeys.incomplete_after_ms as i64,
             same_station_window_ms: config.journeys.same_station_window_ms as i64,
             commit_batch_taps_max: config.taps.commit_batch_taps_max,
@@ -106,7 +111,18 @@ impl Gateway {
         let ops = TcpListener::bind(config.listen.ops)
             .await
             .with_context(|| format!("binding {}", config.listen.ops))?;
+        let provider = if config.provider.url.is_empty() {
+            None
+        } else {
+            Some(provider::ProviderClient::new(&config.provider)?)
+        };
+        let charging = charging::Charging {
+            store: store.clone(),
+            provider,
+            config: Arc::new(config.charging.clone()),
+        };
         let state = AppState {
+            charging,
             config: Arc::new(config),
             store,
             registry,
@@ -157,12 +173,18 @@ impl Gateway {
         let state = self.state.clone();
         let timeout_ms = state.config.listen.request_timeout_ms;
         let terminal_router = api::with_request_deadline(
-            api::with_json_fallbacks(api::terminal::router(state.clone())),
+            api::with_json_fallbacks(
+                api::terminal::router(state.clone())
+                    .merge(api::payments::terminal_router(state.clone())),
+            ),
             timeout_ms,
         );
         let public_router = api::with_request_deadline(
             api::with_json_fallbacks(
-                api::rider::router(state.clone()).merge(api::admin::router(state.clone())),
+                api::rider::router(state.clone())
+                    .merge(api::admin::router(state.clone()))
+                    .merge(api::payments::rider_router(state.clone()))
+                    .merge(api::payments::admin_router(state.clone())),
             ),
             timeout_ms,
         );
@@ -185,6 +207,10 @@ impl Gateway {
         tasks.spawn(server::serve_plain(self.ops, ops_router, stop_rx.clone()));
         tasks.spawn(refresher(state.clone(), stop_rx.clone()));
         tasks.spawn(sweeper(state.clone(), stop_rx.clone()));
+        tasks.spawn(charging::capture::run(
+            state.charging.clone(),
+            stop_rx.clone(),
+        ));
         shutdown.await;
         tracing::info!("shutting down: draining in-flight requests");
         let _ = stop_tx.send(true);

@@ -16,6 +16,8 @@ use turnpike_wire::api::{Direction, TapRequest, VehicleClass};
 
 pub use gateway;
 
+pub mod provider;
+
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Db {

@@ -59,7 +59,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn require_admin(
+pub(crate) async fn require_admin(
     State(state): State<AppState>,
     req: axum::extract::Request,
     next: axum::middleware::Next,

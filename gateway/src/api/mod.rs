@@ -4,10 +4,13 @@
 //! - [`terminal`]: `POST /v1/taps`, `POST /v1/taps/batch`, key and deny-list feeds (mutual TLS).
 //! - [`rider`]: rider registration, device enrolment, own journeys (rider tokens).
 //! - [`admin`]: operators, terminals, fare data, deny list, issuer keys (admin token).
+//! - [`payments`]: toll exits paid at the booth, rider wallets/charges/arrears, admin charges
+//!   and journal.
 //! - [`ops`]: `/metrics`, `/healthz`, `/readyz` (plain HTTP on a private address).
 
 pub mod admin;
 pub mod ops;
+pub mod payments;
 pub mod rider;
 pub mod terminal;
 

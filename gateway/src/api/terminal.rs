@@ -45,7 +45,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-fn terminal_of(state: &AppState, identity: &TerminalIdentity) -> ApiResult<TerminalRow> {
+pub(super) fn terminal_of(state: &AppState, identity: &TerminalIdentity) -> ApiResult<TerminalRow> {
     match state.registry.terminal(&identity.0) {
         Some(t) if t.status == "active" => Ok(t),
         _ => Err(ApiError::BadRequest {
@@ -181,7 +181,7 @@ async fn stored_answers(
     Ok(Some(answers))
 }
 
-fn observe(endpoint: &'static str, answer: &TapAnswer, started: Instant) {
+pub(super) fn observe(endpoint: &'static str, answer: &TapAnswer, started: Instant) {
     let decision = engine::decision_str(answer.decision);
     let reason = answer.reason.clone().unwrap_or_else(|| "none".into());
     metrics::counter!("gateway_taps_total", "decision" => decision, "reason" => reason)
@@ -195,7 +195,11 @@ fn observe(endpoint: &'static str, answer: &TapAnswer, started: Instant) {
 
 /// Validates a tap and verifies its ride code. Request errors become 4xx; a code that fails
 /// verification is not an error but a tap the engine will decline with the precise reason.
-fn prepare(state: &AppState, terminal: &TerminalRow, tap: TapRequest) -> ApiResult<PreparedTap> {
+pub(super) fn prepare(
+    state: &AppState,
+    terminal: &TerminalRow,
+    tap: TapRequest,
+) -> ApiResult<PreparedTap> {
     let now_ms = crate::now_ms();
     if tap.sequence == 0 || tap.sequence > SEQUENCE_MAX {
         return Err(ApiError::unprocessable(
@@ -246,6 +250,7 @@ fn prepare(state: &AppState, terminal: &TerminalRow, tap: TapRequest) -> ApiResu
         request: tap,
         received_at_ms: now_ms,
         verdict,
+        pays_at_exit: false,
     })
 }
 

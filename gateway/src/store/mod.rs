@@ -9,6 +9,7 @@
 //! Conventions: times are UTC Unix milliseconds, money is integer minor units plus a currency
 //! code, ids are random positive 63-bit integers.
 
+pub mod charging;
 pub mod taps;
 
 use std::str::FromStr;

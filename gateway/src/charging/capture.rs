@@ -1,0 +1,302 @@
+//! The capture worker: collects post-paid charges through the rider's withholding agreement, and
+//! finishes toll pays whose request died before they settled.
+//!
+//! Each round it takes due charges, leases each one (a conditional UPDATE, so several workers or
+//! nodes never work the same charge at once), and runs at most `capture_batch_max` provider calls
+//! concurrently. Outcomes:
+//! - paid → `captured`, journal entry, and the rider's arrears deny-listing lifted when nothing
+//!   declined is left;
+//! - declined (balance, limit, agreement) → next attempt with a new trade number after a
+//!   jittered exponential backoff; after `capture_attempts_max` the charge `failed` and the rider
+//!   is deny-listed (`arrears`) until a repayment succeeds;
+//! - unknown (timeout, 5xx, dropped answer, forged answer) → the same trade number again later;
+//!   the provider's idempotency on it makes the retry safe.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::{backoff_ms, capture_txn, fare_txn, fee_minor, reversal_txn, Charging};
+use crate::provider::{CallError, CancelOutcome, PayOutcome, QueryOutcome};
+use crate::store::charging::{self as sql, ChargeRow};
+
+/// The deny-list reason this worker sets and lifts (it never lifts anyone else's entry).
+pub const ARREARS: &str = "arrears";
+
+/// Runs rounds until `stop` turns true.
+pub async fn run(charging: Charging, mut stop: watch::Receiver<bool>) {
+    let every = Duration::from_millis(charging.config.capture_poll_ms.max(10));
+    loop {
+        if let Err(e) = round(&charging).await {
+            tracing::warn!(error = %e, "capture round failed; retrying next round");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// One round: due post-paid charges and stale toll pays. Returns how many charges it worked.
+pub async fn round(charging: &Charging) -> anyhow::Result<usize> {
+    let Some(_) = &charging.provider else {
+        return Ok(0);
+    };
+    let now = crate::now_ms();
+    let limit = charging.config.capture_batch_max as i64;
+    let mut work = Vec::new();
+    for (kind, status) in [
+        ("metro", "pending"),
+        ("toll", "pending"),
+        ("toll", "paying"),
+    ] {
+        work.extend(charging.store.due_charges(kind, status, now, limit).await?);
+    }
+    let lease_until = now + charging.config.capture_lease_ms as i64;
+    let mut tasks = JoinSet::new();
+    let mut worked = 0;
+    for charge in work {
+        if !charging
+            .store
+            .lease_charge(&charge, now, lease_until)
+            .await?
+        {
+            continue;
+        }
+        worked += 1;
+        while tasks.len() >= charging.config.capture_batch_max {
+            tasks.join_next().await;
+        }
+        let charging = charging.clone();
+        tasks.spawn(async move {
+            let result = if charge.status == "paying" {
+                recover_toll(&charging, &charge).await
+            } else {
+                capture_one(&charging, &charge).await
+            };
+            if let Err(e) = result {
+                tracing::warn!(charge_id = charge.charge_id, error = %e, "charge not settled this round");
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(worked)
+}
+
+/// One deduction attempt for a post-paid charge.
+async fn capture_one(charging: &Charging, charge: &ChargeRow) -> anyhow::Result<()> {
+    let provider = charging
+        .provider
+        .as_ref()
+        .expect("rounds run only with a provider");
+    let store = &charging.store;
+    if charge.attempt == 1 {
+        // The fare becomes owed when its charge is first worked (booked once by its key).
+        let mut tx = store.begin().await?;
+        sql::book(&mut tx, &fare_txn(charge), crate::now_ms()).await?;
+        tx.commit().await?;
+    }
+    let rider_id = charge.rider_id.unwrap_or_default();
+    let outcome = match store.wallet(rider_id).await? {
+        None => Ok(PayOutcome::Declined {
+            sub_code: "NO_AGREEMENT".into(),
+            message: "the rider has bound no wallet".into(),
+        }),
+        Some(agreement_no) => {
+            let subject = format!("{} fare", charge.operator_id);
+            provider
+                .deduct(
+                    &charge.out_trade_no,
+                    &agreement_no,
+                    charge.amount_minor,
+                    &subject,
+                )
+                .await
+        }
+    };
+    let now = crate::now_ms();
+    let cfg = &charging.config;
+    match outcome {
+        Ok(PayOutcome::Paid {
+            trade_no,
+            amount_fen,
+        }) => {
+            if amount_fen != charge.amount_minor {
+                tracing::error!(
+                    charge_id = charge.charge_id,
+                    amount_fen,
+                    expected = charge.amount_minor,
+                    "provider paid another amount"
+                );
+                metrics::counter!("gateway_charge_amount_mismatch_total").increment(1);
+            }
+            apply_paid(charging, charge, &charge.out_trade_no, &trade_no).await?;
+        }
+        Ok(PayOutcome::Declined { sub_code, message }) => {
+            let error = format!("{sub_code}: {message}");
+            let mut tx = store.begin().await?;
+            sql::finish_attempt(
+                &mut tx,
+                &charge.out_trade_no,
+                "declined",
+                Some(&error),
+                None,
+                now,
+            )
+            .await?;
+            if charge.attempt >= cfg.capture_attempts_max as i64 {
+                if sql::give_up(&mut tx, charge.charge_id, "failed", &error, now).await? {
+                    sql::deny_add_in(&mut tx, rider_id, ARREARS, now).await?;
+                    metrics::counter!("gateway_charges_total", "kind" => charge.kind.clone(), "outcome" => "failed").increment(1);
+                    tracing::info!(
+                        charge_id = charge.charge_id,
+                        rider_id,
+                        "charge failed; rider deny-listed"
+                    );
+                }
+            } else {
+                let due = now
+                    + backoff_ms(
+                        cfg.capture_backoff_ms,
+                        cfg.capture_backoff_max_ms,
+                        charge.attempt as u32,
+                    );
+                sql::next_attempt(&mut tx, charge, &error, due, now).await?;
+                metrics::counter!("gateway_charges_total", "kind" => charge.kind.clone(), "outcome" => "declined").increment(1);
+            }
+            tx.commit().await?;
+        }
+        Ok(PayOutcome::UserPaying { .. }) => {
+            // A deduction does not wait for the buyer; if a provider says so, ask again later.
+            let due = now + cfg.capture_backoff_ms as i64;
+            sql::retry_later(store, charge.charge_id, "user paying", due, now).await?;
+        }
+        Err(e) => unknown_later(charging, charge, &e).await?,
+    }
+    Ok(())
+}
+
+async fn unknown_later(
+    charging: &Charging,
+    charge: &ChargeRow,
+    e: &CallError,
+) -> anyhow::Result<()> {
+    let now = crate::now_ms();
+    let cfg = &charging.config;
+    // The longer a charge has been unknown, the longer the wait, up to the ceiling.
+    let age_ms = (now - charge.created_at_ms).max(0) as u64;
+    let n = (age_ms / cfg.capture_backoff_ms.max(1)).min(30) as u32 + 1;
+    let due = now + backoff_ms(cfg.capture_backoff_ms, cfg.capture_backoff_max_ms, n);
+    metrics::counter!("gateway_charges_total", "kind" => charge.kind.clone(), "outcome" => "unknown")
+        .increment(1);
+    sql::retry_later(&charging.store, charge.charge_id, &e.to_string(), due, now).await?;
+    Ok(())
+}
+
+/// Books a verified payment once: charge captured, attempt paid, journal entry, and (post-pay)
+/// the rider's arrears lifted when nothing declined is left. Safe to call again with the same
+/// result (from an answer, a notification, a query): the second call changes nothing.
+pub async fn apply_paid(
+    charging: &Charging,
+    charge: &ChargeRow,
+    out_trade_no: &str,
+    provider_trade_no: &str,
+) -> anyhow::Result<bool> {
+    let store = &charging.store;
+    let now = crate::now_ms();
+    let rate_bp = store.provider_fee_rate_bp(&charge.operator_id).await?;
+    let fee = fee_minor(charge.amount_minor, rate_bp);
+    let post_paid = charge.kind == "metro" || (charge.kind == "toll" && charge.status == "pending");
+    let mut tx = store.begin().await?;
+    let captured = sql::capture(&mut tx, charge.charge_id, provider_trade_no, fee, now).await?;
+    if captured {
+        sql::finish_attempt(
+            &mut tx,
+            out_trade_no,
+            "paid",
+            None,
+            Some(provider_trade_no),
+            now,
+        )
+        .await?;
+        sql::book(
+            &mut tx,
+            &capture_txn(charge, out_trade_no, provider_trade_no, fee, post_paid),
+            now,
+        )
+        .await?;
+        if charge.status == "paying" {
+            super::toll::final_answer_in(&mut tx, charge, None).await?;
+        }
+        if let Some(rider_id) = charge.rider_id {
+            if post_paid && sql::rider_arrears_count(&mut tx, rider_id).await? == 0 {
+                if sql::deny_remove_in(&mut tx, rider_id, ARREARS).await? {
+                    tracing::info!(rider_id, "arrears repaid; rider lifted from the deny list");
+                }
+            }
+        }
+        metrics::counter!("gateway_charges_total", "kind" => charge.kind.clone(), "outcome" => "captured").increment(1);
+    }
+    tx.commit().await?;
+    Ok(captured)
+}
+
+/// A toll pay whose request died (gateway crash, restart) before it settled: query, and keep the
+/// payment if it went through; otherwise cancel so no trade stays open, and reopen the journey.
+async fn recover_toll(charging: &Charging, charge: &ChargeRow) -> anyhow::Result<()> {
+    let provider = charging
+        .provider
+        .as_ref()
+        .expect("rounds run only with a provider");
+    match provider.query(&charge.out_trade_no).await {
+        Ok(QueryOutcome::Trade {
+            trade_no, status, ..
+        }) if status.is_paid() => {
+            apply_paid(charging, charge, &charge.out_trade_no, &trade_no).await?;
+            return Ok(());
+        }
+        Ok(_) => {}
+        Err(e) => return unknown_later(charging, charge, &e).await,
+    }
+    match provider.cancel(&charge.out_trade_no).await {
+        Ok(CancelOutcome::Cancelled { reversed }) => {
+            super::toll::apply_unpaid(charging, charge, reversed, "payment_failed").await?;
+        }
+        Ok(CancelOutcome::NotFound) => {
+            super::toll::apply_unpaid(charging, charge, false, "payment_failed").await?;
+        }
+        Ok(CancelOutcome::Refused { sub_code }) => {
+            tracing::warn!(
+                charge_id = charge.charge_id,
+                sub_code,
+                "cancel refused; will query again"
+            );
+            unknown_later(charging, charge, &CallError::Unknown(sub_code)).await?;
+        }
+        Err(e) => unknown_later(charging, charge, &e).await?,
+    }
+    Ok(())
+}
+
+/// Books the reversal of a paid-then-cancelled trade: its capture and the mirror entry.
+pub async fn book_reversal(
+    charging: &Charging,
+    charge: &ChargeRow,
+    out_trade_no: &str,
+) -> anyhow::Result<()> {
+    let store = &charging.store;
+    let rate_bp = store.provider_fee_rate_bp(&charge.operator_id).await?;
+    let fee = fee_minor(charge.amount_minor, rate_bp);
+    let now = crate::now_ms();
+    let mut tx = store.begin().await?;
+    sql::book(
+        &mut tx,
+        &capture_txn(charge, out_trade_no, "reversed", fee, false),
+        now,
+    )
+    .await?;
+    sql::book(&mut tx, &reversal_txn(charge, out_trade_no, fee), now).await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,642 @@
+//! The provider client: the only code in the gateway that speaks the payment provider's wire
+//! format (an Alipay-style open API: one `gateway.do` endpoint, RSA2-signed form requests,
+//! RSA2-signed `<method>_response` answers and async notifications).
+//!
+//! Every call is signed with the merchant (app) key and every answer is verified against the
+//! platform key before a single field of it is believed; an answer that fails verification is an
+//! unknown outcome, never a result. Calls have a per-call timeout, share one connection pool, pass
+//! a circuit breaker, and are counted per method and outcome
+//! (`gateway_provider_calls_total{method,outcome}`, `gateway_provider_call_duration_seconds`).
+//!
+//! Outcomes are typed so callers cannot confuse "declined" (definitive: nothing was taken) with
+//! "unknown" (timeout, 5xx, dropped answer, system error: money may or may not have moved, so the
+//! caller must query, retry with the same trade number, or cancel).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use turnpike_provider_wire::sign::{canonical_notification, canonical_request, Signer, Verifier};
+use turnpike_provider_wire::split_answer;
+
+/// Where the provider is and who we are to it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProviderConfig {
+    /// The open-API endpoint, e.g. `https://openapi.alipay.com/gateway.do`; empty = no provider
+    /// (charges are recorded and wait; nothing is captured).
+    pub url: String,
+    pub app_id: String,
+    /// The merchant's RSA private key (PEM), which signs every request.
+    pub app_private_key_file: PathBuf,
+    /// The platform's RSA public key (PEM), which every answer and notification must verify with.
+    pub platform_public_key_file: PathBuf,
+    /// Where the provider posts async notifications (our public listener's `/v1/provider/notify`).
+    pub notify_url: String,
+    /// Deadline for one HTTP call; past it the outcome is unknown.
+    pub call_timeout_ms: u64,
+    /// Consecutive unknown outcomes that open the circuit breaker.
+    pub breaker_failures_max: u32,
+    /// How long an open breaker refuses calls before letting one through again.
+    pub breaker_open_ms: u64,
+    /// Idle connections kept per host, reused across calls.
+    pub pool_idle_per_host_max: usize,
+}
+
+impl Default for ProviderConfig {
+    fn default() -> Self {
+        ProviderConfig {
+            url: String::new(),
+            app_id: String::new(),
+            app_private_key_file: PathBuf::from("provider-keys/app-private.pem"),
+            platform_public_key_file: PathBuf::from("provider-keys/platform-public.pem"),
+            notify_url: String::new(),
+            call_timeout_ms: 3_000,
+            breaker_failures_max: 20,
+            breaker_open_ms: 2_000,
+            pool_idle_per_host_max: 32,
+        }
+    }
+}
+
+/// What a call can end in when no verified business answer came back.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    /// Nothing was sent: the breaker is open. Safe to retry later with the same trade number.
+    #[error("provider circuit breaker open")]
+    BreakerOpen,
+    /// Sent, but no trustworthy answer: timeout, connection error, HTTP 5xx, dropped answer,
+    /// platform system error. Money may have moved.
+    #[error("provider outcome unknown: {0}")]
+    Unknown(String),
+    /// An answer came back but its signature does not verify: treated as unknown, and logged.
+    #[error("provider answer failed signature verification")]
+    Forged,
+}
+
+/// A verified business answer: the platform's code and the fields of `<method>_response`.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub code: String,
+    pub sub_code: Option<String>,
+    pub sub_msg: Option<String>,
+    pub fields: Map<String, Value>,
+}
+
+impl Reply {
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.fields.get(name).and_then(Value::as_str)
+    }
+
+    /// A platform-level "try again" (20000, or the ACQ.SYSTEM_ERROR business code): unknown.
+    fn is_system_error(&self) -> bool {
+        self.code == "20000" || self.sub_code.as_deref() == Some("ACQ.SYSTEM_ERROR")
+    }
+}
+
+/// The state of a trade as the provider reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TradeStatus {
+    WaitBuyerPay,
+    Success,
+    Finished,
+    Closed,
+}
+
+impl TradeStatus {
+    fn parse(s: &str) -> Option<TradeStatus> {
+        Some(match s {
+            "WAIT_BUYER_PAY" => TradeStatus::WaitBuyerPay,
+            "TRADE_SUCCESS" => TradeStatus::Success,
+            "TRADE_FINISHED" => TradeStatus::Finished,
+            "TRADE_CLOSED" => TradeStatus::Closed,
+            _ => return None,
+        })
+    }
+
+    pub fn is_paid(self) -> bool {
+        matches!(self, TradeStatus::Success | TradeStatus::Finished)
+    }
+}
+
+/// Outcome of a pay (barcode or agreement deduction).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PayOutcome {
+    Paid {
+        trade_no: String,
+        amount_fen: i64,
+    },
+    /// The buyer must confirm in the wallet (10003); poll with query.
+    UserPaying {
+        trade_no: Option<String>,
+    },
+    /// Definitively not paid (40004 with a business reason).
+    Declined {
+        sub_code: String,
+        message: String,
+    },
+}
+
+/// Outcome of a query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueryOutcome {
+    Trade {
+        trade_no: String,
+        status: TradeStatus,
+        amount_fen: i64,
+    },
+    NotFound,
+}
+
+/// Outcome of a cancel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// `close`: nothing had been paid; `refund`: a payment was reversed in full.
+    Cancelled { reversed: bool },
+    /// Nothing to cancel under this trade number.
+    NotFound,
+    /// The provider refused (e.g. a trade that can no longer be cancelled).
+    Refused { sub_code: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundOutcome {
+    Refunded { refunded_total_fen: i64 },
+    Refused { sub_code: String, message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgreementOutcome {
+    Active { provider_user_id: Option<String> },
+    Inactive { status: String },
+    NotFound,
+}
+
+struct Breaker {
+    failures: AtomicU32,
+    open_until_ms: AtomicI64,
+    failures_max: u32,
+    open_ms: i64,
+}
+
+impl Breaker {
+    fn allow(&self, now_ms: i64) -> bool {
+        now_ms >= self.open_until_ms.load(Ordering::Relaxed)
+    }
+
+    fn record(&self, ok: bool, now_ms: i64) {
+        if ok {
+            self.failures.store(0, Ordering::Relaxed);
+            return;
+        }
+        let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if n >= self.failures_max {
+            self.open_until_ms
+                .store(now_ms + self.open_ms, Ordering::Relaxed);
+            self.failures.store(0, Ordering::Relaxed);
+            tracing::warn!(
+                failures = n,
+                open_ms = self.open_ms,
+                "provider breaker opened"
+            );
+        }
+    }
+}
+
+/// A signed, verified, bounded client of the provider's open API. Cheap to clone.
+#[derive(Clone)]
+pub struct ProviderClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    url: String,
+    app_id: String,
+    notify_url: String,
+    signer: Signer,
+    platform: Verifier,
+    breaker: Breaker,
+    call_timeout: Duration,
+}
+
+/// Longest answer body read from the provider; real answers are a few kilobytes.
+const ANSWER_BYTES_MAX: usize = 256 * 1024;
+
+impl ProviderClient {
+    pub fn new(config: &ProviderConfig) -> anyhow::Result<ProviderClient> {
+        let signer = Signer::from_file(&config.app_private_key_file).with_context(|| {
+            format!(
+                "loading the app private key {}",
+                config.app_private_key_file.display()
+            )
+        })?;
+        let platform =
+            Verifier::from_file(&config.platform_public_key_file).with_context(|| {
+                format!(
+                    "loading the platform public key {}",
+                    config.platform_public_key_file.display()
+                )
+            })?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(config.call_timeout_ms))
+            .pool_max_idle_per_host(config.pool_idle_per_host_max)
+            .build()
+            .context("building the provider HTTP client")?;
+        Ok(ProviderClient {
+            inner: Arc::new(Inner {
+                http,
+                url: config.url.clone(),
+                app_id: config.app_id.clone(),
+                notify_url: config.notify_url.clone(),
+                signer,
+                platform,
+                breaker: Breaker {
+                    failures: AtomicU32::new(0),
+                    open_until_ms: AtomicI64::new(0),
+                    failures_max: config.breaker_failures_max.max(1),
+                    open_ms: config.breaker_open_ms as i64,
+                },
+                call_timeout: Duration::from_millis(config.call_timeout_ms),
+            }),
+        })
+    }
+
+    /// The per-call deadline (callers budget around it).
+    pub fn call_timeout(&self) -> Duration {
+        self.inner.call_timeout
+    }
+
+    pub fn app_id(&self) -> &str {
+        &self.inner.app_id
+    }
+
+    /// One signed call; the answer is verified before anything in it is read.
+    pub async fn call(&self, method: &str, biz: &Value) -> Result<Reply, CallError> {
+        let started = Instant::now();
+        let now = crate::now_ms();
+        if !self.inner.breaker.allow(now) {
+            record(method, "breaker_open", started);
+            return Err(CallError::BreakerOpen);
+        }
+        let result = self.call_once(method, biz).await;
+        let outcome = match &result {
+            Ok(r) if r.is_system_error() => "unknown",
+            Ok(r) if r.code == "10000" => "success",
+            Ok(_) => "refused",
+            Err(CallError::Forged) => "forged",
+            Err(_) => "unknown",
+        };
+        record(method, outcome, started);
+        let unknown = matches!(outcome, "unknown" | "forged");
+        self.inner.breaker.record(!unknown, crate::now_ms());
+        match result {
+            Ok(r) if r.is_system_error() => Err(CallError::Unknown(format!(
+                "system error {} {}",
+                r.code,
+                r.sub_code.unwrap_or_default()
+            ))),
+            other => other,
+        }
+    }
+
+    async fn call_once(&self, method: &str, biz: &Value) -> Result<Reply, CallError> {
+        let inner = &self.inner;
+        let biz_content = biz.to_string();
+        let timestamp = shanghai_timestamp(crate::now_ms());
+        let mut params: Vec<(&str, &str)> = vec![
+            ("app_id", &inner.app_id),
+            ("method", method),
+            ("format", "JSON"),
+            ("charset", "utf-8"),
+            ("sign_type", "RSA2"),
+            ("timestamp", &timestamp),
+            ("version", "1.0"),
+            ("biz_content", &biz_content),
+        ];
+        if !inner.notify_url.is_empty() {
+            params.push(("notify_url", &inner.notify_url));
+        }
+        let sign = inner
+            .signer
+            .sign(&canonical_request(params.iter().copied()));
+        params.push(("sign", &sign));
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params.iter())
+            .finish();
+        let response = inner
+            .http
+            .post(&inner.url)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded;charset=utf-8",
+            )
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| CallError::Unknown(format!("sending {method}: {e}")))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| CallError::Unknown(format!("reading the {method} answer: {e}")))?;
+        if !status.is_success() {
+            return Err(CallError::Unknown(format!(
+                "{method} answered HTTP {status}"
+            )));
+        }
+        if bytes.len() > ANSWER_BYTES_MAX {
+            return Err(CallError::Unknown(format!("{method} answer too long")));
+        }
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| CallError::Unknown(format!("{method} answer is not UTF-8")))?;
+        let answer = split_answer(method, text)
+            .map_err(|e| CallError::Unknown(format!("{method} answer malformed: {e}")))?;
+        let verified = answer
+            .sign
+            .as_deref()
+            .is_some_and(|s| inner.platform.verify(&answer.inner_text, s));
+        if !verified {
+            tracing::error!(
+                method,
+                "provider answer failed signature verification; ignored"
+            );
+            return Err(CallError::Forged);
+        }
+        let fields: Map<String, Value> = serde_json::from_str(&answer.inner_text)
+            .map_err(|e| CallError::Unknown(format!("{method} answer body: {e}")))?;
+        let text_of = |k: &str| fields.get(k).and_then(Value::as_str).map(str::to_string);
+        Ok(Reply {
+            code: text_of("code").unwrap_or_default(),
+            sub_code: text_of("sub_code"),
+            sub_msg: text_of("sub_msg"),
+            fields,
+        })
+    }
+
+    /// Barcode pay: the buyer's one-time payment code scanned at a booth.
+    pub async fn pay_barcode(
+        &self,
+        out_trade_no: &str,
+        auth_code: &str,
+        amount_fen: i64,
+        subject: &str,
+        terminal_id: &str,
+    ) -> Result<PayOutcome, CallError> {
+        let biz = json!({
+            "out_trade_no": out_trade_no,
+            "scene": "bar_code",
+            "auth_code": auth_code,
+            "product_code": "FACE_TO_FACE_PAYMENT",
+            "total_amount": yuan(amount_fen),
+            "subject": subject,
+            "terminal_id": terminal_id,
+        });
+        pay_outcome(self.call("alipay.trade.pay", &biz).await?)
+    }
+
+    /// Agreement deduction (withholding): post-pay capture of a closed journey.
+    pub async fn deduct(
+        &self,
+        out_trade_no: &str,
+        agreement_no: &str,
+        amount_fen: i64,
+        subject: &str,
+    ) -> Result<PayOutcome, CallError> {
+        let biz = json!({
+            "out_trade_no": out_trade_no,
+            "product_code": "GENERAL_WITHHOLDING",
+            "agreement_params": { "agreement_no": agreement_no },
+            "total_amount": yuan(amount_fen),
+            "subject": subject,
+        });
+        pay_outcome(self.call("alipay.trade.pay", &biz).await?)
+    }
+
+    pub async fn query(&self, out_trade_no: &str) -> Result<QueryOutcome, CallError> {
+        let reply = self
+            .call(
+                "alipay.trade.query",
+                &json!({ "out_trade_no": out_trade_no }),
+            )
+            .await?;
+        if reply.code != "10000" {
+            return match reply.sub_code.as_deref() {
+                Some("ACQ.TRADE_NOT_EXIST") => Ok(QueryOutcome::NotFound),
+                other => Err(CallError::Unknown(format!("query refused: {other:?}"))),
+            };
+        }
+        let status = reply
+            .text("trade_status")
+            .and_then(TradeStatus::parse)
+            .ok_or_else(|| CallError::Unknown("query answer without trade_status".into()))?;
+        Ok(QueryOutcome::Trade {
+            trade_no: reply.text("trade_no").unwrap_or_default().to_string(),
+            status,
+            amount_fen: fen_field(&reply, "total_amount")?,
+        })
+    }
+
+    pub async fn cancel(&self, out_trade_no: &str) -> Result<CancelOutcome, CallError> {
+        let reply = self
+            .call(
+                "alipay.trade.cancel",
+                &json!({ "out_trade_no": out_trade_no }),
+            )
+            .await?;
+        if reply.code == "10000" {
+            return Ok(CancelOutcome::Cancelled {
+                reversed: reply.text("action") == Some("refund"),
+            });
+        }
+        match reply.sub_code.as_deref() {
+            Some("ACQ.TRADE_NOT_EXIST") => Ok(CancelOutcome::NotFound),
+            Some(sub) => Ok(CancelOutcome::Refused {
+                sub_code: sub.to_string(),
+            }),
+            None => Err(CallError::Unknown(format!(
+                "cancel answered {}",
+                reply.code
+            ))),
+        }
+    }
+
+    /// A (partial) refund; idempotent per `out_request_no`.
+    pub async fn refund(
+        &self,
+        out_trade_no: &str,
+        out_request_no: &str,
+        amount_fen: i64,
+        reason: &str,
+    ) -> Result<RefundOutcome, CallError> {
+        let biz = json!({
+            "out_trade_no": out_trade_no,
+            "out_request_no": out_request_no,
+            "refund_amount": yuan(amount_fen),
+            "refund_reason": reason,
+        });
+        let reply = self.call("alipay.trade.refund", &biz).await?;
+        if reply.code == "10000" {
+            return Ok(RefundOutcome::Refunded {
+                refunded_total_fen: fen_field(&reply, "refund_fee")?,
+            });
+        }
+        Ok(RefundOutcome::Refused {
+            sub_code: reply.sub_code.unwrap_or_default(),
+            message: reply.sub_msg.unwrap_or_default(),
+        })
+    }
+
+    /// Pre-creates a merchant-presented QR order; returns the payload to render as a QR code.
+    pub async fn precreate(
+        &self,
+        out_trade_no: &str,
+        amount_fen: i64,
+        subject: &str,
+        terminal_id: &str,
+        timeout_minutes: u32,
+    ) -> Result<Result<String, (String, String)>, CallError> {
+        let biz = json!({
+            "out_trade_no": out_trade_no,
+            "total_amount": yuan(amount_fen),
+            "subject": subject,
+            "terminal_id": terminal_id,
+            "timeout_express": format!("{timeout_minutes}m"),
+        });
+        let reply = self.call("alipay.trade.precreate", &biz).await?;
+        if reply.code == "10000" {
+            return reply
+                .text("qr_code")
+                .map(|q| Ok(q.to_string()))
+                .ok_or_else(|| CallError::Unknown("precreate answer without qr_code".into()));
+        }
+        Ok(Err((
+            reply.sub_code.unwrap_or_default(),
+            reply.sub_msg.unwrap_or_default(),
+        )))
+    }
+
+    pub async fn agreement(&self, agreement_no: &str) -> Result<AgreementOutcome, CallError> {
+        let reply = self
+            .call(
+                "alipay.user.agreement.query",
+                &json!({ "agreement_no": agreement_no }),
+            )
+            .await?;
+        if reply.code != "10000" {
+            return Ok(AgreementOutcome::NotFound);
+        }
+        let status = reply.text("status").unwrap_or_default();
+        if status == "NORMAL" {
+            Ok(AgreementOutcome::Active {
+                provider_user_id: reply.text("alipay_user_id").map(str::to_string),
+            })
+        } else {
+            Ok(AgreementOutcome::Inactive {
+                status: status.to_string(),
+            })
+        }
+    }
+
+    /// Verifies an async notification's signature (all parameters but `sign` and `sign_type`)
+    /// and that it is addressed to this app.
+    pub fn verify_notification(&self, params: &BTreeMap<String, String>) -> bool {
+        let Some(sign) = params.get("sign") else {
+            return false;
+        };
+        let content = canonical_notification(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        self.inner.platform.verify(&content, sign)
+            && params.get("app_id").map(String::as_str) == Some(self.inner.app_id.as_str())
+    }
+}
+
+fn record(method: &str, outcome: &'static str, started: Instant) {
+    metrics::counter!("gateway_provider_calls_total", "method" => method.to_string(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!("gateway_provider_call_duration_seconds", "method" => method.to_string())
+        .record(started.elapsed().as_secs_f64());
+}
+
+fn pay_outcome(reply: Reply) -> Result<PayOutcome, CallError> {
+    match reply.code.as_str() {
+        "10000" => Ok(PayOutcome::Paid {
+            trade_no: reply.text("trade_no").unwrap_or_default().to_string(),
+            amount_fen: fen_field(&reply, "total_amount")?,
+        }),
+        "10003" => Ok(PayOutcome::UserPaying {
+            trade_no: reply.text("trade_no").map(str::to_string),
+        }),
+        "40004" => Ok(PayOutcome::Declined {
+            sub_code: reply.sub_code.clone().unwrap_or_default(),
+            message: reply.sub_msg.clone().unwrap_or_default(),
+        }),
+        // 40001/40002/40006: our request was wrong or our app is misconfigured. Nothing was
+        // taken; surface it as a decline with the platform's code so operators see it.
+        other => Ok(PayOutcome::Declined {
+            sub_code: reply.sub_code.clone().unwrap_or_else(|| other.to_string()),
+            message: reply.sub_msg.clone().unwrap_or_default(),
+        }),
+    }
+}
+
+fn fen_field(reply: &Reply, name: &str) -> Result<i64, CallError> {
+    let text = reply
+        .text(name)
+        .ok_or_else(|| CallError::Unknown(format!("answer without {name}")))?;
+    parse_yuan(text).ok_or_else(|| CallError::Unknown(format!("{name} is not an amount: {text}")))
+}
+
+/// Fen as the API's yuan string: 1250 → "12.50".
+pub fn yuan(fen: i64) -> String {
+    let sign = if fen < 0 { "-" } else { "" };
+    let fen = fen.unsigned_abs();
+    format!("{sign}{}.{:02}", fen / 100, fen % 100)
+}
+
+/// The API's yuan string to fen; at most two decimals.
+pub fn parse_yuan(text: &str) -> Option<i64> {
+    let (whole, frac) = match text.split_once('.') {
+        Some((w, f)) => (w, f),
+        None => (text, ""),
+    };
+    if whole.is_empty() || frac.len() > 2 || !whole.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let whole: i64 = whole.parse().ok()?;
+    let frac: i64 = format!("{frac:0<2}").parse().ok()?;
+    whole.checked_mul(100)?.checked_add(frac)
+}
+
+/// The API's timestamp: `yyyy-MM-dd HH:mm:ss` in Asia/Shanghai.
+fn shanghai_timestamp(now_ms: i64) -> String {
+    let ts = jiff::Timestamp::from_millisecond(now_ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let zone = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap_or(jiff::tz::TimeZone::UTC);
+    ts.to_zoned(zone).strftime("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Proves fen ↔ yuan strings round-trip and refuse what the API refuses.
+    #[test]
+    fn yuan_strings() {
+        for (fen, text) in [(0, "0.00"), (5, "0.05"), (1250, "12.50"), (100, "1.00")] {
+            assert_eq!(yuan(fen), text);
+            assert_eq!(parse_yuan(text), Some(fen));
+        }
+        assert_eq!(parse_yuan("12.5"), Some(1250));
+        assert_eq!(parse_yuan("12"), Some(1200));
+        for bad in ["", ".5", "1.234", "-1.00", "1e3", "1,00", "abc"] {
+            assert_eq!(parse_yuan(bad), None, "{bad}");
+        }
+    }
+}

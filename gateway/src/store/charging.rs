@@ -1,0 +1,1089 @@
+//! SQL of charging: charges (the outbox), trade attempts, the ledger, wallets, refunds, disputes,
+//! ticket orders and received notifications. Every state change of a charge is a conditional
+//! UPDATE on its current status, so two workers (or a worker and a notification) racing on the
+//! same charge cannot both apply: the loser sees zero rows and re-reads.
+
+use sqlx::Row;
+
+use super::{Store, Tx};
+
+pub(crate) const CHARGE_COLUMNS: &str = "charge_id, kind, operator_id, rider_id, journey_id, amount_minor, currency, business_day, status, attempt, out_trade_no, provider_trade_no, fee_minor, refunded_minor, last_error, next_attempt_at_ms, lease_until_ms, terminal_id, terminal_sequence, created_at_ms, captured_at_ms";
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ChargeRow {
+    pub charge_id: i64,
+    pub kind: String,
+    pub operator_id: String,
+    pub rider_id: Option<i64>,
+    pub journey_id: Option<i64>,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub business_day: String,
+    pub status: String,
+    pub attempt: i64,
+    pub out_trade_no: String,
+    pub provider_trade_no: Option<String>,
+    pub fee_minor: Option<i64>,
+    pub refunded_minor: i64,
+    pub last_error: Option<String>,
+    pub next_attempt_at_ms: i64,
+    pub lease_until_ms: Option<i64>,
+    pub terminal_id: Option<String>,
+    pub terminal_sequence: Option<i64>,
+    pub created_at_ms: i64,
+    pub captured_at_ms: Option<i64>,
+}
+
+impl ChargeRow {
+    fn from_row(r: &sqlx::any::AnyRow) -> Result<ChargeRow, sqlx::Error> {
+        Ok(ChargeRow {
+            charge_id: r.try_get(0)?,
+            kind: r.try_get(1)?,
+            operator_id: r.try_get(2)?,
+            rider_id: r.try_get(3)?,
+            journey_id: r.try_get(4)?,
+            amount_minor: r.try_get(5)?,
+            currency: r.try_get(6)?,
+            business_day: r.try_get(7)?,
+            status: r.try_get(8)?,
+            attempt: r.try_get(9)?,
+            out_trade_no: r.try_get(10)?,
+            provider_trade_no: r.try_get(11)?,
+            fee_minor: r.try_get(12)?,
+            refunded_minor: r.try_get(13)?,
+            last_error: r.try_get(14)?,
+            next_attempt_at_ms: r.try_get(15)?,
+            lease_until_ms: r.try_get(16)?,
+            terminal_id: r.try_get(17)?,
+            terminal_sequence: r.try_get(18)?,
+            created_at_ms: r.try_get(19)?,
+            captured_at_ms: r.try_get(20)?,
+        })
+    }
+}
+
+/// The trade number of a charge's attempt: a kind letter, the charge id, the attempt. Unique by
+/// construction and stable across restarts, so a retry after an unknown outcome reuses it.
+pub fn trade_no(kind: &str, charge_id: i64, attempt: i64) -> String {
+    let letter = match kind {
+        "metro" => 'M',
+        "toll" => 'T',
+        _ => 'K',
+    };
+    format!("{letter}{charge_id}-{attempt}")
+}
+
+pub struct NewCharge<'a> {
+    pub charge_id: i64,
+    pub kind: &'a str,
+    pub operator_id: &'a str,
+    pub rider_id: Option<i64>,
+    pub journey_id: Option<i64>,
+    pub amount_minor: i64,
+    pub currency: &'a str,
+    pub business_day: &'a str,
+    pub status: &'a str,
+    pub next_attempt_at_ms: i64,
+    pub lease_until_ms: Option<i64>,
+    pub terminal_id: Option<&'a str>,
+    pub terminal_sequence: Option<i64>,
+    pub now_ms: i64,
+}
+
+/// Inserts a charge at attempt 1 and records that attempt's trade number. False when the journey
+/// already has a charge (the constraint that makes a journey chargeable once).
+pub async fn insert_charge(tx: &mut Tx<'_>, c: &NewCharge<'_>) -> Result<bool, sqlx::Error> {
+    let out_trade_no = trade_no(c.kind, c.charge_id, 1);
+    let n = sqlx::query(
+        "INSERT INTO charges (charge_id, kind, operator_id, rider_id, journey_id, amount_minor, currency, business_day,
+                              status, attempt, out_trade_no, next_attempt_at_ms, lease_until_ms, terminal_id,
+                              terminal_sequence, created_at_ms, updated_at_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11, $12, $13, $14, $15, $15)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(c.charge_id)
+    .bind(c.kind)
+    .bind(c.operator_id)
+    .bind(c.rider_id)
+    .bind(c.journey_id)
+    .bind(c.amount_minor)
+    .bind(c.currency)
+    .bind(c.business_day)
+    .bind(c.status)
+    .bind(&out_trade_no)
+    .bind(c.next_attempt_at_ms)
+    .bind(c.lease_until_ms)
+    .bind(c.terminal_id)
+    .bind(c.terminal_sequence)
+    .bind(c.now_ms)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if n == 1 {
+        insert_attempt(tx, c.charge_id, 1, &out_trade_no, c.now_ms).await?;
+    }
+    Ok(n == 1)
+}
+
+/// A journey whose toll pay was cancelled and which was exited again: its charge (the one a
+/// journey may have) starts a new attempt, with a new trade number, for the new exit. Returns
+/// the charge id, or None if the journey's charge is not in a restartable state.
+pub async fn restart_journey_charge(
+    tx: &mut Tx<'_>,
+    c: &NewCharge<'_>,
+) -> Result<Option<i64>, sqlx::Error> {
+    let Some(journey_id) = c.journey_id else {
+        return Ok(None);
+    };
+    let row = sqlx::query(&format!(
+        "SELECT {CHARGE_COLUMNS} FROM charges WHERE journey_id = $1 AND status = 'cancelled'"
+    ))
+    .bind(journey_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(old) = row.as_ref().map(ChargeRow::from_row).transpose()? else {
+        return Ok(None);
+    };
+    let attempt = old.attempt + 1;
+    let out_trade_no = trade_no(&old.kind, old.charge_id, attempt);
+    let n = sqlx::query(
+        "UPDATE charges SET status = $2, attempt = $3, out_trade_no = $4, amount_minor = $5, next_attempt_at_ms = $6,
+                lease_until_ms = $7, terminal_id = $8, terminal_sequence = $9, last_error = NULL, updated_at_ms = $10
+         WHERE charge_id = $1 AND status = 'cancelled' AND attempt = $11",
+    )
+    .bind(old.charge_id)
+    .bind(c.status)
+    .bind(attempt)
+    .bind(&out_trade_no)
+    .bind(c.amount_minor)
+    .bind(c.next_attempt_at_ms)
+    .bind(c.lease_until_ms)
+    .bind(c.terminal_id)
+    .bind(c.terminal_sequence)
+    .bind(c.now_ms)
+    .bind(old.attempt)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if n == 0 {
+        return Ok(None);
+    }
+    insert_attempt(tx, old.charge_id, attempt, &out_trade_no, c.now_ms).await?;
+    Ok(Some(old.charge_id))
+}
+
+async fn insert_attempt(
+    tx: &mut Tx<'_>,
+    charge_id: i64,
+    attempt: i64,
+    out_trade_no: &str,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO charge_attempts (out_trade_no, charge_id, attempt, outcome, created_at_ms, updated_at_ms)
+         VALUES ($1, $2, $3, 'sent', $4, $4) ON CONFLICT DO NOTHING",
+    )
+    .bind(out_trade_no)
+    .bind(charge_id)
+    .bind(attempt)
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Records how a trade number ended ('paid', 'declined', 'cancelled', 'reversed').
+pub async fn finish_attempt(
+    tx: &mut Tx<'_>,
+    out_trade_no: &str,
+    outcome: &str,
+    detail: Option<&str>,
+    provider_trade_no: Option<&str>,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE charge_attempts SET outcome = $2, detail = $3, provider_trade_no = COALESCE($4, provider_trade_no), updated_at_ms = $5
+         WHERE out_trade_no = $1",
+    )
+    .bind(out_trade_no)
+    .bind(outcome)
+    .bind(detail)
+    .bind(provider_trade_no)
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn charge_in(tx: &mut Tx<'_>, charge_id: i64) -> Result<Option<ChargeRow>, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "SELECT {CHARGE_COLUMNS} FROM charges WHERE charge_id = $1"
+    ))
+    .bind(charge_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.as_ref().map(ChargeRow::from_row).transpose()
+}
+
+/// Marks a charge paid (from `pending` or `paying`). False if it was no longer collectable.
+pub async fn capture(
+    tx: &mut Tx<'_>,
+    charge_id: i64,
+    provider_trade_no: &str,
+    fee_minor: i64,
+    now_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let n = sqlx::query(
+        "UPDATE charges SET status = 'captured', provider_trade_no = $2, fee_minor = $3, captured_at_ms = $4,
+                lease_until_ms = NULL, last_error = NULL, updated_at_ms = $4
+         WHERE charge_id = $1 AND status IN ('pending', 'paying')",
+    )
+    .bind(charge_id)
+    .bind(provider_trade_no)
+    .bind(fee_minor)
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// After a definitive decline: moves to the next attempt (and trade number), due at
+/// `next_attempt_at_ms`. False if the charge was no longer pending.
+pub async fn next_attempt(
+    tx: &mut Tx<'_>,
+    charge: &ChargeRow,
+    error: &str,
+    next_attempt_at_ms: i64,
+    now_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let attempt = charge.attempt + 1;
+    let out_trade_no = trade_no(&charge.kind, charge.charge_id, attempt);
+    let n = sqlx::query(
+        "UPDATE charges SET attempt = $2, out_trade_no = $3, last_error = $4, next_attempt_at_ms = $5,
+                lease_until_ms = NULL, status = 'pending', updated_at_ms = $6
+         WHERE charge_id = $1 AND attempt = $7 AND status IN ('pending', 'failed')",
+    )
+    .bind(charge.charge_id)
+    .bind(attempt)
+    .bind(&out_trade_no)
+    .bind(error)
+    .bind(next_attempt_at_ms)
+    .bind(now_ms)
+    .bind(charge.attempt)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if n == 1 {
+        insert_attempt(tx, charge.charge_id, attempt, &out_trade_no, now_ms).await?;
+    }
+    Ok(n == 1)
+}
+
+/// After an unknown outcome: retry the same trade number later.
+pub async fn retry_later(
+    store: &Store,
+    charge_id: i64,
+    error: &str,
+    next_attempt_at_ms: i64,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE charges SET last_error = $2, next_attempt_at_ms = $3, lease_until_ms = NULL, updated_at_ms = $4
+         WHERE charge_id = $1 AND status IN ('pending', 'paying')",
+    )
+    .bind(charge_id)
+    .bind(error)
+    .bind(next_attempt_at_ms)
+    .bind(now_ms)
+    .execute(&store.pool)
+    .await?;
+    Ok(())
+}
+
+/// Sets a charge to a final state without payment ('failed' or 'cancelled').
+pub async fn give_up(
+    tx: &mut Tx<'_>,
+    charge_id: i64,
+    status: &str,
+    error: &str,
+    now_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let n = sqlx::query(
+        "UPDATE charges SET status = $2, last_error = $3, lease_until_ms = NULL, updated_at_ms = $4
+         WHERE charge_id = $1 AND status IN ('pending', 'paying')",
+    )
+    .bind(charge_id)
+    .bind(status)
+    .bind(error)
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// A rider's arrears: charges that failed, or were declined and are still being retried.
+pub async fn rider_arrears_count(tx: &mut Tx<'_>, rider_id: i64) -> Result<i64, sqlx::Error> {
+    sqlx::query(
+        "SELECT COUNT(*) FROM charges WHERE rider_id = $1
+           AND (status = 'failed' OR (status = 'pending' AND attempt > 1))",
+    )
+    .bind(rider_id)
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get(0)
+}
+
+pub async fn deny_add_in(
+    tx: &mut Tx<'_>,
+    rider_id: i64,
+    reason: &str,
+    now_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let n = sqlx::query(
+        "INSERT INTO deny_list (subject_kind, subject_id, reason, added_at_ms) VALUES ('rider', $1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(rider_id)
+    .bind(reason)
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// Lifts a rider's deny-list entry, but only one this module put there (`reason`).
+pub async fn deny_remove_in(
+    tx: &mut Tx<'_>,
+    rider_id: i64,
+    reason: &str,
+) -> Result<bool, sqlx::Error> {
+    let n = sqlx::query(
+        "DELETE FROM deny_list WHERE subject_kind = 'rider' AND subject_id = $1 AND reason = $2",
+    )
+    .bind(rider_id)
+    .bind(reason)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// One line of a journal transaction.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LedgerLine {
+    pub account: &'static str,
+    pub party: String,
+    pub debit_minor: i64,
+    pub credit_minor: i64,
+}
+
+/// A journal transaction: what moved, why, and its balanced lines.
+#[derive(Debug, Clone)]
+pub struct LedgerTxn {
+    pub idempotency_key: String,
+    pub kind: &'static str,
+    pub operator_id: String,
+    pub business_day: String,
+    pub charge_id: Option<i64>,
+    pub out_trade_no: Option<String>,
+    pub provider_trade_no: Option<String>,
+    pub out_request_no: Option<String>,
+    pub currency: String,
+    pub lines: Vec<LedgerLine>,
+}
+
+/// Books a transaction once; false when its idempotency key was booked before.
+///
+/// # Panics
+/// If the lines do not balance: that is a bug in the code that built them, never input.
+pub async fn book(tx: &mut Tx<'_>, t: &LedgerTxn, now_ms: i64) -> Result<bool, sqlx::Error> {
+    let debits: i64 = t.lines.iter().map(|l| l.debit_minor).sum();
+    let credits: i64 = t.lines.iter().map(|l| l.credit_minor).sum();
+    assert_eq!(debits, credits, "unbalanced journal transaction {t:?}");
+    let txn_id = crate::random_id();
+    let n = sqlx::query(
+        "INSERT INTO ledger_transactions (txn_id, idempotency_key, kind, operator_id, business_day, charge_id,
+                                          out_trade_no, provider_trade_no, out_request_no, created_at_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+    )
+    .bind(txn_id)
+    .bind(&t.idempotency_key)
+    .bind(t.kind)
+    .bind(&t.operator_id)
+    .bind(&t.business_day)
+    .bind(t.charge_id)
+    .bind(&t.out_trade_no)
+    .bind(&t.provider_trade_no)
+    .bind(&t.out_request_no)
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if n == 0 {
+        return Ok(false);
+    }
+    for (i, line) in t.lines.iter().enumerate() {
+        // Zero lines (e.g. a zero fee) carry no information and the schema refuses them.
+        if line.debit_minor == 0 && line.credit_minor == 0 {
+            continue;
+        }
+        sqlx::query(
+            "INSERT INTO ledger_lines (txn_id, line_no, account, party, debit_minor, credit_minor, currency)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(txn_id)
+        .bind(i as i64 + 1)
+        .bind(line.account)
+        .bind(&line.party)
+        .bind(line.debit_minor)
+        .bind(line.credit_minor)
+        .bind(&t.currency)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(true)
+}
+
+/// A booked transaction as read back (for reports, tests and the export).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BookedTxn {
+    pub idempotency_key: String,
+    pub kind: String,
+    pub operator_id: String,
+    pub business_day: String,
+    pub charge_id: Option<i64>,
+    pub out_trade_no: Option<String>,
+    pub provider_trade_no: Option<String>,
+    pub out_request_no: Option<String>,
+    pub created_at_ms: i64,
+}
+
+/// Per account and party: debits and credits summed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AccountBalance {
+    pub account: String,
+    pub party: String,
+    pub currency: String,
+    pub debit_minor: i64,
+    pub credit_minor: i64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RefundRow {
+    pub refund_id: i64,
+    pub charge_id: i64,
+    pub out_request_no: String,
+    pub amount_minor: i64,
+    pub reason: String,
+    pub status: String,
+    pub detail: Option<String>,
+    pub dispute_id: Option<i64>,
+    pub created_at_ms: i64,
+    pub completed_at_ms: Option<i64>,
+}
+
+const REFUND_COLUMNS: &str = "refund_id, charge_id, out_request_no, amount_minor, reason, status, detail, dispute_id, created_at_ms, completed_at_ms";
+
+impl RefundRow {
+    fn from_row(r: &sqlx::any::AnyRow) -> Result<RefundRow, sqlx::Error> {
+        Ok(RefundRow {
+            refund_id: r.try_get(0)?,
+            charge_id: r.try_get(1)?,
+            out_request_no: r.try_get(2)?,
+            amount_minor: r.try_get(3)?,
+            reason: r.try_get(4)?,
+            status: r.try_get(5)?,
+            detail: r.try_get(6)?,
+            dispute_id: r.try_get(7)?,
+            created_at_ms: r.try_get(8)?,
+            completed_at_ms: r.try_get(9)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DisputeRow {
+    pub dispute_id: i64,
+    pub rider_id: i64,
+    pub charge_id: i64,
+    pub reason: String,
+    pub status: String,
+    pub decision_note: Option<String>,
+    pub refund_id: Option<i64>,
+    pub created_at_ms: i64,
+    pub decided_at_ms: Option<i64>,
+}
+
+const DISPUTE_COLUMNS: &str = "dispute_id, rider_id, charge_id, reason, status, decision_note, refund_id, created_at_ms, decided_at_ms";
+
+impl DisputeRow {
+    fn from_row(r: &sqlx::any::AnyRow) -> Result<DisputeRow, sqlx::Error> {
+        Ok(DisputeRow {
+            dispute_id: r.try_get(0)?,
+            rider_id: r.try_get(1)?,
+            charge_id: r.try_get(2)?,
+            reason: r.try_get(3)?,
+            status: r.try_get(4)?,
+            decision_note: r.try_get(5)?,
+            refund_id: r.try_get(6)?,
+            created_at_ms: r.try_get(7)?,
+            decided_at_ms: r.try_get(8)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TicketOrderRow {
+    pub order_id: i64,
+    pub charge_id: i64,
+    pub terminal_id: String,
+    pub origin_id: String,
+    pub destination_id: String,
+    pub qr_payload: String,
+    pub ticket_code: Option<String>,
+    pub expires_at_ms: i64,
+    pub created_at_ms: i64,
+    pub paid_at_ms: Option<i64>,
+}
+
+const TICKET_COLUMNS: &str = "order_id, charge_id, terminal_id, origin_id, destination_id, qr_payload, ticket_code, expires_at_ms, created_at_ms, paid_at_ms";
+
+impl TicketOrderRow {
+    fn from_row(r: &sqlx::any::AnyRow) -> Result<TicketOrderRow, sqlx::Error> {
+        Ok(TicketOrderRow {
+            order_id: r.try_get(0)?,
+            charge_id: r.try_get(1)?,
+            terminal_id: r.try_get(2)?,
+            origin_id: r.try_get(3)?,
+            destination_id: r.try_get(4)?,
+            qr_payload: r.try_get(5)?,
+            ticket_code: r.try_get(6)?,
+            expires_at_ms: r.try_get(7)?,
+            created_at_ms: r.try_get(8)?,
+            paid_at_ms: r.try_get(9)?,
+        })
+    }
+}
+
+pub async fn insert_refund(tx: &mut Tx<'_>, r: &RefundRow) -> Result<bool, sqlx::Error> {
+    let n = sqlx::query(&format!(
+        "INSERT INTO refunds ({REFUND_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING"
+    ))
+    .bind(r.refund_id)
+    .bind(r.charge_id)
+    .bind(&r.out_request_no)
+    .bind(r.amount_minor)
+    .bind(&r.reason)
+    .bind(&r.status)
+    .bind(&r.detail)
+    .bind(r.dispute_id)
+    .bind(r.created_at_ms)
+    .bind(r.completed_at_ms)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// Finishes a pending refund; on success also adds it to the charge's refunded total (bounded
+/// by the charge amount through the schema's CHECK).
+pub async fn finish_refund(
+    tx: &mut Tx<'_>,
+    refund: &RefundRow,
+    succeeded: bool,
+    detail: Option<&str>,
+    now_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let status = if succeeded { "succeeded" } else { "failed" };
+    let n = sqlx::query(
+        "UPDATE refunds SET status = $2, detail = $3, completed_at_ms = $4 WHERE refund_id = $1 AND status = 'pending'",
+    )
+    .bind(refund.refund_id)
+    .bind(status)
+    .bind(detail)
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if n == 1 && succeeded {
+        sqlx::query(
+            "UPDATE charges SET refunded_minor = refunded_minor + $2, updated_at_ms = $3 WHERE charge_id = $1",
+        )
+        .bind(refund.charge_id)
+        .bind(refund.amount_minor)
+        .bind(now_ms)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(n == 1)
+}
+
+pub async fn insert_dispute(tx: &mut Tx<'_>, d: &DisputeRow) -> Result<bool, sqlx::Error> {
+    let n = sqlx::query(&format!(
+        "INSERT INTO disputes ({DISPUTE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING"
+    ))
+    .bind(d.dispute_id)
+    .bind(d.rider_id)
+    .bind(d.charge_id)
+    .bind(&d.reason)
+    .bind(&d.status)
+    .bind(&d.decision_note)
+    .bind(d.refund_id)
+    .bind(d.created_at_ms)
+    .bind(d.decided_at_ms)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+pub async fn decide_dispute(
+    tx: &mut Tx<'_>,
+    dispute_id: i64,
+    status: &str,
+    note: &str,
+    refund_id: Option<i64>,
+    now_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let n = sqlx::query(
+        "UPDATE disputes SET status = $2, decision_note = $3, refund_id = $4, decided_at_ms = $5
+         WHERE dispute_id = $1 AND status = 'open'",
+    )
+    .bind(dispute_id)
+    .bind(status)
+    .bind(note)
+    .bind(refund_id)
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+pub async fn insert_ticket_order(tx: &mut Tx<'_>, o: &TicketOrderRow) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(
+        "INSERT INTO ticket_orders ({TICKET_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    ))
+    .bind(o.order_id)
+    .bind(o.charge_id)
+    .bind(&o.terminal_id)
+    .bind(&o.origin_id)
+    .bind(&o.destination_id)
+    .bind(&o.qr_payload)
+    .bind(&o.ticket_code)
+    .bind(o.expires_at_ms)
+    .bind(o.created_at_ms)
+    .bind(o.paid_at_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn issue_ticket(
+    tx: &mut Tx<'_>,
+    charge_id: i64,
+    ticket_code: &str,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE ticket_orders SET ticket_code = $2, paid_at_ms = $3 WHERE charge_id = $1 AND ticket_code IS NULL",
+    )
+    .bind(charge_id)
+    .bind(ticket_code)
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    pub async fn charge(&self, charge_id: i64) -> Result<Option<ChargeRow>, sqlx::Error> {
+        let row = sqlx::query(&format!(
+            "SELECT {CHARGE_COLUMNS} FROM charges WHERE charge_id = $1"
+        ))
+        .bind(charge_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(ChargeRow::from_row).transpose()
+    }
+
+    /// The charge whose current or any earlier attempt used `out_trade_no`.
+    pub async fn charge_by_trade_no(
+        &self,
+        out_trade_no: &str,
+    ) -> Result<Option<ChargeRow>, sqlx::Error> {
+        let row = sqlx::query(&format!(
+            "SELECT {CHARGE_COLUMNS} FROM charges WHERE charge_id =
+               (SELECT charge_id FROM charge_attempts WHERE out_trade_no = $1)"
+        ))
+        .bind(out_trade_no)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(ChargeRow::from_row).transpose()
+    }
+
+    pub async fn charges(
+        &self,
+        rider_id: Option<i64>,
+        status: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ChargeRow>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CHARGE_COLUMNS} FROM charges
+             WHERE ($1 IS NULL OR rider_id = $1) AND ($2 IS NULL OR status = $2)
+             ORDER BY created_at_ms, charge_id LIMIT $3"
+        ))
+        .bind(rider_id)
+        .bind(status)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(ChargeRow::from_row).collect()
+    }
+
+    /// Charges of `kind` in `status` that are due and not leased, oldest due first.
+    pub async fn due_charges(
+        &self,
+        kind: &str,
+        status: &str,
+        now_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<ChargeRow>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CHARGE_COLUMNS} FROM charges
+             WHERE status = $1 AND kind = $2 AND next_attempt_at_ms <= $3
+               AND (lease_until_ms IS NULL OR lease_until_ms < $3)
+             ORDER BY next_attempt_at_ms LIMIT $4"
+        ))
+        .bind(status)
+        .bind(kind)
+        .bind(now_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(ChargeRow::from_row).collect()
+    }
+
+    /// Takes a lease on a due charge; false if another worker (or node) took it first.
+    pub async fn lease_charge(
+        &self,
+        charge: &ChargeRow,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let n = sqlx::query(
+            "UPDATE charges SET lease_until_ms = $2, updated_at_ms = $3
+             WHERE charge_id = $1 AND attempt = $4 AND status = $5
+               AND (lease_until_ms IS NULL OR lease_until_ms < $3)",
+        )
+        .bind(charge.charge_id)
+        .bind(lease_until_ms)
+        .bind(now_ms)
+        .bind(charge.attempt)
+        .bind(&charge.status)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    pub async fn wallet(&self, rider_id: i64) -> Result<Option<String>, sqlx::Error> {
+        let row = sqlx::query("SELECT agreement_no FROM rider_wallets WHERE rider_id = $1")
+            .bind(rider_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| r.try_get(0)).transpose()
+    }
+
+    pub async fn bind_wallet(
+        &self,
+        rider_id: i64,
+        agreement_no: &str,
+        provider_user_id: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO rider_wallets (rider_id, agreement_no, provider_user_id, bound_at_ms) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (rider_id) DO UPDATE SET agreement_no = excluded.agreement_no,
+                 provider_user_id = excluded.provider_user_id, bound_at_ms = excluded.bound_at_ms",
+        )
+        .bind(rider_id)
+        .bind(agreement_no)
+        .bind(provider_user_id)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Puts a rider's failed charges back in the capture queue (the rider says the wallet is
+    /// topped up). Returns how many.
+    pub async fn requeue_failed(&self, rider_id: i64, now_ms: i64) -> Result<u64, sqlx::Error> {
+        let failed = self.charges(Some(rider_id), Some("failed"), 1000).await?;
+        let mut n = 0;
+        for c in failed {
+            let mut tx = self.begin().await?;
+            if next_attempt(&mut tx, &c, "requeued by rider", now_ms, now_ms).await? {
+                n += 1;
+            }
+            tx.commit().await?;
+        }
+        Ok(n)
+    }
+
+    pub async fn provider_fee_rate_bp(&self, operator_id: &str) -> Result<i64, sqlx::Error> {
+        sqlx::query("SELECT provider_fee_rate_bp FROM operators WHERE operator_id = $1")
+            .bind(operator_id)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)
+    }
+
+    pub async fn ledger_transactions(&self) -> Result<Vec<BookedTxn>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT idempotency_key, kind, operator_id, business_day, charge_id, out_trade_no, provider_trade_no,
+                    out_request_no, created_at_ms
+             FROM ledger_transactions ORDER BY created_at_ms, idempotency_key",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(BookedTxn {
+                    idempotency_key: r.try_get(0)?,
+                    kind: r.try_get(1)?,
+                    operator_id: r.try_get(2)?,
+                    business_day: r.try_get(3)?,
+                    charge_id: r.try_get(4)?,
+                    out_trade_no: r.try_get(5)?,
+                    provider_trade_no: r.try_get(6)?,
+                    out_request_no: r.try_get(7)?,
+                    created_at_ms: r.try_get(8)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Debits and credits per account and party over the whole journal.
+    pub async fn ledger_balances(&self) -> Result<Vec<AccountBalance>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT account, party, currency, CAST(SUM(debit_minor) AS BIGINT), CAST(SUM(credit_minor) AS BIGINT) FROM ledger_lines
+             GROUP BY account, party, currency ORDER BY account, party",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AccountBalance {
+                    account: r.try_get(0)?,
+                    party: r.try_get(1)?,
+                    currency: r.try_get(2)?,
+                    debit_minor: r.try_get(3)?,
+                    credit_minor: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Transactions whose lines do not balance (must always be empty).
+    pub async fn unbalanced_transactions(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query(
+            "SELECT COUNT(*) FROM (SELECT txn_id FROM ledger_lines GROUP BY txn_id
+                                   HAVING SUM(debit_minor) <> SUM(credit_minor)) AS t",
+        )
+        .fetch_one(&self.pool)
+        .await?
+        .try_get(0)
+    }
+
+    pub async fn refund_by_request(
+        &self,
+        out_request_no: &str,
+    ) -> Result<Option<RefundRow>, sqlx::Error> {
+        let row = sqlx::query(&format!(
+            "SELECT {REFUND_COLUMNS} FROM refunds WHERE out_request_no = $1"
+        ))
+        .bind(out_request_no)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(RefundRow::from_row).transpose()
+    }
+
+    /// Sum of refunds of a charge that are pending or succeeded (what is no longer refundable).
+    pub async fn refunds_committed(&self, charge_id: i64) -> Result<i64, sqlx::Error> {
+        sqlx::query(
+            "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM refunds WHERE charge_id = $1 AND status IN ('pending', 'succeeded')",
+        )
+        .bind(charge_id)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get(0)
+    }
+
+    pub async fn dispute(&self, dispute_id: i64) -> Result<Option<DisputeRow>, sqlx::Error> {
+        let row = sqlx::query(&format!(
+            "SELECT {DISPUTE_COLUMNS} FROM disputes WHERE dispute_id = $1"
+        ))
+        .bind(dispute_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(DisputeRow::from_row).transpose()
+    }
+
+    pub async fn disputes(
+        &self,
+        status: Option<&str>,
+        rider_id: Option<i64>,
+    ) -> Result<Vec<DisputeRow>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DISPUTE_COLUMNS} FROM disputes WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR rider_id = $2)
+             ORDER BY created_at_ms, dispute_id LIMIT 1000"
+        ))
+        .bind(status)
+        .bind(rider_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(DisputeRow::from_row).collect()
+    }
+
+    pub async fn ticket_order(&self, order_id: i64) -> Result<Option<TicketOrderRow>, sqlx::Error> {
+        let row = sqlx::query(&format!(
+            "SELECT {TICKET_COLUMNS} FROM ticket_orders WHERE order_id = $1"
+        ))
+        .bind(order_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(TicketOrderRow::from_row).transpose()
+    }
+
+    pub async fn ticket_order_by_charge(
+        &self,
+        charge_id: i64,
+    ) -> Result<Option<TicketOrderRow>, sqlx::Error> {
+        let row = sqlx::query(&format!(
+            "SELECT {TICKET_COLUMNS} FROM ticket_orders WHERE charge_id = $1"
+        ))
+        .bind(charge_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(TicketOrderRow::from_row).transpose()
+    }
+
+    /// Records a received notification; false if this notify_id was seen before.
+    pub async fn record_notification(
+        &self,
+        notify_id: &str,
+        out_trade_no: Option<&str>,
+        trade_status: Option<&str>,
+        verified: bool,
+        applied: &str,
+        now_ms: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let n = sqlx::query(
+            "INSERT INTO provider_notifications (notify_id, out_trade_no, trade_status, verified, applied, received_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(notify_id)
+        .bind(out_trade_no)
+        .bind(trade_status)
+        .bind(verified as i64)
+        .bind(applied)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+}
+
+/// Reopens a toll journey whose exit payment failed, so the driver can pay at the exit
+/// again; undoes the fare's addition to the rider's day and frees the exit code use.
+pub async fn reopen_journey_in(
+    tx: &mut Tx<'_>,
+    journey_id: i64,
+    terminal_id: &str,
+    sequence: i64,
+) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT rider_id, operator_id, business_day, fare_minor FROM journeys WHERE journey_id = $1 AND status = 'closed'",
+    )
+    .bind(journey_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else { return Ok(false) };
+    let rider_id: i64 = row.try_get(0)?;
+    let operator_id: String = row.try_get(1)?;
+    let business_day: Option<String> = row.try_get(2)?;
+    let fare_minor: Option<i64> = row.try_get(3)?;
+    let n = sqlx::query(
+        "UPDATE journeys SET status = 'open', exit_terminal_id = NULL, exit_sequence = NULL, exit_location_id = NULL,
+                exit_at_ms = NULL, vehicle_class = NULL, close_reason = NULL, fare_minor = NULL, charge_minor = NULL,
+                currency = NULL, business_day = NULL, closed_at_ms = NULL
+         WHERE journey_id = $1 AND status = 'closed'
+           AND NOT EXISTS (SELECT 1 FROM journeys o WHERE o.rider_id = $2 AND o.mode = 'toll' AND o.status = 'open')",
+    )
+    .bind(journey_id)
+    .bind(rider_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if n == 0 {
+        return Ok(false);
+    }
+    if let (Some(day), Some(fare)) = (business_day, fare_minor) {
+        sqlx::query(
+            "UPDATE rider_days SET fares_total_minor = fares_total_minor - $4
+             WHERE rider_id = $1 AND operator_id = $2 AND business_day = $3",
+        )
+        .bind(rider_id)
+        .bind(&operator_id)
+        .bind(&day)
+        .bind(fare)
+        .execute(&mut **tx)
+        .await?;
+    }
+    sqlx::query(
+        "DELETE FROM code_uses WHERE direction = 'exit' AND terminal_id = $1 AND sequence = $2",
+    )
+    .bind(terminal_id)
+    .bind(sequence)
+    .execute(&mut **tx)
+    .await?;
+    Ok(true)
+}
+
+/// Replaces the stored answer of a tap (a toll exit's final answer after its payment).
+pub async fn set_tap_answer_in(
+    tx: &mut Tx<'_>,
+    terminal_id: &str,
+    sequence: i64,
+    decision: &str,
+    reason: Option<&str>,
+    response: &[u8],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE taps SET decision = $3, reason = $4, response = $5 WHERE terminal_id = $1 AND sequence = $2",
+    )
+    .bind(terminal_id)
+    .bind(sequence)
+    .bind(decision)
+    .bind(reason)
+    .bind(response)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A closed journey's list fare (for a toll exit's final answer).
+pub async fn journey_fare_in(tx: &mut Tx<'_>, journey_id: i64) -> Result<Option<i64>, sqlx::Error> {
+    let row = sqlx::query("SELECT fare_minor FROM journeys WHERE journey_id = $1")
+        .bind(journey_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row
+        .map(|r| r.try_get::<Option<i64>, _>(0))
+        .transpose()?
+        .flatten())
+}

@@ -1,0 +1,291 @@
+//! A gateway wired to a real provider sandbox over HTTP: the sandbox runs in this process on its
+//! own loopback port and its own database (the same kind as the gateway's), exactly as a
+//! separate provider would; the gateway's provider client signs and verifies with the dev keys.
+
+use std::path::{Path, PathBuf};
+
+use gateway::config::Config;
+use serde_json::{json, Value};
+use sqlx::Row;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::{Database, Db, Env, Scratch};
+
+/// The merchant app id the gateway uses at the sandbox.
+pub const APP_ID: &str = "2021000000000001";
+
+pub fn sandbox_keys() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("provider-sandbox")
+        .join("dev-keys")
+}
+
+/// A running sandbox; `restart` stops it and starts a new one on the same database.
+pub struct Sandbox {
+    pub base_url: String,
+    pub database_url: String,
+    addr: std::net::SocketAddr,
+    http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+    _db: Database,
+}
+
+impl Sandbox {
+    pub async fn start(db: Db, scratch: &Scratch) -> Option<Sandbox> {
+        let database = match db {
+            Db::Sqlite => Database::Sqlite {
+                url: format!(
+                    "sqlite://{}?mode=rwc",
+                    scratch.0.join("sandbox.db").display()
+                ),
+            },
+            Db::Postgres => Database::Postgres(crate::PgDatabase::create().await?),
+        };
+        let mut s = Sandbox {
+            base_url: String::new(),
+            database_url: database.url().to_string(),
+            addr: "127.0.0.1:0".parse().expect("literal"),
+            http: reqwest::Client::new(),
+            stop: None,
+            task: None,
+            _db: database,
+        };
+        s.launch().await;
+        let app_public = std::fs::read_to_string(sandbox_keys().join("app-public.pem"))
+            .expect("reading the dev app key");
+        let (status, body) = s
+            .post(
+                "/sandbox/apps",
+                json!({ "app_id": APP_ID, "public_key": app_public }),
+            )
+            .await;
+        assert_eq!(status, 200, "registering the app: {body}");
+        Some(s)
+    }
+
+    async fn launch(&mut self) {
+        let config =
+            provider_sandbox::Config::new(self.addr, self.database_url.clone(), sandbox_keys());
+        let sandbox = provider_sandbox::Sandbox::build(config)
+            .await
+            .expect("building the sandbox");
+        // Keep the port across restarts, so the gateway's configured URL stays right.
+        self.addr = sandbox.addr();
+        self.base_url = format!("http://{}", self.addr);
+        let (tx, rx) = oneshot::channel::<()>();
+        self.stop = Some(tx);
+        self.task = Some(tokio::spawn(sandbox.run_until(async {
+            let _ = rx.await;
+        })));
+    }
+
+    /// Stops the sandbox (draining it) and starts it again on the same port and database.
+    pub async fn restart(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("sandbox task").expect("sandbox stopped");
+        }
+        self.launch().await;
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base_url))
+            .json(&body)
+            .send()
+            .await
+            .expect("sandbox admin call");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .put(format!("{}{path}", self.base_url))
+            .json(&body)
+            .send()
+            .await
+            .expect("sandbox admin call");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base_url))
+            .send()
+            .await
+            .expect("sandbox admin call");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A wallet with `balance_fen`; payments above `confirm_over_fen` wait for the buyer.
+    pub async fn wallet(&self, balance_fen: i64, confirm_over_fen: Option<i64>) -> String {
+        let yuan = gateway::provider::yuan;
+        let mut body = json!({ "balance": yuan(balance_fen), "real_name": true });
+        if let Some(c) = confirm_over_fen {
+            body["confirm_over"] = json!(yuan(c));
+        }
+        let (status, user) = self.post("/sandbox/users", body).await;
+        assert!(status == 200 || status == 201, "creating a wallet: {user}");
+        user["user_id"].as_str().expect("user_id").to_string()
+    }
+
+    pub async fn balance(&self, user_id: &str) -> i64 {
+        let (status, user) = self.get(&format!("/sandbox/users/{user_id}")).await;
+        assert_eq!(status, 200, "{user}");
+        gateway::provider::parse_yuan(user["balance"].as_str().expect("balance")).expect("yuan")
+    }
+
+    pub async fn payment_code(&self, user_id: &str) -> String {
+        let (status, code) = self
+            .post(
+                &format!("/sandbox/users/{user_id}/payment-codes"),
+                json!({}),
+            )
+            .await;
+        assert!(status == 200 || status == 201, "issuing a code: {code}");
+        code["auth_code"].as_str().expect("auth_code").to_string()
+    }
+
+    /// Signs a withholding agreement between the wallet and the gateway's app.
+    pub async fn agreement(&self, user_id: &str, single_limit_fen: i64) -> String {
+        let (status, a) = self
+            .post(
+                &format!("/sandbox/users/{user_id}/agreements"),
+                json!({ "app_id": APP_ID, "single_limit_fen": single_limit_fen }),
+            )
+            .await;
+        assert!(status == 200 || status == 201, "signing an agreement: {a}");
+        a["agreement_no"]
+            .as_str()
+            .expect("agreement_no")
+            .to_string()
+    }
+
+    pub async fn top_up(&self, user_id: &str, amount_fen: i64) {
+        let (status, body) = self
+            .post(
+                &format!("/sandbox/users/{user_id}/top-up"),
+                json!({ "amount_fen": amount_fen }),
+            )
+            .await;
+        assert!(status == 200 || status == 201, "top-up: {body}");
+    }
+
+    pub async fn faults(&self, faults: Value) {
+        let (status, body) = self.put("/sandbox/faults", faults).await;
+        assert_eq!(status, 200, "setting faults: {body}");
+    }
+
+    /// The sandbox's own record of every trade: (out_trade_no, status, total_fen, refunded_fen),
+    /// read from its database, the provider's truth for reconciliation.
+    pub async fn trades(&self) -> Vec<ProviderTrade> {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&self.database_url)
+            .await
+            .expect("opening the sandbox database");
+        let rows = sqlx::query(
+            "SELECT out_trade_no, trade_no, status, total_fen, refunded_fen FROM trades ORDER BY out_trade_no",
+        )
+        .fetch_all(&pool)
+        .await
+        .expect("reading trades");
+        pool.close().await;
+        rows.iter()
+            .map(|r| ProviderTrade {
+                out_trade_no: r.get(0),
+                trade_no: r.get(1),
+                status: r.get(2),
+                total_fen: r.get(3),
+                refunded_fen: r.get(4),
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderTrade {
+    pub out_trade_no: String,
+    pub trade_no: String,
+    pub status: String,
+    pub total_fen: i64,
+    pub refunded_fen: i64,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Points a gateway config at a sandbox, with test-fast retries.
+pub fn use_sandbox(config: &mut Config, sandbox: &Sandbox) {
+    config.provider.url = format!("{}/gateway.do", sandbox.base_url);
+    config.provider.app_id = APP_ID.into();
+    config.provider.app_private_key_file = sandbox_keys().join("app-private.pem");
+    config.provider.platform_public_key_file = sandbox_keys().join("platform-public.pem");
+    config.provider.call_timeout_ms = 1_000;
+    config.provider.breaker_failures_max = 1_000;
+    config.charging.capture_poll_ms = 50;
+    config.charging.capture_backoff_ms = 50;
+    config.charging.capture_backoff_max_ms = 400;
+    config.charging.capture_lease_ms = 3_000;
+    config.charging.toll_budget_ms = 4_000;
+    config.charging.toll_query_interval_ms = 100;
+}
+
+/// A gateway and a sandbox on the same kind of database.
+pub struct PaidEnv {
+    pub env: Env,
+    pub sandbox: Sandbox,
+}
+
+impl PaidEnv {
+    pub async fn start(db: Db, tweak: impl FnOnce(&mut Config)) -> Option<PaidEnv> {
+        // Logs (RUST_LOG=…) go to the test's captured output, shown when it fails.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let scratch = Scratch::new("sandbox-of-test");
+        let sandbox = Sandbox::start(db, &scratch).await?;
+        let env = Env::start_with(db, |c| {
+            use_sandbox(c, &sandbox);
+            tweak(c)
+        })
+        .await?;
+        // The sandbox's SQLite file lives in its own scratch dir; keep it with the env.
+        std::mem::forget(scratch);
+        Some(PaidEnv { env, sandbox })
+    }
+
+    /// Polls `check` every 50 ms until it is true or `timeout_ms` passes.
+    pub async fn eventually<F, Fut>(&self, timeout_ms: u64, mut check: F) -> bool
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms);
+        loop {
+            if check().await {
+                return true;
+            }
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! Toll exits paid at the booth with the driver's wallet payment code, against the real provider
+//! sandbox over HTTP: one final answer per exit, no trade left open at the provider, and the
+//! ledger holding exactly what the provider holds.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use turnpike_tests::provider::PaidEnv;
+use turnpike_tests::{booth, tap, toll_exit, Db};
+use turnpike_wire::api::{Decision, Direction, TapResponse, VehicleClass};
+
+macro_rules! on_both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(turnpike_tests::Db::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(turnpike_tests::Db::Postgres).await
+            }
+        }
+    };
+}
+
+/// Enters at Hangzhou Pengbu and returns the rider (whose code the exit booth will scan).
+async fn enter(p: &PaidEnv) -> gateway::client::RiderDevice {
+    let rider = p.env.gw.rider().await;
+    let entry = p
+        .env
+        .gw
+        .terminal(&booth("hangzhou-pengbu", "in"))
+        .tap(&tap(
+            rand::random::<u32>() as u64 + 1,
+            Direction::Entry,
+            rider.ride_code(turnpike_tests::now_ms()).unwrap(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(entry.decision, Decision::Approve);
+    rider
+}
+
+fn exit_tap(rider: &gateway::client::RiderDevice, seq: u64) -> turnpike_wire::api::TapRequest {
+    toll_exit(
+        seq,
+        rider.ride_code(turnpike_tests::now_ms()).unwrap(),
+        VehicleClass::P1,
+    )
+}
+
+async fn ledger(p: &PaidEnv) -> Value {
+    let a = p
+        .env
+        .gw
+        .admin
+        .send(reqwest::Method::GET, "/v1/admin/ledger", None::<&Value>)
+        .await
+        .unwrap();
+    assert_eq!(a.status, 200);
+    a.json().unwrap()
+}
+
+/// Proves a toll exit is charged once at the booth: approve with the toll, the wallet debited
+/// by exactly that, one provider trade, one capture in a balanced ledger, and a repeat of the
+/// request answered with the same bytes and no second charge.
+async fn paid_at_exit(db: Db) {
+    let Some(p) = PaidEnv::start(db, |_| {}).await else {
+        return;
+    };
+    let user = p.sandbox.wallet(100_000, None).await;
+    let rider = enter(&p).await;
+    let code = p.sandbox.payment_code(&user).await;
+    let out = p.env.gw.terminal(&booth("shaoxing", "out"));
+    let exit = exit_tap(&rider, 1);
+    let a = out.toll_exit_raw(&exit, &code).await.unwrap();
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let r: TapResponse = a.json().unwrap();
+    assert_eq!(r.decision, Decision::Approve, "{r:?}");
+    let toll = r.charge.unwrap().to_minor();
+    assert!(toll > 0);
+    assert_eq!(p.sandbox.balance(&user).await, 100_000 - toll);
+    let again = out.toll_exit_raw(&exit, &code).await.unwrap();
+    assert_eq!(again.body, a.body, "a repeat gets the same bytes");
+    assert_eq!(p.sandbox.balance(&user).await, 100_000 - toll);
+    let trades = p.sandbox.trades().await;
+    assert_eq!(trades.len(), 1);
+    assert_eq!(trades[0].status, "TRADE_SUCCESS");
+    assert_eq!(trades[0].total_fen, toll);
+    let l = ledger(&p).await;
+    assert_eq!(l["unbalanced_transactions"], 0);
+    assert_eq!(l["transactions"], 1, "{l}");
+    let charges = p.env.gw.state.store.charges(None, None, 10).await.unwrap();
+    assert_eq!(charges.len(), 1);
+    assert_eq!(charges[0].status, "captured");
+    assert_eq!(charges[0].out_trade_no, trades[0].out_trade_no);
+}
+on_both!(paid_at_exit);
+
+/// Proves a large toll that waits for the driver's confirmation is polled until confirmed
+/// within the budget, and then approved.
+async fn confirmed_in_wallet(db: Db) {
+    let Some(p) = PaidEnv::start(db, |_| {}).await else {
+        return;
+    };
+    let user = p.sandbox.wallet(100_000, Some(1)).await;
+    let rider = enter(&p).await;
+    let code = p.sandbox.payment_code(&user).await;
+    let out = p.env.gw.terminal(&booth("shaoxing", "out"));
+    let exit = exit_tap(&rider, 1);
+    let booth_call = tokio::spawn(async move { out.toll_exit_raw(&exit, &code).await });
+    // The driver confirms in the wallet a moment after the booth asked.
+    let mut trade_no = None;
+    for _ in 0..60 {
+        if let Some(t) = p
+            .sandbox
+            .trades()
+            .await
+            .into_iter()
+            .find(|t| t.status == "WAIT_BUYER_PAY")
+        {
+            trade_no = Some(t.trade_no);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let trade_no = trade_no.expect("the pay waits for the buyer");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, body) = p
+        .sandbox
+        .post(
+            &format!("/sandbox/trades/{trade_no}/confirm"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let a = booth_call.await.unwrap().unwrap();
+    let r: TapResponse = a.json().unwrap();
+    assert_eq!(r.decision, Decision::Approve, "{r:?}");
+    assert_eq!(
+        p.sandbox.balance(&user).await,
+        100_000 - r.charge.unwrap().to_minor()
+    );
+}
+on_both!(confirmed_in_wallet);
+
+/// Proves a pay still unconfirmed at the end of the budget is cancelled at the provider: the
+/// booth is told `payment_failed`, nothing is taken, no trade stays open, the journey is open
+/// again, and the driver can pay with a new code at once.
+async fn unconfirmed_is_cancelled(db: Db) {
+    let Some(p) = PaidEnv::start(db, |c| c.charging.toll_budget_ms = 2_500).await else {
+        return;
+    };
+    let user = p.sandbox.wallet(100_000, Some(1)).await;
+    let rider = enter(&p).await;
+    let out = p.env.gw.terminal(&booth("shaoxing", "out"));
+    let code = p.sandbox.payment_code(&user).await;
+    let a = out
+        .toll_exit_raw(&exit_tap(&rider, 1), &code)
+        .await
+        .unwrap();
+    let r: TapResponse = a.json().unwrap();
+    assert_eq!(r.decision, Decision::Decline);
+    assert_eq!(r.reason.as_deref(), Some("payment_failed"));
+    assert_eq!(p.sandbox.balance(&user).await, 100_000);
+    let trades = p.sandbox.trades().await;
+    assert_eq!(trades.len(), 1);
+    assert_eq!(trades[0].status, "TRADE_CLOSED", "no trade left open");
+    // The driver pays with another wallet that needs no confirmation: the reopened journey
+    // takes the second exit, and its charge moves to a new attempt and trade number.
+    let other = p.sandbox.wallet(100_000, None).await;
+    let code = p.sandbox.payment_code(&other).await;
+    let second = out
+        .toll_exit_raw(&exit_tap(&rider, 2), &code)
+        .await
+        .unwrap();
+    let r2: TapResponse = second.json().unwrap();
+    assert_eq!(r2.decision, Decision::Approve, "{r2:?}");
+    assert_eq!(
+        p.sandbox.balance(&other).await,
+        100_000 - r2.charge.unwrap().to_minor()
+    );
+    let charges = p.env.gw.state.store.charges(None, None, 10).await.unwrap();
+    assert_eq!(charges.len(), 1, "one charge per journey");
+    assert_eq!(
+        (charges[0].status.as_str(), charges[0].attempt),
+        ("captured", 2)
+    );
+    let l = ledger(&p).await;
+    assert_eq!(l["unbalanced_transactions"], 0);
+}
+on_both!(unconfirmed_is_cancelled);
+
+/// Proves a declined pay (not enough balance) answers `payment_declined` at once and takes
+/// nothing.
+async fn declined_for_balance(db: Db) {
+    let Some(p) = PaidEnv::start(db, |_| {}).await else {
+        return;
+    };
+    let user = p.sandbox.wallet(1, None).await;
+    let rider = enter(&p).await;
+    let code = p.sandbox.payment_code(&user).await;
+    let out = p.env.gw.terminal(&booth("shaoxing", "out"));
+    let a = out
+        .toll_exit_raw(&exit_tap(&rider, 1), &code)
+        .await
+        .unwrap();
+    let r: TapResponse = a.json().unwrap();
+    assert_eq!(r.decision, Decision::Decline);
+    assert_eq!(r.reason.as_deref(), Some("payment_declined"));
+    assert_eq!(p.sandbox.balance(&user).await, 1);
+    let charges = p.env.gw.state.store.charges(None, None, 10).await.unwrap();
+    assert_eq!(charges[0].status, "cancelled");
+    assert_eq!(ledger(&p).await["transactions"], 0);
+}
+on_both!(declined_for_balance);
+
+/// Proves bad toll-exit requests get precise errors and change nothing.
+async fn bad_requests(db: Db) {
+    let Some(p) = PaidEnv::start(db, |_| {}).await else {
+        return;
+    };
+    let rider = enter(&p).await;
+    let out = p.env.gw.terminal(&booth("shaoxing", "out"));
+    let before = p.env.gw.written().await;
+    for (code, expect) in [
+        ("12345", "invalid_payment_code"),
+        ("28abcdefabcdefabcd", "invalid_payment_code"),
+    ] {
+        let a = out.toll_exit_raw(&exit_tap(&rider, 1), code).await.unwrap();
+        assert_eq!(a.status, 422);
+        assert_eq!(a.error_code().as_deref(), Some(expect));
+    }
+    let entry = tap(
+        9,
+        Direction::Entry,
+        rider.ride_code(turnpike_tests::now_ms()).unwrap(),
+    );
+    let a = out
+        .toll_exit_raw(&entry, "280000000000000000")
+        .await
+        .unwrap();
+    assert_eq!(a.error_code().as_deref(), Some("not_an_exit"));
+    let gate = p.env.gw.terminal(&turnpike_tests::gate("xianghu", 1));
+    let a = gate
+        .toll_exit_raw(&exit_tap(&rider, 1), "280000000000000000")
+        .await
+        .unwrap();
+    assert_eq!(a.error_code().as_deref(), Some("not_a_toll_terminal"));
+    assert_eq!(p.env.gw.written().await, before);
+    assert!(p.sandbox.trades().await.is_empty());
+}
+on_both!(bad_requests);
