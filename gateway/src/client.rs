@@ -111,7 +111,7 @@ impl TerminalClient {
         tap: &TapRequest,
         payment_code: &str,
     ) -> anyhow::Result<Answer> {
-        let body = crate::api::payments::TollExitRequest {
+        let body = crate::api::toll::TollExitRequest {
             tap: tap.clone(),
             payment_code: payment_code.to_string(),
         };

@@ -175,7 +175,7 @@ impl Gateway {
         let terminal_router = api::with_request_deadline(
             api::with_json_fallbacks(
                 api::terminal::router(state.clone())
-                    .merge(api::payments::terminal_router(state.clone())),
+                    .merge(api::toll::router(state.clone())),
             ),
             timeout_ms,
         );

@@ -4,8 +4,9 @@
 //! - [`terminal`]: `POST /v1/taps`, `POST /v1/taps/batch`, key and deny-list feeds (mutual TLS).
 //! - [`rider`]: rider registration, device enrolment, own journeys (rider tokens).
 //! - [`admin`]: operators, terminals, fare data, deny list, issuer keys (admin token).
-//! - [`payments`]: toll exits paid at the booth, rider wallets/charges/arrears, admin charges
-//!   and journal.
+//! - [`toll`]: `POST /v1/toll/exits`, a toll exit paid at the booth (mutual TLS).
+//! - [`payments`]: rider wallets, charges, arrears and disputes; admin charges, journal,
+//!   refunds and dispute decisions.
 //! - [`ops`]: `/metrics`, `/healthz`, `/readyz` (plain HTTP on a private address).
 
 pub mod admin;
@@ -13,6 +14,7 @@ pub mod ops;
 pub mod payments;
 pub mod rider;
 pub mod terminal;
+pub mod toll;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};

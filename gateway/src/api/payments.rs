@@ -1,43 +1,32 @@
-//! Payment endpoints: a toll exit paid on the spot (terminal API), a rider's wallet, charges and
-//! arrears (rider API), and the charges and journal for operators (admin API).
+//! Payment endpoints on the public listener: a rider's wallet, charges, arrears and disputes
+//! (rider API), and charges, the journal, refunds and dispute decisions (admin API).
 
-use std::time::Instant;
-
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::Response;
 use axum::routing::{get, post, put};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use turnpike_wire::api::{Direction, TapRequest};
 
 use super::rider::Rider;
-use super::terminal::{observe, prepare, terminal_of, TerminalIdentity};
-use super::{raw_json, sha256, ValidJson, ValidQuery};
-use crate::charging::toll::{self, ExitOutcome};
-use crate::engine::PAYMENT_PENDING;
+use super::{ValidJson, ValidQuery};
+use crate::charging::refunds::{self, RefundError, RefundRequest};
 use crate::error::{ApiError, ApiResult};
-use crate::network::Mode;
 use crate::provider::AgreementOutcome;
-use crate::store::charging::{AccountBalance, ChargeRow};
+use crate::store::charging::{self as charges, AccountBalance, ChargeRow, DisputeRow, RefundRow};
 use crate::AppState;
 
-/// Payment codes are 16–24 digits (the wallet's one-time code, refreshed every minute).
-const PAYMENT_CODE_DIGITS: std::ops::RangeInclusive<usize> = 16..=24;
 /// Most charges one listing returns.
 const CHARGES_LIMIT_MAX: i64 = 1000;
-
-pub fn terminal_router(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/toll/exits", post(post_toll_exit))
-        .with_state(state)
-}
 
 pub fn rider_router(state: AppState) -> Router {
     Router::new()
         .route("/v1/riders/me/wallet", put(bind_wallet))
         .route("/v1/riders/me/charges", get(rider_charges))
         .route("/v1/riders/me/arrears/retry", post(retry_arrears))
+        .route(
+            "/v1/riders/me/disputes",
+            post(open_dispute).get(rider_disputes),
+        )
         .with_state(state)
 }
 
@@ -45,6 +34,12 @@ pub fn admin_router(state: AppState) -> Router {
     Router::new()
         .route("/v1/admin/charges", get(admin_charges))
         .route("/v1/admin/ledger", get(admin_ledger))
+        .route("/v1/admin/refunds", post(admin_refund))
+        .route("/v1/admin/disputes", get(admin_disputes))
+        .route(
+            "/v1/admin/disputes/{dispute_id}/decision",
+            post(decide_dispute),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             super::admin::require_admin,
@@ -52,96 +47,11 @@ pub fn admin_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// A toll exit with the driver's wallet payment code: the exit tap and its payment as one
-/// request, answered once the payment is settled (within `charging.toll_budget_ms`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TollExitRequest {
-    pub tap: TapRequest,
-    /// The wallet's one-time payment code as scanned (16–24 digits). Never logged or stored.
-    pub payment_code: String,
-}
-
 fn unavailable(code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::BadRequest {
         status: StatusCode::SERVICE_UNAVAILABLE,
         code,
         message: message.into(),
-    }
-}
-
-fn in_progress() -> ApiError {
-    ApiError::BadRequest {
-        status: StatusCode::CONFLICT,
-        code: "payment_in_progress",
-        message: "this exit's payment is still being settled; repeat the same request shortly"
-            .into(),
-    }
-}
-
-async fn post_toll_exit(
-    State(state): State<AppState>,
-    Extension(identity): Extension<TerminalIdentity>,
-    ValidJson(req): ValidJson<TollExitRequest>,
-) -> ApiResult<Response> {
-    let started = Instant::now();
-    let terminal = terminal_of(&state, &identity)?;
-    if !PAYMENT_CODE_DIGITS.contains(&req.payment_code.len())
-        || !req.payment_code.bytes().all(|b| b.is_ascii_digit())
-    {
-        return Err(ApiError::unprocessable(
-            "invalid_payment_code",
-            "payment_code must be 16 to 24 digits",
-        ));
-    }
-    if req.tap.direction != Direction::Exit {
-        return Err(ApiError::unprocessable(
-            "not_an_exit",
-            "only exits are paid at the booth",
-        ));
-    }
-    if state.networks.get(&terminal.operator_id).map(|n| n.mode()) != Some(Mode::Toll) {
-        return Err(ApiError::unprocessable(
-            "not_a_toll_terminal",
-            "this terminal's operator runs no toll network",
-        ));
-    }
-    let mut prepared = prepare(&state, &terminal, req.tap.clone())?;
-    prepared.pays_at_exit = true;
-    // The payment code is part of the request's meaning: the same sequence with another code
-    // is a different request (an idempotency conflict), not a repeat.
-    let mut digest_input = prepared.request_sha256.to_vec();
-    digest_input.extend_from_slice(&sha256(req.payment_code.as_bytes()));
-    prepared.request_sha256 = sha256(&digest_input);
-    let answers = state
-        .engine
-        .submit(terminal.clone(), vec![prepared])
-        .await?;
-    let answer = answers
-        .into_iter()
-        .next()
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no answer")))?;
-    if answer.repeat && answer.reason.as_deref() == Some(PAYMENT_PENDING) {
-        return Err(in_progress());
-    }
-    let Some(payment) = answer.payment.clone() else {
-        observe("toll_exit", &answer, started);
-        return Ok(raw_json(StatusCode::OK, answer.body));
-    };
-    match toll::pay_at_exit(
-        &state.charging,
-        &payment,
-        &req.payment_code,
-        &terminal.terminal_id,
-    )
-    .await?
-    {
-        ExitOutcome::Final(body) => {
-            metrics::histogram!("gateway_toll_exit_duration_seconds")
-                .record(started.elapsed().as_secs_f64());
-            Ok(raw_json(StatusCode::OK, body))
-        }
-        ExitOutcome::Unsettled => Err(in_progress()),
     }
 }
 
@@ -332,4 +242,327 @@ async fn admin_ledger(State(state): State<AppState>) -> ApiResult<Json<LedgerVie
         unbalanced_transactions: state.store.unbalanced_transactions().await?,
         balances: state.store.ledger_balances().await?,
     }))
+}
+
+/// Request ids (idempotency keys) are 1–64 of `[A-Za-z0-9_-]`, so they fit a refund request
+/// number at the provider.
+fn valid_request_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn parse_id(text: &str, what: &'static str) -> ApiResult<i64> {
+    text.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::unprocessable(what, format!("{text:?} is not an id")))
+}
+
+/// Reasons and notes are free text for people; bounded.
+fn valid_text(text: &str) -> bool {
+    !text.trim().is_empty() && text.chars().count() <= 500
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundBody {
+    pub charge_id: String,
+    pub amount_minor: i64,
+    pub reason: String,
+    /// The caller's idempotency key: the same id is the same refund, however often sent.
+    pub request_id: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RefundView {
+    pub refund_id: String,
+    pub charge_id: String,
+    pub out_request_no: String,
+    pub amount_minor: i64,
+    pub reason: String,
+    pub status: String,
+    pub detail: Option<String>,
+    pub created_at_ms: i64,
+    pub completed_at_ms: Option<i64>,
+}
+
+impl From<RefundRow> for RefundView {
+    fn from(r: RefundRow) -> RefundView {
+        RefundView {
+            refund_id: r.refund_id.to_string(),
+            charge_id: r.charge_id.to_string(),
+            out_request_no: r.out_request_no,
+            amount_minor: r.amount_minor,
+            reason: r.reason,
+            status: r.status,
+            detail: r.detail,
+            created_at_ms: r.created_at_ms,
+            completed_at_ms: r.completed_at_ms,
+        }
+    }
+}
+
+fn refund_error(e: RefundError) -> ApiError {
+    match e {
+        RefundError::UnknownCharge => ApiError::NotFound("no such charge".into()),
+        RefundError::NotCaptured(_) => {
+            ApiError::unprocessable("charge_not_captured", e.to_string())
+        }
+        RefundError::TooMuch { .. } => {
+            ApiError::unprocessable("refund_exceeds_charge", e.to_string())
+        }
+        RefundError::RequestReused(_) => ApiError::BadRequest {
+            status: StatusCode::CONFLICT,
+            code: "request_id_reused",
+            message: e.to_string(),
+        },
+        RefundError::NoProvider => unavailable("provider_not_configured", e.to_string()),
+        RefundError::Refused { .. } => ApiError::unprocessable("refund_refused", e.to_string()),
+        RefundError::Storage(e) => ApiError::Storage(e),
+        RefundError::Internal(e) => ApiError::Internal(e),
+    }
+}
+
+/// A refund of (part of) a captured charge. 200 when done, 202 while the provider's answer is
+/// unknown (repeat the same request to drive it on).
+async fn admin_refund(
+    State(state): State<AppState>,
+    ValidJson(body): ValidJson<RefundBody>,
+) -> ApiResult<(StatusCode, Json<RefundView>)> {
+    let charge_id = parse_id(&body.charge_id, "invalid_charge_id")?;
+    if !valid_request_id(&body.request_id) {
+        return Err(ApiError::unprocessable(
+            "invalid_request_id",
+            "request_id must be 1 to 64 of A-Z a-z 0-9 _ -",
+        ));
+    }
+    if !valid_text(&body.reason) {
+        return Err(ApiError::unprocessable(
+            "invalid_reason",
+            "reason must be 1 to 500 characters",
+        ));
+    }
+    if body.amount_minor <= 0 {
+        return Err(ApiError::unprocessable(
+            "invalid_amount",
+            "amount_minor must be positive",
+        ));
+    }
+    let refund = refunds::refund(
+        &state.charging,
+        &RefundRequest {
+            charge_id,
+            amount_minor: body.amount_minor,
+            reason: &body.reason,
+            request_id: &body.request_id,
+            dispute_id: None,
+        },
+    )
+    .await
+    .map_err(refund_error)?;
+    let status = if refund.status == "pending" {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(refund.into())))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisputeBody {
+    pub charge_id: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DisputeView {
+    pub dispute_id: String,
+    pub rider_id: String,
+    pub charge_id: String,
+    pub reason: String,
+    pub status: String,
+    pub decision_note: Option<String>,
+    pub refund_id: Option<String>,
+    pub created_at_ms: i64,
+    pub decided_at_ms: Option<i64>,
+}
+
+impl From<DisputeRow> for DisputeView {
+    fn from(d: DisputeRow) -> DisputeView {
+        DisputeView {
+            dispute_id: d.dispute_id.to_string(),
+            rider_id: d.rider_id.to_string(),
+            charge_id: d.charge_id.to_string(),
+            reason: d.reason,
+            status: d.status,
+            decision_note: d.decision_note,
+            refund_id: d.refund_id.map(|r| r.to_string()),
+            created_at_ms: d.created_at_ms,
+            decided_at_ms: d.decided_at_ms,
+        }
+    }
+}
+
+/// A rider disputes one of their own captured charges; it waits for an operator's decision.
+async fn open_dispute(
+    State(state): State<AppState>,
+    Rider(rider_id): Rider,
+    ValidJson(body): ValidJson<DisputeBody>,
+) -> ApiResult<(StatusCode, Json<DisputeView>)> {
+    let charge_id = parse_id(&body.charge_id, "invalid_charge_id")?;
+    if !valid_text(&body.reason) {
+        return Err(ApiError::unprocessable(
+            "invalid_reason",
+            "reason must be 1 to 500 characters",
+        ));
+    }
+    // Another rider's charge is indistinguishable from a missing one.
+    let charge = state
+        .store
+        .charge(charge_id)
+        .await?
+        .filter(|c| c.rider_id == Some(rider_id))
+        .ok_or_else(|| ApiError::NotFound("no such charge".into()))?;
+    if charge.status != "captured" {
+        return Err(ApiError::unprocessable(
+            "charge_not_captured",
+            "only a charge that was paid can be disputed",
+        ));
+    }
+    let row = DisputeRow {
+        dispute_id: crate::random_id(),
+        rider_id,
+        charge_id,
+        reason: body.reason,
+        status: "open".into(),
+        decision_note: None,
+        refund_id: None,
+        created_at_ms: crate::now_ms(),
+        decided_at_ms: None,
+    };
+    let mut tx = state.store.begin().await?;
+    let inserted = charges::insert_dispute(&mut tx, &row).await?;
+    tx.commit().await?;
+    if !inserted {
+        return Err(ApiError::BadRequest {
+            status: StatusCode::CONFLICT,
+            code: "dispute_already_open",
+            message: "this charge already has an open dispute".into(),
+        });
+    }
+    Ok((StatusCode::CREATED, Json(row.into())))
+}
+
+async fn rider_disputes(
+    State(state): State<AppState>,
+    Rider(rider_id): Rider,
+) -> ApiResult<Json<Vec<DisputeView>>> {
+    let rows = state.store.disputes(None, Some(rider_id)).await?;
+    Ok(Json(rows.into_iter().map(DisputeView::from).collect()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisputesQuery {
+    pub status: Option<String>,
+}
+
+async fn admin_disputes(
+    State(state): State<AppState>,
+    ValidQuery(q): ValidQuery<DisputesQuery>,
+) -> ApiResult<Json<Vec<DisputeView>>> {
+    if let Some(s) = &q.status {
+        if !["open", "approved", "rejected"].contains(&s.as_str()) {
+            return Err(ApiError::unprocessable(
+                "invalid_status",
+                "status must be open, approved or rejected",
+            ));
+        }
+    }
+    let rows = state.store.disputes(q.status.as_deref(), None).await?;
+    Ok(Json(rows.into_iter().map(DisputeView::from).collect()))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionBody {
+    pub approve: bool,
+    /// The refund on approval; default the whole charge (less what was refunded already).
+    #[serde(default)]
+    pub amount_minor: Option<i64>,
+    pub note: String,
+}
+
+/// An operator decides a dispute: approval refunds (idempotently, keyed by the dispute), a
+/// rejection closes it with the note.
+async fn decide_dispute(
+    State(state): State<AppState>,
+    Path(dispute_id): Path<String>,
+    ValidJson(body): ValidJson<DecisionBody>,
+) -> ApiResult<Json<DisputeView>> {
+    let dispute_id = parse_id(&dispute_id, "invalid_dispute_id")?;
+    if !valid_text(&body.note) {
+        return Err(ApiError::unprocessable(
+            "invalid_note",
+            "note must be 1 to 500 characters",
+        ));
+    }
+    let dispute = state
+        .store
+        .dispute(dispute_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such dispute".into()))?;
+    if dispute.status != "open" {
+        return Err(ApiError::BadRequest {
+            status: StatusCode::CONFLICT,
+            code: "dispute_decided",
+            message: format!("the dispute is already {}", dispute.status),
+        });
+    }
+    let now = crate::now_ms();
+    let refund_id = if body.approve {
+        let charge = state
+            .store
+            .charge(dispute.charge_id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound("no such charge".into()))?;
+        let amount = match body.amount_minor {
+            Some(a) => a,
+            None => charge.amount_minor - state.store.refunds_committed(charge.charge_id).await?,
+        };
+        let refund = refunds::refund(
+            &state.charging,
+            &RefundRequest {
+                charge_id: charge.charge_id,
+                amount_minor: amount,
+                reason: &dispute.reason,
+                request_id: &format!("dispute-{dispute_id}"),
+                dispute_id: Some(dispute_id),
+            },
+        )
+        .await
+        .map_err(refund_error)?;
+        if refund.status != "succeeded" {
+            return Err(unavailable(
+                "refund_pending",
+                "the refund's outcome is not known yet; repeat the decision to drive it",
+            ));
+        }
+        Some(refund.refund_id)
+    } else {
+        None
+    };
+    let status = if body.approve { "approved" } else { "rejected" };
+    let mut tx = state.store.begin().await?;
+    charges::decide_dispute(&mut tx, dispute_id, status, &body.note, refund_id, now).await?;
+    tx.commit().await?;
+    let decided = state
+        .store
+        .dispute(dispute_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such dispute".into()))?;
+    Ok(Json(decided.into()))
 }

@@ -8,6 +8,7 @@
 //!   deny-listing on final failure and lifting it on repayment; recovery of toll pays whose
 //!   request died; the ticket-order query fallback.
 //! - [`toll`]: the synchronous barcode pay of a toll exit within its budget.
+//! - [`refunds`]: idempotent refunds (admin, or an approved rider dispute).
 //!
 //! # Exactly once
 //! A charge row is written in the same transaction that closes the journey, and
@@ -23,6 +24,7 @@
 //! fee, borne by the operator). Every transaction's lines balance to zero.
 
 pub mod capture;
+pub mod refunds;
 pub mod toll;
 
 use std::sync::Arc;

@@ -1,0 +1,168 @@
+//! Refunds (by an operator, or by approving a rider's dispute), idempotent per request.
+//!
+//! The refund row is written `pending` before the provider is called, with an `out_request_no`
+//! derived from the caller's request id, so a retry of the same request — after a timeout, a
+//! crash, a lost answer — sends the same refund request number, which the provider applies at
+//! most once. The journal entry (`refund:<out_request_no>`) is booked in the transaction that
+//! marks the refund succeeded, with the provider's fee returned pro rata.
+
+use super::{fee_minor, refund_fee_minor, refund_txn, Charging};
+use crate::provider::RefundOutcome;
+use crate::store::charging::{self as sql, ChargeRow, RefundRow};
+
+/// Why a refund request cannot be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum RefundError {
+    #[error("no such charge")]
+    UnknownCharge,
+    #[error("only a captured charge can be refunded (this one is {0})")]
+    NotCaptured(String),
+    #[error("the refund exceeds what is left to refund ({left} minor units)")]
+    TooMuch { left: i64 },
+    #[error("request id {0} was used for another refund")]
+    RequestReused(String),
+    #[error("no payment provider is configured")]
+    NoProvider,
+    #[error("the provider refused the refund: {sub_code} {message}")]
+    Refused { sub_code: String, message: String },
+    #[error(transparent)]
+    Storage(#[from] sqlx::Error),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// A refund request, from the admin API or an approved dispute.
+pub struct RefundRequest<'a> {
+    pub charge_id: i64,
+    pub amount_minor: i64,
+    pub reason: &'a str,
+    /// The caller's idempotency key.
+    pub request_id: &'a str,
+    pub dispute_id: Option<i64>,
+}
+
+/// The refund request number sent to the provider: stable for a (charge, request id).
+pub fn out_request_no(charge_id: i64, request_id: &str) -> String {
+    format!("R{charge_id}-{request_id}")
+}
+
+/// Records and carries out a refund; a repeat of the same request returns the same refund
+/// (and drives a still-pending one to its end).
+pub async fn refund(
+    charging: &Charging,
+    req: &RefundRequest<'_>,
+) -> Result<RefundRow, RefundError> {
+    let store = &charging.store;
+    let charge = store
+        .charge(req.charge_id)
+        .await?
+        .ok_or(RefundError::UnknownCharge)?;
+    let out_request_no = out_request_no(charge.charge_id, req.request_id);
+    let refund = match store.refund_by_request(&out_request_no).await? {
+        Some(existing) => {
+            if existing.amount_minor != req.amount_minor {
+                return Err(RefundError::RequestReused(req.request_id.to_string()));
+            }
+            existing
+        }
+        None => {
+            if charge.status != "captured" {
+                return Err(RefundError::NotCaptured(charge.status.clone()));
+            }
+            let left = charge.amount_minor - store.refunds_committed(charge.charge_id).await?;
+            if req.amount_minor <= 0 || req.amount_minor > left {
+                return Err(RefundError::TooMuch { left });
+            }
+            let row = RefundRow {
+                refund_id: crate::random_id(),
+                charge_id: charge.charge_id,
+                out_request_no: out_request_no.clone(),
+                amount_minor: req.amount_minor,
+                reason: req.reason.to_string(),
+                status: "pending".into(),
+                detail: None,
+                dispute_id: req.dispute_id,
+                created_at_ms: crate::now_ms(),
+                completed_at_ms: None,
+            };
+            let mut tx = store.begin().await?;
+            let inserted = sql::insert_refund(&mut tx, &row).await?;
+            tx.commit().await?;
+            if !inserted {
+                // A concurrent identical request won the insert; continue with its row.
+                store
+                    .refund_by_request(&out_request_no)
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("refund {out_request_no} vanished"))?
+            } else {
+                row
+            }
+        }
+    };
+    if refund.status != "pending" {
+        return Ok(refund);
+    }
+    drive(charging, &charge, &refund).await
+}
+
+/// Sends a pending refund to the provider and records the outcome.
+async fn drive(
+    charging: &Charging,
+    charge: &ChargeRow,
+    refund: &RefundRow,
+) -> Result<RefundRow, RefundError> {
+    let provider = charging.provider.as_ref().ok_or(RefundError::NoProvider)?;
+    let outcome = provider
+        .refund(
+            &charge.out_trade_no,
+            &refund.out_request_no,
+            refund.amount_minor,
+            &refund.reason,
+        )
+        .await;
+    let store = &charging.store;
+    let now = crate::now_ms();
+    match outcome {
+        Ok(RefundOutcome::Refunded { .. }) => {
+            let rate_bp = store.provider_fee_rate_bp(&charge.operator_id).await?;
+            let fee = charge
+                .fee_minor
+                .unwrap_or_else(|| fee_minor(charge.amount_minor, rate_bp));
+            let fee_back = refund_fee_minor(fee, charge.amount_minor, refund.amount_minor);
+            let mut tx = store.begin().await?;
+            if sql::finish_refund(&mut tx, refund, true, None, now).await? {
+                sql::book(
+                    &mut tx,
+                    &refund_txn(
+                        charge,
+                        &refund.out_request_no,
+                        refund.amount_minor,
+                        fee_back,
+                    ),
+                    now,
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            metrics::counter!("gateway_refunds_total", "outcome" => "succeeded").increment(1);
+        }
+        Ok(RefundOutcome::Refused { sub_code, message }) => {
+            let detail = format!("{sub_code}: {message}");
+            let mut tx = store.begin().await?;
+            sql::finish_refund(&mut tx, refund, false, Some(&detail), now).await?;
+            tx.commit().await?;
+            metrics::counter!("gateway_refunds_total", "outcome" => "refused").increment(1);
+            return Err(RefundError::Refused { sub_code, message });
+        }
+        Err(e) => {
+            // Unknown: the row stays pending; repeating the request (same id) drives it again
+            // with the same refund request number.
+            tracing::warn!(refund_id = refund.refund_id, error = %e, "refund outcome unknown");
+            metrics::counter!("gateway_refunds_total", "outcome" => "unknown").increment(1);
+        }
+    }
+    Ok(store
+        .refund_by_request(&refund.out_request_no)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("refund vanished"))?)
+}
