@@ -625,7 +625,7 @@ impl Store {
 }
 
 /// Tables whose row counts tests and operators may ask for.
-const COUNTABLE_TABLES: [&str; 8] = [
+const COUNTABLE_TABLES: [&str; 17] = [
     "taps",
     "journeys",
     "code_uses",
@@ -634,6 +634,15 @@ const COUNTABLE_TABLES: [&str; 8] = [
     "deny_list",
     "terminals",
     "rider_days",
+    "rider_wallets",
+    "charges",
+    "charge_attempts",
+    "ledger_transactions",
+    "ledger_lines",
+    "refunds",
+    "disputes",
+    "ticket_orders",
+    "provider_notifications",
 ];
 
 impl Store {
