@@ -174,8 +174,7 @@ impl Gateway {
         let timeout_ms = state.config.listen.request_timeout_ms;
         let terminal_router = api::with_request_deadline(
             api::with_json_fallbacks(
-                api::terminal::router(state.clone())
-                    .merge(api::toll::router(state.clone())),
+                api::terminal::router(state.clone()).merge(api::toll::router(state.clone())),
             ),
             timeout_ms,
         );

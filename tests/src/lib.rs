@@ -123,6 +123,17 @@ impl TestGateway {
         Ok(())
     }
 
+    /// Stops the gateway the hard way — its task aborted mid-flight, in-flight requests, provider
+    /// calls and transactions dropped — as a crash or a killed process would.
+    pub async fn crash(mut self) {
+        self.stop.take();
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+        self.state.store.close().await;
+    }
+
     pub fn ca(&self) -> PathBuf {
         self.certs.join("ca.pem")
     }

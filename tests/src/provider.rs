@@ -271,6 +271,17 @@ impl PaidEnv {
         Some(PaidEnv { env, sandbox })
     }
 
+    /// Crashes the gateway (see [`crate::TestGateway::crash`]) and starts a new one with the same
+    /// configuration on the same database: what a process restart after a kill looks like.
+    pub async fn crash_and_restart_gateway(&mut self) {
+        let config: Config = (*self.env.gw.state.config).clone();
+        let new = crate::TestGateway::start(config)
+            .await
+            .expect("restarting the gateway");
+        let old = std::mem::replace(&mut self.env.gw, new);
+        old.crash().await;
+    }
+
     /// Polls `check` every 50 ms until it is true or `timeout_ms` passes.
     pub async fn eventually<F, Fut>(&self, timeout_ms: u64, mut check: F) -> bool
     where

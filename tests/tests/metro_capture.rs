@@ -25,7 +25,10 @@ macro_rules! on_both {
 }
 
 /// A rider with a wallet holding `balance_fen` and a bound agreement.
-async fn rider_with_wallet(p: &PaidEnv, balance_fen: i64) -> (gateway::client::RiderDevice, String) {
+async fn rider_with_wallet(
+    p: &PaidEnv,
+    balance_fen: i64,
+) -> (gateway::client::RiderDevice, String) {
     let rider = p.env.gw.rider().await;
     let user = p.sandbox.wallet(balance_fen, None).await;
     let agreement = p.sandbox.agreement(&user, 100_00).await;
@@ -71,19 +74,30 @@ async fn charge_status(p: &PaidEnv) -> Vec<String> {
 }
 
 async fn ledger(p: &PaidEnv) -> Value {
-    let a = p.env.gw.admin.send(reqwest::Method::GET, "/v1/admin/ledger", None::<&Value>).await.unwrap();
+    let a = p
+        .env
+        .gw
+        .admin
+        .send(reqwest::Method::GET, "/v1/admin/ledger", None::<&Value>)
+        .await
+        .unwrap();
     a.json().unwrap()
 }
 
 /// Proves a closed journey is deducted once through the agreement: wallet debited by the fare,
 /// charge captured, fare and capture booked, the rider owing nothing.
 async fn journey_is_deducted(db: Db) {
-    let Some(p) = PaidEnv::start(db, |_| {}).await else { return };
+    let Some(p) = PaidEnv::start(db, |_| {}).await else {
+        return;
+    };
     let (rider, user) = rider_with_wallet(&p, 10_000).await;
     let exit = ride(&p, &rider, 1).await;
     assert_eq!(exit.decision, Decision::Approve);
     let fare = exit.charge.unwrap().to_minor();
-    assert!(p.eventually(5_000, || async { charge_status(&p).await == ["captured"] }).await);
+    assert!(
+        p.eventually(5_000, || async { charge_status(&p).await == ["captured"] })
+            .await
+    );
     assert_eq!(p.sandbox.balance(&user).await, 10_000 - fare);
     let l = ledger(&p).await;
     assert_eq!(l["transactions"], 2, "{l}");
@@ -97,7 +111,17 @@ async fn journey_is_deducted(db: Db) {
         .sum();
     assert_eq!(receivable, 0);
     // The rider sees the charge.
-    let mine = p.env.gw.public_send(reqwest::Method::GET, "/v1/riders/me/charges", Some(&rider.token), None).await.unwrap();
+    let mine = p
+        .env
+        .gw
+        .public_send(
+            reqwest::Method::GET,
+            "/v1/riders/me/charges",
+            Some(&rider.token),
+            None,
+        )
+        .await
+        .unwrap();
     let mine: Value = mine.json().unwrap();
     assert_eq!(mine[0]["status"], "captured");
     assert_eq!(mine[0]["amount_minor"], fare);
@@ -117,18 +141,39 @@ async fn arrears_deny_and_lift(db: Db) {
     let (rider, user) = rider_with_wallet(&p, 0).await;
     let exit = ride(&p, &rider, 1).await;
     let fare = exit.charge.unwrap().to_minor();
-    assert!(p.eventually(8_000, || async { charge_status(&p).await == ["failed"] }).await);
+    assert!(
+        p.eventually(8_000, || async { charge_status(&p).await == ["failed"] })
+            .await
+    );
     tokio::time::sleep(Duration::from_millis(400)).await; // the registry refresh
     let denied = ride(&p, &rider, 2).await;
     assert_eq!(denied.reason.as_deref(), Some("rider_denied"), "{denied:?}");
     // Three attempts, three trade numbers, none paid at the provider.
     let charges = p.env.gw.state.store.charges(None, None, 10).await.unwrap();
     assert_eq!(charges[0].attempt, 3);
-    assert!(p.sandbox.trades().await.iter().all(|t| t.status != "TRADE_SUCCESS"));
+    assert!(p
+        .sandbox
+        .trades()
+        .await
+        .iter()
+        .all(|t| t.status != "TRADE_SUCCESS"));
     p.sandbox.top_up(&user, 10_000).await;
-    let a = p.env.gw.public_send(reqwest::Method::POST, "/v1/riders/me/arrears/retry", Some(&rider.token), None).await.unwrap();
+    let a = p
+        .env
+        .gw
+        .public_send(
+            reqwest::Method::POST,
+            "/v1/riders/me/arrears/retry",
+            Some(&rider.token),
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!(a.status, 200);
-    assert!(p.eventually(5_000, || async { charge_status(&p).await == ["captured"] }).await);
+    assert!(
+        p.eventually(5_000, || async { charge_status(&p).await == ["captured"] })
+            .await
+    );
     assert_eq!(p.sandbox.balance(&user).await, 10_000 - fare);
     tokio::time::sleep(Duration::from_millis(400)).await;
     let again = ride(&p, &rider, 3).await;
@@ -139,23 +184,46 @@ on_both!(arrears_deny_and_lift);
 
 /// Proves wallet binding checks the agreement at the provider and refuses bad input precisely.
 async fn wallet_binding(db: Db) {
-    let Some(p) = PaidEnv::start(db, |_| {}).await else { return };
+    let Some(p) = PaidEnv::start(db, |_| {}).await else {
+        return;
+    };
     let rider = p.env.gw.rider().await;
     let bind = |agreement: &str| {
         let body = json!({"agreement_no": agreement});
         let gw = &p.env.gw;
         let token = rider.token.clone();
         async move {
-            gw.public_send(reqwest::Method::PUT, "/v1/riders/me/wallet", Some(&token), Some(&body))
-                .await
-                .unwrap()
+            gw.public_send(
+                reqwest::Method::PUT,
+                "/v1/riders/me/wallet",
+                Some(&token),
+                Some(&body),
+            )
+            .await
+            .unwrap()
         }
     };
     let a = bind("20260000000000000000").await;
-    assert_eq!((a.status, a.error_code().as_deref()), (422, Some("agreement_not_found")));
+    assert_eq!(
+        (a.status, a.error_code().as_deref()),
+        (422, Some("agreement_not_found"))
+    );
     let a = bind("not valid!").await;
-    assert_eq!((a.status, a.error_code().as_deref()), (422, Some("invalid_agreement_no")));
-    let a = p.env.gw.public_send(reqwest::Method::PUT, "/v1/riders/me/wallet", None, Some(&json!({"agreement_no": "1"}))).await.unwrap();
+    assert_eq!(
+        (a.status, a.error_code().as_deref()),
+        (422, Some("invalid_agreement_no"))
+    );
+    let a = p
+        .env
+        .gw
+        .public_send(
+            reqwest::Method::PUT,
+            "/v1/riders/me/wallet",
+            None,
+            Some(&json!({"agreement_no": "1"})),
+        )
+        .await
+        .unwrap();
     assert_eq!(a.status, 401);
     assert_eq!(p.env.gw.count("rider_wallets").await, 0);
     let user = p.sandbox.wallet(100, None).await;

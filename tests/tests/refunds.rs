@@ -46,11 +46,27 @@ async fn paid_toll(p: &PaidEnv) -> (gateway::client::RiderDevice, String, String
     let r: TapResponse = a.json().unwrap();
     assert_eq!(r.decision, Decision::Approve, "{r:?}");
     let charges = p.env.gw.state.store.charges(None, None, 10).await.unwrap();
-    (rider, user, charges[0].charge_id.to_string(), r.charge.unwrap().to_minor())
+    (
+        rider,
+        user,
+        charges[0].charge_id.to_string(),
+        r.charge.unwrap().to_minor(),
+    )
 }
 
-async fn admin(p: &PaidEnv, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let a = p.env.gw.admin.send(method, path, body.as_ref()).await.unwrap();
+async fn admin(
+    p: &PaidEnv,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let a = p
+        .env
+        .gw
+        .admin
+        .send(method, path, body.as_ref())
+        .await
+        .unwrap();
     (a.status, a.json().unwrap_or(Value::Null))
 }
 
@@ -68,7 +84,9 @@ async fn refund(p: &PaidEnv, charge_id: &str, amount: i64, request_id: &str) -> 
 /// total refunded can never pass the charge, and that the journal stays balanced with the fee
 /// returned pro rata.
 async fn partial_refunds_are_idempotent(db: Db) {
-    let Some(p) = PaidEnv::start(db, |_| {}).await else { return };
+    let Some(p) = PaidEnv::start(db, |_| {}).await else {
+        return;
+    };
     let (_, user, charge_id, amount) = paid_toll(&p).await;
     let paid_balance = p.sandbox.balance(&user).await;
     let (status, first) = refund(&p, &charge_id, 500, "r-1").await;
@@ -76,12 +94,21 @@ async fn partial_refunds_are_idempotent(db: Db) {
     assert_eq!(first["status"], "succeeded");
     let (status, again) = refund(&p, &charge_id, 500, "r-1").await;
     assert_eq!(status, 200);
-    assert_eq!(again["refund_id"], first["refund_id"], "same request, same refund");
+    assert_eq!(
+        again["refund_id"], first["refund_id"],
+        "same request, same refund"
+    );
     assert_eq!(p.sandbox.balance(&user).await, paid_balance + 500);
     let (status, body) = refund(&p, &charge_id, 600, "r-1").await;
-    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("request_id_reused")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("request_id_reused"))
+    );
     let (status, body) = refund(&p, &charge_id, amount, "r-2").await;
-    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("refund_exceeds_charge")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("refund_exceeds_charge"))
+    );
     let (status, rest) = refund(&p, &charge_id, amount - 500, "r-2").await;
     assert_eq!(status, 200, "{rest}");
     assert_eq!(p.sandbox.balance(&user).await, paid_balance + amount);
@@ -100,18 +127,54 @@ on_both!(partial_refunds_are_idempotent);
 
 /// Proves bad refund requests get precise errors and change nothing.
 async fn bad_refunds(db: Db) {
-    let Some(p) = PaidEnv::start(db, |_| {}).await else { return };
+    let Some(p) = PaidEnv::start(db, |_| {}).await else {
+        return;
+    };
     let (_, _, charge_id, _) = paid_toll(&p).await;
     for (body, status, code) in [
-        (json!({"charge_id": "x", "amount_minor": 1, "reason": "r", "request_id": "a"}), 422, "invalid_charge_id"),
-        (json!({"charge_id": "12345", "amount_minor": 1, "reason": "r", "request_id": "a"}), 404, "not_found"),
-        (json!({"charge_id": charge_id, "amount_minor": 0, "reason": "r", "request_id": "a"}), 422, "invalid_amount"),
-        (json!({"charge_id": charge_id, "amount_minor": 1, "reason": "", "request_id": "a"}), 422, "invalid_reason"),
-        (json!({"charge_id": charge_id, "amount_minor": 1, "reason": "r", "request_id": "a b"}), 422, "invalid_request_id"),
-        (json!({"charge_id": charge_id, "amount_minor": 1, "reason": "r", "request_id": "a", "extra": 1}), 400, "unknown_field"),
+        (
+            json!({"charge_id": "x", "amount_minor": 1, "reason": "r", "request_id": "a"}),
+            422,
+            "invalid_charge_id",
+        ),
+        (
+            json!({"charge_id": "12345", "amount_minor": 1, "reason": "r", "request_id": "a"}),
+            404,
+            "not_found",
+        ),
+        (
+            json!({"charge_id": charge_id, "amount_minor": 0, "reason": "r", "request_id": "a"}),
+            422,
+            "invalid_amount",
+        ),
+        (
+            json!({"charge_id": charge_id, "amount_minor": 1, "reason": "", "request_id": "a"}),
+            422,
+            "invalid_reason",
+        ),
+        (
+            json!({"charge_id": charge_id, "amount_minor": 1, "reason": "r", "request_id": "a b"}),
+            422,
+            "invalid_request_id",
+        ),
+        (
+            json!({"charge_id": charge_id, "amount_minor": 1, "reason": "r", "request_id": "a", "extra": 1}),
+            400,
+            "unknown_field",
+        ),
     ] {
-        let (s, b) = admin(&p, reqwest::Method::POST, "/v1/admin/refunds", Some(body.clone())).await;
-        assert_eq!((s, b["error"]["code"].as_str()), (status, Some(code)), "{body}");
+        let (s, b) = admin(
+            &p,
+            reqwest::Method::POST,
+            "/v1/admin/refunds",
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body}"
+        );
     }
     assert_eq!(p.env.gw.count("refunds").await, 0);
     assert_eq!(p.sandbox.trades().await[0].refunded_fen, 0);
@@ -121,35 +184,86 @@ on_both!(bad_refunds);
 /// Proves a rider can dispute only their own paid charge, an operator's approval refunds it
 /// (once, even if decided twice), and a rejection refunds nothing.
 async fn disputes_flow(db: Db) {
-    let Some(p) = PaidEnv::start(db, |_| {}).await else { return };
+    let Some(p) = PaidEnv::start(db, |_| {}).await else {
+        return;
+    };
     let (rider, user, charge_id, amount) = paid_toll(&p).await;
     let other = p.env.gw.rider().await;
     let gw = &p.env.gw;
     let post = |token: String, body: Value| async move {
-        gw.public_send(reqwest::Method::POST, "/v1/riders/me/disputes", Some(&token), Some(&body))
-            .await
-            .unwrap()
+        gw.public_send(
+            reqwest::Method::POST,
+            "/v1/riders/me/disputes",
+            Some(&token),
+            Some(&body),
+        )
+        .await
+        .unwrap()
     };
-    let a = post(other.token.clone(), json!({"charge_id": charge_id, "reason": "not me"})).await;
+    let a = post(
+        other.token.clone(),
+        json!({"charge_id": charge_id, "reason": "not me"}),
+    )
+    .await;
     assert_eq!(a.status, 404, "another rider's charge is invisible");
-    let a = post(rider.token.clone(), json!({"charge_id": charge_id, "reason": "charged the wrong class"})).await;
+    let a = post(
+        rider.token.clone(),
+        json!({"charge_id": charge_id, "reason": "charged the wrong class"}),
+    )
+    .await;
     assert_eq!(a.status, 201, "{}", String::from_utf8_lossy(&a.body));
     let dispute: Value = a.json().unwrap();
-    let a = post(rider.token.clone(), json!({"charge_id": charge_id, "reason": "again"})).await;
-    assert_eq!((a.status, a.error_code().as_deref()), (409, Some("dispute_already_open")));
-    let (_, open) = admin(&p, reqwest::Method::GET, "/v1/admin/disputes?status=open", None).await;
+    let a = post(
+        rider.token.clone(),
+        json!({"charge_id": charge_id, "reason": "again"}),
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.error_code().as_deref()),
+        (409, Some("dispute_already_open"))
+    );
+    let (_, open) = admin(
+        &p,
+        reqwest::Method::GET,
+        "/v1/admin/disputes?status=open",
+        None,
+    )
+    .await;
     assert_eq!(open.as_array().unwrap().len(), 1);
-    let path = format!("/v1/admin/disputes/{}/decision", dispute["dispute_id"].as_str().unwrap());
+    let path = format!(
+        "/v1/admin/disputes/{}/decision",
+        dispute["dispute_id"].as_str().unwrap()
+    );
     let before = p.sandbox.balance(&user).await;
-    let (status, decided) = admin(&p, reqwest::Method::POST, &path, Some(json!({"approve": true, "note": "class p1 confirmed"}))).await;
+    let (status, decided) = admin(
+        &p,
+        reqwest::Method::POST,
+        &path,
+        Some(json!({"approve": true, "note": "class p1 confirmed"})),
+    )
+    .await;
     assert_eq!(status, 200, "{decided}");
     assert_eq!(decided["status"], "approved");
     assert_eq!(p.sandbox.balance(&user).await, before + amount);
-    let (status, again) = admin(&p, reqwest::Method::POST, &path, Some(json!({"approve": true, "note": "twice"}))).await;
-    assert_eq!((status, again["error"]["code"].as_str()), (409, Some("dispute_decided")));
+    let (status, again) = admin(
+        &p,
+        reqwest::Method::POST,
+        &path,
+        Some(json!({"approve": true, "note": "twice"})),
+    )
+    .await;
+    assert_eq!(
+        (status, again["error"]["code"].as_str()),
+        (409, Some("dispute_decided"))
+    );
     assert_eq!(p.sandbox.balance(&user).await, before + amount);
     let mine = gw
-        .public_send(reqwest::Method::GET, "/v1/riders/me/disputes", Some(&rider.token), None)
+        .public_send(
+            reqwest::Method::GET,
+            "/v1/riders/me/disputes",
+            Some(&rider.token),
+            None,
+        )
         .await
         .unwrap();
     let mine: Value = mine.json().unwrap();
