@@ -17,6 +17,8 @@ use turnpike_wire::api::{Decision, Direction, TapRequest, TapResponse, VehicleCl
 use crate::client::{AdminClient, RiderDevice, TerminalClient};
 use crate::config::Config;
 
+pub mod payments;
+
 pub struct DemoOptions {
     pub duration_s: Option<u64>,
     pub dir: Option<PathBuf>,
@@ -181,7 +183,31 @@ async fn run_in(
     crate::certs::write_dev_pki(&certs, &demo_terminal_ids())?;
     let mut config = Config::default();
     config.listen.terminal = "127.0.0.1:0".parse()?;
-    config.listen.public = "127.0.0.1:0".parse()?;
+    // The provider must know where to send notifications before the gateway starts: pick the
+    // public port now.
+    let public_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    config.listen.public = format!("127.0.0.1:{public_port}").parse()?;
+    let (provider, provider_config) = payments::DemoProvider::start(
+        dir,
+        format!("https://localhost:{public_port}/v1/provider/notify"),
+        &certs.join("ca.pem"),
+    )
+    .await?;
+    println!(
+        "payment provider (sandbox) up: {} — signed open API, own SQLite database",
+        provider.base
+    );
+    config.provider = provider_config;
+    // Demo pace: retry declined deductions within seconds, give up after three.
+    config.charging.capture_poll_ms = 200;
+    config.charging.capture_backoff_ms = 300;
+    config.charging.capture_backoff_max_ms = 1_000;
+    config.charging.capture_attempts_max = 3;
+    config.charging.toll_budget_ms = 8_000;
+    config.charging.toll_query_interval_ms = 500;
+    config.charging.ticket_query_after_ms = 5_000;
     config.listen.ops = "127.0.0.1:0".parse()?;
     config.tls.dir = certs.clone();
     config.database.url = format!("sqlite://{}?mode=rwc", dir.join("turnpike.db").display());
@@ -253,8 +279,15 @@ async fn run_in(
         riders.push(RiderDevice::enrol(&public_base, &ca, &["metro", "toll"]).await?);
     }
     println!(
-        "{} riders registered; each phone made a P-256 key and received a 7-day-max credential\n",
+        "{} riders registered; each phone made a P-256 key and received a 7-day-max credential",
         riders.len()
+    );
+    let mut wallets = Vec::new();
+    for rider in &riders {
+        wallets.push(payments::bind_wallet(&provider, rider, &public_base, &ca, "1000.00").await?);
+    }
+    println!(
+        "each rider bound a wallet (¥1000.00) with a withholding agreement; journeys are post-paid through it\n"
     );
     let fleet = Arc::new(Fleet {
         terminals: clients,
@@ -493,6 +526,23 @@ async fn run_in(
         )
         .await?;
 
+    payments_section(&PaymentsDemo {
+        state: &state,
+        provider: &provider,
+        fleet: &fleet,
+        admin: &admin,
+        riders: &riders,
+        wallets: &wallets,
+        public_base: &public_base,
+        terminal_base: &terminal_base,
+        ca: &ca,
+        certs: &certs,
+        dir,
+        stops: &stops,
+        plazas: &plazas,
+    })
+    .await?;
+
     // --- free running traffic until the deadline or Ctrl-C ---
     println!(
         "\n— riders travel between random stations until {}",
@@ -600,6 +650,7 @@ async fn run_in(
                 .amount()
         );
     }
+    payments_summary(&state, &provider).await?;
     let journeys = riders[0].journeys(&public_base, &ca).await?;
     println!(
         "  rider-1 sees {} of their own journeys through the rider API",
@@ -607,6 +658,318 @@ async fn run_in(
     );
     let _ = stop_tx.send(());
     server.await??;
+    provider.stop().await?;
     println!("\ndemo finished cleanly");
+    Ok(())
+}
+
+/// What the payment part of the demo works with.
+struct PaymentsDemo<'a> {
+    state: &'a crate::AppState,
+    provider: &'a payments::DemoProvider,
+    fleet: &'a Fleet,
+    admin: &'a AdminClient,
+    riders: &'a [RiderDevice],
+    wallets: &'a [String],
+    public_base: &'a str,
+    terminal_base: &'a str,
+    ca: &'a std::path::Path,
+    certs: &'a std::path::Path,
+    dir: &'a std::path::Path,
+    stops: &'a [String],
+    plazas: &'a [String],
+}
+
+/// Waits (up to `timeout`) until `check` holds.
+async fn wait_for<F, Fut>(timeout: Duration, mut check: F) -> anyhow::Result<bool>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let until = Instant::now() + timeout;
+    while Instant::now() < until {
+        if check().await? {
+            return Ok(true);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(false)
+}
+
+async fn rider_charges(
+    state: &crate::AppState,
+    rider: &RiderDevice,
+) -> anyhow::Result<Vec<crate::store::charging::ChargeRow>> {
+    let id: i64 = rider.rider_id.parse()?;
+    Ok(state.store.charges(Some(id), None, 100).await?)
+}
+
+/// The three payment flows, scripted: metro post-pay (and a failed deduction that deny-lists a
+/// rider until repaid), toll exits paid at the booth (one needing the driver's confirmation,
+/// one declined), a ticket bought by QR, and a refund.
+async fn payments_section(d: &PaymentsDemo<'_>) -> anyhow::Result<()> {
+    let now = || crate::now_ms() as u64;
+    let gate = |stop: &str, n: u8| format!("gate-{}-{n}", sanitize(stop));
+    let booth = |plaza: &str, dir: &str| format!("booth-{}-{dir}", sanitize(plaza));
+    let state = d.state;
+
+    println!("\n— flow A, metro post-pay: rider-1's journeys are deducted through the withholding agreement");
+    let r1 = &d.riders[0];
+    wait_for(Duration::from_secs(10), || async {
+        Ok(rider_charges(state, r1)
+            .await?
+            .iter()
+            .all(|c| c.status == "captured"))
+    })
+    .await?;
+    for c in rider_charges(state, r1).await? {
+        println!(
+            "  charge {:<24} {:>8}  {:<9} provider trade {}",
+            c.out_trade_no,
+            payments::yuan(c.amount_minor),
+            c.status,
+            c.provider_trade_no.as_deref().unwrap_or("-")
+        );
+    }
+    println!(
+        "  rider-1's wallet now holds ¥{}",
+        d.provider.balance(&d.wallets[0]).await?
+    );
+
+    println!("— a deduction that fails: rider-broke's wallet holds ¥0.50, less than the fare");
+    let broke = RiderDevice::enrol(d.public_base, d.ca, &["metro", "toll"]).await?;
+    let broke_wallet =
+        payments::bind_wallet(d.provider, &broke, d.public_base, d.ca, "0.50").await?;
+    let (from, to) = (&d.stops[0], &d.stops[12]);
+    d.fleet
+        .tap(
+            &gate(from, 1),
+            "rider-broke",
+            Direction::Entry,
+            broke.ride_code(now())?,
+            None,
+            false,
+        )
+        .await?;
+    d.fleet
+        .tap(
+            &gate(to, 1),
+            "rider-broke",
+            Direction::Exit,
+            broke.ride_code(now())?,
+            None,
+            false,
+        )
+        .await?;
+    let failed = wait_for(Duration::from_secs(15), || async {
+        Ok(rider_charges(state, &broke)
+            .await?
+            .iter()
+            .any(|c| c.status == "failed"))
+    })
+    .await?;
+    for c in rider_charges(state, &broke).await? {
+        println!(
+            "  charge {:>8} after {} attempts: {} ({})",
+            payments::yuan(c.amount_minor),
+            c.attempt,
+            c.status,
+            c.last_error.as_deref().unwrap_or("-")
+        );
+    }
+    anyhow::ensure!(failed, "the deduction was expected to fail");
+    println!("  rider-broke is deny-listed for arrears; gates learn it from the deny-list feed");
+    tokio::time::sleep(Duration::from_millis(1_200)).await; // one registry refresh
+    d.fleet
+        .tap(
+            &gate(from, 2),
+            "rider-broke",
+            Direction::Entry,
+            broke.ride_code(now())?,
+            None,
+            false,
+        )
+        .await?;
+    d.provider
+        .post(
+            &format!("/sandbox/users/{broke_wallet}/top-up"),
+            serde_json::json!({"amount_fen": 5_000}),
+        )
+        .await?;
+    let http = crate::tls::http_client(d.ca, None)?;
+    http.post(format!("{}/v1/riders/me/arrears/retry", d.public_base))
+        .bearer_auth(&broke.token)
+        .send()
+        .await?
+        .error_for_status()?;
+    println!("  rider-broke tops up ¥50.00 and asks for a retry");
+    let repaid = wait_for(Duration::from_secs(10), || async {
+        Ok(rider_charges(state, &broke)
+            .await?
+            .iter()
+            .all(|c| c.status == "captured"))
+    })
+    .await?;
+    anyhow::ensure!(repaid, "the repayment was expected to succeed");
+    println!("  arrears repaid; the deny-listing lifts by itself");
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    d.fleet
+        .tap(
+            &gate(from, 2),
+            "rider-broke",
+            Direction::Entry,
+            broke.ride_code(now())?,
+            None,
+            false,
+        )
+        .await?;
+    d.fleet
+        .tap(
+            &gate(from, 1),
+            "rider-broke",
+            Direction::Exit,
+            broke.ride_code(now())?,
+            None,
+            false,
+        )
+        .await?;
+
+    println!("— flow B, toll paid at the booth with the wallet's payment code (budget 8 s: pay → query → cancel)");
+    let (entry_plaza, exit_plaza) = (&d.plazas[0], &d.plazas[d.plazas.len() - 1]);
+    let exit_booth_id = booth(exit_plaza, "out");
+    let exit_booth_ref = exit_booth_id.as_str();
+    let exit_booth = TerminalClient::new(
+        d.terminal_base,
+        d.ca,
+        &d.certs
+            .join("terminals")
+            .join(format!("{exit_booth_id}.pem")),
+        &d.certs
+            .join("terminals")
+            .join(format!("{exit_booth_id}.key")),
+    )?;
+    let drive = |who: &'static str,
+                 class: VehicleClass,
+                 balance: &'static str,
+                 confirm: Option<&'static str>| async move {
+        let driver = RiderDevice::enrol(d.public_base, d.ca, &["toll"]).await?;
+        let wallet = d.provider.wallet(balance, confirm).await?;
+        d.fleet
+            .tap(
+                &booth(entry_plaza, "in"),
+                who,
+                Direction::Entry,
+                driver.ride_code(now())?,
+                None,
+                false,
+            )
+            .await?;
+        let seq = d.fleet.next_sequence(exit_booth_ref).await;
+        let tap = payments::toll_exit(seq, driver.ride_code(now())?, class);
+        anyhow::Ok((driver, wallet, tap))
+    };
+    let (_car, car_wallet, car_exit) = drive("car-1", VehicleClass::P1, "500.00", None).await?;
+    let code = d.provider.payment_code(&car_wallet).await?;
+    let car = payments::booth_exit(&exit_booth, &exit_booth_id, "car-1", &car_exit, &code).await?;
+    let again = exit_booth.toll_exit_raw(&car_exit, &code).await?;
+    println!(
+        "  the booth repeats the same request: same answer, charged once ({})",
+        serde_json::to_vec(&car)? == again.body
+    );
+
+    println!("  a 3-axle truck's toll needs the driver's confirmation in the wallet:");
+    let (_truck, truck_wallet, truck_exit) =
+        drive("truck-1", VehicleClass::T3, "2000.00", Some("50.00")).await?;
+    let code = d.provider.payment_code(&truck_wallet).await?;
+    let confirm = tokio::spawn(payments::confirm_in_wallet_after(
+        state.clone(),
+        d.provider.base.clone(),
+        Duration::from_millis(1_500),
+    ));
+    payments::booth_exit(&exit_booth, &exit_booth_id, "truck-1", &truck_exit, &code).await?;
+    confirm.await??;
+
+    println!("  a driver whose wallet cannot pay, then pays with another wallet:");
+    let (_poor, poor_wallet, poor_exit) = drive("car-2", VehicleClass::P1, "1.00", None).await?;
+    let code = d.provider.payment_code(&poor_wallet).await?;
+    payments::booth_exit(&exit_booth, &exit_booth_id, "car-2", &poor_exit, &code).await?;
+    let other_wallet = d.provider.wallet("300.00", None).await?;
+    let code = d.provider.payment_code(&other_wallet).await?;
+    let seq = d.fleet.next_sequence(&exit_booth_id).await;
+    let retry = TapRequest {
+        sequence: seq,
+        ..poor_exit.clone()
+    };
+    payments::booth_exit(&exit_booth, &exit_booth_id, "car-2", &retry, &code).await?;
+
+    println!("— a refund: the operator refunds ¥1.00 of car-1's toll (sent twice, refunded once)");
+    let car_charge = state
+        .store
+        .charges(None, Some("captured"), 1000)
+        .await?
+        .into_iter()
+        .find(|c| c.kind == "toll")
+        .context("car-1's toll charge")?;
+    for _ in 0..2 {
+        let a = d
+            .admin
+            .post(
+                "/v1/admin/refunds",
+                &serde_json::json!({"charge_id": car_charge.charge_id.to_string(), "amount_minor": 100,
+                                    "reason": "demo: lane camera misread the class", "request_id": "demo-refund-1"}),
+            )
+            .await?;
+        let r: serde_json::Value = a.json()?;
+        println!(
+            "  refund {} {}: {}",
+            r["out_request_no"].as_str().unwrap_or("?"),
+            payments::yuan(r["amount_minor"].as_i64().unwrap_or(0)),
+            r["status"].as_str().unwrap_or("?")
+        );
+    }
+    println!(
+        "  car-1's wallet: ¥{} (¥500.00 − toll + ¥1.00)",
+        d.provider.balance(&car_wallet).await?
+    );
+    let _ = d.dir;
+    Ok(())
+}
+
+/// Money at the end: charges by kind and status, the journal, and the provider's trades checked
+/// against the ledger's captures.
+async fn payments_summary(
+    state: &crate::AppState,
+    provider: &payments::DemoProvider,
+) -> anyhow::Result<()> {
+    let _ = provider;
+    let charges = state.store.charges(None, None, 100_000).await?;
+    let mut by: std::collections::BTreeMap<(String, String), (usize, i64)> = Default::default();
+    for c in &charges {
+        let e = by.entry((c.kind.clone(), c.status.clone())).or_default();
+        e.0 += 1;
+        e.1 += c.amount_minor;
+    }
+    for ((kind, status), (n, total)) in by {
+        println!(
+            "  charges {kind:<7} {status:<10} {n:>5}  {:>12}",
+            payments::yuan(total)
+        );
+    }
+    let ledger = state.store.ledger_transactions().await?;
+    let unbalanced = state.store.unbalanced_transactions().await?;
+    println!(
+        "  journal: {} transactions, {} unbalanced",
+        ledger.len(),
+        unbalanced
+    );
+    for b in state.store.ledger_balances().await? {
+        println!(
+            "    {:<18} {:<22} debit {:>12}  credit {:>12}",
+            b.account,
+            b.party,
+            payments::yuan(b.debit_minor),
+            payments::yuan(b.credit_minor)
+        );
+    }
     Ok(())
 }
