@@ -27,6 +27,10 @@ pub enum SandboxError {
         sub_code: &'static str,
         sub_msg: String,
     },
+    /// An admin action the platform would refuse (a wallet payment the balance cannot cover, a
+    /// closed code): HTTP 409 with the platform's sub code.
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
     /// An admin request is malformed.
     #[error("{0}")]
     BadRequest(String),
@@ -64,6 +68,13 @@ impl SandboxError {
         }
     }
 
+    pub fn refused(code: &'static str, message: impl Into<String>) -> SandboxError {
+        SandboxError::Refused {
+            code,
+            message: message.into(),
+        }
+    }
+
     /// The platform's (code, msg, sub_code) for this error.
     pub fn open_api_code(&self) -> (&'static str, &'static str, &'static str) {
         match self {
@@ -74,6 +85,7 @@ impl SandboxError {
                 ("40002", "Invalid Arguments", sub_code)
             }
             SandboxError::Business { sub_code, .. } => ("40004", "Business Failed", sub_code),
+            SandboxError::Refused { code, .. } => ("40004", "Business Failed", code),
             SandboxError::BadRequest(_) | SandboxError::NotFound(_) | SandboxError::Key(_) => {
                 ("40002", "Invalid Arguments", "isv.invalid-parameter")
             }
@@ -101,6 +113,7 @@ impl SandboxError {
     fn admin_status(&self) -> StatusCode {
         match self {
             SandboxError::NotFound(_) => StatusCode::NOT_FOUND,
+            SandboxError::Refused { .. } => StatusCode::CONFLICT,
             SandboxError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             SandboxError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use provider_sandbox::faults::Faults;
 use provider_sandbox::{Config, Sandbox};
 
 #[derive(Parser)]
@@ -31,6 +32,17 @@ enum Command {
         /// How long a payment code stays valid, in milliseconds.
         #[arg(long, default_value_t = 60_000)]
         payment_code_ttl_ms: u64,
+        /// Fault knobs in force at start (JSON; see the README). Change them at run time with
+        /// `PUT /sandbox/faults`.
+        #[arg(long)]
+        faults: Option<PathBuf>,
+        /// Waits between notification retries, in milliseconds, comma-separated (default the
+        /// platform's 4m,10m,10m,1h,2h,6h,15h).
+        #[arg(long, value_delimiter = ',')]
+        notify_retry_ms: Option<Vec<u64>>,
+        /// A CA certificate (PEM) to trust for HTTPS notify URLs (a development gateway's CA).
+        #[arg(long)]
+        notify_ca: Option<PathBuf>,
     },
 }
 
@@ -46,9 +58,19 @@ async fn main() -> anyhow::Result<()> {
             database,
             keys,
             payment_code_ttl_ms,
+            faults,
+            notify_retry_ms,
+            notify_ca,
         } => {
             let mut config = Config::new(listen, database, keys);
             config.payment_code_ttl_ms = payment_code_ttl_ms;
+            if let Some(path) = faults {
+                config.faults = Faults::from_file(&path)?;
+            }
+            config.notify_ca_file = notify_ca;
+            if let Some(schedule) = notify_retry_ms {
+                config.notify_retry_ms = schedule;
+            }
             let sandbox = Sandbox::build(config).await?;
             tracing::info!(addr = %sandbox.addr(), "provider sandbox listening");
             sandbox.run_until(shutdown_signal()).await

@@ -7,6 +7,9 @@
 //! JSON text of the `_response` value. Every answer, refusals included, is HTTP 200 and signed,
 //! as on the real platform; unknown or missing methods answer under `error_response`.
 //!
+//! Fault knobs ([`crate::faults`]) act here, around the method: latency before it, a hang or a 5xx
+//! instead of it, a refusal instead of a pay, or a dropped connection after it committed.
+//!
 //! It does not speak GBK (charset must be UTF-8), the legacy `RSA` (SHA-1) sign type, AES
 //! content encryption, or certificate mode.
 
@@ -15,27 +18,43 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
 use crate::error::SandboxError;
+use crate::faults::{Action, Plan};
 use crate::money::{format_fen, parse_fen};
 use crate::sign::{self, Verifier, SIGN_TYPE_RSA2};
+use crate::store::{AgreementStatus, TradeRow};
 use crate::time::{api_time, now_ms, parse_api_time};
-use crate::trade::{self, PayOutcome, PayRequest, RefundRequest, TradeKey, ACQ_INVALID_PARAMETER};
-use crate::AppState;
+use crate::trade::{
+    self, mask_logon_id, DeductRequest, PayOutcome, PayRequest, PrecreateRequest, RefundRequest,
+    TradeKey, TradeOptions, ACQ_BUYER_BALANCE_NOT_ENOUGH, ACQ_INVALID_PARAMETER,
+};
+use crate::{AbortConnection, AppState};
 
 /// Most parameters a request may carry; the API defines about a dozen.
 const PARAMS_MAX: usize = 64;
 
-/// The methods this slice implements.
+/// The methods the sandbox implements.
 const METHODS: &[&str] = &[
     "alipay.trade.pay",
+    "alipay.trade.precreate",
     "alipay.trade.query",
     "alipay.trade.cancel",
     "alipay.trade.refund",
+    "alipay.user.agreement.query",
+    "alipay.data.dataservice.bill.downloadurl.query",
 ];
+
+/// The agreement query's answer for an unknown or ended agreement (it is not an ACQ method).
+const USER_AGREEMENT_NOT_EXIST: &str = "USER_AGREEMENT_NOT_EXIST";
+/// The bill query's answer for a day whose bill cannot exist yet.
+const BILL_NOT_EXIST: &str = "isp.bill_not_exist";
+
+/// The personal product code of a withholding agreement, as the agreement query answers it.
+const PERSONAL_PRODUCT_WITHHOLDING: &str = "GENERAL_WITHHOLDING_P";
 
 pub async fn gateway_do(
     State(state): State<AppState>,
@@ -53,14 +72,42 @@ pub async fn gateway_do(
         Some(m) => format!("{}_response", m.replace('.', "_")),
         None => "error_response".to_string(),
     };
+    let plan = method
+        .as_deref()
+        .map(|m| state.faults.plan(m))
+        .unwrap_or_default();
+    if plan.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(plan.latency_ms)).await;
+    }
+    match plan.action {
+        Action::Timeout { hang_ms } => {
+            tracing::info!(
+                method = method.as_deref().unwrap_or("-"),
+                hang_ms,
+                "fault: timeout"
+            );
+            tokio::time::sleep(Duration::from_millis(hang_ms)).await;
+            return abort_connection();
+        }
+        Action::Http5xx { status } => {
+            tracing::info!(
+                method = method.as_deref().unwrap_or("-"),
+                status,
+                "fault: 5xx"
+            );
+            return server_error(status);
+        }
+        _ => {}
+    }
     let deadline = Duration::from_millis(state.config.request_timeout_ms);
     let outcome = match params {
-        Ok(params) => match tokio::time::timeout(deadline, handle(&state, &params)).await {
+        Ok(params) => match tokio::time::timeout(deadline, handle(&state, &params, &plan)).await {
             Ok(outcome) => outcome,
             Err(_) => Err(anyhow::anyhow!("request exceeded {deadline:?}").into()),
         },
         Err(e) => Err(e),
     };
+    state.dispatcher_wake.notify_one();
     let inner = match outcome {
         Ok(fields) => Value::Object(fields),
         Err(e) => {
@@ -74,7 +121,38 @@ pub async fn gateway_do(
             json!({ "code": code, "msg": msg, "sub_code": sub_code, "sub_msg": e.public_message() })
         }
     };
+    if plan.action == Action::DropAfterCommit {
+        tracing::info!(
+            method = method.as_deref().unwrap_or("-"),
+            "fault: drop after commit"
+        );
+        return abort_connection();
+    }
     signed_response(&state, &response_key, &inner)
+}
+
+/// A response the server turns into a closed connection with nothing written (see
+/// [`crate::AbortConnection`]).
+fn abort_connection() -> Response {
+    let mut response = StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    response.extensions_mut().insert(AbortConnection);
+    response
+}
+
+/// What a load balancer in front of the platform answers when it is unwell: HTML, not JSON.
+fn server_error(status: u16) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let reason = status.canonical_reason().unwrap_or("Error");
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html")],
+        format!(
+            "<html><head><title>{} {reason}</title></head><body><center><h1>{} {reason}</h1></center></body></html>",
+            status.as_u16(),
+            status.as_u16()
+        ),
+    )
+        .into_response()
 }
 
 /// Serializes `inner` once, signs that exact text, and embeds the same text in the body, so a
@@ -109,6 +187,7 @@ fn parse_params(query: &str, body: &[u8]) -> Result<BTreeMap<String, String>, Sa
 async fn handle(
     state: &AppState,
     params: &BTreeMap<String, String>,
+    plan: &Plan,
 ) -> Result<Map<String, Value>, SandboxError> {
     let get = |name: &str| {
         params
@@ -179,13 +258,114 @@ async fn handle(
     }
     let biz = BizContent::parse(get("biz_content"))?;
     let now = now_ms();
+    let common = Common {
+        app_id,
+        notify_url: get("notify_url"),
+    };
     match method {
-        "alipay.trade.pay" => pay(state, app_id, &biz, now).await,
+        "alipay.trade.pay" => {
+            match &plan.action {
+                Action::Decline { sub_code } => {
+                    return Err(SandboxError::business(
+                        sub_code,
+                        "declined (sandbox fault knob)",
+                    ))
+                }
+                Action::InsufficientBalance => {
+                    return Err(SandboxError::business(
+                        ACQ_BUYER_BALANCE_NOT_ENOUGH,
+                        "the buyer's balance is not enough (sandbox fault knob)",
+                    ))
+                }
+                _ => {}
+            }
+            pay(state, &common, &biz, plan.user_paying_ms, now).await
+        }
+        "alipay.trade.precreate" => precreate(state, &common, &biz, now).await,
         "alipay.trade.query" => query(state, app_id, &biz).await,
         "alipay.trade.cancel" => cancel(state, app_id, &biz, now).await,
         "alipay.trade.refund" => refund(state, app_id, &biz, now).await,
+        "alipay.user.agreement.query" => agreement_query(state, app_id, &biz).await,
+        "alipay.data.dataservice.bill.downloadurl.query" => {
+            bill_download_url(state, app_id, &biz, now).await
+        }
         _ => unreachable!("checked against METHODS above"),
     }
+}
+
+/// Common parameters a method uses beyond authentication.
+struct Common<'a> {
+    app_id: &'a str,
+    notify_url: Option<&'a str>,
+}
+
+/// Longest `notify_url` accepted; the platform allows 256 characters.
+const NOTIFY_URL_CHARS_MAX: usize = 256;
+/// Longest store, terminal and operator ids the platform accepts.
+const STORE_ID_CHARS_MAX: usize = 32;
+
+impl Common<'_> {
+    fn options(
+        &self,
+        state: &AppState,
+        biz: &BizContent,
+        now_ms: i64,
+    ) -> Result<TradeOptions, SandboxError> {
+        let notify_url = match self.notify_url {
+            None => None,
+            Some(url) => {
+                if url.chars().count() > NOTIFY_URL_CHARS_MAX
+                    || !(url.starts_with("http://") || url.starts_with("https://"))
+                {
+                    return Err(SandboxError::business(
+                        ACQ_INVALID_PARAMETER,
+                        "notify_url must be an http(s) URL of at most 256 characters",
+                    ));
+                }
+                Some(url.to_string())
+            }
+        };
+        let timeout_ms = match biz.text("timeout_express", 8)? {
+            None => state.config.trade_timeout_default_ms as i64,
+            Some(t) => parse_timeout_express(&t, now_ms).ok_or_else(|| {
+                SandboxError::business(
+                    ACQ_INVALID_PARAMETER,
+                    format!("timeout_express {t} must be 1m..15d (m, h, d, or 1c)"),
+                )
+            })?,
+        };
+        Ok(TradeOptions {
+            notify_url,
+            terminal_id: biz.text("terminal_id", STORE_ID_CHARS_MAX)?,
+            store_id: biz.text("store_id", STORE_ID_CHARS_MAX)?,
+            operator_id: biz.text("operator_id", 28)?,
+            timeout_ms,
+        })
+    }
+}
+
+/// The platform's `timeout_express`: `<n>m`, `<n>h`, `<n>d` between 1m and 15d, or `1c` (until
+/// the end of the day, Asia/Shanghai). Returns milliseconds.
+fn parse_timeout_express(text: &str, now_ms: i64) -> Option<i64> {
+    const MINUTE_MS: i64 = 60_000;
+    const MAX_MS: i64 = 15 * 24 * 60 * MINUTE_MS;
+    if text == "1c" {
+        let today = crate::time::shanghai(now_ms, "%Y-%m-%d");
+        let end = parse_api_time(&format!("{today} 23:59:59"))? + 1_000;
+        return Some((end - now_ms).max(MINUTE_MS));
+    }
+    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 5 || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let n: i64 = digits.parse().ok()?;
+    let ms = n * match unit {
+        "m" => MINUTE_MS,
+        "h" => 60 * MINUTE_MS,
+        "d" => 24 * 60 * MINUTE_MS,
+        _ => return None,
+    };
+    (MINUTE_MS..=MAX_MS).contains(&ms).then_some(ms)
 }
 
 /// The JSON object in `biz_content`, with typed accessors that refuse bad input the platform's
@@ -267,48 +447,16 @@ fn success(code: &str, msg: &str) -> Map<String, Value> {
     m
 }
 
-/// The platform shows merchants a masked buyer account, e.g. `159******20`.
-fn mask_logon_id(logon_id: &str) -> String {
-    let chars: Vec<char> = logon_id.chars().collect();
-    if chars.len() <= 5 {
-        return "*".repeat(chars.len());
-    }
-    let head: String = chars[..3].iter().collect();
-    let tail: String = chars[chars.len() - 2..].iter().collect();
-    format!("{head}{}{tail}", "*".repeat(chars.len() - 5))
-}
-
-async fn pay(
-    state: &AppState,
-    app_id: &str,
-    biz: &BizContent,
-    now: i64,
-) -> Result<Map<String, Value>, SandboxError> {
-    let scene = biz.required("scene", 32)?;
-    if scene != "bar_code" {
-        return Err(SandboxError::business(
-            ACQ_INVALID_PARAMETER,
-            format!("scene {scene} is not supported; use bar_code"),
-        ));
-    }
-    let req = PayRequest {
-        out_trade_no: biz.required("out_trade_no", MERCHANT_NO_CHARS_MAX)?,
-        auth_code: biz.required("auth_code", 32)?,
-        total_fen: biz.amount_fen("total_amount")?,
-        subject: biz.required("subject", SUBJECT_CHARS_MAX)?,
-    };
-    let outcome = trade::pay(&state.store, app_id, &req, now).await?;
-    let (mut m, t) = match outcome {
-        PayOutcome::Paid(t) => (success("10000", "Success"), t),
-        PayOutcome::UserPaying(t) => (success("10003", "order success pay inprocess"), t),
-    };
+/// The fields a pay (or deduction) answers about its trade.
+fn trade_answer(mut m: Map<String, Value>, t: &TradeRow) -> Map<String, Value> {
     m.insert("trade_no".into(), t.trade_no.clone().into());
     m.insert("out_trade_no".into(), t.out_trade_no.clone().into());
-    m.insert(
-        "buyer_logon_id".into(),
-        mask_logon_id(&t.buyer_logon_id).into(),
-    );
-    m.insert("buyer_user_id".into(), t.buyer_user_id.clone().into());
+    if let Some(logon) = &t.buyer_logon_id {
+        m.insert("buyer_logon_id".into(), mask_logon_id(logon).into());
+    }
+    if let Some(buyer) = &t.buyer_user_id {
+        m.insert("buyer_user_id".into(), buyer.clone().into());
+    }
     m.insert("total_amount".into(), format_fen(t.total_fen).into());
     if let Some(paid) = t.paid_at_ms {
         let amount = format_fen(t.total_fen);
@@ -322,6 +470,104 @@ async fn pay(
             json!([{ "amount": amount, "fund_channel": "ALIPAYACCOUNT" }]),
         );
     }
+    m
+}
+
+async fn pay(
+    state: &AppState,
+    common: &Common<'_>,
+    biz: &BizContent,
+    user_paying_ms: Option<u64>,
+    now: i64,
+) -> Result<Map<String, Value>, SandboxError> {
+    let options = common.options(state, biz, now)?;
+    let product = biz.text("product_code", 64)?;
+    if product.as_deref() == Some("GENERAL_WITHHOLDING") {
+        return deduct(state, common.app_id, biz, options, now).await;
+    }
+    if let Some(p) = product.as_deref().filter(|p| *p != "FACE_TO_FACE_PAYMENT") {
+        return Err(SandboxError::business(
+            ACQ_INVALID_PARAMETER,
+            format!("product_code {p} is not supported; use FACE_TO_FACE_PAYMENT or GENERAL_WITHHOLDING"),
+        ));
+    }
+    let scene = biz.required("scene", 32)?;
+    if scene != "bar_code" {
+        return Err(SandboxError::business(
+            ACQ_INVALID_PARAMETER,
+            format!("scene {scene} is not supported; use bar_code"),
+        ));
+    }
+    let req = PayRequest {
+        out_trade_no: biz.required("out_trade_no", MERCHANT_NO_CHARS_MAX)?,
+        auth_code: biz.required("auth_code", 32)?,
+        total_fen: biz.amount_fen("total_amount")?,
+        subject: biz.required("subject", SUBJECT_CHARS_MAX)?,
+        options,
+        user_paying_ms,
+    };
+    let outcome = trade::pay(&state.store, common.app_id, &req, now).await?;
+    Ok(match outcome {
+        PayOutcome::Paid(t) => trade_answer(success("10000", "Success"), &t),
+        PayOutcome::UserPaying(t) => {
+            trade_answer(success("10003", "order success pay inprocess"), &t)
+        }
+    })
+}
+
+/// Deduction: `alipay.trade.pay` with `product_code=GENERAL_WITHHOLDING` and
+/// `agreement_params.agreement_no`; no auth_code, no scene.
+async fn deduct(
+    state: &AppState,
+    app_id: &str,
+    biz: &BizContent,
+    options: TradeOptions,
+    now: i64,
+) -> Result<Map<String, Value>, SandboxError> {
+    let agreement_no = match biz.0.get("agreement_params") {
+        Some(Value::Object(p)) => p.get("agreement_no").and_then(Value::as_str),
+        _ => None,
+    }
+    .filter(|no| !no.is_empty() && no.len() <= MERCHANT_NO_CHARS_MAX)
+    .ok_or_else(|| {
+        SandboxError::business(
+            ACQ_INVALID_PARAMETER,
+            "agreement_params.agreement_no is required for GENERAL_WITHHOLDING",
+        )
+    })?
+    .to_string();
+    let req = DeductRequest {
+        out_trade_no: biz.required("out_trade_no", MERCHANT_NO_CHARS_MAX)?,
+        agreement_no,
+        total_fen: biz.amount_fen("total_amount")?,
+        subject: biz.required("subject", SUBJECT_CHARS_MAX)?,
+        options,
+    };
+    let t = trade::deduct(&state.store, app_id, &req, now).await?;
+    Ok(trade_answer(success("10000", "Success"), &t))
+}
+
+async fn precreate(
+    state: &AppState,
+    common: &Common<'_>,
+    biz: &BizContent,
+    now: i64,
+) -> Result<Map<String, Value>, SandboxError> {
+    let req = PrecreateRequest {
+        out_trade_no: biz.required("out_trade_no", MERCHANT_NO_CHARS_MAX)?,
+        total_fen: biz.amount_fen("total_amount")?,
+        subject: biz.required("subject", SUBJECT_CHARS_MAX)?,
+        options: common.options(state, biz, now)?,
+    };
+    let t = trade::precreate(&state.store, common.app_id, &req, now).await?;
+    let mut m = success("10000", "Success");
+    m.insert("out_trade_no".into(), t.out_trade_no.clone().into());
+    m.insert(
+        "qr_code".into(),
+        trade::qr_code(&t)
+            .ok_or_else(|| anyhow::anyhow!("precreated trade without a qr token"))?
+            .into(),
+    );
     Ok(m)
 }
 
@@ -334,11 +580,12 @@ async fn query(
     let mut m = success("10000", "Success");
     m.insert("trade_no".into(), t.trade_no.clone().into());
     m.insert("out_trade_no".into(), t.out_trade_no.clone().into());
-    m.insert(
-        "buyer_logon_id".into(),
-        mask_logon_id(&t.buyer_logon_id).into(),
-    );
-    m.insert("buyer_user_id".into(), t.buyer_user_id.clone().into());
+    if let Some(logon) = &t.buyer_logon_id {
+        m.insert("buyer_logon_id".into(), mask_logon_id(logon).into());
+    }
+    if let Some(buyer) = &t.buyer_user_id {
+        m.insert("buyer_user_id".into(), buyer.clone().into());
+    }
     m.insert("trade_status".into(), t.status.as_str().into());
     m.insert("total_amount".into(), format_fen(t.total_fen).into());
     let paid = if t.paid_at_ms.is_some() {
@@ -353,6 +600,80 @@ async fn query(
     if let Some(paid_at) = t.paid_at_ms {
         m.insert("send_pay_date".into(), api_time(paid_at).into());
     }
+    if let Some(store_id) = &t.store_id {
+        m.insert("store_id".into(), store_id.clone().into());
+    }
+    if let Some(terminal_id) = &t.terminal_id {
+        m.insert("terminal_id".into(), terminal_id.clone().into());
+    }
+    Ok(m)
+}
+
+/// `alipay.user.agreement.query` by `agreement_no`. Ended (unsigned) or unknown agreements, and
+/// other apps' agreements, answer `USER_AGREEMENT_NOT_EXIST` as on the platform.
+async fn agreement_query(
+    state: &AppState,
+    app_id: &str,
+    biz: &BizContent,
+) -> Result<Map<String, Value>, SandboxError> {
+    let no = biz.required("agreement_no", MERCHANT_NO_CHARS_MAX)?;
+    let a = state
+        .store
+        .agreement(&no)
+        .await?
+        .filter(|a| a.app_id == app_id && a.status != AgreementStatus::Unsign)
+        .ok_or_else(|| SandboxError::business(USER_AGREEMENT_NOT_EXIST, "用户协议不存在"))?;
+    let mut m = success("10000", "Success");
+    m.insert("agreement_no".into(), a.agreement_no.clone().into());
+    m.insert("principal_id".into(), a.user_id.clone().into());
+    m.insert("pricipal_type".into(), "CARD".into());
+    m.insert("alipay_logon_id".into(), mask_logon_id(&a.logon_id).into());
+    m.insert("status".into(), a.status.as_str().into());
+    m.insert("sign_time".into(), api_time(a.sign_time_ms).into());
+    m.insert("valid_time".into(), api_time(a.sign_time_ms).into());
+    m.insert("invalid_time".into(), "2115-02-01 00:00:00".into());
+    m.insert(
+        "personal_product_code".into(),
+        PERSONAL_PRODUCT_WITHHOLDING.into(),
+    );
+    m.insert("sign_scene".into(), "INDUSTRY|DEFAULT_SCENE".into());
+    Ok(m)
+}
+
+/// `alipay.data.dataservice.bill.downloadurl.query` for `bill_type=trade`: the URL of the day's
+/// trade bill. The sandbox serves today's bill too (so far); the platform only from the next day.
+async fn bill_download_url(
+    state: &AppState,
+    app_id: &str,
+    biz: &BizContent,
+    now: i64,
+) -> Result<Map<String, Value>, SandboxError> {
+    let bill_type = biz.required("bill_type", 16)?;
+    if bill_type != "trade" {
+        return Err(SandboxError::business(
+            ACQ_INVALID_PARAMETER,
+            format!("bill_type {bill_type} is not supported; use trade"),
+        ));
+    }
+    let date = biz.required("bill_date", 10)?;
+    let day = crate::time::parse_date(&date).ok_or_else(|| {
+        SandboxError::business(ACQ_INVALID_PARAMETER, "bill_date must be yyyy-MM-dd")
+    })?;
+    if crate::time::day_start_ms(day) > now {
+        return Err(SandboxError::business(
+            BILL_NOT_EXIST,
+            "账单不存在 (the day has not begun)",
+        ));
+    }
+    let mut m = success("10000", "Success");
+    m.insert(
+        "bill_download_url".into(),
+        format!(
+            "{}/sandbox/bills/{app_id}/{date}.csv?charset=GBK",
+            state.base_url
+        )
+        .into(),
+    );
     Ok(m)
 }
 
@@ -392,14 +713,12 @@ async fn refund(
     let mut m = success("10000", "Success");
     m.insert("trade_no".into(), out.trade.trade_no.clone().into());
     m.insert("out_trade_no".into(), out.trade.out_trade_no.clone().into());
-    m.insert(
-        "buyer_logon_id".into(),
-        mask_logon_id(&out.trade.buyer_logon_id).into(),
-    );
-    m.insert(
-        "buyer_user_id".into(),
-        out.trade.buyer_user_id.clone().into(),
-    );
+    if let Some(logon) = &out.trade.buyer_logon_id {
+        m.insert("buyer_logon_id".into(), mask_logon_id(logon).into());
+    }
+    if let Some(buyer) = &out.trade.buyer_user_id {
+        m.insert("buyer_user_id".into(), buyer.clone().into());
+    }
     m.insert(
         "fund_change".into(),
         if out.fund_change { "Y" } else { "N" }.into(),
@@ -427,11 +746,17 @@ async fn refund(
 mod tests {
     use super::*;
 
-    /// Proves buyer accounts are masked the platform's way.
+    /// Proves timeout_express is read the platform's way and bounded.
     #[test]
-    fn masks_logon_ids() {
-        assert_eq!(mask_logon_id("15901825620"), "159******20");
-        assert_eq!(mask_logon_id("abc"), "***");
+    fn timeout_express() {
+        let now = parse_api_time("2026-01-02 23:00:00").unwrap();
+        assert_eq!(parse_timeout_express("15m", now), Some(900_000));
+        assert_eq!(parse_timeout_express("2h", now), Some(7_200_000));
+        assert_eq!(parse_timeout_express("15d", now), Some(1_296_000_000));
+        assert_eq!(parse_timeout_express("1c", now), Some(3_600_000));
+        for bad in ["0m", "16d", "5s", "m", "-1m", "1.5h", ""] {
+            assert_eq!(parse_timeout_express(bad, now), None, "{bad}");
+        }
     }
 
     /// Proves query-string and body parameters merge, the body winning, with decoding.

@@ -39,6 +39,21 @@ pub fn parse_api_time(text: &str) -> Option<i64> {
     Some(zoned.timestamp().as_millisecond())
 }
 
+/// Parses a `yyyy-MM-dd` business date.
+pub fn parse_date(text: &str) -> Option<jiff::civil::Date> {
+    if text.len() != 10 {
+        return None;
+    }
+    jiff::civil::Date::strptime("%Y-%m-%d", text).ok()
+}
+
+/// The first instant of a business day (Asia/Shanghai midnight) in UTC milliseconds.
+pub fn day_start_ms(date: jiff::civil::Date) -> i64 {
+    date.to_zoned(shanghai_zone().clone())
+        .map(|z| z.timestamp().as_millisecond())
+        .unwrap_or(i64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,5 +71,19 @@ mod tests {
         assert_eq!(api_time(ms), "2026-01-02 08:04:05");
         assert!(parse_api_time("2026-01-02T08:04:05").is_none());
         assert!(parse_api_time("2026-13-02 08:04:05").is_none());
+    }
+
+    /// Proves a business day starts at Shanghai midnight (16:00 UTC the day before).
+    #[test]
+    fn day_starts_at_shanghai_midnight() {
+        let day = parse_date("2026-01-02").unwrap();
+        assert_eq!(api_time(day_start_ms(day)), "2026-01-02 00:00:00");
+        assert_eq!(
+            day_start_ms(day),
+            Timestamp::from_second(1_767_283_200)
+                .unwrap()
+                .as_millisecond()
+        );
+        assert!(parse_date("2026-1-02").is_none());
     }
 }

@@ -8,7 +8,10 @@
 
 #![allow(dead_code)]
 
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use provider_sandbox::sign::{self, Signer, Verifier};
 use provider_sandbox::{Config, Sandbox};
@@ -47,11 +50,15 @@ fn keys_dir() -> PathBuf {
 
 pub use turnpike_test_support::{PgDatabase, Scratch};
 
+/// Changes the sandbox's configuration before it starts (and again at every restart).
+pub type Tweak = Arc<dyn Fn(&mut Config) + Send + Sync>;
+
 /// A running sandbox plus a merchant client for it.
 pub struct Harness {
     pub base_url: String,
     database_url: String,
     payment_code_ttl_ms: u64,
+    tweak: Tweak,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
     http: reqwest::Client,
@@ -69,6 +76,19 @@ impl Harness {
     }
 
     pub async fn start_with_ttl(db: Db, payment_code_ttl_ms: u64) -> Option<Harness> {
+        Harness::start_configured(db, payment_code_ttl_ms, Arc::new(|_| {})).await
+    }
+
+    /// Starts with test-speed background work (notification retries 50, 100, 200 ms; polling and
+    /// sweeping every 20 ms) and then `tweak` applied.
+    pub async fn start_with(
+        db: Db,
+        tweak: impl Fn(&mut Config) + Send + Sync + 'static,
+    ) -> Option<Harness> {
+        Harness::start_configured(db, 60_000, Arc::new(tweak)).await
+    }
+
+    async fn start_configured(db: Db, payment_code_ttl_ms: u64, tweak: Tweak) -> Option<Harness> {
         let scratch = Scratch::new("sandbox");
         let (database_url, pg) = match db {
             Db::Sqlite => (
@@ -87,6 +107,7 @@ impl Harness {
             base_url: String::new(),
             database_url,
             payment_code_ttl_ms,
+            tweak,
             shutdown: None,
             task: None,
             http: reqwest::Client::new(),
@@ -114,6 +135,11 @@ impl Harness {
             keys_dir(),
         );
         config.payment_code_ttl_ms = self.payment_code_ttl_ms;
+        config.notify_retry_ms = vec![50, 100, 200];
+        config.notify_poll_ms = 20;
+        config.notify_attempt_timeout_ms = 1_000;
+        config.sweep_interval_ms = 20;
+        (self.tweak)(&mut config);
         let sandbox = Sandbox::build(config).await.expect("building the sandbox");
         self.base_url = format!("http://{}", sandbox.addr());
         let (tx, rx) = oneshot::channel::<()>();
@@ -155,6 +181,113 @@ impl Harness {
             .unwrap();
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn admin_put(&self, path: &str, body: Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .put(format!("{}{path}", self.base_url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn admin_delete(&self, path: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .delete(format!("{}{path}", self.base_url))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Notifications the sandbox recorded for an order (admin view).
+    pub async fn notifications(&self, out_trade_no: &str) -> Vec<Value> {
+        let (status, list) = self
+            .admin_get(&format!(
+                "/sandbox/notifications?out_trade_no={out_trade_no}"
+            ))
+            .await;
+        assert_eq!(status, 200, "{list}");
+        list.as_array().unwrap().clone()
+    }
+
+    /// Waits (up to 10 s) until `done` holds for the order's notifications; returns them.
+    pub async fn wait_notifications(
+        &self,
+        out_trade_no: &str,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        for _ in 0..500 {
+            let list = self.notifications(out_trade_no).await;
+            if done(&list) {
+                return list;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "notifications for {out_trade_no} never got there: {:?}",
+            self.notifications(out_trade_no).await
+        );
+    }
+
+    /// True when `params` (a received notification) carries a valid platform signature over
+    /// the canonical notification string (everything but sign and sign_type).
+    pub fn notification_signed(&self, params: &BTreeMap<String, String>) -> bool {
+        let content =
+            sign::canonical_notification(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        params
+            .get("sign")
+            .is_some_and(|s| self.platform_key.verify(&content, s))
+    }
+
+    /// Tops a wallet up by `amount_fen`.
+    pub async fn top_up(&self, user_id: &str, amount_fen: i64) {
+        let (status, body) = self
+            .admin_post(
+                &format!("/sandbox/users/{user_id}/top-up"),
+                json!({ "amount_fen": amount_fen }),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// Sets the fault knobs.
+    pub async fn set_faults(&self, faults: Value) {
+        let (status, body) = self.admin_put("/sandbox/faults", faults).await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// Posts a signed call and returns the raw HTTP result (for fault knobs that break HTTP).
+    pub async fn raw_call(&self, method: &str, biz: Value) -> reqwest::Result<reqwest::Response> {
+        let params = self.sign(self.params(method, &biz));
+        self.http
+            .post(format!("{}/gateway.do", self.base_url))
+            .form(&params)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+    }
+
+    /// Calls a method with extra common parameters (e.g. `notify_url`).
+    pub async fn call_with(&self, method: &str, biz: Value, extra: &[(&str, &str)]) -> Value {
+        let mut params = self.params(method, &biz);
+        params.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let params = self.sign(params);
+        self.post_gateway(&params, &format!("{}_response", method.replace('.', "_")))
+            .await
+    }
+
+    /// Fetches a URL the sandbox handed out; returns status and body bytes.
+    pub async fn get_bytes(&self, url: &str) -> (u16, Vec<u8>) {
+        let resp = self.http.get(url).send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.bytes().await.unwrap().to_vec())
     }
 
     /// Creates a buyer with `balance` yuan; returns the user id.
@@ -269,4 +402,85 @@ pub fn pay_biz(out_trade_no: &str, auth_code: &str, amount: &str) -> Value {
 pub fn assert_refused(answer: &Value, code: &str, sub_code: &str) {
     assert_eq!(answer["code"], code, "{answer}");
     assert_eq!(answer["sub_code"], sub_code, "{answer}");
+}
+
+/// A merchant's notify_url endpoint: records every notification posted to it and answers from a
+/// script of (status, body) replies, then `200 success` once the script is used up.
+pub struct Receiver {
+    pub url: String,
+    received: Arc<Mutex<Vec<BTreeMap<String, String>>>>,
+    replies: Arc<Mutex<VecDeque<(u16, String)>>>,
+    _task: JoinHandle<()>,
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let replies: Arc<Mutex<VecDeque<(u16, String)>>> = Arc::new(Mutex::new(VecDeque::new()));
+        let (rec, rep) = (received.clone(), replies.clone());
+        let app = axum::Router::new().route(
+            "/notify",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let (rec, rep) = (rec.clone(), rep.clone());
+                async move {
+                    let params: BTreeMap<String, String> = form_urlencoded::parse(&body)
+                        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                        .collect();
+                    rec.lock().unwrap().push(params);
+                    let (status, text) = rep
+                        .lock()
+                        .unwrap()
+                        .pop_front()
+                        .unwrap_or((200, "success".into()));
+                    (axum::http::StatusCode::from_u16(status).unwrap(), text)
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/notify", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Receiver {
+            url,
+            received,
+            replies,
+            _task: task,
+        }
+    }
+
+    /// Queues replies for the next notifications, in order.
+    pub fn reply(&self, replies: &[(u16, &str)]) {
+        self.replies
+            .lock()
+            .unwrap()
+            .extend(replies.iter().map(|(s, b)| (*s, b.to_string())));
+    }
+
+    pub fn received(&self) -> Vec<BTreeMap<String, String>> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Posts received for one order.
+    pub fn for_order(&self, out_trade_no: &str) -> Vec<BTreeMap<String, String>> {
+        self.received()
+            .into_iter()
+            .filter(|p| p.get("out_trade_no").map(String::as_str) == Some(out_trade_no))
+            .collect()
+    }
+
+    /// Waits (up to 10 s) until `n` posts arrived for the order; returns them.
+    pub async fn wait_for(&self, out_trade_no: &str, n: usize) -> Vec<BTreeMap<String, String>> {
+        for _ in 0..500 {
+            let got = self.for_order(out_trade_no);
+            if got.len() >= n {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "expected {n} notifications for {out_trade_no}, got {:?}",
+            self.for_order(out_trade_no)
+        );
+    }
 }
