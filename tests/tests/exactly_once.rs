@@ -28,9 +28,9 @@ macro_rules! on_both {
     };
 }
 
-const RIDERS: usize = 8;
-const JOURNEYS_PER_RIDER: u64 = 3;
-const DRIVERS: usize = 4;
+const RIDERS: usize = 16;
+const JOURNEYS_PER_RIDER: u64 = 4;
+const DRIVERS: usize = 6;
 
 /// Faults on every money-moving method: hangs past the gateway's 1 s call timeout, 5xx,
 /// answers dropped after the sandbox committed, and latency.
@@ -91,6 +91,13 @@ async fn fault_matrix_reconciles(db: Db) {
         return;
     };
     let now = turnpike_tests::now_ms;
+    // Faults the sandbox injected, summed over its restarts.
+    let mut injected: BTreeMap<String, u64> = BTreeMap::new();
+    let add_injected = |injected: &mut BTreeMap<String, u64>, v: Value| {
+        for (k, n) in v.as_object().cloned().unwrap_or_default() {
+            *injected.entry(k).or_default() += n.as_u64().unwrap_or(0);
+        }
+    };
     let mut riders = Vec::new();
     let mut wallets = BTreeMap::new();
     for _ in 0..RIDERS {
@@ -134,6 +141,8 @@ async fn fault_matrix_reconciles(db: Db) {
             p.crash_and_restart_gateway().await;
         }
         if round == 1 {
+            let (_, counts) = p.sandbox.get("/sandbox/faults/injected").await;
+            add_injected(&mut injected, counts);
             p.sandbox.restart().await;
             p.sandbox.faults(fault_matrix()).await;
         }
@@ -317,7 +326,13 @@ async fn fault_matrix_reconciles(db: Db) {
     assert_eq!(store.unbalanced_transactions().await.unwrap(), 0);
 
     let attempts = p.env.gw.count("charge_attempts").await;
-    let (_, fault_stats) = p.sandbox.get("/sandbox/faults").await;
+    let (_, counts) = p.sandbox.get("/sandbox/faults/injected").await;
+    add_injected(&mut injected, counts);
+    // The matrix really happened: every kind of fault hit the pays at least once.
+    for kind in ["timeout", "http_5xx", "drop_after_commit"] {
+        let n = injected.get(&format!("alipay.trade.pay {kind}")).copied().unwrap_or(0);
+        assert!(n > 0, "no {kind} was injected into pays: {injected:?}");
+    }
     let report = json!({
         "db": format!("{db:?}"),
         "metro_journeys": approved_exits,
@@ -332,7 +347,7 @@ async fn fault_matrix_reconciles(db: Db) {
         "ledger_reversals": reversals.len(),
         "double_charges": 0,
         "uncharged_journeys": 0,
-        "sandbox_faults": fault_stats,
+        "faults_injected": injected,
     });
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
     let _ = std::fs::create_dir_all(&dir);
