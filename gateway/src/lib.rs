@@ -174,7 +174,9 @@ impl Gateway {
         let timeout_ms = state.config.listen.request_timeout_ms;
         let terminal_router = api::with_request_deadline(
             api::with_json_fallbacks(
-                api::terminal::router(state.clone()).merge(api::toll::router(state.clone())),
+                api::terminal::router(state.clone())
+                    .merge(api::toll::router(state.clone()))
+                    .merge(api::tickets::terminal_router(state.clone())),
             ),
             timeout_ms,
         );
@@ -183,7 +185,8 @@ impl Gateway {
                 api::rider::router(state.clone())
                     .merge(api::admin::router(state.clone()))
                     .merge(api::payments::rider_router(state.clone()))
-                    .merge(api::payments::admin_router(state.clone())),
+                    .merge(api::payments::admin_router(state.clone()))
+                    .merge(api::tickets::notify_router(state.clone())),
             ),
             timeout_ms,
         );

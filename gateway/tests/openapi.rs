@@ -21,6 +21,28 @@ const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
     (TERMINAL, "get", "/v1/terminal/keys", Some("mutualTLS")),
     (TERMINAL, "get", "/v1/terminal/deny-list", Some("mutualTLS")),
     (TERMINAL, "get", "/healthz", Some("mutualTLS")),
+    // gateway/src/api/toll.rs
+    (TERMINAL, "post", "/v1/toll/exits", Some("mutualTLS")),
+    // gateway/src/api/tickets.rs (terminal_router)
+    (TERMINAL, "post", "/v1/tickets/orders", Some("mutualTLS")),
+    (
+        TERMINAL,
+        "get",
+        "/v1/tickets/orders/{order_id}",
+        Some("mutualTLS"),
+    ),
+    (
+        TERMINAL,
+        "get",
+        "/v1/tickets/orders/{order_id}/qr.svg",
+        Some("mutualTLS"),
+    ),
+    (
+        TERMINAL,
+        "get",
+        "/v1/tickets/orders/{order_id}/qr.png",
+        Some("mutualTLS"),
+    ),
     // gateway/src/api/rider.rs
     (PUBLIC, "post", "/v1/riders", None),
     (
@@ -74,30 +96,88 @@ const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
         "/v1/admin/issuer-keys/rotate",
         Some("adminToken"),
     ),
+    // gateway/src/api/payments.rs (rider_router)
+    (PUBLIC, "put", "/v1/riders/me/wallet", Some("riderToken")),
+    (PUBLIC, "get", "/v1/riders/me/charges", Some("riderToken")),
+    (
+        PUBLIC,
+        "post",
+        "/v1/riders/me/arrears/retry",
+        Some("riderToken"),
+    ),
+    (PUBLIC, "post", "/v1/riders/me/disputes", Some("riderToken")),
+    (PUBLIC, "get", "/v1/riders/me/disputes", Some("riderToken")),
+    // gateway/src/api/payments.rs (admin_router)
+    (PUBLIC, "get", "/v1/admin/charges", Some("adminToken")),
+    (PUBLIC, "get", "/v1/admin/ledger", Some("adminToken")),
+    (PUBLIC, "post", "/v1/admin/refunds", Some("adminToken")),
+    (PUBLIC, "get", "/v1/admin/disputes", Some("adminToken")),
+    (
+        PUBLIC,
+        "post",
+        "/v1/admin/disputes/{dispute_id}/decision",
+        Some("adminToken"),
+    ),
+    // gateway/src/api/tickets.rs (notify_router): authenticated by the provider's signature.
+    (PUBLIC, "post", "/v1/provider/notify", None),
     // gateway/src/api/ops.rs
     (OPS, "get", "/metrics", None),
     (OPS, "get", "/healthz", None),
     (OPS, "get", "/readyz", None),
 ];
 
-/// The router sources and the listener each one is served on (see `Gateway::run_until`).
-const ROUTER_SOURCES: &[(&str, &str, &str)] = &[
+/// The router sources and the listener each one is served on (see `Gateway::run_until`):
+/// (file, the router function whose routes are meant, `None` = every route of the file,
+/// listener, source).
+const ROUTER_SOURCES: &[(&str, Option<&str>, &str, &str)] = &[
     (
         "src/api/terminal.rs",
+        None,
         TERMINAL,
         include_str!("../src/api/terminal.rs"),
     ),
     (
         "src/api/rider.rs",
+        None,
         PUBLIC,
         include_str!("../src/api/rider.rs"),
     ),
     (
         "src/api/admin.rs",
+        None,
         PUBLIC,
         include_str!("../src/api/admin.rs"),
     ),
-    ("src/api/ops.rs", OPS, include_str!("../src/api/ops.rs")),
+    (
+        "src/api/toll.rs",
+        None,
+        TERMINAL,
+        include_str!("../src/api/toll.rs"),
+    ),
+    (
+        "src/api/payments.rs",
+        None,
+        PUBLIC,
+        include_str!("../src/api/payments.rs"),
+    ),
+    (
+        "src/api/tickets.rs",
+        Some("terminal_router"),
+        TERMINAL,
+        include_str!("../src/api/tickets.rs"),
+    ),
+    (
+        "src/api/tickets.rs",
+        Some("notify_router"),
+        PUBLIC,
+        include_str!("../src/api/tickets.rs"),
+    ),
+    (
+        "src/api/ops.rs",
+        None,
+        OPS,
+        include_str!("../src/api/ops.rs"),
+    ),
 ];
 
 /// Sources that turn requests into JSON error codes (ops.rs answers in plain text only).
@@ -109,10 +189,27 @@ const ERROR_SOURCES: &[(&str, &str)] = &[
     ),
     ("src/api/rider.rs", include_str!("../src/api/rider.rs")),
     ("src/api/admin.rs", include_str!("../src/api/admin.rs")),
+    ("src/api/toll.rs", include_str!("../src/api/toll.rs")),
+    (
+        "src/api/payments.rs",
+        include_str!("../src/api/payments.rs"),
+    ),
+    // Its notification endpoint answers in plain text (`success`/`fail`), not with codes.
+    ("src/api/tickets.rs", include_str!("../src/api/tickets.rs")),
     ("src/error.rs", include_str!("../src/error.rs")),
 ];
 
 const ENGINE_SOURCE: &str = include_str!("../src/engine.rs");
+
+/// Sources whose `pub const NAME: &str = "…";` are tap decline reasons: the engine's stored
+/// `payment_pending`, and the reasons a toll exit paid at the booth can end in.
+const REASON_CONST_SOURCES: &[(&str, &str)] = &[
+    ("src/engine.rs", ENGINE_SOURCE),
+    (
+        "src/charging/toll.rs",
+        include_str!("../src/charging/toll.rs"),
+    ),
+];
 
 const METHODS: &[&str] = &[
     "get", "post", "put", "delete", "patch", "head", "options", "trace",
@@ -238,16 +335,37 @@ fn every_listed_route_is_documented_on_its_listener_with_its_security() {
 #[test]
 fn router_sources_register_exactly_the_listed_routes() {
     let mut scanned = BTreeSet::new();
-    for &(file, listener, source) in ROUTER_SOURCES {
+    // Per file: every route it registers, and those its listed router functions register.
+    let mut by_file: std::collections::BTreeMap<&str, (BTreeSet<_>, BTreeSet<_>)> =
+        Default::default();
+    for &(file, router, listener, source) in ROUTER_SOURCES {
         assert!(
             !source.contains(".nest(") && !source.contains(".nest_service("),
             "{file} nests routers; teach this test the prefix"
         );
-        let routes = routes_in(source);
-        assert!(!routes.is_empty(), "no .route(…) found in {file}");
+        let scope = match router {
+            Some(name) => fn_body(source, name)
+                .unwrap_or_else(|| panic!("no `fn {name}(…) {{ … }}` in {file}")),
+            None => strip_comments(source),
+        };
+        let routes = routes_in(&scope);
+        assert!(
+            !routes.is_empty(),
+            "no .route(…) found in {file} ({router:?})"
+        );
+        let (all, covered) = by_file.entry(file).or_default();
+        all.extend(routes_in(source));
         for (method, path) in routes {
+            covered.insert((method.clone(), path.clone()));
             scanned.insert((listener.to_string(), method, path));
         }
+    }
+    for (file, (all, covered)) in &by_file {
+        let uncovered: Vec<_> = all.difference(covered).collect();
+        assert!(
+            uncovered.is_empty(),
+            "{file} registers routes outside its listed router functions: {uncovered:?}"
+        );
     }
     let listed: BTreeSet<(String, String, String)> = ROUTES
         .iter()
@@ -322,6 +440,20 @@ fn every_decline_reason_is_in_the_tap_response_enum() {
         );
         known.insert(code);
     }
+    for &(file, source) in REASON_CONST_SOURCES {
+        let consts = pub_str_consts(&strip_comments(source));
+        assert!(
+            !consts.is_empty(),
+            "no `pub const …: &str = \"…\";` decline reason in {file}"
+        );
+        for code in consts {
+            assert!(
+                documented.contains(&code),
+                "decline reason {code} (a constant in {file}) is missing from TapResponse.reason"
+            );
+            known.insert(code);
+        }
+    }
     let stale: Vec<_> = documented.difference(&known).collect();
     assert!(
         stale.is_empty(),
@@ -379,6 +511,9 @@ fn every_error_code_the_api_returns_is_documented() {
         let code = strip_comments(source);
         let mut found = literals_after(&code, "unprocessable(");
         found.extend(literals_after(&code, "bad_request("));
+        // payments.rs: `unavailable("code", …)` (503) and `parse_id(text, "code")` (422).
+        found.extend(literals_after(&code, "unavailable("));
+        found.extend(second_literal_args(&code, "parse_id("));
         found.extend(literals_after(&code, "code: "));
         found.extend(status_code_pairs(&code));
         for error_code in found {
@@ -399,7 +534,15 @@ fn request_bodies_reject_unknown_fields() {
         let Some(body) = op.get("requestBody") else {
             continue;
         };
-        let target = body["content"]["application/json"]["schema"]["$ref"]
+        // The provider's notifications are form-encoded parameters, not a gateway request type.
+        let Some(json) = body["content"].get("application/json") else {
+            assert!(
+                path == "/v1/provider/notify",
+                "{method} {path}: request body is not JSON"
+            );
+            continue;
+        };
+        let target = json["schema"]["$ref"]
             .as_str()
             .unwrap_or_else(|| panic!("{method} {path}: request body is not a named schema"));
         let name = target.trim_start_matches("#/components/schemas/");
@@ -478,10 +621,57 @@ fn literals_after(code: &str, prefix: &str) -> Vec<String> {
         .collect()
 }
 
+/// The body (braces included) of `fn name(…) … { … }` in a source, comments stripped.
+fn fn_body(source: &str, name: &str) -> Option<String> {
+    let code = strip_comments(source);
+    let blank = blank_strings(&code);
+    let start = blank.find(&format!("fn {name}("))?;
+    let open = start + blank[start..].find('{')?;
+    let mut depth = 0;
+    for (i, c) in blank[open..].char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            _ => {}
+        }
+        if depth == 0 {
+            return Some(code[open..=open + i].to_string());
+        }
+    }
+    None
+}
+
+/// The string literal second argument of every `name(first, "…")` call (`name(` as `prefix`),
+/// when the first argument has no comma of its own.
+fn second_literal_args(code: &str, prefix: &str) -> Vec<String> {
+    code.match_indices(prefix)
+        .filter_map(|(at, _)| {
+            let rest = &code[at + prefix.len()..];
+            let comma = rest.find([',', ')'])?;
+            let rest = rest[comma..].strip_prefix(',')?;
+            string_literal(rest).map(|(s, _)| s)
+        })
+        .collect()
+}
+
+/// The values of `pub const NAME: &str = "…";` items.
+fn pub_str_consts(code: &str) -> Vec<String> {
+    code.lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with("pub const ") || l.starts_with("pub(crate) const "))
+        .filter_map(|l| {
+            let (_, value) = l.split_once(": &str =")?;
+            string_literal(value).map(|(s, _)| s)
+        })
+        .collect()
+}
+
 /// The codes of `(StatusCode::NAME, "code")` pairs (the fixed mapping in error.rs).
 fn status_code_pairs(code: &str) -> Vec<String> {
     let prefix = "(StatusCode::";
     code.match_indices(prefix)
+        // `plain(StatusCode::…, "fail")`: a plain-text body (the provider's notifications), no code.
+        .filter(|(at, _)| !code[..*at].ends_with("plain"))
         .filter_map(|(at, _)| {
             let rest = &code[at + prefix.len()..];
             let rest = rest.trim_start_matches(|c: char| c.is_ascii_uppercase() || c == '_');

@@ -300,3 +300,138 @@ impl PaidEnv {
         }
     }
 }
+
+/// A free loopback port, bound and released at once: the gateway's public listener is given it so
+/// that its own notify URL is known before it starts. (Another process could take the port in
+/// between; on a test machine that does not happen in practice.)
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+impl Sandbox {
+    /// Stops the sandbox (draining it) and starts it again on the same port and database with
+    /// `tweak` applied to its configuration (a later [`Sandbox::restart`] drops the tweak).
+    pub async fn restart_with(&mut self, tweak: impl FnOnce(&mut provider_sandbox::Config)) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("sandbox task").expect("sandbox stopped");
+        }
+        let mut config =
+            provider_sandbox::Config::new(self.addr, self.database_url.clone(), sandbox_keys());
+        tweak(&mut config);
+        let sandbox = provider_sandbox::Sandbox::build(config)
+            .await
+            .expect("building the sandbox");
+        self.addr = sandbox.addr();
+        self.base_url = format!("http://{}", self.addr);
+        let (tx, rx) = oneshot::channel::<()>();
+        self.stop = Some(tx);
+        self.task = Some(tokio::spawn(sandbox.run_until(async {
+            let _ = rx.await;
+        })));
+    }
+
+    /// The notifications the sandbox holds for `out_trade_no` (oldest first), each as the form
+    /// body a new delivery of it posts: its frozen parameters, a fresh `notify_time`, signed with
+    /// the platform key. Re-posting one is exactly what the provider's retry does.
+    pub async fn signed_notifications(&self, out_trade_no: &str) -> Vec<Vec<u8>> {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&self.database_url)
+            .await
+            .expect("opening the sandbox database");
+        let rows = sqlx::query(
+            "SELECT params_json FROM notifications WHERE out_trade_no = $1 ORDER BY created_at_ms",
+        )
+        .bind(out_trade_no)
+        .fetch_all(&pool)
+        .await
+        .expect("reading notifications");
+        pool.close().await;
+        let key = provider_sandbox::sign::Signer::from_file(
+            &sandbox_keys().join(provider_sandbox::PLATFORM_PRIVATE_KEY_FILE),
+        )
+        .expect("the platform key");
+        rows.iter()
+            .map(|r| {
+                let json: String = r.get(0);
+                let mut params: std::collections::BTreeMap<String, String> =
+                    serde_json::from_str(&json).expect("notification parameters");
+                params.insert(
+                    "notify_time".into(),
+                    provider_sandbox::time::api_time(gateway::now_ms()),
+                );
+                params.insert("sign_type".into(), "RSA2".into());
+                let content = provider_sandbox::sign::canonical_notification(
+                    params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                );
+                params.insert("sign".into(), key.sign(&content));
+                form_body(&params)
+            })
+            .collect()
+    }
+}
+
+/// `application/x-www-form-urlencoded` of the parameters (what an HTTP client posts).
+pub fn form_body(params: &std::collections::BTreeMap<String, String>) -> Vec<u8> {
+    let encode = |s: &str| -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                    (b as char).to_string()
+                }
+                b' ' => "+".to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    params
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+        .into_bytes()
+}
+
+impl PaidEnv {
+    /// A [`PaidEnv`] whose gateway asks the provider for notifications: `provider.notify_url`
+    /// is the gateway's own public listener (`https://localhost:<port>/v1/provider/notify`, the
+    /// port chosen before it starts), and the sandbox is restarted trusting the test's dev CA
+    /// (`notify_ca_file`) so it posts there over HTTPS directly. `tweak` runs last (a test may
+    /// point `notify_url` elsewhere, e.g. at a dead port).
+    pub async fn start_notified(db: Db, tweak: impl FnOnce(&mut Config)) -> Option<PaidEnv> {
+        let port = free_port();
+        let mut p = PaidEnv::start(db, |c| {
+            c.listen.public = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            c.provider.notify_url = format!("https://localhost:{port}/v1/provider/notify");
+            tweak(c)
+        })
+        .await?;
+        let ca = p.env.gw.ca();
+        p.sandbox
+            .restart_with(|c| c.notify_ca_file = Some(ca))
+            .await;
+        Some(p)
+    }
+
+    /// POSTs a form body to the gateway's `/v1/provider/notify` over HTTPS: (status, body).
+    pub async fn post_notify(&self, body: Vec<u8>) -> (u16, String) {
+        let http = gateway::tls::http_client(&self.env.gw.ca(), None).expect("an HTTPS client");
+        let resp = http
+            .post(format!("{}/v1/provider/notify", self.env.gw.public_base))
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded;charset=utf-8",
+            )
+            .body(body)
+            .send()
+            .await
+            .expect("posting a notification");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap_or_default())
+    }
+}

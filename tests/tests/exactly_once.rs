@@ -256,7 +256,7 @@ async fn fault_matrix_reconciles(db: Db) {
         .map(|t| (t.out_trade_no.as_str(), t.total_fen))
         .collect();
     // 1. Every paid trade at the provider has exactly one capture in the ledger.
-    for (no, _) in &paid {
+    for no in paid.keys() {
         assert_eq!(
             captures.get(*no),
             Some(&1),
@@ -330,7 +330,10 @@ async fn fault_matrix_reconciles(db: Db) {
     add_injected(&mut injected, counts);
     // The matrix really happened: every kind of fault hit the pays at least once.
     for kind in ["timeout", "http_5xx", "drop_after_commit"] {
-        let n = injected.get(&format!("alipay.trade.pay {kind}")).copied().unwrap_or(0);
+        let n = injected
+            .get(&format!("alipay.trade.pay {kind}"))
+            .copied()
+            .unwrap_or(0);
         assert!(n > 0, "no {kind} was injected into pays: {injected:?}");
     }
     let report = json!({

@@ -31,7 +31,7 @@ async fn rider_with_wallet(
 ) -> (gateway::client::RiderDevice, String) {
     let rider = p.env.gw.rider().await;
     let user = p.sandbox.wallet(balance_fen, None).await;
-    let agreement = p.sandbox.agreement(&user, 100_00).await;
+    let agreement = p.sandbox.agreement(&user, 10_000).await;
     let a = p
         .env
         .gw

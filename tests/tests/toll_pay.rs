@@ -252,3 +252,48 @@ async fn bad_requests(db: Db) {
     assert!(p.sandbox.trades().await.is_empty());
 }
 on_both!(bad_requests);
+
+/// Proves answers that fail signature verification are never applied: with the wrong platform
+/// key configured, the booth is told to wait (409), nothing is booked, the charge stays unsettled
+/// for the worker, and the forged answers are counted.
+async fn forged_answers_are_ignored(db: Db) {
+    let Some(p) = PaidEnv::start(db, |c| {
+        // The app's own public key is not the platform's: every answer fails verification.
+        c.provider.platform_public_key_file =
+            turnpike_tests::provider::sandbox_keys().join("app-public.pem");
+        c.charging.toll_budget_ms = 2_500;
+    })
+    .await
+    else {
+        return;
+    };
+    let user = p.sandbox.wallet(100_000, None).await;
+    let rider = enter(&p).await;
+    let code = p.sandbox.payment_code(&user).await;
+    let out = p.env.gw.terminal(&booth("shaoxing", "out"));
+    let a = out
+        .toll_exit_raw(&exit_tap(&rider, 1), &code)
+        .await
+        .unwrap();
+    assert_eq!(
+        (a.status, a.error_code().as_deref()),
+        (409, Some("payment_in_progress"))
+    );
+    assert_eq!(ledger(&p).await["transactions"], 0);
+    let charges = p.env.gw.state.store.charges(None, None, 10).await.unwrap();
+    assert_eq!(charges[0].status, "paying");
+    let metrics = reqwest::get(format!("{}/metrics", p.env.gw.ops_base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("gateway_provider_calls_total")
+                && l.contains("outcome=\"forged\"")),
+        "forged answers are counted"
+    );
+}
+on_both!(forged_answers_are_ignored);

@@ -5,6 +5,8 @@
 //! - [`rider`]: rider registration, device enrolment, own journeys (rider tokens).
 //! - [`admin`]: operators, terminals, fare data, deny list, issuer keys (admin token).
 //! - [`toll`]: `POST /v1/toll/exits`, a toll exit paid at the booth (mutual TLS).
+//! - [`tickets`]: ticket orders paid by a merchant-presented QR and their QR images (mutual
+//!   TLS), and `POST /v1/provider/notify`, the provider's signed notifications (public).
 //! - [`payments`]: rider wallets, charges, arrears and disputes; admin charges, journal,
 //!   refunds and dispute decisions.
 //! - [`ops`]: `/metrics`, `/healthz`, `/readyz` (plain HTTP on a private address).
@@ -14,6 +16,7 @@ pub mod ops;
 pub mod payments;
 pub mod rider;
 pub mod terminal;
+pub mod tickets;
 pub mod toll;
 
 use axum::extract::rejection::JsonRejection;

@@ -1,7 +1,7 @@
 //! Payment endpoints on the public listener: a rider's wallet, charges, arrears and disputes
 //! (rider API), and charges, the journal, refunds and dispute decisions (admin API).
 
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -18,6 +18,9 @@ use crate::AppState;
 /// Most charges one listing returns.
 const CHARGES_LIMIT_MAX: i64 = 1000;
 
+/// Payment request bodies are a few hundred bytes; 16 KiB bounds what a client can send.
+const PAYMENTS_BODY_BYTES_MAX: usize = 16 * 1024;
+
 pub fn rider_router(state: AppState) -> Router {
     Router::new()
         .route("/v1/riders/me/wallet", put(bind_wallet))
@@ -27,6 +30,7 @@ pub fn rider_router(state: AppState) -> Router {
             "/v1/riders/me/disputes",
             post(open_dispute).get(rider_disputes),
         )
+        .layer(DefaultBodyLimit::max(PAYMENTS_BODY_BYTES_MAX))
         .with_state(state)
 }
 
@@ -44,6 +48,7 @@ pub fn admin_router(state: AppState) -> Router {
             state.clone(),
             super::admin::require_admin,
         ))
+        .layer(DefaultBodyLimit::max(PAYMENTS_BODY_BYTES_MAX))
         .with_state(state)
 }
 

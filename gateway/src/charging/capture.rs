@@ -81,6 +81,7 @@ pub async fn round(charging: &Charging) -> anyhow::Result<usize> {
         });
     }
     while tasks.join_next().await.is_some() {}
+    worked += super::tickets::round(charging).await?;
     Ok(worked)
 }
 
@@ -134,6 +135,12 @@ async fn capture_one(charging: &Charging, charge: &ChargeRow) -> anyhow::Result<
             apply_paid(charging, charge, &charge.out_trade_no, &trade_no).await?;
         }
         Ok(PayOutcome::Declined { sub_code, message }) => {
+            if sub_code != "NO_AGREEMENT" {
+                // A declined deduction may stay at the provider as an unpaid trade; close it
+                // (best effort) so that this trade number can never be paid later, now that
+                // the next attempt will use a new one.
+                let _ = provider.cancel(&charge.out_trade_no).await;
+            }
             let error = format!("{sub_code}: {message}");
             let mut tx = store.begin().await?;
             sql::finish_attempt(
@@ -230,10 +237,11 @@ pub async fn apply_paid(
             super::toll::final_answer_in(&mut tx, charge, None).await?;
         }
         if let Some(rider_id) = charge.rider_id {
-            if post_paid && sql::rider_arrears_count(&mut tx, rider_id).await? == 0 {
-                if sql::deny_remove_in(&mut tx, rider_id, ARREARS).await? {
-                    tracing::info!(rider_id, "arrears repaid; rider lifted from the deny list");
-                }
+            if post_paid
+                && sql::rider_arrears_count(&mut tx, rider_id).await? == 0
+                && sql::deny_remove_in(&mut tx, rider_id, ARREARS).await?
+            {
+                tracing::info!(rider_id, "arrears repaid; rider lifted from the deny list");
             }
         }
         metrics::counter!("gateway_charges_total", "kind" => charge.kind.clone(), "outcome" => "captured").increment(1);

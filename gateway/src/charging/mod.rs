@@ -9,6 +9,8 @@
 //!   request died; the ticket-order query fallback.
 //! - [`toll`]: the synchronous barcode pay of a toll exit within its budget.
 //! - [`refunds`]: idempotent refunds (admin, or an approved rider dispute).
+//! - [`tickets`]: ticket orders paid by a merchant-presented QR — the outbox write, the
+//!   precreate, verified and cross-checked notifications, and the query fallback.
 //!
 //! # Exactly once
 //! A charge row is written in the same transaction that closes the journey, and
@@ -25,6 +27,7 @@
 
 pub mod capture;
 pub mod refunds;
+pub mod tickets;
 pub mod toll;
 
 use std::sync::Arc;

@@ -53,6 +53,9 @@ pub async fn refund(
     req: &RefundRequest<'_>,
 ) -> Result<RefundRow, RefundError> {
     let store = &charging.store;
+    if charging.provider.is_none() {
+        return Err(RefundError::NoProvider);
+    }
     let charge = store
         .charge(req.charge_id)
         .await?
@@ -99,6 +102,15 @@ pub async fn refund(
             }
         }
     };
+    if refund.status == "failed" {
+        // A repeat of a refused request is refused again, with the provider's reason.
+        let detail = refund.detail.unwrap_or_default();
+        let (sub_code, message) = detail.split_once(": ").unwrap_or((&detail, ""));
+        return Err(RefundError::Refused {
+            sub_code: sub_code.to_string(),
+            message: message.to_string(),
+        });
+    }
     if refund.status != "pending" {
         return Ok(refund);
     }

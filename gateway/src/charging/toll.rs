@@ -101,14 +101,13 @@ pub async fn pay_at_exit(
                 trade_no,
                 amount_fen: charge.amount_minor,
             }),
-            Ok(QueryOutcome::Trade { status, .. })
-                if status == crate::provider::TradeStatus::Closed =>
-            {
-                Ok(PayOutcome::Declined {
-                    sub_code: "TRADE_CLOSED".into(),
-                    message: "the trade was closed".into(),
-                })
-            }
+            Ok(QueryOutcome::Trade {
+                status: crate::provider::TradeStatus::Closed,
+                ..
+            }) => Ok(PayOutcome::Declined {
+                sub_code: "TRADE_CLOSED".into(),
+                message: "the trade was closed".into(),
+            }),
             Ok(QueryOutcome::Trade { trade_no, .. }) => Ok(PayOutcome::UserPaying {
                 trade_no: Some(trade_no),
             }),

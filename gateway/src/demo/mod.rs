@@ -908,7 +908,7 @@ async fn payments_section(d: &PaymentsDemo<'_>) -> anyhow::Result<()> {
         .charges(None, Some("captured"), 1000)
         .await?
         .into_iter()
-        .find(|c| c.kind == "toll")
+        .find(|c| c.journey_id.map(|j| j.to_string()) == car.journey_id)
         .context("car-1's toll charge")?;
     for _ in 0..2 {
         let a = d

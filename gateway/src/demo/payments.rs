@@ -69,7 +69,7 @@ impl DemoProvider {
         // Deliver notifications fast, to the gateway's HTTPS listener (trusting its dev CA).
         config.notify_retry_ms = vec![200, 500, 1_000, 2_000];
         config.notify_poll_ms = 100;
-        let _ = gateway_ca; // TODO(notify CA): set once the sandbox can trust a CA
+        config.notify_ca_file = Some(gateway_ca.to_path_buf());
         let sandbox = provider_sandbox::Sandbox::build(config).await?;
         let base = format!("http://{}", sandbox.addr());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -733,7 +733,7 @@ impl Store {
         let rows = sqlx::query(&format!(
             "SELECT {CHARGE_COLUMNS} FROM charges
              WHERE ($1 IS NULL OR rider_id = $1) AND ($2 IS NULL OR status = $2)
-             ORDER BY created_at_ms, charge_id LIMIT $3"
+             ORDER BY created_at_ms DESC, charge_id LIMIT $3"
         ))
         .bind(rider_id)
         .bind(status)
@@ -939,7 +939,7 @@ impl Store {
     ) -> Result<Vec<DisputeRow>, sqlx::Error> {
         let rows = sqlx::query(&format!(
             "SELECT {DISPUTE_COLUMNS} FROM disputes WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR rider_id = $2)
-             ORDER BY created_at_ms, dispute_id LIMIT 1000"
+             ORDER BY created_at_ms DESC, dispute_id LIMIT 1000"
         ))
         .bind(status)
         .bind(rider_id)
@@ -1086,4 +1086,50 @@ pub async fn journey_fare_in(tx: &mut Tx<'_>, journey_id: i64) -> Result<Option<
         .map(|r| r.try_get::<Option<i64>, _>(0))
         .transpose()?
         .flatten())
+}
+
+/// Stores the QR payload the provider pre-created for a ticket order (once: an order whose
+/// payload is already set keeps it). False when nothing changed.
+pub async fn set_ticket_qr(
+    tx: &mut Tx<'_>,
+    order_id: i64,
+    qr_payload: &str,
+) -> Result<bool, sqlx::Error> {
+    let n = sqlx::query(
+        "UPDATE ticket_orders SET qr_payload = $2 WHERE order_id = $1 AND qr_payload = ''",
+    )
+    .bind(order_id)
+    .bind(qr_payload)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+impl Store {
+    /// What was done with a recorded notification (`applied`), or None if its notify_id is new.
+    pub async fn notification_applied(
+        &self,
+        notify_id: &str,
+    ) -> Result<Option<String>, sqlx::Error> {
+        let row = sqlx::query("SELECT applied FROM provider_notifications WHERE notify_id = $1")
+            .bind(notify_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| r.try_get(0)).transpose()
+    }
+
+    /// Records what processing a (verified) notification ended in.
+    pub async fn set_notification_applied(
+        &self,
+        notify_id: &str,
+        applied: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE provider_notifications SET applied = $2 WHERE notify_id = $1")
+            .bind(notify_id)
+            .bind(applied)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 }

@@ -1,0 +1,478 @@
+//! Ticket purchase by merchant-presented QR (flow C).
+//!
+//! Terminal API (mutual TLS; the ticket machine's station is the origin):
+//! - `POST /v1/tickets/orders` `{"destination_id", "request_id"}` → 201 the new order with its
+//!   QR payload (200 and the same order for a repeated `request_id`);
+//! - `GET /v1/tickets/orders/{order_id}` → the order (`pending | paid | expired | cancelled`,
+//!   `ticket_code` once paid); only for the terminal that created it;
+//! - `GET /v1/tickets/orders/{order_id}/qr.svg` and `/qr.png` → the payload as a QR image
+//!   (quiet zone 4 modules, 8 px per module).
+//!
+//! Public listener: `POST /v1/provider/notify`, the provider's signed async notification
+//! (form-urlencoded, at most 8 KiB), answered with the body `success` once handled and
+//! committed, `fail` otherwise (so the provider repeats it).
+
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::{Deserialize, Serialize};
+use turnpike_wire::{Currency, Money};
+
+use super::terminal::{terminal_of, TerminalIdentity};
+use super::ValidJson;
+use crate::charging::tickets::{self, OrderRequest, PrecreateError, PriceError};
+use crate::error::{ApiError, ApiResult};
+use crate::store::charging::{ChargeRow, TicketOrderRow};
+use crate::AppState;
+
+/// An order request is two short strings.
+pub const ORDER_BODY_BYTES_MAX: usize = 4 * 1024;
+/// A notification is a couple of kilobytes of form parameters.
+pub const NOTIFY_BODY_BYTES_MAX: usize = 8 * 1024;
+/// `request_id`: the machine's idempotency key.
+const REQUEST_ID_CHARS_MAX: usize = 64;
+/// Longer station ids exist in no network; they are refused before any lookup.
+const STATION_ID_CHARS_MAX: usize = 128;
+/// QR rendering: the standard quiet zone and a size a screen and a scanner both like.
+pub const QR_QUIET_ZONE_MODULES: usize = 4;
+pub const QR_PIXELS_PER_MODULE: usize = 8;
+
+pub fn terminal_router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/v1/tickets/orders",
+            post(post_order).layer(DefaultBodyLimit::max(ORDER_BODY_BYTES_MAX)),
+        )
+        .route("/v1/tickets/orders/{order_id}", get(get_order))
+        .route("/v1/tickets/orders/{order_id}/qr.svg", get(get_qr_svg))
+        .route("/v1/tickets/orders/{order_id}/qr.png", get(get_qr_png))
+        .with_state(state)
+}
+
+pub fn notify_router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/v1/provider/notify",
+            post(post_notify).layer(DefaultBodyLimit::max(NOTIFY_BODY_BYTES_MAX)),
+        )
+        .with_state(state)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketOrderRequest {
+    pub destination_id: String,
+    /// 1–64 of `[A-Za-z0-9_-]`; the same terminal and request_id always mean the same order.
+    pub request_id: String,
+}
+
+/// An order as the ticket machine sees it. Ids are decimal strings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TicketOrderView {
+    pub order_id: String,
+    /// `pending`, `paid`, `expired` (the QR was not paid in time) or `cancelled` (the provider
+    /// could not pre-create it).
+    pub status: String,
+    pub origin_id: String,
+    pub destination_id: String,
+    pub amount: Money,
+    /// What the QR encodes; absent when the provider never pre-created the order.
+    pub qr_payload: Option<String>,
+    pub qr_svg_url: Option<String>,
+    pub qr_png_url: Option<String>,
+    pub expires_at_ms: i64,
+    pub created_at_ms: i64,
+    pub ticket_code: Option<String>,
+    pub paid_at_ms: Option<i64>,
+}
+
+fn view(order: &TicketOrderRow, charge: &ChargeRow) -> ApiResult<TicketOrderView> {
+    let currency = Currency::parse(&charge.currency)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored currency: {e}")))?;
+    let has_qr = !order.qr_payload.is_empty();
+    let url = |ext: &str| has_qr.then(|| format!("/v1/tickets/orders/{}/qr.{ext}", order.order_id));
+    Ok(TicketOrderView {
+        order_id: order.order_id.to_string(),
+        status: tickets::order_status(order, charge).to_string(),
+        origin_id: order.origin_id.clone(),
+        destination_id: order.destination_id.clone(),
+        amount: Money::from_minor(charge.amount_minor, currency),
+        qr_payload: has_qr.then(|| order.qr_payload.clone()),
+        qr_svg_url: url("svg"),
+        qr_png_url: url("png"),
+        expires_at_ms: order.expires_at_ms,
+        created_at_ms: order.created_at_ms,
+        ticket_code: order.ticket_code.clone(),
+        paid_at_ms: order.paid_at_ms,
+    })
+}
+
+fn valid_request_id(id: &str) -> bool {
+    (1..=REQUEST_ID_CHARS_MAX).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+async fn post_order(
+    State(state): State<AppState>,
+    Extension(identity): Extension<TerminalIdentity>,
+    ValidJson(req): ValidJson<TicketOrderRequest>,
+) -> ApiResult<Response> {
+    let terminal = terminal_of(&state, &identity)?;
+    if !valid_request_id(&req.request_id) {
+        return Err(ApiError::unprocessable(
+            "invalid_request_id",
+            "request_id must be 1 to 64 letters, digits, '_' or '-'",
+        ));
+    }
+    let Some(network) = state.networks.get(&terminal.operator_id) else {
+        return Err(ApiError::unprocessable(
+            "network_not_configured",
+            "this terminal's operator has no fare network",
+        ));
+    };
+    if req.destination_id.is_empty() || req.destination_id.len() > STATION_ID_CHARS_MAX {
+        return Err(ApiError::unprocessable(
+            "unknown_station",
+            "destination_id is not a station of this network",
+        ));
+    }
+    if state.charging.provider.is_none() {
+        return Err(ApiError::BadRequest {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "provider_not_configured",
+            message: "this gateway has no payment provider".into(),
+        });
+    }
+    let placed = tickets::place(
+        &state.charging,
+        &OrderRequest {
+            terminal: &terminal,
+            network: &network,
+            destination_id: &req.destination_id,
+            request_id: &req.request_id,
+        },
+    )
+    .await?;
+    let placed = match placed {
+        Ok(p) => p,
+        Err(PriceError::NotMetro) => {
+            return Err(ApiError::unprocessable(
+                "not_a_metro_terminal",
+                "tickets are sold by metro stations' machines only",
+            ))
+        }
+        Err(PriceError::UnknownStation) => {
+            return Err(ApiError::unprocessable(
+                "unknown_station",
+                format!("{} is not a station of this network", req.destination_id),
+            ))
+        }
+        Err(PriceError::NoFare) => {
+            return Err(ApiError::unprocessable(
+                "no_fare",
+                format!(
+                    "the network has no fare from {} to {}",
+                    terminal.location_id, req.destination_id
+                ),
+            ))
+        }
+    };
+    if placed.order.destination_id != req.destination_id {
+        return Err(ApiError::BadRequest {
+            status: StatusCode::CONFLICT,
+            code: "idempotency_conflict",
+            message: "request_id was already used by this terminal for another destination".into(),
+        });
+    }
+    let (mut order, mut charge) = (placed.order, placed.charge);
+    // A new order, or one whose first request died between its outbox write and its precreate:
+    // pre-create it now (the provider answers a repeat with the same QR).
+    if charge.status == "pending" && order.qr_payload.is_empty() {
+        match tickets::precreate(&state.charging, &order, &charge).await? {
+            Ok(qr) => order.qr_payload = qr,
+            Err(PrecreateError::Refused { sub_code, message }) => {
+                return Err(ApiError::BadRequest {
+                    status: StatusCode::BAD_GATEWAY,
+                    code: "provider_refused",
+                    message: format!("the provider refused the order: {sub_code} {message}"),
+                })
+            }
+            Err(PrecreateError::Unavailable(m)) => {
+                return Err(ApiError::BadRequest {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    code: "provider_unavailable",
+                    message: format!("the provider did not pre-create the order: {m}"),
+                })
+            }
+        }
+        if let Some(c) = state.store.charge(charge.charge_id).await? {
+            charge = c;
+        }
+    }
+    let status = if placed.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(view(&order, &charge)?)).into_response())
+}
+
+/// The order if it exists and belongs to this terminal; otherwise 404 (another terminal's order
+/// is indistinguishable from none).
+async fn own_order(
+    state: &AppState,
+    identity: &TerminalIdentity,
+    order_id: &str,
+) -> ApiResult<(TicketOrderRow, ChargeRow)> {
+    let terminal = terminal_of(state, identity)?;
+    let not_found = || ApiError::NotFound(format!("no ticket order {order_id}"));
+    let id: i64 = order_id.parse().map_err(|_| not_found())?;
+    let order = state
+        .store
+        .ticket_order(id)
+        .await?
+        .filter(|o| o.terminal_id == terminal.terminal_id)
+        .ok_or_else(not_found)?;
+    let charge = state
+        .store
+        .charge(order.charge_id)
+        .await?
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("order {id} without its charge")))?;
+    Ok((order, charge))
+}
+
+async fn get_order(
+    State(state): State<AppState>,
+    Extension(identity): Extension<TerminalIdentity>,
+    Path(order_id): Path<String>,
+) -> ApiResult<Json<TicketOrderView>> {
+    let (mut order, charge) = own_order(&state, &identity, &order_id).await?;
+    if charge.status == "captured" && order.ticket_code.is_none() {
+        // Paid, but the code was not issued (a crash between the two): issue it now.
+        tickets::issue(&state.charging, charge.charge_id).await?;
+        if let Some(o) = state.store.ticket_order(order.order_id).await? {
+            order = o;
+        }
+    }
+    Ok(Json(view(&order, &charge)?))
+}
+
+async fn qr_payload(
+    state: &AppState,
+    identity: &TerminalIdentity,
+    order_id: &str,
+) -> ApiResult<String> {
+    let (order, _) = own_order(state, identity, order_id).await?;
+    if order.qr_payload.is_empty() {
+        return Err(ApiError::NotFound(format!(
+            "ticket order {order_id} has no QR (the provider did not pre-create it)"
+        )));
+    }
+    Ok(order.qr_payload)
+}
+
+fn image(content_type: &'static str, body: Vec<u8>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn get_qr_svg(
+    State(state): State<AppState>,
+    Extension(identity): Extension<TerminalIdentity>,
+    Path(order_id): Path<String>,
+) -> ApiResult<Response> {
+    let payload = qr_payload(&state, &identity, &order_id).await?;
+    let svg = render_svg(&payload)?;
+    Ok(image("image/svg+xml", svg.into_bytes()))
+}
+
+async fn get_qr_png(
+    State(state): State<AppState>,
+    Extension(identity): Extension<TerminalIdentity>,
+    Path(order_id): Path<String>,
+) -> ApiResult<Response> {
+    let payload = qr_payload(&state, &identity, &order_id).await?;
+    Ok(image("image/png", render_png(&payload)?))
+}
+
+/// The payload as an SVG QR code (error correction M, quiet zone 4, 8 px per module).
+pub fn render_svg(payload: &str) -> anyhow::Result<String> {
+    let code = qrcode::QrCode::new(payload.as_bytes())?;
+    let px = QR_PIXELS_PER_MODULE as u32;
+    Ok(code
+        .render::<qrcode::render::svg::Color>()
+        .quiet_zone(true)
+        .module_dimensions(px, px)
+        .build())
+}
+
+/// The payload as an 8-bit grayscale PNG QR code (error correction M, quiet zone 4 modules of
+/// light, 8 px per module), drawn from the module matrix.
+pub fn render_png(payload: &str) -> anyhow::Result<Vec<u8>> {
+    let code = qrcode::QrCode::new(payload.as_bytes())?;
+    let modules = code.width();
+    let colors = code.to_colors();
+    let side_modules = modules + 2 * QR_QUIET_ZONE_MODULES;
+    let side = side_modules * QR_PIXELS_PER_MODULE;
+    let mut pixels = vec![255u8; side * side];
+    for my in 0..modules {
+        for mx in 0..modules {
+            if colors[my * modules + mx] != qrcode::Color::Dark {
+                continue;
+            }
+            let x0 = (mx + QR_QUIET_ZONE_MODULES) * QR_PIXELS_PER_MODULE;
+            let y0 = (my + QR_QUIET_ZONE_MODULES) * QR_PIXELS_PER_MODULE;
+            for y in y0..y0 + QR_PIXELS_PER_MODULE {
+                pixels[y * side + x0..y * side + x0 + QR_PIXELS_PER_MODULE].fill(0);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut out, side as u32, side as u32);
+        encoder.set_color(png::ColorType::Grayscale);
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut writer = encoder.write_header()?;
+        writer.write_image_data(&pixels)?;
+    }
+    Ok(out)
+}
+
+fn plain(status: StatusCode, body: &'static str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+fn clip(s: &str, chars: usize) -> &str {
+    match s.char_indices().nth(chars) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// Records a notification we will not act on under an id of its own ("unverified-…"), so a
+/// forged `notify_id` can never shadow the genuine notification that carries it later.
+async fn record_rejected(state: &AppState, params: &BTreeMap<String, String>, why: &str) {
+    let id = format!("unverified-{}", hex::encode(crate::random_bytes::<12>()));
+    let out_trade_no = params.get("out_trade_no").map(|s| clip(s, 64));
+    let trade_status = params.get("trade_status").map(|s| clip(s, 32));
+    tracing::warn!(
+        parameters = params.len(),
+        out_trade_no = out_trade_no.unwrap_or("-"),
+        why,
+        "provider notification rejected"
+    );
+    metrics::counter!("gateway_provider_notifications_total", "outcome" => "rejected").increment(1);
+    if let Err(e) = state
+        .store
+        .record_notification(&id, out_trade_no, trade_status, false, why, crate::now_ms())
+        .await
+    {
+        tracing::warn!(error = %e, "recording a rejected notification");
+    }
+}
+
+async fn post_notify(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+    if !form {
+        return plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, "fail");
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, NOTIFY_BODY_BYTES_MAX).await else {
+        tracing::warn!("provider notification over {NOTIFY_BODY_BYTES_MAX} bytes; rejected");
+        return plain(StatusCode::PAYLOAD_TOO_LARGE, "fail");
+    };
+    let mut params = BTreeMap::new();
+    let mut repeated = false;
+    for (k, v) in form_urlencoded::parse(&bytes) {
+        repeated |= params.insert(k.into_owned(), v.into_owned()).is_some();
+    }
+    if repeated {
+        record_rejected(&state, &params, "malformed").await;
+        return plain(StatusCode::BAD_REQUEST, "fail");
+    }
+    let Some(provider) = state.charging.provider.as_ref() else {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "fail");
+    };
+    if !provider.verify_notification(&params) {
+        record_rejected(&state, &params, "unverified").await;
+        return plain(StatusCode::BAD_REQUEST, "fail");
+    }
+    let field_ok = |k: &str, max: usize| {
+        params
+            .get(k)
+            .is_some_and(|v| !v.is_empty() && v.len() <= max)
+    };
+    if !field_ok("notify_id", 128) || !field_ok("out_trade_no", 64) {
+        record_rejected(&state, &params, "malformed").await;
+        return plain(StatusCode::BAD_REQUEST, "fail");
+    }
+    match tickets::on_verified_notification(&state.charging, &params).await {
+        Ok(handled) if handled.ack => plain(StatusCode::OK, "success"),
+        Ok(_) => plain(StatusCode::SERVICE_UNAVAILABLE, "fail"),
+        Err(e) => {
+            tracing::warn!(error = %e, "handling a provider notification failed");
+            plain(StatusCode::SERVICE_UNAVAILABLE, "fail")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Proves request ids are 1–64 of `[A-Za-z0-9_-]`.
+    #[test]
+    fn request_ids() {
+        assert!(valid_request_id("a"));
+        assert!(valid_request_id("machine-7_order-00012"));
+        assert!(valid_request_id(&"x".repeat(64)));
+        for bad in ["", "a b", "a/b", "ä", "a.b"] {
+            assert!(!valid_request_id(bad), "{bad}");
+        }
+        assert!(!valid_request_id(&"x".repeat(65)));
+    }
+
+    /// Proves the PNG has the quiet zone and module size of the spec: light border of 4 modules,
+    /// dark top-left finder corner right after it.
+    #[test]
+    fn png_geometry() {
+        let payload = "https://qr.sandbox.turnpike.invalid/abc123";
+        let png_bytes = render_png(payload).unwrap();
+        let code = qrcode::QrCode::new(payload.as_bytes()).unwrap();
+        let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        let side = (code.width() + 8) * 8;
+        assert_eq!((info.width as usize, info.height as usize), (side, side));
+        assert_eq!(info.color_type, png::ColorType::Grayscale);
+        assert_eq!(buf[0], 255);
+        assert_eq!(buf[31 * side + 31], 255, "quiet zone");
+        assert_eq!(buf[32 * side + 32], 0, "finder pattern");
+        let svg = render_svg(payload).unwrap();
+        assert!(svg.contains("<svg") && svg.trim_end().ends_with("</svg>"));
+    }
+}
