@@ -40,7 +40,8 @@ fn sanitize(id: &str) -> String {
         .collect()
 }
 
-/// Demo terminals: two gates per metro station, one exit lane and one entry lane per toll plaza.
+/// Demo terminals: two gates and a ticket machine per metro station, one exit lane and one entry
+/// lane per toll plaza.
 pub fn demo_terminals() -> Vec<(String, &'static str, String)> {
     let mut out = Vec::new();
     for stop in turnpike_fares::demo_metro().stops() {
@@ -51,6 +52,11 @@ pub fn demo_terminals() -> Vec<(String, &'static str, String)> {
                 stop.id.clone(),
             ));
         }
+        out.push((
+            format!("tvm-{}", sanitize(&stop.id)),
+            METRO_OPERATOR,
+            stop.id.clone(),
+        ));
     }
     for plaza in turnpike_fares::demo_toll().plazas() {
         out.push((
@@ -931,7 +937,74 @@ async fn payments_section(d: &PaymentsDemo<'_>) -> anyhow::Result<()> {
         "  car-1's wallet: ¥{} (¥500.00 − toll + ¥1.00)",
         d.provider.balance(&car_wallet).await?
     );
-    let _ = d.dir;
+
+    println!("— flow C, a ticket bought at a ticket machine: the provider pre-creates the order, the wallet scans the QR");
+    let tvm_id = format!("tvm-{}", sanitize(&d.stops[0]));
+    let tvm = TerminalClient::new(
+        d.terminal_base,
+        d.ca,
+        &d.certs.join("terminals").join(format!("{tvm_id}.pem")),
+        &d.certs.join("terminals").join(format!("{tvm_id}.key")),
+    )?;
+    let a = tvm
+        .post_bytes(
+            "/v1/tickets/orders",
+            "application/json",
+            serde_json::to_vec(
+                &serde_json::json!({"destination_id": d.stops[10], "request_id": "demo-ticket-1"}),
+            )?,
+        )
+        .await?;
+    anyhow::ensure!(
+        a.status == 201,
+        "ticket order: {} {}",
+        a.status,
+        String::from_utf8_lossy(&a.body)
+    );
+    let order: serde_json::Value = a.json()?;
+    let order_id = order["order_id"].as_str().context("order_id")?.to_string();
+    let qr_dir = payments::qr_dir(d.dir);
+    std::fs::create_dir_all(&qr_dir)?;
+    for ext in ["svg", "png"] {
+        let image = tvm
+            .get(&format!("/v1/tickets/orders/{order_id}/qr.{ext}"))
+            .await?;
+        anyhow::ensure!(image.status == 200, "QR {ext}: {}", image.status);
+        std::fs::write(qr_dir.join(format!("ticket-{order_id}.{ext}")), &image.body)?;
+    }
+    println!(
+        "  {tvm_id:<28} order {order_id}: {} → {}, {} {}; QR {} (saved as SVG and PNG in {})",
+        d.stops[0],
+        d.stops[10],
+        order["amount"]["amount"].as_str().unwrap_or("?"),
+        order["amount"]["currency"].as_str().unwrap_or(""),
+        order["qr_payload"].as_str().unwrap_or("?"),
+        qr_dir.display()
+    );
+    let buyer = d.provider.wallet("50.00", None).await?;
+    d.provider
+        .post(
+            "/sandbox/qr/pay",
+            serde_json::json!({"qr_code": order["qr_payload"], "user_id": buyer}),
+        )
+        .await?;
+    println!("  the rider's wallet scans and pays; the provider notifies the gateway (signed)");
+    let mut paid = serde_json::Value::Null;
+    for _ in 0..100 {
+        paid = tvm
+            .get(&format!("/v1/tickets/orders/{order_id}"))
+            .await?
+            .json()?;
+        if paid["status"] == "paid" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "  {tvm_id:<28} order {order_id}: {} — ticket {}",
+        paid["status"].as_str().unwrap_or("?"),
+        paid["ticket_code"].as_str().unwrap_or("-")
+    );
     Ok(())
 }
 
