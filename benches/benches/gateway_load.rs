@@ -36,7 +36,11 @@ struct Step {
     errors: u64,
     passed: bool,
     server_cpu_us_per_tap: f64,
+    /// PostgreSQL's CPU time (all its processes) ÷ taps.
+    postgres_cpu_us_per_tap: f64,
     machine_cpu_busy_pct: f64,
+    /// /proc/loadavg after the step: other work on the machine shows here.
+    loadavg: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -88,6 +92,9 @@ struct Results {
     gateway_cpu_per_tap_over_verify: f64,
     simulator_ceiling: Ceiling,
     total_s: f64,
+    /// /proc/loadavg at the start and the end: the machine is shared with other work.
+    loadavg_start: String,
+    loadavg_end: String,
 }
 
 fn cpu_ticks(pid: u32) -> f64 {
@@ -106,6 +113,28 @@ fn cpu_ticks(pid: u32) -> f64 {
     };
     // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
     field(11) + field(12)
+}
+
+/// CPU ticks of every PostgreSQL process (the server is shared; the bench is the only load on it).
+fn postgres_ticks() -> f64 {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .map(cpu_ticks)
+        .sum()
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 /// (busy, total) jiffies of the whole machine.
@@ -142,13 +171,32 @@ fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
-fn cargo_build(package: &str) {
+/// Builds the gateway, simulator and baseline binaries in one cargo invocation (one feature
+/// resolution, so nothing is built twice).
+fn cargo_build() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--release", "-p", package])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "gateway",
+            "-p",
+            "terminal-sim",
+            "-p",
+            "benches",
+        ])
+        .args([
+            "--bin",
+            "gateway",
+            "--bin",
+            "terminal-sim",
+            "--bin",
+            "baseline",
+        ])
         .status()
         .expect("running cargo build");
-    assert!(status.success(), "building {package}");
+    assert!(status.success(), "building the binaries");
 }
 
 /// A child process that is killed when dropped.
@@ -210,7 +258,9 @@ async fn run_step(
         cpu_ticks(std::process::id()),
         machine_ticks(),
     );
+    let pg0 = postgres_ticks();
     let report = sim.run(&plan, &options).await.expect("running a step");
+    let pg_us = (postgres_ticks() - pg0) / TICKS_PER_S * 1e6 / report.requests.max(1) as f64;
     let (server1, self1, machine1) = (
         cpu_ticks(pid),
         cpu_ticks(std::process::id()),
@@ -231,23 +281,28 @@ async fn run_step(
         errors: report.errors,
         passed,
         server_cpu_us_per_tap: server_us,
+        postgres_cpu_us_per_tap: pg_us,
         machine_cpu_busy_pct: busy,
+        loadavg: loadavg(),
     };
     eprintln!(
-        "  rate {:>6.0}/s → throughput {:>6.0}/s, p50 {:.2} ms, p99 {:.2} ms, errors {}, server {:.0} µs CPU/tap, machine {:.0}% busy: {}",
+        "  rate {:>6.0}/s → throughput {:>6.0}/s, p50 {:.2} ms, p99 {:.2} ms, errors {}, server {:.0} µs CPU/tap, postgres {:.0} µs/tap, machine {:.0}% busy, load {}: {}",
         report.offered_rate_per_s,
         report.throughput_per_s,
         report.latency_ms.p50,
         report.latency_ms.p99,
         report.errors,
         server_us,
+        pg_us,
         busy,
+        loadavg(),
         if passed { "ok" } else { "over" }
     );
     (step, report, sim_us)
 }
 
-/// Doubles the rate while it holds, then bisects; returns the best passing step.
+/// Halves the rate until a step holds, doubles it while it holds, then bisects between the
+/// best holding rate and the lowest failing one; returns the best holding step.
 async fn search(
     sim: &mut Sim,
     pid: u32,
@@ -258,27 +313,33 @@ async fn search(
 ) -> ServerResult {
     let mut steps = Vec::new();
     let mut best: Option<(Step, Report, f64)> = None;
+    let mut failed_at: Option<f64> = None;
     let mut rate = start;
-    let mut failed_at = None;
-    while rate <= 128_000.0 {
+    while (100.0..=128_000.0).contains(&rate) {
         let result = run_step(sim, pid, rate, step_s, dir).await;
         steps.push(result.0.clone());
+        tokio::time::sleep(Duration::from_secs(1)).await;
         if result.0.passed {
             best = Some(result);
+            if failed_at.is_some() {
+                break;
+            }
             rate *= 2.0;
         } else {
             failed_at = Some(rate);
-            break;
+            if best.is_some() {
+                break;
+            }
+            rate /= 2.0;
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    if let Some(mut high) = failed_at {
-        let mut low = best.as_ref().map_or(start / 2.0, |b| b.1.peak_rate_per_s);
+    if let (Some(mut high), Some(b)) = (failed_at, best.as_ref()) {
+        let mut low = b.1.peak_rate_per_s;
         for _ in 0..BISECT_STEPS {
             let mid = (low + high) / 2.0;
-            tokio::time::sleep(Duration::from_secs(1)).await;
             let result = run_step(sim, pid, mid, step_s, dir).await;
             steps.push(result.0.clone());
+            tokio::time::sleep(Duration::from_secs(1)).await;
             if result.0.passed {
                 low = mid;
                 best = Some(result);
@@ -506,9 +567,7 @@ fn main() {
         .unwrap_or(1000.0);
     let target = target_dir();
     eprintln!("building the gateway, simulator and baseline (release)…");
-    cargo_build("gateway");
-    cargo_build("terminal-sim");
-    cargo_build("benches");
+    cargo_build();
     let out = target.join("bench-results");
     let dir = out.join("gateway_load");
     std::fs::create_dir_all(&dir).expect("creating bench-results");
@@ -545,6 +604,7 @@ async fn bench(
     start_rate: f64,
     started: Instant,
 ) -> Results {
+    let loadavg_start = loadavg();
     let certs = dir.join("certs");
     let _ = std::fs::remove_dir_all(&certs);
     let status = Command::new(target.join("release/gateway"))
@@ -665,5 +725,7 @@ async fn bench(
         verify_cold_us,
         simulator_ceiling: ceiling,
         total_s: started.elapsed().as_secs_f64(),
+        loadavg_start,
+        loadavg_end: loadavg(),
     }
 }
