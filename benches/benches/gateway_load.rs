@@ -45,8 +45,15 @@ struct Step {
 
 #[derive(Debug, Clone, Serialize)]
 struct ServerResult {
+    /// Whether any step held p99 ≤ 10 ms; when none did, the figures are those of the step
+    /// with the lowest p99.
+    p99_goal_met: bool,
     /// Throughput at the highest sustained offered rate.
     throughput_per_s: f64,
+    /// The highest throughput of any step, whatever its latency (saturation).
+    saturation_throughput_per_s: f64,
+    /// PostgreSQL CPU time ÷ taps at that rate.
+    postgres_cpu_us_per_tap: f64,
     offered_rate_per_s: f64,
     latency_ms: Percentiles,
     /// Server process CPU time (user + system) ÷ taps answered, at that rate.
@@ -85,6 +92,8 @@ struct Results {
     gateway: ServerResult,
     baseline: ServerResult,
     ratio: f64,
+    /// Gateway ÷ baseline saturation throughput (whatever the latency).
+    saturation_ratio: f64,
     /// One ride-code verification with the credential cache warm (one ECDSA verify), µs.
     verify_us: f64,
     /// One verification of a code whose credential is not cached (two ECDSA verifies), µs.
@@ -314,11 +323,15 @@ async fn search(
     let mut steps = Vec::new();
     let mut best: Option<(Step, Report, f64)> = None;
     let mut failed_at: Option<f64> = None;
+    let mut lowest: Option<(Step, Report, f64)> = None;
     let mut rate = start;
     while (100.0..=128_000.0).contains(&rate) {
         let result = run_step(sim, pid, rate, step_s, dir).await;
         steps.push(result.0.clone());
         tokio::time::sleep(Duration::from_secs(1)).await;
+        if lowest.as_ref().is_none_or(|l| result.0.p99_ms < l.0.p99_ms) {
+            lowest = Some(result.clone());
+        }
         if result.0.passed {
             best = Some(result);
             if failed_at.is_some() {
@@ -348,8 +361,21 @@ async fn search(
             }
         }
     }
-    let (step, report, sim_us) =
-        best.unwrap_or_else(|| panic!("{name}: no rate met p99 ≤ {P99_MS_MAX} ms"));
+    // Saturation: half again the highest rate tried, whatever its latency.
+    let top = steps
+        .iter()
+        .map(|s| s.offered_rate_per_s)
+        .fold(start, f64::max);
+    let overload = run_step(sim, pid, top * 1.5, step_s, dir).await;
+    steps.push(overload.0.clone());
+    let p99_goal_met = best.is_some();
+    let (step, report, sim_us) = match best {
+        Some(best) => best,
+        None => {
+            eprintln!("  {name}: no rate met p99 ≤ {P99_MS_MAX} ms; reporting the lowest p99");
+            lowest.expect("at least one step ran")
+        }
+    };
     report
         .write_chart(&dir.join(format!("{name}_best.svg")))
         .expect("chart");
@@ -359,6 +385,9 @@ async fn search(
     )
     .expect("writing report");
     ServerResult {
+        p99_goal_met,
+        saturation_throughput_per_s: steps.iter().map(|s| s.throughput_per_s).fold(0.0, f64::max),
+        postgres_cpu_us_per_tap: step.postgres_cpu_us_per_tap,
         throughput_per_s: report.throughput_per_s,
         offered_rate_per_s: report.offered_rate_per_s,
         latency_ms: report.latency_ms.clone(),
@@ -718,6 +747,8 @@ async fn bench(
         step_s,
         p99_ms_goal: P99_MS_MAX,
         ratio: gateway_result.throughput_per_s / baseline_result.throughput_per_s.max(1e-9),
+        saturation_ratio: gateway_result.saturation_throughput_per_s
+            / baseline_result.saturation_throughput_per_s.max(1e-9),
         gateway_cpu_per_tap_over_verify: gateway_result.cpu_us_per_tap / verify_us,
         gateway: gateway_result,
         baseline: baseline_result,
