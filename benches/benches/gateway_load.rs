@@ -696,7 +696,7 @@ async fn bench(
     );
     let gateway_result = search(&mut sim, gateway.0.id(), start_rate, step_s, dir, "gateway").await;
 
-    // The baseline gets the gateway's issuer keys, and the gateway stops before it runs.
+    // The baseline gets the gateway's issuer keys.
     let keys = sim.fleet.terminals[0]
         .link
         .get("/v1/terminal/keys")
@@ -714,10 +714,11 @@ async fn bench(
         None,
     );
     let port = addr.rsplit_once(':').expect("port").1;
+    // The gateway stays up, idle, for enrolling the riders higher rates need (enrolment runs
+    // before each step's measurements).
     sim.retarget(&format!("https://localhost:{port}"))
         .await
         .expect("connecting the fleet to the baseline");
-    drop(gateway);
     eprintln!("baseline (pid {}): searching…", baseline.0.id());
     let baseline_result = search(
         &mut sim,
@@ -729,6 +730,7 @@ async fn bench(
     )
     .await;
     drop(baseline);
+    drop(gateway);
     db.drop_now().await;
 
     let (verify_us, verify_cold_us) = measure_verify();
