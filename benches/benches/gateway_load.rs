@@ -463,7 +463,10 @@ fn simulator_ceiling(target: &Path, dir: &Path) -> Ceiling {
     );
     let url = format!("http://{addr}/");
     let pass = |s: &CeilingStep| {
-        s.p99_ms <= P99_MS_MAX && s.errors == 0 && s.throughput_per_s >= 0.95 * s.offered_rate_per_s
+        // At these rates a handful of stream errors in 5 s is noise; a tenth of a percent is not.
+        s.p99_ms <= P99_MS_MAX
+            && (s.errors as f64) <= 0.001 * s.offered_rate_per_s * 5.0
+            && s.throughput_per_s >= 0.95 * s.offered_rate_per_s
     };
     let mut sim_steps = Vec::new();
     let mut sim_max = 0.0;
@@ -572,7 +575,7 @@ fn simulator_ceiling(target: &Path, dir: &Path) -> Ceiling {
     Ceiling {
         how: "terminal-sim --threads 1 (tokio current-thread runtime) load, 8 HTTP/2 connections, \
               pinned to CPU 0 with taskset; target `baseline --plain --threads 1` (h2c, fixed \
-              answer) pinned to CPU 1; 5 s per rate; sustained = p99 ≤ 10 ms, no errors, \
+              answer) pinned to CPU 1; 5 s per rate; sustained = p99 ≤ 10 ms, errors ≤ 0.1%, \
               throughput ≥ 95% of offered"
             .into(),
         terminal_sim_max_rate_per_s: sim_max,

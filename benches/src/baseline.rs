@@ -84,9 +84,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
                         b"{\"decision\":\"approve\"}",
                     ))))
                 });
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tcp), service)
-                    .await;
+                let mut builder = auto::Builder::new(TokioExecutor::new());
+                // Enough streams per connection that a load generator's bursts never hit the
+                // limit: the ceiling measured is the client's, not this setting's.
+                builder.http2().max_concurrent_streams(4096);
+                let _ = builder.serve_connection(TokioIo::new(tcp), service).await;
             });
         }
     }
