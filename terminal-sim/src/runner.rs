@@ -344,7 +344,7 @@ async fn outage(ctx: Arc<Ctx>, from_s: f64, until_s: f64) -> anyhow::Result<()> 
     }
     let mut results = Vec::new();
     while let Some(done) = uploads.join_next().await {
-        results.push((0, done?));
+        results.push(done?);
     }
     // Round two: hold every gate, upload the rest, go live together.
     let mut guards = Vec::new();
@@ -353,14 +353,14 @@ async fn outage(ctx: Arc<Ctx>, from_s: f64, until_s: f64) -> anyhow::Result<()> 
     }
     let mut last = Vec::new();
     for (i, terminal) in ctx.fleet.terminals.iter().enumerate() {
-        last.push((i, buffers[i].upload(terminal, false).await));
+        last.push(buffers[i].upload(terminal, false).await);
     }
     for terminal in &ctx.fleet.terminals {
         terminal.online.store(true, Ordering::Release);
     }
     drop(guards);
     let mut rec = ctx.recorder.lock().expect("recorder");
-    for (_, result) in results.into_iter().chain(last) {
+    for result in results.into_iter().chain(last) {
         match result {
             Ok(uploaded) => {
                 match uploaded.reupload_identical {
