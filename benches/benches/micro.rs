@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use criterion::{black_box, criterion_group, Criterion};
 use turnpike_wire::api::TapRequest;
 use turnpike_wire::ridecode::{
     CredentialRequest, DenyList, DeviceKeyPair, IssuerKeyPair, ProductFlags, Verifier, VerifyPolicy,
@@ -90,4 +90,45 @@ fn tap_json(c: &mut Criterion) {
 }
 
 criterion_group!(benches, ride_codes, fares, tap_json);
-criterion_main!(benches);
+
+/// Runs the benchmarks, then gathers criterion's mean estimates into
+/// `target/bench-results/micro.json` (`{"<bench>": {"mean_ns": …}, …}`).
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    // The bench executable lives in <target>/release/deps/; criterion writes <target>/criterion.
+    let Some(target) = std::env::current_exe()
+        .ok()
+        .and_then(|p| Some(p.parent()?.parent()?.parent()?.to_path_buf()))
+    else {
+        return;
+    };
+    let mut out = serde_json::Map::new();
+    for name in [
+        "ridecode_generate",
+        "ridecode_verify",
+        "ridecode_verify_base64url",
+        "baseline_ecdsa_p256_verify",
+        "fare_lookup",
+        "tap_json_decode",
+    ] {
+        let path = target
+            .join("criterion")
+            .join(name)
+            .join("new/estimates.json");
+        let Ok(text) = std::fs::read(&path) else {
+            continue;
+        };
+        let estimates: serde_json::Value = serde_json::from_slice(&text).unwrap_or_default();
+        if let Some(mean) = estimates["mean"]["point_estimate"].as_f64() {
+            out.insert(name.into(), serde_json::json!({ "mean_ns": mean }));
+        }
+    }
+    let dir = target.join("bench-results");
+    if std::fs::create_dir_all(&dir).is_ok() {
+        let _ = std::fs::write(
+            dir.join("micro.json"),
+            serde_json::to_vec_pretty(&out).unwrap_or_default(),
+        );
+    }
+}

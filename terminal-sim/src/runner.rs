@@ -1,0 +1,418 @@
+//! The open-loop scheduler: every planned tap is sent at its scheduled time, whatever the server
+//! does (no waiting for earlier answers), and its latency is measured from that scheduled time.
+//!
+//! Before the clock starts, every ride code is made as the rider's phone would make it at the
+//! tap's scheduled time (signing costs the phone, not the gate; doing it ahead keeps the
+//! simulator's CPU for the gates). The gates' offline verification runs either inline, at the
+//! scan (the default, as a real gate does), or ahead of the run as of the scan time
+//! ([`GateVerify::Prepared`], for load benchmarks on a machine the gateway shares, so that the
+//! simulator does not take the gateway's CPU); both give the same verdict and are timed.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use gateway::client::RiderDevice;
+use turnpike_wire::api::TapRequest;
+use turnpike_wire::ridecode::{RejectReason, RideCode};
+
+use crate::network::Fleet;
+use crate::offline::{Buffered, OfflineBuffer};
+use crate::recorder::{outcome_key, Recorder};
+use crate::scenario::{CodeKind, Plan, PlannedTap};
+
+/// Where the gates verify codes offline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GateVerify {
+    /// At the scan, on the request's path (what a real gate does).
+    Inline,
+    /// Ahead of the run, as of each tap's scan time (same verdicts, no CPU taken during the run).
+    Prepared,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub gate_verify: GateVerify,
+    /// Show a progress bar on the terminal.
+    pub progress: bool,
+    /// Where gates keep their offline buffers (one SQLite file per gate).
+    pub work_dir: PathBuf,
+}
+
+/// Requests in flight at once before the simulator refuses to start more (counted as errors):
+/// bounds the simulator's memory when the server stops answering.
+pub const IN_FLIGHT_MAX: usize = 100_000;
+/// How long the run waits for the last answers after the last scheduled tap.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A planned tap with its code made.
+struct Ready {
+    tap: PlannedTap,
+    code: String,
+    /// The gate's verdict and how long it took (ns), when verified ahead.
+    verdict: Option<(Result<(), RejectReason>, u64)>,
+}
+
+struct Ctx {
+    fleet: Arc<Fleet>,
+    recorder: Mutex<Recorder>,
+    start: Instant,
+    gate_verify: GateVerify,
+    buffers: Option<Vec<OfflineBuffer>>,
+    in_flight: AtomicUsize,
+    classes: Vec<&'static str>,
+}
+
+fn make_code(rider: &RiderDevice, tap: &PlannedTap, scan_ms: u64) -> anyhow::Result<String> {
+    let generated_at = match tap.code {
+        CodeKind::Aged { age_ms } => scan_ms.saturating_sub(age_ms),
+        _ => scan_ms.saturating_add_signed(tap.device_clock_offset_ms),
+    };
+    let code = rider
+        .key
+        .ride_code(&rider.credential, generated_at, rand::random())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut bytes = code.to_bytes();
+    match tap.code {
+        // The last byte of the device signature.
+        CodeKind::ForgedDeviceSignature => bytes[bytes.len() - 1] ^= 1,
+        // The lowest byte of the credential's rider id (offset 11..19).
+        CodeKind::ForgedCredential => bytes[18] ^= 1,
+        _ => return Ok(code.to_base64url()),
+    }
+    Ok(RideCode::from_bytes(&bytes)
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?
+        .to_base64url())
+}
+
+/// Makes every code (in parallel) for a run starting at wall time `start_ms`.
+fn prepare(
+    plan: &Plan,
+    riders: &[Arc<RiderDevice>],
+    fleet: &Fleet,
+    start_ms: u64,
+    gate_verify: GateVerify,
+) -> anyhow::Result<Vec<Ready>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = plan.taps.len().div_ceil(threads).max(1);
+    let mut ready: Vec<Ready> = Vec::with_capacity(plan.taps.len());
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = plan
+            .taps
+            .chunks(chunk)
+            .map(|taps| {
+                scope.spawn(move || {
+                    taps.iter()
+                        .map(|tap| {
+                            let scan_ms = start_ms + (tap.at_s * 1000.0) as u64;
+                            let code = match tap.code {
+                                CodeKind::ReplayOf(_) => String::new(),
+                                _ => make_code(&riders[tap.rider], tap, scan_ms)?,
+                            };
+                            Ok(Ready {
+                                tap: tap.clone(),
+                                code,
+                                verdict: None,
+                            })
+                        })
+                        .collect::<anyhow::Result<Vec<_>>>()
+                })
+            })
+            .collect();
+        for handle in handles {
+            ready.extend(handle.join().expect("code maker panicked")?);
+        }
+        anyhow::Ok(())
+    })?;
+    for i in 0..ready.len() {
+        if let CodeKind::ReplayOf(j) = ready[i].tap.code {
+            ready[i].code = ready[j].code.clone();
+        }
+    }
+    if gate_verify == GateVerify::Prepared {
+        std::thread::scope(|scope| {
+            for part in ready.chunks_mut(chunk) {
+                scope.spawn(move || {
+                    for r in part {
+                        let scan_ms = (start_ms + (r.tap.at_s * 1000.0) as u64)
+                            .saturating_add_signed(r.tap.gate_clock_offset_ms);
+                        let t0 = Instant::now();
+                        let verdict = fleet.terminals[r.tap.terminal]
+                            .verifier
+                            .verify_base64url(&r.code, scan_ms, &fleet.deny)
+                            .map(|_| ());
+                        r.verdict = Some((verdict, t0.elapsed().as_nanos() as u64));
+                    }
+                });
+            }
+        });
+    }
+    Ok(ready)
+}
+
+/// Runs `plan` against the fleet and returns what was observed and the run's length (from the
+/// start to the last answer).
+pub async fn execute(
+    fleet: Arc<Fleet>,
+    riders: &[Arc<RiderDevice>],
+    plan: &Plan,
+    options: &RunOptions,
+) -> anyhow::Result<(Recorder, Duration)> {
+    // Codes are made for a start a little ahead: about 30 µs per code and thread, plus margin.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let lead_ms = 500 + plan.taps.len() as u64 * 60 / 1000 / threads;
+    let start_ms = gateway::now_ms() as u64 + lead_ms;
+    let (fleet2, plan_taps) = (fleet.clone(), plan);
+    let riders2 = riders.to_vec();
+    let gate_verify = options.gate_verify;
+    let ready = tokio::task::block_in_place(move || {
+        prepare(plan_taps, &riders2, &fleet2, start_ms, gate_verify)
+    })?;
+    let buffers = match plan.outage {
+        Some(_) => {
+            std::fs::create_dir_all(&options.work_dir)?;
+            let mut buffers = Vec::new();
+            for t in &fleet.terminals {
+                let path = options.work_dir.join(format!("{}.db", t.id));
+                let _ = std::fs::remove_file(&path);
+                buffers.push(OfflineBuffer::open(&path).await?);
+            }
+            Some(buffers)
+        }
+        None => None,
+    };
+    let mut classes: Vec<&'static str> = plan.taps.iter().map(|t| t.class).collect();
+    classes.sort_unstable();
+    classes.dedup();
+    // Start at the planned wall time (or now, if making the codes took longer).
+    let wait_ms = start_ms.saturating_sub(gateway::now_ms() as u64);
+    tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+    let ctx = Arc::new(Ctx {
+        fleet: fleet.clone(),
+        recorder: Mutex::new(Recorder::new(plan.duration_s)),
+        start: Instant::now(),
+        gate_verify: options.gate_verify,
+        buffers,
+        in_flight: AtomicUsize::new(0),
+        classes,
+    });
+    let outage = plan.outage.map(|window| {
+        let ctx = ctx.clone();
+        tokio::spawn(async move { outage(ctx, window.from_s, window.until_s).await })
+    });
+    let progress = options
+        .progress
+        .then(|| progress_bar(ctx.clone(), plan.duration_s));
+    for ready in ready {
+        let scheduled = ctx.start + Duration::from_secs_f64(ready.tap.at_s);
+        let now = Instant::now();
+        if scheduled > now {
+            tokio::time::sleep_until(scheduled.into()).await;
+        }
+        let lag_us = Instant::now()
+            .saturating_duration_since(scheduled)
+            .as_micros() as u64;
+        {
+            let mut rec = ctx.recorder.lock().expect("recorder");
+            rec.dispatch_lag_us.saturating_record(lag_us.max(1));
+            rec.offered(ready.tap.at_s);
+        }
+        if ctx.in_flight.load(Ordering::Relaxed) >= IN_FLIGHT_MAX {
+            let mut rec = ctx.recorder.lock().expect("recorder");
+            rec.count(ready.tap.class, "error simulator in-flight limit", None);
+            continue;
+        }
+        ctx.in_flight.fetch_add(1, Ordering::Relaxed);
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            tap(&ctx, ready, scheduled).await;
+            ctx.in_flight.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+    if let Some(outage) = outage {
+        outage.await??;
+    }
+    let drain_until = Instant::now() + DRAIN_TIMEOUT;
+    while ctx.in_flight.load(Ordering::Relaxed) > 0 && Instant::now() < drain_until {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = ctx.start.elapsed();
+    if let Some(progress) = progress {
+        progress.abort();
+    }
+    // Taps still in flight after the drain timeout are left out (and counted nowhere but here).
+    let rec = std::mem::replace(
+        &mut *ctx.recorder.lock().expect("recorder"),
+        Recorder::new(0.0),
+    );
+    Ok((rec, elapsed))
+}
+
+/// One tap: the gate verifies the code offline, then sends the tap live, or buffers it while
+/// offline.
+async fn tap(ctx: &Ctx, ready: Ready, scheduled: Instant) {
+    let fleet = &ctx.fleet;
+    let terminal = &fleet.terminals[ready.tap.terminal];
+    let scanned_at_ms =
+        (gateway::now_ms() as u64).saturating_add_signed(ready.tap.gate_clock_offset_ms);
+    let (verdict, verify_ns) = match (ctx.gate_verify, ready.verdict) {
+        (GateVerify::Prepared, Some(v)) => v,
+        _ => {
+            let t0 = Instant::now();
+            let verdict = terminal
+                .verifier
+                .verify_base64url(&ready.code, scanned_at_ms, &fleet.deny)
+                .map(|_| ());
+            (verdict, t0.elapsed().as_nanos() as u64)
+        }
+    };
+    let sequence = terminal.next_sequence();
+    let request = TapRequest {
+        sequence,
+        direction: ready.tap.direction,
+        ride_code: ready.code,
+        scanned_at_ms,
+        vehicle_class: ready.tap.vehicle_class,
+    };
+    let json = serde_json::to_string(&request).expect("a tap serializes");
+    if let Some(buffers) = &ctx.buffers {
+        if !terminal.online.load(Ordering::Acquire) {
+            let buffer = &buffers[ready.tap.terminal];
+            let _gate = buffer.gate.lock().await;
+            if !terminal.online.load(Ordering::Acquire) {
+                let stored = buffer
+                    .push(&Buffered {
+                        sequence,
+                        request_json: json,
+                        class: ready.tap.class.to_string(),
+                    })
+                    .await;
+                let mut rec = ctx.recorder.lock().expect("recorder");
+                rec.gate_verify_ns.saturating_record(verify_ns.max(1));
+                match stored {
+                    Ok(()) => rec.offline.buffered += 1,
+                    Err(e) => rec.count(ready.tap.class, &format!("error buffering: {e}"), None),
+                }
+                return;
+            }
+        }
+    }
+    let reply = terminal.link.post("/v1/taps", Bytes::from(json)).await;
+    let latency_us = scheduled.elapsed().as_micros() as u64;
+    let (key, response) = match &reply {
+        Ok(reply) => outcome_key(reply.status, &reply.body),
+        Err(e) => (format!("error {e}"), None),
+    };
+    let mut rec = ctx.recorder.lock().expect("recorder");
+    rec.gate_verify_ns.saturating_record(verify_ns.max(1));
+    if let Err(reason) = verdict {
+        rec.gate_refused += 1;
+        if key != format!("decline {}", reason.code()) && reply.is_ok() {
+            rec.disagreements += 1;
+        }
+    }
+    rec.answered(
+        ready.tap.class,
+        ready.tap.at_s,
+        latency_us,
+        &key,
+        response.as_ref(),
+    );
+}
+
+/// The link goes down at `from_s` and comes back at `until_s`; then every gate uploads its
+/// buffer. All gates go live again only once every buffer is empty, so no live exit overtakes
+/// its buffered entry at another gate.
+async fn outage(ctx: Arc<Ctx>, from_s: f64, until_s: f64) -> anyhow::Result<()> {
+    tokio::time::sleep_until((ctx.start + Duration::from_secs_f64(from_s)).into()).await;
+    for terminal in &ctx.fleet.terminals {
+        terminal.online.store(false, Ordering::Release);
+        terminal.link.cut().await;
+    }
+    tokio::time::sleep_until((ctx.start + Duration::from_secs_f64(until_s)).into()).await;
+    let buffers = ctx.buffers.as_ref().expect("an outage has buffers");
+    // Round one: upload what was buffered (all gates at once) while gates keep buffering.
+    let mut uploads = tokio::task::JoinSet::new();
+    for i in 0..ctx.fleet.terminals.len() {
+        let ctx = ctx.clone();
+        uploads.spawn(async move {
+            let buffers = ctx.buffers.as_ref().expect("an outage has buffers");
+            buffers[i].upload(&ctx.fleet.terminals[i], true).await
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(done) = uploads.join_next().await {
+        results.push(done?);
+    }
+    // Round two: hold every gate, upload the rest, go live together.
+    let mut guards = Vec::new();
+    for buffer in buffers {
+        guards.push(buffer.gate.lock().await);
+    }
+    let mut last = Vec::new();
+    for (i, terminal) in ctx.fleet.terminals.iter().enumerate() {
+        last.push(buffers[i].upload(terminal, false).await);
+    }
+    for terminal in &ctx.fleet.terminals {
+        terminal.online.store(true, Ordering::Release);
+    }
+    drop(guards);
+    let mut rec = ctx.recorder.lock().expect("recorder");
+    for result in results.into_iter().chain(last) {
+        match result {
+            Ok(uploaded) => {
+                match uploaded.reupload_identical {
+                    Some(true) => rec.offline.reupload_identical += 1,
+                    Some(false) => rec.offline.reupload_different += 1,
+                    None => {}
+                }
+                for (class, answer) in uploaded.taps {
+                    let class = ctx
+                        .classes
+                        .iter()
+                        .find(|c| **c == class)
+                        .copied()
+                        .unwrap_or("unknown");
+                    let (key, response) = outcome_key(200, &answer);
+                    rec.offline.uploaded += 1;
+                    match key.as_str() {
+                        "approve" => rec.offline.accepted += 1,
+                        _ => rec.offline.declined += 1,
+                    }
+                    rec.count(class, &key, response.as_ref());
+                }
+            }
+            Err(e) => rec.count("upload", &format!("error {e}"), None),
+        }
+    }
+    Ok(())
+}
+
+fn progress_bar(ctx: Arc<Ctx>, duration_s: f64) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let bar = indicatif::ProgressBar::new(duration_s.ceil() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} s  {msg}")
+                .expect("valid template"),
+        );
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let elapsed = ctx.start.elapsed().as_secs_f64();
+            bar.set_position(elapsed.min(duration_s) as u64);
+            let (requests, errors, p99) = {
+                let rec = ctx.recorder.lock().expect("recorder");
+                (
+                    rec.requests,
+                    rec.errors,
+                    rec.latency_us.value_at_quantile(0.99),
+                )
+            };
+            bar.set_message(format!(
+                "{requests} answered, {errors} errors, p99 {:.1} ms",
+                p99 as f64 / 1000.0
+            ));
+        }
+    })
+}

@@ -1,0 +1,455 @@
+//! Scenarios: what traffic a run offers, what each kind of tap is expected to get, and the
+//! expected-vs-observed checks of the report.
+//!
+//! Every planned tap carries a *class* (`journey`, `replay`, `forged_device_signature`, …); the
+//! scenario states one expected outcome per class, and the report compares it with what the
+//! gateway answered for every tap of the class. A check passes only if every tap of the class
+//! got the expected outcome (and there was at least one).
+
+use rand::seq::SliceRandom;
+use rand::Rng;
+use serde::Serialize;
+use turnpike_wire::api::Direction;
+use turnpike_wire::api::VehicleClass;
+
+use crate::demand::{plan_journeys, Burst, Demand, Mode, Shape};
+use crate::network::Fleet;
+use crate::recorder::Recorder;
+
+/// The scenarios, selectable by name (`terminal-sim run --scenario NAME`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// Constant rate, origin–destination journeys on the metro and the toll road.
+    Normal,
+    /// A day compressed into the run (morning and evening peaks) with trains arriving in bursts.
+    RushHour,
+    /// Normal traffic plus codes shown again at another gate: every replay must be declined.
+    ReplayedCodes,
+    /// Normal traffic plus codes with a tampered device signature or credential.
+    ForgedCodes,
+    /// Normal traffic plus screenshots of codes 90 s old.
+    ExpiredCodes,
+    /// Journeys from phones and gates with wrong clocks, inside and outside the tolerances.
+    ClockSkew,
+    /// The gateway becomes unreachable for the middle third of the run; gates admit riders
+    /// offline, buffer their taps durably and upload them when the link returns.
+    Outage,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Normal => "normal",
+            Scenario::RushHour => "rush-hour",
+            Scenario::ReplayedCodes => "replayed-codes",
+            Scenario::ForgedCodes => "forged-codes",
+            Scenario::ExpiredCodes => "expired-codes",
+            Scenario::ClockSkew => "clock-skew",
+            Scenario::Outage => "outage",
+        }
+    }
+}
+
+/// How the phone made the code a tap shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeKind {
+    /// Generated at the scan (the phone's clock off by `device_clock_offset_ms`).
+    Fresh,
+    /// The exact code of an earlier planned tap (by index), shown again.
+    ReplayOf(usize),
+    /// A fresh code with one bit of the device signature flipped.
+    ForgedDeviceSignature,
+    /// A fresh code whose credential's rider id was altered (the issuer signature no longer holds).
+    ForgedCredential,
+    /// A screenshot: generated this long before the scan.
+    Aged { age_ms: u64 },
+}
+
+/// One tap to make at a scheduled time.
+#[derive(Debug, Clone)]
+pub struct PlannedTap {
+    /// Seconds from the start of the run.
+    pub at_s: f64,
+    pub terminal: usize,
+    pub direction: Direction,
+    pub rider: usize,
+    pub vehicle_class: Option<VehicleClass>,
+    pub code: CodeKind,
+    /// The phone's clock minus true time.
+    pub device_clock_offset_ms: i64,
+    /// The gate's clock minus true time (sets `scanned_at_ms`).
+    pub gate_clock_offset_ms: i64,
+    pub class: &'static str,
+}
+
+/// The outcome a class of taps should get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expected {
+    Approve,
+    Decline(&'static str),
+    /// An HTTP error answer with this status and error code.
+    Refused(u16, &'static str),
+    /// Approve, or one of these decline reasons (outcomes the rules allow, e.g. when gates
+    /// upload offline batches in an order other than the scans').
+    ApproveOr(&'static [&'static str]),
+}
+
+impl Expected {
+    /// The observed-outcome key this expectation matches (see [`crate::recorder::outcome_key`]).
+    pub fn key(self) -> String {
+        match self {
+            Expected::Approve => "approve".into(),
+            Expected::Decline(reason) => format!("decline {reason}"),
+            Expected::Refused(status, code) => format!("http {status} {code}"),
+            Expected::ApproveOr(reasons) => format!("approve or decline {}", reasons.join("/")),
+        }
+    }
+
+    /// Whether an observed outcome key meets this expectation.
+    pub fn matches(self, key: &str) -> bool {
+        match self {
+            Expected::ApproveOr(reasons) => {
+                key == "approve"
+                    || reasons
+                        .iter()
+                        .any(|r| key.strip_prefix("decline ") == Some(*r))
+            }
+            _ => key == self.key(),
+        }
+    }
+}
+
+/// When the gates lose their link, in seconds from the start.
+#[derive(Debug, Clone, Copy)]
+pub struct OutageWindow {
+    pub from_s: f64,
+    pub until_s: f64,
+}
+
+/// A run's plan: taps in time order, expectations per class, riders needed.
+pub struct Plan {
+    pub scenario: Scenario,
+    pub duration_s: f64,
+    pub rate_per_s: f64,
+    pub taps: Vec<PlannedTap>,
+    pub expectations: Vec<(&'static str, Expected)>,
+    pub riders: usize,
+    pub outage: Option<OutageWindow>,
+}
+
+fn gate_of(fleet: &Fleet, rng: &mut impl Rng, mode: Mode, place: usize, dir: Direction) -> usize {
+    match mode {
+        Mode::Metro => *fleet.stations[place]
+            .choose(rng)
+            .expect("a station has gates"),
+        Mode::Toll => match dir {
+            Direction::Entry => fleet.plazas[place].0,
+            Direction::Exit => fleet.plazas[place].1,
+        },
+    }
+}
+
+/// Builds the plan of `scenario` at `rate_per_s` taps per second (the peak rate for rush hour)
+/// for `duration_s` seconds.
+pub fn plan(
+    scenario: Scenario,
+    fleet: &Fleet,
+    rate_per_s: f64,
+    duration_s: f64,
+    rng: &mut impl Rng,
+) -> Plan {
+    let stations = fleet.stations.len();
+    let busiest = stations / 2;
+    let mut demand = Demand {
+        rate_per_s,
+        shape: Shape::Constant,
+        bursts: Vec::new(),
+        toll_share: 0.1,
+    };
+    if scenario == Scenario::RushHour {
+        demand.shape = Shape::DayCurve;
+        // A train at the busiest station in each peak; its exits arrive within two seconds.
+        let exits = ((rate_per_s * 0.5) as usize).max(20);
+        for share in [0.17, 0.68] {
+            demand.bursts.push(Burst {
+                at_s: (duration_s * share).max(2.0),
+                station: busiest,
+                exits,
+                spread_s: 2.0,
+            });
+        }
+    }
+    let (journeys, riders) = plan_journeys(&demand, duration_s, stations, fleet.plazas.len(), rng);
+    let mut taps = Vec::with_capacity(journeys.len() * 2);
+    let mut expectations = vec![("journey", Expected::Approve)];
+    for journey in &journeys {
+        let burst = journey.mode == Mode::Metro
+            && journey.destination == busiest
+            && scenario == Scenario::RushHour
+            && demand
+                .bursts
+                .iter()
+                .any(|b| journey.exit_s >= b.at_s && journey.exit_s <= b.at_s + b.spread_s);
+        let mut class = if burst { "train_burst" } else { "journey" };
+        let (mut device, mut gate) = (0i64, 0i64);
+        if scenario == Scenario::ClockSkew && journey.mode == Mode::Metro {
+            // One journey in five has a clock problem; which one decides what must happen.
+            match rng.gen_range(0..20) {
+                0 => (class, device) = ("device_clock_ahead_3s", 3_000),
+                1 => (class, device) = ("device_clock_ahead_10s", 10_000),
+                2 => (class, device) = ("device_clock_behind_30s", -30_000),
+                3 => (class, gate) = ("gate_clock_ahead_45s", 45_000),
+                _ => {}
+            }
+        }
+        for (at_s, place, direction) in [
+            (journey.entry_s, journey.origin, Direction::Entry),
+            (journey.exit_s, journey.destination, Direction::Exit),
+        ] {
+            if at_s >= duration_s {
+                continue;
+            }
+            taps.push(PlannedTap {
+                at_s,
+                terminal: gate_of(fleet, rng, journey.mode, place, direction),
+                direction,
+                rider: journey.rider,
+                vehicle_class: match direction {
+                    Direction::Exit => journey.vehicle_class,
+                    Direction::Entry => None,
+                },
+                code: CodeKind::Fresh,
+                device_clock_offset_ms: device,
+                gate_clock_offset_ms: gate,
+                class,
+            });
+        }
+    }
+    if scenario == Scenario::RushHour {
+        expectations.push(("train_burst", Expected::Approve));
+    }
+    if scenario == Scenario::ClockSkew {
+        expectations.extend([
+            ("device_clock_ahead_3s", Expected::Approve),
+            (
+                "device_clock_ahead_10s",
+                Expected::Decline("code_from_future"),
+            ),
+            ("device_clock_behind_30s", Expected::Approve),
+            (
+                "gate_clock_ahead_45s",
+                Expected::Refused(422, "scan_time_in_future"),
+            ),
+        ]);
+    }
+    // Extra taps that must be declined: a tenth of the journey taps.
+    let extra = |taps: &Vec<PlannedTap>| (taps.len() / 10).max(4);
+    match scenario {
+        Scenario::ReplayedCodes => {
+            // Someone re-shows a code just used (a photo of the screen) at a gate of another
+            // station, 200 ms later, in the same direction.
+            let originals: Vec<usize> = (0..taps.len())
+                .filter(|&i| taps[i].class == "journey" && taps[i].vehicle_class.is_none())
+                .collect();
+            for _ in 0..extra(&taps) {
+                let Some(&i) = originals.choose(rng) else {
+                    break;
+                };
+                let original = taps[i].clone();
+                if original.at_s + 0.2 >= duration_s {
+                    continue;
+                }
+                let Some(station) = (0..stations)
+                    .filter(|&s| !fleet.stations[s].contains(&original.terminal))
+                    .collect::<Vec<_>>()
+                    .choose(rng)
+                    .copied()
+                else {
+                    continue;
+                };
+                taps.push(PlannedTap {
+                    at_s: original.at_s + 0.2,
+                    terminal: gate_of(fleet, rng, Mode::Metro, station, original.direction),
+                    code: CodeKind::ReplayOf(i),
+                    class: "replay",
+                    ..original
+                });
+            }
+            expectations.push(("replay", Expected::Decline("replay")));
+        }
+        Scenario::ForgedCodes | Scenario::ExpiredCodes => {
+            let count = extra(&taps);
+            for n in 0..count {
+                let (code, class) = match (scenario, n % 2) {
+                    (Scenario::ExpiredCodes, _) => (CodeKind::Aged { age_ms: 90_000 }, "expired"),
+                    (_, 0) => (CodeKind::ForgedDeviceSignature, "forged_device_signature"),
+                    _ => (CodeKind::ForgedCredential, "forged_credential"),
+                };
+                taps.push(PlannedTap {
+                    at_s: rng.gen::<f64>() * duration_s * 0.95,
+                    terminal: *fleet.stations[rng.gen_range(0..stations)]
+                        .choose(rng)
+                        .expect("gates"),
+                    direction: Direction::Entry,
+                    rider: rng.gen_range(0..riders.max(1)),
+                    vehicle_class: None,
+                    code,
+                    device_clock_offset_ms: 0,
+                    gate_clock_offset_ms: 0,
+                    class,
+                });
+            }
+            if scenario == Scenario::ExpiredCodes {
+                expectations.push(("expired", Expected::Decline("code_expired")));
+            } else {
+                expectations.push((
+                    "forged_device_signature",
+                    Expected::Decline("bad_device_signature"),
+                ));
+                expectations.push((
+                    "forged_credential",
+                    Expected::Decline("bad_issuer_signature"),
+                ));
+            }
+        }
+        _ => {}
+    }
+    if scenario == Scenario::Outage {
+        // Gates upload their buffers independently, so the gateway may see a rider's buffered
+        // exit before the entry buffered at another gate (`no_entry`), and then their next entry
+        // while that entry's journey is open (`pass_back`). Taps before the outage must all pass.
+        let (from, until) = (duration_s / 3.0, duration_s * 2.0 / 3.0);
+        for tap in &mut taps {
+            tap.class = if tap.at_s < from {
+                "before_outage"
+            } else if tap.at_s < until {
+                "during_outage"
+            } else {
+                "after_outage"
+            };
+        }
+        const UPLOAD_ORDER: &[&str] = &["no_entry", "pass_back"];
+        expectations = vec![
+            ("before_outage", Expected::Approve),
+            ("during_outage", Expected::ApproveOr(UPLOAD_ORDER)),
+            ("after_outage", Expected::ApproveOr(UPLOAD_ORDER)),
+        ];
+    }
+    // Sort by time, keeping replay references pointing at the right taps.
+    let mut order: Vec<usize> = (0..taps.len()).collect();
+    order.sort_by(|&a, &b| taps[a].at_s.total_cmp(&taps[b].at_s));
+    let mut new_index = vec![0; taps.len()];
+    for (new, &old) in order.iter().enumerate() {
+        new_index[old] = new;
+    }
+    let mut sorted: Vec<PlannedTap> = order.iter().map(|&i| taps[i].clone()).collect();
+    for tap in &mut sorted {
+        if let CodeKind::ReplayOf(i) = tap.code {
+            tap.code = CodeKind::ReplayOf(new_index[i]);
+        }
+    }
+    Plan {
+        scenario,
+        duration_s,
+        rate_per_s,
+        taps: sorted,
+        expectations,
+        riders,
+        outage: (scenario == Scenario::Outage).then_some(OutageWindow {
+            from_s: duration_s / 3.0,
+            until_s: duration_s * 2.0 / 3.0,
+        }),
+    }
+}
+
+/// One expected-vs-observed line of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub expected: String,
+    pub observed: String,
+    pub passed: bool,
+}
+
+fn describe(counts: &std::collections::BTreeMap<String, u64>) -> String {
+    if counts.is_empty() {
+        return "none".into();
+    }
+    counts
+        .iter()
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The checks of a finished run.
+pub fn checks(plan: &Plan, rec: &Recorder) -> Vec<Check> {
+    let mut out = Vec::new();
+    for (class, expected) in &plan.expectations {
+        let empty = Default::default();
+        let counts = rec.classes.get(class).unwrap_or(&empty);
+        let total: u64 = counts.values().sum();
+        let key = expected.key();
+        out.push(Check {
+            name: format!("every {class} tap: {key}"),
+            expected: format!("{total} {key}"),
+            observed: describe(counts),
+            passed: total > 0 && counts.keys().all(|k| expected.matches(k)),
+        });
+    }
+    out.push(Check {
+        name: "no transport or server errors".into(),
+        expected: "0 errors".into(),
+        observed: format!("{} errors", rec.errors),
+        passed: rec.errors == 0,
+    });
+    out.push(Check {
+        name: "gate (offline) and gateway agree on every code the gate refused".into(),
+        expected: "0 disagreements".into(),
+        observed: format!(
+            "{} refused by the gate, {} disagreements",
+            rec.gate_refused, rec.disagreements
+        ),
+        passed: rec.disagreements == 0,
+    });
+    if matches!(plan.scenario, Scenario::Normal | Scenario::RushHour) {
+        out.push(Check {
+            name: "fares vary with origin and destination".into(),
+            expected: "at least 3 distinct fares".into(),
+            observed: format!("{} distinct fares", rec.fares.len()),
+            passed: rec.fares.len() >= 3,
+        });
+    }
+    if plan.outage.is_some() {
+        let o = &rec.offline;
+        out.push(Check {
+            name: "taps made during the outage were buffered".into(),
+            expected: "more than 0 buffered".into(),
+            observed: format!("{} buffered", o.buffered),
+            passed: o.buffered > 0,
+        });
+        out.push(Check {
+            name: "every buffered tap uploaded when the link returned".into(),
+            expected: format!("{} uploaded", o.buffered),
+            observed: format!("{} uploaded", o.uploaded),
+            passed: o.uploaded == o.buffered,
+        });
+        out.push(Check {
+            name: "every uploaded tap answered (approved or declined)".into(),
+            expected: format!("{} answered", o.uploaded),
+            observed: format!("{} approved, {} declined", o.accepted, o.declined),
+            passed: o.accepted + o.declined == o.uploaded,
+        });
+        out.push(Check {
+            name: "uploading a batch again returns identical bytes".into(),
+            expected: "all re-uploads identical".into(),
+            observed: format!(
+                "{} identical, {} different",
+                o.reupload_identical, o.reupload_different
+            ),
+            passed: o.reupload_identical > 0 && o.reupload_different == 0,
+        });
+    }
+    out
+}

@@ -1,0 +1,141 @@
+//! The simulator's scenarios, short, against a real gateway (PostgreSQL, mutual TLS on
+//! loopback): each asserts that every expected-vs-observed check of the report holds, and a
+//! little more that the checks alone would not show.
+
+use std::time::Instant;
+
+use terminal_sim::{GateVerify, RunOptions, Scenario, Sim, Target};
+use turnpike_tests::{Db, Env, ADMIN_TOKEN};
+
+/// Offered taps per second: enough for hundreds of taps, small enough for CI's two cores.
+const RATE_PER_S: f64 = 150.0;
+const DURATION_S: f64 = 3.0;
+
+async fn run(scenario: Scenario) -> Option<terminal_sim::Report> {
+    let env = Env::start(Db::Postgres).await?;
+    let target = Target {
+        terminal_url: env.gw.terminal_base.clone(),
+        public_url: env.gw.public_base.clone(),
+        certs: env.gw.certs.clone(),
+        admin_token: ADMIN_TOKEN.into(),
+    };
+    let options = RunOptions {
+        gate_verify: GateVerify::Inline,
+        progress: false,
+        work_dir: env.scratch.0.join("gate-buffers"),
+    };
+    let started = Instant::now();
+    let mut sim = Sim::connect(target, 1).await.expect("connecting the fleet");
+    let plan = sim.plan(scenario, RATE_PER_S, DURATION_S);
+    let report = sim
+        .run(&plan, &options)
+        .await
+        .expect("running the scenario");
+    eprintln!(
+        "{}({:.1} s)",
+        report.summary(),
+        started.elapsed().as_secs_f64()
+    );
+    for check in &report.checks {
+        assert!(
+            check.passed,
+            "{}: expected {}, observed {}",
+            check.name, check.expected, check.observed
+        );
+    }
+    assert!(report.passed);
+    assert!(report.requests > 0);
+    Some(report)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn normal_traffic_is_approved_with_varied_fares_and_measured_latency() {
+    // Proves a normal run's journeys are all approved, fares vary, and latency, throughput and
+    // the gates' own verification time are measured and reported.
+    let Some(report) = run(Scenario::Normal).await else {
+        return;
+    };
+    assert_eq!(report.approved, report.requests);
+    assert!(report.latency_ms.p50 > 0.0 && report.latency_ms.p50 <= report.latency_ms.max);
+    assert!(report.gate_verify_us.p50 > 0.0);
+    assert!(report.fares_seen.len() >= 3);
+    assert!(!report.timeline.is_empty());
+    let json = serde_json::to_value(&report).expect("report JSON");
+    for field in [
+        "scenario",
+        "offered_rate_per_s",
+        "duration_s",
+        "requests",
+        "approved",
+        "declined",
+        "errors",
+        "throughput_per_s",
+        "checks",
+    ] {
+        assert!(json.get(field).is_some(), "report lacks {field}");
+    }
+    for p in ["p50", "p90", "p99", "p999", "max"] {
+        assert!(json["latency_ms"][p].is_number(), "latency_ms.{p}");
+    }
+    let svg = std::env::temp_dir().join(format!("sim-chart-{}.svg", std::process::id()));
+    report.write_chart(&svg).expect("chart");
+    let text = std::fs::read_to_string(&svg).expect("svg");
+    let _ = std::fs::remove_file(&svg);
+    assert!(text.contains("<svg") && text.contains("p99"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_replayed_code_is_declined() {
+    // Proves a code shown again at another station's gate is declined `replay` every time,
+    // while the journeys around it are approved.
+    let Some(report) = run(Scenario::ReplayedCodes).await else {
+        return;
+    };
+    assert!(report.outcomes["replay"]["decline replay"] > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_expired_codes_are_refused_by_gate_and_gateway_alike() {
+    // Proves tampered device signatures and credentials, and 90-second-old screenshots, are
+    // refused by the gate offline and declined by the gateway with the same reason.
+    for scenario in [Scenario::ForgedCodes, Scenario::ExpiredCodes] {
+        let Some(report) = run(scenario).await else {
+            return;
+        };
+        assert!(report.gate_refused > 0);
+        assert_eq!(report.gate_refused, report.declined);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clock_skew_inside_tolerance_passes_and_outside_is_refused() {
+    // Proves phones 3 s fast or 30 s slow still ride, a phone 10 s fast is declined
+    // `code_from_future`, and a gate 45 s fast is refused `scan_time_in_future`.
+    let Some(report) = run(Scenario::ClockSkew).await else {
+        return;
+    };
+    assert!(report.outcomes.contains_key("gate_clock_ahead_45s"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gates_buffer_during_an_outage_and_upload_everything_when_it_ends() {
+    // Proves that during an outage the gates buffer taps durably, upload every one when the
+    // link returns, the gateway answers each, and a repeated upload gets identical bytes.
+    let Some(report) = run(Scenario::Outage).await else {
+        return;
+    };
+    let o = &report.offline;
+    assert!(o.buffered > 0);
+    assert_eq!(o.uploaded, o.buffered);
+    assert_eq!(o.accepted + o.declined, o.uploaded);
+    assert!(o.accepted > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rush_hour_bursts_are_approved() {
+    // Proves the compressed day with train bursts runs and every burst exit is approved.
+    let Some(report) = run(Scenario::RushHour).await else {
+        return;
+    };
+    assert!(report.outcomes["train_burst"]["approve"] > 0);
+}
