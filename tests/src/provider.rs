@@ -275,11 +275,26 @@ impl PaidEnv {
     /// configuration on the same database: what a process restart after a kill looks like.
     pub async fn crash_and_restart_gateway(&mut self) {
         let config: Config = (*self.env.gw.state.config).clone();
+        // The new process may need the same ports (a fixed public port for notifications), so
+        // the old one dies first, as a killed process would.
+        let placeholder = crate::TestGateway::start({
+            let mut c = config.clone();
+            c.listen.public = "127.0.0.1:0".parse().expect("literal");
+            c.provider.url.clear();
+            c
+        })
+        .await
+        .expect("starting a placeholder");
+        let old = std::mem::replace(&mut self.env.gw, placeholder);
+        old.crash().await;
         let new = crate::TestGateway::start(config)
             .await
             .expect("restarting the gateway");
-        let old = std::mem::replace(&mut self.env.gw, new);
-        old.crash().await;
+        let placeholder = std::mem::replace(&mut self.env.gw, new);
+        placeholder
+            .shutdown()
+            .await
+            .expect("stopping the placeholder");
     }
 
     /// Polls `check` every 50 ms until it is true or `timeout_ms` passes.

@@ -83,7 +83,8 @@ async fn bind_wallet(p: &PaidEnv, rider: &gateway::client::RiderDevice) -> Strin
 /// Proves exactly-once charging through a fault matrix with crashes and restarts, by
 /// reconciling the provider's records against the gateway's ledger.
 async fn fault_matrix_reconciles(db: Db) {
-    let Some(mut p) = PaidEnv::start(db, |c| {
+    // Notifications on (duplicated by the fault knob), racing the capture worker's own answers.
+    let Some(mut p) = PaidEnv::start_notified(db, |c| {
         c.charging.capture_attempts_max = 50;
     })
     .await
@@ -143,7 +144,10 @@ async fn fault_matrix_reconciles(db: Db) {
         if round == 1 {
             let (_, counts) = p.sandbox.get("/sandbox/faults/injected").await;
             add_injected(&mut injected, counts);
-            p.sandbox.restart().await;
+            let ca = p.env.gw.ca();
+            p.sandbox
+                .restart_with(|c| c.notify_ca_file = Some(ca))
+                .await;
             p.sandbox.faults(fault_matrix()).await;
         }
     }
@@ -336,6 +340,11 @@ async fn fault_matrix_reconciles(db: Db) {
             .unwrap_or(0);
         assert!(n > 0, "no {kind} was injected into pays: {injected:?}");
     }
+    assert!(
+        injected.get("notification duplicate").copied().unwrap_or(0) > 0,
+        "no duplicate notification was delivered: {injected:?}"
+    );
+    let notifications = p.env.gw.count("provider_notifications").await;
     let report = json!({
         "db": format!("{db:?}"),
         "metro_journeys": approved_exits,
@@ -348,6 +357,7 @@ async fn fault_matrix_reconciles(db: Db) {
         "charge_attempts": attempts,
         "ledger_transactions": ledger.len(),
         "ledger_reversals": reversals.len(),
+        "notifications_recorded": notifications,
         "double_charges": 0,
         "uncharged_journeys": 0,
         "faults_injected": injected,
