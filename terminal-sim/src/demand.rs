@@ -53,6 +53,9 @@ pub struct Demand {
     pub bursts: Vec<Burst>,
     /// Share of journeys on the toll road (entry lane → exit lane) instead of the metro.
     pub toll_share: f64,
+    /// A driver makes one toll journey and no other: an exit whose payment was declined leaves
+    /// the journey open (the driver may pay again), which must not meet the rider's next entry.
+    pub dedicated_drivers: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,6 +195,9 @@ pub fn plan_journeys(
                 riders - 1
             }
         };
+        if demand.dedicated_drivers && journey.mode == Mode::Toll {
+            continue;
+        }
         free.push(Reverse((
             ((journey.exit_s + RIDER_TURNAROUND_S) * 1e6) as u64,
             journey.rider,
@@ -215,6 +221,7 @@ mod tests {
             shape: Shape::Constant,
             bursts: vec![],
             toll_share: 0.1,
+            dedicated_drivers: false,
         };
         let (journeys, riders) = plan_journeys(&demand, 20.0, 20, 8, &mut rng);
         let taps = journeys.len() as f64 * 2.0;

@@ -17,14 +17,18 @@
 //! - [`report`]: JSON report, human summary, SVG chart.
 //! - [`load`]: plain open-loop load against any URL (baselines, the simulator's own ceiling).
 //! - [`transport`]: one HTTP/2 connection per terminal (hyper, rustls).
+//! - [`provider`]: with the provider sandbox ([`Sim::use_provider`], `--provider-sandbox`):
+//!   every rider gets a wallet and binds a withholding agreement (metro is post-paid), toll
+//!   exits are paid at the booth with one-time payment codes, the `provider-degradation`
+//!   scenario's fault knobs, and the money checks after a run.
 //!
-//! It deliberately does not yet drive toll booths with wallet payment codes, ticket machines or
-//! the provider-degradation scenario: those need the payment provider (issue 3).
+//! It does not drive ticket machines.
 
 pub mod demand;
 pub mod load;
 pub mod network;
 pub mod offline;
+pub mod provider;
 pub mod recorder;
 pub mod report;
 pub mod runner;
@@ -33,9 +37,10 @@ pub mod transport;
 
 use std::sync::Arc;
 
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 
 pub use network::{Fleet, Riders, Target};
+pub use provider::ProviderTarget;
 pub use report::Report;
 pub use runner::{GateVerify, RunOptions};
 pub use scenario::{Plan, Scenario};
@@ -45,6 +50,8 @@ pub struct Sim {
     pub target: Target,
     pub fleet: Arc<Fleet>,
     pub riders: Riders,
+    /// The payment provider's sandbox, when toll exits are paid at the booth.
+    pub provider: Option<provider::Provider>,
     rng: rand::rngs::StdRng,
 }
 
@@ -56,6 +63,7 @@ impl Sim {
             target,
             fleet,
             riders: Riders::default(),
+            provider: None,
             rng: rand::rngs::StdRng::seed_from_u64(seed),
         })
     }
@@ -74,13 +82,97 @@ impl Sim {
         scenario::plan(scenario, &self.fleet, rate_per_s, duration_s, &mut self.rng)
     }
 
+    /// Pays toll exits at the booth through the provider sandbox from now on, and gives every
+    /// rider a wallet with a bound withholding agreement (see [`provider`]).
+    pub fn use_provider(&mut self, target: ProviderTarget) -> anyhow::Result<()> {
+        self.provider = Some(provider::Provider::new(target)?);
+        Ok(())
+    }
+
     /// Enrols the riders the plan needs, runs it and reports.
     pub async fn run(&mut self, plan: &Plan, options: &RunOptions) -> anyhow::Result<Report> {
+        anyhow::ensure!(
+            !plan.scenario.needs_provider() || self.provider.is_some(),
+            "scenario {} needs the provider sandbox (--provider-sandbox URL)",
+            plan.scenario.name()
+        );
         self.riders.ensure(&self.target, plan.riders).await?;
-        let (rec, elapsed) =
-            runner::execute(self.fleet.clone(), &self.riders.devices, plan, options).await?;
-        let checks = scenario::checks(plan, &rec);
-        Ok(Report::build(
+        let Some(provider) = self.provider.as_mut() else {
+            let (rec, elapsed) =
+                runner::execute(self.fleet.clone(), &self.riders.devices, plan, options).await?;
+            let checks = scenario::checks(plan, &rec);
+            return Ok(self.report(plan, options, elapsed, &rec, checks));
+        };
+        provider
+            .ensure_wallets(&self.target, &self.riders.devices)
+            .await?;
+        let admin = gateway::client::AdminClient::new(
+            &self.target.public_url,
+            &self.target.ca(),
+            &self.target.admin_token,
+        )?;
+        // What the gateway and the wallets hold before, so that older runs do not count.
+        let unsettled_before = provider::unsettled(&admin).await?;
+        let (ledger_before, _) = provider::ledger_captured(&admin).await?;
+        let balances_before = provider.balances().await?;
+        let paid = runner::Paid {
+            sandbox: provider.sandbox.clone(),
+            wallets: provider.wallets.iter().map(|w| w.user_id.clone()).collect(),
+            faults: plan
+                .degradation
+                .map(|_| provider.target.degraded_faults(self.rng.gen())),
+            codes_ahead_s: provider.target.codes_ahead_s,
+            code_lead_s: provider.target.code_lead_s,
+        };
+        let run = runner::execute_with(
+            self.fleet.clone(),
+            &self.riders.devices,
+            plan,
+            options,
+            Some(paid),
+        )
+        .await;
+        if plan.degradation.is_some() {
+            // Whatever happened, leave the sandbox healthy.
+            provider.sandbox.clear_faults().await?;
+        }
+        let (rec, elapsed) = run?;
+        let (settled, pending_after, paying_after) =
+            provider::settle(&admin, &unsettled_before).await?;
+        let (ledger_after, unbalanced) = provider::ledger_captured(&admin).await?;
+        let balances_after = provider.balances().await?;
+        let figures = provider::ProviderFigures {
+            degraded_from_s: rec.paid.degraded_from_s,
+            restored_at_s: rec.paid.restored_at_s,
+            toll_exits_in_progress: rec.paid.toll_exits_in_progress,
+            toll_exit_repeats: rec.paid.toll_exit_repeats,
+            codes_ahead: rec.paid.codes_ahead,
+            codes_during_run: rec.paid.codes_during_run,
+            settle_ms: settled.as_millis() as u64,
+            pending_after,
+            paying_after,
+            toll_told_fen: rec.paid.toll_charged_minor,
+            metro_told_fen: rec.paid.metro_charged_minor,
+            ledger_captured_fen: ledger_after - ledger_before,
+            wallets_paid_fen: balances_before - balances_after,
+            ledger_unbalanced_transactions: unbalanced,
+        };
+        let mut checks = scenario::checks(plan, &rec);
+        checks.extend(scenario::provider_checks(plan, &rec, &figures));
+        let mut report = self.report(plan, options, elapsed, &rec, checks);
+        report.provider = Some(figures);
+        Ok(report)
+    }
+
+    fn report(
+        &self,
+        plan: &Plan,
+        options: &RunOptions,
+        elapsed: std::time::Duration,
+        rec: &recorder::Recorder,
+        checks: Vec<scenario::Check>,
+    ) -> Report {
+        Report::build(
             plan.scenario.name(),
             &self.target.terminal_url,
             plan.taps.len(),
@@ -91,21 +183,26 @@ impl Sim {
                 GateVerify::Inline => "inline",
                 GateVerify::Prepared => "prepared",
             },
-            &rec,
+            rec,
             checks,
-        ))
+        )
     }
 }
 
-/// Connects, plans and runs one scenario.
+/// Connects, plans and runs one scenario (toll exits paid at the booth when `provider` is
+/// given).
 pub async fn run_scenario(
     target: Target,
+    provider: Option<ProviderTarget>,
     scenario: Scenario,
     rate_per_s: f64,
     duration_s: f64,
     options: &RunOptions,
 ) -> anyhow::Result<Report> {
     let mut sim = Sim::connect(target, rand::random()).await?;
+    if let Some(provider) = provider {
+        sim.use_provider(provider)?;
+    }
     let plan = sim.plan(scenario, rate_per_s, duration_s);
     sim.run(&plan, options).await
 }

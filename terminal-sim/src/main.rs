@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use terminal_sim::load::LoadOptions;
-use terminal_sim::{GateVerify, RunOptions, Scenario, Target};
+use terminal_sim::{GateVerify, ProviderTarget, RunOptions, Scenario, Target};
 
 #[derive(Parser)]
 #[command(
@@ -49,6 +49,17 @@ enum Command {
         /// Where gates keep their offline buffers.
         #[arg(long, default_value = "target/sim-buffers")]
         work_dir: PathBuf,
+        /// The provider sandbox's base URL (its admin API): every rider gets a wallet and binds
+        /// a withholding agreement, and toll exits are paid at the booth with payment codes
+        /// (`POST /v1/toll/exits`). Needed by `provider-degradation`.
+        #[arg(long)]
+        provider_sandbox: Option<String>,
+        /// The gateway's merchant app id at the provider (`provider.app_id`).
+        #[arg(long, default_value = gateway::demo::payments::APP_ID)]
+        provider_app_id: String,
+        /// The gateway's `provider.call_timeout_ms`; degraded calls hang 1 s longer.
+        #[arg(long, default_value_t = 3000)]
+        provider_call_timeout_ms: u64,
         /// Write the JSON report here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -112,6 +123,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             setup,
             gate_verify,
             work_dir,
+            provider_sandbox,
+            provider_app_id,
+            provider_call_timeout_ms,
             json,
             svg,
         } => {
@@ -131,8 +145,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 progress: true,
                 work_dir,
             };
+            let provider = provider_sandbox.map(|url| ProviderTarget {
+                app_id: provider_app_id,
+                call_timeout_ms: provider_call_timeout_ms,
+                ..ProviderTarget::new(&url)
+            });
             let report =
-                terminal_sim::run_scenario(target, scenario, rate, duration_s, &options).await?;
+                terminal_sim::run_scenario(target, provider, scenario, rate, duration_s, &options)
+                    .await?;
             (report, json, svg)
         }
         Command::Load {

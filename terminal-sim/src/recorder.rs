@@ -64,6 +64,36 @@ pub struct Recorder {
     pub offline: OfflineCounts,
     /// Status or error texts of the first few errors, for the report.
     pub error_samples: Vec<String>,
+    /// Toll exits paid at the booth, from scheduled time to the final answer (µs): kept apart
+    /// from `latency_us`, since they include the provider's round trips.
+    pub toll_exit_latency_us: Histogram<u64>,
+    pub paid: PaidCounts,
+}
+
+/// What a run with the payment provider counted.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct PaidCounts {
+    /// Toll exits that got a final answer (approve or decline) / none within the bound.
+    pub toll_exits_final: u64,
+    pub toll_exits_unfinished: u64,
+    /// Toll exits a lane buffered offline (outage) instead of paying at the booth.
+    pub toll_exits_buffered: u64,
+    /// Toll exits answered `409 payment_in_progress` first, and how many repeats all exits took
+    /// until their final answer.
+    pub toll_exits_in_progress: u64,
+    pub toll_exit_repeats: u64,
+    /// A final answer asked for once more: byte-identical, or not.
+    pub final_repeat_identical: u64,
+    pub final_repeat_different: u64,
+    /// Payment codes fetched from the sandbox before the clock started / during the run.
+    pub codes_ahead: u64,
+    pub codes_during_run: u64,
+    /// What approved exits said was charged (minor units): metro (post-paid), toll (at the booth).
+    pub metro_charged_minor: i64,
+    pub toll_charged_minor: i64,
+    /// When the sandbox was degraded and restored (seconds from the start).
+    pub degraded_from_s: Option<f64>,
+    pub restored_at_s: Option<f64>,
 }
 
 /// What happened to one tap, as a key: `approve`, `decline <reason>`, `http <status> <code>`,
@@ -113,6 +143,8 @@ impl Recorder {
             fares: BTreeSet::new(),
             offline: OfflineCounts::default(),
             error_samples: Vec::new(),
+            toll_exit_latency_us: histogram(),
+            paid: PaidCounts::default(),
         }
     }
 
@@ -141,6 +173,28 @@ impl Recorder {
             .saturating_record(latency_us.max(1));
         let done_s = scheduled_s + latency_us as f64 / 1e6;
         self.window(done_s as usize).answered += 1;
+        self.count(class, outcome, response);
+    }
+
+    /// A toll exit paid at the booth: its final answer (or failure) `latency_us` after its
+    /// scheduled time. Counted like any request, but its latency goes to its own histogram.
+    pub fn answered_toll_exit(
+        &mut self,
+        class: &'static str,
+        scheduled_s: f64,
+        latency_us: u64,
+        outcome: &str,
+        response: Option<&TapResponse>,
+    ) {
+        self.requests += 1;
+        self.toll_exit_latency_us
+            .saturating_record(latency_us.max(1));
+        let done_s = scheduled_s + latency_us as f64 / 1e6;
+        self.window(done_s as usize).answered += 1;
+        match response {
+            Some(_) => self.paid.toll_exits_final += 1,
+            None => self.paid.toll_exits_unfinished += 1,
+        }
         self.count(class, outcome, response);
     }
 

@@ -84,6 +84,14 @@ pub struct Report {
     pub passed: bool,
     pub error_samples: Vec<String>,
     pub timeline: Vec<Second>,
+    /// Toll exits paid at the booth, from scheduled time to the final answer (they include the
+    /// provider's round trips and any repeats after `409 payment_in_progress`); not part of
+    /// `latency_ms`. Absent when no exit was paid at the booth.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub toll_exit_latency_ms: Option<Percentiles>,
+    /// With the provider sandbox: the money and settlement figures behind the provider checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<crate::provider::ProviderFigures>,
 }
 
 impl Report {
@@ -130,6 +138,9 @@ impl Report {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect(),
+            toll_exit_latency_ms: (!rec.toll_exit_latency_us.is_empty())
+                .then(|| Percentiles::of(&rec.toll_exit_latency_us, 1000.0)),
+            provider: None,
             passed: checks.iter().all(|c| c.passed),
             checks,
             error_samples: rec.error_samples.clone(),
@@ -177,6 +188,18 @@ impl Report {
             self.gate_verify_us.p99,
             self.dispatch_lag_ms.p99,
         );
+        if let Some(t) = &self.toll_exit_latency_ms {
+            out += &format!(
+                "  toll exits paid at the booth (to the final answer): p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms\n",
+                t.p50, t.p90, t.p99, t.max
+            );
+        }
+        if let Some(p) = &self.provider {
+            out += &format!(
+                "  provider: {} codes fetched ahead, {} during the run; {} exits 409 then final ({} repeats); settled {} ms after the run\n",
+                p.codes_ahead, p.codes_during_run, p.toll_exits_in_progress, p.toll_exit_repeats, p.settle_ms
+            );
+        }
         if self.offline.buffered > 0 {
             let o = &self.offline;
             out += &format!(

@@ -7,6 +7,11 @@
 //! scan (the default, as a real gate does), or ahead of the run as of the scan time
 //! ([`GateVerify::Prepared`], for load benchmarks on a machine the gateway shares, so that the
 //! simulator does not take the gateway's CPU); both give the same verdict and are timed.
+//!
+//! With the payment provider ([`Paid`]), toll exits are paid at the booth with the driver's
+//! wallet payment code (fetched from the sandbox before the clock starts where the code's
+//! lifetime allows), repeated while the gateway answers `409 payment_in_progress`, and timed to
+//! their final answer; the sandbox is degraded during the plan's degradation window.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,10 +23,12 @@ use gateway::client::RiderDevice;
 use turnpike_wire::api::TapRequest;
 use turnpike_wire::ridecode::{RejectReason, RideCode};
 
-use crate::network::Fleet;
+use crate::network::{Fleet, Kind};
 use crate::offline::{Buffered, OfflineBuffer};
+use crate::provider::Sandbox;
 use crate::recorder::{outcome_key, Recorder};
 use crate::scenario::{CodeKind, Plan, PlannedTap};
+use turnpike_wire::api::{Decision, Direction};
 
 /// Where the gates verify codes offline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -46,6 +53,40 @@ pub struct RunOptions {
 pub const IN_FLIGHT_MAX: usize = 100_000;
 /// How long the run waits for the last answers after the last scheduled tap.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// The same, when toll exits are paid at the booth (an exit may wait out the gateway's toll
+/// budget and then repeat until the capture worker settles it).
+const DRAIN_TIMEOUT_PAID: Duration = Duration::from_secs(70);
+/// A toll exit answered `409 payment_in_progress` is repeated (same request) this often…
+const TOLL_REPEAT_INTERVAL: Duration = Duration::from_millis(250);
+/// …for at most this long after its scheduled time.
+const TOLL_REPEAT_FOR: Duration = Duration::from_secs(60);
+
+/// Toll exits paid at the booth: the sandbox that issues payment codes, each rider's wallet
+/// (by rider index), and the faults to set during the plan's degradation window.
+pub struct Paid {
+    pub sandbox: Sandbox,
+    pub wallets: Vec<String>,
+    pub faults: Option<serde_json::Value>,
+    /// Codes of exits scheduled before this (seconds into the run) are fetched before the clock
+    /// starts; later ones `code_lead_s` before their exit (see [`crate::ProviderTarget`]).
+    pub codes_ahead_s: f64,
+    pub code_lead_s: f64,
+}
+
+/// A toll exit's payment code: fetched already, or on its way.
+enum PaymentCode {
+    Ready(String),
+    Later(tokio::sync::oneshot::Receiver<Result<String, String>>),
+}
+
+impl PaymentCode {
+    async fn get(self) -> Result<String, String> {
+        match self {
+            PaymentCode::Ready(code) => Ok(code),
+            PaymentCode::Later(rx) => rx.await.unwrap_or_else(|_| Err("code fetcher gone".into())),
+        }
+    }
+}
 
 /// A planned tap with its code made.
 struct Ready {
@@ -53,6 +94,8 @@ struct Ready {
     code: String,
     /// The gate's verdict and how long it took (ns), when verified ahead.
     verdict: Option<(Result<(), RejectReason>, u64)>,
+    /// A toll exit paid at the booth: the driver's wallet payment code.
+    payment_code: Option<PaymentCode>,
 }
 
 struct Ctx {
@@ -115,6 +158,7 @@ fn prepare(
                                 tap: tap.clone(),
                                 code,
                                 verdict: None,
+                                payment_code: None,
                             })
                         })
                         .collect::<anyhow::Result<Vec<_>>>()
@@ -160,6 +204,64 @@ pub async fn execute(
     plan: &Plan,
     options: &RunOptions,
 ) -> anyhow::Result<(Recorder, Duration)> {
+    execute_with(fleet, riders, plan, options, None).await
+}
+
+fn is_toll_exit(fleet: &Fleet, tap: &PlannedTap) -> bool {
+    tap.direction == Direction::Exit && fleet.terminals[tap.terminal].kind == Kind::TollLane
+}
+
+/// One payment code per wallet of `user_ids` (in order), a few requests in flight at once.
+async fn fetch_codes(sandbox: &Sandbox, user_ids: Vec<String>) -> anyhow::Result<Vec<String>> {
+    const CONCURRENCY: usize = 16;
+    let mut codes = vec![String::new(); user_ids.len()];
+    let mut tasks = tokio::task::JoinSet::new();
+    let per_task = user_ids.len().div_ceil(CONCURRENCY).max(1);
+    for (part, chunk) in user_ids.chunks(per_task).enumerate() {
+        let (sandbox, chunk) = (sandbox.clone(), chunk.to_vec());
+        tasks.spawn(async move {
+            let mut out = Vec::with_capacity(chunk.len());
+            for user in chunk {
+                out.push(sandbox.payment_code(&user).await?);
+            }
+            anyhow::Ok((part, out))
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        let (part, out) = done??;
+        for (i, code) in out.into_iter().enumerate() {
+            codes[part * per_task + i] = code;
+        }
+    }
+    Ok(codes)
+}
+
+/// Like [`execute`]; with `paid`, toll exits are paid at the booth (`POST /v1/toll/exits` with
+/// a wallet payment code), and the sandbox is degraded during the plan's degradation window.
+pub async fn execute_with(
+    fleet: Arc<Fleet>,
+    riders: &[Arc<RiderDevice>],
+    plan: &Plan,
+    options: &RunOptions,
+    paid: Option<Paid>,
+) -> anyhow::Result<(Recorder, Duration)> {
+    // Payment codes of the exits early enough in the run, before the clock starts.
+    let mut early_codes = Vec::new();
+    if let Some(paid) = &paid {
+        anyhow::ensure!(
+            paid.wallets.len() >= plan.riders,
+            "{} wallets for {} riders",
+            paid.wallets.len(),
+            plan.riders
+        );
+        let users = plan
+            .taps
+            .iter()
+            .filter(|t| is_toll_exit(&fleet, t) && t.at_s < paid.codes_ahead_s)
+            .map(|t| paid.wallets[t.rider].clone())
+            .collect();
+        early_codes = fetch_codes(&paid.sandbox, users).await?;
+    }
     // Codes are made for a start a little ahead: about 30 µs per code and thread, plus margin.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
     let lead_ms = 500 + plan.taps.len() as u64 * 60 / 1000 / threads;
@@ -167,9 +269,27 @@ pub async fn execute(
     let (fleet2, plan_taps) = (fleet.clone(), plan);
     let riders2 = riders.to_vec();
     let gate_verify = options.gate_verify;
-    let ready = tokio::task::block_in_place(move || {
+    let mut ready = tokio::task::block_in_place(move || {
         prepare(plan_taps, &riders2, &fleet2, start_ms, gate_verify)
     })?;
+    // Later exits' codes: (scheduled time, wallet, where the code goes), fetched during the run.
+    let mut later_codes = Vec::new();
+    let codes_ahead = early_codes.len() as u64;
+    if let Some(paid) = &paid {
+        let mut early = early_codes.into_iter();
+        for r in &mut ready {
+            if !is_toll_exit(&fleet, &r.tap) {
+                continue;
+            }
+            if r.tap.at_s < paid.codes_ahead_s {
+                r.payment_code = early.next().map(PaymentCode::Ready);
+            } else {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                later_codes.push((r.tap.at_s, paid.wallets[r.tap.rider].clone(), tx));
+                r.payment_code = Some(PaymentCode::Later(rx));
+            }
+        }
+    }
     let buffers = match plan.outage {
         Some(_) => {
             std::fs::create_dir_all(&options.work_dir)?;
@@ -189,9 +309,12 @@ pub async fn execute(
     // Start at the planned wall time (or now, if making the codes took longer).
     let wait_ms = start_ms.saturating_sub(gateway::now_ms() as u64);
     tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+    let mut recorder = Recorder::new(plan.duration_s);
+    recorder.paid.codes_ahead = codes_ahead;
+    recorder.paid.codes_during_run = later_codes.len() as u64;
     let ctx = Arc::new(Ctx {
         fleet: fleet.clone(),
-        recorder: Mutex::new(Recorder::new(plan.duration_s)),
+        recorder: Mutex::new(recorder),
         start: Instant::now(),
         gate_verify: options.gate_verify,
         buffers,
@@ -202,6 +325,41 @@ pub async fn execute(
         let ctx = ctx.clone();
         tokio::spawn(async move { outage(ctx, window.from_s, window.until_s).await })
     });
+    let sandbox = paid.as_ref().map(|p| p.sandbox.clone());
+    let code_lead_s = paid.as_ref().map_or(0.0, |p| p.code_lead_s);
+    let code_fetcher = sandbox
+        .clone()
+        .filter(|_| !later_codes.is_empty())
+        .map(|sandbox| {
+            let start = ctx.start;
+            tokio::spawn(async move {
+                for (at_s, user, tx) in later_codes {
+                    let due = start + Duration::from_secs_f64((at_s - code_lead_s).max(0.0));
+                    tokio::time::sleep_until(due.into()).await;
+                    let sandbox = sandbox.clone();
+                    tokio::spawn(async move {
+                        let code = sandbox.payment_code(&user).await.map_err(|e| e.to_string());
+                        let _ = tx.send(code);
+                    });
+                }
+            })
+        });
+    let degradation = match (&paid, plan.degradation) {
+        (
+            Some(Paid {
+                faults: Some(faults),
+                sandbox,
+                ..
+            }),
+            Some(window),
+        ) => {
+            let (ctx, sandbox, faults) = (ctx.clone(), sandbox.clone(), faults.clone());
+            Some(tokio::spawn(async move {
+                degrade(ctx, sandbox, faults, window.from_s, window.until_s).await
+            }))
+        }
+        _ => None,
+    };
     let progress = options
         .progress
         .then(|| progress_bar(ctx.clone(), plan.duration_s));
@@ -234,13 +392,24 @@ pub async fn execute(
     if let Some(outage) = outage {
         outage.await??;
     }
-    let drain_until = Instant::now() + DRAIN_TIMEOUT;
+    if let Some(degradation) = degradation {
+        degradation.await??;
+    }
+    let drain_until = Instant::now()
+        + if paid.is_some() {
+            DRAIN_TIMEOUT_PAID
+        } else {
+            DRAIN_TIMEOUT
+        };
     while ctx.in_flight.load(Ordering::Relaxed) > 0 && Instant::now() < drain_until {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = ctx.start.elapsed();
     if let Some(progress) = progress {
         progress.abort();
+    }
+    if let Some(fetcher) = code_fetcher {
+        fetcher.abort();
     }
     // Taps still in flight after the drain timeout are left out (and counted nowhere but here).
     let rec = std::mem::replace(
@@ -291,6 +460,10 @@ async fn tap(ctx: &Ctx, ready: Ready, scheduled: Instant) {
                     .await;
                 let mut rec = ctx.recorder.lock().expect("recorder");
                 rec.gate_verify_ns.saturating_record(verify_ns.max(1));
+                if ready.payment_code.is_some() {
+                    // Buffered exits are post-paid when uploaded, not paid at the booth.
+                    rec.paid.toll_exits_buffered += 1;
+                }
                 match stored {
                     Ok(()) => rec.offline.buffered += 1,
                     Err(e) => rec.count(ready.tap.class, &format!("error buffering: {e}"), None),
@@ -299,6 +472,42 @@ async fn tap(ctx: &Ctx, ready: Ready, scheduled: Instant) {
             }
         }
     }
+    if let Some(code) = ready.payment_code {
+        let paid = pay_at_exit(terminal, json, code, scheduled).await;
+        let latency_us = paid.latency_us;
+        let mut rec = ctx.recorder.lock().expect("recorder");
+        rec.gate_verify_ns.saturating_record(verify_ns.max(1));
+        if let Err(reason) = verdict {
+            rec.gate_refused += 1;
+            if paid.key != format!("decline {}", reason.code()) && paid.response.is_some() {
+                rec.disagreements += 1;
+            }
+        }
+        rec.paid.toll_exit_repeats += paid.repeats;
+        if paid.in_progress {
+            rec.paid.toll_exits_in_progress += 1;
+        }
+        match paid.final_repeat_identical {
+            Some(true) => rec.paid.final_repeat_identical += 1,
+            Some(false) => rec.paid.final_repeat_different += 1,
+            None => {}
+        }
+        if let Some(r) = paid
+            .response
+            .as_ref()
+            .filter(|r| r.decision == Decision::Approve)
+        {
+            rec.paid.toll_charged_minor += r.charge.or(r.fare).map_or(0, |m| m.to_minor());
+        }
+        rec.answered_toll_exit(
+            ready.tap.class,
+            ready.tap.at_s,
+            latency_us,
+            &paid.key,
+            paid.response.as_ref(),
+        );
+        return;
+    }
     let reply = terminal.link.post("/v1/taps", Bytes::from(json)).await;
     let latency_us = scheduled.elapsed().as_micros() as u64;
     let (key, response) = match &reply {
@@ -306,6 +515,13 @@ async fn tap(ctx: &Ctx, ready: Ready, scheduled: Instant) {
         Err(e) => (format!("error {e}"), None),
     };
     let mut rec = ctx.recorder.lock().expect("recorder");
+    if let Some(r) = response.as_ref().filter(|r| {
+        r.decision == Decision::Approve
+            && ready.tap.direction == Direction::Exit
+            && terminal.kind == Kind::MetroGate
+    }) {
+        rec.paid.metro_charged_minor += r.charge.or(r.fare).map_or(0, |m| m.to_minor());
+    }
     rec.gate_verify_ns.saturating_record(verify_ns.max(1));
     if let Err(reason) = verdict {
         rec.gate_refused += 1;
@@ -320,6 +536,97 @@ async fn tap(ctx: &Ctx, ready: Ready, scheduled: Instant) {
         &key,
         response.as_ref(),
     );
+}
+
+/// What a toll exit paid at the booth got.
+struct PaidExit {
+    /// The final answer's outcome key (or the last non-final one, or the error).
+    key: String,
+    /// The final answer, when there was one.
+    response: Option<turnpike_wire::api::TapResponse>,
+    /// Requests after the first.
+    repeats: u64,
+    /// Whether the gateway answered `409 payment_in_progress` before the final answer.
+    in_progress: bool,
+    /// The final answer asked for again (after it was timed): byte-identical or not.
+    final_repeat_identical: Option<bool>,
+    /// From the scheduled time to the final answer (or the giving up).
+    latency_us: u64,
+}
+
+/// A toll exit paid at the booth: the tap with the driver's payment code, repeated (the same
+/// request) while the gateway answers `409 payment_in_progress`, at most [`TOLL_REPEAT_FOR`]
+/// after the scheduled time. Once final, the request is repeated once more (untimed), which must
+/// return the same bytes.
+async fn pay_at_exit(
+    terminal: &crate::network::Terminal,
+    tap_json: String,
+    code: PaymentCode,
+    scheduled: Instant,
+) -> PaidExit {
+    let mut out = PaidExit {
+        key: String::new(),
+        response: None,
+        repeats: 0,
+        in_progress: false,
+        final_repeat_identical: None,
+        latency_us: 0,
+    };
+    let code = match code.get().await {
+        Ok(code) => code,
+        Err(e) => {
+            out.latency_us = scheduled.elapsed().as_micros() as u64;
+            out.key = format!("error fetching a payment code: {e}");
+            return out;
+        }
+    };
+    // Payment codes are digits only: nothing to escape.
+    let body = Bytes::from(format!(
+        "{{\"tap\":{tap_json},\"payment_code\":\"{code}\"}}"
+    ));
+    loop {
+        let reply = terminal.link.post("/v1/toll/exits", body.clone()).await;
+        let (key, response) = match &reply {
+            Ok(reply) => outcome_key(reply.status, &reply.body),
+            Err(e) => (format!("error {e}"), None),
+        };
+        let pending = key == "http 409 payment_in_progress";
+        if pending && scheduled.elapsed() < TOLL_REPEAT_FOR {
+            out.in_progress = true;
+            out.repeats += 1;
+            tokio::time::sleep(TOLL_REPEAT_INTERVAL).await;
+            continue;
+        }
+        out.latency_us = scheduled.elapsed().as_micros() as u64;
+        out.key = key;
+        out.response = response;
+        if let (Some(_), Ok(first)) = (&out.response, &reply) {
+            let again = terminal.link.post("/v1/toll/exits", body.clone()).await;
+            out.final_repeat_identical =
+                Some(matches!(again, Ok(a) if a.status == first.status && a.body == first.body));
+        }
+        return out;
+    }
+}
+
+/// The provider is degraded at `from_s` (the sandbox's fault knobs set to `faults`) and
+/// restored at `until_s` (knobs removed).
+async fn degrade(
+    ctx: Arc<Ctx>,
+    sandbox: Sandbox,
+    faults: serde_json::Value,
+    from_s: f64,
+    until_s: f64,
+) -> anyhow::Result<()> {
+    tokio::time::sleep_until((ctx.start + Duration::from_secs_f64(from_s)).into()).await;
+    sandbox.set_faults(faults).await?;
+    let at = ctx.start.elapsed().as_secs_f64();
+    ctx.recorder.lock().expect("recorder").paid.degraded_from_s = Some(at);
+    tokio::time::sleep_until((ctx.start + Duration::from_secs_f64(until_s)).into()).await;
+    sandbox.clear_faults().await?;
+    let at = ctx.start.elapsed().as_secs_f64();
+    ctx.recorder.lock().expect("recorder").paid.restored_at_s = Some(at);
+    Ok(())
 }
 
 /// The link goes down at `from_s` and comes back at `until_s`; then every gate uploads its

@@ -35,6 +35,12 @@ pub enum Scenario {
     /// The gateway becomes unreachable for the middle third of the run; gates admit riders
     /// offline, buffer their taps durably and upload them when the link returns.
     Outage,
+    /// Needs the provider sandbox (`--provider-sandbox`): a third of the journeys are on the
+    /// toll road, paid at the exit booth with wallet payment codes, and for the middle third of
+    /// the run the provider is degraded (200–800 ms latency on pay and query, 10% hangs past the
+    /// gateway's call timeout, 10% HTTP 5xx). Metro never waits for the provider; every toll exit
+    /// gets one final answer; afterwards every charge settles and the money adds up.
+    ProviderDegradation,
 }
 
 impl Scenario {
@@ -47,9 +53,19 @@ impl Scenario {
             Scenario::ExpiredCodes => "expired-codes",
             Scenario::ClockSkew => "clock-skew",
             Scenario::Outage => "outage",
+            Scenario::ProviderDegradation => "provider-degradation",
         }
     }
+
+    /// Whether the scenario needs the provider sandbox.
+    pub fn needs_provider(self) -> bool {
+        self == Scenario::ProviderDegradation
+    }
 }
+
+/// The final answers a toll exit paid at the booth may get besides approve.
+pub const PAYMENT_DECLINES: &[&str] =
+    &["payment_failed", "payment_declined", "provider_unavailable"];
 
 /// How the phone made the code a tap shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +143,13 @@ pub struct OutageWindow {
     pub until_s: f64,
 }
 
+/// When the provider sandbox is degraded, in seconds from the start.
+#[derive(Debug, Clone, Copy)]
+pub struct DegradationWindow {
+    pub from_s: f64,
+    pub until_s: f64,
+}
+
 /// A run's plan: taps in time order, expectations per class, riders needed.
 pub struct Plan {
     pub scenario: Scenario,
@@ -136,6 +159,7 @@ pub struct Plan {
     pub expectations: Vec<(&'static str, Expected)>,
     pub riders: usize,
     pub outage: Option<OutageWindow>,
+    pub degradation: Option<DegradationWindow>,
 }
 
 fn gate_of(fleet: &Fleet, rng: &mut impl Rng, mode: Mode, place: usize, dir: Direction) -> usize {
@@ -166,7 +190,12 @@ pub fn plan(
         shape: Shape::Constant,
         bursts: Vec::new(),
         toll_share: 0.1,
+        dedicated_drivers: false,
     };
+    if scenario == Scenario::ProviderDegradation {
+        demand.toll_share = 0.3;
+        demand.dedicated_drivers = true;
+    }
     if scenario == Scenario::RushHour {
         demand.shape = Shape::DayCurve;
         // A train at the busiest station in each peak; its exits arrive within two seconds.
@@ -192,6 +221,12 @@ pub fn plan(
                 .iter()
                 .any(|b| journey.exit_s >= b.at_s && journey.exit_s <= b.at_s + b.spread_s);
         let mut class = if burst { "train_burst" } else { "journey" };
+        if scenario == Scenario::ProviderDegradation {
+            class = match journey.mode {
+                Mode::Metro => "metro",
+                Mode::Toll => "toll_entry",
+            };
+        }
         let (mut device, mut gate) = (0i64, 0i64);
         if scenario == Scenario::ClockSkew && journey.mode == Mode::Metro {
             // One journey in five has a clock problem; which one decides what must happen.
@@ -222,7 +257,10 @@ pub fn plan(
                 code: CodeKind::Fresh,
                 device_clock_offset_ms: device,
                 gate_clock_offset_ms: gate,
-                class,
+                class: match (class, direction) {
+                    ("toll_entry", Direction::Exit) => "toll_exit",
+                    _ => class,
+                },
             });
         }
     }
@@ -336,6 +374,13 @@ pub fn plan(
             ("after_outage", Expected::ApproveOr(UPLOAD_ORDER)),
         ];
     }
+    if scenario == Scenario::ProviderDegradation {
+        expectations = vec![
+            ("metro", Expected::Approve),
+            ("toll_entry", Expected::Approve),
+            ("toll_exit", Expected::ApproveOr(PAYMENT_DECLINES)),
+        ];
+    }
     // Sort by time, keeping replay references pointing at the right taps.
     let mut order: Vec<usize> = (0..taps.len()).collect();
     order.sort_by(|&a, &b| taps[a].at_s.total_cmp(&taps[b].at_s));
@@ -357,6 +402,10 @@ pub fn plan(
         expectations,
         riders,
         outage: (scenario == Scenario::Outage).then_some(OutageWindow {
+            from_s: duration_s / 3.0,
+            until_s: duration_s * 2.0 / 3.0,
+        }),
+        degradation: (scenario == Scenario::ProviderDegradation).then_some(DegradationWindow {
             from_s: duration_s / 3.0,
             until_s: duration_s * 2.0 / 3.0,
         }),
@@ -449,6 +498,93 @@ pub fn checks(plan: &Plan, rec: &Recorder) -> Vec<Check> {
                 o.reupload_identical, o.reupload_different
             ),
             passed: o.reupload_identical > 0 && o.reupload_different == 0,
+        });
+    }
+    out
+}
+
+/// The checks of a run with the payment provider (toll exits paid at the booth, wallets bound),
+/// from what the lanes saw and what the gateway and the sandbox hold after settling.
+pub fn provider_checks(
+    plan: &Plan,
+    rec: &Recorder,
+    figures: &crate::provider::ProviderFigures,
+) -> Vec<Check> {
+    let p = &rec.paid;
+    let toll_exits = plan
+        .taps
+        .iter()
+        .filter(|t| t.direction == Direction::Exit && t.vehicle_class.is_some())
+        .count() as u64;
+    let toll_exits = toll_exits.saturating_sub(p.toll_exits_buffered);
+    let mut out = vec![
+        Check {
+            name: "every toll exit paid at the booth got exactly one final answer".into(),
+            expected: format!("{toll_exits} final answers, 0 unfinished"),
+            observed: format!(
+                "{} final, {} unfinished; {} answered 409 payment_in_progress first and were \
+                 final on repeat ({} repeats)",
+                p.toll_exits_final,
+                p.toll_exits_unfinished,
+                p.toll_exits_in_progress,
+                p.toll_exit_repeats
+            ),
+            passed: p.toll_exits_final == toll_exits && p.toll_exits_unfinished == 0,
+        },
+        Check {
+            name: "a final toll-exit answer repeated is byte-identical".into(),
+            expected: format!("{} identical", p.toll_exits_final),
+            observed: format!(
+                "{} identical, {} different",
+                p.final_repeat_identical, p.final_repeat_different
+            ),
+            passed: p.final_repeat_different == 0 && p.final_repeat_identical == p.toll_exits_final,
+        },
+        Check {
+            name: "after settling, no charge of the run is pending or paying".into(),
+            expected: "0 pending, 0 paying".into(),
+            observed: format!(
+                "{} pending, {} paying ({} ms after the run)",
+                figures.pending_after, figures.paying_after, figures.settle_ms
+            ),
+            passed: figures.pending_after == 0 && figures.paying_after == 0,
+        },
+        Check {
+            name: "paid at the provider = captured in the journal = charged at lanes and gates"
+                .into(),
+            expected: format!(
+                "{} fen (toll {} + metro {})",
+                figures.toll_told_fen + figures.metro_told_fen,
+                figures.toll_told_fen,
+                figures.metro_told_fen
+            ),
+            observed: format!(
+                "wallets paid {} fen, journal provider_clearing + provider_fees {} fen",
+                figures.wallets_paid_fen, figures.ledger_captured_fen
+            ),
+            passed: figures.wallets_paid_fen == figures.ledger_captured_fen
+                && figures.ledger_captured_fen == figures.toll_told_fen + figures.metro_told_fen,
+        },
+        Check {
+            name: "every journal transaction balances".into(),
+            expected: "0 unbalanced".into(),
+            observed: format!("{} unbalanced", figures.ledger_unbalanced_transactions),
+            passed: figures.ledger_unbalanced_transactions == 0,
+        },
+    ];
+    if let Some(window) = plan.degradation {
+        out.push(Check {
+            name: "the provider was degraded for the middle third, then restored".into(),
+            expected: format!(
+                "degraded from {:.1} s, restored at {:.1} s",
+                window.from_s, window.until_s
+            ),
+            observed: match (p.degraded_from_s, p.restored_at_s) {
+                (Some(a), Some(b)) => format!("degraded from {a:.1} s, restored at {b:.1} s"),
+                (Some(a), None) => format!("degraded from {a:.1} s, never restored"),
+                _ => "never degraded".into(),
+            },
+            passed: p.degraded_from_s.is_some() && p.restored_at_s.is_some(),
         });
     }
     out

@@ -4,7 +4,8 @@
 
 use std::time::Instant;
 
-use terminal_sim::{GateVerify, RunOptions, Scenario, Sim, Target};
+use terminal_sim::{GateVerify, ProviderTarget, RunOptions, Scenario, Sim, Target};
+use turnpike_tests::provider::{PaidEnv, APP_ID};
 use turnpike_tests::{Db, Env, ADMIN_TOKEN};
 
 /// Offered taps per second: enough for hundreds of taps, small enough for CI's two cores.
@@ -138,4 +139,80 @@ async fn rush_hour_bursts_are_approved() {
         return;
     };
     assert!(report.outcomes["train_burst"]["approve"] > 0);
+}
+
+/// The gateway's provider call timeout and toll budget in the degradation test: short, so that
+/// hangs and settling fit a brief run.
+const CALL_TIMEOUT_MS: u64 = 1_000;
+const TOLL_BUDGET_MS: u64 = 3_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_degradation_never_holds_metro_and_settles_every_toll_exit_exactly_once() {
+    // Proves that with the provider degraded for the middle third of the run (200–800 ms
+    // latency on pay and query, 10% hangs past the call timeout, 10% 5xx): every metro tap is
+    // approved, every toll exit paid at the booth gets exactly one final answer (approve or a
+    // payment decline, possibly after 409 payment_in_progress and a repeat) and a repeat of it
+    // is byte-identical, no charge is left pending or paying once the capture worker settled,
+    // and what left the wallets at the provider equals what the journal captured and what the
+    // lanes and gates were told.
+    let Some(p) = PaidEnv::start(Db::Postgres, |c| {
+        c.provider.call_timeout_ms = CALL_TIMEOUT_MS;
+        c.charging.toll_budget_ms = TOLL_BUDGET_MS;
+    })
+    .await
+    else {
+        return;
+    };
+    let target = Target {
+        terminal_url: p.env.gw.terminal_base.clone(),
+        public_url: p.env.gw.public_base.clone(),
+        certs: p.env.gw.certs.clone(),
+        admin_token: ADMIN_TOKEN.into(),
+    };
+    let options = RunOptions {
+        gate_verify: GateVerify::Inline,
+        progress: false,
+        work_dir: p.env.scratch.0.join("gate-buffers"),
+    };
+    let started = Instant::now();
+    let mut sim = Sim::connect(target, 3).await.expect("connecting the fleet");
+    sim.use_provider(ProviderTarget {
+        app_id: APP_ID.into(),
+        call_timeout_ms: CALL_TIMEOUT_MS,
+        // Codes of the first half's exits before the clock starts, the rest during the run
+        // (2 s before each exit), so both ways are exercised.
+        codes_ahead_s: 4.5,
+        code_lead_s: 2.0,
+        ..ProviderTarget::new(&p.sandbox.base_url)
+    })
+    .expect("the sandbox");
+    let plan = sim.plan(Scenario::ProviderDegradation, 90.0, 9.0);
+    let report = sim
+        .run(&plan, &options)
+        .await
+        .expect("running the scenario");
+    eprintln!(
+        "{}({:.1} s)",
+        report.summary(),
+        started.elapsed().as_secs_f64()
+    );
+    for check in &report.checks {
+        assert!(
+            check.passed,
+            "{}: expected {}, observed {}",
+            check.name, check.expected, check.observed
+        );
+    }
+    assert!(report.passed);
+    assert!(report.outcomes["metro"]["approve"] > 0);
+    assert!(report.outcomes["toll_exit"].values().sum::<u64>() > 0);
+    let figures = report.provider.as_ref().expect("provider figures");
+    assert!(figures.codes_ahead > 0 && figures.codes_during_run > 0);
+    assert!(figures.toll_told_fen > 0 && figures.metro_told_fen > 0);
+    assert_eq!(figures.wallets_paid_fen, figures.ledger_captured_fen);
+    let toll = report
+        .toll_exit_latency_ms
+        .as_ref()
+        .expect("toll exit latency");
+    assert!(toll.p50 > 0.0 && toll.p50 <= toll.max);
 }
