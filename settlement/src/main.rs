@@ -1,83 +1,328 @@
-//! `settlement`: what each operator is owed for a business day.
+//! `settlement`: settle a business day, serve the finance review UI, manage its users.
 //!
-//! This first version reads the gateway's closed journeys for one business day and prints, per
-//! operator and close reason, the journey count, the fares (list prices) and the charges (after
-//! daily caps). Three-way reconciliation against the provider's bill and the operators' exports,
-//! the double-entry journal and the finance review UI come with the settlement issue.
+//! Thin: parse arguments, set up logs, connect the store, call the library.
 
-use clap::Parser;
-use serde::Serialize;
-use turnpike_wire::{Currency, Money};
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use settlement::run::{run_day, GatewayInput, RunConfig};
+use settlement::store::Store;
 
 #[derive(Parser)]
 #[command(
     name = "settlement",
-    about = "Turnpike settlement: a business day's totals per operator"
+    about = "Turnpike settlement: nightly reconciliation and the finance review UI"
 )]
 struct Args {
-    /// The gateway's database (`sqlite://…` or `postgres://…`).
-    #[arg(long, env = "TURNPIKE_DATABASE__URL")]
-    database: String,
-    /// Business day, YYYY-MM-DD, in each operator's time zone.
-    #[arg(long)]
-    date: String,
-    /// Only this operator.
-    #[arg(long)]
-    operator: Option<String>,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    json: bool,
+    /// Settlement's database (`sqlite://…` or `postgres://…`); the gateway's database when
+    /// the gateway's ledger is read from it.
+    #[arg(long, global = true, env = "TURNPIKE_DATABASE__URL")]
+    database: Option<String>,
+    #[command(subcommand)]
+    command: Command,
 }
 
-#[derive(Serialize)]
-struct Line {
-    operator_id: String,
-    close_reason: String,
-    journeys: i64,
-    fares: Money,
-    charges: Money,
+#[derive(clap::Args, Clone)]
+struct Inputs {
+    /// Gateway export v1 file(s); without it the gateway's ledger is read from --database.
+    #[arg(long = "gateway-export")]
+    gateway_exports: Vec<PathBuf>,
+    /// The provider's daily bill file(s) (CSV, UTF-8 or GBK).
+    #[arg(long = "provider-bill")]
+    provider_bills: Vec<PathBuf>,
+    /// An operator's gate/booth export: OPERATOR_ID=FILE (repeat per operator).
+    #[arg(long = "operator-export", value_parser = parse_operator_export)]
+    operator_exports: Vec<(String, PathBuf)>,
+    /// Scratch directory (the gateway export written from the database goes there).
+    #[arg(long, default_value = "target/settlement-work")]
+    work_dir: PathBuf,
+    /// Also write the outputs as files under DIR/<day>/.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Settle a business day: reconcile, check, store the statement, exceptions and payouts.
+    Run {
+        /// Business day, YYYY-MM-DD, in the operators' time zone.
+        #[arg(long)]
+        date: String,
+        /// Only this operator.
+        #[arg(long)]
+        operator: Option<String>,
+        #[command(flatten)]
+        inputs: Inputs,
+    },
+    /// Reopen an approved (locked) day, with a reason kept in the audit trail.
+    Reopen {
+        #[arg(long)]
+        date: String,
+        #[arg(long)]
+        reason: String,
+        /// Who reopens it (recorded in the audit trail).
+        #[arg(long, env = "USER", default_value = "cli")]
+        actor: String,
+    },
+    /// Finance users of the review UI.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Write the gateway's ledger of a day as a gateway export v1 file.
+    ExportGateway {
+        #[arg(long)]
+        date: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Serve the finance review UI, and run the nightly job at a local time.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: String,
+        /// Local time of the nightly run (HH:MM) in --time-zone; "off" disables it.
+        #[arg(long, default_value = "02:15")]
+        nightly_at: String,
+        #[arg(long, default_value = "Asia/Shanghai")]
+        time_zone: String,
+        /// Nightly inputs: DIR/<day>/provider/*.csv and DIR/<day>/operators/<operator id>.csv.
+        #[arg(long, default_value = "settlement-inputs")]
+        inputs_dir: PathBuf,
+        /// Mark the session cookie Secure (when the UI is reached over TLS).
+        #[arg(long)]
+        cookie_secure: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user (or set a user's password). The password is read from
+    /// TURNPIKE_SETTLEMENT_PASSWORD or, if unset, from the first line of standard input.
+    Add {
+        #[arg(long)]
+        name: String,
+    },
+}
+
+fn parse_operator_export(s: &str) -> Result<(String, PathBuf), String> {
+    let (id, path) = s
+        .split_once('=')
+        .ok_or_else(|| "expected OPERATOR_ID=FILE".to_string())?;
+    Ok((id.to_string(), PathBuf::from(path)))
+}
+
+fn parse_day(s: &str) -> anyhow::Result<jiff::civil::Date> {
+    s.parse()
+        .map_err(|e| anyhow::anyhow!("--date must be YYYY-MM-DD: {e}"))
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let args = Args::parse();
-    let date: jiff::civil::Date = args
-        .date
-        .parse()
-        .map_err(|e| anyhow::anyhow!("--date must be YYYY-MM-DD: {e}"))?;
-    let date = date.to_string();
-    let store = gateway::store::Store::connect(&args.database, 2).await?;
-    let mut lines = Vec::new();
-    for t in store.day_totals(&date).await? {
-        if args.operator.as_deref().is_some_and(|o| o != t.operator_id) {
-            continue;
-        }
-        let currency = Currency::parse(&t.currency).map_err(|e| anyhow::anyhow!("{e}"))?;
-        lines.push(Line {
-            operator_id: t.operator_id,
-            close_reason: t.close_reason,
-            journeys: t.journeys,
-            fares: Money::from_minor(t.fares_minor, currency),
-            charges: Money::from_minor(t.charges_minor, currency),
-        });
-    }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&lines)?);
-    } else {
-        println!("business day {date}");
-        for l in &lines {
+    let Some(url) = args.database.clone() else {
+        bail!("--database (or TURNPIKE_DATABASE__URL) is required");
+    };
+    match args.command {
+        Command::Run {
+            date,
+            operator,
+            inputs,
+        } => {
+            let business_day = parse_day(&date)?;
+            let store = Store::connect(&url, 4).await?;
+            let config = run_config(business_day, operator, inputs);
+            let report = run_day(&store, settlement::engine(), &config).await?;
             println!(
-                "{:<16} {:<14} {:>7} journeys  fares {:>14}  charges {:>14}",
-                l.operator_id,
-                l.close_reason,
-                l.journeys,
-                l.fares.to_string(),
-                l.charges.to_string()
+                "settled {} (run {}): inputs {} outputs {}{}",
+                report.outcome.business_day,
+                report.run_id,
+                &report.inputs_sha256[..16],
+                &report.outputs_sha256[..16],
+                if report.same_as_previous {
+                    " — identical to the previous run"
+                } else {
+                    ""
+                }
+            );
+            for op in &report.outcome.operators {
+                let net = op
+                    .figure("net_payable")
+                    .map(|f| f.amount_minor)
+                    .unwrap_or(0);
+                println!(
+                    "  {:<16} net payable {:>16}  exceptions {}",
+                    op.operator_id,
+                    settlement::web::money(net, &op.currency),
+                    op.exceptions.len()
+                );
+            }
+        }
+        Command::Reopen {
+            date,
+            reason,
+            actor,
+        } => {
+            let day = parse_day(&date)?.to_string();
+            let store = Store::connect(&url, 2).await?;
+            if store.reopen_day(&day, &actor, &reason).await? {
+                println!("reopened {day}");
+            } else {
+                println!("{day} was not approved; nothing to reopen");
+            }
+        }
+        Command::User {
+            command: UserCommand::Add { name },
+        } => {
+            let password = match std::env::var("TURNPIKE_SETTLEMENT_PASSWORD") {
+                Ok(p) => p,
+                Err(_) => {
+                    let mut line = String::new();
+                    std::io::stdin().lock().read_line(&mut line)?;
+                    line.trim_end_matches(['\r', '\n']).to_string()
+                }
+            };
+            if password.chars().count() < settlement::auth::PASSWORD_CHARS_MIN {
+                bail!(
+                    "the password needs at least {} characters",
+                    settlement::auth::PASSWORD_CHARS_MIN
+                );
+            }
+            let store = Store::connect(&url, 2).await?;
+            store
+                .upsert_user(&name, &settlement::auth::hash_password(&password)?)
+                .await?;
+            println!("user {name} saved");
+        }
+        Command::ExportGateway { date, out } => {
+            let day = parse_day(&date)?.to_string();
+            let store = Store::connect(&url, 2).await?;
+            let window = settlement::DayWindow::shanghai(parse_day(&date)?)?;
+            let (start_ms, end_ms) = window.bounds_ms();
+            let records = store.gateway_records(start_ms, end_ms).await?;
+            std::fs::write(&out, settlement::run::gateway_export_v1(&records))
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "{} records of {day} written to {}",
+                records.len(),
+                out.display()
             );
         }
-        if lines.is_empty() {
-            println!("no closed journeys");
+        Command::Serve {
+            listen,
+            nightly_at,
+            time_zone,
+            inputs_dir,
+            cookie_secure,
+        } => {
+            // Bad configuration stops here, before a port is bound.
+            let tz = jiff::tz::TimeZone::get(&time_zone).context("--time-zone")?;
+            let nightly = if nightly_at == "off" {
+                None
+            } else {
+                Some(
+                    nightly_at
+                        .parse::<jiff::civil::Time>()
+                        .context("--nightly-at must be HH:MM or off")?,
+                )
+            };
+            let store = Store::connect(&url, 8).await?;
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
+            println!("finance review UI on http://{}", listener.local_addr()?);
+            if let Some(at) = nightly {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    loop {
+                        let Ok((when, day)) =
+                            settlement::schedule::next_run(jiff::Timestamp::now(), &tz, at)
+                        else {
+                            return;
+                        };
+                        let wait = (when.as_millisecond()
+                            - jiff::Timestamp::now().as_millisecond())
+                        .max(0);
+                        tracing::info!(%when, %day, "settlement: next nightly run");
+                        tokio::time::sleep(std::time::Duration::from_millis(wait as u64)).await;
+                        let dir = inputs_dir.join(day.to_string());
+                        let inputs = Inputs {
+                            gateway_exports: Vec::new(),
+                            provider_bills: csv_files(&dir.join("provider")),
+                            operator_exports: csv_files(&dir.join("operators"))
+                                .into_iter()
+                                .filter_map(|p| {
+                                    Some((p.file_stem()?.to_string_lossy().to_string(), p))
+                                })
+                                .collect(),
+                            work_dir: inputs_dir.join("work"),
+                            out: None,
+                        };
+                        match run_day(&store, settlement::engine(), &run_config(day, None, inputs))
+                            .await
+                        {
+                            Ok(r) => {
+                                tracing::info!(%day, run_id = r.run_id, "settlement: nightly run done")
+                            }
+                            Err(e) => {
+                                tracing::error!(%day, error = %format!("{e:#}"), "settlement: nightly run failed")
+                            }
+                        }
+                    }
+                });
+            }
+            let shutdown = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            settlement::web::serve(
+                listener,
+                store.clone(),
+                settlement::web::WebConfig { cookie_secure },
+                shutdown,
+            )
+            .await?;
+            store.close().await;
         }
     }
     Ok(())
+}
+
+fn run_config(
+    business_day: jiff::civil::Date,
+    operator: Option<String>,
+    inputs: Inputs,
+) -> RunConfig {
+    RunConfig {
+        business_day,
+        operator,
+        gateway: if inputs.gateway_exports.is_empty() {
+            GatewayInput::Database
+        } else {
+            GatewayInput::Files(inputs.gateway_exports)
+        },
+        provider_bills: inputs.provider_bills,
+        operator_exports: inputs.operator_exports,
+        work_dir: inputs.work_dir,
+        out_dir: inputs.out,
+    }
+}
+
+/// The `.csv` files of a directory, sorted (none if it does not exist).
+fn csv_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "csv"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
 }

@@ -1,0 +1,46 @@
+//! `settlement`: the nightly settlement of a business day.
+//!
+//! Reads the day's three inputs — the gateway's export of its money records, the provider's
+//! daily bill, each operator's export of its gate and booth transactions — reconciles them
+//! three ways, and computes each operator's money and a double-entry journal that must balance.
+//!
+//! # Layout
+//! - [`formats`]: the input formats and their streaming, parallel readers (errors with file, line
+//!   and reason; nothing dropped silently). Documented in `docs/settlement-formats.md`.
+//! - [`recon`]: [`reconcile`] — the three-way matching; every row ends in exactly one item and
+//!   every item in exactly one [`Class`].
+//! - [`money`]: fee contracts, per-operator totals, the journal and its balance check.
+//! - [`day`]: the business day window (time zone, cut-off).
+//! - [`error`]: [`SettlementError`] and [`InputError`].
+//!
+//! It deliberately does not: talk to a database or the network, write files (a caller persists
+//! a [`Reconciliation`] only after [`reconcile`] succeeded, so a failed run leaves nothing
+//! partial), or carry items across days by itself (it reports `other_day` items with the day they
+//! belong to).
+
+pub mod day;
+pub mod error;
+pub mod formats;
+pub mod money;
+pub mod recon;
+
+pub use day::DayWindow;
+pub use error::{InputError, InputErrorKind, SettlementError};
+pub use formats::provider::{BillFile, Encoding};
+pub use money::{Account, FeeContract, Journal, JournalEntry, JournalLine, Totals};
+pub use recon::{
+    reconcile, Class, ClassCounts, FeeException, InputFile, Item, MismatchReason, OperatorFile,
+    OperatorSettlement, ReconConfig, ReconInput, Reconciliation, RowCounts, RowRef, Side,
+};
+
+// The settlement run, its storage and the finance review UI (a database and the network are
+// theirs, not the engine's): outcome, outputs, run, store, web, auth, schedule, engine.
+pub mod auth;
+pub mod engine;
+pub mod outcome;
+pub mod outputs;
+pub mod run;
+pub mod schedule;
+pub mod store;
+pub mod web;
+pub use engine::engine;

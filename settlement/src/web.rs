@@ -1,0 +1,891 @@
+//! The finance review UI: server-rendered HTML (maud), no scripts, no front-end build.
+//!
+//! Pages: days and operators with totals and status (`/`), a day (`/days/{day}`: statements,
+//! approve, audit trail), a statement (`/days/{day}/operators/{op}`) with drill-down to the
+//! records behind each figure, the exceptions queue with filters (`/exceptions`), resolving an
+//! exception (accept, write off, adjust, chase provider; note mandatory), CSV export.
+//! Every page needs a session; every POST checks the session's CSRF token. Only `store` speaks
+//! SQL; this module turns requests into store calls and rows into HTML.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use maud::{html, Markup, DOCTYPE};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+
+use crate::auth;
+use crate::outcome::FIGURES;
+use crate::store::{sha256_hex, ExceptionFilter, SessionRow, Store, StoreError};
+
+const SESSION_COOKIE: &str = "tp_session";
+const LOGIN_CSRF_COOKIE: &str = "tp_login_csrf";
+/// How long a session lasts without logging in again: one working day.
+pub const SESSION_TTL_MS: i64 = 12 * 3600 * 1000;
+/// Longest note kept with a resolution or a reopening.
+pub const NOTE_CHARS_MAX: usize = 2000;
+/// Bound on form bodies (login, resolve, approve are all tiny).
+const FORM_BYTES_MAX: usize = 16 * 1024;
+
+pub const ACTIONS: [(&str, &str); 4] = [
+    ("accept", "Accept"),
+    ("write_off", "Write off"),
+    ("adjust", "Adjust"),
+    ("chase_provider", "Chase provider"),
+];
+
+#[derive(Clone)]
+pub struct WebConfig {
+    /// Mark the session cookie `Secure` (set when the UI is served over TLS, e.g. behind a proxy).
+    pub cookie_secure: bool,
+}
+
+#[derive(Clone)]
+struct AppState {
+    store: Store,
+    config: Arc<WebConfig>,
+}
+
+pub fn router(store: Store, config: WebConfig) -> Router {
+    let state = AppState {
+        store,
+        config: Arc::new(config),
+    };
+    Router::new()
+        .route("/", get(days_page))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/days/{day}", get(day_page))
+        .route("/days/{day}/approve", post(approve))
+        .route("/days/{day}/operators/{op}", get(statement_page))
+        .route(
+            "/days/{day}/operators/{op}/figures/{figure}",
+            get(figure_page),
+        )
+        .route("/days/{day}/operators/{op}/files/{name}", get(output_file))
+        .route("/exceptions", get(exceptions_page))
+        .route("/exceptions.csv", get(exceptions_csv))
+        .route("/exceptions/{day}/{key}", get(exception_page).post(resolve))
+        .layer(axum::extract::DefaultBodyLimit::max(FORM_BYTES_MAX))
+        .with_state(state)
+}
+
+/// Serves the UI on a bound listener until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    store: Store,
+    config: WebConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(store, config))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+// ----- errors -----
+
+struct WebError(StatusCode, String);
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        let body = layout("Error", None, html! { p.error { (self.1) } });
+        (self.0, body).into_response()
+    }
+}
+
+impl From<sqlx::Error> for WebError {
+    fn from(e: sqlx::Error) -> Self {
+        tracing::error!(error = %e, "settlement ui: database error");
+        WebError(StatusCode::INTERNAL_SERVER_ERROR, "database error".into())
+    }
+}
+
+impl From<StoreError> for WebError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::DayLocked(_) => WebError(StatusCode::CONFLICT, e.to_string()),
+            StoreError::NoSuchException => WebError(StatusCode::NOT_FOUND, e.to_string()),
+            StoreError::EmptyNote => WebError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+            StoreError::Db(d) => d.into(),
+        }
+    }
+}
+
+type WebResult = Result<Response, WebError>;
+
+// ----- sessions -----
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+async fn session(state: &AppState, headers: &HeaderMap) -> Result<Option<SessionRow>, WebError> {
+    match cookie(headers, SESSION_COOKIE) {
+        Some(token) => Ok(state.store.session(&sha256_hex(token.as_bytes())).await?),
+        None => Ok(None),
+    }
+}
+
+/// The session, or a redirect to the login page.
+async fn require(state: &AppState, headers: &HeaderMap) -> Result<SessionRow, Response> {
+    match session(state, headers).await {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err(Redirect::to("/login").into_response()),
+        Err(e) => Err(e.into_response()),
+    }
+}
+
+/// The session, if the form's CSRF token is the session's; else 403.
+async fn require_post(
+    state: &AppState,
+    headers: &HeaderMap,
+    csrf: &str,
+) -> Result<SessionRow, Response> {
+    let s = require(state, headers).await?;
+    if !auth::tokens_equal(&s.csrf_token, csrf) {
+        return Err(WebError(StatusCode::FORBIDDEN, "invalid CSRF token".into()).into_response());
+    }
+    Ok(s)
+}
+
+fn set_cookie(config: &WebConfig, name: &str, value: &str, max_age_s: i64) -> HeaderValue {
+    let secure = if config.cookie_secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}"
+    ))
+    .expect("cookie characters are hex and ASCII")
+}
+
+// ----- layout -----
+
+const CSS: &str = "
+body{font-family:system-ui,sans-serif;margin:0;color:#1d2430;background:#f6f7f9}
+header{background:#17324d;color:#fff;padding:.6rem 1.5rem;display:flex;gap:1.5rem;align-items:center}
+header a{color:#fff;text-decoration:none;font-weight:600}
+header form{margin-left:auto}
+main{padding:1.2rem 1.5rem;max-width:1100px}
+table{border-collapse:collapse;background:#fff;margin:.6rem 0 1.2rem;min-width:480px}
+th,td{border:1px solid #d5d9e0;padding:.35rem .7rem;text-align:left}
+th{background:#eef1f5}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+.status-approved{color:#0a6b2d;font-weight:600}.status-open{color:#8a5a00;font-weight:600}
+.error{color:#a40000;font-weight:600}.muted{color:#667}
+button{padding:.35rem .9rem;cursor:pointer}
+form.inline{display:inline}
+label{margin-right:.8rem}
+textarea{width:100%;max-width:560px;height:5rem}
+";
+
+fn layout(title: &str, user: Option<&SessionRow>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { (title) " — Turnpike settlement" }
+                style { (maud::PreEscaped(CSS)) }
+            }
+            body {
+                header {
+                    a href="/" { "Turnpike settlement" }
+                    @if let Some(u) = user {
+                        a href="/" { "Days" }
+                        a href="/exceptions?state=open" { "Exceptions" }
+                        form method="post" action="/logout" {
+                            input type="hidden" name="csrf" value=(u.csrf_token);
+                            span { (u.user_name) " " }
+                            button type="submit" id="logout" { "Log out" }
+                        }
+                    }
+                }
+                main {
+                    h1 { (title) }
+                    (body)
+                }
+            }
+        }
+    }
+}
+
+/// `1234` CNY minor units → "12.34 CNY"; exact, from integer minor units.
+pub fn money(amount_minor: i64, currency: &str) -> String {
+    let sign = if amount_minor < 0 { "-" } else { "" };
+    let a = amount_minor.unsigned_abs();
+    format!("{sign}{}.{:02} {currency}", a / 100, a % 100)
+}
+
+fn page(title: &str, user: &SessionRow, body: Markup) -> Response {
+    layout(title, Some(user), body).into_response()
+}
+
+fn valid_day(day: &str) -> Result<(), WebError> {
+    day.parse::<jiff::civil::Date>()
+        .map(|_| ())
+        .map_err(|_| WebError(StatusCode::NOT_FOUND, "no such day".into()))
+}
+
+// ----- login -----
+
+async fn login_page(State(state): State<AppState>) -> Response {
+    let csrf = auth::random_token();
+    let body = html! {
+        form method="post" action="/login" {
+            input type="hidden" name="csrf" value=(csrf);
+            p { label { "User " input type="text" name="name" id="name" autocomplete="username"; } }
+            p { label { "Password " input type="password" name="password" id="password" autocomplete="current-password"; } }
+            button type="submit" id="login" { "Log in" }
+        }
+    };
+    let mut resp = layout("Log in", None, body).into_response();
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(&state.config, LOGIN_CSRF_COOKIE, &csrf, 600),
+    );
+    resp
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    name: String,
+    password: String,
+    csrf: String,
+}
+
+async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> WebResult {
+    // Login CSRF: the form's token must equal the one in its own SameSite=Strict cookie.
+    let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
+    if expected.is_empty() || !auth::tokens_equal(&expected, &f.csrf) {
+        return Err(WebError(StatusCode::FORBIDDEN, "invalid CSRF token".into()));
+    }
+    let user = state.store.user(&f.name).await?;
+    let ok = match &user {
+        Some((_, phc)) => auth::verify_password(&f.password, phc),
+        // Hash anyway so an unknown name takes as long as a wrong password.
+        None => {
+            let _ = auth::hash_password(&f.password);
+            false
+        }
+    };
+    let Some((user_id, _)) = user.filter(|_| ok) else {
+        tracing::info!(user = %f.name, "settlement ui: login refused");
+        let body = html! {
+            p.error id="login-error" { "Wrong user name or password." }
+            p { a href="/login" { "Try again" } }
+        };
+        return Ok((StatusCode::UNAUTHORIZED, layout("Log in", None, body)).into_response());
+    };
+    let token = auth::random_token();
+    state
+        .store
+        .create_session(
+            &sha256_hex(token.as_bytes()),
+            user_id,
+            &auth::random_token(),
+            crate::store::now_ms() + SESSION_TTL_MS,
+        )
+        .await?;
+    tracing::info!(user = %f.name, "settlement ui: logged in");
+    let mut resp = Redirect::to("/").into_response();
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(&state.config, SESSION_COOKIE, &token, SESSION_TTL_MS / 1000),
+    );
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(&state.config, LOGIN_CSRF_COOKIE, "", 0),
+    );
+    Ok(resp)
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<CsrfForm>,
+) -> WebResult {
+    if let Err(r) = require_post(&state, &headers, &f.csrf).await {
+        return Ok(r);
+    }
+    if let Some(token) = cookie(&headers, SESSION_COOKIE) {
+        state
+            .store
+            .delete_session(&sha256_hex(token.as_bytes()))
+            .await?;
+    }
+    let mut resp = Redirect::to("/login").into_response();
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(&state.config, SESSION_COOKIE, "", 0),
+    );
+    Ok(resp)
+}
+
+// ----- days -----
+
+async fn days_page(State(state): State<AppState>, headers: HeaderMap) -> WebResult {
+    let user = match require(&state, &headers).await {
+        Ok(u) => u,
+        Err(r) => return Ok(r),
+    };
+    let rows = state.store.day_summaries().await?;
+    let body = html! {
+        @if rows.is_empty() {
+            p.muted { "No settlement runs yet. Run " code { "settlement run --date YYYY-MM-DD" } "." }
+        } @else {
+            table id="days" {
+                tr { th { "Business day" } th { "Operator" } th { "Gross" } th { "Net payable" } th { "Open exceptions" } th { "Status" } }
+                @for r in &rows {
+                    tr {
+                        td { a href={ "/days/" (r.business_day) } { (r.business_day) } }
+                        td { a href={ "/days/" (r.business_day) "/operators/" (r.operator_id) } { (r.operator_id) } }
+                        td.num { (money(r.gross_minor, &r.currency)) }
+                        td.num { (money(r.net_payable_minor, &r.currency)) }
+                        td.num { (r.exceptions_open) }
+                        td { span class={ "status-" (r.status) } { (r.status) } }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page("Settlement days", &user, body))
+}
+
+async fn day_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(day): Path<String>,
+) -> WebResult {
+    let user = match require(&state, &headers).await {
+        Ok(u) => u,
+        Err(r) => return Ok(r),
+    };
+    valid_day(&day)?;
+    let rows: Vec<_> = state
+        .store
+        .day_summaries()
+        .await?
+        .into_iter()
+        .filter(|r| r.business_day == day)
+        .collect();
+    let status = state.store.day_status(&day).await?;
+    let audit = state.store.audit(&day).await?;
+    let body = html! {
+        p { "Status: " span id="day-status" class={ "status-" (status) } { (status) } }
+        table id="operators" {
+            tr { th { "Operator" } th { "Gross" } th { "Net payable" } th { "Open exceptions" } }
+            @for r in &rows {
+                tr {
+                    td { a href={ "/days/" (day) "/operators/" (r.operator_id) } { (r.operator_id) } }
+                    td.num { (money(r.gross_minor, &r.currency)) }
+                    td.num { (money(r.net_payable_minor, &r.currency)) }
+                    td.num { a href={ "/exceptions?day=" (day) "&operator=" (r.operator_id) "&state=open" } { (r.exceptions_open) } }
+                }
+            }
+        }
+        @if status == "approved" {
+            p id="locked" { "This day is approved and locked. Reopening needs " code { "settlement reopen --date " (day) " --reason …" } "." }
+        } @else {
+            form method="post" action={ "/days/" (day) "/approve" } {
+                input type="hidden" name="csrf" value=(user.csrf_token);
+                button type="submit" id="approve" { "Approve day (locks it)" }
+            }
+        }
+        h2 { "Audit trail" }
+        table id="audit" {
+            tr { th { "When (UTC)" } th { "Who" } th { "Action" } th { "Detail" } }
+            @for a in &audit {
+                tr { td { (utc(a.at_ms)) } td { (a.actor) } td { (a.action) } td { (a.detail) } }
+            }
+        }
+    };
+    Ok(page(&format!("Business day {day}"), &user, body))
+}
+
+fn utc(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+async fn approve(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(day): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> WebResult {
+    let user = match require_post(&state, &headers, &f.csrf).await {
+        Ok(u) => u,
+        Err(r) => return Ok(r),
+    };
+    valid_day(&day)?;
+    if state
+        .store
+        .statement_days()
+        .await?
+        .iter()
+        .all(|d| *d != day)
+    {
+        return Err(WebError(
+            StatusCode::NOT_FOUND,
+            "no settlement run for this day".into(),
+        ));
+    }
+    state.store.approve_day(&day, &user.user_name).await?;
+    Ok(Redirect::to(&format!("/days/{day}")).into_response())
+}
+
+// ----- statement -----
+
+async fn statement_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((day, op)): Path<(String, String)>,
+) -> WebResult {
+    let user = match require(&state, &headers).await {
+        Ok(u) => u,
+        Err(r) => return Ok(r),
+    };
+    let lines = state.store.statement(&day, &op).await?;
+    if lines.is_empty() {
+        return Err(WebError(
+            StatusCode::NOT_FOUND,
+            "no statement for this day and operator".into(),
+        ));
+    }
+    let status = state.store.day_status(&day).await?;
+    let open = state
+        .store
+        .exceptions(&ExceptionFilter {
+            business_day: Some(day.clone()),
+            operator_id: Some(op.clone()),
+            class: None,
+            state: Some("open".into()),
+        })
+        .await?;
+    // Journal and class counts come from the stored statement.json of the newest run.
+    let stored: Option<crate::outcome::OperatorOutcome> = state
+        .store
+        .latest_output(&day, &format!("{op}/statement.json"))
+        .await?
+        .and_then(|f| serde_json::from_str::<serde_json::Value>(&f.body).ok())
+        .and_then(|v| serde_json::from_value(v.get("operator")?.clone()).ok());
+    let body = html! {
+        p { "Day " a href={ "/days/" (day) } { (day) } " · status " span class={ "status-" (status) } { (status) } }
+        table id="statement" {
+            tr { th { "Figure" } th { "Amount" } }
+            @for l in &lines {
+                tr {
+                    td { a class="figure" id={ "figure-" (l.figure) } href={ "/days/" (day) "/operators/" (op) "/figures/" (l.figure) } { (figure_label(&l.figure)) } }
+                    td.num { (money(l.amount_minor, &l.currency)) }
+                }
+            }
+        }
+        p { a href={ "/exceptions?day=" (day) "&operator=" (op) "&state=open" } { (open.len()) " open exception(s)" } }
+        @if let Some(o) = &stored {
+            h2 { "Records by class" }
+            table id="classes" {
+                tr { @for (class, _) in &o.class_counts { th { (class) } } }
+                tr { @for (_, n) in &o.class_counts { td.num { (n) } } }
+            }
+            h2 { "Journal (balances to zero)" }
+            table id="journal" {
+                tr { th { "Entry" } th { "Account" } th { "Debit" } th { "Credit" } }
+                @for j in &o.journal {
+                    tr {
+                        td { (j.entry) } td { (j.account) }
+                        td.num { @if j.debit_minor != 0 { (money(j.debit_minor, &o.currency)) } }
+                        td.num { @if j.credit_minor != 0 { (money(j.credit_minor, &o.currency)) } }
+                    }
+                }
+            }
+        }
+        p {
+            "Files: "
+            a href={ "/days/" (day) "/operators/" (op) "/files/statement.csv" } { "statement.csv" } " · "
+            a href={ "/days/" (day) "/operators/" (op) "/files/statement.json" } { "statement.json" } " · "
+            a href={ "/days/" (day) "/operators/" (op) "/files/payout.csv" } { "payout.csv" }
+            " · "
+            a href={ "/days/" (day) "/operators/" (op) "/files/statement.html" } { "statement.html" }
+        }
+    };
+    Ok(page(&format!("Statement {op} — {day}"), &user, body))
+}
+
+fn figure_label(name: &str) -> &str {
+    match name {
+        "gross" => "Gross fares and tolls",
+        "refunds" => "Refunds",
+        "provider_fees" => "Provider service fees",
+        "net_payable" => "Net payable",
+        other => other,
+    }
+}
+
+async fn figure_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((day, op, figure)): Path<(String, String, String)>,
+) -> WebResult {
+    let user = match require(&state, &headers).await {
+        Ok(u) => u,
+        Err(r) => return Ok(r),
+    };
+    if !FIGURES.contains(&figure.as_str()) {
+        return Err(WebError(StatusCode::NOT_FOUND, "no such figure".into()));
+    }
+    let lines = state.store.statement(&day, &op).await?;
+    let Some(line) = lines.iter().find(|l| l.figure == figure) else {
+        return Err(WebError(
+            StatusCode::NOT_FOUND,
+            "no statement for this day and operator".into(),
+        ));
+    };
+    let items = state.store.line_items(&day, &op, &figure).await?;
+    let body = html! {
+        p { a href={ "/days/" (day) "/operators/" (op) } { "← statement" } }
+        p { "Total: " strong id="figure-total" { (money(line.amount_minor, &line.currency)) } " from " (items.len()) " record(s)" }
+        table id="items" {
+            tr { th { "Reference" } th { "Class" } th { "Amount" } th { "Detail" } }
+            @for it in &items {
+                tr { td { code { (it.reference) } } td { (it.class) } td.num { (money(it.amount_minor, &line.currency)) } td { (it.detail) } }
+            }
+        }
+    };
+    Ok(page(
+        &format!("{} — {op} {day}", figure_label(&figure)),
+        &user,
+        body,
+    ))
+}
+
+async fn output_file(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((day, op, name)): Path<(String, String, String)>,
+) -> WebResult {
+    if let Err(r) = require(&state, &headers).await {
+        return Ok(r);
+    }
+    let file = state
+        .store
+        .latest_output(&day, &format!("{op}/{name}"))
+        .await?
+        .ok_or_else(|| WebError(StatusCode::NOT_FOUND, "no such file".into()))?;
+    Ok(download(
+        &file.content_type,
+        &format!("{day}-{op}-{name}"),
+        file.body,
+    ))
+}
+
+fn download(content_type: &str, filename: &str, body: String) -> Response {
+    let disposition = format!(
+        "attachment; filename=\"{}\"",
+        filename.replace(
+            |c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '.' && c != '_',
+            "_"
+        )
+    );
+    (
+        [
+            (header::CONTENT_TYPE, content_type.to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+// ----- exceptions -----
+
+#[derive(Deserialize, Default)]
+struct ExceptionQuery {
+    day: Option<String>,
+    operator: Option<String>,
+    class: Option<String>,
+    state: Option<String>,
+}
+
+impl ExceptionQuery {
+    fn filter(&self) -> ExceptionFilter {
+        let nonempty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+        ExceptionFilter {
+            business_day: nonempty(&self.day),
+            operator_id: nonempty(&self.operator),
+            class: nonempty(&self.class),
+            state: nonempty(&self.state).filter(|s| s == "open" || s == "resolved"),
+        }
+    }
+}
+
+async fn exceptions_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ExceptionQuery>,
+) -> WebResult {
+    let user = match require(&state, &headers).await {
+        Ok(u) => u,
+        Err(r) => return Ok(r),
+    };
+    let f = q.filter();
+    let rows = state.store.exceptions(&f).await?;
+    // The class choices come from every exception, so a filter never hides its own options.
+    let mut classes: Vec<String> = state
+        .store
+        .exceptions(&ExceptionFilter::default())
+        .await?
+        .into_iter()
+        .map(|e| e.class)
+        .collect();
+    classes.sort();
+    classes.dedup();
+    let sel = |v: &Option<String>, x: &str| v.as_deref() == Some(x);
+    let csv_query = format!(
+        "day={}&operator={}&class={}&state={}",
+        f.business_day.clone().unwrap_or_default(),
+        f.operator_id.clone().unwrap_or_default(),
+        f.class.clone().unwrap_or_default(),
+        f.state.clone().unwrap_or_default()
+    );
+    let body = html! {
+        form method="get" action="/exceptions" id="filters" {
+            label { "Day " input type="date" name="day" value=[f.business_day.as_deref()]; }
+            label { "Operator " input type="text" name="operator" size="12" value=[f.operator_id.as_deref()]; }
+            label { "Class "
+                select name="class" id="class" {
+                    option value="" { "any" }
+                    @for c in &classes { option value=(c) selected[sel(&f.class, c)] { (c) } }
+                }
+            }
+            label { "State "
+                select name="state" id="state" {
+                    option value="" selected[f.state.is_none()] { "any" }
+                    option value="open" selected[sel(&f.state, "open")] { "open" }
+                    option value="resolved" selected[sel(&f.state, "resolved")] { "resolved" }
+                }
+            }
+            button type="submit" id="filter" { "Filter" }
+        }
+        p { (rows.len()) " exception(s) · " a id="export-csv" href={ "/exceptions.csv?" (csv_query) } { "Export CSV" } }
+        table id="exceptions" {
+            tr { th { "Day" } th { "Operator" } th { "Class" } th { "Reference" } th { "Amount" } th { "Detail" } th { "State" } }
+            @for e in &rows {
+                tr class="exception" {
+                    td { (e.business_day) }
+                    td { (e.operator_id) }
+                    td { (e.class) }
+                    td { a class="resolve-link" href={ "/exceptions/" (e.business_day) "/" (e.key) } { code { (e.reference) } } }
+                    td.num { (money(e.amount_minor, &e.currency)) }
+                    td { (e.detail) }
+                    td { (e.resolution.as_deref().unwrap_or("open")) }
+                }
+            }
+        }
+    };
+    Ok(page("Exceptions", &user, body))
+}
+
+async fn exceptions_csv(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ExceptionQuery>,
+) -> WebResult {
+    if let Err(r) = require(&state, &headers).await {
+        return Ok(r);
+    }
+    let rows = state.store.exceptions(&q.filter()).await?;
+    let mut out = String::from(
+        "business_day,operator_id,class,reference,amount_minor,currency,state,detail\n",
+    );
+    for e in &rows {
+        out.push_str(&crate::outputs::csv_row(&[
+            &e.business_day,
+            &e.operator_id,
+            &e.class,
+            &e.reference,
+            &e.amount_minor.to_string(),
+            &e.currency,
+            e.resolution.as_deref().unwrap_or("open"),
+            &e.detail,
+        ]));
+    }
+    Ok(download("text/csv; charset=utf-8", "exceptions.csv", out))
+}
+
+async fn exception_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((day, key)): Path<(String, String)>,
+) -> WebResult {
+    let user = match require(&state, &headers).await {
+        Ok(u) => u,
+        Err(r) => return Ok(r),
+    };
+    exception_view(&state, &user, &day, &key, None).await
+}
+
+async fn exception_view(
+    state: &AppState,
+    user: &SessionRow,
+    day: &str,
+    key: &str,
+    error: Option<&str>,
+) -> WebResult {
+    let e = state
+        .store
+        .exceptions(&ExceptionFilter {
+            business_day: Some(day.into()),
+            ..Default::default()
+        })
+        .await?
+        .into_iter()
+        .find(|e| e.key == key)
+        .ok_or_else(|| WebError(StatusCode::NOT_FOUND, "no such exception".into()))?;
+    let status = state.store.day_status(day).await?;
+    let trail: Vec<_> = state
+        .store
+        .audit(day)
+        .await?
+        .into_iter()
+        .filter(|a| a.action == "resolve" && a.detail.starts_with(&format!("{key}:")))
+        .collect();
+    let body = html! {
+        table {
+            tr { th { "Day" } td { a href={ "/days/" (day) } { (day) } } }
+            tr { th { "Operator" } td { (e.operator_id) } }
+            tr { th { "Class" } td { (e.class) } }
+            tr { th { "Reference" } td { code { (e.reference) } } }
+            tr { th { "Amount" } td.num { (money(e.amount_minor, &e.currency)) } }
+            tr { th { "Detail" } td { (e.detail) } }
+            tr { th { "State" } td id="exception-state" { (e.resolution.as_deref().unwrap_or("open")) } }
+        }
+        @if let Some(msg) = error { p.error id="form-error" { (msg) } }
+        @if status == "approved" {
+            p id="locked" { "The day is approved and locked." }
+        } @else {
+            form method="post" action={ "/exceptions/" (day) "/" (key) } id="resolve" {
+                input type="hidden" name="csrf" value=(user.csrf_token);
+                p {
+                    @for (i, (value, label)) in ACTIONS.iter().enumerate() {
+                        label { input type="radio" name="action" value=(value) id={ "action-" (value) } checked[i == 0]; " " (label) }
+                    }
+                }
+                p { label { "Adjustment (minor units, for Adjust) " input type="number" name="adjust_minor" id="adjust_minor"; } }
+                p { label for="note" { "Note (required)" } br; textarea name="note" id="note" {} }
+                button type="submit" id="submit-resolution" { "Record resolution" }
+            }
+        }
+        h2 { "History" }
+        table id="history" {
+            tr { th { "When (UTC)" } th { "Who" } th { "Resolution" } }
+            @for a in &trail { tr { td { (utc(a.at_ms)) } td { (a.actor) } td { (a.detail) } } }
+        }
+    };
+    let code = if error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        code,
+        layout(&format!("Exception {}", e.reference), Some(user), body),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct ResolveForm {
+    csrf: String,
+    action: String,
+    #[serde(default)]
+    adjust_minor: String,
+    #[serde(default)]
+    note: String,
+}
+
+async fn resolve(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((day, key)): Path<(String, String)>,
+    Form(f): Form<ResolveForm>,
+) -> WebResult {
+    let user = match require_post(&state, &headers, &f.csrf).await {
+        Ok(u) => u,
+        Err(r) => return Ok(r),
+    };
+    if !ACTIONS.iter().any(|(a, _)| *a == f.action) {
+        return exception_view(&state, &user, &day, &key, Some("Choose a resolution.")).await;
+    }
+    let note = f.note.trim();
+    if note.is_empty() {
+        return exception_view(&state, &user, &day, &key, Some("A note is required.")).await;
+    }
+    if note.chars().count() > NOTE_CHARS_MAX {
+        return exception_view(&state, &user, &day, &key, Some("The note is too long.")).await;
+    }
+    let adjust_minor = match (f.action.as_str(), f.adjust_minor.trim()) {
+        ("adjust", "") => {
+            return exception_view(
+                &state,
+                &user,
+                &day,
+                &key,
+                Some("An adjustment needs an amount."),
+            )
+            .await
+        }
+        ("adjust", s) => match s.parse::<i64>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                return exception_view(
+                    &state,
+                    &user,
+                    &day,
+                    &key,
+                    Some("The adjustment must be whole minor units."),
+                )
+                .await
+            }
+        },
+        _ => None,
+    };
+    match state
+        .store
+        .resolve_exception(&day, &key, &f.action, note, adjust_minor, &user.user_name)
+        .await
+    {
+        Ok(()) => Ok(Redirect::to(&format!("/exceptions/{day}/{key}")).into_response()),
+        Err(StoreError::DayLocked(_)) => {
+            exception_view(
+                &state,
+                &user,
+                &day,
+                &key,
+                Some("The day is approved and locked."),
+            )
+            .await
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,362 @@
+//! The finance review UI driven by headless Chromium (Debian's `chromium` + `chromium-driver`)
+//! through WebDriver, with real clicks against the real server and a real database seeded by a
+//! real settlement run: log in, open the day, drill into a statement figure, filter the
+//! exceptions, resolve one (an empty note is refused), approve the day, see it locked and the
+//! audit trail, export CSV. Skipped when chromedriver is missing, unless
+//! TURNPIKE_REQUIRE_BROWSER=1 (set by `.ci/run`), which makes that a failure.
+
+mod review_fixture;
+
+use std::net::TcpListener as StdListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use review_fixture::*;
+use serde_json::json;
+
+/// How long chromedriver gets to start answering.
+const DRIVER_START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a click may take to load the next page.
+const NAVIGATION_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn find_program(candidates: &[&str]) -> Option<PathBuf> {
+    candidates
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .or_else(|| {
+            let name = candidates.first()?.rsplit('/').next()?;
+            std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|d| d.join(name))
+                    .find(|p| p.exists())
+            })
+        })
+}
+
+/// chromedriver and chromium, or None (skip) unless the browser is required.
+fn browser() -> Option<(PathBuf, PathBuf)> {
+    let driver = find_program(&["/usr/bin/chromedriver"]);
+    let chromium = find_program(&["/usr/bin/chromium", "/usr/bin/chromium-browser"]);
+    match (driver, chromium) {
+        (Some(d), Some(c)) => Some((d, c)),
+        _ => {
+            if std::env::var("TURNPIKE_REQUIRE_BROWSER").as_deref() == Ok("1") {
+                panic!("the browser is required (TURNPIKE_REQUIRE_BROWSER=1) but chromium or chromedriver is missing: apt-get install chromium chromium-driver");
+            }
+            eprintln!("SKIPPED: chromium/chromedriver not installed");
+            None
+        }
+    }
+}
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn start_driver(driver: &PathBuf) -> (Driver, u16) {
+    let port = StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(driver)
+        .arg(format!("--port={port}"))
+        .arg("--allowed-ips=127.0.0.1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting chromedriver");
+    let deadline = Instant::now() + DRIVER_START_TIMEOUT;
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "chromedriver did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (Driver(child), port)
+}
+
+async fn text(c: &Client, css: &str) -> String {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"))
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Clicks something that loads a new page, and waits until the old page is gone and the new
+/// one has loaded (a click returns before the navigation it starts has finished).
+async fn click_nav(c: &Client, css: &str) {
+    let old = c.find(Locator::Css("html")).await.unwrap();
+    click(c, css).await;
+    let deadline = Instant::now() + NAVIGATION_TIMEOUT;
+    while old.text().await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "clicking {css} did not load a page"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    while c.execute("return document.readyState", vec![]).await.ok() != Some(json!("complete")) {
+        assert!(
+            Instant::now() < deadline,
+            "the page after {css} did not finish loading"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn fill(c: &Client, css: &str, value: &str) {
+    let e = c.find(Locator::Css(css)).await.unwrap();
+    e.clear().await.unwrap();
+    e.send_keys(value).await.unwrap();
+}
+
+async fn path(c: &Client) -> String {
+    c.current_url().await.unwrap().path().to_string()
+}
+
+async fn review_flow(backend: &str) {
+    let Some((driver_bin, chromium)) = browser() else {
+        return;
+    };
+    let Some((store, _guard)) = store(backend).await else {
+        return;
+    };
+    let inputs = Inputs::write();
+    inputs.run(&store).await.expect("seeding run");
+    store
+        .upsert_user(USER, &settlement::auth::hash_password(PASSWORD).unwrap())
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(settlement::web::serve(
+        listener,
+        store.clone(),
+        settlement::web::WebConfig {
+            cookie_secure: false,
+        },
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    let (_driver, port) = start_driver(&driver_bin).await;
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chromium,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1200,900", "--no-first-run", "--no-default-browser-check"],
+        }),
+    );
+    let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a chromedriver session");
+
+    // Not logged in: the days page sends us to the login page; a wrong password is refused.
+    c.goto(&format!("{base}/")).await.unwrap();
+    assert_eq!(path(&c).await, "/login");
+    fill(&c, "#name", USER).await;
+    fill(&c, "#password", "wrong password").await;
+    click_nav(&c, "#login").await;
+    assert!(text(&c, "#login-error").await.contains("Wrong"));
+    c.goto(&format!("{base}/login")).await.unwrap();
+    fill(&c, "#name", USER).await;
+    fill(&c, "#password", PASSWORD).await;
+    click_nav(&c, "#login").await;
+    assert_eq!(path(&c).await, "/");
+    let days = text(&c, "#days").await;
+    assert!(
+        days.contains(DAY) && days.contains("hz-metro") && days.contains("zj-expressway"),
+        "{days}"
+    );
+
+    // The day, then hz-metro's statement, then the records behind its gross figure.
+    click_nav(&c, &format!("#days a[href='/days/{DAY}']")).await;
+    assert_eq!(text(&c, "#day-status").await, "open");
+    click_nav(
+        &c,
+        &format!("#operators a[href='/days/{DAY}/operators/hz-metro']"),
+    )
+    .await;
+    let statement = text(&c, "#statement").await;
+    assert!(statement.contains("Net payable"), "{statement}");
+    assert!(
+        statement.contains("17.50 CNY"),
+        "gross 1750 fen: {statement}"
+    );
+    let journal = text(&c, "#journal").await;
+    assert!(
+        journal.contains("payout") && journal.contains("operator_payout"),
+        "{journal}"
+    );
+    let shot = c.screenshot().await.unwrap();
+    let shot_path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../target/settlement-statement-{backend}.png"));
+    std::fs::create_dir_all(shot_path.parent().unwrap()).unwrap();
+    std::fs::write(&shot_path, shot).unwrap();
+    // The statement's CSV, through its link.
+    let href = c
+        .find(Locator::Css("a[href$='/files/statement.csv']"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    let csv = c
+        .execute(
+            "return fetch(arguments[0]).then(r => r.text())",
+            vec![json!(href)],
+        )
+        .await
+        .unwrap();
+    assert!(
+        csv.as_str()
+            .unwrap()
+            .contains("figure,net_payable,,,1640,CNY"),
+        "{csv}"
+    );
+    click_nav(&c, "#figure-gross").await;
+    assert_eq!(text(&c, "#figure-total").await, "17.50 CNY");
+    let items = text(&c, "#items").await;
+    assert!(
+        items.contains("M2-1") && items.contains("amount_mismatch"),
+        "{items}"
+    );
+    assert!(
+        items.contains("M4-1") && items.contains("missing_at_operator"),
+        "{items}"
+    );
+
+    // The exceptions queue, filtered to one class.
+    c.goto(&format!("{base}/exceptions")).await.unwrap();
+    let all = c
+        .find_all(Locator::Css("tr.exception"))
+        .await
+        .unwrap()
+        .len();
+    assert!(all >= 6, "{all} exceptions");
+    c.find(Locator::Css("#class"))
+        .await
+        .unwrap()
+        .select_by_value("missing_at_provider")
+        .await
+        .unwrap();
+    click_nav(&c, "#filter").await;
+    let rows = c.find_all(Locator::Css("tr.exception")).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].text().await.unwrap().contains("M3-1"));
+
+    // Resolve it: an empty note is refused, then chase the provider with a note.
+    click_nav(&c, "a.resolve-link").await;
+    click(&c, "#action-chase_provider").await;
+    click_nav(&c, "#submit-resolution").await;
+    assert_eq!(text(&c, "#form-error").await, "A note is required.");
+    assert_eq!(text(&c, "#exception-state").await, "open");
+    click(&c, "#action-chase_provider").await;
+    fill(&c, "#note", "Asked the provider about M3-1 (ticket 4711)").await;
+    click_nav(&c, "#submit-resolution").await;
+    assert_eq!(text(&c, "#exception-state").await, "chase_provider");
+    assert!(text(&c, "#history").await.contains("ticket 4711"));
+
+    // A POST without the session's CSRF token is refused.
+    let status = c
+        .execute(
+            &format!("return fetch('/days/{DAY}/approve', {{method: 'POST', headers: {{'Content-Type': 'application/x-www-form-urlencoded'}}, body: 'csrf=forged'}}).then(r => r.status)"),
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, json!(403));
+
+    // Approve the day: locked, and the audit trail has the resolution and the approval.
+    c.goto(&format!("{base}/days/{DAY}")).await.unwrap();
+    click_nav(&c, "#approve").await;
+    assert_eq!(text(&c, "#day-status").await, "approved");
+    assert!(text(&c, "#locked").await.contains("locked"));
+    let audit = text(&c, "#audit").await;
+    assert!(audit.contains("approve") && audit.contains(USER), "{audit}");
+    assert!(
+        audit.contains("chase_provider") && audit.contains("ticket 4711"),
+        "{audit}"
+    );
+    assert!(
+        c.find(Locator::Css("#approve")).await.is_err(),
+        "no approve button on a locked day"
+    );
+    assert_eq!(store.day_status(DAY).await.unwrap(), "approved");
+
+    // Export the resolved exceptions as CSV (the link's own URL, fetched by the browser).
+    c.goto(&format!("{base}/exceptions?state=resolved"))
+        .await
+        .unwrap();
+    let href = c
+        .find(Locator::Css("#export-csv"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    let csv = c
+        .execute(
+            "return fetch(arguments[0]).then(r => r.text())",
+            vec![json!(href)],
+        )
+        .await
+        .unwrap();
+    let csv = csv.as_str().unwrap();
+    assert!(
+        csv.starts_with("business_day,operator_id,class,reference"),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    assert!(
+        csv.contains("missing_at_provider,M3-1,200,CNY,chase_provider"),
+        "{csv}"
+    );
+
+    // Log out: the pages ask for a login again.
+    click_nav(&c, "#logout").await;
+    c.goto(&format!("{base}/exceptions")).await.unwrap();
+    assert_eq!(path(&c).await, "/login");
+
+    c.close().await.unwrap();
+    let _ = stop_tx.send(());
+    server.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn review_flow_sqlite() {
+    review_flow("sqlite").await
+}
+
+#[tokio::test]
+async fn review_flow_postgres() {
+    review_flow("postgres").await
+}

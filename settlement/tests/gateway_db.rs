@@ -1,0 +1,154 @@
+//! Reading the gateway's ledger from its database (SQLite and PostgreSQL): the day's journal,
+//! booked by the gateway's own charging code, read back as the gateway export v1, and a run
+//! from the database settles exactly as a run from the export file does.
+
+mod review_fixture;
+
+use gateway::charging::{capture_txn, fare_txn, refund_txn};
+use gateway::store::charging::{book, insert_charge, NewCharge};
+use gateway::store::OperatorRow;
+use review_fixture::*;
+use settlement::run::GatewayInput;
+use turnpike_test_support::{PgDatabase, Scratch};
+
+const PAID_AT_MS: i64 = 1767312245000;
+const REFUNDED_AT_MS: i64 = 1767315845000;
+
+/// Books the fixture's gateway side through the gateway's store and journal rules.
+async fn seed_gateway(url: &str) {
+    let gw = gateway::store::Store::connect(url, 2).await.unwrap();
+    for (id, mode) in [("hz-metro", "metro"), ("zj-expressway", "toll")] {
+        gw.insert_operator(&OperatorRow {
+            operator_id: id.into(),
+            name: id.into(),
+            mode: mode.into(),
+            time_zone: "Asia/Shanghai".into(),
+            currency: "CNY".into(),
+            daily_cap_minor: None,
+            created_at_ms: PAID_AT_MS,
+        })
+        .await
+        .unwrap();
+    }
+    // (charge id, kind, operator, business day, terminal, sequence, amount)
+    let charges = [
+        (1, "metro", "hz-metro", DAY, "G1", 1, 300),
+        (2, "metro", "hz-metro", DAY, "G1", 2, 500),
+        (3, "metro", "hz-metro", DAY, "G1", 3, 200),
+        (4, "metro", "hz-metro", DAY, "G1", 4, 400),
+        (6, "metro", "hz-metro", "2026-01-01", "G1", 6, 300),
+        (7, "metro", "hz-metro", DAY, "G1", 7, 600),
+        (5, "toll", "zj-expressway", DAY, "B1", 1, 1250),
+    ];
+    let mut tx = gw.begin().await.unwrap();
+    for (id, kind, op, day, terminal, seq, amount) in charges {
+        insert_charge(
+            &mut tx,
+            &NewCharge {
+                charge_id: id,
+                kind,
+                operator_id: op,
+                rider_id: Some(42),
+                journey_id: Some(id),
+                amount_minor: amount,
+                currency: "CNY",
+                business_day: day,
+                status: "captured",
+                next_attempt_at_ms: PAID_AT_MS,
+                lease_until_ms: None,
+                terminal_id: Some(terminal),
+                terminal_sequence: Some(seq),
+                now_ms: PAID_AT_MS,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let mut tx = gw.begin().await.unwrap();
+    for (id, kind, ..) in charges {
+        let charge = gw.charge(id).await.unwrap().unwrap();
+        let trade = charge.out_trade_no.clone();
+        let post_paid = kind == "metro";
+        if post_paid {
+            book(&mut tx, &fare_txn(&charge), PAID_AT_MS).await.unwrap();
+        }
+        let t = capture_txn(
+            &charge,
+            &trade,
+            &format!("P{trade}"),
+            fee(charge.amount_minor),
+            post_paid,
+        );
+        book(&mut tx, &t, PAID_AT_MS).await.unwrap();
+        if id == 1 {
+            let mut charge = charge.clone();
+            charge.provider_trade_no = Some(format!("P{trade}"));
+            book(
+                &mut tx,
+                &refund_txn(&charge, "R1-1", 100, 1),
+                REFUNDED_AT_MS,
+            )
+            .await
+            .unwrap();
+        }
+    }
+    tx.commit().await.unwrap();
+    gw.close().await;
+}
+
+async fn check(backend: &str) {
+    let (url, _guard_sqlite, _guard_pg): (String, Option<Scratch>, Option<PgDatabase>) =
+        match backend {
+            "sqlite" => {
+                let dir = Scratch::new("settlement-gwdb");
+                let url = format!("sqlite://{}?mode=rwc", dir.0.join("turnpike.db").display());
+                (url, Some(dir), None)
+            }
+            _ => {
+                let Some(db) = PgDatabase::create().await else {
+                    return;
+                };
+                (db.url.clone(), None, Some(db))
+            }
+        };
+    seed_gateway(&url).await;
+    let store = settlement::store::Store::connect(&url, 4).await.unwrap();
+    let window = settlement::DayWindow::shanghai(DAY.parse().unwrap()).unwrap();
+    let (start_ms, end_ms) = window.bounds_ms();
+    let records = store.gateway_records(start_ms, end_ms).await.unwrap();
+    // The database's day, exported, is the fixture's export file byte for byte.
+    assert_eq!(
+        settlement::run::gateway_export_v1(&records),
+        gateway_export()
+    );
+
+    // A run from the database settles as a run from the file.
+    let inputs = Inputs::write();
+    let from_file = inputs.run(&store).await.unwrap();
+    let mut config = inputs.config();
+    config.gateway = GatewayInput::Database;
+    let from_db = settlement::run::run_day(&store, settlement::engine(), &config)
+        .await
+        .unwrap();
+    assert_eq!(from_db.outputs_sha256, from_file.outputs_sha256);
+    // Nothing outside the window: the next day is empty.
+    let (_, next_end) = settlement::DayWindow::shanghai("2026-01-03".parse().unwrap())
+        .unwrap()
+        .bounds_ms();
+    assert!(store
+        .gateway_records(end_ms, next_end)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn the_gateway_ledger_is_read_from_its_database_sqlite() {
+    check("sqlite").await
+}
+
+#[tokio::test]
+async fn the_gateway_ledger_is_read_from_its_database_postgres() {
+    check("postgres").await
+}
