@@ -23,6 +23,13 @@ fn demo_runs_and_stops_by_itself() {
         "DECLINE code_expired",
         "DECLINE rider_denied",
         "re-upload identical: true",
+        "arrears repaid; the deny-listing lifts by itself",
+        "paid by payment code",
+        "decline (payment_declined)",
+        "same answer, charged once (true)",
+        "— ticket TK-",
+        "0 unbalanced",
+        "exceptions 0, journal balanced (true)",
         "Summary",
         "demo finished cleanly",
     ] {

@@ -264,6 +264,8 @@ impl Store {
     /// operator_payable debit and its fee back the provider_fees credit; a reversal mirrors its
     /// capture. Only payments carry the terminal (the format's rule). Ordered by operator, then
     /// idempotency key: the same data gives the same rows.
+    /// A payment is tied to a terminal only with both its id and its sequence (a ticket
+    /// machine's order has no sequence): the export format takes both or neither.
     pub async fn gateway_records(
         &self,
         start_ms: i64,
@@ -272,7 +274,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT t.kind, t.operator_id, COALESCE(c.business_day, t.business_day), COALESCE(t.out_trade_no, c.out_trade_no, ''),
                     COALESCE(t.provider_trade_no, c.provider_trade_no, ''), COALESCE(t.out_request_no, ''),
-                    CASE WHEN t.kind = 'capture' THEN COALESCE(c.terminal_id, '') ELSE '' END,
+                    CASE WHEN t.kind = 'capture' AND c.terminal_sequence IS NOT NULL THEN COALESCE(c.terminal_id, '') ELSE '' END,
                     CASE WHEN t.kind = 'capture' THEN c.terminal_sequence END, COALESCE(c.kind, ''),
                     CAST(SUM(CASE WHEN t.kind = 'capture' THEN l.credit_minor
                                   WHEN t.kind = 'reversal' THEN l.debit_minor

@@ -183,6 +183,7 @@ async fn run_in(
     options: DemoOptions,
     deadline: Option<Instant>,
 ) -> anyhow::Result<()> {
+    let temporary_dir = options.dir.is_none();
     println!("Turnpike demo — everything local: embedded SQLite, generated dev PKI, mutual TLS on loopback\n");
     let certs = dir.join("certs");
     let terminals = demo_terminals();
@@ -657,6 +658,7 @@ async fn run_in(
         );
     }
     payments_summary(&state, &provider).await?;
+    settle_demo_day(&state, &provider, dir, temporary_dir).await?;
     let journeys = riders[0].journeys(&public_base, &ca).await?;
     println!(
         "  rider-1 sees {} of their own journeys through the rider API",
@@ -1044,5 +1046,93 @@ async fn payments_summary(
             payments::yuan(b.credit_minor)
         );
     }
+    Ok(())
+}
+
+/// The nightly settlement of the demo day: the provider's bill (downloaded from the sandbox, in
+/// GBK like the real one), each operator's export, and the gateway's ledger, reconciled and
+/// stored with a statement per operator; then where to review it.
+async fn settle_demo_day(
+    state: &crate::AppState,
+    provider: &payments::DemoProvider,
+    dir: &std::path::Path,
+    temporary_dir: bool,
+) -> anyhow::Result<()> {
+    let day = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::get("Asia/Shanghai")?)
+        .date();
+    println!("\nSettlement of {day} (three-way: gateway ledger, provider bill, operator exports)");
+    let inputs = dir.join("settlement-inputs");
+    std::fs::create_dir_all(&inputs)?;
+    let bill = reqwest::get(format!(
+        "{}/sandbox/bills/{}/{day}.csv?charset=GBK",
+        provider.base,
+        payments::APP_ID
+    ))
+    .await?
+    .error_for_status()?
+    .bytes()
+    .await?;
+    let bill_path = inputs.join(format!("provider-bill-{day}.csv"));
+    std::fs::write(&bill_path, &bill)?;
+    let charges = state.store.charges(None, None, 100_000).await?;
+    let mut exports = Vec::new();
+    for op in [METRO_OPERATOR, TOLL_OPERATOR] {
+        let path = inputs.join(format!("{op}.csv"));
+        std::fs::write(&path, payments::operator_export(&charges, op))?;
+        exports.push((op.to_string(), path));
+    }
+    let store = settlement::store::Store::connect(&state.config.database.url, 2).await?;
+    let config = settlement::run::RunConfig {
+        business_day: day,
+        operator: None,
+        gateway: settlement::run::GatewayInput::Database,
+        provider_bills: vec![bill_path],
+        operator_exports: exports,
+        work_dir: dir.join("settlement-work"),
+        out_dir: Some(dir.join("settlement-out")),
+    };
+    let report = settlement::run::run_day(&store, settlement::engine(), &config).await?;
+    for op in &report.outcome.operators {
+        let figure =
+            |name: &str| payments::yuan(op.figure(name).map(|f| f.amount_minor).unwrap_or(0));
+        let matched: u64 = op
+            .class_counts
+            .iter()
+            .filter(|(c, _)| c == "matched")
+            .map(|(_, n)| *n)
+            .sum();
+        println!(
+            "  {:<14} gross {:>12}  refunds {:>10}  provider fees {:>8}  net payable {:>12}  matched {matched}, exceptions {}, journal balanced ({})",
+            op.operator_id,
+            figure("gross"),
+            figure("refunds"),
+            figure("provider_fees"),
+            figure("net_payable"),
+            op.exceptions.len(),
+            op.journal_imbalance_minor() == 0
+        );
+        for e in op.exceptions.iter().take(3) {
+            println!(
+                "    exception {:<20} {:<28} {}",
+                e.class, e.reference, e.detail
+            );
+        }
+    }
+    println!(
+        "  statements, exceptions and payout files stored with run {} (and written to {})",
+        report.run_id,
+        dir.join("settlement-out").display()
+    );
+    store.close().await;
+    let db = &state.config.database.url;
+    if temporary_dir {
+        println!("  to review it in the finance UI, run the demo with --dir DIR, then:");
+    } else {
+        println!("  review it in the finance UI:");
+    }
+    println!("    echo 'a long passphrase' | cargo run --release -p settlement -- --database '{db}' user add --name finance");
+    println!("    cargo run --release -p settlement -- --database '{db}' serve --listen 127.0.0.1:8095 --nightly-at off");
+    println!("    then open http://127.0.0.1:8095/ and log in as finance");
     Ok(())
 }

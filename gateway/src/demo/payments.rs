@@ -277,3 +277,29 @@ pub fn toll_exit(sequence: u64, code: String, class: VehicleClass) -> TapRequest
 pub fn qr_dir(dir: &Path) -> PathBuf {
     dir.join("tickets")
 }
+
+/// The operators' own export (v1, docs/settlement-formats.md) of what their terminals were
+/// told: one row per charge taken at a terminal (exits, booth exits, ticket machines).
+pub fn operator_export(charges: &[crate::store::charging::ChargeRow], operator_id: &str) -> String {
+    let mut out = String::from("# turnpike-operator-export v1\nterminal_id,terminal_sequence,occurred_at,kind,amount_minor,currency\n");
+    let mut rows = 0;
+    for c in charges.iter().filter(|c| c.operator_id == operator_id) {
+        let (Some(terminal), Some(sequence)) = (&c.terminal_id, c.terminal_sequence) else {
+            continue;
+        };
+        let kind = match c.kind.as_str() {
+            "metro" => "exit",
+            "toll" => "toll_exit",
+            _ => "ticket",
+        };
+        let at = jiff::Timestamp::from_millisecond(c.created_at_ms)
+            .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        out.push_str(&format!(
+            "{terminal},{sequence},{at},{kind},{},{}\n",
+            c.amount_minor, c.currency
+        ));
+        rows += 1;
+    }
+    out.push_str(&format!("# end rows={rows}\n"));
+    out
+}
