@@ -21,33 +21,7 @@ use crate::time::{api_time, shanghai};
 use crate::trade::mask_logon_id;
 
 /// The platform's column headers, in order.
-pub const COLUMNS: [&str; 25] = [
-    "支付宝交易号",
-    "商户订单号",
-    "业务类型",
-    "商品名称",
-    "创建时间",
-    "完成时间",
-    "门店编号",
-    "门店名称",
-    "操作员",
-    "终端号",
-    "对方账户",
-    "订单金额（元）",
-    "商家实收（元）",
-    "支付宝红包（元）",
-    "集分宝（元）",
-    "支付宝优惠（元）",
-    "商家优惠（元）",
-    "券核销金额（元）",
-    "券名称",
-    "商家红包消费金额（元）",
-    "卡消费金额（元）",
-    "退款批次号/请求号",
-    "服务费（元）",
-    "分润（元）",
-    "备注",
-];
+pub use turnpike_provider_wire::BILL_COLUMNS as COLUMNS;
 
 /// Most rows of each kind one bill holds; a sandbox day never gets near it.
 pub const ROWS_MAX: i64 = 100_000;

@@ -333,6 +333,24 @@ macro_rules! both_backends {
     };
 }
 
+/// Runs `async fn name(db: Db)` as two tests, `name::sqlite` and `name::postgres` (skipped, or
+/// failed under `TURNPIKE_REQUIRE_PG=1`, by the body itself when PostgreSQL is unavailable).
+#[macro_export]
+macro_rules! on_both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                super::$name($crate::Db::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                super::$name($crate::Db::Postgres).await
+            }
+        }
+    };
+}
+
 /// Having a `Drop` impl makes test closures capture the whole environment rather than single
 /// fields, so the scratch directory and database live as long as the test body.
 impl Drop for Env {

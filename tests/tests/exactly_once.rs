@@ -13,20 +13,7 @@ use turnpike_tests::provider::PaidEnv;
 use turnpike_tests::{booth, gate, tap, toll_exit, Db};
 use turnpike_wire::api::{Decision, Direction, TapResponse, VehicleClass};
 
-macro_rules! on_both {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                super::$name(turnpike_tests::Db::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() {
-                super::$name(turnpike_tests::Db::Postgres).await
-            }
-        }
-    };
-}
+use turnpike_tests::on_both;
 
 const RIDERS: usize = 16;
 const JOURNEYS_PER_RIDER: u64 = 4;

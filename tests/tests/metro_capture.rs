@@ -9,20 +9,7 @@ use turnpike_tests::provider::PaidEnv;
 use turnpike_tests::{gate, tap, Db};
 use turnpike_wire::api::{Decision, Direction, TapResponse};
 
-macro_rules! on_both {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(turnpike_tests::Db::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(turnpike_tests::Db::Postgres).await
-            }
-        }
-    };
-}
+use turnpike_tests::on_both;
 
 /// A rider with a wallet holding `balance_fen` and a bound agreement.
 async fn rider_with_wallet(

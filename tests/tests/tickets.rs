@@ -9,20 +9,7 @@ use turnpike_tests::gateway::client::{Answer, TerminalClient};
 use turnpike_tests::provider::{form_body, sandbox_keys, PaidEnv, APP_ID};
 use turnpike_tests::{booth, gate, Db};
 
-macro_rules! on_both {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(turnpike_tests::Db::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(turnpike_tests::Db::Postgres).await
-            }
-        }
-    };
-}
+use turnpike_tests::on_both;
 
 /// The ticket machine at Xianghu (a terminal of the metro operator located at the station).
 fn machine(p: &PaidEnv) -> TerminalClient {

@@ -9,20 +9,7 @@ use turnpike_tests::provider::PaidEnv;
 use turnpike_tests::{booth, tap, toll_exit, Db};
 use turnpike_wire::api::{Decision, Direction, TapResponse, VehicleClass};
 
-macro_rules! on_both {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(turnpike_tests::Db::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(turnpike_tests::Db::Postgres).await
-            }
-        }
-    };
-}
+use turnpike_tests::on_both;
 
 /// Enters at Hangzhou Pengbu and returns the rider (whose code the exit booth will scan).
 async fn enter(p: &PaidEnv) -> gateway::client::RiderDevice {

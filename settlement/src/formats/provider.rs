@@ -22,34 +22,8 @@ const ROW_BYTES_MIN: u64 = 180;
 
 use crate::day::{clamp_offset, DayWindow};
 
-/// The platform's columns (the sandbox's `bill::COLUMNS`).
-pub const COLUMNS: [&str; 25] = [
-    "支付宝交易号",
-    "商户订单号",
-    "业务类型",
-    "商品名称",
-    "创建时间",
-    "完成时间",
-    "门店编号",
-    "门店名称",
-    "操作员",
-    "终端号",
-    "对方账户",
-    "订单金额（元）",
-    "商家实收（元）",
-    "支付宝红包（元）",
-    "集分宝（元）",
-    "支付宝优惠（元）",
-    "商家优惠（元）",
-    "券核销金额（元）",
-    "券名称",
-    "商家红包消费金额（元）",
-    "卡消费金额（元）",
-    "退款批次号/请求号",
-    "服务费（元）",
-    "分润（元）",
-    "备注",
-];
+/// The platform's columns (shared with the sandbox, which writes them).
+pub use turnpike_provider_wire::BILL_COLUMNS as COLUMNS;
 
 const COL_TRADE_NO: usize = 0;
 const COL_OUT_TRADE_NO: usize = 1;
