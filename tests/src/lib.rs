@@ -125,7 +125,7 @@ impl TestGateway {
 
     /// Stops the gateway the hard way — its task aborted mid-flight, in-flight requests, provider
     /// calls and transactions dropped — as a crash or a killed process would.
-    pub async fn crash(mut self) {
+    pub async fn crash(&mut self) {
         self.stop.take();
         if let Some(task) = self.task.take() {
             task.abort();

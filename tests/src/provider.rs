@@ -277,24 +277,23 @@ impl PaidEnv {
         let config: Config = (*self.env.gw.state.config).clone();
         // The new process may need the same ports (a fixed public port for notifications), so
         // the old one dies first, as a killed process would.
-        let placeholder = crate::TestGateway::start({
-            let mut c = config.clone();
-            c.listen.public = "127.0.0.1:0".parse().expect("literal");
-            c.provider.url.clear();
-            c
-        })
-        .await
-        .expect("starting a placeholder");
-        let old = std::mem::replace(&mut self.env.gw, placeholder);
-        old.crash().await;
-        let new = crate::TestGateway::start(config)
+        self.env.gw.crash().await;
+        self.env.gw = crate::TestGateway::start(config)
             .await
             .expect("restarting the gateway");
-        let placeholder = std::mem::replace(&mut self.env.gw, new);
-        placeholder
-            .shutdown()
+    }
+
+    /// `GET /v1/admin/ledger`: the journal's balances and its unbalanced-transaction count.
+    pub async fn ledger(&self) -> Value {
+        let a = self
+            .env
+            .gw
+            .admin
+            .send(reqwest::Method::GET, "/v1/admin/ledger", None::<&Value>)
             .await
-            .expect("stopping the placeholder");
+            .expect("reading the ledger");
+        assert_eq!(a.status, 200);
+        a.json().expect("ledger JSON")
     }
 
     /// Polls `check` every 50 ms until it is true or `timeout_ms` passes.

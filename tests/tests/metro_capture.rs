@@ -60,17 +60,6 @@ async fn charge_status(p: &PaidEnv) -> Vec<String> {
     charges.into_iter().map(|c| c.status).collect()
 }
 
-async fn ledger(p: &PaidEnv) -> Value {
-    let a = p
-        .env
-        .gw
-        .admin
-        .send(reqwest::Method::GET, "/v1/admin/ledger", None::<&Value>)
-        .await
-        .unwrap();
-    a.json().unwrap()
-}
-
 /// Proves a closed journey is deducted once through the agreement: wallet debited by the fare,
 /// charge captured, fare and capture booked, the rider owing nothing.
 async fn journey_is_deducted(db: Db) {
@@ -86,7 +75,7 @@ async fn journey_is_deducted(db: Db) {
             .await
     );
     assert_eq!(p.sandbox.balance(&user).await, 10_000 - fare);
-    let l = ledger(&p).await;
+    let l = p.ledger().await;
     assert_eq!(l["transactions"], 2, "{l}");
     assert_eq!(l["unbalanced_transactions"], 0);
     let receivable: i64 = l["balances"]
@@ -165,7 +154,7 @@ async fn arrears_deny_and_lift(db: Db) {
     tokio::time::sleep(Duration::from_millis(400)).await;
     let again = ride(&p, &rider, 3).await;
     assert_eq!(again.decision, Decision::Approve, "{again:?}");
-    assert_eq!(ledger(&p).await["unbalanced_transactions"], 0);
+    assert_eq!(p.ledger().await["unbalanced_transactions"], 0);
 }
 on_both!(arrears_deny_and_lift);
 

@@ -36,18 +36,6 @@ async fn get_order(t: &TerminalClient, order_id: &str) -> Value {
     a.json().unwrap()
 }
 
-async fn ledger(p: &PaidEnv) -> Value {
-    let a = p
-        .env
-        .gw
-        .admin
-        .send(reqwest::Method::GET, "/v1/admin/ledger", None::<&Value>)
-        .await
-        .unwrap();
-    assert_eq!(a.status, 200);
-    a.json().unwrap()
-}
-
 /// Runs SQL on the gateway's own database (for what no API shows, and to age an order).
 async fn gateway_db(p: &PaidEnv) -> sqlx::AnyPool {
     sqlx::any::install_default_drivers();
@@ -300,7 +288,7 @@ async fn paid_by_notification(db: Db) {
     assert_eq!(notifications(&p).await.len(), 1);
     let after = get_order(&t, &order_id).await;
     assert_eq!(after["ticket_code"], paid["ticket_code"]);
-    let l = ledger(&p).await;
+    let l = p.ledger().await;
     assert_eq!(l["transactions"], 1, "exactly one capture: {l}");
     assert_eq!(l["unbalanced_transactions"], 0);
     let txns = p.env.gw.state.store.ledger_transactions().await.unwrap();
@@ -396,7 +384,7 @@ async fn forged_notification(db: Db) {
     let after = get_order(&t, &order_id).await;
     assert_eq!(after["status"], "pending");
     assert!(after["ticket_code"].is_null());
-    assert_eq!(ledger(&p).await["transactions"], 0);
+    assert_eq!(p.ledger().await["transactions"], 0);
     let charges = p.env.gw.state.store.charges(None, None, 10).await.unwrap();
     assert_eq!(charges[0].status, "pending");
 }
@@ -456,7 +444,7 @@ async fn lost_notification(db: Db) {
         get_order(&t, &order_id).await["ticket_code"],
         paid["ticket_code"]
     );
-    let l = ledger(&p).await;
+    let l = p.ledger().await;
     assert_eq!(l["transactions"], 1, "{l}");
     assert_eq!(l["unbalanced_transactions"], 0);
 }
@@ -503,7 +491,7 @@ async fn unpaid_order_expires(db: Db) {
     let (status, _) = pay_qr(&p, o["qr_payload"].as_str().unwrap(), &user).await;
     assert_ne!(status, 200, "a closed code cannot be paid");
     assert_eq!(p.sandbox.balance(&user).await, 10_000);
-    assert_eq!(ledger(&p).await["transactions"], 0);
+    assert_eq!(p.ledger().await["transactions"], 0);
     let charges = p.env.gw.state.store.charges(None, None, 10).await.unwrap();
     assert_eq!(charges[0].status, "cancelled");
 }
@@ -538,7 +526,7 @@ async fn provider_down(db: Db) {
     let again: Value = again.json().unwrap();
     assert_eq!(again["status"], "cancelled");
     assert!(again["qr_payload"].is_null());
-    assert_eq!(ledger(&p).await["transactions"], 0);
+    assert_eq!(p.ledger().await["transactions"], 0);
 }
 on_both!(provider_down);
 
@@ -705,7 +693,7 @@ async fn metro_deduction_settled_by_notification(db: Db) {
         "the same trade number, never a second deduction"
     );
     assert_eq!(p.sandbox.balance(&user).await, 10_000 - fare);
-    let l = ledger(&p).await;
+    let l = p.ledger().await;
     assert_eq!(l["transactions"], 2, "fare and capture: {l}");
     assert_eq!(l["unbalanced_transactions"], 0);
 }

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
 use turnpike_tests::provider::PaidEnv;
 use turnpike_tests::{booth, tap, toll_exit, Db};
 use turnpike_wire::api::{Decision, Direction, TapResponse, VehicleClass};
@@ -37,18 +36,6 @@ fn exit_tap(rider: &gateway::client::RiderDevice, seq: u64) -> turnpike_wire::ap
     )
 }
 
-async fn ledger(p: &PaidEnv) -> Value {
-    let a = p
-        .env
-        .gw
-        .admin
-        .send(reqwest::Method::GET, "/v1/admin/ledger", None::<&Value>)
-        .await
-        .unwrap();
-    assert_eq!(a.status, 200);
-    a.json().unwrap()
-}
-
 /// Proves a toll exit is charged once at the booth: approve with the toll, the wallet debited
 /// by exactly that, one provider trade, one capture in a balanced ledger, and a repeat of the
 /// request answered with the same bytes and no second charge.
@@ -75,7 +62,7 @@ async fn paid_at_exit(db: Db) {
     assert_eq!(trades.len(), 1);
     assert_eq!(trades[0].status, "TRADE_SUCCESS");
     assert_eq!(trades[0].total_fen, toll);
-    let l = ledger(&p).await;
+    let l = p.ledger().await;
     assert_eq!(l["unbalanced_transactions"], 0);
     assert_eq!(l["transactions"], 1, "{l}");
     let charges = p.env.gw.state.store.charges(None, None, 10).await.unwrap();
@@ -174,7 +161,7 @@ async fn unconfirmed_is_cancelled(db: Db) {
         (charges[0].status.as_str(), charges[0].attempt),
         ("captured", 2)
     );
-    let l = ledger(&p).await;
+    let l = p.ledger().await;
     assert_eq!(l["unbalanced_transactions"], 0);
 }
 on_both!(unconfirmed_is_cancelled);
@@ -199,7 +186,7 @@ async fn declined_for_balance(db: Db) {
     assert_eq!(p.sandbox.balance(&user).await, 1);
     let charges = p.env.gw.state.store.charges(None, None, 10).await.unwrap();
     assert_eq!(charges[0].status, "cancelled");
-    assert_eq!(ledger(&p).await["transactions"], 0);
+    assert_eq!(p.ledger().await["transactions"], 0);
 }
 on_both!(declined_for_balance);
 
@@ -266,7 +253,7 @@ async fn forged_answers_are_ignored(db: Db) {
         (a.status, a.error_code().as_deref()),
         (409, Some("payment_in_progress"))
     );
-    assert_eq!(ledger(&p).await["transactions"], 0);
+    assert_eq!(p.ledger().await["transactions"], 0);
     let charges = p.env.gw.state.store.charges(None, None, 10).await.unwrap();
     assert_eq!(charges[0].status, "paying");
     let metrics = reqwest::get(format!("{}/metrics", p.env.gw.ops_base))
