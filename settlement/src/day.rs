@@ -7,6 +7,8 @@
 //! whose service day ends at 04:00 may set that cut-off; the provider's rows between midnight and
 //! the cut-off then belong to the previous business day and are classed `other_day`.
 
+use std::collections::HashMap;
+
 use jiff::civil::{Date, Time};
 use jiff::tz::TimeZone;
 
@@ -27,7 +29,16 @@ pub struct DayWindow {
     /// `[start, end)` as UTC Unix milliseconds.
     start_ms: i64,
     end_ms: i64,
+    /// The zone is the provider bill's own (Asia/Shanghai): the bill's wall-clock times are
+    /// compared directly, without a conversion.
+    bill_zone: bool,
 }
+
+/// The provider's zone: the bill's 完成时间 is Asia/Shanghai wall-clock time (UTC+08:00).
+pub const BILL_TIME_ZONE: &str = "Asia/Shanghai";
+/// The default zone of an operator's business day.
+pub const DEFAULT_TIME_ZONE: &str = "Asia/Shanghai";
+const BILL_UTC_OFFSET_S: i64 = 8 * 3600;
 
 impl DayWindow {
     pub fn new(day: Date, tz: TimeZone, cutoff: Time) -> Result<DayWindow, SettlementError> {
@@ -43,7 +54,9 @@ impl DayWindow {
         let next = day
             .tomorrow()
             .map_err(|e| SettlementError::Config(format!("business day: {e}")))?;
+        let bill_zone = tz.iana_name() == Some(BILL_TIME_ZONE);
         Ok(DayWindow {
+            bill_zone,
             day,
             start_ms: at(day)?,
             end_ms: at(next)?,
@@ -53,6 +66,14 @@ impl DayWindow {
             start_local_s: day_num * 86_400 + cutoff_s,
             end_local_s: (day_num + 1) * 86_400 + cutoff_s,
         })
+    }
+
+    /// The day in the zone named `time_zone` (IANA) with a cut-off; a precise error for an
+    /// unknown zone.
+    pub fn named(day: Date, time_zone: &str, cutoff: Time) -> Result<DayWindow, SettlementError> {
+        let tz = TimeZone::get(time_zone)
+            .map_err(|e| SettlementError::Config(format!("time zone {time_zone:?}: {e}")))?;
+        DayWindow::new(day, tz, cutoff)
     }
 
     /// The day in Asia/Shanghai with the default 00:00 cut-off.
@@ -87,6 +108,43 @@ impl DayWindow {
         (local_s - self.cutoff_s).div_euclid(86_400) - self.day_num
     }
 
+    /// Business day of a provider bill's wall-clock time (Asia/Shanghai, see
+    /// [`BILL_TIME_ZONE`]), as days after the settled day: compared directly in a Shanghai
+    /// window, converted to the instant otherwise (an operator in another zone).
+    pub(crate) fn offset_bill_local(&self, local_s: i64) -> i64 {
+        if self.bill_zone {
+            self.offset_local(local_s)
+        } else {
+            self.offset_utc_ms(
+                local_s
+                    .saturating_sub(BILL_UTC_OFFSET_S)
+                    .saturating_mul(1000),
+            )
+        }
+    }
+
+    /// The zone's IANA name (or its description for a zone without one).
+    pub fn time_zone_name(&self) -> String {
+        self.tz
+            .iana_name()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{:?}", self.tz))
+    }
+
+    /// The cut-off as `HH:MM` (or `HH:MM:SS` when it has seconds).
+    pub fn cutoff_text(&self) -> String {
+        let (h, m, s) = (
+            self.cutoff_s / 3600,
+            self.cutoff_s / 60 % 60,
+            self.cutoff_s % 60,
+        );
+        if s == 0 {
+            format!("{h:02}:{m:02}")
+        } else {
+            format!("{h:02}:{m:02}:{s:02}")
+        }
+    }
+
     /// Business day of a UTC instant, as days after the settled day (0 = in it).
     pub(crate) fn offset_utc_ms(&self, ms: i64) -> i64 {
         if ms >= self.start_ms && ms < self.end_ms {
@@ -118,6 +176,27 @@ impl DayWindow {
         self.day
             .checked_add(jiff::Span::new().days(offset.clamp(-100_000, 100_000)))
             .ok()
+    }
+}
+
+/// The settled day's window for each operator: the default, and the operators that have
+/// their own time zone or cut-off (every window is for the same date).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Windows<'a> {
+    pub default: &'a DayWindow,
+    pub by_operator: &'a HashMap<String, DayWindow>,
+}
+
+impl<'a> Windows<'a> {
+    /// The window of the operator named by these bytes (the default for an unknown one).
+    pub(crate) fn of(&self, operator: &[u8]) -> &'a DayWindow {
+        if self.by_operator.is_empty() {
+            return self.default;
+        }
+        std::str::from_utf8(operator)
+            .ok()
+            .and_then(|name| self.by_operator.get(name))
+            .unwrap_or(self.default)
     }
 }
 

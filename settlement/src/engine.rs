@@ -15,8 +15,10 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::money::{Account, FeeContract};
-use crate::outcome::{DayOutcome, Exception, Figure, Item, JournalLine, OperatorOutcome};
-use crate::recon::{reconcile, Class, OperatorFile, ReconConfig, ReconInput, Reconciliation};
+use crate::outcome::{Carry, DayOutcome, Exception, Figure, Item, JournalLine, OperatorOutcome};
+use crate::recon::{
+    reconcile, Class, OperatorFile, ReconConfig, ReconInput, Reconciliation, RecordKind,
+};
 use crate::run::{Engine, EngineInputs};
 use crate::store::sha256_hex;
 use crate::{BillFile, DayWindow};
@@ -35,6 +37,11 @@ impl Engine for Recon {
     fn settle(&self, inputs: &EngineInputs) -> anyhow::Result<DayOutcome> {
         let day = DayWindow::shanghai(inputs.business_day)?;
         let mut config = ReconConfig::new(day);
+        config.operator_days = inputs
+            .operator_days
+            .iter()
+            .map(|(op, w)| (op.clone(), w.clone()))
+            .collect();
         for (op, bp) in &inputs.fee_rates_bp {
             config.contracts.insert(
                 op.clone(),
@@ -163,6 +170,12 @@ fn outcome(rec: &Reconciliation, gateway_rows: &[GwRow]) -> DayOutcome {
                 amount_minor: fees_net,
                 items: Vec::new(),
             },
+            // Filled when the statement is composed (`adjust::compose`).
+            Figure {
+                name: "adjustments".into(),
+                amount_minor: 0,
+                items: Vec::new(),
+            },
             Figure {
                 name: "net_payable".into(),
                 amount_minor: t.net_payable_minor,
@@ -199,6 +212,7 @@ fn outcome(rec: &Reconciliation, gateway_rows: &[GwRow]) -> DayOutcome {
                 journal,
                 exceptions: Vec::new(),
                 class_counts,
+                carried_out: Vec::new(),
             },
         );
     }
@@ -237,6 +251,8 @@ fn outcome(rec: &Reconciliation, gateway_rows: &[GwRow]) -> DayOutcome {
             class: class.as_str().to_string(),
             amount_minor,
             detail: detail.clone(),
+            source_day: String::new(),
+            exception_key: String::new(),
         };
         match r.record_type.as_str() {
             "payment" => {
@@ -291,15 +307,43 @@ fn outcome(rec: &Reconciliation, gateway_rows: &[GwRow]) -> DayOutcome {
             detail.push(format!("belongs to {day}"));
         }
         let class = it.class.as_str();
-        push_exception(
-            &mut ops,
-            &id,
-            class,
-            &it.key,
-            amount,
-            detail.join("; "),
-            rec,
-        );
+        let detail = detail.join("; ");
+        let key = push_exception(&mut ops, &id, class, &it.key, amount, detail.clone(), rec);
+        if let (Class::OtherDay, Some(day)) = (it.class, &it.carried_to) {
+            // The money it carries is the provider's (what moved); none without a provider row.
+            let (amount_minor, fee_minor) = it
+                .provider
+                .map(|p| (p.amount_minor, it.provider_fee_minor))
+                .unwrap_or((0, 0));
+            let net_minor = match it.record {
+                RecordKind::Payment => amount_minor - fee_minor,
+                RecordKind::Refund | RecordKind::Reversal => -(amount_minor - fee_minor),
+                RecordKind::Tap => 0,
+            };
+            let what = if it.provider.is_some() {
+                format!(
+                    "{} {amount_minor}, provider fee {fee_minor}",
+                    it.record.as_str()
+                )
+            } else {
+                format!(
+                    "{}: no provider record, nothing collected",
+                    it.record.as_str()
+                )
+            };
+            if let Some(op) = ops.get_mut(&id) {
+                op.carried_out.push(Carry {
+                    key,
+                    reference: it.key.clone(),
+                    belongs_to: day.clone(),
+                    record: it.record.as_str().to_string(),
+                    amount_minor,
+                    fee_minor,
+                    net_minor,
+                    detail: format!("{what}; {detail}"),
+                });
+            }
+        }
     }
     for f in &rec.fee_exceptions {
         push_exception(
@@ -318,6 +362,7 @@ fn outcome(rec: &Reconciliation, gateway_rows: &[GwRow]) -> DayOutcome {
     let mut operators: Vec<OperatorOutcome> = ops.into_values().collect();
     for op in &mut operators {
         op.exceptions.sort_by(|a, b| a.key.cmp(&b.key));
+        op.carried_out.sort_by(|a, b| a.key.cmp(&b.key));
     }
     DayOutcome {
         business_day: rec.business_day.clone(),
@@ -325,12 +370,14 @@ fn outcome(rec: &Reconciliation, gateway_rows: &[GwRow]) -> DayOutcome {
     }
 }
 
-fn component(name: &str, amount_minor: i64) -> Item {
+pub(crate) fn component(name: &str, amount_minor: i64) -> Item {
     Item {
         reference: name.into(),
         class: "figure".into(),
         amount_minor,
         detail: String::new(),
+        source_day: String::new(),
+        exception_key: String::new(),
     }
 }
 
@@ -342,7 +389,7 @@ fn push_exception(
     amount_minor: i64,
     detail: String,
     rec: &Reconciliation,
-) {
+) -> String {
     let op = ops
         .entry(operator_id.to_string())
         .or_insert_with(|| OperatorOutcome {
@@ -363,15 +410,17 @@ fn push_exception(
             journal: Vec::new(),
             exceptions: Vec::new(),
             class_counts: Vec::new(),
+            carried_out: Vec::new(),
         });
     // Stable across re-runs and URL-safe: the hash of class, reference and detail (so two items
     // with one reference — a duplicate and its original — stay apart).
     let key = sha256_hex(format!("{class}\n{reference}\n{detail}").as_bytes())[..20].to_string();
     op.exceptions.push(Exception {
-        key,
+        key: key.clone(),
         class: class.to_string(),
         reference: reference.to_string(),
         amount_minor,
         detail,
     });
+    key
 }

@@ -30,11 +30,13 @@ pub use formats::provider::{BillFile, Encoding};
 pub use money::{Account, FeeContract, Journal, JournalEntry, JournalLine, Totals};
 pub use recon::{
     reconcile, Class, ClassCounts, FeeException, InputFile, Item, MismatchReason, OperatorFile,
-    OperatorSettlement, ReconConfig, ReconInput, Reconciliation, RowCounts, RowRef, Side,
+    OperatorSettlement, ReconConfig, ReconInput, Reconciliation, RecordKind, RowCounts, RowRef,
+    Side,
 };
 
 // The settlement run, its storage and the finance review UI (a database and the network are
 // theirs, not the engine's): outcome, outputs, run, store, web, auth, schedule, engine.
+pub mod adjust;
 pub mod auth;
 pub mod engine;
 pub mod outcome;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use settlement::run::{run_day, GatewayInput, RunConfig};
+use settlement::run::{run_day, GatewayInput, OperatorDay, RunConfig};
 use settlement::store::Store;
 
 #[derive(Parser)]
@@ -41,6 +41,15 @@ struct Inputs {
     /// Also write the outputs as files under DIR/<day>/.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// An operator's time zone for this run: OPERATOR_ID=ZONE (IANA, e.g. Asia/Tokyo; repeat
+    /// per operator). Default: settlement's settings, then the gateway's operators table,
+    /// then Asia/Shanghai.
+    #[arg(long = "operator-tz", value_parser = parse_operator_tz)]
+    operator_tz: Vec<(String, String)>,
+    /// An operator's business-day cut-off for this run: OPERATOR_ID=HH:MM (local time the
+    /// business day starts; default 00:00).
+    #[arg(long = "operator-cutoff", value_parser = parse_operator_cutoff)]
+    operator_cutoff: Vec<(String, jiff::civil::Time)>,
 }
 
 #[derive(Subcommand)]
@@ -56,15 +65,23 @@ enum Command {
         #[command(flatten)]
         inputs: Inputs,
     },
-    /// Reopen an approved (locked) day, with a reason kept in the audit trail.
+    /// Reopen an operator's approved (locked) statement of a day, with a reason kept in the
+    /// audit trail. Without --operator, every approved operator of the day.
     Reopen {
         #[arg(long)]
         date: String,
+        #[arg(long)]
+        operator: Option<String>,
         #[arg(long)]
         reason: String,
         /// Who reopens it (recorded in the audit trail).
         #[arg(long, env = "USER", default_value = "cli")]
         actor: String,
+    },
+    /// Operators' business days: time zone and cut-off (settlement's settings).
+    Operator {
+        #[command(subcommand)]
+        command: OperatorCommand,
     },
     /// Finance users of the review UI.
     User {
@@ -97,6 +114,25 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum OperatorCommand {
+    /// Set an operator's business day: its cut-off (local time the day starts, HH:MM,
+    /// default 00:00) and, optionally, a time zone overriding the gateway's.
+    Set {
+        #[arg(long)]
+        operator: String,
+        #[arg(long, default_value = "00:00")]
+        cutoff: String,
+        /// IANA zone; without it the gateway's operators table decides (else Asia/Shanghai).
+        #[arg(long)]
+        time_zone: Option<String>,
+        #[arg(long, env = "USER", default_value = "cli")]
+        actor: String,
+    },
+    /// List the operators' business-day settings.
+    List,
+}
+
+#[derive(Subcommand)]
 enum UserCommand {
     /// Add a user (or set a user's password). The password is read from
     /// TURNPIKE_SETTLEMENT_PASSWORD or, if unset, from the first line of standard input.
@@ -111,6 +147,22 @@ fn parse_operator_export(s: &str) -> Result<(String, PathBuf), String> {
         .split_once('=')
         .ok_or_else(|| "expected OPERATOR_ID=FILE".to_string())?;
     Ok((id.to_string(), PathBuf::from(path)))
+}
+
+fn parse_operator_tz(s: &str) -> Result<(String, String), String> {
+    let (id, zone) = s
+        .split_once('=')
+        .ok_or_else(|| "expected OPERATOR_ID=ZONE, e.g. tokyo-metro=Asia/Tokyo".to_string())?;
+    jiff::tz::TimeZone::get(zone).map_err(|e| format!("unknown time zone {zone:?}: {e}"))?;
+    Ok((id.to_string(), zone.to_string()))
+}
+
+fn parse_operator_cutoff(s: &str) -> Result<(String, jiff::civil::Time), String> {
+    let (id, at) = s
+        .split_once('=')
+        .ok_or_else(|| "expected OPERATOR_ID=HH:MM, e.g. hz-metro=04:00".to_string())?;
+    let t = settlement::run::parse_cutoff(at).map_err(|e| format!("cut-off {at:?}: {e}"))?;
+    Ok((id.to_string(), t))
 }
 
 fn parse_day(s: &str) -> anyhow::Result<jiff::civil::Date> {
@@ -167,15 +219,75 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Reopen {
             date,
+            operator,
             reason,
             actor,
         } => {
             let day = parse_day(&date)?.to_string();
             let store = Store::connect(&url, 2).await?;
-            if store.reopen_day(&day, &actor, &reason).await? {
-                println!("reopened {day}");
-            } else {
-                println!("{day} was not approved; nothing to reopen");
+            match operator {
+                Some(op) => {
+                    if store.reopen_operator(&day, &op, &actor, &reason).await? {
+                        println!("reopened {day} for {op}");
+                    } else {
+                        println!("{day} of {op} was not approved; nothing to reopen");
+                    }
+                }
+                None => {
+                    if store.reopen_day(&day, &actor, &reason).await? {
+                        println!("reopened {day} (every approved operator)");
+                    } else {
+                        println!("no operator of {day} was approved; nothing to reopen");
+                    }
+                }
+            }
+        }
+        Command::Operator {
+            command:
+                OperatorCommand::Set {
+                    operator,
+                    cutoff,
+                    time_zone,
+                    actor,
+                },
+        } => {
+            let cutoff = settlement::run::parse_cutoff(&cutoff).context("--cutoff")?;
+            if let Some(tz) = &time_zone {
+                jiff::tz::TimeZone::get(tz)
+                    .with_context(|| format!("--time-zone: unknown time zone {tz:?}"))?;
+            }
+            let store = Store::connect(&url, 2).await?;
+            store
+                .set_operator_setting(
+                    &settlement::store::OperatorSetting {
+                        operator_id: operator.clone(),
+                        time_zone,
+                        cutoff: settlement::run::cutoff_text(cutoff),
+                    },
+                    &actor,
+                )
+                .await?;
+            println!("business day of {operator} saved");
+        }
+        Command::Operator {
+            command: OperatorCommand::List,
+        } => {
+            let store = Store::connect(&url, 2).await?;
+            let gateway: std::collections::BTreeMap<String, String> =
+                store.gateway_time_zones().await?.into_iter().collect();
+            let settings = store.operator_settings().await?;
+            let mut ids: std::collections::BTreeSet<String> = gateway.keys().cloned().collect();
+            ids.extend(settings.iter().map(|s| s.operator_id.clone()));
+            for id in ids {
+                let s = settings.iter().find(|s| s.operator_id == id);
+                let zone = s
+                    .and_then(|s| s.time_zone.clone())
+                    .or_else(|| gateway.get(&id).cloned())
+                    .unwrap_or_else(|| settlement::day::DEFAULT_TIME_ZONE.into());
+                let cutoff = s
+                    .map(|s| s.cutoff.clone())
+                    .unwrap_or_else(|| "00:00".into());
+                println!("{id:<20} {zone:<24} cut-off {cutoff}");
             }
         }
         Command::User {
@@ -204,9 +316,10 @@ async fn main() -> anyhow::Result<()> {
         Command::ExportGateway { date, out } => {
             let day = parse_day(&date)?.to_string();
             let store = Store::connect(&url, 2).await?;
-            let window = settlement::DayWindow::shanghai(parse_day(&date)?)?;
-            let (start_ms, end_ms) = window.bounds_ms();
-            let records = store.gateway_records(start_ms, end_ms).await?;
+            let config = run_config(parse_day(&date)?, None, Inputs::none());
+            let windows = settlement::run::operator_windows(&store, &config).await?;
+            let default = settlement::DayWindow::shanghai(config.business_day)?;
+            let records = settlement::run::gateway_day_records(&store, &default, &windows).await?;
             std::fs::write(&out, settlement::run::gateway_export_v1(&records))
                 .with_context(|| format!("writing {}", out.display()))?;
             println!(
@@ -264,6 +377,8 @@ async fn main() -> anyhow::Result<()> {
                                 .collect(),
                             work_dir: inputs_dir.join("work"),
                             out: None,
+                            operator_tz: Vec::new(),
+                            operator_cutoff: Vec::new(),
                         };
                         match run_day(&store, settlement::engine(), &run_config(day, None, inputs))
                             .await
@@ -294,12 +409,48 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+impl Inputs {
+    fn none() -> Inputs {
+        Inputs {
+            gateway_exports: Vec::new(),
+            provider_bills: Vec::new(),
+            operator_exports: Vec::new(),
+            work_dir: PathBuf::from("target/settlement-work"),
+            out: None,
+            operator_tz: Vec::new(),
+            operator_cutoff: Vec::new(),
+        }
+    }
+}
+
 fn run_config(
     business_day: jiff::civil::Date,
     operator: Option<String>,
     inputs: Inputs,
 ) -> RunConfig {
+    let mut operator_days: Vec<OperatorDay> = Vec::new();
+    for (op, tz) in &inputs.operator_tz {
+        match operator_days.iter_mut().find(|d| &d.operator_id == op) {
+            Some(d) => d.time_zone = Some(tz.clone()),
+            None => operator_days.push(OperatorDay {
+                operator_id: op.clone(),
+                time_zone: Some(tz.clone()),
+                cutoff: None,
+            }),
+        }
+    }
+    for (op, at) in &inputs.operator_cutoff {
+        match operator_days.iter_mut().find(|d| &d.operator_id == op) {
+            Some(d) => d.cutoff = Some(*at),
+            None => operator_days.push(OperatorDay {
+                operator_id: op.clone(),
+                time_zone: None,
+                cutoff: Some(*at),
+            }),
+        }
+    }
     RunConfig {
+        operator_days,
         business_day,
         operator,
         gateway: if inputs.gateway_exports.is_empty() {
@@ -325,4 +476,46 @@ fn csv_files(dir: &std::path::Path) -> Vec<PathBuf> {
         .unwrap_or_default();
     files.sort();
     files
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operator_zone_and_cutoff_flags_are_checked_precisely() {
+        assert_eq!(
+            parse_operator_tz("tokyo-metro=Asia/Tokyo").unwrap(),
+            ("tokyo-metro".to_string(), "Asia/Tokyo".to_string())
+        );
+        assert!(parse_operator_tz("Asia/Tokyo")
+            .unwrap_err()
+            .contains("OPERATOR_ID=ZONE"));
+        assert!(parse_operator_tz("x=Asia/Atlantis")
+            .unwrap_err()
+            .contains("Asia/Atlantis"));
+        let (op, at) = parse_operator_cutoff("hz-metro=04:00").unwrap();
+        assert_eq!(
+            (op.as_str(), settlement::run::cutoff_text(at)),
+            ("hz-metro", "04:00".into())
+        );
+        assert!(parse_operator_cutoff("hz-metro=25:00")
+            .unwrap_err()
+            .contains("25:00"));
+        let args = Args::try_parse_from([
+            "settlement",
+            "reopen",
+            "--date",
+            "2026-01-02",
+            "--operator",
+            "hz-metro",
+            "--reason",
+            "bill corrected",
+        ])
+        .unwrap();
+        assert!(matches!(
+            args.command,
+            Command::Reopen { operator: Some(ref op), .. } if op == "hz-metro"
+        ));
+    }
 }

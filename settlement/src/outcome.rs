@@ -5,8 +5,16 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The statement figures, in statement order.
-pub const FIGURES: [&str; 4] = ["gross", "refunds", "provider_fees", "net_payable"];
+/// The statement figures, in statement order. `adjustments` holds the items carried in from
+/// other days' runs and the `adjust` resolutions of the day's exceptions (see `adjust`);
+/// `net_payable = gross − refunds − provider_fees + adjustments`.
+pub const FIGURES: [&str; 5] = [
+    "gross",
+    "refunds",
+    "provider_fees",
+    "adjustments",
+    "net_payable",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DayOutcome {
@@ -26,6 +34,31 @@ pub struct OperatorOutcome {
     pub exceptions: Vec<Exception>,
     /// Records that matched on all sides, by class name.
     pub class_counts: Vec<(String, u64)>,
+    /// This day's `other_day` items, leaving for the day they belong to (where they are an
+    /// adjustment). Sorted by key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub carried_out: Vec<Carry>,
+}
+
+/// An `other_day` item on its way to the day it belongs to, with the money it carries: the
+/// provider's amount and fee (nothing without a provider row: nothing was collected).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Carry {
+    /// The key of the item's `other_day` exception in the day it comes from.
+    pub key: String,
+    pub reference: String,
+    /// The business day the item belongs to.
+    pub belongs_to: String,
+    /// payment, refund, reversal or tap.
+    pub record: String,
+    /// The provider's amount (positive in the record's direction); 0 without a provider row.
+    pub amount_minor: i64,
+    /// The provider's fee: charged on a payment, given back on a refund or reversal.
+    pub fee_minor: i64,
+    /// Effect on the net payable of the day it is booked to: a payment's amount − fee, a
+    /// refund's −(amount − fee back).
+    pub net_minor: i64,
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +76,12 @@ pub struct Item {
     pub class: String,
     pub amount_minor: i64,
     pub detail: String,
+    /// Adjustments: the day of the exception or the carried item's origin (drill-down target).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source_day: String,
+    /// Adjustments: the exception behind the item (its resolution, or the `other_day` item).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub exception_key: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

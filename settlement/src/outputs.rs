@@ -7,12 +7,12 @@
 
 use maud::{html, DOCTYPE};
 
-use crate::outcome::DayOutcome;
+use crate::outcome::{DayOutcome, OperatorOutcome};
 use crate::store::{sha256_hex, OutputFile};
 use crate::web::money;
 
 /// Format version written in every file's header, bumped on any change of layout.
-pub const OUTPUTS_VERSION: &str = "turnpike-settlement-outputs/1";
+pub const OUTPUTS_VERSION: &str = "turnpike-settlement-outputs/2";
 
 /// One CSV record (RFC 4180 quoting), with its line end.
 pub fn csv_row(cells: &[&str]) -> String {
@@ -34,132 +34,173 @@ pub fn csv_row(cells: &[&str]) -> String {
 }
 
 pub fn render(outcome: &DayOutcome) -> Vec<OutputFile> {
+    let mut files: Vec<OutputFile> = outcome
+        .operators
+        .iter()
+        .flat_map(|op| render_operator(&outcome.business_day, op))
+        .collect();
+    files.push(render_exceptions(outcome));
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    files
+}
+
+/// The day's `exceptions.csv`: every operator's exceptions.
+pub fn render_exceptions(outcome: &DayOutcome) -> OutputFile {
     let day = &outcome.business_day;
-    let mut files = Vec::new();
     let mut exceptions = format!("# {OUTPUTS_VERSION} exceptions {day}\n");
     exceptions.push_str("operator_id,class,reference,amount_minor,currency,detail,key\n");
     for op in &outcome.operators {
-        let id = &op.operator_id;
-        let cur = &op.currency;
-        // statement.csv: the figures, then every record behind each.
-        let mut csv = format!("# {OUTPUTS_VERSION} statement {day} {id}\n");
-        csv.push_str("section,figure,reference,class,amount_minor,currency,detail\n");
-        for f in &op.figures {
-            csv.push_str(&csv_row(&[
-                "figure",
-                &f.name,
-                "",
-                "",
-                &f.amount_minor.to_string(),
-                cur,
-                "",
-            ]));
-        }
-        for f in &op.figures {
-            for it in &f.items {
-                csv.push_str(&csv_row(&[
-                    "item",
-                    &f.name,
-                    &it.reference,
-                    &it.class,
-                    &it.amount_minor.to_string(),
-                    cur,
-                    &it.detail,
-                ]));
-            }
-        }
-        for j in &op.journal {
-            csv.push_str(&csv_row(&[
-                "journal",
-                &j.account,
-                &j.entry,
-                "",
-                &(j.debit_minor - j.credit_minor).to_string(),
-                cur,
-                &format!("debit {} credit {}", j.debit_minor, j.credit_minor),
-            ]));
-        }
-        files.push(OutputFile {
-            name: format!("{id}/statement.csv"),
-            operator_id: id.clone(),
-            content_type: "text/csv; charset=utf-8".into(),
-            body: csv,
-        });
-        let json = serde_json::json!({
-            "format": OUTPUTS_VERSION,
-            "business_day": day,
-            "operator": op,
-        });
-        files.push(OutputFile {
-            name: format!("{id}/statement.json"),
-            operator_id: id.clone(),
-            content_type: "application/json".into(),
-            body: serde_json::to_string_pretty(&json).expect("outcome serializes") + "\n",
-        });
-        let page = html! {
-            (DOCTYPE)
-            html lang="en" {
-                head { meta charset="utf-8"; title { "Statement " (id) " " (day) } }
-                body {
-                    h1 { "Settlement statement — " (id) " — " (day) }
-                    table border="1" cellpadding="4" {
-                        @for f in &op.figures { tr { td { (f.name) } td align="right" { (money(f.amount_minor, cur)) } } }
-                    }
-                    p { (op.exceptions.len()) " exception(s)" }
-                    h2 { "Journal" }
-                    table border="1" cellpadding="4" {
-                        tr { th { "account" } th { "entry" } th { "debit" } th { "credit" } }
-                        @for j in &op.journal {
-                            tr { td { (j.account) } td { (j.entry) } td align="right" { (money(j.debit_minor, cur)) } td align="right" { (money(j.credit_minor, cur)) } }
-                        }
-                    }
-                }
-            }
-        };
-        files.push(OutputFile {
-            name: format!("{id}/statement.html"),
-            operator_id: id.clone(),
-            content_type: "text/html; charset=utf-8".into(),
-            body: page.into_string(),
-        });
-        let net = op
-            .figure("net_payable")
-            .map(|f| f.amount_minor)
-            .unwrap_or(0);
-        let mut payout = format!("# {OUTPUTS_VERSION} payout {day} {id}\n");
-        payout.push_str("payee_operator_id,business_day,amount_minor,currency,reference\n");
-        if net > 0 {
-            payout.push_str(&csv_row(&[
-                id,
-                day,
-                &net.to_string(),
-                cur,
-                &format!("TP-{day}-{id}"),
-            ]));
-        }
-        files.push(OutputFile {
-            name: format!("{id}/payout.csv"),
-            operator_id: id.clone(),
-            content_type: "text/csv; charset=utf-8".into(),
-            body: payout,
-        });
         for e in &op.exceptions {
             exceptions.push_str(&csv_row(&[
-                id,
+                &op.operator_id,
                 &e.class,
                 &e.reference,
                 &e.amount_minor.to_string(),
-                cur,
+                &op.currency,
                 &e.detail,
                 &e.key,
             ]));
         }
     }
-    files.push(OutputFile {
+    OutputFile {
         name: "exceptions.csv".into(),
         operator_id: String::new(),
         content_type: "text/csv; charset=utf-8".into(),
         body: exceptions,
+    }
+}
+
+/// An operator's files of a day: `statement.csv`, `statement.json`, `statement.html` and
+/// `payout.csv`, sorted by name.
+pub fn render_operator(day: &str, op: &OperatorOutcome) -> Vec<OutputFile> {
+    let mut files = Vec::new();
+    let id = &op.operator_id;
+    let cur = &op.currency;
+    // statement.csv: the figures, then every record behind each.
+    let mut csv = format!("# {OUTPUTS_VERSION} statement {day} {id}\n");
+    csv.push_str("section,figure,reference,class,amount_minor,currency,detail\n");
+    for f in &op.figures {
+        csv.push_str(&csv_row(&[
+            "figure",
+            &f.name,
+            "",
+            "",
+            &f.amount_minor.to_string(),
+            cur,
+            "",
+        ]));
+    }
+    for f in &op.figures {
+        for it in &f.items {
+            csv.push_str(&csv_row(&[
+                "item",
+                &f.name,
+                &it.reference,
+                &it.class,
+                &it.amount_minor.to_string(),
+                cur,
+                &it.detail,
+            ]));
+        }
+    }
+    for j in &op.journal {
+        csv.push_str(&csv_row(&[
+            "journal",
+            &j.account,
+            &j.entry,
+            "",
+            &(j.debit_minor - j.credit_minor).to_string(),
+            cur,
+            &format!("debit {} credit {}", j.debit_minor, j.credit_minor),
+        ]));
+    }
+    for c in &op.carried_out {
+        csv.push_str(&csv_row(&[
+            "carried_out",
+            &c.belongs_to,
+            &c.reference,
+            &c.record,
+            &c.net_minor.to_string(),
+            cur,
+            &c.detail,
+        ]));
+    }
+    files.push(OutputFile {
+        name: format!("{id}/statement.csv"),
+        operator_id: id.clone(),
+        content_type: "text/csv; charset=utf-8".into(),
+        body: csv,
+    });
+    let json = serde_json::json!({
+        "format": OUTPUTS_VERSION,
+        "business_day": day,
+        "operator": op,
+    });
+    files.push(OutputFile {
+        name: format!("{id}/statement.json"),
+        operator_id: id.clone(),
+        content_type: "application/json".into(),
+        body: serde_json::to_string_pretty(&json).expect("outcome serializes") + "\n",
+    });
+    let adjustments: &[crate::outcome::Item] = op
+        .figure("adjustments")
+        .map(|f| f.items.as_slice())
+        .unwrap_or(&[]);
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head { meta charset="utf-8"; title { "Statement " (id) " " (day) } }
+            body {
+                h1 { "Settlement statement — " (id) " — " (day) }
+                table border="1" cellpadding="4" {
+                    @for f in &op.figures { tr { td { (f.name) } td align="right" { (money(f.amount_minor, cur)) } } }
+                }
+                @if !adjustments.is_empty() {
+                    h2 { "Adjustments" }
+                    table border="1" cellpadding="4" {
+                        tr { th { "reference" } th { "kind" } th { "amount" } th { "detail" } }
+                        @for it in adjustments {
+                            tr { td { (it.reference) } td { (it.class) } td align="right" { (money(it.amount_minor, cur)) } td { (it.detail) } }
+                        }
+                    }
+                }
+                p { (op.exceptions.len()) " exception(s)" }
+                h2 { "Journal" }
+                table border="1" cellpadding="4" {
+                    tr { th { "account" } th { "entry" } th { "debit" } th { "credit" } }
+                    @for j in &op.journal {
+                        tr { td { (j.account) } td { (j.entry) } td align="right" { (money(j.debit_minor, cur)) } td align="right" { (money(j.credit_minor, cur)) } }
+                    }
+                }
+            }
+        }
+    };
+    files.push(OutputFile {
+        name: format!("{id}/statement.html"),
+        operator_id: id.clone(),
+        content_type: "text/html; charset=utf-8".into(),
+        body: page.into_string(),
+    });
+    let net = op
+        .figure("net_payable")
+        .map(|f| f.amount_minor)
+        .unwrap_or(0);
+    let mut payout = format!("# {OUTPUTS_VERSION} payout {day} {id}\n");
+    payout.push_str("payee_operator_id,business_day,amount_minor,currency,reference\n");
+    if net > 0 {
+        payout.push_str(&csv_row(&[
+            id,
+            day,
+            &net.to_string(),
+            cur,
+            &format!("TP-{day}-{id}"),
+        ]));
+    }
+    files.push(OutputFile {
+        name: format!("{id}/payout.csv"),
+        operator_id: id.clone(),
+        content_type: "text/csv; charset=utf-8".into(),
+        body: payout,
     });
     files.sort_by(|a, b| a.name.cmp(&b.name));
     files

@@ -26,7 +26,7 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-use crate::day::DayWindow;
+use crate::day::{DayWindow, Windows};
 use crate::error::{InputError, SettlementError};
 use crate::formats::gateway::{self, ChargeKind, GwRec, RecordType, NO_TERMINAL};
 use crate::formats::operator::{self, OpRec, TapKind};
@@ -59,8 +59,13 @@ pub struct ReconInput {
 /// How to reconcile.
 #[derive(Debug, Clone)]
 pub struct ReconConfig {
-    /// The business day and its time zone and cut-off.
+    /// The business day and its time zone and cut-off: the window of every operator not in
+    /// `operator_days`.
     pub day: DayWindow,
+    /// Operators with a window of their own (another time zone or cut-off), for the same date.
+    /// A provider row's day is taken in the window of its 操作员, an operator export's rows in
+    /// the window of the export's operator; the gateway's rows carry their `business_day`.
+    pub operator_days: HashMap<String, DayWindow>,
     /// Largest absolute amount difference (minor units) still counted as equal. Default 0.
     pub tolerance_minor: i64,
     /// Fee contracts by operator id; operators not listed have `default_contract`.
@@ -74,6 +79,7 @@ impl ReconConfig {
     pub fn new(day: DayWindow) -> ReconConfig {
         ReconConfig {
             day,
+            operator_days: HashMap::new(),
             tolerance_minor: 0,
             contracts: HashMap::new(),
             default_contract: FeeContract::default(),
@@ -227,6 +233,50 @@ pub struct Item {
     pub mismatch: Vec<MismatchReason>,
     /// For `other_day`: the business day the item belongs to (carried there as an adjustment).
     pub carried_to: Option<String>,
+    /// What kind of record the item is (a payment, a refund, a reversal, or an operator's tap
+    /// no gateway or provider record names).
+    pub record: RecordKind,
+    /// The provider row's fee (charged on a payment, given back on a refund or reversal); 0
+    /// without a provider row.
+    pub provider_fee_minor: i64,
+}
+
+/// The kind of record an [`Item`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    Payment,
+    Refund,
+    Reversal,
+    /// An operator's row alone.
+    Tap,
+}
+
+impl RecordKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::Payment => "payment",
+            RecordKind::Refund => "refund",
+            RecordKind::Reversal => "reversal",
+            RecordKind::Tap => "tap",
+        }
+    }
+
+    fn of_gateway(rtype: u8) -> RecordKind {
+        match rtype {
+            t if t == RecordType::Refund as u8 => RecordKind::Refund,
+            t if t == RecordType::Reversal as u8 => RecordKind::Reversal,
+            _ => RecordKind::Payment,
+        }
+    }
+
+    fn of_key(key: &Key) -> RecordKind {
+        match key.namespace() {
+            n if n == crate::formats::Namespace::Refund as u8 => RecordKind::Refund,
+            n if n == crate::formats::Namespace::Reversal as u8 => RecordKind::Reversal,
+            _ => RecordKind::Payment,
+        }
+    }
 }
 
 /// A provider fee that differs from the contract (payments) or from the gateway's booking.
@@ -306,9 +356,22 @@ pub fn reconcile(
         let n = errors.len() as u64;
         return Err(input_failure(errors, n));
     }
+    for (op, w) in &config.operator_days {
+        if w.day() != config.day.day() {
+            return Err(SettlementError::Config(format!(
+                "operator {op}'s business day window is for {}, the run is for {}",
+                w.day(),
+                config.day.day()
+            )));
+        }
+    }
     let operators = Interner::default();
     let terminals = Interner::default();
     let day = &config.day;
+    let windows = Windows {
+        default: day,
+        by_operator: &config.operator_days,
+    };
 
     let mut clock = PhaseClock::new();
     // Phase A inputs: gateway and provider, partitioned by trade key.
@@ -321,7 +384,7 @@ pub fn reconcile(
         PART_BITS,
     );
     clock.lap("read gateway");
-    let pv = provider::read(&input.provider, day, &operators, threads, PART_BITS);
+    let pv = provider::read(&input.provider, windows, &operators, threads, PART_BITS);
     clock.lap("read provider");
     let (gw, pv) = match (gw, pv) {
         (Ok(g), Ok(p)) => (g, p),
@@ -419,7 +482,12 @@ pub fn reconcile(
     clock.lap("phase A");
     // Phase B inputs: operator rows, partitioned by terminal key.
     let op_paths: Vec<PathBuf> = input.operators.iter().map(|o| o.path.clone()).collect();
-    let op = operator::read(&op_paths, day, &terminals, threads, PART_BITS)
+    let op_days: Vec<&DayWindow> = input
+        .operators
+        .iter()
+        .map(|o| windows.of(o.operator_id.as_bytes()))
+        .collect();
+    let op = operator::read(&op_paths, &op_days, &terminals, threads, PART_BITS)
         .map_err(|(e, n)| input_failure(e, n))?;
     clock.lap("read operators");
     let ctx = Ctx {
@@ -781,6 +849,8 @@ fn phase_a(ctx: &Ctx<'_>, g: Vec<Vec<GwRec>>, pv: Vec<Vec<PvRec>>, out: &mut Wor
                 operator: None,
                 mismatch: Vec::new(),
                 carried_to: None,
+                record: RecordKind::of_key(&p.key),
+                provider_fee_minor: p.fee,
             });
         }
     }
@@ -806,6 +876,8 @@ fn phase_a(ctx: &Ctx<'_>, g: Vec<Vec<GwRec>>, pv: Vec<Vec<PvRec>>, out: &mut Wor
                 operator: None,
                 mismatch: Vec::new(),
                 carried_to: None,
+                record: RecordKind::of_gateway(r.rtype),
+                provider_fee_minor: 0,
             });
             continue;
         }
@@ -896,6 +968,8 @@ fn phase_a(ctx: &Ctx<'_>, g: Vec<Vec<GwRec>>, pv: Vec<Vec<PvRec>>, out: &mut Wor
                 } else {
                     None
                 },
+                record: RecordKind::of_gateway(r.rtype),
+                provider_fee_minor: p.map_or(0, |p| p.fee),
             });
         }
     }
@@ -919,6 +993,8 @@ fn phase_a(ctx: &Ctx<'_>, g: Vec<Vec<GwRec>>, pv: Vec<Vec<PvRec>>, out: &mut Wor
             operator: None,
             mismatch: Vec::new(),
             carried_to: ctx.carried(&[p.day_off]),
+            record: RecordKind::of_key(&p.key),
+            provider_fee_minor: p.fee,
         });
     }
 }
@@ -963,6 +1039,8 @@ fn phase_b(ctx: &Ctx<'_>, ops: Vec<Vec<OpRec>>, pend: Vec<Vec<Pending>>, out: &m
                 operator: Some(ctx.op_ref(o)),
                 mismatch: Vec::new(),
                 carried_to: None,
+                record: RecordKind::Tap,
+                provider_fee_minor: 0,
             });
         }
     }
@@ -1006,6 +1084,8 @@ fn phase_b(ctx: &Ctx<'_>, ops: Vec<Vec<OpRec>>, pend: Vec<Vec<Pending>>, out: &m
                 operator: None,
                 mismatch: Vec::new(),
                 carried_to: None,
+                record: RecordKind::Payment,
+                provider_fee_minor: if p_found { r.p_fee } else { 0 },
             });
             continue;
         }
@@ -1065,6 +1145,8 @@ fn phase_b(ctx: &Ctx<'_>, ops: Vec<Vec<OpRec>>, pend: Vec<Vec<Pending>>, out: &m
                 } else {
                     None
                 },
+                record: RecordKind::Payment,
+                provider_fee_minor: if p_found { r.p_fee } else { 0 },
             });
         }
     }
@@ -1088,6 +1170,8 @@ fn phase_b(ctx: &Ctx<'_>, ops: Vec<Vec<OpRec>>, pend: Vec<Vec<Pending>>, out: &m
             operator: Some(ctx.op_ref(o)),
             mismatch: Vec::new(),
             carried_to: ctx.carried(&[o.day_off]),
+            record: RecordKind::Tap,
+            provider_fee_minor: 0,
         });
     }
 }

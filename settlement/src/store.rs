@@ -17,14 +17,25 @@ use anyhow::Context;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Row};
 
-use crate::outcome::DayOutcome;
+use crate::outcome::{DayOutcome, OperatorOutcome};
 
-const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[(
-    1,
-    include_str!("../migrations/postgres/0001_settlement.sql"),
-)];
-const MIGRATIONS_SQLITE: &[(i64, &str)] =
-    &[(1, include_str!("../migrations/sqlite/0001_settlement.sql"))];
+const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../migrations/postgres/0001_settlement.sql"),
+    ),
+    (
+        2,
+        include_str!("../migrations/postgres/0002_operator_days.sql"),
+    ),
+];
+const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_settlement.sql")),
+    (
+        2,
+        include_str!("../migrations/sqlite/0002_operator_days.sql"),
+    ),
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -41,27 +52,77 @@ pub struct Store {
 /// Why a write was refused; everything else is a database error.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("business day {0} is approved and locked; reopen it with `settlement reopen --date {0} --reason …` first")]
+    #[error("business day {0} is approved and locked (all its operators); reopen an operator with `settlement reopen --date {0} --operator OPERATOR --reason …` first")]
     DayLocked(String),
+    #[error("business day {day} of operator {operator} is approved and locked; reopen it with `settlement reopen --date {day} --operator {operator} --reason …` first (or settle the other operators with --operator)")]
+    OperatorLocked { day: String, operator: String },
+    #[error("the run of {source_day} changes the item {reference} it carried into the approved statement of {operator} for {booked_day}; reopen that with `settlement reopen --date {booked_day} --operator {operator} --reason …` first")]
+    CarryLocked {
+        source_day: String,
+        operator: String,
+        reference: String,
+        booked_day: String,
+    },
     #[error("no such exception")]
     NoSuchException,
+    #[error("no statement for this day and operator")]
+    NoSuchStatement,
     #[error("a note is required")]
     EmptyNote,
+    #[error("an adjust resolution needs an amount (adjust_minor)")]
+    AdjustWithoutAmount,
+    #[error("{0:#}")]
+    Invalid(anyhow::Error),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
 
-/// One run to store, with everything it produced.
+/// One run to store: the engine's outcome of its operators (their statements before
+/// adjustments; `save_run` composes and renders them).
 pub struct RunRecord<'a> {
     pub run_id: i64,
     pub scope: &'a str,
     pub inputs_sha256: &'a str,
     pub inputs_json: &'a str,
-    pub outputs_sha256: &'a str,
-    pub outputs: &'a [OutputFile],
     pub outcome: &'a DayOutcome,
     pub started_at_ms: i64,
     pub finished_at_ms: i64,
+}
+
+/// What a stored run published: its operators' statements with their adjustments, and the
+/// files (as stored with the run).
+pub struct SavedRun {
+    pub outcome: DayOutcome,
+    pub files: Vec<OutputFile>,
+    pub outputs_sha256: String,
+}
+
+/// An `other_day` item a run carried to the day it belongs to (`settlement_carries`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CarryRow {
+    pub source_day: String,
+    pub operator_id: String,
+    pub key: String,
+    pub reference: String,
+    pub belongs_to: String,
+    /// The statement it is in: `belongs_to`, or the source day when `belongs_to` was approved.
+    pub booked_day: String,
+    pub record: String,
+    pub amount_minor: i64,
+    pub fee_minor: i64,
+    pub net_minor: i64,
+    pub currency: String,
+    pub detail: String,
+}
+
+/// Settlement's settings of an operator's business day (`settlement operator set`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorSetting {
+    pub operator_id: String,
+    /// IANA zone; None = the gateway's `operators.time_zone`, else Asia/Shanghai.
+    pub time_zone: Option<String>,
+    /// `HH:MM`, local time the business day starts.
+    pub cutoff: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +141,9 @@ pub struct DayOperatorSummary {
     pub gross_minor: i64,
     pub net_payable_minor: i64,
     pub exceptions_open: i64,
+    /// The (day, operator)'s approval: "open" or "approved".
     pub status: String,
+    pub adjustments_minor: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -96,6 +159,10 @@ pub struct LineItem {
     pub class: String,
     pub amount_minor: i64,
     pub detail: String,
+    /// Adjustments: the day of the exception behind the item ('' for other items).
+    pub source_day: String,
+    /// Adjustments: the exception behind the item (its resolution or its other_day item).
+    pub exception_key: String,
 }
 
 #[derive(Debug, Clone)]
@@ -348,89 +415,65 @@ impl Store {
         })
     }
 
-    /// Stores a run and replaces the day's current statement and exceptions, all in one
-    /// transaction: a refused or failed run leaves nothing behind. Refused on a locked day.
-    pub async fn save_run(&self, run: &RunRecord<'_>) -> Result<(), StoreError> {
+    /// Stores a run and replaces its operators' current base statements, exceptions and carried
+    /// items, then composes and stores their statements (with adjustments) and those of the
+    /// days its carried items are booked to — all in one transaction: a refused or failed run
+    /// leaves nothing behind. Refused when any of its operators' day is approved, or when it
+    /// would change a carried item already in an approved statement.
+    pub async fn save_run(&self, run: &RunRecord<'_>) -> Result<SavedRun, StoreError> {
         let day = run.outcome.business_day.as_str();
         let mut tx = self.pool.begin().await?;
         // Lock the day row first, so a concurrent approval and this run serialize on it.
-        let locked = lock_day_row(&mut tx, day).await? == "approved";
-        if locked {
+        if lock_day_row(&mut tx, day).await? == "approved" {
             return Err(StoreError::DayLocked(day.to_string()));
         }
+        for op in &run.outcome.operators {
+            if operator_status_tx(&mut tx, day, &op.operator_id).await? == "approved" {
+                return Err(StoreError::OperatorLocked {
+                    day: day.to_string(),
+                    operator: op.operator_id.clone(),
+                });
+            }
+        }
+        // The run row first (its outputs refer to it); its outputs' hash once composed.
         sqlx::query(
             "INSERT INTO settlement_runs (run_id, business_day, scope, inputs_sha256, inputs_json, outputs_sha256, started_at_ms, finished_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             VALUES ($1, $2, $3, $4, $5, '', $6, $7)",
         )
         .bind(run.run_id)
         .bind(day)
         .bind(run.scope)
         .bind(run.inputs_sha256)
         .bind(run.inputs_json)
-        .bind(run.outputs_sha256)
         .bind(run.started_at_ms)
         .bind(run.finished_at_ms)
         .execute(&mut *tx)
         .await?;
-        for o in run.outputs {
-            sqlx::query(
-                "INSERT INTO settlement_run_outputs (run_id, name, operator_id, content_type, body, sha256) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(run.run_id)
-            .bind(&o.name)
-            .bind(&o.operator_id)
-            .bind(&o.content_type)
-            .bind(&o.body)
-            .bind(sha256_hex(o.body.as_bytes()))
-            .execute(&mut *tx)
-            .await?;
-        }
         for op in &run.outcome.operators {
             let id = op.operator_id.as_str();
-            for table in [
-                "settlement_statement_lines",
-                "settlement_line_items",
-                "settlement_exceptions",
-            ] {
-                sqlx::query(&format!(
-                    "DELETE FROM {table} WHERE business_day = $1 AND operator_id = $2"
-                ))
-                .bind(day)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            }
-            for (line_no, f) in op.figures.iter().enumerate() {
-                sqlx::query(
-                    "INSERT INTO settlement_statement_lines (business_day, operator_id, line_no, figure, amount_minor, currency, run_id)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(day)
-                .bind(id)
-                .bind(line_no as i64)
-                .bind(&f.name)
-                .bind(f.amount_minor)
-                .bind(&op.currency)
-                .bind(run.run_id)
-                .execute(&mut *tx)
-                .await?;
-                for (item_no, it) in f.items.iter().enumerate() {
-                    sqlx::query(
-                        "INSERT INTO settlement_line_items (business_day, operator_id, figure, item_no, reference, class, amount_minor, detail)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                    )
-                    .bind(day)
-                    .bind(id)
-                    .bind(&f.name)
-                    .bind(item_no as i64)
-                    .bind(&it.reference)
-                    .bind(&it.class)
-                    .bind(it.amount_minor)
-                    .bind(&it.detail)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
+            sqlx::query(
+                "DELETE FROM settlement_bases WHERE business_day = $1 AND operator_id = $2",
+            )
+            .bind(day)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO settlement_bases (business_day, operator_id, run_id, outcome_json) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(day)
+            .bind(id)
+            .bind(run.run_id)
+            .bind(serde_json::to_string(op).map_err(|e| StoreError::Invalid(e.into()))?)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "DELETE FROM settlement_exceptions WHERE business_day = $1 AND operator_id = $2",
+            )
+            .bind(day)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
             for e in &op.exceptions {
                 sqlx::query(
                     "INSERT INTO settlement_exceptions (business_day, exception_key, operator_id, class, reference, amount_minor, currency, detail, run_id)
@@ -449,6 +492,93 @@ impl Store {
                 .await?;
             }
         }
+        // Carried items: replaced per (day, operator); the statements they leave or join change.
+        let mut elsewhere: std::collections::BTreeSet<(String, String)> = Default::default();
+        for op in &run.outcome.operators {
+            for d in replace_carries(&mut tx, day, op, run.run_id).await? {
+                elsewhere.insert((d, op.operator_id.clone()));
+            }
+        }
+        for (d, op) in &elsewhere {
+            lock_day_row(&mut tx, d).await?;
+            let composed = publish_tx(&mut tx, d, op, None, false).await?;
+            let carried: Vec<String> = sqlx::query(
+                "SELECT reference FROM settlement_carries WHERE booked_day = $1 AND operator_id = $2 AND source_day = $3 ORDER BY carry_key",
+            )
+            .bind(d)
+            .bind(op)
+            .bind(day)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
+            insert_audit(
+                &mut tx,
+                d,
+                "run",
+                "carry",
+                &format!(
+                    "run {} of {day} carries {} item(s) of {op} here{}{}",
+                    run.run_id,
+                    carried.len(),
+                    if carried.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", carried.join(", "))
+                    },
+                    if composed.is_some() {
+                        "; statement recomposed"
+                    } else {
+                        "; waiting for this day's run"
+                    }
+                ),
+                run.finished_at_ms,
+            )
+            .await?;
+        }
+        let mut outcome = DayOutcome {
+            business_day: day.to_string(),
+            operators: Vec::new(),
+        };
+        let mut files = Vec::new();
+        for base in &run.outcome.operators {
+            let (op, op_files) = publish_tx(
+                &mut tx,
+                day,
+                &base.operator_id,
+                Some((base, run.run_id)),
+                true,
+            )
+            .await?
+            .expect("a base was given");
+            outcome.operators.push(op);
+            files.extend(op_files);
+        }
+        let exceptions = crate::outputs::render_exceptions(&outcome);
+        put_output(&mut tx, day, &exceptions, run.run_id).await?;
+        files.push(exceptions);
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        let outputs_sha256 = crate::outputs::outputs_sha256(&files);
+        sqlx::query("UPDATE settlement_runs SET outputs_sha256 = $2 WHERE run_id = $1")
+            .bind(run.run_id)
+            .bind(&outputs_sha256)
+            .execute(&mut *tx)
+            .await?;
+        for o in &files {
+            sqlx::query(
+                "INSERT INTO settlement_run_outputs (run_id, name, operator_id, content_type, body, sha256) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(run.run_id)
+            .bind(&o.name)
+            .bind(&o.operator_id)
+            .bind(&o.content_type)
+            .bind(&o.body)
+            .bind(sha256_hex(o.body.as_bytes()))
+            .execute(&mut *tx)
+            .await?;
+        }
+        refresh_day_status(&mut tx, day).await?;
         insert_audit(
             &mut tx,
             day,
@@ -463,13 +593,17 @@ impl Store {
                     run.scope
                 },
                 run.inputs_sha256,
-                run.outputs_sha256
+                outputs_sha256
             ),
             run.finished_at_ms,
         )
         .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(SavedRun {
+            outcome,
+            files,
+            outputs_sha256,
+        })
     }
 
     /// The newest run of a day: (run id, inputs hash, outputs hash).
@@ -510,18 +644,17 @@ impl Store {
 
     // ----- review -----
 
-    /// The newest stored output file of a day by name (a run for one operator replaces only
-    /// that operator's files).
+    /// The current output file of a day by name (a run for one operator replaces only that
+    /// operator's files; a carried item or an adjust resolution rewrites the operator's
+    /// statement files).
     pub async fn latest_output(
         &self,
         business_day: &str,
         name: &str,
     ) -> Result<Option<OutputFile>, sqlx::Error> {
         let row = sqlx::query(
-            "SELECT o.name, o.operator_id, o.content_type, o.body
-             FROM settlement_run_outputs o JOIN settlement_runs r ON r.run_id = o.run_id
-             WHERE r.business_day = $1 AND o.name = $2
-             ORDER BY r.finished_at_ms DESC, r.run_id DESC LIMIT 1",
+            "SELECT name, operator_id, content_type, body FROM settlement_outputs
+             WHERE business_day = $1 AND name = $2",
         )
         .bind(business_day)
         .bind(name)
@@ -544,9 +677,11 @@ impl Store {
             "SELECT s.business_day, s.operator_id, MIN(s.currency),
                     CAST(SUM(CASE WHEN s.figure = 'gross' THEN s.amount_minor ELSE 0 END) AS BIGINT),
                     CAST(SUM(CASE WHEN s.figure = 'net_payable' THEN s.amount_minor ELSE 0 END) AS BIGINT),
-                    COALESCE(MIN(d.status), 'open')
+                    COALESCE(MIN(o.status), 'open'),
+                    CAST(SUM(CASE WHEN s.figure = 'adjustments' THEN s.amount_minor ELSE 0 END) AS BIGINT)
              FROM settlement_statement_lines s
-             LEFT JOIN settlement_days d ON d.business_day = s.business_day
+             LEFT JOIN settlement_operator_days o
+                    ON o.business_day = s.business_day AND o.operator_id = s.operator_id
              GROUP BY s.business_day, s.operator_id
              ORDER BY s.business_day DESC, s.operator_id",
         )
@@ -573,6 +708,7 @@ impl Store {
                 net_payable_minor: r.try_get(4)?,
                 exceptions_open: open,
                 status: r.try_get(5)?,
+                adjustments_minor: r.try_get(6)?,
             });
         }
         Ok(out)
@@ -619,7 +755,7 @@ impl Store {
         figure: &str,
     ) -> Result<Vec<LineItem>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT reference, class, amount_minor, detail FROM settlement_line_items
+            "SELECT reference, class, amount_minor, detail, source_day, exception_key FROM settlement_line_items
              WHERE business_day = $1 AND operator_id = $2 AND figure = $3 ORDER BY item_no",
         )
         .bind(business_day)
@@ -634,6 +770,8 @@ impl Store {
                     class: r.try_get(1)?,
                     amount_minor: r.try_get(2)?,
                     detail: r.try_get(3)?,
+                    source_day: r.try_get(4)?,
+                    exception_key: r.try_get(5)?,
                 })
             })
             .collect()
@@ -682,8 +820,10 @@ impl Store {
         Ok(out)
     }
 
-    /// Records a resolution (with its mandatory note) and its audit line. Refused on a locked
-    /// day or with an empty note.
+    /// Records a resolution (with its mandatory note) and its audit line, and recomposes the
+    /// operator's statement of the day (an `adjust` resolution is an adjustment of it; a later
+    /// resolution of the same exception replaces it). Refused when the exception's (day,
+    /// operator) is approved, with an empty note, or for `adjust` without an amount.
     pub async fn resolve_exception(
         &self,
         business_day: &str,
@@ -697,21 +837,32 @@ impl Store {
         if note.is_empty() {
             return Err(StoreError::EmptyNote);
         }
+        let adjust_minor = match (action, adjust_minor) {
+            ("adjust", None) => return Err(StoreError::AdjustWithoutAmount),
+            ("adjust", a) => a,
+            _ => None,
+        };
         let mut tx = self.pool.begin().await?;
         let status = lock_day_row(&mut tx, business_day).await?;
         if status == "approved" {
             return Err(StoreError::DayLocked(business_day.into()));
         }
-        let exists = sqlx::query(
-            "SELECT 1 FROM settlement_exceptions WHERE business_day = $1 AND exception_key = $2",
+        let operator: String = match sqlx::query(
+            "SELECT operator_id FROM settlement_exceptions WHERE business_day = $1 AND exception_key = $2",
         )
         .bind(business_day)
         .bind(key)
         .fetch_optional(&mut *tx)
         .await?
-        .is_some();
-        if !exists {
-            return Err(StoreError::NoSuchException);
+        {
+            Some(r) => r.try_get(0)?,
+            None => return Err(StoreError::NoSuchException),
+        };
+        if operator_status_tx(&mut tx, business_day, &operator).await? == "approved" {
+            return Err(StoreError::OperatorLocked {
+                day: business_day.into(),
+                operator,
+            });
         }
         let now = now_ms();
         sqlx::query(
@@ -740,56 +891,260 @@ impl Store {
             now,
         )
         .await?;
+        publish_tx(&mut tx, business_day, &operator, None, false).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Approves (locks) a day. Idempotent: approving an approved day changes nothing.
-    pub async fn approve_day(&self, business_day: &str, user: &str) -> Result<bool, StoreError> {
-        self.set_day_status(business_day, "approved", user, "approve", "")
-            .await
+    /// Approval of an operator's statement of a day: "open" (also when never approved) or
+    /// "approved".
+    pub async fn operator_status(
+        &self,
+        business_day: &str,
+        operator_id: &str,
+    ) -> Result<String, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT status FROM settlement_operator_days WHERE business_day = $1 AND operator_id = $2",
+        )
+        .bind(business_day)
+        .bind(operator_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(r) => r.try_get(0)?,
+            None => "open".into(),
+        })
     }
 
-    /// Reopens an approved day; the reason is mandatory and audited.
+    /// Approves (locks) an operator's statement of a day; the day is approved once all its
+    /// operators are. Idempotent: approving an approved one changes nothing (returns false).
+    pub async fn approve_operator(
+        &self,
+        business_day: &str,
+        operator_id: &str,
+        user: &str,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        lock_day_row(&mut tx, business_day).await?;
+        let has_statement = sqlx::query(
+            "SELECT 1 FROM settlement_statement_lines WHERE business_day = $1 AND operator_id = $2 LIMIT 1",
+        )
+        .bind(business_day)
+        .bind(operator_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some();
+        if !has_statement {
+            return Err(StoreError::NoSuchStatement);
+        }
+        if operator_status_tx(&mut tx, business_day, operator_id).await? == "approved" {
+            return Ok(false);
+        }
+        let now = now_ms();
+        set_operator_status(&mut tx, business_day, operator_id, "approved", user, now).await?;
+        insert_audit(
+            &mut tx,
+            business_day,
+            user,
+            "approve",
+            &format!("operator {operator_id}"),
+            now,
+        )
+        .await?;
+        refresh_day_status(&mut tx, business_day).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Reopens an operator's approved statement of a day; the reason is mandatory and audited.
+    pub async fn reopen_operator(
+        &self,
+        business_day: &str,
+        operator_id: &str,
+        actor: &str,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(StoreError::EmptyNote);
+        }
+        let mut tx = self.pool.begin().await?;
+        lock_day_row(&mut tx, business_day).await?;
+        if operator_status_tx(&mut tx, business_day, operator_id).await? != "approved" {
+            return Ok(false);
+        }
+        let now = now_ms();
+        set_operator_status(&mut tx, business_day, operator_id, "open", actor, now).await?;
+        insert_audit(
+            &mut tx,
+            business_day,
+            actor,
+            "reopen",
+            &format!("operator {operator_id}: {reason}"),
+            now,
+        )
+        .await?;
+        refresh_day_status(&mut tx, business_day).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Approves every operator of a day that has an open statement (one audit line naming
+    /// them). False when there was none.
+    pub async fn approve_day(&self, business_day: &str, user: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        lock_day_row(&mut tx, business_day).await?;
+        let open = day_operators_tx(&mut tx, business_day, "open").await?;
+        if open.is_empty() {
+            return Ok(false);
+        }
+        let now = now_ms();
+        for op in &open {
+            set_operator_status(&mut tx, business_day, op, "approved", user, now).await?;
+        }
+        insert_audit(
+            &mut tx,
+            business_day,
+            user,
+            "approve",
+            &format!("operators {}", open.join(", ")),
+            now,
+        )
+        .await?;
+        refresh_day_status(&mut tx, business_day).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Reopens every approved operator of a day; the reason is mandatory and audited.
     pub async fn reopen_day(
         &self,
         business_day: &str,
         actor: &str,
         reason: &str,
     ) -> Result<bool, StoreError> {
-        if reason.trim().is_empty() {
+        let reason = reason.trim();
+        if reason.is_empty() {
             return Err(StoreError::EmptyNote);
         }
-        self.set_day_status(business_day, "open", actor, "reopen", reason.trim())
-            .await
-    }
-
-    async fn set_day_status(
-        &self,
-        business_day: &str,
-        status: &str,
-        actor: &str,
-        action: &str,
-        detail: &str,
-    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let current = lock_day_row(&mut tx, business_day).await?;
-        if current == status {
+        lock_day_row(&mut tx, business_day).await?;
+        let approved = day_operators_tx(&mut tx, business_day, "approved").await?;
+        if approved.is_empty() {
             return Ok(false);
         }
         let now = now_ms();
-        sqlx::query(
-            "UPDATE settlement_days SET status = $2, changed_by = $3, changed_at_ms = $4 WHERE business_day = $1",
+        for op in &approved {
+            set_operator_status(&mut tx, business_day, op, "open", actor, now).await?;
+        }
+        insert_audit(
+            &mut tx,
+            business_day,
+            actor,
+            "reopen",
+            &format!("operators {}: {reason}", approved.join(", ")),
+            now,
         )
-        .bind(business_day)
-        .bind(status)
-        .bind(actor)
-        .bind(now)
-        .execute(&mut *tx)
         .await?;
-        insert_audit(&mut tx, business_day, actor, action, detail, now).await?;
+        refresh_day_status(&mut tx, business_day).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// The items a day's run of an operator carried to other days, with where each is booked.
+    pub async fn carries_from(
+        &self,
+        source_day: &str,
+        operator_id: &str,
+    ) -> Result<Vec<CarryRow>, sqlx::Error> {
+        self.carries("source_day", source_day, operator_id).await
+    }
+
+    /// The items booked to an operator's statement of a day.
+    pub async fn carries_booked(
+        &self,
+        booked_day: &str,
+        operator_id: &str,
+    ) -> Result<Vec<CarryRow>, sqlx::Error> {
+        self.carries("booked_day", booked_day, operator_id).await
+    }
+
+    async fn carries(
+        &self,
+        column: &str,
+        day: &str,
+        operator_id: &str,
+    ) -> Result<Vec<CarryRow>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CARRY_COLUMNS} FROM settlement_carries WHERE {column} = $1 AND operator_id = $2 ORDER BY source_day, carry_key"
+        ))
+        .bind(day)
+        .bind(operator_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(carry_row).collect()
+    }
+
+    // ----- operators' business days -----
+
+    /// Each operator's time zone in the gateway's `operators` table, when the gateway's tables
+    /// are in this database (empty otherwise).
+    pub async fn gateway_time_zones(&self) -> Result<Vec<(String, String)>, sqlx::Error> {
+        let exists = match self.backend {
+            Backend::Postgres => sqlx::query("SELECT 1 FROM information_schema.tables WHERE table_name = 'operators' AND table_schema = current_schema()"),
+            Backend::Sqlite => sqlx::query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'operators'"),
+        }
+        .fetch_optional(&self.pool)
+        .await?
+        .is_some();
+        if !exists {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query("SELECT operator_id, time_zone FROM operators ORDER BY operator_id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    /// Settlement's own settings of operators' business days, by operator id.
+    pub async fn operator_settings(&self) -> Result<Vec<OperatorSetting>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT operator_id, time_zone, cutoff FROM settlement_operator_settings ORDER BY operator_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OperatorSetting {
+                    operator_id: r.try_get(0)?,
+                    time_zone: r.try_get(1)?,
+                    cutoff: r.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Sets an operator's business-day settings (the caller has validated zone and cut-off).
+    pub async fn set_operator_setting(
+        &self,
+        setting: &OperatorSetting,
+        actor: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO settlement_operator_settings (operator_id, time_zone, cutoff, changed_by, changed_at_ms) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (operator_id) DO UPDATE SET time_zone = excluded.time_zone, cutoff = excluded.cutoff,
+                 changed_by = excluded.changed_by, changed_at_ms = excluded.changed_at_ms",
+        )
+        .bind(&setting.operator_id)
+        .bind(&setting.time_zone)
+        .bind(&setting.cutoff)
+        .bind(actor)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     pub async fn audit(&self, business_day: &str) -> Result<Vec<AuditRow>, sqlx::Error> {
@@ -913,6 +1268,378 @@ async fn lock_day_row(
         .fetch_one(&mut **tx)
         .await?
         .try_get(0)
+}
+
+/// Approval of a (day, operator) inside a transaction.
+async fn operator_status_tx(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    day: &str,
+    operator_id: &str,
+) -> Result<String, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT status FROM settlement_operator_days WHERE business_day = $1 AND operator_id = $2",
+    )
+    .bind(day)
+    .bind(operator_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(match row {
+        Some(r) => r.try_get(0)?,
+        None => "open".into(),
+    })
+}
+
+async fn set_operator_status(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    day: &str,
+    operator_id: &str,
+    status: &str,
+    actor: &str,
+    at_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO settlement_operator_days (business_day, operator_id, status, changed_by, changed_at_ms) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (business_day, operator_id) DO UPDATE SET status = excluded.status,
+             changed_by = excluded.changed_by, changed_at_ms = excluded.changed_at_ms",
+    )
+    .bind(day)
+    .bind(operator_id)
+    .bind(status)
+    .bind(actor)
+    .bind(at_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The operators with a statement of a day whose approval is `status`, sorted.
+async fn day_operators_tx(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    day: &str,
+    status: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT DISTINCT s.operator_id FROM settlement_statement_lines s
+         LEFT JOIN settlement_operator_days o ON o.business_day = s.business_day AND o.operator_id = s.operator_id
+         WHERE s.business_day = $1 AND COALESCE(o.status, 'open') = $2 ORDER BY s.operator_id",
+    )
+    .bind(day)
+    .bind(status)
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter().map(|r| r.try_get(0)).collect()
+}
+
+/// A day is approved when it has statements and every one of them is approved.
+async fn refresh_day_status(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    day: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE settlement_days SET status = CASE
+            WHEN EXISTS (SELECT 1 FROM settlement_statement_lines s WHERE s.business_day = $1)
+             AND NOT EXISTS (SELECT 1 FROM settlement_statement_lines s
+                             WHERE s.business_day = $1 AND NOT EXISTS (
+                                 SELECT 1 FROM settlement_operator_days o
+                                 WHERE o.business_day = s.business_day AND o.operator_id = s.operator_id
+                                   AND o.status = 'approved'))
+            THEN 'approved' ELSE 'open' END
+         WHERE business_day = $1",
+    )
+    .bind(day)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+const CARRY_COLUMNS: &str = "source_day, operator_id, carry_key, reference, belongs_to, booked_day, record, amount_minor, fee_minor, net_minor, currency, detail";
+
+fn carry_row(r: &sqlx::any::AnyRow) -> Result<CarryRow, sqlx::Error> {
+    Ok(CarryRow {
+        source_day: r.try_get(0)?,
+        operator_id: r.try_get(1)?,
+        key: r.try_get(2)?,
+        reference: r.try_get(3)?,
+        belongs_to: r.try_get(4)?,
+        booked_day: r.try_get(5)?,
+        record: r.try_get(6)?,
+        amount_minor: r.try_get(7)?,
+        fee_minor: r.try_get(8)?,
+        net_minor: r.try_get(9)?,
+        currency: r.try_get(10)?,
+        detail: r.try_get(11)?,
+    })
+}
+
+/// Replaces the items a run of (`source_day`, operator) carries to other days. An item that is
+/// unchanged keeps its row (and so the statement it was booked to: it is applied exactly once,
+/// however often either day runs). A new or changed item is booked to the day it belongs to,
+/// or — when that operator's day is approved — to the source day's own statement. Changing or
+/// dropping an item already in another day's approved statement is refused. Returns the other
+/// days whose statements change.
+async fn replace_carries(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    source_day: &str,
+    op: &OperatorOutcome,
+    run_id: i64,
+) -> Result<Vec<String>, StoreError> {
+    let operator = op.operator_id.as_str();
+    let old: Vec<CarryRow> = sqlx::query(&format!(
+        "SELECT {CARRY_COLUMNS} FROM settlement_carries WHERE source_day = $1 AND operator_id = $2 ORDER BY carry_key"
+    ))
+    .bind(source_day)
+    .bind(operator)
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(carry_row)
+    .collect::<Result<_, _>>()?;
+    let same = |o: &CarryRow, n: &crate::outcome::Carry| {
+        o.reference == n.reference
+            && o.belongs_to == n.belongs_to
+            && o.record == n.record
+            && o.amount_minor == n.amount_minor
+            && o.fee_minor == n.fee_minor
+            && o.net_minor == n.net_minor
+            && o.detail == n.detail
+            && o.currency == op.currency
+    };
+    let mut changed = std::collections::BTreeSet::new();
+    let mut kept = std::collections::BTreeSet::new();
+    for o in &old {
+        if op.carried_out.iter().any(|n| n.key == o.key && same(o, n)) {
+            kept.insert(o.key.clone());
+            continue;
+        }
+        if o.booked_day != source_day {
+            lock_day_row(tx, &o.booked_day).await?;
+            if operator_status_tx(tx, &o.booked_day, operator).await? == "approved" {
+                return Err(StoreError::CarryLocked {
+                    source_day: source_day.into(),
+                    operator: operator.into(),
+                    reference: o.reference.clone(),
+                    booked_day: o.booked_day.clone(),
+                });
+            }
+        }
+        sqlx::query(
+            "DELETE FROM settlement_carries WHERE source_day = $1 AND operator_id = $2 AND carry_key = $3",
+        )
+        .bind(source_day)
+        .bind(operator)
+        .bind(&o.key)
+        .execute(&mut **tx)
+        .await?;
+        changed.insert(o.booked_day.clone());
+    }
+    for n in op.carried_out.iter().filter(|n| !kept.contains(&n.key)) {
+        lock_day_row(tx, &n.belongs_to).await?;
+        let booked = if operator_status_tx(tx, &n.belongs_to, operator).await? == "approved" {
+            source_day
+        } else {
+            n.belongs_to.as_str()
+        };
+        sqlx::query(&format!(
+            "INSERT INTO settlement_carries ({CARRY_COLUMNS}, run_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        ))
+        .bind(source_day)
+        .bind(operator)
+        .bind(&n.key)
+        .bind(&n.reference)
+        .bind(&n.belongs_to)
+        .bind(booked)
+        .bind(&n.record)
+        .bind(n.amount_minor)
+        .bind(n.fee_minor)
+        .bind(n.net_minor)
+        .bind(&op.currency)
+        .bind(&n.detail)
+        .bind(run_id)
+        .execute(&mut **tx)
+        .await?;
+        changed.insert(booked.to_string());
+    }
+    changed.remove(source_day);
+    Ok(changed.into_iter().collect())
+}
+
+/// Replaces a current output file of a day.
+async fn put_output(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    day: &str,
+    file: &OutputFile,
+    run_id: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM settlement_outputs WHERE business_day = $1 AND name = $2")
+        .bind(day)
+        .bind(&file.name)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO settlement_outputs (business_day, name, operator_id, content_type, body, sha256, run_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(day)
+    .bind(&file.name)
+    .bind(&file.operator_id)
+    .bind(&file.content_type)
+    .bind(&file.body)
+    .bind(sha256_hex(file.body.as_bytes()))
+    .bind(run_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Composes an operator's statement of a day from its base (given by a run, else the stored
+/// one), the items booked to it and the adjust resolutions of its exceptions (`adjust`), and
+/// stores it: statement lines, drill-down items (all of them after a run, else only those of
+/// `adjustments` and `net_payable`, the only figures a recomposition changes) and the current
+/// files. None when the operator's day has not been settled yet.
+async fn publish_tx(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    day: &str,
+    operator: &str,
+    base: Option<(&OperatorOutcome, i64)>,
+    all_items: bool,
+) -> Result<Option<(OperatorOutcome, Vec<OutputFile>)>, StoreError> {
+    let stored;
+    let (base, run_id) = match base {
+        Some(b) => b,
+        None => {
+            let row = sqlx::query(
+                "SELECT outcome_json, run_id FROM settlement_bases WHERE business_day = $1 AND operator_id = $2",
+            )
+            .bind(day)
+            .bind(operator)
+            .fetch_optional(&mut **tx)
+            .await?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            let json: String = row.try_get(0)?;
+            stored = serde_json::from_str::<OperatorOutcome>(&json).map_err(|e| {
+                StoreError::Invalid(anyhow::anyhow!(
+                    "stored statement of {operator} for {day}: {e}"
+                ))
+            })?;
+            (&stored, row.try_get::<i64, _>(1)?)
+        }
+    };
+    let carried: Vec<crate::adjust::CarriedIn> = sqlx::query(&format!(
+        "SELECT {CARRY_COLUMNS} FROM settlement_carries WHERE booked_day = $1 AND operator_id = $2 ORDER BY source_day, carry_key"
+    ))
+    .bind(day)
+    .bind(operator)
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(|r| {
+        let c = carry_row(r)?;
+        Ok(crate::adjust::CarriedIn {
+            source_day: c.source_day,
+            key: c.key,
+            reference: c.reference,
+            belongs_to: c.belongs_to,
+            record: c.record,
+            amount_minor: c.amount_minor,
+            fee_minor: c.fee_minor,
+            net_minor: c.net_minor,
+            detail: c.detail,
+        })
+    })
+    .collect::<Result<_, sqlx::Error>>()?;
+    // The newest resolution of each of the operator's exceptions, when it is an adjustment.
+    let adjusts: Vec<crate::adjust::AdjustIn> = sqlx::query(
+        "SELECT e.exception_key, e.class, e.reference, r.adjust_minor, r.note, r.user_name
+         FROM settlement_exceptions e
+         JOIN settlement_resolutions r ON r.business_day = e.business_day AND r.exception_key = e.exception_key
+         WHERE e.business_day = $1 AND e.operator_id = $2 AND r.action = 'adjust' AND r.adjust_minor IS NOT NULL
+           AND r.seq = (SELECT MAX(r2.seq) FROM settlement_resolutions r2
+                        WHERE r2.business_day = e.business_day AND r2.exception_key = e.exception_key)
+         ORDER BY e.exception_key",
+    )
+    .bind(day)
+    .bind(operator)
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(crate::adjust::AdjustIn {
+            exception_key: r.try_get(0)?,
+            class: r.try_get(1)?,
+            reference: r.try_get(2)?,
+            adjust_minor: r.try_get(3)?,
+            note: r.try_get(4)?,
+            user: r.try_get(5)?,
+        })
+    })
+    .collect::<Result<_, sqlx::Error>>()?;
+    let (op, files) =
+        crate::adjust::publish(day, base, &carried, &adjusts).map_err(StoreError::Invalid)?;
+    sqlx::query(
+        "DELETE FROM settlement_statement_lines WHERE business_day = $1 AND operator_id = $2",
+    )
+    .bind(day)
+    .bind(operator)
+    .execute(&mut **tx)
+    .await?;
+    if all_items {
+        sqlx::query(
+            "DELETE FROM settlement_line_items WHERE business_day = $1 AND operator_id = $2",
+        )
+        .bind(day)
+        .bind(operator)
+        .execute(&mut **tx)
+        .await?;
+    } else {
+        sqlx::query(
+            "DELETE FROM settlement_line_items WHERE business_day = $1 AND operator_id = $2 AND figure IN ('adjustments', 'net_payable')",
+        )
+        .bind(day)
+        .bind(operator)
+        .execute(&mut **tx)
+        .await?;
+    }
+    for (line_no, f) in op.figures.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO settlement_statement_lines (business_day, operator_id, line_no, figure, amount_minor, currency, run_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(day)
+        .bind(operator)
+        .bind(line_no as i64)
+        .bind(&f.name)
+        .bind(f.amount_minor)
+        .bind(&op.currency)
+        .bind(run_id)
+        .execute(&mut **tx)
+        .await?;
+        if !all_items && f.name != "adjustments" && f.name != "net_payable" {
+            continue;
+        }
+        for (item_no, it) in f.items.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO settlement_line_items (business_day, operator_id, figure, item_no, reference, class, amount_minor, detail, source_day, exception_key)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(day)
+            .bind(operator)
+            .bind(&f.name)
+            .bind(item_no as i64)
+            .bind(&it.reference)
+            .bind(&it.class)
+            .bind(it.amount_minor)
+            .bind(&it.detail)
+            .bind(&it.source_day)
+            .bind(&it.exception_key)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    for f in &files {
+        put_output(tx, day, f, run_id).await?;
+    }
+    Ok(Some((op, files)))
 }
 
 /// Appends to a day's audit trail. Callers hold the day's row lock (`lock_day_row`), which

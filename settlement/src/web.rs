@@ -1,9 +1,11 @@
 //! The finance review UI: server-rendered HTML (maud), no scripts, no front-end build.
 //!
-//! Pages: days and operators with totals and status (`/`), a day (`/days/{day}`: statements,
-//! approve, audit trail), a statement (`/days/{day}/operators/{op}`) with drill-down to the
-//! records behind each figure, the exceptions queue with filters (`/exceptions`), resolving an
-//! exception (accept, write off, adjust, chase provider; note mandatory), CSV export.
+//! Pages: days and operators with totals and each operator's status (`/`), a day
+//! (`/days/{day}`: its operators' statements and status, audit trail), a statement
+//! (`/days/{day}/operators/{op}`: approve it, which locks that operator's day) with drill-down
+//! to the records behind each figure (adjustments lead to their exception and resolution), the
+//! exceptions queue with filters (`/exceptions`), resolving an exception (accept, write off,
+//! adjust, chase provider; note mandatory; adjust changes the statement), CSV export.
 //! Every page needs a session; every POST checks the session's CSRF token. Only `store` speaks
 //! SQL; this module turns requests into store calls and rows into HTML.
 
@@ -62,8 +64,8 @@ pub fn router(store: Store, config: WebConfig) -> Router {
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/days/{day}", get(day_page))
-        .route("/days/{day}/approve", post(approve))
         .route("/days/{day}/operators/{op}", get(statement_page))
+        .route("/days/{day}/operators/{op}/approve", post(approve))
         .route(
             "/days/{day}/operators/{op}/figures/{figure}",
             get(figure_page),
@@ -109,9 +111,19 @@ impl From<sqlx::Error> for WebError {
 impl From<StoreError> for WebError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::DayLocked(_) => WebError(StatusCode::CONFLICT, e.to_string()),
-            StoreError::NoSuchException => WebError(StatusCode::NOT_FOUND, e.to_string()),
-            StoreError::EmptyNote => WebError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+            StoreError::DayLocked(_)
+            | StoreError::OperatorLocked { .. }
+            | StoreError::CarryLocked { .. } => WebError(StatusCode::CONFLICT, e.to_string()),
+            StoreError::NoSuchException | StoreError::NoSuchStatement => {
+                WebError(StatusCode::NOT_FOUND, e.to_string())
+            }
+            StoreError::EmptyNote | StoreError::AdjustWithoutAmount => {
+                WebError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+            }
+            StoreError::Invalid(e) => {
+                tracing::error!(error = %format!("{e:#}"), "settlement ui: statement not composed");
+                WebError(StatusCode::INTERNAL_SERVER_ERROR, "statement error".into())
+            }
             StoreError::Db(d) => d.into(),
         }
     }
@@ -354,15 +366,16 @@ async fn days_page(State(state): State<AppState>, headers: HeaderMap) -> WebResu
             p.muted { "No settlement runs yet. Run " code { "settlement run --date YYYY-MM-DD" } "." }
         } @else {
             table id="days" {
-                tr { th { "Business day" } th { "Operator" } th { "Gross" } th { "Net payable" } th { "Open exceptions" } th { "Status" } }
+                tr { th { "Business day" } th { "Operator" } th { "Gross" } th { "Adjustments" } th { "Net payable" } th { "Open exceptions" } th { "Status" } }
                 @for r in &rows {
-                    tr {
+                    tr.day-operator {
                         td { a href={ "/days/" (r.business_day) } { (r.business_day) } }
                         td { a href={ "/days/" (r.business_day) "/operators/" (r.operator_id) } { (r.operator_id) } }
                         td.num { (money(r.gross_minor, &r.currency)) }
+                        td.num { (money(r.adjustments_minor, &r.currency)) }
                         td.num { (money(r.net_payable_minor, &r.currency)) }
                         td.num { (r.exceptions_open) }
-                        td { span class={ "status-" (r.status) } { (r.status) } }
+                        td { span class={ "status-" (r.status) } id={ "status-" (r.business_day) "-" (r.operator_id) } { (r.status) } }
                     }
                 }
             }
@@ -391,25 +404,23 @@ async fn day_page(
     let status = state.store.day_status(&day).await?;
     let audit = state.store.audit(&day).await?;
     let body = html! {
-        p { "Status: " span id="day-status" class={ "status-" (status) } { (status) } }
+        p { "Status: " span id="day-status" class={ "status-" (status) } { (status) }
+            span.muted { " — finance approves each operator's statement on its page; the day is approved when all its operators are." } }
         table id="operators" {
-            tr { th { "Operator" } th { "Gross" } th { "Net payable" } th { "Open exceptions" } }
+            tr { th { "Operator" } th { "Gross" } th { "Adjustments" } th { "Net payable" } th { "Open exceptions" } th { "Status" } }
             @for r in &rows {
                 tr {
                     td { a href={ "/days/" (day) "/operators/" (r.operator_id) } { (r.operator_id) } }
                     td.num { (money(r.gross_minor, &r.currency)) }
+                    td.num { (money(r.adjustments_minor, &r.currency)) }
                     td.num { (money(r.net_payable_minor, &r.currency)) }
                     td.num { a href={ "/exceptions?day=" (day) "&operator=" (r.operator_id) "&state=open" } { (r.exceptions_open) } }
+                    td { span class={ "status-" (r.status) } id={ "status-" (r.operator_id) } { (r.status) } }
                 }
             }
         }
         @if status == "approved" {
-            p id="locked" { "This day is approved and locked. Reopening needs " code { "settlement reopen --date " (day) " --reason …" } "." }
-        } @else {
-            form method="post" action={ "/days/" (day) "/approve" } {
-                input type="hidden" name="csrf" value=(user.csrf_token);
-                button type="submit" id="approve" { "Approve day (locks it)" }
-            }
+            p id="locked" { "Every operator of this day is approved: the day is locked. Reopening an operator needs " code { "settlement reopen --date " (day) " --operator OPERATOR --reason …" } "." }
         }
         h2 { "Audit trail" }
         table id="audit" {
@@ -431,7 +442,7 @@ fn utc(ms: i64) -> String {
 async fn approve(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(day): Path<String>,
+    Path((day, op)): Path<(String, String)>,
     Form(f): Form<CsrfForm>,
 ) -> WebResult {
     let user = match require_post(&state, &headers, &f.csrf).await {
@@ -439,20 +450,11 @@ async fn approve(
         Err(r) => return Ok(r),
     };
     valid_day(&day)?;
-    if state
+    state
         .store
-        .statement_days()
-        .await?
-        .iter()
-        .all(|d| *d != day)
-    {
-        return Err(WebError(
-            StatusCode::NOT_FOUND,
-            "no settlement run for this day".into(),
-        ));
-    }
-    state.store.approve_day(&day, &user.user_name).await?;
-    Ok(Redirect::to(&format!("/days/{day}")).into_response())
+        .approve_operator(&day, &op, &user.user_name)
+        .await?;
+    Ok(Redirect::to(&format!("/days/{day}/operators/{op}")).into_response())
 }
 
 // ----- statement -----
@@ -473,7 +475,8 @@ async fn statement_page(
             "no statement for this day and operator".into(),
         ));
     }
-    let status = state.store.day_status(&day).await?;
+    let status = state.store.operator_status(&day, &op).await?;
+    let carried_out = state.store.carries_from(&day, &op).await?;
     let open = state
         .store
         .exceptions(&ExceptionFilter {
@@ -491,7 +494,15 @@ async fn statement_page(
         .and_then(|f| serde_json::from_str::<serde_json::Value>(&f.body).ok())
         .and_then(|v| serde_json::from_value(v.get("operator")?.clone()).ok());
     let body = html! {
-        p { "Day " a href={ "/days/" (day) } { (day) } " · status " span class={ "status-" (status) } { (status) } }
+        p { "Day " a href={ "/days/" (day) } { (day) } " · status " span id="statement-status" class={ "status-" (status) } { (status) } }
+        @if status == "approved" {
+            p id="locked" { "This statement is approved and locked. Reopening needs " code { "settlement reopen --date " (day) " --operator " (op) " --reason …" } "." }
+        } @else {
+            form method="post" action={ "/days/" (day) "/operators/" (op) "/approve" } {
+                input type="hidden" name="csrf" value=(user.csrf_token);
+                button type="submit" id="approve" { "Approve " (op) "'s statement (locks it)" }
+            }
+        }
         table id="statement" {
             tr { th { "Figure" } th { "Amount" } }
             @for l in &lines {
@@ -502,6 +513,22 @@ async fn statement_page(
             }
         }
         p { a href={ "/exceptions?day=" (day) "&operator=" (op) "&state=open" } { (open.len()) " open exception(s)" } }
+        @if !carried_out.is_empty() {
+            h2 { "Carried to other days" }
+            p.muted { "Items of this day's inputs that belong to another business day: each is an adjustment of the statement it is booked to." }
+            table id="carried-out" {
+                tr { th { "Reference" } th { "Belongs to" } th { "Booked to" } th { "Amount" } th { "Detail" } }
+                @for c in &carried_out {
+                    tr {
+                        td { a href={ "/exceptions/" (day) "/" (c.key) } { code { (c.reference) } } }
+                        td { (c.belongs_to) }
+                        td { a href={ "/days/" (c.booked_day) "/operators/" (op) "/figures/adjustments" } { (c.booked_day) } }
+                        td.num { (money(c.net_minor, &c.currency)) }
+                        td { (c.detail) }
+                    }
+                }
+            }
+        }
         @if let Some(o) = &stored {
             h2 { "Records by class" }
             table id="classes" {
@@ -537,6 +564,7 @@ fn figure_label(name: &str) -> &str {
         "gross" => "Gross fares and tolls",
         "refunds" => "Refunds",
         "provider_fees" => "Provider service fees",
+        "adjustments" => "Adjustments (carried items, adjust resolutions)",
         "net_payable" => "Net payable",
         other => other,
     }
@@ -568,7 +596,16 @@ async fn figure_page(
         table id="items" {
             tr { th { "Reference" } th { "Class" } th { "Amount" } th { "Detail" } }
             @for it in &items {
-                tr { td { code { (it.reference) } } td { (it.class) } td.num { (money(it.amount_minor, &line.currency)) } td { (it.detail) } }
+                tr {
+                    td {
+                        @if it.exception_key.is_empty() {
+                            code { (it.reference) }
+                        } @else {
+                            a.exception-link href={ "/exceptions/" (it.source_day) "/" (it.exception_key) } { code { (it.reference) } }
+                        }
+                    }
+                    td { (it.class) } td.num { (money(it.amount_minor, &line.currency)) } td { (it.detail) }
+                }
             }
         }
     };
@@ -762,7 +799,7 @@ async fn exception_view(
         .into_iter()
         .find(|e| e.key == key)
         .ok_or_else(|| WebError(StatusCode::NOT_FOUND, "no such exception".into()))?;
-    let status = state.store.day_status(day).await?;
+    let status = state.store.operator_status(day, &e.operator_id).await?;
     let trail: Vec<_> = state
         .store
         .audit(day)
@@ -782,7 +819,7 @@ async fn exception_view(
         }
         @if let Some(msg) = error { p.error id="form-error" { (msg) } }
         @if status == "approved" {
-            p id="locked" { "The day is approved and locked." }
+            p id="locked" { "The statement of " (e.operator_id) " for this day is approved and locked." }
         } @else {
             form method="post" action={ "/exceptions/" (day) "/" (key) } id="resolve" {
                 input type="hidden" name="csrf" value=(user.csrf_token);
@@ -876,13 +913,13 @@ async fn resolve(
         .await
     {
         Ok(()) => Ok(Redirect::to(&format!("/exceptions/{day}/{key}")).into_response()),
-        Err(StoreError::DayLocked(_)) => {
+        Err(StoreError::DayLocked(_) | StoreError::OperatorLocked { .. }) => {
             exception_view(
                 &state,
                 &user,
                 &day,
                 &key,
-                Some("The day is approved and locked."),
+                Some("The operator's statement of this day is approved and locked."),
             )
             .await
         }

@@ -1,9 +1,11 @@
 //! The finance review UI driven by headless Chromium (Debian's `chromium` + `chromium-driver`)
 //! through WebDriver, with real clicks against the real server and a real database seeded by a
 //! real settlement run: log in, open the day, drill into a statement figure, filter the
-//! exceptions, resolve one (an empty note is refused), approve the day, see it locked and the
-//! audit trail, export CSV. Skipped when chromedriver is missing, unless
-//! TURNPIKE_REQUIRE_BROWSER=1 (set by `.ci/run`), which makes that a failure.
+//! exceptions, resolve one (an empty note is refused), adjust another and see the statement
+//! change and lead back to the resolution, approve each operator's statement (the day locks
+//! when all are approved), see the locks and the audit trail, export CSV. Skipped when
+//! chromedriver is missing, unless TURNPIKE_REQUIRE_BROWSER=1 (set by `.ci/run`), which makes
+//! that a failure.
 
 mod review_fixture;
 
@@ -194,6 +196,12 @@ async fn review_flow(backend: &str) {
         days.contains(DAY) && days.contains("hz-metro") && days.contains("zj-expressway"),
         "{days}"
     );
+    // Each operator's statement of the day has its own status.
+    assert_eq!(text(&c, &format!("#status-{DAY}-hz-metro")).await, "open");
+    assert_eq!(
+        text(&c, &format!("#status-{DAY}-zj-expressway")).await,
+        "open"
+    );
 
     // The day, then hz-metro's statement, then the records behind its gross figure.
     click_nav(&c, &format!("#days a[href='/days/{DAY}']")).await;
@@ -284,32 +292,132 @@ async fn review_flow(backend: &str) {
     assert_eq!(text(&c, "#exception-state").await, "chase_provider");
     assert!(text(&c, "#history").await.contains("ticket 4711"));
 
+    // Adjust M2-1 (the provider paid 4.50 for a 5.00 fare): the statement moves by 0.50, and
+    // its adjustment leads back to the resolution with its note and user.
+    c.goto(&format!(
+        "{base}/exceptions?day={DAY}&class=amount_mismatch"
+    ))
+    .await
+    .unwrap();
+    click_nav(&c, "a.resolve-link").await;
+    click(&c, "#action-adjust").await;
+    fill(
+        &c,
+        "#note",
+        "Operator confirmed the 4.50 fare; pay the difference",
+    )
+    .await;
+    click_nav(&c, "#submit-resolution").await;
+    assert_eq!(
+        text(&c, "#form-error").await,
+        "An adjustment needs an amount."
+    );
+    click(&c, "#action-adjust").await;
+    fill(&c, "#adjust_minor", "50").await;
+    fill(
+        &c,
+        "#note",
+        "Operator confirmed the 4.50 fare; pay the difference",
+    )
+    .await;
+    click_nav(&c, "#submit-resolution").await;
+    assert_eq!(text(&c, "#exception-state").await, "adjust");
+    c.goto(&format!("{base}/days/{DAY}/operators/hz-metro"))
+        .await
+        .unwrap();
+    let statement = text(&c, "#statement").await;
+    assert!(
+        statement.contains("Adjustments") && statement.contains("0.50 CNY"),
+        "{statement}"
+    );
+    assert!(
+        statement.contains("16.90 CNY"),
+        "net 1640 + 50: {statement}"
+    );
+    assert!(
+        text(&c, "#journal")
+            .await
+            .contains("settlement_adjustments"),
+        "the adjustment is journalled"
+    );
+    click_nav(&c, "#figure-adjustments").await;
+    assert_eq!(text(&c, "#figure-total").await, "0.50 CNY");
+    let items = text(&c, "#items").await;
+    assert!(
+        items.contains("M2-1") && items.contains("resolution_adjust") && items.contains(USER),
+        "{items}"
+    );
+    click_nav(&c, "a.exception-link").await;
+    assert_eq!(text(&c, "#exception-state").await, "adjust");
+    assert!(text(&c, "#history").await.contains("adjust 50"));
+
     // A POST without the session's CSRF token is refused.
     let status = c
         .execute(
-            &format!("return fetch('/days/{DAY}/approve', {{method: 'POST', headers: {{'Content-Type': 'application/x-www-form-urlencoded'}}, body: 'csrf=forged'}}).then(r => r.status)"),
+            &format!("return fetch('/days/{DAY}/operators/hz-metro/approve', {{method: 'POST', headers: {{'Content-Type': 'application/x-www-form-urlencoded'}}, body: 'csrf=forged'}}).then(r => r.status)"),
             vec![],
         )
         .await
         .unwrap();
     assert_eq!(status, json!(403));
 
-    // Approve the day: locked, and the audit trail has the resolution and the approval.
-    c.goto(&format!("{base}/days/{DAY}")).await.unwrap();
+    // Approve hz-metro's statement: that operator's day is locked, the day is not yet.
+    c.goto(&format!("{base}/days/{DAY}/operators/hz-metro"))
+        .await
+        .unwrap();
     click_nav(&c, "#approve").await;
+    assert_eq!(path(&c).await, format!("/days/{DAY}/operators/hz-metro"));
+    assert_eq!(text(&c, "#statement-status").await, "approved");
+    assert!(text(&c, "#locked").await.contains("--operator hz-metro"));
+    assert!(
+        c.find(Locator::Css("#approve")).await.is_err(),
+        "no approve button on an approved statement"
+    );
+    c.goto(&format!("{base}/days/{DAY}")).await.unwrap();
+    assert_eq!(text(&c, "#day-status").await, "open");
+    assert_eq!(text(&c, "#status-hz-metro").await, "approved");
+    assert_eq!(text(&c, "#status-zj-expressway").await, "open");
+    assert!(c.find(Locator::Css("#locked")).await.is_err());
+    // An approved operator's exceptions can no longer be resolved.
+    c.goto(&format!(
+        "{base}/exceptions?day={DAY}&class=missing_at_provider"
+    ))
+    .await
+    .unwrap();
+    click_nav(&c, "a.resolve-link").await;
+    assert!(text(&c, "#locked").await.contains("hz-metro"));
+
+    // Then zj-expressway's, from the day's list: the day is approved and locked, and the
+    // audit trail has the resolutions and both approvals.
+    c.goto(&format!("{base}/days/{DAY}")).await.unwrap();
+    click_nav(
+        &c,
+        &format!("#operators a[href='/days/{DAY}/operators/zj-expressway']"),
+    )
+    .await;
+    click_nav(&c, "#approve").await;
+    assert_eq!(text(&c, "#statement-status").await, "approved");
+    c.goto(&format!("{base}/days/{DAY}")).await.unwrap();
     assert_eq!(text(&c, "#day-status").await, "approved");
     assert!(text(&c, "#locked").await.contains("locked"));
     let audit = text(&c, "#audit").await;
-    assert!(audit.contains("approve") && audit.contains(USER), "{audit}");
+    assert!(
+        audit.contains("operator hz-metro")
+            && audit.contains("operator zj-expressway")
+            && audit.contains(USER),
+        "{audit}"
+    );
     assert!(
         audit.contains("chase_provider") && audit.contains("ticket 4711"),
         "{audit}"
     );
-    assert!(
-        c.find(Locator::Css("#approve")).await.is_err(),
-        "no approve button on a locked day"
-    );
+    assert!(audit.contains("adjust 50"), "{audit}");
     assert_eq!(store.day_status(DAY).await.unwrap(), "approved");
+    c.goto(&format!("{base}/")).await.unwrap();
+    assert_eq!(
+        text(&c, &format!("#status-{DAY}-zj-expressway")).await,
+        "approved"
+    );
 
     // Export the resolved exceptions as CSV (the link's own URL, fetched by the browser).
     c.goto(&format!("{base}/exceptions?state=resolved"))
@@ -335,11 +443,12 @@ async fn review_flow(backend: &str) {
         csv.starts_with("business_day,operator_id,class,reference"),
         "{csv}"
     );
-    assert_eq!(csv.lines().count(), 2, "{csv}");
+    assert_eq!(csv.lines().count(), 3, "{csv}");
     assert!(
         csv.contains("missing_at_provider,M3-1,200,CNY,chase_provider"),
         "{csv}"
     );
+    assert!(csv.contains("amount_mismatch,M2-1,500,CNY,adjust"), "{csv}");
 
     // Log out: the pages ask for a login again.
     click_nav(&c, "#logout").await;

@@ -17,12 +17,17 @@ const REFUNDED_AT_MS: i64 = 1767315845000;
 /// Books the fixture's gateway side through the gateway's store and journal rules.
 async fn seed_gateway(url: &str) {
     let gw = gateway::store::Store::connect(url, 2).await.unwrap();
-    for (id, mode) in [("hz-metro", "metro"), ("zj-expressway", "toll")] {
+    for (id, mode, zone) in [
+        ("hz-metro", "metro", "Asia/Shanghai"),
+        ("zj-expressway", "toll", "Asia/Shanghai"),
+        // No money on the day; its zone comes from this table.
+        ("tokyo-metro", "metro", "Asia/Tokyo"),
+    ] {
         gw.insert_operator(&OperatorRow {
             operator_id: id.into(),
             name: id.into(),
             mode: mode.into(),
-            time_zone: "Asia/Shanghai".into(),
+            time_zone: zone.into(),
             currency: "CNY".into(),
             daily_cap_minor: None,
             created_at_ms: PAID_AT_MS,
@@ -132,6 +137,70 @@ async fn check(backend: &str) {
         .await
         .unwrap();
     assert_eq!(from_db.outputs_sha256, from_file.outputs_sha256);
+    // Operators' business days: the gateway's zones, settlement's cut-off, the run's flags.
+    let windows = settlement::run::operator_windows(&store, &config)
+        .await
+        .unwrap();
+    let described: Vec<(String, String, String)> = windows
+        .iter()
+        .map(|(op, w)| (op.clone(), w.time_zone_name(), w.cutoff_text()))
+        .collect();
+    assert_eq!(
+        described,
+        [("tokyo-metro".into(), "Asia/Tokyo".into(), "00:00".into())]
+    );
+    store
+        .set_operator_setting(
+            &settlement::store::OperatorSetting {
+                operator_id: "hz-metro".into(),
+                time_zone: None,
+                cutoff: "04:00".into(),
+            },
+            "ops",
+        )
+        .await
+        .unwrap();
+    config.operator_days = vec![settlement::run::OperatorDay {
+        operator_id: "tokyo-metro".into(),
+        time_zone: Some("Europe/Berlin".into()),
+        cutoff: None,
+    }];
+    let windows = settlement::run::operator_windows(&store, &config)
+        .await
+        .unwrap();
+    let described: Vec<(String, String, String)> = windows
+        .iter()
+        .map(|(op, w)| (op.clone(), w.time_zone_name(), w.cutoff_text()))
+        .collect();
+    assert_eq!(
+        described,
+        [
+            ("hz-metro".into(), "Asia/Shanghai".into(), "04:00".into()),
+            ("tokyo-metro".into(), "Europe/Berlin".into(), "00:00".into())
+        ]
+    );
+    // hz-metro's day now starts at 04:00 Shanghai time: its window moved by four hours.
+    let hz = &windows["hz-metro"];
+    assert_eq!(hz.bounds_ms().0, start_ms + 4 * 3600 * 1000);
+    // A bad cut-off in the settings names the operator.
+    store
+        .set_operator_setting(
+            &settlement::store::OperatorSetting {
+                operator_id: "hz-metro".into(),
+                time_zone: None,
+                cutoff: "25:00".into(),
+            },
+            "ops",
+        )
+        .await
+        .unwrap();
+    let err = format!(
+        "{:#}",
+        settlement::run::operator_windows(&store, &config)
+            .await
+            .unwrap_err()
+    );
+    assert!(err.contains("hz-metro") && err.contains("25:00"), "{err}");
     // Nothing outside the window: the next day is empty.
     let (_, next_end) = settlement::DayWindow::shanghai("2026-01-03".parse().unwrap())
         .unwrap()

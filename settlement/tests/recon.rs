@@ -544,3 +544,138 @@ proptest! {
         }
     }
 }
+
+/// Proves each operator's business day is its own: the same Shanghai wall-clock bill time and
+/// the same instant in an operator's export fall on different business days for an operator
+/// in Asia/Shanghai, one in Asia/Tokyo and one in Europe/Berlin.
+#[test]
+fn business_days_follow_each_operators_time_zone() {
+    let dir = Dir::new("zones");
+    let row = |op: &str, day: &str, trade: &str, terminal: &str, seq: u64, amount: i64| {
+        format!(
+            "payment,{op},{day},{trade},P{trade},,{terminal},{seq},metro,{amount},{},CNY,1767367800000",
+            FeeContract::default().fee_minor(amount)
+        )
+    };
+    let gw = dir.write(
+        "gateway.csv",
+        gateway_file(&[
+            // 23:30 in Shanghai: the day itself for hz-metro.
+            row("hz-metro", DAY, "M1-1", "G1", 1, 300),
+            // 22:00 Shanghai = 23:00 Tokyo: still the day in Tokyo.
+            row("tokyo-metro", DAY, "M4-1", "J1", 4, 300),
+        ]),
+    );
+    let at = |trade: &'static str, finished: &'static str| BillRow {
+        finished,
+        ..trade_row(trade)
+    };
+    let mut bill = bill_text(
+        &[
+            at("M1-1", "2026-01-02 23:30:00"),
+            at("M4-1", "2026-01-02 22:00:00"),
+            // 23:30 Shanghai = 00:30 on 2026-01-03 in Tokyo; no gateway record on this day.
+            at("N1-1", "2026-01-02 23:30:00"),
+            // 06:30 Shanghai = 23:30 on 2026-01-01 in Berlin.
+            at("B1-1", "2026-01-02 06:30:00"),
+            // Same wall-clock time for hz-metro: its own day, a missing gateway record.
+            at("H1-1", "2026-01-02 23:30:00"),
+        ],
+        None,
+    );
+    // The bill's 操作员 names the operator of each row.
+    bill = bill
+        .lines()
+        .map(|l| {
+            let op = if l.contains("M4-1\t") || l.contains("N1-1\t") {
+                "tokyo-metro"
+            } else if l.contains("B1-1\t") {
+                "berlin-tram"
+            } else {
+                "hz-metro"
+            };
+            l.replace(",hz-metro\t,", &format!(",{op}\t,")) + "\r\n"
+        })
+        .collect();
+    let bill = dir.write("bill.csv", bill);
+    let hz = dir.write(
+        "hz.csv",
+        op_file(&["G1,1,2026-01-02T23:30:00+08:00,exit,300,CNY".into()]),
+    );
+    let tokyo = dir.write(
+        "tokyo.csv",
+        op_file(&[
+            "J1,4,2026-01-02T23:00:00+09:00,exit,300,CNY".into(),
+            // 23:50 Shanghai: 00:50 the next day in Tokyo; no gateway record.
+            "J1,9,2026-01-02T23:50:00+08:00,exit,400,CNY".into(),
+        ]),
+    );
+    let input = input(&gw, &bill, &[("hz-metro", &hz), ("tokyo-metro", &tokyo)]);
+    let day: jiff::civil::Date = DAY.parse().unwrap();
+    let midnight = jiff::civil::Time::midnight();
+    let mut zoned = config();
+    for (op, zone) in [
+        ("tokyo-metro", "Asia/Tokyo"),
+        ("berlin-tram", "Europe/Berlin"),
+    ] {
+        zoned
+            .operator_days
+            .insert(op.into(), DayWindow::named(day, zone, midnight).unwrap());
+    }
+    let rec = reconcile(&input, &zoned).unwrap();
+    let find = |rec: &Reconciliation, key: &str| rec.items.iter().find(|i| i.key == key).cloned();
+    let n1 = find(&rec, "N1-1").unwrap();
+    assert_eq!(
+        (n1.class, n1.carried_to.as_deref()),
+        (Class::OtherDay, Some("2026-01-03"))
+    );
+    assert_eq!((n1.record, n1.provider_fee_minor), (RecordKind::Payment, 2));
+    let b1 = find(&rec, "B1-1").unwrap();
+    assert_eq!(
+        (b1.class, b1.carried_to.as_deref()),
+        (Class::OtherDay, Some("2026-01-01"))
+    );
+    let j9 = find(&rec, "J1#9").unwrap();
+    assert_eq!(
+        (j9.class, j9.carried_to.as_deref()),
+        (Class::OtherDay, Some("2026-01-03"))
+    );
+    // Shanghai's operator: the same wall-clock time is its own day.
+    assert_eq!(find(&rec, "H1-1").unwrap().class, Class::MissingAtGateway);
+    assert!(
+        find(&rec, "M1-1").is_none() && find(&rec, "M4-1").is_none(),
+        "{:?}",
+        rec.items
+    );
+    assert_eq!(rec.counts.get(Class::Matched), 2);
+
+    // Everyone in Shanghai: the Tokyo and Berlin rows are this day's (nothing to carry).
+    let rec = reconcile(&input, &config()).unwrap();
+    for key in ["N1-1", "B1-1", "J1#9"] {
+        assert_eq!(
+            find(&rec, key).unwrap().class,
+            Class::MissingAtGateway,
+            "{key}"
+        );
+    }
+
+    // A window of another date is a configuration error, not a silent mix of days.
+    let mut wrong = config();
+    wrong.operator_days.insert(
+        "tokyo-metro".into(),
+        DayWindow::named("2026-01-03".parse().unwrap(), "Asia/Tokyo", midnight).unwrap(),
+    );
+    let err = reconcile(&input, &wrong).unwrap_err().to_string();
+    assert!(
+        err.contains("tokyo-metro") && err.contains("2026-01-03"),
+        "{err}"
+    );
+    assert!(DayWindow::named(day, "Mars/Olympus", midnight)
+        .unwrap_err()
+        .to_string()
+        .contains("Mars/Olympus"));
+}
+
+fn trade_row(out_trade_no: &'static str) -> BillRow<'static> {
+    trade(out_trade_no, 300)
+}

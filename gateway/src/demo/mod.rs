@@ -1091,6 +1091,7 @@ async fn settle_demo_day(
         operator_exports: exports,
         work_dir: dir.join("settlement-work"),
         out_dir: Some(dir.join("settlement-out")),
+        operator_days: Vec::new(),
     };
     let report = settlement::run::run_day(&store, settlement::engine(), &config).await?;
     for op in &report.outcome.operators {

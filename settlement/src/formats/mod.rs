@@ -77,6 +77,11 @@ impl Key {
         (Key { hi, lo: h2 }, false)
     }
 
+    /// The key's [`Namespace`] as its number.
+    pub(crate) fn namespace(&self) -> u8 {
+        ((self.hi >> 56) & 0x7f) as u8
+    }
+
     /// The text of a packed key; `None` for a hashed one.
     pub(crate) fn packed_text(&self) -> Option<String> {
         if self.hi & PACKED == 0 {

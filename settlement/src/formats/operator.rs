@@ -93,7 +93,7 @@ pub(crate) struct OpRead {
 
 pub(crate) fn read(
     paths: &[PathBuf],
-    day: &DayWindow,
+    days: &[&DayWindow],
     terminals: &Interner,
     threads: usize,
     part_bits: u32,
@@ -115,7 +115,7 @@ pub(crate) fn read(
         return Err((errors, n));
     }
     let results = scan::run_ranges(&jobs, threads, |fi, s, e| {
-        read_range(&paths[fi], fi as u8, s, e, day, terminals, part_bits)
+        read_range(&paths[fi], fi as u8, s, e, days[fi], terminals, part_bits)
     });
     let mut ranges: Vec<Vec<RangeOut<OpRec, OpExtra>>> = paths.iter().map(|_| Vec::new()).collect();
     let mut total = 0;

@@ -20,7 +20,7 @@ use super::{
 /// A lower bound on a row's length, for sizing the partitions.
 const ROW_BYTES_MIN: u64 = 180;
 
-use crate::day::{clamp_offset, DayWindow};
+use crate::day::{clamp_offset, DayWindow, Windows};
 
 /// The platform's columns (shared with the sandbox, which writes them).
 pub use turnpike_provider_wire::BILL_COLUMNS as COLUMNS;
@@ -134,7 +134,7 @@ struct Head {
 
 pub(crate) fn read(
     bills: &[BillFile],
-    day: &DayWindow,
+    days: Windows<'_>,
     operators: &Interner,
     threads: usize,
     part_bits: u32,
@@ -143,7 +143,7 @@ pub(crate) fn read(
     let mut heads = Vec::new();
     let mut jobs = Vec::new();
     for (fi, bill) in bills.iter().enumerate() {
-        match check_head(bill, day) {
+        match check_head(bill, days.default) {
             Ok(h) => {
                 for (s, e) in scan::ranges(h.data_start, h.len, threads) {
                     jobs.push((fi, s, e));
@@ -175,7 +175,7 @@ pub(crate) fn read(
             enc,
             mine,
             other,
-            day,
+            days,
             operators,
             part_bits,
         )
@@ -359,7 +359,7 @@ fn read_range(
     enc: Encoding,
     types: &[Vec<u8>; 2],
     other_types: &[Vec<u8>; 2],
-    day: &DayWindow,
+    days: Windows<'_>,
     operators: &Interner,
     part_bits: u32,
 ) -> std::io::Result<RangeOut<PvRec, PvExtra>> {
@@ -522,7 +522,8 @@ fn read_range(
             line: r as u32,
             operator,
             file,
-            day_off: clamp_offset(day.offset_local(finished)),
+            // The row's day in its operator's window (the 操作员 cell; the default without one).
+            day_off: clamp_offset(days.of(op_cell).offset_bill_local(finished)),
         };
         out.parts[key.partition(part_bits)].push(rec);
     })?;

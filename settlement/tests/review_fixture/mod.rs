@@ -182,6 +182,7 @@ impl Inputs {
             ],
             work_dir: self.dir.0.join("work"),
             out_dir: None,
+            operator_days: Vec::new(),
         }
     }
 
