@@ -10,7 +10,8 @@
 //! Results go to `target/bench-results/gateway_load.json`; the format is in `docs/load.md`.
 //!
 //! Knobs (environment): `LOAD_STEP_S` (seconds per rate step, default 8), `LOAD_START_RATE`
-//! (default 1000), `TURNPIKE_TEST_PG` (PostgreSQL admin URL).
+//! (default 1000), `TURNPIKE_TEST_PG` (PostgreSQL admin URL), `LOAD_FIXED_RATES` (e.g.
+//! `2000,4000`: only run the gateway at these rates and exit — for profiling).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -697,6 +698,18 @@ async fn bench(
         "gateway (pid {}): searching the highest rate with p99 ≤ {P99_MS_MAX} ms…",
         gateway.0.id()
     );
+    if let Ok(rates) = std::env::var("LOAD_FIXED_RATES") {
+        // Profiling aid: run the gateway at these rates only (e.g. under `perf record -p PID`),
+        // then stop without writing results.
+        for rate in rates
+            .split(',')
+            .filter_map(|r| r.trim().parse::<f64>().ok())
+        {
+            run_step(&mut sim, gateway.0.id(), rate, step_s, dir).await;
+        }
+        db.drop_now().await;
+        std::process::exit(0);
+    }
     let gateway_result = search(&mut sim, gateway.0.id(), start_rate, step_s, dir, "gateway").await;
 
     // The baseline gets the gateway's issuer keys.

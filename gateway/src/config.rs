@@ -186,7 +186,7 @@ impl Default for DatabaseConfig {
 impl Default for TapConfig {
     fn default() -> Self {
         TapConfig {
-            writers: 4,
+            writers: 2,
             commit_batch_taps_max: 64,
             queue_requests_max: 10_000,
             freshness_ms: 60_000,

@@ -12,6 +12,7 @@
 //! fare, the same-station window, and the daily cap. Every cross-node guarantee is a database
 //! constraint; this module decides, the store enforces.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,7 +24,10 @@ use turnpike_wire::Money;
 use crate::error::ApiError;
 use crate::network::{Mode, Networks, OperatorNetwork};
 use crate::store::charging::{self as charges, NewCharge};
-use crate::store::taps::{self as sql, Claim, JourneyClose, NewJourney, NewTap, TapOutcomeRow};
+use crate::store::taps::{self as sql, JourneyClose};
+use crate::store::waves::{
+    self as sets, Close, CodeUse, DayFare, JourneyCharge, Open, RiderMode, TapKey, TapRecord,
+};
 use crate::store::{JourneyRow, Store, TerminalRow, Tx};
 
 /// A tap that passed request validation, with the result of its offline-style verification.
@@ -197,6 +201,26 @@ impl Writer {
                         return;
                     }
                 }
+                Ok(GroupResult::Raced) if retries < TRANSIENT_RETRIES_MAX => {
+                    retries += 1;
+                    metrics::counter!("gateway_db_commit_retries_total").increment(1);
+                    tracing::info!(
+                        taps,
+                        retries,
+                        "tap group raced another writer; judging again"
+                    );
+                }
+                Ok(GroupResult::Raced) => {
+                    tracing::error!(
+                        taps,
+                        "tap group kept racing other writers; nothing committed"
+                    );
+                    metrics::counter!("gateway_db_commit_failures_total").increment(1);
+                    for job in jobs {
+                        let _ = job.reply.send(Err(ApiError::Overloaded));
+                    }
+                    return;
+                }
                 Err(e) if retries < TRANSIENT_RETRIES_MAX && is_transient(&e) => {
                     // Two writers' groups deadlocked (or serialization failed) on PostgreSQL:
                     // the database rolled one back; judging it again is safe and usually succeeds.
@@ -217,33 +241,63 @@ impl Writer {
     }
 
     async fn try_group(&self, jobs: &[Job]) -> Result<GroupResult, sqlx::Error> {
-        let mut tx = self.store.begin().await?;
-        let mut all = Vec::with_capacity(jobs.len());
-        for (index, job) in jobs.iter().enumerate() {
-            let mut answers = Vec::with_capacity(job.taps.len());
-            for tap in &job.taps {
-                match judge(&mut tx, &self.networks, &self.rules, &job.terminal, tap).await? {
-                    Ok(answer) => answers.push(answer),
-                    Err(error) => {
-                        tx.rollback().await?;
-                        return Ok(GroupResult::Rejected { index, error });
+        let waves = waves(jobs);
+        metrics::histogram!("gateway_db_commit_waves").record(waves.len() as f64);
+        let mut answers: Vec<Vec<Option<TapAnswer>>> =
+            jobs.iter().map(|j| vec![None; j.taps.len()]).collect();
+        let mut tx = self.store.begin_write().await?;
+        for wave in &waves {
+            let slots: Vec<Slot<'_>> = wave
+                .iter()
+                .map(|&(job, index)| Slot {
+                    job,
+                    terminal: &jobs[job].terminal,
+                    tap: &jobs[job].taps[index],
+                })
+                .collect();
+            match judge_wave(&mut tx, &self.networks, &self.rules, &slots).await? {
+                WaveOutcome::Judged(judged) => {
+                    for (&(job, index), answer) in wave.iter().zip(judged) {
+                        answers[job][index] = Some(answer);
                     }
                 }
+                WaveOutcome::Rejected { job, error } => {
+                    tx.rollback().await?;
+                    return Ok(GroupResult::Rejected { index: job, error });
+                }
+                WaveOutcome::Raced => {
+                    tx.rollback().await?;
+                    return Ok(GroupResult::Raced);
+                }
             }
-            all.push(answers);
         }
         tx.commit().await?;
-        Ok(GroupResult::Committed(all))
+        Ok(GroupResult::Committed(
+            answers
+                .into_iter()
+                .map(|job| {
+                    job.into_iter()
+                        .map(|a| a.expect("every tap is in a wave"))
+                        .collect()
+                })
+                .collect(),
+        ))
     }
 }
 
 enum GroupResult {
     Committed(Vec<Vec<TapAnswer>>),
-    Rejected { index: usize, error: ApiError },
+    Rejected {
+        index: usize,
+        error: ApiError,
+    },
+    /// A write found another writer's (or node's) committed row where the wave's reads had seen
+    /// none: nothing was committed, and judging the group again will see that row.
+    Raced,
 }
 
-/// How often a group is judged again after a deadlock or serialization failure before its taps
-/// are answered 503 (the terminals then retry idempotently).
+/// How often a group is judged again after a deadlock, serialization failure or race before its
+/// taps are answered 503 (the terminals then retry idempotently).
 const TRANSIENT_RETRIES_MAX: u32 = 2;
 
 /// PostgreSQL's deadlock_detected (40P01) and serialization_failure (40001).
@@ -255,6 +309,47 @@ fn is_transient(e: &sqlx::Error) -> bool {
 
 fn clone_sqlx_error(e: &sqlx::Error) -> sqlx::Error {
     sqlx::Error::Protocol(e.to_string())
+}
+
+/// Splits a group into waves, in order: a tap goes into the wave after the last one holding a
+/// tap with the same idempotency key or the same rider. Inside a wave no two taps can affect
+/// each other, so each rule runs once for the whole wave (set-based SQL); across waves, a
+/// rider's taps (an offline batch's in particular) are judged in their original order.
+fn waves(jobs: &[Job]) -> Vec<Vec<(usize, usize)>> {
+    let mut waves: Vec<Vec<(usize, usize)>> = Vec::new();
+    let mut last_by_key: HashMap<(&str, u64), usize> = HashMap::new();
+    let mut last_by_rider: HashMap<i64, usize> = HashMap::new();
+    for (j, job) in jobs.iter().enumerate() {
+        for (i, tap) in job.taps.iter().enumerate() {
+            let key = (job.terminal.terminal_id.as_str(), tap.request.sequence);
+            let rider = tap.verdict.as_ref().ok().map(|c| c.rider_id);
+            let after_key = last_by_key.get(&key).map(|w| w + 1);
+            let after_rider = rider.and_then(|r| last_by_rider.get(&r)).map(|w| w + 1);
+            let wave = after_key.max(after_rider).unwrap_or(0);
+            if wave == waves.len() {
+                waves.push(Vec::new());
+            }
+            waves[wave].push((j, i));
+            last_by_key.insert(key, wave);
+            if let Some(r) = rider {
+                last_by_rider.insert(r, wave);
+            }
+        }
+    }
+    waves
+}
+
+/// A tap in a wave.
+struct Slot<'a> {
+    job: usize,
+    terminal: &'a TerminalRow,
+    tap: &'a PreparedTap,
+}
+
+enum WaveOutcome {
+    Judged(Vec<TapAnswer>),
+    Rejected { job: usize, error: ApiError },
+    Raced,
 }
 
 /// The outcome of the rules for one tap, before it is written down.
@@ -291,197 +386,453 @@ impl Verdict {
     }
 }
 
-/// Judges one tap inside the group's transaction. `Ok(Err(_))` is a request error (idempotency
-/// conflict) that must leave no trace; `Err(_)` is a database failure.
-async fn judge(
+/// Where a tap stands while its wave is judged.
+enum Step {
+    /// A stored answer, sent again.
+    Repeat(TapAnswer),
+    /// Decided; `consumed` is the code use to give back if it was taken.
+    Decided {
+        verdict: Verdict,
+        consumed: Option<CodeUse>,
+    },
+    /// Verified and on a known network: the replay and journey rules are next.
+    Candidate { network: Arc<OperatorNetwork> },
+}
+
+/// A journey the wave closes, with what the daily cap needs.
+struct Closing {
+    slot: usize,
+    network: Arc<OperatorNetwork>,
+    open: JourneyRow,
+    fare: Money,
+    close_reason: &'static str,
+    /// Whether this tap is the journey's exit (else the journey closes as incomplete).
+    at_exit: bool,
+    business_day: String,
+    charge: Money,
+}
+
+/// Judges one wave inside the group's transaction: each rule is one statement for all its taps.
+async fn judge_wave(
     tx: &mut Tx<'_>,
     networks: &Networks,
     rules: &Rules,
-    terminal: &TerminalRow,
-    tap: &PreparedTap,
-) -> Result<Result<TapAnswer, ApiError>, sqlx::Error> {
-    let req = &tap.request;
-    let sequence = req.sequence as i64;
-    let claim = sql::claim(
-        tx,
-        &NewTap {
-            terminal_id: &terminal.terminal_id,
-            sequence,
-            request_sha256: &tap.request_sha256,
+    slots: &[Slot<'_>],
+) -> Result<WaveOutcome, sqlx::Error> {
+    // Repeats: a key already stored gets its stored answer (or a conflict if the request differs).
+    let keys: Vec<TapKey> = slots
+        .iter()
+        .map(|s| TapKey {
+            terminal_id: s.terminal.terminal_id.clone(),
+            sequence: s.tap.request.sequence as i64,
+        })
+        .collect();
+    let existing = sets::existing_taps(tx, &keys).await?;
+    let mut steps = Vec::with_capacity(slots.len());
+    for (slot, key) in slots.iter().zip(&keys) {
+        let tap = slot.tap;
+        if let Some(stored) = existing.get(key) {
+            if stored.request_sha256 != tap.request_sha256 {
+                return Ok(WaveOutcome::Rejected {
+                    job: slot.job,
+                    error: ApiError::IdempotencyConflict {
+                        sequence: tap.request.sequence,
+                    },
+                });
+            }
+            let answer: TapResponse = serde_json::from_slice(&stored.response).map_err(|e| {
+                sqlx::Error::Protocol(format!("stored tap answer is not valid JSON: {e}"))
+            })?;
+            steps.push(Step::Repeat(TapAnswer {
+                body: stored.response.clone(),
+                repeat: true,
+                decision: answer.decision,
+                reason: answer.reason,
+                payment: None,
+            }));
+            continue;
+        }
+        let decided = |reason| Step::Decided {
+            verdict: Verdict::decline(reason),
+            consumed: None,
+        };
+        steps.push(match &tap.verdict {
+            Err(reason) => decided(reason.code()),
+            Ok(code) => match networks.get(&slot.terminal.operator_id) {
+                None => decided("network_not_configured"),
+                Some(network) if code.products & network.mode().product_bit() == 0 => {
+                    decided("product_not_allowed")
+                }
+                Some(network) if !network.has_location(&slot.terminal.location_id) => {
+                    decided("unknown_station")
+                }
+                Some(network) => Step::Candidate { network },
+            },
+        });
+    }
+
+    // Replay: each code is consumed once per direction.
+    let candidates: Vec<usize> = (0..slots.len())
+        .filter(|&i| matches!(steps[i], Step::Candidate { .. }))
+        .collect();
+    let uses: Vec<CodeUse> = candidates.iter().map(|&i| code_use(&slots[i])).collect();
+    let first_uses = sets::consume_codes(tx, &uses).await?;
+    let mut live = Vec::with_capacity(candidates.len());
+    for ((&i, first), code_use) in candidates.iter().zip(first_uses).zip(uses) {
+        if first {
+            live.push((i, code_use));
+        } else {
+            steps[i] = Step::Decided {
+                verdict: Verdict::decline("replay"),
+                consumed: None,
+            };
+        }
+    }
+
+    // Journeys: the riders' open journeys, then the entry and exit rules in memory.
+    let riders: Vec<RiderMode> = live
+        .iter()
+        .map(|&(i, _)| RiderMode {
+            rider_id: verified(&slots[i]).rider_id,
+            mode: network_of(&steps[i]).mode().as_str(),
+        })
+        .collect();
+    let mut open_by_rider: HashMap<(i64, &str), JourneyRow> = HashMap::new();
+    for journey in sets::open_journeys(tx, &riders).await? {
+        let mode = Mode::parse(&journey.mode).map_or("", Mode::as_str);
+        open_by_rider.insert((journey.rider_id, mode), journey);
+    }
+    let mut opens: Vec<Open> = Vec::new();
+    let mut closings: Vec<Closing> = Vec::new();
+    for ((i, code_use), key) in live.into_iter().zip(&riders) {
+        let slot = &slots[i];
+        let network = network_of(&steps[i]).clone();
+        let code = verified(slot);
+        let req = &slot.tap.request;
+        let scanned_at_ms = req.scanned_at_ms as i64;
+        let open = open_by_rider.remove(&(key.rider_id, key.mode));
+        let timed_out =
+            |open: &JourneyRow| scanned_at_ms - open.entry_at_ms > rules.incomplete_after_ms;
+        let incomplete = |open: JourneyRow| {
+            // Closed at the maximum fare of its own network, as the sweeper would have.
+            let network = networks
+                .get(&open.operator_id)
+                .unwrap_or_else(|| network.clone());
+            let fare = network.incomplete_fare(&open.entry_location_id);
+            Closing {
+                slot: i,
+                fare,
+                charge: fare,
+                business_day: network.business_day(open.entry_at_ms),
+                network,
+                open,
+                close_reason: "incomplete",
+                at_exit: false,
+            }
+        };
+        let verdict = match req.direction {
+            Direction::Entry => match open {
+                Some(open) if !timed_out(&open) => Verdict::decline("pass_back"),
+                open => {
+                    if let Some(open) = open {
+                        closings.push(incomplete(open));
+                    }
+                    let journey_id = crate::random_id();
+                    opens.push(Open {
+                        journey_id,
+                        rider_id: code.rider_id,
+                        credential_id: code.credential_id,
+                        operator_id: slot.terminal.operator_id.clone(),
+                        mode: network.mode().as_str(),
+                        entry_terminal_id: slot.terminal.terminal_id.clone(),
+                        entry_sequence: req.sequence as i64,
+                        entry_location_id: slot.terminal.location_id.clone(),
+                        entry_at_ms: scanned_at_ms,
+                    });
+                    Verdict::approve(journey_id)
+                }
+            },
+            Direction::Exit => match open {
+                None => Verdict::decline("no_entry"),
+                Some(open) if open.operator_id != slot.terminal.operator_id => {
+                    Verdict::decline("entry_on_other_network")
+                }
+                Some(open) if open.entry_at_ms > scanned_at_ms => Verdict::decline("no_entry"),
+                Some(open) if timed_out(&open) => {
+                    closings.push(incomplete(open));
+                    Verdict::decline("no_entry")
+                }
+                Some(open) => match exit_price(&network, rules, slot, &open) {
+                    None => Verdict::decline("no_fare"),
+                    Some((fare, close_reason)) => {
+                        closings.push(Closing {
+                            slot: i,
+                            business_day: network.business_day(open.entry_at_ms),
+                            charge: fare,
+                            network: network.clone(),
+                            open,
+                            fare,
+                            close_reason,
+                            at_exit: true,
+                        });
+                        // Completed below, once the daily cap has priced the charge.
+                        Verdict::decline("no_fare")
+                    }
+                },
+            },
+        };
+        steps[i] = Step::Decided {
+            verdict,
+            consumed: Some(code_use),
+        };
+    }
+
+    // The daily cap, order-independent: the rider's day total of fares is one row, and each
+    // journey is charged `min(cap, total after) − min(cap, total before)`. A rider closes at
+    // most one journey per wave, so the wave's rows are distinct.
+    let capped: Vec<usize> = (0..closings.len())
+        .filter(|&c| closings[c].network.daily_cap().is_some())
+        .collect();
+    let day_fares: Vec<DayFare> = capped
+        .iter()
+        .map(|&c| DayFare {
+            rider_id: closings[c].open.rider_id,
+            operator_id: closings[c].network.operator_id().to_string(),
+            business_day: closings[c].business_day.clone(),
+            fare_minor: closings[c].fare.to_minor(),
+        })
+        .collect();
+    let befores = sets::add_to_rider_days(tx, &day_fares).await?;
+    for (&c, before) in capped.iter().zip(befores) {
+        let closing = &mut closings[c];
+        let cap_minor = closing.network.daily_cap().map_or(0, |m| m.to_minor());
+        let fare_minor = closing.fare.to_minor();
+        let charge = (before + fare_minor).min(cap_minor) - before.min(cap_minor);
+        closing.charge = Money::from_minor(charge, closing.fare.currency());
+    }
+
+    // Write the journeys: closes first (an entry may close its rider's stale journey before
+    // opening the new one, and there is one open journey per rider and mode).
+    let now_ms = crate::now_ms();
+    let closes: Vec<Close> = closings
+        .iter()
+        .map(|c| {
+            let req = &slots[c.slot].tap.request;
+            let terminal = slots[c.slot].terminal;
+            Close {
+                journey_id: c.open.journey_id,
+                exit_terminal_id: c.at_exit.then(|| terminal.terminal_id.clone()),
+                exit_sequence: c.at_exit.then_some(req.sequence as i64),
+                exit_location_id: c.at_exit.then(|| terminal.location_id.clone()),
+                exit_at_ms: c.at_exit.then_some(req.scanned_at_ms as i64),
+                vehicle_class: if c.at_exit {
+                    req.vehicle_class.map(|v| v.as_str())
+                } else {
+                    None
+                },
+                close_reason: c.close_reason,
+                fare_minor: c.fare.to_minor(),
+                charge_minor: c.charge.to_minor(),
+                currency: c.fare.currency().code(),
+                business_day: c.business_day.clone(),
+                closed_at_ms: now_ms,
+            }
+        })
+        .collect();
+    if sets::close_journeys(tx, &closes).await? != closes.len() {
+        // Closed meanwhile by the sweeper or another node.
+        return Ok(WaveOutcome::Raced);
+    }
+    if sets::open(tx, &opens).await? != opens.len() {
+        // Another node opened a journey for one of these riders after our read.
+        return Ok(WaveOutcome::Raced);
+    }
+
+    // Charges: every closed journey with something to pay gets one (the outbox of charging).
+    let charged: Vec<usize> = (0..closings.len())
+        .filter(|&c| closings[c].charge.is_positive())
+        .collect();
+    let new_charges: Vec<JourneyCharge> = charged
+        .iter()
+        .map(|&c| {
+            let closing = &closings[c];
+            let slot = &slots[closing.slot];
+            let pays_now =
+                closing.at_exit && slot.tap.pays_at_exit && closing.network.mode() == Mode::Toll;
+            JourneyCharge {
+                charge_id: crate::random_id(),
+                kind: closing.network.mode().as_str(),
+                operator_id: closing.open.operator_id.clone(),
+                rider_id: closing.open.rider_id,
+                journey_id: closing.open.journey_id,
+                amount_minor: closing.charge.to_minor(),
+                currency: closing.charge.currency().code(),
+                business_day: closing.business_day.clone(),
+                status: if pays_now { "paying" } else { "pending" },
+                next_attempt_at_ms: now_ms,
+                lease_until_ms: pays_now.then_some(now_ms + rules.payment_lease_ms),
+                terminal_id: closing.at_exit.then(|| slot.terminal.terminal_id.clone()),
+                terminal_sequence: closing.at_exit.then_some(slot.tap.request.sequence as i64),
+                now_ms,
+                out_trade_no: String::new(),
+            }
+            .with_trade_no()
+        })
+        .collect();
+    let inserted = sets::insert_charges(tx, &new_charges).await?;
+    // Per closing: the charge id (None: the journey already has a live charge) and whether
+    // the charge is paid on the spot.
+    let mut charge_ids: HashMap<usize, (Option<i64>, bool)> = HashMap::new();
+    for ((&c, new_charge), inserted) in charged.iter().zip(&new_charges).zip(inserted) {
+        let id = if inserted || !closings[c].at_exit {
+            Some(new_charge.charge_id)
+        } else {
+            // A toll journey whose pay was cancelled, exited again: a new attempt.
+            charges::restart_journey_charge(tx, &new_charge.as_new_charge()).await?
+        };
+        charge_ids.insert(c, (id, new_charge.status == "paying"));
+    }
+
+    // The exits' verdicts, now that fares and charges are known.
+    for (c, closing) in closings.iter().enumerate() {
+        if !closing.at_exit {
+            continue;
+        }
+        let Step::Decided { verdict, .. } = &mut steps[closing.slot] else {
+            continue;
+        };
+        *verdict = Verdict {
+            decision: Decision::Approve,
+            reason: None,
+            journey_id: Some(closing.open.journey_id),
+            fare: Some(closing.fare),
+            charge: Some(closing.charge),
+            payment: None,
+        };
+        match charge_ids.get(&c) {
+            None | Some((Some(_), false)) => {}
+            Some((None, _)) => {
+                // The journey already has a live charge: never charge it twice.
+                tracing::error!(
+                    journey_id = closing.open.journey_id,
+                    "journey already charged"
+                );
+                *verdict = Verdict::decline("already_charged");
+            }
+            Some((Some(charge_id), true)) => {
+                // The answer stays provisional until the pay settles; a repeat meanwhile is
+                // told to wait, and the final answer replaces this one (see charging::toll).
+                verdict.decision = Decision::Decline;
+                verdict.reason = Some(PAYMENT_PENDING);
+                verdict.payment = Some(PendingPayment {
+                    charge_id: *charge_id,
+                    journey_id: closing.open.journey_id,
+                    fare: closing.fare,
+                    charge: closing.charge,
+                });
+            }
+        }
+    }
+
+    // Declined taps give their code back; every judged tap is recorded with its answer.
+    let mut released = Vec::new();
+    for step in steps.iter_mut() {
+        if let Step::Decided { verdict, consumed } = step {
+            if verdict.decision == Decision::Decline {
+                released.extend(consumed.take());
+            }
+        }
+    }
+    sets::release_codes(tx, &released).await?;
+    let mut records = Vec::with_capacity(slots.len());
+    let mut answers = Vec::with_capacity(slots.len());
+    for (slot, step) in slots.iter().zip(steps) {
+        let verdict = match step {
+            Step::Repeat(answer) => {
+                answers.push(answer);
+                continue;
+            }
+            Step::Decided { verdict, .. } => verdict,
+            Step::Candidate { .. } => unreachable!("every candidate is decided"),
+        };
+        let req = &slot.tap.request;
+        let response = TapResponse {
+            sequence: req.sequence,
+            decision: verdict.decision,
+            reason: verdict.reason.map(str::to_string),
+            journey_id: verdict.journey_id.map(|id| id.to_string()),
+            fare: verdict.fare,
+            charge: verdict.charge,
+        };
+        let body =
+            serde_json::to_string(&response).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        let code = slot.tap.verdict.as_ref().ok();
+        records.push(TapRecord {
+            terminal_id: slot.terminal.terminal_id.clone(),
+            sequence: req.sequence as i64,
+            request_sha256: slot.tap.request_sha256,
             direction: req.direction.as_str(),
             scanned_at_ms: req.scanned_at_ms as i64,
-            received_at_ms: tap.received_at_ms,
-        },
-    )
-    .await?;
-    if let Claim::Existing {
-        request_sha256,
-        response,
-    } = claim
-    {
-        if request_sha256 != tap.request_sha256 {
-            return Ok(Err(ApiError::IdempotencyConflict {
-                sequence: req.sequence,
-            }));
-        }
-        let stored: TapResponse = serde_json::from_slice(&response).map_err(|e| {
-            sqlx::Error::Protocol(format!("stored tap answer is not valid JSON: {e}"))
-        })?;
-        return Ok(Ok(TapAnswer {
-            body: response,
-            repeat: true,
-            decision: stored.decision,
-            reason: stored.reason,
-            payment: None,
-        }));
-    }
-
-    let verdict = match &tap.verdict {
-        Err(reason) => Verdict::decline(reason.code()),
-        Ok(code) => match networks.get(&terminal.operator_id) {
-            None => Verdict::decline("network_not_configured"),
-            Some(network) => apply_rules(tx, &network, rules, terminal, tap, code).await?,
-        },
-    };
-
-    let response = TapResponse {
-        sequence: req.sequence,
-        decision: verdict.decision,
-        reason: verdict.reason.map(str::to_string),
-        journey_id: verdict.journey_id.map(|id| id.to_string()),
-        fare: verdict.fare,
-        charge: verdict.charge,
-    };
-    let body = serde_json::to_vec(&response).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-    let verified = tap.verdict.as_ref().ok();
-    sql::record_outcome(
-        tx,
-        &TapOutcomeRow {
-            terminal_id: &terminal.terminal_id,
-            sequence,
-            code_fingerprint: verified.map(|c| c.fingerprint.as_slice()),
-            rider_id: verified.map(|c| c.rider_id),
-            credential_id: verified.map(|c| c.credential_id),
+            received_at_ms: slot.tap.received_at_ms,
+            code_fingerprint: code.map(|c| c.fingerprint),
+            rider_id: code.map(|c| c.rider_id),
+            credential_id: code.map(|c| c.credential_id),
             decision: decision_str(verdict.decision),
-            reason: verdict.reason,
+            reason: response.reason.clone(),
             journey_id: verdict.journey_id,
-            response: &body,
-        },
-    )
-    .await?;
-    Ok(Ok(TapAnswer {
-        body,
-        repeat: false,
-        decision: verdict.decision,
-        reason: response.reason,
-        payment: verdict.payment,
-    }))
+            response: body.clone(),
+        });
+        answers.push(TapAnswer {
+            body: body.into_bytes(),
+            repeat: false,
+            decision: verdict.decision,
+            reason: response.reason,
+            payment: verdict.payment,
+        });
+    }
+    if sets::insert_taps(tx, &records).await? != records.len() {
+        // The same (terminal, sequence) was judged and committed by another writer meanwhile;
+        // judged again, it is a repeat.
+        return Ok(WaveOutcome::Raced);
+    }
+    Ok(WaveOutcome::Judged(answers))
 }
 
-pub fn decision_str(decision: Decision) -> &'static str {
-    match decision {
-        Decision::Approve => "approve",
-        Decision::Decline => "decline",
+fn verified<'a>(slot: &Slot<'a>) -> &'a VerifiedCode {
+    slot.tap
+        .verdict
+        .as_ref()
+        .expect("only verified taps reach the journey rules")
+}
+
+fn network_of(step: &Step) -> &Arc<OperatorNetwork> {
+    match step {
+        Step::Candidate { network, .. } => network,
+        _ => unreachable!("only candidates have a network here"),
     }
 }
 
-async fn apply_rules(
-    tx: &mut Tx<'_>,
+fn code_use(slot: &Slot<'_>) -> CodeUse {
+    CodeUse {
+        fingerprint: verified(slot).fingerprint,
+        direction: slot.tap.request.direction.as_str(),
+        terminal_id: slot.terminal.terminal_id.clone(),
+        sequence: slot.tap.request.sequence as i64,
+    }
+}
+
+/// The fare of an exit and how the journey closes, or None if the fare data has no price for it.
+fn exit_price(
     network: &OperatorNetwork,
     rules: &Rules,
-    terminal: &TerminalRow,
-    tap: &PreparedTap,
-    code: &VerifiedCode,
-) -> Result<Verdict, sqlx::Error> {
-    let req = &tap.request;
-    let mode = network.mode();
-    if code.products & mode.product_bit() == 0 {
-        return Ok(Verdict::decline("product_not_allowed"));
-    }
-    if !network.has_location(&terminal.location_id) {
-        return Ok(Verdict::decline("unknown_station"));
-    }
-    let direction = req.direction.as_str();
-    if !sql::consume_code(
-        tx,
-        &code.fingerprint,
-        direction,
-        &terminal.terminal_id,
-        req.sequence as i64,
-    )
-    .await?
-    {
-        return Ok(Verdict::decline("replay"));
-    }
-    let scanned_at_ms = req.scanned_at_ms as i64;
-    let open = sql::open_journey(tx, code.rider_id, mode.as_str()).await?;
-    let verdict = match req.direction {
-        Direction::Entry => {
-            if let Some(open) = open {
-                if scanned_at_ms - open.entry_at_ms > rules.incomplete_after_ms {
-                    // The old entry has timed out: close it at the maximum fare, as the sweeper
-                    // would have, and let the rider in.
-                    close_incomplete(tx, network, &open).await?;
-                } else {
-                    sql::release_code(tx, &code.fingerprint, direction).await?;
-                    return Ok(Verdict::decline("pass_back"));
-                }
-            }
-            let journey_id = crate::random_id();
-            let opened = sql::insert_open_journey(
-                tx,
-                &NewJourney {
-                    journey_id,
-                    rider_id: code.rider_id,
-                    credential_id: code.credential_id,
-                    operator_id: &terminal.operator_id,
-                    mode: mode.as_str(),
-                    entry_terminal_id: &terminal.terminal_id,
-                    entry_sequence: req.sequence as i64,
-                    entry_location_id: &terminal.location_id,
-                    entry_at_ms: scanned_at_ms,
-                },
-            )
-            .await?;
-            if opened {
-                Verdict::approve(journey_id)
-            } else {
-                // Another node opened a journey for this rider between our read and our insert.
-                Verdict::decline("pass_back")
-            }
-        }
-        Direction::Exit => match open {
-            None => Verdict::decline("no_entry"),
-            Some(open) if open.operator_id != terminal.operator_id => {
-                Verdict::decline("entry_on_other_network")
-            }
-            Some(open) if open.entry_at_ms > scanned_at_ms => Verdict::decline("no_entry"),
-            Some(open) if scanned_at_ms - open.entry_at_ms > rules.incomplete_after_ms => {
-                close_incomplete(tx, network, &open).await?;
-                Verdict::decline("no_entry")
-            }
-            Some(open) => close_at_exit(tx, network, rules, terminal, tap, &open).await?,
-        },
-    };
-    if verdict.decision == Decision::Decline {
-        sql::release_code(tx, &code.fingerprint, direction).await?;
-    }
-    Ok(verdict)
-}
-
-async fn close_at_exit(
-    tx: &mut Tx<'_>,
-    network: &OperatorNetwork,
-    rules: &Rules,
-    terminal: &TerminalRow,
-    tap: &PreparedTap,
+    slot: &Slot<'_>,
     open: &JourneyRow,
-) -> Result<Verdict, sqlx::Error> {
-    let req = &tap.request;
+) -> Option<(Money, &'static str)> {
+    let req = &slot.tap.request;
     let scanned_at_ms = req.scanned_at_ms as i64;
-    let same_station = open.entry_location_id == terminal.location_id;
-    let priced = match network.mode() {
-        Mode::Metro if same_station => {
+    let location = &slot.terminal.location_id;
+    match network.mode() {
+        Mode::Metro if open.entry_location_id == *location => {
             if scanned_at_ms - open.entry_at_ms <= rules.same_station_window_ms {
                 Some((network.min_fare(), "same_station"))
             } else {
@@ -490,93 +841,20 @@ async fn close_at_exit(
             }
         }
         Mode::Metro => network
-            .metro_fare(&open.entry_location_id, &terminal.location_id)
+            .metro_fare(&open.entry_location_id, location)
             .map(|f| (f, "exit")),
         Mode::Toll => req
             .vehicle_class
-            .and_then(|class| network.toll(&open.entry_location_id, &terminal.location_id, class))
+            .and_then(|class| network.toll(&open.entry_location_id, location, class))
             .map(|f| (f, "exit")),
-    };
-    let Some((fare, close_reason)) = priced else {
-        // The pair (or the vehicle class) has no price in the fare data in force.
-        return Ok(Verdict::decline("no_fare"));
-    };
-    let business_day = network.business_day(open.entry_at_ms);
-    let charge = charge_after_cap(tx, network, open.rider_id, &business_day, &fare).await?;
-    let closed = sql::close_journey(
-        tx,
-        &JourneyClose {
-            journey_id: open.journey_id,
-            exit_terminal_id: Some(&terminal.terminal_id),
-            exit_sequence: Some(req.sequence as i64),
-            exit_location_id: Some(&terminal.location_id),
-            exit_at_ms: Some(scanned_at_ms),
-            vehicle_class: req.vehicle_class.map(|c| c.as_str()),
-            close_reason,
-            fare_minor: fare.to_minor(),
-            charge_minor: charge.to_minor(),
-            currency: fare.currency().code(),
-            business_day: &business_day,
-            closed_at_ms: crate::now_ms(),
-        },
-    )
-    .await?;
-    if !closed {
-        return Ok(Verdict::decline("no_entry"));
     }
-    let mut verdict = Verdict {
-        decision: Decision::Approve,
-        reason: None,
-        journey_id: Some(open.journey_id),
-        fare: Some(fare),
-        charge: Some(charge),
-        payment: None,
-    };
-    if charge.is_positive() {
-        let now_ms = crate::now_ms();
-        let pays_now = tap.pays_at_exit && network.mode() == Mode::Toll;
-        let new_charge = NewCharge {
-            charge_id: crate::random_id(),
-            kind: network.mode().as_str(),
-            operator_id: &open.operator_id,
-            rider_id: Some(open.rider_id),
-            journey_id: Some(open.journey_id),
-            amount_minor: charge.to_minor(),
-            currency: charge.currency().code(),
-            business_day: &business_day,
-            status: if pays_now { "paying" } else { "pending" },
-            next_attempt_at_ms: now_ms,
-            lease_until_ms: pays_now.then_some(now_ms + rules.payment_lease_ms),
-            terminal_id: Some(&terminal.terminal_id),
-            terminal_sequence: Some(req.sequence as i64),
-            now_ms,
-        };
-        let charge_id = if charges::insert_charge(tx, &new_charge).await? {
-            new_charge.charge_id
-        } else {
-            match charges::restart_journey_charge(tx, &new_charge).await? {
-                Some(id) => id,
-                None => {
-                    // The journey already has a live charge: never charge it twice.
-                    tracing::error!(journey_id = open.journey_id, "journey already charged");
-                    return Ok(Verdict::decline("already_charged"));
-                }
-            }
-        };
-        if pays_now {
-            // The answer stays provisional until the pay settles; a repeat meanwhile is told
-            // to wait, and the final answer replaces this one (see charging::toll).
-            verdict.decision = Decision::Decline;
-            verdict.reason = Some(PAYMENT_PENDING);
-            verdict.payment = Some(PendingPayment {
-                charge_id,
-                journey_id: open.journey_id,
-                fare,
-                charge,
-            });
-        }
+}
+
+pub fn decision_str(decision: Decision) -> &'static str {
+    match decision {
+        Decision::Approve => "approve",
+        Decision::Decline => "decline",
     }
-    Ok(verdict)
 }
 
 /// Closes a journey that never saw its exit, at the network's maximum fare.

@@ -213,6 +213,9 @@ pub fn build_network(
 #[derive(Default)]
 pub struct Networks {
     map: RwLock<Arc<HashMap<String, Arc<OperatorNetwork>>>>,
+    /// One reload at a time, so a periodic reload that read the database before an admin's
+    /// change cannot store its older map after the admin's own reload.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl Networks {
@@ -227,6 +230,7 @@ impl Networks {
     /// Rebuilds every network from the database. A network whose stored data no longer parses is
     /// left out (and logged): its terminals get `network_not_configured` until fixed.
     pub async fn reload(&self, store: &Store) -> anyhow::Result<()> {
+        let _one_at_a_time = self.reloading.lock().await;
         let operators: HashMap<String, OperatorRow> = store
             .operators()
             .await?

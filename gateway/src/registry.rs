@@ -28,6 +28,9 @@ pub struct Registry {
     keys: RwLock<Arc<KeyRing>>,
     policy: VerifyPolicy,
     credential_cache_max: usize,
+    /// One refresh at a time, so a periodic refresh that read the database before an admin's
+    /// change cannot store its older snapshot after the admin's own refresh.
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 fn read<T>(lock: &RwLock<Arc<T>>) -> Arc<T> {
@@ -54,12 +57,14 @@ impl Registry {
             keys: RwLock::new(Arc::new(keys)),
             policy,
             credential_cache_max,
+            refreshing: tokio::sync::Mutex::new(()),
         };
         registry.refresh(store).await?;
         Ok(registry)
     }
 
     pub async fn refresh(&self, store: &Store) -> anyhow::Result<()> {
+        let _one_at_a_time = self.refreshing.lock().await;
         let terminals = store
             .terminals()
             .await?

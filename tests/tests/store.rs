@@ -1,7 +1,7 @@
 //! The store's constraint-backed guarantees, checked directly on both databases: these are what
 //! let several gateway nodes share one database.
 
-use gateway::store::taps::{self, Claim, NewJourney, NewTap};
+use gateway::store::waves;
 use gateway::store::Store;
 use turnpike_tests::{Database, Db, Scratch};
 
@@ -33,118 +33,191 @@ async fn constraints(db: Db) {
         .await
         .unwrap();
     let mut tx = store.begin().await.unwrap();
-    let tap = NewTap {
-        terminal_id: "t1",
-        sequence: 1,
-        request_sha256: &[1; 32],
+    let record = |terminal: &str, sequence: i64| waves::TapRecord {
+        terminal_id: terminal.into(),
+        sequence,
+        request_sha256: [1; 32],
         direction: "entry",
         scanned_at_ms: 5,
         received_at_ms: 6,
+        code_fingerprint: None,
+        rider_id: None,
+        credential_id: None,
+        decision: "decline",
+        reason: Some("expired".into()),
+        journey_id: None,
+        response: format!("{{\"sequence\":{sequence}}}"),
     };
-    assert!(matches!(
-        taps::claim(&mut tx, &tap).await.unwrap(),
-        Claim::New
-    ));
-    match taps::claim(&mut tx, &tap).await.unwrap() {
-        Claim::Existing { request_sha256, .. } => assert_eq!(request_sha256, vec![1; 32]),
-        Claim::New => panic!("a key can be claimed once"),
-    }
-    let other_terminal = NewTap {
-        terminal_id: "t2",
-        ..tap
+    let key = |terminal: &str, sequence: i64| waves::TapKey {
+        terminal_id: terminal.into(),
+        sequence,
     };
-    assert!(matches!(
-        taps::claim(&mut tx, &other_terminal).await.unwrap(),
-        Claim::New
-    ));
-
-    assert!(taps::consume_code(&mut tx, &[9; 32], "entry", "t1", 1)
-        .await
-        .unwrap());
-    assert!(!taps::consume_code(&mut tx, &[9; 32], "entry", "t2", 1)
-        .await
-        .unwrap());
-    assert!(taps::consume_code(&mut tx, &[9; 32], "exit", "t2", 1)
-        .await
-        .unwrap());
-    taps::release_code(&mut tx, &[9; 32], "entry")
-        .await
-        .unwrap();
-    assert!(taps::consume_code(&mut tx, &[9; 32], "entry", "t1", 2)
-        .await
-        .unwrap());
-
-    let journey = |id| NewJourney {
-        journey_id: id,
-        rider_id: 77,
-        credential_id: 1,
-        operator_id: "op",
-        mode: "metro",
-        entry_terminal_id: "t1",
-        entry_sequence: 1,
-        entry_location_id: "a",
-        entry_at_ms: 5,
-    };
-    assert!(taps::insert_open_journey(&mut tx, &journey(1))
-        .await
-        .unwrap());
-    assert!(
-        !taps::insert_open_journey(&mut tx, &journey(2))
-            .await
-            .unwrap(),
-        "one open journey per rider and mode"
-    );
-    let open = taps::open_journey(&mut tx, 77, "metro")
+    assert!(waves::existing_taps(&mut tx, &[key("t1", 1)])
         .await
         .unwrap()
+        .is_empty());
+    assert_eq!(
+        waves::insert_taps(&mut tx, &[record("t1", 1), record("t2", 1)])
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        waves::insert_taps(&mut tx, &[record("t1", 1), record("t1", 2)])
+            .await
+            .unwrap(),
+        1,
+        "a key is taken once"
+    );
+    let found = waves::existing_taps(&mut tx, &[key("t1", 1), key("t1", 2), key("t9", 1)])
+        .await
         .unwrap();
-    assert_eq!(open.journey_id, 1);
-    let close = taps::JourneyClose {
+    assert_eq!(found.len(), 2);
+    assert_eq!(found[&key("t1", 1)].request_sha256, vec![1; 32]);
+    assert_eq!(found[&key("t1", 2)].response, b"{\"sequence\":2}".to_vec());
+
+    let code_use = |fp: u8, direction, terminal: &str, sequence| waves::CodeUse {
+        fingerprint: [fp; 32],
+        direction,
+        terminal_id: terminal.into(),
+        sequence,
+    };
+    assert_eq!(
+        waves::consume_codes(
+            &mut tx,
+            &[code_use(9, "entry", "t1", 1), code_use(8, "entry", "t1", 2)]
+        )
+        .await
+        .unwrap(),
+        vec![true, true]
+    );
+    assert_eq!(
+        waves::consume_codes(
+            &mut tx,
+            &[code_use(9, "entry", "t2", 1), code_use(9, "exit", "t2", 2)]
+        )
+        .await
+        .unwrap(),
+        vec![false, true],
+        "a code is used once per direction"
+    );
+    waves::release_codes(&mut tx, &[code_use(9, "entry", "t1", 1)])
+        .await
+        .unwrap();
+    assert_eq!(
+        waves::consume_codes(&mut tx, &[code_use(9, "entry", "t1", 3)])
+            .await
+            .unwrap(),
+        vec![true],
+        "a released code can be used again"
+    );
+
+    let journey = |id, rider_id| waves::Open {
+        journey_id: id,
+        rider_id,
+        credential_id: 1,
+        operator_id: "op".into(),
+        mode: "metro",
+        entry_terminal_id: "t1".into(),
+        entry_sequence: 1,
+        entry_location_id: "a".into(),
+        entry_at_ms: 5,
+    };
+    assert_eq!(
+        waves::open(&mut tx, &[journey(1, 77), journey(4, 78)])
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        waves::open(&mut tx, &[journey(2, 77)]).await.unwrap(),
+        0,
+        "one open journey per rider and mode"
+    );
+    let rider_mode = |rider_id| waves::RiderMode {
+        rider_id,
+        mode: "metro",
+    };
+    let mut open = waves::open_journeys(&mut tx, &[rider_mode(77), rider_mode(78), rider_mode(79)])
+        .await
+        .unwrap();
+    open.sort_by_key(|j| j.rider_id);
+    assert_eq!(
+        open.iter().map(|j| j.journey_id).collect::<Vec<_>>(),
+        vec![1, 4]
+    );
+    let close = waves::Close {
         journey_id: 1,
-        exit_terminal_id: Some("t2"),
+        exit_terminal_id: Some("t2".into()),
         exit_sequence: Some(1),
-        exit_location_id: Some("b"),
+        exit_location_id: Some("b".into()),
         exit_at_ms: Some(9),
         vehicle_class: None,
         close_reason: "exit",
         fare_minor: 300,
         charge_minor: 300,
         currency: "CNY",
-        business_day: "2026-11-28",
+        business_day: "2026-11-28".into(),
         closed_at_ms: 10,
     };
-    assert!(taps::close_journey(&mut tx, &close).await.unwrap());
-    assert!(
-        !taps::close_journey(&mut tx, &close).await.unwrap(),
+    assert_eq!(
+        waves::close_journeys(&mut tx, std::slice::from_ref(&close))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        waves::close_journeys(&mut tx, &[close]).await.unwrap(),
+        0,
         "a journey closes once"
     );
-    assert!(
-        taps::insert_open_journey(&mut tx, &journey(3))
-            .await
-            .unwrap(),
+    assert_eq!(
+        waves::open(&mut tx, &[journey(3, 77)]).await.unwrap(),
+        1,
         "after closing, a new journey may open"
     );
+    assert!(
+        store.journeys_of_rider(77, 10).await.unwrap().is_empty(),
+        "nothing is visible outside the transaction before it commits"
+    );
 
+    let day_fare = |day: &str, fare_minor| waves::DayFare {
+        rider_id: 77,
+        operator_id: "op".into(),
+        business_day: day.into(),
+        fare_minor,
+    };
     assert_eq!(
-        taps::add_to_rider_day(&mut tx, 77, "op", "2026-11-28", 300)
+        waves::add_to_rider_days(&mut tx, &[day_fare("2026-11-28", 300)])
             .await
             .unwrap(),
-        0
+        vec![0]
     );
     assert_eq!(
-        taps::add_to_rider_day(&mut tx, 77, "op", "2026-11-28", 500)
-            .await
-            .unwrap(),
-        300
-    );
-    assert_eq!(
-        taps::add_to_rider_day(&mut tx, 77, "op", "2026-11-29", 200)
-            .await
-            .unwrap(),
-        0
+        waves::add_to_rider_days(
+            &mut tx,
+            &[day_fare("2026-11-28", 500), day_fare("2026-11-29", 200)]
+        )
+        .await
+        .unwrap(),
+        vec![300, 0]
     );
     tx.commit().await.unwrap();
-    assert_eq!(store.count_rows("journeys").await.unwrap(), 2);
+    let journeys = store.journeys_of_rider(77, 10).await.unwrap();
+    let closed = journeys
+        .iter()
+        .find(|j| j.journey_id == 1)
+        .expect("journey 1");
+    assert_eq!(
+        (
+            closed.status.as_str(),
+            closed.fare_minor,
+            closed.exit_location_id.as_deref()
+        ),
+        ("closed", Some(300), Some("b"))
+    );
+    assert_eq!(store.count_rows("journeys").await.unwrap(), 3);
+    assert_eq!(store.count_rows("taps").await.unwrap(), 3);
     assert_eq!(
         store.day_totals("2026-11-28").await.unwrap()[0].fares_minor,
         300

@@ -211,6 +211,78 @@ both_backends!(idempotent_on_terminal_and_sequence, |env: Env| async move {
     assert!(approved(&other_terminal), "{other_terminal:?}");
 });
 
+// Taps arriving together are judged in groups (waves of distinct riders and keys, set-based
+// SQL): sent all at once, each rider's entry is approved once, the identical repeat gets the same
+// bytes, the same code at another gate is a replay, and the exits then close every journey once.
+both_backends!(
+    concurrent_taps_are_judged_like_sequential_ones,
+    |env: Env| async move {
+        let s = stops();
+        let mut riders = Vec::new();
+        for _ in 0..12 {
+            riders.push(env.gw.rider().await);
+        }
+        let mut entries = tokio::task::JoinSet::new();
+        for (n, rider) in riders.iter().enumerate() {
+            let code = rider.ride_code(turnpike_tests::now_ms()).unwrap();
+            let request = tap(100 + n as u64, Direction::Entry, code.clone());
+            let a = env.gw.terminal(&gate(&s[3], 1));
+            let b = env.gw.terminal(&gate(&s[3], 2));
+            for _ in 0..2 {
+                let (a, request) = (a.clone(), request.clone());
+                entries.spawn(async move { (n, "a", a.tap_raw(&request).await.unwrap()) });
+            }
+            let replay = tap(100 + n as u64, Direction::Entry, code);
+            entries.spawn(async move { (n, "b", b.tap_raw(&replay).await.unwrap()) });
+        }
+        let mut by_rider: Vec<Vec<(&str, gateway::client::Answer)>> =
+            vec![Vec::new(); riders.len()];
+        while let Some(done) = entries.join_next().await {
+            let (n, gate_name, answer) = done.unwrap();
+            assert_eq!(answer.status, 200);
+            by_rider[n].push((gate_name, answer));
+        }
+        for answers in &by_rider {
+            let a: Vec<_> = answers.iter().filter(|(g, _)| *g == "a").collect();
+            assert_eq!(a[0].1.body, a[1].1.body, "a repeat gets the same bytes");
+            let decoded: Vec<TapResponse> =
+                [a[0], answers.iter().find(|(g, _)| *g == "b").unwrap()]
+                    .iter()
+                    .map(|(_, answer)| serde_json::from_slice(&answer.body).unwrap())
+                    .collect();
+            assert_eq!(
+                decoded.iter().filter(|r| approved(r)).count(),
+                1,
+                "one of the two gates lets the rider in: {decoded:?}"
+            );
+            assert_eq!(
+                decoded.iter().filter(|r| declined(r, "replay")).count(),
+                1,
+                "the other sees a replay: {decoded:?}"
+            );
+        }
+        assert_eq!(env.gw.count("journeys").await, riders.len() as i64);
+        let mut exits = tokio::task::JoinSet::new();
+        for (n, rider) in riders.iter().enumerate() {
+            let request = tap(
+                200 + n as u64,
+                Direction::Exit,
+                rider.ride_code(turnpike_tests::now_ms()).unwrap(),
+            );
+            let t = env.gw.terminal(&gate(&s[9], 1 + (n % 2) as u8));
+            exits.spawn(async move { t.tap(&request).await.unwrap() });
+        }
+        let expected = turnpike_fares::demo_metro().price(&s[3], &s[9]).unwrap();
+        while let Some(done) = exits.join_next().await {
+            let exit = done.unwrap();
+            assert!(approved(&exit), "{exit:?}");
+            assert_eq!(exit.fare, Some(expected));
+        }
+        assert_eq!(env.gw.count("journeys").await, riders.len() as i64);
+        assert_eq!(env.gw.count("charges").await, riders.len() as i64);
+    }
+);
+
 // Exit at the entry station inside the window costs the minimum fare.
 both_backends!(same_station_exit_costs_the_minimum, |env: Env| async move {
     let s = stops();

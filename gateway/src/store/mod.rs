@@ -11,6 +11,7 @@
 
 pub mod charging;
 pub mod taps;
+pub mod waves;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -53,6 +54,19 @@ impl Store {
             .acquire_timeout(Duration::from_secs(5))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
+                    if backend == Backend::Postgres {
+                        // The gateway's queries are point lookups. A bitmap scan never marks
+                        // the dead index entries it meets (a plain index scan does), and a
+                        // rider's partial-index key collects one per closed journey until
+                        // vacuum: on a young database the planner chose bitmap scans and every
+                        // lookup re-read them all.
+                        sqlx::query("SET enable_bitmapscan = off")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("SET plan_cache_mode = force_custom_plan")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
                     if backend == Backend::Sqlite {
                         // WAL lets readers run beside the single writer; FULL sync makes every
                         // acknowledged commit survive power loss; the busy timeout makes
@@ -90,6 +104,17 @@ impl Store {
 
     pub async fn begin(&self) -> Result<Tx<'static>, sqlx::Error> {
         self.pool.begin().await
+    }
+
+    /// Begins a transaction that reads before it writes. On SQLite it takes the write lock up
+    /// front (`BEGIN IMMEDIATE`, waiting up to the busy timeout): a deferred transaction that
+    /// read first could not upgrade once another connection has written, and would fail at
+    /// once with "database is locked".
+    pub async fn begin_write(&self) -> Result<Tx<'static>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
     }
 
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
