@@ -184,7 +184,10 @@ impl Writer {
         let mut retries = 0;
         loop {
             let started = Instant::now();
-            match self.try_group(&jobs).await {
+            // First try: each wave's writes in one statement. After a race (or a conflict the
+            // one-statement form cannot resolve, e.g. a toll journey's restarted charge), the
+            // group is judged again writing rule by rule.
+            match self.try_group(&jobs, retries == 0).await {
                 Ok(GroupResult::Committed(answers)) => {
                     metrics::histogram!("gateway_db_commit_duration_seconds")
                         .record(started.elapsed().as_secs_f64());
@@ -240,7 +243,7 @@ impl Writer {
         }
     }
 
-    async fn try_group(&self, jobs: &[Job]) -> Result<GroupResult, sqlx::Error> {
+    async fn try_group(&self, jobs: &[Job], combine: bool) -> Result<GroupResult, sqlx::Error> {
         let waves = waves(jobs);
         metrics::histogram!("gateway_db_commit_waves").record(waves.len() as f64);
         let mut answers: Vec<Vec<Option<TapAnswer>>> =
@@ -255,7 +258,7 @@ impl Writer {
                     tap: &jobs[job].taps[index],
                 })
                 .collect();
-            match judge_wave(&mut tx, &self.networks, &self.rules, &slots).await? {
+            match judge_wave(&mut tx, &self.networks, &self.rules, &slots, combine).await? {
                 WaveOutcome::Judged(judged) => {
                     for (&(job, index), answer) in wave.iter().zip(judged) {
                         answers[job][index] = Some(answer);
@@ -418,7 +421,9 @@ async fn judge_wave(
     networks: &Networks,
     rules: &Rules,
     slots: &[Slot<'_>],
+    combine: bool,
 ) -> Result<WaveOutcome, sqlx::Error> {
+    let combine = combine && sets::writes_combine(tx);
     // Repeats: a key already stored gets its stored answer (or a conflict if the request differs).
     let keys: Vec<TapKey> = slots
         .iter()
@@ -611,6 +616,9 @@ async fn judge_wave(
         closing.charge = Money::from_minor(charge, closing.fare.currency());
     }
 
+    // An entry closing its rider's stale journey must close before it opens: rule by rule.
+    let combine = combine && closings.iter().all(|c| c.at_exit);
+
     // Write the journeys: closes first (an entry may close its rider's stale journey before
     // opening the new one, and there is one open journey per rider and mode).
     let now_ms = crate::now_ms();
@@ -639,13 +647,15 @@ async fn judge_wave(
             }
         })
         .collect();
-    if sets::close_journeys(tx, &closes).await? != closes.len() {
-        // Closed meanwhile by the sweeper or another node.
-        return Ok(WaveOutcome::Raced);
-    }
-    if sets::open(tx, &opens).await? != opens.len() {
-        // Another node opened a journey for one of these riders after our read.
-        return Ok(WaveOutcome::Raced);
+    if !combine {
+        if sets::close_journeys(tx, &closes).await? != closes.len() {
+            // Closed meanwhile by the sweeper or another node.
+            return Ok(WaveOutcome::Raced);
+        }
+        if sets::open(tx, &opens).await? != opens.len() {
+            // Another node opened a journey for one of these riders after our read.
+            return Ok(WaveOutcome::Raced);
+        }
     }
 
     // Charges: every closed journey with something to pay gets one (the outbox of charging).
@@ -679,7 +689,12 @@ async fn judge_wave(
             .with_trade_no()
         })
         .collect();
-    let inserted = sets::insert_charges(tx, &new_charges).await?;
+    let inserted = if combine {
+        // Checked with the combined write below.
+        vec![true; new_charges.len()]
+    } else {
+        sets::insert_charges(tx, &new_charges).await?
+    };
     // Per closing: the charge id (None: the journey already has a live charge) and whether
     // the charge is paid on the spot.
     let mut charge_ids: HashMap<usize, (Option<i64>, bool)> = HashMap::new();
@@ -743,7 +758,9 @@ async fn judge_wave(
             }
         }
     }
-    sets::release_codes(tx, &released).await?;
+    if !combine {
+        sets::release_codes(tx, &released).await?;
+    }
     let mut records = Vec::with_capacity(slots.len());
     let mut answers = Vec::with_capacity(slots.len());
     for (slot, step) in slots.iter().zip(steps) {
@@ -790,7 +807,12 @@ async fn judge_wave(
             payment: verdict.payment,
         });
     }
-    if sets::insert_taps(tx, &records).await? != records.len() {
+    if combine {
+        if !sets::write_wave(tx, &closes, &opens, &new_charges, &released, &records).await? {
+            // A race, or a journey that already had a charge: judged again rule by rule.
+            return Ok(WaveOutcome::Raced);
+        }
+    } else if sets::insert_taps(tx, &records).await? != records.len() {
         // The same (terminal, sequence) was judged and committed by another writer meanwhile;
         // judged again, it is a repeat.
         return Ok(WaveOutcome::Raced);

@@ -654,3 +654,90 @@ pub async fn insert_taps(tx: &mut Tx<'_>, taps: &[TapRecord]) -> Result<usize, s
         Ok(inserted)
     }
 }
+
+/// Whether `write_wave` is available (PostgreSQL; SQLite writes rule by rule).
+pub fn writes_combine(tx: &Tx<'_>) -> bool {
+    is_postgres(tx)
+}
+
+/// A wave's writes in one statement (PostgreSQL): close journeys, open journeys, insert charges
+/// with their first attempts, give codes back, record the taps. True if every row was written;
+/// false if any was not (a race with another node, a journey that already had a charge, or
+/// one open and one closed journey of the same rider): the caller then rolls back and judges
+/// the group again with the rule-by-rule functions above, which tell those cases apart.
+pub async fn write_wave(
+    tx: &mut Tx<'_>,
+    closes: &[Close],
+    opens: &[Open],
+    charges: &[JourneyCharge],
+    releases: &[CodeUse],
+    taps: &[TapRecord],
+) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query(
+        "WITH xc AS (SELECT * FROM json_to_recordset($1::json) AS x(j bigint, et text, es bigint,
+                          el text, ea bigint, vc text, cr text, f bigint, c bigint, cu text, d text,
+                          ca bigint)),
+              oc AS (SELECT xc.* FROM xc, LATERAL (SELECT journey_id FROM journeys
+                          WHERE journey_id = xc.j AND status = 'open' LIMIT 1 FOR UPDATE) open),
+              closed AS (
+                  UPDATE journeys j SET status = 'closed', exit_terminal_id = oc.et, exit_sequence = oc.es,
+                         exit_location_id = oc.el, exit_at_ms = oc.ea, vehicle_class = oc.vc,
+                         close_reason = oc.cr, fare_minor = oc.f, charge_minor = oc.c, currency = oc.cu,
+                         business_day = oc.d, closed_at_ms = oc.ca
+                  FROM oc WHERE j.journey_id = oc.j AND j.journey_id = ANY (ARRAY(SELECT oc.j FROM oc))
+                  RETURNING 1),
+              opened AS (
+                  INSERT INTO journeys (journey_id, rider_id, credential_id, operator_id, mode, status,
+                                        entry_terminal_id, entry_sequence, entry_location_id, entry_at_ms)
+                  SELECT x.j, x.r, x.c, x.o, x.m, 'open', x.t, x.s, x.l, x.a
+                  FROM json_to_recordset($2::json) AS x(j bigint, r bigint, c bigint, o text, m text,
+                       t text, s bigint, l text, a bigint)
+                  ORDER BY x.r
+                  ON CONFLICT DO NOTHING
+                  RETURNING 1),
+              charged AS (
+                  INSERT INTO charges (charge_id, kind, operator_id, rider_id, journey_id, amount_minor, currency,
+                                       business_day, status, attempt, out_trade_no, next_attempt_at_ms,
+                                       lease_until_ms, terminal_id, terminal_sequence, created_at_ms, updated_at_ms)
+                  SELECT x.i, x.k, x.o, x.r, x.j, x.a, x.c, x.d, x.st, 1, x.x, x.n, x.l, x.t, x.s, x.now, x.now
+                  FROM json_to_recordset($3::json) AS x(i bigint, k text, o text, r bigint, j bigint, a bigint,
+                       c text, d text, st text, x text, n bigint, l bigint, t text, s bigint, now bigint)
+                  ORDER BY x.j
+                  ON CONFLICT DO NOTHING
+                  RETURNING charge_id, out_trade_no, created_at_ms),
+              attempts AS (
+                  INSERT INTO charge_attempts (out_trade_no, charge_id, attempt, outcome, created_at_ms, updated_at_ms)
+                  SELECT out_trade_no, charge_id, 1, 'sent', created_at_ms, created_at_ms FROM charged
+                  RETURNING 1),
+              released AS (
+                  DELETE FROM code_uses c USING json_to_recordset($4::json) AS x(f text, d text)
+                  WHERE c.code_fingerprint = decode(x.f, 'hex') AND c.direction = x.d
+                  RETURNING 1),
+              recorded AS (
+                  INSERT INTO taps (terminal_id, sequence, request_sha256, direction, scanned_at_ms, received_at_ms,
+                                    code_fingerprint, rider_id, credential_id, decision, reason, journey_id, response)
+                  SELECT x.t, x.s, decode(x.h, 'hex'), x.d, x.sa, x.ra, decode(x.f, 'hex'), x.r, x.c, x.de,
+                         x.re, x.j, convert_to(x.b, 'UTF8')
+                  FROM json_to_recordset($5::json) AS x(t text, s bigint, h text, d text, sa bigint,
+                       ra bigint, f text, r bigint, c bigint, de text, re text, j bigint, b text)
+                  ORDER BY x.t, x.s
+                  ON CONFLICT DO NOTHING
+                  RETURNING 1)
+         SELECT (SELECT count(*) FROM closed), (SELECT count(*) FROM opened),
+                (SELECT count(*) FROM charged), (SELECT count(*) FROM attempts),
+                (SELECT count(*) FROM released), (SELECT count(*) FROM recorded)",
+    )
+    .bind(json(closes)?)
+    .bind(json(opens)?)
+    .bind(json(charges)?)
+    .bind(json(releases)?)
+    .bind(json(taps)?)
+    .fetch_one(&mut **tx)
+    .await?;
+    let count = |i: usize| row.try_get::<i64, _>(i).map(|n| n as usize);
+    Ok(count(0)? == closes.len()
+        && count(1)? == opens.len()
+        && count(2)? == charges.len()
+        && count(3)? == charges.len()
+        && count(5)? == taps.len())
+}
