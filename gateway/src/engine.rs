@@ -457,19 +457,19 @@ async fn judge_wave(
             }));
             continue;
         }
-        let decided = |reason| Step::Decided {
-            verdict: Verdict::decline(reason),
+        let decided = |verdict| Step::Decided {
+            verdict,
             consumed: None,
         };
         steps.push(match &tap.verdict {
-            Err(reason) => decided(reason.code()),
+            Err(reason) => decided(Verdict::decline(reason.code())),
             Ok(code) => match networks.get(&slot.terminal.operator_id) {
-                None => decided("network_not_configured"),
+                None => decided(Verdict::decline("network_not_configured")),
                 Some(network) if code.products & network.mode().product_bit() == 0 => {
-                    decided("product_not_allowed")
+                    decided(Verdict::decline("product_not_allowed"))
                 }
                 Some(network) if !network.has_location(&slot.terminal.location_id) => {
-                    decided("unknown_station")
+                    decided(Verdict::decline("unknown_station"))
                 }
                 Some(network) => Step::Candidate { network },
             },
