@@ -14,6 +14,7 @@
 //! tables were still empty, kept scanning the whole `taps` table for every wave.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
 
 use serde::Serialize;
 use sqlx::Row;
@@ -174,13 +175,10 @@ pub async fn release_codes(tx: &mut Tx<'_>, uses: &[CodeUse]) -> Result<(), sqlx
         return Ok(());
     }
     if is_postgres(tx) {
-        sqlx::query(
-            "DELETE FROM code_uses c USING json_to_recordset($1::json) AS x(f text, d text)
-             WHERE c.code_fingerprint = decode(x.f, 'hex') AND c.direction = x.d",
-        )
-        .bind(json(uses)?)
-        .execute(&mut **tx)
-        .await?;
+        sqlx::query(&PG_RELEASE)
+            .bind(json(uses)?)
+            .fetch_one(&mut **tx)
+            .await?;
     } else {
         for u in uses {
             sqlx::query("DELETE FROM code_uses WHERE code_fingerprint = $1 AND direction = $2")
@@ -346,25 +344,11 @@ pub async fn close_journeys(tx: &mut Tx<'_>, closes: &[Close]) -> Result<usize, 
         return Ok(0);
     }
     if is_postgres(tx) {
-        let n = sqlx::query(
-            // The open rows are found (and locked) one primary-key probe per JSON row, and the
-            // UPDATE reaches them by key (`= ANY`), so no plan scans the table or all open
-            // journeys (a plain join did, on a young database, for every wave).
-            "WITH x AS (SELECT * FROM json_to_recordset($1::json) AS x(j bigint, et text, es bigint,
-                            el text, ea bigint, vc text, cr text, f bigint, c bigint, cu text, d text,
-                            ca bigint)),
-                  o AS (SELECT x.* FROM x, LATERAL (SELECT journey_id FROM journeys
-                            WHERE journey_id = x.j AND status = 'open' LIMIT 1 FOR UPDATE) open)
-             UPDATE journeys j SET status = 'closed', exit_terminal_id = o.et, exit_sequence = o.es,
-                    exit_location_id = o.el, exit_at_ms = o.ea, vehicle_class = o.vc, close_reason = o.cr,
-                    fare_minor = o.f, charge_minor = o.c, currency = o.cu, business_day = o.d,
-                    closed_at_ms = o.ca
-             FROM o WHERE j.journey_id = o.j AND j.journey_id = ANY (ARRAY(SELECT o.j FROM o))",
-        )
-        .bind(json(closes)?)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
+        let n: i64 = sqlx::query(&PG_CLOSE)
+            .bind(json(closes)?)
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get(0)?;
         Ok(n as usize)
     } else {
         let mut closed = 0;
@@ -423,18 +407,11 @@ pub async fn open(tx: &mut Tx<'_>, journeys: &[Open]) -> Result<usize, sqlx::Err
     const COLUMNS: &str = "journey_id, rider_id, credential_id, operator_id, mode, status,
                            entry_terminal_id, entry_sequence, entry_location_id, entry_at_ms";
     if is_postgres(tx) {
-        let n = sqlx::query(&format!(
-            "INSERT INTO journeys ({COLUMNS})
-             SELECT x.j, x.r, x.c, x.o, x.m, 'open', x.t, x.s, x.l, x.a
-             FROM json_to_recordset($1::json) AS x(j bigint, r bigint, c bigint, o text, m text,
-                  t text, s bigint, l text, a bigint)
-             ORDER BY x.r
-             ON CONFLICT DO NOTHING"
-        ))
-        .bind(json(journeys)?)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
+        let n: i64 = sqlx::query(&PG_OPEN)
+            .bind(json(journeys)?)
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get(0)?;
         Ok(n as usize)
     } else {
         let sql = format!(
@@ -515,24 +492,10 @@ pub async fn insert_charges(
         return Ok(Vec::new());
     }
     if is_postgres(tx) {
-        let rows = sqlx::query(
-            "WITH c AS (
-                 INSERT INTO charges (charge_id, kind, operator_id, rider_id, journey_id, amount_minor, currency,
-                                      business_day, status, attempt, out_trade_no, next_attempt_at_ms,
-                                      lease_until_ms, terminal_id, terminal_sequence, created_at_ms, updated_at_ms)
-                 SELECT x.i, x.k, x.o, x.r, x.j, x.a, x.c, x.d, x.st, 1, x.x, x.n, x.l, x.t, x.s, x.now, x.now
-                 FROM json_to_recordset($1::json) AS x(i bigint, k text, o text, r bigint, j bigint, a bigint,
-                      c text, d text, st text, x text, n bigint, l bigint, t text, s bigint, now bigint)
-                 ORDER BY x.j
-                 ON CONFLICT DO NOTHING
-                 RETURNING charge_id, out_trade_no, created_at_ms)
-             INSERT INTO charge_attempts (out_trade_no, charge_id, attempt, outcome, created_at_ms, updated_at_ms)
-             SELECT out_trade_no, charge_id, 1, 'sent', created_at_ms, created_at_ms FROM c
-             RETURNING charge_id",
-        )
-        .bind(json(charges)?)
-        .fetch_all(&mut **tx)
-        .await?;
+        let rows = sqlx::query(&PG_CHARGES)
+            .bind(json(charges)?)
+            .fetch_all(&mut **tx)
+            .await?;
         let inserted = rows
             .iter()
             .map(|r| r.try_get::<i64, _>(0))
@@ -612,19 +575,11 @@ pub async fn insert_taps(tx: &mut Tx<'_>, taps: &[TapRecord]) -> Result<usize, s
     const COLUMNS: &str = "terminal_id, sequence, request_sha256, direction, scanned_at_ms, received_at_ms,
                            code_fingerprint, rider_id, credential_id, decision, reason, journey_id, response";
     if is_postgres(tx) {
-        let n = sqlx::query(&format!(
-            "INSERT INTO taps ({COLUMNS})
-             SELECT x.t, x.s, decode(x.h, 'hex'), x.d, x.sa, x.ra, decode(x.f, 'hex'), x.r, x.c, x.de,
-                    x.re, x.j, convert_to(x.b, 'UTF8')
-             FROM json_to_recordset($1::json) AS x(t text, s bigint, h text, d text, sa bigint,
-                  ra bigint, f text, r bigint, c bigint, de text, re text, j bigint, b text)
-             ORDER BY x.t, x.s
-             ON CONFLICT DO NOTHING"
-        ))
-        .bind(json(taps)?)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
+        let n: i64 = sqlx::query(&PG_TAPS)
+            .bind(json(taps)?)
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get(0)?;
         Ok(n as usize)
     } else {
         let sql = format!(
@@ -673,67 +628,14 @@ pub async fn write_wave(
     releases: &[CodeUse],
     taps: &[TapRecord],
 ) -> Result<bool, sqlx::Error> {
-    let row = sqlx::query(
-        "WITH xc AS (SELECT * FROM json_to_recordset($1::json) AS x(j bigint, et text, es bigint,
-                          el text, ea bigint, vc text, cr text, f bigint, c bigint, cu text, d text,
-                          ca bigint)),
-              oc AS (SELECT xc.* FROM xc, LATERAL (SELECT journey_id FROM journeys
-                          WHERE journey_id = xc.j AND status = 'open' LIMIT 1 FOR UPDATE) open),
-              closed AS (
-                  UPDATE journeys j SET status = 'closed', exit_terminal_id = oc.et, exit_sequence = oc.es,
-                         exit_location_id = oc.el, exit_at_ms = oc.ea, vehicle_class = oc.vc,
-                         close_reason = oc.cr, fare_minor = oc.f, charge_minor = oc.c, currency = oc.cu,
-                         business_day = oc.d, closed_at_ms = oc.ca
-                  FROM oc WHERE j.journey_id = oc.j AND j.journey_id = ANY (ARRAY(SELECT oc.j FROM oc))
-                  RETURNING 1),
-              opened AS (
-                  INSERT INTO journeys (journey_id, rider_id, credential_id, operator_id, mode, status,
-                                        entry_terminal_id, entry_sequence, entry_location_id, entry_at_ms)
-                  SELECT x.j, x.r, x.c, x.o, x.m, 'open', x.t, x.s, x.l, x.a
-                  FROM json_to_recordset($2::json) AS x(j bigint, r bigint, c bigint, o text, m text,
-                       t text, s bigint, l text, a bigint)
-                  ORDER BY x.r
-                  ON CONFLICT DO NOTHING
-                  RETURNING 1),
-              charged AS (
-                  INSERT INTO charges (charge_id, kind, operator_id, rider_id, journey_id, amount_minor, currency,
-                                       business_day, status, attempt, out_trade_no, next_attempt_at_ms,
-                                       lease_until_ms, terminal_id, terminal_sequence, created_at_ms, updated_at_ms)
-                  SELECT x.i, x.k, x.o, x.r, x.j, x.a, x.c, x.d, x.st, 1, x.x, x.n, x.l, x.t, x.s, x.now, x.now
-                  FROM json_to_recordset($3::json) AS x(i bigint, k text, o text, r bigint, j bigint, a bigint,
-                       c text, d text, st text, x text, n bigint, l bigint, t text, s bigint, now bigint)
-                  ORDER BY x.j
-                  ON CONFLICT DO NOTHING
-                  RETURNING charge_id, out_trade_no, created_at_ms),
-              attempts AS (
-                  INSERT INTO charge_attempts (out_trade_no, charge_id, attempt, outcome, created_at_ms, updated_at_ms)
-                  SELECT out_trade_no, charge_id, 1, 'sent', created_at_ms, created_at_ms FROM charged
-                  RETURNING 1),
-              released AS (
-                  DELETE FROM code_uses c USING json_to_recordset($4::json) AS x(f text, d text)
-                  WHERE c.code_fingerprint = decode(x.f, 'hex') AND c.direction = x.d
-                  RETURNING 1),
-              recorded AS (
-                  INSERT INTO taps (terminal_id, sequence, request_sha256, direction, scanned_at_ms, received_at_ms,
-                                    code_fingerprint, rider_id, credential_id, decision, reason, journey_id, response)
-                  SELECT x.t, x.s, decode(x.h, 'hex'), x.d, x.sa, x.ra, decode(x.f, 'hex'), x.r, x.c, x.de,
-                         x.re, x.j, convert_to(x.b, 'UTF8')
-                  FROM json_to_recordset($5::json) AS x(t text, s bigint, h text, d text, sa bigint,
-                       ra bigint, f text, r bigint, c bigint, de text, re text, j bigint, b text)
-                  ORDER BY x.t, x.s
-                  ON CONFLICT DO NOTHING
-                  RETURNING 1)
-         SELECT (SELECT count(*) FROM closed), (SELECT count(*) FROM opened),
-                (SELECT count(*) FROM charged), (SELECT count(*) FROM attempts),
-                (SELECT count(*) FROM released), (SELECT count(*) FROM recorded)",
-    )
-    .bind(json(closes)?)
-    .bind(json(opens)?)
-    .bind(json(charges)?)
-    .bind(json(releases)?)
-    .bind(json(taps)?)
-    .fetch_one(&mut **tx)
-    .await?;
+    let row = sqlx::query(&PG_WRITE_WAVE)
+        .bind(json(closes)?)
+        .bind(json(opens)?)
+        .bind(json(charges)?)
+        .bind(json(releases)?)
+        .bind(json(taps)?)
+        .fetch_one(&mut **tx)
+        .await?;
     let count = |i: usize| row.try_get::<i64, _>(i).map(|n| n as usize);
     Ok(count(0)? == closes.len()
         && count(1)? == opens.len()
@@ -741,3 +643,104 @@ pub async fn write_wave(
         && count(3)? == charges.len()
         && count(5)? == taps.len())
 }
+
+// The PostgreSQL writes as CTE fragments, `$n` being the JSON parameter: each rule's statement
+// and `write_wave`'s one statement are built from the same text.
+
+fn close_ctes(n: u8) -> String {
+    format!(
+        "xc AS (SELECT * FROM json_to_recordset(${n}::json) AS x(j bigint, et text, es bigint,
+                     el text, ea bigint, vc text, cr text, f bigint, c bigint, cu text, d text,
+                     ca bigint)),
+         oc AS (SELECT xc.* FROM xc, LATERAL (SELECT journey_id FROM journeys
+                     WHERE journey_id = xc.j AND status = 'open' LIMIT 1 FOR UPDATE) open),
+         closed AS (
+             UPDATE journeys j SET status = 'closed', exit_terminal_id = oc.et, exit_sequence = oc.es,
+                    exit_location_id = oc.el, exit_at_ms = oc.ea, vehicle_class = oc.vc,
+                    close_reason = oc.cr, fare_minor = oc.f, charge_minor = oc.c, currency = oc.cu,
+                    business_day = oc.d, closed_at_ms = oc.ca
+             FROM oc WHERE j.journey_id = oc.j AND j.journey_id = ANY (ARRAY(SELECT oc.j FROM oc))
+             RETURNING 1)"
+    )
+}
+
+fn open_cte(n: u8) -> String {
+    format!(
+        "opened AS (
+             INSERT INTO journeys (journey_id, rider_id, credential_id, operator_id, mode, status,
+                                   entry_terminal_id, entry_sequence, entry_location_id, entry_at_ms)
+             SELECT x.j, x.r, x.c, x.o, x.m, 'open', x.t, x.s, x.l, x.a
+             FROM json_to_recordset(${n}::json) AS x(j bigint, r bigint, c bigint, o text, m text,
+                  t text, s bigint, l text, a bigint)
+             ORDER BY x.r
+             ON CONFLICT DO NOTHING
+             RETURNING 1)"
+    )
+}
+
+fn charge_ctes(n: u8) -> String {
+    format!(
+        "charged AS (
+             INSERT INTO charges (charge_id, kind, operator_id, rider_id, journey_id, amount_minor, currency,
+                                  business_day, status, attempt, out_trade_no, next_attempt_at_ms,
+                                  lease_until_ms, terminal_id, terminal_sequence, created_at_ms, updated_at_ms)
+             SELECT x.i, x.k, x.o, x.r, x.j, x.a, x.c, x.d, x.st, 1, x.x, x.n, x.l, x.t, x.s, x.now, x.now
+             FROM json_to_recordset(${n}::json) AS x(i bigint, k text, o text, r bigint, j bigint, a bigint,
+                  c text, d text, st text, x text, n bigint, l bigint, t text, s bigint, now bigint)
+             ORDER BY x.j
+             ON CONFLICT DO NOTHING
+             RETURNING charge_id, out_trade_no, created_at_ms),
+         attempts AS (
+             INSERT INTO charge_attempts (out_trade_no, charge_id, attempt, outcome, created_at_ms, updated_at_ms)
+             SELECT out_trade_no, charge_id, 1, 'sent', created_at_ms, created_at_ms FROM charged
+             RETURNING charge_id)"
+    )
+}
+
+fn release_cte(n: u8) -> String {
+    format!(
+        "released AS (
+             DELETE FROM code_uses c USING json_to_recordset(${n}::json) AS x(f text, d text)
+             WHERE c.code_fingerprint = decode(x.f, 'hex') AND c.direction = x.d
+             RETURNING 1)"
+    )
+}
+
+fn tap_cte(n: u8) -> String {
+    format!(
+        "recorded AS (
+             INSERT INTO taps (terminal_id, sequence, request_sha256, direction, scanned_at_ms, received_at_ms,
+                               code_fingerprint, rider_id, credential_id, decision, reason, journey_id, response)
+             SELECT x.t, x.s, decode(x.h, 'hex'), x.d, x.sa, x.ra, decode(x.f, 'hex'), x.r, x.c, x.de,
+                    x.re, x.j, convert_to(x.b, 'UTF8')
+             FROM json_to_recordset(${n}::json) AS x(t text, s bigint, h text, d text, sa bigint,
+                  ra bigint, f text, r bigint, c bigint, de text, re text, j bigint, b text)
+             ORDER BY x.t, x.s
+             ON CONFLICT DO NOTHING
+             RETURNING 1)"
+    )
+}
+
+static PG_CLOSE: LazyLock<String> =
+    LazyLock::new(|| format!("WITH {} SELECT count(*) FROM closed", close_ctes(1)));
+static PG_OPEN: LazyLock<String> =
+    LazyLock::new(|| format!("WITH {} SELECT count(*) FROM opened", open_cte(1)));
+static PG_CHARGES: LazyLock<String> =
+    LazyLock::new(|| format!("WITH {} SELECT charge_id FROM attempts", charge_ctes(1)));
+static PG_RELEASE: LazyLock<String> =
+    LazyLock::new(|| format!("WITH {} SELECT count(*) FROM released", release_cte(1)));
+static PG_TAPS: LazyLock<String> =
+    LazyLock::new(|| format!("WITH {} SELECT count(*) FROM recorded", tap_cte(1)));
+static PG_WRITE_WAVE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH {}, {}, {}, {}, {}
+         SELECT (SELECT count(*) FROM closed), (SELECT count(*) FROM opened),
+                (SELECT count(*) FROM charged), (SELECT count(*) FROM attempts),
+                (SELECT count(*) FROM released), (SELECT count(*) FROM recorded)",
+        close_ctes(1),
+        open_cte(2),
+        charge_ctes(3),
+        release_cte(4),
+        tap_cte(5)
+    )
+});
