@@ -25,6 +25,7 @@ use crate::error::ApiError;
 use crate::network::{Mode, Networks, OperatorNetwork};
 use crate::store::charging::{self as charges, NewCharge};
 use crate::store::taps::{self as sql, JourneyClose};
+use crate::store::wave_tx::WaveTx;
 use crate::store::waves::{
     self as sets, Close, CodeUse, DayFare, JourneyCharge, Open, RiderMode, TapKey, TapRecord,
 };
@@ -224,6 +225,16 @@ impl Writer {
                     }
                     return;
                 }
+                Err(e) if retries < TRANSIENT_RETRIES_MAX && is_raced(&e) => {
+                    // A pipelined wave's write missed a row: judged again rule by rule.
+                    retries += 1;
+                    metrics::counter!("gateway_db_commit_retries_total").increment(1);
+                    tracing::info!(
+                        taps,
+                        retries,
+                        "tap group raced another writer; judging again"
+                    );
+                }
                 Err(e) if retries < TRANSIENT_RETRIES_MAX && is_transient(&e) => {
                     // Two writers' groups deadlocked (or serialization failed) on PostgreSQL:
                     // the database rolled one back; judging it again is safe and usually succeeds.
@@ -246,46 +257,67 @@ impl Writer {
     async fn try_group(&self, jobs: &[Job], combine: bool) -> Result<GroupResult, sqlx::Error> {
         let waves = waves(jobs);
         metrics::histogram!("gateway_db_commit_waves").record(waves.len() as f64);
-        let mut answers: Vec<Vec<Option<TapAnswer>>> =
-            jobs.iter().map(|j| vec![None; j.taps.len()]).collect();
-        let mut tx = self.store.begin_write().await?;
-        for wave in &waves {
-            let slots: Vec<Slot<'_>> = wave
-                .iter()
-                .map(|&(job, index)| Slot {
-                    job,
-                    terminal: &jobs[job].terminal,
-                    tap: &jobs[job].taps[index],
-                })
-                .collect();
-            match judge_wave(&mut tx, &self.networks, &self.rules, &slots, combine).await? {
-                WaveOutcome::Judged(judged) => {
-                    for (&(job, index), answer) in wave.iter().zip(judged) {
-                        answers[job][index] = Some(answer);
-                    }
-                }
-                WaveOutcome::Rejected { job, error } => {
-                    tx.rollback().await?;
-                    return Ok(GroupResult::Rejected { index: job, error });
-                }
-                WaveOutcome::Raced => {
-                    tx.rollback().await?;
-                    return Ok(GroupResult::Raced);
-                }
+        let mut tx = WaveTx::begin(&self.store, combine).await?;
+        let outcome = judge_waves(&mut tx, &self.networks, &self.rules, jobs, &waves).await;
+        match outcome {
+            Ok(Ok(answers)) => {
+                tx.commit().await?;
+                Ok(GroupResult::Committed(
+                    answers
+                        .into_iter()
+                        .map(|job| {
+                            job.into_iter()
+                                .map(|a| a.expect("every tap is in a wave"))
+                                .collect()
+                        })
+                        .collect(),
+                ))
+            }
+            Ok(Err(result)) => {
+                tx.rollback().await?;
+                Ok(result)
+            }
+            Err(e) => {
+                // Best effort: a pipelined connection that cannot roll back is closed instead.
+                let _ = tx.rollback().await;
+                Err(e)
             }
         }
-        tx.commit().await?;
-        Ok(GroupResult::Committed(
-            answers
-                .into_iter()
-                .map(|job| {
-                    job.into_iter()
-                        .map(|a| a.expect("every tap is in a wave"))
-                        .collect()
-                })
-                .collect(),
-        ))
     }
+}
+
+/// Judges a group's waves in order; Err(result) when the group must be rolled back.
+async fn judge_waves(
+    tx: &mut WaveTx,
+    networks: &Networks,
+    rules: &Rules,
+    jobs: &[Job],
+    waves: &[Vec<(usize, usize)>],
+) -> Result<Result<Vec<Vec<Option<TapAnswer>>>, GroupResult>, sqlx::Error> {
+    let mut answers: Vec<Vec<Option<TapAnswer>>> =
+        jobs.iter().map(|j| vec![None; j.taps.len()]).collect();
+    for wave in waves {
+        let slots: Vec<Slot<'_>> = wave
+            .iter()
+            .map(|&(job, index)| Slot {
+                job,
+                terminal: &jobs[job].terminal,
+                tap: &jobs[job].taps[index],
+            })
+            .collect();
+        match judge_wave(tx, networks, rules, &slots).await? {
+            WaveOutcome::Judged(judged) => {
+                for (&(job, index), answer) in wave.iter().zip(judged) {
+                    answers[job][index] = Some(answer);
+                }
+            }
+            WaveOutcome::Rejected { job, error } => {
+                return Ok(Err(GroupResult::Rejected { index: job, error }));
+            }
+            WaveOutcome::Raced => return Ok(Err(GroupResult::Raced)),
+        }
+    }
+    Ok(Ok(answers))
 }
 
 enum GroupResult {
@@ -308,6 +340,13 @@ fn is_transient(e: &sqlx::Error) -> bool {
     e.as_database_error()
         .and_then(|d| d.code())
         .is_some_and(|code| code == "40P01" || code == "40001")
+}
+
+/// A pipelined wave's write that missed a row (`waves::WAVE_RACED`).
+fn is_raced(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code == sets::WAVE_RACED)
 }
 
 fn clone_sqlx_error(e: &sqlx::Error) -> sqlx::Error {
@@ -415,16 +454,17 @@ struct Closing {
     charge: Money,
 }
 
-/// Judges one wave inside the group's transaction: each rule is one statement for all its taps.
+/// Judges one wave inside the group's transaction: each rule is one statement for all its taps,
+/// and when the transaction is pipelined the wave's reads are one round trip and its writes
+/// one deferred statement.
 async fn judge_wave(
-    tx: &mut Tx<'_>,
+    tx: &mut WaveTx,
     networks: &Networks,
     rules: &Rules,
     slots: &[Slot<'_>],
-    combine: bool,
 ) -> Result<WaveOutcome, sqlx::Error> {
-    let combine = combine && sets::writes_combine(tx);
-    // Repeats: a key already stored gets its stored answer (or a conflict if the request differs).
+    // The checks that need no database: a refused code, an unknown network, a product the
+    // code does not allow, an unknown station.
     let keys: Vec<TapKey> = slots
         .iter()
         .map(|s| TapKey {
@@ -432,36 +472,13 @@ async fn judge_wave(
             sequence: s.tap.request.sequence as i64,
         })
         .collect();
-    let existing = sets::existing_taps(tx, &keys).await?;
-    let mut steps = Vec::with_capacity(slots.len());
-    for (slot, key) in slots.iter().zip(&keys) {
-        let tap = slot.tap;
-        if let Some(stored) = existing.get(key) {
-            if stored.request_sha256 != tap.request_sha256 {
-                return Ok(WaveOutcome::Rejected {
-                    job: slot.job,
-                    error: ApiError::IdempotencyConflict {
-                        sequence: tap.request.sequence,
-                    },
-                });
-            }
-            let answer: TapResponse = serde_json::from_slice(&stored.response).map_err(|e| {
-                sqlx::Error::Protocol(format!("stored tap answer is not valid JSON: {e}"))
-            })?;
-            steps.push(Step::Repeat(TapAnswer {
-                body: stored.response.clone(),
-                repeat: true,
-                decision: answer.decision,
-                reason: answer.reason,
-                payment: None,
-            }));
-            continue;
-        }
-        let decided = |verdict| Step::Decided {
-            verdict,
-            consumed: None,
-        };
-        steps.push(match &tap.verdict {
+    let decided = |verdict| Step::Decided {
+        verdict,
+        consumed: None,
+    };
+    let mut steps: Vec<Step> = slots
+        .iter()
+        .map(|slot| match &slot.tap.verdict {
             Err(reason) => decided(Verdict::decline(reason.code())),
             Ok(code) => match networks.get(&slot.terminal.operator_id) {
                 None => decided(Verdict::decline("network_not_configured")),
@@ -473,43 +490,76 @@ async fn judge_wave(
                 }
                 Some(network) => Step::Candidate { network },
             },
-        });
-    }
-
-    // Replay: each code is consumed once per direction.
+        })
+        .collect();
     let candidates: Vec<usize> = (0..slots.len())
         .filter(|&i| matches!(steps[i], Step::Candidate { .. }))
         .collect();
     let uses: Vec<CodeUse> = candidates.iter().map(|&i| code_use(&slots[i])).collect();
-    let first_uses = sets::consume_codes(tx, &uses).await?;
-    let mut live = Vec::with_capacity(candidates.len());
-    for ((&i, first), code_use) in candidates.iter().zip(first_uses).zip(uses) {
-        if first {
-            live.push((i, code_use));
-        } else {
-            steps[i] = Step::Decided {
-                verdict: Verdict::decline("replay"),
-                consumed: None,
-            };
-        }
-    }
-
-    // Journeys: the riders' open journeys, then the entry and exit rules in memory.
-    let riders: Vec<RiderMode> = live
+    let riders: Vec<RiderMode> = candidates
         .iter()
-        .map(|&(i, _)| RiderMode {
+        .map(|&i| RiderMode {
             rider_id: verified(&slots[i]).rider_id,
             mode: network_of(&steps[i]).mode().as_str(),
         })
         .collect();
+
+    // The reads: stored answers, code uses (the replay rule: each code is consumed once per
+    // direction; a repeat consumes nothing), open journeys.
+    let reads = tx.reads(&keys, &uses, &riders).await?;
+
+    // Repeats: a key already stored gets its stored answer (or a conflict if the request differs).
+    for ((slot, key), step) in slots.iter().zip(&keys).zip(steps.iter_mut()) {
+        let Some(stored) = reads.existing.get(key) else {
+            continue;
+        };
+        let tap = slot.tap;
+        if stored.request_sha256 != tap.request_sha256 {
+            return Ok(WaveOutcome::Rejected {
+                job: slot.job,
+                error: ApiError::IdempotencyConflict {
+                    sequence: tap.request.sequence,
+                },
+            });
+        }
+        let answer: TapResponse = serde_json::from_slice(&stored.response).map_err(|e| {
+            sqlx::Error::Protocol(format!("stored tap answer is not valid JSON: {e}"))
+        })?;
+        *step = Step::Repeat(TapAnswer {
+            body: stored.response.clone(),
+            repeat: true,
+            decision: answer.decision,
+            reason: answer.reason,
+            payment: None,
+        });
+    }
+
+    // Replay.
+    let mut live = Vec::with_capacity(candidates.len());
+    for ((&i, first), (code_use, rider)) in candidates
+        .iter()
+        .zip(reads.first_use)
+        .zip(uses.into_iter().zip(riders))
+    {
+        if matches!(steps[i], Step::Repeat(_)) {
+            continue;
+        }
+        if first {
+            live.push((i, code_use, rider));
+        } else {
+            steps[i] = decided(Verdict::decline("replay"));
+        }
+    }
+
+    // Journeys: the entry and exit rules in memory.
     let mut open_by_rider: HashMap<(i64, &str), JourneyRow> = HashMap::new();
-    for journey in sets::open_journeys(tx, &riders).await? {
+    for journey in reads.open_journeys {
         let mode = Mode::parse(&journey.mode).map_or("", Mode::as_str);
         open_by_rider.insert((journey.rider_id, mode), journey);
     }
     let mut opens: Vec<Open> = Vec::new();
     let mut closings: Vec<Closing> = Vec::new();
-    for ((i, code_use), key) in live.into_iter().zip(&riders) {
+    for (i, code_use, key) in live {
         let slot = &slots[i];
         let network = network_of(&steps[i]).clone();
         let code = verified(slot);
@@ -607,7 +657,7 @@ async fn judge_wave(
             fare_minor: closings[c].fare.to_minor(),
         })
         .collect();
-    let befores = sets::add_to_rider_days(tx, &day_fares).await?;
+    let befores = sets::add_to_rider_days(tx.conn().await?, &day_fares).await?;
     for (&c, before) in capped.iter().zip(befores) {
         let closing = &mut closings[c];
         let cap_minor = closing.network.daily_cap().map_or(0, |m| m.to_minor());
@@ -617,7 +667,7 @@ async fn judge_wave(
     }
 
     // An entry closing its rider's stale journey must close before it opens: rule by rule.
-    let combine = combine && closings.iter().all(|c| c.at_exit);
+    let combine = tx.is_piped() && closings.iter().all(|c| c.at_exit);
 
     // Write the journeys: closes first (an entry may close its rider's stale journey before
     // opening the new one, and there is one open journey per rider and mode).
@@ -648,11 +698,11 @@ async fn judge_wave(
         })
         .collect();
     if !combine {
-        if sets::close_journeys(tx, &closes).await? != closes.len() {
+        if sets::close_journeys(tx.conn().await?, &closes).await? != closes.len() {
             // Closed meanwhile by the sweeper or another node.
             return Ok(WaveOutcome::Raced);
         }
-        if sets::open(tx, &opens).await? != opens.len() {
+        if sets::open(tx.conn().await?, &opens).await? != opens.len() {
             // Another node opened a journey for one of these riders after our read.
             return Ok(WaveOutcome::Raced);
         }
@@ -693,7 +743,7 @@ async fn judge_wave(
         // Checked with the combined write below.
         vec![true; new_charges.len()]
     } else {
-        sets::insert_charges(tx, &new_charges).await?
+        sets::insert_charges(tx.conn().await?, &new_charges).await?
     };
     // Per closing: the charge id (None: the journey already has a live charge) and whether
     // the charge is paid on the spot.
@@ -703,7 +753,7 @@ async fn judge_wave(
             Some(new_charge.charge_id)
         } else {
             // A toll journey whose pay was cancelled, exited again: a new attempt.
-            charges::restart_journey_charge(tx, &new_charge.as_new_charge()).await?
+            charges::restart_journey_charge(tx.conn().await?, &new_charge.as_new_charge()).await?
         };
         charge_ids.insert(c, (id, new_charge.status == "paying"));
     }
@@ -759,7 +809,7 @@ async fn judge_wave(
         }
     }
     if !combine {
-        sets::release_codes(tx, &released).await?;
+        sets::release_codes(tx.conn().await?, &released).await?;
     }
     let mut records = Vec::with_capacity(slots.len());
     let mut answers = Vec::with_capacity(slots.len());
@@ -808,11 +858,16 @@ async fn judge_wave(
         });
     }
     if combine {
-        if !sets::write_wave(tx, &closes, &opens, &new_charges, &released, &records).await? {
-            // A race, or a journey that already had a charge: judged again rule by rule.
-            return Ok(WaveOutcome::Raced);
-        }
-    } else if sets::insert_taps(tx, &records).await? != records.len() {
+        // Sent with the next round trip; a race, or a journey that already had a charge, fails
+        // it with `WAVE_RACED` and the group is judged again rule by rule.
+        tx.defer_write(sets::write_wave_sql(
+            &closes,
+            &opens,
+            &new_charges,
+            &released,
+            &records,
+        )?);
+    } else if sets::insert_taps(tx.conn().await?, &records).await? != records.len() {
         // The same (terminal, sequence) was judged and committed by another writer meanwhile;
         // judged again, it is a repeat.
         return Ok(WaveOutcome::Raced);

@@ -237,3 +237,121 @@ async fn constraints_sqlite() {
 async fn constraints_postgres() {
     constraints(Db::Postgres).await;
 }
+
+/// A tap group's pipelined transaction (PostgreSQL): reads and deferred writes travel as text
+/// with the rows inlined, quotes and all; a deferred write that misses a row fails the round
+/// trip with `WAVE_RACED` and nothing of the transaction is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_waves_postgres() {
+    use gateway::store::wave_tx::WaveTx;
+
+    let scratch = Scratch::new("store-piped");
+    let Some((store, _db)) = store(Db::Postgres, &scratch).await else {
+        return;
+    };
+    let record = |terminal: &str, sequence: i64, response: &str| waves::TapRecord {
+        terminal_id: terminal.into(),
+        sequence,
+        request_sha256: [7; 32],
+        direction: "exit",
+        scanned_at_ms: 5,
+        received_at_ms: 6,
+        code_fingerprint: Some([3; 32]),
+        rider_id: Some(42),
+        credential_id: Some(43),
+        decision: "decline",
+        reason: Some("no_entry".into()),
+        journey_id: None,
+        response: response.into(),
+    };
+    let key = |terminal: &str, sequence: i64| waves::TapKey {
+        terminal_id: terminal.into(),
+        sequence,
+    };
+    let code_use = |terminal: &str, sequence: i64| waves::CodeUse {
+        fingerprint: [3; 32],
+        direction: "exit",
+        terminal_id: terminal.into(),
+        sequence,
+    };
+    let rider = waves::RiderMode {
+        rider_id: 42,
+        mode: "metro",
+    };
+    // A terminal id and an answer with quotes, backslashes and non-ASCII text.
+    let odd = "gate 'A'\\1";
+    let answer = r#"{"sequence":1,"reason":"it's \"quoted\" — 出口"}"#;
+
+    let mut tx = WaveTx::begin(&store, true).await.unwrap();
+    assert!(tx.is_piped());
+    let reads = tx
+        .reads(
+            &[key(odd, 1)],
+            &[code_use(odd, 1)],
+            std::slice::from_ref(&rider),
+        )
+        .await
+        .unwrap();
+    assert!(reads.existing.is_empty());
+    assert_eq!(reads.first_use, vec![true], "the code is consumed");
+    assert!(reads.open_journeys.is_empty());
+    tx.defer_write(
+        waves::write_wave_sql(
+            &[],
+            &[],
+            &[],
+            &[code_use(odd, 1)],
+            &[record(odd, 1, answer)],
+        )
+        .unwrap(),
+    );
+    tx.commit().await.unwrap();
+
+    // The second wave of a group sees the first one's writes: the key is a repeat, and a repeat
+    // consumes nothing.
+    let mut tx = WaveTx::begin(&store, true).await.unwrap();
+    let reads = tx
+        .reads(
+            &[key(odd, 1)],
+            &[code_use(odd, 1)],
+            std::slice::from_ref(&rider),
+        )
+        .await
+        .unwrap();
+    let stored = &reads.existing[&key(odd, 1)];
+    assert_eq!(stored.response, answer.as_bytes());
+    assert_eq!(stored.request_sha256, vec![7; 32]);
+    assert_eq!(reads.first_use, vec![false]);
+    tx.rollback().await.unwrap();
+    assert_eq!(
+        store.count_rows("code_uses").await.unwrap(),
+        0,
+        "the declined tap gave its code back"
+    );
+
+    // A write that finds its key taken raises WAVE_RACED at the next round trip, and the
+    // transaction's other rows are not kept.
+    let mut tx = WaveTx::begin(&store, true).await.unwrap();
+    tx.reads(&[key("t2", 1)], &[code_use("t2", 1)], &[rider])
+        .await
+        .unwrap();
+    tx.defer_write(
+        waves::write_wave_sql(
+            &[],
+            &[],
+            &[],
+            &[],
+            &[record("t2", 1, "{}"), record(odd, 1, "{}")],
+        )
+        .unwrap(),
+    );
+    let error = tx.commit().await.expect_err("the wave raced");
+    assert_eq!(
+        error.as_database_error().and_then(|d| d.code()).as_deref(),
+        Some(waves::WAVE_RACED)
+    );
+    assert_eq!(store.count_rows("taps").await.unwrap(), 1);
+    assert_eq!(store.count_rows("code_uses").await.unwrap(), 0);
+    // The pool's connections are still good after the failed pipelined transaction.
+    store.ping().await.unwrap();
+}

@@ -5,7 +5,7 @@
 
 use sqlx::Row;
 
-use super::{Store, Tx};
+use super::{Conn, Store, Tx};
 
 pub(crate) const CHARGE_COLUMNS: &str = "charge_id, kind, operator_id, rider_id, journey_id, amount_minor, currency, business_day, status, attempt, out_trade_no, provider_trade_no, fee_minor, refunded_minor, last_error, next_attempt_at_ms, lease_until_ms, terminal_id, terminal_sequence, created_at_ms, captured_at_ms";
 
@@ -92,7 +92,7 @@ pub struct NewCharge<'a> {
 
 /// Inserts a charge at attempt 1 and records that attempt's trade number. False when the journey
 /// already has a charge (the constraint that makes a journey chargeable once).
-pub async fn insert_charge(tx: &mut Tx<'_>, c: &NewCharge<'_>) -> Result<bool, sqlx::Error> {
+pub async fn insert_charge(conn: &mut Conn, c: &NewCharge<'_>) -> Result<bool, sqlx::Error> {
     let out_trade_no = trade_no(c.kind, c.charge_id, 1);
     let n = sqlx::query(
         "INSERT INTO charges (charge_id, kind, operator_id, rider_id, journey_id, amount_minor, currency, business_day,
@@ -116,11 +116,11 @@ pub async fn insert_charge(tx: &mut Tx<'_>, c: &NewCharge<'_>) -> Result<bool, s
     .bind(c.terminal_id)
     .bind(c.terminal_sequence)
     .bind(c.now_ms)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?
     .rows_affected();
     if n == 1 {
-        insert_attempt(tx, c.charge_id, 1, &out_trade_no, c.now_ms).await?;
+        insert_attempt(conn, c.charge_id, 1, &out_trade_no, c.now_ms).await?;
     }
     Ok(n == 1)
 }
@@ -129,7 +129,7 @@ pub async fn insert_charge(tx: &mut Tx<'_>, c: &NewCharge<'_>) -> Result<bool, s
 /// journey may have) starts a new attempt, with a new trade number, for the new exit. Returns
 /// the charge id, or None if the journey's charge is not in a restartable state.
 pub async fn restart_journey_charge(
-    tx: &mut Tx<'_>,
+    conn: &mut Conn,
     c: &NewCharge<'_>,
 ) -> Result<Option<i64>, sqlx::Error> {
     let Some(journey_id) = c.journey_id else {
@@ -139,7 +139,7 @@ pub async fn restart_journey_charge(
         "SELECT {CHARGE_COLUMNS} FROM charges WHERE journey_id = $1 AND status = 'cancelled'"
     ))
     .bind(journey_id)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *conn)
     .await?;
     let Some(old) = row.as_ref().map(ChargeRow::from_row).transpose()? else {
         return Ok(None);
@@ -162,18 +162,18 @@ pub async fn restart_journey_charge(
     .bind(c.terminal_sequence)
     .bind(c.now_ms)
     .bind(old.attempt)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?
     .rows_affected();
     if n == 0 {
         return Ok(None);
     }
-    insert_attempt(tx, old.charge_id, attempt, &out_trade_no, c.now_ms).await?;
+    insert_attempt(conn, old.charge_id, attempt, &out_trade_no, c.now_ms).await?;
     Ok(Some(old.charge_id))
 }
 
 async fn insert_attempt(
-    tx: &mut Tx<'_>,
+    conn: &mut Conn,
     charge_id: i64,
     attempt: i64,
     out_trade_no: &str,
@@ -187,7 +187,7 @@ async fn insert_attempt(
     .bind(charge_id)
     .bind(attempt)
     .bind(now_ms)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }

@@ -11,6 +11,7 @@
 
 pub mod charging;
 pub mod taps;
+pub mod wave_tx;
 pub mod waves;
 
 use std::str::FromStr;
@@ -34,6 +35,9 @@ pub struct Store {
 }
 
 pub type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
+/// A connection, in a transaction or not: what the per-statement functions run on (a `Tx`
+/// dereferences to one).
+pub type Conn = sqlx::AnyConnection;
 
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -64,6 +68,11 @@ impl Store {
                             .execute(&mut *conn)
                             .await?;
                         sqlx::query("SET plan_cache_mode = force_custom_plan")
+                            .execute(&mut *conn)
+                            .await?;
+                        // Pipelined tap statements inline their rows as literals, quoting
+                        // by doubling `'` only (see `waves::literal`).
+                        sqlx::query("SET standard_conforming_strings = on")
                             .execute(&mut *conn)
                             .await?;
                     }
@@ -104,6 +113,11 @@ impl Store {
 
     pub async fn begin(&self) -> Result<Tx<'static>, sqlx::Error> {
         self.pool.begin().await
+    }
+
+    /// A connection of the pool, outside any transaction (see `wave_tx.rs`).
+    pub async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, sqlx::Error> {
+        self.pool.acquire().await
     }
 
     /// Begins a transaction that reads before it writes. On SQLite it takes the write lock up

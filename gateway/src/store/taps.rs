@@ -4,7 +4,7 @@
 
 use sqlx::Row;
 
-use super::Tx;
+use super::Conn;
 
 pub struct JourneyClose<'a> {
     pub journey_id: i64,
@@ -22,7 +22,7 @@ pub struct JourneyClose<'a> {
 }
 
 /// Closes an open journey; false if it was no longer open (closed by another node meanwhile).
-pub async fn close_journey(tx: &mut Tx<'_>, c: &JourneyClose<'_>) -> Result<bool, sqlx::Error> {
+pub async fn close_journey(conn: &mut Conn, c: &JourneyClose<'_>) -> Result<bool, sqlx::Error> {
     let n = sqlx::query(
         "UPDATE journeys SET status = 'closed', exit_terminal_id = $2, exit_sequence = $3, exit_location_id = $4,
                 exit_at_ms = $5, vehicle_class = $6, close_reason = $7, fare_minor = $8, charge_minor = $9,
@@ -41,7 +41,7 @@ pub async fn close_journey(tx: &mut Tx<'_>, c: &JourneyClose<'_>) -> Result<bool
     .bind(c.currency)
     .bind(c.business_day)
     .bind(c.closed_at_ms)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?
     .rows_affected();
     Ok(n == 1)
@@ -50,7 +50,7 @@ pub async fn close_journey(tx: &mut Tx<'_>, c: &JourneyClose<'_>) -> Result<bool
 /// Adds a fare to the rider's day and returns the day's total of fares before this one.
 /// The upsert is atomic per row, so concurrent closes on several nodes add up exactly.
 pub async fn add_to_rider_day(
-    tx: &mut Tx<'_>,
+    conn: &mut Conn,
     rider_id: i64,
     operator_id: &str,
     business_day: &str,
@@ -66,7 +66,7 @@ pub async fn add_to_rider_day(
     .bind(operator_id)
     .bind(business_day)
     .bind(fare_minor)
-    .fetch_one(&mut **tx)
+    .fetch_one(&mut *conn)
     .await?
     .try_get(0)?;
     Ok(total_after - fare_minor)

@@ -1,13 +1,14 @@
 //! Set-based SQL of the tap engine: each function handles every row of one *wave* (see
 //! `engine.rs`: a wave holds at most one tap per rider and per idempotency key) at once.
 //!
-//! On PostgreSQL each function is one statement, whatever the number of rows: the rows travel as
-//! one JSON parameter unpacked by `json_to_recordset` (sqlx's `Any` driver binds no arrays, and
-//! a fixed statement text stays prepared). Byte strings travel as hex. That turns the five or six
-//! round trips a tap used to cost into about eight per wave of up to `commit_batch_taps_max`
-//! taps. On SQLite, which runs in process with no round trip to save, the same per-row
-//! statements run in a loop. Both report row by row what happened, so constraint conflicts are
-//! values, never aborted transactions.
+//! On PostgreSQL each rule is one statement, whatever the number of rows: the rows travel as
+//! JSON unpacked by `json_to_recordset` (sqlx's `Any` driver binds no arrays). Byte strings
+//! travel as hex. The statements come in two forms built from the same text: with the JSON as a
+//! `$1` parameter (the functions below, one round trip each), and with the JSON inlined as a
+//! literal, for the pipelined transaction of `wave_tx.rs` that sends a wave's reads as one round
+//! trip and its writes as one statement (`reads_sql`, `write_wave_sql`). On SQLite, which runs
+//! in process with no round trip to save, the same per-row statements run in a loop. All report
+//! row by row what happened, so constraint conflicts are values, never aborted transactions.
 //!
 //! Lookups are written as `LATERAL (… LIMIT 1)` per JSON row: that always plans as one index
 //! probe per row, whereas a plain join's cached generic plan, made while a fresh database's
@@ -17,13 +18,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use serde::Serialize;
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::charging::trade_no;
-use super::{JourneyRow, Tx, JOURNEY_COLUMNS};
+use super::{Conn, JourneyRow, JOURNEY_COLUMNS};
 
-fn is_postgres(tx: &Tx<'_>) -> bool {
-    tx.backend_name() == "PostgreSQL"
+fn is_postgres(conn: &Conn) -> bool {
+    conn.backend_name() == "PostgreSQL"
 }
 
 fn json<T: Serialize>(rows: &[T]) -> Result<String, sqlx::Error> {
@@ -48,55 +50,33 @@ pub struct StoredTap {
 
 /// The taps already stored under these keys.
 pub async fn existing_taps(
-    tx: &mut Tx<'_>,
+    conn: &mut Conn,
     keys: &[TapKey],
 ) -> Result<HashMap<TapKey, StoredTap>, sqlx::Error> {
-    let mut found = HashMap::new();
     if keys.is_empty() {
-        return Ok(found);
+        return Ok(HashMap::new());
     }
-    let mut take = |row: &sqlx::any::AnyRow| -> Result<(), sqlx::Error> {
-        found.insert(
-            TapKey {
-                terminal_id: row.try_get(0)?,
-                sequence: row.try_get(1)?,
-            },
-            StoredTap {
-                request_sha256: row.try_get(2)?,
-                response: row.try_get(3)?,
-            },
-        );
-        Ok(())
-    };
-    if is_postgres(tx) {
-        let rows = sqlx::query(
-            "SELECT t.terminal_id, t.sequence, t.request_sha256, t.response
-             FROM json_to_recordset($1::json) AS k(t text, s bigint),
-             LATERAL (SELECT terminal_id, sequence, request_sha256, response FROM taps
-                      WHERE terminal_id = k.t AND sequence = k.s LIMIT 1) t",
-        )
-        .bind(json(keys)?)
-        .fetch_all(&mut **tx)
-        .await?;
-        for row in &rows {
-            take(row)?;
-        }
-    } else {
-        for key in keys {
-            let row = sqlx::query(
+    if is_postgres(conn) {
+        let rows = sqlx::query(&PG_EXISTING)
+            .bind(json(keys)?)
+            .fetch_all(&mut *conn)
+            .await?;
+        return stored_taps(&rows);
+    }
+    let mut rows = Vec::new();
+    for key in keys {
+        rows.extend(
+            sqlx::query(
                 "SELECT terminal_id, sequence, request_sha256, response FROM taps
                  WHERE terminal_id = $1 AND sequence = $2",
             )
             .bind(&key.terminal_id)
             .bind(key.sequence)
-            .fetch_optional(&mut **tx)
-            .await?;
-            if let Some(row) = row {
-                take(&row)?;
-            }
-        }
+            .fetch_optional(&mut *conn)
+            .await?,
+        );
     }
-    Ok(found)
+    stored_taps(&rows)
 }
 
 /// One use of a ride code in one direction, by the tap that makes it.
@@ -123,32 +103,28 @@ fn as_hex_opt<S: serde::Serializer>(bytes: &Option<[u8; 32]>, s: S) -> Result<S:
     }
 }
 
+impl CodeUse {
+    /// The idempotency key of the tap that makes this use.
+    pub fn key(&self) -> TapKey {
+        TapKey {
+            terminal_id: self.terminal_id.clone(),
+            sequence: self.sequence,
+        }
+    }
+}
+
 /// Consumes the codes (the replay rule); returns, per input row, whether this use was the first.
 /// A wave never holds the same (code, direction) twice.
-pub async fn consume_codes(tx: &mut Tx<'_>, uses: &[CodeUse]) -> Result<Vec<bool>, sqlx::Error> {
+pub async fn consume_codes(conn: &mut Conn, uses: &[CodeUse]) -> Result<Vec<bool>, sqlx::Error> {
     if uses.is_empty() {
         return Ok(Vec::new());
     }
-    if is_postgres(tx) {
-        let rows = sqlx::query(
-            "INSERT INTO code_uses (code_fingerprint, direction, terminal_id, sequence)
-             SELECT decode(x.f, 'hex'), x.d, x.t, x.s
-             FROM json_to_recordset($1::json) AS x(f text, d text, t text, s bigint)
-             ORDER BY x.f, x.d
-             ON CONFLICT DO NOTHING
-             RETURNING terminal_id, sequence",
-        )
-        .bind(json(uses)?)
-        .fetch_all(&mut **tx)
-        .await?;
-        let won = rows
-            .iter()
-            .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?)))
-            .collect::<Result<HashSet<_>, sqlx::Error>>()?;
-        Ok(uses
-            .iter()
-            .map(|u| won.contains(&(u.terminal_id.clone(), u.sequence)))
-            .collect())
+    if is_postgres(conn) {
+        let rows = sqlx::query(&PG_CONSUME)
+            .bind(json(uses)?)
+            .fetch_all(&mut *conn)
+            .await?;
+        first_uses(uses, &rows)
     } else {
         let mut out = Vec::with_capacity(uses.len());
         for u in uses {
@@ -160,7 +136,7 @@ pub async fn consume_codes(tx: &mut Tx<'_>, uses: &[CodeUse]) -> Result<Vec<bool
             .bind(u.direction)
             .bind(&u.terminal_id)
             .bind(u.sequence)
-            .execute(&mut **tx)
+            .execute(&mut *conn)
             .await?
             .rows_affected();
             out.push(n == 1);
@@ -170,21 +146,21 @@ pub async fn consume_codes(tx: &mut Tx<'_>, uses: &[CodeUse]) -> Result<Vec<bool
 }
 
 /// Gives consumed codes back (their tap was declined by a later rule).
-pub async fn release_codes(tx: &mut Tx<'_>, uses: &[CodeUse]) -> Result<(), sqlx::Error> {
+pub async fn release_codes(conn: &mut Conn, uses: &[CodeUse]) -> Result<(), sqlx::Error> {
     if uses.is_empty() {
         return Ok(());
     }
-    if is_postgres(tx) {
+    if is_postgres(conn) {
         sqlx::query(&PG_RELEASE)
             .bind(json(uses)?)
-            .fetch_one(&mut **tx)
+            .fetch_one(&mut *conn)
             .await?;
     } else {
         for u in uses {
             sqlx::query("DELETE FROM code_uses WHERE code_fingerprint = $1 AND direction = $2")
                 .bind(u.fingerprint.to_vec())
                 .bind(u.direction)
-                .execute(&mut **tx)
+                .execute(&mut *conn)
                 .await?;
         }
     }
@@ -201,21 +177,17 @@ pub struct RiderMode {
 
 /// The open journeys of these riders in these modes (at most one each, by constraint).
 pub async fn open_journeys(
-    tx: &mut Tx<'_>,
+    conn: &mut Conn,
     keys: &[RiderMode],
 ) -> Result<Vec<JourneyRow>, sqlx::Error> {
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    if is_postgres(tx) {
-        let rows = sqlx::query(&format!(
-            "SELECT j.* FROM json_to_recordset($1::json) AS x(r bigint, m text),
-             LATERAL (SELECT {JOURNEY_COLUMNS} FROM journeys
-                      WHERE rider_id = x.r AND mode = x.m AND status = 'open' LIMIT 1) j"
-        ))
-        .bind(json(keys)?)
-        .fetch_all(&mut **tx)
-        .await?;
+    if is_postgres(conn) {
+        let rows = sqlx::query(&PG_OPEN_JOURNEYS)
+            .bind(json(keys)?)
+            .fetch_all(&mut *conn)
+            .await?;
         rows.iter().map(JourneyRow::from_row).collect()
     } else {
         let sql = format!(
@@ -226,7 +198,7 @@ pub async fn open_journeys(
             if let Some(row) = sqlx::query(&sql)
                 .bind(key.rider_id)
                 .bind(key.mode)
-                .fetch_optional(&mut **tx)
+                .fetch_optional(&mut *conn)
                 .await?
             {
                 out.push(JourneyRow::from_row(&row)?);
@@ -253,13 +225,13 @@ pub struct DayFare {
 /// The rows' (rider, operator, day) are distinct; the upsert is atomic per row, so concurrent
 /// closes on several nodes add up exactly.
 pub async fn add_to_rider_days(
-    tx: &mut Tx<'_>,
+    conn: &mut Conn,
     fares: &[DayFare],
 ) -> Result<Vec<i64>, sqlx::Error> {
     if fares.is_empty() {
         return Ok(Vec::new());
     }
-    if is_postgres(tx) {
+    if is_postgres(conn) {
         let rows = sqlx::query(
             "INSERT INTO rider_days (rider_id, operator_id, business_day, fares_total_minor)
              SELECT x.r, x.o, x.d, x.f FROM json_to_recordset($1::json) AS x(r bigint, o text, d text, f bigint)
@@ -269,7 +241,7 @@ pub async fn add_to_rider_days(
              RETURNING rider_id, operator_id, business_day, fares_total_minor",
         )
         .bind(json(fares)?)
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *conn)
         .await?;
         let mut after = HashMap::with_capacity(rows.len());
         for r in &rows {
@@ -296,7 +268,7 @@ pub async fn add_to_rider_days(
         for f in fares {
             out.push(
                 super::taps::add_to_rider_day(
-                    tx,
+                    conn,
                     f.rider_id,
                     &f.operator_id,
                     &f.business_day,
@@ -339,14 +311,14 @@ pub struct Close {
 }
 
 /// Closes open journeys; returns how many were still open (and are now closed).
-pub async fn close_journeys(tx: &mut Tx<'_>, closes: &[Close]) -> Result<usize, sqlx::Error> {
+pub async fn close_journeys(conn: &mut Conn, closes: &[Close]) -> Result<usize, sqlx::Error> {
     if closes.is_empty() {
         return Ok(0);
     }
-    if is_postgres(tx) {
+    if is_postgres(conn) {
         let n: i64 = sqlx::query(&PG_CLOSE)
             .bind(json(closes)?)
-            .fetch_one(&mut **tx)
+            .fetch_one(&mut *conn)
             .await?
             .try_get(0)?;
         Ok(n as usize)
@@ -367,7 +339,7 @@ pub async fn close_journeys(tx: &mut Tx<'_>, closes: &[Close]) -> Result<usize, 
                 business_day: &c.business_day,
                 closed_at_ms: c.closed_at_ms,
             };
-            if super::taps::close_journey(tx, &row).await? {
+            if super::taps::close_journey(conn, &row).await? {
                 closed += 1;
             }
         }
@@ -400,16 +372,16 @@ pub struct Open {
 
 /// Opens journeys; returns how many opened (one that did not had a rider with an open journey
 /// in that mode already: another node got there first).
-pub async fn open(tx: &mut Tx<'_>, journeys: &[Open]) -> Result<usize, sqlx::Error> {
+pub async fn open(conn: &mut Conn, journeys: &[Open]) -> Result<usize, sqlx::Error> {
     if journeys.is_empty() {
         return Ok(0);
     }
     const COLUMNS: &str = "journey_id, rider_id, credential_id, operator_id, mode, status,
                            entry_terminal_id, entry_sequence, entry_location_id, entry_at_ms";
-    if is_postgres(tx) {
+    if is_postgres(conn) {
         let n: i64 = sqlx::query(&PG_OPEN)
             .bind(json(journeys)?)
-            .fetch_one(&mut **tx)
+            .fetch_one(&mut *conn)
             .await?
             .try_get(0)?;
         Ok(n as usize)
@@ -430,7 +402,7 @@ pub async fn open(tx: &mut Tx<'_>, journeys: &[Open]) -> Result<usize, sqlx::Err
                 .bind(j.entry_sequence)
                 .bind(&j.entry_location_id)
                 .bind(j.entry_at_ms)
-                .execute(&mut **tx)
+                .execute(&mut *conn)
                 .await?
                 .rows_affected() as usize;
         }
@@ -485,16 +457,16 @@ impl JourneyCharge {
 /// Inserts charges at attempt 1 with their attempt rows; returns, per input row, whether it was
 /// inserted (false: the journey already has a charge).
 pub async fn insert_charges(
-    tx: &mut Tx<'_>,
+    conn: &mut Conn,
     charges: &[JourneyCharge],
 ) -> Result<Vec<bool>, sqlx::Error> {
     if charges.is_empty() {
         return Ok(Vec::new());
     }
-    if is_postgres(tx) {
+    if is_postgres(conn) {
         let rows = sqlx::query(&PG_CHARGES)
             .bind(json(charges)?)
-            .fetch_all(&mut **tx)
+            .fetch_all(&mut *conn)
             .await?;
         let inserted = rows
             .iter()
@@ -507,7 +479,7 @@ pub async fn insert_charges(
     } else {
         let mut out = Vec::with_capacity(charges.len());
         for c in charges {
-            out.push(super::charging::insert_charge(tx, &c.as_new_charge()).await?);
+            out.push(super::charging::insert_charge(conn, &c.as_new_charge()).await?);
         }
         Ok(out)
     }
@@ -568,16 +540,16 @@ pub struct TapRecord {
 
 /// Stores judged taps; returns how many were inserted (one that was not had its key taken by a
 /// concurrent request on another writer or node).
-pub async fn insert_taps(tx: &mut Tx<'_>, taps: &[TapRecord]) -> Result<usize, sqlx::Error> {
+pub async fn insert_taps(conn: &mut Conn, taps: &[TapRecord]) -> Result<usize, sqlx::Error> {
     if taps.is_empty() {
         return Ok(0);
     }
     const COLUMNS: &str = "terminal_id, sequence, request_sha256, direction, scanned_at_ms, received_at_ms,
                            code_fingerprint, rider_id, credential_id, decision, reason, journey_id, response";
-    if is_postgres(tx) {
+    if is_postgres(conn) {
         let n: i64 = sqlx::query(&PG_TAPS)
             .bind(json(taps)?)
-            .fetch_one(&mut **tx)
+            .fetch_one(&mut *conn)
             .await?
             .try_get(0)?;
         Ok(n as usize)
@@ -602,7 +574,7 @@ pub async fn insert_taps(tx: &mut Tx<'_>, taps: &[TapRecord]) -> Result<usize, s
                 .bind(t.reason.as_deref())
                 .bind(t.journey_id)
                 .bind(t.response.as_bytes().to_vec())
-                .execute(&mut **tx)
+                .execute(&mut *conn)
                 .await?
                 .rows_affected() as usize;
         }
@@ -610,46 +582,141 @@ pub async fn insert_taps(tx: &mut Tx<'_>, taps: &[TapRecord]) -> Result<usize, s
     }
 }
 
-/// Whether `write_wave` is available (PostgreSQL; SQLite writes rule by rule).
-pub fn writes_combine(tx: &Tx<'_>) -> bool {
-    is_postgres(tx)
-}
-
-/// A wave's writes in one statement (PostgreSQL): close journeys, open journeys, insert charges
-/// with their first attempts, give codes back, record the taps. True if every row was written;
-/// false if any was not (a race with another node, a journey that already had a charge, or
-/// one open and one closed journey of the same rider): the caller then rolls back and judges
-/// the group again with the rule-by-rule functions above, which tell those cases apart.
-pub async fn write_wave(
-    tx: &mut Tx<'_>,
+/// A wave's writes as one statement of PostgreSQL text, the rows inlined as JSON literals (see
+/// `wave_tx.rs`): close journeys, open journeys, insert charges with their first attempts, give
+/// codes back, record the taps. If any row is not written (a race with another writer or node,
+/// a journey that already had a charge, one open and one closed journey of the same rider), the
+/// statement raises [`WAVE_RACED`], which aborts the transaction: the caller judges the group
+/// again with the rule-by-rule functions above, which tell those cases apart.
+pub fn write_wave_sql(
     closes: &[Close],
     opens: &[Open],
     charges: &[JourneyCharge],
     releases: &[CodeUse],
     taps: &[TapRecord],
-) -> Result<bool, sqlx::Error> {
-    let row = sqlx::query(&PG_WRITE_WAVE)
-        .bind(json(closes)?)
-        .bind(json(opens)?)
-        .bind(json(charges)?)
-        .bind(json(releases)?)
-        .bind(json(taps)?)
-        .fetch_one(&mut **tx)
-        .await?;
-    let count = |i: usize| row.try_get::<i64, _>(i).map(|n| n as usize);
-    Ok(count(0)? == closes.len()
-        && count(1)? == opens.len()
-        && count(2)? == charges.len()
-        && count(3)? == charges.len()
-        && count(5)? == taps.len())
+) -> Result<String, sqlx::Error> {
+    Ok(format!(
+        "WITH {}, {}, {}, {}, {}
+         SELECT tap_wave_written((SELECT count(*) FROM closed) = {} AND (SELECT count(*) FROM opened) = {}
+                AND (SELECT count(*) FROM charged) = {} AND (SELECT count(*) FROM attempts) = {}
+                AND (SELECT count(*) FROM recorded) = {})",
+        close_ctes(&literal(&json(closes)?)),
+        open_cte(&literal(&json(opens)?)),
+        charge_ctes(&literal(&json(charges)?)),
+        release_cte(&literal(&json(releases)?)),
+        tap_cte(&literal(&json(taps)?)),
+        closes.len(),
+        opens.len(),
+        charges.len(),
+        charges.len(),
+        taps.len(),
+    ))
 }
 
-// The PostgreSQL writes as CTE fragments, `$n` being the JSON parameter: each rule's statement
-// and `write_wave`'s one statement are built from the same text.
+/// The SQLSTATE `tap_wave_written` raises when a wave's write missed a row (migration 0003).
+pub const WAVE_RACED: &str = "TP001";
 
-fn close_ctes(n: u8) -> String {
+/// A wave's reads as PostgreSQL text (see `wave_tx.rs`): the stored taps under `keys`, the code
+/// uses consumed (skipping taps already stored, which are repeats), the riders' open journeys.
+/// Empty inputs are left out; the second value says which statements are there, in order.
+pub fn reads_sql(
+    keys: &[TapKey],
+    uses: &[CodeUse],
+    riders: &[RiderMode],
+) -> Result<(String, [bool; 3]), sqlx::Error> {
+    let present = [!keys.is_empty(), !uses.is_empty(), !riders.is_empty()];
+    let mut statements = Vec::with_capacity(3);
+    if present[0] {
+        statements.push(existing_sql(&literal(&json(keys)?)));
+    }
+    if present[1] {
+        statements.push(consume_sql(&literal(&json(uses)?), true));
+    }
+    if present[2] {
+        statements.push(open_journeys_sql(&literal(&json(riders)?)));
+    }
+    Ok((statements.join(";\n"), present))
+}
+
+/// Reads the rows of `existing_sql`.
+pub fn stored_taps(rows: &[AnyRow]) -> Result<HashMap<TapKey, StoredTap>, sqlx::Error> {
+    rows.iter()
+        .map(|row| {
+            Ok((
+                TapKey {
+                    terminal_id: row.try_get(0)?,
+                    sequence: row.try_get(1)?,
+                },
+                StoredTap {
+                    request_sha256: row.try_get(2)?,
+                    response: row.try_get(3)?,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Per code use, whether `consume_sql` returned it (it was the first).
+pub fn first_uses(uses: &[CodeUse], rows: &[AnyRow]) -> Result<Vec<bool>, sqlx::Error> {
+    let won = rows
+        .iter()
+        .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?)))
+        .collect::<Result<HashSet<_>, sqlx::Error>>()?;
+    Ok(uses
+        .iter()
+        .map(|u| won.contains(&(u.terminal_id.clone(), u.sequence)))
+        .collect())
+}
+
+/// A PostgreSQL string literal (`standard_conforming_strings` is on for the gateway's sessions:
+/// only the quote needs doubling). Serialized JSON holds no raw control characters.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+// The PostgreSQL statements, `src` being the JSON rows: a `$n` parameter, or a literal when
+// statements are pipelined. Each rule's statement and the wave's one write are built from the
+// same text.
+
+fn existing_sql(src: &str) -> String {
     format!(
-        "xc AS (SELECT * FROM json_to_recordset(${n}::json) AS x(j bigint, et text, es bigint,
+        "SELECT t.terminal_id, t.sequence, t.request_sha256, t.response
+         FROM json_to_recordset({src}::json) AS k(t text, s bigint),
+         LATERAL (SELECT terminal_id, sequence, request_sha256, response FROM taps
+                  WHERE terminal_id = k.t AND sequence = k.s LIMIT 1) t"
+    )
+}
+
+/// `skip_repeats`: a use whose tap is already stored is a repeat, and is not consumed again
+/// (the pipelined reads learn which taps are repeats in the same round trip).
+fn consume_sql(src: &str, skip_repeats: bool) -> String {
+    let repeats = if skip_repeats {
+        "WHERE NOT EXISTS (SELECT 1 FROM taps WHERE terminal_id = x.t AND sequence = x.s)"
+    } else {
+        ""
+    };
+    format!(
+        "INSERT INTO code_uses (code_fingerprint, direction, terminal_id, sequence)
+         SELECT decode(x.f, 'hex'), x.d, x.t, x.s
+         FROM json_to_recordset({src}::json) AS x(f text, d text, t text, s bigint)
+         {repeats}
+         ORDER BY x.f, x.d
+         ON CONFLICT DO NOTHING
+         RETURNING terminal_id, sequence"
+    )
+}
+
+fn open_journeys_sql(src: &str) -> String {
+    format!(
+        "SELECT j.* FROM json_to_recordset({src}::json) AS x(r bigint, m text),
+         LATERAL (SELECT {JOURNEY_COLUMNS} FROM journeys
+                  WHERE rider_id = x.r AND mode = x.m AND status = 'open' LIMIT 1) j"
+    )
+}
+
+fn close_ctes(src: &str) -> String {
+    format!(
+        "xc AS (SELECT * FROM json_to_recordset({src}::json) AS x(j bigint, et text, es bigint,
                      el text, ea bigint, vc text, cr text, f bigint, c bigint, cu text, d text,
                      ca bigint)),
          oc AS (SELECT xc.* FROM xc, LATERAL (SELECT journey_id FROM journeys
@@ -664,13 +731,13 @@ fn close_ctes(n: u8) -> String {
     )
 }
 
-fn open_cte(n: u8) -> String {
+fn open_cte(src: &str) -> String {
     format!(
         "opened AS (
              INSERT INTO journeys (journey_id, rider_id, credential_id, operator_id, mode, status,
                                    entry_terminal_id, entry_sequence, entry_location_id, entry_at_ms)
              SELECT x.j, x.r, x.c, x.o, x.m, 'open', x.t, x.s, x.l, x.a
-             FROM json_to_recordset(${n}::json) AS x(j bigint, r bigint, c bigint, o text, m text,
+             FROM json_to_recordset({src}::json) AS x(j bigint, r bigint, c bigint, o text, m text,
                   t text, s bigint, l text, a bigint)
              ORDER BY x.r
              ON CONFLICT DO NOTHING
@@ -678,14 +745,14 @@ fn open_cte(n: u8) -> String {
     )
 }
 
-fn charge_ctes(n: u8) -> String {
+fn charge_ctes(src: &str) -> String {
     format!(
         "charged AS (
              INSERT INTO charges (charge_id, kind, operator_id, rider_id, journey_id, amount_minor, currency,
                                   business_day, status, attempt, out_trade_no, next_attempt_at_ms,
                                   lease_until_ms, terminal_id, terminal_sequence, created_at_ms, updated_at_ms)
              SELECT x.i, x.k, x.o, x.r, x.j, x.a, x.c, x.d, x.st, 1, x.x, x.n, x.l, x.t, x.s, x.now, x.now
-             FROM json_to_recordset(${n}::json) AS x(i bigint, k text, o text, r bigint, j bigint, a bigint,
+             FROM json_to_recordset({src}::json) AS x(i bigint, k text, o text, r bigint, j bigint, a bigint,
                   c text, d text, st text, x text, n bigint, l bigint, t text, s bigint, now bigint)
              ORDER BY x.j
              ON CONFLICT DO NOTHING
@@ -697,23 +764,23 @@ fn charge_ctes(n: u8) -> String {
     )
 }
 
-fn release_cte(n: u8) -> String {
+fn release_cte(src: &str) -> String {
     format!(
         "released AS (
-             DELETE FROM code_uses c USING json_to_recordset(${n}::json) AS x(f text, d text)
+             DELETE FROM code_uses c USING json_to_recordset({src}::json) AS x(f text, d text)
              WHERE c.code_fingerprint = decode(x.f, 'hex') AND c.direction = x.d
              RETURNING 1)"
     )
 }
 
-fn tap_cte(n: u8) -> String {
+fn tap_cte(src: &str) -> String {
     format!(
         "recorded AS (
              INSERT INTO taps (terminal_id, sequence, request_sha256, direction, scanned_at_ms, received_at_ms,
                                code_fingerprint, rider_id, credential_id, decision, reason, journey_id, response)
              SELECT x.t, x.s, decode(x.h, 'hex'), x.d, x.sa, x.ra, decode(x.f, 'hex'), x.r, x.c, x.de,
                     x.re, x.j, convert_to(x.b, 'UTF8')
-             FROM json_to_recordset(${n}::json) AS x(t text, s bigint, h text, d text, sa bigint,
+             FROM json_to_recordset({src}::json) AS x(t text, s bigint, h text, d text, sa bigint,
                   ra bigint, f text, r bigint, c bigint, de text, re text, j bigint, b text)
              ORDER BY x.t, x.s
              ON CONFLICT DO NOTHING
@@ -721,26 +788,16 @@ fn tap_cte(n: u8) -> String {
     )
 }
 
+static PG_EXISTING: LazyLock<String> = LazyLock::new(|| existing_sql("$1"));
+static PG_CONSUME: LazyLock<String> = LazyLock::new(|| consume_sql("$1", false));
+static PG_OPEN_JOURNEYS: LazyLock<String> = LazyLock::new(|| open_journeys_sql("$1"));
 static PG_CLOSE: LazyLock<String> =
-    LazyLock::new(|| format!("WITH {} SELECT count(*) FROM closed", close_ctes(1)));
+    LazyLock::new(|| format!("WITH {} SELECT count(*) FROM closed", close_ctes("$1")));
 static PG_OPEN: LazyLock<String> =
-    LazyLock::new(|| format!("WITH {} SELECT count(*) FROM opened", open_cte(1)));
+    LazyLock::new(|| format!("WITH {} SELECT count(*) FROM opened", open_cte("$1")));
 static PG_CHARGES: LazyLock<String> =
-    LazyLock::new(|| format!("WITH {} SELECT charge_id FROM attempts", charge_ctes(1)));
+    LazyLock::new(|| format!("WITH {} SELECT charge_id FROM attempts", charge_ctes("$1")));
 static PG_RELEASE: LazyLock<String> =
-    LazyLock::new(|| format!("WITH {} SELECT count(*) FROM released", release_cte(1)));
+    LazyLock::new(|| format!("WITH {} SELECT count(*) FROM released", release_cte("$1")));
 static PG_TAPS: LazyLock<String> =
-    LazyLock::new(|| format!("WITH {} SELECT count(*) FROM recorded", tap_cte(1)));
-static PG_WRITE_WAVE: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "WITH {}, {}, {}, {}, {}
-         SELECT (SELECT count(*) FROM closed), (SELECT count(*) FROM opened),
-                (SELECT count(*) FROM charged), (SELECT count(*) FROM attempts),
-                (SELECT count(*) FROM released), (SELECT count(*) FROM recorded)",
-        close_ctes(1),
-        open_cte(2),
-        charge_ctes(3),
-        release_cte(4),
-        tap_cte(5)
-    )
-});
+    LazyLock::new(|| format!("WITH {} SELECT count(*) FROM recorded", tap_cte("$1")));
