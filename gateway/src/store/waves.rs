@@ -595,21 +595,38 @@ pub fn write_wave_sql(
     releases: &[CodeUse],
     taps: &[TapRecord],
 ) -> Result<String, sqlx::Error> {
+    // Only the rules with rows are in the statement: planning is most of its cost, and an
+    // entry wave has no closes or charges.
+    let mut ctes = Vec::new();
+    let mut checks = Vec::new();
+    if !closes.is_empty() {
+        ctes.push(close_ctes(&literal(&json(closes)?)));
+        checks.push(format!("(SELECT count(*) FROM closed) = {}", closes.len()));
+    }
+    if !opens.is_empty() {
+        ctes.push(open_cte(&literal(&json(opens)?)));
+        checks.push(format!("(SELECT count(*) FROM opened) = {}", opens.len()));
+    }
+    if !charges.is_empty() {
+        ctes.push(charge_ctes(&literal(&json(charges)?)));
+        checks.push(format!(
+            "(SELECT count(*) FROM charged) = {}",
+            charges.len()
+        ));
+        checks.push(format!(
+            "(SELECT count(*) FROM attempts) = {}",
+            charges.len()
+        ));
+    }
+    if !releases.is_empty() {
+        ctes.push(release_cte(&literal(&json(releases)?)));
+    }
+    ctes.push(tap_cte(&literal(&json(taps)?)));
+    checks.push(format!("(SELECT count(*) FROM recorded) = {}", taps.len()));
     Ok(format!(
-        "WITH {}, {}, {}, {}, {}
-         SELECT tap_wave_written((SELECT count(*) FROM closed) = {} AND (SELECT count(*) FROM opened) = {}
-                AND (SELECT count(*) FROM charged) = {} AND (SELECT count(*) FROM attempts) = {}
-                AND (SELECT count(*) FROM recorded) = {})",
-        close_ctes(&literal(&json(closes)?)),
-        open_cte(&literal(&json(opens)?)),
-        charge_ctes(&literal(&json(charges)?)),
-        release_cte(&literal(&json(releases)?)),
-        tap_cte(&literal(&json(taps)?)),
-        closes.len(),
-        opens.len(),
-        charges.len(),
-        charges.len(),
-        taps.len(),
+        "WITH {} SELECT tap_wave_written({})",
+        ctes.join(",\n"),
+        checks.join(" AND ")
     ))
 }
 
@@ -688,10 +705,13 @@ fn existing_sql(src: &str) -> String {
 }
 
 /// `skip_repeats`: a use whose tap is already stored is a repeat, and is not consumed again
-/// (the pipelined reads learn which taps are repeats in the same round trip).
+/// (the pipelined reads learn which taps are repeats in the same round trip). Written as a
+/// LATERAL probe: as `NOT EXISTS` the planner made it a hash anti-join over all of `taps`.
 fn consume_sql(src: &str, skip_repeats: bool) -> String {
     let repeats = if skip_repeats {
-        "WHERE NOT EXISTS (SELECT 1 FROM taps WHERE terminal_id = x.t AND sequence = x.s)"
+        "LEFT JOIN LATERAL (SELECT true AS stored FROM taps
+                            WHERE terminal_id = x.t AND sequence = x.s LIMIT 1) e ON true
+         WHERE e.stored IS NULL"
     } else {
         ""
     };
@@ -767,8 +787,10 @@ fn charge_ctes(src: &str) -> String {
 fn release_cte(src: &str) -> String {
     format!(
         "released AS (
-             DELETE FROM code_uses c USING json_to_recordset({src}::json) AS x(f text, d text)
-             WHERE c.code_fingerprint = decode(x.f, 'hex') AND c.direction = x.d
+             DELETE FROM code_uses WHERE ctid = ANY (ARRAY(
+                 SELECT u.ctid FROM json_to_recordset({src}::json) AS x(f text, d text),
+                 LATERAL (SELECT ctid FROM code_uses
+                          WHERE code_fingerprint = decode(x.f, 'hex') AND direction = x.d LIMIT 1) u))
              RETURNING 1)"
     )
 }
