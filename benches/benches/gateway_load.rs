@@ -182,10 +182,13 @@ fn target_dir() -> PathBuf {
 }
 
 /// Builds the gateway, simulator and baseline binaries in one cargo invocation (one feature
-/// resolution, so nothing is built twice).
-fn cargo_build() {
+/// resolution, so nothing is built twice), into a target directory of their own: built from
+/// inside `cargo bench`, whose environment differs from a shell's, they would otherwise
+/// invalidate the bench's own build (and it theirs), costing two full release builds a run.
+fn cargo_build(bins: &Path) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
+        .env("CARGO_TARGET_DIR", bins)
         .args([
             "build",
             "--release",
@@ -600,7 +603,16 @@ fn main() {
         .unwrap_or(1000.0);
     let target = target_dir();
     eprintln!("building the gateway, simulator and baseline (release)…");
-    cargo_build();
+    // `LOAD_BINS_DIR`: measure binaries built elsewhere (another commit's, for an A/B run on
+    // the same machine) instead of building this checkout's.
+    let bins = match std::env::var_os("LOAD_BINS_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let bins = target.join("bench-bins");
+            cargo_build(&bins);
+            bins
+        }
+    };
     let out = target.join("bench-results");
     let dir = out.join("gateway_load");
     std::fs::create_dir_all(&dir).expect("creating bench-results");
@@ -608,7 +620,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let results = runtime.block_on(bench(&target, &dir, step_s, start_rate, started));
+    let results = runtime.block_on(bench(&bins, &dir, step_s, start_rate, started));
     let path = out.join("gateway_load.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&results).expect("json"))
         .expect("writing results");
