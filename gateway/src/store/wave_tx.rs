@@ -54,19 +54,29 @@ pub struct Reads {
     pub open_journeys: Vec<JourneyRow>,
 }
 
+/// Every statement of a tap group is a point lookup or a keyed write. On a young database
+/// (statistics from when the tables were empty) the planner still chose sequential scans and
+/// hash joins for some of them, e.g. the journey close's `UPDATE … FROM`: every exit read the
+/// whole `journeys` table. For the group's transaction only, they are priced out.
+const POINT_LOOKUPS_ONLY: &str = "SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off";
+
 impl WaveTx {
     /// Begins a group's transaction: pipelined if asked for and on PostgreSQL.
     pub async fn begin(store: &Store, pipelined: bool) -> Result<WaveTx, sqlx::Error> {
-        if pipelined && store.backend() == super::Backend::Postgres {
-            Ok(WaveTx::Piped(Piped {
+        match store.backend() {
+            super::Backend::Postgres if pipelined => Ok(WaveTx::Piped(Piped {
                 conn: store.acquire().await?,
-                deferred: "BEGIN".to_string(),
-                deferred_count: 1,
+                deferred: format!("BEGIN; {POINT_LOOKUPS_ONLY}"),
+                deferred_count: 3,
                 open: true,
                 sent: false,
-            }))
-        } else {
-            Ok(WaveTx::Plain(store.begin_write().await?))
+            })),
+            super::Backend::Postgres => {
+                let mut tx = store.begin_write().await?;
+                tx.execute(POINT_LOOKUPS_ONLY).await?;
+                Ok(WaveTx::Plain(tx))
+            }
+            super::Backend::Sqlite => Ok(WaveTx::Plain(store.begin_write().await?)),
         }
     }
 
