@@ -188,7 +188,12 @@ impl Writer {
             // First try: each wave's writes in one statement. After a race (or a conflict the
             // one-statement form cannot resolve, e.g. a toll journey's restarted charge), the
             // group is judged again writing rule by rule.
-            match self.try_group(&jobs, retries == 0).await {
+            // A pipelined wave's write that missed a row is a race like any other.
+            let result = match self.try_group(&jobs, retries == 0).await {
+                Err(e) if is_raced(&e) => Ok(GroupResult::Raced),
+                result => result,
+            };
+            match result {
                 Ok(GroupResult::Committed(answers)) => {
                     metrics::histogram!("gateway_db_commit_duration_seconds")
                         .record(started.elapsed().as_secs_f64());
@@ -224,16 +229,6 @@ impl Writer {
                         let _ = job.reply.send(Err(ApiError::Overloaded));
                     }
                     return;
-                }
-                Err(e) if retries < TRANSIENT_RETRIES_MAX && is_raced(&e) => {
-                    // A pipelined wave's write missed a row: judged again rule by rule.
-                    retries += 1;
-                    metrics::counter!("gateway_db_commit_retries_total").increment(1);
-                    tracing::info!(
-                        taps,
-                        retries,
-                        "tap group raced another writer; judging again"
-                    );
                 }
                 Err(e) if retries < TRANSIENT_RETRIES_MAX && is_transient(&e) => {
                     // Two writers' groups deadlocked (or serialization failed) on PostgreSQL:

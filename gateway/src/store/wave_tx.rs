@@ -159,11 +159,18 @@ impl WaveTx {
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         match self {
             WaveTx::Plain(tx) => tx.commit().await,
-            WaveTx::Piped(mut p) => {
-                p.flush("COMMIT").await?;
-                p.open = false;
-                Ok(())
-            }
+            WaveTx::Piped(mut p) => match p.flush("COMMIT").await {
+                Ok(_) => {
+                    p.open = false;
+                    Ok(())
+                }
+                Err(e) => {
+                    // A deferred write failed (or the COMMIT did): roll back, keeping the
+                    // connection if that works.
+                    let _ = p.rollback().await;
+                    Err(e)
+                }
+            },
         }
     }
 
