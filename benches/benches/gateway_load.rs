@@ -719,6 +719,8 @@ async fn bench(
         {
             run_step(&mut sim, gateway.0.id(), rate, step_s, dir).await;
         }
+        // `exit` runs no destructors: stop the gateway first, or it outlives the bench.
+        drop(gateway);
         db.drop_now().await;
         std::process::exit(0);
     }
