@@ -58,40 +58,30 @@ impl Store {
             .acquire_timeout(Duration::from_secs(5))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
-                    if backend == Backend::Postgres {
+                    let session: &[&str] = match backend {
                         // The gateway's queries are point lookups. A bitmap scan never marks
                         // the dead index entries it meets (a plain index scan does), and a
                         // rider's partial-index key collects one per closed journey until
                         // vacuum: on a young database the planner chose bitmap scans and every
-                        // lookup re-read them all.
-                        sqlx::query("SET enable_bitmapscan = off")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("SET plan_cache_mode = force_custom_plan")
-                            .execute(&mut *conn)
-                            .await?;
-                        // Pipelined tap statements inline their rows as literals, quoting
-                        // by doubling `'` only (see `waves::literal`).
-                        sqlx::query("SET standard_conforming_strings = on")
-                            .execute(&mut *conn)
-                            .await?;
-                    }
-                    if backend == Backend::Sqlite {
+                        // lookup re-read them all. Pipelined tap statements inline their rows
+                        // as literals, quoting by doubling `'` only (see `waves::literal`).
+                        Backend::Postgres => &[
+                            "SET enable_bitmapscan = off",
+                            "SET plan_cache_mode = force_custom_plan",
+                            "SET standard_conforming_strings = on",
+                        ],
                         // WAL lets readers run beside the single writer; FULL sync makes every
                         // acknowledged commit survive power loss; the busy timeout makes
                         // concurrent writers wait instead of failing.
-                        sqlx::query("PRAGMA journal_mode = WAL")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA synchronous = FULL")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA busy_timeout = 5000")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA foreign_keys = ON")
-                            .execute(&mut *conn)
-                            .await?;
+                        Backend::Sqlite => &[
+                            "PRAGMA journal_mode = WAL",
+                            "PRAGMA synchronous = FULL",
+                            "PRAGMA busy_timeout = 5000",
+                            "PRAGMA foreign_keys = ON",
+                        ],
+                    };
+                    for statement in session {
+                        sqlx::query(statement).execute(&mut *conn).await?;
                     }
                     Ok(())
                 })

@@ -32,6 +32,29 @@ fn json<T: Serialize>(rows: &[T]) -> Result<String, sqlx::Error> {
     serde_json::to_string(rows).map_err(|e| sqlx::Error::Protocol(format!("encoding rows: {e}")))
 }
 
+/// Runs one of the `$1`-parameterised PostgreSQL statements below with `rows` as its JSON.
+async fn pg_rows<T: Serialize>(
+    conn: &mut Conn,
+    sql: &str,
+    rows: &[T],
+) -> Result<Vec<AnyRow>, sqlx::Error> {
+    sqlx::query(sql).bind(json(rows)?).fetch_all(conn).await
+}
+
+/// Like `pg_rows`, for a statement that answers one count.
+async fn pg_count<T: Serialize>(
+    conn: &mut Conn,
+    sql: &str,
+    rows: &[T],
+) -> Result<usize, sqlx::Error> {
+    let n: i64 = sqlx::query(sql)
+        .bind(json(rows)?)
+        .fetch_one(conn)
+        .await?
+        .try_get(0)?;
+    Ok(n as usize)
+}
+
 /// An idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct TapKey {
@@ -57,10 +80,7 @@ pub async fn existing_taps(
         return Ok(HashMap::new());
     }
     if is_postgres(conn) {
-        let rows = sqlx::query(&PG_EXISTING)
-            .bind(json(keys)?)
-            .fetch_all(&mut *conn)
-            .await?;
+        let rows = pg_rows(conn, &PG_EXISTING, keys).await?;
         return stored_taps(&rows);
     }
     let mut rows = Vec::new();
@@ -120,10 +140,7 @@ pub async fn consume_codes(conn: &mut Conn, uses: &[CodeUse]) -> Result<Vec<bool
         return Ok(Vec::new());
     }
     if is_postgres(conn) {
-        let rows = sqlx::query(&PG_CONSUME)
-            .bind(json(uses)?)
-            .fetch_all(&mut *conn)
-            .await?;
+        let rows = pg_rows(conn, &PG_CONSUME, uses).await?;
         first_uses(uses, &rows)
     } else {
         let mut out = Vec::with_capacity(uses.len());
@@ -151,10 +168,7 @@ pub async fn release_codes(conn: &mut Conn, uses: &[CodeUse]) -> Result<(), sqlx
         return Ok(());
     }
     if is_postgres(conn) {
-        sqlx::query(&PG_RELEASE)
-            .bind(json(uses)?)
-            .fetch_one(&mut *conn)
-            .await?;
+        pg_count(conn, &PG_RELEASE, uses).await?;
     } else {
         for u in uses {
             sqlx::query("DELETE FROM code_uses WHERE code_fingerprint = $1 AND direction = $2")
@@ -184,10 +198,7 @@ pub async fn open_journeys(
         return Ok(Vec::new());
     }
     if is_postgres(conn) {
-        let rows = sqlx::query(&PG_OPEN_JOURNEYS)
-            .bind(json(keys)?)
-            .fetch_all(&mut *conn)
-            .await?;
+        let rows = pg_rows(conn, &PG_OPEN_JOURNEYS, keys).await?;
         rows.iter().map(JourneyRow::from_row).collect()
     } else {
         let sql = format!(
@@ -316,12 +327,7 @@ pub async fn close_journeys(conn: &mut Conn, closes: &[Close]) -> Result<usize, 
         return Ok(0);
     }
     if is_postgres(conn) {
-        let n: i64 = sqlx::query(&PG_CLOSE)
-            .bind(json(closes)?)
-            .fetch_one(&mut *conn)
-            .await?
-            .try_get(0)?;
-        Ok(n as usize)
+        pg_count(conn, &PG_CLOSE, closes).await
     } else {
         let mut closed = 0;
         for c in closes {
@@ -379,12 +385,7 @@ pub async fn open(conn: &mut Conn, journeys: &[Open]) -> Result<usize, sqlx::Err
     const COLUMNS: &str = "journey_id, rider_id, credential_id, operator_id, mode, status,
                            entry_terminal_id, entry_sequence, entry_location_id, entry_at_ms";
     if is_postgres(conn) {
-        let n: i64 = sqlx::query(&PG_OPEN)
-            .bind(json(journeys)?)
-            .fetch_one(&mut *conn)
-            .await?
-            .try_get(0)?;
-        Ok(n as usize)
+        pg_count(conn, &PG_OPEN, journeys).await
     } else {
         let sql = format!(
             "INSERT INTO journeys ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, 'open', $6, $7, $8, $9)
@@ -464,10 +465,7 @@ pub async fn insert_charges(
         return Ok(Vec::new());
     }
     if is_postgres(conn) {
-        let rows = sqlx::query(&PG_CHARGES)
-            .bind(json(charges)?)
-            .fetch_all(&mut *conn)
-            .await?;
+        let rows = pg_rows(conn, &PG_CHARGES, charges).await?;
         let inserted = rows
             .iter()
             .map(|r| r.try_get::<i64, _>(0))
@@ -547,12 +545,7 @@ pub async fn insert_taps(conn: &mut Conn, taps: &[TapRecord]) -> Result<usize, s
     const COLUMNS: &str = "terminal_id, sequence, request_sha256, direction, scanned_at_ms, received_at_ms,
                            code_fingerprint, rider_id, credential_id, decision, reason, journey_id, response";
     if is_postgres(conn) {
-        let n: i64 = sqlx::query(&PG_TAPS)
-            .bind(json(taps)?)
-            .fetch_one(&mut *conn)
-            .await?
-            .try_get(0)?;
-        Ok(n as usize)
+        pg_count(conn, &PG_TAPS, taps).await
     } else {
         let sql = format!(
             "INSERT INTO taps ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
