@@ -712,12 +712,25 @@ async fn bench(
     );
     if let Ok(rates) = std::env::var("LOAD_FIXED_RATES") {
         // Profiling aid: run the gateway at these rates only (e.g. under `perf record -p PID`),
-        // then stop without writing results.
+        // then keep its /metrics and stop without writing results.
         for rate in rates
             .split(',')
             .filter_map(|r| r.trim().parse::<f64>().ok())
         {
             run_step(&mut sim, gateway.0.id(), rate, step_s, dir).await;
+        }
+        // The gateway's own counters (commit batch sizes, retries, waves) for the profile.
+        let metrics = format!("http://127.0.0.1:{ops_port}/metrics");
+        if let Ok(text) = reqwest::get(&metrics)
+            .await
+            .and_then(|r| r.error_for_status())
+        {
+            let text = text.text().await.unwrap_or_default();
+            std::fs::write(dir.join("gateway_metrics.txt"), text).expect("writing metrics");
+            eprintln!(
+                "gateway metrics: {}",
+                dir.join("gateway_metrics.txt").display()
+            );
         }
         // `exit` runs no destructors: stop the gateway first, or it outlives the bench.
         drop(gateway);

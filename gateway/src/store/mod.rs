@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyPool, Connection, Executor, Row};
 
 /// Which database the store talks to; SQL is shared, but pooling and migrations differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +53,21 @@ impl Store {
         };
         let options =
             AnyConnectOptions::from_str(url).with_context(|| "parsing database.url".to_string())?;
+        if backend == Backend::Postgres {
+            // Migrated before the pool exists: every pooled session prepares the tap
+            // statements, which need the tables (an embedded SQLite database, possibly in
+            // memory, is migrated through the pool below instead).
+            let mut conn = sqlx::AnyConnection::connect_with(&options)
+                .await
+                .context("connecting to the PostgreSQL database")?;
+            POSTGRES_MIGRATIONS
+                .run(&mut conn)
+                .await
+                .context("running migrations")?;
+            conn.close()
+                .await
+                .context("closing the migration session")?;
+        }
         let pool = AnyPoolOptions::new()
             .max_connections(connections_max.max(2))
             .acquire_timeout(Duration::from_secs(5))
@@ -63,8 +78,11 @@ impl Store {
                         // the dead index entries it meets (a plain index scan does), and a
                         // rider's partial-index key collects one per closed journey until
                         // vacuum: on a young database the planner chose bitmap scans and every
-                        // lookup re-read them all. Pipelined tap statements inline their rows
-                        // as literals, quoting by doubling `'` only (see `waves::literal`).
+                        // lookup re-read them all. sqlx's statements are planned per call
+                        // (their plans would otherwise be fixed while a young database's tables
+                        // are still empty); the pipelined tap transaction asks for generic
+                        // plans of its own prepared statements. Those inline their rows as
+                        // literals, quoting by doubling `'` only (see `waves::literal`).
                         Backend::Postgres => &[
                             "SET enable_bitmapscan = off",
                             "SET plan_cache_mode = force_custom_plan",
@@ -83,17 +101,22 @@ impl Store {
                     for statement in session {
                         sqlx::query(statement).execute(&mut *conn).await?;
                     }
+                    if backend == Backend::Postgres {
+                        // No arguments: sent as one simple-protocol message.
+                        conn.execute(waves::PG_PREPARED.as_str()).await?;
+                    }
                     Ok(())
                 })
             })
             .connect_with(options)
             .await
             .with_context(|| format!("connecting to the {backend:?} database"))?;
-        let migrator = match backend {
-            Backend::Postgres => &POSTGRES_MIGRATIONS,
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
-        };
-        migrator.run(&pool).await.context("running migrations")?;
+        if backend == Backend::Sqlite {
+            SQLITE_MIGRATIONS
+                .run(&pool)
+                .await
+                .context("running migrations")?;
+        }
         Ok(Store { pool, backend })
     }
 

@@ -1,11 +1,13 @@
 //! The transaction a tap group is judged in.
 //!
 //! A group's first try on PostgreSQL runs *pipelined*: its statements travel as text in the
-//! simple query protocol, several per round trip, the rows inlined as JSON literals. `BEGIN`
-//! goes with the first wave's reads, a wave's write goes with the next wave's reads or with
-//! `COMMIT`. A one-wave group costs two round trips (three when it closes a capped journey:
+//! simple query protocol, several per round trip, each an `EXECUTE` of a statement the session
+//! prepared when it connected (`waves::PG_PREPARED`), with the rows inlined as JSON literals.
+//! `BEGIN` goes with the first wave's reads, a wave's writes go with the next wave's reads or
+//! with `COMMIT`. A one-wave group costs two round trips (three when it closes a capped journey:
 //! the daily-cap totals are read back before the charges are priced), where one statement per
-//! rule cost seven.
+//! rule cost seven. Prepared, the statements are parsed once per session and, with generic plans
+//! forced for the transaction, planned once.
 //!
 //! A deferred write that misses a row raises `WAVE_RACED` (see `waves::write_wave_sql`); the
 //! error aborts the transaction, the statements after it in the same message are skipped (the
@@ -60,14 +62,18 @@ pub struct Reads {
 /// whole `journeys` table. For the group's transaction only, they are priced out.
 const POINT_LOOKUPS_ONLY: &str = "SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off";
 
+/// The prepared statements' plans are made once and kept (the session's default is a custom
+/// plan per call, see `Store::connect`).
+const GENERIC_PLANS: &str = "SET LOCAL plan_cache_mode = force_generic_plan";
+
 impl WaveTx {
     /// Begins a group's transaction: pipelined if asked for and on PostgreSQL.
     pub async fn begin(store: &Store, pipelined: bool) -> Result<WaveTx, sqlx::Error> {
         match store.backend() {
             super::Backend::Postgres if pipelined => Ok(WaveTx::Piped(Piped {
                 conn: store.acquire().await?,
-                deferred: format!("BEGIN; {POINT_LOOKUPS_ONLY}"),
-                deferred_count: 3,
+                deferred: format!("BEGIN; {POINT_LOOKUPS_ONLY}; {GENERIC_PLANS}"),
+                deferred_count: 4,
                 open: true,
                 sent: false,
             })),
@@ -147,12 +153,12 @@ impl WaveTx {
         }
     }
 
-    /// Queues a wave's writes (pipelined only): they go with the next round trip, and a missed
-    /// row fails that round trip with `WAVE_RACED`.
-    pub fn defer_write(&mut self, sql: String) {
+    /// Queues a wave's write statements (pipelined only): they go with the next round trip, and
+    /// a missed row fails that round trip with `WAVE_RACED`.
+    pub fn defer_write(&mut self, statements: Vec<String>) {
         match self {
             WaveTx::Plain(_) => unreachable!("only a pipelined transaction defers writes"),
-            WaveTx::Piped(p) => p.defer(sql),
+            WaveTx::Piped(p) => statements.into_iter().for_each(|s| p.defer(s)),
         }
     }
 

@@ -3,10 +3,11 @@
 //!
 //! On PostgreSQL each rule is one statement, whatever the number of rows: the rows travel as
 //! JSON unpacked by `json_to_recordset` (sqlx's `Any` driver binds no arrays). Byte strings
-//! travel as hex. The statements come in two forms built from the same text: with the JSON as a
-//! `$1` parameter (the functions below, one round trip each), and with the JSON inlined as a
-//! literal, for the pipelined transaction of `wave_tx.rs` that sends a wave's reads as one round
-//! trip and its writes as one statement (`reads_sql`, `write_wave_sql`). On SQLite, which runs
+//! travel as hex. The statements come in two forms built from the same text: with the JSON bound
+//! as a `$1` parameter (the functions below, one round trip each), and prepared once per session
+//! (`PG_PREPARED`) for the pipelined transaction of `wave_tx.rs`, which runs them by name with
+//! the JSON inlined as a literal, a wave's reads in one round trip and its writes deferred into
+//! the next (`reads_sql`, `write_wave_sql`). On SQLite, which runs
 //! in process with no round trip to save, the same per-row statements run in a loop. All report
 //! row by row what happened, so constraint conflicts are values, never aborted transactions.
 //!
@@ -575,60 +576,56 @@ pub async fn insert_taps(conn: &mut Conn, taps: &[TapRecord]) -> Result<usize, s
     }
 }
 
-/// A wave's writes as one statement of PostgreSQL text, the rows inlined as JSON literals (see
-/// `wave_tx.rs`): close journeys, open journeys, insert charges with their first attempts, give
-/// codes back, record the taps. If any row is not written (a race with another writer or node,
-/// a journey that already had a charge, one open and one closed journey of the same rider), the
-/// statement raises [`WAVE_RACED`], which aborts the transaction: the caller judges the group
-/// again with the rule-by-rule functions above, which tell those cases apart.
+/// A wave's writes as PostgreSQL text for the pipelined transaction (see `wave_tx.rs`): one
+/// `EXECUTE` of a prepared statement ([`PG_PREPARED`]) per rule that has rows, in this order:
+/// close journeys, open journeys, insert charges with their first attempts, give codes back,
+/// record the taps. If any row is not written (a race with another writer or node, a journey
+/// that already had a charge), its statement raises [`WAVE_RACED`], which aborts the
+/// transaction: the caller judges the group again with the rule-by-rule functions above, which
+/// tell those cases apart.
 pub fn write_wave_sql(
     closes: &[Close],
     opens: &[Open],
     charges: &[JourneyCharge],
     releases: &[CodeUse],
     taps: &[TapRecord],
-) -> Result<String, sqlx::Error> {
-    // Only the rules with rows are in the statement: planning is most of its cost, and an
-    // entry wave has no closes or charges.
-    let mut ctes = Vec::new();
-    let mut checks = Vec::new();
+) -> Result<Vec<String>, sqlx::Error> {
+    let mut statements = Vec::with_capacity(5);
+    let mut checked = |name: &str, rows: String, n: usize| {
+        statements.push(format!("EXECUTE {name}({}, {n})", literal(&rows)));
+    };
     if !closes.is_empty() {
-        ctes.push(close_ctes(&literal(&json(closes)?)));
-        checks.push(format!("(SELECT count(*) FROM closed) = {}", closes.len()));
+        checked("tap_close", json(closes)?, closes.len());
     }
     if !opens.is_empty() {
-        ctes.push(open_cte(&literal(&json(opens)?)));
-        checks.push(format!("(SELECT count(*) FROM opened) = {}", opens.len()));
+        checked("tap_open", json(opens)?, opens.len());
     }
     if !charges.is_empty() {
-        ctes.push(charge_ctes(&literal(&json(charges)?)));
-        checks.push(format!(
-            "(SELECT count(*) FROM charged) = {}",
-            charges.len()
-        ));
-        checks.push(format!(
-            "(SELECT count(*) FROM attempts) = {}",
-            charges.len()
-        ));
+        checked("tap_charge", json(charges)?, charges.len());
     }
     if !releases.is_empty() {
-        ctes.push(release_cte(&literal(&json(releases)?)));
+        statements.push(format!(
+            "EXECUTE tap_release({})",
+            literal(&json(releases)?)
+        ));
     }
-    ctes.push(tap_cte(&literal(&json(taps)?)));
-    checks.push(format!("(SELECT count(*) FROM recorded) = {}", taps.len()));
-    Ok(format!(
-        "WITH {} SELECT tap_wave_written({})",
-        ctes.join(",\n"),
-        checks.join(" AND ")
-    ))
+    if !taps.is_empty() {
+        statements.push(format!(
+            "EXECUTE tap_record({}, {})",
+            literal(&json(taps)?),
+            taps.len()
+        ));
+    }
+    Ok(statements)
 }
 
 /// The SQLSTATE `tap_wave_written` raises when a wave's write missed a row (migration 0003).
 pub const WAVE_RACED: &str = "TP001";
 
 /// A wave's reads as PostgreSQL text (see `wave_tx.rs`): the stored taps under `keys`, the code
-/// uses consumed (skipping taps already stored, which are repeats), the riders' open journeys.
-/// Empty inputs are left out; the second value says which statements are there, in order.
+/// uses consumed (skipping taps already stored, which are repeats), the riders' open journeys,
+/// each an `EXECUTE` of a prepared statement ([`PG_PREPARED`]). Empty inputs are left out; the
+/// second value says which statements are there, in order.
 pub fn reads_sql(
     keys: &[TapKey],
     uses: &[CodeUse],
@@ -637,16 +634,64 @@ pub fn reads_sql(
     let present = [!keys.is_empty(), !uses.is_empty(), !riders.is_empty()];
     let mut statements = Vec::with_capacity(3);
     if present[0] {
-        statements.push(existing_sql(&literal(&json(keys)?)));
+        statements.push(format!("EXECUTE tap_existing({})", literal(&json(keys)?)));
     }
     if present[1] {
-        statements.push(consume_sql(&literal(&json(uses)?), true));
+        statements.push(format!("EXECUTE tap_consume({})", literal(&json(uses)?)));
     }
     if present[2] {
-        statements.push(open_journeys_sql(&literal(&json(riders)?)));
+        statements.push(format!(
+            "EXECUTE tap_open_journeys({})",
+            literal(&json(riders)?)
+        ));
     }
     Ok((statements.join(";\n"), present))
 }
+
+/// The pipelined transaction's statements, prepared once per PostgreSQL session (the pool's
+/// `after_connect`, after migrations) and run by name, so each is parsed once per session and,
+/// under `plan_cache_mode = force_generic_plan` (set for the pipelined transaction only),
+/// planned once: parsing and planning them per call had been most of PostgreSQL's work per tap.
+/// Their JSON parameter is opaque to the planner, so the generic plan is the one a custom plan
+/// would be. Each checked write takes its row count as `$2` and raises [`WAVE_RACED`] when it
+/// wrote fewer rows.
+pub static PG_PREPARED: LazyLock<String> = LazyLock::new(|| {
+    let check = |cte: &str| format!("tap_wave_written((SELECT count(*) FROM {cte}) = $2)");
+    [
+        format!("PREPARE tap_existing(json) AS {}", existing_sql("$1")),
+        format!("PREPARE tap_consume(json) AS {}", consume_sql("$1", true)),
+        format!(
+            "PREPARE tap_open_journeys(json) AS {}",
+            open_journeys_sql("$1")
+        ),
+        format!(
+            "PREPARE tap_close(json, bigint) AS WITH {} SELECT {}",
+            close_ctes("$1"),
+            check("closed")
+        ),
+        format!(
+            "PREPARE tap_open(json, bigint) AS WITH {} SELECT {}",
+            open_cte("$1"),
+            check("opened")
+        ),
+        format!(
+            "PREPARE tap_charge(json, bigint) AS WITH {} SELECT {} AND {}",
+            charge_ctes("$1"),
+            check("charged"),
+            check("attempts")
+        ),
+        format!(
+            "PREPARE tap_release(json) AS WITH {} SELECT count(*) FROM released",
+            release_cte("$1")
+        ),
+        format!(
+            "PREPARE tap_record(json, bigint) AS WITH {} SELECT {}",
+            tap_cte("$1"),
+            check("recorded")
+        ),
+    ]
+    .join(";\n")
+});
 
 /// Reads the rows of `existing_sql`.
 pub fn stored_taps(rows: &[AnyRow]) -> Result<HashMap<TapKey, StoredTap>, sqlx::Error> {
@@ -684,9 +729,8 @@ fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
-// The PostgreSQL statements, `src` being the JSON rows: a `$n` parameter, or a literal when
-// statements are pipelined. Each rule's statement and the wave's one write are built from the
-// same text.
+// The PostgreSQL statements, `src` being the JSON rows' parameter. Each rule's statement below
+// (one round trip each) and its prepared twin in `PG_PREPARED` are built from the same text.
 
 fn existing_sql(src: &str) -> String {
     format!(
