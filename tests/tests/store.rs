@@ -355,3 +355,57 @@ async fn pipelined_waves_postgres() {
     // The pool's connections are still good after the failed pipelined transaction.
     store.ping().await.unwrap();
 }
+
+/// The pipelined statements' generic plans are made once per session, possibly while the tables
+/// are still empty, and kept. Each of them must reach its rows through an index by key: an index
+/// scan without an index condition reads the whole index on every call, and gets slower as the
+/// tables grow (as the lookup of open journeys did through the sweeper's partial index).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_tap_plans_postgres() {
+    use gateway::store::wave_tx::{GENERIC_PLANS, POINT_LOOKUPS_ONLY};
+    use sqlx::{Executor, Row};
+
+    let scratch = Scratch::new("store-plans");
+    let Some((store, _db)) = store(Db::Postgres, &scratch).await else {
+        return;
+    };
+    let mut conn = store.acquire().await.unwrap();
+    conn.execute(format!("BEGIN; {POINT_LOOKUPS_ONLY}; {GENERIC_PLANS}").as_str())
+        .await
+        .unwrap();
+    let mut checked = Vec::new();
+    for prepare in waves::PG_PREPARED.split(";\n") {
+        // `PREPARE name(json[, bigint]) AS …`: an empty JSON array and a zero for the count.
+        let head = prepare
+            .strip_prefix("PREPARE ")
+            .expect("a PREPARE statement");
+        let (name, rest) = head.split_once('(').expect("parameter types");
+        let types = rest.split_once(')').expect("parameter types").0;
+        let args = match types {
+            "json" => "'[]'",
+            "json, bigint" => "'[]', 0",
+            other => panic!("{name}: unexpected parameters {other}"),
+        };
+        let plan: Vec<String> = sqlx::query(&format!("EXPLAIN EXECUTE {name}({args})"))
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.try_get(0).unwrap())
+            .collect();
+        let text = plan.join("\n");
+        assert!(!text.contains("Seq Scan"), "{name} scans a table:\n{text}");
+        for (i, line) in plan.iter().enumerate() {
+            if line.contains("Index Scan") || line.contains("Index Only Scan") {
+                assert!(
+                    plan.get(i + 1)
+                        .is_some_and(|next| next.contains("Index Cond")),
+                    "{name} reads a whole index:\n{text}"
+                );
+            }
+        }
+        checked.push(name.to_string());
+    }
+    assert_eq!(checked.len(), 8, "every prepared statement: {checked:?}");
+    conn.execute("ROLLBACK").await.unwrap();
+}

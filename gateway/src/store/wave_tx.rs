@@ -60,11 +60,12 @@ pub struct Reads {
 /// (statistics from when the tables were empty) the planner still chose sequential scans and
 /// hash joins for some of them, e.g. the journey close's `UPDATE … FROM`: every exit read the
 /// whole `journeys` table. For the group's transaction only, they are priced out.
-const POINT_LOOKUPS_ONLY: &str = "SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off";
+pub const POINT_LOOKUPS_ONLY: &str =
+    "SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off";
 
 /// The prepared statements' plans are made once and kept (the session's default is a custom
 /// plan per call, see `Store::connect`).
-const GENERIC_PLANS: &str = "SET LOCAL plan_cache_mode = force_generic_plan";
+pub const GENERIC_PLANS: &str = "SET LOCAL plan_cache_mode = force_generic_plan";
 
 impl WaveTx {
     /// Begins a group's transaction: pipelined if asked for and on PostgreSQL.

@@ -771,13 +771,16 @@ fn open_journeys_sql(src: &str) -> String {
     )
 }
 
+/// The open journeys are found by primary key, their status checked outside the probe: with
+/// `status = 'open'` inside, `journeys_one_open` applied as well, and a generic plan made on an
+/// empty table scanned all of it for every close.
 fn close_ctes(src: &str) -> String {
     format!(
         "xc AS (SELECT * FROM json_to_recordset({src}::json) AS x(j bigint, et text, es bigint,
                      el text, ea bigint, vc text, cr text, f bigint, c bigint, cu text, d text,
                      ca bigint)),
-         oc AS (SELECT xc.* FROM xc, LATERAL (SELECT journey_id FROM journeys
-                     WHERE journey_id = xc.j AND status = 'open' LIMIT 1 FOR UPDATE) open),
+         oc AS (SELECT xc.* FROM xc, LATERAL (SELECT status FROM journeys
+                     WHERE journey_id = xc.j LIMIT 1 FOR UPDATE) cur WHERE cur.status = 'open'),
          closed AS (
              UPDATE journeys j SET status = 'closed', exit_terminal_id = oc.et, exit_sequence = oc.es,
                     exit_location_id = oc.el, exit_at_ms = oc.ea, vehicle_class = oc.vc,
