@@ -457,6 +457,13 @@ fn oha_path() -> Option<PathBuf> {
     .find(|p| p.exists())
 }
 
+/// The offered rates of the ceiling search, 5 s each, up to the first that does not hold. The low
+/// steps give a figure below the 50k/s goal too (the first step used to be 25k/s, and a
+/// simulator that could not hold it read as 0).
+const CEILING_RATES: [f64; 8] = [
+    5_000.0, 10_000.0, 15_000.0, 25_000.0, 50_000.0, 75_000.0, 100_000.0, 150_000.0,
+];
+
 /// The simulator's ceiling from one core: `terminal-sim --threads 1 load` pinned to CPU 0
 /// against `baseline --plain` pinned to CPU 1; then the same with `oha`.
 fn simulator_ceiling(target: &Path, dir: &Path) -> Ceiling {
@@ -474,7 +481,7 @@ fn simulator_ceiling(target: &Path, dir: &Path) -> Ceiling {
     };
     let mut sim_steps = Vec::new();
     let mut sim_max = 0.0;
-    for rate in [25_000.0, 50_000.0, 75_000.0, 100_000.0, 150_000.0] {
+    for rate in CEILING_RATES {
         let json = dir.join("ceiling.json");
         let status = Command::new("taskset")
             .args(["-c", "0"])
@@ -520,7 +527,7 @@ fn simulator_ceiling(target: &Path, dir: &Path) -> Ceiling {
     let oha_note = match oha_path() {
         None => "oha not installed (cargo install oha); not measured".to_string(),
         Some(oha) => {
-            for rate in [25_000.0, 50_000.0, 75_000.0, 100_000.0, 150_000.0] {
+            for rate in CEILING_RATES {
                 let output = Command::new("taskset")
                     .args(["-c", "0"])
                     .arg(&oha)
