@@ -1,11 +1,8 @@
 //! Amounts as the open API writes them: yuan as decimal strings with at most two places
-//! ("12.50"), held as integer fen everywhere else. Parsing is exact (rust_decimal); floats never
-//! touch money.
+//! ("12.50"), held as integer fen everywhere else. The grammar is shared with the gateway
+//! (`turnpike_provider_wire::amount`); the platform's limits are here.
 
-use std::str::FromStr;
-
-use rust_decimal::prelude::ToPrimitive;
-use rust_decimal::Decimal;
+use turnpike_provider_wire::amount::{self, AmountError};
 
 /// The platform's per-trade ceiling: 100,000,000.00 yuan.
 pub const AMOUNT_FEN_MAX: i64 = 10_000_000_000;
@@ -13,23 +10,16 @@ pub const AMOUNT_FEN_MAX: i64 = 10_000_000_000;
 /// Parses "12.50" / "12.5" / "12" into fen. Refuses signs, exponents, spaces, more than two
 /// decimal places, zero and amounts above [`AMOUNT_FEN_MAX`]; the reason is for `sub_msg`.
 pub fn parse_fen(text: &str) -> Result<i64, String> {
-    let well_formed = !text.is_empty()
-        && text.len() <= 16
-        && text.chars().all(|c| c.is_ascii_digit() || c == '.')
-        && text.matches('.').count() <= 1
-        && !text.starts_with('.')
-        && !text.ends_with('.');
-    if !well_formed {
-        return Err(format!("amount {text:?} is not a decimal number of yuan"));
+    let fen = if text.len() > 16 {
+        Err(AmountError::NotANumber)
+    } else {
+        amount::parse_yuan(text)
     }
-    let decimals = text.split_once('.').map_or(0, |(_, f)| f.len());
-    if decimals > 2 {
-        return Err(format!("amount {text:?} has more than two decimal places"));
-    }
-    let yuan = Decimal::from_str(text).map_err(|_| format!("amount {text:?} is not a number"))?;
-    let fen = (yuan * Decimal::ONE_HUNDRED)
-        .to_i64()
-        .ok_or_else(|| format!("amount {text:?} is out of range"))?;
+    .map_err(|e| match e {
+        AmountError::NotANumber => format!("amount {text:?} is not a decimal number of yuan"),
+        AmountError::TooManyDecimals => format!("amount {text:?} has more than two decimal places"),
+        AmountError::OutOfRange => format!("amount {text:?} is out of range"),
+    })?;
     if fen <= 0 || fen > AMOUNT_FEN_MAX {
         return Err(format!(
             "amount {text:?} must be between 0.01 and 100000000.00"
@@ -40,7 +30,7 @@ pub fn parse_fen(text: &str) -> Result<i64, String> {
 
 /// Formats fen as the API does: always two places ("12.50", "0.05").
 pub fn format_fen(fen: i64) -> String {
-    Decimal::new(fen, 2).to_string()
+    amount::format_yuan(fen)
 }
 
 /// Like [`parse_fen`] but allows zero: for wallet balances set through the admin API.

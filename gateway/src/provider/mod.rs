@@ -592,27 +592,11 @@ fn fen_field(reply: &Reply, name: &str) -> Result<i64, CallError> {
 }
 
 /// Fen as the API's yuan string: 1250 → "12.50".
-pub fn yuan(fen: i64) -> String {
-    let sign = if fen < 0 { "-" } else { "" };
-    let fen = fen.unsigned_abs();
-    format!("{sign}{}.{:02}", fen / 100, fen % 100)
-}
+pub use turnpike_provider_wire::amount::format_yuan as yuan;
 
 /// The API's yuan string to fen; at most two decimals.
 pub fn parse_yuan(text: &str) -> Option<i64> {
-    let (whole, frac) = match text.split_once('.') {
-        Some((w, f)) => (w, f),
-        None => (text, ""),
-    };
-    if whole.is_empty() || frac.len() > 2 || !whole.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    if !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let whole: i64 = whole.parse().ok()?;
-    let frac: i64 = format!("{frac:0<2}").parse().ok()?;
-    whole.checked_mul(100)?.checked_add(frac)
+    turnpike_provider_wire::amount::parse_yuan(text).ok()
 }
 
 /// The API's timestamp: `yyyy-MM-dd HH:mm:ss` in Asia/Shanghai.
@@ -620,23 +604,4 @@ fn shanghai_timestamp(now_ms: i64) -> String {
     let ts = jiff::Timestamp::from_millisecond(now_ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
     let zone = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap_or(jiff::tz::TimeZone::UTC);
     ts.to_zoned(zone).strftime("%Y-%m-%d %H:%M:%S").to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Proves fen ↔ yuan strings round-trip and refuse what the API refuses.
-    #[test]
-    fn yuan_strings() {
-        for (fen, text) in [(0, "0.00"), (5, "0.05"), (1250, "12.50"), (100, "1.00")] {
-            assert_eq!(yuan(fen), text);
-            assert_eq!(parse_yuan(text), Some(fen));
-        }
-        assert_eq!(parse_yuan("12.5"), Some(1250));
-        assert_eq!(parse_yuan("12"), Some(1200));
-        for bad in ["", ".5", "1.234", "-1.00", "1e3", "1,00", "abc"] {
-            assert_eq!(parse_yuan(bad), None, "{bad}");
-        }
-    }
 }
