@@ -460,8 +460,9 @@ fn oha_path() -> Option<PathBuf> {
 /// The offered rates of the ceiling search, 5 s each, up to the first that does not hold. The low
 /// steps give a figure below the 50k/s goal too (the first step used to be 25k/s, and a
 /// simulator that could not hold it read as 0).
-const CEILING_RATES: [f64; 8] = [
-    5_000.0, 10_000.0, 15_000.0, 25_000.0, 50_000.0, 75_000.0, 100_000.0, 150_000.0,
+const CEILING_RATES: [f64; 10] = [
+    5_000.0, 10_000.0, 15_000.0, 25_000.0, 30_000.0, 40_000.0, 50_000.0, 75_000.0, 100_000.0,
+    150_000.0,
 ];
 
 /// The simulator's ceiling from one core: `terminal-sim --threads 1 load` pinned to CPU 0
