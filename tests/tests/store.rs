@@ -370,9 +370,8 @@ async fn prepared_tap_plans_postgres() {
         return;
     };
     let mut conn = store.acquire().await.unwrap();
-    conn.execute(format!("BEGIN; {POINT_LOOKUPS_ONLY}; {GENERIC_PLANS}").as_str())
-        .await
-        .unwrap();
+    let begin = format!("BEGIN; {}; {GENERIC_PLANS}", POINT_LOOKUPS_ONLY.join("; "));
+    conn.execute(begin.as_str()).await.unwrap();
     let mut checked = Vec::new();
     for prepare in waves::PG_PREPARED.split(";\n") {
         // `PREPARE name(json[, bigint]) AS …`: an empty JSON array and a zero for the count.

@@ -60,8 +60,10 @@ pub struct Reads {
 /// (statistics from when the tables were empty) the planner still chose sequential scans and
 /// hash joins for some of them, e.g. the journey close's `UPDATE … FROM`: every exit read the
 /// whole `journeys` table. For the group's transaction only, they are priced out.
-pub const POINT_LOOKUPS_ONLY: &str =
-    "SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off";
+pub const POINT_LOOKUPS_ONLY: [&str; 2] = [
+    "SET LOCAL enable_seqscan = off",
+    "SET LOCAL enable_hashjoin = off",
+];
 
 /// The prepared statements' plans are made once and kept (the session's default is a custom
 /// plan per call, see `Store::connect`).
@@ -71,16 +73,24 @@ impl WaveTx {
     /// Begins a group's transaction: pipelined if asked for and on PostgreSQL.
     pub async fn begin(store: &Store, pipelined: bool) -> Result<WaveTx, sqlx::Error> {
         match store.backend() {
-            super::Backend::Postgres if pipelined => Ok(WaveTx::Piped(Piped {
-                conn: store.acquire().await?,
-                deferred: format!("BEGIN; {POINT_LOOKUPS_ONLY}; {GENERIC_PLANS}"),
-                deferred_count: 4,
-                open: true,
-                sent: false,
-            })),
+            super::Backend::Postgres if pipelined => {
+                let mut piped = Piped {
+                    conn: store.acquire().await?,
+                    deferred: String::new(),
+                    deferred_count: 0,
+                    open: true,
+                    sent: false,
+                };
+                ["BEGIN"]
+                    .into_iter()
+                    .chain(POINT_LOOKUPS_ONLY)
+                    .chain([GENERIC_PLANS])
+                    .for_each(|statement| piped.defer(statement));
+                Ok(WaveTx::Piped(piped))
+            }
             super::Backend::Postgres => {
                 let mut tx = store.begin_write().await?;
-                tx.execute(POINT_LOOKUPS_ONLY).await?;
+                tx.execute(POINT_LOOKUPS_ONLY.join("; ").as_str()).await?;
                 Ok(WaveTx::Plain(tx))
             }
             super::Backend::Sqlite => Ok(WaveTx::Plain(store.begin_write().await?)),
@@ -159,7 +169,7 @@ impl WaveTx {
     pub fn defer_write(&mut self, statements: Vec<String>) {
         match self {
             WaveTx::Plain(_) => unreachable!("only a pipelined transaction defers writes"),
-            WaveTx::Piped(p) => statements.into_iter().for_each(|s| p.defer(s)),
+            WaveTx::Piped(p) => statements.iter().for_each(|s| p.defer(s)),
         }
     }
 
@@ -190,11 +200,11 @@ impl WaveTx {
 }
 
 impl Piped {
-    fn defer(&mut self, sql: String) {
+    fn defer(&mut self, sql: &str) {
         if !self.deferred.is_empty() {
             self.deferred.push_str(";\n");
         }
-        self.deferred.push_str(&sql);
+        self.deferred.push_str(sql);
         self.deferred_count += 1;
     }
 

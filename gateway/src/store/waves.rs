@@ -591,30 +591,20 @@ pub fn write_wave_sql(
     taps: &[TapRecord],
 ) -> Result<Vec<String>, sqlx::Error> {
     let mut statements = Vec::with_capacity(5);
-    let mut checked = |name: &str, rows: String, n: usize| {
-        statements.push(format!("EXECUTE {name}({}, {n})", literal(&rows)));
-    };
     if !closes.is_empty() {
-        checked("tap_close", json(closes)?, closes.len());
+        statements.push(execute("tap_close", closes, true)?);
     }
     if !opens.is_empty() {
-        checked("tap_open", json(opens)?, opens.len());
+        statements.push(execute("tap_open", opens, true)?);
     }
     if !charges.is_empty() {
-        checked("tap_charge", json(charges)?, charges.len());
+        statements.push(execute("tap_charge", charges, true)?);
     }
     if !releases.is_empty() {
-        statements.push(format!(
-            "EXECUTE tap_release({})",
-            literal(&json(releases)?)
-        ));
+        statements.push(execute("tap_release", releases, false)?);
     }
     if !taps.is_empty() {
-        statements.push(format!(
-            "EXECUTE tap_record({}, {})",
-            literal(&json(taps)?),
-            taps.len()
-        ));
+        statements.push(execute("tap_record", taps, true)?);
     }
     Ok(statements)
 }
@@ -634,26 +624,34 @@ pub fn reads_sql(
     let present = [!keys.is_empty(), !uses.is_empty(), !riders.is_empty()];
     let mut statements = Vec::with_capacity(3);
     if present[0] {
-        statements.push(format!("EXECUTE tap_existing({})", literal(&json(keys)?)));
+        statements.push(execute("tap_existing", keys, false)?);
     }
     if present[1] {
-        statements.push(format!("EXECUTE tap_consume({})", literal(&json(uses)?)));
+        statements.push(execute("tap_consume", uses, false)?);
     }
     if present[2] {
-        statements.push(format!(
-            "EXECUTE tap_open_journeys({})",
-            literal(&json(riders)?)
-        ));
+        statements.push(execute("tap_open_journeys", riders, false)?);
     }
     Ok((statements.join(";\n"), present))
+}
+
+/// `EXECUTE name('<rows as JSON>')` of a statement in [`PG_PREPARED`]; a `checked` write also
+/// gets the number of rows it must write.
+fn execute<T: Serialize>(name: &str, rows: &[T], checked: bool) -> Result<String, sqlx::Error> {
+    let rows_json = literal(&json(rows)?);
+    Ok(if checked {
+        format!("EXECUTE {name}({rows_json}, {})", rows.len())
+    } else {
+        format!("EXECUTE {name}({rows_json})")
+    })
 }
 
 /// The pipelined transaction's statements, prepared once per PostgreSQL session (the pool's
 /// `after_connect`, after migrations) and run by name, so each is parsed once per session and,
 /// under `plan_cache_mode = force_generic_plan` (set for the pipelined transaction only),
-/// planned once: parsing and planning them per call had been most of PostgreSQL's work per tap.
-/// Their JSON parameter is opaque to the planner, so the generic plan is the one a custom plan
-/// would be. Each checked write takes its row count as `$2` and raises [`WAVE_RACED`] when it
+/// planned once (PostgreSQL's CPU per tap fell by 35–45 % at 191 taps/s; docs/load.md). Their
+/// JSON parameter is opaque to the planner, so the generic plan is the one a custom plan would
+/// be. Each checked write takes its row count as `$2` and raises [`WAVE_RACED`] when it
 /// wrote fewer rows.
 pub static PG_PREPARED: LazyLock<String> = LazyLock::new(|| {
     let check = |cte: &str| format!("tap_wave_written((SELECT count(*) FROM {cte}) = $2)");
