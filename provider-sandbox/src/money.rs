@@ -29,9 +29,7 @@ pub fn parse_fen(text: &str) -> Result<i64, String> {
 }
 
 /// Formats fen as the API does: always two places ("12.50", "0.05").
-pub fn format_fen(fen: i64) -> String {
-    amount::format_yuan(fen)
-}
+pub use turnpike_provider_wire::amount::format_yuan as format_fen;
 
 /// Like [`parse_fen`] but allows zero: for wallet balances set through the admin API.
 pub fn parse_balance_fen(text: &str) -> Result<i64, String> {
