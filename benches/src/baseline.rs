@@ -79,7 +79,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             let (tcp, _) = listener.accept().await?;
             tcp.set_nodelay(true)?;
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(|_req: Request<Incoming>| async {
+                // The body is read before answering: an answer sent while the request's body
+                // is still arriving makes the server reset the stream, and after 1,024 such
+                // resets hyper closes the connection (`too_many_internal_resets`), which read
+                // as the simulator's errors.
+                let service = hyper::service::service_fn(|req: Request<Incoming>| async {
+                    let _ = req.into_body().collect().await;
                     Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(
                         b"{\"decision\":\"approve\"}",
                     ))))

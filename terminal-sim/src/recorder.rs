@@ -216,11 +216,12 @@ impl Recorder {
         if let Some(fare) = response.and_then(|r| r.fare.as_ref()) {
             self.fares.insert(fare.to_string());
         }
-        *self
-            .classes
-            .entry(class)
-            .or_default()
-            .entry(outcome.to_string())
-            .or_default() += 1;
+        let outcomes = self.classes.entry(class).or_default();
+        match outcomes.get_mut(outcome) {
+            Some(n) => *n += 1,
+            None => {
+                outcomes.insert(outcome.to_string(), 1);
+            }
+        }
     }
 }

