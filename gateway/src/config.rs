@@ -96,7 +96,8 @@ pub struct TlsConfig {
 pub struct DatabaseConfig {
     /// `sqlite://path/to/file.db` (embedded) or `postgres://user@host/db`.
     pub url: String,
-    /// Upper bound on pooled connections; the tap writers take `taps.writers` of them.
+    /// Upper bound on pooled connections. On PostgreSQL the tap writers have `taps.writers`
+    /// sessions of their own besides.
     pub connections_max: u32,
 }
 

@@ -77,7 +77,12 @@ pub struct Gateway {
 impl Gateway {
     pub async fn build(config: Config, admin_token: &str) -> anyhow::Result<Gateway> {
         config.validate()?;
-        let store = Store::connect(&config.database.url, config.database.connections_max).await?;
+        let store = Store::connect(
+            &config.database.url,
+            config.database.connections_max,
+            config.taps.writers as u32,
+        )
+        .await?;
         let policy = VerifyPolicy {
             freshness_ms: config.taps.freshness_ms,
             max_future_skew_ms: config.taps.max_future_skew_ms,

@@ -16,7 +16,7 @@ const REFUNDED_AT_MS: i64 = 1767315845000;
 
 /// Books the fixture's gateway side through the gateway's store and journal rules.
 async fn seed_gateway(url: &str) {
-    let gw = gateway::store::Store::connect(url, 2).await.unwrap();
+    let gw = gateway::store::Store::connect(url, 2, 1).await.unwrap();
     for (id, mode, zone) in [
         ("hz-metro", "metro", "Asia/Shanghai"),
         ("zj-expressway", "toll", "Asia/Shanghai"),

@@ -127,7 +127,9 @@ async fn shutdown_drains_in_flight_taps() {
     shutdown.await.unwrap().unwrap();
     drop(blocker);
     // Every answered tap is on disk: reopen the database and count.
-    let store = gateway::store::Store::connect(db.url(), 2).await.unwrap();
+    let store = gateway::store::Store::connect(db.url(), 2, 1)
+        .await
+        .unwrap();
     assert_eq!(store.count_rows("taps").await.unwrap(), 10);
     drop(state);
 }

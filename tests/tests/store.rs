@@ -7,7 +7,7 @@ use turnpike_tests::{Database, Db, Scratch};
 
 async fn store(db: Db, scratch: &Scratch) -> Option<(Store, Database)> {
     let database = Database::create(db, scratch).await?;
-    let store = Store::connect(database.url(), 4)
+    let store = Store::connect(database.url(), 4, 2)
         .await
         .expect("connect and migrate");
     Some((store, database))
@@ -362,16 +362,15 @@ async fn pipelined_waves_postgres() {
 /// tables grow (as the lookup of open journeys did through the sweeper's partial index).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepared_tap_plans_postgres() {
-    use gateway::store::wave_tx::{GENERIC_PLANS, POINT_LOOKUPS_ONLY};
     use sqlx::{Executor, Row};
 
     let scratch = Scratch::new("store-plans");
     let Some((store, _db)) = store(Db::Postgres, &scratch).await else {
         return;
     };
-    let mut conn = store.acquire().await.unwrap();
-    let begin = format!("BEGIN; {}; {GENERIC_PLANS}", POINT_LOOKUPS_ONLY.join("; "));
-    conn.execute(begin.as_str()).await.unwrap();
+    // A tap writer's session, as its pipelined transactions run: generic plans, point lookups.
+    let mut conn = store.tap_session().await.unwrap();
+    conn.execute("BEGIN").await.unwrap();
     let mut checked = Vec::new();
     for prepare in waves::PG_PREPARED.split(";\n") {
         // `PREPARE name(json[, bigint]) AS …`: an empty JSON array and a zero for the count.

@@ -31,6 +31,9 @@ pub enum Backend {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// PostgreSQL: the tap writers' sessions, set for their pipelined transactions once
+    /// instead of per transaction (`wave_tx::TAP_SESSION`).
+    tap_sessions: Option<AnyPool>,
     backend: Backend,
 }
 
@@ -42,9 +45,62 @@ pub type Conn = sqlx::AnyConnection;
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+/// A pool's session set-up. The tap writers' sessions (`taps`, PostgreSQL only) also get
+/// `wave_tx::TAP_SESSION` and the tap statements prepared (`waves::PG_PREPARED`).
+fn pool_options(backend: Backend, connections_max: u32, taps: bool) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(connections_max)
+        .acquire_timeout(Duration::from_secs(5))
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                let session: &[&str] = match backend {
+                    // The gateway's queries are point lookups. A bitmap scan never marks
+                    // the dead index entries it meets (a plain index scan does), and a
+                    // rider's partial-index key collects one per closed journey until
+                    // vacuum: on a young database the planner chose bitmap scans and every
+                    // lookup re-read them all. sqlx's statements are planned per call
+                    // (their plans would otherwise be fixed while a young database's tables
+                    // are still empty); the tap writers' sessions ask for generic plans of
+                    // their own prepared statements. Those inline their rows as literals,
+                    // quoting by doubling `'` only (see `waves::literal`).
+                    Backend::Postgres => &[
+                        "SET enable_bitmapscan = off",
+                        "SET plan_cache_mode = force_custom_plan",
+                        "SET standard_conforming_strings = on",
+                    ],
+                    // WAL lets readers run beside the single writer; FULL sync makes every
+                    // acknowledged commit survive power loss; the busy timeout makes
+                    // concurrent writers wait instead of failing.
+                    Backend::Sqlite => &[
+                        "PRAGMA journal_mode = WAL",
+                        "PRAGMA synchronous = FULL",
+                        "PRAGMA busy_timeout = 5000",
+                        "PRAGMA foreign_keys = ON",
+                    ],
+                };
+                for statement in session {
+                    sqlx::query(statement).execute(&mut *conn).await?;
+                }
+                if taps && backend == Backend::Postgres {
+                    for setting in wave_tx::TAP_SESSION {
+                        conn.execute(format!("SET {setting}").as_str()).await?;
+                    }
+                    // No arguments: sent as one simple-protocol message.
+                    conn.execute(waves::PG_PREPARED.as_str()).await?;
+                }
+                Ok(())
+            })
+        })
+}
+
 impl Store {
-    /// Connects and runs migrations. `connections_max` bounds the pool.
-    pub async fn connect(url: &str, connections_max: u32) -> anyhow::Result<Store> {
+    /// Connects and runs migrations. `connections_max` bounds the pool; on PostgreSQL the tap
+    /// writers have `tap_sessions` sessions of their own besides (see [`Store::tap_session`]).
+    pub async fn connect(
+        url: &str,
+        connections_max: u32,
+        tap_sessions: u32,
+    ) -> anyhow::Result<Store> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -54,7 +110,7 @@ impl Store {
         let options =
             AnyConnectOptions::from_str(url).with_context(|| "parsing database.url".to_string())?;
         if backend == Backend::Postgres {
-            // Migrated before the pool exists: every pooled session prepares the tap
+            // Migrated before the pools exist: every tap writer's session prepares the tap
             // statements, which need the tables (an embedded SQLite database, possibly in
             // memory, is migrated through the pool below instead).
             let mut conn = sqlx::AnyConnection::connect_with(&options)
@@ -68,56 +124,24 @@ impl Store {
                 .await
                 .context("closing the migration session")?;
         }
-        let pool = AnyPoolOptions::new()
-            .max_connections(connections_max.max(2))
-            .acquire_timeout(Duration::from_secs(5))
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    let session: &[&str] = match backend {
-                        // The gateway's queries are point lookups. A bitmap scan never marks
-                        // the dead index entries it meets (a plain index scan does), and a
-                        // rider's partial-index key collects one per closed journey until
-                        // vacuum: on a young database the planner chose bitmap scans and every
-                        // lookup re-read them all. sqlx's statements are planned per call
-                        // (their plans would otherwise be fixed while a young database's tables
-                        // are still empty); the pipelined tap transaction asks for generic
-                        // plans of its own prepared statements. Those inline their rows as
-                        // literals, quoting by doubling `'` only (see `waves::literal`).
-                        Backend::Postgres => &[
-                            "SET enable_bitmapscan = off",
-                            "SET plan_cache_mode = force_custom_plan",
-                            "SET standard_conforming_strings = on",
-                        ],
-                        // WAL lets readers run beside the single writer; FULL sync makes every
-                        // acknowledged commit survive power loss; the busy timeout makes
-                        // concurrent writers wait instead of failing.
-                        Backend::Sqlite => &[
-                            "PRAGMA journal_mode = WAL",
-                            "PRAGMA synchronous = FULL",
-                            "PRAGMA busy_timeout = 5000",
-                            "PRAGMA foreign_keys = ON",
-                        ],
-                    };
-                    for statement in session {
-                        sqlx::query(statement).execute(&mut *conn).await?;
-                    }
-                    if backend == Backend::Postgres {
-                        // No arguments: sent as one simple-protocol message.
-                        conn.execute(waves::PG_PREPARED.as_str()).await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(options)
+        let pool = pool_options(backend, connections_max.max(2), false)
+            .connect_with(options.clone())
             .await
             .with_context(|| format!("connecting to the {backend:?} database"))?;
+        // The tap writers' own sessions (PostgreSQL), opened as they are first needed.
+        let tap_sessions = (backend == Backend::Postgres)
+            .then(|| pool_options(backend, tap_sessions.max(1), true).connect_lazy_with(options));
         if backend == Backend::Sqlite {
             SQLITE_MIGRATIONS
                 .run(&pool)
                 .await
                 .context("running migrations")?;
         }
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            tap_sessions,
+            backend,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -128,9 +152,20 @@ impl Store {
         self.pool.begin().await
     }
 
-    /// A connection of the pool, outside any transaction (see `wave_tx.rs`).
+    /// A connection of the pool, outside any transaction.
     pub async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, sqlx::Error> {
         self.pool.acquire().await
+    }
+
+    /// A tap writer's session, outside any transaction: on PostgreSQL one with the tap
+    /// statements prepared and `wave_tx::TAP_SESSION` set (see `wave_tx.rs`); on SQLite a
+    /// connection of the pool.
+    pub async fn tap_session(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, sqlx::Error> {
+        self.tap_sessions
+            .as_ref()
+            .unwrap_or(&self.pool)
+            .acquire()
+            .await
     }
 
     /// Begins a transaction that reads before it writes. On SQLite it takes the write lock up

@@ -1,13 +1,14 @@
 //! The transaction a tap group is judged in.
 //!
 //! A group's first try on PostgreSQL runs *pipelined*: its statements travel as text in the
-//! simple query protocol, several per round trip, each an `EXECUTE` of a statement the session
-//! prepared when it connected (`waves::PG_PREPARED`), with the rows inlined as JSON literals.
+//! simple query protocol, several per round trip, on a tap writer's own session
+//! (`Store::tap_session`), each an `EXECUTE` of a statement the session prepared when it
+//! connected (`waves::PG_PREPARED`), with the rows inlined as JSON literals.
 //! `BEGIN` goes with the first wave's reads, a wave's writes go with the next wave's reads or
 //! with `COMMIT`. A one-wave group costs two round trips (three when it closes a capped journey:
 //! the daily-cap totals are read back before the charges are priced), where one statement per
 //! rule cost seven. Prepared, the statements are parsed once per session and, with generic plans
-//! forced for the transaction, planned once.
+//! forced for the session (`TAP_SESSION`), planned once.
 //!
 //! A deferred write that misses a row raises `WAVE_RACED` (see `waves::write_wave_sql`); the
 //! error aborts the transaction, the statements after it in the same message are skipped (the
@@ -59,15 +60,18 @@ pub struct Reads {
 /// Every statement of a tap group is a point lookup or a keyed write. On a young database
 /// (statistics from when the tables were empty) the planner still chose sequential scans and
 /// hash joins for some of them, e.g. the journey close's `UPDATE … FROM`: every exit read the
-/// whole `journeys` table. For the group's transaction only, they are priced out.
-pub const POINT_LOOKUPS_ONLY: [&str; 2] = [
-    "SET LOCAL enable_seqscan = off",
-    "SET LOCAL enable_hashjoin = off",
-];
+/// whole `journeys` table. They are priced out: for the transaction (`SET LOCAL`) on the pool's
+/// sessions, for good on the tap writers' own.
+pub const POINT_LOOKUPS_ONLY: [&str; 2] = ["enable_seqscan = off", "enable_hashjoin = off"];
 
-/// The prepared statements' plans are made once and kept (the session's default is a custom
-/// plan per call, see `Store::connect`).
-pub const GENERIC_PLANS: &str = "SET LOCAL plan_cache_mode = force_generic_plan";
+/// The settings of a tap writer's own session (`Store::tap_session`): point lookups only, and
+/// the prepared statements' plans made once and kept (the pool's sessions plan per call, see
+/// `Store::connect`). Set once per session rather than by `SET LOCAL` in every transaction.
+pub const TAP_SESSION: [&str; 3] = [
+    POINT_LOOKUPS_ONLY[0],
+    POINT_LOOKUPS_ONLY[1],
+    "plan_cache_mode = force_generic_plan",
+];
 
 impl WaveTx {
     /// Begins a group's transaction: pipelined if asked for and on PostgreSQL.
@@ -75,22 +79,19 @@ impl WaveTx {
         match store.backend() {
             super::Backend::Postgres if pipelined => {
                 let mut piped = Piped {
-                    conn: store.acquire().await?,
+                    conn: store.tap_session().await?,
                     deferred: String::new(),
                     deferred_count: 0,
                     open: true,
                     sent: false,
                 };
-                ["BEGIN"]
-                    .into_iter()
-                    .chain(POINT_LOOKUPS_ONLY)
-                    .chain([GENERIC_PLANS])
-                    .for_each(|statement| piped.defer(statement));
+                piped.defer("BEGIN");
                 Ok(WaveTx::Piped(piped))
             }
             super::Backend::Postgres => {
                 let mut tx = store.begin_write().await?;
-                tx.execute(POINT_LOOKUPS_ONLY.join("; ").as_str()).await?;
+                let settings = POINT_LOOKUPS_ONLY.map(|setting| format!("SET LOCAL {setting}"));
+                tx.execute(settings.join("; ").as_str()).await?;
                 Ok(WaveTx::Plain(tx))
             }
             super::Backend::Sqlite => Ok(WaveTx::Plain(store.begin_write().await?)),
