@@ -331,10 +331,15 @@ enum GroupResult {
 const TRANSIENT_RETRIES_MAX: u32 = 2;
 
 /// PostgreSQL's deadlock_detected (40P01) and serialization_failure (40001).
+/// A deadlock or serialization failure, or a lost connection (a tap writer's session is
+/// handed out untested, see `Store::connect`). Judging the group again is safe even if a lost
+/// `COMMIT` did land: its taps then find their own stored answers.
 fn is_transient(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .and_then(|d| d.code())
-        .is_some_and(|code| code == "40P01" || code == "40001")
+    matches!(e, sqlx::Error::Io(_))
+        || e.as_database_error()
+            .and_then(|d| d.code())
+            // 57P01: the session was terminated (`pg_terminate_backend`, a restart).
+            .is_some_and(|code| matches!(code.as_ref(), "40P01" | "40001" | "57P01"))
 }
 
 /// A pipelined wave's write that missed a row (`waves::WAVE_RACED`).

@@ -701,3 +701,37 @@ both_backends!(revoked_terminal_needs_reinstating, |env: Env| async move {
         "moving an active terminal is a 200"
     );
 });
+
+// The tap writers' PostgreSQL sessions are handed out without a ping. When they die (a server
+// restart, `pg_terminate_backend`), the next group finds out on its first statement and is judged
+// again on a fresh connection: the rider still gets through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taps_survive_terminated_sessions_postgres() {
+    use sqlx::{Connection, Row};
+
+    let Some(env) = Env::start(turnpike_tests::Db::Postgres).await else {
+        return;
+    };
+    let s = stops();
+    let rider = env.gw.rider().await;
+    let t = env.gw.terminal(&gate(&s[4], 1));
+    let code = || rider.ride_code(turnpike_tests::now_ms()).unwrap();
+    assert!(approved(
+        &t.tap(&tap(1, Direction::Entry, code())).await.unwrap()
+    ));
+    let mut admin = sqlx::PgConnection::connect(env.db.url()).await.unwrap();
+    let terminated: i64 = sqlx::query(
+        "WITH others AS MATERIALIZED (SELECT pid FROM pg_stat_activity \
+           WHERE datname = current_database() AND pid <> pg_backend_pid()) \
+         SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM others",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap()
+    .get(0);
+    assert!(terminated >= 1, "the gateway's sessions were terminated");
+    let exit = t.tap(&tap(2, Direction::Exit, code())).await.unwrap();
+    assert!(approved(&exit), "{exit:?}");
+    assert_eq!(env.gw.count("journeys").await, 1);
+    assert_eq!(env.gw.count("taps").await, 2);
+}

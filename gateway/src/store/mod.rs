@@ -129,8 +129,14 @@ impl Store {
             .await
             .with_context(|| format!("connecting to the {backend:?} database"))?;
         // The tap writers' own sessions (PostgreSQL), opened as they are first needed.
-        let tap_sessions = (backend == Backend::Postgres)
-            .then(|| pool_options(backend, tap_sessions.max(1), true).connect_lazy_with(options));
+        // Handed out without the pool's ping (a round trip per group): a session that died is
+        // found by the group's first statement, and the group is judged again on another
+        // (`engine::is_transient`).
+        let tap_sessions = (backend == Backend::Postgres).then(|| {
+            pool_options(backend, tap_sessions.max(1), true)
+                .test_before_acquire(false)
+                .connect_lazy_with(options)
+        });
         if backend == Backend::Sqlite {
             SQLITE_MIGRATIONS
                 .run(&pool)
