@@ -158,11 +158,6 @@ impl Store {
         self.pool.begin().await
     }
 
-    /// A connection of the pool, outside any transaction.
-    pub async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, sqlx::Error> {
-        self.pool.acquire().await
-    }
-
     /// A tap writer's session, outside any transaction: on PostgreSQL one with the tap
     /// statements prepared and `wave_tx::TAP_SESSION` set (see `wave_tx.rs`); on SQLite a
     /// connection of the pool.

@@ -649,10 +649,10 @@ fn execute<T: Serialize>(name: &str, rows: &[T], checked: bool) -> Result<String
 /// The pipelined transaction's statements, prepared once per tap writer's session
 /// (`Store::tap_session`, when it connects, after migrations) and run by name, so each is parsed
 /// once per session and, under `plan_cache_mode = force_generic_plan` (set for those sessions
-/// only, `wave_tx::TAP_SESSION`), planned once (PostgreSQL's CPU per tap fell by 35–45 % at 191 taps/s; docs/load.md). Their
-/// JSON parameter is opaque to the planner, so the generic plan is the one a custom plan would
-/// be. Each checked write takes its row count as `$2` and raises [`WAVE_RACED`] when it
-/// wrote fewer rows.
+/// only, `wave_tx::TAP_SESSION`), planned once (PostgreSQL's CPU per tap fell by 35–45 % at
+/// 191 taps/s; docs/load.md). Their JSON parameter is opaque to the planner, so the generic plan
+/// is the one a custom plan would be. Each checked write takes its row count as `$2` and raises
+/// [`WAVE_RACED`] when it wrote fewer rows.
 pub static PG_PREPARED: LazyLock<String> = LazyLock::new(|| {
     let check = |cte: &str| format!("tap_wave_written((SELECT count(*) FROM {cte}) = $2)");
     [
