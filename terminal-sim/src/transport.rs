@@ -163,12 +163,9 @@ impl Link {
         body: Bytes,
     ) -> anyhow::Result<Reply> {
         let mut sender = self.sender().await?;
-        let mut uri = String::with_capacity(self.origin.len() + path.len());
-        uri.push_str(&self.origin);
-        uri.push_str(path);
         let request = hyper::Request::builder()
             .method(method)
-            .uri(uri)
+            .uri(format!("{}{path}", self.origin))
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .body(Full::new(body))?;
         sender.ready().await?;
