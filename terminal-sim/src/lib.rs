@@ -21,8 +21,8 @@
 //!   every rider gets a wallet and binds a withholding agreement (metro is post-paid), toll
 //!   exits are paid at the booth with one-time payment codes, the `provider-degradation`
 //!   scenario's fault knobs, and the money checks after a run.
-//!
-//! It does not drive ticket machines.
+//! - [`tickets`]: with the provider, riders buy tickets at the stations' machines: the machine
+//!   orders, shows the QR, the wallet scans and pays it, the machine waits for the ticket.
 
 pub mod demand;
 pub mod load;
@@ -33,6 +33,7 @@ pub mod recorder;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod tickets;
 pub mod transport;
 
 use std::sync::Arc;
@@ -78,8 +79,18 @@ impl Sim {
         Ok(())
     }
 
+    /// Plans a run of `scenario`; with the provider ([`Sim::use_provider`] first), riders also
+    /// buy tickets at the machines.
     pub fn plan(&mut self, scenario: Scenario, rate_per_s: f64, duration_s: f64) -> Plan {
-        scenario::plan(scenario, &self.fleet, rate_per_s, duration_s, &mut self.rng)
+        let tickets = self.provider.is_some();
+        scenario::plan(
+            scenario,
+            &self.fleet,
+            rate_per_s,
+            duration_s,
+            tickets,
+            &mut self.rng,
+        )
     }
 
     /// Pays toll exits at the booth through the provider sandbox from now on, and gives every
@@ -153,6 +164,7 @@ impl Sim {
             paying_after,
             toll_told_fen: rec.paid.toll_charged_minor,
             metro_told_fen: rec.paid.metro_charged_minor,
+            tickets_told_fen: rec.tickets.issued_minor,
             ledger_captured_fen: ledger_after - ledger_before,
             wallets_paid_fen: balances_before - balances_after,
             ledger_unbalanced_transactions: unbalanced,

@@ -1,6 +1,7 @@
-//! The simulated network: metro stations with their gates, toll plazas with their lanes, each
-//! terminal with its own client certificate, connection, sequence numbers and offline verifier;
-//! and the riders, each with their own device key, enrolled through the rider API.
+//! The simulated network: metro stations with their gates and ticket machine, toll plazas with
+//! their lanes, each terminal with its own client certificate, connection, sequence numbers and
+//! offline verifier; and the riders, each with their own device key, enrolled through the rider
+//! API.
 //!
 //! The stations, plazas and terminal ids are the demo networks' (`gateway certs dev` issues a
 //! certificate for each), so a simulated fleet can drive any gateway configured with them.
@@ -11,7 +12,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use gateway::client::{AdminClient, RiderDevice};
-use gateway::demo::{demo_terminals, METRO_OPERATOR, TOLL_OPERATOR};
+use gateway::demo::{demo_terminals, METRO_OPERATOR, TICKET_MACHINE_PREFIX, TOLL_OPERATOR};
 use serde::Deserialize;
 use turnpike_wire::ridecode::{DenyList, IssuerPublicKey, Verifier, VerifyPolicy};
 
@@ -43,6 +44,8 @@ impl Target {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     MetroGate,
+    /// A station's ticket machine (`tvm-…`): sells tickets paid by QR, scans no ride codes.
+    TicketMachine,
     TollLane,
 }
 
@@ -71,6 +74,8 @@ pub struct Fleet {
     pub terminals: Vec<Terminal>,
     /// Per station, in line order: indexes of its gates.
     pub stations: Vec<Vec<usize>>,
+    /// Per station, in line order: the index of its ticket machine.
+    pub machines: Vec<usize>,
     /// Per plaza: (entry lane, exit lane).
     pub plazas: Vec<(usize, usize)>,
     pub deny: DenyList,
@@ -126,7 +131,9 @@ impl Fleet {
             let key = certs.join("terminals").join(format!("{id}.key"));
             let link = Link::new(endpoint.clone(), Some(&ca), Some((&cert, &key)))
                 .with_context(|| format!("terminal {id}"))?;
-            let kind = if operator == METRO_OPERATOR {
+            let kind = if operator == METRO_OPERATOR && id.starts_with(TICKET_MACHINE_PREFIX) {
+                Kind::TicketMachine
+            } else if operator == METRO_OPERATOR {
                 Kind::MetroGate
             } else {
                 debug_assert_eq!(operator, TOLL_OPERATOR);
@@ -170,6 +177,16 @@ impl Fleet {
                     .collect()
             })
             .collect();
+        let machines = metro
+            .stops()
+            .iter()
+            .map(|stop| {
+                terminals
+                    .iter()
+                    .position(|t| t.kind == Kind::TicketMachine && t.location == stop.id)
+                    .with_context(|| format!("the ticket machine of {}", stop.id))
+            })
+            .collect::<anyhow::Result<_>>()?;
         let toll = turnpike_fares::demo_toll();
         let lane = |plaza: &str, side: &str| {
             terminals
@@ -187,6 +204,7 @@ impl Fleet {
         Ok(Fleet {
             terminals,
             stations,
+            machines,
             plazas,
             deny,
         })

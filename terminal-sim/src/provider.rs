@@ -147,6 +147,17 @@ impl Sandbox {
         Ok(code["auth_code"].as_str().context("auth_code")?.to_string())
     }
 
+    /// The wallet pays the merchant QR it scanned (a pre-created order's payload).
+    pub async fn pay_qr(&self, qr_code: &str, user_id: &str) -> anyhow::Result<()> {
+        self.call(
+            reqwest::Method::POST,
+            "/sandbox/qr/pay",
+            Some(json!({ "qr_code": qr_code, "user_id": user_id })),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// The wallet's balance (fen).
     pub async fn balance(&self, user_id: &str) -> anyhow::Result<i64> {
         let user = self
@@ -301,6 +312,8 @@ pub struct ProviderFigures {
     pub toll_told_fen: i64,
     /// Charges of the metro exits the gates were told about (post-paid), fen.
     pub metro_told_fen: i64,
+    /// What the tickets the machines issued cost (paid by QR), fen.
+    pub tickets_told_fen: i64,
     /// The journal: `provider_clearing` + `provider_fees`, debits minus credits (fen).
     pub ledger_captured_fen: i64,
     /// What left the riders' wallets at the provider (initial minus final balances), fen.

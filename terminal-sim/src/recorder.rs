@@ -11,6 +11,8 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use turnpike_wire::api::{Decision, TapResponse};
 
+use crate::tickets::{Purchase, TicketCounts};
+
 /// Largest latency recorded exactly: one minute, in microseconds (larger values saturate).
 const LATENCY_US_MAX: u64 = 60_000_000;
 
@@ -68,6 +70,12 @@ pub struct Recorder {
     /// from `latency_us`, since they include the provider's round trips.
     pub toll_exit_latency_us: Histogram<u64>,
     pub paid: PaidCounts,
+    /// Tickets bought at the machines (with the provider).
+    pub tickets: TicketCounts,
+    /// From a purchase's scheduled time to its order's answer (µs).
+    pub ticket_order_us: Histogram<u64>,
+    /// From the wallet's payment to the machine showing the ticket (µs).
+    pub ticket_issue_us: Histogram<u64>,
 }
 
 /// What a run with the payment provider counted.
@@ -145,6 +153,9 @@ impl Recorder {
             error_samples: Vec::new(),
             toll_exit_latency_us: histogram(),
             paid: PaidCounts::default(),
+            tickets: TicketCounts::default(),
+            ticket_order_us: histogram(),
+            ticket_issue_us: histogram(),
         }
     }
 
@@ -196,6 +207,22 @@ impl Recorder {
             None => self.paid.toll_exits_unfinished += 1,
         }
         self.count(class, outcome, response);
+    }
+
+    /// A ticket purchase at a machine, finished (or given up).
+    pub fn purchased(&mut self, p: &Purchase) {
+        self.tickets.add(p);
+        if let Some(us) = p.order_us {
+            self.ticket_order_us.saturating_record(us.max(1));
+        }
+        if let Some(us) = p.issue_us {
+            self.ticket_issue_us.saturating_record(us.max(1));
+        }
+        if let Some(e) = &p.error {
+            if self.error_samples.len() < 5 {
+                self.error_samples.push(e.clone());
+            }
+        }
     }
 
     /// Counts an outcome for a class (live or uploaded).

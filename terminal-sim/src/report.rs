@@ -92,6 +92,21 @@ pub struct Report {
     /// With the provider sandbox: the money and settlement figures behind the provider checks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider: Option<crate::provider::ProviderFigures>,
+    /// Tickets bought at the machines (runs with the provider sandbox).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tickets: Option<TicketReport>,
+}
+
+/// The ticket machines' part of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct TicketReport {
+    #[serde(flatten)]
+    pub counts: crate::tickets::TicketCounts,
+    /// From the purchase's scheduled time to the order with its QR payload.
+    pub order_latency_ms: Percentiles,
+    /// From the wallet's payment to the machine showing the ticket (the provider's notification,
+    /// verified and cross-checked by query, plus the machine's polling every 200 ms).
+    pub issue_latency_ms: Percentiles,
 }
 
 impl Report {
@@ -141,6 +156,11 @@ impl Report {
             toll_exit_latency_ms: (!rec.toll_exit_latency_us.is_empty())
                 .then(|| Percentiles::of(&rec.toll_exit_latency_us, 1000.0)),
             provider: None,
+            tickets: (rec.tickets.planned > 0).then(|| TicketReport {
+                counts: rec.tickets.clone(),
+                order_latency_ms: Percentiles::of(&rec.ticket_order_us, 1000.0),
+                issue_latency_ms: Percentiles::of(&rec.ticket_issue_us, 1000.0),
+            }),
             passed: checks.iter().all(|c| c.passed),
             checks,
             error_samples: rec.error_samples.clone(),
@@ -198,6 +218,17 @@ impl Report {
             out += &format!(
                 "  provider: {} codes fetched ahead, {} during the run; {} exits 409 then final ({} repeats); settled {} ms after the run\n",
                 p.codes_ahead, p.codes_during_run, p.toll_exits_in_progress, p.toll_exit_repeats, p.settle_ms
+            );
+        }
+        if let Some(t) = &self.tickets {
+            out += &format!(
+                "  ticket machines: {} planned, {} issued; order p50 {:.1} ms, p99 {:.1} ms; paid → ticket p50 {:.0} ms, max {:.0} ms\n",
+                t.counts.planned,
+                t.counts.issued,
+                t.order_latency_ms.p50,
+                t.order_latency_ms.p99,
+                t.issue_latency_ms.p50,
+                t.issue_latency_ms.max
             );
         }
         if self.offline.buffered > 0 {

@@ -28,6 +28,7 @@ use crate::offline::{Buffered, OfflineBuffer};
 use crate::provider::Sandbox;
 use crate::recorder::{outcome_key, Recorder};
 use crate::scenario::{CodeKind, Plan, PlannedTap};
+use crate::tickets::{self, PlannedPurchase};
 use turnpike_wire::api::{Decision, Direction};
 
 /// Where the gates verify codes offline.
@@ -360,6 +361,20 @@ pub async fn execute_with(
         }
         _ => None,
     };
+    let machines = paid
+        .as_ref()
+        .filter(|_| !plan.purchases.is_empty())
+        .map(|paid| {
+            ctx.recorder.lock().expect("recorder").tickets.planned = plan.purchases.len() as u64;
+            let wallets = plan
+                .purchases
+                .iter()
+                .map(|p| paid.wallets[p.rider].clone())
+                .collect();
+            let (ctx, sandbox) = (ctx.clone(), paid.sandbox.clone());
+            let purchases = plan.purchases.clone();
+            tokio::spawn(ticket_machines(ctx, sandbox, purchases, wallets, start_ms))
+        });
     let progress = options
         .progress
         .then(|| progress_bar(ctx.clone(), plan.duration_s));
@@ -394,6 +409,9 @@ pub async fn execute_with(
     }
     if let Some(degradation) = degradation {
         degradation.await??;
+    }
+    if let Some(machines) = machines {
+        machines.await?;
     }
     let drain_until = Instant::now()
         + if paid.is_some() {
@@ -606,6 +624,38 @@ async fn pay_at_exit(
                 Some(matches!(again, Ok(a) if a.status == first.status && a.body == first.body));
         }
         return out;
+    }
+}
+
+/// Every planned ticket purchase at its scheduled time (open loop, like the taps), each bought
+/// by its own task and counted in flight until it is done; `wallets` pay, one per purchase.
+async fn ticket_machines(
+    ctx: Arc<Ctx>,
+    sandbox: Sandbox,
+    purchases: Vec<PlannedPurchase>,
+    wallets: Vec<String>,
+    run_id: u64,
+) {
+    for (i, (purchase, wallet)) in purchases.into_iter().zip(wallets).enumerate() {
+        let scheduled = ctx.start + Duration::from_secs_f64(purchase.at_s);
+        tokio::time::sleep_until(scheduled.into()).await;
+        ctx.in_flight.fetch_add(1, Ordering::Relaxed);
+        let (ctx, sandbox) = (ctx.clone(), sandbox.clone());
+        tokio::spawn(async move {
+            let machine = &ctx.fleet.terminals[purchase.machine];
+            let request_id = format!("sim-{run_id}-{i}");
+            let bought = tickets::buy(
+                machine,
+                &sandbox,
+                &wallet,
+                &purchase,
+                &request_id,
+                scheduled,
+            )
+            .await;
+            ctx.recorder.lock().expect("recorder").purchased(&bought);
+            ctx.in_flight.fetch_sub(1, Ordering::Relaxed);
+        });
     }
 }
 

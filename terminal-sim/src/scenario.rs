@@ -15,6 +15,7 @@ use turnpike_wire::api::VehicleClass;
 use crate::demand::{plan_journeys, Burst, Demand, Mode, Shape};
 use crate::network::Fleet;
 use crate::recorder::Recorder;
+use crate::tickets::{PlannedPurchase, PURCHASES_MIN, PURCHASES_PER_JOURNEY};
 
 /// The scenarios, selectable by name (`terminal-sim run --scenario NAME`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -156,6 +157,8 @@ pub struct Plan {
     pub duration_s: f64,
     pub rate_per_s: f64,
     pub taps: Vec<PlannedTap>,
+    /// Tickets bought at the stations' machines, in time order (runs with the provider only).
+    pub purchases: Vec<PlannedPurchase>,
     pub expectations: Vec<(&'static str, Expected)>,
     pub riders: usize,
     pub outage: Option<OutageWindow>,
@@ -175,12 +178,14 @@ fn gate_of(fleet: &Fleet, rng: &mut impl Rng, mode: Mode, place: usize, dir: Dir
 }
 
 /// Builds the plan of `scenario` at `rate_per_s` taps per second (the peak rate for rush hour)
-/// for `duration_s` seconds.
+/// for `duration_s` seconds; with `tickets`, riders also buy tickets at the machines
+/// ([`PURCHASES_PER_JOURNEY`]).
 pub fn plan(
     scenario: Scenario,
     fleet: &Fleet,
     rate_per_s: f64,
     duration_s: f64,
+    tickets: bool,
     rng: &mut impl Rng,
 ) -> Plan {
     let stations = fleet.stations.len();
@@ -394,11 +399,17 @@ pub fn plan(
             tap.code = CodeKind::ReplayOf(new_index[i]);
         }
     }
+    let purchases = if tickets {
+        plan_purchases(scenario, fleet, journeys.len(), riders, duration_s, rng)
+    } else {
+        Vec::new()
+    };
     Plan {
         scenario,
         duration_s,
         rate_per_s,
         taps: sorted,
+        purchases,
         expectations,
         riders,
         outage: (scenario == Scenario::Outage).then_some(OutageWindow {
@@ -410,6 +421,48 @@ pub fn plan(
             until_s: duration_s * 2.0 / 3.0,
         }),
     }
+}
+
+/// Tickets bought at random stations' machines for random other stations, by random riders of
+/// the run, spread over it (before the outage, when there is one: a machine without a link sells
+/// nothing).
+fn plan_purchases(
+    scenario: Scenario,
+    fleet: &Fleet,
+    journeys: usize,
+    riders: usize,
+    duration_s: f64,
+    rng: &mut impl Rng,
+) -> Vec<PlannedPurchase> {
+    let metro = turnpike_fares::demo_metro();
+    let stops = metro.stops();
+    if stops.len() < 2 || riders == 0 {
+        return Vec::new();
+    }
+    let until_s = match scenario {
+        Scenario::Outage => duration_s / 3.0,
+        _ => duration_s,
+    } * 0.9;
+    let count = ((journeys as f64 * PURCHASES_PER_JOURNEY).round() as usize).max(PURCHASES_MIN);
+    let mut out: Vec<PlannedPurchase> = (0..count)
+        .map(|_| {
+            let origin = rng.gen_range(0..stops.len());
+            let destination = (origin + rng.gen_range(1..stops.len())) % stops.len();
+            let (from, to) = (&stops[origin].id, &stops[destination].id);
+            PlannedPurchase {
+                at_s: rng.gen::<f64>() * until_s,
+                machine: fleet.machines[origin],
+                destination: to.clone(),
+                rider: rng.gen_range(0..riders),
+                expected_minor: metro
+                    .price(from, to)
+                    .expect("the demo metro prices every pair")
+                    .to_minor(),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
+    out
 }
 
 /// One expected-vs-observed line of the report.
@@ -550,20 +603,23 @@ pub fn provider_checks(
             passed: figures.pending_after == 0 && figures.paying_after == 0,
         },
         Check {
-            name: "paid at the provider = captured in the journal = charged at lanes and gates"
+            name: "paid at the provider = captured in the journal = charged at lanes, gates and \
+                   ticket machines"
                 .into(),
             expected: format!(
-                "{} fen (toll {} + metro {})",
-                figures.toll_told_fen + figures.metro_told_fen,
+                "{} fen (toll {} + metro {} + tickets {})",
+                figures.toll_told_fen + figures.metro_told_fen + figures.tickets_told_fen,
                 figures.toll_told_fen,
-                figures.metro_told_fen
+                figures.metro_told_fen,
+                figures.tickets_told_fen
             ),
             observed: format!(
                 "wallets paid {} fen, journal provider_clearing + provider_fees {} fen",
                 figures.wallets_paid_fen, figures.ledger_captured_fen
             ),
             passed: figures.wallets_paid_fen == figures.ledger_captured_fen
-                && figures.ledger_captured_fen == figures.toll_told_fen + figures.metro_told_fen,
+                && figures.ledger_captured_fen
+                    == figures.toll_told_fen + figures.metro_told_fen + figures.tickets_told_fen,
         },
         Check {
             name: "every journal transaction balances".into(),
@@ -572,6 +628,9 @@ pub fn provider_checks(
             passed: figures.ledger_unbalanced_transactions == 0,
         },
     ];
+    if !plan.purchases.is_empty() {
+        out.extend(ticket_checks(plan, &rec.tickets));
+    }
     if let Some(window) = plan.degradation {
         out.push(Check {
             name: "the provider was degraded for the middle third, then restored".into(),
@@ -588,4 +647,46 @@ pub fn provider_checks(
         });
     }
     out
+}
+
+/// The checks of the ticket machines' purchases.
+fn ticket_checks(plan: &Plan, t: &crate::tickets::TicketCounts) -> Vec<Check> {
+    let planned = plan.purchases.len() as u64;
+    vec![
+        Check {
+            name: "every ticket ordered at a machine was paid by QR and issued".into(),
+            expected: format!("{planned} ordered, paid and issued"),
+            observed: format!(
+                "{} ordered, {} paid at the provider, {} issued, {} not issued within {} s, {} failed",
+                t.ordered,
+                t.paid_at_provider,
+                t.issued,
+                t.unfinished,
+                crate::tickets::ISSUE_WITHIN.as_secs(),
+                t.failed
+            ),
+            passed: t.ordered == planned && t.paid_at_provider == planned && t.issued == planned,
+        },
+        Check {
+            name: "every QR a machine showed scans to its order's payload".into(),
+            expected: format!("{} scanned", t.ordered),
+            observed: format!("{} scanned, {} different", t.qr_scanned, t.qr_mismatched),
+            passed: t.qr_scanned == t.ordered && t.qr_mismatched == 0,
+        },
+        Check {
+            name: "every ticket costs the fare table's price from the machine's station".into(),
+            expected: format!("{} at the fare table's price", t.ordered),
+            observed: format!("{} at another price", t.price_mismatched),
+            passed: t.price_mismatched == 0,
+        },
+        Check {
+            name: "an order request sent again returns the same paid order".into(),
+            expected: format!("{} the same", t.issued),
+            observed: format!(
+                "{} the same, {} different",
+                t.repeat_same_order, t.repeat_different
+            ),
+            passed: t.repeat_same_order == t.issued && t.repeat_different == 0,
+        },
+    ]
 }

@@ -145,6 +145,7 @@ async fn rush_hour_bursts_are_approved() {
 /// hangs and settling fit a brief run.
 const CALL_TIMEOUT_MS: u64 = 1_000;
 const TOLL_BUDGET_MS: u64 = 3_000;
+const TICKET_QUERY_AFTER_MS: u64 = 3_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_degradation_never_holds_metro_and_settles_every_toll_exit_exactly_once() {
@@ -154,10 +155,15 @@ async fn provider_degradation_never_holds_metro_and_settles_every_toll_exit_exac
     // payment decline, possibly after 409 payment_in_progress and a repeat) and a repeat of it
     // is byte-identical, no charge is left pending or paying once the capture worker settled,
     // and what left the wallets at the provider equals what the journal captured and what the
-    // lanes and gates were told.
-    let Some(p) = PaidEnv::start(Db::Postgres, |c| {
+    // lanes, gates and ticket machines were told. Riders also buy tickets at the machines during
+    // the run (QR scanned from the machine's image, paid in the wallet, ticket issued after the
+    // provider's notification), degradation or not.
+    let Some(p) = PaidEnv::start_notified(Db::Postgres, |c| {
         c.provider.call_timeout_ms = CALL_TIMEOUT_MS;
         c.charging.toll_budget_ms = TOLL_BUDGET_MS;
+        // A ticket whose notification failed its cross-check (the query is degraded) is asked
+        // for by the gateway itself this soon after the order, rather than in 30 s.
+        c.charging.ticket_query_after_ms = TICKET_QUERY_AFTER_MS;
     })
     .await
     else {
@@ -210,6 +216,14 @@ async fn provider_degradation_never_holds_metro_and_settles_every_toll_exit_exac
     assert!(figures.codes_ahead > 0 && figures.codes_during_run > 0);
     assert!(figures.toll_told_fen > 0 && figures.metro_told_fen > 0);
     assert_eq!(figures.wallets_paid_fen, figures.ledger_captured_fen);
+    // Riders bought tickets at the machines: ordered, QR scanned and paid, ticket issued.
+    let tickets = report.tickets.as_ref().expect("ticket purchases");
+    assert!(tickets.counts.planned >= 2);
+    assert_eq!(tickets.counts.issued, tickets.counts.planned);
+    assert_eq!(tickets.counts.qr_scanned, tickets.counts.planned);
+    assert!(figures.tickets_told_fen > 0);
+    assert_eq!(figures.tickets_told_fen, tickets.counts.issued_minor);
+    assert!(tickets.issue_latency_ms.p50 > 0.0);
     let toll = report
         .toll_exit_latency_ms
         .as_ref()

@@ -78,17 +78,7 @@ async fn wait_applied(p: &PaidEnv, applied: &str) -> Vec<(String, i64, String)> 
 
 /// Scans a PNG the way a wallet would: decode the image, find the QR, read it.
 fn scan_png(bytes: &[u8]) -> String {
-    let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
-    let mut reader = decoder.read_info().expect("a PNG");
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut buf).expect("a PNG frame");
-    assert_eq!(info.color_type, png::ColorType::Grayscale);
-    assert_eq!(info.bit_depth, png::BitDepth::Eight);
-    let (w, h) = (info.width as usize, info.height as usize);
-    let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| buf[y * w + x]);
-    let grids = img.detect_grids();
-    assert_eq!(grids.len(), 1, "one QR code in the image");
-    grids[0].decode().expect("the QR decodes").1
+    terminal_sim::tickets::scan_qr_png(bytes).expect("one readable QR code in an 8-bit grey PNG")
 }
 
 /// A minimal XML well-formedness check: one root `svg` element, every tag closed in order,

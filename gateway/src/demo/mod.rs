@@ -40,6 +40,9 @@ fn sanitize(id: &str) -> String {
         .collect()
 }
 
+/// A station's ticket machine is `tvm-<station>` (its gates are `gate-<station>-<n>`).
+pub const TICKET_MACHINE_PREFIX: &str = "tvm-";
+
 /// Demo terminals: two gates and a ticket machine per metro station, one exit lane and one entry
 /// lane per toll plaza.
 pub fn demo_terminals() -> Vec<(String, &'static str, String)> {
@@ -53,7 +56,7 @@ pub fn demo_terminals() -> Vec<(String, &'static str, String)> {
             ));
         }
         out.push((
-            format!("tvm-{}", sanitize(&stop.id)),
+            format!("{TICKET_MACHINE_PREFIX}{}", sanitize(&stop.id)),
             METRO_OPERATOR,
             stop.id.clone(),
         ));
@@ -941,7 +944,7 @@ async fn payments_section(d: &PaymentsDemo<'_>) -> anyhow::Result<()> {
     );
 
     println!("— flow C, a ticket bought at a ticket machine: the provider pre-creates the order, the wallet scans the QR");
-    let tvm_id = format!("tvm-{}", sanitize(&d.stops[0]));
+    let tvm_id = format!("{TICKET_MACHINE_PREFIX}{}", sanitize(&d.stops[0]));
     let tvm = TerminalClient::new(
         d.terminal_base,
         d.ca,
