@@ -236,6 +236,46 @@ impl Default for Config {
     }
 }
 
+/// Applies `TURNPIKE_<SECTION>__<FIELD>` variables to the configuration table. A field whose
+/// default is a string takes the text as it is (an app id of digits stays a string); any other
+/// takes it as a TOML value (numbers, booleans, arrays), or as a string if it is not one.
+fn overlay_env(
+    value: &mut toml::Table,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> anyhow::Result<()> {
+    let defaults = toml::Table::try_from(Config::default()).context("the default configuration")?;
+    for (key, raw) in vars {
+        let Some(rest) = key.strip_prefix("TURNPIKE_") else {
+            continue;
+        };
+        let Some((section, field)) = rest.split_once("__") else {
+            continue;
+        };
+        let section = section.to_ascii_lowercase();
+        let field = field.to_ascii_lowercase();
+        let is_text = defaults
+            .get(&section)
+            .and_then(|s| s.get(&field))
+            .is_some_and(toml::Value::is_str);
+        let parsed = if is_text {
+            toml::Value::String(raw)
+        } else {
+            format!("v = {raw}")
+                .parse::<toml::Table>()
+                .ok()
+                .and_then(|t| t.get("v").cloned())
+                .unwrap_or(toml::Value::String(raw))
+        };
+        value
+            .entry(section)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .with_context(|| format!("{key}: section is not a table"))?
+            .insert(field, parsed);
+    }
+    Ok(())
+}
+
 impl Config {
     /// Reads the optional file, applies `TURNPIKE_*` environment overrides and validates.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
@@ -248,28 +288,7 @@ impl Config {
             }
             None => toml::Table::new(),
         };
-        for (key, raw) in std::env::vars() {
-            let Some(rest) = key.strip_prefix("TURNPIKE_") else {
-                continue;
-            };
-            let Some((section, field)) = rest.split_once("__") else {
-                continue;
-            };
-            let section = section.to_ascii_lowercase();
-            let field = field.to_ascii_lowercase();
-            // Numbers and booleans parse as TOML values; anything else is a string.
-            let parsed: toml::Value = format!("v = {raw}")
-                .parse::<toml::Table>()
-                .ok()
-                .and_then(|t| t.get("v").cloned())
-                .unwrap_or(toml::Value::String(raw));
-            value
-                .entry(section)
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-                .as_table_mut()
-                .with_context(|| format!("{key}: section is not a table"))?
-                .insert(field, parsed);
-        }
+        overlay_env(&mut value, std::env::vars())?;
         let config: Config = toml::Value::Table(value)
             .try_into()
             .context("invalid configuration")?;
@@ -307,5 +326,50 @@ impl Config {
             bail!("charging.toll_budget_ms must leave room for a pay and a cancel (≥ 2 × provider.call_timeout_ms)");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_env(vars: &[(&str, &str)]) -> anyhow::Result<Config> {
+        let mut value = toml::Table::new();
+        overlay_env(
+            &mut value,
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )?;
+        Ok(toml::Value::Table(value).try_into()?)
+    }
+
+    #[test]
+    fn environment_overrides_follow_the_fields_types() {
+        let config = with_env(&[
+            // The README's provider set-up: a merchant app id is all digits.
+            ("TURNPIKE_PROVIDER__APP_ID", "2021000000000001"),
+            ("TURNPIKE_ADMIN__TOKEN", "12345"),
+            ("TURNPIKE_TAPS__WRITERS", "4"),
+            ("TURNPIKE_PROVIDER__CALL_TIMEOUT_MS", "1500"),
+            (
+                "TURNPIKE_DATABASE__URL",
+                "postgres://postgres@127.0.0.1/turnpike",
+            ),
+            ("UNRELATED", "x"),
+        ])
+        .unwrap();
+        assert_eq!(config.provider.app_id, "2021000000000001");
+        assert_eq!(config.admin.token, "12345");
+        assert_eq!(config.taps.writers, 4);
+        assert_eq!(config.provider.call_timeout_ms, 1500);
+        assert_eq!(
+            config.database.url,
+            "postgres://postgres@127.0.0.1/turnpike"
+        );
+    }
+
+    #[test]
+    fn a_number_field_given_text_is_refused() {
+        let e = with_env(&[("TURNPIKE_TAPS__WRITERS", "four")]).unwrap_err();
+        assert!(format!("{e:#}").contains("writers"), "{e:#}");
     }
 }
