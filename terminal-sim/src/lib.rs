@@ -165,6 +165,7 @@ impl Sim {
             toll_told_fen: rec.paid.toll_charged_minor,
             metro_told_fen: rec.paid.metro_charged_minor,
             tickets_told_fen: rec.tickets.issued_minor,
+            uploaded_told_fen: rec.paid.uploaded_charged_minor,
             ledger_captured_fen: ledger_after - ledger_before,
             wallets_paid_fen: balances_before - balances_after,
             ledger_unbalanced_transactions: unbalanced,

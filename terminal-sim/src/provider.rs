@@ -314,6 +314,8 @@ pub struct ProviderFigures {
     pub metro_told_fen: i64,
     /// What the tickets the machines issued cost (paid by QR), fen.
     pub tickets_told_fen: i64,
+    /// Charges of the taps gates buffered offline, told when they were uploaded (post-paid), fen.
+    pub uploaded_told_fen: i64,
     /// The journal: `provider_clearing` + `provider_fees`, debits minus credits (fen).
     pub ledger_captured_fen: i64,
     /// What left the riders' wallets at the provider (initial minus final balances), fen.

@@ -99,6 +99,8 @@ pub struct PaidCounts {
     /// What approved exits said was charged (minor units): metro (post-paid), toll (at the booth).
     pub metro_charged_minor: i64,
     pub toll_charged_minor: i64,
+    /// What the answers to taps buffered offline and uploaded said was charged (post-paid).
+    pub uploaded_charged_minor: i64,
     /// When the sandbox was degraded and restored (seconds from the start).
     pub degraded_from_s: Option<f64>,
     pub restored_at_s: Option<f64>,

@@ -745,6 +745,13 @@ async fn outage(ctx: Arc<Ctx>, from_s: f64, until_s: f64) -> anyhow::Result<()> 
                         .copied()
                         .unwrap_or("unknown");
                     let (key, response) = outcome_key(200, &answer);
+                    if let Some(r) = response
+                        .as_ref()
+                        .filter(|r| r.decision == Decision::Approve)
+                    {
+                        rec.paid.uploaded_charged_minor +=
+                            r.charge.or(r.fare).map_or(0, |m| m.to_minor());
+                    }
                     rec.offline.uploaded += 1;
                     match key.as_str() {
                         "approve" => rec.offline.accepted += 1,

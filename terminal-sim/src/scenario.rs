@@ -570,6 +570,10 @@ pub fn provider_checks(
         .filter(|t| t.direction == Direction::Exit && t.vehicle_class.is_some())
         .count() as u64;
     let toll_exits = toll_exits.saturating_sub(p.toll_exits_buffered);
+    let told = figures.toll_told_fen
+        + figures.metro_told_fen
+        + figures.tickets_told_fen
+        + figures.uploaded_told_fen;
     let mut out = vec![
         Check {
             name: "every toll exit paid at the booth got exactly one final answer".into(),
@@ -607,19 +611,18 @@ pub fn provider_checks(
                    ticket machines"
                 .into(),
             expected: format!(
-                "{} fen (toll {} + metro {} + tickets {})",
-                figures.toll_told_fen + figures.metro_told_fen + figures.tickets_told_fen,
+                "{told} fen (toll {} + metro {} + tickets {} + uploaded offline {})",
                 figures.toll_told_fen,
                 figures.metro_told_fen,
-                figures.tickets_told_fen
+                figures.tickets_told_fen,
+                figures.uploaded_told_fen
             ),
             observed: format!(
                 "wallets paid {} fen, journal provider_clearing + provider_fees {} fen",
                 figures.wallets_paid_fen, figures.ledger_captured_fen
             ),
             passed: figures.wallets_paid_fen == figures.ledger_captured_fen
-                && figures.ledger_captured_fen
-                    == figures.toll_told_fen + figures.metro_told_fen + figures.tickets_told_fen,
+                && figures.ledger_captured_fen == told,
         },
         Check {
             name: "every journal transaction balances".into(),

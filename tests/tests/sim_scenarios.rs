@@ -147,28 +147,22 @@ const CALL_TIMEOUT_MS: u64 = 1_000;
 const TOLL_BUDGET_MS: u64 = 3_000;
 const TICKET_QUERY_AFTER_MS: u64 = 3_000;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn provider_degradation_never_holds_metro_and_settles_every_toll_exit_exactly_once() {
-    // Proves that with the provider degraded for the middle third of the run (200–800 ms
-    // latency on pay and query, 10% hangs past the call timeout, 10% 5xx): every metro tap is
-    // approved, every toll exit paid at the booth gets exactly one final answer (approve or a
-    // payment decline, possibly after 409 payment_in_progress and a repeat) and a repeat of it
-    // is byte-identical, no charge is left pending or paying once the capture worker settled,
-    // and what left the wallets at the provider equals what the journal captured and what the
-    // lanes, gates and ticket machines were told. Riders also buy tickets at the machines during
-    // the run (QR scanned from the machine's image, paid in the wallet, ticket issued after the
-    // provider's notification), degradation or not.
-    let Some(p) = PaidEnv::start_notified(Db::Postgres, |c| {
+/// Runs `scenario` with the provider sandbox: a gateway wired to a real sandbox over HTTP with
+/// notifications (`PaidEnv::start_notified`, PostgreSQL), every rider with a wallet, toll exits
+/// paid at the booth and tickets bought at the machines; asserts every check of the report.
+async fn run_paid(
+    scenario: Scenario,
+    rate_per_s: f64,
+    duration_s: f64,
+) -> Option<terminal_sim::Report> {
+    let p = PaidEnv::start_notified(Db::Postgres, |c| {
         c.provider.call_timeout_ms = CALL_TIMEOUT_MS;
         c.charging.toll_budget_ms = TOLL_BUDGET_MS;
         // A ticket whose notification failed its cross-check (the query is degraded) is asked
         // for by the gateway itself this soon after the order, rather than in 30 s.
         c.charging.ticket_query_after_ms = TICKET_QUERY_AFTER_MS;
     })
-    .await
-    else {
-        return;
-    };
+    .await?;
     let target = Target {
         terminal_url: p.env.gw.terminal_base.clone(),
         public_url: p.env.gw.public_base.clone(),
@@ -187,12 +181,12 @@ async fn provider_degradation_never_holds_metro_and_settles_every_toll_exit_exac
         call_timeout_ms: CALL_TIMEOUT_MS,
         // Codes of the first half's exits before the clock starts, the rest during the run
         // (2 s before each exit), so both ways are exercised.
-        codes_ahead_s: 4.5,
+        codes_ahead_s: duration_s / 2.0,
         code_lead_s: 2.0,
         ..ProviderTarget::new(&p.sandbox.base_url)
     })
     .expect("the sandbox");
-    let plan = sim.plan(Scenario::ProviderDegradation, 90.0, 9.0);
+    let plan = sim.plan(scenario, rate_per_s, duration_s);
     let report = sim
         .run(&plan, &options)
         .await
@@ -210,6 +204,23 @@ async fn provider_degradation_never_holds_metro_and_settles_every_toll_exit_exac
         );
     }
     assert!(report.passed);
+    Some(report)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_degradation_never_holds_metro_and_settles_every_toll_exit_exactly_once() {
+    // Proves that with the provider degraded for the middle third of the run (200–800 ms
+    // latency on pay and query, 10% hangs past the call timeout, 10% 5xx): every metro tap is
+    // approved, every toll exit paid at the booth gets exactly one final answer (approve or a
+    // payment decline, possibly after 409 payment_in_progress and a repeat) and a repeat of it
+    // is byte-identical, no charge is left pending or paying once the capture worker settled,
+    // and what left the wallets at the provider equals what the journal captured and what the
+    // lanes, gates and ticket machines were told. Riders also buy tickets at the machines during
+    // the run (QR scanned from the machine's image, paid in the wallet, ticket issued after the
+    // provider's notification), degradation or not.
+    let Some(report) = run_paid(Scenario::ProviderDegradation, 90.0, 9.0).await else {
+        return;
+    };
     assert!(report.outcomes["metro"]["approve"] > 0);
     assert!(report.outcomes["toll_exit"].values().sum::<u64>() > 0);
     let figures = report.provider.as_ref().expect("provider figures");
@@ -229,4 +240,23 @@ async fn provider_degradation_never_holds_metro_and_settles_every_toll_exit_exac
         .as_ref()
         .expect("toll exit latency");
     assert!(toll.p50 > 0.0 && toll.p50 <= toll.max);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_with_the_provider_charges_uploaded_taps_exactly_as_told() {
+    // Proves that when gates buffer taps offline and upload them later, the charges of the
+    // uploaded exits (post-paid, toll exits included) are what left the wallets and what the
+    // journal captured, together with the booth, gate and ticket-machine charges: the money
+    // check holds across an outage.
+    let Some(report) = run_paid(Scenario::Outage, 90.0, 9.0).await else {
+        return;
+    };
+    assert!(report.offline.uploaded > 0 && report.offline.accepted > 0);
+    let figures = report.provider.as_ref().expect("provider figures");
+    assert!(figures.uploaded_told_fen > 0);
+    assert_eq!(figures.wallets_paid_fen, figures.ledger_captured_fen);
+    assert_eq!(
+        report.tickets.as_ref().map(|t| t.counts.issued),
+        report.tickets.as_ref().map(|t| t.counts.planned)
+    );
 }
