@@ -24,12 +24,22 @@ use crate::store::charging::{self as sql, ChargeRow};
 /// The deny-list reason this worker sets and lifts (it never lifts anyone else's entry).
 pub const ARREARS: &str = "arrears";
 
-/// Runs rounds until `stop` turns true.
+/// Runs rounds until `stop` turns true. A round that worked a full batch starts the next one at
+/// once (more may be due); otherwise the worker waits `capture_poll_ms`. Waiting after every
+/// round held a busy gateway to one batch per round plus the wait: 37 deductions/s with 32 per
+/// batch and the provider's pay at 100 ms, while 90 metro journeys/s closed.
 pub async fn run(charging: Charging, mut stop: watch::Receiver<bool>) {
     let every = Duration::from_millis(charging.config.capture_poll_ms.max(10));
     loop {
-        if let Err(e) = round(&charging).await {
-            tracing::warn!(error = %e, "capture round failed; retrying next round");
+        match round(&charging).await {
+            Ok(worked) if worked >= charging.config.capture_batch_max => {
+                if *stop.borrow() {
+                    return;
+                }
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "capture round failed; retrying next round"),
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
