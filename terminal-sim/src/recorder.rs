@@ -127,6 +127,18 @@ pub fn outcome_key(status: u16, body: &[u8]) -> (String, Option<TapResponse>) {
     (format!("http {status} {code}"), None)
 }
 
+/// What an approving answer says the rider is charged (minor units): the charge after any daily
+/// cap, or the fare; 0 for a decline or an answer without either (an entry).
+pub fn charged_minor(response: &TapResponse) -> i64 {
+    match response.decision {
+        Decision::Approve => response
+            .charge
+            .or(response.fare)
+            .map_or(0, |m| m.to_minor()),
+        Decision::Decline => 0,
+    }
+}
+
 impl Recorder {
     pub fn new(duration_s: f64) -> Recorder {
         let seconds = duration_s.ceil() as usize + 1;

@@ -26,10 +26,10 @@ use turnpike_wire::ridecode::{RejectReason, RideCode};
 use crate::network::{Fleet, Kind};
 use crate::offline::{Buffered, OfflineBuffer};
 use crate::provider::Sandbox;
-use crate::recorder::{outcome_key, Recorder};
+use crate::recorder::{charged_minor, outcome_key, Recorder};
 use crate::scenario::{CodeKind, Plan, PlannedTap};
 use crate::tickets::{self, PlannedPurchase};
-use turnpike_wire::api::{Decision, Direction};
+use turnpike_wire::api::Direction;
 
 /// Where the gates verify codes offline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -522,13 +522,7 @@ async fn tap(ctx: &Ctx, ready: Ready, scheduled: Instant) {
             Some(false) => rec.paid.final_repeat_different += 1,
             None => {}
         }
-        if let Some(r) = paid
-            .response
-            .as_ref()
-            .filter(|r| r.decision == Decision::Approve)
-        {
-            rec.paid.toll_charged_minor += r.charge.or(r.fare).map_or(0, |m| m.to_minor());
-        }
+        rec.paid.toll_charged_minor += paid.response.as_ref().map_or(0, charged_minor);
         rec.answered_toll_exit(
             ready.tap.class,
             ready.tap.at_s,
@@ -545,12 +539,8 @@ async fn tap(ctx: &Ctx, ready: Ready, scheduled: Instant) {
         Err(e) => (format!("error {e}"), None),
     };
     let mut rec = ctx.recorder.lock().expect("recorder");
-    if let Some(r) = response.as_ref().filter(|r| {
-        r.decision == Decision::Approve
-            && ready.tap.direction == Direction::Exit
-            && terminal.kind == Kind::MetroGate
-    }) {
-        rec.paid.metro_charged_minor += r.charge.or(r.fare).map_or(0, |m| m.to_minor());
+    if ready.tap.direction == Direction::Exit && terminal.kind == Kind::MetroGate {
+        rec.paid.metro_charged_minor += response.as_ref().map_or(0, charged_minor);
     }
     rec.gate_verify_ns.saturating_record(verify_ns.max(1));
     if let Err(reason) = verdict {
@@ -745,13 +735,7 @@ async fn outage(ctx: Arc<Ctx>, from_s: f64, until_s: f64) -> anyhow::Result<()> 
                         .copied()
                         .unwrap_or("unknown");
                     let (key, response) = outcome_key(200, &answer);
-                    if let Some(r) = response
-                        .as_ref()
-                        .filter(|r| r.decision == Decision::Approve)
-                    {
-                        rec.paid.uploaded_charged_minor +=
-                            r.charge.or(r.fare).map_or(0, |m| m.to_minor());
-                    }
+                    rec.paid.uploaded_charged_minor += response.as_ref().map_or(0, charged_minor);
                     rec.offline.uploaded += 1;
                     match key.as_str() {
                         "approve" => rec.offline.accepted += 1,

@@ -23,6 +23,7 @@ use serde::Serialize;
 
 use crate::network::Terminal;
 use crate::provider::Sandbox;
+use crate::transport::Reply;
 
 /// Ticket purchases planned per planned journey (a run has at least [`PURCHASES_MIN`]).
 pub const PURCHASES_PER_JOURNEY: f64 = 0.02;
@@ -140,17 +141,19 @@ pub fn scan_qr_png(bytes: &[u8]) -> anyhow::Result<String> {
     Ok(grids[0].decode().context("the QR code does not decode")?.1)
 }
 
-fn order_of(status: u16, body: &[u8], what: &str) -> anyhow::Result<TicketOrderView> {
-    if !(200..300).contains(&status) {
+/// The order in an answer that must have status `expected`.
+fn order_of(reply: &Reply, expected: u16, what: &str) -> anyhow::Result<TicketOrderView> {
+    if reply.status != expected {
         bail!(
-            "{what}: HTTP {status}: {}",
-            String::from_utf8_lossy(body)
+            "{what}: HTTP {} (expected {expected}): {}",
+            reply.status,
+            String::from_utf8_lossy(&reply.body)
                 .chars()
                 .take(200)
                 .collect::<String>()
         );
     }
-    serde_json::from_slice(body).with_context(|| format!("{what}: unreadable order"))
+    serde_json::from_slice(&reply.body).with_context(|| format!("{what}: unreadable order"))
 }
 
 /// Buys one ticket (see the module's documentation); `request_id` is the machine's idempotency
@@ -173,14 +176,7 @@ pub async fn buy(
             .link
             .post("/v1/tickets/orders", request.clone())
             .await?;
-        if reply.status != 201 {
-            bail!(
-                "order: HTTP {} (expected 201): {}",
-                reply.status,
-                String::from_utf8_lossy(&reply.body)
-            );
-        }
-        let order = order_of(reply.status, &reply.body, "order")?;
+        let order = order_of(&reply, 201, "order")?;
         out.order_us = Some(scheduled.elapsed().as_micros() as u64);
         out.amount_minor = Some(order.amount.to_minor());
         out.price_matches = Some(order.amount.to_minor() == planned.expected_minor);
@@ -198,7 +194,7 @@ pub async fn buy(
         let path = format!("/v1/tickets/orders/{}", order.order_id);
         let issued = loop {
             let reply = machine.link.get(&path).await?;
-            let now = order_of(reply.status, &reply.body, "order status")?;
+            let now = order_of(&reply, 200, "order status")?;
             match now.status.as_str() {
                 "paid" if now.ticket_code.is_some() => break now,
                 "pending" | "paid" if paid_at.elapsed() < ISSUE_WITHIN => {
@@ -210,9 +206,8 @@ pub async fn buy(
         };
         out.issue_us = Some(paid_at.elapsed().as_micros() as u64);
         let again = machine.link.post("/v1/tickets/orders", request).await?;
-        let same = order_of(again.status, &again.body, "repeated order").map(|o| {
-            again.status == 200
-                && o.order_id == issued.order_id
+        let same = order_of(&again, 200, "repeated order").map(|o| {
+            o.order_id == issued.order_id
                 && o.status == "paid"
                 && o.ticket_code == issued.ticket_code
         });

@@ -12,8 +12,17 @@ use turnpike_tests::{Db, Env, ADMIN_TOKEN};
 const RATE_PER_S: f64 = 150.0;
 const DURATION_S: f64 = 3.0;
 
-async fn run(scenario: Scenario) -> Option<terminal_sim::Report> {
-    let env = Env::start(Db::Postgres).await?;
+/// Runs `scenario` against the gateway of `env` with a fleet seeded `seed` (toll exits paid at
+/// the booth and tickets bought at the machines when `provider` is given), prints the summary
+/// and asserts every check of the report.
+async fn run_on(
+    env: &Env,
+    seed: u64,
+    provider: Option<ProviderTarget>,
+    scenario: Scenario,
+    rate_per_s: f64,
+    duration_s: f64,
+) -> terminal_sim::Report {
     let target = Target {
         terminal_url: env.gw.terminal_base.clone(),
         public_url: env.gw.public_base.clone(),
@@ -26,8 +35,13 @@ async fn run(scenario: Scenario) -> Option<terminal_sim::Report> {
         work_dir: env.scratch.0.join("gate-buffers"),
     };
     let started = Instant::now();
-    let mut sim = Sim::connect(target, 1).await.expect("connecting the fleet");
-    let plan = sim.plan(scenario, RATE_PER_S, DURATION_S);
+    let mut sim = Sim::connect(target, seed)
+        .await
+        .expect("connecting the fleet");
+    if let Some(provider) = provider {
+        sim.use_provider(provider).expect("the sandbox");
+    }
+    let plan = sim.plan(scenario, rate_per_s, duration_s);
     let report = sim
         .run(&plan, &options)
         .await
@@ -45,6 +59,12 @@ async fn run(scenario: Scenario) -> Option<terminal_sim::Report> {
         );
     }
     assert!(report.passed);
+    report
+}
+
+async fn run(scenario: Scenario) -> Option<terminal_sim::Report> {
+    let env = Env::start(Db::Postgres).await?;
+    let report = run_on(&env, 1, None, scenario, RATE_PER_S, DURATION_S).await;
     assert!(report.requests > 0);
     Some(report)
 }
@@ -163,20 +183,7 @@ async fn run_paid(
         c.charging.ticket_query_after_ms = TICKET_QUERY_AFTER_MS;
     })
     .await?;
-    let target = Target {
-        terminal_url: p.env.gw.terminal_base.clone(),
-        public_url: p.env.gw.public_base.clone(),
-        certs: p.env.gw.certs.clone(),
-        admin_token: ADMIN_TOKEN.into(),
-    };
-    let options = RunOptions {
-        gate_verify: GateVerify::Inline,
-        progress: false,
-        work_dir: p.env.scratch.0.join("gate-buffers"),
-    };
-    let started = Instant::now();
-    let mut sim = Sim::connect(target, 3).await.expect("connecting the fleet");
-    sim.use_provider(ProviderTarget {
+    let provider = ProviderTarget {
         app_id: APP_ID.into(),
         call_timeout_ms: CALL_TIMEOUT_MS,
         // Codes of the first half's exits before the clock starts, the rest during the run
@@ -184,26 +191,8 @@ async fn run_paid(
         codes_ahead_s: duration_s / 2.0,
         code_lead_s: 2.0,
         ..ProviderTarget::new(&p.sandbox.base_url)
-    })
-    .expect("the sandbox");
-    let plan = sim.plan(scenario, rate_per_s, duration_s);
-    let report = sim
-        .run(&plan, &options)
-        .await
-        .expect("running the scenario");
-    eprintln!(
-        "{}({:.1} s)",
-        report.summary(),
-        started.elapsed().as_secs_f64()
-    );
-    for check in &report.checks {
-        assert!(
-            check.passed,
-            "{}: expected {}, observed {}",
-            check.name, check.expected, check.observed
-        );
-    }
-    assert!(report.passed);
+    };
+    let report = run_on(&p.env, 3, Some(provider), scenario, rate_per_s, duration_s).await;
     Some(report)
 }
 
