@@ -8,10 +8,14 @@
 //!   verifier a gate runs offline and the gateway runs online. See `docs/ride-code.md`.
 //! - [`money`]: exact amounts with an ISO 4217 currency; never floats.
 //! - [`api`]: the JSON types of the terminal API (taps and their answers), shared by every client.
+//! - [`json`]: reading JSON whose structures are objects with named fields, at every depth.
+//! - [`ident`]: the input rules for identifiers, decimal ids and human text.
 //!
 //! It deliberately does no I/O: no clock (callers pass the time), no files, no network.
 
 pub mod api;
+pub mod ident;
+pub mod json;
 pub mod money;
 pub mod ridecode;
 
