@@ -399,7 +399,10 @@ async fn main() -> anyhow::Result<()> {
             settlement::web::serve(
                 listener,
                 store.clone(),
-                settlement::web::WebConfig { cookie_secure },
+                settlement::web::WebConfig {
+                    cookie_secure,
+                    ..Default::default()
+                },
                 shutdown,
             )
             .await?;

@@ -71,6 +71,23 @@ pub enum StoreError {
     EmptyNote,
     #[error("an adjust resolution needs an amount (adjust_minor)")]
     AdjustWithoutAmount,
+    /// Approval must name how many open exceptions the approver saw; the count differs (a
+    /// first approval of a statement with open exceptions, or a stale confirmation).
+    #[error("{operator}'s statement of {day} has {open} open exception(s) but the approval confirmed {confirmed}; review them and confirm the current number")]
+    OpenExceptionsUnconfirmed {
+        day: String,
+        operator: String,
+        open: usize,
+        confirmed: usize,
+    },
+    /// A resolution that would change the money of an approved statement (the rule is on
+    /// [`Store::resolve_exception`]).
+    #[error("the statement of {operator} for {day} is approved: {why}; reopen it with `settlement reopen --date {day} --operator {operator} --reason …` first (until then only accept, write off and chase provider are allowed, and not on an exception whose current resolution is an adjustment)")]
+    ApprovedStatementChange {
+        day: String,
+        operator: String,
+        why: &'static str,
+    },
     #[error("{0:#}")]
     Invalid(anyhow::Error),
     #[error(transparent)]
@@ -822,8 +839,21 @@ impl Store {
 
     /// Records a resolution (with its mandatory note) and its audit line, and recomposes the
     /// operator's statement of the day (an `adjust` resolution is an adjustment of it; a later
-    /// resolution of the same exception replaces it). Refused when the exception's (day,
-    /// operator) is approved, with an empty note, or for `adjust` without an amount.
+    /// resolution of the same exception replaces it). Refused with an empty note, or for
+    /// `adjust` without an amount.
+    ///
+    /// **An approved (locked) statement's exceptions.** Finance keeps working exceptions after
+    /// it has approved the money (chasing the provider, accepting a small difference, writing
+    /// one off), but approved money does not move. So on an approved (day, operator):
+    /// - a resolution that leaves the statement as approved is recorded, and its audit line says
+    ///   so: accept, write off or chase provider of an exception whose current resolution is not
+    ///   `adjust` (they label the exception; only `adjust` resolutions enter the statement —
+    ///   `adjust.rs` — so statement, journal and payout stay byte for byte as approved and are
+    ///   not recomposed);
+    /// - a resolution that changes it — an `adjust`, or any resolution replacing a current
+    ///   `adjust` (which takes that adjustment out) — is refused with
+    ///   [`StoreError::ApprovedStatementChange`], which names `settlement reopen`; once the day
+    ///   is reopened it goes through like on any open day.
     pub async fn resolve_exception(
         &self,
         business_day: &str,
@@ -843,26 +873,20 @@ impl Store {
             _ => None,
         };
         let mut tx = self.pool.begin().await?;
-        let status = lock_day_row(&mut tx, business_day).await?;
-        if status == "approved" {
-            return Err(StoreError::DayLocked(business_day.into()));
-        }
-        let operator: String = match sqlx::query(
-            "SELECT operator_id FROM settlement_exceptions WHERE business_day = $1 AND exception_key = $2",
-        )
-        .bind(business_day)
-        .bind(key)
-        .fetch_optional(&mut *tx)
-        .await?
-        {
-            Some(r) => r.try_get(0)?,
-            None => return Err(StoreError::NoSuchException),
+        lock_day_row(&mut tx, business_day).await?;
+        let Some((operator, current)) = exception_state_tx(&mut tx, business_day, key).await?
+        else {
+            return Err(StoreError::NoSuchException);
         };
-        if operator_status_tx(&mut tx, business_day, &operator).await? == "approved" {
-            return Err(StoreError::OperatorLocked {
-                day: business_day.into(),
-                operator,
-            });
+        let approved = operator_status_tx(&mut tx, business_day, &operator).await? == "approved";
+        if approved {
+            if let Some(why) = resolution_changes_statement(current.as_deref(), action) {
+                return Err(StoreError::ApprovedStatementChange {
+                    day: business_day.into(),
+                    operator,
+                    why,
+                });
+            }
         }
         let now = now_ms();
         sqlx::query(
@@ -882,16 +906,23 @@ impl Store {
         let adjust = adjust_minor
             .map(|a| format!(" adjust {a}"))
             .unwrap_or_default();
+        let locked = if approved {
+            " on the approved statement (unchanged)"
+        } else {
+            ""
+        };
         insert_audit(
             &mut tx,
             business_day,
             user,
             "resolve",
-            &format!("{key}: {action}{adjust}: {note}"),
+            &format!("{key}: {action}{adjust}{locked}: {note}"),
             now,
         )
         .await?;
-        publish_tx(&mut tx, business_day, &operator, None, false).await?;
+        if !approved {
+            publish_tx(&mut tx, business_day, &operator, None, false).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -918,11 +949,17 @@ impl Store {
 
     /// Approves (locks) an operator's statement of a day; the day is approved once all its
     /// operators are. Idempotent: approving an approved one changes nothing (returns false).
+    /// `open_exceptions_confirmed` is how many open exceptions the approver was shown and
+    /// accepted leaving open: it must equal the current number (0 when there are none), else
+    /// [`StoreError::OpenExceptionsUnconfirmed`] and nothing changes — so a statement is never
+    /// approved past exceptions nobody saw, nor on a stale confirmation. The audit line
+    /// records the number and names them.
     pub async fn approve_operator(
         &self,
         business_day: &str,
         operator_id: &str,
         user: &str,
+        open_exceptions_confirmed: usize,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         lock_day_row(&mut tx, business_day).await?;
@@ -940,6 +977,10 @@ impl Store {
         if operator_status_tx(&mut tx, business_day, operator_id).await? == "approved" {
             return Ok(false);
         }
+        let operators = [operator_id.to_string()];
+        let open = open_exceptions_tx(&mut tx, business_day, &operators).await?;
+        let with_open =
+            confirm_open_exceptions(business_day, &operators, &open, open_exceptions_confirmed)?;
         let now = now_ms();
         set_operator_status(&mut tx, business_day, operator_id, "approved", user, now).await?;
         insert_audit(
@@ -947,7 +988,7 @@ impl Store {
             business_day,
             user,
             "approve",
-            &format!("operator {operator_id}"),
+            &format!("operator {operator_id}{with_open}"),
             now,
         )
         .await?;
@@ -990,14 +1031,23 @@ impl Store {
     }
 
     /// Approves every operator of a day that has an open statement (one audit line naming
-    /// them). False when there was none.
-    pub async fn approve_day(&self, business_day: &str, user: &str) -> Result<bool, StoreError> {
+    /// them). False when there was none. `open_exceptions_confirmed` counts the open exceptions
+    /// of all those operators, as for [`Store::approve_operator`].
+    pub async fn approve_day(
+        &self,
+        business_day: &str,
+        user: &str,
+        open_exceptions_confirmed: usize,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         lock_day_row(&mut tx, business_day).await?;
         let open = day_operators_tx(&mut tx, business_day, "open").await?;
         if open.is_empty() {
             return Ok(false);
         }
+        let exceptions = open_exceptions_tx(&mut tx, business_day, &open).await?;
+        let with_open =
+            confirm_open_exceptions(business_day, &open, &exceptions, open_exceptions_confirmed)?;
         let now = now_ms();
         for op in &open {
             set_operator_status(&mut tx, business_day, op, "approved", user, now).await?;
@@ -1007,7 +1057,7 @@ impl Store {
             business_day,
             user,
             "approve",
-            &format!("operators {}", open.join(", ")),
+            &format!("operators {}{with_open}", open.join(", ")),
             now,
         )
         .await?;
@@ -1288,6 +1338,106 @@ async fn operator_status_tx(
         None => "open".into(),
     })
 }
+
+/// Why a resolution `action` would change the statement of its exception, given the
+/// exception's current (newest) resolution; None when it leaves the statement as it is. The
+/// rule of [`Store::resolve_exception`] for approved statements, and what the review UI offers.
+pub fn resolution_changes_statement(current: Option<&str>, action: &str) -> Option<&'static str> {
+    if action == "adjust" {
+        Some("an adjust resolution would change its money")
+    } else if current == Some("adjust") {
+        Some("this exception's current resolution is an adjustment of it, and replacing it would change its money")
+    } else {
+        None
+    }
+}
+
+/// An exception's operator and its newest resolution's action (None while open), or None when
+/// there is no such exception.
+async fn exception_state_tx(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    day: &str,
+    key: &str,
+) -> Result<Option<(String, Option<String>)>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT e.operator_id,
+                (SELECT r.action FROM settlement_resolutions r
+                  WHERE r.business_day = e.business_day AND r.exception_key = e.exception_key
+                  ORDER BY r.seq DESC LIMIT 1)
+         FROM settlement_exceptions e WHERE e.business_day = $1 AND e.exception_key = $2",
+    )
+    .bind(day)
+    .bind(key)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+}
+
+/// The open (never resolved) exceptions of the given operators of a day: (operator, reference),
+/// sorted.
+async fn open_exceptions_tx(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    day: &str,
+    operators: &[String],
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT e.operator_id, e.reference FROM settlement_exceptions e
+         WHERE e.business_day = $1 AND NOT EXISTS (
+             SELECT 1 FROM settlement_resolutions r
+             WHERE r.business_day = e.business_day AND r.exception_key = e.exception_key)
+         ORDER BY e.operator_id, e.reference, e.exception_key",
+    )
+    .bind(day)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut out = Vec::new();
+    for r in &rows {
+        let operator: String = r.try_get(0)?;
+        if operators.contains(&operator) {
+            out.push((operator, r.try_get(1)?));
+        }
+    }
+    Ok(out)
+}
+
+/// Checks an approval's confirmed count of open exceptions against the current ones, and
+/// returns the audit line's words for them ("" when there are none).
+fn confirm_open_exceptions(
+    day: &str,
+    operators: &[String],
+    open: &[(String, String)],
+    confirmed: usize,
+) -> Result<String, StoreError> {
+    if open.len() != confirmed {
+        return Err(StoreError::OpenExceptionsUnconfirmed {
+            day: day.into(),
+            operator: operators.join(", "),
+            open: open.len(),
+            confirmed,
+        });
+    }
+    if open.is_empty() {
+        return Ok(String::new());
+    }
+    let named: Vec<&str> = open
+        .iter()
+        .take(AUDIT_REFERENCES_MAX)
+        .map(|(_, reference)| reference.as_str())
+        .collect();
+    let more = match open.len().checked_sub(AUDIT_REFERENCES_MAX) {
+        Some(n) if n > 0 => format!(" and {n} more"),
+        _ => String::new(),
+    };
+    Ok(format!(
+        " with {} open exception(s), confirmed: {}{more}",
+        open.len(),
+        named.join(", ")
+    ))
+}
+
+/// How many references of open exceptions an approval's audit line names (the count is always
+/// there); bounds the line when a bad day has thousands.
+const AUDIT_REFERENCES_MAX: usize = 20;
 
 async fn set_operator_status(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,

@@ -2,17 +2,24 @@
 //!
 //! Pages: days and operators with totals and each operator's status (`/`), a day
 //! (`/days/{day}`: its operators' statements and status, audit trail), a statement
-//! (`/days/{day}/operators/{op}`: approve it, which locks that operator's day) with drill-down
-//! to the records behind each figure (adjustments lead to their exception and resolution), the
-//! exceptions queue with filters (`/exceptions`), resolving an exception (accept, write off,
-//! adjust, chase provider; note mandatory; adjust changes the statement), CSV export.
-//! Every page needs a session; every POST checks the session's CSRF token. Only `store` speaks
-//! SQL; this module turns requests into store calls and rows into HTML.
+//! (`/days/{day}/operators/{op}`: approve it, which locks that operator's day; with open
+//! exceptions only after a confirmation page listing them) with drill-down to the records behind
+//! each figure (adjustments lead to their exception and resolution), the exceptions queue with
+//! filters (`/exceptions`), resolving an exception (accept, write off, adjust, chase provider;
+//! note mandatory; adjust changes the statement, so on an approved statement only the others
+//! are offered), CSV export.
+//! Every page needs a session; every POST checks the session's CSRF token. Failed logins are
+//! throttled per name and per address, and passwords are checked off the async threads
+//! ([`auth::LoginThrottle`], [`auth::PasswordChecker`]). Every response carries the security
+//! headers of [`security_headers`]. Only `store` speaks SQL; this module turns requests into
+//! store calls and rows into HTML.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{ConnectInfo, Form, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -23,7 +30,10 @@ use tokio::net::TcpListener;
 
 use crate::auth;
 use crate::outcome::FIGURES;
-use crate::store::{sha256_hex, ExceptionFilter, SessionRow, Store, StoreError};
+use crate::store::{
+    resolution_changes_statement, sha256_hex, ExceptionFilter, ExceptionRow, SessionRow, Store,
+    StoreError,
+};
 
 const SESSION_COOKIE: &str = "tp_session";
 const LOGIN_CSRF_COOKIE: &str = "tp_login_csrf";
@@ -41,26 +51,70 @@ pub const ACTIONS: [(&str, &str); 4] = [
     ("chase_provider", "Chase provider"),
 ];
 
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct WebConfig {
     /// Mark the session cookie `Secure` (set when the UI is served over TLS, e.g. behind a proxy).
     pub cookie_secure: bool,
+    pub login: LoginConfig,
+}
+
+/// How logins are guarded; the defaults are the `auth` constants and argon2.
+#[derive(Clone)]
+pub struct LoginConfig {
+    pub throttle: auth::ThrottleConfig,
+    /// The throttle's clock (tests move a manual one instead of sleeping).
+    pub clock: auth::Clock,
+    pub checks_concurrent_max: usize,
+    pub check_queue_wait_ms_max: u64,
+    /// How a password is checked against its PHC string: argon2 ([`auth::verify_password`]);
+    /// tests wrap it to see where and how often it runs.
+    pub verify_password: auth::VerifyFn,
+}
+
+impl Default for LoginConfig {
+    fn default() -> LoginConfig {
+        LoginConfig {
+            throttle: auth::ThrottleConfig::default(),
+            clock: auth::Clock::system(),
+            checks_concurrent_max: auth::PASSWORD_CHECKS_CONCURRENT_MAX,
+            check_queue_wait_ms_max: auth::PASSWORD_CHECK_QUEUE_WAIT_MS_MAX,
+            verify_password: Arc::new(auth::verify_password),
+        }
+    }
+}
+
+/// The login guards, shared by all requests.
+struct LoginGuards {
+    throttle: auth::LoginThrottle,
+    passwords: auth::PasswordChecker,
 }
 
 #[derive(Clone)]
 struct AppState {
     store: Store,
     config: Arc<WebConfig>,
+    login: Arc<LoginGuards>,
 }
 
 pub fn router(store: Store, config: WebConfig) -> Router {
+    let l = &config.login;
+    let guards = LoginGuards {
+        throttle: auth::LoginThrottle::new(l.throttle.clone(), l.clock.clone()),
+        passwords: auth::PasswordChecker::new(
+            l.verify_password.clone(),
+            l.checks_concurrent_max,
+            Duration::from_millis(l.check_queue_wait_ms_max),
+        ),
+    };
     let state = AppState {
         store,
         config: Arc::new(config),
+        login: Arc::new(guards),
     };
     Router::new()
         .route("/", get(days_page))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/style.css", get(stylesheet))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/days/{day}", get(day_page))
@@ -76,18 +130,48 @@ pub fn router(store: Store, config: WebConfig) -> Router {
         .route("/exceptions/{day}/{key}", get(exception_page).post(resolve))
         .layer(axum::extract::DefaultBodyLimit::max(FORM_BYTES_MAX))
         .with_state(state)
+        // Outermost, so it also covers the fallback 404, extractor rejections and 413s.
+        .layer(axum::middleware::map_response(security_headers))
 }
 
-/// Serves the UI on a bound listener until `shutdown` completes.
+/// Serves the UI on a bound listener until `shutdown` completes. Each request knows its TCP
+/// peer address (the login throttle counts failures per address). Behind a reverse proxy that
+/// address is the proxy's, so the per-address budget becomes one budget for everyone.
 pub async fn serve(
     listener: TcpListener,
     store: Store,
     config: WebConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(store, config))
+    let app = router(store, config).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+// ----- security headers -----
+
+/// The Content-Security-Policy of every response: nothing may load but our own stylesheet
+/// (`/style.css`; no inline styles, so an injected `<style>` or `style=` does not apply); no
+/// scripts, frames, images or fetches; forms post only here; no `<base>`; no framing by others.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Sets the security headers on every response (pages, redirects, errors, downloads): the CSP
+/// above, no framing (`X-Frame-Options` for browsers without `frame-ancestors`), no MIME
+/// sniffing (a CSV is never run as HTML), nothing stored in caches (statements and sessions
+/// are confidential, also on a shared machine's disk), no Referer leaving with our URLs.
+pub async fn security_headers(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::CACHE_CONTROL, "no-store"),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ] {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    response
 }
 
 // ----- errors -----
@@ -113,7 +197,11 @@ impl From<StoreError> for WebError {
         match e {
             StoreError::DayLocked(_)
             | StoreError::OperatorLocked { .. }
-            | StoreError::CarryLocked { .. } => WebError(StatusCode::CONFLICT, e.to_string()),
+            | StoreError::CarryLocked { .. }
+            | StoreError::OpenExceptionsUnconfirmed { .. }
+            | StoreError::ApprovedStatementChange { .. } => {
+                WebError(StatusCode::CONFLICT, e.to_string())
+            }
             StoreError::NoSuchException | StoreError::NoSuchStatement => {
                 WebError(StatusCode::NOT_FOUND, e.to_string())
             }
@@ -201,6 +289,12 @@ label{margin-right:.8rem}
 textarea{width:100%;max-width:560px;height:5rem}
 ";
 
+/// The one stylesheet, served from here so the CSP needs no inline styles. Public: the login
+/// page uses it too.
+async fn stylesheet() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS).into_response()
+}
+
 fn layout(title: &str, user: Option<&SessionRow>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
@@ -208,7 +302,7 @@ fn layout(title: &str, user: Option<&SessionRow>, body: Markup) -> Markup {
             head {
                 meta charset="utf-8";
                 title { (title) " — Turnpike settlement" }
-                style { (maud::PreEscaped(CSS)) }
+                link rel="stylesheet" href="/style.css";
             }
             body {
                 header {
@@ -276,8 +370,12 @@ struct LoginForm {
     csrf: String,
 }
 
+/// Logs a user in. Order matters: the login CSRF check, then the throttle (a spent budget is
+/// answered 429 before the database or argon2 are touched), then the password check on the
+/// blocking pool. A failed login keeps the failure it reserved; a successful one gives it back.
 async fn login(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> WebResult {
@@ -286,23 +384,32 @@ async fn login(
     if expected.is_empty() || !auth::tokens_equal(&expected, &f.csrf) {
         return Err(WebError(StatusCode::FORBIDDEN, "invalid CSRF token".into()));
     }
+    let reserved = match state.login.throttle.reserve(&f.name, peer.ip()) {
+        Ok(r) => r,
+        Err(t) => {
+            tracing::warn!(user = %f.name, %peer, retry_after_s = t.retry_after_s, "settlement ui: login throttled");
+            return Ok(throttled(t.retry_after_s));
+        }
+    };
     let user = state.store.user(&f.name).await?;
-    let ok = match &user {
-        Some((_, phc)) => auth::verify_password(&f.password, phc),
-        // Hash anyway so an unknown name takes as long as a wrong password.
-        None => {
-            let _ = auth::hash_password(&f.password);
-            false
+    let phc = user.as_ref().map(|(_, phc)| phc.clone());
+    let ok = match state.login.passwords.check(f.password, phc).await {
+        Ok(ok) => ok,
+        Err(auth::Busy) => {
+            // Not the user's failure: give the reservation back.
+            state.login.throttle.refund(reserved);
+            return Ok(busy());
         }
     };
     let Some((user_id, _)) = user.filter(|_| ok) else {
-        tracing::info!(user = %f.name, "settlement ui: login refused");
+        tracing::info!(user = %f.name, %peer, "settlement ui: login refused");
         let body = html! {
             p.error id="login-error" { "Wrong user name or password." }
             p { a href="/login" { "Try again" } }
         };
         return Ok((StatusCode::UNAUTHORIZED, layout("Log in", None, body)).into_response());
     };
+    state.login.throttle.refund(reserved);
     let token = auth::random_token();
     state
         .store
@@ -324,6 +431,38 @@ async fn login(
         set_cookie(&state.config, LOGIN_CSRF_COOKIE, "", 0),
     );
     Ok(resp)
+}
+
+/// 429 for a spent failure budget, with when to try again.
+fn throttled(retry_after_s: u64) -> Response {
+    let body = html! {
+        p.error id="login-throttled" {
+            "Too many failed logins for this user name or from this address. "
+            "Try again in " (retry_after_s) " seconds."
+        }
+        p { a href="/login" { "Log in" } }
+    };
+    let mut resp = (StatusCode::TOO_MANY_REQUESTS, layout("Log in", None, body)).into_response();
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+    resp
+}
+
+/// 503 when password checks are queued beyond their wait limit.
+fn busy() -> Response {
+    let retry_after_s = auth::PASSWORD_CHECK_QUEUE_WAIT_MS_MAX.div_ceil(1000);
+    let body = html! {
+        p.error id="login-busy" { "The server is busy checking other logins. Try again in a few seconds." }
+        p { a href="/login" { "Log in" } }
+    };
+    let mut resp = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        layout("Log in", None, body),
+    )
+        .into_response();
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+    resp
 }
 
 #[derive(Deserialize)]
@@ -439,22 +578,103 @@ fn utc(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+#[derive(Deserialize)]
+struct ApproveForm {
+    csrf: String,
+    /// The number of open exceptions the confirmation page listed; absent on the statement
+    /// page's button.
+    confirm_open_exceptions: Option<usize>,
+}
+
+/// Approves an operator's statement. With open exceptions, the first POST (no confirmation)
+/// answers the confirmation page listing them; its POST carries their number, which the store
+/// checks against the current one, so a stale confirmation shows the page again (409).
 async fn approve(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((day, op)): Path<(String, String)>,
-    Form(f): Form<CsrfForm>,
+    Form(f): Form<ApproveForm>,
 ) -> WebResult {
     let user = match require_post(&state, &headers, &f.csrf).await {
         Ok(u) => u,
         Err(r) => return Ok(r),
     };
     valid_day(&day)?;
-    state
+    let confirmed = f.confirm_open_exceptions.unwrap_or(0);
+    match state
         .store
-        .approve_operator(&day, &op, &user.user_name)
-        .await?;
-    Ok(Redirect::to(&format!("/days/{day}/operators/{op}")).into_response())
+        .approve_operator(&day, &op, &user.user_name, confirmed)
+        .await
+    {
+        Ok(_) => Ok(Redirect::to(&format!("/days/{day}/operators/{op}")).into_response()),
+        Err(StoreError::OpenExceptionsUnconfirmed { .. }) => {
+            let stale = f.confirm_open_exceptions.map(|c| {
+                format!("You confirmed {c} open exception(s), but they have changed since. Review the current list and confirm again.")
+            });
+            confirm_approval_page(&state, &user, &day, &op, stale.as_deref()).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The confirmation step of approving a statement with open exceptions: what stays open
+/// (count, class, reference, amount, link to each) and what approving means for them.
+async fn confirm_approval_page(
+    state: &AppState,
+    user: &SessionRow,
+    day: &str,
+    op: &str,
+    stale: Option<&str>,
+) -> WebResult {
+    let open = open_exceptions(state, day, op).await?;
+    let body = html! {
+        @if let Some(msg) = stale { p.error id="form-error" { (msg) } }
+        p id="open-count" {
+            strong { (open.len()) " open exception(s)" } " of " (op) " for " (day) " are not resolved."
+        }
+        p { "Approving locks the statement as it is. Afterwards its exceptions can still be accepted, written off or chased with the provider; an adjustment then needs the day reopened with "
+            code { "settlement reopen --date " (day) " --operator " (op) " --reason …" } "." }
+        table id="open-exceptions" {
+            tr { th { "Class" } th { "Reference" } th { "Amount" } th { "Detail" } }
+            @for e in &open {
+                tr.open-exception {
+                    td { (e.class) }
+                    td { a href={ "/exceptions/" (day) "/" (e.key) } { code { (e.reference) } } }
+                    td.num { (money(e.amount_minor, &e.currency)) }
+                    td { (e.detail) }
+                }
+            }
+        }
+        form method="post" action={ "/days/" (day) "/operators/" (op) "/approve" } {
+            input type="hidden" name="csrf" value=(user.csrf_token);
+            input type="hidden" name="confirm_open_exceptions" value=(open.len());
+            button type="submit" id="confirm-approve" { "Approve with " (open.len()) " open exception(s)" }
+        }
+        p { a href={ "/days/" (day) "/operators/" (op) } { "← back to the statement (resolve them first)" } }
+    };
+    let code = if stale.is_some() {
+        StatusCode::CONFLICT
+    } else {
+        StatusCode::OK
+    };
+    let title = format!("Approve {op}'s statement of {day}?");
+    Ok((code, layout(&title, Some(user), body)).into_response())
+}
+
+async fn open_exceptions(
+    state: &AppState,
+    day: &str,
+    op: &str,
+) -> Result<Vec<ExceptionRow>, WebError> {
+    Ok(state
+        .store
+        .exceptions(&ExceptionFilter {
+            business_day: Some(day.into()),
+            operator_id: Some(op.into()),
+            class: None,
+            state: Some("open".into()),
+        })
+        .await?)
 }
 
 // ----- statement -----
@@ -477,15 +697,7 @@ async fn statement_page(
     }
     let status = state.store.operator_status(&day, &op).await?;
     let carried_out = state.store.carries_from(&day, &op).await?;
-    let open = state
-        .store
-        .exceptions(&ExceptionFilter {
-            business_day: Some(day.clone()),
-            operator_id: Some(op.clone()),
-            class: None,
-            state: Some("open".into()),
-        })
-        .await?;
+    let open = open_exceptions(&state, &day, &op).await?;
     // Journal and class counts come from the stored statement.json of the newest run.
     let stored: Option<crate::outcome::OperatorOutcome> = state
         .store
@@ -496,11 +708,14 @@ async fn statement_page(
     let body = html! {
         p { "Day " a href={ "/days/" (day) } { (day) } " · status " span id="statement-status" class={ "status-" (status) } { (status) } }
         @if status == "approved" {
-            p id="locked" { "This statement is approved and locked. Reopening needs " code { "settlement reopen --date " (day) " --operator " (op) " --reason …" } "." }
+            p id="locked" { "This statement is approved and locked: its exceptions can still be accepted, written off or chased with the provider, but adjustments need it reopened with " code { "settlement reopen --date " (day) " --operator " (op) " --reason …" } "." }
         } @else {
             form method="post" action={ "/days/" (day) "/operators/" (op) "/approve" } {
                 input type="hidden" name="csrf" value=(user.csrf_token);
                 button type="submit" id="approve" { "Approve " (op) "'s statement (locks it)" }
+                @if !open.is_empty() {
+                    span.muted { " — it has " (open.len()) " open exception(s); you will be asked to confirm." }
+                }
             }
         }
         table id="statement" {
@@ -782,12 +997,15 @@ async fn exception_page(
     exception_view(&state, &user, &day, &key, None).await
 }
 
+/// A refused resolution: the status to answer and the message shown above the form.
+type FormError<'a> = (StatusCode, &'a str);
+
 async fn exception_view(
     state: &AppState,
     user: &SessionRow,
     day: &str,
     key: &str,
-    error: Option<&str>,
+    error: Option<FormError<'_>>,
 ) -> WebResult {
     let e = state
         .store
@@ -799,13 +1017,22 @@ async fn exception_view(
         .into_iter()
         .find(|e| e.key == key)
         .ok_or_else(|| WebError(StatusCode::NOT_FOUND, "no such exception".into()))?;
-    let status = state.store.operator_status(day, &e.operator_id).await?;
+    let approved = state.store.operator_status(day, &e.operator_id).await? == "approved";
     let trail: Vec<_> = state
         .store
         .audit(day)
         .await?
         .into_iter()
         .filter(|a| a.action == "resolve" && a.detail.starts_with(&format!("{key}:")))
+        .collect();
+    // On an approved statement only the resolutions that leave its money as approved are
+    // offered; the store enforces the same rule (`Store::resolve_exception`).
+    let offered: Vec<(&str, &str)> = ACTIONS
+        .iter()
+        .filter(|(action, _)| {
+            !approved || resolution_changes_statement(e.resolution.as_deref(), action).is_none()
+        })
+        .copied()
         .collect();
     let body = html! {
         table {
@@ -817,38 +1044,55 @@ async fn exception_view(
             tr { th { "Detail" } td { (e.detail) } }
             tr { th { "State" } td id="exception-state" { (e.resolution.as_deref().unwrap_or("open")) } }
         }
-        @if let Some(msg) = error { p.error id="form-error" { (msg) } }
-        @if status == "approved" {
-            p id="locked" { "The statement of " (e.operator_id) " for this day is approved and locked." }
-        } @else {
-            form method="post" action={ "/exceptions/" (day) "/" (key) } id="resolve" {
-                input type="hidden" name="csrf" value=(user.csrf_token);
-                p {
-                    @for (i, (value, label)) in ACTIONS.iter().enumerate() {
-                        label { input type="radio" name="action" value=(value) id={ "action-" (value) } checked[i == 0]; " " (label) }
-                    }
-                }
-                p { label { "Adjustment (minor units, for Adjust) " input type="number" name="adjust_minor" id="adjust_minor"; } }
-                p { label for="note" { "Note (required)" } br; textarea name="note" id="note" {} }
-                button type="submit" id="submit-resolution" { "Record resolution" }
-            }
-        }
+        @if let Some((_, msg)) = error { p.error id="form-error" { (msg) } }
+        @if approved { (approved_rule(day, &e.operator_id, e.resolution.as_deref())) }
+        @if !offered.is_empty() { (resolve_form(user, day, key, &offered)) }
         h2 { "History" }
         table id="history" {
             tr { th { "When (UTC)" } th { "Who" } th { "Resolution" } }
             @for a in &trail { tr { td { (utc(a.at_ms)) } td { (a.actor) } td { (a.detail) } } }
         }
     };
-    let code = if error.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
+    let code = error.map(|(code, _)| code).unwrap_or(StatusCode::OK);
     Ok((
         code,
         layout(&format!("Exception {}", e.reference), Some(user), body),
     )
         .into_response())
+}
+
+/// The rule for an approved statement's exceptions, as `Store::resolve_exception` enforces it.
+fn approved_rule(day: &str, operator: &str, current: Option<&str>) -> Markup {
+    html! {
+        p id="locked" {
+            "The statement of " (operator) " for this day is approved and locked. "
+            "Resolutions that leave its money as approved stay allowed and are audited: accept, write off and chase provider. "
+            @if current == Some("adjust") {
+                "This exception's current resolution is an adjustment of the statement, so any new resolution would change it. "
+            } @else {
+                "An adjustment changes the approved statement. "
+            }
+            "Reopen the day first: " code { "settlement reopen --date " (day) " --operator " (operator) " --reason …" } "."
+        }
+    }
+}
+
+fn resolve_form(user: &SessionRow, day: &str, key: &str, offered: &[(&str, &str)]) -> Markup {
+    html! {
+        form method="post" action={ "/exceptions/" (day) "/" (key) } id="resolve" {
+            input type="hidden" name="csrf" value=(user.csrf_token);
+            p {
+                @for (i, (value, label)) in offered.iter().enumerate() {
+                    label { input type="radio" name="action" value=(value) id={ "action-" (value) } checked[i == 0]; " " (label) }
+                }
+            }
+            @if offered.iter().any(|(a, _)| *a == "adjust") {
+                p { label { "Adjustment (minor units, for Adjust) " input type="number" name="adjust_minor" id="adjust_minor"; } }
+            }
+            p { label for="note" { "Note (required)" } br; textarea name="note" id="note" {} }
+            button type="submit" id="submit-resolution" { "Record resolution" }
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -861,6 +1105,29 @@ struct ResolveForm {
     note: String,
 }
 
+/// The form's note and adjustment, or why the form is refused.
+fn parse_resolution(f: &ResolveForm) -> Result<(&str, Option<i64>), &'static str> {
+    if !ACTIONS.iter().any(|(a, _)| *a == f.action) {
+        return Err("Choose a resolution.");
+    }
+    let note = f.note.trim();
+    if note.is_empty() {
+        return Err("A note is required.");
+    }
+    if note.chars().count() > NOTE_CHARS_MAX {
+        return Err("The note is too long.");
+    }
+    let adjust_minor = match (f.action.as_str(), f.adjust_minor.trim()) {
+        ("adjust", "") => return Err("An adjustment needs an amount."),
+        ("adjust", s) => Some(
+            s.parse::<i64>()
+                .map_err(|_| "The adjustment must be whole minor units.")?,
+        ),
+        _ => None,
+    };
+    Ok((note, adjust_minor))
+}
+
 async fn resolve(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -871,41 +1138,12 @@ async fn resolve(
         Ok(u) => u,
         Err(r) => return Ok(r),
     };
-    if !ACTIONS.iter().any(|(a, _)| *a == f.action) {
-        return exception_view(&state, &user, &day, &key, Some("Choose a resolution.")).await;
-    }
-    let note = f.note.trim();
-    if note.is_empty() {
-        return exception_view(&state, &user, &day, &key, Some("A note is required.")).await;
-    }
-    if note.chars().count() > NOTE_CHARS_MAX {
-        return exception_view(&state, &user, &day, &key, Some("The note is too long.")).await;
-    }
-    let adjust_minor = match (f.action.as_str(), f.adjust_minor.trim()) {
-        ("adjust", "") => {
-            return exception_view(
-                &state,
-                &user,
-                &day,
-                &key,
-                Some("An adjustment needs an amount."),
-            )
-            .await
+    let (note, adjust_minor) = match parse_resolution(&f) {
+        Ok(parsed) => parsed,
+        Err(msg) => {
+            let error = (StatusCode::UNPROCESSABLE_ENTITY, msg);
+            return exception_view(&state, &user, &day, &key, Some(error)).await;
         }
-        ("adjust", s) => match s.parse::<i64>() {
-            Ok(a) => Some(a),
-            Err(_) => {
-                return exception_view(
-                    &state,
-                    &user,
-                    &day,
-                    &key,
-                    Some("The adjustment must be whole minor units."),
-                )
-                .await
-            }
-        },
-        _ => None,
     };
     match state
         .store
@@ -913,15 +1151,10 @@ async fn resolve(
         .await
     {
         Ok(()) => Ok(Redirect::to(&format!("/exceptions/{day}/{key}")).into_response()),
-        Err(StoreError::DayLocked(_) | StoreError::OperatorLocked { .. }) => {
-            exception_view(
-                &state,
-                &user,
-                &day,
-                &key,
-                Some("The operator's statement of this day is approved and locked."),
-            )
-            .await
+        Err(e @ StoreError::ApprovedStatementChange { .. }) => {
+            let msg = e.to_string();
+            let error = (StatusCode::CONFLICT, msg.as_str());
+            exception_view(&state, &user, &day, &key, Some(error)).await
         }
         Err(e) => Err(e.into()),
     }

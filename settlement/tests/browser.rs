@@ -2,12 +2,16 @@
 //! through WebDriver, with real clicks against the real server and a real database seeded by a
 //! real settlement run: log in, open the day, drill into a statement figure, filter the
 //! exceptions, resolve one (an empty note is refused), adjust another and see the statement
-//! change and lead back to the resolution, approve each operator's statement (the day locks
-//! when all are approved), see the locks and the audit trail, export CSV. Skipped when
+//! change and lead back to the resolution, approve each operator's statement (past open
+//! exceptions only through the confirmation page listing them; the day locks when all are
+//! approved), work an approved statement's exception (accept allowed, adjust not offered), see
+//! the locks and the audit trail, export CSV — all under the UI's Content-Security-Policy, with
+//! its stylesheet applied. Skipped when
 //! chromedriver is missing, unless TURNPIKE_REQUIRE_BROWSER=1 (set by `.ci/run`), which makes
 //! that a failure.
 
 mod review_fixture;
+mod web_client;
 
 use std::net::TcpListener as StdListener;
 use std::path::PathBuf;
@@ -137,6 +141,29 @@ async fn path(c: &Client) -> String {
     c.current_url().await.unwrap().path().to_string()
 }
 
+/// The page's stylesheet applied (the CSP allows `/style.css` and nothing inline): the header
+/// has its colour and the page its font.
+async fn assert_styled(c: &Client) {
+    let header = c
+        .execute(
+            "return getComputedStyle(document.querySelector('header')).backgroundColor",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(header, json!("rgb(23, 50, 77)"), "the stylesheet applies");
+}
+
+/// An HTTP client outside the browser with the browser's cookies: the pages' CSP allows no
+/// fetch() from them (`connect-src` falls back to `default-src 'none'`).
+async fn outside_client(c: &Client, base: &str) -> web_client::Client {
+    let mut outside = web_client::Client::new(base);
+    for cookie in c.get_all_cookies().await.unwrap() {
+        outside.set_cookie(cookie.name(), cookie.value());
+    }
+    outside
+}
+
 async fn review_flow(backend: &str) {
     let Some((driver_bin, chromium)) = browser() else {
         return;
@@ -156,9 +183,7 @@ async fn review_flow(backend: &str) {
     let server = tokio::spawn(settlement::web::serve(
         listener,
         store.clone(),
-        settlement::web::WebConfig {
-            cookie_secure: false,
-        },
+        settlement::web::WebConfig::default(),
         async {
             let _ = stop_rx.await;
         },
@@ -182,6 +207,7 @@ async fn review_flow(backend: &str) {
     // Not logged in: the days page sends us to the login page; a wrong password is refused.
     c.goto(&format!("{base}/")).await.unwrap();
     assert_eq!(path(&c).await, "/login");
+    assert_styled(&c).await;
     fill(&c, "#name", USER).await;
     fill(&c, "#password", "wrong password").await;
     click_nav(&c, "#login").await;
@@ -227,7 +253,17 @@ async fn review_flow(backend: &str) {
         .join(format!("../target/settlement-statement-{backend}.png"));
     std::fs::create_dir_all(shot_path.parent().unwrap()).unwrap();
     std::fs::write(&shot_path, shot).unwrap();
-    // The statement's CSV, through its link.
+    assert_styled(&c).await;
+    // A page may not fetch (the CSP): the script's fetch of the CSV is refused by the browser.
+    let fetched = c
+        .execute(
+            "return fetch('/exceptions.csv').then(() => 'fetched', () => 'refused')",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(fetched, json!("refused"));
+    // The statement's CSV, through its link, with the browser's session.
     let href = c
         .find(Locator::Css("a[href$='/files/statement.csv']"))
         .await
@@ -236,18 +272,11 @@ async fn review_flow(backend: &str) {
         .await
         .unwrap()
         .unwrap();
-    let csv = c
-        .execute(
-            "return fetch(arguments[0]).then(r => r.text())",
-            vec![json!(href)],
-        )
-        .await
-        .unwrap();
+    let csv = outside_client(&c, &base).await.get(&href).await;
     assert!(
-        csv.as_str()
-            .unwrap()
-            .contains("figure,net_payable,,,1640,CNY"),
-        "{csv}"
+        csv.body.contains("figure,net_payable,,,1640,CNY"),
+        "{}",
+        csv.body
     );
     click_nav(&c, "#figure-gross").await;
     assert_eq!(text(&c, "#figure-total").await, "17.50 CNY");
@@ -351,21 +380,39 @@ async fn review_flow(backend: &str) {
     assert_eq!(text(&c, "#exception-state").await, "adjust");
     assert!(text(&c, "#history").await.contains("adjust 50"));
 
-    // A POST without the session's CSRF token is refused.
-    let status = c
-        .execute(
-            &format!("return fetch('/days/{DAY}/operators/hz-metro/approve', {{method: 'POST', headers: {{'Content-Type': 'application/x-www-form-urlencoded'}}, body: 'csrf=forged'}}).then(r => r.status)"),
-            vec![],
-        )
+    // A POST with the session but without its CSRF token is refused.
+    let forged = outside_client(&c, &base)
         .await
-        .unwrap();
-    assert_eq!(status, json!(403));
+        .post(
+            &format!("/days/{DAY}/operators/hz-metro/approve"),
+            &[("csrf", "forged")],
+        )
+        .await;
+    assert_eq!(forged.status, 403);
 
-    // Approve hz-metro's statement: that operator's day is locked, the day is not yet.
+    // Approve hz-metro's statement: it has open exceptions, so a confirmation page lists them
+    // first; confirmed, that operator's day is locked, the day is not yet.
     c.goto(&format!("{base}/days/{DAY}/operators/hz-metro"))
         .await
         .unwrap();
     click_nav(&c, "#approve").await;
+    let open = open_count(&store, DAY, "hz-metro").await;
+    assert!(open > 0);
+    assert!(text(&c, "#open-count")
+        .await
+        .contains(&format!("{open} open exception(s)")));
+    let listed = c
+        .find_all(Locator::Css("tr.open-exception"))
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(listed, open);
+    assert!(text(&c, "#open-exceptions").await.contains("M4-1"));
+    assert_eq!(
+        store.operator_status(DAY, "hz-metro").await.unwrap(),
+        "open"
+    );
+    click_nav(&c, "#confirm-approve").await;
     assert_eq!(path(&c).await, format!("/days/{DAY}/operators/hz-metro"));
     assert_eq!(text(&c, "#statement-status").await, "approved");
     assert!(text(&c, "#locked").await.contains("--operator hz-metro"));
@@ -378,7 +425,8 @@ async fn review_flow(backend: &str) {
     assert_eq!(text(&c, "#status-hz-metro").await, "approved");
     assert_eq!(text(&c, "#status-zj-expressway").await, "open");
     assert!(c.find(Locator::Css("#locked")).await.is_err());
-    // An approved operator's exceptions can no longer be resolved.
+    // An approved operator's exceptions can still be worked without moving its money: accept
+    // is offered and recorded, adjust is not offered, and an adjusted one offers nothing.
     c.goto(&format!(
         "{base}/exceptions?day={DAY}&class=missing_at_provider"
     ))
@@ -386,6 +434,25 @@ async fn review_flow(backend: &str) {
     .unwrap();
     click_nav(&c, "a.resolve-link").await;
     assert!(text(&c, "#locked").await.contains("hz-metro"));
+    assert!(text(&c, "#locked").await.contains("settlement reopen"));
+    assert!(c.find(Locator::Css("#action-adjust")).await.is_err());
+    click(&c, "#action-accept").await;
+    fill(&c, "#note", "Provider confirmed M3-1 will not be billed").await;
+    click_nav(&c, "#submit-resolution").await;
+    assert_eq!(text(&c, "#exception-state").await, "accept");
+    assert!(text(&c, "#history")
+        .await
+        .contains("on the approved statement (unchanged)"));
+    c.goto(&format!(
+        "{base}/exceptions?day={DAY}&class=amount_mismatch"
+    ))
+    .await
+    .unwrap();
+    click_nav(&c, "a.resolve-link").await;
+    assert!(c.find(Locator::Css("#resolve")).await.is_err());
+    assert!(text(&c, "#locked")
+        .await
+        .contains("current resolution is an adjustment"));
 
     // Then zj-expressway's, from the day's list: the day is approved and locked, and the
     // audit trail has the resolutions and both approvals.
@@ -419,7 +486,7 @@ async fn review_flow(backend: &str) {
         "approved"
     );
 
-    // Export the resolved exceptions as CSV (the link's own URL, fetched by the browser).
+    // Export the resolved exceptions as CSV (the link's own URL, with the browser's session).
     c.goto(&format!("{base}/exceptions?state=resolved"))
         .await
         .unwrap();
@@ -431,21 +498,14 @@ async fn review_flow(backend: &str) {
         .await
         .unwrap()
         .unwrap();
-    let csv = c
-        .execute(
-            "return fetch(arguments[0]).then(r => r.text())",
-            vec![json!(href)],
-        )
-        .await
-        .unwrap();
-    let csv = csv.as_str().unwrap();
+    let csv = outside_client(&c, &base).await.get(&href).await.body;
     assert!(
         csv.starts_with("business_day,operator_id,class,reference"),
         "{csv}"
     );
     assert_eq!(csv.lines().count(), 3, "{csv}");
     assert!(
-        csv.contains("missing_at_provider,M3-1,200,CNY,chase_provider"),
+        csv.contains("missing_at_provider,M3-1,200,CNY,accept"),
         "{csv}"
     );
     assert!(csv.contains("amount_mismatch,M2-1,500,CNY,adjust"), "{csv}");

@@ -3,6 +3,7 @@
 //! the source day when the target is approved), `adjust` resolutions that change statement,
 //! journal and payout, approval per (day, operator), and an operator's own time zone.
 
+#[macro_use]
 mod review_fixture;
 
 use std::path::PathBuf;
@@ -11,21 +12,6 @@ use review_fixture::*;
 use settlement::run::{run_day, GatewayInput, OperatorDay, RunConfig, RunReport};
 use settlement::store::{ExceptionFilter, Store, StoreError};
 use turnpike_test_support::Scratch;
-
-macro_rules! both_backends {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                super::$name("sqlite").await
-            }
-            #[tokio::test]
-            async fn postgres() {
-                super::$name("postgres").await
-            }
-        }
-    };
-}
 
 const D1: &str = "2026-01-01";
 const D2: &str = "2026-01-02";
@@ -298,7 +284,7 @@ async fn a_carry_to_an_approved_day_is_booked_to_its_own_day(backend: &str) {
     };
     let (d1, d2) = two_days();
     d1.run(&store).await.unwrap();
-    assert!(store.approve_operator(D1, HZ, USER).await.unwrap());
+    assert!(approve(&store, D1, HZ).await);
     let payout1 = current(&store, D1, "hz-metro/payout.csv").await;
     d2.run(&store).await.unwrap();
     assert_eq!(figure(&store, D1, HZ, "adjustments").await, 0);
@@ -318,7 +304,7 @@ async fn a_carry_to_an_approved_day_is_booked_to_its_own_day(backend: &str) {
     };
     d1.run(&store).await.unwrap();
     d2.run(&store).await.unwrap();
-    store.approve_operator(D1, HZ, USER).await.unwrap();
+    approve(&store, D1, HZ).await;
     let before = store.latest_run(D2).await.unwrap();
     std::fs::write(
         &d2.gateway,
@@ -476,10 +462,10 @@ async fn approval_locks_one_operators_day(backend: &str) {
     };
     let inputs = Inputs::write();
     inputs.run(&store).await.unwrap();
-    assert!(store.approve_operator(DAY, HZ, USER).await.unwrap());
-    assert!(!store.approve_operator(DAY, HZ, USER).await.unwrap());
+    assert!(approve(&store, DAY, HZ).await);
+    assert!(!approve(&store, DAY, HZ).await);
     assert!(matches!(
-        store.approve_operator(DAY, "nobody", USER).await,
+        store.approve_operator(DAY, "nobody", USER, 0).await,
         Err(StoreError::NoSuchStatement)
     ));
     assert_eq!(store.operator_status(DAY, HZ).await.unwrap(), "approved");
@@ -528,15 +514,12 @@ async fn approval_locks_one_operators_day(backend: &str) {
         .remove(0);
     assert!(matches!(
         store
-            .resolve_exception(DAY, &hz_exception.key, "accept", "late", None, USER)
+            .resolve_exception(DAY, &hz_exception.key, "adjust", "late", Some(1), USER)
             .await,
-        Err(StoreError::OperatorLocked { .. })
+        Err(StoreError::ApprovedStatementChange { .. })
     ));
     // The last operator approves the day.
-    assert!(store
-        .approve_operator(DAY, "zj-expressway", USER)
-        .await
-        .unwrap());
+    assert!(approve(&store, DAY, "zj-expressway").await);
     assert_eq!(store.day_status(DAY).await.unwrap(), "approved");
     assert!(format!(
         "{:#}",
@@ -578,7 +561,14 @@ async fn approval_locks_one_operators_day(backend: &str) {
         actions,
         ["run", "approve", "run", "approve", "reopen", "run"]
     );
-    assert_eq!(audit[1].1, "operator hz-metro");
+    let open = open_count(&store, DAY, HZ).await;
+    assert!(
+        audit[1].1.starts_with(&format!(
+            "operator hz-metro with {open} open exception(s), confirmed: "
+        )),
+        "{}",
+        audit[1].1
+    );
     assert_eq!(audit[4].1, "operator hz-metro: provider corrected its bill");
 }
 

@@ -2,25 +2,11 @@
 //! stored as an exception, balanced journals, byte-identical re-runs, locking and reopening
 //! with an audit trail, resolutions, and a failing run that writes nothing.
 
+#[macro_use]
 mod review_fixture;
 
 use review_fixture::*;
-use settlement::store::{ExceptionFilter, StoreError};
-
-macro_rules! both_backends {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                super::$name("sqlite").await
-            }
-            #[tokio::test]
-            async fn postgres() {
-                super::$name("postgres").await
-            }
-        }
-    };
-}
+use settlement::store::{ExceptionFilter, Store, StoreError};
 
 both_backends!(a_day_settles_with_every_class_and_reruns_byte_identically);
 async fn a_day_settles_with_every_class_and_reruns_byte_identically(backend: &str) {
@@ -110,8 +96,8 @@ async fn a_day_settles_with_every_class_and_reruns_byte_identically(backend: &st
 
 both_backends!(an_approved_day_is_locked_until_reopened_with_a_reason);
 async fn an_approved_day_is_locked_until_reopened_with_a_reason(backend: &str) {
-    // Proves: approval locks the day against runs and resolutions; reopening needs a reason;
-    // every step is in the audit trail; resolutions survive a re-run.
+    // Proves: approval locks the day against runs and resolutions that change its money;
+    // reopening needs a reason; every step is in the audit trail; resolutions survive a re-run.
     let Some((store, _guard)) = store(backend).await else {
         return;
     };
@@ -129,7 +115,9 @@ async fn an_approved_day_is_locked_until_reopened_with_a_reason(backend: &str) {
         .resolve_exception(DAY, &e.key, "write_off", "below threshold", None, USER)
         .await
         .unwrap();
-    assert!(store.approve_day(DAY, USER).await.unwrap());
+    let open =
+        open_count(&store, DAY, "hz-metro").await + open_count(&store, DAY, "zj-expressway").await;
+    assert!(store.approve_day(DAY, USER, open).await.unwrap());
     assert_eq!(store.day_status(DAY).await.unwrap(), "approved");
     let err = inputs.run(&store).await.unwrap_err();
     assert!(
@@ -138,9 +126,9 @@ async fn an_approved_day_is_locked_until_reopened_with_a_reason(backend: &str) {
     );
     assert!(matches!(
         store
-            .resolve_exception(DAY, &e.key, "accept", "late", None, USER)
+            .resolve_exception(DAY, &e.key, "adjust", "late", Some(1), USER)
             .await,
-        Err(StoreError::DayLocked(_))
+        Err(StoreError::ApprovedStatementChange { .. })
     ));
     assert!(matches!(
         store.reopen_day(DAY, "ops", "").await,
@@ -229,4 +217,148 @@ async fn a_run_for_one_operator_replaces_only_its_statement(backend: &str) {
     assert!(zj
         .body
         .contains(&format!("zj-expressway,{DAY},{},CNY", 1250 - fee(1250))));
+}
+
+both_backends!(approval_confirms_the_open_exceptions_it_leaves);
+async fn approval_confirms_the_open_exceptions_it_leaves(backend: &str) {
+    // Proves: the store itself refuses to approve (an operator or a whole day) unless the
+    // approval confirms the current number of open exceptions — 0 as well as a stale count —
+    // changing nothing; the right count approves and the audit line records it with the
+    // references.
+    let Some((store, _guard)) = store(backend).await else {
+        return;
+    };
+    let inputs = Inputs::write();
+    inputs.run(&store).await.unwrap();
+    let hz = open_count(&store, DAY, "hz-metro").await;
+    let zj = open_count(&store, DAY, "zj-expressway").await;
+    assert!(hz > 0);
+    for confirmed in [0, hz - 1, hz + 1] {
+        match store
+            .approve_operator(DAY, "hz-metro", USER, confirmed)
+            .await
+        {
+            Err(StoreError::OpenExceptionsUnconfirmed {
+                open, confirmed: c, ..
+            }) => assert_eq!((open, c), (hz, confirmed)),
+            other => panic!("approved with {confirmed} confirmed: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        store.approve_day(DAY, USER, hz + zj - 1).await,
+        Err(StoreError::OpenExceptionsUnconfirmed { .. })
+    ));
+    assert_eq!(
+        store.operator_status(DAY, "hz-metro").await.unwrap(),
+        "open"
+    );
+    assert_eq!(store.day_status(DAY).await.unwrap(), "open");
+    let actions: Vec<String> = store
+        .audit(DAY)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.action)
+        .collect();
+    assert_eq!(actions, ["run"]);
+
+    assert!(store.approve_day(DAY, USER, hz + zj).await.unwrap());
+    assert_eq!(store.day_status(DAY).await.unwrap(), "approved");
+    let approval = store.audit(DAY).await.unwrap().pop().unwrap();
+    assert_eq!(approval.action, "approve");
+    assert!(
+        approval.detail.starts_with(&format!(
+            "operators hz-metro, zj-expressway with {} open exception(s), confirmed: ",
+            hz + zj
+        )) && approval.detail.contains("M4-1"),
+        "{}",
+        approval.detail
+    );
+}
+
+both_backends!(an_approved_statement_takes_only_resolutions_that_keep_its_money);
+async fn an_approved_statement_takes_only_resolutions_that_keep_its_money(backend: &str) {
+    // Proves the store's rule for an approved statement's exceptions: accept, write off and
+    // chase provider are recorded (audited as on the approved statement) and leave figures
+    // and files byte for byte; adjust, and replacing a current adjustment, are refused with
+    // the way out (`settlement reopen`) and store nothing; after reopening they go through.
+    let Some((store, _guard)) = store(backend).await else {
+        return;
+    };
+    let inputs = Inputs::write();
+    inputs.run(&store).await.unwrap();
+    let key = |reference: &str| {
+        let store = store.clone();
+        let reference = reference.to_string();
+        async move {
+            store
+                .exceptions(&ExceptionFilter::default())
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|e| e.reference == reference)
+                .unwrap()
+                .key
+        }
+    };
+    let (m2, m3, m4) = (key("M2-1").await, key("M3-1").await, key("M4-1").await);
+    store
+        .resolve_exception(DAY, &m2, "adjust", "pay the difference", Some(50), USER)
+        .await
+        .unwrap();
+    assert!(approve(&store, DAY, "hz-metro").await);
+    let files = |store: Store| async move {
+        let mut out = Vec::new();
+        for name in ["statement.csv", "statement.json", "payout.csv"] {
+            let f = store
+                .latest_output(DAY, &format!("hz-metro/{name}"))
+                .await
+                .unwrap()
+                .unwrap();
+            out.push(f.body);
+        }
+        out
+    };
+    let approved = files(store.clone()).await;
+    for (k, action) in [(&m3, "chase_provider"), (&m3, "accept"), (&m4, "write_off")] {
+        store
+            .resolve_exception(DAY, k, action, "after approval", None, USER)
+            .await
+            .unwrap();
+    }
+    let last = store.audit(DAY).await.unwrap().pop().unwrap();
+    assert_eq!(
+        last.detail,
+        format!("{m4}: write_off on the approved statement (unchanged): after approval")
+    );
+    let audit_len = store.audit(DAY).await.unwrap().len();
+    for (k, action, amount) in [(&m3, "adjust", Some(70)), (&m2, "accept", None)] {
+        let err = store
+            .resolve_exception(DAY, k, action, "change the money", amount, USER)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::ApprovedStatementChange { .. })
+                && err.to_string().contains(&format!(
+                    "`settlement reopen --date {DAY} --operator hz-metro --reason …` first"
+                )),
+            "{err}"
+        );
+    }
+    assert_eq!(store.audit(DAY).await.unwrap().len(), audit_len);
+    assert_eq!(files(store.clone()).await, approved);
+
+    assert!(store
+        .reopen_operator(DAY, "hz-metro", "ops", "credit note")
+        .await
+        .unwrap());
+    store
+        .resolve_exception(DAY, &m2, "accept", "the bill was right", None, USER)
+        .await
+        .unwrap();
+    assert_ne!(
+        files(store.clone()).await,
+        approved,
+        "the adjustment is gone"
+    );
 }

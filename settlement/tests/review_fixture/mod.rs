@@ -3,6 +3,24 @@
 
 #![allow(dead_code)]
 
+/// Runs `async fn name(backend: &str)` as two tests, `name::sqlite` and `name::postgres`
+/// (`#[macro_use] mod review_fixture;` in the test file).
+#[allow(unused_macros)]
+macro_rules! both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name("sqlite").await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$name("postgres").await
+            }
+        }
+    };
+}
+
 use std::path::{Path, PathBuf};
 
 use settlement::run::{run_day, GatewayInput, RunConfig, RunReport};
@@ -213,6 +231,29 @@ pub async fn store(backend: &str) -> Option<(Store, Guard)> {
             Some((store, Guard::Pg(db)))
         }
     }
+}
+
+/// How many exceptions of an operator's day are open: what approving it must confirm.
+pub async fn open_count(store: &Store, day: &str, operator: &str) -> usize {
+    store
+        .exceptions(&settlement::store::ExceptionFilter {
+            business_day: Some(day.into()),
+            operator_id: Some(operator.into()),
+            class: None,
+            state: Some("open".into()),
+        })
+        .await
+        .unwrap()
+        .len()
+}
+
+/// Approves an operator's day, confirming its open exceptions as the review UI does.
+pub async fn approve(store: &Store, day: &str, operator: &str) -> bool {
+    let open = open_count(store, day, operator).await;
+    store
+        .approve_operator(day, operator, USER, open)
+        .await
+        .unwrap()
 }
 
 pub fn path_str(p: &Path) -> String {
