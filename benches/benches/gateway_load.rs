@@ -770,6 +770,15 @@ async fn bench(
                 format!("127.0.0.1:{public_port}"),
             )
             .env("TURNPIKE_LISTEN__OPS", format!("127.0.0.1:{ops_port}"))
+            // The bench measures the gateway's capacity through a few dozen simulated gates
+            // (hundreds of taps a second each) and enrols its riders from one address: the
+            // per-client budgets, which real clients never approach, are lifted.
+            .env("TURNPIKE_LIMITS__TERMINAL_REQUESTS_PER_S", "1000000")
+            .env("TURNPIKE_LIMITS__TERMINAL_BURST", "1000000")
+            .env("TURNPIKE_LIMITS__RIDER_REQUESTS_PER_S", "1000000")
+            .env("TURNPIKE_LIMITS__RIDER_BURST", "1000000")
+            .env("TURNPIKE_LIMITS__REGISTRATIONS_PER_S", "1000000")
+            .env("TURNPIKE_LIMITS__REGISTRATION_BURST", "1000000")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("gateway.log")).expect("log file"))

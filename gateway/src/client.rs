@@ -11,6 +11,7 @@ use serde::Serialize;
 use turnpike_wire::api::{TapBatchRequest, TapBatchResponse, TapRequest, TapResponse};
 use turnpike_wire::ridecode::{Credential, DeviceKeyPair};
 
+use crate::api::payments::{SigningView, WalletView};
 use crate::api::rider::{Enrolled, JourneyList, Registered};
 
 /// An HTTP answer: status and body bytes, for callers that check errors precisely.
@@ -53,6 +54,33 @@ async fn answer(response: reqwest::Response) -> anyhow::Result<Answer> {
     let status = response.status().as_u16();
     let body = response.bytes().await?.to_vec();
     Ok(Answer { status, body })
+}
+
+/// How often a request refused with 429 is tried again before giving up.
+const RATE_LIMITED_RETRIES_MAX: u32 = 30;
+/// The longest `Retry-After` honoured; a larger one is capped to it.
+const RETRY_AFTER_S_MAX: u64 = 10;
+
+/// Sends the request `build` makes, and again after the gateway's `Retry-After` while it
+/// answers 429 (as a well-behaved app does when many riders register from one address).
+async fn send_patiently(build: impl Fn() -> reqwest::RequestBuilder) -> anyhow::Result<Answer> {
+    let mut tries = 0;
+    loop {
+        let response = build().send().await?;
+        if response.status() != reqwest::StatusCode::TOO_MANY_REQUESTS
+            || tries >= RATE_LIMITED_RETRIES_MAX
+        {
+            return answer(response).await;
+        }
+        tries += 1;
+        let wait_s = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .unwrap_or(1)
+            .min(RETRY_AFTER_S_MAX);
+        tokio::time::sleep(std::time::Duration::from_secs(wait_s)).await;
+    }
 }
 
 /// A terminal: one client certificate, one base URL (the mutual-TLS listener).
@@ -215,19 +243,18 @@ impl RiderDevice {
         products: &[&str],
     ) -> anyhow::Result<RiderDevice> {
         let http = crate::tls::http_client(ca_pem, None)?;
-        let registered: Registered = answer(http.post(format!("{base}/v1/riders")).send().await?)
+        let registered: Registered = send_patiently(|| http.post(format!("{base}/v1/riders")))
             .await?
             .ok()?;
         let key = DeviceKeyPair::generate().map_err(|e| anyhow::anyhow!("{e}"))?;
         let public =
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.public_key_compressed());
-        let enrolled: Enrolled = answer(
+        let body = serde_json::json!({ "device_public_key": public, "products": products });
+        let enrolled: Enrolled = send_patiently(|| {
             http.post(format!("{base}/v1/riders/me/credentials"))
                 .bearer_auth(&registered.token)
-                .json(&serde_json::json!({ "device_public_key": public, "products": products }))
-                .send()
-                .await?,
-        )
+                .json(&body)
+        })
         .await?
         .ok()?;
         let bytes =
@@ -250,6 +277,56 @@ impl RiderDevice {
             .ride_code(&self.credential, now_ms, nonce)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(code.to_base64url())
+    }
+
+    /// Starts binding the wallet: the provider's signing link, to open in the wallet.
+    pub async fn start_wallet_signing(
+        &self,
+        base: &str,
+        ca_pem: &Path,
+    ) -> anyhow::Result<SigningView> {
+        let http = crate::tls::http_client(ca_pem, None)?;
+        send_patiently(|| {
+            http.post(format!("{base}/v1/riders/me/wallet/signing"))
+                .bearer_auth(&self.token)
+        })
+        .await?
+        .ok()
+    }
+
+    /// The wallet as the app shows it (a pending signing is checked with the provider).
+    pub async fn wallet(&self, base: &str, ca_pem: &Path) -> anyhow::Result<WalletView> {
+        let http = crate::tls::http_client(ca_pem, None)?;
+        send_patiently(|| {
+            http.get(format!("{base}/v1/riders/me/wallet"))
+                .bearer_auth(&self.token)
+        })
+        .await?
+        .ok()
+    }
+
+    /// Binds the wallet the way the app does: start a signing, have the wallet sign the link
+    /// (`sign_in_wallet`, given the link), then look at the wallet until it is bound.
+    pub async fn bind_wallet<F, Fut>(
+        &self,
+        base: &str,
+        ca_pem: &Path,
+        sign_in_wallet: F,
+    ) -> anyhow::Result<WalletView>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<()>>,
+    {
+        let signing = self.start_wallet_signing(base, ca_pem).await?;
+        sign_in_wallet(signing.sign_url).await?;
+        let wallet = self.wallet(base, ca_pem).await?;
+        anyhow::ensure!(
+            wallet.status == "bound",
+            "the wallet is {} after signing {}",
+            wallet.status,
+            signing.external_agreement_no
+        );
+        Ok(wallet)
     }
 
     pub async fn journeys(&self, base: &str, ca_pem: &Path) -> anyhow::Result<JourneyList> {

@@ -22,6 +22,45 @@ pub struct Config {
     pub admin: AdminConfig,
     pub provider: crate::provider::ProviderConfig,
     pub charging: ChargingConfig,
+    pub limits: LimitsConfig,
+}
+
+/// Request budgets per client (token buckets, `limits.rs`): past one, a client gets 429
+/// `rate_limited` with `Retry-After`, and nothing is done. Real clients stay far below them:
+/// a gate taps about once a second at rush hour, a phone asks a few times a minute.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Requests a terminal (its certificate's common name) may make per second, sustained…
+    pub terminal_requests_per_s: u32,
+    /// …and at once (an offline gate's upload comes as batches of up to 500 taps each).
+    pub terminal_burst: u32,
+    /// Requests of one rider (token) per second, sustained, and at once.
+    pub rider_requests_per_s: u32,
+    pub rider_burst: u32,
+    /// Registrations per source address per second, sustained, and at once. Many phones can
+    /// share an address (carrier NAT), hence more than one a second.
+    pub registrations_per_s: u32,
+    pub registration_burst: u32,
+    /// A request header holding the client's address, set by a proxy in front of the public
+    /// listener (e.g. `x-forwarded-for`: its last entry is taken, the one the proxy added).
+    /// Empty: the TCP peer's address. Never set it without such a proxy: clients could then
+    /// choose their own address.
+    pub client_address_header: String,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            terminal_requests_per_s: 50,
+            terminal_burst: 200,
+            rider_requests_per_s: 5,
+            rider_burst: 30,
+            registrations_per_s: 5,
+            registration_burst: 50,
+            client_address_header: String::new(),
+        }
+    }
 }
 
 /// How the gateway collects money through the provider (see docs/charging.md).
@@ -232,6 +271,7 @@ impl Default for Config {
             },
             provider: crate::provider::ProviderConfig::default(),
             charging: ChargingConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -321,6 +361,19 @@ impl Config {
         }
         if self.charging.capture_attempts_max == 0 || self.charging.capture_batch_max == 0 {
             bail!("charging.capture_attempts_max and charging.capture_batch_max must be positive");
+        }
+        let l = &self.limits;
+        if [
+            l.terminal_requests_per_s,
+            l.terminal_burst,
+            l.rider_requests_per_s,
+            l.rider_burst,
+            l.registrations_per_s,
+            l.registration_burst,
+        ]
+        .contains(&0)
+        {
+            bail!("every limits.*_per_s and limits.*_burst must be positive");
         }
         if self.charging.toll_budget_ms < 2 * self.provider.call_timeout_ms {
             bail!("charging.toll_budget_ms must leave room for a pay and a cancel (≥ 2 × provider.call_timeout_ms)");

@@ -24,6 +24,10 @@ pub enum ApiError {
     /// The idempotency key was used before with a different body.
     #[error("sequence {sequence} was already used by this terminal with a different request")]
     IdempotencyConflict { sequence: u64 },
+    /// This client (terminal, rider, source address) used up its request budget; retry after
+    /// `retry_after_s` seconds. Nothing was done.
+    #[error("too many requests from this client; retry after {retry_after_s} s")]
+    RateLimited { retry_after_s: u64 },
     /// Too much queued work; the caller should retry after a short pause.
     #[error("the gateway is overloaded; retry shortly")]
     Overloaded,
@@ -56,6 +60,7 @@ impl ApiError {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::IdempotencyConflict { .. } => (StatusCode::CONFLICT, "idempotency_conflict"),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             ApiError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -72,7 +77,11 @@ impl IntoResponse for ApiError {
             ApiError::Internal(e) => tracing::error!(error = ?e, "internal error"),
             _ => {}
         }
-        let retry_after = matches!(self, ApiError::Overloaded | ApiError::Storage(_));
+        let retry_after_s = match self {
+            ApiError::RateLimited { retry_after_s } => Some(retry_after_s.max(1)),
+            ApiError::Overloaded | ApiError::Storage(_) => Some(1),
+            _ => None,
+        };
         let body = ErrorBody {
             error: ErrorDetail {
                 code: code.to_string(),
@@ -86,12 +95,12 @@ impl IntoResponse for ApiError {
                 axum::http::HeaderValue::from_static("Bearer"),
             );
         }
-        if retry_after {
-            // Overload and storage trouble are transient: ask well-behaved clients to back off a
-            // second (terminals retry idempotently with the same sequence number).
+        if let Some(seconds) = retry_after_s {
+            // Rate limits, overload and storage trouble are transient: ask well-behaved clients
+            // to back off (terminals retry idempotently with the same sequence number).
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("1"),
+                axum::http::HeaderValue::from(seconds),
             );
         }
         response

@@ -5,6 +5,7 @@
 //! - [`config`]: every setting and its default.
 //! - [`server`], [`tls`]: listeners; mutual TLS for terminals, server TLS for riders and admins.
 //! - [`api`]: the HTTP routers (terminal, rider, admin, ops).
+//! - [`limits`]: request budgets per client (terminal, rider, source address).
 //! - [`engine`]: the tap rules and the group-commit writers.
 //! - [`network`]: fare networks in force (metro fares, toll tables) per operator.
 //! - [`registry`]: in-memory snapshots of terminals, deny list and issuer keys.
@@ -12,8 +13,7 @@
 //! - [`certs`]: the development PKI (`gateway certs dev`).
 //! - [`demo`]: the self-contained demo (`gateway demo`).
 //!
-//! It deliberately does not charge anyone yet: journeys are priced and recorded; the payment
-//! provider and the capture worker come next.
+//! - [`charging`], [`provider`]: collecting the money through the payment provider.
 
 pub mod api;
 pub mod certs;
@@ -23,6 +23,7 @@ pub mod config;
 pub mod demo;
 pub mod engine;
 pub mod error;
+pub mod limits;
 pub mod network;
 pub mod provider;
 pub mod registry;
@@ -58,6 +59,7 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub admin_token_sha256: [u8; 32],
     pub charging: charging::Charging,
+    pub limits: Arc<limits::Limits>,
 }
 
 impl AppState {
@@ -128,6 +130,7 @@ impl Gateway {
         };
         let state = AppState {
             charging,
+            limits: Arc::new(limits::Limits::new(&config.limits)),
             config: Arc::new(config),
             store,
             registry,
@@ -178,10 +181,13 @@ impl Gateway {
         let state = self.state.clone();
         let timeout_ms = state.config.listen.request_timeout_ms;
         let terminal_router = api::with_request_deadline(
-            api::with_json_fallbacks(
-                api::terminal::router(state.clone())
-                    .merge(api::toll::router(state.clone()))
-                    .merge(api::tickets::terminal_router(state.clone())),
+            api::with_terminal_limit(
+                api::with_json_fallbacks(
+                    api::terminal::router(state.clone())
+                        .merge(api::toll::router(state.clone()))
+                        .merge(api::tickets::terminal_router(state.clone())),
+                ),
+                state.clone(),
             ),
             timeout_ms,
         );
@@ -241,6 +247,7 @@ async fn refresher(state: AppState, mut stop: watch::Receiver<bool>) {
         if let Err(e) = state.networks.reload(&state.store).await {
             tracing::warn!(error = %e, "fare network reload failed; keeping the previous networks");
         }
+        state.limits.sweep();
     }
 }
 

@@ -73,6 +73,22 @@ impl OperatorNetwork {
         self.daily_cap
     }
 
+    /// Every station or plaza: (id, name).
+    pub fn locations(&self) -> Vec<(&str, &str)> {
+        match &self.pricing {
+            Pricing::Metro(m) => m
+                .stops()
+                .iter()
+                .map(|s| (s.id.as_str(), s.name.as_str()))
+                .collect(),
+            Pricing::Toll(t) => t
+                .plazas()
+                .iter()
+                .map(|p| (p.id.as_str(), p.name.as_str()))
+                .collect(),
+        }
+    }
+
     pub fn has_location(&self, location_id: &str) -> bool {
         match &self.pricing {
             Pricing::Metro(m) => m.stop(location_id).is_some(),

@@ -14,6 +14,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::api::terminal::TerminalIdentity;
+use crate::api::ClientAddress;
 use crate::tls::terminal_id_of;
 
 /// Concurrent connections per listener. A station has tens of gates and a node serves hundreds
@@ -38,15 +39,26 @@ pub enum Auth {
     ServerOnly,
 }
 
-pub async fn serve_tls(
+/// Connections the ops listener serves at once: a few scrapers and probes.
+pub const OPS_CONNECTIONS_MAX: usize = 256;
+
+/// Accepts connections until `shutdown`, at most `connections_max` at once, handing each to
+/// `serve` with a watcher of the graceful drain; then drains (up to [`DRAIN_TIMEOUT`]).
+async fn accept_loop<F, Fut>(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
-    router: Router,
-    auth: Auth,
+    connections_max: usize,
     mut shutdown: watch::Receiver<bool>,
-) {
+    serve: F,
+) where
+    F: Fn(
+        tokio::net::TcpStream,
+        std::net::SocketAddr,
+        hyper_util::server::graceful::Watcher,
+    ) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let graceful = GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    let permits = Arc::new(Semaphore::new(connections_max));
     loop {
         let permit = tokio::select! {
             permit = permits.clone().acquire_owned() => permit.expect("semaphore never closed"),
@@ -64,11 +76,31 @@ pub async fn serve_tls(
             _ = shutdown.changed() => break,
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let router = router.clone();
-        let watcher = graceful.watcher();
+        let connection = serve(tcp, peer, graceful.watcher());
         tokio::spawn(async move {
             let _permit = permit;
+            connection.await;
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("drain timeout: closing connections with requests in flight");
+    }
+}
+
+pub async fn serve_tls(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    router: Router,
+    auth: Auth,
+    shutdown: watch::Receiver<bool>,
+) {
+    accept_loop(listener, CONNECTIONS_MAX, shutdown, |tcp, peer, watcher| {
+        let (acceptor, router) = (acceptor.clone(), router.clone());
+        async move {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
@@ -93,74 +125,79 @@ pub async fn serve_tls(
                 }
                 Auth::ServerOnly => None,
             };
-            let first_request = Arc::new(tokio::sync::Notify::new());
-            let got_request = first_request.clone();
-            let service = hyper::service::service_fn(
-                move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    got_request.notify_one();
-                    if let Some(identity) = &identity {
-                        req.extensions_mut().insert(identity.clone());
-                    }
-                    router.clone().oneshot(req.map(axum::body::Body::new))
-                },
-            );
-            // hyper's own HTTP/1.1 header timeout and HTTP/2 keep-alive only run with a timer.
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(REQUEST_HEAD_TIMEOUT);
-            builder
-                .http2()
-                .timer(TokioTimer::new())
-                .keep_alive_interval(H2_PING_INTERVAL)
-                .keep_alive_timeout(H2_PING_TIMEOUT);
-            let conn = builder.serve_connection(TokioIo::new(tls), service);
-            let conn = watcher.watch(conn.into_owned());
-            tokio::pin!(conn);
-            // Protocol detection and the HTTP/2 preface have no timeout of their own: bound the
-            // wait for the first request.
-            let first = tokio::time::timeout(REQUEST_HEAD_TIMEOUT, async {
-                tokio::select! {
-                    ended = &mut conn => Some(ended),
-                    _ = first_request.notified() => None,
-                }
-            })
-            .await;
-            let ended = match first {
-                Err(_) => {
-                    tracing::debug!(%peer, "no request within the request-head timeout");
-                    return;
-                }
-                Ok(Some(ended)) => ended,
-                Ok(None) => conn.await,
-            };
-            if let Err(e) = ended {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("drain timeout: closing connections with requests in flight");
-    }
+            serve_connection(tls, peer, identity, router, watcher).await;
+        }
+    })
+    .await;
 }
 
-/// Plain HTTP for the ops endpoints.
-pub async fn serve_plain(
-    listener: TcpListener,
+/// Plain HTTP for the ops endpoints, with the same connection bound and request-head timeout
+/// as the TLS listeners (a slow client cannot hold a connection open).
+pub async fn serve_plain(listener: TcpListener, router: Router, shutdown: watch::Receiver<bool>) {
+    accept_loop(
+        listener,
+        OPS_CONNECTIONS_MAX,
+        shutdown,
+        |tcp, peer, watcher| serve_connection(tcp, peer, None, router.clone(), watcher),
+    )
+    .await;
+}
+
+/// Serves HTTP/1.1 or HTTP/2 on one connection: the terminal's identity and the client's
+/// address attached to each request, the first request head due within
+/// [`REQUEST_HEAD_TIMEOUT`] (and each later HTTP/1.1 head too), idle HTTP/2 peers pinged.
+async fn serve_connection<I>(
+    io: I,
+    peer: std::net::SocketAddr,
+    identity: Option<TerminalIdentity>,
     router: Router,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.changed().await;
-        })
-        .await;
-    if let Err(e) = result {
-        tracing::error!(error = %e, "ops listener failed");
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let first_request = Arc::new(tokio::sync::Notify::new());
+    let got_request = first_request.clone();
+    let service =
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            got_request.notify_one();
+            if let Some(identity) = &identity {
+                req.extensions_mut().insert(identity.clone());
+            }
+            req.extensions_mut().insert(ClientAddress(peer.ip()));
+            router.clone().oneshot(req.map(axum::body::Body::new))
+        });
+    // hyper's own HTTP/1.1 header timeout and HTTP/2 keep-alive only run with a timer.
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(REQUEST_HEAD_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(H2_PING_INTERVAL)
+        .keep_alive_timeout(H2_PING_TIMEOUT);
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    let conn = watcher.watch(conn.into_owned());
+    tokio::pin!(conn);
+    // Protocol detection and the HTTP/2 preface have no timeout of their own: bound the wait
+    // for the first request.
+    let first = tokio::time::timeout(REQUEST_HEAD_TIMEOUT, async {
+        tokio::select! {
+            ended = &mut conn => Some(ended),
+            _ = first_request.notified() => None,
+        }
+    })
+    .await;
+    let ended = match first {
+        Err(_) => {
+            tracing::debug!(%peer, "no request within the request-head timeout");
+            return;
+        }
+        Ok(Some(ended)) => ended,
+        Ok(None) => conn.await,
+    };
+    if let Err(e) = ended {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }

@@ -52,7 +52,13 @@ fn roots(ca_path: &Path) -> anyhow::Result<RootCertStore> {
 /// The terminal id a client certificate names: its subject common name.
 pub fn terminal_id_of(cert: &CertificateDer<'_>) -> Option<String> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
-    let cn = parsed.subject().iter_common_name().next()?.as_str().ok()?;
+    let mut names = parsed.subject().iter_common_name();
+    let cn = names.next()?.as_str().ok()?;
+    // Exactly one common name, and a valid terminal id: with two, software that reads the
+    // first and software that reads the last would see two different terminals.
+    if names.next().is_some() || turnpike_wire::ident::check_id(cn).is_err() {
+        return None;
+    }
     Some(cn.to_string())
 }
 

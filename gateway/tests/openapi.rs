@@ -97,7 +97,14 @@ const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
         Some("adminToken"),
     ),
     // gateway/src/api/payments.rs (rider_router)
-    (PUBLIC, "put", "/v1/riders/me/wallet", Some("riderToken")),
+    (PUBLIC, "get", "/v1/riders/me/wallet", Some("riderToken")),
+    (PUBLIC, "delete", "/v1/riders/me/wallet", Some("riderToken")),
+    (
+        PUBLIC,
+        "post",
+        "/v1/riders/me/wallet/signing",
+        Some("riderToken"),
+    ),
     (PUBLIC, "get", "/v1/riders/me/charges", Some("riderToken")),
     (
         PUBLIC,
@@ -511,9 +518,12 @@ fn every_error_code_the_api_returns_is_documented() {
         let code = strip_comments(source);
         let mut found = literals_after(&code, "unprocessable(");
         found.extend(literals_after(&code, "bad_request("));
-        // payments.rs: `unavailable("code", …)` (503) and `parse_id(text, "code")` (422).
+        // `unavailable("code", …)` (503); the input rules' `decimal_id("code", …)`,
+        // `check_input("code", …)` and `check_reason("code", …)` (422).
         found.extend(literals_after(&code, "unavailable("));
-        found.extend(second_literal_args(&code, "parse_id("));
+        found.extend(literals_after(&code, "decimal_id("));
+        found.extend(literals_after(&code, "check_input("));
+        found.extend(literals_after(&code, "check_reason("));
         found.extend(literals_after(&code, "code: "));
         found.extend(status_code_pairs(&code));
         for error_code in found {
@@ -639,19 +649,6 @@ fn fn_body(source: &str, name: &str) -> Option<String> {
         }
     }
     None
-}
-
-/// The string literal second argument of every `name(first, "…")` call (`name(` as `prefix`),
-/// when the first argument has no comma of its own.
-fn second_literal_args(code: &str, prefix: &str) -> Vec<String> {
-    code.match_indices(prefix)
-        .filter_map(|(at, _)| {
-            let rest = &code[at + prefix.len()..];
-            let comma = rest.find([',', ')'])?;
-            let rest = rest[comma..].strip_prefix(',')?;
-            string_literal(rest).map(|(s, _)| s)
-        })
-        .collect()
 }
 
 /// The values of `pub const NAME: &str = "…";` items.

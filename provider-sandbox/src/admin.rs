@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
+use crate::agreement;
 use crate::bill::{self, BillInput, Charset};
 use crate::error::SandboxError;
 use crate::faults::Faults;
@@ -34,6 +35,10 @@ pub fn router() -> Router<AppState> {
         .route("/sandbox/users/{user_id}/payment-codes", post(issue_code))
         .route("/sandbox/users/{user_id}/top-up", post(top_up))
         .route("/sandbox/users/{user_id}/agreements", post(sign_agreement))
+        .route(
+            "/sandbox/users/{user_id}/agreement-signings",
+            post(open_sign_url),
+        )
         .route("/sandbox/agreements/{agreement_no}", get(read_agreement))
         .route(
             "/sandbox/agreements/{agreement_no}/unsign",
@@ -386,6 +391,7 @@ pub struct SignAgreement {
 #[derive(Serialize)]
 pub struct AgreementView {
     pub agreement_no: String,
+    pub external_agreement_no: Option<String>,
     pub app_id: String,
     pub user_id: String,
     pub status: &'static str,
@@ -398,6 +404,7 @@ impl From<AgreementRow> for AgreementView {
     fn from(a: AgreementRow) -> AgreementView {
         AgreementView {
             agreement_no: a.agreement_no,
+            external_agreement_no: a.external_agreement_no,
             app_id: a.app_id,
             user_id: a.user_id,
             status: a.status.as_str(),
@@ -408,42 +415,72 @@ impl From<AgreementRow> for AgreementView {
     }
 }
 
-/// The buyer signs a withholding agreement with an app (on the real platform, in the wallet
-/// after `alipay.user.agreement.page.sign`).
+/// The sandbox's shortcut: the buyer signs a withholding agreement with an app directly (no
+/// merchant number, no notification). A merchant that binds agreements to its customers uses
+/// the page-sign flow instead ([`open_sign_url`]).
 async fn sign_agreement(
     State(state): State<AppState>,
     Path(user_id): Path<String>,
     Json(req): Json<SignAgreement>,
 ) -> Result<(StatusCode, Json<AgreementView>), SandboxError> {
-    if !(1..=AMOUNT_FEN_MAX).contains(&req.single_limit_fen) {
-        return Err(SandboxError::BadRequest(format!(
-            "single_limit_fen must be 1..={AMOUNT_FEN_MAX}"
-        )));
-    }
-    let user = state
-        .store
-        .user(&user_id)
-        .await?
-        .ok_or_else(|| SandboxError::NotFound(format!("no user {user_id}")))?;
-    if state.store.app(&req.app_id).await?.is_none() {
-        return Err(SandboxError::NotFound(format!("no app {}", req.app_id)));
-    }
-    let now = now_ms();
-    // Agreement numbers are the year and 16 digits, 20 in all, like 20215425011234567890.
-    let agreement = AgreementRow {
-        agreement_no: format!("{}{}", crate::time::shanghai(now, "%Y"), random_digits(16)),
-        app_id: req.app_id,
-        user_id: user.user_id,
-        status: AgreementStatus::Normal,
-        single_limit_fen: req.single_limit_fen,
-        sign_time_ms: now,
-        unsign_time_ms: None,
-        logon_id: user.logon_id,
-    };
-    if !state.store.insert_agreement(&agreement).await? {
-        return Err(anyhow::anyhow!("random agreement number collided; retry").into());
-    }
+    check_single_limit(req.single_limit_fen)?;
+    let agreement = agreement::sign_direct(
+        &state.store,
+        &user_id,
+        &req.app_id,
+        req.single_limit_fen,
+        now_ms(),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(agreement.into())))
+}
+
+fn check_single_limit(single_limit_fen: i64) -> Result<(), SandboxError> {
+    if (1..=AMOUNT_FEN_MAX).contains(&single_limit_fen) {
+        Ok(())
+    } else {
+        Err(SandboxError::BadRequest(format!(
+            "single_limit_fen must be 1..={AMOUNT_FEN_MAX}"
+        )))
+    }
+}
+
+/// The most one deduction may take when the buyer does not say: 2,000.00 CNY.
+const SINGLE_LIMIT_FEN_DEFAULT: i64 = 200_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenSignUrl {
+    /// The merchant's signed `alipay.user.agreement.page.sign` request as the buyer's wallet
+    /// received it: a `https://…/gateway.do?…` URL, an `alipays://platformapi/startapp?…
+    /// &sign_params=…` link, or the bare query string.
+    pub sign_url: String,
+    /// The most one deduction may take, in fen; default 2,000.00 CNY.
+    #[serde(default)]
+    pub single_limit_fen: Option<i64>,
+}
+
+/// The buyer opens a merchant's signing link in the wallet and signs: the request is checked
+/// exactly as `gateway.do` checks it (app, signature, method, biz_content), the agreement
+/// carries the merchant's number, and the merchant's `notify_url` gets `dut_user_sign`.
+/// 201 for a new agreement, 200 when this buyer had already signed that link.
+async fn open_sign_url(
+    State(state): State<AppState>,
+    Path(user_id): Path<String>,
+    Json(req): Json<OpenSignUrl>,
+) -> Result<(StatusCode, Json<AgreementView>), SandboxError> {
+    let single_limit_fen = req.single_limit_fen.unwrap_or(SINGLE_LIMIT_FEN_DEFAULT);
+    check_single_limit(single_limit_fen)?;
+    let page = crate::openapi::page_sign_of_url(&state, &req.sign_url).await?;
+    let (agreement, new) =
+        agreement::sign(&state.store, &user_id, &page, single_limit_fen, now_ms()).await?;
+    state.dispatcher_wake.notify_one();
+    let status = if new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(agreement.into())))
 }
 
 async fn read_agreement(
@@ -463,19 +500,21 @@ async fn set_agreement(
     agreement_no: String,
     to: AgreementStatus,
 ) -> Result<Json<AgreementView>, SandboxError> {
-    if !state
-        .store
-        .set_agreement_status(&agreement_no, to, now_ms())
-        .await?
-    {
-        return Err(SandboxError::NotFound(format!(
-            "no agreement {agreement_no} in force"
-        )));
-    }
-    read_agreement(State(state), Path(agreement_no)).await
+    let key = agreement::AgreementKey::Number(agreement_no.clone());
+    let changed = agreement::set_status(&state.store, None, &key, to, now_ms())
+        .await
+        .map_err(|e| match e {
+            SandboxError::Business { .. } => {
+                SandboxError::NotFound(format!("no agreement {agreement_no} in force"))
+            }
+            other => other,
+        })?;
+    state.dispatcher_wake.notify_one();
+    Ok(Json(changed.into()))
 }
 
-/// The buyer ends the agreement; deductions and queries then find no agreement.
+/// The buyer ends the agreement in the wallet; deductions and queries then find no agreement,
+/// and a merchant that signed it through the page-sign flow gets `dut_user_unsign`.
 async fn unsign_agreement(
     State(state): State<AppState>,
     Path(agreement_no): Path<String>,

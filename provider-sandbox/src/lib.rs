@@ -29,6 +29,7 @@
 //! certificate mode, HTTPS, or the zipped bill file.
 
 pub mod admin;
+pub mod agreement;
 pub mod bill;
 pub mod error;
 pub mod faults;
@@ -299,7 +300,12 @@ async fn run_sweeper(state: AppState, mut stop: watch::Receiver<bool>) {
 pub fn router(state: AppState) -> Router {
     let body_max = state.config.request_body_bytes_max;
     Router::new()
-        .route("/gateway.do", post(openapi::gateway_do))
+        // The platform takes every call by GET as well as POST (independent client libraries
+        // use GET), and the wallet opens signing pages by GET.
+        .route(
+            "/gateway.do",
+            post(openapi::gateway_do).get(openapi::gateway_do),
+        )
         .merge(admin::router())
         .layer(DefaultBodyLimit::max(body_max))
         .with_state(state)

@@ -1,4 +1,5 @@
-//! Async notifications (`notify_type=trade_status_sync`), delivered the platform's way.
+//! Async notifications (`notify_type=trade_status_sync`, and `dut_user_sign` /
+//! `dut_user_unsign` for withholding agreements), delivered the platform's way.
 //!
 //! A trade change a merchant must hear about — paid (`TRADE_SUCCESS`), closed (`TRADE_CLOSED`:
 //! cancel of an unpaid trade, expiry, full refund, reversal) or refunded — writes a row to the
@@ -25,14 +26,18 @@ use tokio::sync::{watch, Semaphore};
 use crate::money::format_fen;
 use crate::sign::{self, SIGN_TYPE_RSA2};
 use crate::store::{
-    self, AttemptOutcome, NotificationRow, NotificationStatus, RefundKind, RefundRow, TradeRow,
-    TradeStatus,
+    self, AgreementRow, AgreementStatus, AttemptOutcome, NotificationRow, NotificationStatus,
+    RefundKind, RefundRow, TradeRow, TradeStatus,
 };
 use crate::time::{api_time, now_ms, shanghai};
 use crate::trade::{mask_logon_id, random_token};
 use crate::AppState;
 
 pub const NOTIFY_TYPE_TRADE_STATUS_SYNC: &str = "trade_status_sync";
+/// A withholding agreement was signed (`status=NORMAL`).
+pub const NOTIFY_TYPE_DUT_USER_SIGN: &str = "dut_user_sign";
+/// A withholding agreement ended (`status=UNSIGN`), by the buyer or the merchant.
+pub const NOTIFY_TYPE_DUT_USER_UNSIGN: &str = "dut_user_unsign";
 
 /// Extra lease time beyond the attempt timeout before a claimed row may be picked again.
 const LEASE_MARGIN_MS: i64 = 1_000;
@@ -51,15 +56,60 @@ pub async fn enqueue(
     let Some(notify_url) = trade.notify_url.clone() else {
         return Ok(());
     };
+    let params = trade_status_sync(trade, refund);
+    let row = outbox_row(
+        &trade.app_id,
+        (&trade.trade_no, &trade.out_trade_no),
+        notify_url,
+        params,
+        now_ms,
+    );
+    store::insert_notification(tx, &row).await
+}
+
+/// Writes the `dut_user_sign` or `dut_user_unsign` notification of an agreement (already in its
+/// new state) inside `tx`; only agreements signed through the page-sign flow with a
+/// `notify_url` are notified. The outbox row is filed under the agreement number and the
+/// merchant's external agreement number, in the columns a trade files its numbers under.
+pub async fn enqueue_agreement(
+    tx: &mut store::Tx,
+    agreement: &AgreementRow,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    let (Some(notify_url), Some(external)) = (
+        agreement.notify_url.clone(),
+        agreement.external_agreement_no.as_deref(),
+    ) else {
+        return Ok(());
+    };
+    let params = agreement_change(agreement);
+    let row = outbox_row(
+        &agreement.app_id,
+        (&agreement.agreement_no, external),
+        notify_url,
+        params,
+        now_ms,
+    );
+    store::insert_notification(tx, &row).await
+}
+
+/// A pending outbox row: `numbers` are the platform's and the merchant's numbers of what
+/// changed, `params` the frozen parameters (a fresh `notify_id` is added).
+fn outbox_row(
+    app_id: &str,
+    numbers: (&str, &str),
+    notify_url: String,
+    mut params: BTreeMap<String, String>,
+    now_ms: i64,
+) -> NotificationRow {
     // The platform's notify_ids are ~34 lowercase hex-like characters.
     let notify_id = random_token(34);
-    let mut params = trade_status_sync(trade, refund);
     params.insert("notify_id".into(), notify_id.clone());
-    let row = NotificationRow {
+    NotificationRow {
         notify_id,
-        app_id: trade.app_id.clone(),
-        trade_no: trade.trade_no.clone(),
-        out_trade_no: trade.out_trade_no.clone(),
+        app_id: app_id.to_string(),
+        trade_no: numbers.0.to_string(),
+        out_trade_no: numbers.1.to_string(),
         notify_url,
         params_json: serde_json::to_string(&params).expect("a string map serializes"),
         status: NotificationStatus::Pending,
@@ -68,9 +118,53 @@ pub async fn enqueue(
         last_error: None,
         created_at_ms: now_ms,
         delivered_at_ms: None,
-    };
-    store::insert_notification(tx, &row).await
+    }
 }
+
+/// The platform's parameters of an agreement's sign (`status=NORMAL`) or unsign
+/// (`status=UNSIGN`) notification, without `notify_id`, `notify_time`, `sign_type`, `sign`.
+pub fn agreement_change(a: &AgreementRow) -> BTreeMap<String, String> {
+    let mut p = BTreeMap::new();
+    let mut put = |k: &str, v: String| {
+        if !v.is_empty() {
+            p.insert(k.to_string(), v);
+        }
+    };
+    let ended = a.status == AgreementStatus::Unsign;
+    put(
+        "notify_type",
+        if ended {
+            NOTIFY_TYPE_DUT_USER_UNSIGN
+        } else {
+            NOTIFY_TYPE_DUT_USER_SIGN
+        }
+        .into(),
+    );
+    put("app_id", a.app_id.clone());
+    put("auth_app_id", a.app_id.clone());
+    put("charset", "utf-8".into());
+    put("version", "1.0".into());
+    put("agreement_no", a.agreement_no.clone());
+    put(
+        "external_agreement_no",
+        a.external_agreement_no.clone().unwrap_or_default(),
+    );
+    put("alipay_user_id", a.user_id.clone());
+    put("alipay_logon_id", mask_logon_id(&a.logon_id));
+    put("personal_product_code", a.personal_product_code.clone());
+    put("sign_scene", a.sign_scene.clone());
+    put("status", a.status.as_str().into());
+    put("sign_time", api_time(a.sign_time_ms));
+    put("valid_time", api_time(a.sign_time_ms));
+    put("invalid_time", AGREEMENT_INVALID_TIME.into());
+    if let Some(unsigned) = a.unsign_time_ms {
+        put("unsign_time", api_time(unsigned));
+    }
+    p
+}
+
+/// What the platform answers as the end of an open-ended agreement's validity.
+pub const AGREEMENT_INVALID_TIME: &str = "2115-02-01 00:00:00";
 
 /// The platform's `trade_status_sync` parameters for a trade in its new state (without
 /// `notify_id`, `notify_time`, `sign_type`, `sign`). Absent facts are left out, as the platform

@@ -1,11 +1,17 @@
-//! The open-API gateway, `POST /gateway.do`: the one endpoint the real platform exposes.
+//! The open-API gateway, `/gateway.do` by POST or GET: the one endpoint the real platform
+//! exposes.
 //!
 //! It takes the common parameters from the query string and the form body (SDKs put them in
-//! either), checks them in the platform's order, verifies the request's RSA2 signature against
+//! either; some client libraries send every call as a GET), checks them in the platform's order, verifies the request's RSA2 signature against
 //! the app's registered key, runs the method, and answers
 //! `{"<method>_response": {...}, "sign": "..."}` signed with the platform key over the exact
 //! JSON text of the `_response` value. Every answer, refusals included, is HTTP 200 and signed,
 //! as on the real platform; unknown or missing methods answer under `error_response`.
+//! `alipay.user.agreement.page.sign` is a page, not a call: opened in a browser it shows what
+//! the buyer would sign (the sandbox wallet signs it, [`page_sign_of_url`]).
+//!
+//! Merchant numbers follow the platform's character rules: `out_trade_no` 1–64 letters, digits
+//! and `_`; `external_agreement_no` 1–32 letters and digits.
 //!
 //! Fault knobs ([`crate::faults`]) act here, around the method: latency before it, a hang or a 5xx
 //! instead of it, a refusal instead of a pay, or a dropped connection after it committed.
@@ -22,6 +28,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
+use crate::agreement::{self, AgreementKey, PageSign};
 use crate::error::SandboxError;
 use crate::faults::{Action, Plan};
 use crate::money::{format_fen, parse_fen};
@@ -45,16 +52,15 @@ const METHODS: &[&str] = &[
     "alipay.trade.cancel",
     "alipay.trade.refund",
     "alipay.user.agreement.query",
+    "alipay.user.agreement.unsign",
+    "alipay.user.agreement.page.sign",
     "alipay.data.dataservice.bill.downloadurl.query",
 ];
 
-/// The agreement query's answer for an unknown or ended agreement (it is not an ACQ method).
-const USER_AGREEMENT_NOT_EXIST: &str = "USER_AGREEMENT_NOT_EXIST";
+/// The page method: the buyer's wallet opens it; it answers a page, not a signed JSON answer.
+const METHOD_PAGE_SIGN: &str = "alipay.user.agreement.page.sign";
 /// The bill query's answer for a day whose bill cannot exist yet.
 const BILL_NOT_EXIST: &str = "isp.bill_not_exist";
-
-/// The personal product code of a withholding agreement, as the agreement query answers it.
-const PERSONAL_PRODUCT_WITHHOLDING: &str = "GENERAL_WITHHOLDING_P";
 
 pub async fn gateway_do(
     State(state): State<AppState>,
@@ -62,6 +68,11 @@ pub async fn gateway_do(
     body: Bytes,
 ) -> Response {
     let params = parse_params(query.as_deref().unwrap_or(""), &body);
+    if let Ok(p) = &params {
+        if p.get("method").map(String::as_str) == Some(METHOD_PAGE_SIGN) {
+            return sign_page(&state, p).await;
+        }
+    }
     let method = params
         .as_ref()
         .ok()
@@ -184,17 +195,27 @@ fn parse_params(query: &str, body: &[u8]) -> Result<BTreeMap<String, String>, Sa
     Ok(params)
 }
 
-async fn handle(
+/// A parameter's value; an empty one counts as absent, as on the platform.
+fn param<'a>(params: &'a BTreeMap<String, String>, name: &str) -> Option<&'a str> {
+    params
+        .get(name)
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+}
+
+/// A request that passed the platform's checks of its common parameters and signature.
+struct Authenticated<'a> {
+    app_id: &'a str,
+    method: &'a str,
+}
+
+/// Checks the common parameters in the platform's order and verifies the signature against the
+/// app's registered key.
+async fn authenticate<'a>(
     state: &AppState,
-    params: &BTreeMap<String, String>,
-    plan: &Plan,
-) -> Result<Map<String, Value>, SandboxError> {
-    let get = |name: &str| {
-        params
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
-    };
+    params: &'a BTreeMap<String, String>,
+) -> Result<Authenticated<'a>, SandboxError> {
+    let get = |name: &str| param(params, name);
     let required = |name: &str, sub_code: &'static str| {
         get(name).ok_or_else(|| SandboxError::missing(sub_code, format!("missing {name}")))
     };
@@ -256,6 +277,16 @@ async fn handle(
             format!("验签出错 (invalid signature); the string verified was: {content}"),
         ));
     }
+    Ok(Authenticated { app_id, method })
+}
+
+async fn handle(
+    state: &AppState,
+    params: &BTreeMap<String, String>,
+    plan: &Plan,
+) -> Result<Map<String, Value>, SandboxError> {
+    let Authenticated { app_id, method } = authenticate(state, params).await?;
+    let get = |name: &str| param(params, name);
     let biz = BizContent::parse(get("biz_content"))?;
     let now = now_ms();
     let common = Common {
@@ -286,9 +317,14 @@ async fn handle(
         "alipay.trade.cancel" => cancel(state, app_id, &biz, now).await,
         "alipay.trade.refund" => refund(state, app_id, &biz, now).await,
         "alipay.user.agreement.query" => agreement_query(state, app_id, &biz).await,
+        "alipay.user.agreement.unsign" => agreement_unsign(state, app_id, &biz, now).await,
         "alipay.data.dataservice.bill.downloadurl.query" => {
             bill_download_url(state, app_id, &biz, now).await
         }
+        METHOD_PAGE_SIGN => Err(SandboxError::invalid(
+            "isv.invalid-method",
+            "alipay.user.agreement.page.sign is a page: the buyer opens it in the wallet",
+        )),
         _ => unreachable!("checked against METHODS above"),
     }
 }
@@ -311,20 +347,7 @@ impl Common<'_> {
         biz: &BizContent,
         now_ms: i64,
     ) -> Result<TradeOptions, SandboxError> {
-        let notify_url = match self.notify_url {
-            None => None,
-            Some(url) => {
-                if url.chars().count() > NOTIFY_URL_CHARS_MAX
-                    || !(url.starts_with("http://") || url.starts_with("https://"))
-                {
-                    return Err(SandboxError::business(
-                        ACQ_INVALID_PARAMETER,
-                        "notify_url must be an http(s) URL of at most 256 characters",
-                    ));
-                }
-                Some(url.to_string())
-            }
-        };
+        let notify_url = checked_notify_url(self.notify_url)?;
         let timeout_ms = match biz.text("timeout_express", 8)? {
             None => state.config.trade_timeout_default_ms as i64,
             Some(t) => parse_timeout_express(&t, now_ms).ok_or_else(|| {
@@ -341,6 +364,23 @@ impl Common<'_> {
             operator_id: biz.text("operator_id", 28)?,
             timeout_ms,
         })
+    }
+}
+
+/// A request's `notify_url`: an http(s) URL of at most 256 characters.
+fn checked_notify_url(url: Option<&str>) -> Result<Option<String>, SandboxError> {
+    match url {
+        None => Ok(None),
+        Some(url)
+            if url.chars().count() <= NOTIFY_URL_CHARS_MAX
+                && (url.starts_with("http://") || url.starts_with("https://")) =>
+        {
+            Ok(Some(url.to_string()))
+        }
+        Some(_) => Err(SandboxError::business(
+            ACQ_INVALID_PARAMETER,
+            "notify_url must be an http(s) URL of at most 256 characters",
+        )),
     }
 }
 
@@ -420,6 +460,27 @@ impl BizContent {
         })
     }
 
+    /// A merchant number (`out_trade_no`, `trade_no`): 1–64 letters, digits and `_`, the
+    /// platform's rule, so NUL, direction overrides or SQL text never reach a trade.
+    fn merchant_no(&self, name: &str) -> Result<Option<String>, SandboxError> {
+        let value = self.text(name, MERCHANT_NO_CHARS_MAX)?;
+        if let Some(v) = &value {
+            if !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(SandboxError::business(
+                    ACQ_INVALID_PARAMETER,
+                    format!("{name} may hold only letters, digits and _"),
+                ));
+            }
+        }
+        Ok(value)
+    }
+
+    fn required_merchant_no(&self, name: &str) -> Result<String, SandboxError> {
+        self.merchant_no(name)?.ok_or_else(|| {
+            SandboxError::business(ACQ_INVALID_PARAMETER, format!("{name} is required"))
+        })
+    }
+
     fn amount_fen(&self, name: &str) -> Result<i64, SandboxError> {
         let text = self.required(name, 20)?;
         parse_fen(&text).map_err(|e| SandboxError::business(ACQ_INVALID_PARAMETER, e))
@@ -427,8 +488,8 @@ impl BizContent {
 
     fn trade_key(&self) -> Result<TradeKey, SandboxError> {
         let key = TradeKey {
-            trade_no: self.text("trade_no", MERCHANT_NO_CHARS_MAX)?,
-            out_trade_no: self.text("out_trade_no", MERCHANT_NO_CHARS_MAX)?,
+            trade_no: self.merchant_no("trade_no")?,
+            out_trade_no: self.merchant_no("out_trade_no")?,
         };
         if key.trade_no.is_none() && key.out_trade_no.is_none() {
             return Err(SandboxError::business(
@@ -499,7 +560,7 @@ async fn pay(
         ));
     }
     let req = PayRequest {
-        out_trade_no: biz.required("out_trade_no", MERCHANT_NO_CHARS_MAX)?,
+        out_trade_no: biz.required_merchant_no("out_trade_no")?,
         auth_code: biz.required("auth_code", 32)?,
         total_fen: biz.amount_fen("total_amount")?,
         subject: biz.required("subject", SUBJECT_CHARS_MAX)?,
@@ -537,7 +598,7 @@ async fn deduct(
     })?
     .to_string();
     let req = DeductRequest {
-        out_trade_no: biz.required("out_trade_no", MERCHANT_NO_CHARS_MAX)?,
+        out_trade_no: biz.required_merchant_no("out_trade_no")?,
         agreement_no,
         total_fen: biz.amount_fen("total_amount")?,
         subject: biz.required("subject", SUBJECT_CHARS_MAX)?,
@@ -554,7 +615,7 @@ async fn precreate(
     now: i64,
 ) -> Result<Map<String, Value>, SandboxError> {
     let req = PrecreateRequest {
-        out_trade_no: biz.required("out_trade_no", MERCHANT_NO_CHARS_MAX)?,
+        out_trade_no: biz.required_merchant_no("out_trade_no")?,
         total_fen: biz.amount_fen("total_amount")?,
         subject: biz.required("subject", SUBJECT_CHARS_MAX)?,
         options: common.options(state, biz, now)?,
@@ -609,35 +670,209 @@ async fn query(
     Ok(m)
 }
 
-/// `alipay.user.agreement.query` by `agreement_no`. Ended (unsigned) or unknown agreements, and
-/// other apps' agreements, answer `USER_AGREEMENT_NOT_EXIST` as on the platform.
+/// How a call names an agreement: `agreement_no`, or the merchant's `external_agreement_no`
+/// with its `personal_product_code` and `sign_scene` (defaults: withholding, the default scene).
+fn agreement_key(biz: &BizContent) -> Result<AgreementKey, SandboxError> {
+    if let Some(no) = biz.merchant_no("agreement_no")? {
+        return Ok(AgreementKey::Number(no));
+    }
+    let external = biz
+        .text(
+            "external_agreement_no",
+            agreement::EXTERNAL_AGREEMENT_NO_CHARS_MAX,
+        )?
+        .ok_or_else(|| {
+            SandboxError::business(
+                ACQ_INVALID_PARAMETER,
+                "agreement_no or external_agreement_no is required",
+            )
+        })?;
+    if !agreement::valid_external_agreement_no(&external) {
+        return Err(SandboxError::business(
+            ACQ_INVALID_PARAMETER,
+            "external_agreement_no may hold only letters and digits",
+        ));
+    }
+    Ok(AgreementKey::External {
+        external_agreement_no: external,
+        personal_product_code: biz
+            .text("personal_product_code", 64)?
+            .unwrap_or_else(|| agreement::PERSONAL_PRODUCT_WITHHOLDING.into()),
+        sign_scene: biz
+            .text("sign_scene", SIGN_SCENE_CHARS_MAX)?
+            .unwrap_or_else(|| agreement::SIGN_SCENE_DEFAULT.into()),
+    })
+}
+
+/// Longest `sign_scene` accepted (`INDUSTRY|DIGITAL_MEDIA` and the like).
+const SIGN_SCENE_CHARS_MAX: usize = 64;
+
+/// `alipay.user.agreement.query` by `agreement_no` or by the merchant's number. Ended
+/// (unsigned) or unknown agreements, and other apps' agreements, answer
+/// `USER_AGREEMENT_NOT_EXIST` as on the platform.
 async fn agreement_query(
     state: &AppState,
     app_id: &str,
     biz: &BizContent,
 ) -> Result<Map<String, Value>, SandboxError> {
-    let no = biz.required("agreement_no", MERCHANT_NO_CHARS_MAX)?;
-    let a = state
-        .store
-        .agreement(&no)
-        .await?
-        .filter(|a| a.app_id == app_id && a.status != AgreementStatus::Unsign)
-        .ok_or_else(|| SandboxError::business(USER_AGREEMENT_NOT_EXIST, "用户协议不存在"))?;
+    let a = agreement::find(&state.store, app_id, &agreement_key(biz)?).await?;
     let mut m = success("10000", "Success");
     m.insert("agreement_no".into(), a.agreement_no.clone().into());
+    if let Some(external) = &a.external_agreement_no {
+        m.insert("external_agreement_no".into(), external.clone().into());
+    }
     m.insert("principal_id".into(), a.user_id.clone().into());
     m.insert("pricipal_type".into(), "CARD".into());
     m.insert("alipay_logon_id".into(), mask_logon_id(&a.logon_id).into());
     m.insert("status".into(), a.status.as_str().into());
     m.insert("sign_time".into(), api_time(a.sign_time_ms).into());
     m.insert("valid_time".into(), api_time(a.sign_time_ms).into());
-    m.insert("invalid_time".into(), "2115-02-01 00:00:00".into());
+    m.insert(
+        "invalid_time".into(),
+        crate::notify::AGREEMENT_INVALID_TIME.into(),
+    );
     m.insert(
         "personal_product_code".into(),
-        PERSONAL_PRODUCT_WITHHOLDING.into(),
+        a.personal_product_code.clone().into(),
     );
-    m.insert("sign_scene".into(), "INDUSTRY|DEFAULT_SCENE".into());
+    m.insert("sign_scene".into(), a.sign_scene.clone().into());
     Ok(m)
+}
+
+/// `alipay.user.agreement.unsign`: the merchant ends an agreement of its own; its notify URL
+/// gets `dut_user_unsign`.
+async fn agreement_unsign(
+    state: &AppState,
+    app_id: &str,
+    biz: &BizContent,
+    now: i64,
+) -> Result<Map<String, Value>, SandboxError> {
+    agreement::set_status(
+        &state.store,
+        Some(app_id),
+        &agreement_key(biz)?,
+        AgreementStatus::Unsign,
+        now,
+    )
+    .await?;
+    Ok(success("10000", "Success"))
+}
+
+/// The channels a signing page may be opened from (`access_params.channel`).
+const SIGN_CHANNELS: [&str; 3] = ["ALIPAYAPP", "QRCODE", "QRCODEORSMS"];
+
+/// What a page-sign request asks the buyer to sign, after the checks `gateway.do` makes.
+async fn page_sign_of_params(
+    state: &AppState,
+    params: &BTreeMap<String, String>,
+) -> Result<PageSign, SandboxError> {
+    let Authenticated { app_id, method } = authenticate(state, params).await?;
+    if method != METHOD_PAGE_SIGN {
+        return Err(SandboxError::invalid(
+            "isv.invalid-method",
+            format!("{method} is not a signing page; expected {METHOD_PAGE_SIGN}"),
+        ));
+    }
+    let get = |name: &str| param(params, name);
+    let biz = BizContent::parse(get("biz_content"))?;
+    let AgreementKey::External {
+        external_agreement_no,
+        personal_product_code,
+        sign_scene,
+    } = agreement_key(&biz)?
+    else {
+        return Err(SandboxError::business(
+            ACQ_INVALID_PARAMETER,
+            "a signing page names the merchant's external_agreement_no, not an agreement_no",
+        ));
+    };
+    if personal_product_code != agreement::PERSONAL_PRODUCT_WITHHOLDING {
+        return Err(SandboxError::business(
+            ACQ_INVALID_PARAMETER,
+            format!(
+                "personal_product_code {personal_product_code} is not supported; use {}",
+                agreement::PERSONAL_PRODUCT_WITHHOLDING
+            ),
+        ));
+    }
+    let channel = match biz.0.get("access_params") {
+        Some(Value::Object(p)) => p.get("channel").and_then(Value::as_str),
+        _ => None,
+    };
+    if !channel.is_some_and(|c| SIGN_CHANNELS.contains(&c)) {
+        return Err(SandboxError::business(
+            ACQ_INVALID_PARAMETER,
+            format!("access_params.channel must be one of {SIGN_CHANNELS:?}"),
+        ));
+    }
+    Ok(PageSign {
+        app_id: app_id.to_string(),
+        external_agreement_no,
+        personal_product_code,
+        sign_scene,
+        notify_url: checked_notify_url(get("notify_url"))?,
+    })
+}
+
+/// The page-sign request in a link the buyer's wallet opened: a `…/gateway.do?…` URL, an
+/// `alipays://platformapi/startapp?…&sign_params=…` link (the request's query string, encoded),
+/// or the bare query string.
+pub async fn page_sign_of_url(state: &AppState, url: &str) -> Result<PageSign, SandboxError> {
+    let query = if url.starts_with("alipays://") {
+        let after = url.split_once('?').map(|(_, q)| q).unwrap_or_default();
+        form_urlencoded::parse(after.as_bytes())
+            .find(|(k, _)| k == "sign_params")
+            .map(|(_, v)| v.into_owned())
+            .ok_or_else(|| SandboxError::BadRequest("the link has no sign_params".into()))?
+    } else {
+        url.split_once('?').map_or(url, |(_, q)| q).to_string()
+    };
+    let params = parse_params(&query, b"")?;
+    page_sign_of_params(state, &params).await
+}
+
+/// What the wallet shows for a signing page opened in a browser: the agreement it would sign,
+/// or why the request is refused. Signing itself is the wallet's action
+/// (`POST /sandbox/users/{user_id}/agreement-signings` with the link).
+async fn sign_page(state: &AppState, params: &BTreeMap<String, String>) -> Response {
+    let (status, body) = match page_sign_of_params(state, params).await {
+        Ok(page) => (
+            StatusCode::OK,
+            format!(
+                "<h1>Sign a withholding agreement</h1><p>App {} asks to deduct payments from \
+                 your wallet ({}, scene {}), merchant agreement number {}.</p><p>Sandbox: the \
+                 buyer signs with POST /sandbox/users/{{user_id}}/agreement-signings \
+                 {{\"sign_url\": this link}}.</p>",
+                html_escape(&page.app_id),
+                html_escape(&page.personal_product_code),
+                html_escape(&page.sign_scene),
+                html_escape(&page.external_agreement_no),
+            ),
+        ),
+        Err(e) => {
+            let (code, _, sub_code) = e.open_api_code();
+            (
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "<h1>This signing link cannot be opened</h1><p>{code} {sub_code}: {}</p>",
+                    html_escape(&e.public_message())
+                ),
+            )
+        }
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html;charset=utf-8")],
+        format!("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Sandbox wallet</title></head><body>{body}</body></html>"),
+    )
+        .into_response()
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// `alipay.data.dataservice.bill.downloadurl.query` for `bill_type=trade`: the URL of the day's

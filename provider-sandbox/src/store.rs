@@ -429,54 +429,13 @@ impl Store {
 
     // ----- agreements -----
 
-    pub async fn insert_agreement(&self, a: &AgreementRow) -> Result<bool, sqlx::Error> {
-        let _writer = self.write_guard().await;
-        let inserted = sqlx::query(
-            "INSERT INTO agreements (agreement_no, app_id, user_id, status, single_limit_fen, sign_time_ms, unsign_time_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-        )
-        .bind(&a.agreement_no)
-        .bind(&a.app_id)
-        .bind(&a.user_id)
-        .bind(a.status.as_str())
-        .bind(a.single_limit_fen)
-        .bind(a.sign_time_ms)
-        .bind(a.unsign_time_ms)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(inserted == 1)
-    }
-
     pub async fn agreement(&self, agreement_no: &str) -> Result<Option<AgreementRow>, sqlx::Error> {
         let mut conn = self.pool.acquire().await?;
         agreement_in(&mut conn, agreement_no).await
     }
-
-    /// Moves an agreement to `to` unless it has already ended; false when it is unknown or ended.
-    pub async fn set_agreement_status(
-        &self,
-        agreement_no: &str,
-        to: AgreementStatus,
-        now_ms: i64,
-    ) -> Result<bool, sqlx::Error> {
-        let _writer = self.write_guard().await;
-        let unsign_at = (to == AgreementStatus::Unsign).then_some(now_ms);
-        let updated = sqlx::query(
-            "UPDATE agreements SET status = $1, unsign_time_ms = COALESCE($2, unsign_time_ms)
-             WHERE agreement_no = $3 AND status <> 'UNSIGN'",
-        )
-        .bind(to.as_str())
-        .bind(unsign_at)
-        .bind(agreement_no)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(updated == 1)
-    }
 }
 
-// ----- transactional primitives used by `crate::trade` -----
+// ----- transactional primitives used by `crate::trade` and `crate::agreement` -----
 
 pub async fn app_in(
     conn: &mut sqlx::AnyConnection,
@@ -520,34 +479,108 @@ pub async fn user_in(
     .transpose()
 }
 
+const AGREEMENT_SELECT: &str =
+    "SELECT a.agreement_no, a.app_id, a.user_id, a.status, a.single_limit_fen,
+        a.sign_time_ms, a.unsign_time_ms, u.logon_id, a.external_agreement_no,
+        a.personal_product_code, a.sign_scene, a.notify_url
+     FROM agreements a JOIN users u ON u.user_id = a.user_id";
+
+fn agreement_from_row(r: &AnyRow) -> Result<AgreementRow, sqlx::Error> {
+    let status: String = r.try_get(3)?;
+    Ok(AgreementRow {
+        agreement_no: r.try_get(0)?,
+        app_id: r.try_get(1)?,
+        user_id: r.try_get(2)?,
+        status: AgreementStatus::parse(&status).ok_or_else(|| {
+            sqlx::Error::Decode(format!("unknown agreement status {status}").into())
+        })?,
+        single_limit_fen: r.try_get(4)?,
+        sign_time_ms: r.try_get(5)?,
+        unsign_time_ms: r.try_get(6)?,
+        logon_id: r.try_get(7)?,
+        external_agreement_no: r.try_get(8)?,
+        personal_product_code: r.try_get(9)?,
+        sign_scene: r.try_get(10)?,
+        notify_url: r.try_get(11)?,
+    })
+}
+
 pub async fn agreement_in(
     conn: &mut sqlx::AnyConnection,
     agreement_no: &str,
 ) -> Result<Option<AgreementRow>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT a.agreement_no, a.app_id, a.user_id, a.status, a.single_limit_fen, a.sign_time_ms,
-                a.unsign_time_ms, u.logon_id
-         FROM agreements a JOIN users u ON u.user_id = a.user_id WHERE a.agreement_no = $1",
+    let sql = format!("{AGREEMENT_SELECT} WHERE a.agreement_no = $1");
+    let row = sqlx::query(&sql)
+        .bind(agreement_no)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(agreement_from_row).transpose()
+}
+
+/// The agreement in force (not ended) under a merchant's own number, product and scene.
+pub async fn agreement_by_external_in(
+    conn: &mut sqlx::AnyConnection,
+    key: &ExternalAgreementKey<'_>,
+) -> Result<Option<AgreementRow>, sqlx::Error> {
+    let sql = format!(
+        "{AGREEMENT_SELECT} WHERE a.app_id = $1 AND a.personal_product_code = $2
+             AND a.sign_scene = $3 AND a.external_agreement_no = $4 AND a.status <> 'UNSIGN'"
+    );
+    let row = sqlx::query(&sql)
+        .bind(key.app_id)
+        .bind(key.personal_product_code)
+        .bind(key.sign_scene)
+        .bind(key.external_agreement_no)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(agreement_from_row).transpose()
+}
+
+/// Inserts an agreement; false when its number or its (app, product, scene, external number)
+/// in force is taken.
+pub async fn insert_agreement_in(tx: &mut Tx, a: &AgreementRow) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO agreements (agreement_no, app_id, user_id, status, single_limit_fen, sign_time_ms,
+                                 unsign_time_ms, external_agreement_no, personal_product_code,
+                                 sign_scene, notify_url)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
     )
+    .bind(&a.agreement_no)
+    .bind(&a.app_id)
+    .bind(&a.user_id)
+    .bind(a.status.as_str())
+    .bind(a.single_limit_fen)
+    .bind(a.sign_time_ms)
+    .bind(a.unsign_time_ms)
+    .bind(a.external_agreement_no.as_deref())
+    .bind(&a.personal_product_code)
+    .bind(&a.sign_scene)
+    .bind(a.notify_url.as_deref())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
+/// Moves an agreement to `to` unless it has already ended; false when it is unknown or ended.
+pub async fn set_agreement_status_in(
+    tx: &mut Tx,
+    agreement_no: &str,
+    to: AgreementStatus,
+    now_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let unsign_at = (to == AgreementStatus::Unsign).then_some(now_ms);
+    let updated = sqlx::query(
+        "UPDATE agreements SET status = $1, unsign_time_ms = COALESCE($2, unsign_time_ms)
+         WHERE agreement_no = $3 AND status <> 'UNSIGN'",
+    )
+    .bind(to.as_str())
+    .bind(unsign_at)
     .bind(agreement_no)
-    .fetch_optional(&mut *conn)
-    .await?;
-    row.map(|r| {
-        let status: String = r.try_get(3)?;
-        Ok(AgreementRow {
-            agreement_no: r.try_get(0)?,
-            app_id: r.try_get(1)?,
-            user_id: r.try_get(2)?,
-            status: AgreementStatus::parse(&status).ok_or_else(|| {
-                sqlx::Error::Decode(format!("unknown agreement status {status}").into())
-            })?,
-            single_limit_fen: r.try_get(4)?,
-            sign_time_ms: r.try_get(5)?,
-            unsign_time_ms: r.try_get(6)?,
-            logon_id: r.try_get(7)?,
-        })
-    })
-    .transpose()
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(updated == 1)
 }
 
 /// Finds an app's trade by `trade_no` or, failing that, by `out_trade_no` (the API accepts
@@ -1231,4 +1264,19 @@ pub struct AgreementRow {
     pub unsign_time_ms: Option<i64>,
     /// Joined from the user; not an agreements column.
     pub logon_id: String,
+    /// The merchant's own number for it (signed through `alipay.user.agreement.page.sign`).
+    pub external_agreement_no: Option<String>,
+    pub personal_product_code: String,
+    pub sign_scene: String,
+    /// Where `dut_user_sign` and `dut_user_unsign` notifications go; none for the admin shortcut.
+    pub notify_url: Option<String>,
+}
+
+/// How a merchant names an agreement by its own number.
+#[derive(Debug, Clone, Copy)]
+pub struct ExternalAgreementKey<'a> {
+    pub app_id: &'a str,
+    pub personal_product_code: &'a str,
+    pub sign_scene: &'a str,
+    pub external_agreement_no: &'a str,
 }

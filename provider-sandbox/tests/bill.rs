@@ -54,18 +54,18 @@ async fn daily_bill(db: Db) {
             a
         }
     };
-    let a = pay("B-A", "12.50").await;
+    let a = pay("B_A", "12.50").await;
     assert_eq!(a["code"], "10000", "{a}");
-    pay("B-B", "30.00").await;
+    pay("B_B", "30.00").await;
     h.call(
         "alipay.trade.refund",
-        json!({ "out_trade_no": "B-B", "out_request_no": "R-1", "refund_amount": "10.00" }),
+        json!({ "out_trade_no": "B_B", "out_request_no": "R_1", "refund_amount": "10.00" }),
     )
     .await;
     let qr = h
         .call(
             "alipay.trade.precreate",
-            json!({ "out_trade_no": "B-C", "total_amount": "5.00", "subject": "Parking" }),
+            json!({ "out_trade_no": "B_C", "total_amount": "5.00", "subject": "Parking" }),
         )
         .await;
     let (status, _) = h
@@ -75,16 +75,16 @@ async fn daily_bill(db: Db) {
         )
         .await;
     assert_eq!(status, 200);
-    pay("B-D", "40.00").await;
+    pay("B_D", "40.00").await;
     let c = h
-        .call("alipay.trade.cancel", json!({ "out_trade_no": "B-D" }))
+        .call("alipay.trade.cancel", json!({ "out_trade_no": "B_D" }))
         .await;
     assert_eq!(c["action"], "refund");
-    let refused = pay("B-E", "180.00").await; // above confirm_over: waits, never paid
+    let refused = pay("B_E", "180.00").await; // above confirm_over: waits, never paid
     assert_eq!(refused["code"], "10003");
     let code = h.issue_code(&buyer).await;
     let short = h
-        .call("alipay.trade.pay", pay_biz("B-F", &code, "165.00"))
+        .call("alipay.trade.pay", pay_biz("B_F", &code, "165.00"))
         .await;
     assert_refused(&short, "40004", "ACQ.BUYER_BALANCE_NOT_ENOUGH");
     h.set_faults(json!({ "script": [
@@ -93,7 +93,7 @@ async fn daily_bill(db: Db) {
     .await;
     let code = h.issue_code(&buyer).await;
     assert!(h
-        .raw_call("alipay.trade.pay", pay_biz("B-G", &code, "1.00"))
+        .raw_call("alipay.trade.pay", pay_biz("B_G", &code, "1.00"))
         .await
         .is_err());
 
@@ -146,11 +146,11 @@ async fn daily_bill(db: Db) {
     assert_eq!(refunds.len(), 2, "{data:?}");
     // (out_trade_no, amount, fee): 0.6% half-up.
     for (out, amount, fee) in [
-        ("B-A", "12.50", "-0.08"),
-        ("B-B", "30.00", "-0.18"),
-        ("B-C", "5.00", "-0.03"),
-        ("B-D", "40.00", "-0.24"),
-        ("B-G", "1.00", "-0.01"),
+        ("B_A", "12.50", "-0.08"),
+        ("B_B", "30.00", "-0.18"),
+        ("B_C", "5.00", "-0.03"),
+        ("B_D", "40.00", "-0.24"),
+        ("B_G", "1.00", "-0.01"),
     ] {
         let r = &find(out, "交易")[0];
         assert_eq!(
@@ -160,7 +160,7 @@ async fn daily_bill(db: Db) {
         );
         assert_eq!(r[21], "");
     }
-    let a = &find("B-A", "交易")[0];
+    let a = &find("B_A", "交易")[0];
     assert_eq!(a[0], a[0].trim());
     assert_eq!(
         (a[6].as_str(), a[8].as_str(), a[9].as_str()),
@@ -168,10 +168,10 @@ async fn daily_bill(db: Db) {
     );
     assert_eq!(a[3], "Toll  G4", "commas in free text are replaced");
     assert!(a[10].contains('*'));
-    let r1 = &find("B-B", "退款")[0];
+    let r1 = &find("B_B", "退款")[0];
     assert_eq!((r1[11].as_str(), r1[12].as_str()), ("-10.00", "-10.00"));
-    assert_eq!((r1[21].as_str(), r1[22].as_str()), ("R-1", "0.06"));
-    let reversal = &find("B-D", "退款")[0];
+    assert_eq!((r1[21].as_str(), r1[22].as_str()), ("R_1", "0.06"));
+    let reversal = &find("B_D", "退款")[0];
     assert_eq!(
         (
             reversal[12].as_str(),
@@ -180,7 +180,7 @@ async fn daily_bill(db: Db) {
         ),
         ("-40.00", "", "0.24")
     );
-    assert!(find("B-E", "交易").is_empty() && find("B-F", "交易").is_empty());
+    assert!(find("B_E", "交易").is_empty() && find("B_F", "交易").is_empty());
     assert!(
         text.contains("\t,"),
         "cells carry the platform's tab padding"
@@ -241,14 +241,14 @@ async fn fee_rate_per_app(db: Db) {
     let buyer = h.create_user("100.00", None).await;
     let code = h.issue_code(&buyer).await;
     let a = h
-        .call("alipay.trade.pay", pay_biz("FR-1", &code, "33.33"))
+        .call("alipay.trade.pay", pay_biz("FR_1", &code, "33.33"))
         .await;
     let trade_no = a["trade_no"].as_str().unwrap().to_string();
     assert_eq!(h.trade(&trade_no).await["fee"], "0.13"); // 12.6654 fen → 13
-    for (req, amount) in [("R-1", "11.11"), ("R-2", "11.11"), ("R-3", "11.11")] {
+    for (req, amount) in [("R_1", "11.11"), ("R_2", "11.11"), ("R_3", "11.11")] {
         h.call(
             "alipay.trade.refund",
-            json!({ "out_trade_no": "FR-1", "out_request_no": req, "refund_amount": amount }),
+            json!({ "out_trade_no": "FR_1", "out_request_no": req, "refund_amount": amount }),
         )
         .await;
     }

@@ -24,17 +24,17 @@ async fn drop_after_commit_is_exactly_once(db: Db) {
     ]}))
     .await;
     let dropped = h
-        .raw_call("alipay.trade.pay", pay_biz("F-1", &code, "10.00"))
+        .raw_call("alipay.trade.pay", pay_biz("F_1", &code, "10.00"))
         .await;
     let err = dropped.expect_err("the connection must close without an answer");
     assert!(!err.is_timeout(), "{err:?}");
     assert_eq!(h.balance(&buyer).await, "90.00");
     let q = h
-        .call("alipay.trade.query", json!({ "out_trade_no": "F-1" }))
+        .call("alipay.trade.query", json!({ "out_trade_no": "F_1" }))
         .await;
     assert_eq!(q["trade_status"], "TRADE_SUCCESS", "{q}");
     let retry = h
-        .call("alipay.trade.pay", pay_biz("F-1", &code, "10.00"))
+        .call("alipay.trade.pay", pay_biz("F_1", &code, "10.00"))
         .await;
     assert_eq!(retry["code"], "10000", "{retry}");
     assert_eq!(retry["trade_no"], q["trade_no"]);
@@ -60,12 +60,12 @@ async fn timeout_and_5xx_apply_nothing(db: Db) {
     .await;
     let started = Instant::now();
     let hung = h
-        .raw_call("alipay.trade.pay", pay_biz("F-2", &code, "10.00"))
+        .raw_call("alipay.trade.pay", pay_biz("F_2", &code, "10.00"))
         .await;
     assert!(hung.is_err(), "{hung:?}");
     assert!(started.elapsed() >= Duration::from_millis(300));
     let bad_gateway = h
-        .raw_call("alipay.trade.pay", pay_biz("F-2", &code, "10.00"))
+        .raw_call("alipay.trade.pay", pay_biz("F_2", &code, "10.00"))
         .await
         .unwrap();
     assert_eq!(bad_gateway.status().as_u16(), 502);
@@ -74,17 +74,17 @@ async fn timeout_and_5xx_apply_nothing(db: Db) {
         body.starts_with("<html>") && serde_json::from_str::<serde_json::Value>(&body).is_err()
     );
     let unavailable = h
-        .raw_call("alipay.trade.query", json!({ "out_trade_no": "F-2" }))
+        .raw_call("alipay.trade.query", json!({ "out_trade_no": "F_2" }))
         .await
         .unwrap();
     assert_eq!(unavailable.status().as_u16(), 503);
     assert_eq!(h.balance(&buyer).await, "100.00");
     let q = h
-        .call("alipay.trade.query", json!({ "out_trade_no": "F-2" }))
+        .call("alipay.trade.query", json!({ "out_trade_no": "F_2" }))
         .await;
     assert_refused(&q, "40004", "ACQ.TRADE_NOT_EXIST");
     let ok = h
-        .call("alipay.trade.pay", pay_biz("F-2", &code, "10.00"))
+        .call("alipay.trade.pay", pay_biz("F_2", &code, "10.00"))
         .await;
     assert_eq!(ok["code"], "10000", "{ok}");
 }
@@ -104,13 +104,13 @@ async fn declines_latency_and_user_paying(db: Db) {
         "decline": { "rate": 1.0, "sub_code": "ACQ.BUYER_ENABLE_STATUS_FORBID" } } } }))
         .await;
     let a = h
-        .call("alipay.trade.pay", pay_biz("F-3", &code, "10.00"))
+        .call("alipay.trade.pay", pay_biz("F_3", &code, "10.00"))
         .await;
     assert_refused(&a, "40004", "ACQ.BUYER_ENABLE_STATUS_FORBID");
     h.set_faults(json!({ "methods": { "*": { "insufficient_balance": { "rate": 1.0 } } } }))
         .await;
     let a = h
-        .call("alipay.trade.pay", pay_biz("F-3", &code, "10.00"))
+        .call("alipay.trade.pay", pay_biz("F_3", &code, "10.00"))
         .await;
     assert_refused(&a, "40004", "ACQ.BUYER_BALANCE_NOT_ENOUGH");
     assert_eq!(h.balance(&buyer).await, "100.00");
@@ -120,7 +120,7 @@ async fn declines_latency_and_user_paying(db: Db) {
         .await;
     let started = Instant::now();
     let q = h
-        .call("alipay.trade.query", json!({ "out_trade_no": "F-3" }))
+        .call("alipay.trade.query", json!({ "out_trade_no": "F_3" }))
         .await;
     assert_refused(&q, "40004", "ACQ.TRADE_NOT_EXIST");
     assert!(started.elapsed() >= Duration::from_millis(250));
@@ -130,20 +130,20 @@ async fn declines_latency_and_user_paying(db: Db) {
     let a = h
         .call_with(
             "alipay.trade.pay",
-            pay_biz("F-3", &code, "10.00"),
+            pay_biz("F_3", &code, "10.00"),
             &[("notify_url", merchant.url.as_str())],
         )
         .await;
     assert_eq!(a["code"], "10003", "{a}");
     let q = h
-        .call("alipay.trade.query", json!({ "out_trade_no": "F-3" }))
+        .call("alipay.trade.query", json!({ "out_trade_no": "F_3" }))
         .await;
     assert_eq!(q["trade_status"], "WAIT_BUYER_PAY");
     assert_eq!(h.balance(&buyer).await, "100.00");
-    let got = merchant.wait_for("F-3", 1).await;
+    let got = merchant.wait_for("F_3", 1).await;
     assert_eq!(got[0]["trade_status"], "TRADE_SUCCESS");
     let q = h
-        .call("alipay.trade.query", json!({ "out_trade_no": "F-3" }))
+        .call("alipay.trade.query", json!({ "out_trade_no": "F_3" }))
         .await;
     assert_eq!(q["trade_status"], "TRADE_SUCCESS", "{q}");
     assert_eq!(h.balance(&buyer).await, "90.00");
@@ -163,16 +163,16 @@ async fn duplicate_notifications(db: Db) {
     let code = h.issue_code(&buyer).await;
     h.call_with(
         "alipay.trade.pay",
-        pay_biz("F-4", &code, "1.00"),
+        pay_biz("F_4", &code, "1.00"),
         &[("notify_url", merchant.url.as_str())],
     )
     .await;
-    let got = merchant.wait_for("F-4", 2).await;
+    let got = merchant.wait_for("F_4", 2).await;
     assert_eq!(got.len(), 2);
     assert_eq!(got[0]["notify_id"], got[1]["notify_id"]);
     assert!(got.iter().all(|n| h.notification_signed(n)));
     let listed = h
-        .wait_notifications("F-4", |l| l.len() == 1 && l[0]["status"] == "delivered")
+        .wait_notifications("F_4", |l| l.len() == 1 && l[0]["status"] == "delivered")
         .await;
     assert_eq!(listed[0]["attempts"], 1);
 }

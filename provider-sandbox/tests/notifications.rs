@@ -20,10 +20,10 @@ async fn notifies_pay_refund_and_close(db: Db) {
     let buyer = h.create_user("100.00", Some("50.00")).await;
     let code = h.issue_code(&buyer).await;
     let paid = h
-        .call_with("alipay.trade.pay", pay_biz("N-1", &code, "30.00"), &notify)
+        .call_with("alipay.trade.pay", pay_biz("N_1", &code, "30.00"), &notify)
         .await;
     assert_eq!(paid["code"], "10000", "{paid}");
-    let got = merchant.wait_for("N-1", 1).await;
+    let got = merchant.wait_for("N_1", 1).await;
     let n = &got[0];
     assert!(h.notification_signed(n), "{n:?}");
     for (k, v) in [
@@ -53,19 +53,19 @@ async fn notifies_pay_refund_and_close(db: Db) {
     }
     assert!(!n.contains_key("refund_fee"));
 
-    let refund = |req: &str, amount: &str| json!({ "out_trade_no": "N-1", "out_request_no": req, "refund_amount": amount });
-    h.call("alipay.trade.refund", refund("R-1", "10.00")).await;
-    let got = merchant.wait_for("N-1", 2).await;
+    let refund = |req: &str, amount: &str| json!({ "out_trade_no": "N_1", "out_request_no": req, "refund_amount": amount });
+    h.call("alipay.trade.refund", refund("R_1", "10.00")).await;
+    let got = merchant.wait_for("N_1", 2).await;
     let n = &got[1];
     assert!(h.notification_signed(n));
     assert_eq!(n["trade_status"], "TRADE_SUCCESS");
     assert_eq!(n["refund_fee"], "10.00");
-    assert_eq!(n["out_biz_no"], "R-1");
+    assert_eq!(n["out_biz_no"], "R_1");
     assert_eq!(n["gmt_refund"].len(), "2026-01-02 03:04:05.678".len());
     // A replayed refund moves nothing and notifies nothing.
-    h.call("alipay.trade.refund", refund("R-1", "10.00")).await;
-    h.call("alipay.trade.refund", refund("R-2", "20.00")).await;
-    let got = merchant.wait_for("N-1", 3).await;
+    h.call("alipay.trade.refund", refund("R_1", "10.00")).await;
+    h.call("alipay.trade.refund", refund("R_2", "20.00")).await;
+    let got = merchant.wait_for("N_1", 3).await;
     assert_eq!(got[2]["trade_status"], "TRADE_CLOSED");
     assert_eq!(got[2]["refund_fee"], "30.00");
     assert!(got[2].contains_key("gmt_close"));
@@ -73,32 +73,32 @@ async fn notifies_pay_refund_and_close(db: Db) {
     // A payment waiting for the buyer is not announced; its cancel is (TRADE_CLOSED).
     let code = h.issue_code(&buyer).await;
     let waiting = h
-        .call_with("alipay.trade.pay", pay_biz("N-2", &code, "80.00"), &notify)
+        .call_with("alipay.trade.pay", pay_biz("N_2", &code, "80.00"), &notify)
         .await;
     assert_eq!(waiting["code"], "10003");
-    h.call("alipay.trade.cancel", json!({ "out_trade_no": "N-2" }))
+    h.call("alipay.trade.cancel", json!({ "out_trade_no": "N_2" }))
         .await;
-    let got = merchant.wait_for("N-2", 1).await;
+    let got = merchant.wait_for("N_2", 1).await;
     assert_eq!(got[0]["trade_status"], "TRADE_CLOSED");
     assert!(!got[0].contains_key("gmt_payment"));
 
     // No notify_url, or a refused call: nothing.
     let code = h.issue_code(&buyer).await;
-    h.call("alipay.trade.pay", pay_biz("N-3", &code, "1.00"))
+    h.call("alipay.trade.pay", pay_biz("N_3", &code, "1.00"))
         .await;
     let refused = h
         .call_with(
             "alipay.trade.pay",
-            pay_biz("N-4", "280000000000000000", "1.00"),
+            pay_biz("N_4", "280000000000000000", "1.00"),
             &notify,
         )
         .await;
     assert_eq!(refused["code"], "40004");
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    assert!(h.notifications("N-3").await.is_empty());
-    assert!(h.notifications("N-4").await.is_empty());
+    assert!(h.notifications("N_3").await.is_empty());
+    assert!(h.notifications("N_4").await.is_empty());
     assert_eq!(merchant.received().len(), 4);
-    let listed = h.notifications("N-1").await;
+    let listed = h.notifications("N_1").await;
     assert_eq!(listed.len(), 3);
     assert!(listed
         .iter()
@@ -118,23 +118,23 @@ async fn retries_until_acknowledged(db: Db) {
 
     merchant.reply(&[(500, "oops"), (200, "fail"), (200, "SUCCESS")]);
     let code = h.issue_code(&buyer).await;
-    h.call_with("alipay.trade.pay", pay_biz("RT-1", &code, "1.00"), &notify)
+    h.call_with("alipay.trade.pay", pay_biz("RT_1", &code, "1.00"), &notify)
         .await;
     let listed = h
-        .wait_notifications("RT-1", |l| l.len() == 1 && l[0]["status"] == "delivered")
+        .wait_notifications("RT_1", |l| l.len() == 1 && l[0]["status"] == "delivered")
         .await;
     assert_eq!(listed[0]["attempts"], 4);
-    let got = merchant.for_order("RT-1");
+    let got = merchant.for_order("RT_1");
     assert_eq!(got.len(), 4);
     assert!(got.iter().all(|n| n["notify_id"] == got[0]["notify_id"]));
     assert!(got.iter().all(|n| h.notification_signed(n)));
 
     merchant.reply(&[(503, ""), (200, "no"), (404, ""), (200, " success")]);
     let code = h.issue_code(&buyer).await;
-    h.call_with("alipay.trade.pay", pay_biz("RT-2", &code, "1.00"), &notify)
+    h.call_with("alipay.trade.pay", pay_biz("RT_2", &code, "1.00"), &notify)
         .await;
     let listed = h
-        .wait_notifications("RT-2", |l| l.len() == 1 && l[0]["status"] == "failed")
+        .wait_notifications("RT_2", |l| l.len() == 1 && l[0]["status"] == "failed")
         .await;
     // The first attempt and the three retries of [50, 100, 200].
     assert_eq!(listed[0]["attempts"], 4);
@@ -143,7 +143,7 @@ async fn retries_until_acknowledged(db: Db) {
         .unwrap()
         .contains("success"));
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_eq!(merchant.for_order("RT-2").len(), 4);
+    assert_eq!(merchant.for_order("RT_2").len(), 4);
 }
 on_both_databases!(retries_until_acknowledged);
 
@@ -160,18 +160,18 @@ async fn pending_notifications_survive_restart(db: Db) {
     let code = h.issue_code(&buyer).await;
     h.call_with(
         "alipay.trade.pay",
-        pay_biz("RS-1", &code, "2.00"),
+        pay_biz("RS_1", &code, "2.00"),
         &[("notify_url", merchant.url.as_str())],
     )
     .await;
-    h.wait_notifications("RS-1", |l| l.len() == 1 && l[0]["attempts"] == 1)
+    h.wait_notifications("RS_1", |l| l.len() == 1 && l[0]["attempts"] == 1)
         .await;
     h.restart().await;
     let listed = h
-        .wait_notifications("RS-1", |l| l.len() == 1 && l[0]["status"] == "delivered")
+        .wait_notifications("RS_1", |l| l.len() == 1 && l[0]["status"] == "delivered")
         .await;
     assert_eq!(listed[0]["attempts"], 2);
-    let got = merchant.for_order("RS-1");
+    let got = merchant.for_order("RS_1");
     assert_eq!(got.len(), 2);
     assert_eq!(got[0]["notify_id"], got[1]["notify_id"]);
 }

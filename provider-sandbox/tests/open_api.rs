@@ -18,11 +18,11 @@ async fn pay_success(db: Db) {
     assert_eq!(code.len(), 18);
     assert!(code.starts_with("28"));
     let a = h
-        .call("alipay.trade.pay", pay_biz("T-1", &code, "12.50"))
+        .call("alipay.trade.pay", pay_biz("T_1", &code, "12.50"))
         .await;
     assert_eq!(a["code"], "10000", "{a}");
     assert_eq!(a["msg"], "Success");
-    assert_eq!(a["out_trade_no"], "T-1");
+    assert_eq!(a["out_trade_no"], "T_1");
     assert_eq!(a["total_amount"], "12.50");
     assert_eq!(a["receipt_amount"], "12.50");
     assert_eq!(a["buyer_user_id"], buyer.as_str());
@@ -43,16 +43,16 @@ async fn pay_idempotent(db: Db) {
     let buyer = h.create_user("100.00", None).await;
     let code = h.issue_code(&buyer).await;
     let first = h
-        .call("alipay.trade.pay", pay_biz("T-1", &code, "20.00"))
+        .call("alipay.trade.pay", pay_biz("T_1", &code, "20.00"))
         .await;
     let again = h
-        .call("alipay.trade.pay", pay_biz("T-1", &code, "20.00"))
+        .call("alipay.trade.pay", pay_biz("T_1", &code, "20.00"))
         .await;
     assert_eq!(first["code"], "10000");
     assert_eq!(again["code"], "10000");
     assert_eq!(first["trade_no"], again["trade_no"]);
     let other = h
-        .call("alipay.trade.pay", pay_biz("T-1", &code, "21.00"))
+        .call("alipay.trade.pay", pay_biz("T_1", &code, "21.00"))
         .await;
     assert_refused(&other, "40004", "ACQ.DISCORDANT_REPEAT_REQUEST");
     assert_eq!(h.balance(&buyer).await, "80.00");
@@ -68,17 +68,17 @@ async fn insufficient_balance(db: Db) {
     let buyer = h.create_user("5.00", None).await;
     let code = h.issue_code(&buyer).await;
     let a = h
-        .call("alipay.trade.pay", pay_biz("T-1", &code, "12.50"))
+        .call("alipay.trade.pay", pay_biz("T_1", &code, "12.50"))
         .await;
     assert_refused(&a, "40004", "ACQ.BUYER_BALANCE_NOT_ENOUGH");
     assert_eq!(h.balance(&buyer).await, "5.00");
     let q = h
-        .call("alipay.trade.query", json!({ "out_trade_no": "T-1" }))
+        .call("alipay.trade.query", json!({ "out_trade_no": "T_1" }))
         .await;
     assert_refused(&q, "40004", "ACQ.TRADE_NOT_EXIST");
     // The code was not consumed by the refusal: a smaller payment with it succeeds.
     let ok = h
-        .call("alipay.trade.pay", pay_biz("T-1", &code, "5.00"))
+        .call("alipay.trade.pay", pay_biz("T_1", &code, "5.00"))
         .await;
     assert_eq!(ok["code"], "10000", "{ok}");
     assert_eq!(h.balance(&buyer).await, "0.00");
@@ -95,32 +95,32 @@ async fn payment_code_rules(db: Db) {
     let unknown = h
         .call(
             "alipay.trade.pay",
-            pay_biz("T-1", "281234567890123456", "1.00"),
+            pay_biz("T_1", "281234567890123456", "1.00"),
         )
         .await;
     assert_refused(&unknown, "40004", "ACQ.PAYMENT_AUTH_CODE_INVALID");
 
     let code = h.issue_code(&buyer).await;
     let used = h
-        .call("alipay.trade.pay", pay_biz("T-2", &code, "1.00"))
+        .call("alipay.trade.pay", pay_biz("T_2", &code, "1.00"))
         .await;
     assert_eq!(used["code"], "10000", "{used}");
     let reused = h
-        .call("alipay.trade.pay", pay_biz("T-3", &code, "1.00"))
+        .call("alipay.trade.pay", pay_biz("T_3", &code, "1.00"))
         .await;
     assert_refused(&reused, "40004", "ACQ.PAYMENT_AUTH_CODE_INVALID");
 
     let stale = h.issue_code(&buyer).await;
     tokio::time::sleep(std::time::Duration::from_millis(700)).await;
     let expired = h
-        .call("alipay.trade.pay", pay_biz("T-4", &stale, "1.00"))
+        .call("alipay.trade.pay", pay_biz("T_4", &stale, "1.00"))
         .await;
     assert_refused(&expired, "40004", "ACQ.PAYMENT_AUTH_CODE_INVALID");
 
     let fresh = h.issue_code(&buyer).await;
     for bad in ["1.001", "-1.00", "0.00", "1e2"] {
         let a = h
-            .call("alipay.trade.pay", pay_biz("T-5", &fresh, bad))
+            .call("alipay.trade.pay", pay_biz("T_5", &fresh, bad))
             .await;
         assert_refused(&a, "40004", "ACQ.INVALID_PARAMETER");
     }
@@ -137,10 +137,10 @@ async fn query(db: Db) {
     let buyer = h.create_user("100.00", None).await;
     let code = h.issue_code(&buyer).await;
     let paid = h
-        .call("alipay.trade.pay", pay_biz("T-1", &code, "3.20"))
+        .call("alipay.trade.pay", pay_biz("T_1", &code, "3.20"))
         .await;
     let by_out = h
-        .call("alipay.trade.query", json!({ "out_trade_no": "T-1" }))
+        .call("alipay.trade.query", json!({ "out_trade_no": "T_1" }))
         .await;
     let by_no = h
         .call(
@@ -172,23 +172,23 @@ async fn cancel_unpaid(db: Db) {
     let buyer = h.create_user("500.00", Some("50.00")).await;
     let code = h.issue_code(&buyer).await;
     let a = h
-        .call("alipay.trade.pay", pay_biz("TRUCK-1", &code, "80.00"))
+        .call("alipay.trade.pay", pay_biz("TRUCK_1", &code, "80.00"))
         .await;
     assert_eq!(a["code"], "10003", "{a}");
     let q = h
-        .call("alipay.trade.query", json!({ "out_trade_no": "TRUCK-1" }))
+        .call("alipay.trade.query", json!({ "out_trade_no": "TRUCK_1" }))
         .await;
     assert_eq!(q["trade_status"], "WAIT_BUYER_PAY");
     for _ in 0..2 {
         let c = h
-            .call("alipay.trade.cancel", json!({ "out_trade_no": "TRUCK-1" }))
+            .call("alipay.trade.cancel", json!({ "out_trade_no": "TRUCK_1" }))
             .await;
         assert_eq!(c["code"], "10000", "{c}");
         assert_eq!(c["action"], "close");
         assert_eq!(c["retry_flag"], "N");
     }
     let q = h
-        .call("alipay.trade.query", json!({ "out_trade_no": "TRUCK-1" }))
+        .call("alipay.trade.query", json!({ "out_trade_no": "TRUCK_1" }))
         .await;
     assert_eq!(q["trade_status"], "TRADE_CLOSED");
     assert_eq!(h.balance(&buyer).await, "500.00");
@@ -196,7 +196,7 @@ async fn cancel_unpaid(db: Db) {
     // The buyer confirms a second one on their phone: now it is paid.
     let code = h.issue_code(&buyer).await;
     let b = h
-        .call("alipay.trade.pay", pay_biz("TRUCK-2", &code, "80.00"))
+        .call("alipay.trade.pay", pay_biz("TRUCK_2", &code, "80.00"))
         .await;
     assert_eq!(b["code"], "10003");
     let (status, t) = h
@@ -222,19 +222,19 @@ async fn cancel_paid(db: Db) {
     };
     let buyer = h.create_user("100.00", None).await;
     let code = h.issue_code(&buyer).await;
-    h.call("alipay.trade.pay", pay_biz("T-1", &code, "40.00"))
+    h.call("alipay.trade.pay", pay_biz("T_1", &code, "40.00"))
         .await;
     assert_eq!(h.balance(&buyer).await, "60.00");
     for _ in 0..2 {
         let c = h
-            .call("alipay.trade.cancel", json!({ "out_trade_no": "T-1" }))
+            .call("alipay.trade.cancel", json!({ "out_trade_no": "T_1" }))
             .await;
         assert_eq!(c["code"], "10000", "{c}");
         assert_eq!(c["action"], "refund");
         assert_eq!(h.balance(&buyer).await, "100.00");
     }
     let q = h
-        .call("alipay.trade.query", json!({ "out_trade_no": "T-1" }))
+        .call("alipay.trade.query", json!({ "out_trade_no": "T_1" }))
         .await;
     assert_eq!(q["trade_status"], "TRADE_CLOSED");
     let missing = h
@@ -252,23 +252,23 @@ async fn refunds(db: Db) {
     };
     let buyer = h.create_user("100.00", None).await;
     let code = h.issue_code(&buyer).await;
-    h.call("alipay.trade.pay", pay_biz("T-1", &code, "30.00"))
+    h.call("alipay.trade.pay", pay_biz("T_1", &code, "30.00"))
         .await;
-    let refund = |req: &str, amount: &str| json!({ "out_trade_no": "T-1", "out_request_no": req, "refund_amount": amount });
-    let r1 = h.call("alipay.trade.refund", refund("R-1", "10.00")).await;
+    let refund = |req: &str, amount: &str| json!({ "out_trade_no": "T_1", "out_request_no": req, "refund_amount": amount });
+    let r1 = h.call("alipay.trade.refund", refund("R_1", "10.00")).await;
     assert_eq!(r1["code"], "10000", "{r1}");
     assert_eq!(r1["fund_change"], "Y");
     assert_eq!(r1["refund_fee"], "10.00");
-    let again = h.call("alipay.trade.refund", refund("R-1", "10.00")).await;
+    let again = h.call("alipay.trade.refund", refund("R_1", "10.00")).await;
     assert_eq!(again["fund_change"], "N");
     assert_eq!(again["refund_fee"], "10.00");
     assert_eq!(h.balance(&buyer).await, "80.00");
-    let changed = h.call("alipay.trade.refund", refund("R-1", "5.00")).await;
+    let changed = h.call("alipay.trade.refund", refund("R_1", "5.00")).await;
     assert_refused(&changed, "40004", "ACQ.DISCORDANT_REPEAT_REQUEST");
-    let over = h.call("alipay.trade.refund", refund("R-2", "20.01")).await;
+    let over = h.call("alipay.trade.refund", refund("R_2", "20.01")).await;
     assert_refused(&over, "40004", "ACQ.REASON_TRADE_REFUND_FEE_ERR");
     assert_eq!(h.balance(&buyer).await, "80.00");
-    let r2 = h.call("alipay.trade.refund", refund("R-2", "20.00")).await;
+    let r2 = h.call("alipay.trade.refund", refund("R_2", "20.00")).await;
     assert_eq!(r2["fund_change"], "Y", "{r2}");
     assert_eq!(r2["refund_fee"], "30.00");
     assert_eq!(h.balance(&buyer).await, "100.00");
@@ -276,7 +276,7 @@ async fn refunds(db: Db) {
     assert_eq!(t["trade_status"], "TRADE_CLOSED");
     assert_eq!(t["refunded_amount"], "30.00");
     assert_eq!(t["refunds"].as_array().unwrap().len(), 2);
-    let after = h.call("alipay.trade.refund", refund("R-3", "0.01")).await;
+    let after = h.call("alipay.trade.refund", refund("R_3", "0.01")).await;
     assert_refused(&after, "40004", "ACQ.TRADE_HAS_CLOSE");
 }
 on_both_databases!(refunds);
@@ -293,7 +293,7 @@ async fn bad_signature_refused(db: Db) {
     let key = "alipay_trade_pay_response";
 
     // Signed for 1.00, sent as 99.00.
-    let signed = h.sign(h.params(method, &pay_biz("T-1", &code, "1.00")));
+    let signed = h.sign(h.params(method, &pay_biz("T_1", &code, "1.00")));
     let tampered: Vec<_> = signed
         .iter()
         .map(|(k, v)| {
@@ -310,7 +310,7 @@ async fn bad_signature_refused(db: Db) {
     assert_eq!(a["msg"], "Invalid Arguments");
 
     // Signed with the platform's key instead of the app's.
-    let mut forged = h.params(method, &pay_biz("T-1", &code, "1.00"));
+    let mut forged = h.params(method, &pay_biz("T_1", &code, "1.00"));
     let content = provider_sandbox::sign::canonical_request(
         forged.iter().map(|(k, v)| (k.as_str(), v.as_str())),
     );
@@ -322,11 +322,11 @@ async fn bad_signature_refused(db: Db) {
     let a = h.post_gateway(&forged, key).await;
     assert_refused(&a, "40002", "isv.invalid-signature");
 
-    let unsigned = h.params(method, &pay_biz("T-1", &code, "1.00"));
+    let unsigned = h.params(method, &pay_biz("T_1", &code, "1.00"));
     let a = h.post_gateway(&unsigned, key).await;
     assert_refused(&a, "40001", "isv.missing-signature");
 
-    let mut stranger = h.params(method, &pay_biz("T-1", &code, "1.00"));
+    let mut stranger = h.params(method, &pay_biz("T_1", &code, "1.00"));
     stranger[0].1 = "2021999999999999".into();
     let a = h.post_gateway(&h.sign(stranger), key).await;
     assert_refused(&a, "40002", "isv.invalid-app-id");
@@ -341,11 +341,11 @@ async fn bad_signature_refused(db: Db) {
 
     // Nothing changed: no trade, full balance, and the code still pays.
     let q = h
-        .call("alipay.trade.query", json!({ "out_trade_no": "T-1" }))
+        .call("alipay.trade.query", json!({ "out_trade_no": "T_1" }))
         .await;
     assert_refused(&q, "40004", "ACQ.TRADE_NOT_EXIST");
     assert_eq!(h.balance(&buyer).await, "100.00");
-    let ok = h.call(method, pay_biz("T-1", &code, "1.00")).await;
+    let ok = h.call(method, pay_biz("T_1", &code, "1.00")).await;
     assert_eq!(ok["code"], "10000", "{ok}");
 }
 on_both_databases!(bad_signature_refused);
@@ -359,18 +359,18 @@ async fn survives_restart(db: Db) {
     let buyer = h.create_user("100.00", None).await;
     let code = h.issue_code(&buyer).await;
     let paid = h
-        .call("alipay.trade.pay", pay_biz("T-1", &code, "25.00"))
+        .call("alipay.trade.pay", pay_biz("T_1", &code, "25.00"))
         .await;
-    let r = json!({ "out_trade_no": "T-1", "out_request_no": "R-1", "refund_amount": "5.00" });
+    let r = json!({ "out_trade_no": "T_1", "out_request_no": "R_1", "refund_amount": "5.00" });
     h.call("alipay.trade.refund", r.clone()).await;
     h.restart().await;
     let q = h
-        .call("alipay.trade.query", json!({ "out_trade_no": "T-1" }))
+        .call("alipay.trade.query", json!({ "out_trade_no": "T_1" }))
         .await;
     assert_eq!(q["trade_status"], "TRADE_SUCCESS", "{q}");
     assert_eq!(q["trade_no"], paid["trade_no"]);
     let again = h
-        .call("alipay.trade.pay", pay_biz("T-1", &code, "25.00"))
+        .call("alipay.trade.pay", pay_biz("T_1", &code, "25.00"))
         .await;
     assert_eq!(again["trade_no"], paid["trade_no"]);
     let replay = h.call("alipay.trade.refund", r).await;
@@ -387,7 +387,7 @@ async fn concurrent_duplicates(db: Db) {
     };
     let buyer = h.create_user("100.00", None).await;
     let code = h.issue_code(&buyer).await;
-    let pay = || h.call("alipay.trade.pay", pay_biz("T-1", &code, "10.00"));
+    let pay = || h.call("alipay.trade.pay", pay_biz("T_1", &code, "10.00"));
     let (a, b, c, d) = tokio::join!(pay(), pay(), pay(), pay());
     for x in [&a, &b, &c, &d] {
         assert_eq!(x["code"], "10000", "{x}");
@@ -397,7 +397,7 @@ async fn concurrent_duplicates(db: Db) {
     let refund = || {
         h.call(
             "alipay.trade.refund",
-            json!({ "out_trade_no": "T-1", "out_request_no": "R-1", "refund_amount": "4.00" }),
+            json!({ "out_trade_no": "T_1", "out_request_no": "R_1", "refund_amount": "4.00" }),
         )
     };
     let (a, b, c, d) = tokio::join!(refund(), refund(), refund(), refund());

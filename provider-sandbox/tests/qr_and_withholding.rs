@@ -30,12 +30,12 @@ async fn precreate_and_scan(db: Db) {
     let a = h
         .call_with(
             "alipay.trade.precreate",
-            precreate_biz("Q-1", "12.50"),
+            precreate_biz("Q_1", "12.50"),
             &notify,
         )
         .await;
     assert_eq!(a["code"], "10000", "{a}");
-    assert_eq!(a["out_trade_no"], "Q-1");
+    assert_eq!(a["out_trade_no"], "Q_1");
     let qr = a["qr_code"].as_str().unwrap().to_string();
     let token = qr
         .strip_prefix("https://qr.sandbox.turnpike.invalid/")
@@ -44,17 +44,17 @@ async fn precreate_and_scan(db: Db) {
     let again = h
         .call_with(
             "alipay.trade.precreate",
-            precreate_biz("Q-1", "12.50"),
+            precreate_biz("Q_1", "12.50"),
             &notify,
         )
         .await;
     assert_eq!(again["qr_code"], qr.as_str());
     let other = h
-        .call("alipay.trade.precreate", precreate_biz("Q-1", "13.00"))
+        .call("alipay.trade.precreate", precreate_biz("Q_1", "13.00"))
         .await;
     assert_refused(&other, "40004", "ACQ.CONTEXT_INCONSISTENT");
     let q = h
-        .call("alipay.trade.query", json!({ "out_trade_no": "Q-1" }))
+        .call("alipay.trade.query", json!({ "out_trade_no": "Q_1" }))
         .await;
     assert_refused(&q, "40004", "ACQ.TRADE_NOT_EXIST");
 
@@ -69,7 +69,7 @@ async fn precreate_and_scan(db: Db) {
     assert_eq!(err["error"]["code"], "ACQ.BUYER_BALANCE_NOT_ENOUGH");
     assert_eq!(h.balance(&buyer).await, "10.00");
     let q = h
-        .call("alipay.trade.query", json!({ "out_trade_no": "Q-1" }))
+        .call("alipay.trade.query", json!({ "out_trade_no": "Q_1" }))
         .await;
     assert_refused(&q, "40004", "ACQ.TRADE_NOT_EXIST");
 
@@ -95,24 +95,24 @@ async fn precreate_and_scan(db: Db) {
     assert_eq!(status, 200);
     assert_eq!(h.balance(&buyer).await, "2.50");
     let q = h
-        .call("alipay.trade.query", json!({ "out_trade_no": "Q-1" }))
+        .call("alipay.trade.query", json!({ "out_trade_no": "Q_1" }))
         .await;
     assert_eq!(q["trade_status"], "TRADE_SUCCESS", "{q}");
     assert_eq!(q["buyer_user_id"], buyer.as_str());
     assert_eq!(q["store_id"], "NJ_S_001");
     assert_eq!(q["terminal_id"], "NJ_T_001");
-    let got = merchant.wait_for("Q-1", 1).await;
+    let got = merchant.wait_for("Q_1", 1).await;
     assert!(h.notification_signed(&got[0]));
     assert_eq!(got[0]["trade_status"], "TRADE_SUCCESS");
     let paid_again = h
-        .call("alipay.trade.precreate", precreate_biz("Q-1", "12.50"))
+        .call("alipay.trade.precreate", precreate_biz("Q_1", "12.50"))
         .await;
     assert_refused(&paid_again, "40004", "ACQ.TRADE_HAS_SUCCESS");
 
     // A buyer above their confirmation threshold scans; the trade exists and waits.
     let careful = h.create_user("100.00", Some("5.00")).await;
     let b = h
-        .call("alipay.trade.precreate", precreate_biz("Q-2", "20.00"))
+        .call("alipay.trade.precreate", precreate_biz("Q_2", "20.00"))
         .await;
     let (status, t) = h
         .admin_post(
@@ -123,7 +123,7 @@ async fn precreate_and_scan(db: Db) {
     assert_eq!(status, 200, "{t}");
     assert_eq!(t["trade_status"], "WAIT_BUYER_PAY");
     let q = h
-        .call("alipay.trade.query", json!({ "out_trade_no": "Q-2" }))
+        .call("alipay.trade.query", json!({ "out_trade_no": "Q_2" }))
         .await;
     assert_eq!(q["trade_status"], "WAIT_BUYER_PAY", "{q}");
     let (status, t) = h
@@ -150,10 +150,10 @@ async fn precreate_cancel_and_expiry(db: Db) {
     let merchant = Receiver::start().await;
     let buyer = h.create_user("100.00", None).await;
     let a = h
-        .call("alipay.trade.precreate", precreate_biz("QC-1", "3.00"))
+        .call("alipay.trade.precreate", precreate_biz("QC_1", "3.00"))
         .await;
     let c = h
-        .call("alipay.trade.cancel", json!({ "out_trade_no": "QC-1" }))
+        .call("alipay.trade.cancel", json!({ "out_trade_no": "QC_1" }))
         .await;
     assert_eq!(c["code"], "10000", "{c}");
     assert_eq!(c["action"], "close");
@@ -169,11 +169,11 @@ async fn precreate_cancel_and_expiry(db: Db) {
     let b = h
         .call_with(
             "alipay.trade.precreate",
-            precreate_biz("QC-2", "3.00"),
+            precreate_biz("QC_2", "3.00"),
             &[("notify_url", merchant.url.as_str())],
         )
         .await;
-    let got = merchant.wait_for("QC-2", 1).await;
+    let got = merchant.wait_for("QC_2", 1).await;
     assert!(h.notification_signed(&got[0]));
     assert_eq!(got[0]["trade_status"], "TRADE_CLOSED");
     assert!(got[0].contains_key("gmt_close"));
@@ -186,7 +186,7 @@ async fn precreate_cancel_and_expiry(db: Db) {
     assert_eq!(status, 409);
     assert_eq!(h.balance(&buyer).await, "100.00");
     let again = h
-        .call("alipay.trade.precreate", precreate_biz("QC-2", "3.00"))
+        .call("alipay.trade.precreate", precreate_biz("QC_2", "3.00"))
         .await;
     assert_refused(&again, "40004", "ACQ.TRADE_HAS_CLOSE");
     let (status, _) = h
@@ -277,12 +277,12 @@ async fn deduction(db: Db) {
     let user = h.create_user("60.00", None).await;
     let no = sign(&h, &user, 5_000).await;
     let a = h
-        .call_with("alipay.trade.pay", deduct_biz("D-1", &no, "40.00"), &notify)
+        .call_with("alipay.trade.pay", deduct_biz("D_1", &no, "40.00"), &notify)
         .await;
     assert_eq!(a["code"], "10000", "{a}");
     assert_eq!(a["buyer_user_id"], user.as_str());
     let again = h
-        .call_with("alipay.trade.pay", deduct_biz("D-1", &no, "40.00"), &notify)
+        .call_with("alipay.trade.pay", deduct_biz("D_1", &no, "40.00"), &notify)
         .await;
     assert_eq!(again["trade_no"], a["trade_no"]);
     assert_eq!(h.balance(&user).await, "20.00");
@@ -290,44 +290,44 @@ async fn deduction(db: Db) {
     assert_eq!(t["product_code"], "GENERAL_WITHHOLDING");
     assert_eq!(t["agreement_no"], no.as_str());
     assert_eq!(t["fee"], "0.24");
-    let got = merchant.wait_for("D-1", 1).await;
+    let got = merchant.wait_for("D_1", 1).await;
     assert!(h.notification_signed(&got[0]));
     assert_eq!(got[0]["trade_status"], "TRADE_SUCCESS");
 
     let over = h
-        .call("alipay.trade.pay", deduct_biz("D-2", &no, "50.01"))
+        .call("alipay.trade.pay", deduct_biz("D_2", &no, "50.01"))
         .await;
     assert_refused(&over, "40004", "ACQ.CYCLE_PAY_SINGLE_FEE_EXCEED");
     let q = h
-        .call("alipay.trade.query", json!({ "out_trade_no": "D-2" }))
+        .call("alipay.trade.query", json!({ "out_trade_no": "D_2" }))
         .await;
     assert_refused(&q, "40004", "ACQ.TRADE_NOT_EXIST");
 
     let short = h
-        .call_with("alipay.trade.pay", deduct_biz("D-3", &no, "30.00"), &notify)
+        .call_with("alipay.trade.pay", deduct_biz("D_3", &no, "30.00"), &notify)
         .await;
     assert_refused(&short, "40004", "ACQ.BUYER_BALANCE_NOT_ENOUGH");
     assert_eq!(h.balance(&user).await, "20.00");
     let q = h
-        .call("alipay.trade.query", json!({ "out_trade_no": "D-3" }))
+        .call("alipay.trade.query", json!({ "out_trade_no": "D_3" }))
         .await;
     assert_eq!(q["trade_status"], "WAIT_BUYER_PAY", "{q}");
     let short_again = h
-        .call("alipay.trade.pay", deduct_biz("D-3", &no, "30.00"))
+        .call("alipay.trade.pay", deduct_biz("D_3", &no, "30.00"))
         .await;
     assert_refused(&short_again, "40004", "ACQ.BUYER_BALANCE_NOT_ENOUGH");
     let changed = h
-        .call("alipay.trade.pay", deduct_biz("D-3", &no, "31.00"))
+        .call("alipay.trade.pay", deduct_biz("D_3", &no, "31.00"))
         .await;
     assert_refused(&changed, "40004", "ACQ.DISCORDANT_REPEAT_REQUEST");
     h.top_up(&user, 1_000).await;
     let retried = h
-        .call("alipay.trade.pay", deduct_biz("D-3", &no, "30.00"))
+        .call("alipay.trade.pay", deduct_biz("D_3", &no, "30.00"))
         .await;
     assert_eq!(retried["code"], "10000", "{retried}");
     assert_eq!(retried["trade_no"], q["trade_no"]);
     assert_eq!(h.balance(&user).await, "0.00");
-    let got = merchant.wait_for("D-3", 1).await;
+    let got = merchant.wait_for("D_3", 1).await;
     assert_eq!(got[0]["trade_status"], "TRADE_SUCCESS");
 
     h.top_up(&user, 10_000).await;
@@ -336,14 +336,14 @@ async fn deduction(db: Db) {
         .await;
     assert_eq!(status, 200);
     let stopped = h
-        .call("alipay.trade.pay", deduct_biz("D-4", &no, "1.00"))
+        .call("alipay.trade.pay", deduct_biz("D_4", &no, "1.00"))
         .await;
     assert_refused(&stopped, "40004", "ACQ.AGREEMENT_STATUS_NOT_NORMAL");
     h.admin_post(&format!("/sandbox/agreements/{no}/unsign"), json!({}))
         .await;
     for agreement_no in [no.as_str(), "20269999999999999999"] {
         let gone = h
-            .call("alipay.trade.pay", deduct_biz("D-5", agreement_no, "1.00"))
+            .call("alipay.trade.pay", deduct_biz("D_5", agreement_no, "1.00"))
             .await;
         assert_refused(&gone, "40004", "ACQ.AGREEMENT_NOT_EXIST");
     }
@@ -351,7 +351,7 @@ async fn deduction(db: Db) {
     let missing = h
         .call(
             "alipay.trade.pay",
-            json!({ "out_trade_no": "D-6", "product_code": "GENERAL_WITHHOLDING",
+            json!({ "out_trade_no": "D_6", "product_code": "GENERAL_WITHHOLDING",
                     "total_amount": "1.00", "subject": "x" }),
         )
         .await;

@@ -209,7 +209,7 @@ async fn official_node_sdk_drives_the_sandbox() {
         .args(["--pay-code", &pay_code])
         .args(["--cancel-code", &cancel_code])
         .args(["--wait-code", &wait_code])
-        .args(["--prefix", "SDK-T"]);
+        .args(["--prefix", "SDK_T"]);
     let log_dir = logs.0.clone();
     let started = Instant::now();
     let done = tokio::task::spawn_blocking(move || {
@@ -276,7 +276,7 @@ async fn official_node_sdk_drives_the_sandbox() {
     // The sandbox's own state agrees with what the SDK was told.
     let paid = h.trade(steps["pay"]["trade_no"].as_str().unwrap()).await;
     assert_eq!(paid["app_id"], APP_ID);
-    assert_eq!(paid["out_trade_no"], "SDK-T-A");
+    assert_eq!(paid["out_trade_no"], "SDK_T_A");
     assert_eq!(paid["trade_status"], "TRADE_SUCCESS");
     assert_eq!(paid["total_amount"], "12.50");
     assert_eq!(paid["refunded_amount"], "2.50");
@@ -288,7 +288,7 @@ async fn official_node_sdk_drives_the_sandbox() {
         1,
         "the repeated refund moved nothing: {paid}"
     );
-    assert_eq!(refunds[0]["out_request_no"], "SDK-T-A-R1");
+    assert_eq!(refunds[0]["out_request_no"], "SDK_T_A-R1");
     assert_eq!(refunds[0]["refund_amount"], "2.50");
     assert_eq!(refunds[0]["reason"], "多收了 toll overcharge");
 

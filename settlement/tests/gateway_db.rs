@@ -73,7 +73,10 @@ async fn seed_gateway(url: &str) {
     let mut tx = gw.begin().await.unwrap();
     for (id, kind, ..) in charges {
         let charge = gw.charge(id).await.unwrap().unwrap();
-        let trade = charge.out_trade_no.clone();
+        // The fixture's numbers (`M1-1`), as a gateway wrote them before its trade numbers
+        // followed the provider's character rule (`M1_1`): the reader takes a journal's numbers
+        // as they are stored.
+        let trade = charge.out_trade_no.replace('_', "-");
         let post_paid = kind == "metro";
         if post_paid {
             book(&mut tx, &fare_txn(&charge), PAID_AT_MS).await.unwrap();
@@ -88,6 +91,7 @@ async fn seed_gateway(url: &str) {
         book(&mut tx, &t, PAID_AT_MS).await.unwrap();
         if id == 1 {
             let mut charge = charge.clone();
+            charge.out_trade_no = trade.clone();
             charge.provider_trade_no = Some(format!("P{trade}"));
             book(
                 &mut tx,

@@ -54,9 +54,6 @@ enum Command {
         /// (`POST /v1/toll/exits`). Needed by `provider-degradation`.
         #[arg(long)]
         provider_sandbox: Option<String>,
-        /// The gateway's merchant app id at the provider (`provider.app_id`).
-        #[arg(long, default_value = gateway::demo::payments::APP_ID)]
-        provider_app_id: String,
         /// The gateway's `provider.call_timeout_ms`; degraded calls hang 1 s longer.
         #[arg(long, default_value_t = 3000)]
         provider_call_timeout_ms: u64,
@@ -124,7 +121,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
             gate_verify,
             work_dir,
             provider_sandbox,
-            provider_app_id,
             provider_call_timeout_ms,
             json,
             svg,
@@ -146,7 +142,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 work_dir,
             };
             let provider = provider_sandbox.map(|url| ProviderTarget {
-                app_id: provider_app_id,
                 call_timeout_ms: provider_call_timeout_ms,
                 ..ProviderTarget::new(&url)
             });

@@ -1,6 +1,7 @@
 //! The payment provider's side of a run, through the provider sandbox's admin API (plain JSON,
 //! `/sandbox/...`, see `provider-sandbox/README.md`): a wallet for every rider, a withholding
-//! agreement bound through the rider API (`PUT /v1/riders/me/wallet`) so metro journeys are
+//! agreement signed in it through the gateway's signing flow (`POST /v1/riders/me/wallet/signing`,
+//! the link opened in the wallet, `GET /v1/riders/me/wallet`) so metro journeys are
 //! post-paid, one-time payment codes for toll exits paid at the booth, the fault knobs of the
 //! `provider-degradation` scenario, and the money checks after a run (what left the wallets,
 //! what the gateway's journal captured, what the lanes and gates were told).
@@ -29,8 +30,6 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct ProviderTarget {
     /// The sandbox's base URL (its admin API, `/sandbox/...`), e.g. `http://127.0.0.1:8090`.
     pub sandbox_url: String,
-    /// The gateway's merchant app id at the provider (agreements are signed with it).
-    pub app_id: String,
     /// The gateway's `provider.call_timeout_ms`: the degradation's hangs last longer than this.
     pub call_timeout_ms: u64,
     /// Payment codes live 60 s at the sandbox (`--payment-code-ttl-ms`): codes of exits
@@ -41,11 +40,10 @@ pub struct ProviderTarget {
 }
 
 impl ProviderTarget {
-    /// The demo's app id and the gateway's default call timeout.
+    /// The gateway's default call timeout.
     pub fn new(sandbox_url: &str) -> ProviderTarget {
         ProviderTarget {
             sandbox_url: sandbox_url.trim_end_matches('/').to_string(),
-            app_id: gateway::demo::payments::APP_ID.into(),
             call_timeout_ms: 3_000,
             codes_ahead_s: 40.0,
             code_lead_s: 20.0,
@@ -120,13 +118,15 @@ impl Sandbox {
         Ok(user["user_id"].as_str().context("user_id")?.to_string())
     }
 
-    /// Signs a withholding agreement between the wallet and the merchant `app_id`.
-    pub async fn agreement(&self, user_id: &str, app_id: &str) -> anyhow::Result<String> {
+    /// The wallet opens a merchant's signing link and signs it; the agreement's number.
+    pub async fn sign_in_wallet(&self, user_id: &str, sign_url: &str) -> anyhow::Result<String> {
         let a = self
             .call(
                 reqwest::Method::POST,
-                &format!("/sandbox/users/{user_id}/agreements"),
-                Some(json!({ "app_id": app_id, "single_limit_fen": AGREEMENT_SINGLE_LIMIT_FEN })),
+                &format!("/sandbox/users/{user_id}/agreement-signings"),
+                Some(
+                    json!({ "sign_url": sign_url, "single_limit_fen": AGREEMENT_SINGLE_LIMIT_FEN }),
+                ),
             )
             .await?;
         Ok(a["agreement_no"]
@@ -219,36 +219,26 @@ impl Provider {
         if missing.is_empty() {
             return Ok(());
         }
-        let http = gateway::tls::http_client(&target.ca(), None)?;
         let per_task = missing.len().div_ceil(SETUP_CONCURRENCY);
         let mut tasks = tokio::task::JoinSet::new();
         for (part, chunk) in missing.chunks(per_task).enumerate() {
             let chunk = chunk.to_vec();
-            let (sandbox, app_id, http) = (
-                self.sandbox.clone(),
-                self.target.app_id.clone(),
-                http.clone(),
-            );
-            let base = target.public_url.clone();
+            let sandbox = self.sandbox.clone();
+            let (base, ca) = (target.public_url.clone(), target.ca());
             tasks.spawn(async move {
                 let mut out = Vec::with_capacity(chunk.len());
                 for rider in chunk {
                     let user_id = sandbox.wallet(WALLET_BALANCE_FEN).await?;
-                    let agreement_no = sandbox.agreement(&user_id, &app_id).await?;
-                    let bound = http
-                        .put(format!("{base}/v1/riders/me/wallet"))
-                        .bearer_auth(&rider.token)
-                        .json(&json!({ "agreement_no": agreement_no }))
-                        .send()
-                        .await?;
-                    let status = bound.status();
-                    if !status.is_success() {
-                        bail!(
-                            "binding the wallet of rider {}: HTTP {status}: {}",
-                            rider.rider_id,
-                            bound.text().await.unwrap_or_default()
-                        );
-                    }
+                    let (sandbox, user) = (&sandbox, &user_id);
+                    let wallet = rider
+                        .bind_wallet(&base, &ca, |sign_url| async move {
+                            sandbox.sign_in_wallet(user, &sign_url).await.map(|_| ())
+                        })
+                        .await
+                        .with_context(|| {
+                            format!("binding the wallet of rider {}", rider.rider_id)
+                        })?;
+                    let agreement_no = wallet.agreement_no.context("a bound wallet's agreement")?;
                     out.push(Arc::new(Wallet {
                         user_id,
                         agreement_no,

@@ -70,6 +70,14 @@ pub fn test_config(db_url: &str, certs: &Path) -> Config {
     config.database.url = db_url.to_string();
     config.taps.refresh_interval_ms = 200;
     config.journeys.sweep_interval_ms = 3_600_000;
+    // Tests drive many simulated gates, riders and registrations from one address and one
+    // process; the budgets are tested on their own (`security.rs`, which sets them low).
+    config.limits.terminal_requests_per_s = 1_000_000;
+    config.limits.terminal_burst = 1_000_000;
+    config.limits.rider_requests_per_s = 1_000_000;
+    config.limits.rider_burst = 1_000_000;
+    config.limits.registrations_per_s = 1_000_000;
+    config.limits.registration_burst = 1_000_000;
     config
 }
 

@@ -157,19 +157,19 @@ impl Sandbox {
         code["auth_code"].as_str().expect("auth_code").to_string()
     }
 
-    /// Signs a withholding agreement between the wallet and the gateway's app.
-    pub async fn agreement(&self, user_id: &str, single_limit_fen: i64) -> String {
-        let (status, a) = self
-            .post(
-                &format!("/sandbox/users/{user_id}/agreements"),
-                json!({ "app_id": APP_ID, "single_limit_fen": single_limit_fen }),
-            )
-            .await;
-        assert!(status == 200 || status == 201, "signing an agreement: {a}");
-        a["agreement_no"]
-            .as_str()
-            .expect("agreement_no")
-            .to_string()
+    /// The wallet `user_id` opens a merchant's signing link and signs it (deductions up to
+    /// `single_limit_fen`); the sandbox's answer (status, agreement).
+    pub async fn sign_in_wallet(
+        &self,
+        user_id: &str,
+        sign_url: &str,
+        single_limit_fen: i64,
+    ) -> (u16, Value) {
+        self.post(
+            &format!("/sandbox/users/{user_id}/agreement-signings"),
+            json!({ "sign_url": sign_url, "single_limit_fen": single_limit_fen }),
+        )
+        .await
     }
 
     pub async fn top_up(&self, user_id: &str, amount_fen: i64) {
@@ -281,6 +281,41 @@ impl PaidEnv {
         self.env.gw = crate::TestGateway::start(config)
             .await
             .expect("restarting the gateway");
+    }
+
+    /// A wallet holding `balance_fen` bound to `rider` the way the app binds it: the gateway's
+    /// signing link, signed in the wallet (deductions up to `single_limit_fen`), then the rider's
+    /// wallet looked at until it is bound (a provider fault may fail a look; the app looks again).
+    /// Returns the wallet's user id.
+    pub async fn bind_wallet(
+        &self,
+        rider: &gateway::client::RiderDevice,
+        balance_fen: i64,
+        single_limit_fen: i64,
+    ) -> String {
+        let user = self.sandbox.wallet(balance_fen, None).await;
+        let (base, ca) = (&self.env.gw.public_base, self.env.gw.ca());
+        let signing = rider
+            .start_wallet_signing(base, &ca)
+            .await
+            .expect("starting a wallet signing");
+        let (status, agreement) = self
+            .sandbox
+            .sign_in_wallet(&user, &signing.sign_url, single_limit_fen)
+            .await;
+        assert!(
+            status == 200 || status == 201,
+            "signing in the wallet: {agreement}"
+        );
+        for _ in 0..20 {
+            if let Ok(w) = rider.wallet(base, &ca).await {
+                if w.status == "bound" {
+                    return user;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the wallet of rider {} was not bound", rider.rider_id);
     }
 
     /// `GET /v1/admin/ledger`: the journal's balances and its unbalanced-transaction count.

@@ -45,26 +45,7 @@ fn fault_matrix() -> Value {
 }
 
 async fn bind_wallet(p: &PaidEnv, rider: &gateway::client::RiderDevice) -> String {
-    let user = p.sandbox.wallet(1_000_000, None).await;
-    let agreement = p.sandbox.agreement(&user, 100_000).await;
-    // The agreement query itself may be hit by a fault: retry like an app would.
-    for _ in 0..10 {
-        let a = p
-            .env
-            .gw
-            .public_send(
-                reqwest::Method::PUT,
-                "/v1/riders/me/wallet",
-                Some(&rider.token),
-                Some(&json!({"agreement_no": agreement})),
-            )
-            .await
-            .unwrap();
-        if a.status == 200 {
-            return user;
-        }
-    }
-    panic!("could not bind a wallet");
+    p.bind_wallet(rider, 1_000_000, 100_000).await
 }
 
 /// Proves exactly-once charging through a fault matrix with crashes and restarts, by

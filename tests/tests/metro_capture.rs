@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use turnpike_tests::provider::PaidEnv;
 use turnpike_tests::{gate, tap, Db};
 use turnpike_wire::api::{Decision, Direction, TapResponse};
@@ -17,20 +17,7 @@ async fn rider_with_wallet(
     balance_fen: i64,
 ) -> (gateway::client::RiderDevice, String) {
     let rider = p.env.gw.rider().await;
-    let user = p.sandbox.wallet(balance_fen, None).await;
-    let agreement = p.sandbox.agreement(&user, 10_000).await;
-    let a = p
-        .env
-        .gw
-        .public_send(
-            reqwest::Method::PUT,
-            "/v1/riders/me/wallet",
-            Some(&rider.token),
-            Some(&json!({"agreement_no": agreement})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let user = p.bind_wallet(&rider, balance_fen, 10_000).await;
     (rider, user)
 }
 
@@ -157,53 +144,3 @@ async fn arrears_deny_and_lift(db: Db) {
     assert_eq!(p.ledger().await["unbalanced_transactions"], 0);
 }
 on_both!(arrears_deny_and_lift);
-
-/// Proves wallet binding checks the agreement at the provider and refuses bad input precisely.
-async fn wallet_binding(db: Db) {
-    let Some(p) = PaidEnv::start(db, |_| {}).await else {
-        return;
-    };
-    let rider = p.env.gw.rider().await;
-    let bind = |agreement: &str| {
-        let body = json!({"agreement_no": agreement});
-        let gw = &p.env.gw;
-        let token = rider.token.clone();
-        async move {
-            gw.public_send(
-                reqwest::Method::PUT,
-                "/v1/riders/me/wallet",
-                Some(&token),
-                Some(&body),
-            )
-            .await
-            .unwrap()
-        }
-    };
-    let a = bind("20260000000000000000").await;
-    assert_eq!(
-        (a.status, a.error_code().as_deref()),
-        (422, Some("agreement_not_found"))
-    );
-    let a = bind("not valid!").await;
-    assert_eq!(
-        (a.status, a.error_code().as_deref()),
-        (422, Some("invalid_agreement_no"))
-    );
-    let a = p
-        .env
-        .gw
-        .public_send(
-            reqwest::Method::PUT,
-            "/v1/riders/me/wallet",
-            None,
-            Some(&json!({"agreement_no": "1"})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(a.status, 401);
-    assert_eq!(p.env.gw.count("rider_wallets").await, 0);
-    let user = p.sandbox.wallet(100, None).await;
-    let agreement = p.sandbox.agreement(&user, 100).await;
-    assert_eq!(bind(&agreement).await.status, 200);
-}
-on_both!(wallet_binding);

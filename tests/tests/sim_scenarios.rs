@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use terminal_sim::{GateVerify, ProviderTarget, RunOptions, Scenario, Sim, Target};
-use turnpike_tests::provider::{PaidEnv, APP_ID};
+use turnpike_tests::provider::PaidEnv;
 use turnpike_tests::{Db, Env, ADMIN_TOKEN};
 
 /// Offered taps per second: enough for hundreds of taps, small enough for CI's two cores.
@@ -184,7 +184,6 @@ async fn run_paid(
     })
     .await?;
     let provider = ProviderTarget {
-        app_id: APP_ID.into(),
         call_timeout_ms: CALL_TIMEOUT_MS,
         // Codes of the first half's exits before the clock starts, the rest during the run
         // (2 s before each exit), so both ways are exercised.

@@ -9,11 +9,12 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use turnpike_wire::{Currency, Money};
 
-use super::{bearer, sha256, ValidJson};
+use super::{bearer, check_id, sha256, ValidJson};
 use crate::error::{ApiError, ApiResult};
 use crate::network::{build_network, FareData, Mode};
 use crate::store::{OperatorRow, TerminalRow};
 use crate::AppState;
+use turnpike_wire::ident;
 
 /// A GTFS feed's fare files for a large network are a few MiB.
 const FARE_DATA_BYTES_MAX: usize = 16 * 1024 * 1024;
@@ -97,27 +98,16 @@ pub struct OperatorSpec {
     pub daily_cap: Option<Money>,
 }
 
-fn check_id(field: &'static str, id: &str) -> ApiResult<()> {
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::unprocessable(
-            "invalid_id",
-            format!("{field} must be 1–64 characters of A–Z, a–z, 0–9, '-', '_'"),
-        ))
-    }
-}
-
 async fn create_operator(
     State(state): State<AppState>,
     ValidJson(spec): ValidJson<OperatorSpec>,
 ) -> ApiResult<StatusCode> {
     check_id("operator_id", &spec.operator_id)?;
+    super::check_input(
+        "invalid_name",
+        "name",
+        ident::check_name(&spec.name, super::NAME_CHARS_MAX),
+    )?;
     let mode = Mode::parse(&spec.mode)
         .ok_or_else(|| ApiError::unprocessable("invalid_mode", "mode must be metro or toll"))?;
     let time_zone = spec.time_zone.unwrap_or_else(|| "Asia/Shanghai".into());
@@ -205,8 +195,23 @@ async fn load_fares(
         .into_iter()
         .find(|o| o.operator_id == operator_id)
         .ok_or_else(|| ApiError::NotFound(format!("no operator {operator_id}")))?;
-    build_network(operator, &data, 0)
+    let network = build_network(operator, &data, 0)
         .map_err(|e| ApiError::unprocessable("invalid_fare_data", format!("{e:#}")))?;
+    // Stations and plazas become terminals' locations, journeys' ends and statement lines:
+    // their ids follow the location rule and their names are plain text.
+    for (id, name) in network.locations() {
+        ident::check_location_id(id).map_err(|e| {
+            ApiError::unprocessable("invalid_fare_data", format!("location id {id:?} {e}"))
+        })?;
+        if !name.is_empty() {
+            ident::check_text(name, super::NAME_CHARS_MAX).map_err(|e| {
+                ApiError::unprocessable(
+                    "invalid_fare_data",
+                    format!("the name of location {id} {e}"),
+                )
+            })?;
+        }
+    }
     let files_json = serde_json::to_string(&data).map_err(|e| ApiError::Internal(e.into()))?;
     let version = state
         .store
@@ -231,6 +236,12 @@ async fn register_terminal(
     ValidJson(spec): ValidJson<TerminalSpec>,
 ) -> ApiResult<StatusCode> {
     check_id("terminal_id", &spec.terminal_id)?;
+    check_id("operator_id", &spec.operator_id)?;
+    super::check_input(
+        "invalid_id",
+        "location_id",
+        ident::check_location_id(&spec.location_id),
+    )?;
     let network = state.networks.get(&spec.operator_id).ok_or_else(|| {
         ApiError::unprocessable(
             "network_not_configured",
@@ -362,9 +373,7 @@ fn parse_subject(kind: &str, id: &str) -> ApiResult<(&'static str, i64)> {
             ))
         }
     };
-    let id: i64 = id.parse().ok().filter(|v| *v > 0).ok_or_else(|| {
-        ApiError::unprocessable("invalid_id", "subject_id must be a positive integer")
-    })?;
+    let id = super::decimal_id("invalid_id", "subject_id", id)?;
     Ok((kind, id))
 }
 
@@ -373,12 +382,7 @@ async fn deny_add(
     ValidJson(spec): ValidJson<DenySpec>,
 ) -> ApiResult<StatusCode> {
     let (kind, id) = parse_subject(&spec.kind, &spec.subject_id)?;
-    if spec.reason.trim().is_empty() || spec.reason.chars().count() > 500 {
-        return Err(ApiError::unprocessable(
-            "invalid_reason",
-            "reason must be 1–500 characters",
-        ));
-    }
+    super::check_reason("invalid_reason", "reason", &spec.reason)?;
     let added = state
         .store
         .deny_add(kind, id, &spec.reason, crate::now_ms())

@@ -3,17 +3,18 @@
 
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::rider::Rider;
-use super::{ValidJson, ValidQuery};
+use super::{check_input, check_reason, decimal_id, OptionalJson, ValidJson, ValidQuery};
 use crate::charging::refunds::{self, RefundError, RefundRequest};
+use crate::charging::wallets::{self, WalletError, WalletState};
 use crate::error::{ApiError, ApiResult};
-use crate::provider::AgreementOutcome;
 use crate::store::charging::{self as charges, AccountBalance, ChargeRow, DisputeRow, RefundRow};
 use crate::AppState;
+use turnpike_wire::ident;
 
 /// Most charges one listing returns.
 const CHARGES_LIMIT_MAX: i64 = 1000;
@@ -23,7 +24,8 @@ const PAYMENTS_BODY_BYTES_MAX: usize = 16 * 1024;
 
 pub fn rider_router(state: AppState) -> Router {
     Router::new()
-        .route("/v1/riders/me/wallet", put(bind_wallet))
+        .route("/v1/riders/me/wallet", get(wallet).delete(unbind_wallet))
+        .route("/v1/riders/me/wallet/signing", post(start_wallet_signing))
         .route("/v1/riders/me/charges", get(rider_charges))
         .route("/v1/riders/me/arrears/retry", post(retry_arrears))
         .route(
@@ -60,67 +62,124 @@ fn unavailable(code: &'static str, message: impl Into<String>) -> ApiError {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WalletRequest {
-    /// The withholding agreement the rider signed in the wallet app.
-    pub agreement_no: String,
-}
-
+/// A rider's wallet as the app sees it.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct WalletView {
-    pub agreement_no: String,
+    /// `unbound`, `signing` (a signing was started; the provider has no agreement for it yet)
+    /// or `bound`.
     pub status: String,
+    /// The gateway's number of the signing (signing, bound).
+    pub external_agreement_no: Option<String>,
+    /// The provider's agreement number (bound).
+    pub agreement_no: Option<String>,
+    pub bound_at_ms: Option<i64>,
+    pub signing_started_at_ms: Option<i64>,
 }
 
-/// Binds the rider's wallet: the agreement must be active at the provider (checked with a
-/// signed query), and post-paid fares are deducted through it from then on.
-async fn bind_wallet(
+/// A signing's request: no fields (the rider never names an agreement); empty or `{}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningRequest {}
+
+/// A signing the rider completes in the wallet.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SigningView {
+    pub status: String,
+    pub external_agreement_no: String,
+    /// The provider's signed page-sign link: open it in the wallet, or show it as a QR code.
+    pub sign_url: String,
+}
+
+fn wallet_error(e: WalletError) -> ApiError {
+    match e {
+        WalletError::NoProvider => unavailable("provider_not_configured", e.to_string()),
+        WalletError::Provider(_) => unavailable("provider_unavailable", e.to_string()),
+        WalletError::AlreadyBound => ApiError::BadRequest {
+            status: StatusCode::CONFLICT,
+            code: "wallet_already_bound",
+            message: e.to_string(),
+        },
+        WalletError::ChargesOutstanding(_) => ApiError::BadRequest {
+            status: StatusCode::CONFLICT,
+            code: "charges_outstanding",
+            message: e.to_string(),
+        },
+        WalletError::NotBound => ApiError::NotFound(e.to_string()),
+        WalletError::Store(e) => e.into(),
+    }
+}
+
+fn wallet_view(state: WalletState) -> WalletView {
+    match state {
+        WalletState::Unbound => WalletView {
+            status: "unbound".into(),
+            external_agreement_no: None,
+            agreement_no: None,
+            bound_at_ms: None,
+            signing_started_at_ms: None,
+        },
+        WalletState::Signing {
+            external_agreement_no,
+            started_at_ms,
+        } => WalletView {
+            status: "signing".into(),
+            external_agreement_no: Some(external_agreement_no),
+            agreement_no: None,
+            bound_at_ms: None,
+            signing_started_at_ms: Some(started_at_ms),
+        },
+        WalletState::Bound(w) => WalletView {
+            status: "bound".into(),
+            external_agreement_no: w.external_agreement_no,
+            agreement_no: Some(w.agreement_no),
+            bound_at_ms: Some(w.bound_at_ms),
+            signing_started_at_ms: None,
+        },
+    }
+}
+
+/// Starts binding the rider's wallet: the answer's `sign_url` is the provider's signing page
+/// for a number the gateway made for this rider; the agreement signed there is bound to this
+/// rider and no other (see `charging::wallets`).
+async fn start_wallet_signing(
     State(state): State<AppState>,
     Rider(rider_id): Rider,
-    ValidJson(req): ValidJson<WalletRequest>,
+    OptionalJson(SigningRequest {}): OptionalJson<SigningRequest>,
+) -> ApiResult<(StatusCode, Json<SigningView>)> {
+    let signing = wallets::start_signing(&state.charging, rider_id)
+        .await
+        .map_err(wallet_error)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(SigningView {
+            status: "signing".into(),
+            external_agreement_no: signing.external_agreement_no,
+            sign_url: signing.sign_url,
+        }),
+    ))
+}
+
+/// The rider's wallet; a pending signing is checked with the provider first.
+async fn wallet(
+    State(state): State<AppState>,
+    Rider(rider_id): Rider,
 ) -> ApiResult<Json<WalletView>> {
-    if req.agreement_no.is_empty()
-        || req.agreement_no.len() > 64
-        || !req.agreement_no.bytes().all(|b| b.is_ascii_alphanumeric())
-    {
-        return Err(ApiError::unprocessable(
-            "invalid_agreement_no",
-            "agreement_no must be 1 to 64 letters or digits",
-        ));
-    }
-    let provider = state.charging.provider.as_ref().ok_or_else(|| {
-        unavailable(
-            "provider_not_configured",
-            "this gateway has no payment provider",
-        )
-    })?;
-    match provider.agreement(&req.agreement_no).await {
-        Ok(AgreementOutcome::Active { provider_user_id }) => {
-            state
-                .store
-                .bind_wallet(
-                    rider_id,
-                    &req.agreement_no,
-                    provider_user_id.as_deref(),
-                    crate::now_ms(),
-                )
-                .await?;
-            Ok(Json(WalletView {
-                agreement_no: req.agreement_no,
-                status: "bound".into(),
-            }))
-        }
-        Ok(AgreementOutcome::Inactive { status }) => Err(ApiError::unprocessable(
-            "agreement_not_active",
-            format!("the agreement is {status} at the provider"),
-        )),
-        Ok(AgreementOutcome::NotFound) => Err(ApiError::unprocessable(
-            "agreement_not_found",
-            "the provider knows no such agreement for this merchant",
-        )),
-        Err(e) => Err(unavailable("provider_unavailable", e.to_string())),
-    }
+    let state = wallets::state(&state.charging, rider_id)
+        .await
+        .map_err(wallet_error)?;
+    Ok(Json(wallet_view(state)))
+}
+
+/// Ends the rider's agreement at the provider and unbinds it (refused while charges are
+/// outstanding).
+async fn unbind_wallet(
+    State(state): State<AppState>,
+    Rider(rider_id): Rider,
+) -> ApiResult<StatusCode> {
+    wallets::unbind(&state.charging, rider_id)
+        .await
+        .map_err(wallet_error)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// A charge as riders and operators see it. Ids are decimal strings.
@@ -249,27 +308,6 @@ async fn admin_ledger(State(state): State<AppState>) -> ApiResult<Json<LedgerVie
     }))
 }
 
-/// Request ids (idempotency keys) are 1–64 of `[A-Za-z0-9_-]`, so they fit a refund request
-/// number at the provider.
-fn valid_request_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-fn parse_id(text: &str, what: &'static str) -> ApiResult<i64> {
-    text.parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| ApiError::unprocessable(what, format!("{text:?} is not an id")))
-}
-
-/// Reasons and notes are free text for people; bounded.
-fn valid_text(text: &str) -> bool {
-    !text.trim().is_empty() && text.chars().count() <= 500
-}
-
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RefundBody {
@@ -336,19 +374,14 @@ async fn admin_refund(
     State(state): State<AppState>,
     ValidJson(body): ValidJson<RefundBody>,
 ) -> ApiResult<(StatusCode, Json<RefundView>)> {
-    let charge_id = parse_id(&body.charge_id, "invalid_charge_id")?;
-    if !valid_request_id(&body.request_id) {
-        return Err(ApiError::unprocessable(
-            "invalid_request_id",
-            "request_id must be 1 to 64 of A-Z a-z 0-9 _ -",
-        ));
-    }
-    if !valid_text(&body.reason) {
-        return Err(ApiError::unprocessable(
-            "invalid_reason",
-            "reason must be 1 to 500 characters",
-        ));
-    }
+    let charge_id = decimal_id("invalid_charge_id", "charge_id", &body.charge_id)?;
+    // Request ids go into the provider's refund request number.
+    check_input(
+        "invalid_request_id",
+        "request_id",
+        ident::check_id(&body.request_id),
+    )?;
+    check_reason("invalid_reason", "reason", &body.reason)?;
     if body.amount_minor <= 0 {
         return Err(ApiError::unprocessable(
             "invalid_amount",
@@ -417,13 +450,8 @@ async fn open_dispute(
     Rider(rider_id): Rider,
     ValidJson(body): ValidJson<DisputeBody>,
 ) -> ApiResult<(StatusCode, Json<DisputeView>)> {
-    let charge_id = parse_id(&body.charge_id, "invalid_charge_id")?;
-    if !valid_text(&body.reason) {
-        return Err(ApiError::unprocessable(
-            "invalid_reason",
-            "reason must be 1 to 500 characters",
-        ));
-    }
+    let charge_id = decimal_id("invalid_charge_id", "charge_id", &body.charge_id)?;
+    check_reason("invalid_reason", "reason", &body.reason)?;
     // Another rider's charge is indistinguishable from a missing one.
     let charge = state
         .store
@@ -508,13 +536,8 @@ async fn decide_dispute(
     Path(dispute_id): Path<String>,
     ValidJson(body): ValidJson<DecisionBody>,
 ) -> ApiResult<Json<DisputeView>> {
-    let dispute_id = parse_id(&dispute_id, "invalid_dispute_id")?;
-    if !valid_text(&body.note) {
-        return Err(ApiError::unprocessable(
-            "invalid_note",
-            "note must be 1 to 500 characters",
-        ));
-    }
+    let dispute_id = decimal_id("invalid_dispute_id", "dispute_id", &dispute_id)?;
+    check_reason("invalid_note", "note", &body.note)?;
     let dispute = state
         .store
         .dispute(dispute_id)

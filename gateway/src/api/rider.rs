@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use turnpike_wire::ridecode::{self, CredentialRequest, ProductFlags};
 use turnpike_wire::{Currency, Money};
 
-use super::{bearer, sha256, ValidJson, ValidQuery};
+use super::{bearer, sha256, OptionalJson, ValidJson, ValidQuery};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{CredentialRow, JourneyRow};
 use crate::AppState;
@@ -36,7 +36,25 @@ pub struct Registered {
     pub token: String,
 }
 
-async fn register(State(state): State<AppState>) -> ApiResult<(StatusCode, Json<Registered>)> {
+/// A registration's body: empty, or an object with no fields (none are defined yet).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {}
+
+/// Registers a rider. The body is read and checked (within `RIDER_BODY_BYTES_MAX`) and the
+/// source address's registration budget spent before anything is written.
+async fn register(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    axum::Extension(address): axum::Extension<super::ClientAddress>,
+    OptionalJson(_request): OptionalJson<RegisterRequest>,
+) -> ApiResult<(StatusCode, Json<Registered>)> {
+    let from = super::client_address(
+        &headers,
+        address,
+        &state.config.limits.client_address_header,
+    );
+    state.limits.registration(from)?;
     let rider_id = crate::random_id();
     let token = format!(
         "rt_{}",
@@ -72,6 +90,7 @@ impl axum::extract::FromRequestParts<AppState> for Rider {
             .rider_by_token(&sha256(token.as_bytes()))
             .await?
             .ok_or(ApiError::Unauthorized)?;
+        state.limits.rider(rider)?;
         Ok(Rider(rider))
     }
 }

@@ -25,6 +25,7 @@ use turnpike_wire::{Currency, Money};
 
 use super::terminal::{terminal_of, TerminalIdentity};
 use super::ValidJson;
+use crate::charging::notify;
 use crate::charging::tickets::{self, OrderRequest, PrecreateError, PriceError};
 use crate::error::{ApiError, ApiResult};
 use crate::store::charging::{ChargeRow, TicketOrderRow};
@@ -34,10 +35,6 @@ use crate::AppState;
 pub const ORDER_BODY_BYTES_MAX: usize = 4 * 1024;
 /// A notification is a couple of kilobytes of form parameters.
 pub const NOTIFY_BODY_BYTES_MAX: usize = 8 * 1024;
-/// `request_id`: the machine's idempotency key.
-const REQUEST_ID_CHARS_MAX: usize = 64;
-/// Longer station ids exist in no network; they are refused before any lookup.
-const STATION_ID_CHARS_MAX: usize = 128;
 /// QR rendering: the standard quiet zone and a size a screen and a scanner both like.
 pub const QR_QUIET_ZONE_MODULES: usize = 4;
 pub const QR_PIXELS_PER_MODULE: usize = 8;
@@ -112,11 +109,9 @@ fn view(order: &TicketOrderRow, charge: &ChargeRow) -> ApiResult<TicketOrderView
     })
 }
 
+/// The machine's idempotency key: an identifier (`turnpike_wire::ident::check_id`).
 fn valid_request_id(id: &str) -> bool {
-    (1..=REQUEST_ID_CHARS_MAX).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    turnpike_wire::ident::check_id(id).is_ok()
 }
 
 async fn post_order(
@@ -137,7 +132,8 @@ async fn post_order(
             "this terminal's operator has no fare network",
         ));
     };
-    if req.destination_id.is_empty() || req.destination_id.len() > STATION_ID_CHARS_MAX {
+    // No network holds an id outside the location rule; refused before any lookup.
+    if turnpike_wire::ident::check_location_id(&req.destination_id).is_err() {
         return Err(ApiError::unprocessable(
             "unknown_station",
             "destination_id is not a station of this network",
@@ -360,35 +356,34 @@ fn plain(status: StatusCode, body: &'static str) -> Response {
         .into_response()
 }
 
-fn clip(s: &str, chars: usize) -> &str {
-    match s.char_indices().nth(chars) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
-}
+/// At most one warning a second is logged for rejected notifications; the rest are counted
+/// (`gateway_provider_notifications_total{outcome="rejected"}`) and summed into the next one.
+const REJECTED_LOG_INTERVAL_MS: i64 = 1_000;
 
-/// Records a notification we will not act on under an id of its own ("unverified-…"), so a
-/// forged `notify_id` can never shadow the genuine notification that carries it later.
-async fn record_rejected(state: &AppState, params: &BTreeMap<String, String>, why: &str) {
-    let id = format!("unverified-{}", hex::encode(crate::random_bytes::<12>()));
-    let out_trade_no = params.get("out_trade_no").map(|s| clip(s, 64));
-    let trade_status = params.get("trade_status").map(|s| clip(s, 32));
-    tracing::warn!(
-        parameters = params.len(),
-        out_trade_no = out_trade_no.unwrap_or("-"),
-        why,
-        "provider notification rejected"
-    );
-    metrics::counter!("gateway_provider_notifications_total", "outcome" => "rejected").increment(1);
-    if let Err(e) = state
-        .store
-        .record_notification(&id, out_trade_no, trade_status, false, why, crate::now_ms())
-        .await
+/// Counts a notification we will not act on, and logs it at a bounded rate. Nothing of it is
+/// stored: anyone can post to this endpoint, so an unverified post must cost no disk.
+fn note_rejected(why: &'static str) {
+    use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+    static LAST_LOG_MS: AtomicI64 = AtomicI64::new(0);
+    static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
+    metrics::counter!("gateway_provider_notifications_total", "outcome" => "rejected", "why" => why)
+        .increment(1);
+    let now = crate::now_ms();
+    let last = LAST_LOG_MS.load(Ordering::Relaxed);
+    if now - last >= REJECTED_LOG_INTERVAL_MS
+        && LAST_LOG_MS
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
     {
-        tracing::warn!(error = %e, "recording a rejected notification");
+        let suppressed = SUPPRESSED.swap(0, Ordering::Relaxed);
+        tracing::warn!(why, suppressed, "provider notification rejected");
+    } else {
+        SUPPRESSED.fetch_add(1, Ordering::Relaxed);
     }
 }
 
+/// The provider's notification: verified (signature and app) before anything is written, then
+/// recorded once and applied (`charging::notify`).
 async fn post_notify(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let form = headers
         .get(header::CONTENT_TYPE)
@@ -398,10 +393,11 @@ async fn post_notify(State(state): State<AppState>, headers: HeaderMap, body: Bo
                 .starts_with("application/x-www-form-urlencoded")
         });
     if !form {
+        note_rejected("not_a_form");
         return plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, "fail");
     }
     let Ok(bytes) = axum::body::to_bytes(body, NOTIFY_BODY_BYTES_MAX).await else {
-        tracing::warn!("provider notification over {NOTIFY_BODY_BYTES_MAX} bytes; rejected");
+        note_rejected("too_large");
         return plain(StatusCode::PAYLOAD_TOO_LARGE, "fail");
     };
     let mut params = BTreeMap::new();
@@ -410,26 +406,22 @@ async fn post_notify(State(state): State<AppState>, headers: HeaderMap, body: Bo
         repeated |= params.insert(k.into_owned(), v.into_owned()).is_some();
     }
     if repeated {
-        record_rejected(&state, &params, "malformed").await;
+        note_rejected("repeated_parameter");
         return plain(StatusCode::BAD_REQUEST, "fail");
     }
     let Some(provider) = state.charging.provider.as_ref() else {
         return plain(StatusCode::SERVICE_UNAVAILABLE, "fail");
     };
     if !provider.verify_notification(&params) {
-        record_rejected(&state, &params, "unverified").await;
+        note_rejected("unverified");
         return plain(StatusCode::BAD_REQUEST, "fail");
     }
-    let field_ok = |k: &str, max: usize| {
-        params
-            .get(k)
-            .is_some_and(|v| !v.is_empty() && v.len() <= max)
-    };
-    if !field_ok("notify_id", 128) || !field_ok("out_trade_no", 64) {
-        record_rejected(&state, &params, "malformed").await;
+    if let Some(why) = notify::malformed(&params) {
+        tracing::warn!(why, "verified provider notification is malformed; rejected");
+        note_rejected("malformed");
         return plain(StatusCode::BAD_REQUEST, "fail");
     }
-    match tickets::on_verified_notification(&state.charging, &params).await {
+    match notify::on_verified_notification(&state.charging, &params).await {
         Ok(handled) if handled.ack => plain(StatusCode::OK, "success"),
         Ok(_) => plain(StatusCode::SERVICE_UNAVAILABLE, "fail"),
         Err(e) => {

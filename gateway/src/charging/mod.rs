@@ -11,11 +11,16 @@
 //! - [`refunds`]: idempotent refunds (admin, or an approved rider dispute).
 //! - [`tickets`]: ticket orders paid by a merchant-presented QR — the outbox write, the
 //!   precreate, verified and cross-checked notifications, and the query fallback.
+//! - [`wallets`]: binding a rider's withholding agreement through the provider's signing flow
+//!   (the agreement the provider confirms for the gateway's own number, never one a rider
+//!   names), and unbinding it.
+//! - [`notify`]: the provider's verified notifications, recorded once and handed to the
+//!   module they are about.
 //!
 //! # Exactly once
 //! A charge row is written in the same transaction that closes the journey, and
 //! `charges.journey_id` is unique: a journey is charged at most once. Each attempt has a stable
-//! trade number (`M<charge>-<attempt>`); an unknown outcome retries the *same* number (the
+//! trade number (`M<charge>_<attempt>`); an unknown outcome retries the *same* number (the
 //! provider is idempotent on it), a definitive decline moves to the next number. Ledger
 //! transactions carry an idempotency key (`capture:<out_trade_no>`, `refund:<out_request_no>`),
 //! so however often a result is learned (answer, notification, query), it is booked once.
@@ -26,9 +31,11 @@
 //! fee, borne by the operator). Every transaction's lines balance to zero.
 
 pub mod capture;
+pub mod notify;
 pub mod refunds;
 pub mod tickets;
 pub mod toll;
+pub mod wallets;
 
 use std::sync::Arc;
 

@@ -7,7 +7,7 @@
 //! The `ticket` charge (status `pending`) and its `ticket_orders` row are committed *before* the
 //! provider hears of the order (an outbox): a crash after the precreate can leave an order whose
 //! payload we never stored, never a provider trade we know nothing of. The charge's trade number
-//! (`K<charge>-1`) is the `out_trade_no` of the precreate; both ids are derived from the
+//! (`K<charge>_1`) is the `out_trade_no` of the precreate; both ids are derived from the
 //! terminal and its `request_id`, so a repeated request finds its order, and a repeated precreate
 //! (same number, amount and subject) gets the same QR from the provider.
 //!
@@ -28,6 +28,7 @@ use std::collections::BTreeMap;
 use tokio::task::JoinSet;
 
 use super::capture::{apply_paid, book_reversal};
+use super::notify::{again, done, Handled};
 use super::Charging;
 use crate::network::{Mode, OperatorNetwork};
 use crate::provider::{CallError, CancelOutcome, QueryOutcome, TradeStatus};
@@ -502,92 +503,13 @@ async fn check_one(charging: &Charging, charge: &ChargeRow) -> anyhow::Result<()
     Ok(())
 }
 
-/// How a verified notification was handled; `ack` is whether the provider may stop repeating
-/// it (answer `success`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Handled {
-    pub applied: &'static str,
-    pub ack: bool,
-}
-
-const fn done(applied: &'static str) -> Handled {
-    Handled { applied, ack: true }
-}
-
-const fn again(applied: &'static str) -> Handled {
-    Handled {
-        applied,
-        ack: false,
-    }
-}
-
-/// `applied` values after which a repeated delivery needs no work.
-fn is_final(applied: &str) -> bool {
-    !matches!(applied, "received" | "retry")
-}
-
-/// Handles a notification whose signature has been verified: recorded once per `notify_id`,
-/// cross-checked with a query, applied at most once.
-pub async fn on_verified_notification(
+/// Applies a verified `trade_status_sync` notification to its charge: a paid ticket or metro
+/// deduction is booked (after a query agrees), a closed ticket order is given up.
+pub(super) async fn on_trade_notice(
     charging: &Charging,
     params: &BTreeMap<String, String>,
 ) -> anyhow::Result<Handled> {
-    let store = &charging.store;
     let text = |k: &str| params.get(k).map(String::as_str).unwrap_or_default();
-    let notify_id = text("notify_id");
-    let out_trade_no = text("out_trade_no");
-    let trade_status = text("trade_status");
-    let now = crate::now_ms();
-    let fresh = store
-        .record_notification(
-            notify_id,
-            Some(out_trade_no),
-            Some(trade_status),
-            true,
-            "received",
-            now,
-        )
-        .await?;
-    if !fresh {
-        let applied = store.notification_applied(notify_id).await?;
-        if applied.as_deref().is_some_and(is_final) {
-            tracing::info!(
-                notify_id,
-                out_trade_no,
-                "duplicate notification; already handled"
-            );
-            metrics::counter!("gateway_provider_notifications_total", "outcome" => "duplicate")
-                .increment(1);
-            return Ok(done("duplicate"));
-        }
-    }
-    let handled = match handle(charging, params).await {
-        Ok(h) => h,
-        Err(e) => {
-            tracing::warn!(notify_id, out_trade_no, error = %e, "notification not applied; the provider will repeat it");
-            again("retry")
-        }
-    };
-    store
-        .set_notification_applied(notify_id, handled.applied)
-        .await?;
-    metrics::counter!("gateway_provider_notifications_total", "outcome" => handled.applied)
-        .increment(1);
-    tracing::info!(
-        notify_id,
-        out_trade_no,
-        trade_status,
-        applied = handled.applied,
-        "provider notification"
-    );
-    Ok(handled)
-}
-
-async fn handle(charging: &Charging, params: &BTreeMap<String, String>) -> anyhow::Result<Handled> {
-    let text = |k: &str| params.get(k).map(String::as_str).unwrap_or_default();
-    if text("notify_type") != "trade_status_sync" {
-        return Ok(done("ignored_type"));
-    }
     let Some(charge) = charging
         .store
         .charge_by_trade_no(text("out_trade_no"))

@@ -138,17 +138,14 @@ impl DemoProvider {
         Ok(user["balance"].as_str().unwrap_or("?").to_string())
     }
 
-    pub async fn agreement(&self, user_id: &str) -> anyhow::Result<String> {
-        let a = self
-            .post(
-                &format!("/sandbox/users/{user_id}/agreements"),
-                json!({"app_id": APP_ID, "single_limit_fen": 50_000}),
-            )
-            .await?;
-        Ok(a["agreement_no"]
-            .as_str()
-            .context("agreement_no")?
-            .to_string())
+    /// The wallet `user_id` opens a merchant's signing link and signs it.
+    pub async fn sign_in_wallet(&self, user_id: &str, sign_url: &str) -> anyhow::Result<()> {
+        self.post(
+            &format!("/sandbox/users/{user_id}/agreement-signings"),
+            json!({"sign_url": sign_url, "single_limit_fen": 50_000}),
+        )
+        .await?;
+        Ok(())
     }
 
     pub async fn payment_code(&self, user_id: &str) -> anyhow::Result<String> {
@@ -172,7 +169,8 @@ impl DemoProvider {
     }
 }
 
-/// Binds a rider's wallet: a sandbox wallet, an agreement, `PUT /v1/riders/me/wallet`.
+/// Binds a rider's wallet as the app does: a sandbox wallet, then the gateway's signing link
+/// signed in it (`charging::wallets`).
 pub async fn bind_wallet(
     provider: &DemoProvider,
     rider: &RiderDevice,
@@ -181,19 +179,13 @@ pub async fn bind_wallet(
     balance: &str,
 ) -> anyhow::Result<String> {
     let user = provider.wallet(balance, None).await?;
-    let agreement = provider.agreement(&user).await?;
-    let http = crate::tls::http_client(ca, None)?;
-    let resp = http
-        .put(format!("{public_base}/v1/riders/me/wallet"))
-        .bearer_auth(&rider.token)
-        .json(&json!({"agreement_no": agreement}))
-        .send()
-        .await?;
-    anyhow::ensure!(
-        resp.status().is_success(),
-        "binding a wallet: {}",
-        resp.status()
-    );
+    let wallet_user = &user;
+    rider
+        .bind_wallet(public_base, ca, |sign_url| async move {
+            provider.sign_in_wallet(wallet_user, &sign_url).await
+        })
+        .await
+        .context("binding a wallet")?;
     Ok(user)
 }
 

@@ -38,6 +38,8 @@ pub struct ProviderConfig {
     pub platform_public_key_file: PathBuf,
     /// Where the provider posts async notifications (our public listener's `/v1/provider/notify`).
     pub notify_url: String,
+    /// The scene riders' withholding agreements are signed under (agreed with the provider).
+    pub sign_scene: String,
     /// Deadline for one HTTP call; past it the outcome is unknown.
     pub call_timeout_ms: u64,
     /// Consecutive unknown outcomes that open the circuit breaker.
@@ -56,6 +58,7 @@ impl Default for ProviderConfig {
             app_private_key_file: PathBuf::from("provider-keys/app-private.pem"),
             platform_public_key_file: PathBuf::from("provider-keys/platform-public.pem"),
             notify_url: String::new(),
+            sign_scene: "INDUSTRY|DEFAULT_SCENE".into(),
             call_timeout_ms: 3_000,
             breaker_failures_max: 20,
             breaker_open_ms: 2_000,
@@ -170,12 +173,62 @@ pub enum RefundOutcome {
     Refused { sub_code: String, message: String },
 }
 
+/// How the gateway names a withholding agreement to the provider: the provider's number, or
+/// the gateway's own number it started the signing with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgreementRef<'a> {
+    Number(&'a str),
+    External(&'a str),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgreementOutcome {
-    Active { provider_user_id: Option<String> },
-    Inactive { status: String },
+    Active {
+        agreement_no: String,
+        external_agreement_no: Option<String>,
+        provider_user_id: Option<String>,
+    },
+    Inactive {
+        status: String,
+    },
+    /// Unknown, ended, or another merchant's.
     NotFound,
 }
+
+/// Outcome of ending an agreement at the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnsignOutcome {
+    Ended,
+    /// Nothing in force under that number (already ended, e.g. by the rider in the wallet).
+    NotFound,
+}
+
+/// A verified agreement notification: the rider signed (`dut_user_sign`) or an agreement
+/// ended (`dut_user_unsign`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgreementNotice {
+    pub ended: bool,
+    pub agreement_no: String,
+    /// The gateway's own number, when the agreement was signed through its signing flow.
+    pub external_agreement_no: Option<String>,
+}
+
+/// What a verified notification is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoticeKind {
+    /// `trade_status_sync` (read by the charging modules).
+    Trade,
+    Agreement(AgreementNotice),
+    /// A type we do not act on, or an agreement notice without its numbers.
+    Other,
+}
+
+/// The personal product of a withholding agreement.
+pub const PERSONAL_PRODUCT_WITHHOLDING: &str = "GENERAL_WITHHOLDING_P";
+/// The answer for an agreement that does not exist (unknown, ended or another merchant's).
+const USER_AGREEMENT_NOT_EXIST: &str = "USER_AGREEMENT_NOT_EXIST";
+/// The page method whose signed link the rider opens in the wallet to sign an agreement.
+const METHOD_PAGE_SIGN: &str = "alipay.user.agreement.page.sign";
 
 struct Breaker {
     failures: AtomicU32,
@@ -219,6 +272,7 @@ struct Inner {
     url: String,
     app_id: String,
     notify_url: String,
+    sign_scene: String,
     signer: Signer,
     platform: Verifier,
     breaker: Breaker,
@@ -254,6 +308,7 @@ impl ProviderClient {
                 url: config.url.clone(),
                 app_id: config.app_id.clone(),
                 notify_url: config.notify_url.clone(),
+                sign_scene: config.sign_scene.clone(),
                 signer,
                 platform,
                 breaker: Breaker {
@@ -305,27 +360,32 @@ impl ProviderClient {
         }
     }
 
-    async fn call_once(&self, method: &str, biz: &Value) -> Result<Reply, CallError> {
+    /// A request's parameters, common ones first, signed over the canonical form.
+    fn signed_params(&self, method: &str, biz: &Value) -> Vec<(&'static str, String)> {
         let inner = &self.inner;
-        let biz_content = biz.to_string();
-        let timestamp = shanghai_timestamp(crate::now_ms());
-        let mut params: Vec<(&str, &str)> = vec![
-            ("app_id", &inner.app_id),
-            ("method", method),
-            ("format", "JSON"),
-            ("charset", "utf-8"),
-            ("sign_type", "RSA2"),
-            ("timestamp", &timestamp),
-            ("version", "1.0"),
-            ("biz_content", &biz_content),
+        let mut params: Vec<(&'static str, String)> = vec![
+            ("app_id", inner.app_id.clone()),
+            ("method", method.to_string()),
+            ("format", "JSON".into()),
+            ("charset", "utf-8".into()),
+            ("sign_type", "RSA2".into()),
+            ("timestamp", shanghai_timestamp(crate::now_ms())),
+            ("version", "1.0".into()),
+            ("biz_content", biz.to_string()),
         ];
         if !inner.notify_url.is_empty() {
-            params.push(("notify_url", &inner.notify_url));
+            params.push(("notify_url", inner.notify_url.clone()));
         }
-        let sign = inner
-            .signer
-            .sign(&canonical_request(params.iter().copied()));
-        params.push(("sign", &sign));
+        let sign = inner.signer.sign(&canonical_request(
+            params.iter().map(|(k, v)| (*k, v.as_str())),
+        ));
+        params.push(("sign", sign));
+        params
+    }
+
+    async fn call_once(&self, method: &str, biz: &Value) -> Result<Reply, CallError> {
+        let inner = &self.inner;
+        let params = self.signed_params(method, biz);
         let body: String = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(params.iter())
             .finish();
@@ -521,25 +581,100 @@ impl ProviderClient {
         )))
     }
 
-    pub async fn agreement(&self, agreement_no: &str) -> Result<AgreementOutcome, CallError> {
+    /// The signed `alipay.user.agreement.page.sign` link a rider opens in the wallet (as a link
+    /// or a QR code) to sign a withholding agreement under the gateway's own number
+    /// `external_agreement_no`. Nothing is sent: the wallet opens it.
+    pub fn page_sign_url(&self, external_agreement_no: &str) -> String {
+        let biz = json!({
+            "personal_product_code": PERSONAL_PRODUCT_WITHHOLDING,
+            "product_code": "GENERAL_WITHHOLDING",
+            "sign_scene": self.inner.sign_scene,
+            "external_agreement_no": external_agreement_no,
+            "access_params": { "channel": "ALIPAYAPP" },
+        });
+        let params = self.signed_params(METHOD_PAGE_SIGN, &biz);
+        let query: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params.iter())
+            .finish();
+        format!("{}?{query}", self.inner.url)
+    }
+
+    /// The agreement's biz_content key: the provider's number, or ours with product and scene.
+    fn agreement_key(&self, which: AgreementRef<'_>) -> Value {
+        match which {
+            AgreementRef::Number(no) => json!({ "agreement_no": no }),
+            AgreementRef::External(external) => json!({
+                "external_agreement_no": external,
+                "personal_product_code": PERSONAL_PRODUCT_WITHHOLDING,
+                "sign_scene": self.inner.sign_scene,
+            }),
+        }
+    }
+
+    pub async fn agreement(&self, which: AgreementRef<'_>) -> Result<AgreementOutcome, CallError> {
         let reply = self
-            .call(
-                "alipay.user.agreement.query",
-                &json!({ "agreement_no": agreement_no }),
-            )
+            .call("alipay.user.agreement.query", &self.agreement_key(which))
             .await?;
         if reply.code != "10000" {
-            return Ok(AgreementOutcome::NotFound);
+            return match reply.sub_code.as_deref() {
+                Some(USER_AGREEMENT_NOT_EXIST) => Ok(AgreementOutcome::NotFound),
+                other => Err(CallError::Unknown(format!(
+                    "agreement query refused: {} {other:?}",
+                    reply.code
+                ))),
+            };
         }
         let status = reply.text("status").unwrap_or_default();
-        if status == "NORMAL" {
-            Ok(AgreementOutcome::Active {
-                provider_user_id: reply.text("alipay_user_id").map(str::to_string),
-            })
-        } else {
-            Ok(AgreementOutcome::Inactive {
+        if status != "NORMAL" {
+            return Ok(AgreementOutcome::Inactive {
                 status: status.to_string(),
-            })
+            });
+        }
+        let agreement_no = reply
+            .text("agreement_no")
+            .filter(|no| !no.is_empty())
+            .ok_or_else(|| CallError::Unknown("agreement answer without agreement_no".into()))?;
+        Ok(AgreementOutcome::Active {
+            agreement_no: agreement_no.to_string(),
+            external_agreement_no: reply.text("external_agreement_no").map(str::to_string),
+            provider_user_id: reply.text("principal_id").map(str::to_string),
+        })
+    }
+
+    /// Ends an agreement at the provider (`alipay.user.agreement.unsign`).
+    pub async fn unsign(&self, agreement_no: &str) -> Result<UnsignOutcome, CallError> {
+        let reply = self
+            .call(
+                "alipay.user.agreement.unsign",
+                &self.agreement_key(AgreementRef::Number(agreement_no)),
+            )
+            .await?;
+        match (reply.code.as_str(), reply.sub_code.as_deref()) {
+            ("10000", _) => Ok(UnsignOutcome::Ended),
+            (_, Some(USER_AGREEMENT_NOT_EXIST)) => Ok(UnsignOutcome::NotFound),
+            (code, sub) => Err(CallError::Unknown(format!(
+                "agreement unsign refused: {code} {sub:?}"
+            ))),
+        }
+    }
+
+    /// What a verified notification is about (its `notify_type`, and an agreement notice's
+    /// numbers).
+    pub fn notice_kind(params: &BTreeMap<String, String>) -> NoticeKind {
+        let text = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
+        let ended = match text("notify_type") {
+            Some("trade_status_sync") => return NoticeKind::Trade,
+            Some("dut_user_sign") => false,
+            Some("dut_user_unsign") => true,
+            _ => return NoticeKind::Other,
+        };
+        match text("agreement_no") {
+            Some(no) => NoticeKind::Agreement(AgreementNotice {
+                ended,
+                agreement_no: no.to_string(),
+                external_agreement_no: text("external_agreement_no").map(str::to_string),
+            }),
+            None => NoticeKind::Other,
         }
     }
 

@@ -62,15 +62,16 @@ impl ChargeRow {
     }
 }
 
-/// The trade number of a charge's attempt: a kind letter, the charge id, the attempt. Unique by
-/// construction and stable across restarts, so a retry after an unknown outcome reuses it.
+/// The trade number of a charge's attempt: a kind letter, the charge id, `_`, the attempt (the
+/// provider allows only letters, digits and `_`). Unique by construction and stable across
+/// restarts, so a retry after an unknown outcome reuses it.
 pub fn trade_no(kind: &str, charge_id: i64, attempt: i64) -> String {
     let letter = match kind {
         "metro" => 'M',
         "toll" => 'T',
         _ => 'K',
     };
-    format!("{letter}{charge_id}-{attempt}")
+    format!("{letter}{charge_id}_{attempt}")
 }
 
 pub struct NewCharge<'a> {
@@ -795,27 +796,6 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         row.map(|r| r.try_get(0)).transpose()
-    }
-
-    pub async fn bind_wallet(
-        &self,
-        rider_id: i64,
-        agreement_no: &str,
-        provider_user_id: Option<&str>,
-        now_ms: i64,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO rider_wallets (rider_id, agreement_no, provider_user_id, bound_at_ms) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (rider_id) DO UPDATE SET agreement_no = excluded.agreement_no,
-                 provider_user_id = excluded.provider_user_id, bound_at_ms = excluded.bound_at_ms",
-        )
-        .bind(rider_id)
-        .bind(agreement_no)
-        .bind(provider_user_id)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 
     /// Puts a rider's failed charges back in the capture queue (the rider says the wallet is

@@ -11,6 +11,7 @@
 
 pub mod charging;
 pub mod taps;
+pub mod wallets;
 pub mod wave_tx;
 pub mod waves;
 
@@ -45,6 +46,10 @@ pub type Conn = sqlx::AnyConnection;
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+/// How long an SQLite writer waits for the write lock before the request fails with 503: far
+/// longer than any of the gateway's transactions holds it (a tap group, a fare upload).
+pub const SQLITE_BUSY_TIMEOUT: &str = "PRAGMA busy_timeout = 10000";
+
 /// A pool's session set-up. The tap writers' sessions (`taps`, PostgreSQL only) also get
 /// `wave_tx::TAP_SESSION` and the tap statements prepared (`waves::PG_PREPARED`).
 fn pool_options(backend: Backend, connections_max: u32, taps: bool) -> AnyPoolOptions {
@@ -74,7 +79,7 @@ fn pool_options(backend: Backend, connections_max: u32, taps: bool) -> AnyPoolOp
                     Backend::Sqlite => &[
                         "PRAGMA journal_mode = WAL",
                         "PRAGMA synchronous = FULL",
-                        "PRAGMA busy_timeout = 5000",
+                        SQLITE_BUSY_TIMEOUT,
                         "PRAGMA foreign_keys = ON",
                     ],
                 };
@@ -154,8 +159,15 @@ impl Store {
         self.backend
     }
 
+    /// Begins a transaction. On SQLite every transaction takes the write lock up front
+    /// (`BEGIN IMMEDIATE`), waiting for it up to [`SQLITE_BUSY_TIMEOUT`]: SQLite has one writer, and a deferred transaction that read
+    /// first cannot upgrade once another connection has written — it would fail at once with
+    /// "database is locked" (a 503 to a lone admin). So writers queue instead of failing.
     pub async fn begin(&self) -> Result<Tx<'static>, sqlx::Error> {
-        self.pool.begin().await
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
     }
 
     /// A tap writer's session, outside any transaction: on PostgreSQL one with the tap
@@ -167,17 +179,6 @@ impl Store {
             .unwrap_or(&self.pool)
             .acquire()
             .await
-    }
-
-    /// Begins a transaction that reads before it writes. On SQLite it takes the write lock up
-    /// front (`BEGIN IMMEDIATE`, waiting up to the busy timeout): a deferred transaction that
-    /// read first could not upgrade once another connection has written, and would fail at
-    /// once with "database is locked".
-    pub async fn begin_write(&self) -> Result<Tx<'static>, sqlx::Error> {
-        match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
-        }
     }
 
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
@@ -233,7 +234,9 @@ impl Store {
             .collect()
     }
 
-    /// Stores a new fare-data version for an operator and returns its number.
+    /// Stores a new fare-data version for an operator and returns its number. Concurrent
+    /// uploads (on any node) each get a version of their own: a number taken meanwhile is
+    /// skipped, not an error.
     pub async fn insert_fare_data(
         &self,
         operator_id: &str,
@@ -241,26 +244,37 @@ impl Store {
         files_json: &str,
         now_ms: i64,
     ) -> Result<i64, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let version: i64 = sqlx::query(
-            "SELECT COALESCE(MAX(version), 0) + 1 FROM fare_data WHERE operator_id = $1",
-        )
-        .bind(operator_id)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get(0)?;
-        sqlx::query(
-            "INSERT INTO fare_data (operator_id, version, format, files_json, loaded_at_ms) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(operator_id)
-        .bind(version)
-        .bind(format)
-        .bind(files_json)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(version)
+        /// Each lost race means another upload committed; a handful of tries is plenty.
+        const VERSION_TRIES_MAX: usize = 16;
+        for _ in 0..VERSION_TRIES_MAX {
+            let mut tx = self.begin().await?;
+            let version: i64 = sqlx::query(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM fare_data WHERE operator_id = $1",
+            )
+            .bind(operator_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+            let inserted = sqlx::query(
+                "INSERT INTO fare_data (operator_id, version, format, files_json, loaded_at_ms)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            )
+            .bind(operator_id)
+            .bind(version)
+            .bind(format)
+            .bind(files_json)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            if inserted == 1 {
+                return Ok(version);
+            }
+        }
+        Err(sqlx::Error::Protocol(
+            "fare data version still contended after retries".into(),
+        ))
     }
 
     /// The newest fare data of every operator: (operator, version, format, files_json).
@@ -383,13 +397,29 @@ impl Store {
 
     /// Promotes the staged key: next → current, current → previous (still accepted),
     /// previous → retired. One transaction, so every node sees the old ring or the new one.
-    /// False if no key is staged.
+    /// False if no key is staged. Concurrent rotations (any node) promote a staged key once:
+    /// the first statement claims the staged row, and a rotation that waited for it finds it
+    /// no longer staged.
     pub async fn rotate_issuer_key(&self, now_ms: i64) -> Result<bool, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let staged = sqlx::query("SELECT key_id FROM issuer_keys WHERE status = 'next'")
-            .fetch_optional(&mut *tx)
-            .await?;
-        if staged.is_none() {
+        let mut tx = self.begin().await?;
+        let staged: Option<i64> =
+            sqlx::query("SELECT key_id FROM issuer_keys WHERE status = 'next'")
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.try_get(0))
+                .transpose()?;
+        let Some(staged) = staged else {
+            return Ok(false);
+        };
+        let claimed = sqlx::query(
+            "UPDATE issuer_keys SET activated_at_ms = $1 WHERE key_id = $2 AND status = 'next'",
+        )
+        .bind(now_ms)
+        .bind(staged)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if claimed == 0 {
             return Ok(false);
         }
         sqlx::query("UPDATE issuer_keys SET status = 'retired' WHERE status = 'previous'")
@@ -398,12 +428,10 @@ impl Store {
         sqlx::query("UPDATE issuer_keys SET status = 'previous' WHERE status = 'current'")
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "UPDATE issuer_keys SET status = 'current', activated_at_ms = $1 WHERE status = 'next'",
-        )
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("UPDATE issuer_keys SET status = 'current' WHERE key_id = $1")
+            .bind(staged)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -713,7 +741,7 @@ impl Store {
 }
 
 /// Tables whose row counts tests and operators may ask for.
-const COUNTABLE_TABLES: [&str; 17] = [
+const COUNTABLE_TABLES: [&str; 18] = [
     "taps",
     "journeys",
     "code_uses",
@@ -723,6 +751,7 @@ const COUNTABLE_TABLES: [&str; 17] = [
     "terminals",
     "rider_days",
     "rider_wallets",
+    "wallet_signings",
     "charges",
     "charge_attempts",
     "ledger_transactions",

@@ -89,12 +89,12 @@ impl WaveTx {
                 Ok(WaveTx::Piped(piped))
             }
             super::Backend::Postgres => {
-                let mut tx = store.begin_write().await?;
+                let mut tx = store.begin().await?;
                 let settings = POINT_LOOKUPS_ONLY.map(|setting| format!("SET LOCAL {setting}"));
                 tx.execute(settings.join("; ").as_str()).await?;
                 Ok(WaveTx::Plain(tx))
             }
-            super::Backend::Sqlite => Ok(WaveTx::Plain(store.begin_write().await?)),
+            super::Backend::Sqlite => Ok(WaveTx::Plain(store.begin().await?)),
         }
     }
 

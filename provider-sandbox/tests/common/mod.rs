@@ -369,22 +369,64 @@ impl Harness {
             .send()
             .await
             .unwrap();
-        assert_eq!(resp.status().as_u16(), 200);
-        let text = resp.text().await.unwrap();
-        let prefix = format!("{{\"{response_key}\":");
-        assert!(text.starts_with(&prefix), "unexpected answer: {text}");
-        let sign_at = text.rfind(",\"sign\":\"").expect("answer carries a sign");
-        let inner = &text[prefix.len()..sign_at];
-        let whole: Value = serde_json::from_str(&text).unwrap();
-        let sign = whole["sign"].as_str().unwrap();
-        assert!(
-            self.platform_key.verify(inner, sign),
-            "platform signature does not verify: {text}"
-        );
-        let value: Value = serde_json::from_str(inner).unwrap();
-        assert_eq!(value, whole[response_key]);
-        value
+        verified_answer(&self.platform_key, resp, response_key).await
     }
+
+    /// Sends a call as a GET with every parameter in the query string, as some independent
+    /// client libraries do; checks the answer like [`Harness::post_gateway`].
+    pub async fn get_gateway(&self, params: &[(String, String)], response_key: &str) -> Value {
+        let resp = self
+            .http
+            .get(format!("{}/gateway.do", self.base_url))
+            .query(params)
+            .send()
+            .await
+            .unwrap();
+        verified_answer(&self.platform_key, resp, response_key).await
+    }
+
+    /// A signed `alipay.user.agreement.page.sign` link for the merchant number `external`, as a
+    /// merchant hands it to the buyer, with `notify_url` if given.
+    pub fn page_sign_url(&self, external: &str, notify_url: Option<&str>) -> String {
+        let biz = json!({
+            "personal_product_code": "GENERAL_WITHHOLDING_P",
+            "sign_scene": "INDUSTRY|DEFAULT_SCENE",
+            "external_agreement_no": external,
+            "access_params": { "channel": "ALIPAYAPP" },
+        });
+        let mut params = self.params("alipay.user.agreement.page.sign", &biz);
+        if let Some(url) = notify_url {
+            params.push(("notify_url".into(), url.into()));
+        }
+        let query: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(self.sign(params))
+            .finish();
+        format!("{}/gateway.do?{query}", self.base_url)
+    }
+}
+
+/// The `response_key` value of a signed answer, after checking the platform's signature over
+/// its exact text.
+async fn verified_answer(
+    platform_key: &sign::Verifier,
+    resp: reqwest::Response,
+    response_key: &str,
+) -> Value {
+    assert_eq!(resp.status().as_u16(), 200);
+    let text = resp.text().await.unwrap();
+    let prefix = format!("{{\"{response_key}\":");
+    assert!(text.starts_with(&prefix), "unexpected answer: {text}");
+    let sign_at = text.rfind(",\"sign\":\"").expect("answer carries a sign");
+    let inner = &text[prefix.len()..sign_at];
+    let whole: Value = serde_json::from_str(&text).unwrap();
+    let sign = whole["sign"].as_str().unwrap();
+    assert!(
+        platform_key.verify(inner, sign),
+        "platform signature does not verify: {text}"
+    );
+    let value: Value = serde_json::from_str(inner).unwrap();
+    assert_eq!(value, whole[response_key]);
+    value
 }
 
 /// A pay request's biz_content.

@@ -16,7 +16,7 @@
 //     --platform-public-key dev-keys/platform-public.pem [SDK_PLATFORM_PUBLIC_KEY]
 //     --pay-code 28… --cancel-code 28… [SDK_PAY_CODE, SDK_CANCEL_CODE]  (one buyer's codes)
 //     --wait-code 28… [SDK_WAIT_CODE]  (a code of a buyer whose confirm_over is below 600.00)
-//     --prefix SDK-1 [SDK_PREFIX]  (out_trade_no prefix; default from the clock)
+//     --prefix SDK_1 [SDK_PREFIX]  (out_trade_no prefix; default from the clock)
 //
 // Prints one JSON object on stdout ({"ok": bool, "mismatches": [...], "sdk": ..., "steps": ...})
 // and exits 1 when anything differs from what the platform's documentation says.
@@ -50,7 +50,7 @@ function options() {
       throw new Error(`missing --${name} (or ${env})`);
     }
   }
-  out.prefix ??= `SDK-${Date.now()}`;
+  out.prefix ??= `SDK_${Date.now()}`;
   return out;
 }
 
@@ -102,9 +102,9 @@ function expectFields(step, answer, fields) {
 }
 
 const subject = 'G4 高速 12号出口 toll';
-const A = `${opts.prefix}-A`;
-const B = `${opts.prefix}-B`;
-const C = `${opts.prefix}-C`;
+const A = `${opts.prefix}_A`;
+const B = `${opts.prefix}_B`;
+const C = `${opts.prefix}_C`;
 
 async function main() {
   // 1. A bar-code payment.
@@ -196,7 +196,7 @@ async function main() {
 
   // 6. A business refusal is a signed answer too: the used payment code is refused.
   const refused = await call('refused_pay', 'alipay.trade.pay', {
-    out_trade_no: `${opts.prefix}-D`,
+    out_trade_no: `${opts.prefix}_D`,
     scene: 'bar_code',
     auth_code: opts['pay-code'],
     total_amount: '1.00',

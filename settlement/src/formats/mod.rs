@@ -39,9 +39,10 @@ pub const ID_BYTES_MAX: usize = 64;
 
 /// A trade or refund number as a fixed-size integer.
 ///
-/// The gateway's numbers (`M<charge>-<attempt>`, `T…`, `K…`, `R<charge>-<request>`) are packed
-/// exactly: the high bit set, the namespace, the letter and the suffix in `hi`, the charge id in
-/// `lo`. Any other text (a request id with letters, a foreign order number) is hashed with two
+/// The gateway's numbers (`M<charge>_<attempt>`, `T…`, `K…`, `R<charge>-<request>`; trade
+/// numbers before the provider's character rule was followed used `-` too) are packed exactly:
+/// the high bit set, the namespace, the separator, the letter and the suffix in `hi`, the charge
+/// id in `lo`. Any other text (a request id with letters, a foreign order number) is hashed with two
 /// independent 64-bit functions into 120 bits, where an accidental collision among even a billion
 /// keys has a probability below 2^-60; its text is kept aside for reports.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
@@ -62,13 +63,17 @@ pub(crate) enum Namespace {
 }
 
 const PACKED: u64 = 1 << 63;
+/// Set in a packed key whose separator is `_` (clear: `-`).
+const UNDERSCORE_BIT: u32 = 48;
 
 impl Key {
     /// Packs or hashes `text` in `ns`. Returns whether the key was packed (if not, the caller
     /// keeps the text for reports).
     pub(crate) fn new(ns: Namespace, text: &[u8]) -> (Key, bool) {
-        if let Some((letter, number, suffix)) = pack_trade_no(text) {
-            let hi = PACKED | (ns as u64) << 56 | (letter as u64) << 32 | suffix as u64;
+        if let Some((letter, number, separator, suffix)) = pack_trade_no(text) {
+            let underscore = u64::from(separator == b'_') << UNDERSCORE_BIT;
+            let hi =
+                PACKED | (ns as u64) << 56 | underscore | (letter as u64) << 32 | suffix as u64;
             return (Key { hi, lo: number }, true);
         }
         let h1 = hash_bytes(0x51_7c_c1_b7_27_22_0a_95, text);
@@ -88,8 +93,13 @@ impl Key {
             return None;
         }
         let letter = ((self.hi >> 32) & 0xff) as u8 as char;
+        let separator = if self.hi >> UNDERSCORE_BIT & 1 == 1 {
+            '_'
+        } else {
+            '-'
+        };
         let suffix = self.hi & 0xffff_ffff;
-        Some(format!("{letter}{}-{suffix}", self.lo))
+        Some(format!("{letter}{}{separator}{suffix}", self.lo))
     }
 
     pub(crate) fn partition(&self, bits: u32) -> usize {
@@ -97,16 +107,17 @@ impl Key {
     }
 }
 
-/// `[A-Z]<u64>-<u32>` without leading zeros (so that one number has one text).
-fn pack_trade_no(text: &[u8]) -> Option<(u8, u64, u32)> {
+/// `[A-Z]<u64>[-_]<u32>` without leading zeros (so that one number has one text): the letter,
+/// the number, the separator and the suffix.
+fn pack_trade_no(text: &[u8]) -> Option<(u8, u64, u8, u32)> {
     let (&letter, rest) = text.split_first()?;
     if !letter.is_ascii_uppercase() {
         return None;
     }
-    let dash = memchr::memchr(b'-', rest)?;
-    let number = canonical_u64(&rest[..dash])?;
-    let suffix = canonical_u64(&rest[dash + 1..])?;
-    Some((letter, number, u32::try_from(suffix).ok()?))
+    let at = memchr::memchr2(b'-', b'_', rest)?;
+    let number = canonical_u64(&rest[..at])?;
+    let suffix = canonical_u64(&rest[at + 1..])?;
+    Some((letter, number, rest[at], u32::try_from(suffix).ok()?))
 }
 
 fn canonical_u64(digits: &[u8]) -> Option<u64> {
@@ -713,6 +724,10 @@ mod tests {
         let (k, packed) = Key::new(Namespace::Payment, b"M123-4");
         assert!(packed);
         assert_eq!(k.packed_text().as_deref(), Some("M123-4"));
+        let (u, packed) = Key::new(Namespace::Payment, b"M123_4");
+        assert!(packed);
+        assert_eq!(u.packed_text().as_deref(), Some("M123_4"));
+        assert_ne!(u, k, "M123_4 and M123-4 are different numbers");
         assert!(!Key::new(Namespace::Payment, b"M0123-4").1);
         assert_ne!(k, Key::new(Namespace::Refund, b"M123-4").0);
     }
