@@ -347,7 +347,7 @@ async fn unbinding_ends_the_agreement(db: Db) {
         .wallet(&p.env.gw.public_base, &p.env.gw.ca())
         .await
         .unwrap();
-    assert_ne!(view.status, "bound");
+    assert_eq!(view.status, "unbound", "{view:?}");
     let again = send(
         &p,
         reqwest::Method::DELETE,

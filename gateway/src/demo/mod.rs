@@ -297,7 +297,7 @@ async fn run_in(
         wallets.push(payments::bind_wallet(&provider, rider, &public_base, &ca, "1000.00").await?);
     }
     println!(
-        "each rider bound a wallet (¥1000.00) with a withholding agreement; journeys are post-paid through it\n"
+        "each rider bound a wallet (¥1000.00): the gateway started a signing for the rider, the wallet signed the provider's page (alipay.user.agreement.page.sign), and the gateway bound the agreement the provider confirmed for that rider's number; journeys are post-paid through it\n"
     );
     let fleet = Arc::new(Fleet {
         terminals: clients,

@@ -171,28 +171,51 @@ impl Store {
         Ok(outcome)
     }
 
-    /// Unbinds the rider's wallet if it is still `agreement_no`; false if it was not.
+    /// Unbinds the rider's wallet if it is still `agreement_no`, and forgets the rider's
+    /// signings (a new binding starts a new one); false if it was not bound to that.
     pub async fn unbind_wallet(
         &self,
         rider_id: i64,
         agreement_no: &str,
     ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.begin().await?;
         let n = sqlx::query("DELETE FROM rider_wallets WHERE rider_id = $1 AND agreement_no = $2")
             .bind(rider_id)
             .bind(agreement_no)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
+        if n == 1 {
+            forget_signings(&mut tx, rider_id).await?;
+        }
+        tx.commit().await?;
         Ok(n == 1)
     }
 
-    /// Unbinds an agreement that ended at the provider; the rider it was bound to, if any.
+    /// Unbinds an agreement that ended at the provider (and forgets its rider's signings); the
+    /// rider it was bound to, if any.
     pub async fn unbind_agreement(&self, agreement_no: &str) -> Result<Option<i64>, sqlx::Error> {
-        let row =
+        let mut tx = self.begin().await?;
+        let rider =
             sqlx::query("DELETE FROM rider_wallets WHERE agreement_no = $1 RETURNING rider_id")
                 .bind(agreement_no)
-                .fetch_optional(&self.pool)
-                .await?;
-        row.map(|r| r.try_get(0)).transpose()
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.try_get::<i64, _>(0))
+                .transpose()?;
+        if let Some(rider_id) = rider {
+            forget_signings(&mut tx, rider_id).await?;
+        }
+        tx.commit().await?;
+        Ok(rider)
     }
+}
+
+/// A late notification for a forgotten signing's number finds no rider and binds nothing.
+async fn forget_signings(tx: &mut super::Tx<'_>, rider_id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM wallet_signings WHERE rider_id = $1")
+        .bind(rider_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
