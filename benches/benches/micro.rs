@@ -82,14 +82,36 @@ fn fares(c: &mut Criterion) {
     });
 }
 
+/// The gateway decodes a tap with `turnpike_wire::json` (named fields only); its baseline is
+/// plain serde_json on the same bytes, which also takes positional arrays.
 fn tap_json(c: &mut Criterion) {
     let body = br#"{"sequence":123456,"direction":"entry","ride_code":"AQABAAAAAAAAACoAAAAAAAAAB2kVbHBpF8sAAAEC","scanned_at_ms":1800000000000}"#;
     c.bench_function("tap_json_decode", |b| {
+        b.iter(|| turnpike_wire::json::from_slice::<TapRequest>(black_box(body)).unwrap())
+    });
+    c.bench_function("baseline_serde_json_tap_decode", |b| {
         b.iter(|| serde_json::from_slice::<TapRequest>(black_box(body)).unwrap())
     });
 }
 
-criterion_group!(benches, ride_codes, fares, tap_json);
+/// What every terminal request spends on its budget check (`limits.rs`), over 64 terminals.
+fn rate_limit(c: &mut Criterion) {
+    let limits = gateway::limits::Limits::new(&gateway::config::LimitsConfig {
+        terminal_requests_per_s: 1_000_000_000,
+        terminal_burst: 1_000_000_000,
+        ..gateway::config::LimitsConfig::default()
+    });
+    let ids: Vec<String> = (0..64).map(|i| format!("gate-station-{i}-1")).collect();
+    let mut i = 0;
+    c.bench_function("terminal_rate_limit_check", |b| {
+        b.iter(|| {
+            i = (i + 1) % ids.len();
+            limits.terminal(black_box(&ids[i])).unwrap()
+        })
+    });
+}
+
+criterion_group!(benches, ride_codes, fares, tap_json, rate_limit);
 
 /// Runs the benchmarks, then gathers criterion's mean estimates into
 /// `target/bench-results/micro.json` (`{"<bench>": {"mean_ns": …}, …}`).
@@ -111,6 +133,8 @@ fn main() {
         "baseline_ecdsa_p256_verify",
         "fare_lookup",
         "tap_json_decode",
+        "baseline_serde_json_tap_decode",
+        "terminal_rate_limit_check",
     ] {
         let path = target
             .join("criterion")
