@@ -111,7 +111,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             .with_credential_cache(CREDENTIAL_CACHE_MAX),
     );
     let gate = Arc::new(DemoTerminals(
-        gateway::demo::demo_terminal_ids().into_iter().collect(),
+        turnpike_client::demo::demo_terminal_ids()
+            .into_iter()
+            .collect(),
     ));
     let tls = gateway::tls::terminal_server_config(&certs, gate)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));

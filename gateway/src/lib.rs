@@ -10,17 +10,12 @@
 //! - [`network`]: fare networks in force (metro fares, toll tables) per operator.
 //! - [`registry`]: in-memory snapshots of terminals, deny list and issuer keys.
 //! - [`store`]: the only module that speaks SQL (PostgreSQL and SQLite).
-//! - [`certs`]: the development PKI (`gateway certs dev`).
-//! - [`demo`]: the self-contained demo (`gateway demo`).
 //!
 //! - [`charging`], [`provider`]: collecting the money through the payment provider.
 
 pub mod api;
-pub mod certs;
 pub mod charging;
-pub mod client;
 pub mod config;
-pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod limits;

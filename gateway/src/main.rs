@@ -1,4 +1,5 @@
-//! `gateway`: serve, run the demo, or make development certificates.
+//! `gateway`: serve, or make development certificates. (The demo is its own program:
+//! `cargo run --release -p demo`.)
 
 use std::path::PathBuf;
 
@@ -29,19 +30,6 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Run a self-contained demo: embedded database, dev certificates, demo networks, riders and
-    /// terminals talking mutual TLS to a real gateway.
-    Demo {
-        /// Stop after this many seconds (exit code 0). Without it, run until Ctrl-C.
-        #[arg(long)]
-        duration: Option<u64>,
-        /// Where to keep the demo's database and certificates (default: a fresh temporary directory).
-        #[arg(long)]
-        dir: Option<PathBuf>,
-        /// Simulated riders.
-        #[arg(long, default_value_t = 8)]
-        riders: usize,
-    },
     /// Certificates.
     Certs {
         #[command(subcommand)]
@@ -66,33 +54,20 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => {
-            init_tracing(true);
+            init_tracing();
             let config = Config::load(config.as_deref())?;
             let admin_token = admin_token(&config)?;
             let gateway = gateway::Gateway::build(config, &admin_token).await?;
             tracing::info!(terminal = %gateway.terminal_addr(), public = %gateway.public_addr(), ops = %gateway.ops_addr(), "gateway listening");
             gateway.run_until(shutdown_signal()).await
         }
-        Command::Demo {
-            duration,
-            dir,
-            riders,
-        } => {
-            init_tracing(false);
-            gateway::demo::run(gateway::demo::DemoOptions {
-                duration_s: duration,
-                dir,
-                riders,
-            })
-            .await
-        }
         Command::Certs {
             command: CertsCommand::Dev { out, mut terminals },
         } => {
             if terminals.is_empty() {
-                terminals = gateway::demo::demo_terminal_ids();
+                terminals = turnpike_client::demo::demo_terminal_ids();
             }
-            gateway::certs::write_dev_pki(&out, &terminals)?;
+            turnpike_client::certs::write_dev_pki(&out, &terminals)?;
             println!(
                 "wrote dev CA, server and {} terminal certificates to {}",
                 terminals.len(),
@@ -113,26 +88,20 @@ fn admin_token(config: &Config) -> anyhow::Result<String> {
         return Ok(existing.trim().to_string());
     }
     let token = hex::encode(gateway::random_bytes::<24>());
-    gateway::certs::write_secret(&path, &token)
+    turnpike_client::certs::write_secret(&path, &token)
         .with_context(|| format!("writing {}", path.display()))?;
     tracing::warn!(path = %path.display(), "no admin.token configured; generated one (development only)");
     Ok(token)
 }
 
-fn init_tracing(json: bool) {
+/// JSON logs, `info` unless `RUST_LOG` says otherwise.
+fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if json { "info" } else { "warn" }));
-    if json {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init();
-    } else {
-        tracing_subscriber::fmt()
-            .compact()
-            .with_env_filter(filter)
-            .init();
-    }
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .init();
 }
 
 async fn shutdown_signal() {

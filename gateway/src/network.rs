@@ -2,7 +2,7 @@
 //! daily cap and pricing data. Rebuilt from the database's newest fare data at start and after the
 //! admin API loads new data; taps read an immutable snapshot.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use anyhow::{bail, Context};
@@ -11,6 +11,7 @@ use turnpike_wire::api::VehicleClass;
 use turnpike_wire::{Currency, Money};
 
 use crate::store::{OperatorRow, Store};
+pub use turnpike_wire::api::admin::FareData;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -149,18 +150,6 @@ impl OperatorNetwork {
             Err(_) => "invalid".into(),
         }
     }
-}
-
-/// Fare data exactly as uploaded: a format name and named files.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FareData {
-    pub format: String,
-    /// GTFS only: which `network_id` of the feed this operator runs (default: the only one).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network_id: Option<String>,
-    #[serde(default)]
-    pub files: BTreeMap<String, String>,
 }
 
 /// Parses fare data for an operator; the error says which file and line is wrong.

@@ -8,30 +8,14 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use rustls::client::danger::HandshakeSignatureValid;
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{
-    CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
-    SignatureScheme,
+    CertificateError, DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme,
 };
 
-pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-pub fn load_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let certs = rustls_pemfile::certs(&mut pem.as_slice()).collect::<Result<Vec<_>, _>>()?;
-    anyhow::ensure!(!certs.is_empty(), "{} holds no certificate", path.display());
-    Ok(certs)
-}
-
-pub fn load_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
-    let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    rustls_pemfile::private_key(&mut pem.as_slice())?
-        .with_context(|| format!("{} holds no private key", path.display()))
-}
+pub use turnpike_client::tls::{load_certs, load_key, provider, roots};
 
 fn load_crls(path: &Path) -> anyhow::Result<Vec<CertificateRevocationListDer<'static>>> {
     if !path.exists() {
@@ -39,14 +23,6 @@ fn load_crls(path: &Path) -> anyhow::Result<Vec<CertificateRevocationListDer<'st
     }
     let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(rustls_pemfile::crls(&mut pem.as_slice()).collect::<Result<Vec<_>, _>>()?)
-}
-
-fn roots(ca_path: &Path) -> anyhow::Result<RootCertStore> {
-    let mut roots = RootCertStore::empty();
-    for cert in load_certs(ca_path)? {
-        roots.add(cert).context("adding CA certificate")?;
-    }
-    Ok(roots)
 }
 
 /// The terminal id a client certificate names: its subject common name.
@@ -171,32 +147,4 @@ pub fn public_server_config(dir: &Path) -> anyhow::Result<ServerConfig> {
         )
         .context("loading the server certificate")?;
     Ok(with_alpn(config))
-}
-
-/// A client config trusting `ca.pem`, optionally presenting a terminal certificate. Used by the
-/// demo, the simulator and the tests, so they speak to the gateway exactly as a terminal does.
-pub fn client_config(
-    ca_pem: &Path,
-    identity: Option<(&Path, &Path)>,
-) -> anyhow::Result<rustls::ClientConfig> {
-    let builder = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots(ca_pem)?);
-    let mut config = match identity {
-        Some((cert, key)) => builder.with_client_auth_cert(load_certs(cert)?, load_key(key)?)?,
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
-}
-
-/// An HTTP client over [`client_config`].
-pub fn http_client(
-    ca_pem: &Path,
-    identity: Option<(&Path, &Path)>,
-) -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
-        .use_preconfigured_tls(client_config(ca_pem, identity)?)
-        .timeout(std::time::Duration::from_secs(30))
-        .build()?)
 }

@@ -117,7 +117,7 @@ impl Sim {
         provider
             .ensure_wallets(&self.target, &self.riders.devices)
             .await?;
-        let admin = gateway::client::AdminClient::new(
+        let admin = turnpike_client::AdminClient::new(
             &self.target.public_url,
             &self.target.ca(),
             &self.target.admin_token,
@@ -218,4 +218,12 @@ pub async fn run_scenario(
     }
     let plan = sim.plan(scenario, rate_per_s, duration_s);
     sim.run(&plan, options).await
+}
+
+/// Now, as UTC Unix milliseconds (the simulated devices' clock).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
-use gateway::client::{AdminClient, RiderDevice};
-use gateway::demo::{demo_terminals, METRO_OPERATOR, TICKET_MACHINE_PREFIX, TOLL_OPERATOR};
 use serde::Deserialize;
+use turnpike_client::demo::{demo_terminals, METRO_OPERATOR, TICKET_MACHINE_PREFIX, TOLL_OPERATOR};
+use turnpike_client::{AdminClient, RiderDevice};
 use turnpike_wire::ridecode::{DenyList, IssuerPublicKey, Verifier, VerifyPolicy};
 
 use crate::transport::{Endpoint, Link};
@@ -146,7 +146,7 @@ impl Fleet {
             None => fetch_feeds(&links[0].3).await?,
         };
         // Sequence numbers continue from the clock (microseconds), so reruns never reuse a key.
-        let first_sequence = gateway::now_ms() as u64 * 1000;
+        let first_sequence = crate::now_ms() as u64 * 1000;
         let mut terminals = Vec::new();
         for (id, location, kind, link) in links {
             link.warm_up()

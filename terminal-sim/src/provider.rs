@@ -10,11 +10,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use gateway::client::{AdminClient, RiderDevice};
 use serde::Serialize;
 use serde_json::{json, Value};
+use turnpike_client::{AdminClient, RiderDevice};
 
 use crate::network::Target;
+
+/// The provider's yuan text as fen.
+fn parse_yuan(text: &str) -> Option<i64> {
+    turnpike_provider_wire::amount::parse_yuan(text).ok()
+}
 
 /// Every wallet starts with this much (fen): far more than any run spends.
 pub const WALLET_BALANCE_FEN: i64 = 10_000_000;
@@ -112,7 +117,7 @@ impl Sandbox {
             .call(
                 reqwest::Method::POST,
                 "/sandbox/users",
-                Some(json!({ "balance": gateway::provider::yuan(balance_fen), "real_name": true })),
+                Some(json!({ "balance": turnpike_provider_wire::amount::format_yuan(balance_fen), "real_name": true })),
             )
             .await?;
         Ok(user["user_id"].as_str().context("user_id")?.to_string())
@@ -167,8 +172,7 @@ impl Sandbox {
                 None,
             )
             .await?;
-        gateway::provider::parse_yuan(user["balance"].as_str().context("balance")?)
-            .context("balance")
+        parse_yuan(user["balance"].as_str().context("balance")?).context("balance")
     }
 
     pub async fn set_faults(&self, faults: Value) -> anyhow::Result<()> {

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use gateway::client::RiderDevice;
+use turnpike_client::RiderDevice;
 use turnpike_wire::api::TapRequest;
 use turnpike_wire::ridecode::{RejectReason, RideCode};
 
@@ -266,7 +266,7 @@ pub async fn execute_with(
     // Codes are made for a start a little ahead: about 30 µs per code and thread, plus margin.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
     let lead_ms = 500 + plan.taps.len() as u64 * 60 / 1000 / threads;
-    let start_ms = gateway::now_ms() as u64 + lead_ms;
+    let start_ms = crate::now_ms() as u64 + lead_ms;
     let (fleet2, plan_taps) = (fleet.clone(), plan);
     let riders2 = riders.to_vec();
     let gate_verify = options.gate_verify;
@@ -308,7 +308,7 @@ pub async fn execute_with(
     classes.sort_unstable();
     classes.dedup();
     // Start at the planned wall time (or now, if making the codes took longer).
-    let wait_ms = start_ms.saturating_sub(gateway::now_ms() as u64);
+    let wait_ms = start_ms.saturating_sub(crate::now_ms() as u64);
     tokio::time::sleep(Duration::from_millis(wait_ms)).await;
     let mut recorder = Recorder::new(plan.duration_s);
     recorder.paid.codes_ahead = codes_ahead;
@@ -455,7 +455,7 @@ async fn tap(ctx: &Ctx, ready: Ready, scheduled: Instant) {
     let fleet = &ctx.fleet;
     let terminal = &fleet.terminals[ready.tap.terminal];
     let scanned_at_ms =
-        (gateway::now_ms() as u64).saturating_add_signed(ready.tap.gate_clock_offset_ms);
+        (crate::now_ms() as u64).saturating_add_signed(ready.tap.gate_clock_offset_ms);
     let (verdict, verify_ns) = match (ctx.gate_verify, ready.verdict) {
         (GateVerify::Prepared, Some(v)) => v,
         _ => {

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
-use gateway::api::tickets::TicketOrderView;
 use serde::Serialize;
+use turnpike_wire::api::tickets::TicketOrderView;
 
 use crate::network::Terminal;
 use crate::provider::Sandbox;

@@ -75,7 +75,7 @@ impl Link {
     ) -> anyhow::Result<Link> {
         let tls = if endpoint.tls {
             let ca = ca_pem.context("an https endpoint needs a CA certificate")?;
-            let mut config = gateway::tls::client_config(ca, identity)?;
+            let mut config = turnpike_client::tls::client_config(ca, identity)?;
             // HTTP/2 only: one connection per terminal carries all its concurrent taps.
             config.alpn_protocols = vec![b"h2".to_vec()];
             Some(tokio_rustls::TlsConnector::from(Arc::new(config)))

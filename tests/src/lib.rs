@@ -9,9 +9,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use gateway::client::{AdminClient, RiderDevice, TerminalClient};
 use gateway::config::Config;
-use gateway::demo::{demo_terminals, METRO_OPERATOR, TOLL_OPERATOR};
+use turnpike_client::demo::{demo_terminals, METRO_OPERATOR, TOLL_OPERATOR};
+use turnpike_client::{AdminClient, RiderDevice, TerminalClient};
 use turnpike_wire::api::{Direction, TapRequest, VehicleClass};
 
 pub use gateway;
@@ -57,7 +57,7 @@ impl Database {
 /// The PKI of a test: a CA with server and terminal certificates for every demo terminal.
 pub fn write_pki(dir: &Path) -> anyhow::Result<()> {
     let ids: Vec<String> = demo_terminals().into_iter().map(|(id, _, _)| id).collect();
-    gateway::certs::write_dev_pki(dir, &ids)
+    turnpike_client::certs::write_dev_pki(dir, &ids)
 }
 
 /// Test defaults: random ports, short refresh and sweep intervals.
@@ -294,7 +294,7 @@ pub fn tap(sequence: u64, direction: Direction, ride_code: String) -> TapRequest
 pub fn tap_at(
     sequence: u64,
     direction: Direction,
-    rider: &gateway::client::RiderDevice,
+    rider: &turnpike_client::RiderDevice,
     at_ms: u64,
 ) -> TapRequest {
     TapRequest {
@@ -384,7 +384,7 @@ impl TestGateway {
     }
 
     /// The dev CA of this gateway, rebuilt from its `ca.key`, to mint certificates for TLS tests.
-    pub fn dev_ca(&self) -> gateway::certs::DevCa {
+    pub fn dev_ca(&self) -> turnpike_client::certs::DevCa {
         dev_ca_of(&self.certs)
     }
 
@@ -401,8 +401,8 @@ impl TestGateway {
         path: &str,
         token: Option<&str>,
         body: Option<&serde_json::Value>,
-    ) -> anyhow::Result<gateway::client::Answer> {
-        let http = gateway::tls::http_client(&self.ca(), None)?;
+    ) -> anyhow::Result<turnpike_client::Answer> {
+        let http = turnpike_client::tls::http_client(&self.ca(), None)?;
         let mut request = http.request(method, format!("{}{path}", self.public_base));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -411,7 +411,7 @@ impl TestGateway {
             request = request.json(body);
         }
         let response = request.send().await?;
-        Ok(gateway::client::Answer {
+        Ok(turnpike_client::Answer {
             status: response.status().as_u16(),
             body: response.bytes().await?.to_vec(),
         })
@@ -419,19 +419,19 @@ impl TestGateway {
 }
 
 /// The dev CA whose key is `<certs>/ca.key`.
-pub fn dev_ca_of(certs: &Path) -> gateway::certs::DevCa {
+pub fn dev_ca_of(certs: &Path) -> turnpike_client::certs::DevCa {
     let key = std::fs::read_to_string(certs.join("ca.key")).expect("reading ca.key");
-    gateway::certs::DevCa::from_key_pem(&key).expect("rebuilding the dev CA")
+    turnpike_client::certs::DevCa::from_key_pem(&key).expect("rebuilding the dev CA")
 }
 
 /// Mints a terminal certificate and writes it as `<dir>/<file_stem>.pem` and `.key`; returns
 /// both paths.
 pub fn write_terminal_cert(
-    ca: &gateway::certs::DevCa,
+    ca: &turnpike_client::certs::DevCa,
     dir: &Path,
     file_stem: &str,
     terminal_id: &str,
-    validity: gateway::certs::CertValidity,
+    validity: turnpike_client::certs::CertValidity,
     serial: u64,
 ) -> anyhow::Result<(PathBuf, PathBuf)> {
     let (pem, key) = ca.terminal_cert(terminal_id, validity, serial)?;
@@ -439,6 +439,6 @@ pub fn write_terminal_cert(
     let cert_path = dir.join(format!("{file_stem}.pem"));
     let key_path = dir.join(format!("{file_stem}.key"));
     std::fs::write(&cert_path, pem)?;
-    gateway::certs::write_secret(&key_path, &key)?;
+    turnpike_client::certs::write_secret(&key_path, &key)?;
     Ok((cert_path, key_path))
 }

@@ -289,7 +289,7 @@ impl PaidEnv {
     /// Returns the wallet's user id.
     pub async fn bind_wallet(
         &self,
-        rider: &gateway::client::RiderDevice,
+        rider: &turnpike_client::RiderDevice,
         balance_fen: i64,
         single_limit_fen: i64,
     ) -> String {
@@ -469,7 +469,8 @@ impl PaidEnv {
 
     /// POSTs a form body to the gateway's `/v1/provider/notify` over HTTPS: (status, body).
     pub async fn post_notify(&self, body: Vec<u8>) -> (u16, String) {
-        let http = gateway::tls::http_client(&self.env.gw.ca(), None).expect("an HTTPS client");
+        let http =
+            turnpike_client::tls::http_client(&self.env.gw.ca(), None).expect("an HTTPS client");
         let resp = http
             .post(format!("{}/v1/provider/notify", self.env.gw.public_base))
             .header(

@@ -1,10 +1,10 @@
 //! Bad input, end to end: every malformed, oversized, out-of-range or unauthenticated request gets
 //! a precise 4xx (status and machine-readable code) and writes nothing.
 
-use gateway::client::{Answer, RiderDevice, TerminalClient};
-use gateway::demo::{METRO_OPERATOR, TOLL_OPERATOR};
 use reqwest::Method;
 use serde_json::{json, Value};
+use turnpike_client::demo::{METRO_OPERATOR, TOLL_OPERATOR};
+use turnpike_client::{Answer, RiderDevice, TerminalClient};
 use turnpike_tests::{both_backends, gate, tap, Env, ADMIN_TOKEN};
 use turnpike_wire::api::{
     Decision, Direction, TapBatchRequest, TapRequest, TapResponse, VehicleClass, SEQUENCE_MAX,
@@ -530,7 +530,7 @@ both_backends!(admin_routes_demand_the_admin_token, |env: Env| async move {
         }
     }
     // The admin token under another scheme is not a bearer token.
-    let http = gateway::tls::http_client(&env.gw.ca(), None).unwrap();
+    let http = turnpike_client::tls::http_client(&env.gw.ca(), None).unwrap();
     let basic = http
         .get(format!("{}/v1/admin/operators", env.gw.public_base))
         .basic_auth("admin", Some(ADMIN_TOKEN))

@@ -44,7 +44,7 @@ fn fault_matrix() -> Value {
     })
 }
 
-async fn bind_wallet(p: &PaidEnv, rider: &gateway::client::RiderDevice) -> String {
+async fn bind_wallet(p: &PaidEnv, rider: &turnpike_client::RiderDevice) -> String {
     p.bind_wallet(rider, 1_000_000, 100_000).await
 }
 

@@ -30,7 +30,7 @@ fn gtfs_files() -> BTreeMap<String, String> {
     .collect()
 }
 
-async fn put_fares(env: &Env, operator: &str, body: serde_json::Value) -> gateway::client::Answer {
+async fn put_fares(env: &Env, operator: &str, body: serde_json::Value) -> turnpike_client::Answer {
     env.gw
         .admin
         .send(

@@ -15,14 +15,14 @@ use turnpike_tests::on_both;
 async fn rider_with_wallet(
     p: &PaidEnv,
     balance_fen: i64,
-) -> (gateway::client::RiderDevice, String) {
+) -> (turnpike_client::RiderDevice, String) {
     let rider = p.env.gw.rider().await;
     let user = p.bind_wallet(&rider, balance_fen, 10_000).await;
     (rider, user)
 }
 
 /// Rides xianghu → wulin-square; returns the exit answer.
-async fn ride(p: &PaidEnv, rider: &gateway::client::RiderDevice, seq: u64) -> TapResponse {
+async fn ride(p: &PaidEnv, rider: &turnpike_client::RiderDevice, seq: u64) -> TapResponse {
     let now = turnpike_tests::now_ms;
     let entry = p
         .env

@@ -9,7 +9,7 @@ use turnpike_wire::api::{Decision, Direction, TapResponse, VehicleClass};
 use turnpike_tests::on_both;
 
 /// A toll journey paid at the booth; returns (rider, wallet user, charge id, amount).
-async fn paid_toll(p: &PaidEnv) -> (gateway::client::RiderDevice, String, String, i64) {
+async fn paid_toll(p: &PaidEnv) -> (turnpike_client::RiderDevice, String, String, i64) {
     let rider = p.env.gw.rider().await;
     let now = turnpike_tests::now_ms;
     let entry = p

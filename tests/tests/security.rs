@@ -7,9 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway::client::Answer;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use turnpike_client::Answer;
 use turnpike_tests::provider::PaidEnv;
 use turnpike_tests::{gate, on_both, tap, Db, Env};
 use turnpike_wire::api::Direction;
@@ -20,7 +20,7 @@ fn now() -> u64 {
 
 /// A client of the public listener speaking only HTTP/1.1.
 fn http1_client(env: &Env) -> reqwest::Client {
-    let mut config = gateway::tls::client_config(&env.gw.ca(), None).unwrap();
+    let mut config = turnpike_client::tls::client_config(&env.gw.ca(), None).unwrap();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     reqwest::Client::builder()
         .use_preconfigured_tls(config)
@@ -75,7 +75,7 @@ async fn registration_checks_its_body_first(db: Db) {
     let url = format!("{}/v1/riders", env.gw.public_base);
     let big = vec![b' '; 10 * 1024 * 1024];
     let h1 = http1_client(&env);
-    let h2 = gateway::tls::http_client(&env.gw.ca(), None).unwrap();
+    let h2 = turnpike_client::tls::http_client(&env.gw.ca(), None).unwrap();
     for (name, client) in [("HTTP/1.1", &h1), ("HTTP/2", &h2)] {
         let response = client
             .post(&url)
@@ -401,7 +401,7 @@ async fn clients_past_their_budget_get_429() {
     );
     // A limited tap is not stored.
     let rider_code = {
-        let http = gateway::tls::http_client(&env.gw.ca(), None).unwrap();
+        let http = turnpike_client::tls::http_client(&env.gw.ca(), None).unwrap();
         let r = http
             .post(format!("{}/v1/riders", env.gw.public_base))
             .send()
@@ -442,7 +442,7 @@ async fn clients_past_their_budget_get_429() {
     // A rider's budget is the rider's own.
     let token: Value = serde_json::from_slice(
         &answer(
-            gateway::tls::http_client(&env.gw.ca(), None)
+            turnpike_client::tls::http_client(&env.gw.ca(), None)
                 .unwrap()
                 .post(&url)
                 .send()

@@ -235,7 +235,7 @@ both_backends!(
             let replay = tap(100 + n as u64, Direction::Entry, code);
             entries.spawn(async move { (n, "b", b.tap_raw(&replay).await.unwrap()) });
         }
-        let mut by_rider: Vec<Vec<(&str, gateway::client::Answer)>> =
+        let mut by_rider: Vec<Vec<(&str, turnpike_client::Answer)>> =
             vec![Vec::new(); riders.len()];
         while let Some(done) = entries.join_next().await {
             let (n, gate_name, answer) = done.unwrap();
@@ -360,7 +360,7 @@ both_backends!(offline_batch_matches_live, |env: Env| async move {
     let s = stops();
     let live_rider = env.gw.rider().await;
     let batch_rider = env.gw.rider().await;
-    let make = |rider: &gateway::client::RiderDevice| {
+    let make = |rider: &turnpike_client::RiderDevice| {
         let t0 = turnpike_tests::now_ms() - 20_000;
         vec![
             turnpike_tests::tap_at(0, Direction::Entry, rider, t0),

@@ -5,7 +5,7 @@
 //! the provider; forged notifications and bad input change nothing.
 
 use serde_json::{json, Value};
-use turnpike_tests::gateway::client::{Answer, TerminalClient};
+use turnpike_client::{Answer, TerminalClient};
 use turnpike_tests::provider::{form_body, sandbox_keys, PaidEnv, APP_ID};
 use turnpike_tests::{booth, gate, Db};
 
@@ -122,7 +122,7 @@ fn assert_well_formed_svg(svg: &str) {
 /// GETs with the content type, which `TerminalClient` does not return.
 async fn get_image(p: &PaidEnv, terminal: &str, path: &str) -> (u16, String, Vec<u8>) {
     let certs = &p.env.gw.certs;
-    let http = turnpike_tests::gateway::tls::http_client(
+    let http = turnpike_client::tls::http_client(
         &p.env.gw.ca(),
         Some((
             &certs.join("terminals").join(format!("{terminal}.pem")),
@@ -196,7 +196,7 @@ async fn paid_by_notification(db: Db) {
         .gw
         .state
         .networks
-        .get(turnpike_tests::gateway::demo::METRO_OPERATOR)
+        .get(turnpike_client::demo::METRO_OPERATOR)
         .unwrap()
         .metro_fare("xianghu", "wulin-square")
         .unwrap();

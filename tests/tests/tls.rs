@@ -5,10 +5,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use gateway::certs::{CertValidity, DevCa};
-use gateway::client::TerminalClient;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use turnpike_client::certs::{CertValidity, DevCa};
+use turnpike_client::TerminalClient;
 use turnpike_tests::{both_backends, gate, tap, write_terminal_cert, Db, Env, TestGateway};
 use turnpike_wire::api::{Decision, Direction, TapResponse};
 
@@ -75,7 +75,7 @@ async fn raw_exchange(
     gw: &TestGateway,
     identity: Option<(&Path, &Path)>,
 ) -> Result<(rustls::ProtocolVersion, Option<Vec<u8>>), String> {
-    let mut config = gateway::tls::client_config(&gw.ca(), identity).unwrap();
+    let mut config = turnpike_client::tls::client_config(&gw.ca(), identity).unwrap();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(terminal_addr(gw))
@@ -122,7 +122,7 @@ async fn assert_alert(gw: &TestGateway, identity: Option<(&Path, &Path)>, alert:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_client_certificate_is_refused() {
     let env = Env::start(Db::Sqlite).await.unwrap();
-    let http = gateway::tls::http_client(&env.gw.ca(), None).unwrap();
+    let http = turnpike_client::tls::http_client(&env.gw.ca(), None).unwrap();
     let before = env.gw.written().await;
     let rider = env.gw.rider().await;
     let result = http
@@ -208,7 +208,7 @@ async fn server_certificate_is_not_a_terminal_credential() {
         .admin
         .post_ok(
             "/v1/admin/terminals",
-            &serde_json::json!({"terminal_id": "turnpike-gateway", "operator_id": gateway::demo::METRO_OPERATOR, "location_id": stops()[0]}),
+            &serde_json::json!({"terminal_id": "turnpike-gateway", "operator_id": turnpike_client::demo::METRO_OPERATOR, "location_id": stops()[0]}),
         )
         .await
         .unwrap();
@@ -353,7 +353,7 @@ async fn crl_refuses_revoked_serials_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn public_listener_needs_no_client_certificate() {
     let env = Env::start(Db::Sqlite).await.unwrap();
-    let http = gateway::tls::http_client(&env.gw.ca(), None).unwrap();
+    let http = turnpike_client::tls::http_client(&env.gw.ca(), None).unwrap();
     let registered = http
         .post(format!("{}/v1/riders", env.gw.public_base))
         .send()
@@ -374,7 +374,7 @@ async fn public_listener_needs_no_client_certificate() {
     // A client that offers a terminal certificate anyway is served too (it is simply not asked).
     let id = gate(&stops()[0], 1);
     let certs = env.gw.certs.join("terminals");
-    let with_cert = gateway::tls::http_client(
+    let with_cert = turnpike_client::tls::http_client(
         &env.gw.ca(),
         Some((
             &certs.join(format!("{id}.pem")),
@@ -408,8 +408,9 @@ async fn taps_work_over_http2_and_http1() {
         certs.join(format!("{id}.pem")),
         certs.join(format!("{id}.key")),
     );
-    let h2 = gateway::tls::http_client(&env.gw.ca(), Some((&cert, &key))).unwrap();
-    let mut config = gateway::tls::client_config(&env.gw.ca(), Some((&cert, &key))).unwrap();
+    let h2 = turnpike_client::tls::http_client(&env.gw.ca(), Some((&cert, &key))).unwrap();
+    let mut config =
+        turnpike_client::tls::client_config(&env.gw.ca(), Some((&cert, &key))).unwrap();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let h1 = reqwest::Client::builder()
         .use_preconfigured_tls(config)
@@ -458,7 +459,7 @@ async fn tls13_is_negotiated() {
     assert_eq!(version, rustls::ProtocolVersion::TLSv1_3);
     assert_eq!(alpn.as_deref(), Some(b"http/1.1".as_slice()));
     // With both offered, the server picks h2.
-    let config = gateway::tls::client_config(&env.gw.ca(), Some((&cert, &key))).unwrap();
+    let config = turnpike_client::tls::client_config(&env.gw.ca(), Some((&cert, &key))).unwrap();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(terminal_addr(&env.gw))
         .await
@@ -530,7 +531,7 @@ async fn silent_and_slow_clients_are_disconnected() {
     ];
     let mut waits = Vec::new();
     for (case, addr, identity, alpn, sent) in cases {
-        let mut config = gateway::tls::client_config(&env.gw.ca(), identity).unwrap();
+        let mut config = turnpike_client::tls::client_config(&env.gw.ca(), identity).unwrap();
         config.alpn_protocols = vec![alpn.to_vec()];
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -573,7 +574,8 @@ async fn a_trickled_body_is_answered_408_and_stores_nothing() {
     let id = gate(&turnpike_fares::demo_metro().stops()[0].id, 1);
     let cert = env.gw.certs.join("terminals").join(format!("{id}.pem"));
     let key = env.gw.certs.join("terminals").join(format!("{id}.key"));
-    let mut config = gateway::tls::client_config(&env.gw.ca(), Some((&cert, &key))).unwrap();
+    let mut config =
+        turnpike_client::tls::client_config(&env.gw.ca(), Some((&cert, &key))).unwrap();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let port = env.gw.terminal_base.rsplit(':').next().unwrap().to_string();

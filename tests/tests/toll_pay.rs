@@ -11,7 +11,7 @@ use turnpike_wire::api::{Decision, Direction, TapResponse, VehicleClass};
 use turnpike_tests::on_both;
 
 /// Enters at Hangzhou Pengbu and returns the rider (whose code the exit booth will scan).
-async fn enter(p: &PaidEnv) -> gateway::client::RiderDevice {
+async fn enter(p: &PaidEnv) -> turnpike_client::RiderDevice {
     let rider = p.env.gw.rider().await;
     let entry = p
         .env
@@ -28,7 +28,7 @@ async fn enter(p: &PaidEnv) -> gateway::client::RiderDevice {
     rider
 }
 
-fn exit_tap(rider: &gateway::client::RiderDevice, seq: u64) -> turnpike_wire::api::TapRequest {
+fn exit_tap(rider: &turnpike_client::RiderDevice, seq: u64) -> turnpike_wire::api::TapRequest {
     toll_exit(
         seq,
         rider.ride_code(turnpike_tests::now_ms()).unwrap(),

@@ -13,7 +13,7 @@ use turnpike_wire::api::{Decision, Direction};
 /// Rides `from` → `to` on the gates' sequence `seq`; the exit's fare in fen.
 async fn ride(
     p: &PaidEnv,
-    rider: &gateway::client::RiderDevice,
+    rider: &turnpike_client::RiderDevice,
     (from, to): (&str, &str),
     seq: u64,
 ) -> i64 {
@@ -38,7 +38,7 @@ async fn ride(
 }
 
 /// The agreement bound to `rider`, as the gateway's store has it.
-async fn agreement_of(p: &PaidEnv, rider: &gateway::client::RiderDevice) -> Option<String> {
+async fn agreement_of(p: &PaidEnv, rider: &turnpike_client::RiderDevice) -> Option<String> {
     let rider_id = rider.rider_id.parse().unwrap();
     p.env.gw.state.store.wallet(rider_id).await.unwrap()
 }
@@ -49,7 +49,7 @@ async fn send(
     path: &str,
     token: &str,
     body: Option<&Value>,
-) -> gateway::client::Answer {
+) -> turnpike_client::Answer {
     p.env
         .gw
         .public_send(method, path, Some(token), body)

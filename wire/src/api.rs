@@ -1,4 +1,6 @@
-//! JSON types of the terminal API, shared by the gateway and every terminal (real or simulated).
+//! JSON types of the gateway's APIs, shared by the gateway and every client (terminals real or
+//! simulated, rider apps, admin tools): the terminal API's taps here, the rest in submodules
+//! ([`rider`], [`payments`], [`admin`], [`tickets`], [`toll`]).
 //!
 //! These are the wire shapes only; validation that needs context (is the terminal allowed to do
 //! this, is the station known) happens in the gateway. Every request type rejects unknown fields,
@@ -7,6 +9,12 @@
 use serde::{Deserialize, Serialize};
 
 use crate::money::Money;
+
+pub mod admin;
+pub mod payments;
+pub mod rider;
+pub mod tickets;
+pub mod toll;
 
 /// Largest sequence number a terminal may use: 2^53 − 1, so that sequence numbers survive a trip
 /// through any JSON parser (JavaScript numbers included) without rounding.

@@ -6,7 +6,6 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
 use turnpike_wire::{Currency, Money};
 
 use super::{bearer, check_id, sha256, ValidJson};
@@ -14,6 +13,10 @@ use crate::error::{ApiError, ApiResult};
 use crate::network::{build_network, FareData, Mode};
 use crate::store::{OperatorRow, TerminalRow};
 use crate::AppState;
+pub use turnpike_wire::api::admin::{
+    DenySpec, DenyView, FareLoaded, KeyView, OperatorSpec, OperatorView, RotateRequest,
+    TerminalSpec, TerminalView,
+};
 use turnpike_wire::ident;
 
 /// A GTFS feed's fare files for a large network are a few MiB.
@@ -80,24 +83,6 @@ pub(crate) async fn require_admin(
     Ok(next.run(req).await)
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OperatorSpec {
-    pub operator_id: String,
-    pub name: String,
-    /// "metro" or "toll".
-    pub mode: String,
-    /// IANA zone of the operator's business day; default Asia/Shanghai.
-    #[serde(default)]
-    pub time_zone: Option<String>,
-    /// ISO 4217; default CNY.
-    #[serde(default)]
-    pub currency: Option<String>,
-    /// Most a rider pays per business day (metro); absent means no cap.
-    #[serde(default)]
-    pub daily_cap: Option<Money>,
-}
-
 async fn create_operator(
     State(state): State<AppState>,
     ValidJson(spec): ValidJson<OperatorSpec>,
@@ -146,17 +131,6 @@ async fn create_operator(
     Ok(StatusCode::CREATED)
 }
 
-#[derive(Serialize, Deserialize)]
-pub struct OperatorView {
-    pub operator_id: String,
-    pub name: String,
-    pub mode: String,
-    pub time_zone: String,
-    pub currency: String,
-    pub daily_cap: Option<Money>,
-    pub fare_version: Option<i64>,
-}
-
 async fn list_operators(State(state): State<AppState>) -> ApiResult<Json<Vec<OperatorView>>> {
     let rows = state.store.operators().await?;
     Ok(Json(
@@ -174,11 +148,6 @@ async fn list_operators(State(state): State<AppState>) -> ApiResult<Json<Vec<Ope
             })
             .collect(),
     ))
-}
-
-#[derive(Serialize, Deserialize)]
-pub struct FareLoaded {
-    pub version: i64,
 }
 
 /// Loads fare data: `{"format": "gtfs"|"matrix"|"toll"|"demo_metro"|"demo_toll", "files": {name: text}}`.
@@ -219,16 +188,6 @@ async fn load_fares(
         .await?;
     state.networks.reload(&state.store).await?;
     Ok((StatusCode::CREATED, Json(FareLoaded { version })))
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TerminalSpec {
-    /// Must equal the common name of the terminal's client certificate.
-    pub terminal_id: String,
-    pub operator_id: String,
-    /// The station (GTFS stop id) or toll plaza the terminal stands at.
-    pub location_id: String,
 }
 
 async fn register_terminal(
@@ -315,14 +274,6 @@ async fn reinstate_terminal(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Serialize, Deserialize)]
-pub struct TerminalView {
-    pub terminal_id: String,
-    pub operator_id: String,
-    pub location_id: String,
-    pub status: String,
-}
-
 async fn list_terminals(State(state): State<AppState>) -> ApiResult<Json<Vec<TerminalView>>> {
     let rows = state.store.terminals().await?;
     Ok(Json(
@@ -350,16 +301,6 @@ async fn revoke_terminal(
     }
     state.refresh_registry().await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DenySpec {
-    /// "credential" or "rider".
-    pub kind: String,
-    /// Decimal id, as the rider and credential APIs print it.
-    pub subject_id: String,
-    pub reason: String,
 }
 
 fn parse_subject(kind: &str, id: &str) -> ApiResult<(&'static str, i64)> {
@@ -409,14 +350,6 @@ async fn deny_remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Serialize, Deserialize)]
-pub struct DenyView {
-    pub kind: String,
-    pub subject_id: String,
-    pub reason: String,
-    pub added_at_ms: i64,
-}
-
 async fn deny_list(State(state): State<AppState>) -> ApiResult<Json<Vec<DenyView>>> {
     Ok(Json(
         state
@@ -432,16 +365,6 @@ async fn deny_list(State(state): State<AppState>) -> ApiResult<Json<Vec<DenyView
             })
             .collect(),
     ))
-}
-
-#[derive(Serialize, Deserialize)]
-pub struct KeyView {
-    pub key_id: i64,
-    /// "next" (published, not signing), "current", "previous" (still accepted) or "retired".
-    pub status: String,
-    /// SEC1 uncompressed point, hex (as in the terminal key feed).
-    pub public_key: String,
-    pub activated_at_ms: Option<i64>,
 }
 
 fn key_view(k: crate::store::IssuerKeyRow) -> KeyView {
@@ -479,14 +402,6 @@ async fn stage_key(State(state): State<AppState>) -> ApiResult<(StatusCode, Json
     }
     state.refresh_registry().await?;
     Ok((StatusCode::CREATED, Json(key_view(key))))
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct RotateRequest {
-    /// Rotate even though the previous key may still verify unexpired credentials.
-    #[serde(default)]
-    pub force: bool,
 }
 
 /// Promotes the staged key (staging one first if none is): it signs new credentials, the old

@@ -5,15 +5,18 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
 
 use super::rider::Rider;
 use super::{check_input, check_reason, decimal_id, OptionalJson, ValidJson, ValidQuery};
 use crate::charging::refunds::{self, RefundError, RefundRequest};
 use crate::charging::wallets::{self, WalletError, WalletState};
 use crate::error::{ApiError, ApiResult};
-use crate::store::charging::{self as charges, AccountBalance, ChargeRow, DisputeRow, RefundRow};
+use crate::store::charging::{self as charges, ChargeRow, DisputeRow, RefundRow};
 use crate::AppState;
+pub use turnpike_wire::api::payments::{
+    ChargeView, ChargesQuery, DecisionBody, DisputeBody, DisputeView, DisputesQuery, LedgerView,
+    RefundBody, RefundView, RetryView, SigningRequest, SigningView, WalletView,
+};
 use turnpike_wire::ident;
 
 /// Most charges one listing returns.
@@ -60,34 +63,6 @@ fn unavailable(code: &'static str, message: impl Into<String>) -> ApiError {
         code,
         message: message.into(),
     }
-}
-
-/// A rider's wallet as the app sees it.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct WalletView {
-    /// `unbound`, `signing` (a signing was started; the provider has no agreement for it yet)
-    /// or `bound`.
-    pub status: String,
-    /// The gateway's number of the signing (signing, bound).
-    pub external_agreement_no: Option<String>,
-    /// The provider's agreement number (bound).
-    pub agreement_no: Option<String>,
-    pub bound_at_ms: Option<i64>,
-    pub signing_started_at_ms: Option<i64>,
-}
-
-/// A signing's request: no fields (the rider never names an agreement); empty or `{}`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SigningRequest {}
-
-/// A signing the rider completes in the wallet.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct SigningView {
-    pub status: String,
-    pub external_agreement_no: String,
-    /// The provider's signed page-sign link: open it in the wallet, or show it as a QR code.
-    pub sign_url: String,
 }
 
 fn wallet_error(e: WalletError) -> ApiError {
@@ -182,28 +157,6 @@ async fn unbind_wallet(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// A charge as riders and operators see it. Ids are decimal strings.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ChargeView {
-    pub charge_id: String,
-    pub kind: String,
-    pub operator_id: String,
-    pub rider_id: Option<String>,
-    pub journey_id: Option<String>,
-    pub amount_minor: i64,
-    pub currency: String,
-    pub business_day: String,
-    pub status: String,
-    pub attempt: i64,
-    pub out_trade_no: String,
-    pub provider_trade_no: Option<String>,
-    pub fee_minor: Option<i64>,
-    pub refunded_minor: i64,
-    pub last_error: Option<String>,
-    pub created_at_ms: i64,
-    pub captured_at_ms: Option<i64>,
-}
-
 impl From<ChargeRow> for ChargeView {
     fn from(c: ChargeRow) -> ChargeView {
         ChargeView {
@@ -239,11 +192,6 @@ async fn rider_charges(
     Ok(Json(rows.into_iter().map(ChargeView::from).collect()))
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-pub struct RetryView {
-    pub requeued: u64,
-}
-
 /// The rider has topped up the wallet: failed charges go back to the capture queue now. The
 /// deny-listing is lifted by the capture that repays the last of them.
 async fn retry_arrears(
@@ -255,14 +203,6 @@ async fn retry_arrears(
         .requeue_failed(rider_id, crate::now_ms())
         .await?;
     Ok(Json(RetryView { requeued }))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChargesQuery {
-    pub status: Option<String>,
-    pub rider_id: Option<i64>,
-    pub limit: Option<i64>,
 }
 
 async fn admin_charges(
@@ -292,43 +232,12 @@ async fn admin_charges(
     Ok(Json(rows.into_iter().map(ChargeView::from).collect()))
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-pub struct LedgerView {
-    pub transactions: usize,
-    /// Transactions whose lines do not sum to zero; always 0 unless something is badly wrong.
-    pub unbalanced_transactions: i64,
-    pub balances: Vec<AccountBalance>,
-}
-
 async fn admin_ledger(State(state): State<AppState>) -> ApiResult<Json<LedgerView>> {
     Ok(Json(LedgerView {
         transactions: state.store.ledger_transactions().await?.len(),
         unbalanced_transactions: state.store.unbalanced_transactions().await?,
         balances: state.store.ledger_balances().await?,
     }))
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RefundBody {
-    pub charge_id: String,
-    pub amount_minor: i64,
-    pub reason: String,
-    /// The caller's idempotency key: the same id is the same refund, however often sent.
-    pub request_id: String,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct RefundView {
-    pub refund_id: String,
-    pub charge_id: String,
-    pub out_request_no: String,
-    pub amount_minor: i64,
-    pub reason: String,
-    pub status: String,
-    pub detail: Option<String>,
-    pub created_at_ms: i64,
-    pub completed_at_ms: Option<i64>,
 }
 
 impl From<RefundRow> for RefundView {
@@ -408,26 +317,6 @@ async fn admin_refund(
     Ok((status, Json(refund.into())))
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DisputeBody {
-    pub charge_id: String,
-    pub reason: String,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct DisputeView {
-    pub dispute_id: String,
-    pub rider_id: String,
-    pub charge_id: String,
-    pub reason: String,
-    pub status: String,
-    pub decision_note: Option<String>,
-    pub refund_id: Option<String>,
-    pub created_at_ms: i64,
-    pub decided_at_ms: Option<i64>,
-}
-
 impl From<DisputeRow> for DisputeView {
     fn from(d: DisputeRow) -> DisputeView {
         DisputeView {
@@ -497,12 +386,6 @@ async fn rider_disputes(
     Ok(Json(rows.into_iter().map(DisputeView::from).collect()))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DisputesQuery {
-    pub status: Option<String>,
-}
-
 async fn admin_disputes(
     State(state): State<AppState>,
     ValidQuery(q): ValidQuery<DisputesQuery>,
@@ -517,16 +400,6 @@ async fn admin_disputes(
     }
     let rows = state.store.disputes(q.status.as_deref(), None).await?;
     Ok(Json(rows.into_iter().map(DisputeView::from).collect()))
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DecisionBody {
-    pub approve: bool,
-    /// The refund on approval; default the whole charge (less what was refunded already).
-    #[serde(default)]
-    pub amount_minor: Option<i64>,
-    pub note: String,
 }
 
 /// An operator decides a dispute: approval refunds (idempotently, keyed by the dispute), a

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use turnpike_wire::ridecode::{self, CredentialRequest, ProductFlags};
 use turnpike_wire::{Currency, Money};
 
@@ -15,6 +15,9 @@ use super::{bearer, sha256, OptionalJson, ValidJson, ValidQuery};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{CredentialRow, JourneyRow};
 use crate::AppState;
+pub use turnpike_wire::api::rider::{
+    EnrolRequest, Enrolled, JourneyList, JourneyView, RegisterRequest, Registered,
+};
 
 const RIDER_BODY_BYTES_MAX: usize = 4 * 1024;
 /// Most journeys one listing returns.
@@ -28,18 +31,6 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(RIDER_BODY_BYTES_MAX))
         .with_state(state)
 }
-
-#[derive(Serialize, Deserialize)]
-pub struct Registered {
-    pub rider_id: String,
-    /// Shown once; the gateway keeps only its SHA-256.
-    pub token: String,
-}
-
-/// A registration's body: empty, or an object with no fields (none are defined yet).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RegisterRequest {}
 
 /// Registers a rider. The body is read and checked (within `RIDER_BODY_BYTES_MAX`) and the
 /// source address's registration budget spent before anything is written.
@@ -93,26 +84,6 @@ impl axum::extract::FromRequestParts<AppState> for Rider {
         state.limits.rider(rider)?;
         Ok(Rider(rider))
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EnrolRequest {
-    /// P-256 public key, SEC1 compressed (33 bytes) or uncompressed (65 bytes), base64url.
-    pub device_public_key: String,
-    /// Products to enable: "metro", "toll". Default both.
-    #[serde(default)]
-    pub products: Option<Vec<String>>,
-}
-
-#[derive(Serialize, Deserialize)]
-pub struct Enrolled {
-    pub credential_id: String,
-    /// The 126-byte credential, base64url; the device embeds it in every ride code.
-    pub credential: String,
-    pub issuer_key_id: u16,
-    pub valid_from_s: u32,
-    pub valid_until_s: u32,
 }
 
 async fn enrol(
@@ -213,28 +184,6 @@ async fn enrol(
 struct JourneyQuery {
     #[serde(default)]
     limit: Option<i64>,
-}
-
-#[derive(Serialize, Deserialize)]
-pub struct JourneyView {
-    pub journey_id: String,
-    pub operator_id: String,
-    pub mode: String,
-    pub status: String,
-    pub entry_location_id: String,
-    pub entry_at_ms: i64,
-    pub exit_location_id: Option<String>,
-    pub exit_at_ms: Option<i64>,
-    pub vehicle_class: Option<String>,
-    pub close_reason: Option<String>,
-    pub fare: Option<Money>,
-    pub charge: Option<Money>,
-    pub business_day: Option<String>,
-}
-
-#[derive(Serialize, Deserialize)]
-pub struct JourneyList {
-    pub journeys: Vec<JourneyView>,
 }
 
 pub fn journey_view(j: JourneyRow) -> JourneyView {

@@ -20,7 +20,6 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use serde::{Deserialize, Serialize};
 use turnpike_wire::{Currency, Money};
 
 use super::terminal::{terminal_of, TerminalIdentity};
@@ -30,6 +29,7 @@ use crate::charging::tickets::{self, OrderRequest, PrecreateError, PriceError};
 use crate::error::{ApiError, ApiResult};
 use crate::store::charging::{ChargeRow, TicketOrderRow};
 use crate::AppState;
+pub use turnpike_wire::api::tickets::{TicketOrderRequest, TicketOrderView};
 
 /// An order request is two short strings.
 pub const ORDER_BODY_BYTES_MAX: usize = 4 * 1024;
@@ -58,34 +58,6 @@ pub fn notify_router(state: AppState) -> Router {
             post(post_notify).layer(DefaultBodyLimit::max(NOTIFY_BODY_BYTES_MAX)),
         )
         .with_state(state)
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TicketOrderRequest {
-    pub destination_id: String,
-    /// 1–64 of `[A-Za-z0-9_-]`; the same terminal and request_id always mean the same order.
-    pub request_id: String,
-}
-
-/// An order as the ticket machine sees it. Ids are decimal strings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TicketOrderView {
-    pub order_id: String,
-    /// `pending`, `paid`, `expired` (the QR was not paid in time) or `cancelled` (the provider
-    /// could not pre-create it).
-    pub status: String,
-    pub origin_id: String,
-    pub destination_id: String,
-    pub amount: Money,
-    /// What the QR encodes; absent when the provider never pre-created the order.
-    pub qr_payload: Option<String>,
-    pub qr_svg_url: Option<String>,
-    pub qr_png_url: Option<String>,
-    pub expires_at_ms: i64,
-    pub created_at_ms: i64,
-    pub ticket_code: Option<String>,
-    pub paid_at_ms: Option<i64>,
 }
 
 fn view(order: &TicketOrderRow, charge: &ChargeRow) -> ApiResult<TicketOrderView> {

@@ -8,8 +8,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::post;
 use axum::{Extension, Router};
-use serde::{Deserialize, Serialize};
-use turnpike_wire::api::{Direction, TapRequest};
+use turnpike_wire::api::Direction;
 
 use super::terminal::{observe, prepare, terminal_of, TerminalIdentity, TAP_BODY_BYTES_MAX};
 use super::{raw_json, sha256, ValidJson};
@@ -18,6 +17,7 @@ use crate::engine::PAYMENT_PENDING;
 use crate::error::{ApiError, ApiResult};
 use crate::network::Mode;
 use crate::AppState;
+pub use turnpike_wire::api::toll::TollExitRequest;
 
 /// Payment codes are 16–24 digits (the wallet's one-time code, refreshed every minute).
 const PAYMENT_CODE_DIGITS: std::ops::RangeInclusive<usize> = 16..=24;
@@ -29,16 +29,6 @@ pub fn router(state: AppState) -> Router {
             post(post_toll_exit).layer(DefaultBodyLimit::max(TAP_BODY_BYTES_MAX)),
         )
         .with_state(state)
-}
-
-/// A toll exit with the driver's wallet payment code: the exit tap and its payment as one
-/// request, answered once the payment is settled (within `charging.toll_budget_ms`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TollExitRequest {
-    pub tap: TapRequest,
-    /// The wallet's one-time payment code as scanned (16–24 digits). Never logged or stored.
-    pub payment_code: String,
 }
 
 fn in_progress() -> ApiError {

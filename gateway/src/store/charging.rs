@@ -6,6 +6,7 @@
 use sqlx::Row;
 
 use super::{Conn, Store, Tx};
+pub use turnpike_wire::api::payments::AccountBalance;
 
 pub(crate) const CHARGE_COLUMNS: &str = "charge_id, kind, operator_id, rider_id, journey_id, amount_minor, currency, business_day, status, attempt, out_trade_no, provider_trade_no, fee_minor, refunded_minor, last_error, next_attempt_at_ms, lease_until_ms, terminal_id, terminal_sequence, created_at_ms, captured_at_ms";
 
@@ -459,16 +460,6 @@ pub struct BookedTxn {
     pub provider_trade_no: Option<String>,
     pub out_request_no: Option<String>,
     pub created_at_ms: i64,
-}
-
-/// Per account and party: debits and credits summed.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct AccountBalance {
-    pub account: String,
-    pub party: String,
-    pub currency: String,
-    pub debit_minor: i64,
-    pub credit_minor: i64,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]

@@ -1,6 +1,4 @@
-//! A typed client of the gateway's APIs, speaking exactly what a gate, a rider's app and an admin
-//! console send. The demo, the end-to-end tests and the terminal simulator use it, so they
-//! exercise the real wire format over real (mutual) TLS.
+//! The typed clients: a terminal (mutual TLS), the admin console, a rider's phone.
 
 use std::path::Path;
 
@@ -11,8 +9,8 @@ use serde::Serialize;
 use turnpike_wire::api::{TapBatchRequest, TapBatchResponse, TapRequest, TapResponse};
 use turnpike_wire::ridecode::{Credential, DeviceKeyPair};
 
-use crate::api::payments::{SigningView, WalletView};
-use crate::api::rider::{Enrolled, JourneyList, Registered};
+use turnpike_wire::api::payments::{SigningView, WalletView};
+use turnpike_wire::api::rider::{Enrolled, JourneyList, Registered};
 
 /// An HTTP answer: status and body bytes, for callers that check errors precisely.
 #[derive(Debug, Clone)]
@@ -139,7 +137,7 @@ impl TerminalClient {
         tap: &TapRequest,
         payment_code: &str,
     ) -> anyhow::Result<Answer> {
-        let body = crate::api::toll::TollExitRequest {
+        let body = turnpike_wire::api::toll::TollExitRequest {
             tap: tap.clone(),
             payment_code: payment_code.to_string(),
         };

@@ -1,8 +1,16 @@
-//! `gateway demo`: the whole system on one machine with nothing installed. It generates a dev
-//! PKI, starts a real gateway on an embedded SQLite database, configures a Hangzhou-like metro
-//! line and a Zhejiang-like expressway through the admin API, enrols riders through the rider API
-//! (each with its own P-256 device key), and drives gates and toll booths over mutual TLS,
-//! printing every decision, then a summary.
+//! The demo (`cargo run --release -p demo`): the whole system on one machine with nothing
+//! installed. It generates a dev PKI, starts a real gateway on an embedded SQLite database and
+//! the provider sandbox on its own port, configures a Hangzhou-like metro line and a
+//! Zhejiang-like expressway through the admin API, enrols riders through the rider API (each
+//! with its own P-256 device key and a wallet bound through the provider's signing flow), drives
+//! gates, toll booths and ticket machines over mutual TLS printing every decision, then settles
+//! the day. It is its own crate so that the production gateway links neither the sandbox nor
+//! settlement.
+//!
+//! # Layout
+//! - this file: the network, the fleet, the scripted taps, free-running traffic, the summary
+//!   and the settlement of the demo day.
+//! - [`payments`]: the sandbox-backed payment flows (wallets, deductions, booth pays, a ticket).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,8 +22,8 @@ use rand::Rng;
 use tokio::sync::Mutex;
 use turnpike_wire::api::{Decision, Direction, TapRequest, TapResponse, VehicleClass};
 
-use crate::client::{AdminClient, RiderDevice, TerminalClient};
-use crate::config::Config;
+use gateway::config::Config;
+use turnpike_client::{AdminClient, RiderDevice, TerminalClient};
 
 pub mod payments;
 
@@ -25,60 +33,10 @@ pub struct DemoOptions {
     pub riders: usize,
 }
 
-pub const METRO_OPERATOR: &str = "hz-metro";
-pub const TOLL_OPERATOR: &str = "zj-expressway";
-
-fn sanitize(id: &str) -> String {
-    id.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
-/// A station's ticket machine is `tvm-<station>` (its gates are `gate-<station>-<n>`).
-pub const TICKET_MACHINE_PREFIX: &str = "tvm-";
-
-/// Demo terminals: two gates and a ticket machine per metro station, one exit lane and one entry
-/// lane per toll plaza.
-pub fn demo_terminals() -> Vec<(String, &'static str, String)> {
-    let mut out = Vec::new();
-    for stop in turnpike_fares::demo_metro().stops() {
-        for gate in 1..=2 {
-            out.push((
-                format!("gate-{}-{gate}", sanitize(&stop.id)),
-                METRO_OPERATOR,
-                stop.id.clone(),
-            ));
-        }
-        out.push((
-            format!("{TICKET_MACHINE_PREFIX}{}", sanitize(&stop.id)),
-            METRO_OPERATOR,
-            stop.id.clone(),
-        ));
-    }
-    for plaza in turnpike_fares::demo_toll().plazas() {
-        out.push((
-            format!("booth-{}-in", sanitize(&plaza.id)),
-            TOLL_OPERATOR,
-            plaza.id.clone(),
-        ));
-        out.push((
-            format!("booth-{}-out", sanitize(&plaza.id)),
-            TOLL_OPERATOR,
-            plaza.id.clone(),
-        ));
-    }
-    out
-}
-
-pub fn demo_terminal_ids() -> Vec<String> {
-    demo_terminals().into_iter().map(|(id, _, _)| id).collect()
-}
+pub use turnpike_client::demo::{
+    demo_terminal_ids, demo_terminals, sanitize, METRO_OPERATOR, TICKET_MACHINE_PREFIX,
+    TOLL_OPERATOR,
+};
 
 /// Terminal id → (client, location id, display name).
 struct Fleet {
@@ -125,7 +83,7 @@ impl Fleet {
             sequence,
             direction,
             ride_code: code,
-            scanned_at_ms: crate::now_ms() as u64,
+            scanned_at_ms: gateway::now_ms() as u64,
             vehicle_class,
         };
         let started = Instant::now();
@@ -170,7 +128,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         std::env::temp_dir().join(format!(
             "turnpike-demo-{}-{}",
             std::process::id(),
-            crate::now_ms()
+            gateway::now_ms()
         ))
     });
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -190,7 +148,7 @@ async fn run_in(
     println!("Turnpike demo — everything local: embedded SQLite, generated dev PKI, mutual TLS on loopback\n");
     let certs = dir.join("certs");
     let terminals = demo_terminals();
-    crate::certs::write_dev_pki(&certs, &demo_terminal_ids())?;
+    turnpike_client::certs::write_dev_pki(&certs, &demo_terminal_ids())?;
     let mut config = Config::default();
     config.listen.terminal = "127.0.0.1:0".parse()?;
     // The provider must know where to send notifications before the gateway starts: pick the
@@ -221,8 +179,8 @@ async fn run_in(
     config.listen.ops = "127.0.0.1:0".parse()?;
     config.tls.dir = certs.clone();
     config.database.url = format!("sqlite://{}?mode=rwc", dir.join("turnpike.db").display());
-    let admin_token = hex::encode(crate::random_bytes::<24>());
-    let gateway = crate::Gateway::build(config, &admin_token).await?;
+    let admin_token = hex::encode(gateway::random_bytes::<24>());
+    let gateway = gateway::Gateway::build(config, &admin_token).await?;
     let terminal_base = format!("https://localhost:{}", gateway.terminal_addr().port());
     let public_base = format!("https://localhost:{}", gateway.public_addr().port());
     let ops_base = format!("http://{}", gateway.ops_addr());
@@ -307,7 +265,7 @@ async fn run_in(
     let gate = |stop: &str, n: u8| format!("gate-{}-{n}", sanitize(stop));
     let stops: Vec<String> = metro.stops().iter().map(|s| s.id.clone()).collect();
     let plazas: Vec<String> = toll.plazas().iter().map(|p| p.id.clone()).collect();
-    let now = || crate::now_ms() as u64;
+    let now = || gateway::now_ms() as u64;
 
     println!("— a metro journey, then the same exit code shown again (replay)");
     let r0 = &riders[0];
@@ -579,7 +537,7 @@ async fn run_in(
                 };
                 let rider = &riders[index];
                 let who = format!("rider-{}", index + 1);
-                let code = rider.ride_code(crate::now_ms() as u64)?;
+                let code = rider.ride_code(gateway::now_ms() as u64)?;
                 let entry = fleet
                     .tap(
                         &format!("gate-{}-1", sanitize(&from)),
@@ -591,7 +549,7 @@ async fn run_in(
                     )
                     .await?;
                 tokio::time::sleep(Duration::from_millis(pause)).await;
-                let code = rider.ride_code(crate::now_ms() as u64)?;
+                let code = rider.ride_code(gateway::now_ms() as u64)?;
                 let exit = fleet
                     .tap(
                         &format!("gate-{}-2", sanitize(&to)),
@@ -676,7 +634,7 @@ async fn run_in(
 
 /// What the payment part of the demo works with.
 struct PaymentsDemo<'a> {
-    state: &'a crate::AppState,
+    state: &'a gateway::AppState,
     provider: &'a payments::DemoProvider,
     fleet: &'a Fleet,
     admin: &'a AdminClient,
@@ -708,9 +666,9 @@ where
 }
 
 async fn rider_charges(
-    state: &crate::AppState,
+    state: &gateway::AppState,
     rider: &RiderDevice,
-) -> anyhow::Result<Vec<crate::store::charging::ChargeRow>> {
+) -> anyhow::Result<Vec<gateway::store::charging::ChargeRow>> {
     let id: i64 = rider.rider_id.parse()?;
     Ok(state.store.charges(Some(id), None, 100).await?)
 }
@@ -719,7 +677,7 @@ async fn rider_charges(
 /// rider until repaid), toll exits paid at the booth (one needing the driver's confirmation,
 /// one declined), a ticket bought by QR, and a refund.
 async fn payments_section(d: &PaymentsDemo<'_>) -> anyhow::Result<()> {
-    let now = || crate::now_ms() as u64;
+    let now = || gateway::now_ms() as u64;
     let gate = |stop: &str, n: u8| format!("gate-{}-{n}", sanitize(stop));
     let booth = |plaza: &str, dir: &str| format!("booth-{}-{dir}", sanitize(plaza));
     let state = d.state;
@@ -807,7 +765,7 @@ async fn payments_section(d: &PaymentsDemo<'_>) -> anyhow::Result<()> {
             serde_json::json!({"amount_fen": 5_000}),
         )
         .await?;
-    let http = crate::tls::http_client(d.ca, None)?;
+    let http = turnpike_client::tls::http_client(d.ca, None)?;
     http.post(format!("{}/v1/riders/me/arrears/retry", d.public_base))
         .bearer_auth(&broke.token)
         .send()
@@ -1016,7 +974,7 @@ async fn payments_section(d: &PaymentsDemo<'_>) -> anyhow::Result<()> {
 /// Money at the end: charges by kind and status, the journal, and the provider's trades checked
 /// against the ledger's captures.
 async fn payments_summary(
-    state: &crate::AppState,
+    state: &gateway::AppState,
     provider: &payments::DemoProvider,
 ) -> anyhow::Result<()> {
     let _ = provider;
@@ -1056,7 +1014,7 @@ async fn payments_summary(
 /// GBK like the real one), each operator's export, and the gateway's ledger, reconciled and
 /// stored with a statement per operator; then where to review it.
 async fn settle_demo_day(
-    state: &crate::AppState,
+    state: &gateway::AppState,
     provider: &payments::DemoProvider,
     dir: &std::path::Path,
     temporary_dir: bool,

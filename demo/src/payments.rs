@@ -10,30 +10,29 @@ use serde_json::{json, Value};
 use turnpike_wire::api::{Decision, Direction, TapRequest, TapResponse, VehicleClass};
 use turnpike_wire::{Currency, Money};
 
-use crate::client::{RiderDevice, TerminalClient};
-use crate::provider::{ProviderConfig, QueryOutcome};
+use gateway::provider::{ProviderConfig, QueryOutcome};
+use turnpike_client::{RiderDevice, TerminalClient};
 
-/// The demo's merchant app id at the sandbox.
-pub const APP_ID: &str = "2021000000000001";
+pub use turnpike_client::demo::APP_ID;
 
 /// Throwaway development keys (see provider-sandbox/dev-keys/README.md), embedded so the demo
 /// needs no files from the source tree.
 const KEYS: [(&str, &str); 4] = [
     (
         "platform-private.pem",
-        include_str!("../../../provider-sandbox/dev-keys/platform-private.pem"),
+        include_str!("../../provider-sandbox/dev-keys/platform-private.pem"),
     ),
     (
         "platform-public.pem",
-        include_str!("../../../provider-sandbox/dev-keys/platform-public.pem"),
+        include_str!("../../provider-sandbox/dev-keys/platform-public.pem"),
     ),
     (
         "app-private.pem",
-        include_str!("../../../provider-sandbox/dev-keys/app-private.pem"),
+        include_str!("../../provider-sandbox/dev-keys/app-private.pem"),
     ),
     (
         "app-public.pem",
-        include_str!("../../../provider-sandbox/dev-keys/app-public.pem"),
+        include_str!("../../provider-sandbox/dev-keys/app-public.pem"),
     ),
 ];
 
@@ -56,7 +55,7 @@ impl DemoProvider {
         let keys = dir.join("provider-keys");
         std::fs::create_dir_all(&keys)?;
         for (name, pem) in KEYS {
-            crate::certs::write_secret(&keys.join(name), pem)?;
+            turnpike_client::certs::write_secret(&keys.join(name), pem)?;
         }
         let mut config = provider_sandbox::Config::new(
             "127.0.0.1:0".parse()?,
@@ -227,7 +226,7 @@ pub async fn booth_exit(
 /// While a booth waits, plays the driver who confirms the payment in the wallet app after
 /// `after`: finds the waiting trade through a signed query and confirms it at the sandbox.
 pub async fn confirm_in_wallet_after(
-    state: crate::AppState,
+    state: gateway::AppState,
     provider_base: String,
     after: Duration,
 ) -> anyhow::Result<()> {
@@ -260,7 +259,7 @@ pub fn toll_exit(sequence: u64, code: String, class: VehicleClass) -> TapRequest
         sequence,
         direction: Direction::Exit,
         ride_code: code,
-        scanned_at_ms: crate::now_ms() as u64,
+        scanned_at_ms: gateway::now_ms() as u64,
         vehicle_class: Some(class),
     }
 }
@@ -272,7 +271,10 @@ pub fn qr_dir(dir: &Path) -> PathBuf {
 
 /// The operators' own export (v1, docs/settlement-formats.md) of what their terminals were
 /// told: one row per charge taken at a terminal (exits, booth exits, ticket machines).
-pub fn operator_export(charges: &[crate::store::charging::ChargeRow], operator_id: &str) -> String {
+pub fn operator_export(
+    charges: &[gateway::store::charging::ChargeRow],
+    operator_id: &str,
+) -> String {
     let mut out = String::from("# turnpike-operator-export v1\nterminal_id,terminal_sequence,occurred_at,kind,amount_minor,currency\n");
     let mut rows = 0;
     for c in charges.iter().filter(|c| c.operator_id == operator_id) {

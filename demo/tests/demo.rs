@@ -1,12 +1,12 @@
-//! The README's first command works: `gateway demo --duration N` runs the whole system on an
+//! The README's first command works: `demo --duration N` (`cargo run --release -p demo`) runs the whole system on an
 //! embedded database, shows every scripted case, and stops by itself with exit code 0.
 
 use std::process::Command;
 
 #[test]
 fn demo_runs_and_stops_by_itself() {
-    let output = Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .args(["demo", "--duration", "3", "--riders", "4"])
+    let output = Command::new(env!("CARGO_BIN_EXE_demo"))
+        .args(["--duration", "3", "--riders", "4"])
         .output()
         .expect("running the demo binary");
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -1,0 +1,108 @@
+//! The admin API's JSON (public listener, admin token): operators, fare data, terminals, the
+//! deny list, issuer keys.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::money::Money;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorSpec {
+    pub operator_id: String,
+    pub name: String,
+    /// "metro" or "toll".
+    pub mode: String,
+    /// IANA zone of the operator's business day; default Asia/Shanghai.
+    #[serde(default)]
+    pub time_zone: Option<String>,
+    /// ISO 4217; default CNY.
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// Most a rider pays per business day (metro); absent means no cap.
+    #[serde(default)]
+    pub daily_cap: Option<Money>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OperatorView {
+    pub operator_id: String,
+    pub name: String,
+    pub mode: String,
+    pub time_zone: String,
+    pub currency: String,
+    pub daily_cap: Option<Money>,
+    pub fare_version: Option<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FareLoaded {
+    pub version: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TerminalSpec {
+    /// Must equal the common name of the terminal's client certificate.
+    pub terminal_id: String,
+    pub operator_id: String,
+    /// The station (GTFS stop id) or toll plaza the terminal stands at.
+    pub location_id: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TerminalView {
+    pub terminal_id: String,
+    pub operator_id: String,
+    pub location_id: String,
+    pub status: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DenySpec {
+    /// "credential" or "rider".
+    pub kind: String,
+    /// Decimal id, as the rider and credential APIs print it.
+    pub subject_id: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DenyView {
+    pub kind: String,
+    pub subject_id: String,
+    pub reason: String,
+    pub added_at_ms: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct KeyView {
+    pub key_id: i64,
+    /// "next" (published, not signing), "current", "previous" (still accepted) or "retired".
+    pub status: String,
+    /// SEC1 uncompressed point, hex (as in the terminal key feed).
+    pub public_key: String,
+    pub activated_at_ms: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, Default, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateRequest {
+    /// Rotate even though the previous key may still verify unexpired credentials.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Fare data exactly as uploaded: a format name and named files.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FareData {
+    pub format: String,
+    /// GTFS only: which `network_id` of the feed this operator runs (default: the only one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_id: Option<String>,
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+}

@@ -1,0 +1,145 @@
+//! Payments' JSON (public listener): a rider's wallet, charges, arrears and disputes (rider
+//! token); charges, the journal, refunds and dispute decisions (admin token). Ids are decimal
+//! strings.
+
+use serde::{Deserialize, Serialize};
+
+/// A rider's wallet as the app sees it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WalletView {
+    /// `unbound`, `signing` (a signing was started; the provider has no agreement for it yet)
+    /// or `bound`.
+    pub status: String,
+    /// The gateway's number of the signing (signing, bound).
+    pub external_agreement_no: Option<String>,
+    /// The provider's agreement number (bound).
+    pub agreement_no: Option<String>,
+    pub bound_at_ms: Option<i64>,
+    pub signing_started_at_ms: Option<i64>,
+}
+
+/// A signing's request: no fields (the rider never names an agreement); empty or `{}`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningRequest {}
+
+/// A signing the rider completes in the wallet.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SigningView {
+    pub status: String,
+    pub external_agreement_no: String,
+    /// The provider's signed page-sign link: open it in the wallet, or show it as a QR code.
+    pub sign_url: String,
+}
+
+/// A charge as riders and operators see it. Ids are decimal strings.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChargeView {
+    pub charge_id: String,
+    pub kind: String,
+    pub operator_id: String,
+    pub rider_id: Option<String>,
+    pub journey_id: Option<String>,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub business_day: String,
+    pub status: String,
+    pub attempt: i64,
+    pub out_trade_no: String,
+    pub provider_trade_no: Option<String>,
+    pub fee_minor: Option<i64>,
+    pub refunded_minor: i64,
+    pub last_error: Option<String>,
+    pub created_at_ms: i64,
+    pub captured_at_ms: Option<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RetryView {
+    pub requeued: u64,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChargesQuery {
+    pub status: Option<String>,
+    pub rider_id: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LedgerView {
+    pub transactions: usize,
+    /// Transactions whose lines do not sum to zero; always 0 unless something is badly wrong.
+    pub unbalanced_transactions: i64,
+    pub balances: Vec<AccountBalance>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundBody {
+    pub charge_id: String,
+    pub amount_minor: i64,
+    pub reason: String,
+    /// The caller's idempotency key: the same id is the same refund, however often sent.
+    pub request_id: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RefundView {
+    pub refund_id: String,
+    pub charge_id: String,
+    pub out_request_no: String,
+    pub amount_minor: i64,
+    pub reason: String,
+    pub status: String,
+    pub detail: Option<String>,
+    pub created_at_ms: i64,
+    pub completed_at_ms: Option<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisputeBody {
+    pub charge_id: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DisputeView {
+    pub dispute_id: String,
+    pub rider_id: String,
+    pub charge_id: String,
+    pub reason: String,
+    pub status: String,
+    pub decision_note: Option<String>,
+    pub refund_id: Option<String>,
+    pub created_at_ms: i64,
+    pub decided_at_ms: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisputesQuery {
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionBody {
+    pub approve: bool,
+    /// The refund on approval; default the whole charge (less what was refunded already).
+    #[serde(default)]
+    pub amount_minor: Option<i64>,
+    pub note: String,
+}
+
+/// Per account and party: debits and credits summed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountBalance {
+    pub account: String,
+    pub party: String,
+    pub currency: String,
+    pub debit_minor: i64,
+    pub credit_minor: i64,
+}

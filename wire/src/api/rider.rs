@@ -1,0 +1,60 @@
+//! The rider API's JSON (public listener, rider token): registration, device enrolment,
+//! journeys.
+
+use serde::{Deserialize, Serialize};
+
+use crate::money::Money;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Registered {
+    pub rider_id: String,
+    /// Shown once; the gateway keeps only its SHA-256.
+    pub token: String,
+}
+
+/// A registration's body: empty, or an object with no fields (none are defined yet).
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolRequest {
+    /// P-256 public key, SEC1 compressed (33 bytes) or uncompressed (65 bytes), base64url.
+    pub device_public_key: String,
+    /// Products to enable: "metro", "toll". Default both.
+    #[serde(default)]
+    pub products: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Enrolled {
+    pub credential_id: String,
+    /// The 126-byte credential, base64url; the device embeds it in every ride code.
+    pub credential: String,
+    pub issuer_key_id: u16,
+    pub valid_from_s: u32,
+    pub valid_until_s: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct JourneyView {
+    pub journey_id: String,
+    pub operator_id: String,
+    pub mode: String,
+    pub status: String,
+    pub entry_location_id: String,
+    pub entry_at_ms: i64,
+    pub exit_location_id: Option<String>,
+    pub exit_at_ms: Option<i64>,
+    pub vehicle_class: Option<String>,
+    pub close_reason: Option<String>,
+    pub fare: Option<Money>,
+    pub charge: Option<Money>,
+    pub business_day: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct JourneyList {
+    pub journeys: Vec<JourneyView>,
+}
