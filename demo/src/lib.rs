@@ -178,7 +178,7 @@ async fn run_in(
     config.charging.ticket_query_after_ms = 5_000;
     config.listen.ops = "127.0.0.1:0".parse()?;
     config.tls.dir = certs.clone();
-    config.database.url = format!("sqlite://{}?mode=rwc", dir.join("turnpike.db").display());
+    config.database.url = format!("sqlite://{}?mode=rwc", dir.join("turnpike.db").display()).into();
     let admin_token = hex::encode(gateway::random_bytes::<24>());
     let gateway = gateway::Gateway::build(config, &admin_token).await?;
     let terminal_base = format!("https://localhost:{}", gateway.terminal_addr().port());
@@ -1043,7 +1043,7 @@ async fn settle_demo_day(
         std::fs::write(&path, payments::operator_export(&charges, op))?;
         exports.push((op.to_string(), path));
     }
-    let store = settlement::store::Store::connect(&state.config.database.url, 2).await?;
+    let store = settlement::store::Store::connect(state.config.database.url.expose(), 2).await?;
     let config = settlement::run::RunConfig {
         business_day: day,
         operator: None,
@@ -1087,7 +1087,7 @@ async fn settle_demo_day(
         dir.join("settlement-out").display()
     );
     store.close().await;
-    let db = &state.config.database.url;
+    let db = state.config.database.url.expose();
     if temporary_dir {
         println!("  to review it in the finance UI, run the demo with --dir DIR, then:");
     } else {

@@ -10,6 +10,48 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
+/// A setting that must never reach a log or an error message (the admin token, a database URL
+/// that may carry a password): `Debug` and `Display` print `[redacted]`; code that needs the
+/// value asks for it with [`Secret::expose`]. It reads and writes as a plain string in the TOML
+/// file and the `TURNPIKE_*` variables.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Secret {
+        Secret(value)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Secret {
+        Secret(value.to_string())
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -133,8 +175,9 @@ pub struct TlsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
-    /// `sqlite://path/to/file.db` (embedded) or `postgres://user@host/db`.
-    pub url: String,
+    /// `sqlite://path/to/file.db` (embedded) or `postgres://user@host/db` (a password in it
+    /// never reaches a log).
+    pub url: Secret,
     /// Upper bound on pooled connections. On PostgreSQL the tap writers have `taps.writers`
     /// sessions of their own besides.
     pub connections_max: u32,
@@ -192,7 +235,7 @@ pub struct CredentialConfig {
 pub struct AdminConfig {
     /// Bearer token for the admin API. Empty means a random token is generated at start and
     /// written to `<tls.dir>/admin-token` (dev only).
-    pub token: String,
+    pub token: Secret,
 }
 
 impl Default for ListenConfig {
@@ -217,7 +260,7 @@ impl Default for TlsConfig {
 impl Default for DatabaseConfig {
     fn default() -> Self {
         DatabaseConfig {
-            url: "sqlite://turnpike.db?mode=rwc".into(),
+            url: Secret::from("sqlite://turnpike.db?mode=rwc"),
             connections_max: 16,
         }
     }
@@ -267,7 +310,7 @@ impl Default for Config {
             journeys: JourneyConfig::default(),
             credentials: CredentialConfig::default(),
             admin: AdminConfig {
-                token: String::new(),
+                token: Secret::default(),
             },
             provider: crate::provider::ProviderConfig::default(),
             charging: ChargingConfig::default(),
@@ -355,8 +398,8 @@ impl Config {
                 "journeys.same_station_window_ms must be shorter than journeys.incomplete_after_ms"
             );
         }
-        if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres"))
-        {
+        let url = self.database.url.expose();
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres")) {
             bail!("database.url must start with sqlite: or postgres://");
         }
         if self.charging.capture_attempts_max == 0 || self.charging.capture_batch_max == 0 {
@@ -411,12 +454,18 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(config.provider.app_id, "2021000000000001");
-        assert_eq!(config.admin.token, "12345");
+        assert_eq!(config.admin.token.expose(), "12345");
         assert_eq!(config.taps.writers, 4);
         assert_eq!(config.provider.call_timeout_ms, 1500);
         assert_eq!(
-            config.database.url,
+            config.database.url.expose(),
             "postgres://postgres@127.0.0.1/turnpike"
+        );
+        // Secrets never print.
+        let printed = format!("{config:?}");
+        assert!(
+            !printed.contains("12345") && !printed.contains("postgres@"),
+            "{printed}"
         );
     }
 

@@ -75,7 +75,7 @@ impl Gateway {
     pub async fn build(config: Config, admin_token: &str) -> anyhow::Result<Gateway> {
         config.validate()?;
         let store = Store::connect(
-            &config.database.url,
+            config.database.url.expose(),
             config.database.connections_max,
             config.taps.writers as u32,
         )

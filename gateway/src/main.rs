@@ -81,7 +81,7 @@ async fn main() -> anyhow::Result<()> {
 /// The admin token from config, or (dev) a random one written next to the certificates.
 fn admin_token(config: &Config) -> anyhow::Result<String> {
     if !config.admin.token.is_empty() {
-        return Ok(config.admin.token.clone());
+        return Ok(config.admin.token.expose().to_string());
     }
     let path = config.tls.dir.join("admin-token");
     if let Ok(existing) = std::fs::read_to_string(&path) {

@@ -81,16 +81,13 @@ pub enum PayOutcome {
     UserPaying(TradeRow),
 }
 
-/// The platform's service fee on a paid trade: `rate_bp` basis points of the amount, rounded
-/// half-up to the fen.
-pub fn service_fee_fen(total_fen: i64, rate_bp: i64) -> i64 {
-    let x = total_fen as i128 * rate_bp as i128;
-    ((2 * x + 10_000) / 20_000) as i64
-}
+/// The platform's service fee on a paid trade: the shared rule
+/// (`turnpike_provider_wire::fee::service_fee`, half-up to the fen).
+pub use turnpike_provider_wire::fee::service_fee as service_fee_fen;
 
-/// The part of a trade's fee a refund gives back: pro rata, rounded half-up to the fen, never more
-/// than is left; the refund that completes the trade gives back all that is left, so a fully
-/// refunded trade costs the merchant nothing.
+/// The part of a trade's fee a refund gives back: the shared cumulative pro rata rule
+/// (`turnpike_provider_wire::fee::refund_fee`), never more than is left, so the shares of a
+/// fully refunded trade add up to its fee.
 pub fn refund_fee_share(
     fee_fen: i64,
     total_fen: i64,
@@ -99,12 +96,9 @@ pub fn refund_fee_share(
     fee_refunded_before_fen: i64,
 ) -> i64 {
     let left = (fee_fen - fee_refunded_before_fen).max(0);
-    if refunded_total_after_fen >= total_fen {
-        return left;
-    }
-    let share =
-        (2 * fee_fen as i128 * refund_fen as i128 + total_fen as i128) / (2 * total_fen as i128);
-    (share as i64).min(left)
+    let refunded_before_fen = refunded_total_after_fen - refund_fen;
+    turnpike_provider_wire::fee::refund_fee(fee_fen, total_fen, refunded_before_fen, refund_fen)
+        .min(left)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1015,17 +1009,17 @@ mod tests {
         assert_eq!(service_fee_fen(100, 0), 0);
     }
 
-    /// Proves refunds give the fee back pro rata, half-up, and a completing refund gives back the
-    /// rest, so the sum of shares equals the fee.
+    /// Proves refunds give the fee back pro rata (cumulatively, half-up), so the sum of shares
+    /// equals the fee.
     #[test]
     fn refund_fee_shares_add_up() {
         // 30.00 at 0.6% = 18 fen; refund 10.00 → 6; then 20.00 completing → 12.
         assert_eq!(refund_fee_share(18, 3000, 1000, 1000, 0), 6);
         assert_eq!(refund_fee_share(18, 3000, 2000, 3000, 6), 12);
-        // 1 fen fee, three thirds: 0.33 → 0, 0.33 → 0, the last gets the fen.
+        // 1 fen fee, three thirds: given back cumulatively 0.33 → 0, 0.67 → 1, 1 → 1.
         assert_eq!(refund_fee_share(1, 300, 100, 100, 0), 0);
-        assert_eq!(refund_fee_share(1, 300, 100, 200, 0), 0);
-        assert_eq!(refund_fee_share(1, 300, 100, 300, 0), 1);
+        assert_eq!(refund_fee_share(1, 300, 100, 200, 0), 1);
+        assert_eq!(refund_fee_share(1, 300, 100, 300, 1), 0);
         // Half of 1 fen rounds up, and then nothing is left for the rest.
         assert_eq!(refund_fee_share(1, 200, 100, 100, 0), 1);
         assert_eq!(refund_fee_share(1, 200, 100, 200, 1), 0);

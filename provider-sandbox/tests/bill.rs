@@ -259,7 +259,8 @@ async fn fee_rate_per_app(db: Db) {
         .iter()
         .map(|r| r["refunded_fee"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(shares, ["0.04", "0.04", "0.05"]); // 4.33 → 4, 4, then the 5 left
+    // Cumulative pro rata: 13 × 1/3 = 4.33 → 4, 13 × 2/3 = 8.67 → 9 (so 5), 13 (so 4).
+    assert_eq!(shares, ["0.04", "0.05", "0.04"]);
     assert_eq!(t["refunded_fee"], "0.13");
     let (status, _) = h
         .admin_post(

@@ -1,11 +1,12 @@
 //! What both ends of the Alipay-style open API must agree on byte for byte: the canonical
 //! parameter strings, RSA2 signatures, how a signed answer is split into the exact text that
-//! was signed, and how amounts are written.
+//! was signed, how amounts are written, and the service fee's rule (payments and refunds).
 //!
 //! The provider sandbox (playing the platform) and the gateway's provider client (playing the
 //! merchant) both use it. It does no network I/O and knows nothing about trades.
 
 pub mod amount;
+pub mod fee;
 pub mod sign;
 
 /// The column headers of the platform's daily trade bill ("业务明细"), in order: what the sandbox

@@ -30,35 +30,12 @@ impl Default for FeeContract {
     }
 }
 
-/// `round_half_up(num / den)` for a non-negative numerator and positive denominator (i64 when
-/// it fits, which is always for real amounts; i128 otherwise).
-fn div_half_up(num: i128, den: i128) -> i64 {
-    if let (Ok(n), Ok(d)) = (i64::try_from(num), i64::try_from(den)) {
-        if let (Some(n2), Some(d2)) = (n.checked_mul(2), d.checked_mul(2)) {
-            if let Some(top) = n2.checked_add(d) {
-                return top / d2;
-            }
-        }
-    }
-    ((num * 2 + den) / (den * 2)) as i64
-}
-
 impl FeeContract {
-    /// The fee on a payment of `amount_minor` (> 0).
+    /// The fee on a payment of `amount_minor` (> 0): the contract's fixed part plus the
+    /// provider's rate by the shared rule (`turnpike_provider_wire::fee`), so settlement expects
+    /// to the fen what the gateway books and the provider bills.
     pub fn fee_minor(&self, amount_minor: i64) -> i64 {
-        self.fixed_minor + div_half_up(amount_minor as i128 * self.rate_bp as i128, 10_000)
-    }
-
-    /// The fee given back by a refund of `refund_minor` of a payment of `amount_minor` that was
-    /// charged `fee_minor`.
-    pub fn refund_fee_minor(fee_minor: i64, amount_minor: i64, refund_minor: i64) -> i64 {
-        if amount_minor <= 0 {
-            return 0;
-        }
-        div_half_up(
-            fee_minor as i128 * refund_minor as i128,
-            amount_minor as i128,
-        )
+        self.fixed_minor + turnpike_provider_wire::fee::service_fee(amount_minor, self.rate_bp)
     }
 }
 

@@ -343,7 +343,7 @@ fn sandbox_bills_in_gbk_and_utf8() {
         reason: None,
         created_at_ms: paid + 3_600_000,
         kind: RefundKind::Refund,
-        fee_fen: FeeContract::refund_fee_minor(2, 300, 100),
+        fee_fen: turnpike_provider_wire::fee::refund_fee(2, 300, 0, 100),
     };
     let reversal = RefundRow {
         trade_no: trades[1].trade_no.clone(),

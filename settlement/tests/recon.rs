@@ -318,10 +318,10 @@ fn fee_rounding() {
     };
     assert_eq!(fixed.fee_minor(1_000), 10 + 4); // 3.8 → 4
     assert_eq!(fixed.fee_minor(1_250), 10 + 5); // 4.75 → 5
-    assert_eq!(FeeContract::refund_fee_minor(2, 300, 100), 1); // 0.67
-    assert_eq!(FeeContract::refund_fee_minor(3, 500, 250), 2); // 1.5
-    assert_eq!(FeeContract::refund_fee_minor(3, 500, 249), 1); // 1.494
-    assert_eq!(FeeContract::refund_fee_minor(5, 0, 1), 0);
+    assert_eq!(turnpike_provider_wire::fee::refund_fee(2, 300, 0, 100), 1); // 0.67
+    assert_eq!(turnpike_provider_wire::fee::refund_fee(3, 500, 0, 250), 2); // 1.5
+    assert_eq!(turnpike_provider_wire::fee::refund_fee(3, 500, 0, 249), 1); // 1.494
+    assert_eq!(turnpike_provider_wire::fee::refund_fee(5, 0, 0, 1), 0);
 }
 
 /// Proves the journal balances for any totals, and that a tampered journal fails loudly.

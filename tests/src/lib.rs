@@ -67,7 +67,7 @@ pub fn test_config(db_url: &str, certs: &Path) -> Config {
     config.listen.public = "127.0.0.1:0".parse().expect("literal");
     config.listen.ops = "127.0.0.1:0".parse().expect("literal");
     config.tls.dir = certs.to_path_buf();
-    config.database.url = db_url.to_string();
+    config.database.url = db_url.into();
     config.taps.refresh_interval_ms = 200;
     config.journeys.sweep_interval_ms = 3_600_000;
     // Tests drive many simulated gates, riders and registrations from one address and one

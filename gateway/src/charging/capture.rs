@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::{backoff_ms, capture_txn, fare_txn, fee_minor, reversal_txn, Charging};
+use super::{backoff_ms, capture_txn, fare_txn, reversal_txn, service_fee, Charging};
 use crate::provider::{CallError, CancelOutcome, PayOutcome, QueryOutcome};
 use crate::store::charging::{self as sql, ChargeRow};
 
@@ -223,7 +223,7 @@ pub async fn apply_paid(
     let store = &charging.store;
     let now = crate::now_ms();
     let rate_bp = store.provider_fee_rate_bp(&charge.operator_id).await?;
-    let fee = fee_minor(charge.amount_minor, rate_bp);
+    let fee = service_fee(charge.amount_minor, rate_bp);
     let post_paid = charge.kind == "metro" || (charge.kind == "toll" && charge.status == "pending");
     let mut tx = store.begin().await?;
     let captured = sql::capture(&mut tx, charge.charge_id, provider_trade_no, fee, now).await?;
@@ -305,7 +305,7 @@ pub async fn book_reversal(
 ) -> anyhow::Result<()> {
     let store = &charging.store;
     let rate_bp = store.provider_fee_rate_bp(&charge.operator_id).await?;
-    let fee = fee_minor(charge.amount_minor, rate_bp);
+    let fee = service_fee(charge.amount_minor, rate_bp);
     let now = crate::now_ms();
     let mut tx = store.begin().await?;
     sql::book(

@@ -52,19 +52,9 @@ pub struct Charging {
     pub config: Arc<ChargingConfig>,
 }
 
-/// The provider's service fee: `amount × rate_bp / 10 000`, rounded half-up to the minor unit.
-pub fn fee_minor(amount_minor: i64, rate_bp: i64) -> i64 {
-    (amount_minor * rate_bp + 5_000) / 10_000
-}
-
-/// The part of a payment's fee the provider returns with a (partial) refund: pro rata,
-/// rounded half-up. A full refund returns the whole fee.
-pub fn refund_fee_minor(fee_minor: i64, amount_minor: i64, refund_minor: i64) -> i64 {
-    if amount_minor == 0 {
-        return 0;
-    }
-    (2 * fee_minor * refund_minor + amount_minor) / (2 * amount_minor)
-}
+/// The provider's fee rule, shared with settlement and the sandbox so all three agree to the
+/// fen: a payment's fee, and the cumulative pro rata share each refund gives back.
+pub use turnpike_provider_wire::fee::{refund_fee, service_fee};
 
 fn line(account: &'static str, party: &str, debit: i64, credit: i64) -> LedgerLine {
     LedgerLine {
@@ -195,19 +185,6 @@ pub fn backoff_ms(base_ms: u64, max_ms: u64, n: u32) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Proves the fee rounds half-up and refunds return it pro rata, fully on a full refund.
-    #[test]
-    fn fees_round_half_up() {
-        assert_eq!(fee_minor(1000, 60), 6);
-        assert_eq!(fee_minor(250, 60), 2); // 1.5 → 2
-        assert_eq!(fee_minor(249, 60), 1); // 1.494 → 1
-        assert_eq!(fee_minor(0, 60), 0);
-        assert_eq!(refund_fee_minor(6, 1000, 1000), 6);
-        assert_eq!(refund_fee_minor(6, 1000, 500), 3);
-        assert_eq!(refund_fee_minor(2, 250, 125), 1);
-        assert_eq!(refund_fee_minor(1, 300, 100), 0); // 0.333 → 0
-    }
 
     fn charge() -> ChargeRow {
         ChargeRow {

@@ -6,7 +6,7 @@
 //! most once. The journal entry (`refund:<out_request_no>`) is booked in the transaction that
 //! marks the refund succeeded, with the provider's fee returned pro rata.
 
-use super::{fee_minor, refund_fee_minor, refund_txn, Charging};
+use super::{refund_fee, refund_txn, service_fee, Charging};
 use crate::provider::RefundOutcome;
 use crate::store::charging::{self as sql, ChargeRow, RefundRow};
 
@@ -139,10 +139,18 @@ async fn drive(
             let rate_bp = store.provider_fee_rate_bp(&charge.operator_id).await?;
             let fee = charge
                 .fee_minor
-                .unwrap_or_else(|| fee_minor(charge.amount_minor, rate_bp));
-            let fee_back = refund_fee_minor(fee, charge.amount_minor, refund.amount_minor);
+                .unwrap_or_else(|| service_fee(charge.amount_minor, rate_bp));
             let mut tx = store.begin().await?;
-            if sql::finish_refund(&mut tx, refund, true, None, now).await? {
+            if let Some(refunded_after) =
+                sql::finish_refund(&mut tx, refund, true, None, now).await?
+            {
+                let refunded_before = refunded_after - refund.amount_minor;
+                let fee_back = refund_fee(
+                    fee,
+                    charge.amount_minor,
+                    refunded_before,
+                    refund.amount_minor,
+                );
                 sql::book(
                     &mut tx,
                     &refund_txn(

@@ -581,13 +581,15 @@ pub async fn insert_refund(tx: &mut Tx<'_>, r: &RefundRow) -> Result<bool, sqlx:
 
 /// Finishes a pending refund; on success also adds it to the charge's refunded total (bounded
 /// by the charge amount through the schema's CHECK).
+/// Ends a pending refund. None if it was not pending any more (another worker ended it); else
+/// the charge's refunded total after it (a success adds its amount, in the same transaction).
 pub async fn finish_refund(
     tx: &mut Tx<'_>,
     refund: &RefundRow,
     succeeded: bool,
     detail: Option<&str>,
     now_ms: i64,
-) -> Result<bool, sqlx::Error> {
+) -> Result<Option<i64>, sqlx::Error> {
     let status = if succeeded { "succeeded" } else { "failed" };
     let n = sqlx::query(
         "UPDATE refunds SET status = $2, detail = $3, completed_at_ms = $4 WHERE refund_id = $1 AND status = 'pending'",
@@ -599,17 +601,21 @@ pub async fn finish_refund(
     .execute(&mut **tx)
     .await?
     .rows_affected();
-    if n == 1 && succeeded {
-        sqlx::query(
-            "UPDATE charges SET refunded_minor = refunded_minor + $2, updated_at_ms = $3 WHERE charge_id = $1",
-        )
-        .bind(refund.charge_id)
-        .bind(refund.amount_minor)
-        .bind(now_ms)
-        .execute(&mut **tx)
-        .await?;
+    if n == 0 {
+        return Ok(None);
     }
-    Ok(n == 1)
+    let added = if succeeded { refund.amount_minor } else { 0 };
+    let refunded: i64 = sqlx::query(
+        "UPDATE charges SET refunded_minor = refunded_minor + $2, updated_at_ms = $3 WHERE charge_id = $1
+         RETURNING refunded_minor",
+    )
+    .bind(refund.charge_id)
+    .bind(added)
+    .bind(now_ms)
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get(0)?;
+    Ok(Some(refunded))
 }
 
 pub async fn insert_dispute(tx: &mut Tx<'_>, d: &DisputeRow) -> Result<bool, sqlx::Error> {
