@@ -120,7 +120,13 @@ fn line(terminal: &str, who: &str, direction: Direction, r: &TapResponse) -> Str
     )
 }
 
-pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
+/// Runs the demo. Boxed where it is defined so its state machine is compiled once, here, and
+/// not again in the binary (ARCHITECTURE.md, "Build").
+pub fn run(options: DemoOptions) -> gateway::LocalBoxFuture<'static, anyhow::Result<()>> {
+    Box::pin(run_demo(options))
+}
+
+async fn run_demo(options: DemoOptions) -> anyhow::Result<()> {
     let started = Instant::now();
     let deadline = options.duration_s.map(|s| started + Duration::from_secs(s));
     let temporary = options.dir.is_none();

@@ -26,11 +26,10 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .compact()
-        .with_env_filter(filter)
+    use tracing_subscriber::prelude::*;
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().compact())
+        .with(log_filter(tracing::Level::WARN))
         .init();
     demo::run(demo::DemoOptions {
         duration_s: cli.duration,
@@ -38,4 +37,12 @@ async fn main() -> anyhow::Result<()> {
         riders: cli.riders,
     })
     .await
+}
+
+/// `RUST_LOG` as a list of `target=level` directives (e.g. `info,sqlx=warn`), else `default`.
+fn log_filter(default: tracing::Level) -> tracing_subscriber::filter::Targets {
+    std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| tracing_subscriber::filter::Targets::new().with_default(default))
 }

@@ -71,8 +71,24 @@ pub struct Gateway {
     ops: TcpListener,
 }
 
+/// A boxed, sendable future (see [`Gateway::build`] for why the entry points return one).
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+/// A boxed future that stays on its thread: building is awaited in place, never spawned (and
+/// sqlx's borrowed connections keep the compiler from proving it `Send`).
+pub type LocalBoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 'a>>;
+
 impl Gateway {
-    pub async fn build(config: Config, admin_token: &str) -> anyhow::Result<Gateway> {
+    /// Connects and migrates the database, loads the registry and networks, starts the tap
+    /// writers and binds the ports (port 0 works).
+    ///
+    /// A future boxed where it is defined, so its state machine is compiled once, in this crate,
+    /// rather than again in every crate that awaits it (an `async fn`'s body is otherwise compiled
+    /// where it is polled: in each binary and test that uses it). See ARCHITECTURE.md, "Build".
+    pub fn build(config: Config, admin_token: &str) -> LocalBoxFuture<'_, anyhow::Result<Gateway>> {
+        Box::pin(Gateway::build_inner(config, admin_token))
+    }
+
+    async fn build_inner(config: Config, admin_token: &str) -> anyhow::Result<Gateway> {
         config.validate()?;
         let store = Store::connect(
             config.database.url.expose(),
@@ -167,11 +183,22 @@ impl Gateway {
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, drains in-flight requests (up to
-    /// [`server::DRAIN_TIMEOUT`]) and closes the database pool.
-    pub async fn run_until(
+    /// [`server::DRAIN_TIMEOUT`]) and closes the database pool. Boxed like [`Gateway::build`].
+    pub fn run_until(
         self,
-        shutdown: impl std::future::Future<Output = ()>,
-    ) -> anyhow::Result<()> {
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> BoxFuture<'static, anyhow::Result<()>> {
+        self.run_until_boxed(Box::pin(shutdown))
+    }
+
+    fn run_until_boxed(
+        self,
+        shutdown: BoxFuture<'static, ()>,
+    ) -> BoxFuture<'static, anyhow::Result<()>> {
+        Box::pin(self.serve_until(shutdown))
+    }
+
+    async fn serve_until(self, shutdown: BoxFuture<'static, ()>) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let state = self.state.clone();
         let timeout_ms = state.config.listen.request_timeout_ms;

@@ -171,8 +171,20 @@ pub struct Sandbox {
     listener: TcpListener,
 }
 
+/// A boxed, sendable future (see [`Sandbox::build`]).
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
 impl Sandbox {
-    pub async fn build(config: Config) -> anyhow::Result<Sandbox> {
+    /// Loads the platform key, connects and migrates the database, binds the port.
+    ///
+    /// A future boxed where it is defined, so its state machine is compiled once, in this crate,
+    /// rather than again in every crate that awaits it (an `async fn`'s body is otherwise compiled
+    /// where it is polled: in each binary and test that uses it). See ARCHITECTURE.md, "Build".
+    pub fn build(config: Config) -> BoxFuture<'static, anyhow::Result<Sandbox>> {
+        Box::pin(Sandbox::build_inner(config))
+    }
+
+    async fn build_inner(config: Config) -> anyhow::Result<Sandbox> {
         let key_path = config.keys_dir.join(PLATFORM_PRIVATE_KEY_FILE);
         let platform_key = Signer::from_file(&key_path)
             .with_context(|| format!("loading the platform key {}", key_path.display()))?;
@@ -207,10 +219,21 @@ impl Sandbox {
     /// Serves until `shutdown` resolves, lets in-flight requests finish, stops the background
     /// tasks (a notification being delivered is simply delivered again after a restart), then
     /// closes the pool.
-    pub async fn run_until(
+    pub fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    ) -> BoxFuture<'static, anyhow::Result<()>> {
+        self.run_until_boxed(Box::pin(shutdown))
+    }
+
+    fn run_until_boxed(
+        self,
+        shutdown: BoxFuture<'static, ()>,
+    ) -> BoxFuture<'static, anyhow::Result<()>> {
+        Box::pin(self.serve_until(shutdown))
+    }
+
+    async fn serve_until(self, shutdown: BoxFuture<'static, ()>) -> anyhow::Result<()> {
         let state = self.state.clone();
         let (stop_tx, stop_rx) = watch::channel(false);
         let background = [

@@ -13,10 +13,16 @@
 //! - [`day`]: the business day window (time zone, cut-off).
 //! - [`error`]: [`SettlementError`] and [`InputError`].
 //!
-//! It deliberately does not: talk to a database or the network, write files (a caller persists
-//! a [`Reconciliation`] only after [`reconcile`] succeeded, so a failed run leaves nothing
-//! partial), or carry items across days by itself (it reports `other_day` items with the day they
-//! belong to).
+//! That engine (the modules above) deliberately does not talk to a database or the network,
+//! write files (a caller persists a [`Reconciliation`] only after [`reconcile`] succeeded, so a
+//! failed run leaves nothing partial), or carry items across days by itself (it reports
+//! `other_day` items with the day they belong to).
+//!
+//! Around it, the product a finance team runs: [`run`] (a day's run: inputs, reconcile, store,
+//! files), [`engine`] and [`outcome`] (the run's view of a reconciliation), [`outputs`]
+//! (statement, payout and exception files), [`adjust`] (statements with carried items and
+//! adjustments), [`store`] (the only settlement code that speaks SQL), [`web`] and [`auth`]
+//! (the review UI), [`schedule`] (the nightly time).
 
 pub mod day;
 pub mod error;

@@ -204,7 +204,24 @@ impl Sim {
 
 /// Connects, plans and runs one scenario (toll exits paid at the booth when `provider` is
 /// given).
-pub async fn run_scenario(
+pub fn run_scenario(
+    target: Target,
+    provider: Option<ProviderTarget>,
+    scenario: Scenario,
+    rate_per_s: f64,
+    duration_s: f64,
+    options: &RunOptions,
+) -> BoxFuture<'_, anyhow::Result<Report>> {
+    Box::pin(run_scenario_inner(
+        target, provider, scenario, rate_per_s, duration_s, options,
+    ))
+}
+
+/// A boxed future: the simulator's entry points return one so their state machines are compiled
+/// once, in this crate, not again in the CLI and every test that awaits them.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 'a>>;
+
+async fn run_scenario_inner(
     target: Target,
     provider: Option<ProviderTarget>,
     scenario: Scenario,

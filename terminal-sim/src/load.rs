@@ -29,8 +29,13 @@ pub struct LoadOptions {
     pub identity: Option<(PathBuf, PathBuf)>,
 }
 
-/// Sends `rate_per_s` POSTs per second, evenly spaced, for `duration_s`.
-pub async fn run(options: &LoadOptions) -> anyhow::Result<Report> {
+/// Sends `rate_per_s` POSTs per second, evenly spaced, for `duration_s`. Boxed like
+/// [`crate::run_scenario`].
+pub fn run(options: &LoadOptions) -> crate::BoxFuture<'_, anyhow::Result<Report>> {
+    Box::pin(run_load(options))
+}
+
+async fn run_load(options: &LoadOptions) -> anyhow::Result<Report> {
     let endpoint = Endpoint::parse(&options.url)?;
     let path = {
         let rest = options.url.split_once("://").map_or("", |(_, r)| r);

@@ -3,7 +3,7 @@
 //!
 //! This is hyper's connection-level client rather than reqwest: under open-loop load the
 //! simulator must cost far less per request than the server it measures (see the simulator
-//! ceiling in `docs/load.md`). A broken connection is re-established on the next request.
+//! ceiling in `docs/bench-history.md`). A broken connection is re-established on the next request.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -255,9 +255,14 @@ pub struct PaidEnv {
 impl PaidEnv {
     pub async fn start(db: Db, tweak: impl FnOnce(&mut Config)) -> Option<PaidEnv> {
         // Logs (RUST_LOG=…) go to the test's captured output, shown when it fails.
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
+        use tracing_subscriber::prelude::*;
+        let filter = std::env::var("RUST_LOG")
+            .ok()
+            .and_then(|v| v.parse::<tracing_subscriber::filter::Targets>().ok())
+            .unwrap_or_default();
+        let _ = tracing_subscriber::registry()
+            .with(tracing_subscriber::fmt::layer().with_test_writer())
+            .with(filter)
             .try_init();
         let scratch = Scratch::new("sandbox-of-test");
         let sandbox = Sandbox::start(db, &scratch).await?;

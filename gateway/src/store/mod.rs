@@ -1,7 +1,9 @@
 //! Storage: the only module that speaks SQL.
 //!
-//! One set of portable SQL runs on PostgreSQL (the system of record) and SQLite (the embedded
-//! default) through sqlx's `Any` driver; only the migrations differ per backend. Everything the
+//! Portable SQL runs on PostgreSQL (the system of record) and SQLite (the embedded default)
+//! through sqlx's `Any` driver; the migrations differ per backend, and so do the tap pipeline's
+//! set-based statements (`waves.rs`: one statement per rule per wave on PostgreSQL, per-row
+//! loops on SQLite). Everything the
 //! gateway relies on across nodes — one answer per (terminal, sequence), one use of a ride code
 //! per direction, one open journey per rider — is a database constraint, detected here with
 //! `INSERT … ON CONFLICT DO NOTHING` so a conflict never aborts the surrounding transaction.

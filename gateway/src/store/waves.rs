@@ -650,7 +650,7 @@ fn execute<T: Serialize>(name: &str, rows: &[T], checked: bool) -> Result<String
 /// (`Store::tap_session`, when it connects, after migrations) and run by name, so each is parsed
 /// once per session and, under `plan_cache_mode = force_generic_plan` (set for those sessions
 /// only, `wave_tx::TAP_SESSION`), planned once (PostgreSQL's CPU per tap fell by 35–45 % at
-/// 191 taps/s; docs/load.md). Their JSON parameter is opaque to the planner, so the generic plan
+/// 191 taps/s; docs/bench-history.md). Their JSON parameter is opaque to the planner, so the generic plan
 /// is the one a custom plan would be. Each checked write takes its row count as `$2` and raises
 /// [`WAVE_RACED`] when it wrote fewer rows.
 pub static PG_PREPARED: LazyLock<String> = LazyLock::new(|| {
