@@ -23,6 +23,7 @@ use tokio::sync::Mutex;
 use turnpike_wire::api::{Decision, Direction, TapRequest, TapResponse, VehicleClass};
 
 use gateway::config::Config;
+use gateway::store::charging::ChargeStatus;
 use turnpike_client::{AdminClient, RiderDevice, TerminalClient};
 
 pub mod payments;
@@ -694,7 +695,7 @@ async fn payments_section(d: &PaymentsDemo<'_>) -> anyhow::Result<()> {
         Ok(rider_charges(state, r1)
             .await?
             .iter()
-            .all(|c| c.status == "captured"))
+            .all(|c| c.status == ChargeStatus::Captured))
     })
     .await?;
     for c in rider_charges(state, r1).await? {
@@ -740,7 +741,7 @@ async fn payments_section(d: &PaymentsDemo<'_>) -> anyhow::Result<()> {
         Ok(rider_charges(state, &broke)
             .await?
             .iter()
-            .any(|c| c.status == "failed"))
+            .any(|c| c.status == ChargeStatus::Failed))
     })
     .await?;
     for c in rider_charges(state, &broke).await? {
@@ -782,7 +783,7 @@ async fn payments_section(d: &PaymentsDemo<'_>) -> anyhow::Result<()> {
         Ok(rider_charges(state, &broke)
             .await?
             .iter()
-            .all(|c| c.status == "captured"))
+            .all(|c| c.status == ChargeStatus::Captured))
     })
     .await?;
     anyhow::ensure!(repaid, "the repayment was expected to succeed");
@@ -880,7 +881,7 @@ async fn payments_section(d: &PaymentsDemo<'_>) -> anyhow::Result<()> {
     println!("— a refund: the operator refunds ¥1.00 of car-1's toll (sent twice, refunded once)");
     let car_charge = state
         .store
-        .charges(None, Some("captured"), 1000)
+        .charges(None, Some(ChargeStatus::Captured), 1000)
         .await?
         .into_iter()
         .find(|c| c.journey_id.map(|j| j.to_string()) == car.journey_id)
@@ -985,9 +986,9 @@ async fn payments_summary(
 ) -> anyhow::Result<()> {
     let _ = provider;
     let charges = state.store.charges(None, None, 100_000).await?;
-    let mut by: std::collections::BTreeMap<(String, String), (usize, i64)> = Default::default();
+    let mut by: std::collections::BTreeMap<(&str, &str), (usize, i64)> = Default::default();
     for c in &charges {
-        let e = by.entry((c.kind.clone(), c.status.clone())).or_default();
+        let e = by.entry((c.kind.as_str(), c.status.as_str())).or_default();
         e.0 += 1;
         e.1 += c.amount_minor;
     }

@@ -11,6 +11,7 @@ use turnpike_wire::api::{Decision, Direction, TapRequest, TapResponse, VehicleCl
 use turnpike_wire::{Currency, Money};
 
 use gateway::provider::{ProviderConfig, QueryOutcome};
+use gateway::store::charging::ChargeStatus;
 use turnpike_client::{RiderDevice, TerminalClient};
 
 pub use turnpike_client::demo::APP_ID;
@@ -236,7 +237,10 @@ pub async fn confirm_in_wallet_after(
         .provider
         .clone()
         .context("no provider configured")?;
-    let paying = state.store.charges(None, Some("paying"), 10).await?;
+    let paying = state
+        .store
+        .charges(None, Some(ChargeStatus::Paying), 10)
+        .await?;
     for charge in paying {
         if let Ok(QueryOutcome::Trade { trade_no, .. }) = client.query(&charge.out_trade_no).await {
             println!(

@@ -23,6 +23,7 @@ use turnpike_wire::Money;
 
 use crate::error::ApiError;
 use crate::network::{Mode, Networks, OperatorNetwork};
+use crate::store::charging::ChargeStatus;
 use crate::store::charging::{self as charges, NewCharge};
 use crate::store::taps::{self as sql, JourneyClose};
 use crate::store::wave_tx::WaveTx;
@@ -721,14 +722,18 @@ async fn judge_wave(
                 closing.at_exit && slot.tap.pays_at_exit && closing.network.mode() == Mode::Toll;
             JourneyCharge {
                 charge_id: crate::random_id(),
-                kind: closing.network.mode().as_str(),
+                kind: closing.network.mode().charge_kind(),
                 operator_id: closing.open.operator_id.clone(),
                 rider_id: closing.open.rider_id,
                 journey_id: closing.open.journey_id,
                 amount_minor: closing.charge.to_minor(),
                 currency: closing.charge.currency().code(),
                 business_day: closing.business_day.clone(),
-                status: if pays_now { "paying" } else { "pending" },
+                status: if pays_now {
+                    ChargeStatus::Paying
+                } else {
+                    ChargeStatus::Pending
+                },
                 next_attempt_at_ms: now_ms,
                 lease_until_ms: pays_now.then_some(now_ms + rules.payment_lease_ms),
                 terminal_id: closing.at_exit.then(|| slot.terminal.terminal_id.clone()),
@@ -755,7 +760,7 @@ async fn judge_wave(
             // A toll journey whose pay was cancelled, exited again: a new attempt.
             charges::restart_journey_charge(tx.conn().await?, &new_charge.as_new_charge()).await?
         };
-        charge_ids.insert(c, (id, new_charge.status == "paying"));
+        charge_ids.insert(c, (id, new_charge.status == ChargeStatus::Paying));
     }
 
     // The exits' verdicts, now that fares and charges are known.
@@ -968,14 +973,14 @@ pub async fn close_incomplete(
             tx,
             &NewCharge {
                 charge_id: crate::random_id(),
-                kind: network.mode().as_str(),
+                kind: network.mode().charge_kind(),
                 operator_id: &open.operator_id,
                 rider_id: Some(open.rider_id),
                 journey_id: Some(open.journey_id),
                 amount_minor: charge.to_minor(),
                 currency: charge.currency().code(),
                 business_day: &business_day,
-                status: "pending",
+                status: ChargeStatus::Pending,
                 next_attempt_at_ms: now_ms,
                 lease_until_ms: None,
                 terminal_id: None,

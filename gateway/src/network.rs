@@ -35,6 +35,15 @@ impl Mode {
         }
     }
 
+    /// The kind of charge a journey in this mode makes.
+    pub fn charge_kind(self) -> crate::store::charging::ChargeKind {
+        use crate::store::charging::ChargeKind;
+        match self {
+            Mode::Metro => ChargeKind::Metro,
+            Mode::Toll => ChargeKind::Toll,
+        }
+    }
+
     /// The credential product flag a rider needs for this mode.
     pub fn product_bit(self) -> u16 {
         match self {

@@ -5,7 +5,8 @@
 mod review_fixture;
 
 use gateway::charging::{capture_txn, fare_txn, refund_txn};
-use gateway::store::charging::{book, insert_charge, NewCharge};
+use gateway::store::charging::ChargeKind::{Metro, Toll};
+use gateway::store::charging::{book, insert_charge, ChargeStatus, NewCharge};
 use gateway::store::OperatorRow;
 use review_fixture::*;
 use settlement::run::GatewayInput;
@@ -37,13 +38,13 @@ async fn seed_gateway(url: &str) {
     }
     // (charge id, kind, operator, business day, terminal, sequence, amount)
     let charges = [
-        (1, "metro", "hz-metro", DAY, "G1", 1, 300),
-        (2, "metro", "hz-metro", DAY, "G1", 2, 500),
-        (3, "metro", "hz-metro", DAY, "G1", 3, 200),
-        (4, "metro", "hz-metro", DAY, "G1", 4, 400),
-        (6, "metro", "hz-metro", "2026-01-01", "G1", 6, 300),
-        (7, "metro", "hz-metro", DAY, "G1", 7, 600),
-        (5, "toll", "zj-expressway", DAY, "B1", 1, 1250),
+        (1, Metro, "hz-metro", DAY, "G1", 1, 300),
+        (2, Metro, "hz-metro", DAY, "G1", 2, 500),
+        (3, Metro, "hz-metro", DAY, "G1", 3, 200),
+        (4, Metro, "hz-metro", DAY, "G1", 4, 400),
+        (6, Metro, "hz-metro", "2026-01-01", "G1", 6, 300),
+        (7, Metro, "hz-metro", DAY, "G1", 7, 600),
+        (5, Toll, "zj-expressway", DAY, "B1", 1, 1250),
     ];
     let mut tx = gw.begin().await.unwrap();
     for (id, kind, op, day, terminal, seq, amount) in charges {
@@ -58,7 +59,7 @@ async fn seed_gateway(url: &str) {
                 amount_minor: amount,
                 currency: "CNY",
                 business_day: day,
-                status: "captured",
+                status: ChargeStatus::Captured,
                 next_attempt_at_ms: PAID_AT_MS,
                 lease_until_ms: None,
                 terminal_id: Some(terminal),
@@ -77,7 +78,7 @@ async fn seed_gateway(url: &str) {
         // followed the provider's character rule (`M1_1`): the reader takes a journal's numbers
         // as they are stored.
         let trade = charge.out_trade_no.replace('_', "-");
-        let post_paid = kind == "metro";
+        let post_paid = kind == Metro;
         if post_paid {
             book(&mut tx, &fare_txn(&charge), PAID_AT_MS).await.unwrap();
         }

@@ -5,6 +5,7 @@
 //! exactly one capture and vice versa, amounts equal, no journey charged twice, none left
 //! uncharged. The figures are written to `target/fault-matrix-<db>.json`.
 
+use gateway::store::charging::{ChargeKind, ChargeStatus};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -190,8 +191,14 @@ async fn fault_matrix_reconciles(db: Db) {
     let settled = |p: &PaidEnv| {
         let store = p.env.gw.state.store.clone();
         async move {
-            let pending = store.charges(None, Some("pending"), 1000).await.unwrap();
-            let paying = store.charges(None, Some("paying"), 1000).await.unwrap();
+            let pending = store
+                .charges(None, Some(ChargeStatus::Pending), 1000)
+                .await
+                .unwrap();
+            let paying = store
+                .charges(None, Some(ChargeStatus::Paying), 1000)
+                .await
+                .unwrap();
             pending.is_empty() && paying.is_empty()
         }
     };
@@ -250,7 +257,7 @@ async fn fault_matrix_reconciles(db: Db) {
     // 3. Amounts equal; one capture per charge; every journey's charge collected.
     let mut captured_charges = 0;
     for c in &charges {
-        if c.status == "captured" {
+        if c.status == ChargeStatus::Captured {
             captured_charges += 1;
             assert_eq!(
                 paid.get(c.out_trade_no.as_str()),
@@ -272,15 +279,19 @@ async fn fault_matrix_reconciles(db: Db) {
             );
         } else {
             assert_eq!(
-                c.status, "cancelled",
+                c.status,
+                ChargeStatus::Cancelled,
                 "only unpaid booth exits may stay uncollected: {c:?}"
             );
         }
     }
-    let metro: Vec<_> = charges.iter().filter(|c| c.kind == "metro").collect();
+    let metro: Vec<_> = charges
+        .iter()
+        .filter(|c| c.kind == ChargeKind::Metro)
+        .collect();
     assert_eq!(metro.len(), approved_exits, "one charge per journey");
     assert!(
-        metro.iter().all(|c| c.status == "captured"),
+        metro.iter().all(|c| c.status == ChargeStatus::Captured),
         "a metro journey left uncharged"
     );
     let journeys: BTreeSet<i64> = charges.iter().filter_map(|c| c.journey_id).collect();

@@ -2,6 +2,7 @@
 //! through the rider's withholding agreement by the capture worker; a deduction that keeps
 //! failing deny-lists the rider, and repaying the arrears lifts it.
 
+use gateway::store::charging::ChargeStatus;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -42,7 +43,7 @@ async fn ride(p: &PaidEnv, rider: &turnpike_client::RiderDevice, seq: u64) -> Ta
         .unwrap()
 }
 
-async fn charge_status(p: &PaidEnv) -> Vec<String> {
+async fn charge_status(p: &PaidEnv) -> Vec<ChargeStatus> {
     let charges = p.env.gw.state.store.charges(None, None, 100).await.unwrap();
     charges.into_iter().map(|c| c.status).collect()
 }
@@ -58,8 +59,10 @@ async fn journey_is_deducted(db: Db) {
     assert_eq!(exit.decision, Decision::Approve);
     let fare = exit.charge.unwrap().to_minor();
     assert!(
-        p.eventually(5_000, || async { charge_status(&p).await == ["captured"] })
-            .await
+        p.eventually(5_000, || async {
+            charge_status(&p).await == [ChargeStatus::Captured]
+        })
+        .await
     );
     assert_eq!(p.sandbox.balance(&user).await, 10_000 - fare);
     let l = p.ledger().await;
@@ -105,8 +108,10 @@ async fn arrears_deny_and_lift(db: Db) {
     let exit = ride(&p, &rider, 1).await;
     let fare = exit.charge.unwrap().to_minor();
     assert!(
-        p.eventually(8_000, || async { charge_status(&p).await == ["failed"] })
-            .await
+        p.eventually(8_000, || async {
+            charge_status(&p).await == [ChargeStatus::Failed]
+        })
+        .await
     );
     tokio::time::sleep(Duration::from_millis(400)).await; // the registry refresh
     let denied = ride(&p, &rider, 2).await;
@@ -134,8 +139,10 @@ async fn arrears_deny_and_lift(db: Db) {
         .unwrap();
     assert_eq!(a.status, 200);
     assert!(
-        p.eventually(5_000, || async { charge_status(&p).await == ["captured"] })
-            .await
+        p.eventually(5_000, || async {
+            charge_status(&p).await == [ChargeStatus::Captured]
+        })
+        .await
     );
     assert_eq!(p.sandbox.balance(&user).await, 10_000 - fare);
     tokio::time::sleep(Duration::from_millis(400)).await;

@@ -4,6 +4,7 @@
 //! the test's dev CA — or, when it is lost, the query fallback marks the order paid, once; unpaid orders expire and are closed at
 //! the provider; forged notifications and bad input change nothing.
 
+use gateway::store::charging::ChargeStatus;
 use serde_json::{json, Value};
 use turnpike_client::{Answer, TerminalClient};
 use turnpike_tests::provider::{form_body, sandbox_keys, PaidEnv, APP_ID};
@@ -370,7 +371,7 @@ async fn forged_notification(db: Db) {
     assert!(after["ticket_code"].is_null());
     assert_eq!(p.ledger().await["transactions"], 0);
     let charges = p.env.gw.state.store.charges(None, None, 10).await.unwrap();
-    assert_eq!(charges[0].status, "pending");
+    assert_eq!(charges[0].status, ChargeStatus::Pending);
 }
 on_both!(forged_notification);
 
@@ -477,7 +478,7 @@ async fn unpaid_order_expires(db: Db) {
     assert_eq!(p.sandbox.balance(&user).await, 10_000);
     assert_eq!(p.ledger().await["transactions"], 0);
     let charges = p.env.gw.state.store.charges(None, None, 10).await.unwrap();
-    assert_eq!(charges[0].status, "cancelled");
+    assert_eq!(charges[0].status, ChargeStatus::Cancelled);
 }
 on_both!(unpaid_order_expires);
 
@@ -499,7 +500,7 @@ async fn provider_down(db: Db) {
     assert_eq!(a.error_code().as_deref(), Some("provider_unavailable"));
     let charges = p.env.gw.state.store.charges(None, None, 10).await.unwrap();
     assert_eq!(charges.len(), 1);
-    assert_eq!(charges[0].status, "cancelled");
+    assert_eq!(charges[0].status, ChargeStatus::Cancelled);
     let trades = p.sandbox.trades().await;
     assert!(
         trades.iter().all(|t| t.status == "TRADE_CLOSED"),
@@ -648,7 +649,7 @@ async fn metro_deduction_settled_by_notification(db: Db) {
     let captured = p
         .eventually(20_000, || async {
             let c = p.env.gw.state.store.charges(None, None, 10).await.unwrap();
-            c.len() == 1 && c[0].status == "captured"
+            c.len() == 1 && c[0].status == ChargeStatus::Captured
         })
         .await;
     assert!(

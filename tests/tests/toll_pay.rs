@@ -2,6 +2,7 @@
 //! sandbox over HTTP: one final answer per exit, no trade left open at the provider, and the
 //! ledger holding exactly what the provider holds.
 
+use gateway::store::charging::ChargeStatus;
 use std::time::Duration;
 
 use turnpike_tests::provider::PaidEnv;
@@ -67,7 +68,7 @@ async fn paid_at_exit(db: Db) {
     assert_eq!(l["transactions"], 1, "{l}");
     let charges = p.env.gw.state.store.charges(None, None, 10).await.unwrap();
     assert_eq!(charges.len(), 1);
-    assert_eq!(charges[0].status, "captured");
+    assert_eq!(charges[0].status, ChargeStatus::Captured);
     assert_eq!(charges[0].out_trade_no, trades[0].out_trade_no);
 }
 on_both!(paid_at_exit);
@@ -185,7 +186,7 @@ async fn declined_for_balance(db: Db) {
     assert_eq!(r.reason.as_deref(), Some("payment_declined"));
     assert_eq!(p.sandbox.balance(&user).await, 1);
     let charges = p.env.gw.state.store.charges(None, None, 10).await.unwrap();
-    assert_eq!(charges[0].status, "cancelled");
+    assert_eq!(charges[0].status, ChargeStatus::Cancelled);
     assert_eq!(p.ledger().await["transactions"], 0);
 }
 on_both!(declined_for_balance);
@@ -255,7 +256,7 @@ async fn forged_answers_are_ignored(db: Db) {
     );
     assert_eq!(p.ledger().await["transactions"], 0);
     let charges = p.env.gw.state.store.charges(None, None, 10).await.unwrap();
-    assert_eq!(charges[0].status, "paying");
+    assert_eq!(charges[0].status, ChargeStatus::Paying);
     let metrics = reqwest::get(format!("{}/metrics", p.env.gw.ops_base))
         .await
         .unwrap()

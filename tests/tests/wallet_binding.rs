@@ -4,6 +4,7 @@
 //! the provider; the provider's sign and unsign notifications are verified before anything is
 //! written. Against the real provider sandbox over HTTP, on both databases.
 
+use gateway::store::charging::ChargeStatus;
 use serde_json::{json, Value};
 use turnpike_tests::on_both;
 use turnpike_tests::provider::{form_body, PaidEnv};
@@ -111,7 +112,7 @@ async fn a_rider_cannot_bind_another_riders_wallet(db: Db) {
         p.eventually(10_000, || async {
             let charges = p.env.gw.state.store.charges(None, None, 10).await.unwrap();
             charges.len() == 2
-                && charges.iter().any(|c| c.status == "captured")
+                && charges.iter().any(|c| c.status == ChargeStatus::Captured)
                 && charges
                     .iter()
                     .any(|c| c.rider_id == Some(a_id) && c.attempt >= 2)
@@ -128,7 +129,12 @@ async fn a_rider_cannot_bind_another_riders_wallet(db: Db) {
         .charges(Some(a_id), None, 10)
         .await
         .unwrap();
-    assert_ne!(a_charge[0].status, "captured", "{:?}", a_charge[0]);
+    assert_ne!(
+        a_charge[0].status,
+        ChargeStatus::Captured,
+        "{:?}",
+        a_charge[0]
+    );
 }
 on_both!(a_rider_cannot_bind_another_riders_wallet);
 

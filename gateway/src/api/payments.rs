@@ -11,6 +11,7 @@ use super::{check_input, check_reason, decimal_id, OptionalJson, ValidJson, Vali
 use crate::charging::refunds::{self, RefundError, RefundRequest};
 use crate::charging::wallets::{self, WalletError, WalletState};
 use crate::error::{ApiError, ApiResult};
+use crate::store::charging::ChargeStatus;
 use crate::store::charging::{self as charges, ChargeRow, DisputeRow, RefundRow};
 use crate::AppState;
 pub use turnpike_wire::api::payments::{
@@ -209,15 +210,13 @@ async fn admin_charges(
     State(state): State<AppState>,
     ValidQuery(q): ValidQuery<ChargesQuery>,
 ) -> ApiResult<Json<Vec<ChargeView>>> {
-    const STATUSES: [&str; 5] = ["pending", "paying", "captured", "failed", "cancelled"];
-    if let Some(s) = &q.status {
-        if !STATUSES.contains(&s.as_str()) {
-            return Err(ApiError::unprocessable(
-                "invalid_status",
-                format!("status must be one of {STATUSES:?}"),
-            ));
-        }
-    }
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(ChargeStatus::parse(s).ok_or_else(|| {
+            let names: Vec<&str> = ChargeStatus::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::unprocessable("invalid_status", format!("status must be one of {names:?}"))
+        })?),
+    };
     let limit = q.limit.unwrap_or(CHARGES_LIMIT_MAX);
     if !(1..=CHARGES_LIMIT_MAX).contains(&limit) {
         return Err(ApiError::unprocessable(
@@ -225,10 +224,7 @@ async fn admin_charges(
             format!("limit must be 1 to {CHARGES_LIMIT_MAX}"),
         ));
     }
-    let rows = state
-        .store
-        .charges(q.rider_id, q.status.as_deref(), limit)
-        .await?;
+    let rows = state.store.charges(q.rider_id, status, limit).await?;
     Ok(Json(rows.into_iter().map(ChargeView::from).collect()))
 }
 
@@ -348,7 +344,7 @@ async fn open_dispute(
         .await?
         .filter(|c| c.rider_id == Some(rider_id))
         .ok_or_else(|| ApiError::NotFound("no such charge".into()))?;
-    if charge.status != "captured" {
+    if charge.status != ChargeStatus::Captured {
         return Err(ApiError::unprocessable(
             "charge_not_captured",
             "only a charge that was paid can be disputed",

@@ -27,6 +27,7 @@ use super::ValidJson;
 use crate::charging::notify;
 use crate::charging::tickets::{self, OrderRequest, PrecreateError, PriceError};
 use crate::error::{ApiError, ApiResult};
+use crate::store::charging::ChargeStatus;
 use crate::store::charging::{ChargeRow, TicketOrderRow};
 use crate::AppState;
 pub use turnpike_wire::api::tickets::{TicketOrderRequest, TicketOrderView};
@@ -162,7 +163,7 @@ async fn post_order(
     let (mut order, mut charge) = (placed.order, placed.charge);
     // A new order, or one whose first request died between its outbox write and its precreate:
     // pre-create it now (the provider answers a repeat with the same QR).
-    if charge.status == "pending" && order.qr_payload.is_empty() {
+    if charge.status == ChargeStatus::Pending && order.qr_payload.is_empty() {
         match tickets::precreate(&state.charging, &order, &charge).await? {
             Ok(qr) => order.qr_payload = qr,
             Err(PrecreateError::Refused { sub_code, message }) => {
@@ -222,7 +223,7 @@ async fn get_order(
     Path(order_id): Path<String>,
 ) -> ApiResult<Json<TicketOrderView>> {
     let (mut order, charge) = own_order(&state, &identity, &order_id).await?;
-    if charge.status == "captured" && order.ticket_code.is_none() {
+    if charge.status == ChargeStatus::Captured && order.ticket_code.is_none() {
         // Paid, but the code was not issued (a crash between the two): issue it now.
         tickets::issue(&state.charging, charge.charge_id).await?;
         if let Some(o) = state.store.ticket_order(order.order_id).await? {

@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 use super::{backoff_ms, capture_txn, fare_txn, reversal_txn, service_fee, Charging};
 use crate::provider::{CallError, CancelOutcome, PayOutcome, QueryOutcome};
 use crate::store::charging::{self as sql, ChargeRow};
+use crate::store::charging::{ChargeKind, ChargeStatus};
 
 /// The deny-list reason this worker sets and lifts (it never lifts anyone else's entry).
 pub const ARREARS: &str = "arrears";
@@ -57,9 +58,9 @@ pub async fn round(charging: &Charging) -> anyhow::Result<usize> {
     let limit = charging.config.capture_batch_max as i64;
     let mut work = Vec::new();
     for (kind, status) in [
-        ("metro", "pending"),
-        ("toll", "pending"),
-        ("toll", "paying"),
+        (ChargeKind::Metro, ChargeStatus::Pending),
+        (ChargeKind::Toll, ChargeStatus::Pending),
+        (ChargeKind::Toll, ChargeStatus::Paying),
     ] {
         work.extend(charging.store.due_charges(kind, status, now, limit).await?);
     }
@@ -80,7 +81,7 @@ pub async fn round(charging: &Charging) -> anyhow::Result<usize> {
         }
         let charging = charging.clone();
         tasks.spawn(async move {
-            let result = if charge.status == "paying" {
+            let result = if charge.status == ChargeStatus::Paying {
                 recover_toll(&charging, &charge).await
             } else {
                 capture_one(&charging, &charge).await
@@ -165,7 +166,7 @@ async fn capture_one(charging: &Charging, charge: &ChargeRow) -> anyhow::Result<
             if charge.attempt >= cfg.capture_attempts_max as i64 {
                 if sql::give_up(&mut tx, charge.charge_id, "failed", &error, now).await? {
                     sql::deny_add_in(&mut tx, rider_id, ARREARS, now).await?;
-                    metrics::counter!("gateway_charges_total", "kind" => charge.kind.clone(), "outcome" => "failed").increment(1);
+                    metrics::counter!("gateway_charges_total", "kind" => charge.kind.as_str(), "outcome" => "failed").increment(1);
                     tracing::info!(
                         charge_id = charge.charge_id,
                         rider_id,
@@ -180,7 +181,7 @@ async fn capture_one(charging: &Charging, charge: &ChargeRow) -> anyhow::Result<
                         charge.attempt as u32,
                     );
                 sql::next_attempt(&mut tx, charge, &error, due, now).await?;
-                metrics::counter!("gateway_charges_total", "kind" => charge.kind.clone(), "outcome" => "declined").increment(1);
+                metrics::counter!("gateway_charges_total", "kind" => charge.kind.as_str(), "outcome" => "declined").increment(1);
             }
             tx.commit().await?;
         }
@@ -205,7 +206,7 @@ async fn unknown_later(
     let age_ms = (now - charge.created_at_ms).max(0) as u64;
     let n = (age_ms / cfg.capture_backoff_ms.max(1)).min(30) as u32 + 1;
     let due = now + backoff_ms(cfg.capture_backoff_ms, cfg.capture_backoff_max_ms, n);
-    metrics::counter!("gateway_charges_total", "kind" => charge.kind.clone(), "outcome" => "unknown")
+    metrics::counter!("gateway_charges_total", "kind" => charge.kind.as_str(), "outcome" => "unknown")
         .increment(1);
     sql::retry_later(&charging.store, charge.charge_id, &e.to_string(), due, now).await?;
     Ok(())
@@ -224,7 +225,8 @@ pub async fn apply_paid(
     let now = crate::now_ms();
     let rate_bp = store.provider_fee_rate_bp(&charge.operator_id).await?;
     let fee = service_fee(charge.amount_minor, rate_bp);
-    let post_paid = charge.kind == "metro" || (charge.kind == "toll" && charge.status == "pending");
+    let post_paid = charge.kind == ChargeKind::Metro
+        || (charge.kind == ChargeKind::Toll && charge.status == ChargeStatus::Pending);
     let mut tx = store.begin().await?;
     let captured = sql::capture(&mut tx, charge.charge_id, provider_trade_no, fee, now).await?;
     if captured {
@@ -243,7 +245,7 @@ pub async fn apply_paid(
             now,
         )
         .await?;
-        if charge.status == "paying" {
+        if charge.status == ChargeStatus::Paying {
             super::toll::final_answer_in(&mut tx, charge, None).await?;
         }
         if let Some(rider_id) = charge.rider_id {
@@ -254,7 +256,7 @@ pub async fn apply_paid(
                 tracing::info!(rider_id, "arrears repaid; rider lifted from the deny list");
             }
         }
-        metrics::counter!("gateway_charges_total", "kind" => charge.kind.clone(), "outcome" => "captured").increment(1);
+        metrics::counter!("gateway_charges_total", "kind" => charge.kind.as_str(), "outcome" => "captured").increment(1);
     }
     tx.commit().await?;
     Ok(captured)

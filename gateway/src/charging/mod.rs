@@ -189,14 +189,14 @@ mod tests {
     fn charge() -> ChargeRow {
         ChargeRow {
             charge_id: 7,
-            kind: "metro".into(),
+            kind: crate::store::charging::ChargeKind::Metro,
             operator_id: "op".into(),
             rider_id: Some(42),
             journey_id: Some(9),
             amount_minor: 400,
             currency: "CNY".into(),
             business_day: "2026-11-29".into(),
-            status: "pending".into(),
+            status: crate::store::charging::ChargeStatus::Pending,
             attempt: 1,
             out_trade_no: "M7-1".into(),
             provider_trade_no: None,

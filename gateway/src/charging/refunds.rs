@@ -8,6 +8,7 @@
 
 use super::{refund_fee, refund_txn, service_fee, Charging};
 use crate::provider::RefundOutcome;
+use crate::store::charging::ChargeStatus;
 use crate::store::charging::{self as sql, ChargeRow, RefundRow};
 
 /// Why a refund request cannot be carried out.
@@ -16,7 +17,7 @@ pub enum RefundError {
     #[error("no such charge")]
     UnknownCharge,
     #[error("only a captured charge can be refunded (this one is {0})")]
-    NotCaptured(String),
+    NotCaptured(ChargeStatus),
     #[error("the refund exceeds what is left to refund ({left} minor units)")]
     TooMuch { left: i64 },
     #[error("request id {0} was used for another refund")]
@@ -69,8 +70,8 @@ pub async fn refund(
             existing
         }
         None => {
-            if charge.status != "captured" {
-                return Err(RefundError::NotCaptured(charge.status.clone()));
+            if charge.status != ChargeStatus::Captured {
+                return Err(RefundError::NotCaptured(charge.status));
             }
             let left = charge.amount_minor - store.refunds_committed(charge.charge_id).await?;
             if req.amount_minor <= 0 || req.amount_minor > left {

@@ -33,6 +33,7 @@ use super::Charging;
 use crate::network::{Mode, OperatorNetwork};
 use crate::provider::{CallError, CancelOutcome, QueryOutcome, TradeStatus};
 use crate::store::charging::{self as sql, ChargeRow, NewCharge, TicketOrderRow};
+use crate::store::charging::{ChargeKind, ChargeStatus};
 use crate::store::TerminalRow;
 
 /// `last_error` of a ticket charge closed because nobody paid its QR in time.
@@ -142,14 +143,14 @@ pub async fn place(
         &mut tx,
         &NewCharge {
             charge_id,
-            kind: "ticket",
+            kind: ChargeKind::Ticket,
             operator_id: &req.terminal.operator_id,
             rider_id: None,
             journey_id: None,
             amount_minor: fare.to_minor(),
             currency: fare.currency().code(),
             business_day: &business_day,
-            status: "pending",
+            status: ChargeStatus::Pending,
             next_attempt_at_ms: now + cfg.ticket_query_after_ms as i64,
             lease_until_ms: None,
             terminal_id: Some(&req.terminal.terminal_id),
@@ -293,9 +294,9 @@ async fn give_up(charging: &Charging, charge: &ChargeRow, why: &str) -> anyhow::
 
 /// The status a ticket machine sees.
 pub fn order_status(order: &TicketOrderRow, charge: &ChargeRow) -> &'static str {
-    match charge.status.as_str() {
-        "captured" => "paid",
-        "pending" | "paying" => "pending",
+    match charge.status {
+        ChargeStatus::Captured => "paid",
+        ChargeStatus::Pending | ChargeStatus::Paying => "pending",
         // A QR that was shown and closed unpaid expired; an order that never got its QR (the
         // provider refused or did not answer) was cancelled.
         _ if !order.qr_payload.is_empty() => "expired",
@@ -335,7 +336,7 @@ async fn settle_paid(
     provider_trade_no: &str,
 ) -> anyhow::Result<()> {
     let booked = apply_paid(charging, charge, &charge.out_trade_no, provider_trade_no).await?;
-    if charge.kind == "ticket" {
+    if charge.kind == ChargeKind::Ticket {
         // Also when the capture was booked before: a crash between the two leaves a paid order
         // without its code, which this (or the next notification, or a read) repairs.
         issue(charging, charge.charge_id).await?;
@@ -397,7 +398,12 @@ pub async fn round(charging: &Charging) -> anyhow::Result<usize> {
     let cfg = &charging.config;
     let due = charging
         .store
-        .due_charges("ticket", "pending", now, cfg.capture_batch_max as i64)
+        .due_charges(
+            ChargeKind::Ticket,
+            ChargeStatus::Pending,
+            now,
+            cfg.capture_batch_max as i64,
+        )
         .await?;
     let lease_until = now + cfg.capture_lease_ms as i64;
     let mut tasks = JoinSet::new();
@@ -519,9 +525,9 @@ pub(super) async fn on_trade_notice(
     };
     let paid = matches!(text("trade_status"), "TRADE_SUCCESS" | "TRADE_FINISHED");
     let closed = text("trade_status") == "TRADE_CLOSED";
-    match charge.kind.as_str() {
-        "ticket" | "metro" if paid => {
-            if charge.kind == "metro" && charge.out_trade_no != text("out_trade_no") {
+    match charge.kind {
+        ChargeKind::Ticket | ChargeKind::Metro if paid => {
+            if charge.kind == ChargeKind::Metro && charge.out_trade_no != text("out_trade_no") {
                 // An earlier attempt's number: it was declined, so this cannot be its payment
                 // unless the provider contradicts itself; settlement will show it.
                 tracing::warn!(
@@ -530,18 +536,18 @@ pub(super) async fn on_trade_notice(
                 );
                 return Ok(done("stale_attempt"));
             }
-            match charge.status.as_str() {
-                "captured" => {
-                    if charge.kind == "ticket" {
+            match charge.status {
+                ChargeStatus::Captured => {
+                    if charge.kind == ChargeKind::Ticket {
                         issue(charging, charge.charge_id).await?;
                     }
                     return Ok(done("already_paid"));
                 }
-                "pending" => {}
+                ChargeStatus::Pending => {}
                 other => {
                     tracing::warn!(
                         charge_id = charge.charge_id,
-                        status = other,
+                        status = other.as_str(),
                         "paid notification for a charge that is no longer collectable"
                     );
                     return Ok(done("not_collectable"));
@@ -565,8 +571,8 @@ pub(super) async fn on_trade_notice(
                 }
             }
         }
-        "ticket" if closed => {
-            if charge.status != "pending" {
+        ChargeKind::Ticket if closed => {
+            if charge.status != ChargeStatus::Pending {
                 return Ok(done("nothing_to_do"));
             }
             match truth(charging, &charge).await {

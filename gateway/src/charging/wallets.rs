@@ -17,10 +17,15 @@
 use super::notify::{again, done, Handled};
 use super::Charging;
 use crate::provider::{AgreementNotice, AgreementOutcome, AgreementRef, CallError, UnsignOutcome};
+use crate::store::charging::ChargeStatus;
 use crate::store::wallets::{BindOutcome, SignedAgreement, WalletRow};
 
 /// Charge statuses that mean the rider still owes money through the bound agreement.
-const OUTSTANDING: [&str; 3] = ["pending", "paying", "failed"];
+const OUTSTANDING: [ChargeStatus; 3] = [
+    ChargeStatus::Pending,
+    ChargeStatus::Paying,
+    ChargeStatus::Failed,
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum WalletError {

@@ -6,21 +6,21 @@
 use sqlx::Row;
 
 use super::{Conn, Store, Tx};
-pub use turnpike_wire::api::payments::AccountBalance;
+pub use turnpike_wire::api::payments::{AccountBalance, ChargeKind, ChargeStatus};
 
 pub(crate) const CHARGE_COLUMNS: &str = "charge_id, kind, operator_id, rider_id, journey_id, amount_minor, currency, business_day, status, attempt, out_trade_no, provider_trade_no, fee_minor, refunded_minor, last_error, next_attempt_at_ms, lease_until_ms, terminal_id, terminal_sequence, created_at_ms, captured_at_ms";
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ChargeRow {
     pub charge_id: i64,
-    pub kind: String,
+    pub kind: ChargeKind,
     pub operator_id: String,
     pub rider_id: Option<i64>,
     pub journey_id: Option<i64>,
     pub amount_minor: i64,
     pub currency: String,
     pub business_day: String,
-    pub status: String,
+    pub status: ChargeStatus,
     pub attempt: i64,
     pub out_trade_no: String,
     pub provider_trade_no: Option<String>,
@@ -35,18 +35,23 @@ pub struct ChargeRow {
     pub captured_at_ms: Option<i64>,
 }
 
+/// A stored spelling read back as its enum; anything else is a decode error.
+fn spelled<T>(text: String, parse: fn(&str) -> Option<T>, what: &str) -> Result<T, sqlx::Error> {
+    parse(&text).ok_or_else(|| sqlx::Error::Decode(format!("unknown {what} {text:?}").into()))
+}
+
 impl ChargeRow {
     fn from_row(r: &sqlx::any::AnyRow) -> Result<ChargeRow, sqlx::Error> {
         Ok(ChargeRow {
             charge_id: r.try_get(0)?,
-            kind: r.try_get(1)?,
+            kind: spelled(r.try_get(1)?, ChargeKind::parse, "charge kind")?,
             operator_id: r.try_get(2)?,
             rider_id: r.try_get(3)?,
             journey_id: r.try_get(4)?,
             amount_minor: r.try_get(5)?,
             currency: r.try_get(6)?,
             business_day: r.try_get(7)?,
-            status: r.try_get(8)?,
+            status: spelled(r.try_get(8)?, ChargeStatus::parse, "charge status")?,
             attempt: r.try_get(9)?,
             out_trade_no: r.try_get(10)?,
             provider_trade_no: r.try_get(11)?,
@@ -66,25 +71,25 @@ impl ChargeRow {
 /// The trade number of a charge's attempt: a kind letter, the charge id, `_`, the attempt (the
 /// provider allows only letters, digits and `_`). Unique by construction and stable across
 /// restarts, so a retry after an unknown outcome reuses it.
-pub fn trade_no(kind: &str, charge_id: i64, attempt: i64) -> String {
+pub fn trade_no(kind: ChargeKind, charge_id: i64, attempt: i64) -> String {
     let letter = match kind {
-        "metro" => 'M',
-        "toll" => 'T',
-        _ => 'K',
+        ChargeKind::Metro => 'M',
+        ChargeKind::Toll => 'T',
+        ChargeKind::Ticket => 'K',
     };
     format!("{letter}{charge_id}_{attempt}")
 }
 
 pub struct NewCharge<'a> {
     pub charge_id: i64,
-    pub kind: &'a str,
+    pub kind: ChargeKind,
     pub operator_id: &'a str,
     pub rider_id: Option<i64>,
     pub journey_id: Option<i64>,
     pub amount_minor: i64,
     pub currency: &'a str,
     pub business_day: &'a str,
-    pub status: &'a str,
+    pub status: ChargeStatus,
     pub next_attempt_at_ms: i64,
     pub lease_until_ms: Option<i64>,
     pub terminal_id: Option<&'a str>,
@@ -104,14 +109,14 @@ pub async fn insert_charge(conn: &mut Conn, c: &NewCharge<'_>) -> Result<bool, s
          ON CONFLICT DO NOTHING",
     )
     .bind(c.charge_id)
-    .bind(c.kind)
+    .bind(c.kind.as_str())
     .bind(c.operator_id)
     .bind(c.rider_id)
     .bind(c.journey_id)
     .bind(c.amount_minor)
     .bind(c.currency)
     .bind(c.business_day)
-    .bind(c.status)
+    .bind(c.status.as_str())
     .bind(&out_trade_no)
     .bind(c.next_attempt_at_ms)
     .bind(c.lease_until_ms)
@@ -147,14 +152,14 @@ pub async fn restart_journey_charge(
         return Ok(None);
     };
     let attempt = old.attempt + 1;
-    let out_trade_no = trade_no(&old.kind, old.charge_id, attempt);
+    let out_trade_no = trade_no(old.kind, old.charge_id, attempt);
     let n = sqlx::query(
         "UPDATE charges SET status = $2, attempt = $3, out_trade_no = $4, amount_minor = $5, next_attempt_at_ms = $6,
                 lease_until_ms = $7, terminal_id = $8, terminal_sequence = $9, last_error = NULL, updated_at_ms = $10
          WHERE charge_id = $1 AND status = 'cancelled' AND attempt = $11",
     )
     .bind(old.charge_id)
-    .bind(c.status)
+    .bind(c.status.as_str())
     .bind(attempt)
     .bind(&out_trade_no)
     .bind(c.amount_minor)
@@ -260,7 +265,7 @@ pub async fn next_attempt(
     now_ms: i64,
 ) -> Result<bool, sqlx::Error> {
     let attempt = charge.attempt + 1;
-    let out_trade_no = trade_no(&charge.kind, charge.charge_id, attempt);
+    let out_trade_no = trade_no(charge.kind, charge.charge_id, attempt);
     let n = sqlx::query(
         "UPDATE charges SET attempt = $2, out_trade_no = $3, last_error = $4, next_attempt_at_ms = $5,
                 lease_until_ms = NULL, status = 'pending', updated_at_ms = $6
@@ -725,7 +730,7 @@ impl Store {
     pub async fn charges(
         &self,
         rider_id: Option<i64>,
-        status: Option<&str>,
+        status: Option<ChargeStatus>,
         limit: i64,
     ) -> Result<Vec<ChargeRow>, sqlx::Error> {
         let rows = sqlx::query(&format!(
@@ -734,7 +739,7 @@ impl Store {
              ORDER BY created_at_ms DESC, charge_id LIMIT $3"
         ))
         .bind(rider_id)
-        .bind(status)
+        .bind(status.map(ChargeStatus::as_str))
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -744,8 +749,8 @@ impl Store {
     /// Charges of `kind` in `status` that are due and not leased, oldest due first.
     pub async fn due_charges(
         &self,
-        kind: &str,
-        status: &str,
+        kind: ChargeKind,
+        status: ChargeStatus,
         now_ms: i64,
         limit: i64,
     ) -> Result<Vec<ChargeRow>, sqlx::Error> {
@@ -755,8 +760,8 @@ impl Store {
                AND (lease_until_ms IS NULL OR lease_until_ms < $3)
              ORDER BY next_attempt_at_ms LIMIT $4"
         ))
-        .bind(status)
-        .bind(kind)
+        .bind(status.as_str())
+        .bind(kind.as_str())
         .bind(now_ms)
         .bind(limit)
         .fetch_all(&self.pool)
@@ -780,7 +785,7 @@ impl Store {
         .bind(lease_until_ms)
         .bind(now_ms)
         .bind(charge.attempt)
-        .bind(&charge.status)
+        .bind(charge.status.as_str())
         .execute(&self.pool)
         .await?
         .rows_affected();
@@ -798,7 +803,9 @@ impl Store {
     /// Puts a rider's failed charges back in the capture queue (the rider says the wallet is
     /// topped up). Returns how many.
     pub async fn requeue_failed(&self, rider_id: i64, now_ms: i64) -> Result<u64, sqlx::Error> {
-        let failed = self.charges(Some(rider_id), Some("failed"), 1000).await?;
+        let failed = self
+            .charges(Some(rider_id), Some(ChargeStatus::Failed), 1000)
+            .await?;
         let mut n = 0;
         for c in failed {
             let mut tx = self.begin().await?;

@@ -23,6 +23,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::charging::trade_no;
+use super::charging::{ChargeKind, ChargeStatus};
 use super::{Conn, JourneyRow, JOURNEY_COLUMNS};
 
 fn is_postgres(conn: &Conn) -> bool {
@@ -418,7 +419,7 @@ pub struct JourneyCharge {
     #[serde(rename = "i")]
     pub charge_id: i64,
     #[serde(rename = "k")]
-    pub kind: &'static str,
+    pub kind: ChargeKind,
     #[serde(rename = "o")]
     pub operator_id: String,
     #[serde(rename = "r")]
@@ -432,7 +433,7 @@ pub struct JourneyCharge {
     #[serde(rename = "d")]
     pub business_day: String,
     #[serde(rename = "st")]
-    pub status: &'static str,
+    pub status: ChargeStatus,
     #[serde(rename = "n")]
     pub next_attempt_at_ms: i64,
     #[serde(rename = "l")]

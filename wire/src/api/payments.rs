@@ -32,18 +32,81 @@ pub struct SigningView {
     pub sign_url: String,
 }
 
+/// Declares a state enum with one spelling — in JSON, in SQL and in metrics labels — and the
+/// list of its values.
+macro_rules! spelled_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            pub fn parse(text: &str) -> Option<$name> {
+                match text {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+spelled_enum! {
+    /// What a charge pays for.
+    ChargeKind {
+        /// A closed metro journey, post-paid by withholding.
+        Metro = "metro",
+        /// A toll exit: paid at the booth, or post-paid when no payment code was given.
+        Toll = "toll",
+        /// A ticket order paid by a merchant-presented QR.
+        Ticket = "ticket",
+    }
+}
+
+spelled_enum! {
+    /// Where a charge stands.
+    ChargeStatus {
+        /// To be collected (metro and post-paid toll: by the capture worker; ticket: awaiting
+        /// the buyer).
+        Pending = "pending",
+        /// A toll pay at the booth is in flight.
+        Paying = "paying",
+        Captured = "captured",
+        /// Given up after its attempts: the rider is deny-listed until it is repaid.
+        Failed = "failed",
+        /// Not paid, and closed at the provider.
+        Cancelled = "cancelled",
+    }
+}
+
 /// A charge as riders and operators see it. Ids are decimal strings.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ChargeView {
     pub charge_id: String,
-    pub kind: String,
+    pub kind: ChargeKind,
     pub operator_id: String,
     pub rider_id: Option<String>,
     pub journey_id: Option<String>,
     pub amount_minor: i64,
     pub currency: String,
     pub business_day: String,
-    pub status: String,
+    pub status: ChargeStatus,
     pub attempt: i64,
     pub out_trade_no: String,
     pub provider_trade_no: Option<String>,
