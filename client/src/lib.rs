@@ -10,6 +10,7 @@
 //!   configuration).
 //! - [`certs`]: the development PKI (CA, server and terminal certificates, CRLs) with rcgen.
 //! - [`demo`]: the demo operators, terminals and merchant app id.
+//! - [`now_ms`]: a device's wall clock.
 
 pub mod certs;
 pub mod demo;
@@ -17,6 +18,14 @@ mod http;
 pub mod tls;
 
 pub use http::{AdminClient, Answer, RiderDevice, TerminalClient};
+
+/// Now, as UTC Unix milliseconds: a device's clock (a gate's scan time, a phone's ride code).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
 
 /// `N` bytes from the operating system's random source.
 fn random_bytes<const N: usize>() -> [u8; N] {

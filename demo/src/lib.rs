@@ -84,7 +84,7 @@ impl Fleet {
             sequence,
             direction,
             ride_code: code,
-            scanned_at_ms: gateway::now_ms() as u64,
+            scanned_at_ms: turnpike_client::now_ms() as u64,
             vehicle_class,
         };
         let started = Instant::now();
@@ -135,7 +135,7 @@ async fn run_demo(options: DemoOptions) -> anyhow::Result<()> {
         std::env::temp_dir().join(format!(
             "turnpike-demo-{}-{}",
             std::process::id(),
-            gateway::now_ms()
+            turnpike_client::now_ms()
         ))
     });
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -272,7 +272,7 @@ async fn run_in(
     let gate = |stop: &str, n: u8| format!("gate-{}-{n}", sanitize(stop));
     let stops: Vec<String> = metro.stops().iter().map(|s| s.id.clone()).collect();
     let plazas: Vec<String> = toll.plazas().iter().map(|p| p.id.clone()).collect();
-    let now = || gateway::now_ms() as u64;
+    let now = || turnpike_client::now_ms() as u64;
 
     println!("— a metro journey, then the same exit code shown again (replay)");
     let r0 = &riders[0];
@@ -544,7 +544,7 @@ async fn run_in(
                 };
                 let rider = &riders[index];
                 let who = format!("rider-{}", index + 1);
-                let code = rider.ride_code(gateway::now_ms() as u64)?;
+                let code = rider.ride_code(turnpike_client::now_ms() as u64)?;
                 let entry = fleet
                     .tap(
                         &format!("gate-{}-1", sanitize(&from)),
@@ -556,7 +556,7 @@ async fn run_in(
                     )
                     .await?;
                 tokio::time::sleep(Duration::from_millis(pause)).await;
-                let code = rider.ride_code(gateway::now_ms() as u64)?;
+                let code = rider.ride_code(turnpike_client::now_ms() as u64)?;
                 let exit = fleet
                     .tap(
                         &format!("gate-{}-2", sanitize(&to)),
@@ -684,7 +684,7 @@ async fn rider_charges(
 /// rider until repaid), toll exits paid at the booth (one needing the driver's confirmation,
 /// one declined), a ticket bought by QR, and a refund.
 async fn payments_section(d: &PaymentsDemo<'_>) -> anyhow::Result<()> {
-    let now = || gateway::now_ms() as u64;
+    let now = || turnpike_client::now_ms() as u64;
     let gate = |stop: &str, n: u8| format!("gate-{}-{n}", sanitize(stop));
     let booth = |plaza: &str, dir: &str| format!("booth-{}-{dir}", sanitize(plaza));
     let state = d.state;

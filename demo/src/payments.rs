@@ -263,7 +263,7 @@ pub fn toll_exit(sequence: u64, code: String, class: VehicleClass) -> TapRequest
         sequence,
         direction: Direction::Exit,
         ride_code: code,
-        scanned_at_ms: gateway::now_ms() as u64,
+        scanned_at_ms: turnpike_client::now_ms() as u64,
         vehicle_class: Some(class),
     }
 }

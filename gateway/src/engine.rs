@@ -17,14 +17,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot, Mutex};
-use turnpike_wire::api::{Decision, Direction, TapRequest, TapResponse};
+use turnpike_wire::api::{Decision, Direction, TapDecline, TapRequest, TapResponse};
 use turnpike_wire::ridecode::RejectReason;
 use turnpike_wire::Money;
 
+use crate::clock::Clock;
 use crate::error::ApiError;
 use crate::network::{Mode, Networks, OperatorNetwork};
 use crate::store::charging::ChargeStatus;
 use crate::store::charging::{self as charges, NewCharge};
+use crate::store::failure::{self, Failure};
 use crate::store::taps::{self as sql, JourneyClose};
 use crate::store::wave_tx::WaveTx;
 use crate::store::waves::{
@@ -79,7 +81,7 @@ pub struct PendingPayment {
 }
 
 /// The stored (and repeated) answer of a toll exit whose payment has not finished yet.
-pub const PAYMENT_PENDING: &str = "payment_pending";
+pub const PAYMENT_PENDING: &str = TapDecline::PaymentPending.as_str();
 
 #[derive(Clone)]
 pub struct Rules {
@@ -88,6 +90,8 @@ pub struct Rules {
     pub incomplete_after_ms: i64,
     pub same_station_window_ms: i64,
     pub commit_batch_taps_max: usize,
+    /// What "now" is when a journey closes or a charge is first due.
+    pub clock: Clock,
 }
 
 #[derive(Clone)]
@@ -191,7 +195,7 @@ impl Writer {
             // group is judged again writing rule by rule.
             // A pipelined wave's write that missed a row is a race like any other.
             let result = match self.try_group(&jobs, retries == 0).await {
-                Err(e) if is_raced(&e) => Ok(GroupResult::Raced),
+                Err(e) if failure::classify(&e) == Failure::Raced => Ok(GroupResult::Raced),
                 result => result,
             };
             match result {
@@ -231,7 +235,10 @@ impl Writer {
                     }
                     return;
                 }
-                Err(e) if retries < TRANSIENT_RETRIES_MAX && is_transient(&e) => {
+                Err(e)
+                    if retries < TRANSIENT_RETRIES_MAX
+                        && failure::classify(&e) == Failure::Transient =>
+                {
                     // Two writers' groups deadlocked (or serialization failed) on PostgreSQL:
                     // the database rolled one back; judging it again is safe and usually succeeds.
                     retries += 1;
@@ -242,7 +249,7 @@ impl Writer {
                     tracing::error!(error = %e, taps, "tap group failed; nothing committed");
                     metrics::counter!("gateway_db_commit_failures_total").increment(1);
                     for job in jobs {
-                        let _ = job.reply.send(Err(ApiError::Storage(clone_sqlx_error(&e))));
+                        let _ = job.reply.send(Err(ApiError::Storage(failure::copied(&e))));
                     }
                     return;
                 }
@@ -331,29 +338,6 @@ enum GroupResult {
 /// taps are answered 503 (the terminals then retry idempotently).
 const TRANSIENT_RETRIES_MAX: u32 = 2;
 
-/// PostgreSQL's deadlock_detected (40P01) and serialization_failure (40001).
-/// A deadlock or serialization failure, or a lost connection (a tap writer's session is
-/// handed out untested, see `Store::connect`). Judging the group again is safe even if a lost
-/// `COMMIT` did land: its taps then find their own stored answers.
-fn is_transient(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Io(_))
-        || e.as_database_error()
-            .and_then(|d| d.code())
-            // 57P01: the session was terminated (`pg_terminate_backend`, a restart).
-            .is_some_and(|code| matches!(code.as_ref(), "40P01" | "40001" | "57P01"))
-}
-
-/// A pipelined wave's write that missed a row (`waves::WAVE_RACED`).
-fn is_raced(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .and_then(|d| d.code())
-        .is_some_and(|code| code == sets::WAVE_RACED)
-}
-
-fn clone_sqlx_error(e: &sqlx::Error) -> sqlx::Error {
-    sqlx::Error::Protocol(e.to_string())
-}
-
 /// Splits a group into waves, in order: a tap goes into the wave after the last one holding a
 /// tap with the same idempotency key or the same rider. Inside a wave no two taps can affect
 /// each other, so each rule runs once for the whole wave (set-based SQL); across waves, a
@@ -406,6 +390,12 @@ struct Verdict {
 }
 
 impl Verdict {
+    /// Declined by the gateway's rules.
+    fn refuse(reason: TapDecline) -> Verdict {
+        Verdict::decline(reason.as_str())
+    }
+
+    /// Declined with `reason`: a rule's spelling or a ride-code check's code.
     fn decline(reason: &'static str) -> Verdict {
         Verdict {
             decision: Decision::Decline,
@@ -482,12 +472,12 @@ async fn judge_wave(
         .map(|slot| match &slot.tap.verdict {
             Err(reason) => decided(Verdict::decline(reason.code())),
             Ok(code) => match networks.get(&slot.terminal.operator_id) {
-                None => decided(Verdict::decline("network_not_configured")),
+                None => decided(Verdict::refuse(TapDecline::NetworkNotConfigured)),
                 Some(network) if code.products & network.mode().product_bit() == 0 => {
-                    decided(Verdict::decline("product_not_allowed"))
+                    decided(Verdict::refuse(TapDecline::ProductNotAllowed))
                 }
                 Some(network) if !network.has_location(&slot.terminal.location_id) => {
-                    decided(Verdict::decline("unknown_station"))
+                    decided(Verdict::refuse(TapDecline::UnknownStation))
                 }
                 Some(network) => Step::Candidate { network },
             },
@@ -524,7 +514,7 @@ async fn judge_wave(
             });
         }
         let answer: TapResponse = serde_json::from_slice(&stored.response).map_err(|e| {
-            sqlx::Error::Protocol(format!("stored tap answer is not valid JSON: {e}"))
+            failure::corrupt(format_args!("stored tap answer is not valid JSON: {e}"))
         })?;
         *step = Step::Repeat(TapAnswer {
             body: stored.response.clone(),
@@ -548,7 +538,7 @@ async fn judge_wave(
         if first {
             live.push((i, code_use, rider));
         } else {
-            steps[i] = decided(Verdict::decline("replay"));
+            steps[i] = decided(Verdict::refuse(TapDecline::Replay));
         }
     }
 
@@ -588,7 +578,7 @@ async fn judge_wave(
         };
         let verdict = match req.direction {
             Direction::Entry => match open {
-                Some(open) if !timed_out(&open) => Verdict::decline("pass_back"),
+                Some(open) if !timed_out(&open) => Verdict::refuse(TapDecline::PassBack),
                 open => {
                     if let Some(open) = open {
                         closings.push(incomplete(open));
@@ -609,17 +599,19 @@ async fn judge_wave(
                 }
             },
             Direction::Exit => match open {
-                None => Verdict::decline("no_entry"),
+                None => Verdict::refuse(TapDecline::NoEntry),
                 Some(open) if open.operator_id != slot.terminal.operator_id => {
-                    Verdict::decline("entry_on_other_network")
+                    Verdict::refuse(TapDecline::EntryOnOtherNetwork)
                 }
-                Some(open) if open.entry_at_ms > scanned_at_ms => Verdict::decline("no_entry"),
+                Some(open) if open.entry_at_ms > scanned_at_ms => {
+                    Verdict::refuse(TapDecline::NoEntry)
+                }
                 Some(open) if timed_out(&open) => {
                     closings.push(incomplete(open));
-                    Verdict::decline("no_entry")
+                    Verdict::refuse(TapDecline::NoEntry)
                 }
                 Some(open) => match exit_price(&network, rules, slot, &open) {
-                    None => Verdict::decline("no_fare"),
+                    None => Verdict::refuse(TapDecline::NoFare),
                     Some((fare, close_reason)) => {
                         closings.push(Closing {
                             slot: i,
@@ -632,7 +624,7 @@ async fn judge_wave(
                             at_exit: true,
                         });
                         // Completed below, once the daily cap has priced the charge.
-                        Verdict::decline("no_fare")
+                        Verdict::refuse(TapDecline::NoFare)
                     }
                 },
             },
@@ -672,7 +664,7 @@ async fn judge_wave(
 
     // Write the journeys: closes first (an entry may close its rider's stale journey before
     // opening the new one, and there is one open journey per rider and mode).
-    let now_ms = crate::now_ms();
+    let now_ms = rules.clock.now_ms();
     let closes: Vec<Close> = closings
         .iter()
         .map(|c| {
@@ -787,7 +779,7 @@ async fn judge_wave(
                     journey_id = closing.open.journey_id,
                     "journey already charged"
                 );
-                *verdict = Verdict::decline("already_charged");
+                *verdict = Verdict::refuse(TapDecline::AlreadyCharged);
             }
             Some((Some(charge_id), true)) => {
                 // The answer stays provisional until the pay settles; a repeat meanwhile is
@@ -836,8 +828,7 @@ async fn judge_wave(
             fare: verdict.fare,
             charge: verdict.charge,
         };
-        let body =
-            serde_json::to_string(&response).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        let body = serde_json::to_string(&response).map_err(failure::corrupt)?;
         let code = slot.tap.verdict.as_ref().ok();
         records.push(TapRecord {
             terminal_id: slot.terminal.terminal_id.clone(),
@@ -944,11 +935,11 @@ pub async fn close_incomplete(
     tx: &mut Tx<'_>,
     network: &OperatorNetwork,
     open: &JourneyRow,
+    now_ms: i64,
 ) -> Result<bool, sqlx::Error> {
     let fare = network.incomplete_fare(&open.entry_location_id);
     let business_day = network.business_day(open.entry_at_ms);
     let charge = charge_after_cap(tx, network, open.rider_id, &business_day, &fare).await?;
-    let now_ms = crate::now_ms();
     let closed = sql::close_journey(
         tx,
         &JourneyClose {

@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`config`]: every setting and its default.
+//! - [`clock`]: the wall clock every time rule reads, injected so tests move it.
 //! - [`server`], [`tls`]: listeners; mutual TLS for terminals, server TLS for riders and admins.
 //! - [`api`]: the HTTP routers (terminal, rider, admin, ops).
 //! - [`limits`]: request budgets per client (terminal, rider, source address).
@@ -15,6 +16,7 @@
 
 pub mod api;
 pub mod charging;
+pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod error;
@@ -37,6 +39,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use turnpike_wire::ridecode::VerifyPolicy;
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::engine::{Rules, TapEngine};
 use crate::network::Networks;
@@ -55,6 +58,7 @@ pub struct AppState {
     pub admin_token_sha256: [u8; 32],
     pub charging: charging::Charging,
     pub limits: Arc<limits::Limits>,
+    pub clock: Clock,
 }
 
 impl AppState {
@@ -85,10 +89,24 @@ impl Gateway {
     /// rather than again in every crate that awaits it (an `async fn`'s body is otherwise compiled
     /// where it is polled: in each binary and test that uses it). See ARCHITECTURE.md, "Build".
     pub fn build(config: Config, admin_token: &str) -> LocalBoxFuture<'_, anyhow::Result<Gateway>> {
-        Box::pin(Gateway::build_inner(config, admin_token))
+        Box::pin(Gateway::build_inner(config, admin_token, Clock::system()))
     }
 
-    async fn build_inner(config: Config, admin_token: &str) -> anyhow::Result<Gateway> {
+    /// [`Gateway::build`] on a clock the caller holds (tests move it forward instead of
+    /// sleeping).
+    pub fn build_with_clock(
+        config: Config,
+        admin_token: &str,
+        clock: Clock,
+    ) -> LocalBoxFuture<'_, anyhow::Result<Gateway>> {
+        Box::pin(Gateway::build_inner(config, admin_token, clock))
+    }
+
+    async fn build_inner(
+        config: Config,
+        admin_token: &str,
+        clock: Clock,
+    ) -> anyhow::Result<Gateway> {
         config.validate()?;
         let store = Store::connect(
             config.database.url.expose(),
@@ -100,8 +118,15 @@ impl Gateway {
             freshness_ms: config.taps.freshness_ms,
             max_future_skew_ms: config.taps.max_future_skew_ms,
         };
-        let registry =
-            Arc::new(Registry::load(&store, policy, config.taps.credential_cache_max).await?);
+        let registry = Arc::new(
+            Registry::load(
+                &store,
+                policy,
+                config.taps.credential_cache_max,
+                clock.clone(),
+            )
+            .await?,
+        );
         let networks = Arc::new(Networks::default());
         networks.reload(&store).await?;
         let rules = Rules {
@@ -110,6 +135,7 @@ impl Gateway {
             incomplete_after_ms: config.journeys.incomplete_after_ms as i64,
             same_station_window_ms: config.journeys.same_station_window_ms as i64,
             commit_batch_taps_max: config.taps.commit_batch_taps_max,
+            clock: clock.clone(),
         };
         let engine = TapEngine::start(
             store.clone(),
@@ -138,6 +164,7 @@ impl Gateway {
             store: store.clone(),
             provider,
             config: Arc::new(config.charging.clone()),
+            clock: clock.clone(),
         };
         let state = AppState {
             charging,
@@ -149,6 +176,7 @@ impl Gateway {
             engine,
             metrics: metrics_handle(),
             admin_token_sha256: api::sha256(admin_token.as_bytes()),
+            clock,
         };
         Ok(Gateway {
             state,
@@ -293,7 +321,8 @@ async fn sweeper(state: AppState, mut stop: watch::Receiver<bool>) {
 }
 
 pub async fn sweep_once(state: &AppState) -> anyhow::Result<usize> {
-    let cutoff = now_ms() - state.config.journeys.incomplete_after_ms as i64;
+    let now_ms = state.clock.now_ms();
+    let cutoff = now_ms - state.config.journeys.incomplete_after_ms as i64;
     let stale = state
         .store
         .stale_open_journeys(cutoff, SWEEP_JOURNEYS_MAX)
@@ -304,7 +333,7 @@ pub async fn sweep_once(state: &AppState) -> anyhow::Result<usize> {
             continue;
         };
         let mut tx = state.store.begin().await?;
-        if engine::close_incomplete(&mut tx, &network, &journey).await? {
+        if engine::close_incomplete(&mut tx, &network, &journey, now_ms).await? {
             closed += 1;
         }
         tx.commit().await?;
@@ -341,14 +370,6 @@ pub fn metrics_handle() -> PrometheusHandle {
             handle
         })
         .clone()
-}
-
-/// Now, as UTC Unix milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// A random positive 63-bit id: unguessable, and no sequence to contend on across nodes.

@@ -10,7 +10,9 @@ use std::sync::{Arc, RwLock};
 use anyhow::Context;
 use turnpike_wire::ridecode::{DenyList, IssuerKeyPair, IssuerPublicKey, Verifier, VerifyPolicy};
 
+use crate::clock::Clock;
 use crate::store::{IssuerKeyRow, Store, TerminalRow};
+use crate::store::{KeyStatus, TerminalStatus};
 use crate::tls::TerminalGate;
 
 /// The issuer key ring: the current key signs new credentials; current and previous keys verify.
@@ -19,7 +21,7 @@ pub struct KeyRing {
     pub verifier: Verifier,
     pub public_keys: Vec<IssuerPublicKey>,
     /// The (key id, status) pairs this ring was built from.
-    state: Vec<(i64, String)>,
+    state: Vec<(i64, KeyStatus)>,
 }
 
 pub struct Registry {
@@ -28,6 +30,8 @@ pub struct Registry {
     keys: RwLock<Arc<KeyRing>>,
     policy: VerifyPolicy,
     credential_cache_max: usize,
+    /// Stamps a key staged or promoted when a database has none yet.
+    clock: Clock,
     /// One refresh at a time, so a periodic refresh that read the database before an admin's
     /// change cannot store its older snapshot after the admin's own refresh.
     refreshing: tokio::sync::Mutex<()>,
@@ -49,14 +53,16 @@ impl Registry {
         store: &Store,
         policy: VerifyPolicy,
         credential_cache_max: usize,
+        clock: Clock,
     ) -> anyhow::Result<Registry> {
-        let keys = load_key_ring(store, policy, credential_cache_max).await?;
+        let keys = load_key_ring(store, policy, credential_cache_max, &clock).await?;
         let registry = Registry {
             terminals: RwLock::new(Arc::new(HashMap::new())),
             deny: RwLock::new(Arc::new(DenyList::default())),
             keys: RwLock::new(Arc::new(keys)),
             policy,
             credential_cache_max,
+            clock,
             refreshing: tokio::sync::Mutex::new(()),
         };
         registry.refresh(store).await?;
@@ -87,7 +93,7 @@ impl Registry {
         if ring_state(&rows) != read(&self.keys).state {
             swap(
                 &self.keys,
-                load_key_ring(store, self.policy, self.credential_cache_max).await?,
+                load_key_ring(store, self.policy, self.credential_cache_max, &self.clock).await?,
             );
         }
         Ok(())
@@ -110,41 +116,42 @@ impl TerminalGate for Registry {
     fn is_active(&self, terminal_id: &str) -> bool {
         read(&self.terminals)
             .get(terminal_id)
-            .is_some_and(|t| t.status == "active")
+            .is_some_and(|t| t.status == TerminalStatus::Active)
     }
 }
 
 /// What identifies a key ring: each key's id and status.
-fn ring_state(rows: &[IssuerKeyRow]) -> Vec<(i64, String)> {
-    rows.iter().map(|r| (r.key_id, r.status.clone())).collect()
+fn ring_state(rows: &[IssuerKeyRow]) -> Vec<(i64, KeyStatus)> {
+    rows.iter().map(|r| (r.key_id, r.status)).collect()
 }
 
 async fn load_key_ring(
     store: &Store,
     policy: VerifyPolicy,
     credential_cache_max: usize,
+    clock: &Clock,
 ) -> anyhow::Result<KeyRing> {
     let mut rows = store.issuer_keys().await?;
-    if !rows.iter().any(|r| r.status == "current") {
+    if !rows.iter().any(|r| r.status == KeyStatus::Current) {
         // First start: stage key 1 and promote it. If another node races us, its insert wins
         // (same key id) and our promotion finds nothing staged; either way we re-read.
-        if !rows.iter().any(|r| r.status == "next") {
+        if !rows.iter().any(|r| r.status == KeyStatus::Next) {
             let _ = store
-                .stage_issuer_key(&new_issuer_key(next_key_id(&rows))?, crate::now_ms())
+                .stage_issuer_key(&new_issuer_key(next_key_id(&rows))?, clock.now_ms())
                 .await;
         }
-        let _ = store.rotate_issuer_key(crate::now_ms()).await;
+        let _ = store.rotate_issuer_key(clock.now_ms()).await;
         rows = store.issuer_keys().await?;
     }
     let current_row = rows
         .iter()
-        .find(|r| r.status == "current")
+        .find(|r| r.status == KeyStatus::Current)
         .context("no current issuer key")?;
     let current = IssuerKeyPair::from_pkcs8(current_row.key_id as u16, &current_row.pkcs8)
         .map_err(|e| anyhow::anyhow!("issuer key {}: {e}", current_row.key_id))?;
     let public_keys: Vec<IssuerPublicKey> = rows
         .iter()
-        .filter(|r| r.status != "retired")
+        .filter(|r| r.status != KeyStatus::Retired)
         .map(|r| {
             IssuerPublicKey::new(r.key_id as u16, &r.public_key)
                 .map_err(|e| anyhow::anyhow!("issuer key {}: {e}", r.key_id))
@@ -178,7 +185,7 @@ pub fn new_issuer_key(key_id: i64) -> anyhow::Result<IssuerKeyRow> {
         key_id,
         pkcs8,
         public_key: pair.public_key().public_key().to_vec(),
-        status: "next".into(),
+        status: KeyStatus::Next,
         activated_at_ms: None,
     })
 }

@@ -3,7 +3,6 @@
 use std::collections::BTreeSet;
 
 use serde_json::Value;
-use turnpike_wire::ridecode::RejectReason;
 
 const SPEC: &str = include_str!("../../docs/openapi.json");
 
@@ -204,18 +203,6 @@ const ERROR_SOURCES: &[(&str, &str)] = &[
     // Its notification endpoint answers in plain text (`success`/`fail`), not with codes.
     ("src/api/tickets.rs", include_str!("../src/api/tickets.rs")),
     ("src/error.rs", include_str!("../src/error.rs")),
-];
-
-const ENGINE_SOURCE: &str = include_str!("../src/engine.rs");
-
-/// Sources whose `pub const NAME: &str = "…";` are tap decline reasons: the engine's stored
-/// `payment_pending`, and the reasons a toll exit paid at the booth can end in.
-const REASON_CONST_SOURCES: &[(&str, &str)] = &[
-    ("src/engine.rs", ENGINE_SOURCE),
-    (
-        "src/charging/toll.rs",
-        include_str!("../src/charging/toll.rs"),
-    ),
 ];
 
 const METHODS: &[&str] = &[
@@ -426,40 +413,16 @@ fn every_decline_reason_is_in_the_tap_response_enum() {
         None => enum_of(reason),
     };
 
-    let mut known = BTreeSet::new();
-    for reject in RejectReason::ALL {
-        let code = reject.code();
+    // The reasons are enums (the ride-code checks' `RejectReason`, the rules' `TapDecline`),
+    // listed together by `decline_reasons`.
+    let known: BTreeSet<String> = turnpike_wire::api::decline_reasons()
+        .map(str::to_string)
+        .collect();
+    for code in &known {
         assert!(
             documented.contains(code),
-            "ride-code reason {code} is missing from TapResponse.reason"
+            "decline reason {code} is missing from TapResponse.reason"
         );
-        known.insert(code.to_string());
-    }
-    let engine = literals_after(&strip_comments(ENGINE_SOURCE), "Verdict::decline(");
-    assert!(
-        !engine.is_empty(),
-        "no Verdict::decline(\"…\") in engine.rs"
-    );
-    for code in engine {
-        assert!(
-            documented.contains(&code),
-            "engine decline reason {code} is missing from TapResponse.reason"
-        );
-        known.insert(code);
-    }
-    for &(file, source) in REASON_CONST_SOURCES {
-        let consts = pub_str_consts(&strip_comments(source));
-        assert!(
-            !consts.is_empty(),
-            "no `pub const …: &str = \"…\";` decline reason in {file}"
-        );
-        for code in consts {
-            assert!(
-                documented.contains(&code),
-                "decline reason {code} (a constant in {file}) is missing from TapResponse.reason"
-            );
-            known.insert(code);
-        }
     }
     let stale: Vec<_> = documented.difference(&known).collect();
     assert!(
@@ -649,18 +612,6 @@ fn fn_body(source: &str, name: &str) -> Option<String> {
         }
     }
     None
-}
-
-/// The values of `pub const NAME: &str = "…";` items.
-fn pub_str_consts(code: &str) -> Vec<String> {
-    code.lines()
-        .map(str::trim_start)
-        .filter(|l| l.starts_with("pub const ") || l.starts_with("pub(crate) const "))
-        .filter_map(|l| {
-            let (_, value) = l.split_once(": &str =")?;
-            string_literal(value).map(|(s, _)| s)
-        })
-        .collect()
 }
 
 /// The codes of `(StatusCode::NAME, "code")` pairs (the fixed mapping in error.rs).

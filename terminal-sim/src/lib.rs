@@ -238,9 +238,4 @@ async fn run_scenario_inner(
 }
 
 /// Now, as UTC Unix milliseconds (the simulated devices' clock).
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use turnpike_client::now_ms;

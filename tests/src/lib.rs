@@ -91,6 +91,8 @@ pub struct TestGateway {
     pub certs: PathBuf,
     pub state: gateway::AppState,
     pub admin: AdminClient,
+    /// The gateway's clock: a test moves it forward (`clock.advance`) instead of sleeping.
+    pub clock: gateway::clock::Clock,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -98,7 +100,9 @@ pub struct TestGateway {
 impl TestGateway {
     pub async fn start(config: Config) -> anyhow::Result<TestGateway> {
         let certs = config.tls.dir.clone();
-        let gateway = gateway::Gateway::build(config, ADMIN_TOKEN).await?;
+        let clock = gateway::clock::Clock::system();
+        let gateway =
+            gateway::Gateway::build_with_clock(config, ADMIN_TOKEN, clock.clone()).await?;
         let terminal_base = format!("https://localhost:{}", gateway.terminal_addr().port());
         let public_base = format!("https://localhost:{}", gateway.public_addr().port());
         let ops_base = format!("http://{}", gateway.ops_addr());
@@ -115,6 +119,7 @@ impl TestGateway {
             certs,
             state,
             admin,
+            clock,
             stop: Some(stop),
             task: Some(task),
         })
@@ -274,8 +279,9 @@ pub fn booth(plaza: &str, side: &str) -> String {
     format!("booth-{plaza}-{side}")
 }
 
+/// The devices' clock (gates and phones), UTC Unix milliseconds.
 pub fn now_ms() -> u64 {
-    gateway::now_ms() as u64
+    turnpike_client::now_ms() as u64
 }
 
 /// A tap as a gate would send it now.

@@ -417,7 +417,7 @@ impl Sandbox {
                     serde_json::from_str(&json).expect("notification parameters");
                 params.insert(
                     "notify_time".into(),
-                    provider_sandbox::time::api_time(gateway::now_ms()),
+                    provider_sandbox::time::api_time(turnpike_client::now_ms()),
                 );
                 params.insert("sign_type".into(), "RSA2".into());
                 let content = provider_sandbox::sign::canonical_notification(

@@ -52,14 +52,12 @@ async fn incomplete_journeys(db: Db) {
         .decision,
         Decision::Approve
     );
-    tokio::time::sleep(std::time::Duration::from_millis(1_700)).await;
+    // 1.7 s later (past `incomplete_after_ms`), on the gateway's clock and the devices'.
+    env.gw.clock.advance(1_700);
+    let later = turnpike_tests::now_ms() + 1_700;
     // b comes back through a gate: the stale journey closes at the maximum fare, the entry opens a new one.
     let again = t
-        .tap(&tap(
-            3,
-            Direction::Entry,
-            b.ride_code(turnpike_tests::now_ms()).unwrap(),
-        ))
+        .tap(&turnpike_tests::tap_at(3, Direction::Entry, &b, later))
         .await
         .unwrap();
     assert_eq!(again.decision, Decision::Approve, "{again:?}");

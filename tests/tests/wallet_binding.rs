@@ -147,7 +147,7 @@ async fn one_agreement_one_rider(db: Db) {
     };
     let store = &p.env.gw.state.store;
     let (a, b) = (p.env.gw.rider().await, p.env.gw.rider().await);
-    let now = gateway::now_ms();
+    let now = turnpike_client::now_ms();
     let a_id: i64 = a.rider_id.parse().unwrap();
     let b_id: i64 = b.rider_id.parse().unwrap();
     store

@@ -132,6 +132,48 @@ pub enum Decision {
     Decline,
 }
 
+spelled_enum! {
+    /// Why the gateway's rules declined a tap whose code verified (a code that does not verify
+    /// is declined with its [`crate::ridecode::RejectReason`] code instead; [`decline_reasons`]
+    /// lists both).
+    TapDecline {
+        /// The code was already used in this direction.
+        Replay = "replay",
+        /// An entry while the rider has an open journey.
+        PassBack = "pass_back",
+        /// An exit without an open journey.
+        NoEntry = "no_entry",
+        /// An exit on another operator's network than the entry.
+        EntryOnOtherNetwork = "entry_on_other_network",
+        /// The credential does not enable this mode (metro, toll).
+        ProductNotAllowed = "product_not_allowed",
+        /// The terminal's operator has no fare data loaded.
+        NetworkNotConfigured = "network_not_configured",
+        /// The terminal's location is not a station or plaza of its network.
+        UnknownStation = "unknown_station",
+        /// The fare data has no price for this journey.
+        NoFare = "no_fare",
+        /// The journey was already charged.
+        AlreadyCharged = "already_charged",
+        /// A toll exit's payment at the booth is still being settled.
+        PaymentPending = "payment_pending",
+        /// The provider declined the driver's payment.
+        PaymentDeclined = "payment_declined",
+        /// The payment failed (no final answer within the booth's budget; reversed).
+        PaymentFailed = "payment_failed",
+        /// The provider could not be reached; nothing was taken.
+        ProviderUnavailable = "provider_unavailable",
+    }
+}
+
+/// Every reason a tap can be declined for: the ride-code checks' codes and the gateway's rules.
+pub fn decline_reasons() -> impl Iterator<Item = &'static str> {
+    crate::ridecode::RejectReason::ALL
+        .iter()
+        .map(|r| r.code())
+        .chain(TapDecline::ALL.iter().map(|d| d.as_str()))
+}
+
 /// The gateway's answer to one tap. A repeat of the same (terminal, sequence) gets these exact bytes
 /// again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

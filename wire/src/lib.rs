@@ -13,6 +13,9 @@
 //!
 //! It deliberately does no I/O: no clock (callers pass the time), no files, no network.
 
+#[macro_use]
+mod spelled;
+
 pub mod api;
 pub mod ident;
 pub mod json;

@@ -11,6 +11,7 @@ use turnpike_wire::{Currency, Money};
 use super::{bearer, check_id, sha256, ValidJson};
 use crate::error::{ApiError, ApiResult};
 use crate::network::{build_network, FareData, Mode};
+use crate::store::{KeyStatus, TerminalStatus};
 use crate::store::{OperatorRow, TerminalRow};
 use crate::AppState;
 pub use turnpike_wire::api::admin::{
@@ -119,7 +120,7 @@ async fn create_operator(
         time_zone,
         currency: currency.code().into(),
         daily_cap_minor: spec.daily_cap.map(|c| c.to_minor()),
-        created_at_ms: crate::now_ms(),
+        created_at_ms: state.clock.now_ms(),
     };
     if !state.store.insert_operator(&row).await? {
         return Err(ApiError::BadRequest {
@@ -184,7 +185,12 @@ async fn load_fares(
     let files_json = serde_json::to_string(&data).map_err(|e| ApiError::Internal(e.into()))?;
     let version = state
         .store
-        .insert_fare_data(&operator_id, &data.format, &files_json, crate::now_ms())
+        .insert_fare_data(
+            &operator_id,
+            &data.format,
+            &files_json,
+            state.clock.now_ms(),
+        )
         .await?;
     state.networks.reload(&state.store).await?;
     Ok((StatusCode::CREATED, Json(FareLoaded { version })))
@@ -222,7 +228,10 @@ async fn register_terminal(
         .await?
         .into_iter()
         .find(|t| t.terminal_id == spec.terminal_id);
-    if existing.as_ref().is_some_and(|t| t.status == "revoked") {
+    if existing
+        .as_ref()
+        .is_some_and(|t| t.status == TerminalStatus::Revoked)
+    {
         return Err(ApiError::BadRequest {
             status: StatusCode::CONFLICT,
             code: "terminal_revoked",
@@ -236,11 +245,11 @@ async fn register_terminal(
         terminal_id: spec.terminal_id,
         operator_id: spec.operator_id,
         location_id: spec.location_id,
-        status: "active".into(),
+        status: TerminalStatus::Active,
     };
     if !state
         .store
-        .upsert_active_terminal(&row, crate::now_ms())
+        .upsert_active_terminal(&row, state.clock.now_ms())
         .await?
     {
         return Err(ApiError::BadRequest {
@@ -265,7 +274,7 @@ async fn reinstate_terminal(
 ) -> ApiResult<StatusCode> {
     if !state
         .store
-        .set_terminal_status(&terminal_id, "active", crate::now_ms())
+        .set_terminal_status(&terminal_id, TerminalStatus::Active, state.clock.now_ms())
         .await?
     {
         return Err(ApiError::NotFound(format!("no terminal {terminal_id}")));
@@ -294,7 +303,7 @@ async fn revoke_terminal(
 ) -> ApiResult<StatusCode> {
     if !state
         .store
-        .set_terminal_status(&terminal_id, "revoked", crate::now_ms())
+        .set_terminal_status(&terminal_id, TerminalStatus::Revoked, state.clock.now_ms())
         .await?
     {
         return Err(ApiError::NotFound(format!("no terminal {terminal_id}")));
@@ -326,7 +335,7 @@ async fn deny_add(
     super::check_reason("invalid_reason", "reason", &spec.reason)?;
     let added = state
         .store
-        .deny_add(kind, id, &spec.reason, crate::now_ms())
+        .deny_add(kind, id, &spec.reason, state.clock.now_ms())
         .await?;
     state.refresh_registry().await?;
     Ok(if added {
@@ -393,7 +402,11 @@ async fn list_keys(State(state): State<AppState>) -> ApiResult<Json<Vec<KeyView>
 async fn stage_key(State(state): State<AppState>) -> ApiResult<(StatusCode, Json<KeyView>)> {
     let rows = state.store.issuer_keys().await?;
     let key = crate::registry::new_issuer_key(crate::registry::next_key_id(&rows))?;
-    if !state.store.stage_issuer_key(&key, crate::now_ms()).await? {
+    if !state
+        .store
+        .stage_issuer_key(&key, state.clock.now_ms())
+        .await?
+    {
         return Err(ApiError::BadRequest {
             status: StatusCode::CONFLICT,
             code: "key_already_staged",
@@ -412,12 +425,12 @@ async fn rotate_keys(
     State(state): State<AppState>,
     ValidJson(req): ValidJson<RotateRequest>,
 ) -> ApiResult<(StatusCode, Json<KeyView>)> {
-    let now = crate::now_ms();
+    let now = state.clock.now_ms();
     let rows = state.store.issuer_keys().await?;
-    let has_previous = rows.iter().any(|k| k.status == "previous");
+    let has_previous = rows.iter().any(|k| k.status == KeyStatus::Previous);
     let current_since = rows
         .iter()
-        .find(|k| k.status == "current")
+        .find(|k| k.status == KeyStatus::Current)
         .and_then(|k| k.activated_at_ms);
     let validity_ms = i64::from(state.config.credentials.validity_s) * 1000;
     if let (true, Some(since), false) = (has_previous, current_since, req.force) {
@@ -432,7 +445,7 @@ async fn rotate_keys(
             });
         }
     }
-    if !rows.iter().any(|k| k.status == "next") {
+    if !rows.iter().any(|k| k.status == KeyStatus::Next) {
         let key = crate::registry::new_issuer_key(crate::registry::next_key_id(&rows))?;
         state.store.stage_issuer_key(&key, now).await?;
     }
@@ -443,7 +456,7 @@ async fn rotate_keys(
         .issuer_keys()
         .await?
         .into_iter()
-        .find(|k| k.status == "current")
+        .find(|k| k.status == KeyStatus::Current)
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no current key after rotation")))?;
     Ok((StatusCode::CREATED, Json(key_view(current))))
 }

@@ -8,11 +8,13 @@ use axum::{Json, Router};
 
 use super::rider::Rider;
 use super::{check_input, check_reason, decimal_id, OptionalJson, ValidJson, ValidQuery};
+use crate::charging::disputes::{self, Decision, DisputeError};
 use crate::charging::refunds::{self, RefundError, RefundRequest};
 use crate::charging::wallets::{self, WalletError, WalletState};
 use crate::error::{ApiError, ApiResult};
 use crate::store::charging::ChargeStatus;
-use crate::store::charging::{self as charges, ChargeRow, DisputeRow, RefundRow};
+use crate::store::charging::{ChargeRow, DisputeRow, RefundRow};
+use crate::store::charging::{DisputeStatus, RefundStatus};
 use crate::AppState;
 pub use turnpike_wire::api::payments::{
     ChargeView, ChargesQuery, DecisionBody, DisputeBody, DisputeView, DisputesQuery, LedgerView,
@@ -201,7 +203,7 @@ async fn retry_arrears(
 ) -> ApiResult<Json<RetryView>> {
     let requeued = state
         .store
-        .requeue_failed(rider_id, crate::now_ms())
+        .requeue_failed(rider_id, state.clock.now_ms())
         .await?;
     Ok(Json(RetryView { requeued }))
 }
@@ -305,7 +307,7 @@ async fn admin_refund(
     )
     .await
     .map_err(refund_error)?;
-    let status = if refund.status == "pending" {
+    let status = if refund.status == RefundStatus::Pending {
         StatusCode::ACCEPTED
     } else {
         StatusCode::OK
@@ -329,6 +331,25 @@ impl From<DisputeRow> for DisputeView {
     }
 }
 
+fn dispute_error(e: DisputeError) -> ApiError {
+    let conflict = |code| ApiError::BadRequest {
+        status: StatusCode::CONFLICT,
+        code,
+        message: e.to_string(),
+    };
+    match e {
+        DisputeError::UnknownCharge | DisputeError::UnknownDispute => {
+            ApiError::NotFound(e.to_string())
+        }
+        DisputeError::NotCaptured => ApiError::unprocessable("charge_not_captured", e.to_string()),
+        DisputeError::AlreadyOpen => conflict("dispute_already_open"),
+        DisputeError::Decided(_) => conflict("dispute_decided"),
+        DisputeError::RefundPending => unavailable("refund_pending", e.to_string()),
+        DisputeError::Refund(e) => refund_error(e),
+        DisputeError::Storage(e) => ApiError::Storage(e),
+    }
+}
+
 /// A rider disputes one of their own captured charges; it waits for an operator's decision.
 async fn open_dispute(
     State(state): State<AppState>,
@@ -337,40 +358,9 @@ async fn open_dispute(
 ) -> ApiResult<(StatusCode, Json<DisputeView>)> {
     let charge_id = decimal_id("invalid_charge_id", "charge_id", &body.charge_id)?;
     check_reason("invalid_reason", "reason", &body.reason)?;
-    // Another rider's charge is indistinguishable from a missing one.
-    let charge = state
-        .store
-        .charge(charge_id)
-        .await?
-        .filter(|c| c.rider_id == Some(rider_id))
-        .ok_or_else(|| ApiError::NotFound("no such charge".into()))?;
-    if charge.status != ChargeStatus::Captured {
-        return Err(ApiError::unprocessable(
-            "charge_not_captured",
-            "only a charge that was paid can be disputed",
-        ));
-    }
-    let row = DisputeRow {
-        dispute_id: crate::random_id(),
-        rider_id,
-        charge_id,
-        reason: body.reason,
-        status: "open".into(),
-        decision_note: None,
-        refund_id: None,
-        created_at_ms: crate::now_ms(),
-        decided_at_ms: None,
-    };
-    let mut tx = state.store.begin().await?;
-    let inserted = charges::insert_dispute(&mut tx, &row).await?;
-    tx.commit().await?;
-    if !inserted {
-        return Err(ApiError::BadRequest {
-            status: StatusCode::CONFLICT,
-            code: "dispute_already_open",
-            message: "this charge already has an open dispute".into(),
-        });
-    }
+    let row = disputes::open(&state.charging, rider_id, charge_id, body.reason)
+        .await
+        .map_err(dispute_error)?;
     Ok((StatusCode::CREATED, Json(row.into())))
 }
 
@@ -386,15 +376,16 @@ async fn admin_disputes(
     State(state): State<AppState>,
     ValidQuery(q): ValidQuery<DisputesQuery>,
 ) -> ApiResult<Json<Vec<DisputeView>>> {
-    if let Some(s) = &q.status {
-        if !["open", "approved", "rejected"].contains(&s.as_str()) {
-            return Err(ApiError::unprocessable(
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(DisputeStatus::parse(s).ok_or_else(|| {
+            ApiError::unprocessable(
                 "invalid_status",
                 "status must be open, approved or rejected",
-            ));
-        }
-    }
-    let rows = state.store.disputes(q.status.as_deref(), None).await?;
+            )
+        })?),
+    };
+    let rows = state.store.disputes(status, None).await?;
     Ok(Json(rows.into_iter().map(DisputeView::from).collect()))
 }
 
@@ -407,59 +398,13 @@ async fn decide_dispute(
 ) -> ApiResult<Json<DisputeView>> {
     let dispute_id = decimal_id("invalid_dispute_id", "dispute_id", &dispute_id)?;
     check_reason("invalid_note", "note", &body.note)?;
-    let dispute = state
-        .store
-        .dispute(dispute_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("no such dispute".into()))?;
-    if dispute.status != "open" {
-        return Err(ApiError::BadRequest {
-            status: StatusCode::CONFLICT,
-            code: "dispute_decided",
-            message: format!("the dispute is already {}", dispute.status),
-        });
-    }
-    let now = crate::now_ms();
-    let refund_id = if body.approve {
-        let charge = state
-            .store
-            .charge(dispute.charge_id)
-            .await?
-            .ok_or_else(|| ApiError::NotFound("no such charge".into()))?;
-        let amount = match body.amount_minor {
-            Some(a) => a,
-            None => charge.amount_minor - state.store.refunds_committed(charge.charge_id).await?,
-        };
-        let refund = refunds::refund(
-            &state.charging,
-            &RefundRequest {
-                charge_id: charge.charge_id,
-                amount_minor: amount,
-                reason: &dispute.reason,
-                request_id: &format!("dispute-{dispute_id}"),
-                dispute_id: Some(dispute_id),
-            },
-        )
-        .await
-        .map_err(refund_error)?;
-        if refund.status != "succeeded" {
-            return Err(unavailable(
-                "refund_pending",
-                "the refund's outcome is not known yet; repeat the decision to drive it",
-            ));
-        }
-        Some(refund.refund_id)
-    } else {
-        None
+    let decision = Decision {
+        approve: body.approve,
+        amount_minor: body.amount_minor,
+        note: &body.note,
     };
-    let status = if body.approve { "approved" } else { "rejected" };
-    let mut tx = state.store.begin().await?;
-    charges::decide_dispute(&mut tx, dispute_id, status, &body.note, refund_id, now).await?;
-    tx.commit().await?;
-    let decided = state
-        .store
-        .dispute(dispute_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("no such dispute".into()))?;
+    let decided = disputes::decide(&state.charging, dispute_id, &decision)
+        .await
+        .map_err(dispute_error)?;
     Ok(Json(decided.into()))
 }

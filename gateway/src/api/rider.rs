@@ -53,7 +53,7 @@ async fn register(
     );
     state
         .store
-        .insert_rider(rider_id, &sha256(token.as_bytes()), crate::now_ms())
+        .insert_rider(rider_id, &sha256(token.as_bytes()), state.clock.now_ms())
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -137,7 +137,7 @@ async fn enrol(
             "products must name at least one of \"metro\", \"toll\"",
         ));
     }
-    let now_s = (crate::now_ms() / 1000) as u32;
+    let now_s = (state.clock.now_ms() / 1000) as u32;
     let keys = state.registry.keys();
     let body = CredentialRequest {
         credential_id: crate::random_id() as u64,
@@ -163,7 +163,7 @@ async fn enrol(
             products: i64::from(products),
             valid_from_s: i64::from(body.valid_from_s),
             valid_until_s: i64::from(body.valid_until_s),
-            issued_at_ms: crate::now_ms(),
+            issued_at_ms: state.clock.now_ms(),
         })
         .await?;
     Ok((

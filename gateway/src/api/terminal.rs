@@ -18,6 +18,7 @@ use crate::engine::{self, PreparedTap, TapAnswer};
 use crate::error::{ApiError, ApiResult};
 use crate::network::Mode;
 use crate::store::TerminalRow;
+use crate::store::TerminalStatus;
 use crate::AppState;
 
 /// One tap is a few hundred bytes; 16 KiB leaves room and bounds what a bad client can send.
@@ -47,7 +48,7 @@ pub fn router(state: AppState) -> Router {
 
 pub(super) fn terminal_of(state: &AppState, identity: &TerminalIdentity) -> ApiResult<TerminalRow> {
     match state.registry.terminal(&identity.0) {
-        Some(t) if t.status == "active" => Ok(t),
+        Some(t) if t.status == TerminalStatus::Active => Ok(t),
         _ => Err(ApiError::BadRequest {
             status: StatusCode::FORBIDDEN,
             code: "terminal_not_active",
@@ -200,7 +201,7 @@ pub(super) fn prepare(
     terminal: &TerminalRow,
     tap: TapRequest,
 ) -> ApiResult<PreparedTap> {
-    let now_ms = crate::now_ms();
+    let now_ms = state.clock.now_ms();
     if tap.sequence == 0 || tap.sequence > SEQUENCE_MAX {
         return Err(ApiError::unprocessable(
             "sequence_out_of_range",

@@ -27,6 +27,7 @@ use super::ValidJson;
 use crate::charging::notify;
 use crate::charging::tickets::{self, OrderRequest, PrecreateError, PriceError};
 use crate::error::{ApiError, ApiResult};
+use crate::provider::Refused;
 use crate::store::charging::ChargeStatus;
 use crate::store::charging::{ChargeRow, TicketOrderRow};
 use crate::AppState;
@@ -341,7 +342,7 @@ fn note_rejected(why: &'static str) {
     static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
     metrics::counter!("gateway_provider_notifications_total", "outcome" => "rejected", "why" => why)
         .increment(1);
-    let now = crate::now_ms();
+    let now = crate::clock::system_now_ms();
     let last = LAST_LOG_MS.load(Ordering::Relaxed);
     if now - last >= REJECTED_LOG_INTERVAL_MS
         && LAST_LOG_MS
@@ -385,16 +386,19 @@ async fn post_notify(State(state): State<AppState>, headers: HeaderMap, body: Bo
     let Some(provider) = state.charging.provider.as_ref() else {
         return plain(StatusCode::SERVICE_UNAVAILABLE, "fail");
     };
-    if !provider.verify_notification(&params) {
-        note_rejected("unverified");
-        return plain(StatusCode::BAD_REQUEST, "fail");
-    }
-    if let Some(why) = notify::malformed(&params) {
-        tracing::warn!(why, "verified provider notification is malformed; rejected");
-        note_rejected("malformed");
-        return plain(StatusCode::BAD_REQUEST, "fail");
-    }
-    match notify::on_verified_notification(&state.charging, &params).await {
+    let notice = match provider.read_notice(&params) {
+        Ok(notice) => notice,
+        Err(Refused::Unverified) => {
+            note_rejected("unverified");
+            return plain(StatusCode::BAD_REQUEST, "fail");
+        }
+        Err(Refused::Malformed(why)) => {
+            tracing::warn!(why, "verified provider notification is malformed; rejected");
+            note_rejected("malformed");
+            return plain(StatusCode::BAD_REQUEST, "fail");
+        }
+    };
+    match notify::on_verified_notification(&state.charging, &notice).await {
         Ok(handled) if handled.ack => plain(StatusCode::OK, "success"),
         Ok(_) => plain(StatusCode::SERVICE_UNAVAILABLE, "fail"),
         Err(e) => {

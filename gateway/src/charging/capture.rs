@@ -15,15 +15,16 @@
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
-use super::{backoff_ms, capture_txn, fare_txn, reversal_txn, service_fee, Charging};
+use super::settle::apply_paid;
+use super::{backoff_ms, fare_txn, Charging, ARREARS};
 use crate::provider::{CallError, CancelOutcome, PayOutcome, QueryOutcome};
 use crate::store::charging::{self as sql, ChargeRow};
 use crate::store::charging::{ChargeKind, ChargeStatus};
 
-/// The deny-list reason this worker sets and lifts (it never lifts anyone else's entry).
-pub const ARREARS: &str = "arrears";
+/// The decline a deduction gets when the rider has bound no wallet: the gateway's own code, so
+/// no provider call was made and no trade is left to close.
+const NO_AGREEMENT: &str = "NO_AGREEMENT";
 
 /// Runs rounds until `stop` turns true. A round that worked a full batch starts the next one at
 /// once (more may be due); otherwise the worker waits `capture_poll_ms`. Waiting after every
@@ -54,7 +55,7 @@ pub async fn round(charging: &Charging) -> anyhow::Result<usize> {
     let Some(_) = &charging.provider else {
         return Ok(0);
     };
-    let now = crate::now_ms();
+    let now = charging.clock.now_ms();
     let limit = charging.config.capture_batch_max as i64;
     let mut work = Vec::new();
     for (kind, status) in [
@@ -64,34 +65,14 @@ pub async fn round(charging: &Charging) -> anyhow::Result<usize> {
     ] {
         work.extend(charging.store.due_charges(kind, status, now, limit).await?);
     }
-    let lease_until = now + charging.config.capture_lease_ms as i64;
-    let mut tasks = JoinSet::new();
-    let mut worked = 0;
-    for charge in work {
-        if !charging
-            .store
-            .lease_charge(&charge, now, lease_until)
-            .await?
-        {
-            continue;
+    let mut worked = super::work_leased(charging, work, now, |charging, charge| async move {
+        if charge.status == ChargeStatus::Paying {
+            recover_toll(&charging, &charge).await
+        } else {
+            capture_one(&charging, &charge).await
         }
-        worked += 1;
-        while tasks.len() >= charging.config.capture_batch_max {
-            tasks.join_next().await;
-        }
-        let charging = charging.clone();
-        tasks.spawn(async move {
-            let result = if charge.status == ChargeStatus::Paying {
-                recover_toll(&charging, &charge).await
-            } else {
-                capture_one(&charging, &charge).await
-            };
-            if let Err(e) = result {
-                tracing::warn!(charge_id = charge.charge_id, error = %e, "charge not settled this round");
-            }
-        });
-    }
-    while tasks.join_next().await.is_some() {}
+    })
+    .await?;
     worked += super::tickets::round(charging).await?;
     Ok(worked)
 }
@@ -106,13 +87,13 @@ async fn capture_one(charging: &Charging, charge: &ChargeRow) -> anyhow::Result<
     if charge.attempt == 1 {
         // The fare becomes owed when its charge is first worked (booked once by its key).
         let mut tx = store.begin().await?;
-        sql::book(&mut tx, &fare_txn(charge), crate::now_ms()).await?;
+        sql::book(&mut tx, &fare_txn(charge), charging.clock.now_ms()).await?;
         tx.commit().await?;
     }
     let rider_id = charge.rider_id.unwrap_or_default();
     let outcome = match store.wallet(rider_id).await? {
         None => Ok(PayOutcome::Declined {
-            sub_code: "NO_AGREEMENT".into(),
+            sub_code: NO_AGREEMENT.into(),
             message: "the rider has bound no wallet".into(),
         }),
         Some(agreement_no) => {
@@ -127,7 +108,7 @@ async fn capture_one(charging: &Charging, charge: &ChargeRow) -> anyhow::Result<
                 .await
         }
     };
-    let now = crate::now_ms();
+    let now = charging.clock.now_ms();
     let cfg = &charging.config;
     match outcome {
         Ok(PayOutcome::Paid {
@@ -146,7 +127,7 @@ async fn capture_one(charging: &Charging, charge: &ChargeRow) -> anyhow::Result<
             apply_paid(charging, charge, &charge.out_trade_no, &trade_no).await?;
         }
         Ok(PayOutcome::Declined { sub_code, message }) => {
-            if sub_code != "NO_AGREEMENT" {
+            if sub_code != NO_AGREEMENT {
                 // A declined deduction may stay at the provider as an unpaid trade; close it
                 // (best effort) so that this trade number can never be paid later, now that
                 // the next attempt will use a new one.
@@ -200,7 +181,7 @@ async fn unknown_later(
     charge: &ChargeRow,
     e: &CallError,
 ) -> anyhow::Result<()> {
-    let now = crate::now_ms();
+    let now = charging.clock.now_ms();
     let cfg = &charging.config;
     // The longer a charge has been unknown, the longer the wait, up to the ceiling.
     let age_ms = (now - charge.created_at_ms).max(0) as u64;
@@ -210,56 +191,6 @@ async fn unknown_later(
         .increment(1);
     sql::retry_later(&charging.store, charge.charge_id, &e.to_string(), due, now).await?;
     Ok(())
-}
-
-/// Books a verified payment once: charge captured, attempt paid, journal entry, and (post-pay)
-/// the rider's arrears lifted when nothing declined is left. Safe to call again with the same
-/// result (from an answer, a notification, a query): the second call changes nothing.
-pub async fn apply_paid(
-    charging: &Charging,
-    charge: &ChargeRow,
-    out_trade_no: &str,
-    provider_trade_no: &str,
-) -> anyhow::Result<bool> {
-    let store = &charging.store;
-    let now = crate::now_ms();
-    let rate_bp = store.provider_fee_rate_bp(&charge.operator_id).await?;
-    let fee = service_fee(charge.amount_minor, rate_bp);
-    let post_paid = charge.kind == ChargeKind::Metro
-        || (charge.kind == ChargeKind::Toll && charge.status == ChargeStatus::Pending);
-    let mut tx = store.begin().await?;
-    let captured = sql::capture(&mut tx, charge.charge_id, provider_trade_no, fee, now).await?;
-    if captured {
-        sql::finish_attempt(
-            &mut tx,
-            out_trade_no,
-            "paid",
-            None,
-            Some(provider_trade_no),
-            now,
-        )
-        .await?;
-        sql::book(
-            &mut tx,
-            &capture_txn(charge, out_trade_no, provider_trade_no, fee, post_paid),
-            now,
-        )
-        .await?;
-        if charge.status == ChargeStatus::Paying {
-            super::toll::final_answer_in(&mut tx, charge, None).await?;
-        }
-        if let Some(rider_id) = charge.rider_id {
-            if post_paid
-                && sql::rider_arrears_count(&mut tx, rider_id).await? == 0
-                && sql::deny_remove_in(&mut tx, rider_id, ARREARS).await?
-            {
-                tracing::info!(rider_id, "arrears repaid; rider lifted from the deny list");
-            }
-        }
-        metrics::counter!("gateway_charges_total", "kind" => charge.kind.as_str(), "outcome" => "captured").increment(1);
-    }
-    tx.commit().await?;
-    Ok(captured)
 }
 
 /// A toll pay whose request died (gateway crash, restart) before it settled: query, and keep the
@@ -296,27 +227,5 @@ async fn recover_toll(charging: &Charging, charge: &ChargeRow) -> anyhow::Result
         }
         Err(e) => unknown_later(charging, charge, &e).await?,
     }
-    Ok(())
-}
-
-/// Books the reversal of a paid-then-cancelled trade: its capture and the mirror entry.
-pub async fn book_reversal(
-    charging: &Charging,
-    charge: &ChargeRow,
-    out_trade_no: &str,
-) -> anyhow::Result<()> {
-    let store = &charging.store;
-    let rate_bp = store.provider_fee_rate_bp(&charge.operator_id).await?;
-    let fee = service_fee(charge.amount_minor, rate_bp);
-    let now = crate::now_ms();
-    let mut tx = store.begin().await?;
-    sql::book(
-        &mut tx,
-        &capture_txn(charge, out_trade_no, "reversed", fee, false),
-        now,
-    )
-    .await?;
-    sql::book(&mut tx, &reversal_txn(charge, out_trade_no, fee), now).await?;
-    tx.commit().await?;
     Ok(())
 }

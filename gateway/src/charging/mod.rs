@@ -31,8 +31,10 @@
 //! fee, borne by the operator). Every transaction's lines balance to zero.
 
 pub mod capture;
+pub mod disputes;
 pub mod notify;
 pub mod refunds;
+pub mod settle;
 pub mod tickets;
 pub mod toll;
 pub mod wallets;
@@ -50,11 +52,76 @@ pub struct Charging {
     pub store: Store,
     pub provider: Option<ProviderClient>,
     pub config: Arc<ChargingConfig>,
+    pub clock: crate::clock::Clock,
 }
 
 /// The provider's fee rule, shared with settlement and the sandbox so all three agree to the
 /// fen: a payment's fee, and the cumulative pro rata share each refund gives back.
 pub use turnpike_provider_wire::fee::{refund_fee, service_fee};
+
+/// The deny-list reason the capture worker sets on arrears and settling lifts once they are
+/// repaid (never anyone else's entry).
+pub const ARREARS: &str = "arrears";
+
+/// Leases each due charge (a charge another worker or node holds is skipped) and works the
+/// leased ones on tasks, at most `capture_batch_max` at a time; returns how many it leased. A
+/// charge whose work fails stays leased until its lease ends, then comes due again.
+pub(super) async fn work_leased<F, Fut>(
+    charging: &Charging,
+    due: Vec<ChargeRow>,
+    now: i64,
+    work: F,
+) -> anyhow::Result<usize>
+where
+    F: Fn(Charging, ChargeRow) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let lease_until = now + charging.config.capture_lease_ms as i64;
+    let in_flight_max = charging.config.capture_batch_max.max(1);
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut worked = 0;
+    for charge in due {
+        if !charging
+            .store
+            .lease_charge(&charge, now, lease_until)
+            .await?
+        {
+            continue;
+        }
+        worked += 1;
+        while tasks.len() >= in_flight_max {
+            tasks.join_next().await;
+        }
+        let (charge_id, kind) = (charge.charge_id, charge.kind);
+        let job = work(charging.clone(), charge);
+        tasks.spawn(async move {
+            if let Err(e) = job.await {
+                tracing::warn!(charge_id, kind = kind.as_str(), error = %e, "charge not settled this round");
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(worked)
+}
+
+/// How a verified notification was handled; `ack` is whether the provider may stop repeating
+/// it (answer `success`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handled {
+    pub applied: &'static str,
+    pub ack: bool,
+}
+
+pub(super) const fn done(applied: &'static str) -> Handled {
+    Handled { applied, ack: true }
+}
+
+pub(super) const fn again(applied: &'static str) -> Handled {
+    Handled {
+        applied,
+        ack: false,
+    }
+}
 
 fn line(account: &'static str, party: &str, debit: i64, credit: i64) -> LedgerLine {
     LedgerLine {

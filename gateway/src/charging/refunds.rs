@@ -9,6 +9,7 @@
 use super::{refund_fee, refund_txn, service_fee, Charging};
 use crate::provider::RefundOutcome;
 use crate::store::charging::ChargeStatus;
+use crate::store::charging::RefundStatus;
 use crate::store::charging::{self as sql, ChargeRow, RefundRow};
 
 /// Why a refund request cannot be carried out.
@@ -83,10 +84,10 @@ pub async fn refund(
                 out_request_no: out_request_no.clone(),
                 amount_minor: req.amount_minor,
                 reason: req.reason.to_string(),
-                status: "pending".into(),
+                status: RefundStatus::Pending,
                 detail: None,
                 dispute_id: req.dispute_id,
-                created_at_ms: crate::now_ms(),
+                created_at_ms: charging.clock.now_ms(),
                 completed_at_ms: None,
             };
             let mut tx = store.begin().await?;
@@ -103,7 +104,7 @@ pub async fn refund(
             }
         }
     };
-    if refund.status == "failed" {
+    if refund.status == RefundStatus::Failed {
         // A repeat of a refused request is refused again, with the provider's reason.
         let detail = refund.detail.unwrap_or_default();
         let (sub_code, message) = detail.split_once(": ").unwrap_or((&detail, ""));
@@ -112,7 +113,7 @@ pub async fn refund(
             message: message.to_string(),
         });
     }
-    if refund.status != "pending" {
+    if refund.status != RefundStatus::Pending {
         return Ok(refund);
     }
     drive(charging, &charge, &refund).await
@@ -134,7 +135,7 @@ async fn drive(
         )
         .await;
     let store = &charging.store;
-    let now = crate::now_ms();
+    let now = charging.clock.now_ms();
     match outcome {
         Ok(RefundOutcome::Refunded { .. }) => {
             let rate_bp = store.provider_fee_rate_bp(&charge.operator_id).await?;

@@ -23,15 +23,11 @@
 //! Either way [`apply_paid`] books the payment once (`capture:<out_trade_no>`, paid on the spot:
 //! owed to the operator) and [`issue`] gives the order its ticket code once.
 
-use std::collections::BTreeMap;
-
-use tokio::task::JoinSet;
-
-use super::capture::{apply_paid, book_reversal};
-use super::notify::{again, done, Handled};
+use super::settle::{apply_paid, book_reversal};
 use super::Charging;
+use super::{again, done, Handled};
 use crate::network::{Mode, OperatorNetwork};
-use crate::provider::{CallError, CancelOutcome, QueryOutcome, TradeStatus};
+use crate::provider::{CallError, CancelOutcome, QueryOutcome, TradeNotice, TradeStatus};
 use crate::store::charging::{self as sql, ChargeRow, NewCharge, TicketOrderRow};
 use crate::store::charging::{ChargeKind, ChargeStatus};
 use crate::store::TerminalRow;
@@ -134,7 +130,7 @@ pub async fn place(
         Ok(fare) => fare,
         Err(e) => return Ok(Err(e)),
     };
-    let now = crate::now_ms();
+    let now = charging.clock.now_ms();
     let cfg = &charging.config;
     let expires_at_ms = now + i64::from(cfg.ticket_order_ttl_minutes) * 60_000;
     let business_day = req.network.business_day(now);
@@ -274,7 +270,7 @@ pub async fn precreate(
 
 /// Closes a pending ticket charge without payment (status `cancelled`).
 async fn give_up(charging: &Charging, charge: &ChargeRow, why: &str) -> anyhow::Result<bool> {
-    let now = crate::now_ms();
+    let now = charging.clock.now_ms();
     let mut tx = charging.store.begin().await?;
     let done = sql::give_up(&mut tx, charge.charge_id, "cancelled", why, now).await?;
     if done {
@@ -324,7 +320,13 @@ pub fn new_ticket_code() -> String {
 /// Gives a paid ticket order its code, once (a second call keeps the first code).
 pub async fn issue(charging: &Charging, charge_id: i64) -> anyhow::Result<()> {
     let mut tx = charging.store.begin().await?;
-    sql::issue_ticket(&mut tx, charge_id, &new_ticket_code(), crate::now_ms()).await?;
+    sql::issue_ticket(
+        &mut tx,
+        charge_id,
+        &new_ticket_code(),
+        charging.clock.now_ms(),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -394,7 +396,7 @@ pub async fn round(charging: &Charging) -> anyhow::Result<usize> {
     if charging.provider.is_none() {
         return Ok(0);
     }
-    let now = crate::now_ms();
+    let now = charging.clock.now_ms();
     let cfg = &charging.config;
     let due = charging
         .store
@@ -405,30 +407,10 @@ pub async fn round(charging: &Charging) -> anyhow::Result<usize> {
             cfg.capture_batch_max as i64,
         )
         .await?;
-    let lease_until = now + cfg.capture_lease_ms as i64;
-    let mut tasks = JoinSet::new();
-    let mut worked = 0;
-    for charge in due {
-        if !charging
-            .store
-            .lease_charge(&charge, now, lease_until)
-            .await?
-        {
-            continue;
-        }
-        worked += 1;
-        while tasks.len() >= cfg.capture_batch_max.max(1) {
-            tasks.join_next().await;
-        }
-        let charging = charging.clone();
-        tasks.spawn(async move {
-            if let Err(e) = check_one(&charging, &charge).await {
-                tracing::warn!(charge_id = charge.charge_id, error = %e, "ticket order not settled this round");
-            }
-        });
-    }
-    while tasks.join_next().await.is_some() {}
-    Ok(worked)
+    super::work_leased(charging, due, now, |charging, charge| async move {
+        check_one(&charging, &charge).await
+    })
+    .await
 }
 
 async fn check_one(charging: &Charging, charge: &ChargeRow) -> anyhow::Result<()> {
@@ -445,15 +427,15 @@ async fn check_one(charging: &Charging, charge: &ChargeRow) -> anyhow::Result<()
             give_up(charging, charge, EXPIRED_UNPAID).await?;
             return Ok(());
         }
-        Ok(Truth::Waiting | Truth::Absent) if crate::now_ms() >= cancel_at => {}
+        Ok(Truth::Waiting | Truth::Absent) if charging.clock.now_ms() >= cancel_at => {}
         Ok(Truth::Waiting | Truth::Absent) => {
-            let now = crate::now_ms();
+            let now = charging.clock.now_ms();
             let next = (now + every).min(cancel_at);
             sql::retry_later(store, charge.charge_id, "awaiting payment", next, now).await?;
             return Ok(());
         }
         Err(e) => {
-            let now = crate::now_ms();
+            let now = charging.clock.now_ms();
             sql::retry_later(store, charge.charge_id, &e.to_string(), now + every, now).await?;
             return Ok(());
         }
@@ -486,7 +468,7 @@ async fn check_one(charging: &Charging, charge: &ChargeRow) -> anyhow::Result<()
             give_up(charging, charge, "paid after expiry; reversed").await?;
         }
         Ok(CancelOutcome::Refused { sub_code }) => {
-            let now = crate::now_ms();
+            let now = charging.clock.now_ms();
             tracing::warn!(
                 charge_id = charge.charge_id,
                 sub_code,
@@ -502,7 +484,7 @@ async fn check_one(charging: &Charging, charge: &ChargeRow) -> anyhow::Result<()
             .await?;
         }
         Err(e) => {
-            let now = crate::now_ms();
+            let now = charging.clock.now_ms();
             sql::retry_later(store, charge.charge_id, &e.to_string(), now + every, now).await?;
         }
     }
@@ -513,21 +495,20 @@ async fn check_one(charging: &Charging, charge: &ChargeRow) -> anyhow::Result<()
 /// deduction is booked (after a query agrees), a closed ticket order is given up.
 pub(super) async fn on_trade_notice(
     charging: &Charging,
-    params: &BTreeMap<String, String>,
+    notice: &TradeNotice,
 ) -> anyhow::Result<Handled> {
-    let text = |k: &str| params.get(k).map(String::as_str).unwrap_or_default();
     let Some(charge) = charging
         .store
-        .charge_by_trade_no(text("out_trade_no"))
+        .charge_by_trade_no(&notice.out_trade_no)
         .await?
     else {
         return Ok(done("unknown_trade"));
     };
-    let paid = matches!(text("trade_status"), "TRADE_SUCCESS" | "TRADE_FINISHED");
-    let closed = text("trade_status") == "TRADE_CLOSED";
+    let paid = notice.status.is_some_and(TradeStatus::is_paid);
+    let closed = notice.status == Some(TradeStatus::Closed);
     match charge.kind {
         ChargeKind::Ticket | ChargeKind::Metro if paid => {
-            if charge.kind == ChargeKind::Metro && charge.out_trade_no != text("out_trade_no") {
+            if charge.kind == ChargeKind::Metro && charge.out_trade_no != notice.out_trade_no {
                 // An earlier attempt's number: it was declined, so this cannot be its payment
                 // unless the provider contradicts itself; settlement will show it.
                 tracing::warn!(

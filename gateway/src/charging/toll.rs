@@ -13,21 +13,18 @@
 
 use std::time::{Duration, Instant};
 
-use turnpike_wire::api::{Decision, TapResponse};
-use turnpike_wire::money::Currency;
-use turnpike_wire::Money;
+use turnpike_wire::api::TapDecline;
 
-use super::capture::{apply_paid, book_reversal};
+use super::settle::{apply_paid, book_reversal, final_answer_in, tap_key};
 use super::Charging;
 use crate::engine::PendingPayment;
 use crate::provider::{CallError, CancelOutcome, PayOutcome, QueryOutcome};
 use crate::store::charging::{self as sql, ChargeRow};
-use crate::store::Tx;
 
 /// Declines a toll exit can end in after its pay (see docs/api.md).
-pub const PAYMENT_DECLINED: &str = "payment_declined";
-pub const PAYMENT_FAILED: &str = "payment_failed";
-pub const PROVIDER_UNAVAILABLE: &str = "provider_unavailable";
+pub const PAYMENT_DECLINED: &str = TapDecline::PaymentDeclined.as_str();
+pub const PAYMENT_FAILED: &str = TapDecline::PaymentFailed.as_str();
+pub const PROVIDER_UNAVAILABLE: &str = TapDecline::ProviderUnavailable.as_str();
 
 /// What the booth is told.
 pub enum ExitOutcome {
@@ -104,10 +101,7 @@ pub async fn pay_at_exit(
             Ok(QueryOutcome::Trade {
                 status: crate::provider::TradeStatus::Closed,
                 ..
-            }) => Ok(PayOutcome::Declined {
-                sub_code: "TRADE_CLOSED".into(),
-                message: "the trade was closed".into(),
-            }),
+            }) => Ok(PayOutcome::closed()),
             Ok(QueryOutcome::Trade { trade_no, .. }) => Ok(PayOutcome::UserPaying {
                 trade_no: Some(trade_no),
             }),
@@ -188,7 +182,7 @@ pub async fn apply_unpaid(
     reversed: bool,
     reason: &'static str,
 ) -> anyhow::Result<bool> {
-    let now = crate::now_ms();
+    let now = charging.clock.now_ms();
     let mut tx = charging.store.begin().await?;
     let settled = sql::give_up(&mut tx, charge.charge_id, "cancelled", reason, now).await?;
     if settled {
@@ -218,55 +212,4 @@ pub async fn apply_unpaid(
         book_reversal(charging, charge, &charge.out_trade_no).await?;
     }
     Ok(settled)
-}
-
-fn tap_key(charge: &ChargeRow) -> anyhow::Result<(&str, i64)> {
-    match (charge.terminal_id.as_deref(), charge.terminal_sequence) {
-        (Some(t), Some(s)) => Ok((t, s)),
-        _ => anyhow::bail!("charge {} has no tap", charge.charge_id),
-    }
-}
-
-/// Writes a toll exit's final answer over its provisional one, inside the settling transaction:
-/// approve with fare and charge, or decline with `decline_reason`.
-pub async fn final_answer_in(
-    tx: &mut Tx<'_>,
-    charge: &ChargeRow,
-    decline_reason: Option<&str>,
-) -> anyhow::Result<()> {
-    let (terminal_id, sequence) = tap_key(charge)?;
-    let currency = Currency::parse(&charge.currency)?;
-    let amount = Money::from_minor(charge.amount_minor, currency);
-    let journey_id = charge.journey_id.map(|j| j.to_string());
-    let response = match decline_reason {
-        None => {
-            let fare_minor = match charge.journey_id {
-                Some(j) => sql::journey_fare_in(tx, j).await?,
-                None => None,
-            };
-            TapResponse {
-                sequence: sequence as u64,
-                decision: Decision::Approve,
-                reason: None,
-                journey_id,
-                fare: Some(Money::from_minor(
-                    fare_minor.unwrap_or(charge.amount_minor),
-                    currency,
-                )),
-                charge: Some(amount),
-            }
-        }
-        Some(reason) => TapResponse {
-            sequence: sequence as u64,
-            decision: Decision::Decline,
-            reason: Some(reason.to_string()),
-            journey_id: None,
-            fare: None,
-            charge: None,
-        },
-    };
-    let body = serde_json::to_vec(&response)?;
-    let decision = crate::engine::decision_str(response.decision);
-    sql::set_tap_answer_in(tx, terminal_id, sequence, decision, decline_reason, &body).await?;
-    Ok(())
 }

@@ -14,8 +14,8 @@
 //! rider still owes money (pending, paying or failed charges). An agreement the rider ends in
 //! the wallet (`dut_user_unsign`, cross-checked) is unbound too.
 
-use super::notify::{again, done, Handled};
 use super::Charging;
+use super::{again, done, Handled};
 use crate::provider::{AgreementNotice, AgreementOutcome, AgreementRef, CallError, UnsignOutcome};
 use crate::store::charging::ChargeStatus;
 use crate::store::wallets::{BindOutcome, SignedAgreement, WalletRow};
@@ -82,7 +82,7 @@ pub async fn start_signing(charging: &Charging, rider_id: i64) -> Result<Signing
     let external_agreement_no = new_external_agreement_no();
     charging
         .store
-        .insert_wallet_signing(&external_agreement_no, rider_id, crate::now_ms())
+        .insert_wallet_signing(&external_agreement_no, rider_id, charging.clock.now_ms())
         .await?;
     let sign_url = provider.page_sign_url(&external_agreement_no);
     tracing::info!(rider_id, %external_agreement_no, "wallet signing started");
@@ -128,7 +128,7 @@ pub async fn confirm(
                 agreement_no: &agreement_no,
                 provider_user_id: provider_user_id.as_deref(),
             },
-            crate::now_ms(),
+            charging.clock.now_ms(),
         )
         .await?;
     match outcome {

@@ -12,7 +12,6 @@
 //! "unknown" (timeout, 5xx, dropped answer, system error: money may or may not have moved, so the
 //! caller must query, retry with the same trade number, or cancel).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -23,6 +22,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use turnpike_provider_wire::sign::{canonical_notification, canonical_request, Signer, Verifier};
 use turnpike_provider_wire::split_answer;
+
+mod notice;
+pub use notice::{About, AgreementNotice, Notice, Refused, TradeNotice};
 
 /// Where the provider is and who we are to it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -112,7 +114,7 @@ pub enum TradeStatus {
 }
 
 impl TradeStatus {
-    fn parse(s: &str) -> Option<TradeStatus> {
+    pub(crate) fn parse(s: &str) -> Option<TradeStatus> {
         Some(match s {
             "WAIT_BUYER_PAY" => TradeStatus::WaitBuyerPay,
             "TRADE_SUCCESS" => TradeStatus::Success,
@@ -143,6 +145,16 @@ pub enum PayOutcome {
         sub_code: String,
         message: String,
     },
+}
+
+impl PayOutcome {
+    /// A trade the provider closed unpaid, as the decline of its pay.
+    pub fn closed() -> PayOutcome {
+        PayOutcome::Declined {
+            sub_code: "TRADE_CLOSED".into(),
+            message: "the trade was closed".into(),
+        }
+    }
 }
 
 /// Outcome of a query.
@@ -201,26 +213,6 @@ pub enum UnsignOutcome {
     Ended,
     /// Nothing in force under that number (already ended, e.g. by the rider in the wallet).
     NotFound,
-}
-
-/// A verified agreement notification: the rider signed (`dut_user_sign`) or an agreement
-/// ended (`dut_user_unsign`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AgreementNotice {
-    pub ended: bool,
-    pub agreement_no: String,
-    /// The gateway's own number, when the agreement was signed through its signing flow.
-    pub external_agreement_no: Option<String>,
-}
-
-/// What a verified notification is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NoticeKind {
-    /// `trade_status_sync` (read by the charging modules).
-    Trade,
-    Agreement(AgreementNotice),
-    /// A type we do not act on, or an agreement notice without its numbers.
-    Other,
 }
 
 /// The personal product of a withholding agreement.
@@ -334,7 +326,7 @@ impl ProviderClient {
     /// One signed call; the answer is verified before anything in it is read.
     pub async fn call(&self, method: &str, biz: &Value) -> Result<Reply, CallError> {
         let started = Instant::now();
-        let now = crate::now_ms();
+        let now = crate::clock::system_now_ms();
         if !self.inner.breaker.allow(now) {
             record(method, "breaker_open", started);
             return Err(CallError::BreakerOpen);
@@ -349,7 +341,9 @@ impl ProviderClient {
         };
         record(method, outcome, started);
         let unknown = matches!(outcome, "unknown" | "forged");
-        self.inner.breaker.record(!unknown, crate::now_ms());
+        self.inner
+            .breaker
+            .record(!unknown, crate::clock::system_now_ms());
         match result {
             Ok(r) if r.is_system_error() => Err(CallError::Unknown(format!(
                 "system error {} {}",
@@ -369,7 +363,10 @@ impl ProviderClient {
             ("format", "JSON".into()),
             ("charset", "utf-8".into()),
             ("sign_type", "RSA2".into()),
-            ("timestamp", shanghai_timestamp(crate::now_ms())),
+            (
+                "timestamp",
+                shanghai_timestamp(crate::clock::system_now_ms()),
+            ),
             ("version", "1.0".into()),
             ("biz_content", biz.to_string()),
         ];
@@ -656,37 +653,6 @@ impl ProviderClient {
                 "agreement unsign refused: {code} {sub:?}"
             ))),
         }
-    }
-
-    /// What a verified notification is about (its `notify_type`, and an agreement notice's
-    /// numbers).
-    pub fn notice_kind(params: &BTreeMap<String, String>) -> NoticeKind {
-        let text = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
-        let ended = match text("notify_type") {
-            Some("trade_status_sync") => return NoticeKind::Trade,
-            Some("dut_user_sign") => false,
-            Some("dut_user_unsign") => true,
-            _ => return NoticeKind::Other,
-        };
-        match text("agreement_no") {
-            Some(no) => NoticeKind::Agreement(AgreementNotice {
-                ended,
-                agreement_no: no.to_string(),
-                external_agreement_no: text("external_agreement_no").map(str::to_string),
-            }),
-            None => NoticeKind::Other,
-        }
-    }
-
-    /// Verifies an async notification's signature (all parameters but `sign` and `sign_type`)
-    /// and that it is addressed to this app.
-    pub fn verify_notification(&self, params: &BTreeMap<String, String>) -> bool {
-        let Some(sign) = params.get("sign") else {
-            return false;
-        };
-        let content = canonical_notification(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        self.inner.platform.verify(&content, sign)
-            && params.get("app_id").map(String::as_str) == Some(self.inner.app_id.as_str())
     }
 }
 

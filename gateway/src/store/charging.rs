@@ -6,7 +6,9 @@
 use sqlx::Row;
 
 use super::{Conn, Store, Tx};
-pub use turnpike_wire::api::payments::{AccountBalance, ChargeKind, ChargeStatus};
+pub use turnpike_wire::api::payments::{
+    AccountBalance, ChargeKind, ChargeStatus, DisputeStatus, RefundStatus,
+};
 
 pub(crate) const CHARGE_COLUMNS: &str = "charge_id, kind, operator_id, rider_id, journey_id, amount_minor, currency, business_day, status, attempt, out_trade_no, provider_trade_no, fee_minor, refunded_minor, last_error, next_attempt_at_ms, lease_until_ms, terminal_id, terminal_sequence, created_at_ms, captured_at_ms";
 
@@ -36,7 +38,11 @@ pub struct ChargeRow {
 }
 
 /// A stored spelling read back as its enum; anything else is a decode error.
-fn spelled<T>(text: String, parse: fn(&str) -> Option<T>, what: &str) -> Result<T, sqlx::Error> {
+pub(crate) fn spelled<T>(
+    text: String,
+    parse: fn(&str) -> Option<T>,
+    what: &str,
+) -> Result<T, sqlx::Error> {
     parse(&text).ok_or_else(|| sqlx::Error::Decode(format!("unknown {what} {text:?}").into()))
 }
 
@@ -474,7 +480,7 @@ pub struct RefundRow {
     pub out_request_no: String,
     pub amount_minor: i64,
     pub reason: String,
-    pub status: String,
+    pub status: RefundStatus,
     pub detail: Option<String>,
     pub dispute_id: Option<i64>,
     pub created_at_ms: i64,
@@ -491,7 +497,7 @@ impl RefundRow {
             out_request_no: r.try_get(2)?,
             amount_minor: r.try_get(3)?,
             reason: r.try_get(4)?,
-            status: r.try_get(5)?,
+            status: spelled(r.try_get(5)?, RefundStatus::parse, "refund status")?,
             detail: r.try_get(6)?,
             dispute_id: r.try_get(7)?,
             created_at_ms: r.try_get(8)?,
@@ -506,7 +512,7 @@ pub struct DisputeRow {
     pub rider_id: i64,
     pub charge_id: i64,
     pub reason: String,
-    pub status: String,
+    pub status: DisputeStatus,
     pub decision_note: Option<String>,
     pub refund_id: Option<i64>,
     pub created_at_ms: i64,
@@ -522,7 +528,7 @@ impl DisputeRow {
             rider_id: r.try_get(1)?,
             charge_id: r.try_get(2)?,
             reason: r.try_get(3)?,
-            status: r.try_get(4)?,
+            status: spelled(r.try_get(4)?, DisputeStatus::parse, "dispute status")?,
             decision_note: r.try_get(5)?,
             refund_id: r.try_get(6)?,
             created_at_ms: r.try_get(7)?,
@@ -573,7 +579,7 @@ pub async fn insert_refund(tx: &mut Tx<'_>, r: &RefundRow) -> Result<bool, sqlx:
     .bind(&r.out_request_no)
     .bind(r.amount_minor)
     .bind(&r.reason)
-    .bind(&r.status)
+    .bind(r.status.as_str())
     .bind(&r.detail)
     .bind(r.dispute_id)
     .bind(r.created_at_ms)
@@ -595,7 +601,12 @@ pub async fn finish_refund(
     detail: Option<&str>,
     now_ms: i64,
 ) -> Result<Option<i64>, sqlx::Error> {
-    let status = if succeeded { "succeeded" } else { "failed" };
+    let status = if succeeded {
+        RefundStatus::Succeeded
+    } else {
+        RefundStatus::Failed
+    }
+    .as_str();
     let n = sqlx::query(
         "UPDATE refunds SET status = $2, detail = $3, completed_at_ms = $4 WHERE refund_id = $1 AND status = 'pending'",
     )
@@ -631,7 +642,7 @@ pub async fn insert_dispute(tx: &mut Tx<'_>, d: &DisputeRow) -> Result<bool, sql
     .bind(d.rider_id)
     .bind(d.charge_id)
     .bind(&d.reason)
-    .bind(&d.status)
+    .bind(d.status.as_str())
     .bind(&d.decision_note)
     .bind(d.refund_id)
     .bind(d.created_at_ms)
@@ -645,7 +656,7 @@ pub async fn insert_dispute(tx: &mut Tx<'_>, d: &DisputeRow) -> Result<bool, sql
 pub async fn decide_dispute(
     tx: &mut Tx<'_>,
     dispute_id: i64,
-    status: &str,
+    status: DisputeStatus,
     note: &str,
     refund_id: Option<i64>,
     now_ms: i64,
@@ -655,7 +666,7 @@ pub async fn decide_dispute(
          WHERE dispute_id = $1 AND status = 'open'",
     )
     .bind(dispute_id)
-    .bind(status)
+    .bind(status.as_str())
     .bind(note)
     .bind(refund_id)
     .bind(now_ms)
@@ -918,14 +929,14 @@ impl Store {
 
     pub async fn disputes(
         &self,
-        status: Option<&str>,
+        status: Option<DisputeStatus>,
         rider_id: Option<i64>,
     ) -> Result<Vec<DisputeRow>, sqlx::Error> {
         let rows = sqlx::query(&format!(
             "SELECT {DISPUTE_COLUMNS} FROM disputes WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR rider_id = $2)
              ORDER BY created_at_ms DESC, dispute_id LIMIT 1000"
         ))
-        .bind(status)
+        .bind(status.map(DisputeStatus::as_str))
         .bind(rider_id)
         .fetch_all(&self.pool)
         .await?;
@@ -1115,5 +1126,30 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Proves every spelling of each stored enum reads back as itself and any other text is a
+    /// decode error, not a string passed along.
+    #[test]
+    fn stored_spellings_read_back_or_fail() {
+        for &kind in ChargeKind::ALL {
+            let back = spelled(kind.as_str().to_string(), ChargeKind::parse, "charge kind");
+            assert_eq!(back.unwrap(), kind);
+        }
+        for &status in ChargeStatus::ALL {
+            let back = spelled(status.as_str().to_string(), ChargeStatus::parse, "status");
+            assert_eq!(back.unwrap(), status);
+        }
+        for text in ["", "Captured", "captured ", "bogus"] {
+            let read = spelled(text.to_string(), ChargeStatus::parse, "charge status");
+            assert!(matches!(read, Err(sqlx::Error::Decode(_))), "{text:?}");
+        }
+        assert!(spelled("x".into(), RefundStatus::parse, "refund status").is_err());
+        assert!(spelled("x".into(), DisputeStatus::parse, "dispute status").is_err());
     }
 }

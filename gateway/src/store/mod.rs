@@ -12,6 +12,7 @@
 //! code, ids are random positive 63-bit integers.
 
 pub mod charging;
+pub mod failure;
 pub mod taps;
 pub mod wallets;
 pub mod wave_tx;
@@ -23,6 +24,7 @@ use std::time::Duration;
 use anyhow::Context;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Connection, Executor, Row};
+pub use turnpike_wire::api::admin::{KeyStatus, TerminalStatus};
 
 /// Which database the store talks to; SQL is shared, but pooling and migrations differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -324,14 +326,14 @@ impl Store {
     pub async fn set_terminal_status(
         &self,
         terminal_id: &str,
-        status: &str,
+        status: TerminalStatus,
         now_ms: i64,
     ) -> Result<bool, sqlx::Error> {
         let n = sqlx::query(
             "UPDATE terminals SET status = $2, changed_at_ms = $3 WHERE terminal_id = $1",
         )
         .bind(terminal_id)
-        .bind(status)
+        .bind(status.as_str())
         .bind(now_ms)
         .execute(&self.pool)
         .await?
@@ -349,7 +351,11 @@ impl Store {
                     terminal_id: r.try_get(0)?,
                     operator_id: r.try_get(1)?,
                     location_id: r.try_get(2)?,
-                    status: r.try_get(3)?,
+                    status: charging::spelled(
+                        r.try_get(3)?,
+                        TerminalStatus::parse,
+                        "terminal status",
+                    )?,
                 })
             })
             .collect()
@@ -369,7 +375,7 @@ impl Store {
                     key_id: r.try_get(0)?,
                     pkcs8: r.try_get(1)?,
                     public_key: r.try_get(2)?,
-                    status: r.try_get(3)?,
+                    status: charging::spelled(r.try_get(3)?, KeyStatus::parse, "key status")?,
                     activated_at_ms: r.try_get(4)?,
                 })
             })
@@ -620,7 +626,7 @@ pub struct TerminalRow {
     pub terminal_id: String,
     pub operator_id: String,
     pub location_id: String,
-    pub status: String,
+    pub status: TerminalStatus,
 }
 
 #[derive(Debug, Clone)]
@@ -628,7 +634,7 @@ pub struct IssuerKeyRow {
     pub key_id: i64,
     pub pkcs8: Vec<u8>,
     pub public_key: Vec<u8>,
-    pub status: String,
+    pub status: KeyStatus,
     /// When the key became current (None while staged).
     pub activated_at_ms: Option<i64>,
 }

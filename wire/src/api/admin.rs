@@ -7,6 +7,29 @@ use serde::{Deserialize, Serialize};
 
 use crate::money::Money;
 
+spelled_enum! {
+    /// Whether a terminal may connect.
+    TerminalStatus {
+        Active = "active",
+        /// Its handshakes fail until it is reinstated.
+        Revoked = "revoked",
+    }
+}
+
+spelled_enum! {
+    /// An issuer key's place in the ring.
+    KeyStatus {
+        /// Published to gates and accepted, but signs nothing yet.
+        Next = "next",
+        /// Signs new credentials.
+        Current = "current",
+        /// Still accepted: credentials it signed may be valid.
+        Previous = "previous",
+        /// No longer accepted.
+        Retired = "retired",
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OperatorSpec {
@@ -56,7 +79,7 @@ pub struct TerminalView {
     pub terminal_id: String,
     pub operator_id: String,
     pub location_id: String,
-    pub status: String,
+    pub status: TerminalStatus,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -81,7 +104,7 @@ pub struct DenyView {
 pub struct KeyView {
     pub key_id: i64,
     /// "next" (published, not signing), "current", "previous" (still accepted) or "retired".
-    pub status: String,
+    pub status: KeyStatus,
     /// SEC1 uncompressed point, hex (as in the terminal key feed).
     pub public_key: String,
     pub activated_at_ms: Option<i64>,

@@ -32,41 +32,6 @@ pub struct SigningView {
     pub sign_url: String,
 }
 
-/// Declares a state enum with one spelling — in JSON, in SQL and in metrics labels — and the
-/// list of its values.
-macro_rules! spelled_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        pub enum $name {
-            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
-        }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text),+
-                }
-            }
-
-            pub fn parse(text: &str) -> Option<$name> {
-                match text {
-                    $($text => Some($name::$variant),)+
-                    _ => None,
-                }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
 spelled_enum! {
     /// What a charge pays for.
     ChargeKind {
@@ -92,6 +57,26 @@ spelled_enum! {
         Failed = "failed",
         /// Not paid, and closed at the provider.
         Cancelled = "cancelled",
+    }
+}
+
+spelled_enum! {
+    /// Where a refund stands.
+    RefundStatus {
+        /// Recorded; the provider's answer is not known yet (repeat the request to drive it).
+        Pending = "pending",
+        Succeeded = "succeeded",
+        Failed = "failed",
+    }
+}
+
+spelled_enum! {
+    /// Where a rider's dispute stands.
+    DisputeStatus {
+        Open = "open",
+        /// Approved: the charge is refunded (in part or whole).
+        Approved = "approved",
+        Rejected = "rejected",
     }
 }
 
@@ -155,7 +140,7 @@ pub struct RefundView {
     pub out_request_no: String,
     pub amount_minor: i64,
     pub reason: String,
-    pub status: String,
+    pub status: RefundStatus,
     pub detail: Option<String>,
     pub created_at_ms: i64,
     pub completed_at_ms: Option<i64>,
@@ -174,7 +159,7 @@ pub struct DisputeView {
     pub rider_id: String,
     pub charge_id: String,
     pub reason: String,
-    pub status: String,
+    pub status: DisputeStatus,
     pub decision_note: Option<String>,
     pub refund_id: Option<String>,
     pub created_at_ms: i64,

@@ -1,0 +1,53 @@
+//! What a failed statement or transaction means for its caller, read from the database's error:
+//! the SQLSTATE codes stay here, and the engine asks only "retry?" and "raced?".
+
+/// How a failed tap group is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// A deadlock (40P01), a serialization failure (40001), a terminated session (57P01) or a
+    /// lost connection: judging the group again is safe — a `COMMIT` that did land before the
+    /// connection went leaves the taps' stored answers, which the retry finds.
+    Transient,
+    /// A pipelined wave's write missed a row another writer committed after the wave's reads
+    /// (`waves::WAVE_RACED`): nothing was committed, and judging again sees that row.
+    Raced,
+    /// Anything else: the request fails.
+    Other,
+}
+
+pub fn classify(e: &sqlx::Error) -> Failure {
+    if matches!(e, sqlx::Error::Io(_)) {
+        return Failure::Transient;
+    }
+    match e.as_database_error().and_then(|d| d.code()).as_deref() {
+        Some("40P01" | "40001" | "57P01") => Failure::Transient,
+        Some(super::waves::WAVE_RACED) => Failure::Raced,
+        _ => Failure::Other,
+    }
+}
+
+/// Stored bytes that do not decode (a stored tap answer that is not its JSON), as a storage
+/// error: the request fails and nothing is written.
+pub fn corrupt(what: impl std::fmt::Display) -> sqlx::Error {
+    sqlx::Error::Protocol(what.to_string())
+}
+
+/// The same failure for each of several waiting requests (`sqlx::Error` is not `Clone`).
+pub fn copied(e: &sqlx::Error) -> sqlx::Error {
+    sqlx::Error::Protocol(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Proves connection loss is transient and other errors are not (the SQLSTATE cases need a
+    /// database; the tap engine's race and restart tests cover them).
+    #[test]
+    fn classifies() {
+        let io = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(classify(&io), Failure::Transient);
+        assert_eq!(classify(&corrupt("x")), Failure::Other);
+        assert_eq!(classify(&sqlx::Error::RowNotFound), Failure::Other);
+    }
+}
