@@ -429,6 +429,20 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// Proves the admin token and a database URL's password never print: not in the settings'
+    /// `Debug` (what a startup log or a panic shows), not through `Display`.
+    #[test]
+    fn secrets_never_print() {
+        let mut config = Config::default();
+        config.admin.token = "s3cret-admin-token".into();
+        config.database.url = "postgres://app:pa55word@db/turnpike".into();
+        let shown = format!("{config:?} {} {}", config.admin.token, config.database.url);
+        for secret in ["s3cret-admin-token", "pa55word"] {
+            assert!(!shown.contains(secret), "{secret} printed: {shown}");
+        }
+        assert_eq!(config.admin.token.expose(), "s3cret-admin-token");
+    }
+
     fn with_env(vars: &[(&str, &str)]) -> anyhow::Result<Config> {
         let mut value = toml::Table::new();
         overlay_env(
