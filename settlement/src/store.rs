@@ -11,10 +11,9 @@
 //! Conventions: UTC Unix milliseconds, integer minor units, random positive 63-bit ids.
 
 use std::str::FromStr;
-use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::any::AnyConnectOptions;
 use sqlx::{AnyPool, Row};
 
 use crate::outcome::{DayOutcome, OperatorOutcome};
@@ -37,11 +36,8 @@ const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
     ),
 ];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Postgres,
-    Sqlite,
-}
+/// Which database settlement's store talks to (shared with the other stores: `turnpike-db`).
+pub use turnpike_db::Backend;
 
 #[derive(Clone)]
 pub struct Store {
@@ -263,30 +259,9 @@ impl Store {
     /// Connects and applies settlement's migrations. `connections_max` bounds the pool.
     pub async fn connect(url: &str, connections_max: u32) -> anyhow::Result<Store> {
         sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else {
-            Backend::Postgres
-        };
+        let backend = Backend::of_url(url);
         let options = AnyConnectOptions::from_str(url).context("parsing the database URL")?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(connections_max.max(2))
-            .acquire_timeout(Duration::from_secs(5))
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        for pragma in [
-                            "PRAGMA journal_mode = WAL",
-                            "PRAGMA synchronous = FULL",
-                            "PRAGMA busy_timeout = 5000",
-                            "PRAGMA foreign_keys = ON",
-                        ] {
-                            sqlx::query(pragma).execute(&mut *conn).await?;
-                        }
-                    }
-                    Ok(())
-                })
-            })
+        let pool = turnpike_db::pool_options(backend, connections_max.max(2))
             .connect_with(options)
             .await
             .with_context(|| format!("connecting to the {backend:?} database"))?;
