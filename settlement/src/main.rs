@@ -211,7 +211,7 @@ async fn main() -> anyhow::Result<()> {
                 println!(
                     "  {:<16} net payable {:>16}  exceptions {}",
                     op.operator_id,
-                    settlement::web::money(net, &op.currency),
+                    settlement::money::format_minor(net, &op.currency),
                     op.exceptions.len()
                 );
             }

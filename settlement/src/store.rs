@@ -16,7 +16,9 @@ use anyhow::Context;
 use sqlx::any::AnyConnectOptions;
 use sqlx::{AnyPool, Row};
 
+use crate::digest::sha256_hex;
 use crate::outcome::{DayOutcome, OperatorOutcome};
+use crate::outputs::OutputFile;
 
 const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
     (
@@ -138,14 +140,6 @@ pub struct OperatorSetting {
     pub cutoff: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutputFile {
-    pub name: String,
-    pub operator_id: String,
-    pub content_type: String,
-    pub body: String,
-}
-
 #[derive(Debug, Clone)]
 pub struct DayOperatorSummary {
     pub business_day: String,
@@ -233,10 +227,6 @@ pub struct GatewayRecord {
     pub fee_minor: i64,
     pub currency: String,
     pub occurred_at_ms: i64,
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
 }
 
 pub fn now_ms() -> i64 {
