@@ -23,12 +23,13 @@
 //! files), [`engine`] and [`outcome`] (the run's view of a reconciliation), [`outputs`]
 //! (statement, payout and exception files), [`adjust`] (statements with carried items and
 //! adjustments), [`store`] (the only settlement code that speaks SQL), [`web`] and [`auth`]
-//! (the review UI), [`schedule`] (the nightly time), [`digest`] (SHA-256 fingerprints).
+//! (the review UI), [`schedule`] (the nightly job), [`cli`] (the command line's flags and
+//! steps), [`digest`] (SHA-256 fingerprints).
 //!
 //! Their dependencies run one way (no module cycles), each module using only those before it:
 //! the engine's modules, [`outcome`] and [`digest`]; [`outputs`] (renders an outcome);
 //! [`adjust`] (composes statements and renders them); [`store`]; [`run`] (drives a day through
-//! the [`run::Engine`] that [`engine`] implements); [`web`] on top.
+//! the [`run::Engine`] that [`engine`] implements); [`web`], [`schedule`] and [`cli`] on top.
 
 pub mod day;
 pub mod error;
@@ -47,9 +48,10 @@ pub use recon::{
 };
 
 // The settlement run, its storage and the finance review UI (a database and the network are
-// theirs, not the engine's): outcome, outputs, run, store, web, auth, schedule, engine.
+// theirs, not the engine's): outcome, outputs, run, store, web, auth, schedule, engine, cli.
 pub mod adjust;
 pub mod auth;
+pub mod cli;
 pub mod digest;
 pub mod engine;
 pub mod outcome;
