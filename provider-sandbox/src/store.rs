@@ -15,17 +15,11 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::any::{AnyConnectOptions, AnyRow};
 use sqlx::{AnyPool, Row};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Postgres,
-    Sqlite,
-}
+use turnpike_db::Backend;
 
 #[derive(Clone)]
 pub struct Store {
@@ -69,40 +63,16 @@ impl std::ops::DerefMut for Tx {
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-/// How long a request waits for a pooled connection before failing with a system error.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
-
 impl Store {
     /// Connects and runs migrations. `connections_max` bounds the pool.
     pub async fn connect(url: &str, connections_max: u32) -> anyhow::Result<Store> {
         sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else {
-            Backend::Postgres
-        };
+        let backend = Backend::of_url(url);
         let options = AnyConnectOptions::from_str(url).context("parsing the database url")?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(connections_max.max(2))
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // WAL lets readers run beside the single writer; FULL sync makes every
-                        // acknowledged payment survive power loss; the busy timeout makes
-                        // concurrent writers wait instead of failing.
-                        for pragma in [
-                            "PRAGMA journal_mode = WAL",
-                            "PRAGMA synchronous = FULL",
-                            "PRAGMA busy_timeout = 5000",
-                            "PRAGMA foreign_keys = ON",
-                        ] {
-                            sqlx::query(pragma).execute(&mut *conn).await?;
-                        }
-                    }
-                    Ok(())
-                })
-            })
+        // A request waits at most `turnpike_db::ACQUIRE_TIMEOUT` for a connection before
+        // failing with a system error; SQLite sessions get the shared pragmas (WAL, FULL sync,
+        // so every acknowledged payment survives power loss, the busy timeout).
+        let pool = turnpike_db::pool_options(backend, connections_max.max(2))
             .connect_with(options)
             .await
             .with_context(|| format!("connecting to the {backend:?} database"))?;

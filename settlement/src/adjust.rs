@@ -21,7 +21,7 @@
 use anyhow::bail;
 
 use crate::outcome::{Figure, Item, JournalLine, OperatorOutcome, FIGURES};
-use crate::store::OutputFile;
+use crate::outputs::OutputFile;
 
 /// Journal entries `compose` owns (rebuilt on every composition).
 pub const ADJUSTMENT_ENTRIES: [&str; 3] = ["carried_items", "resolution_adjustments", "payout"];
@@ -133,10 +133,10 @@ pub fn compose(
                 name: name.into(),
                 amount_minor: net,
                 items: vec![
-                    crate::engine::component("gross", gross),
-                    crate::engine::component("refunds", -refunds),
-                    crate::engine::component("provider_fees", -fees),
-                    crate::engine::component("adjustments", adjustments),
+                    Item::component("gross", gross),
+                    Item::component("refunds", -refunds),
+                    Item::component("provider_fees", -fees),
+                    Item::component("adjustments", adjustments),
                 ],
             },
             _ => base.figure(name).cloned().unwrap_or_else(|| Figure {

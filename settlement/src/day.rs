@@ -13,7 +13,17 @@ use jiff::civil::{Date, Time};
 use jiff::tz::TimeZone;
 
 use crate::error::SettlementError;
-use crate::formats::days_from_civil;
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+pub(crate) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
 
 /// The day being settled, with its bounds precomputed for the readers' fast in-day test.
 #[derive(Debug, Clone)]

@@ -14,13 +14,13 @@ use std::path::Path;
 
 use anyhow::Context;
 
+use crate::digest::sha256_hex;
 use crate::money::{Account, FeeContract};
 use crate::outcome::{Carry, DayOutcome, Exception, Figure, Item, JournalLine, OperatorOutcome};
 use crate::recon::{
     reconcile, Class, OperatorFile, ReconConfig, ReconInput, Reconciliation, RecordKind,
 };
 use crate::run::{Engine, EngineInputs};
-use crate::store::sha256_hex;
 use crate::{BillFile, DayWindow};
 
 /// Name of the outcome that holds items no side attributes to an operator.
@@ -180,9 +180,9 @@ fn outcome(rec: &Reconciliation, gateway_rows: &[GwRow]) -> DayOutcome {
                 name: "net_payable".into(),
                 amount_minor: t.net_payable_minor,
                 items: vec![
-                    component("gross", t.gross_minor),
-                    component("refunds", -t.refunds_minor),
-                    component("provider_fees", -fees_net),
+                    Item::component("gross", t.gross_minor),
+                    Item::component("refunds", -t.refunds_minor),
+                    Item::component("provider_fees", -fees_net),
                 ],
             },
         ];
@@ -367,17 +367,6 @@ fn outcome(rec: &Reconciliation, gateway_rows: &[GwRow]) -> DayOutcome {
     DayOutcome {
         business_day: rec.business_day.clone(),
         operators,
-    }
-}
-
-pub(crate) fn component(name: &str, amount_minor: i64) -> Item {
-    Item {
-        reference: name.into(),
-        class: "figure".into(),
-        amount_minor,
-        detail: String::new(),
-        source_day: String::new(),
-        exception_key: String::new(),
     }
 }
 

@@ -9,7 +9,8 @@
 //!   and reason; nothing dropped silently). Documented in `docs/settlement-formats.md`.
 //! - [`recon`]: [`reconcile`] — the three-way matching; every row ends in exactly one item and
 //!   every item in exactly one [`Class`].
-//! - [`money`]: fee contracts, per-operator totals, the journal and its balance check.
+//! - [`money`]: fee contracts, per-operator totals, the journal and its balance check, and how
+//!   an amount is written ([`money::format_minor`]).
 //! - [`day`]: the business day window (time zone, cut-off).
 //! - [`error`]: [`SettlementError`] and [`InputError`].
 //!
@@ -22,7 +23,13 @@
 //! files), [`engine`] and [`outcome`] (the run's view of a reconciliation), [`outputs`]
 //! (statement, payout and exception files), [`adjust`] (statements with carried items and
 //! adjustments), [`store`] (the only settlement code that speaks SQL), [`web`] and [`auth`]
-//! (the review UI), [`schedule`] (the nightly time).
+//! (the review UI), [`schedule`] (the nightly job), [`cli`] (the command line's flags and
+//! steps), [`digest`] (SHA-256 fingerprints).
+//!
+//! Their dependencies run one way (no module cycles), each module using only those before it:
+//! the engine's modules, [`outcome`] and [`digest`]; [`outputs`] (renders an outcome);
+//! [`adjust`] (composes statements and renders them); [`store`]; [`run`] (drives a day through
+//! the [`run::Engine`] that [`engine`] implements); [`web`], [`schedule`] and [`cli`] on top.
 
 pub mod day;
 pub mod error;
@@ -41,9 +48,11 @@ pub use recon::{
 };
 
 // The settlement run, its storage and the finance review UI (a database and the network are
-// theirs, not the engine's): outcome, outputs, run, store, web, auth, schedule, engine.
+// theirs, not the engine's): outcome, outputs, run, store, web, auth, schedule, engine, cli.
 pub mod adjust;
 pub mod auth;
+pub mod cli;
+pub mod digest;
 pub mod engine;
 pub mod outcome;
 pub mod outputs;

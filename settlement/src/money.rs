@@ -11,6 +11,14 @@ use serde::Serialize;
 
 use crate::error::SettlementError;
 
+/// `1234` CNY minor units → "12.34 CNY"; exact, from integer minor units. How the statement
+/// files, the review UI and the command line write an amount.
+pub fn format_minor(amount_minor: i64, currency: &str) -> String {
+    let sign = if amount_minor < 0 { "-" } else { "" };
+    let a = amount_minor.unsigned_abs();
+    format!("{sign}{}.{:02} {currency}", a / 100, a % 100)
+}
+
 /// The provider's service fee in an operator's contract: `fixed_minor` plus `rate_bp` basis
 /// points of each payment, rounded half-up to the minor unit. A refund gives back the fee pro
 /// rata, also rounded half-up (`docs/charging.md`).

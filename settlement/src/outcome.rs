@@ -84,6 +84,21 @@ pub struct Item {
     pub exception_key: String,
 }
 
+impl Item {
+    /// A line of `net_payable`'s drill-down: the figure `name` it is made of, with the amount
+    /// it contributes.
+    pub fn component(name: &str, amount_minor: i64) -> Item {
+        Item {
+            reference: name.into(),
+            class: "figure".into(),
+            amount_minor,
+            detail: String::new(),
+            source_day: String::new(),
+            exception_key: String::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JournalLine {
     pub account: String,

@@ -7,12 +7,22 @@
 
 use maud::{html, DOCTYPE};
 
+use crate::digest::sha256_hex;
+use crate::money::format_minor;
 use crate::outcome::{DayOutcome, OperatorOutcome};
-use crate::store::{sha256_hex, OutputFile};
-use crate::web::money;
 
 /// Format version written in every file's header, bumped on any change of layout.
 pub const OUTPUTS_VERSION: &str = "turnpike-settlement-outputs/2";
+
+/// A rendered file of a run: stored with it (`settlement_run_outputs`), served by the review UI
+/// and, with `--out`, written under `<dir>/<day>/<name>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputFile {
+    pub name: String,
+    pub operator_id: String,
+    pub content_type: String,
+    pub body: String,
+}
 
 /// One CSV record (RFC 4180 quoting), with its line end.
 pub fn csv_row(cells: &[&str]) -> String {
@@ -153,14 +163,14 @@ pub fn render_operator(day: &str, op: &OperatorOutcome) -> Vec<OutputFile> {
             body {
                 h1 { "Settlement statement — " (id) " — " (day) }
                 table border="1" cellpadding="4" {
-                    @for f in &op.figures { tr { td { (f.name) } td align="right" { (money(f.amount_minor, cur)) } } }
+                    @for f in &op.figures { tr { td { (f.name) } td align="right" { (format_minor(f.amount_minor, cur)) } } }
                 }
                 @if !adjustments.is_empty() {
                     h2 { "Adjustments" }
                     table border="1" cellpadding="4" {
                         tr { th { "reference" } th { "kind" } th { "amount" } th { "detail" } }
                         @for it in adjustments {
-                            tr { td { (it.reference) } td { (it.class) } td align="right" { (money(it.amount_minor, cur)) } td { (it.detail) } }
+                            tr { td { (it.reference) } td { (it.class) } td align="right" { (format_minor(it.amount_minor, cur)) } td { (it.detail) } }
                         }
                     }
                 }
@@ -169,7 +179,7 @@ pub fn render_operator(day: &str, op: &OperatorOutcome) -> Vec<OutputFile> {
                 table border="1" cellpadding="4" {
                     tr { th { "account" } th { "entry" } th { "debit" } th { "credit" } }
                     @for j in &op.journal {
-                        tr { td { (j.account) } td { (j.entry) } td align="right" { (money(j.debit_minor, cur)) } td align="right" { (money(j.credit_minor, cur)) } }
+                        tr { td { (j.account) } td { (j.entry) } td align="right" { (format_minor(j.debit_minor, cur)) } td align="right" { (format_minor(j.credit_minor, cur)) } }
                     }
                 }
             }

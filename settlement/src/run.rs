@@ -23,8 +23,9 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 use crate::day::{DayWindow, DEFAULT_TIME_ZONE};
+use crate::digest::sha256_hex;
 use crate::outcome::DayOutcome;
-use crate::store::{now_ms, random_id, sha256_hex, GatewayRecord, RunRecord, Store, StoreError};
+use crate::store::{now_ms, random_id, GatewayRecord, RunRecord, Store, StoreError};
 
 /// Where the gateway's side of the day comes from.
 #[derive(Debug, Clone)]

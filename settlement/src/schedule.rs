@@ -6,9 +6,70 @@
 //! (`OnCalendar=*-*-* 02:15 Asia/Shanghai`) calling `settlement run`; README.md has both.
 //! Either way the run is idempotent, and refused for an approved day.
 
+use std::path::{Path, PathBuf};
+
 use jiff::civil::{Date, Time};
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
+
+use crate::run::{run_day, GatewayInput, RunConfig};
+use crate::store::Store;
+
+/// The nightly job: forever, wait for the next `at` in `tz`, then settle the day that just
+/// ended from the files under `inputs_dir` ([`nightly_config`]). A failed run is logged and
+/// the job waits for the next night.
+pub async fn nightly(store: Store, tz: TimeZone, at: Time, inputs_dir: PathBuf) {
+    // Logged under the program's name, as `settlement serve`'s own lines are.
+    loop {
+        let Ok((when, day)) = next_run(Timestamp::now(), &tz, at) else {
+            return;
+        };
+        let wait = (when.as_millisecond() - Timestamp::now().as_millisecond()).max(0);
+        tracing::info!(target: "settlement", %when, %day, "settlement: next nightly run");
+        tokio::time::sleep(std::time::Duration::from_millis(wait as u64)).await;
+        match run_day(&store, crate::engine(), &nightly_config(&inputs_dir, day)).await {
+            Ok(r) => {
+                tracing::info!(target: "settlement", %day, run_id = r.run_id, "settlement: nightly run done")
+            }
+            Err(e) => {
+                tracing::error!(target: "settlement", %day, error = %format!("{e:#}"), "settlement: nightly run failed")
+            }
+        }
+    }
+}
+
+/// The nightly run of `day`: the gateway's ledger from the database, the provider's bills
+/// `<inputs_dir>/<day>/provider/*.csv`, each operator's export
+/// `<inputs_dir>/<day>/operators/<operator id>.csv`, scratch in `<inputs_dir>/work`.
+pub fn nightly_config(inputs_dir: &Path, day: Date) -> RunConfig {
+    let dir = inputs_dir.join(day.to_string());
+    RunConfig {
+        business_day: day,
+        operator: None,
+        gateway: GatewayInput::Database,
+        provider_bills: csv_files(&dir.join("provider")),
+        operator_exports: csv_files(&dir.join("operators"))
+            .into_iter()
+            .filter_map(|p| Some((p.file_stem()?.to_string_lossy().to_string(), p)))
+            .collect(),
+        work_dir: inputs_dir.join("work"),
+        out_dir: None,
+        operator_days: Vec::new(),
+    }
+}
+
+/// The `.csv` files of a directory, sorted (none if it does not exist).
+fn csv_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "csv"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
 
 /// The next instant at `at` local time in `tz` strictly after `now`, and the business day
 /// that run settles (the local day before it).
@@ -41,5 +102,36 @@ mod tests {
         let (when, day) = next_run(when, &tz, at).unwrap();
         assert_eq!(when.to_string(), "2026-01-03T18:15:00Z");
         assert_eq!(day.to_string(), "2026-01-03");
+    }
+
+    #[test]
+    fn the_nightly_run_reads_the_days_csv_files_by_role() {
+        let scratch = turnpike_test_support::Scratch::new("nightly-config");
+        let dir = scratch.0.join("2026-01-02");
+        for file in [
+            "provider/b.csv",
+            "provider/a.csv",
+            "provider/notes.txt",
+            "operators/hz-metro.csv",
+        ] {
+            let path = dir.join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "").unwrap();
+        }
+        let day: Date = "2026-01-02".parse().unwrap();
+        let config = nightly_config(&scratch.0, day);
+        assert_eq!(config.business_day, day);
+        assert!(matches!(config.gateway, GatewayInput::Database));
+        assert_eq!(
+            config.provider_bills,
+            [dir.join("provider/a.csv"), dir.join("provider/b.csv")]
+        );
+        assert_eq!(
+            config.operator_exports,
+            [("hz-metro".to_string(), dir.join("operators/hz-metro.csv"))]
+        );
+        assert_eq!(config.work_dir, scratch.0.join("work"));
+        assert!(config.out_dir.is_none() && config.operator.is_none());
+        assert!(config.operator_days.is_empty());
     }
 }

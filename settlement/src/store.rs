@@ -11,13 +11,14 @@
 //! Conventions: UTC Unix milliseconds, integer minor units, random positive 63-bit ids.
 
 use std::str::FromStr;
-use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::any::AnyConnectOptions;
 use sqlx::{AnyPool, Row};
 
+use crate::digest::sha256_hex;
 use crate::outcome::{DayOutcome, OperatorOutcome};
+use crate::outputs::OutputFile;
 
 const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
     (
@@ -37,11 +38,8 @@ const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
     ),
 ];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Postgres,
-    Sqlite,
-}
+/// Which database settlement's store talks to (shared with the other stores: `turnpike-db`).
+pub use turnpike_db::Backend;
 
 #[derive(Clone)]
 pub struct Store {
@@ -142,14 +140,6 @@ pub struct OperatorSetting {
     pub cutoff: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutputFile {
-    pub name: String,
-    pub operator_id: String,
-    pub content_type: String,
-    pub body: String,
-}
-
 #[derive(Debug, Clone)]
 pub struct DayOperatorSummary {
     pub business_day: String,
@@ -239,10 +229,6 @@ pub struct GatewayRecord {
     pub occurred_at_ms: i64,
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
-}
-
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -263,30 +249,9 @@ impl Store {
     /// Connects and applies settlement's migrations. `connections_max` bounds the pool.
     pub async fn connect(url: &str, connections_max: u32) -> anyhow::Result<Store> {
         sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else {
-            Backend::Postgres
-        };
+        let backend = Backend::of_url(url);
         let options = AnyConnectOptions::from_str(url).context("parsing the database URL")?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(connections_max.max(2))
-            .acquire_timeout(Duration::from_secs(5))
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        for pragma in [
-                            "PRAGMA journal_mode = WAL",
-                            "PRAGMA synchronous = FULL",
-                            "PRAGMA busy_timeout = 5000",
-                            "PRAGMA foreign_keys = ON",
-                        ] {
-                            sqlx::query(pragma).execute(&mut *conn).await?;
-                        }
-                    }
-                    Ok(())
-                })
-            })
+        let pool = turnpike_db::pool_options(backend, connections_max.max(2))
             .connect_with(options)
             .await
             .with_context(|| format!("connecting to the {backend:?} database"))?;
@@ -961,40 +926,9 @@ impl Store {
         user: &str,
         open_exceptions_confirmed: usize,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        lock_day_row(&mut tx, business_day).await?;
-        let has_statement = sqlx::query(
-            "SELECT 1 FROM settlement_statement_lines WHERE business_day = $1 AND operator_id = $2 LIMIT 1",
-        )
-        .bind(business_day)
-        .bind(operator_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .is_some();
-        if !has_statement {
-            return Err(StoreError::NoSuchStatement);
-        }
-        if operator_status_tx(&mut tx, business_day, operator_id).await? == "approved" {
-            return Ok(false);
-        }
-        let operators = [operator_id.to_string()];
-        let open = open_exceptions_tx(&mut tx, business_day, &operators).await?;
-        let with_open =
-            confirm_open_exceptions(business_day, &operators, &open, open_exceptions_confirmed)?;
-        let now = now_ms();
-        set_operator_status(&mut tx, business_day, operator_id, "approved", user, now).await?;
-        insert_audit(
-            &mut tx,
-            business_day,
-            user,
-            "approve",
-            &format!("operator {operator_id}{with_open}"),
-            now,
-        )
-        .await?;
-        refresh_day_status(&mut tx, business_day).await?;
-        tx.commit().await?;
-        Ok(true)
+        let scope = Scope::Operator(operator_id);
+        self.approve(business_day, scope, user, open_exceptions_confirmed)
+            .await
     }
 
     /// Reopens an operator's approved statement of a day; the reason is mandatory and audited.
@@ -1005,29 +939,8 @@ impl Store {
         actor: &str,
         reason: &str,
     ) -> Result<bool, StoreError> {
-        let reason = reason.trim();
-        if reason.is_empty() {
-            return Err(StoreError::EmptyNote);
-        }
-        let mut tx = self.pool.begin().await?;
-        lock_day_row(&mut tx, business_day).await?;
-        if operator_status_tx(&mut tx, business_day, operator_id).await? != "approved" {
-            return Ok(false);
-        }
-        let now = now_ms();
-        set_operator_status(&mut tx, business_day, operator_id, "open", actor, now).await?;
-        insert_audit(
-            &mut tx,
-            business_day,
-            actor,
-            "reopen",
-            &format!("operator {operator_id}: {reason}"),
-            now,
-        )
-        .await?;
-        refresh_day_status(&mut tx, business_day).await?;
-        tx.commit().await?;
-        Ok(true)
+        self.reopen(business_day, Scope::Operator(operator_id), actor, reason)
+            .await
     }
 
     /// Approves every operator of a day that has an open statement (one audit line naming
@@ -1039,31 +952,8 @@ impl Store {
         user: &str,
         open_exceptions_confirmed: usize,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        lock_day_row(&mut tx, business_day).await?;
-        let open = day_operators_tx(&mut tx, business_day, "open").await?;
-        if open.is_empty() {
-            return Ok(false);
-        }
-        let exceptions = open_exceptions_tx(&mut tx, business_day, &open).await?;
-        let with_open =
-            confirm_open_exceptions(business_day, &open, &exceptions, open_exceptions_confirmed)?;
-        let now = now_ms();
-        for op in &open {
-            set_operator_status(&mut tx, business_day, op, "approved", user, now).await?;
-        }
-        insert_audit(
-            &mut tx,
-            business_day,
-            user,
-            "approve",
-            &format!("operators {}{with_open}", open.join(", ")),
-            now,
-        )
-        .await?;
-        refresh_day_status(&mut tx, business_day).await?;
-        tx.commit().await?;
-        Ok(true)
+        self.approve(business_day, Scope::Day, user, open_exceptions_confirmed)
+            .await
     }
 
     /// Reopens every approved operator of a day; the reason is mandatory and audited.
@@ -1073,30 +963,81 @@ impl Store {
         actor: &str,
         reason: &str,
     ) -> Result<bool, StoreError> {
+        self.reopen(business_day, Scope::Day, actor, reason).await
+    }
+
+    /// The approval rule, for one operator or a whole day: the scope's open statements become
+    /// approved in one transaction with one audit line, once the confirmed count of open
+    /// exceptions is the current one. False when the scope has no open statement.
+    async fn approve(
+        &self,
+        business_day: &str,
+        scope: Scope<'_>,
+        user: &str,
+        open_exceptions_confirmed: usize,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        lock_day_row(&mut tx, business_day).await?;
+        if let Scope::Operator(operator_id) = scope {
+            if !has_statement_tx(&mut tx, business_day, operator_id).await? {
+                return Err(StoreError::NoSuchStatement);
+            }
+        }
+        let operators = scope.operators_tx(&mut tx, business_day, "open").await?;
+        if operators.is_empty() {
+            return Ok(false);
+        }
+        let open = open_exceptions_tx(&mut tx, business_day, &operators).await?;
+        let with_open =
+            confirm_open_exceptions(business_day, &operators, &open, open_exceptions_confirmed)?;
+        let detail = format!("{}{with_open}", scope.subject(&operators));
+        change_status(
+            &mut tx,
+            business_day,
+            &operators,
+            "approved",
+            user,
+            "approve",
+            &detail,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The reopening rule, for one operator or a whole day: the scope's approved statements
+    /// become open in one transaction with one audit line giving the reason (mandatory). False
+    /// when the scope has no approved statement.
+    async fn reopen(
+        &self,
+        business_day: &str,
+        scope: Scope<'_>,
+        actor: &str,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
         let reason = reason.trim();
         if reason.is_empty() {
             return Err(StoreError::EmptyNote);
         }
         let mut tx = self.pool.begin().await?;
         lock_day_row(&mut tx, business_day).await?;
-        let approved = day_operators_tx(&mut tx, business_day, "approved").await?;
-        if approved.is_empty() {
+        let operators = scope
+            .operators_tx(&mut tx, business_day, "approved")
+            .await?;
+        if operators.is_empty() {
             return Ok(false);
         }
-        let now = now_ms();
-        for op in &approved {
-            set_operator_status(&mut tx, business_day, op, "open", actor, now).await?;
-        }
-        insert_audit(
+        let detail = format!("{}: {reason}", scope.subject(&operators));
+        change_status(
             &mut tx,
             business_day,
+            &operators,
+            "open",
             actor,
             "reopen",
-            &format!("operators {}: {reason}", approved.join(", ")),
-            now,
+            &detail,
         )
         .await?;
-        refresh_day_status(&mut tx, business_day).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -1293,6 +1234,82 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+/// What an approval or a reopening covers: one operator's statement of a day, or every
+/// operator's.
+#[derive(Clone, Copy)]
+enum Scope<'a> {
+    Operator(&'a str),
+    Day,
+}
+
+impl Scope<'_> {
+    /// The scope's operators whose approval is `status` ("open" or "approved", the only two a
+    /// row may hold), sorted: for a day those with a statement, for one operator itself (no
+    /// row = open).
+    async fn operators_tx(
+        self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        day: &str,
+        status: &str,
+    ) -> Result<Vec<String>, sqlx::Error> {
+        match self {
+            Scope::Operator(operator_id) => {
+                let current = operator_status_tx(tx, day, operator_id).await?;
+                Ok(if current == status {
+                    vec![operator_id.to_string()]
+                } else {
+                    Vec::new()
+                })
+            }
+            Scope::Day => day_operators_tx(tx, day, status).await,
+        }
+    }
+
+    /// Whom the audit line names: "operator a" or "operators a, b".
+    fn subject(self, operators: &[String]) -> String {
+        match self {
+            Scope::Operator(operator_id) => format!("operator {operator_id}"),
+            Scope::Day => format!("operators {}", operators.join(", ")),
+        }
+    }
+}
+
+/// Sets the approval of the operators' statements of a day to `status`, audits the change
+/// once (`actor`, `action`, `detail`) and refreshes the day's status. Callers hold the day's
+/// row lock (`lock_day_row`).
+async fn change_status(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    day: &str,
+    operators: &[String],
+    status: &str,
+    actor: &str,
+    action: &str,
+    detail: &str,
+) -> Result<(), sqlx::Error> {
+    let now = now_ms();
+    for op in operators {
+        set_operator_status(tx, day, op, status, actor, now).await?;
+    }
+    insert_audit(tx, day, actor, action, detail, now).await?;
+    refresh_day_status(tx, day).await
+}
+
+/// Whether a run stored a statement of the operator for the day.
+async fn has_statement_tx(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    day: &str,
+    operator_id: &str,
+) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query(
+        "SELECT 1 FROM settlement_statement_lines WHERE business_day = $1 AND operator_id = $2 LIMIT 1",
+    )
+    .bind(day)
+    .bind(operator_id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .is_some())
 }
 
 /// Ensures the day row exists and locks it for the transaction (PostgreSQL: a no-op UPDATE

@@ -29,10 +29,11 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 
 use crate::auth;
+use crate::digest::sha256_hex;
+use crate::money::format_minor;
 use crate::outcome::FIGURES;
 use crate::store::{
-    resolution_changes_statement, sha256_hex, ExceptionFilter, ExceptionRow, SessionRow, Store,
-    StoreError,
+    resolution_changes_statement, ExceptionFilter, ExceptionRow, SessionRow, Store, StoreError,
 };
 
 const SESSION_COOKIE: &str = "tp_session";
@@ -326,13 +327,6 @@ fn layout(title: &str, user: Option<&SessionRow>, body: Markup) -> Markup {
     }
 }
 
-/// `1234` CNY minor units → "12.34 CNY"; exact, from integer minor units.
-pub fn money(amount_minor: i64, currency: &str) -> String {
-    let sign = if amount_minor < 0 { "-" } else { "" };
-    let a = amount_minor.unsigned_abs();
-    format!("{sign}{}.{:02} {currency}", a / 100, a % 100)
-}
-
 fn page(title: &str, user: &SessionRow, body: Markup) -> Response {
     layout(title, Some(user), body).into_response()
 }
@@ -510,9 +504,9 @@ async fn days_page(State(state): State<AppState>, headers: HeaderMap) -> WebResu
                     tr.day-operator {
                         td { a href={ "/days/" (r.business_day) } { (r.business_day) } }
                         td { a href={ "/days/" (r.business_day) "/operators/" (r.operator_id) } { (r.operator_id) } }
-                        td.num { (money(r.gross_minor, &r.currency)) }
-                        td.num { (money(r.adjustments_minor, &r.currency)) }
-                        td.num { (money(r.net_payable_minor, &r.currency)) }
+                        td.num { (format_minor(r.gross_minor, &r.currency)) }
+                        td.num { (format_minor(r.adjustments_minor, &r.currency)) }
+                        td.num { (format_minor(r.net_payable_minor, &r.currency)) }
                         td.num { (r.exceptions_open) }
                         td { span class={ "status-" (r.status) } id={ "status-" (r.business_day) "-" (r.operator_id) } { (r.status) } }
                     }
@@ -550,9 +544,9 @@ async fn day_page(
             @for r in &rows {
                 tr {
                     td { a href={ "/days/" (day) "/operators/" (r.operator_id) } { (r.operator_id) } }
-                    td.num { (money(r.gross_minor, &r.currency)) }
-                    td.num { (money(r.adjustments_minor, &r.currency)) }
-                    td.num { (money(r.net_payable_minor, &r.currency)) }
+                    td.num { (format_minor(r.gross_minor, &r.currency)) }
+                    td.num { (format_minor(r.adjustments_minor, &r.currency)) }
+                    td.num { (format_minor(r.net_payable_minor, &r.currency)) }
                     td.num { a href={ "/exceptions?day=" (day) "&operator=" (r.operator_id) "&state=open" } { (r.exceptions_open) } }
                     td { span class={ "status-" (r.status) } id={ "status-" (r.operator_id) } { (r.status) } }
                 }
@@ -640,7 +634,7 @@ async fn confirm_approval_page(
                 tr.open-exception {
                     td { (e.class) }
                     td { a href={ "/exceptions/" (day) "/" (e.key) } { code { (e.reference) } } }
-                    td.num { (money(e.amount_minor, &e.currency)) }
+                    td.num { (format_minor(e.amount_minor, &e.currency)) }
                     td { (e.detail) }
                 }
             }
@@ -723,7 +717,7 @@ async fn statement_page(
             @for l in &lines {
                 tr {
                     td { a class="figure" id={ "figure-" (l.figure) } href={ "/days/" (day) "/operators/" (op) "/figures/" (l.figure) } { (figure_label(&l.figure)) } }
-                    td.num { (money(l.amount_minor, &l.currency)) }
+                    td.num { (format_minor(l.amount_minor, &l.currency)) }
                 }
             }
         }
@@ -738,7 +732,7 @@ async fn statement_page(
                         td { a href={ "/exceptions/" (day) "/" (c.key) } { code { (c.reference) } } }
                         td { (c.belongs_to) }
                         td { a href={ "/days/" (c.booked_day) "/operators/" (op) "/figures/adjustments" } { (c.booked_day) } }
-                        td.num { (money(c.net_minor, &c.currency)) }
+                        td.num { (format_minor(c.net_minor, &c.currency)) }
                         td { (c.detail) }
                     }
                 }
@@ -756,8 +750,8 @@ async fn statement_page(
                 @for j in &o.journal {
                     tr {
                         td { (j.entry) } td { (j.account) }
-                        td.num { @if j.debit_minor != 0 { (money(j.debit_minor, &o.currency)) } }
-                        td.num { @if j.credit_minor != 0 { (money(j.credit_minor, &o.currency)) } }
+                        td.num { @if j.debit_minor != 0 { (format_minor(j.debit_minor, &o.currency)) } }
+                        td.num { @if j.credit_minor != 0 { (format_minor(j.credit_minor, &o.currency)) } }
                     }
                 }
             }
@@ -807,7 +801,7 @@ async fn figure_page(
     let items = state.store.line_items(&day, &op, &figure).await?;
     let body = html! {
         p { a href={ "/days/" (day) "/operators/" (op) } { "← statement" } }
-        p { "Total: " strong id="figure-total" { (money(line.amount_minor, &line.currency)) } " from " (items.len()) " record(s)" }
+        p { "Total: " strong id="figure-total" { (format_minor(line.amount_minor, &line.currency)) } " from " (items.len()) " record(s)" }
         table id="items" {
             tr { th { "Reference" } th { "Class" } th { "Amount" } th { "Detail" } }
             @for it in &items {
@@ -819,7 +813,7 @@ async fn figure_page(
                             a.exception-link href={ "/exceptions/" (it.source_day) "/" (it.exception_key) } { code { (it.reference) } }
                         }
                     }
-                    td { (it.class) } td.num { (money(it.amount_minor, &line.currency)) } td { (it.detail) }
+                    td { (it.class) } td.num { (format_minor(it.amount_minor, &line.currency)) } td { (it.detail) }
                 }
             }
         }
@@ -948,7 +942,7 @@ async fn exceptions_page(
                     td { (e.operator_id) }
                     td { (e.class) }
                     td { a class="resolve-link" href={ "/exceptions/" (e.business_day) "/" (e.key) } { code { (e.reference) } } }
-                    td.num { (money(e.amount_minor, &e.currency)) }
+                    td.num { (format_minor(e.amount_minor, &e.currency)) }
                     td { (e.detail) }
                     td { (e.resolution.as_deref().unwrap_or("open")) }
                 }
@@ -1040,7 +1034,7 @@ async fn exception_view(
             tr { th { "Operator" } td { (e.operator_id) } }
             tr { th { "Class" } td { (e.class) } }
             tr { th { "Reference" } td { code { (e.reference) } } }
-            tr { th { "Amount" } td.num { (money(e.amount_minor, &e.currency)) } }
+            tr { th { "Amount" } td.num { (format_minor(e.amount_minor, &e.currency)) } }
             tr { th { "Detail" } td { (e.detail) } }
             tr { th { "State" } td id="exception-state" { (e.resolution.as_deref().unwrap_or("open")) } }
         }

@@ -19,19 +19,15 @@ pub mod wave_tx;
 pub mod waves;
 
 use std::str::FromStr;
-use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Connection, Executor, Row};
 pub use turnpike_wire::api::admin::{KeyStatus, TerminalStatus};
 
-/// Which database the store talks to; SQL is shared, but pooling and migrations differ.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Postgres,
-    Sqlite,
-}
+// Which database the store talks to: shared with the other stores (`turnpike-db`), and named
+// `store::Backend` here as the rest of the gateway knows it.
+pub use turnpike_db::Backend;
 
 #[derive(Clone)]
 pub struct Store {
@@ -52,14 +48,14 @@ static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations
 
 /// How long an SQLite writer waits for the write lock before the request fails with 503: far
 /// longer than any of the gateway's transactions holds it (a tap group, a fare upload).
-pub const SQLITE_BUSY_TIMEOUT: &str = "PRAGMA busy_timeout = 10000";
+pub use turnpike_db::SQLITE_BUSY_TIMEOUT;
 
 /// A pool's session set-up. The tap writers' sessions (`taps`, PostgreSQL only) also get
 /// `wave_tx::TAP_SESSION` and the tap statements prepared (`waves::PG_PREPARED`).
 fn pool_options(backend: Backend, connections_max: u32, taps: bool) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(connections_max)
-        .acquire_timeout(Duration::from_secs(5))
+        .acquire_timeout(turnpike_db::ACQUIRE_TIMEOUT)
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
                 let session: &[&str] = match backend {
@@ -77,15 +73,9 @@ fn pool_options(backend: Backend, connections_max: u32, taps: bool) -> AnyPoolOp
                         "SET plan_cache_mode = force_custom_plan",
                         "SET standard_conforming_strings = on",
                     ],
-                    // WAL lets readers run beside the single writer; FULL sync makes every
-                    // acknowledged commit survive power loss; the busy timeout makes
-                    // concurrent writers wait instead of failing.
-                    Backend::Sqlite => &[
-                        "PRAGMA journal_mode = WAL",
-                        "PRAGMA synchronous = FULL",
-                        SQLITE_BUSY_TIMEOUT,
-                        "PRAGMA foreign_keys = ON",
-                    ],
+                    // WAL, FULL sync, the busy timeout, foreign keys: what every store's
+                    // SQLite sessions share.
+                    Backend::Sqlite => turnpike_db::SQLITE_SESSION,
                 };
                 for statement in session {
                     sqlx::query(statement).execute(&mut *conn).await?;
@@ -111,11 +101,7 @@ impl Store {
         tap_sessions: u32,
     ) -> anyhow::Result<Store> {
         sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else {
-            Backend::Postgres
-        };
+        let backend = Backend::of_url(url);
         let options =
             AnyConnectOptions::from_str(url).with_context(|| "parsing database.url".to_string())?;
         if backend == Backend::Postgres {

@@ -24,6 +24,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use crate::day::days_from_civil;
 pub use crate::error::{InputError, InputErrorKind};
 
 /// The read block: big enough that a `pread` costs nothing per row, small enough that two
@@ -535,17 +536,6 @@ pub(crate) fn parse_yuan(cell: &[u8]) -> Result<i64, (InputErrorKind, &'static s
         fen += if frac.len() == 1 { d * 10 } else { d };
     }
     Ok(if neg { -fen } else { fen })
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-pub(crate) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m as i64 + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 fn days_in_month(y: i64, m: u32) -> u32 {

@@ -1,0 +1,119 @@
+//! `turnpike-db`: the connection rules every Turnpike store shares.
+//!
+//! The gateway, the provider sandbox and settlement each keep their own store — their own SQL,
+//! migrations and transactions — on PostgreSQL or SQLite through sqlx's `Any` driver. What they
+//! do the same way lives here: which backend a database URL names ([`Backend::of_url`]), the
+//! statements every new session runs first ([`Backend::session`], [`SQLITE_SESSION`]), and a
+//! pool built with them ([`pool_options`]).
+//!
+//! It deliberately knows no table, runs no migration and opens no connection itself: a store
+//! connects with these options and owns everything after.
+
+use std::time::Duration;
+
+use sqlx::any::AnyPoolOptions;
+
+/// Which database a store talks to; the SQL is shared, but session set-up, pooling and
+/// migrations differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    /// The backend a database URL names: `sqlite:…` is SQLite, anything else PostgreSQL.
+    pub fn of_url(url: &str) -> Backend {
+        if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        }
+    }
+
+    /// The statements every new session of this backend runs before its first query: none on
+    /// PostgreSQL, [`SQLITE_SESSION`] on SQLite.
+    pub fn session(self) -> &'static [&'static str] {
+        match self {
+            Backend::Postgres => &[],
+            Backend::Sqlite => SQLITE_SESSION,
+        }
+    }
+}
+
+/// How long an SQLite writer waits for the write lock before its statement fails: 10 s, far
+/// longer than any store's transaction holds it (a gateway tap group or fare upload, a sandbox
+/// payment, a settlement run's store step). The same for every store; the provider sandbox and
+/// settlement waited 5 s before they shared this crate.
+pub const SQLITE_BUSY_TIMEOUT: &str = "PRAGMA busy_timeout = 10000";
+
+/// Every SQLite session's set-up. WAL lets readers run beside the single writer; FULL sync
+/// makes every acknowledged commit survive power loss; the busy timeout
+/// ([`SQLITE_BUSY_TIMEOUT`]) makes concurrent writers wait instead of failing; foreign keys are
+/// enforced (SQLite's default is off).
+pub const SQLITE_SESSION: &[&str] = &[
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = FULL",
+    SQLITE_BUSY_TIMEOUT,
+    "PRAGMA foreign_keys = ON",
+];
+
+/// How long a caller waits for a pooled connection before failing.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A pool of at most `connections_max` sessions, each set up with [`Backend::session`], that
+/// waits at most [`ACQUIRE_TIMEOUT`] for a free one. A store whose sessions need more (the
+/// gateway's) builds its own `after_connect` on [`SQLITE_SESSION`] instead.
+pub fn pool_options(backend: Backend, connections_max: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(connections_max)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                for statement in backend.session() {
+                    sqlx::query(statement).execute(&mut *conn).await?;
+                }
+                Ok(())
+            })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::Row;
+
+    #[test]
+    fn a_url_names_its_backend_by_its_scheme() {
+        assert_eq!(Backend::of_url("sqlite://x.db?mode=rwc"), Backend::Sqlite);
+        assert_eq!(Backend::of_url("sqlite::memory:"), Backend::Sqlite);
+        assert_eq!(Backend::of_url("postgres://u@h/db"), Backend::Postgres);
+        assert_eq!(Backend::of_url("postgresql://u@h/db"), Backend::Postgres);
+    }
+
+    /// A pooled SQLite session has the shared pragmas in force before its first query.
+    #[tokio::test]
+    async fn sqlite_sessions_are_set_up_before_use() {
+        sqlx::any::install_default_drivers();
+        let pool = pool_options(Backend::Sqlite, 1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        let pragma = |name: &'static str| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query(&format!("PRAGMA {name}"))
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+                    .try_get::<i64, _>(0)
+                    .unwrap()
+            }
+        };
+        assert_eq!(pragma("busy_timeout").await, 10_000);
+        assert_eq!(pragma("foreign_keys").await, 1);
+        // FULL
+        assert_eq!(pragma("synchronous").await, 2);
+        pool.close().await;
+    }
+}
