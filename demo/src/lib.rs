@@ -11,7 +11,7 @@
 //! - this file: `run_in` tells the story one step a function: start the servers, configure the
 //!   network, enrol riders, the scripted taps (metro, bad codes, toll, an offline gate, the deny
 //!   list), the payment flows, free-running traffic, the summary and the settlement of the demo
-//!   day. The steps share a [`Demo`] (the running gateway's state, the sandbox, the fleet of
+//!   day. The steps share a `Demo` (the running gateway's state, the sandbox, the fleet of
 //!   terminal clients, the riders and their wallets).
 //! - [`payments`]: the sandbox-backed payment flows (wallets, deductions, booth pays, a ticket).
 
