@@ -8,11 +8,16 @@
 //! settlement.
 //!
 //! # Layout
-//! - this file: the network, the fleet, the scripted taps, free-running traffic, the summary
-//!   and the settlement of the demo day.
+//! - this file: `run_in` tells the story one step a function: start the servers, configure the
+//!   network, enrol riders, the scripted taps (metro, bad codes, toll, an offline gate, the deny
+//!   list), the payment flows, free-running traffic, the summary and the settlement of the demo
+//!   day. The steps share a `Demo` (the running gateway's state, the sandbox, the fleet of
+//!   terminal clients, the riders and their wallets).
 //! - [`payments`]: the sandbox-backed payment flows (wallets, deductions, booth pays, a ticket).
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,8 +46,8 @@ pub use turnpike_client::demo::{
 
 /// Terminal id → (client, location id, display name).
 struct Fleet {
-    terminals: std::collections::HashMap<String, (TerminalClient, String)>,
-    sequences: Mutex<std::collections::HashMap<String, u64>>,
+    terminals: HashMap<String, (TerminalClient, String)>,
+    sequences: Mutex<HashMap<String, u64>>,
     stats: Mutex<Stats>,
 }
 
@@ -146,15 +151,64 @@ async fn run_demo(options: DemoOptions) -> anyhow::Result<()> {
     result
 }
 
-async fn run_in(
-    dir: &std::path::Path,
-    options: DemoOptions,
-    deadline: Option<Instant>,
-) -> anyhow::Result<()> {
+/// The demo's story, step by step.
+async fn run_in(dir: &Path, options: DemoOptions, deadline: Option<Instant>) -> anyhow::Result<()> {
     let temporary_dir = options.dir.is_none();
     println!("Turnpike demo — everything local: embedded SQLite, generated dev PKI, mutual TLS on loopback\n");
+    let (provider, gateway) = start_servers(dir).await?;
+    let admin = AdminClient::new(&gateway.public_base, &gateway.ca(), &gateway.admin_token)?;
+    let terminals = configure_network(&admin, &gateway).await?;
+    let (riders, wallets) = enrol_riders(&provider, &gateway, options.riders).await?;
+    let d = Demo::new(dir, provider, &gateway, admin, terminals, riders, wallets);
+
+    scripted_metro_taps(&d).await?;
+    bad_codes(&d).await?;
+    scripted_toll_taps(&d).await?;
+    offline_gate(&d).await?;
+    deny_listing(&d).await?;
+    payments_section(&d).await?;
+    free_traffic(&d, deadline).await?;
+
+    print_summary(&d).await?;
+    payments_summary(&d.state, &d.provider).await?;
+    settle_demo_day(&d.state, &d.provider, dir, temporary_dir).await?;
+    let journeys = d.riders[0].journeys(&d.public_base, &d.ca).await?;
+    println!(
+        "  rider-1 sees {} of their own journeys through the rider API",
+        journeys.journeys.len()
+    );
+    gateway.stop().await?;
+    d.provider.stop().await?;
+    println!("\ndemo finished cleanly");
+    Ok(())
+}
+
+/// The gateway, running in this process on the demo's database.
+struct RunningGateway {
+    state: gateway::AppState,
+    certs: PathBuf,
+    admin_token: String,
+    terminal_base: String,
+    public_base: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningGateway {
+    fn ca(&self) -> PathBuf {
+        self.certs.join("ca.pem")
+    }
+
+    /// Stops accepting, drains and waits for the server to finish.
+    async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.server.await?
+    }
+}
+
+/// The dev PKI, the provider sandbox on its own port and database, and the gateway pointed at it.
+async fn start_servers(dir: &Path) -> anyhow::Result<(payments::DemoProvider, RunningGateway)> {
     let certs = dir.join("certs");
-    let terminals = demo_terminals();
     turnpike_client::certs::write_dev_pki(&certs, &demo_terminal_ids())?;
     let mut config = Config::default();
     config.listen.terminal = "127.0.0.1:0".parse()?;
@@ -175,14 +229,7 @@ async fn run_in(
         provider.base
     );
     config.provider = provider_config;
-    // Demo pace: retry declined deductions within seconds, give up after three.
-    config.charging.capture_poll_ms = 200;
-    config.charging.capture_backoff_ms = 300;
-    config.charging.capture_backoff_max_ms = 1_000;
-    config.charging.capture_attempts_max = 3;
-    config.charging.toll_budget_ms = 8_000;
-    config.charging.toll_query_interval_ms = 500;
-    config.charging.ticket_query_after_ms = 5_000;
+    demo_pace(&mut config);
     config.listen.ops = "127.0.0.1:0".parse()?;
     config.tls.dir = certs.clone();
     config.database.url = format!("sqlite://{}?mode=rwc", dir.join("turnpike.db").display()).into();
@@ -194,14 +241,38 @@ async fn run_in(
     println!("gateway up: terminal API {terminal_base} (mTLS), rider/admin API {public_base}, metrics {ops_base}/metrics");
     println!("database {}\n", dir.join("turnpike.db").display());
     let state = gateway.state().clone();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(gateway.run_until(async {
-        let _ = stop_rx.await;
+        let _ = stopped.await;
     }));
+    let gateway = RunningGateway {
+        state,
+        certs,
+        admin_token,
+        terminal_base,
+        public_base,
+        stop,
+        server,
+    };
+    Ok((provider, gateway))
+}
 
-    // --- operators, fare data and terminals, through the admin API ---
-    let ca = certs.join("ca.pem");
-    let admin = AdminClient::new(&public_base, &ca, &admin_token)?;
+/// Demo pace: retry declined deductions within seconds, give up after three.
+fn demo_pace(config: &mut Config) {
+    config.charging.capture_poll_ms = 200;
+    config.charging.capture_backoff_ms = 300;
+    config.charging.capture_backoff_max_ms = 1_000;
+    config.charging.capture_attempts_max = 3;
+    config.charging.toll_budget_ms = 8_000;
+    config.charging.toll_query_interval_ms = 500;
+    config.charging.ticket_query_after_ms = 5_000;
+}
+
+/// Operators, fare data and terminals, through the admin API; the terminals' mutual-TLS clients.
+async fn configure_network(
+    admin: &AdminClient,
+    gateway: &RunningGateway,
+) -> anyhow::Result<HashMap<String, (TerminalClient, String)>> {
     admin
         .post_ok("/v1/admin/operators", &serde_json::json!({"operator_id": METRO_OPERATOR, "name": "Hangzhou Metro (demo)", "mode": "metro"}))
         .await?;
@@ -225,17 +296,12 @@ async fn run_in(
         put(TOLL_OPERATOR, "demo_toll").await?.status == 201,
         "loading toll rates"
     );
-    let mut clients = std::collections::HashMap::new();
-    for (id, operator, location) in &terminals {
+    let mut clients = HashMap::new();
+    for (id, operator, location) in &demo_terminals() {
         admin
             .post_ok("/v1/admin/terminals", &serde_json::json!({"terminal_id": id, "operator_id": operator, "location_id": location}))
             .await?;
-        let client = TerminalClient::new(
-            &terminal_base,
-            &ca,
-            &certs.join("terminals").join(format!("{id}.pem")),
-            &certs.join("terminals").join(format!("{id}.key")),
-        )?;
+        let client = terminal_client(&gateway.terminal_base, &gateway.certs, id)?;
         clients.insert(id.clone(), (client, location.clone()));
     }
     let metro = turnpike_fares::demo_metro();
@@ -247,11 +313,29 @@ async fn run_in(
         toll.plazas().len(),
         toll.plazas().len() * 2
     );
+    Ok(clients)
+}
 
-    // --- riders enrol their phones ---
+/// The mutual-TLS client of terminal `id`, with its dev certificate.
+fn terminal_client(base: &str, certs: &Path, id: &str) -> anyhow::Result<TerminalClient> {
+    TerminalClient::new(
+        base,
+        &certs.join("ca.pem"),
+        &certs.join("terminals").join(format!("{id}.pem")),
+        &certs.join("terminals").join(format!("{id}.key")),
+    )
+}
+
+/// Riders enrol their phones (at least four: the scripted taps use four) and bind a wallet each.
+async fn enrol_riders(
+    provider: &payments::DemoProvider,
+    gateway: &RunningGateway,
+    riders_n: usize,
+) -> anyhow::Result<(Vec<RiderDevice>, Vec<String>)> {
+    let (public_base, ca) = (&gateway.public_base, gateway.ca());
     let mut riders = Vec::new();
-    for _ in 0..options.riders.max(4) {
-        riders.push(RiderDevice::enrol(&public_base, &ca, &["metro", "toll"]).await?);
+    for _ in 0..riders_n.max(4) {
+        riders.push(RiderDevice::enrol(public_base, &ca, &["metro", "toll"]).await?);
     }
     println!(
         "{} riders registered; each phone made a P-256 key and received a 7-day-max credential",
@@ -259,211 +343,208 @@ async fn run_in(
     );
     let mut wallets = Vec::new();
     for rider in &riders {
-        wallets.push(payments::bind_wallet(&provider, rider, &public_base, &ca, "1000.00").await?);
+        wallets.push(payments::bind_wallet(provider, rider, public_base, &ca, "1000.00").await?);
     }
     println!(
         "each rider bound a wallet (¥1000.00): the gateway started a signing for the rider, the wallet signed the provider's page (alipay.user.agreement.page.sign), and the gateway bound the agreement the provider confirmed for that rider's number; journeys are post-paid through it\n"
     );
-    let fleet = Arc::new(Fleet {
-        terminals: clients,
-        sequences: Mutex::new(Default::default()),
-        stats: Mutex::new(Stats::default()),
-    });
-    let gate = |stop: &str, n: u8| format!("gate-{}-{n}", sanitize(stop));
-    let stops: Vec<String> = metro.stops().iter().map(|s| s.id.clone()).collect();
-    let plazas: Vec<String> = toll.plazas().iter().map(|p| p.id.clone()).collect();
-    let now = || turnpike_client::now_ms() as u64;
+    Ok((riders, wallets))
+}
 
+/// What the demo's steps work with once the servers are up and the riders enrolled.
+struct Demo {
+    state: gateway::AppState,
+    provider: payments::DemoProvider,
+    fleet: Arc<Fleet>,
+    admin: AdminClient,
+    riders: Arc<Vec<RiderDevice>>,
+    wallets: Vec<String>,
+    public_base: String,
+    terminal_base: String,
+    ca: PathBuf,
+    certs: PathBuf,
+    dir: PathBuf,
+    stops: Vec<String>,
+    plazas: Vec<String>,
+}
+
+impl Demo {
+    fn new(
+        dir: &Path,
+        provider: payments::DemoProvider,
+        gateway: &RunningGateway,
+        admin: AdminClient,
+        terminals: HashMap<String, (TerminalClient, String)>,
+        riders: Vec<RiderDevice>,
+        wallets: Vec<String>,
+    ) -> Demo {
+        let fleet = Arc::new(Fleet {
+            terminals,
+            sequences: Mutex::new(Default::default()),
+            stats: Mutex::new(Stats::default()),
+        });
+        let metro = turnpike_fares::demo_metro();
+        let toll = turnpike_fares::demo_toll();
+        Demo {
+            state: gateway.state.clone(),
+            provider,
+            fleet,
+            admin,
+            riders: Arc::new(riders),
+            wallets,
+            public_base: gateway.public_base.clone(),
+            terminal_base: gateway.terminal_base.clone(),
+            ca: gateway.ca(),
+            certs: gateway.certs.clone(),
+            dir: dir.to_path_buf(),
+            stops: metro.stops().iter().map(|s| s.id.clone()).collect(),
+            plazas: toll.plazas().iter().map(|p| p.id.clone()).collect(),
+        }
+    }
+
+    /// A printed tap without a vehicle class (every tap but a toll exit).
+    async fn tap(
+        &self,
+        terminal: &str,
+        who: &str,
+        direction: Direction,
+        code: String,
+    ) -> anyhow::Result<TapResponse> {
+        self.fleet
+            .tap(terminal, who, direction, code, None, false)
+            .await
+    }
+
+    /// A printed tap at gate `n` of the demo line's station number `stop`.
+    async fn gate_tap(
+        &self,
+        stop: usize,
+        n: u8,
+        who: &str,
+        direction: Direction,
+        code: String,
+    ) -> anyhow::Result<TapResponse> {
+        self.tap(&gate(&self.stops[stop], n), who, direction, code)
+            .await
+    }
+}
+
+fn now() -> u64 {
+    turnpike_client::now_ms() as u64
+}
+
+/// The id of gate `n` (1 or 2) of a metro station.
+fn gate(stop: &str, n: u8) -> String {
+    format!("gate-{}-{n}", sanitize(stop))
+}
+
+/// The id of a toll plaza's booth, `"in"` or `"out"`.
+fn booth(plaza: &str, dir: &str) -> String {
+    format!("booth-{}-{dir}", sanitize(plaza))
+}
+
+/// Replay, pass-back and a same-station turn-back.
+async fn scripted_metro_taps(d: &Demo) -> anyhow::Result<()> {
     println!("— a metro journey, then the same exit code shown again (replay)");
-    let r0 = &riders[0];
-    fleet
-        .tap(
-            &gate(&stops[0], 1),
-            "rider-1",
-            Direction::Entry,
-            r0.ride_code(now())?,
-            None,
-            false,
-        )
+    let r0 = &d.riders[0];
+    d.gate_tap(0, 1, "rider-1", Direction::Entry, r0.ride_code(now())?)
         .await?;
     let exit_code = r0.ride_code(now())?;
-    fleet
-        .tap(
-            &gate(&stops[9], 1),
-            "rider-1",
-            Direction::Exit,
-            exit_code.clone(),
-            None,
-            false,
-        )
+    d.gate_tap(9, 1, "rider-1", Direction::Exit, exit_code.clone())
         .await?;
-    fleet
-        .tap(
-            &gate(&stops[9], 2),
-            "rider-1",
-            Direction::Exit,
-            exit_code,
-            None,
-            false,
-        )
+    d.gate_tap(9, 2, "rider-1", Direction::Exit, exit_code)
         .await?;
 
     println!("— pass-back: a second entry without an exit");
-    let r1 = &riders[1];
-    fleet
-        .tap(
-            &gate(&stops[3], 1),
-            "rider-2",
-            Direction::Entry,
-            r1.ride_code(now())?,
-            None,
-            false,
-        )
+    let r1 = &d.riders[1];
+    d.gate_tap(3, 1, "rider-2", Direction::Entry, r1.ride_code(now())?)
         .await?;
-    fleet
-        .tap(
-            &gate(&stops[3], 2),
-            "rider-2",
-            Direction::Entry,
-            r1.ride_code(now())?,
-            None,
-            false,
-        )
+    d.gate_tap(3, 2, "rider-2", Direction::Entry, r1.ride_code(now())?)
         .await?;
     println!("— rider-2 leaves; then enters again and turns back at the same gate line with the entry code still on screen\n  (one code may serve one entry and one exit; a same-station exit within the window costs the minimum fare)");
     let shown = r1.ride_code(now())?;
-    fleet
-        .tap(
-            &gate(&stops[5], 1),
-            "rider-2",
-            Direction::Exit,
-            r1.ride_code(now())?,
-            None,
-            false,
-        )
+    d.gate_tap(5, 1, "rider-2", Direction::Exit, r1.ride_code(now())?)
         .await?;
-    fleet
-        .tap(
-            &gate(&stops[5], 1),
-            "rider-2",
-            Direction::Entry,
-            shown.clone(),
-            None,
-            false,
-        )
+    d.gate_tap(5, 1, "rider-2", Direction::Entry, shown.clone())
         .await?;
-    fleet
-        .tap(
-            &gate(&stops[5], 2),
-            "rider-2",
-            Direction::Exit,
-            shown,
-            None,
-            false,
-        )
-        .await?;
+    d.gate_tap(5, 2, "rider-2", Direction::Exit, shown).await?;
+    Ok(())
+}
 
+/// A forged code (one bit flipped) and an expired one.
+async fn bad_codes(d: &Demo) -> anyhow::Result<()> {
+    let rider = &d.riders[2];
     println!("— a forged code (one bit flipped) and an expired one");
     let mut forged = base64::Engine::decode(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-        riders[2].ride_code(now())?,
+        rider.ride_code(now())?,
     )?;
     forged[150] ^= 0x01;
     let forged = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, forged);
-    fleet
-        .tap(
-            &gate(&stops[1], 1),
-            "rider-3",
-            Direction::Entry,
-            forged,
-            None,
-            false,
-        )
+    d.gate_tap(1, 1, "rider-3", Direction::Entry, forged)
         .await?;
-    fleet
-        .tap(
-            &gate(&stops[1], 1),
-            "rider-3",
-            Direction::Entry,
-            riders[2].ride_code(now() - 10 * 60 * 1000)?,
-            None,
-            false,
-        )
+    let expired = rider.ride_code(now() - 10 * 60 * 1000)?;
+    d.gate_tap(1, 1, "rider-3", Direction::Entry, expired)
         .await?;
+    Ok(())
+}
 
+/// Two drives along the expressway, a truck and a car, priced by class and distance.
+async fn scripted_toll_taps(d: &Demo) -> anyhow::Result<()> {
+    let (riders, plazas, fleet) = (&d.riders, &d.plazas, &d.fleet);
     println!(
         "— toll: enter at {}, exit at {} as a 3-axle truck (t3) and as a car (p1)",
         plazas[0],
         plazas[plazas.len() - 1]
     );
-    let booth = |plaza: &str, dir: &str| format!("booth-{}-{dir}", sanitize(plaza));
-    fleet
-        .tap(
-            &booth(&plazas[0], "in"),
-            "driver-1",
-            Direction::Entry,
-            riders[3].ride_code(now())?,
-            None,
-            false,
-        )
+    let code = riders[3].ride_code(now())?;
+    d.tap(&booth(&plazas[0], "in"), "driver-1", Direction::Entry, code)
         .await?;
+    let (exit, code) = (
+        booth(&plazas[plazas.len() - 1], "out"),
+        riders[3].ride_code(now())?,
+    );
+    let class = Some(VehicleClass::T3);
     fleet
-        .tap(
-            &booth(&plazas[plazas.len() - 1], "out"),
-            "driver-1",
-            Direction::Exit,
-            riders[3].ride_code(now())?,
-            Some(VehicleClass::T3),
-            false,
-        )
+        .tap(&exit, "driver-1", Direction::Exit, code, class, false)
         .await?;
+    let code = riders[0].ride_code(now())?;
+    d.tap(&booth(&plazas[1], "in"), "driver-2", Direction::Entry, code)
+        .await?;
+    let (exit, code) = (
+        booth(&plazas[plazas.len() - 2], "out"),
+        riders[0].ride_code(now())?,
+    );
+    let class = Some(VehicleClass::P1);
     fleet
-        .tap(
-            &booth(&plazas[1], "in"),
-            "driver-2",
-            Direction::Entry,
-            riders[0].ride_code(now())?,
-            None,
-            false,
-        )
+        .tap(&exit, "driver-2", Direction::Exit, code, class, false)
         .await?;
-    fleet
-        .tap(
-            &booth(&plazas[plazas.len() - 2], "out"),
-            "driver-2",
-            Direction::Exit,
-            riders[0].ride_code(now())?,
-            Some(VehicleClass::P1),
-            false,
-        )
-        .await?;
+    Ok(())
+}
 
+/// An offline gate buffers taps and uploads them as one batch, twice, with the same answers.
+async fn offline_gate(d: &Demo) -> anyhow::Result<()> {
+    let (riders, fleet) = (&d.riders, &d.fleet);
     println!("— an offline gate buffers four taps and uploads them when its link returns (twice: same answers)");
-    let offline_gate = gate(&stops[2], 2);
+    let offline_gate = gate(&d.stops[2], 2);
     let mut buffered = Vec::new();
-    for (rider, direction) in [
-        (&riders[2], Direction::Entry),
-        (&riders[3], Direction::Entry),
-    ] {
-        let seq = fleet.next_sequence(&offline_gate).await;
-        buffered.push(TapRequest {
-            sequence: seq,
+    let buffer = |sequence: u64, direction: Direction, rider: &RiderDevice| {
+        anyhow::Ok(TapRequest {
+            sequence,
             direction,
             ride_code: rider.ride_code(now())?,
             scanned_at_ms: now(),
             vehicle_class: None,
-        });
+        })
+    };
+    for rider in [&riders[2], &riders[3]] {
+        let seq = fleet.next_sequence(&offline_gate).await;
+        buffered.push(buffer(seq, Direction::Entry, rider)?);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     for rider in [&riders[2], &riders[3]] {
         let seq = fleet.next_sequence(&offline_gate).await;
-        buffered.push(TapRequest {
-            sequence: seq,
-            direction: Direction::Exit,
-            ride_code: rider.ride_code(now())?,
-            scanned_at_ms: now(),
-            vehicle_class: None,
-        });
+        buffered.push(buffer(seq, Direction::Exit, rider)?);
     }
     let client = fleet.client(&offline_gate)?;
     let first = client.batch(buffered.clone()).await?;
@@ -478,47 +559,33 @@ async fn run_in(
         "  re-upload identical: {}",
         serde_json::to_string(&first.results)? == serde_json::to_string(&again.results)?
     );
+    Ok(())
+}
 
+/// The admin deny-lists a rider, whose next entry is refused; then lifts the listing.
+async fn deny_listing(d: &Demo) -> anyhow::Result<()> {
+    let rider = &d.riders[3];
     println!("— the admin deny-lists rider-4; their next entry is refused");
-    admin
-        .post_ok("/v1/admin/deny-list", &serde_json::json!({"kind": "rider", "subject_id": riders[3].rider_id, "reason": "demo: unpaid fare"}))
+    d.admin
+        .post_ok("/v1/admin/deny-list", &serde_json::json!({"kind": "rider", "subject_id": rider.rider_id, "reason": "demo: unpaid fare"}))
         .await?;
-    fleet
-        .tap(
-            &gate(&stops[4], 1),
-            "rider-4",
-            Direction::Entry,
-            riders[3].ride_code(now())?,
-            None,
-            false,
-        )
+    let code = rider.ride_code(now())?;
+    d.tap(&gate(&d.stops[4], 1), "rider-4", Direction::Entry, code)
         .await?;
-    let _ = admin
+    let _ = d
+        .admin
         .send::<()>(
             reqwest::Method::DELETE,
-            &format!("/v1/admin/deny-list/rider/{}", riders[3].rider_id),
+            &format!("/v1/admin/deny-list/rider/{}", rider.rider_id),
             None,
         )
         .await?;
+    Ok(())
+}
 
-    payments_section(&PaymentsDemo {
-        state: &state,
-        provider: &provider,
-        fleet: &fleet,
-        admin: &admin,
-        riders: &riders,
-        wallets: &wallets,
-        public_base: &public_base,
-        terminal_base: &terminal_base,
-        ca: &ca,
-        certs: &certs,
-        dir,
-        stops: &stops,
-        plazas: &plazas,
-    })
-    .await?;
-
-    // --- free running traffic until the deadline or Ctrl-C ---
+/// Free-running traffic: every rider travels between random stations until the deadline (or
+/// Ctrl-C), printing each journey's fare.
+async fn free_traffic(d: &Demo, deadline: Option<Instant>) -> anyhow::Result<()> {
     println!(
         "\n— riders travel between random stations until {}",
         match deadline {
@@ -526,54 +593,14 @@ async fn run_in(
             None => "Ctrl-C".to_string(),
         }
     );
-    let stop_flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_flag = Arc::new(AtomicBool::new(false));
     let mut tasks = tokio::task::JoinSet::new();
-    let riders = Arc::new(riders);
-    for index in 0..riders.len() {
-        let fleet = fleet.clone();
-        let riders = riders.clone();
-        let stops = stops.clone();
-        let stop_flag = stop_flag.clone();
+    for index in 0..d.riders.len() {
+        let (fleet, riders) = (d.fleet.clone(), d.riders.clone());
+        let (stops, stop_flag) = (d.stops.clone(), stop_flag.clone());
         tasks.spawn(async move {
-            while !stop_flag.load(std::sync::atomic::Ordering::Relaxed) {
-                let (from, to, pause) = {
-                    let mut rng = rand::thread_rng();
-                    let from = stops.choose(&mut rng).cloned().unwrap_or_default();
-                    let to = stops.choose(&mut rng).cloned().unwrap_or_default();
-                    (from, to, rng.gen_range(50..400))
-                };
-                let rider = &riders[index];
-                let who = format!("rider-{}", index + 1);
-                let code = rider.ride_code(turnpike_client::now_ms() as u64)?;
-                let entry = fleet
-                    .tap(
-                        &format!("gate-{}-1", sanitize(&from)),
-                        &who,
-                        Direction::Entry,
-                        code,
-                        None,
-                        true,
-                    )
-                    .await?;
-                tokio::time::sleep(Duration::from_millis(pause)).await;
-                let code = rider.ride_code(turnpike_client::now_ms() as u64)?;
-                let exit = fleet
-                    .tap(
-                        &format!("gate-{}-2", sanitize(&to)),
-                        &who,
-                        Direction::Exit,
-                        code,
-                        None,
-                        true,
-                    )
-                    .await?;
-                if entry.decision == Decision::Approve {
-                    let fare = exit
-                        .fare
-                        .map(|f| f.to_string())
-                        .unwrap_or_else(|| exit.reason.clone().unwrap_or_default());
-                    println!("  {who:<10} {from} → {to}: {fare}");
-                }
+            while !stop_flag.load(Ordering::Relaxed) {
+                random_journey(&fleet, &riders[index], index, &stops).await?;
             }
             anyhow::Ok(())
         });
@@ -584,14 +611,50 @@ async fn run_in(
             let _ = tokio::signal::ctrl_c().await;
         }
     }
-    stop_flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop_flag.store(true, Ordering::Relaxed);
     while let Some(result) = tasks.join_next().await {
         result??;
     }
+    Ok(())
+}
 
-    // --- summary ---
+/// One journey of rider `index` between two random stations (taps not printed; the fare is).
+async fn random_journey(
+    fleet: &Fleet,
+    rider: &RiderDevice,
+    index: usize,
+    stops: &[String],
+) -> anyhow::Result<()> {
+    let (from, to, pause) = {
+        let mut rng = rand::thread_rng();
+        let from = stops.choose(&mut rng).cloned().unwrap_or_default();
+        let to = stops.choose(&mut rng).cloned().unwrap_or_default();
+        (from, to, rng.gen_range(50..400))
+    };
+    let who = format!("rider-{}", index + 1);
+    let code = rider.ride_code(turnpike_client::now_ms() as u64)?;
+    let entry = fleet
+        .tap(&gate(&from, 1), &who, Direction::Entry, code, None, true)
+        .await?;
+    tokio::time::sleep(Duration::from_millis(pause)).await;
+    let code = rider.ride_code(turnpike_client::now_ms() as u64)?;
+    let exit = fleet
+        .tap(&gate(&to, 2), &who, Direction::Exit, code, None, true)
+        .await?;
+    if entry.decision == Decision::Approve {
+        let fare = exit
+            .fare
+            .map(|f| f.to_string())
+            .unwrap_or_else(|| exit.reason.clone().unwrap_or_default());
+        println!("  {who:<10} {from} → {to}: {fare}");
+    }
+    Ok(())
+}
+
+/// Live taps and their round trips, then what the database recorded: taps and journeys.
+async fn print_summary(d: &Demo) -> anyhow::Result<()> {
     println!("\nSummary");
-    let stats = fleet.stats.lock().await;
+    let stats = d.fleet.stats.lock().await;
     let mut lat = stats.latencies_us.clone();
     lat.sort_unstable();
     let pct = |p: f64| {
@@ -608,52 +671,25 @@ async fn run_in(
         pct(0.5),
         pct(0.99)
     );
-    for (decision, reason, count) in state.store.tap_counts().await? {
+    drop(stats);
+    for (decision, reason, count) in d.state.store.tap_counts().await? {
         println!(
             "  taps recorded: {decision:<8} {:<24} {count}",
             reason.unwrap_or_default()
         );
     }
-    for t in state.store.journey_totals().await? {
+    let cny = |minor| turnpike_wire::Money::from_minor(minor, turnpike_wire::Currency::CNY);
+    for t in d.state.store.journey_totals().await? {
         println!(
             "  journeys {:<14} {:<7} {:>5}  fares {:>10} CNY  charged {:>10} CNY",
             t.operator_id,
             t.status,
             t.journeys,
-            turnpike_wire::Money::from_minor(t.fares_minor, turnpike_wire::Currency::CNY).amount(),
-            turnpike_wire::Money::from_minor(t.charges_minor, turnpike_wire::Currency::CNY)
-                .amount()
+            cny(t.fares_minor).amount(),
+            cny(t.charges_minor).amount()
         );
     }
-    payments_summary(&state, &provider).await?;
-    settle_demo_day(&state, &provider, dir, temporary_dir).await?;
-    let journeys = riders[0].journeys(&public_base, &ca).await?;
-    println!(
-        "  rider-1 sees {} of their own journeys through the rider API",
-        journeys.journeys.len()
-    );
-    let _ = stop_tx.send(());
-    server.await??;
-    provider.stop().await?;
-    println!("\ndemo finished cleanly");
     Ok(())
-}
-
-/// What the payment part of the demo works with.
-struct PaymentsDemo<'a> {
-    state: &'a gateway::AppState,
-    provider: &'a payments::DemoProvider,
-    fleet: &'a Fleet,
-    admin: &'a AdminClient,
-    riders: &'a [RiderDevice],
-    wallets: &'a [String],
-    public_base: &'a str,
-    terminal_base: &'a str,
-    ca: &'a std::path::Path,
-    certs: &'a std::path::Path,
-    dir: &'a std::path::Path,
-    stops: &'a [String],
-    plazas: &'a [String],
 }
 
 /// Waits (up to `timeout`) until `check` holds.
@@ -682,23 +718,27 @@ async fn rider_charges(
 
 /// The three payment flows, scripted: metro post-pay (and a failed deduction that deny-lists a
 /// rider until repaid), toll exits paid at the booth (one needing the driver's confirmation,
-/// one declined), a ticket bought by QR, and a refund.
-async fn payments_section(d: &PaymentsDemo<'_>) -> anyhow::Result<()> {
-    let now = || turnpike_client::now_ms() as u64;
-    let gate = |stop: &str, n: u8| format!("gate-{}-{n}", sanitize(stop));
-    let booth = |plaza: &str, dir: &str| format!("booth-{}-{dir}", sanitize(plaza));
-    let state = d.state;
+/// one declined), a refund, and a ticket bought by QR.
+async fn payments_section(d: &Demo) -> anyhow::Result<()> {
+    metro_post_pay(d).await?;
+    arrears(d).await?;
+    let (car, car_wallet) = toll_paid_at_the_booth(d).await?;
+    refund(d, &car, &car_wallet).await?;
+    ticket_by_qr(d).await
+}
 
+/// Flow A: rider-1's journeys are deducted through the withholding agreement.
+async fn metro_post_pay(d: &Demo) -> anyhow::Result<()> {
     println!("\n— flow A, metro post-pay: rider-1's journeys are deducted through the withholding agreement");
     let r1 = &d.riders[0];
     wait_for(Duration::from_secs(10), || async {
-        Ok(rider_charges(state, r1)
+        Ok(rider_charges(&d.state, r1)
             .await?
             .iter()
             .all(|c| c.status == ChargeStatus::Captured))
     })
     .await?;
-    for c in rider_charges(state, r1).await? {
+    for c in rider_charges(&d.state, r1).await? {
         println!(
             "  charge {:<24} {:>8}  {:<9} provider trade {}",
             c.out_trade_no,
@@ -711,40 +751,35 @@ async fn payments_section(d: &PaymentsDemo<'_>) -> anyhow::Result<()> {
         "  rider-1's wallet now holds ¥{}",
         d.provider.balance(&d.wallets[0]).await?
     );
+    Ok(())
+}
 
+/// A deduction that fails, so the rider is deny-listed for arrears; they top up, ask for a retry,
+/// and the listing lifts by itself once the arrears are paid.
+async fn arrears(d: &Demo) -> anyhow::Result<()> {
     println!("— a deduction that fails: rider-broke's wallet holds ¥0.50, less than the fare");
-    let broke = RiderDevice::enrol(d.public_base, d.ca, &["metro", "toll"]).await?;
+    let broke = RiderDevice::enrol(&d.public_base, &d.ca, &["metro", "toll"]).await?;
     let broke_wallet =
-        payments::bind_wallet(d.provider, &broke, d.public_base, d.ca, "0.50").await?;
+        payments::bind_wallet(&d.provider, &broke, &d.public_base, &d.ca, "0.50").await?;
     let (from, to) = (&d.stops[0], &d.stops[12]);
-    d.fleet
-        .tap(
-            &gate(from, 1),
-            "rider-broke",
-            Direction::Entry,
-            broke.ride_code(now())?,
-            None,
-            false,
-        )
-        .await?;
-    d.fleet
-        .tap(
-            &gate(to, 1),
-            "rider-broke",
-            Direction::Exit,
-            broke.ride_code(now())?,
-            None,
-            false,
-        )
+    let who = "rider-broke";
+    d.tap(
+        &gate(from, 1),
+        who,
+        Direction::Entry,
+        broke.ride_code(now())?,
+    )
+    .await?;
+    d.tap(&gate(to, 1), who, Direction::Exit, broke.ride_code(now())?)
         .await?;
     let failed = wait_for(Duration::from_secs(15), || async {
-        Ok(rider_charges(state, &broke)
+        Ok(rider_charges(&d.state, &broke)
             .await?
             .iter()
             .any(|c| c.status == ChargeStatus::Failed))
     })
     .await?;
-    for c in rider_charges(state, &broke).await? {
+    for c in rider_charges(&d.state, &broke).await? {
         println!(
             "  charge {:>8} after {} attempts: {} ({})",
             payments::yuan(c.amount_minor),
@@ -756,23 +791,42 @@ async fn payments_section(d: &PaymentsDemo<'_>) -> anyhow::Result<()> {
     anyhow::ensure!(failed, "the deduction was expected to fail");
     println!("  rider-broke is deny-listed for arrears; gates learn it from the deny-list feed");
     tokio::time::sleep(Duration::from_millis(1_200)).await; // one registry refresh
-    d.fleet
-        .tap(
-            &gate(from, 2),
-            "rider-broke",
-            Direction::Entry,
-            broke.ride_code(now())?,
-            None,
-            false,
-        )
-        .await?;
+    d.tap(
+        &gate(from, 2),
+        who,
+        Direction::Entry,
+        broke.ride_code(now())?,
+    )
+    .await?;
+    repay_arrears(d, &broke, &broke_wallet).await?;
+    println!("  arrears repaid; the deny-listing lifts by itself");
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    d.tap(
+        &gate(from, 2),
+        who,
+        Direction::Entry,
+        broke.ride_code(now())?,
+    )
+    .await?;
+    d.tap(
+        &gate(from, 1),
+        who,
+        Direction::Exit,
+        broke.ride_code(now())?,
+    )
+    .await?;
+    Ok(())
+}
+
+/// The broke rider tops their wallet up and asks the gateway to retry; waits for the capture.
+async fn repay_arrears(d: &Demo, broke: &RiderDevice, broke_wallet: &str) -> anyhow::Result<()> {
     d.provider
         .post(
             &format!("/sandbox/users/{broke_wallet}/top-up"),
             serde_json::json!({"amount_fen": 5_000}),
         )
         .await?;
-    let http = turnpike_client::tls::http_client(d.ca, None)?;
+    let http = turnpike_client::tls::http_client(&d.ca, None)?;
     http.post(format!("{}/v1/riders/me/arrears/retry", d.public_base))
         .bearer_auth(&broke.token)
         .send()
@@ -780,73 +834,28 @@ async fn payments_section(d: &PaymentsDemo<'_>) -> anyhow::Result<()> {
         .error_for_status()?;
     println!("  rider-broke tops up ¥50.00 and asks for a retry");
     let repaid = wait_for(Duration::from_secs(10), || async {
-        Ok(rider_charges(state, &broke)
+        Ok(rider_charges(&d.state, broke)
             .await?
             .iter()
             .all(|c| c.status == ChargeStatus::Captured))
     })
     .await?;
     anyhow::ensure!(repaid, "the repayment was expected to succeed");
-    println!("  arrears repaid; the deny-listing lifts by itself");
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
-    d.fleet
-        .tap(
-            &gate(from, 2),
-            "rider-broke",
-            Direction::Entry,
-            broke.ride_code(now())?,
-            None,
-            false,
-        )
-        .await?;
-    d.fleet
-        .tap(
-            &gate(from, 1),
-            "rider-broke",
-            Direction::Exit,
-            broke.ride_code(now())?,
-            None,
-            false,
-        )
-        .await?;
+    Ok(())
+}
 
+/// Flow B: toll exits paid at the booth with the wallet's payment code — a car (and the booth
+/// repeating its request), a truck whose toll needs the driver's confirmation, and a driver whose
+/// wallet cannot pay. Returns the car's answer and wallet, for the refund.
+async fn toll_paid_at_the_booth(d: &Demo) -> anyhow::Result<(TapResponse, String)> {
     println!("— flow B, toll paid at the booth with the wallet's payment code (budget 8 s: pay → query → cancel)");
-    let (entry_plaza, exit_plaza) = (&d.plazas[0], &d.plazas[d.plazas.len() - 1]);
-    let exit_booth_id = booth(exit_plaza, "out");
-    let exit_booth_ref = exit_booth_id.as_str();
-    let exit_booth = TerminalClient::new(
-        d.terminal_base,
-        d.ca,
-        &d.certs
-            .join("terminals")
-            .join(format!("{exit_booth_id}.pem")),
-        &d.certs
-            .join("terminals")
-            .join(format!("{exit_booth_id}.key")),
-    )?;
-    let drive = |who: &'static str,
-                 class: VehicleClass,
-                 balance: &'static str,
-                 confirm: Option<&'static str>| async move {
-        let driver = RiderDevice::enrol(d.public_base, d.ca, &["toll"]).await?;
-        let wallet = d.provider.wallet(balance, confirm).await?;
-        d.fleet
-            .tap(
-                &booth(entry_plaza, "in"),
-                who,
-                Direction::Entry,
-                driver.ride_code(now())?,
-                None,
-                false,
-            )
-            .await?;
-        let seq = d.fleet.next_sequence(exit_booth_ref).await;
-        let tap = payments::toll_exit(seq, driver.ride_code(now())?, class);
-        anyhow::Ok((driver, wallet, tap))
-    };
-    let (_car, car_wallet, car_exit) = drive("car-1", VehicleClass::P1, "500.00", None).await?;
+    let exit_booth_id = booth(&d.plazas[d.plazas.len() - 1], "out");
+    let exit_booth = terminal_client(&d.terminal_base, &d.certs, &exit_booth_id)?;
+    let exit_id = exit_booth_id.as_str();
+    let (car_wallet, car_exit) =
+        drive(d, &exit_booth_id, "car-1", VehicleClass::P1, "500.00", None).await?;
     let code = d.provider.payment_code(&car_wallet).await?;
-    let car = payments::booth_exit(&exit_booth, &exit_booth_id, "car-1", &car_exit, &code).await?;
+    let car = payments::booth_exit(&exit_booth, exit_id, "car-1", &car_exit, &code).await?;
     let again = exit_booth.toll_exit_raw(&car_exit, &code).await?;
     println!(
         "  the booth repeats the same request: same answer, charged once ({})",
@@ -854,21 +863,29 @@ async fn payments_section(d: &PaymentsDemo<'_>) -> anyhow::Result<()> {
     );
 
     println!("  a 3-axle truck's toll needs the driver's confirmation in the wallet:");
-    let (_truck, truck_wallet, truck_exit) =
-        drive("truck-1", VehicleClass::T3, "2000.00", Some("50.00")).await?;
+    let (truck_wallet, truck_exit) = drive(
+        d,
+        &exit_booth_id,
+        "truck-1",
+        VehicleClass::T3,
+        "2000.00",
+        Some("50.00"),
+    )
+    .await?;
     let code = d.provider.payment_code(&truck_wallet).await?;
     let confirm = tokio::spawn(payments::confirm_in_wallet_after(
-        state.clone(),
+        d.state.clone(),
         d.provider.base.clone(),
         Duration::from_millis(1_500),
     ));
-    payments::booth_exit(&exit_booth, &exit_booth_id, "truck-1", &truck_exit, &code).await?;
+    payments::booth_exit(&exit_booth, exit_id, "truck-1", &truck_exit, &code).await?;
     confirm.await??;
 
     println!("  a driver whose wallet cannot pay, then pays with another wallet:");
-    let (_poor, poor_wallet, poor_exit) = drive("car-2", VehicleClass::P1, "1.00", None).await?;
+    let (poor_wallet, poor_exit) =
+        drive(d, &exit_booth_id, "car-2", VehicleClass::P1, "1.00", None).await?;
     let code = d.provider.payment_code(&poor_wallet).await?;
-    payments::booth_exit(&exit_booth, &exit_booth_id, "car-2", &poor_exit, &code).await?;
+    payments::booth_exit(&exit_booth, exit_id, "car-2", &poor_exit, &code).await?;
     let other_wallet = d.provider.wallet("300.00", None).await?;
     let code = d.provider.payment_code(&other_wallet).await?;
     let seq = d.fleet.next_sequence(&exit_booth_id).await;
@@ -876,10 +893,40 @@ async fn payments_section(d: &PaymentsDemo<'_>) -> anyhow::Result<()> {
         sequence: seq,
         ..poor_exit.clone()
     };
-    payments::booth_exit(&exit_booth, &exit_booth_id, "car-2", &retry, &code).await?;
+    payments::booth_exit(&exit_booth, exit_id, "car-2", &retry, &code).await?;
+    Ok((car, car_wallet))
+}
 
+/// A driver enrols and gets a wallet holding `balance` (payments above `confirm` wait for the
+/// driver), enters at the first plaza and drives to the exit booth; returns the wallet and the
+/// exit tap the booth will send.
+async fn drive(
+    d: &Demo,
+    exit_booth_id: &str,
+    who: &str,
+    class: VehicleClass,
+    balance: &str,
+    confirm: Option<&str>,
+) -> anyhow::Result<(String, TapRequest)> {
+    let driver = RiderDevice::enrol(&d.public_base, &d.ca, &["toll"]).await?;
+    let wallet = d.provider.wallet(balance, confirm).await?;
+    d.tap(
+        &booth(&d.plazas[0], "in"),
+        who,
+        Direction::Entry,
+        driver.ride_code(now())?,
+    )
+    .await?;
+    let seq = d.fleet.next_sequence(exit_booth_id).await;
+    let tap = payments::toll_exit(seq, driver.ride_code(now())?, class);
+    Ok((wallet, tap))
+}
+
+/// The operator refunds ¥1.00 of car-1's toll, sending the request twice: refunded once.
+async fn refund(d: &Demo, car: &TapResponse, car_wallet: &str) -> anyhow::Result<()> {
     println!("— a refund: the operator refunds ¥1.00 of car-1's toll (sent twice, refunded once)");
-    let car_charge = state
+    let car_charge = d
+        .state
         .store
         .charges(None, Some(ChargeStatus::Captured), 1000)
         .await?
@@ -905,52 +952,19 @@ async fn payments_section(d: &PaymentsDemo<'_>) -> anyhow::Result<()> {
     }
     println!(
         "  car-1's wallet: ¥{} (¥500.00 − toll + ¥1.00)",
-        d.provider.balance(&car_wallet).await?
+        d.provider.balance(car_wallet).await?
     );
+    Ok(())
+}
 
+/// Flow C: a ticket bought at a ticket machine: the provider pre-creates the order, the wallet
+/// scans the QR and pays, the provider notifies the gateway, the machine shows the ticket.
+async fn ticket_by_qr(d: &Demo) -> anyhow::Result<()> {
     println!("— flow C, a ticket bought at a ticket machine: the provider pre-creates the order, the wallet scans the QR");
     let tvm_id = format!("{TICKET_MACHINE_PREFIX}{}", sanitize(&d.stops[0]));
-    let tvm = TerminalClient::new(
-        d.terminal_base,
-        d.ca,
-        &d.certs.join("terminals").join(format!("{tvm_id}.pem")),
-        &d.certs.join("terminals").join(format!("{tvm_id}.key")),
-    )?;
-    let a = tvm
-        .post_bytes(
-            "/v1/tickets/orders",
-            "application/json",
-            serde_json::to_vec(
-                &serde_json::json!({"destination_id": d.stops[10], "request_id": "demo-ticket-1"}),
-            )?,
-        )
-        .await?;
-    anyhow::ensure!(
-        a.status == 201,
-        "ticket order: {} {}",
-        a.status,
-        String::from_utf8_lossy(&a.body)
-    );
-    let order: serde_json::Value = a.json()?;
+    let tvm = terminal_client(&d.terminal_base, &d.certs, &tvm_id)?;
+    let order = ticket_order(d, &tvm, &tvm_id).await?;
     let order_id = order["order_id"].as_str().context("order_id")?.to_string();
-    let qr_dir = payments::qr_dir(d.dir);
-    std::fs::create_dir_all(&qr_dir)?;
-    for ext in ["svg", "png"] {
-        let image = tvm
-            .get(&format!("/v1/tickets/orders/{order_id}/qr.{ext}"))
-            .await?;
-        anyhow::ensure!(image.status == 200, "QR {ext}: {}", image.status);
-        std::fs::write(qr_dir.join(format!("ticket-{order_id}.{ext}")), &image.body)?;
-    }
-    println!(
-        "  {tvm_id:<28} order {order_id}: {} → {}, {} {}; QR {} (saved as SVG and PNG in {})",
-        d.stops[0],
-        d.stops[10],
-        order["amount"]["amount"].as_str().unwrap_or("?"),
-        order["amount"]["currency"].as_str().unwrap_or(""),
-        order["qr_payload"].as_str().unwrap_or("?"),
-        qr_dir.display()
-    );
     let buyer = d.provider.wallet("50.00", None).await?;
     d.provider
         .post(
@@ -976,6 +990,50 @@ async fn payments_section(d: &PaymentsDemo<'_>) -> anyhow::Result<()> {
         paid["ticket_code"].as_str().unwrap_or("-")
     );
     Ok(())
+}
+
+/// The ticket machine orders a ticket to station 10 and saves the order's QR (SVG and PNG).
+async fn ticket_order(
+    d: &Demo,
+    tvm: &TerminalClient,
+    tvm_id: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let a = tvm
+        .post_bytes(
+            "/v1/tickets/orders",
+            "application/json",
+            serde_json::to_vec(
+                &serde_json::json!({"destination_id": d.stops[10], "request_id": "demo-ticket-1"}),
+            )?,
+        )
+        .await?;
+    anyhow::ensure!(
+        a.status == 201,
+        "ticket order: {} {}",
+        a.status,
+        String::from_utf8_lossy(&a.body)
+    );
+    let order: serde_json::Value = a.json()?;
+    let order_id = order["order_id"].as_str().context("order_id")?.to_string();
+    let qr_dir = payments::qr_dir(&d.dir);
+    std::fs::create_dir_all(&qr_dir)?;
+    for ext in ["svg", "png"] {
+        let image = tvm
+            .get(&format!("/v1/tickets/orders/{order_id}/qr.{ext}"))
+            .await?;
+        anyhow::ensure!(image.status == 200, "QR {ext}: {}", image.status);
+        std::fs::write(qr_dir.join(format!("ticket-{order_id}.{ext}")), &image.body)?;
+    }
+    println!(
+        "  {tvm_id:<28} order {order_id}: {} → {}, {} {}; QR {} (saved as SVG and PNG in {})",
+        d.stops[0],
+        d.stops[10],
+        order["amount"]["amount"].as_str().unwrap_or("?"),
+        order["amount"]["currency"].as_str().unwrap_or(""),
+        order["qr_payload"].as_str().unwrap_or("?"),
+        qr_dir.display()
+    );
+    Ok(order)
 }
 
 /// Money at the end: charges by kind and status, the journal, and the provider's trades checked

@@ -12,7 +12,7 @@ use std::fmt;
 /// Displayed as `fare_leg_rules.txt line 7: unknown area_id "a9" (not in areas.txt)`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct LoadError {
-    /// The file name as the caller gave it (for in-memory data, the name it was given under).
+    /// The file name the caller gave with the text (this crate reads no files itself).
     pub file: String,
     /// 1-based line number; `None` when the problem is the file as a whole (missing, empty).
     pub line: Option<u64>,
@@ -52,8 +52,6 @@ impl LoadError {
 pub enum LoadReason {
     #[error("required file is missing")]
     MissingFile,
-    #[error("cannot read file: {0}")]
-    Io(String),
     #[error("malformed CSV: {0}")]
     Csv(String),
     #[error("file is empty (no header line)")]

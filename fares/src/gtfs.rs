@@ -39,7 +39,6 @@
 //! See [`GtfsFeed::price_legs`].
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -160,21 +159,10 @@ struct TransferRule {
 }
 
 impl GtfsFeed {
-    /// Reads the fare files of a GTFS feed unpacked in `dir`.
-    pub fn from_dir(dir: &Path) -> Result<Self, LoadError> {
-        let mut files = Vec::new();
-        for name in GTFS_FARE_FILES {
-            if let Some(text) = table::read_file(dir, name)? {
-                files.push((name, text));
-            }
-        }
-        let borrowed: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
-        Self::from_files(&borrowed)
-    }
-
-    /// Reads the fare files from memory, as `(file name, contents)`: for tests, for data embedded
-    /// in the binary, and for an admin upload. Names are GTFS file names (`stops.txt`, ...);
-    /// files this reader does not use are ignored.
+    /// Reads the fare files from their text, as `(file name, contents)`: data embedded in the
+    /// binary, an admin upload, or files a caller (a test) read from disk — this crate does no
+    /// I/O. Names are GTFS file names (`stops.txt`, ...) and errors name the file; files this
+    /// reader does not use are ignored.
     pub fn from_files(files: &[(&str, &str)]) -> Result<Self, LoadError> {
         let mut by_name: HashMap<&str, &str> = HashMap::new();
         for &(name, text) in files {

@@ -20,8 +20,10 @@
 //! - [`error`]: [`LoadError`] (file, line, reason) and [`FareError`].
 //!
 //! # What it deliberately does not do
-//! - No database, no network, no clock: times come in as arguments (leg start and end seconds),
-//!   data comes in as text or a directory path, and nothing is cached between calls.
+//! - No I/O — no files, no database, no network, no clock: times come in as arguments (leg start
+//!   and end seconds), data comes in as text the caller read, each file with its name so errors
+//!   can name it, and nothing is cached between calls. `clippy.toml` in this crate disallows the
+//!   standard library's file, network, process and clock calls, so `cargo clippy` refuses them.
 //! - No journey logic: pairing entry and exit taps, timeouts for missing exits, daily caps and
 //!   charging belong to the gateway; this crate only answers "how much".
 //! - No panics on any input: malformed files are [`LoadError`]s, unknown stops or plazas are

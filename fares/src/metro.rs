@@ -18,7 +18,6 @@
 //! - All rows share one currency.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -127,20 +126,6 @@ impl MetroFares {
             min_fare,
             max_fare,
         })
-    }
-
-    /// Loads a fare matrix from two files (see the module documentation for the format). Errors
-    /// name the file by its file name only, as an operator would see it in an upload form.
-    pub fn from_matrix_files(stops_path: &Path, matrix_path: &Path) -> Result<Self, LoadError> {
-        let stops_name = file_name(stops_path);
-        let matrix_name = file_name(matrix_path);
-        let read = |path: &Path, name: &str| -> Result<String, LoadError> {
-            table::read_path(path, name)?
-                .ok_or_else(|| LoadError::whole(name, LoadReason::MissingFile))
-        };
-        let stops_text = read(stops_path, &stops_name)?;
-        let matrix_text = read(matrix_path, &matrix_name)?;
-        Self::from_matrix_csv((&stops_name, &stops_text), (&matrix_name, &matrix_text))
     }
 
     /// Loads a fare matrix from in-memory text, each given as `(file name, contents)`; the name is
@@ -268,10 +253,4 @@ fn read_stops(file: &str, text: &str) -> Result<Vec<Stop>, LoadError> {
         ));
     }
     Ok(stops)
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.display().to_string())
 }

@@ -7,7 +7,6 @@
 //! which rule was broken, ours do.
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::str::FromStr;
 
 use rust_decimal::Decimal;
@@ -216,24 +215,4 @@ impl Row<'_> {
 /// The trimmed value, with an empty field read as absent (GTFS: an empty optional field is unset).
 pub(crate) fn optional(value: &Option<String>) -> Option<&str> {
     value.as_deref().filter(|s| !s.is_empty())
-}
-
-/// Reads one file of a directory. `Ok(None)` when the file does not exist, so callers decide
-/// whether it was required.
-pub(crate) fn read_file(dir: &Path, name: &str) -> Result<Option<String>, LoadError> {
-    read_path(&dir.join(name), name)
-}
-
-/// Reads `path` as UTF-8 text; `name` is how errors refer to it. `Ok(None)` when it does not exist.
-pub(crate) fn read_path(path: &Path, name: &str) -> Result<Option<String>, LoadError> {
-    match std::fs::read(path) {
-        Ok(bytes) => String::from_utf8(bytes)
-            .map(Some)
-            .map_err(|_| LoadError::whole(name, LoadReason::Csv("not valid UTF-8".to_string()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(LoadError::whole(
-            name,
-            LoadReason::Io(format!("{}: {e}", path.display())),
-        )),
-    }
 }

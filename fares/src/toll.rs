@@ -21,7 +21,6 @@
 //! Every row has the same currency; a class appears at most once.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -162,17 +161,6 @@ impl TollTable {
     pub fn with_rounding(mut self, rounding: TollRounding) -> Self {
         self.rounding = rounding;
         self
-    }
-
-    /// Loads `plazas.csv` and `rates.csv` from `dir`, with the default rounding.
-    pub fn from_dir(dir: &Path) -> Result<Self, LoadError> {
-        let read = |name: &str| -> Result<String, LoadError> {
-            table::read_file(dir, name)?
-                .ok_or_else(|| LoadError::whole(name, LoadReason::MissingFile))
-        };
-        let plazas = read("plazas.csv")?;
-        let rates = read("rates.csv")?;
-        Self::from_csv(("plazas.csv", &plazas), ("rates.csv", &rates))
     }
 
     /// Loads from in-memory text, each given as `(file name, contents)`, with the default rounding.

@@ -1,16 +1,13 @@
 //! The shipped demo data: it is what the generator writes, it prices every journey by the
 //! Hangzhou distance rule in both formats, and its transfer rules behave as documented.
 
-use std::path::{Path, PathBuf};
+mod files;
 
 use turnpike_fares::demo::{
     self, DEMO_BUS_NETWORK, DEMO_FARE_MATRIX_CSV, DEMO_METRO_NETWORK, DEMO_STATIONS_CSV,
 };
+use turnpike_fares::gtfs::GTFS_FARE_FILES;
 use turnpike_fares::{demo_feed, demo_metro, hangzhou_distance_fare, GtfsFeed, Leg, MetroFares};
-
-fn demo_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/demo-metro")
-}
 
 #[test]
 fn shipped_files_are_what_the_generator_writes() {
@@ -18,7 +15,7 @@ fn shipped_files_are_what_the_generator_writes() {
     // rule: regenerate with `cargo run -p turnpike-fares --example gen_demo_network`.
     let files = demo::generate_demo_metro_files(DEMO_STATIONS_CSV).unwrap();
     for (name, generated) in files {
-        let shipped = std::fs::read_to_string(demo_dir().join(name)).unwrap();
+        let shipped = files::read(&files::data_dir("demo-metro"), name).unwrap();
         assert!(
             shipped == generated,
             "{name} differs from the generator's output; run the gen_demo_network example"
@@ -50,7 +47,9 @@ fn gtfs_and_matrix_price_every_pair_by_the_distance_rule() {
     // disk, and in the matrix, and that every fare band from 2 to 9 CNY occurs.
     let stations = demo::demo_stations();
     let embedded = demo_metro();
-    let from_disk = GtfsFeed::from_dir(&demo_dir())
+    let on_disk = files::read_present(&files::data_dir("demo-metro"), &GTFS_FARE_FILES);
+    let on_disk: Vec<(&str, &str)> = on_disk.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let from_disk = GtfsFeed::from_files(&on_disk)
         .unwrap()
         .metro_fares(DEMO_METRO_NETWORK)
         .unwrap();

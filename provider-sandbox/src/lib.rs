@@ -19,6 +19,9 @@
 //! - [`store`]: the only module that speaks SQL.
 //! - [`money`], [`time`]: amounts as yuan strings ↔ fen; Asia/Shanghai API time ↔ UTC ms.
 //! - [`error`]: the one error type, mapped to the platform's codes in one place.
+//! - [`harness`]: the sandbox run in-process for tests (this crate's and the end-to-end suite's):
+//!   start on a loopback port with a given database, restart, signed calls with verified answers,
+//!   `/sandbox/...` helpers.
 //!
 //! The server is hyper's HTTP/1.1 connection loop around the axum router rather than
 //! `axum::serve`, because a fault knob must be able to close a connection without answering
@@ -33,6 +36,7 @@ pub mod agreement;
 pub mod bill;
 pub mod error;
 pub mod faults;
+pub mod harness;
 pub mod money;
 pub mod notify;
 pub mod openapi;

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::on_both;
+
 use std::collections::BTreeMap;
 
 use common::{assert_refused, pay_biz, Db, Harness, Receiver};
@@ -119,7 +121,7 @@ async fn page_sign_flow(db: Db) {
         .await;
     assert_eq!(status, 201, "{again}");
 }
-on_both_databases!(page_sign_flow);
+on_both!(page_sign_flow);
 
 async fn wait_for_type(merchant: &Receiver, notify_type: &str) -> BTreeMap<String, String> {
     for _ in 0..500 {
@@ -162,7 +164,7 @@ async fn get_and_post(db: Db) {
     assert_eq!(by_get["trade_status"], "TRADE_SUCCESS");
     assert_eq!(by_get, by_post);
 }
-on_both_databases!(get_and_post);
+on_both!(get_and_post);
 
 /// Proves merchant numbers outside the platform's rule (letters, digits, `_`; at most 64) are
 /// refused with `ACQ.INVALID_PARAMETER` and create nothing: NUL, a direction override, SQL text,
@@ -195,4 +197,4 @@ async fn merchant_number_characters(db: Db) {
     assert_eq!(status, 200);
     assert_eq!(trades, json!([]));
 }
-on_both_databases!(merchant_number_characters);
+on_both!(merchant_number_characters);

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::on_both;
+
 use common::{assert_refused, pay_biz, Db, Harness};
 use serde_json::{json, Value};
 
@@ -211,7 +213,7 @@ async fn daily_bill(db: Db) {
     let bad = bill_url(&h, "2026-13-01").await;
     assert_refused(&bad, "40004", "ACQ.INVALID_PARAMETER");
 }
-on_both_databases!(daily_bill);
+on_both!(daily_bill);
 
 async fn fee_rate_per_app(db: Db) {
     // Proves an app's fee_rate_bp (set at registration, kept on re-key) prices its trades, and
@@ -270,4 +272,4 @@ async fn fee_rate_per_app(db: Db) {
         .await;
     assert_eq!(status, 400);
 }
-on_both_databases!(fee_rate_per_app);
+on_both!(fee_rate_per_app);

@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::on_both;
+
 use std::time::{Duration, Instant};
 
 use common::{assert_refused, pay_biz, Db, Harness, Receiver};
@@ -42,7 +44,7 @@ async fn drop_after_commit_is_exactly_once(db: Db) {
     let (_, left) = h.admin_get("/sandbox/faults").await;
     assert_eq!(left["script"], json!([]));
 }
-on_both_databases!(drop_after_commit_is_exactly_once);
+on_both!(drop_after_commit_is_exactly_once);
 
 async fn timeout_and_5xx_apply_nothing(db: Db) {
     // Proves a timeout hangs for hang_ms and then closes the connection unanswered, and a 5xx
@@ -88,7 +90,7 @@ async fn timeout_and_5xx_apply_nothing(db: Db) {
         .await;
     assert_eq!(ok["code"], "10000", "{ok}");
 }
-on_both_databases!(timeout_and_5xx_apply_nothing);
+on_both!(timeout_and_5xx_apply_nothing);
 
 async fn declines_latency_and_user_paying(db: Db) {
     // Proves decline and insufficient_balance refuse a pay with the platform's sub codes and
@@ -148,7 +150,7 @@ async fn declines_latency_and_user_paying(db: Db) {
     assert_eq!(q["trade_status"], "TRADE_SUCCESS", "{q}");
     assert_eq!(h.balance(&buyer).await, "90.00");
 }
-on_both_databases!(declines_latency_and_user_paying);
+on_both!(declines_latency_and_user_paying);
 
 async fn duplicate_notifications(db: Db) {
     // Proves duplicate_notifications posts each notification twice, both copies signed and with
@@ -176,7 +178,7 @@ async fn duplicate_notifications(db: Db) {
         .await;
     assert_eq!(listed[0]["attempts"], 1);
 }
-on_both_databases!(duplicate_notifications);
+on_both!(duplicate_notifications);
 
 async fn seeded_knobs_and_admin(db: Db) {
     // Proves probabilistic knobs repeat exactly for the same seed, that nonsense is refused with
@@ -238,4 +240,4 @@ async fn seeded_knobs_and_admin(db: Db) {
         .await;
     assert_refused(&q, "40004", "ACQ.TRADE_NOT_EXIST");
 }
-on_both_databases!(seeded_knobs_and_admin);
+on_both!(seeded_knobs_and_admin);

@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::{Db, PgDatabase, Scratch};
+use common::on_both;
+
+use common::{Database, Db, Scratch};
 use provider_sandbox::store::{ProductCode, Store};
 use sqlx::Connection;
 
@@ -12,18 +14,10 @@ async fn migrates_existing_data(db: Db) {
     // Proves a database migrated to 0001 and filled with a trade and a refund keeps both after
     // 0002, with the new columns defaulted and the refund still tied to its trade.
     let scratch = Scratch::new("migration");
-    let (url, _pg) = match db {
-        Db::Sqlite => (
-            format!("sqlite://{}?mode=rwc", scratch.0.join("m.db").display()),
-            None,
-        ),
-        Db::Postgres => {
-            let Some(pg) = PgDatabase::create().await else {
-                return;
-            };
-            (pg.url.clone(), Some(pg))
-        }
+    let Some(database) = Database::create(db, &scratch, "m.db").await else {
+        return;
     };
+    let url = database.url().to_string();
     let backend = if db == Db::Sqlite {
         "sqlite"
     } else {
@@ -82,4 +76,4 @@ async fn migrates_existing_data(db: Db) {
     assert_eq!(app.fee_rate_bp, 60);
     store.close().await;
 }
-on_both_databases!(migrates_existing_data);
+on_both!(migrates_existing_data);

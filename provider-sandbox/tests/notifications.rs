@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::on_both;
+
 use common::{pay_biz, Db, Harness, Receiver};
 use serde_json::json;
 
@@ -104,7 +106,7 @@ async fn notifies_pay_refund_and_close(db: Db) {
         .iter()
         .all(|n| n["status"] == "delivered" && n["attempts"] == 1));
 }
-on_both_databases!(notifies_pay_refund_and_close);
+on_both!(notifies_pay_refund_and_close);
 
 async fn retries_until_acknowledged(db: Db) {
     // Proves anything but `200 success` is retried on the configured schedule with the same
@@ -145,7 +147,7 @@ async fn retries_until_acknowledged(db: Db) {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(merchant.for_order("RT_2").len(), 4);
 }
-on_both_databases!(retries_until_acknowledged);
+on_both!(retries_until_acknowledged);
 
 async fn pending_notifications_survive_restart(db: Db) {
     // Proves a notification the merchant has not acknowledged is still delivered after the
@@ -175,4 +177,4 @@ async fn pending_notifications_survive_restart(db: Db) {
     assert_eq!(got.len(), 2);
     assert_eq!(got[0]["notify_id"], got[1]["notify_id"]);
 }
-on_both_databases!(pending_notifications_survive_restart);
+on_both!(pending_notifications_survive_restart);

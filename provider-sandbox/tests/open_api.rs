@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::on_both;
+
 use common::{assert_refused, pay_biz, Db, Harness};
 use serde_json::json;
 
@@ -32,7 +34,7 @@ async fn pay_success(db: Db) {
     let trade = h.trade(a["trade_no"].as_str().unwrap()).await;
     assert_eq!(trade["trade_status"], "TRADE_SUCCESS");
 }
-on_both_databases!(pay_success);
+on_both!(pay_success);
 
 async fn pay_idempotent(db: Db) {
     // Proves a repeated pay with the same out_trade_no and amount answers the same trade and
@@ -57,7 +59,7 @@ async fn pay_idempotent(db: Db) {
     assert_refused(&other, "40004", "ACQ.DISCORDANT_REPEAT_REQUEST");
     assert_eq!(h.balance(&buyer).await, "80.00");
 }
-on_both_databases!(pay_idempotent);
+on_both!(pay_idempotent);
 
 async fn insufficient_balance(db: Db) {
     // Proves a payment larger than the balance is refused with ACQ.BUYER_BALANCE_NOT_ENOUGH,
@@ -83,7 +85,7 @@ async fn insufficient_balance(db: Db) {
     assert_eq!(ok["code"], "10000", "{ok}");
     assert_eq!(h.balance(&buyer).await, "0.00");
 }
-on_both_databases!(insufficient_balance);
+on_both!(insufficient_balance);
 
 async fn payment_code_rules(db: Db) {
     // Proves payment codes are refused when unknown, reused or expired, each with
@@ -126,7 +128,7 @@ async fn payment_code_rules(db: Db) {
     }
     assert_eq!(h.balance(&buyer).await, "99.00");
 }
-on_both_databases!(payment_code_rules);
+on_both!(payment_code_rules);
 
 async fn query(db: Db) {
     // Proves a trade can be queried by out_trade_no or trade_no, and an unknown one answers
@@ -161,7 +163,7 @@ async fn query(db: Db) {
         .await;
     assert_refused(&missing, "40004", "ACQ.TRADE_NOT_EXIST");
 }
-on_both_databases!(query);
+on_both!(query);
 
 async fn cancel_unpaid(db: Db) {
     // Proves a payment waiting for the buyer answers 10003 WAIT_BUYER_PAY, that cancel closes it
@@ -212,7 +214,7 @@ async fn cancel_unpaid(db: Db) {
     assert_eq!(t["trade_status"], "TRADE_SUCCESS");
     assert_eq!(h.balance(&buyer).await, "420.00");
 }
-on_both_databases!(cancel_unpaid);
+on_both!(cancel_unpaid);
 
 async fn cancel_paid(db: Db) {
     // Proves cancelling a paid trade reverses it (action refund), returns the money once and
@@ -242,7 +244,7 @@ async fn cancel_paid(db: Db) {
         .await;
     assert_refused(&missing, "40004", "ACQ.TRADE_NOT_EXIST");
 }
-on_both_databases!(cancel_paid);
+on_both!(cancel_paid);
 
 async fn refunds(db: Db) {
     // Proves partial refunds add up, are idempotent per out_request_no (fund_change N on
@@ -279,7 +281,7 @@ async fn refunds(db: Db) {
     let after = h.call("alipay.trade.refund", refund("R_3", "0.01")).await;
     assert_refused(&after, "40004", "ACQ.TRADE_HAS_CLOSE");
 }
-on_both_databases!(refunds);
+on_both!(refunds);
 
 async fn bad_signature_refused(db: Db) {
     // Proves a request whose signature does not match (tampered amount, wrong key, missing sign,
@@ -348,7 +350,7 @@ async fn bad_signature_refused(db: Db) {
     let ok = h.call(method, pay_biz("T_1", &code, "1.00")).await;
     assert_eq!(ok["code"], "10000", "{ok}");
 }
-on_both_databases!(bad_signature_refused);
+on_both!(bad_signature_refused);
 
 async fn survives_restart(db: Db) {
     // Proves apps, wallets, trades and refunds persist across a server restart, and idempotency
@@ -377,7 +379,7 @@ async fn survives_restart(db: Db) {
     assert_eq!(replay["fund_change"], "N");
     assert_eq!(h.balance(&buyer).await, "80.00");
 }
-on_both_databases!(survives_restart);
+on_both!(survives_restart);
 
 async fn concurrent_duplicates(db: Db) {
     // Proves concurrent identical pays and refunds (a client retrying while the first call is
@@ -410,4 +412,4 @@ async fn concurrent_duplicates(db: Db) {
     assert_eq!(fund_changes, 1);
     assert_eq!(h.balance(&buyer).await, "94.00");
 }
-on_both_databases!(concurrent_duplicates);
+on_both!(concurrent_duplicates);

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::on_both;
+
 use common::{assert_refused, Db, Harness, Receiver};
 use serde_json::{json, Value};
 
@@ -139,7 +141,7 @@ async fn precreate_and_scan(db: Db) {
     assert_eq!(t["trade_status"], "TRADE_SUCCESS");
     assert_eq!(h.balance(&careful).await, "80.00");
 }
-on_both_databases!(precreate_and_scan);
+on_both!(precreate_and_scan);
 
 async fn precreate_cancel_and_expiry(db: Db) {
     // Proves cancel closes an unscanned code (action close) so it can no longer be paid, and that
@@ -197,7 +199,7 @@ async fn precreate_cancel_and_expiry(db: Db) {
         .await;
     assert_eq!(status, 404);
 }
-on_both_databases!(precreate_cancel_and_expiry);
+on_both!(precreate_cancel_and_expiry);
 
 async fn sign(h: &Harness, user: &str, limit_fen: i64) -> String {
     let (status, a) = h
@@ -262,7 +264,7 @@ async fn agreements(db: Db) {
         assert_refused(&q, "40004", "USER_AGREEMENT_NOT_EXIST");
     }
 }
-on_both_databases!(agreements);
+on_both!(agreements);
 
 async fn deduction(db: Db) {
     // Proves deduction pays without a code, idempotently; that an amount over the single limit,
@@ -357,4 +359,4 @@ async fn deduction(db: Db) {
         .await;
     assert_refused(&missing, "40004", "ACQ.INVALID_PARAMETER");
 }
-on_both_databases!(deduction);
+on_both!(deduction);

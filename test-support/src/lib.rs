@@ -1,5 +1,6 @@
-//! Test support shared by every suite: a scratch directory per test and a fresh PostgreSQL
-//! database per test.
+//! Test support shared by every suite: a scratch directory per test, a fresh database per test
+//! (a SQLite file in the scratch directory or a new PostgreSQL database), and [`on_both!`], which
+//! runs a test body on each kind.
 //!
 //! PostgreSQL tests use `TURNPIKE_TEST_PG` (default `postgres://postgres@127.0.0.1:5432/postgres`)
 //! to create their databases. When PostgreSQL is unreachable they are skipped with a message,
@@ -8,6 +9,58 @@
 use std::path::PathBuf;
 
 use sqlx::Connection;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs `async fn name(db: Db)` as two tests, `name::sqlite` and `name::postgres` (skipped, or
+/// failed under `TURNPIKE_REQUIRE_PG=1`, by the body itself when PostgreSQL is unavailable).
+/// The calling crate needs `tokio` (with `macros`).
+#[macro_export]
+macro_rules! on_both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                super::$name($crate::Db::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                super::$name($crate::Db::Postgres).await
+            }
+        }
+    };
+}
+
+/// Where a test's database lives; keeps it alive as long as the test holds it.
+pub enum Database {
+    Sqlite { url: String },
+    Postgres(PgDatabase),
+}
+
+impl Database {
+    /// A fresh database of kind `db`: the SQLite file `file_name` in `scratch`, or a new
+    /// PostgreSQL database (None when PostgreSQL is unreachable and not required).
+    pub async fn create(db: Db, scratch: &Scratch, file_name: &str) -> Option<Database> {
+        match db {
+            Db::Sqlite => Some(Database::Sqlite {
+                url: format!("sqlite://{}?mode=rwc", scratch.0.join(file_name).display()),
+            }),
+            Db::Postgres => PgDatabase::create().await.map(Database::Postgres),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        match self {
+            Database::Sqlite { url } => url,
+            Database::Postgres(pg) => &pg.url,
+        }
+    }
+}
 
 /// A scratch directory removed on drop.
 pub struct Scratch(pub PathBuf);

@@ -18,41 +18,7 @@ pub use gateway;
 
 pub mod provider;
 
-/// Which database a test runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Db {
-    Sqlite,
-    Postgres,
-}
-
-pub use turnpike_test_support::{PgDatabase, Scratch};
-
-/// Where a test's database lives; keeps it alive as long as the test holds it.
-pub enum Database {
-    Sqlite { url: String },
-    Postgres(PgDatabase),
-}
-
-impl Database {
-    pub async fn create(db: Db, scratch: &Scratch) -> Option<Database> {
-        match db {
-            Db::Sqlite => Some(Database::Sqlite {
-                url: format!(
-                    "sqlite://{}?mode=rwc",
-                    scratch.0.join("gateway.db").display()
-                ),
-            }),
-            Db::Postgres => PgDatabase::create().await.map(Database::Postgres),
-        }
-    }
-
-    pub fn url(&self) -> &str {
-        match self {
-            Database::Sqlite { url } => url,
-            Database::Postgres(pg) => &pg.url,
-        }
-    }
-}
+pub use turnpike_test_support::{on_both, Database, Db, PgDatabase, Scratch};
 
 /// The PKI of a test: a CA with server and terminal certificates for every demo terminal.
 pub fn write_pki(dir: &Path) -> anyhow::Result<()> {
@@ -253,7 +219,7 @@ impl Env {
             Db::Postgres => "pg",
         });
         write_pki(&scratch.0.join("certs")).expect("writing the PKI");
-        let database = Database::create(db, &scratch).await?;
+        let database = Database::create(db, &scratch, "gateway.db").await?;
         let mut config = test_config(database.url(), &scratch.0.join("certs"));
         tweak(&mut config);
         let gw = TestGateway::start(config)
@@ -342,24 +308,6 @@ macro_rules! both_backends {
                     return;
                 };
                 ($body)(env).await;
-            }
-        }
-    };
-}
-
-/// Runs `async fn name(db: Db)` as two tests, `name::sqlite` and `name::postgres` (skipped, or
-/// failed under `TURNPIKE_REQUIRE_PG=1`, by the body itself when PostgreSQL is unavailable).
-#[macro_export]
-macro_rules! on_both {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                super::$name($crate::Db::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() {
-                super::$name($crate::Db::Postgres).await
             }
         }
     };

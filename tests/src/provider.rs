@@ -2,159 +2,58 @@
 //! own loopback port and its own database (the same kind as the gateway's), exactly as a
 //! separate provider would; the gateway's provider client signs and verifies with the dev keys.
 
-use std::path::{Path, PathBuf};
+use std::ops::{Deref, DerefMut};
 
 use gateway::config::Config;
+use provider_sandbox::harness::TestSandbox;
+pub use provider_sandbox::harness::{dev_keys_dir as sandbox_keys, APP_ID};
 use serde_json::{json, Value};
 use sqlx::Row;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use crate::{Database, Db, Env, Scratch};
 
-/// The merchant app id the gateway uses at the sandbox.
-pub const APP_ID: &str = "2021000000000001";
-
-pub fn sandbox_keys() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("provider-sandbox")
-        .join("dev-keys")
+/// The sandbox of a test (the shared harness, [`TestSandbox`]: start, restart, signed calls,
+/// `/sandbox/...` helpers) on its own database, with what the end-to-end tests add: amounts in
+/// fen, wallet signing, and reading the sandbox's database directly.
+pub struct Sandbox {
+    sandbox: TestSandbox,
+    _db: Database,
 }
 
-/// A running sandbox; `restart` stops it and starts a new one on the same database.
-pub struct Sandbox {
-    pub base_url: String,
-    pub database_url: String,
-    addr: std::net::SocketAddr,
-    http: reqwest::Client,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
-    _db: Database,
+impl Deref for Sandbox {
+    type Target = TestSandbox;
+    fn deref(&self) -> &TestSandbox {
+        &self.sandbox
+    }
+}
+
+impl DerefMut for Sandbox {
+    fn deref_mut(&mut self) -> &mut TestSandbox {
+        &mut self.sandbox
+    }
 }
 
 impl Sandbox {
     pub async fn start(db: Db, scratch: &Scratch) -> Option<Sandbox> {
-        let database = match db {
-            Db::Sqlite => Database::Sqlite {
-                url: format!(
-                    "sqlite://{}?mode=rwc",
-                    scratch.0.join("sandbox.db").display()
-                ),
-            },
-            Db::Postgres => Database::Postgres(crate::PgDatabase::create().await?),
-        };
-        let mut s = Sandbox {
-            base_url: String::new(),
-            database_url: database.url().to_string(),
-            addr: "127.0.0.1:0".parse().expect("literal"),
-            http: reqwest::Client::new(),
-            stop: None,
-            task: None,
+        let database = Database::create(db, scratch, "sandbox.db").await?;
+        let sandbox =
+            TestSandbox::start(database.url().to_string(), std::sync::Arc::new(|_| {})).await;
+        Some(Sandbox {
+            sandbox,
             _db: database,
-        };
-        s.launch().await;
-        let app_public = std::fs::read_to_string(sandbox_keys().join("app-public.pem"))
-            .expect("reading the dev app key");
-        let (status, body) = s
-            .post(
-                "/sandbox/apps",
-                json!({ "app_id": APP_ID, "public_key": app_public }),
-            )
-            .await;
-        assert_eq!(status, 200, "registering the app: {body}");
-        Some(s)
-    }
-
-    async fn launch(&mut self) {
-        let config =
-            provider_sandbox::Config::new(self.addr, self.database_url.clone(), sandbox_keys());
-        let sandbox = provider_sandbox::Sandbox::build(config)
-            .await
-            .expect("building the sandbox");
-        // Keep the port across restarts, so the gateway's configured URL stays right.
-        self.addr = sandbox.addr();
-        self.base_url = format!("http://{}", self.addr);
-        let (tx, rx) = oneshot::channel::<()>();
-        self.stop = Some(tx);
-        self.task = Some(tokio::spawn(sandbox.run_until(async {
-            let _ = rx.await;
-        })));
-    }
-
-    /// Stops the sandbox (draining it) and starts it again on the same port and database.
-    pub async fn restart(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.expect("sandbox task").expect("sandbox stopped");
-        }
-        self.launch().await;
-    }
-
-    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.base_url))
-            .json(&body)
-            .send()
-            .await
-            .expect("sandbox admin call");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
-    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
-        let resp = self
-            .http
-            .put(format!("{}{path}", self.base_url))
-            .json(&body)
-            .send()
-            .await
-            .expect("sandbox admin call");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
-    pub async fn get(&self, path: &str) -> (u16, Value) {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.base_url))
-            .send()
-            .await
-            .expect("sandbox admin call");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        })
     }
 
     /// A wallet with `balance_fen`; payments above `confirm_over_fen` wait for the buyer.
     pub async fn wallet(&self, balance_fen: i64, confirm_over_fen: Option<i64>) -> String {
         let yuan = gateway::provider::yuan;
-        let mut body = json!({ "balance": yuan(balance_fen), "real_name": true });
-        if let Some(c) = confirm_over_fen {
-            body["confirm_over"] = json!(yuan(c));
-        }
-        let (status, user) = self.post("/sandbox/users", body).await;
-        assert!(status == 200 || status == 201, "creating a wallet: {user}");
-        user["user_id"].as_str().expect("user_id").to_string()
+        let confirm_over = confirm_over_fen.map(yuan);
+        self.create_user(&yuan(balance_fen), confirm_over.as_deref())
+            .await
     }
 
-    pub async fn balance(&self, user_id: &str) -> i64 {
-        let (status, user) = self.get(&format!("/sandbox/users/{user_id}")).await;
-        assert_eq!(status, 200, "{user}");
-        gateway::provider::parse_yuan(user["balance"].as_str().expect("balance")).expect("yuan")
-    }
-
-    pub async fn payment_code(&self, user_id: &str) -> String {
-        let (status, code) = self
-            .post(
-                &format!("/sandbox/users/{user_id}/payment-codes"),
-                json!({}),
-            )
-            .await;
-        assert!(status == 200 || status == 201, "issuing a code: {code}");
-        code["auth_code"].as_str().expect("auth_code").to_string()
+    pub async fn balance_fen(&self, user_id: &str) -> i64 {
+        gateway::provider::parse_yuan(&self.balance(user_id).await).expect("yuan")
     }
 
     /// The wallet `user_id` opens a merchant's signing link and signs it (deductions up to
@@ -165,33 +64,18 @@ impl Sandbox {
         sign_url: &str,
         single_limit_fen: i64,
     ) -> (u16, Value) {
-        self.post(
+        self.admin_post(
             &format!("/sandbox/users/{user_id}/agreement-signings"),
             json!({ "sign_url": sign_url, "single_limit_fen": single_limit_fen }),
         )
         .await
     }
 
-    pub async fn top_up(&self, user_id: &str, amount_fen: i64) {
-        let (status, body) = self
-            .post(
-                &format!("/sandbox/users/{user_id}/top-up"),
-                json!({ "amount_fen": amount_fen }),
-            )
-            .await;
-        assert!(status == 200 || status == 201, "top-up: {body}");
-    }
-
-    pub async fn faults(&self, faults: Value) {
-        let (status, body) = self.put("/sandbox/faults", faults).await;
-        assert_eq!(status, 200, "setting faults: {body}");
-    }
-
     /// The sandbox's own record of every trade: (out_trade_no, status, total_fen, refunded_fen),
     /// read from its database, the provider's truth for reconciliation.
     pub async fn trades(&self) -> Vec<ProviderTrade> {
         sqlx::any::install_default_drivers();
-        let pool = sqlx::AnyPool::connect(&self.database_url)
+        let pool = sqlx::AnyPool::connect(self.database_url())
             .await
             .expect("opening the sandbox database");
         let rows = sqlx::query(
@@ -220,14 +104,6 @@ pub struct ProviderTrade {
     pub status: String,
     pub total_fen: i64,
     pub refunded_fen: i64,
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-    }
 }
 
 /// Points a gateway config at a sandbox, with test-fast retries.
@@ -366,36 +242,12 @@ pub fn free_port() -> u16 {
 }
 
 impl Sandbox {
-    /// Stops the sandbox (draining it) and starts it again on the same port and database with
-    /// `tweak` applied to its configuration (a later [`Sandbox::restart`] drops the tweak).
-    pub async fn restart_with(&mut self, tweak: impl FnOnce(&mut provider_sandbox::Config)) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.expect("sandbox task").expect("sandbox stopped");
-        }
-        let mut config =
-            provider_sandbox::Config::new(self.addr, self.database_url.clone(), sandbox_keys());
-        tweak(&mut config);
-        let sandbox = provider_sandbox::Sandbox::build(config)
-            .await
-            .expect("building the sandbox");
-        self.addr = sandbox.addr();
-        self.base_url = format!("http://{}", self.addr);
-        let (tx, rx) = oneshot::channel::<()>();
-        self.stop = Some(tx);
-        self.task = Some(tokio::spawn(sandbox.run_until(async {
-            let _ = rx.await;
-        })));
-    }
-
     /// The notifications the sandbox holds for `out_trade_no` (oldest first), each as the form
     /// body a new delivery of it posts: its frozen parameters, a fresh `notify_time`, signed with
     /// the platform key. Re-posting one is exactly what the provider's retry does.
     pub async fn signed_notifications(&self, out_trade_no: &str) -> Vec<Vec<u8>> {
         sqlx::any::install_default_drivers();
-        let pool = sqlx::AnyPool::connect(&self.database_url)
+        let pool = sqlx::AnyPool::connect(self.database_url())
             .await
             .expect("opening the sandbox database");
         let rows = sqlx::query(

@@ -76,7 +76,7 @@ async fn fault_matrix_reconciles(db: Db) {
         wallets.insert(rider.rider_id.clone(), user);
         riders.push(rider);
     }
-    p.sandbox.faults(fault_matrix()).await;
+    p.sandbox.set_faults(fault_matrix()).await;
 
     // Metro: every rider rides JOURNEYS_PER_RIDER times; the sandbox misbehaves throughout.
     let stations = ["binkang-road", "wulin-square", "jiubao", "linping"];
@@ -111,13 +111,13 @@ async fn fault_matrix_reconciles(db: Db) {
             p.crash_and_restart_gateway().await;
         }
         if round == 1 {
-            let (_, counts) = p.sandbox.get("/sandbox/faults/injected").await;
+            let (_, counts) = p.sandbox.admin_get("/sandbox/faults/injected").await;
             add_injected(&mut injected, counts);
             let ca = p.env.gw.ca();
             p.sandbox
                 .restart_with(|c| c.notify_ca_file = Some(ca))
                 .await;
-            p.sandbox.faults(fault_matrix()).await;
+            p.sandbox.set_faults(fault_matrix()).await;
         }
     }
 
@@ -145,7 +145,7 @@ async fn fault_matrix_reconciles(db: Db) {
         let mut done = false;
         for _ in 0..8 {
             booth_seq += 1;
-            let code = p.sandbox.payment_code(&user).await;
+            let code = p.sandbox.issue_code(&user).await;
             let exit = toll_exit(
                 booth_seq,
                 driver.ride_code(now()).unwrap(),
@@ -203,13 +203,13 @@ async fn fault_matrix_reconciles(db: Db) {
         }
     };
     if !p.eventually(20_000, || settled(&p)).await {
-        p.sandbox.faults(json!({})).await;
+        p.sandbox.set_faults(json!({})).await;
         assert!(
             p.eventually(20_000, || settled(&p)).await,
             "charges left unsettled"
         );
     }
-    p.sandbox.faults(json!({})).await;
+    p.sandbox.set_faults(json!({})).await;
 
     // ---- Reconcile: the provider's records against the gateway's ledger ----
     let store = &p.env.gw.state.store;
@@ -304,12 +304,12 @@ async fn fault_matrix_reconciles(db: Db) {
             .filter(|c| c.rider_id.map(|r| r.to_string()) == Some(rider.rider_id.clone()))
             .map(|c| c.amount_minor)
             .sum();
-        assert_eq!(p.sandbox.balance(user).await, 1_000_000 - charged);
+        assert_eq!(p.sandbox.balance_fen(user).await, 1_000_000 - charged);
     }
     assert_eq!(store.unbalanced_transactions().await.unwrap(), 0);
 
     let attempts = p.env.gw.count("charge_attempts").await;
-    let (_, counts) = p.sandbox.get("/sandbox/faults/injected").await;
+    let (_, counts) = p.sandbox.admin_get("/sandbox/faults/injected").await;
     add_injected(&mut injected, counts);
     // The matrix really happened: every kind of fault hit the pays at least once.
     for kind in ["timeout", "http_5xx", "drop_after_commit"] {

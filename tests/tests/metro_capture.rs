@@ -64,7 +64,7 @@ async fn journey_is_deducted(db: Db) {
         })
         .await
     );
-    assert_eq!(p.sandbox.balance(&user).await, 10_000 - fare);
+    assert_eq!(p.sandbox.balance_fen(&user).await, 10_000 - fare);
     let l = p.ledger().await;
     assert_eq!(l["transactions"], 2, "{l}");
     assert_eq!(l["unbalanced_transactions"], 0);
@@ -144,7 +144,7 @@ async fn arrears_deny_and_lift(db: Db) {
         })
         .await
     );
-    assert_eq!(p.sandbox.balance(&user).await, 10_000 - fare);
+    assert_eq!(p.sandbox.balance_fen(&user).await, 10_000 - fare);
     tokio::time::sleep(Duration::from_millis(400)).await;
     let again = ride(&p, &rider, 3).await;
     assert_eq!(again.decision, Decision::Approve, "{again:?}");

@@ -83,7 +83,9 @@ async fn shutdown_drains_in_flight_taps() {
     let scratch = Scratch::new("drain");
     let certs = scratch.0.join("certs");
     write_pki(&certs).unwrap();
-    let db = Database::create(Db::Sqlite, &scratch).await.unwrap();
+    let db = Database::create(Db::Sqlite, &scratch, "gateway.db")
+        .await
+        .unwrap();
     let gw = TestGateway::start(test_config(db.url(), &certs))
         .await
         .unwrap();

@@ -21,7 +21,7 @@ async fn paid_toll(p: &PaidEnv) -> (turnpike_client::RiderDevice, String, String
         .unwrap();
     assert_eq!(entry.decision, Decision::Approve);
     let user = p.sandbox.wallet(100_000, None).await;
-    let code = p.sandbox.payment_code(&user).await;
+    let code = p.sandbox.issue_code(&user).await;
     let exit = toll_exit(1, rider.ride_code(now()).unwrap(), VehicleClass::P1);
     let a = p
         .env
@@ -75,7 +75,7 @@ async fn partial_refunds_are_idempotent(db: Db) {
         return;
     };
     let (_, user, charge_id, amount) = paid_toll(&p).await;
-    let paid_balance = p.sandbox.balance(&user).await;
+    let paid_balance = p.sandbox.balance_fen(&user).await;
     let (status, first) = refund(&p, &charge_id, 500, "r-1").await;
     assert_eq!(status, 200, "{first}");
     assert_eq!(first["status"], "succeeded");
@@ -85,7 +85,7 @@ async fn partial_refunds_are_idempotent(db: Db) {
         again["refund_id"], first["refund_id"],
         "same request, same refund"
     );
-    assert_eq!(p.sandbox.balance(&user).await, paid_balance + 500);
+    assert_eq!(p.sandbox.balance_fen(&user).await, paid_balance + 500);
     let (status, body) = refund(&p, &charge_id, 600, "r-1").await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
@@ -98,7 +98,7 @@ async fn partial_refunds_are_idempotent(db: Db) {
     );
     let (status, rest) = refund(&p, &charge_id, amount - 500, "r-2").await;
     assert_eq!(status, 200, "{rest}");
-    assert_eq!(p.sandbox.balance(&user).await, paid_balance + amount);
+    assert_eq!(p.sandbox.balance_fen(&user).await, paid_balance + amount);
     let trades = p.sandbox.trades().await;
     assert_eq!(trades[0].refunded_fen, amount);
     let (_, ledger) = admin(&p, reqwest::Method::GET, "/v1/admin/ledger", None).await;
@@ -221,7 +221,7 @@ async fn disputes_flow(db: Db) {
         "/v1/admin/disputes/{}/decision",
         dispute["dispute_id"].as_str().unwrap()
     );
-    let before = p.sandbox.balance(&user).await;
+    let before = p.sandbox.balance_fen(&user).await;
     let (status, decided) = admin(
         &p,
         reqwest::Method::POST,
@@ -231,7 +231,7 @@ async fn disputes_flow(db: Db) {
     .await;
     assert_eq!(status, 200, "{decided}");
     assert_eq!(decided["status"], "approved");
-    assert_eq!(p.sandbox.balance(&user).await, before + amount);
+    assert_eq!(p.sandbox.balance_fen(&user).await, before + amount);
     let (status, again) = admin(
         &p,
         reqwest::Method::POST,
@@ -243,7 +243,7 @@ async fn disputes_flow(db: Db) {
         (status, again["error"]["code"].as_str()),
         (409, Some("dispute_decided"))
     );
-    assert_eq!(p.sandbox.balance(&user).await, before + amount);
+    assert_eq!(p.sandbox.balance_fen(&user).await, before + amount);
     let mine = gw
         .public_send(
             reqwest::Method::GET,

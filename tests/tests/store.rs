@@ -6,7 +6,7 @@ use gateway::store::Store;
 use turnpike_tests::{Database, Db, Scratch};
 
 async fn store(db: Db, scratch: &Scratch) -> Option<(Store, Database)> {
-    let database = Database::create(db, scratch).await?;
+    let database = Database::create(db, scratch, "gateway.db").await?;
     let store = Store::connect(database.url(), 4, 2)
         .await
         .expect("connect and migrate");

@@ -165,7 +165,7 @@ async fn wait_status(p: &PaidEnv, t: &TerminalClient, order_id: &str, status: &s
 
 async fn pay_qr(p: &PaidEnv, qr: &str, user: &str) -> (u16, Value) {
     p.sandbox
-        .post("/sandbox/qr/pay", json!({ "qr_code": qr, "user_id": user }))
+        .admin_post("/sandbox/qr/pay", json!({ "qr_code": qr, "user_id": user }))
         .await
 }
 
@@ -182,7 +182,7 @@ async fn paid_by_notification(db: Db) {
         return;
     };
     p.sandbox
-        .faults(json!({ "duplicate_notifications": 1.0 }))
+        .set_faults(json!({ "duplicate_notifications": 1.0 }))
         .await;
     let t = machine(&p);
     let a = order(&t, "wulin-square", "order-0001").await;
@@ -234,7 +234,7 @@ async fn paid_by_notification(db: Db) {
     let code = paid["ticket_code"].as_str().unwrap().to_string();
     assert!(code.starts_with("TK-") && code.len() == 23, "{code}");
     assert!(paid["paid_at_ms"].as_i64().is_some());
-    assert_eq!(p.sandbox.balance(&user).await, 10_000 - fare.to_minor());
+    assert_eq!(p.sandbox.balance_fen(&user).await, 10_000 - fare.to_minor());
 
     // The sandbox posted it twice (the fault); one was applied, the other seen as a duplicate.
     let recorded = wait_applied(&p, "paid").await;
@@ -248,7 +248,7 @@ async fn paid_by_notification(db: Db) {
         p.eventually(5_000, || async {
             let (_, list) = p
                 .sandbox
-                .get(&format!(
+                .admin_get(&format!(
                     "/sandbox/notifications?out_trade_no={out_trade_no}"
                 ))
                 .await;
@@ -403,7 +403,7 @@ async fn lost_notification(db: Db) {
         p.eventually(5_000, || async {
             let (_, list) = p
                 .sandbox
-                .get(&format!(
+                .admin_get(&format!(
                     "/sandbox/notifications?out_trade_no={out_trade_no}"
                 ))
                 .await;
@@ -475,7 +475,7 @@ async fn unpaid_order_expires(db: Db) {
     let user = p.sandbox.wallet(10_000, None).await;
     let (status, _) = pay_qr(&p, o["qr_payload"].as_str().unwrap(), &user).await;
     assert_ne!(status, 200, "a closed code cannot be paid");
-    assert_eq!(p.sandbox.balance(&user).await, 10_000);
+    assert_eq!(p.sandbox.balance_fen(&user).await, 10_000);
     assert_eq!(p.ledger().await["transactions"], 0);
     let charges = p.env.gw.state.store.charges(None, None, 10).await.unwrap();
     assert_eq!(charges[0].status, ChargeStatus::Cancelled);
@@ -490,7 +490,7 @@ async fn provider_down(db: Db) {
         return;
     };
     p.sandbox
-        .faults(json!({ "script": [
+        .set_faults(json!({ "script": [
             { "method": "alipay.trade.precreate", "fault": "drop_after_commit" }
         ] }))
         .await;
@@ -614,7 +614,7 @@ async fn metro_deduction_settled_by_notification(db: Db) {
         return;
     };
     p.sandbox
-        .faults(json!({ "script": [
+        .set_faults(json!({ "script": [
             { "method": "alipay.trade.pay", "fault": "drop_after_commit" }
         ] }))
         .await;
@@ -664,7 +664,7 @@ async fn metro_deduction_settled_by_notification(db: Db) {
         charges[0].attempt, 1,
         "the same trade number, never a second deduction"
     );
-    assert_eq!(p.sandbox.balance(&user).await, 10_000 - fare);
+    assert_eq!(p.sandbox.balance_fen(&user).await, 10_000 - fare);
     let l = p.ledger().await;
     assert_eq!(l["transactions"], 2, "fare and capture: {l}");
     assert_eq!(l["unbalanced_transactions"], 0);

@@ -46,7 +46,7 @@ async fn paid_at_exit(db: Db) {
     };
     let user = p.sandbox.wallet(100_000, None).await;
     let rider = enter(&p).await;
-    let code = p.sandbox.payment_code(&user).await;
+    let code = p.sandbox.issue_code(&user).await;
     let out = p.env.gw.terminal(&booth("shaoxing", "out"));
     let exit = exit_tap(&rider, 1);
     let a = out.toll_exit_raw(&exit, &code).await.unwrap();
@@ -55,10 +55,10 @@ async fn paid_at_exit(db: Db) {
     assert_eq!(r.decision, Decision::Approve, "{r:?}");
     let toll = r.charge.unwrap().to_minor();
     assert!(toll > 0);
-    assert_eq!(p.sandbox.balance(&user).await, 100_000 - toll);
+    assert_eq!(p.sandbox.balance_fen(&user).await, 100_000 - toll);
     let again = out.toll_exit_raw(&exit, &code).await.unwrap();
     assert_eq!(again.body, a.body, "a repeat gets the same bytes");
-    assert_eq!(p.sandbox.balance(&user).await, 100_000 - toll);
+    assert_eq!(p.sandbox.balance_fen(&user).await, 100_000 - toll);
     let trades = p.sandbox.trades().await;
     assert_eq!(trades.len(), 1);
     assert_eq!(trades[0].status, "TRADE_SUCCESS");
@@ -81,7 +81,7 @@ async fn confirmed_in_wallet(db: Db) {
     };
     let user = p.sandbox.wallet(100_000, Some(1)).await;
     let rider = enter(&p).await;
-    let code = p.sandbox.payment_code(&user).await;
+    let code = p.sandbox.issue_code(&user).await;
     let out = p.env.gw.terminal(&booth("shaoxing", "out"));
     let exit = exit_tap(&rider, 1);
     let booth_call = tokio::spawn(async move { out.toll_exit_raw(&exit, &code).await });
@@ -104,7 +104,7 @@ async fn confirmed_in_wallet(db: Db) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (status, body) = p
         .sandbox
-        .post(
+        .admin_post(
             &format!("/sandbox/trades/{trade_no}/confirm"),
             serde_json::json!({}),
         )
@@ -114,7 +114,7 @@ async fn confirmed_in_wallet(db: Db) {
     let r: TapResponse = a.json().unwrap();
     assert_eq!(r.decision, Decision::Approve, "{r:?}");
     assert_eq!(
-        p.sandbox.balance(&user).await,
+        p.sandbox.balance_fen(&user).await,
         100_000 - r.charge.unwrap().to_minor()
     );
 }
@@ -130,7 +130,7 @@ async fn unconfirmed_is_cancelled(db: Db) {
     let user = p.sandbox.wallet(100_000, Some(1)).await;
     let rider = enter(&p).await;
     let out = p.env.gw.terminal(&booth("shaoxing", "out"));
-    let code = p.sandbox.payment_code(&user).await;
+    let code = p.sandbox.issue_code(&user).await;
     let a = out
         .toll_exit_raw(&exit_tap(&rider, 1), &code)
         .await
@@ -138,14 +138,14 @@ async fn unconfirmed_is_cancelled(db: Db) {
     let r: TapResponse = a.json().unwrap();
     assert_eq!(r.decision, Decision::Decline);
     assert_eq!(r.reason.as_deref(), Some("payment_failed"));
-    assert_eq!(p.sandbox.balance(&user).await, 100_000);
+    assert_eq!(p.sandbox.balance_fen(&user).await, 100_000);
     let trades = p.sandbox.trades().await;
     assert_eq!(trades.len(), 1);
     assert_eq!(trades[0].status, "TRADE_CLOSED", "no trade left open");
     // The driver pays with another wallet that needs no confirmation: the reopened journey
     // takes the second exit, and its charge moves to a new attempt and trade number.
     let other = p.sandbox.wallet(100_000, None).await;
-    let code = p.sandbox.payment_code(&other).await;
+    let code = p.sandbox.issue_code(&other).await;
     let second = out
         .toll_exit_raw(&exit_tap(&rider, 2), &code)
         .await
@@ -153,7 +153,7 @@ async fn unconfirmed_is_cancelled(db: Db) {
     let r2: TapResponse = second.json().unwrap();
     assert_eq!(r2.decision, Decision::Approve, "{r2:?}");
     assert_eq!(
-        p.sandbox.balance(&other).await,
+        p.sandbox.balance_fen(&other).await,
         100_000 - r2.charge.unwrap().to_minor()
     );
     let charges = p.env.gw.state.store.charges(None, None, 10).await.unwrap();
@@ -175,7 +175,7 @@ async fn declined_for_balance(db: Db) {
     };
     let user = p.sandbox.wallet(1, None).await;
     let rider = enter(&p).await;
-    let code = p.sandbox.payment_code(&user).await;
+    let code = p.sandbox.issue_code(&user).await;
     let out = p.env.gw.terminal(&booth("shaoxing", "out"));
     let a = out
         .toll_exit_raw(&exit_tap(&rider, 1), &code)
@@ -184,7 +184,7 @@ async fn declined_for_balance(db: Db) {
     let r: TapResponse = a.json().unwrap();
     assert_eq!(r.decision, Decision::Decline);
     assert_eq!(r.reason.as_deref(), Some("payment_declined"));
-    assert_eq!(p.sandbox.balance(&user).await, 1);
+    assert_eq!(p.sandbox.balance_fen(&user).await, 1);
     let charges = p.env.gw.state.store.charges(None, None, 10).await.unwrap();
     assert_eq!(charges[0].status, ChargeStatus::Cancelled);
     assert_eq!(p.ledger().await["transactions"], 0);
@@ -244,7 +244,7 @@ async fn forged_answers_are_ignored(db: Db) {
     };
     let user = p.sandbox.wallet(100_000, None).await;
     let rider = enter(&p).await;
-    let code = p.sandbox.payment_code(&user).await;
+    let code = p.sandbox.issue_code(&user).await;
     let out = p.env.gw.terminal(&booth("shaoxing", "out"));
     let a = out
         .toll_exit_raw(&exit_tap(&rider, 1), &code)

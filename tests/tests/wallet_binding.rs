@@ -120,7 +120,7 @@ async fn a_rider_cannot_bind_another_riders_wallet(db: Db) {
         .await,
         "B's charge captured and A's declined at least once (no agreement)"
     );
-    assert_eq!(p.sandbox.balance(&b_user).await, 10_000 - b_fare);
+    assert_eq!(p.sandbox.balance_fen(&b_user).await, 10_000 - b_fare);
     let a_charge = p
         .env
         .gw
@@ -286,7 +286,7 @@ async fn notifications_bind_and_unbind(db: Db) {
     // The rider ends it in the wallet app: the gateway hears and unbinds.
     let (status, ended) = p
         .sandbox
-        .post(
+        .admin_post(
             &format!("/sandbox/agreements/{agreement_no}/unsign"),
             json!({}),
         )
@@ -326,7 +326,7 @@ async fn unbinding_ends_the_agreement(db: Db) {
     );
     assert_eq!(
         p.sandbox
-            .get(&format!("/sandbox/agreements/{agreement}"))
+            .admin_get(&format!("/sandbox/agreements/{agreement}"))
             .await
             .1["status"],
         "NORMAL"
@@ -346,7 +346,7 @@ async fn unbinding_ends_the_agreement(db: Db) {
     assert_eq!(gone.status, 204, "{}", String::from_utf8_lossy(&gone.body));
     let (_, at_provider) = p
         .sandbox
-        .get(&format!("/sandbox/agreements/{other_agreement}"))
+        .admin_get(&format!("/sandbox/agreements/{other_agreement}"))
         .await;
     assert_eq!(at_provider["status"], "UNSIGN");
     let view = other
