@@ -60,8 +60,19 @@ impl std::ops::DerefMut for Tx {
     }
 }
 
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+/// The migrations, compiled in (see `turnpike_db::Embedded`).
+pub const POSTGRES_MIGRATIONS: turnpike_db::Embedded = turnpike_db::embedded!(
+    "migrations/postgres",
+    "0001_core.sql",
+    "0002_notify_qr_agreements.sql",
+    "0003_agreement_signing.sql",
+);
+pub const SQLITE_MIGRATIONS: turnpike_db::Embedded = turnpike_db::embedded!(
+    "migrations/sqlite",
+    "0001_core.sql",
+    "0002_notify_qr_agreements.sql",
+    "0003_agreement_signing.sql",
+);
 
 impl Store {
     /// Connects and runs migrations. `connections_max` bounds the pool.
@@ -76,10 +87,11 @@ impl Store {
             .connect_with(options)
             .await
             .with_context(|| format!("connecting to the {backend:?} database"))?;
-        let migrator = match backend {
-            Backend::Postgres => &POSTGRES_MIGRATIONS,
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
+        let migrations = match backend {
+            Backend::Postgres => POSTGRES_MIGRATIONS,
+            Backend::Sqlite => SQLITE_MIGRATIONS,
         };
+        let migrator = migrations.migrator().await.context("reading migrations")?;
         migrator.run(&pool).await.context("running migrations")?;
         let sqlite_writer =
             (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
@@ -1249,4 +1261,29 @@ pub struct ExternalAgreementKey<'a> {
     pub personal_product_code: &'a str,
     pub sign_scene: &'a str,
     pub external_agreement_no: &'a str,
+}
+
+#[cfg(test)]
+mod migration_list_tests {
+    use super::*;
+
+    /// Proves the compiled-in migration lists name every file in the migration directories,
+    /// with the versions and checksums sqlx computes reading the directories itself.
+    #[tokio::test]
+    async fn embedded_migrations_are_the_directories() {
+        for (embedded, dir) in [
+            (POSTGRES_MIGRATIONS, "migrations/postgres"),
+            (SQLITE_MIGRATIONS, "migrations/sqlite"),
+        ] {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+            assert_eq!(embedded.names(), turnpike_db::migration_files(&dir));
+            let ours = embedded.migrator().await.unwrap();
+            let theirs = sqlx::migrate::Migrator::new(dir.as_path()).await.unwrap();
+            let key = |m: &sqlx::migrate::Migration| (m.version, m.checksum.to_vec(), m.no_tx);
+            assert_eq!(
+                ours.iter().map(key).collect::<Vec<_>>(),
+                theirs.iter().map(key).collect::<Vec<_>>()
+            );
+        }
+    }
 }

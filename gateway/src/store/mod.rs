@@ -43,8 +43,23 @@ pub type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
 /// dereferences to one).
 pub type Conn = sqlx::AnyConnection;
 
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+/// The migrations, compiled in (see `turnpike_db::Embedded`).
+pub const POSTGRES_MIGRATIONS: turnpike_db::Embedded = turnpike_db::embedded!(
+    "migrations/postgres",
+    "0001_core.sql",
+    "0002_charging.sql",
+    "0003_tap_wave_check.sql",
+    "0004_journeys_sweep_index.sql",
+    "0005_wallet_signing.sql",
+);
+pub const SQLITE_MIGRATIONS: turnpike_db::Embedded = turnpike_db::embedded!(
+    "migrations/sqlite",
+    "0001_core.sql",
+    "0002_charging.sql",
+    "0003_tap_wave_check.sql",
+    "0004_journeys_sweep_index.sql",
+    "0005_wallet_signing.sql",
+);
 
 /// How long an SQLite writer waits for the write lock before the request fails with 503: far
 /// longer than any of the gateway's transactions holds it (a tap group, a fare upload).
@@ -112,6 +127,9 @@ impl Store {
                 .await
                 .context("connecting to the PostgreSQL database")?;
             POSTGRES_MIGRATIONS
+                .migrator()
+                .await
+                .context("reading migrations")?
                 .run(&mut conn)
                 .await
                 .context("running migrations")?;
@@ -126,7 +144,7 @@ impl Store {
         // The tap writers' own sessions (PostgreSQL), opened as they are first needed.
         // Handed out without the pool's ping (a round trip per group): a session that died is
         // found by the group's first statement, and the group is judged again on another
-        // (`engine::is_transient`).
+        // (`failure::classify`).
         let tap_sessions = (backend == Backend::Postgres).then(|| {
             pool_options(backend, tap_sessions.max(1), true)
                 .test_before_acquire(false)
@@ -134,6 +152,9 @@ impl Store {
         });
         if backend == Backend::Sqlite {
             SQLITE_MIGRATIONS
+                .migrator()
+                .await
+                .context("reading migrations")?
                 .run(&pool)
                 .await
                 .context("running migrations")?;
@@ -807,5 +828,38 @@ impl Store {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Proves the compiled-in migration lists name every file in the migration directories, and
+    /// that each migration's version and checksum are the ones sqlx computes reading the
+    /// directory itself (so databases migrated before this list existed still validate).
+    #[tokio::test]
+    async fn embedded_migrations_are_the_directories() {
+        for (embedded, dir) in [
+            (POSTGRES_MIGRATIONS, "migrations/postgres"),
+            (SQLITE_MIGRATIONS, "migrations/sqlite"),
+        ] {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+            assert_eq!(embedded.names(), turnpike_db::migration_files(&dir));
+            let ours = embedded.migrator().await.unwrap();
+            let theirs = sqlx::migrate::Migrator::new(dir.as_path()).await.unwrap();
+            let key = |m: &sqlx::migrate::Migration| {
+                (
+                    m.version,
+                    m.description.to_string(),
+                    m.checksum.to_vec(),
+                    m.no_tx,
+                )
+            };
+            assert_eq!(
+                ours.iter().map(key).collect::<Vec<_>>(),
+                theirs.iter().map(key).collect::<Vec<_>>()
+            );
+        }
     }
 }
