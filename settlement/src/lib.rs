@@ -49,6 +49,11 @@ pub use recon::{
 
 // The settlement run, its storage and the finance review UI (a database and the network are
 // theirs, not the engine's): outcome, outputs, run, store, web, auth, schedule, engine, cli.
+/// A boxed, sendable future. The entry points the binary awaits return one, boxed where they
+/// are defined, so their state machines compile once in this library instead of again in the
+/// binary and in every test that awaits them (ARCHITECTURE.md, "Build").
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
 pub mod adjust;
 pub mod auth;
 pub mod cli;

@@ -104,7 +104,15 @@ pub struct RunReport {
     pub outcome: DayOutcome,
 }
 
-pub async fn run_day(
+pub fn run_day<'a>(
+    store: &'a Store,
+    engine: &'a dyn Engine,
+    config: &'a RunConfig,
+) -> crate::BoxFuture<'a, anyhow::Result<RunReport>> {
+    Box::pin(run_day_inner(store, engine, config))
+}
+
+async fn run_day_inner(
     store: &Store,
     engine: &dyn Engine,
     config: &RunConfig,

@@ -138,11 +138,20 @@ pub fn router(store: Store, config: WebConfig) -> Router {
 /// Serves the UI on a bound listener until `shutdown` completes. Each request knows its TCP
 /// peer address (the login throttle counts failures per address). Behind a reverse proxy that
 /// address is the proxy's, so the per-address budget becomes one budget for everyone.
-pub async fn serve(
+pub fn serve(
     listener: TcpListener,
     store: Store,
     config: WebConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
+) -> crate::BoxFuture<'static, std::io::Result<()>> {
+    Box::pin(serve_boxed(listener, store, config, Box::pin(shutdown)))
+}
+
+async fn serve_boxed(
+    listener: TcpListener,
+    store: Store,
+    config: WebConfig,
+    shutdown: crate::BoxFuture<'static, ()>,
 ) -> std::io::Result<()> {
     let app = router(store, config).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
