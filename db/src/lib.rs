@@ -189,9 +189,8 @@ macro_rules! embedded {
     };
 }
 
-/// The `.sql` file names in a crate's migration directory, sorted; for the tests that check an
-/// [`Embedded`] list is complete.
-pub fn migration_files(dir: &std::path::Path) -> Vec<String> {
+/// The `.sql` file names in a migration directory, sorted.
+fn migration_files(dir: &std::path::Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -207,5 +206,30 @@ impl Embedded {
         let mut names: Vec<String> = self.0.iter().map(|(n, _)| n.to_string()).collect();
         names.sort();
         names
+    }
+
+    /// Where these migrations differ from what sqlx reads from `dir` (a file left out of the
+    /// list, or another version, description or checksum), if they do: for each store's test
+    /// that its list is complete and that databases migrated before still validate.
+    pub async fn differs_from(self, dir: &std::path::Path) -> Option<String> {
+        let (names, files) = (self.names(), migration_files(dir));
+        if names != files {
+            return Some(format!("listed {names:?}, the directory has {files:?}"));
+        }
+        let ours = match self.migrator().await {
+            Ok(m) => m,
+            Err(e) => return Some(format!("the embedded migrations: {e}")),
+        };
+        let theirs = match sqlx::migrate::Migrator::new(dir).await {
+            Ok(m) => m,
+            Err(e) => return Some(format!("sqlx reading {}: {e}", dir.display())),
+        };
+        let key = |m: &sqlx::migrate::Migration| {
+            let description = m.description.to_string();
+            (m.version, description, m.checksum.to_vec(), m.no_tx)
+        };
+        let ours: Vec<_> = ours.iter().map(key).collect();
+        let theirs: Vec<_> = theirs.iter().map(key).collect();
+        (ours != theirs).then(|| format!("embedded {ours:?}, sqlx reads {theirs:?}"))
     }
 }

@@ -35,26 +35,35 @@ fn the_simulator_does_not_link_the_gateway() {
 
 /// Every source file of the gateway: its path under `src/` and its text.
 fn sources() -> Vec<(String, String)> {
-    let root = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/src"));
+    let files = files_under(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src"
+    )));
+    assert!(files.len() > 20, "found only {} files", files.len());
+    files
+}
+
+/// Every file under `root` (recursively): its path relative to `root`, with `/` separators, and
+/// its text.
+fn files_under(root: &std::path::Path) -> Vec<(String, String)> {
     let mut files = Vec::new();
-    let mut dirs = vec![root.clone()];
+    let mut dirs = vec![root.to_path_buf()];
     while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).expect("reading the sources") {
+        for entry in std::fs::read_dir(&dir).expect("reading a directory") {
             let path = entry.expect("a directory entry").path();
             if path.is_dir() {
                 dirs.push(path);
                 continue;
             }
             let name = path
-                .strip_prefix(&root)
-                .expect("under src")
+                .strip_prefix(root)
+                .expect("under the root")
                 .to_string_lossy()
                 .replace('\\', "/");
-            let text = std::fs::read_to_string(&path).expect("a source file");
+            let text = std::fs::read_to_string(&path).expect("a text file");
             files.push((name, text));
         }
     }
-    assert!(files.len() > 20, "found only {} files", files.len());
     files
 }
 
@@ -214,25 +223,18 @@ fn charging_modules_have_no_cycles() {
 
 /// The SQL of every migration in a directory tree, comments removed.
 fn migration_sql(dir: &std::path::Path) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut dirs = vec![dir.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).expect("reading migrations") {
-            let path = entry.expect("a directory entry").path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "sql") {
-                let text = std::fs::read_to_string(&path).expect("a migration");
-                let sql: String = text
-                    .lines()
-                    .map(|l| l.split("--").next().unwrap_or_default())
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                out.push((path.display().to_string(), sql));
-            }
-        }
-    }
-    out
+    files_under(dir)
+        .into_iter()
+        .filter(|(name, _)| name.ends_with(".sql"))
+        .map(|(name, text)| {
+            let sql: String = text
+                .lines()
+                .map(|l| l.split("--").next().unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("\n");
+            (format!("{}/{name}", dir.display()), sql)
+        })
+        .collect()
 }
 
 /// Money is integer minor units in storage, never a float (nor a decimal a driver might read
