@@ -4,10 +4,11 @@
 //! migrations and transactions — on PostgreSQL or SQLite through sqlx's `Any` driver. What they
 //! do the same way lives here: which backend a database URL names ([`Backend::of_url`]), the
 //! statements every new session runs first ([`Backend::session`], [`SQLITE_SESSION`]), and a
-//! pool built with them ([`pool_options`]).
+//! pool built with them ([`pool_options`]), and a store's migration files compiled in
+//! ([`Embedded`], [`embedded!`]).
 //!
 //! It deliberately knows no table, runs no migration and opens no connection itself: a store
-//! connects with these options and owns everything after.
+//! connects with these options, runs its own migrations and owns everything after.
 
 use std::time::Duration;
 
