@@ -97,6 +97,12 @@ struct Ready {
     verdict: Option<(Result<(), RejectReason>, u64)>,
     /// A toll exit paid at the booth: the driver's wallet payment code.
     payment_code: Option<PaymentCode>,
+    /// A replayed code: fired when the original's answer is in. A replay is a photo of a code
+    /// that was shown at a gate, so it cannot reach the gateway before the original did; without
+    /// this a slow original (a busy CI machine) lets the replay win the race.
+    answered: Option<tokio::sync::watch::Sender<bool>>,
+    /// For a replay: waits for the original's `answered`.
+    after: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 struct Ctx {
@@ -160,6 +166,8 @@ fn prepare(
                                 code,
                                 verdict: None,
                                 payment_code: None,
+                                answered: None,
+                                after: None,
                             })
                         })
                         .collect::<anyhow::Result<Vec<_>>>()
@@ -174,6 +182,10 @@ fn prepare(
     for i in 0..ready.len() {
         if let CodeKind::ReplayOf(j) = ready[i].tap.code {
             ready[i].code = ready[j].code.clone();
+            let answered = ready[j]
+                .answered
+                .get_or_insert_with(|| tokio::sync::watch::channel(false).0);
+            ready[i].after = Some(answered.subscribe());
         }
     }
     if gate_verify == GateVerify::Prepared {
@@ -451,7 +463,20 @@ fn dispatch(ctx: Arc<Ctx>, runtime: tokio::runtime::Handle, ready: Vec<Ready>) {
 
 /// One tap: the gate verifies the code offline, then sends the tap live, or buffers it while
 /// offline.
-async fn tap(ctx: &Ctx, ready: Ready, scheduled: Instant) {
+async fn tap(ctx: &Ctx, mut ready: Ready, mut scheduled: Instant) {
+    if let Some(mut after) = ready.after.take() {
+        // Sent when the original's answer is in (or it was dropped); latency counts from then.
+        let _ = after.wait_for(|answered| *answered).await;
+        scheduled = scheduled.max(Instant::now());
+    }
+    let answered = ready.answered.take();
+    answer(ctx, ready, scheduled).await;
+    if let Some(answered) = answered {
+        answered.send_replace(true);
+    }
+}
+
+async fn answer(ctx: &Ctx, ready: Ready, scheduled: Instant) {
     let fleet = &ctx.fleet;
     let terminal = &fleet.terminals[ready.tap.terminal];
     let scanned_at_ms =
