@@ -210,6 +210,14 @@ pub struct TapConfig {
     /// How often each node re-reads the deny list and terminal registry from the database, so
     /// changes made on another node take effect within this bound.
     pub refresh_interval_ms: u64,
+    /// Longest a gate waits for its tap's commit before it is answered `503
+    /// storage_unavailable` with `Retry-After` (the database is slow or cut off). The tap may
+    /// still be stored; the gate repeats it with the same sequence and gets the stored answer.
+    pub answer_budget_ms: u64,
+    /// Longest a writer spends on one group (all its tries) before giving it up. A connection
+    /// whose peer vanished (a cut cable, a blackholed route) can otherwise hold a writer for as
+    /// long as TCP retransmits; giving up closes that connection.
+    pub group_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -278,6 +286,8 @@ impl Default for TapConfig {
             scan_time_max_age_ms: 7 * 24 * 3600 * 1000,
             credential_cache_max: 200_000,
             refresh_interval_ms: 1_000,
+            answer_budget_ms: 1_000,
+            group_timeout_ms: 5_000,
         }
     }
 }
@@ -388,9 +398,11 @@ impl Config {
         if self.taps.writers == 0
             || self.taps.commit_batch_taps_max == 0
             || self.taps.queue_requests_max == 0
+            || self.taps.answer_budget_ms == 0
+            || self.taps.group_timeout_ms == 0
         {
             bail!(
-                "taps.writers, taps.commit_batch_taps_max and taps.queue_requests_max must be positive"
+                "taps.writers, taps.commit_batch_taps_max, taps.queue_requests_max, taps.answer_budget_ms and taps.group_timeout_ms must be positive"
             );
         }
         if self.journeys.same_station_window_ms >= self.journeys.incomplete_after_ms {

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, Mutex};
 use turnpike_wire::api::{Decision, Direction, TapDecline, TapRequest, TapResponse};
@@ -92,11 +92,16 @@ pub struct Rules {
     pub commit_batch_taps_max: usize,
     /// What "now" is when a journey closes or a charge is first due.
     pub clock: Clock,
+    /// Longest a request waits for its commit (`taps.answer_budget_ms`).
+    pub answer_budget: Duration,
+    /// Longest a writer spends on one group, all tries included (`taps.group_timeout_ms`).
+    pub group_timeout: Duration,
 }
 
 #[derive(Clone)]
 pub struct TapEngine {
     queue: mpsc::Sender<Job>,
+    answer_budget: Duration,
 }
 
 impl TapEngine {
@@ -110,6 +115,7 @@ impl TapEngine {
     ) -> TapEngine {
         let (tx, rx) = mpsc::channel::<Job>(queue_requests_max);
         let rx = Arc::new(Mutex::new(rx));
+        let answer_budget = rules.answer_budget;
         let writers = if store.backend() == crate::store::Backend::Sqlite {
             1
         } else {
@@ -124,10 +130,16 @@ impl TapEngine {
             };
             tokio::spawn(writer.run());
         }
-        TapEngine { queue: tx }
+        TapEngine {
+            queue: tx,
+            answer_budget,
+        }
     }
 
-    /// Judges and durably records the taps of one terminal, in order.
+    /// Judges and durably records the taps of one terminal, in order. Answered within the
+    /// answer budget: when the database is slow or unreachable the caller gets
+    /// [`ApiError::DatabaseUnavailable`] (a `503` with `Retry-After`), and the writer drops the job if
+    /// it has not started on it (a job it has started may still commit; the repeat finds it).
     pub async fn submit(
         &self,
         terminal: TerminalRow,
@@ -146,9 +158,14 @@ impl TapEngine {
                     ApiError::Internal(anyhow::anyhow!("tap writers stopped"))
                 }
             })?;
-        answer
-            .await
-            .map_err(|_| ApiError::Internal(anyhow::anyhow!("tap writer dropped a job")))?
+        match tokio::time::timeout(self.answer_budget, answer).await {
+            Err(_) => {
+                metrics::counter!("gateway_tap_answer_budget_exceeded_total").increment(1);
+                Err(ApiError::DatabaseUnavailable)
+            }
+            Ok(answer) => answer
+                .map_err(|_| ApiError::Internal(anyhow::anyhow!("tap writer dropped a job")))?,
+        }
     }
 }
 
@@ -178,13 +195,43 @@ impl Writer {
                     }
                 }
             }
-            self.commit_group(jobs).await;
+            // A request that gave up waiting (its budget ran out while the database was slow)
+            // was answered 503; its terminal will repeat it. Judging it now would only add to
+            // the backlog.
+            let waiting = jobs.len();
+            jobs.retain(|job| !job.reply.is_closed());
+            if jobs.len() < waiting {
+                metrics::counter!("gateway_tap_jobs_abandoned_total")
+                    .increment((waiting - jobs.len()) as u64);
+            }
+            if jobs.is_empty() {
+                continue;
+            }
+            let started = Instant::now();
+            let group =
+                tokio::time::timeout(self.rules.group_timeout, self.commit_group(&mut jobs));
+            if group.await.is_err() {
+                // Dropping the group's transaction closes a pipelined session mid-transaction
+                // (the server rolls it back); a pooled one rolls back before it is reused.
+                tracing::error!(
+                    jobs = jobs.len(),
+                    after_ms = started.elapsed().as_millis() as u64,
+                    "tap group timed out; nothing acknowledged"
+                );
+                metrics::counter!("gateway_db_commit_failures_total").increment(1);
+                for job in jobs {
+                    let _ = job.reply.send(Err(ApiError::DatabaseUnavailable));
+                }
+            }
         }
     }
 
     /// Judges a group of jobs in one transaction. A job whose judgement fails (an idempotency
     /// conflict) is undone by a savepoint-free re-run: the group is retried without it.
-    async fn commit_group(&self, mut jobs: Vec<Job>) {
+    ///
+    /// Every job taken out of `jobs` has been answered; what is left when the future is dropped
+    /// (the group timed out) is answered by the caller.
+    async fn commit_group(&self, jobs: &mut Vec<Job>) {
         let taps: usize = jobs.iter().map(|j| j.taps.len()).sum();
         metrics::histogram!("gateway_db_commit_batch_taps").record(taps as f64);
         let mut retries = 0;
@@ -194,7 +241,7 @@ impl Writer {
             // one-statement form cannot resolve, e.g. a toll journey's restarted charge), the
             // group is judged again writing rule by rule.
             // A pipelined wave's write that missed a row is a race like any other.
-            let result = match self.try_group(&jobs, retries == 0).await {
+            let result = match self.try_group(jobs, retries == 0).await {
                 Err(e) if failure::classify(&e) == Failure::Raced => Ok(GroupResult::Raced),
                 result => result,
             };
@@ -202,7 +249,7 @@ impl Writer {
                 Ok(GroupResult::Committed(answers)) => {
                     metrics::histogram!("gateway_db_commit_duration_seconds")
                         .record(started.elapsed().as_secs_f64());
-                    for (job, answer) in jobs.into_iter().zip(answers) {
+                    for (job, answer) in jobs.drain(..).zip(answers) {
                         let _ = job.reply.send(Ok(answer));
                     }
                     return;
@@ -230,7 +277,7 @@ impl Writer {
                         "tap group kept racing other writers; nothing committed"
                     );
                     metrics::counter!("gateway_db_commit_failures_total").increment(1);
-                    for job in jobs {
+                    for job in jobs.drain(..) {
                         let _ = job.reply.send(Err(ApiError::Overloaded));
                     }
                     return;
@@ -248,7 +295,7 @@ impl Writer {
                 Err(e) => {
                     tracing::error!(error = %e, taps, "tap group failed; nothing committed");
                     metrics::counter!("gateway_db_commit_failures_total").increment(1);
-                    for job in jobs {
+                    for job in jobs.drain(..) {
                         let _ = job.reply.send(Err(ApiError::Storage(failure::copied(&e))));
                     }
                     return;

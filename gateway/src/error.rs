@@ -33,6 +33,10 @@ pub enum ApiError {
     Overloaded,
     #[error("storage unavailable")]
     Storage(#[from] sqlx::Error),
+    /// The commit did not finish within the answer budget: the request may or may not have
+    /// been stored; repeating it (same sequence) is safe and gets the stored answer.
+    #[error("the database is unavailable or too slow; repeat the same request")]
+    DatabaseUnavailable,
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -62,7 +66,9 @@ impl ApiError {
             ApiError::IdempotencyConflict { .. } => (StatusCode::CONFLICT, "idempotency_conflict"),
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
-            ApiError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+            ApiError::Storage(_) | ApiError::DatabaseUnavailable => {
+                (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
+            }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -79,7 +85,7 @@ impl IntoResponse for ApiError {
         }
         let retry_after_s = match self {
             ApiError::RateLimited { retry_after_s } => Some(retry_after_s.max(1)),
-            ApiError::Overloaded | ApiError::Storage(_) => Some(1),
+            ApiError::Overloaded | ApiError::Storage(_) | ApiError::DatabaseUnavailable => Some(1),
             _ => None,
         };
         let body = ErrorBody {

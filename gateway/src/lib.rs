@@ -108,12 +108,18 @@ impl Gateway {
         clock: Clock,
     ) -> anyhow::Result<Gateway> {
         config.validate()?;
-        let store = Store::connect(
-            config.database.url.expose(),
-            config.database.connections_max,
-            config.taps.writers as u32,
-        )
-        .await?;
+        // Bound first, so that while the database is still out of reach the ops listener says
+        // "alive, not ready" (and the terminal listener's port is taken, not refused).
+        let terminal = TcpListener::bind(config.listen.terminal)
+            .await
+            .with_context(|| format!("binding {}", config.listen.terminal))?;
+        let public = TcpListener::bind(config.listen.public)
+            .await
+            .with_context(|| format!("binding {}", config.listen.public))?;
+        let ops = TcpListener::bind(config.listen.ops)
+            .await
+            .with_context(|| format!("binding {}", config.listen.ops))?;
+        let store = connect_waiting(&config, &ops).await?;
         let policy = VerifyPolicy {
             freshness_ms: config.taps.freshness_ms,
             max_future_skew_ms: config.taps.max_future_skew_ms,
@@ -136,6 +142,8 @@ impl Gateway {
             same_station_window_ms: config.journeys.same_station_window_ms as i64,
             commit_batch_taps_max: config.taps.commit_batch_taps_max,
             clock: clock.clone(),
+            answer_budget: Duration::from_millis(config.taps.answer_budget_ms),
+            group_timeout: Duration::from_millis(config.taps.group_timeout_ms),
         };
         let engine = TapEngine::start(
             store.clone(),
@@ -146,15 +154,6 @@ impl Gateway {
         );
         let terminal_tls = tls::terminal_server_config(&config.tls.dir, registry.clone())?;
         let public_tls = tls::public_server_config(&config.tls.dir)?;
-        let terminal = TcpListener::bind(config.listen.terminal)
-            .await
-            .with_context(|| format!("binding {}", config.listen.terminal))?;
-        let public = TcpListener::bind(config.listen.public)
-            .await
-            .with_context(|| format!("binding {}", config.listen.public))?;
-        let ops = TcpListener::bind(config.listen.ops)
-            .await
-            .with_context(|| format!("binding {}", config.listen.ops))?;
         let provider = if config.provider.url.is_empty() {
             None
         } else {
@@ -280,6 +279,56 @@ impl Gateway {
         while tasks.join_next().await.is_some() {}
         state.store.close().await;
         Ok(())
+    }
+}
+
+/// Longest pause between two attempts to reach the database at start.
+const CONNECT_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Connects to the database and migrates it; while it cannot be reached, waits for it (retrying
+/// with backoff up to [`CONNECT_RETRY_MAX`]) and serves the ops listener as alive but not ready.
+/// A mistake that waiting cannot mend (bad URL, a failing migration) ends the start.
+async fn connect_waiting(config: &Config, ops: &TcpListener) -> anyhow::Result<Store> {
+    let (stop, stopped) = watch::channel(false);
+    let waiting = server::serve_plain_borrowed(ops, api::ops::starting_router(), stopped);
+    tokio::pin!(waiting);
+    let mut pause = Duration::from_millis(200);
+    let mut attempts = 0u32;
+    loop {
+        let connect = Store::connect(
+            config.database.url.expose(),
+            config.database.connections_max,
+            config.taps.writers as u32,
+        );
+        let result = tokio::select! {
+            result = connect => result,
+            () = &mut waiting => anyhow::bail!("the ops listener stopped"),
+        };
+        match result {
+            Ok(store) => {
+                if attempts > 0 {
+                    tracing::info!(attempts, "database reached");
+                }
+                let _ = stop.send(true);
+                waiting.await;
+                return Ok(store);
+            }
+            Err(e) if store::failure::unreachable(&e) => {
+                attempts += 1;
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    attempts,
+                    retry_in_ms = pause.as_millis() as u64,
+                    "database unreachable; waiting for it (not ready)"
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = &mut waiting => anyhow::bail!("the ops listener stopped"),
+                }
+                pause = (pause * 2).min(CONNECT_RETRY_MAX);
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

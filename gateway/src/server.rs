@@ -44,8 +44,8 @@ pub const OPS_CONNECTIONS_MAX: usize = 256;
 
 /// Accepts connections until `shutdown`, at most `connections_max` at once, handing each to
 /// `serve` with a watcher of the graceful drain; then drains (up to [`DRAIN_TIMEOUT`]).
-async fn accept_loop<F, Fut>(
-    listener: TcpListener,
+async fn accept_loop<L, F, Fut>(
+    listener: L,
     connections_max: usize,
     mut shutdown: watch::Receiver<bool>,
     serve: F,
@@ -56,6 +56,7 @@ async fn accept_loop<F, Fut>(
         hyper_util::server::graceful::Watcher,
     ) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
+    L: std::borrow::Borrow<TcpListener>,
 {
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(connections_max));
@@ -65,7 +66,7 @@ async fn accept_loop<F, Fut>(
             _ = shutdown.changed() => break,
         };
         let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
+            accepted = listener.borrow().accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -134,6 +135,22 @@ pub async fn serve_tls(
 /// Plain HTTP for the ops endpoints, with the same connection bound and request-head timeout
 /// as the TLS listeners (a slow client cannot hold a connection open).
 pub async fn serve_plain(listener: TcpListener, router: Router, shutdown: watch::Receiver<bool>) {
+    accept_loop(
+        listener,
+        OPS_CONNECTIONS_MAX,
+        shutdown,
+        |tcp, peer, watcher| serve_connection(tcp, peer, None, router.clone(), watcher),
+    )
+    .await;
+}
+
+/// [`serve_plain`] on a listener the caller keeps: the ops listener answers while the gateway
+/// waits for its database at start, and is served for good once it is up.
+pub async fn serve_plain_borrowed(
+    listener: &TcpListener,
+    router: Router,
+    shutdown: watch::Receiver<bool>,
+) {
     accept_loop(
         listener,
         OPS_CONNECTIONS_MAX,

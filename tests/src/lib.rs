@@ -17,6 +17,7 @@ use turnpike_wire::api::{Direction, TapRequest, VehicleClass};
 pub use gateway;
 
 pub mod provider;
+pub mod proxy;
 
 pub use turnpike_test_support::{on_both, Database, Db, PgDatabase, Scratch};
 

@@ -229,7 +229,8 @@ async fn bad_requests(db: Db) {
 on_both!(bad_requests);
 
 /// Proves answers that fail signature verification are never applied: with the wrong platform
-/// key configured, the booth is told to wait (409), nothing is booked, the charge stays unsettled
+/// key configured, the pay's outcome stays unknown, so at the end of its budget the booth is told
+/// approve (the driver leaves; the fare is owed), nothing is booked, the charge stays `paying`
 /// for the worker, and the forged answers are counted.
 async fn forged_answers_are_ignored(db: Db) {
     let Some(p) = PaidEnv::start(db, |c| {
@@ -246,14 +247,14 @@ async fn forged_answers_are_ignored(db: Db) {
     let rider = enter(&p).await;
     let code = p.sandbox.issue_code(&user).await;
     let out = p.env.gw.terminal(&booth("shaoxing", "out"));
-    let a = out
-        .toll_exit_raw(&exit_tap(&rider, 1), &code)
-        .await
-        .unwrap();
-    assert_eq!(
-        (a.status, a.error_code().as_deref()),
-        (409, Some("payment_in_progress"))
-    );
+    let exit = exit_tap(&rider, 1);
+    let a = out.toll_exit_raw(&exit, &code).await.unwrap();
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let r: TapResponse = a.json().unwrap();
+    assert_eq!(r.decision, Decision::Approve, "{r:?}");
+    assert!(r.charge.is_some_and(|c| c.to_minor() > 0));
+    let again = out.toll_exit_raw(&exit, &code).await.unwrap();
+    assert_eq!(again.body, a.body, "the approve is the stored final answer");
     assert_eq!(p.ledger().await["transactions"], 0);
     let charges = p.env.gw.state.store.charges(None, None, 10).await.unwrap();
     assert_eq!(charges[0].status, ChargeStatus::Paying);
@@ -272,3 +273,116 @@ async fn forged_answers_are_ignored(db: Db) {
     );
 }
 on_both!(forged_answers_are_ignored);
+
+/// Proves a toll pay still unknown at the end of its budget gets a final answer within it —
+/// approve: the driver leaves, the fare is owed — and that when the provider later shows it was
+/// never paid, the journey is *not* reopened (the driver has driven on: a newer journey entered
+/// and paid meanwhile stays as it is, and the next entry is not a pass-back); the fare becomes a
+/// post-paid charge on a new trade number, owed in a balanced journal.
+async fn an_unknown_pay_is_approved_and_never_rewrites_newer_journeys(db: Db) {
+    let Some(p) = PaidEnv::start(db, |c| c.charging.toll_budget_ms = 2_500).await else {
+        return;
+    };
+    // The driver's wallet waits for a confirmation nobody gives, and cancels go unanswered:
+    // the pay's outcome is unknown at the end of the budget.
+    let user = p.sandbox.wallet(100_000, Some(1)).await;
+    p.sandbox
+        .set_faults(serde_json::json!({
+            "methods": {"alipay.trade.cancel": {"http_5xx": {"rate": 1.0}}}
+        }))
+        .await;
+    let rider = enter(&p).await;
+    let out = p.env.gw.terminal(&booth("shaoxing", "out"));
+    let code = p.sandbox.issue_code(&user).await;
+    let exit = exit_tap(&rider, 1);
+    let a = out.toll_exit_raw(&exit, &code).await.unwrap();
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let first: TapResponse = a.json().unwrap();
+    assert_eq!(first.decision, Decision::Approve, "{first:?}");
+    let first_journey = first.journey_id.clone().unwrap();
+    // The driver drives on: a new journey, paid at its exit with a wallet needing no confirmation.
+    p.sandbox.set_faults(serde_json::json!({})).await;
+    let rider_entry = p
+        .env
+        .gw
+        .terminal(&booth("ningbo-east", "in"))
+        .tap(&tap(
+            2,
+            Direction::Entry,
+            rider.ride_code(turnpike_tests::now_ms()).unwrap(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(rider_entry.decision, Decision::Approve, "not a pass-back");
+    let other = p.sandbox.wallet(100_000, None).await;
+    let code2 = p.sandbox.issue_code(&other).await;
+    let second = p
+        .env
+        .gw
+        .terminal(&booth("ningbo-west", "out"))
+        .toll_exit_raw(&exit_tap(&rider, 3), &code2)
+        .await
+        .unwrap();
+    let second: TapResponse = second.json().unwrap();
+    assert_eq!(second.decision, Decision::Approve, "{second:?}");
+    // When the first pay's lease ends, the worker finds it unpaid and cancels it: the fare is
+    // owed post-paid, and nothing about the newer journey changes.
+    let settled = p
+        .eventually(20_000, || async {
+            let charges = p.env.gw.state.store.charges(None, None, 10).await.unwrap();
+            charges.iter().any(|c| {
+                c.journey_id.map(|j| j.to_string()) == Some(first_journey.clone())
+                    && c.status != ChargeStatus::Paying
+            })
+        })
+        .await;
+    assert!(settled, "the worker settles the unknown pay");
+    let charges = p.env.gw.state.store.charges(None, None, 10).await.unwrap();
+    let owed = charges
+        .iter()
+        .find(|c| c.journey_id.map(|j| j.to_string()) == Some(first_journey.clone()))
+        .unwrap();
+    assert!(
+        matches!(owed.status, ChargeStatus::Pending | ChargeStatus::Failed),
+        "post-paid, not cancelled: {:?}",
+        owed.status
+    );
+    assert!(owed.attempt >= 2, "a new trade number");
+    let trades = p.sandbox.trades().await;
+    assert!(
+        trades
+            .iter()
+            .all(|t| t.status == "TRADE_SUCCESS" || t.status == "TRADE_CLOSED"),
+        "no trade left open: {trades:?}"
+    );
+    assert_eq!(
+        p.sandbox.balance_fen(&user).await,
+        100_000,
+        "the unknown pay took nothing"
+    );
+    let journeys = rider
+        .journeys(&p.env.gw.public_base, &p.env.gw.ca())
+        .await
+        .unwrap();
+    assert!(
+        journeys.journeys.iter().all(|j| j.status == "closed"),
+        "no journey reopened: {journeys:?}"
+    );
+    let again = out.toll_exit_raw(&exit, &code).await.unwrap();
+    assert_eq!(again.body, a.body, "the booth's answer stands");
+    let next = p
+        .env
+        .gw
+        .terminal(&booth("hangzhou-pengbu", "in"))
+        .tap(&tap(
+            4,
+            Direction::Entry,
+            rider.ride_code(turnpike_tests::now_ms()).unwrap(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(next.decision, Decision::Approve, "{next:?}");
+    let l = p.ledger().await;
+    assert_eq!(l["unbalanced_transactions"], 0, "{l}");
+}
+on_both!(an_unknown_pay_is_approved_and_never_rewrites_newer_journeys);

@@ -15,6 +15,25 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The ops listener while the gateway waits for its database at start: alive, not ready.
+pub fn starting_router() -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|| async { crate::metrics_handle().render() }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(|| async {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "starting: waiting for the database",
+                )
+            }),
+        )
+}
+
 async fn metrics(State(state): State<AppState>) -> String {
     state.metrics.render()
 }

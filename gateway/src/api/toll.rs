@@ -12,7 +12,7 @@ use turnpike_wire::api::Direction;
 
 use super::terminal::{observe, prepare, terminal_of, TerminalIdentity, TAP_BODY_BYTES_MAX};
 use super::{raw_json, sha256, ValidJson};
-use crate::charging::toll::{self, ExitOutcome};
+use crate::charging::toll;
 use crate::engine::PAYMENT_PENDING;
 use crate::error::{ApiError, ApiResult};
 use crate::network::Mode;
@@ -89,19 +89,20 @@ async fn post_toll_exit(
         observe("toll_exit", &answer, started);
         return Ok(raw_json(StatusCode::OK, answer.body));
     };
-    match toll::pay_at_exit(
+    let body = toll::pay_at_exit(
         &state.charging,
         &payment,
         &req.payment_code,
         &terminal.terminal_id,
     )
-    .await?
-    {
-        ExitOutcome::Final(body) => {
-            metrics::histogram!("gateway_toll_exit_duration_seconds")
-                .record(started.elapsed().as_secs_f64());
-            Ok(raw_json(StatusCode::OK, body))
-        }
-        ExitOutcome::Unsettled => Err(in_progress()),
-    }
+    .await
+    .map_err(|e| {
+        // Nothing was charged: the database failed before the pay was sent or while
+        // recording a certain non-payment. The booth repeats; the worker settles the charge.
+        tracing::error!(error = %e, "toll exit not settled; nothing charged");
+        ApiError::DatabaseUnavailable
+    })?;
+    metrics::histogram!("gateway_toll_exit_duration_seconds")
+        .record(started.elapsed().as_secs_f64());
+    Ok(raw_json(StatusCode::OK, body))
 }

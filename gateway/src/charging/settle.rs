@@ -101,24 +101,18 @@ pub async fn final_answer_in(
     let (terminal_id, sequence) = tap_key(charge)?;
     let currency = Currency::parse(&charge.currency)?;
     let amount = Money::from_minor(charge.amount_minor, currency);
-    let journey_id = charge.journey_id.map(|j| j.to_string());
     let response = match decline_reason {
         None => {
             let fare_minor = match charge.journey_id {
                 Some(j) => sql::journey_fare_in(tx, j).await?,
                 None => None,
             };
-            TapResponse {
-                sequence: sequence as u64,
-                decision: Decision::Approve,
-                reason: None,
-                journey_id,
-                fare: Some(Money::from_minor(
-                    fare_minor.unwrap_or(charge.amount_minor),
-                    currency,
-                )),
-                charge: Some(amount),
-            }
+            approve_response(
+                sequence as u64,
+                charge.journey_id,
+                fare_minor.unwrap_or(charge.amount_minor),
+                amount,
+            )
         }
         Some(reason) => TapResponse {
             sequence: sequence as u64,
@@ -133,4 +127,21 @@ pub async fn final_answer_in(
     let decision = crate::engine::decision_str(response.decision);
     sql::set_tap_answer_in(tx, terminal_id, sequence, decision, decline_reason, &body).await?;
     Ok(())
+}
+
+/// A toll exit's approve: the journey's list fare and what was charged (after any daily cap).
+pub fn approve_response(
+    sequence: u64,
+    journey_id: Option<i64>,
+    fare_minor: i64,
+    charge: Money,
+) -> TapResponse {
+    TapResponse {
+        sequence,
+        decision: Decision::Approve,
+        reason: None,
+        journey_id: journey_id.map(|j| j.to_string()),
+        fare: Some(Money::from_minor(fare_minor, charge.currency())),
+        charge: Some(charge),
+    }
 }

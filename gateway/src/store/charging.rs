@@ -1017,7 +1017,8 @@ pub async fn reopen_journey_in(
                 exit_at_ms = NULL, vehicle_class = NULL, close_reason = NULL, fare_minor = NULL, charge_minor = NULL,
                 currency = NULL, business_day = NULL, closed_at_ms = NULL
          WHERE journey_id = $1 AND status = 'closed'
-           AND NOT EXISTS (SELECT 1 FROM journeys o WHERE o.rider_id = $2 AND o.mode = 'toll' AND o.status = 'open')",
+           AND NOT EXISTS (SELECT 1 FROM journeys o WHERE o.rider_id = $2 AND o.mode = 'toll'
+                             AND (o.status = 'open' OR o.entry_at_ms > journeys.entry_at_ms))",
     )
     .bind(journey_id)
     .bind(rider_id)
@@ -1047,6 +1048,56 @@ pub async fn reopen_journey_in(
     .execute(&mut **tx)
     .await?;
     Ok(true)
+}
+
+/// Whether a tap's stored answer is an approval (a toll exit's final answer once written).
+pub async fn tap_approved_in(
+    tx: &mut Tx<'_>,
+    terminal_id: &str,
+    sequence: i64,
+) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query("SELECT decision FROM taps WHERE terminal_id = $1 AND sequence = $2")
+        .bind(terminal_id)
+        .bind(sequence)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(match row {
+        Some(row) => row.try_get::<String, _>(0)? == "approve",
+        None => false,
+    })
+}
+
+/// A toll exit whose pay at the booth did not go through, but whose driver has left: the
+/// charge becomes post-paid — `pending` on a new trade number (the old one is closed at the
+/// provider), due now, for the capture worker to deduct through the rider's agreement. False if
+/// the charge was no longer `paying` at `charge.attempt`.
+pub async fn pay_later_in(
+    tx: &mut Tx<'_>,
+    charge: &ChargeRow,
+    error: &str,
+    now_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let attempt = charge.attempt + 1;
+    let out_trade_no = trade_no(charge.kind, charge.charge_id, attempt);
+    let n = sqlx::query(
+        "UPDATE charges SET attempt = $2, out_trade_no = $3, last_error = $4, next_attempt_at_ms = $5,
+                lease_until_ms = NULL, status = 'pending', updated_at_ms = $6
+         WHERE charge_id = $1 AND attempt = $7 AND status = 'paying'",
+    )
+    .bind(charge.charge_id)
+    .bind(attempt)
+    .bind(&out_trade_no)
+    .bind(error)
+    .bind(now_ms)
+    .bind(now_ms)
+    .bind(charge.attempt)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if n == 1 {
+        insert_attempt(tx, charge.charge_id, attempt, &out_trade_no, now_ms).await?;
+    }
+    Ok(n == 1)
 }
 
 /// Replaces the stored answer of a tap (a toll exit's final answer after its payment).

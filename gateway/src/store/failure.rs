@@ -26,6 +26,22 @@ pub fn classify(e: &sqlx::Error) -> Failure {
     }
 }
 
+/// Whether connecting failed because the database cannot be reached (yet): no route, refused,
+/// reset, timed out, the server starting up or shutting down (SQLSTATE class 08, 57P01–57P03).
+/// The gateway then waits for it instead of exiting; anything else (a bad URL, a migration that
+/// does not apply, wrong credentials) ends the start.
+pub fn unreachable(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|cause| cause.downcast_ref::<sqlx::Error>())
+        .any(|e| match e {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => true,
+            sqlx::Error::Database(d) => d
+                .code()
+                .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+            _ => false,
+        })
+}
+
 /// Stored bytes that do not decode (a stored tap answer that is not its JSON), as a storage
 /// error: the request fails and nothing is written.
 pub fn corrupt(what: impl std::fmt::Display) -> sqlx::Error {
@@ -49,5 +65,18 @@ mod tests {
         assert_eq!(classify(&io), Failure::Transient);
         assert_eq!(classify(&corrupt("x")), Failure::Other);
         assert_eq!(classify(&sqlx::Error::RowNotFound), Failure::Other);
+    }
+
+    /// Proves a refused connection (behind any context) counts as "not reachable yet", and a
+    /// configuration mistake does not.
+    #[test]
+    fn tells_an_unreachable_database_from_a_mistake() {
+        let refused = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let e = anyhow::Error::from(refused).context("connecting to the PostgreSQL database");
+        assert!(unreachable(&e));
+        assert!(unreachable(&anyhow::Error::from(sqlx::Error::PoolTimedOut)));
+        let mistake = anyhow::Error::from(sqlx::Error::Configuration("bad url".into()));
+        assert!(!unreachable(&mistake));
+        assert!(!unreachable(&anyhow::anyhow!("running migrations")));
     }
 }
