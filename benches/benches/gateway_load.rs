@@ -29,6 +29,26 @@ const BISECT_STEPS: usize = 3;
 /// Linux's USER_HZ: /proc times are in these ticks.
 const TICKS_PER_S: f64 = 100.0;
 
+/// One run of the simulator at one offered rate.
+#[derive(Debug, Clone, Serialize)]
+struct Run {
+    throughput_per_s: f64,
+    p99_ms: f64,
+    errors: u64,
+    passed: bool,
+    server_cpu_us_per_tap: f64,
+    /// PostgreSQL's CPU time (all its processes) ÷ taps.
+    pg_cpu_us_per_tap: f64,
+    /// The simulator's (this process's) CPU time ÷ taps.
+    sim_cpu_us_per_tap: f64,
+    machine_cpu_busy_pct: f64,
+    /// /proc/loadavg after the run: other work on the machine shows here.
+    loadavg: String,
+}
+
+/// One offered rate, run up to `repeats` times (stopping once a majority has decided): its
+/// figures are the runs' medians, and it passes when most runs did. One run paused by the
+/// machine (a 17 ms stall is a p99 over 10 ms) no longer decides a rate by itself.
 #[derive(Debug, Clone, Serialize)]
 struct Step {
     offered_rate_per_s: f64,
@@ -37,11 +57,10 @@ struct Step {
     errors: u64,
     passed: bool,
     server_cpu_us_per_tap: f64,
-    /// PostgreSQL's CPU time (all its processes) ÷ taps.
-    postgres_cpu_us_per_tap: f64,
+    pg_cpu_us_per_tap: f64,
+    sim_cpu_us_per_tap: f64,
     machine_cpu_busy_pct: f64,
-    /// /proc/loadavg after the step: other work on the machine shows here.
-    loadavg: String,
+    runs: Vec<Run>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -49,19 +68,22 @@ struct ServerResult {
     /// Whether any step held p99 ≤ 10 ms; when none did, the figures are those of the step
     /// with the lowest p99.
     p99_goal_met: bool,
-    /// Throughput at the highest sustained offered rate.
+    /// Throughput at the highest sustained offered rate (median of its runs).
     throughput_per_s: f64,
-    /// The highest throughput of any step, whatever its latency (saturation).
+    /// The highest median throughput of any step, whatever its latency (saturation).
     saturation_throughput_per_s: f64,
-    /// PostgreSQL CPU time ÷ taps at that rate.
-    postgres_cpu_us_per_tap: f64,
     offered_rate_per_s: f64,
+    /// The latency of that step's median run.
     latency_ms: Percentiles,
-    /// Server process CPU time (user + system) ÷ taps answered, at that rate.
+    /// Server process CPU time (user + system) ÷ taps answered, at that rate (median).
     cpu_us_per_tap: f64,
-    /// Simulator (this process) CPU time ÷ taps, at that rate.
-    simulator_cpu_us_per_tap: f64,
+    /// PostgreSQL's CPU time (its backends, WAL writer, checkpointer: every process of the
+    /// server) ÷ taps, at that rate (median). 0 for the baseline, which stores nothing.
+    pg_cpu_us_per_tap: f64,
+    /// The simulator's CPU time ÷ taps, at that rate (median).
+    sim_cpu_us_per_tap: f64,
     machine_cpu_busy_pct: f64,
+    /// Every rate tried, in order, each with all its runs.
     steps: Vec<Step>,
 }
 
@@ -89,6 +111,8 @@ struct Results {
     commit: String,
     cores: usize,
     step_s: f64,
+    /// Runs per offered rate at most (`LOAD_REPEATS`); a step's figures are their medians.
+    repeats: usize,
     p99_ms_goal: f64,
     gateway: ServerResult,
     baseline: ServerResult,
@@ -323,13 +347,8 @@ fn start_baseline(exe: &Path, args: &[&str], pin: Option<&str>) -> (Proc, String
     (Proc(child), addr)
 }
 
-async fn run_step(
-    sim: &mut Sim,
-    pid: u32,
-    rate: f64,
-    step_s: f64,
-    dir: &Path,
-) -> (Step, Report, f64) {
+/// Runs at one offered rate, once.
+async fn run_once(sim: &mut Sim, pid: u32, rate: f64, step_s: f64, dir: &Path) -> (Run, Report) {
     let plan = sim.plan(Scenario::Normal, rate, step_s);
     sim.riders
         .ensure(&sim.target.clone(), plan.riders)
@@ -361,19 +380,19 @@ async fn run_step(
     let passed = report.latency_ms.p99 <= P99_MS_MAX
         && report.errors == 0
         && report.throughput_per_s >= 0.95 * report.offered_rate_per_s;
-    let step = Step {
-        offered_rate_per_s: report.offered_rate_per_s,
+    let run = Run {
         throughput_per_s: report.throughput_per_s,
         p99_ms: report.latency_ms.p99,
         errors: report.errors,
         passed,
         server_cpu_us_per_tap: server_us,
-        postgres_cpu_us_per_tap: pg_us,
+        pg_cpu_us_per_tap: pg_us,
+        sim_cpu_us_per_tap: sim_us,
         machine_cpu_busy_pct: busy,
         loadavg: loadavg(),
     };
     eprintln!(
-        "  rate {:>6.0}/s → throughput {:>6.0}/s, p50 {:.2} ms, p99 {:.2} ms, errors {}, server {:.0} µs CPU/tap, postgres {:.0} µs/tap, machine {:.0}% busy, load {}: {}",
+        "  rate {:>6.0}/s → throughput {:>6.0}/s, p50 {:.2} ms, p99 {:.2} ms, errors {}, server {:.0} µs CPU/tap, postgres {:.0} µs/tap, sim {:.0} µs/tap, machine {:.0}% busy, load {}: {}",
         report.offered_rate_per_s,
         report.throughput_per_s,
         report.latency_ms.p50,
@@ -381,15 +400,72 @@ async fn run_step(
         report.errors,
         server_us,
         pg_us,
+        sim_us,
         busy,
-        loadavg(),
+        run.loadavg,
         if passed { "ok" } else { "over" }
     );
-    (step, report, sim_us)
+    (run, report)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Runs at one offered rate up to `repeats` times, stopping once a majority passed or failed;
+/// the step's figures are medians and the report is that of the run with the median p99.
+async fn run_step(
+    sim: &mut Sim,
+    pid: u32,
+    rate: f64,
+    step_s: f64,
+    dir: &Path,
+    repeats: usize,
+) -> (Step, Report) {
+    let majority = repeats / 2 + 1;
+    let mut runs: Vec<(Run, Report)> = Vec::new();
+    loop {
+        runs.push(run_once(sim, pid, rate, step_s, dir).await);
+        let passed = runs.iter().filter(|(r, _)| r.passed).count();
+        if passed >= majority || runs.len() - passed >= majority || runs.len() >= repeats {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let passed = runs.iter().filter(|(r, _)| r.passed).count() >= majority.min(runs.len());
+    let of = |f: fn(&Run) -> f64| median(runs.iter().map(|(r, _)| f(r)).collect());
+    let mut by_p99: Vec<usize> = (0..runs.len()).collect();
+    by_p99.sort_by(|&a, &b| runs[a].0.p99_ms.total_cmp(&runs[b].0.p99_ms));
+    let middle = by_p99[runs.len() / 2];
+    let step = Step {
+        offered_rate_per_s: runs[middle].1.offered_rate_per_s,
+        throughput_per_s: of(|r| r.throughput_per_s),
+        p99_ms: runs[middle].0.p99_ms,
+        errors: runs[middle].0.errors,
+        passed,
+        server_cpu_us_per_tap: of(|r| r.server_cpu_us_per_tap),
+        pg_cpu_us_per_tap: of(|r| r.pg_cpu_us_per_tap),
+        sim_cpu_us_per_tap: of(|r| r.sim_cpu_us_per_tap),
+        machine_cpu_busy_pct: of(|r| r.machine_cpu_busy_pct),
+        runs: runs.iter().map(|(r, _)| r.clone()).collect(),
+    };
+    let report = runs.swap_remove(middle).1;
+    eprintln!(
+        "  rate {:>6.0}/s: {} of {} runs held; median p99 {:.2} ms: {}",
+        step.offered_rate_per_s,
+        step.runs.iter().filter(|r| r.passed).count(),
+        step.runs.len(),
+        step.p99_ms,
+        if step.passed { "ok" } else { "over" }
+    );
+    (step, report)
 }
 
 /// Halves the rate until a step holds, doubles it while it holds, then bisects between the
-/// best holding rate and the lowest failing one; returns the best holding step.
+/// best holding rate and the lowest failing one; returns the best holding step. A final step
+/// at half again the highest rate tried measures saturation — and counts as the best if it
+/// holds (a search misled by a pause is corrected, not reported).
 async fn search(
     sim: &mut Sim,
     pid: u32,
@@ -397,21 +473,33 @@ async fn search(
     step_s: f64,
     dir: &Path,
     name: &str,
+    repeats: usize,
 ) -> ServerResult {
-    let mut steps = Vec::new();
-    let mut best: Option<(Step, Report, f64)> = None;
+    let mut steps: Vec<Step> = Vec::new();
+    let mut best: Option<(Step, Report)> = None;
     let mut failed_at: Option<f64> = None;
-    let mut lowest: Option<(Step, Report, f64)> = None;
+    let mut lowest: Option<(Step, Report)> = None;
     let mut rate = start;
+    let consider = |result: &(Step, Report),
+                    best: &mut Option<(Step, Report)>,
+                    lowest: &mut Option<(Step, Report)>| {
+        if lowest.as_ref().is_none_or(|l| result.0.p99_ms < l.0.p99_ms) {
+            *lowest = Some(result.clone());
+        }
+        if result.0.passed
+            && best
+                .as_ref()
+                .is_none_or(|b| result.0.throughput_per_s > b.0.throughput_per_s)
+        {
+            *best = Some(result.clone());
+        }
+    };
     while (100.0..=128_000.0).contains(&rate) {
-        let result = run_step(sim, pid, rate, step_s, dir).await;
+        let result = run_step(sim, pid, rate, step_s, dir, repeats).await;
         steps.push(result.0.clone());
         tokio::time::sleep(Duration::from_secs(1)).await;
-        if lowest.as_ref().is_none_or(|l| result.0.p99_ms < l.0.p99_ms) {
-            lowest = Some(result.clone());
-        }
+        consider(&result, &mut best, &mut lowest);
         if result.0.passed {
-            best = Some(result);
             if failed_at.is_some() {
                 break;
             }
@@ -428,12 +516,12 @@ async fn search(
         let mut low = b.1.peak_rate_per_s;
         for _ in 0..BISECT_STEPS {
             let mid = (low + high) / 2.0;
-            let result = run_step(sim, pid, mid, step_s, dir).await;
+            let result = run_step(sim, pid, mid, step_s, dir, repeats).await;
             steps.push(result.0.clone());
             tokio::time::sleep(Duration::from_secs(1)).await;
+            consider(&result, &mut best, &mut lowest);
             if result.0.passed {
                 low = mid;
-                best = Some(result);
             } else {
                 high = mid;
             }
@@ -444,10 +532,11 @@ async fn search(
         .iter()
         .map(|s| s.offered_rate_per_s)
         .fold(start, f64::max);
-    let overload = run_step(sim, pid, top * 1.5, step_s, dir).await;
+    let overload = run_step(sim, pid, top * 1.5, step_s, dir, repeats).await;
     steps.push(overload.0.clone());
+    consider(&overload, &mut best, &mut lowest);
     let p99_goal_met = best.is_some();
-    let (step, report, sim_us) = match best {
+    let (step, report) = match best {
         Some(best) => best,
         None => {
             eprintln!("  {name}: no rate met p99 ≤ {P99_MS_MAX} ms; reporting the lowest p99");
@@ -465,12 +554,12 @@ async fn search(
     ServerResult {
         p99_goal_met,
         saturation_throughput_per_s: steps.iter().map(|s| s.throughput_per_s).fold(0.0, f64::max),
-        postgres_cpu_us_per_tap: step.postgres_cpu_us_per_tap,
-        throughput_per_s: report.throughput_per_s,
-        offered_rate_per_s: report.offered_rate_per_s,
+        throughput_per_s: step.throughput_per_s,
+        offered_rate_per_s: step.offered_rate_per_s,
         latency_ms: report.latency_ms.clone(),
         cpu_us_per_tap: step.server_cpu_us_per_tap,
-        simulator_cpu_us_per_tap: sim_us,
+        pg_cpu_us_per_tap: step.pg_cpu_us_per_tap,
+        sim_cpu_us_per_tap: step.sim_cpu_us_per_tap,
         machine_cpu_busy_pct: step.machine_cpu_busy_pct,
         steps,
     }
@@ -684,6 +773,12 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(8.0);
+    // Runs per rate (the step's figures are their medians): `LOAD_REPEATS`, default 3.
+    let repeats: usize = std::env::var("LOAD_REPEATS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
     let start_rate: f64 = std::env::var("LOAD_START_RATE")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -707,7 +802,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let results = runtime.block_on(bench(&bins, &dir, step_s, start_rate, started));
+    let results = runtime.block_on(bench(&bins, &dir, step_s, start_rate, repeats, started));
     let path = out.join("gateway_load.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&results).expect("json"))
         .expect("writing results");
@@ -736,6 +831,7 @@ async fn bench(
     dir: &Path,
     step_s: f64,
     start_rate: f64,
+    repeats: usize,
     started: Instant,
 ) -> Results {
     let loadavg_start = loadavg();
@@ -817,7 +913,7 @@ async fn bench(
             .split(',')
             .filter_map(|r| r.trim().parse::<f64>().ok())
         {
-            run_step(&mut sim, gateway.0.id(), rate, step_s, dir).await;
+            run_once(&mut sim, gateway.0.id(), rate, step_s, dir).await;
         }
         // The gateway's own counters (commit batch sizes, retries, waves) for the profile.
         let metrics = format!("http://127.0.0.1:{ops_port}/metrics");
@@ -837,7 +933,16 @@ async fn bench(
         db.drop_now().await;
         std::process::exit(0);
     }
-    let gateway_result = search(&mut sim, gateway.0.id(), start_rate, step_s, dir, "gateway").await;
+    let gateway_result = search(
+        &mut sim,
+        gateway.0.id(),
+        start_rate,
+        step_s,
+        dir,
+        "gateway",
+        repeats,
+    )
+    .await;
 
     // The baseline gets the gateway's issuer keys.
     let keys = sim.fleet.terminals[0]
@@ -870,6 +975,7 @@ async fn bench(
         step_s,
         dir,
         "baseline",
+        repeats,
     )
     .await;
     drop(baseline);
@@ -892,6 +998,7 @@ async fn bench(
         commit,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         step_s,
+        repeats,
         p99_ms_goal: P99_MS_MAX,
         ratio: (gateway_result.p99_goal_met && baseline_result.p99_goal_met)
             .then(|| gateway_result.throughput_per_s / baseline_result.throughput_per_s.max(1e-9)),
