@@ -17,13 +17,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, Mutex};
-use turnpike_wire::api::{Decision, Direction, TapDecline, TapRequest, TapResponse};
+use turnpike_wire::api::{Decision, TapDecline, TapRequest, TapResponse};
 use turnpike_wire::ridecode::RejectReason;
 use turnpike_wire::Money;
 
 use crate::clock::Clock;
 use crate::error::ApiError;
 use crate::network::{Mode, Networks, OperatorNetwork};
+use crate::rules;
 use crate::store::charging::ChargeStatus;
 use crate::store::charging::{self as charges, NewCharge};
 use crate::store::failure::{self, Failure};
@@ -87,8 +88,8 @@ pub const PAYMENT_PENDING: &str = TapDecline::PaymentPending.as_str();
 pub struct Rules {
     /// How long a toll exit's 'paying' charge is reserved for the request that pays it.
     pub payment_lease_ms: i64,
-    pub incomplete_after_ms: i64,
-    pub same_station_window_ms: i64,
+    /// The journeys' time rules (`journeys.*`).
+    pub journeys: rules::JourneyRules,
     pub commit_batch_taps_max: usize,
     /// What "now" is when a journey closes or a charge is first due.
     pub clock: Clock,
@@ -485,7 +486,7 @@ struct Closing {
     network: Arc<OperatorNetwork>,
     open: JourneyRow,
     fare: Money,
-    close_reason: &'static str,
+    close_reason: rules::CloseReason,
     /// Whether this tap is the journey's exit (else the journey closes as incomplete).
     at_exit: bool,
     business_day: String,
@@ -520,13 +521,12 @@ async fn judge_wave(
             Err(reason) => decided(Verdict::decline(reason.code())),
             Ok(code) => match networks.get(&slot.terminal.operator_id) {
                 None => decided(Verdict::refuse(TapDecline::NetworkNotConfigured)),
-                Some(network) if code.products & network.mode().product_bit() == 0 => {
-                    decided(Verdict::refuse(TapDecline::ProductNotAllowed))
+                Some(network) => {
+                    match rules::admissible(&network, code.products, &slot.terminal.location_id) {
+                        Err(reason) => decided(Verdict::refuse(reason)),
+                        Ok(()) => Step::Candidate { network },
+                    }
                 }
-                Some(network) if !network.has_location(&slot.terminal.location_id) => {
-                    decided(Verdict::refuse(TapDecline::UnknownStation))
-                }
-                Some(network) => Step::Candidate { network },
             },
         })
         .collect();
@@ -602,79 +602,74 @@ async fn judge_wave(
         let network = network_of(&steps[i]).clone();
         let code = verified(slot);
         let req = &slot.tap.request;
-        let scanned_at_ms = req.scanned_at_ms as i64;
         let open = open_by_rider.remove(&(key.rider_id, key.mode));
-        let timed_out =
-            |open: &JourneyRow| scanned_at_ms - open.entry_at_ms > rules.incomplete_after_ms;
-        let incomplete = |open: JourneyRow| {
-            // Closed at the maximum fare of its own network, as the sweeper would have.
-            let network = networks
-                .get(&open.operator_id)
-                .unwrap_or_else(|| network.clone());
-            let fare = network.incomplete_fare(&open.entry_location_id);
-            Closing {
-                slot: i,
-                fare,
-                charge: fare,
-                business_day: network.business_day(open.entry_at_ms),
-                network,
-                open,
-                close_reason: "incomplete",
-                at_exit: false,
-            }
+        let tap = rules::TapFacts {
+            operator_id: &slot.terminal.operator_id,
+            location_id: &slot.terminal.location_id,
+            direction: req.direction,
+            scanned_at_ms: req.scanned_at_ms as i64,
+            vehicle_class: req.vehicle_class,
         };
-        let verdict = match req.direction {
-            Direction::Entry => match open {
-                Some(open) if !timed_out(&open) => Verdict::refuse(TapDecline::PassBack),
-                open => {
-                    if let Some(open) = open {
-                        closings.push(incomplete(open));
-                    }
-                    let journey_id = crate::random_id();
-                    opens.push(Open {
-                        journey_id,
-                        rider_id: code.rider_id,
-                        credential_id: code.credential_id,
-                        operator_id: slot.terminal.operator_id.clone(),
-                        mode: network.mode().as_str(),
-                        entry_terminal_id: slot.terminal.terminal_id.clone(),
-                        entry_sequence: req.sequence as i64,
-                        entry_location_id: slot.terminal.location_id.clone(),
-                        entry_at_ms: scanned_at_ms,
-                    });
-                    Verdict::approve(journey_id)
+        let open_facts = open.as_ref().map(|o| rules::OpenFacts {
+            operator_id: &o.operator_id,
+            entry_location_id: &o.entry_location_id,
+            entry_at_ms: o.entry_at_ms,
+        });
+        let open_network = open.as_ref().map(|o| networks.get(&o.operator_id));
+        let judged = rules::judge(
+            &rules.journeys,
+            &network,
+            &tap,
+            open_facts
+                .as_ref()
+                .zip(open_network.as_ref().map(|n| n.as_deref())),
+        );
+        let closing = |open: JourneyRow, priced: rules::Priced, at_exit: bool| Closing {
+            slot: i,
+            network: networks
+                .get(&open.operator_id)
+                .unwrap_or_else(|| network.clone()),
+            charge: priced.fare,
+            fare: priced.fare,
+            business_day: priced.business_day,
+            close_reason: priced.close_reason,
+            open,
+            at_exit,
+        };
+        let verdict = match judged {
+            rules::Judgement::Enter { close_stale } => {
+                if let (Some(open), Some(priced)) = (open, close_stale) {
+                    closings.push(closing(open, priced, false));
                 }
-            },
-            Direction::Exit => match open {
-                None => Verdict::refuse(TapDecline::NoEntry),
-                Some(open) if open.operator_id != slot.terminal.operator_id => {
-                    Verdict::refuse(TapDecline::EntryOnOtherNetwork)
+                let journey_id = crate::random_id();
+                opens.push(Open {
+                    journey_id,
+                    rider_id: code.rider_id,
+                    credential_id: code.credential_id,
+                    operator_id: slot.terminal.operator_id.clone(),
+                    mode: network.mode().as_str(),
+                    entry_terminal_id: slot.terminal.terminal_id.clone(),
+                    entry_sequence: req.sequence as i64,
+                    entry_location_id: slot.terminal.location_id.clone(),
+                    entry_at_ms: req.scanned_at_ms as i64,
+                });
+                Verdict::approve(journey_id)
+            }
+            rules::Judgement::Exit(priced) => {
+                let open = open.expect("an exit is approved only with an open journey");
+                closings.push(closing(open, priced, true));
+                // Completed below, once the daily cap has priced the charge.
+                Verdict::refuse(TapDecline::NoFare)
+            }
+            rules::Judgement::Decline {
+                reason,
+                close_stale,
+            } => {
+                if let (Some(open), Some(priced)) = (open, close_stale) {
+                    closings.push(closing(open, priced, false));
                 }
-                Some(open) if open.entry_at_ms > scanned_at_ms => {
-                    Verdict::refuse(TapDecline::NoEntry)
-                }
-                Some(open) if timed_out(&open) => {
-                    closings.push(incomplete(open));
-                    Verdict::refuse(TapDecline::NoEntry)
-                }
-                Some(open) => match exit_price(&network, rules, slot, &open) {
-                    None => Verdict::refuse(TapDecline::NoFare),
-                    Some((fare, close_reason)) => {
-                        closings.push(Closing {
-                            slot: i,
-                            business_day: network.business_day(open.entry_at_ms),
-                            charge: fare,
-                            network: network.clone(),
-                            open,
-                            fare,
-                            close_reason,
-                            at_exit: true,
-                        });
-                        // Completed below, once the daily cap has priced the charge.
-                        Verdict::refuse(TapDecline::NoFare)
-                    }
-                },
-            },
+                Verdict::refuse(reason)
+            }
         };
         steps[i] = Step::Decided {
             verdict,
@@ -700,10 +695,7 @@ async fn judge_wave(
     let befores = sets::add_to_rider_days(tx.conn().await?, &day_fares).await?;
     for (&c, before) in capped.iter().zip(befores) {
         let closing = &mut closings[c];
-        let cap_minor = closing.network.daily_cap().map_or(0, |m| m.to_minor());
-        let fare_minor = closing.fare.to_minor();
-        let charge = (before + fare_minor).min(cap_minor) - before.min(cap_minor);
-        closing.charge = Money::from_minor(charge, closing.fare.currency());
+        closing.charge = closing.network.capped_charge(before, closing.fare);
     }
 
     // An entry closing its rider's stale journey must close before it opens: rule by rule.
@@ -728,7 +720,7 @@ async fn judge_wave(
                 } else {
                     None
                 },
-                close_reason: c.close_reason,
+                close_reason: c.close_reason.as_str(),
                 fare_minor: c.fare.to_minor(),
                 charge_minor: c.charge.to_minor(),
                 currency: c.fare.currency().code(),
@@ -941,35 +933,6 @@ fn code_use(slot: &Slot<'_>) -> CodeUse {
     }
 }
 
-/// The fare of an exit and how the journey closes, or None if the fare data has no price for it.
-fn exit_price(
-    network: &OperatorNetwork,
-    rules: &Rules,
-    slot: &Slot<'_>,
-    open: &JourneyRow,
-) -> Option<(Money, &'static str)> {
-    let req = &slot.tap.request;
-    let scanned_at_ms = req.scanned_at_ms as i64;
-    let location = &slot.terminal.location_id;
-    match network.mode() {
-        Mode::Metro if open.entry_location_id == *location => {
-            if scanned_at_ms - open.entry_at_ms <= rules.same_station_window_ms {
-                Some((network.min_fare(), "same_station"))
-            } else {
-                // Out and back to the same station: the rider may have gone anywhere.
-                Some((network.max_fare(), "exit"))
-            }
-        }
-        Mode::Metro => network
-            .metro_fare(&open.entry_location_id, location)
-            .map(|f| (f, "exit")),
-        Mode::Toll => req
-            .vehicle_class
-            .and_then(|class| network.toll(&open.entry_location_id, location, class))
-            .map(|f| (f, "exit")),
-    }
-}
-
 pub fn decision_str(decision: Decision) -> &'static str {
     match decision {
         Decision::Approve => "approve",
@@ -984,8 +947,15 @@ pub async fn close_incomplete(
     open: &JourneyRow,
     now_ms: i64,
 ) -> Result<bool, sqlx::Error> {
-    let fare = network.incomplete_fare(&open.entry_location_id);
-    let business_day = network.business_day(open.entry_at_ms);
+    let priced = rules::incomplete(
+        network,
+        &rules::OpenFacts {
+            operator_id: &open.operator_id,
+            entry_location_id: &open.entry_location_id,
+            entry_at_ms: open.entry_at_ms,
+        },
+    );
+    let (fare, business_day) = (priced.fare, priced.business_day);
     let charge = charge_after_cap(tx, network, open.rider_id, &business_day, &fare).await?;
     let closed = sql::close_journey(
         tx,
@@ -996,7 +966,7 @@ pub async fn close_incomplete(
             exit_location_id: None,
             exit_at_ms: None,
             vehicle_class: None,
-            close_reason: "incomplete",
+            close_reason: priced.close_reason.as_str(),
             fare_minor: fare.to_minor(),
             charge_minor: charge.to_minor(),
             currency: fare.currency().code(),
@@ -1041,21 +1011,18 @@ async fn charge_after_cap(
     business_day: &str,
     fare: &Money,
 ) -> Result<Money, sqlx::Error> {
-    let Some(cap) = network.daily_cap() else {
+    if network.daily_cap().is_none() {
         return Ok(*fare);
-    };
-    let fare_minor = fare.to_minor();
+    }
     let before = sql::add_to_rider_day(
         tx,
         rider_id,
         network.operator_id(),
         business_day,
-        fare_minor,
+        fare.to_minor(),
     )
     .await?;
-    let cap_minor = cap.to_minor();
-    let charge = (before + fare_minor).min(cap_minor) - before.min(cap_minor);
-    Ok(Money::from_minor(charge, fare.currency()))
+    Ok(network.capped_charge(before, *fare))
 }
 
 /// Verifies a tap's ride code as of its scan time (signatures, validity, freshness, deny list).

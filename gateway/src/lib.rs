@@ -7,7 +7,8 @@
 //! - [`server`], [`tls`]: listeners; mutual TLS for terminals, server TLS for riders and admins.
 //! - [`api`]: the HTTP routers (terminal, rider, admin, ops).
 //! - [`limits`]: request budgets per client (terminal, rider, source address).
-//! - [`engine`]: the tap rules and the group-commit writers.
+//! - [`rules`]: the tap rules as pure functions (no I/O, no clock).
+//! - [`engine`]: the group-commit writers that apply them.
 //! - [`network`]: fare networks in force (metro fares, toll tables) per operator.
 //! - [`registry`]: in-memory snapshots of terminals, deny list and issuer keys.
 //! - [`store`]: the only module that speaks SQL (PostgreSQL and SQLite).
@@ -24,6 +25,7 @@ pub mod limits;
 pub mod network;
 pub mod provider;
 pub mod registry;
+pub mod rules;
 pub mod server;
 pub mod store;
 pub mod tls;
@@ -138,8 +140,10 @@ impl Gateway {
         let rules = Rules {
             payment_lease_ms: (config.charging.toll_budget_ms + config.provider.call_timeout_ms)
                 as i64,
-            incomplete_after_ms: config.journeys.incomplete_after_ms as i64,
-            same_station_window_ms: config.journeys.same_station_window_ms as i64,
+            journeys: rules::JourneyRules {
+                incomplete_after_ms: config.journeys.incomplete_after_ms as i64,
+                same_station_window_ms: config.journeys.same_station_window_ms as i64,
+            },
             commit_batch_taps_max: config.taps.commit_batch_taps_max,
             clock: clock.clone(),
             answer_budget: Duration::from_millis(config.taps.answer_budget_ms),

@@ -13,7 +13,7 @@ use turnpike_wire::{Currency, Money};
 use crate::store::{OperatorRow, Store};
 pub use turnpike_wire::api::admin::FareData;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Mode {
     Metro,
     Toll,
@@ -81,6 +81,20 @@ impl OperatorNetwork {
 
     pub fn daily_cap(&self) -> Option<Money> {
         self.daily_cap
+    }
+
+    /// What a journey of `fare` is charged when the rider's fares of its business day came to
+    /// `day_before_minor` before it: `min(cap, total after) − min(cap, total before)`, or the
+    /// fare when there is no cap. However the day's journeys are ordered, the charges add up to
+    /// `min(cap, sum of fares)`. The one place the cap rule is written (the engine and the
+    /// sweeper both ask here).
+    pub fn capped_charge(&self, day_before_minor: i64, fare: Money) -> Money {
+        let Some(cap) = self.daily_cap else {
+            return fare;
+        };
+        let (cap, fare_minor) = (cap.to_minor(), fare.to_minor());
+        let charge = (day_before_minor + fare_minor).min(cap) - day_before_minor.min(cap);
+        Money::from_minor(charge, fare.currency())
     }
 
     /// Every station or plaza: (id, name).
@@ -274,5 +288,70 @@ impl Networks {
         }
         *self.map.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(map);
         Ok(())
+    }
+}
+
+/// A demo network (the embedded demo metro or toll data), for unit tests of the rules.
+#[cfg(test)]
+pub(crate) fn demo_network(mode: Mode, daily_cap_minor: Option<i64>) -> OperatorNetwork {
+    let currency = Currency::parse("CNY").expect("CNY");
+    OperatorNetwork {
+        operator: OperatorRow {
+            operator_id: mode.as_str().into(),
+            name: mode.as_str().into(),
+            mode: mode.as_str().into(),
+            time_zone: "Asia/Shanghai".into(),
+            currency: "CNY".into(),
+            daily_cap_minor,
+            created_at_ms: 0,
+        },
+        time_zone: jiff::tz::TimeZone::get("Asia/Shanghai").expect("zone"),
+        currency,
+        daily_cap: daily_cap_minor.map(|m| Money::from_minor(m, currency)),
+        pricing: match mode {
+            Mode::Metro => Pricing::Metro(turnpike_fares::demo_metro()),
+            Mode::Toll => Pricing::Toll(turnpike_fares::demo_toll()),
+        },
+        fare_version: 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metro(daily_cap_minor: Option<i64>) -> OperatorNetwork {
+        demo_network(Mode::Metro, daily_cap_minor)
+    }
+
+    /// Proves the cap rule: in every order of a day's fares the charges add up to
+    /// `min(cap, sum of fares)`, none is negative, and without a cap each journey pays its fare.
+    #[test]
+    fn capped_charges_add_up_to_the_cap_in_any_order() {
+        let currency = Currency::parse("CNY").expect("CNY");
+        let fares = [300i64, 700, 400, 1_000, 200];
+        let capped = metro(Some(1_500));
+        let uncapped = metro(None);
+        // Every rotation and its reverse: the day's order does not change the total.
+        for start in 0..fares.len() {
+            for reverse in [false, true] {
+                let mut order: Vec<i64> =
+                    fares.iter().cycle().skip(start).take(5).copied().collect();
+                if reverse {
+                    order.reverse();
+                }
+                let (mut before, mut total, mut plain) = (0, 0, 0);
+                for &fare in &order {
+                    let fare = Money::from_minor(fare, currency);
+                    let charge = capped.capped_charge(before, fare).to_minor();
+                    assert!((0..=fare.to_minor()).contains(&charge), "{order:?}");
+                    total += charge;
+                    plain += uncapped.capped_charge(before, fare).to_minor();
+                    before += fare.to_minor();
+                }
+                assert_eq!(total, 1_500, "{order:?}");
+                assert_eq!(plain, fares.iter().sum::<i64>(), "{order:?}");
+            }
+        }
     }
 }

@@ -127,6 +127,38 @@ fn only_the_provider_client_speaks_the_providers_format() {
     );
 }
 
+/// The tap rules are pure: `rules.rs` reaches no database, clock, file, network, task or
+/// metric (it may name the network's types, which are data). Checked to fail with a planted
+/// `crate::clock` use.
+#[test]
+fn the_tap_rules_do_no_io() {
+    let (_, text) = sources()
+        .into_iter()
+        .find(|(path, _)| path == "rules.rs")
+        .expect("gateway/src/rules.rs");
+    let found: Vec<&str> = [
+        "sqlx",
+        "tokio",
+        "async ",
+        ".await",
+        "std::fs",
+        "std::net",
+        "std::time",
+        "SystemTime",
+        "Instant",
+        "crate::clock",
+        "Clock",
+        "now_ms",
+        "metrics::",
+        "tracing::",
+        "crate::store",
+    ]
+    .into_iter()
+    .filter(|needle| text.contains(needle))
+    .collect();
+    assert!(found.is_empty(), "I/O in the pure tap rules: {found:?}");
+}
+
 /// Every `metrics::counter!`/`histogram!`/`gauge!` name in the gateway's sources.
 fn emitted_metrics() -> Vec<String> {
     let mut names = Vec::new();

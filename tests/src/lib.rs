@@ -237,6 +237,15 @@ impl Env {
     }
 }
 
+/// The demo metro's stop ids, in the fare data's order.
+pub fn demo_stops() -> Vec<String> {
+    turnpike_fares::demo_metro()
+        .stops()
+        .iter()
+        .map(|s| s.id.clone())
+        .collect()
+}
+
 /// Names of demo terminals.
 pub fn gate(stop: &str, n: u8) -> String {
     format!("gate-{stop}-{n}")

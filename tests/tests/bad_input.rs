@@ -12,13 +12,7 @@ use turnpike_wire::api::{
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
 
-fn stops() -> Vec<String> {
-    turnpike_fares::demo_metro()
-        .stops()
-        .iter()
-        .map(|s| s.id.clone())
-        .collect()
-}
+use turnpike_tests::demo_stops as stops;
 
 fn now() -> u64 {
     turnpike_tests::now_ms()

@@ -6,13 +6,7 @@ use std::sync::Arc;
 use turnpike_tests::{gate, tap, test_config, write_pki, PgDatabase, Scratch, TestGateway};
 use turnpike_wire::api::{Decision, Direction};
 
-fn stops() -> Vec<String> {
-    turnpike_fares::demo_metro()
-        .stops()
-        .iter()
-        .map(|s| s.id.clone())
-        .collect()
-}
+use turnpike_tests::demo_stops as stops;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_share_replay_and_pass_back_protection() {

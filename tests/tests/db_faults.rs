@@ -37,13 +37,7 @@ async fn wait_for_status(url: &str, status: u16, within: Duration) -> Option<(u1
     last
 }
 
-fn stops() -> Vec<String> {
-    turnpike_fares::demo_metro()
-        .stops()
-        .iter()
-        .map(|s| s.id.clone())
-        .collect()
-}
+use turnpike_tests::demo_stops as stops;
 
 /// A tap's answer as a gate sees it: status, `Retry-After`, body.
 struct Seen {

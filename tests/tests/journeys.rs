@@ -4,13 +4,7 @@
 use turnpike_tests::{gate, tap, Db, Env};
 use turnpike_wire::api::{Decision, Direction};
 
-fn stops() -> Vec<String> {
-    turnpike_fares::demo_metro()
-        .stops()
-        .iter()
-        .map(|s| s.id.clone())
-        .collect()
-}
+use turnpike_tests::demo_stops as stops;
 
 async fn short_timeouts(db: Db) -> Option<Env> {
     Env::start_with(db, |c| {

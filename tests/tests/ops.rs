@@ -8,13 +8,7 @@ use turnpike_tests::{
 };
 use turnpike_wire::api::{Decision, Direction};
 
-fn stops() -> Vec<String> {
-    turnpike_fares::demo_metro()
-        .stops()
-        .iter()
-        .map(|s| s.id.clone())
-        .collect()
-}
+use turnpike_tests::demo_stops as stops;
 
 async fn get(url: &str) -> (u16, String) {
     let r = reqwest::get(url).await.unwrap();

@@ -3,13 +3,7 @@
 use turnpike_tests::{booth, both_backends, gate, tap, toll_exit, Env};
 use turnpike_wire::api::{Decision, Direction, TapResponse, VehicleClass};
 
-fn stops() -> Vec<String> {
-    turnpike_fares::demo_metro()
-        .stops()
-        .iter()
-        .map(|s| s.id.clone())
-        .collect()
-}
+use turnpike_tests::demo_stops as stops;
 
 fn plazas() -> Vec<String> {
     turnpike_fares::demo_toll()

@@ -12,13 +12,7 @@ use turnpike_client::TerminalClient;
 use turnpike_tests::{both_backends, gate, tap, write_terminal_cert, Db, Env, TestGateway};
 use turnpike_wire::api::{Decision, Direction, TapResponse};
 
-fn stops() -> Vec<String> {
-    turnpike_fares::demo_metro()
-        .stops()
-        .iter()
-        .map(|s| s.id.clone())
-        .collect()
-}
+use turnpike_tests::demo_stops as stops;
 
 fn now() -> u64 {
     turnpike_tests::now_ms()
