@@ -358,6 +358,9 @@ async fn run_once(sim: &mut Sim, pid: u32, rate: f64, step_s: f64, dir: &Path) -
         gate_verify: GateVerify::Prepared,
         progress: false,
         work_dir: dir.join("buffers"),
+        // The bench measures the gateway: a failed or slow request is an error, not a tap a
+        // gate buffers.
+        offline_fallback: None,
     };
     let (server0, self0, machine0) = (
         cpu_ticks(pid),

@@ -49,6 +49,11 @@ enum Command {
         /// Where gates keep their offline buffers.
         #[arg(long, default_value = "target/sim-buffers")]
         work_dir: PathBuf,
+        /// How long a gate waits for a live answer before it admits (or refuses) the rider by
+        /// its own verification, buffers the tap and uploads it later, as real gates do; 0
+        /// counts failed requests as errors instead.
+        #[arg(long, default_value_t = 1500)]
+        gate_live_budget_ms: u64,
         /// The provider sandbox's base URL (its admin API): every rider gets a wallet and binds
         /// a withholding agreement, and toll exits are paid at the booth with payment codes
         /// (`POST /v1/toll/exits`). Needed by `provider-degradation`.
@@ -120,6 +125,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             setup,
             gate_verify,
             work_dir,
+            gate_live_budget_ms,
             provider_sandbox,
             provider_call_timeout_ms,
             json,
@@ -140,6 +146,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 gate_verify,
                 progress: true,
                 work_dir,
+                offline_fallback: (gate_live_budget_ms > 0)
+                    .then(|| std::time::Duration::from_millis(gate_live_budget_ms)),
             };
             let provider = provider_sandbox.map(|url| ProviderTarget {
                 call_timeout_ms: provider_call_timeout_ms,

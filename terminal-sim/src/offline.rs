@@ -37,6 +37,9 @@ pub struct Uploaded {
     pub taps: Vec<(String, Vec<u8>)>,
     /// Whether a second upload of the first batch got byte-identical answers.
     pub reupload_identical: Option<bool>,
+    /// Why the upload stopped before the buffer was empty, after some batches went through
+    /// (their answers are in `taps`; the rest stays pending for the next upload).
+    pub stopped: Option<String>,
 }
 
 impl OfflineBuffer {
@@ -122,14 +125,26 @@ impl OfflineBuffer {
             }
             body.push_str("]}");
             let body = Bytes::from(body);
-            let reply = post_with_retries(terminal, body.clone()).await?;
-            anyhow::ensure!(
-                reply.status == 200,
-                "batch upload of {}: HTTP {}: {}",
-                terminal.id,
-                reply.status,
-                String::from_utf8_lossy(&reply.body)
-            );
+            let reply = post_with_retries(terminal, body.clone())
+                .await
+                .and_then(|reply| {
+                    anyhow::ensure!(
+                        reply.status == 200,
+                        "batch upload of {}: HTTP {}: {}",
+                        terminal.id,
+                        reply.status,
+                        String::from_utf8_lossy(&reply.body)
+                    );
+                    Ok(reply)
+                });
+            let reply = match reply {
+                Ok(reply) => reply,
+                Err(e) if out.taps.is_empty() => return Err(e),
+                Err(e) => {
+                    out.stopped = Some(format!("{e:#}"));
+                    return Ok(out);
+                }
+            };
             if check_idempotency && out.reupload_identical.is_none() {
                 let again = terminal.link.post("/v1/taps/batch", body).await?;
                 out.reupload_identical = Some(again.status == 200 && again.body == reply.body);

@@ -35,6 +35,9 @@ pub struct Window {
 pub struct OfflineCounts {
     /// Taps a gate admitted (or refused) offline and stored in its embedded buffer.
     pub buffered: u64,
+    /// Of those, taps whose live request failed, answered 5xx or outlasted the gate's budget
+    /// (the gate then decided offline; not counted as errors).
+    pub after_live_failure: u64,
     /// Buffered taps sent in batches when the link returned.
     pub uploaded: u64,
     /// Uploaded taps the gateway approved.

@@ -234,8 +234,8 @@ impl Report {
         if self.offline.buffered > 0 {
             let o = &self.offline;
             out += &format!(
-                "  offline: {} buffered, {} uploaded, {} accepted, {} declined\n",
-                o.buffered, o.uploaded, o.accepted, o.declined
+                "  offline: {} buffered ({} after a failed live request), {} uploaded, {} accepted, {} declined\n",
+                o.buffered, o.after_live_failure, o.uploaded, o.accepted, o.declined
             );
         }
         for c in &self.checks {

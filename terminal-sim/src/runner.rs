@@ -47,7 +47,20 @@ pub struct RunOptions {
     pub progress: bool,
     /// Where gates keep their offline buffers (one SQLite file per gate).
     pub work_dir: PathBuf,
+    /// How long a gate waits for the gateway's live answer before it decides offline, as a
+    /// real gate does: a request that fails, answers 5xx or takes longer than this is admitted
+    /// (or refused) by the gate's own verification, buffered, and uploaded when the gateway
+    /// answers again (the tap keeps its sequence, so an answer that was only late is found
+    /// again, not judged twice). `None`: failures are counted as errors (load benchmarks).
+    pub offline_fallback: Option<Duration>,
 }
+
+/// What a real gate waits for a live answer before it decides offline (the gateway answers
+/// `503` within its 1 s answer budget when its database is slow or cut off).
+pub const GATE_LIVE_BUDGET: Duration = Duration::from_millis(1_500);
+
+/// How often gates with buffered taps try to upload them while the run goes on.
+const UPLOAD_EVERY: Duration = Duration::from_millis(500);
 
 /// Requests in flight at once before the simulator refuses to start more (counted as errors):
 /// bounds the simulator's memory when the server stops answering.
@@ -111,6 +124,8 @@ struct Ctx {
     start: Instant,
     gate_verify: GateVerify,
     buffers: Option<Vec<OfflineBuffer>>,
+    /// The gates' live budget (see [`RunOptions::offline_fallback`]).
+    offline_fallback: Option<Duration>,
     in_flight: AtomicUsize,
     classes: Vec<&'static str>,
 }
@@ -303,8 +318,8 @@ pub async fn execute_with(
             }
         }
     }
-    let buffers = match plan.outage {
-        Some(_) => {
+    let buffers = match plan.outage.is_some() || options.offline_fallback.is_some() {
+        true => {
             std::fs::create_dir_all(&options.work_dir)?;
             let mut buffers = Vec::new();
             for t in &fleet.terminals {
@@ -314,7 +329,7 @@ pub async fn execute_with(
             }
             Some(buffers)
         }
-        None => None,
+        false => None,
     };
     let mut classes: Vec<&'static str> = plan.taps.iter().map(|t| t.class).collect();
     classes.sort_unstable();
@@ -331,9 +346,14 @@ pub async fn execute_with(
         start: Instant::now(),
         gate_verify: options.gate_verify,
         buffers,
+        offline_fallback: options.offline_fallback,
         in_flight: AtomicUsize::new(0),
         classes,
     });
+    let (stop_uploads, uploads_stopped) = tokio::sync::watch::channel(false);
+    let uploader = options
+        .offline_fallback
+        .map(|_| tokio::spawn(upload_while_running(ctx.clone(), uploads_stopped)));
     let outage = plan.outage.map(|window| {
         let ctx = ctx.clone();
         tokio::spawn(async move { outage(ctx, window.from_s, window.until_s).await })
@@ -412,6 +432,11 @@ pub async fn execute_with(
         };
     while ctx.in_flight.load(Ordering::Relaxed) > 0 && Instant::now() < drain_until {
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if let Some(uploader) = uploader {
+        // Gates that fell back offline upload what is left, then the run ends.
+        let _ = stop_uploads.send(true);
+        uploader.await??;
     }
     let elapsed = ctx.start.elapsed();
     if let Some(progress) = progress {
@@ -557,7 +582,36 @@ async fn answer(ctx: &Ctx, ready: Ready, scheduled: Instant) {
         );
         return;
     }
-    let reply = terminal.link.post("/v1/taps", Bytes::from(json)).await;
+    let live = terminal.link.post("/v1/taps", Bytes::from(json.clone()));
+    let reply = match ctx.offline_fallback {
+        None => live.await,
+        Some(budget) => match tokio::time::timeout(budget, live).await {
+            Ok(reply) => reply,
+            Err(_) => Err(anyhow::anyhow!("no answer within the gate's {budget:?}")),
+        },
+    };
+    let failed = reply.as_ref().map_or(true, |r| r.status >= 500);
+    if failed && ctx.offline_fallback.is_some() {
+        if let Some(buffers) = &ctx.buffers {
+            // The gate decides offline, as during an outage, and keeps the tap for upload.
+            let buffer = &buffers[ready.tap.terminal];
+            let stored = buffer
+                .push(&Buffered {
+                    sequence,
+                    request_json: json,
+                    class: ready.tap.class.to_string(),
+                })
+                .await;
+            let mut rec = ctx.recorder.lock().expect("recorder");
+            rec.gate_verify_ns.saturating_record(verify_ns.max(1));
+            rec.offline.after_live_failure += 1;
+            match stored {
+                Ok(()) => rec.offline.buffered += 1,
+                Err(e) => rec.count(ready.tap.class, &format!("error buffering: {e}"), None),
+            }
+            return;
+        }
+    }
     let latency_us = scheduled.elapsed().as_micros() as u64;
     let (key, response) = match &reply {
         Ok(reply) => outcome_key(reply.status, &reply.body),
@@ -743,10 +797,22 @@ async fn outage(ctx: Arc<Ctx>, from_s: f64, until_s: f64) -> anyhow::Result<()> 
         terminal.online.store(true, Ordering::Release);
     }
     drop(guards);
+    record_uploads(&ctx, results.into_iter().chain(last));
+    Ok(())
+}
+
+/// Counts what uploads brought back: each tap under its class and answer.
+fn record_uploads(
+    ctx: &Ctx,
+    results: impl IntoIterator<Item = anyhow::Result<crate::offline::Uploaded>>,
+) {
     let mut rec = ctx.recorder.lock().expect("recorder");
-    for result in results.into_iter().chain(last) {
+    for result in results {
         match result {
             Ok(uploaded) => {
+                if let Some(why) = &uploaded.stopped {
+                    rec.count("upload", &format!("error {why}"), None);
+                }
                 match uploaded.reupload_identical {
                     Some(true) => rec.offline.reupload_identical += 1,
                     Some(false) => rec.offline.reupload_different += 1,
@@ -772,8 +838,72 @@ async fn outage(ctx: Arc<Ctx>, from_s: f64, until_s: f64) -> anyhow::Result<()> 
             Err(e) => rec.count("upload", &format!("error {e}"), None),
         }
     }
-    Ok(())
 }
+
+/// Gates that fell back offline after a failed live request upload their buffers every
+/// [`UPLOAD_EVERY`] while they are online (an outage's own uploads happen when it ends); when
+/// `stop` turns true, one last round uploads what is left, retrying while the gateway answers
+/// `503`, for at most [`UPLOAD_FINAL_FOR`].
+async fn upload_while_running(
+    ctx: Arc<Ctx>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let Some(buffers) = ctx.buffers.as_ref() else {
+        return Ok(());
+    };
+    let mut last_round = false;
+    let mut deadline = None;
+    loop {
+        if !last_round {
+            tokio::select! {
+                _ = tokio::time::sleep(UPLOAD_EVERY) => {}
+                _ = stop.changed() => {
+                    last_round = true;
+                    deadline = Some(Instant::now() + UPLOAD_FINAL_FOR);
+                }
+            }
+        }
+        let mut left = 0;
+        for (i, terminal) in ctx.fleet.terminals.iter().enumerate() {
+            let _gate = buffers[i].gate.lock().await;
+            if !terminal.online.load(Ordering::Acquire) {
+                continue;
+            }
+            let (total, uploaded) = buffers[i].counts().await?;
+            if total == uploaded {
+                continue;
+            }
+            match buffers[i].upload(terminal, false).await {
+                Ok(mut uploaded) => {
+                    if uploaded.stopped.is_some() {
+                        // The rest is tried again next round.
+                        left += 1;
+                        if !(last_round && deadline.is_some_and(|d| Instant::now() > d)) {
+                            uploaded.stopped = None;
+                        }
+                    }
+                    record_uploads(&ctx, [Ok(uploaded)]);
+                }
+                Err(e) => {
+                    left += 1;
+                    // Tried again next round; reported only when no round is left.
+                    if last_round && deadline.is_some_and(|d| Instant::now() > d) {
+                        record_uploads(&ctx, [Err(e)]);
+                    }
+                }
+            }
+        }
+        if last_round {
+            if left == 0 || deadline.is_some_and(|d| Instant::now() > d) {
+                return Ok(());
+            }
+            tokio::time::sleep(UPLOAD_EVERY).await;
+        }
+    }
+}
+
+/// How long the last upload round keeps trying after the run.
+const UPLOAD_FINAL_FOR: Duration = Duration::from_secs(30);
 
 fn progress_bar(ctx: Arc<Ctx>, duration_s: f64) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {

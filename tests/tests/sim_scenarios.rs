@@ -33,6 +33,7 @@ async fn run_on(
         gate_verify: GateVerify::Inline,
         progress: false,
         work_dir: env.scratch.0.join("gate-buffers"),
+        offline_fallback: Some(terminal_sim::runner::GATE_LIVE_BUDGET),
     };
     let started = Instant::now();
     let mut sim = Sim::connect(target, seed)
