@@ -214,9 +214,13 @@ pub struct TapConfig {
     /// storage_unavailable` with `Retry-After` (the database is slow or cut off). The tap may
     /// still be stored; the gate repeats it with the same sequence and gets the stored answer.
     pub answer_budget_ms: u64,
+    /// The same for an offline batch (`POST /v1/taps/batch`, up to 500 taps, nobody waiting at
+    /// the barrier): long enough for a full batch on a busy database.
+    pub batch_answer_budget_ms: u64,
     /// Longest a writer spends on one group (all its tries) before giving it up. A connection
     /// whose peer vanished (a cut cable, a blackholed route) can otherwise hold a writer for as
-    /// long as TCP retransmits; giving up closes that connection.
+    /// long as TCP retransmits (minutes); giving up closes that connection. Longer than the
+    /// batch budget, so a slow full batch is not given up while its gate still waits.
     pub group_timeout_ms: u64,
 }
 
@@ -287,7 +291,8 @@ impl Default for TapConfig {
             credential_cache_max: 200_000,
             refresh_interval_ms: 1_000,
             answer_budget_ms: 1_000,
-            group_timeout_ms: 5_000,
+            batch_answer_budget_ms: 10_000,
+            group_timeout_ms: 15_000,
         }
     }
 }
@@ -399,10 +404,11 @@ impl Config {
             || self.taps.commit_batch_taps_max == 0
             || self.taps.queue_requests_max == 0
             || self.taps.answer_budget_ms == 0
+            || self.taps.batch_answer_budget_ms == 0
             || self.taps.group_timeout_ms == 0
         {
             bail!(
-                "taps.writers, taps.commit_batch_taps_max, taps.queue_requests_max, taps.answer_budget_ms and taps.group_timeout_ms must be positive"
+                "taps.writers, taps.commit_batch_taps_max, taps.queue_requests_max, taps.answer_budget_ms, taps.batch_answer_budget_ms and taps.group_timeout_ms must be positive"
             );
         }
         if self.journeys.same_station_window_ms >= self.journeys.incomplete_after_ms {

@@ -93,8 +93,10 @@ pub struct Rules {
     pub commit_batch_taps_max: usize,
     /// What "now" is when a journey closes or a charge is first due.
     pub clock: Clock,
-    /// Longest a request waits for its commit (`taps.answer_budget_ms`).
+    /// Longest a live tap waits for its commit (`taps.answer_budget_ms`).
     pub answer_budget: Duration,
+    /// Longest an offline batch waits for its commit (`taps.batch_answer_budget_ms`).
+    pub batch_answer_budget: Duration,
     /// Longest a writer spends on one group, all tries included (`taps.group_timeout_ms`).
     pub group_timeout: Duration,
 }
@@ -103,6 +105,7 @@ pub struct Rules {
 pub struct TapEngine {
     queue: mpsc::Sender<Job>,
     answer_budget: Duration,
+    batch_answer_budget: Duration,
 }
 
 impl TapEngine {
@@ -116,7 +119,7 @@ impl TapEngine {
     ) -> TapEngine {
         let (tx, rx) = mpsc::channel::<Job>(queue_requests_max);
         let rx = Arc::new(Mutex::new(rx));
-        let answer_budget = rules.answer_budget;
+        let (answer_budget, batch_answer_budget) = (rules.answer_budget, rules.batch_answer_budget);
         let writers = if store.backend() == crate::store::Backend::Sqlite {
             1
         } else {
@@ -134,6 +137,7 @@ impl TapEngine {
         TapEngine {
             queue: tx,
             answer_budget,
+            batch_answer_budget,
         }
     }
 
@@ -147,6 +151,7 @@ impl TapEngine {
         taps: Vec<PreparedTap>,
     ) -> Result<Vec<TapAnswer>, ApiError> {
         let (reply, answer) = oneshot::channel();
+        let taps_len = taps.len();
         self.queue
             .try_send(Job {
                 terminal,
@@ -159,7 +164,13 @@ impl TapEngine {
                     ApiError::Internal(anyhow::anyhow!("tap writers stopped"))
                 }
             })?;
-        match tokio::time::timeout(self.answer_budget, answer).await {
+        // A gate with a rider at the barrier waits the live budget; an offline batch (up to
+        // 500 taps, nobody waiting) the batch budget.
+        let budget = match taps_len {
+            1 => self.answer_budget,
+            _ => self.batch_answer_budget,
+        };
+        match tokio::time::timeout(budget, answer).await {
             Err(_) => {
                 metrics::counter!("gateway_tap_answer_budget_exceeded_total").increment(1);
                 Err(ApiError::DatabaseUnavailable)

@@ -147,6 +147,7 @@ impl Gateway {
             commit_batch_taps_max: config.taps.commit_batch_taps_max,
             clock: clock.clone(),
             answer_budget: Duration::from_millis(config.taps.answer_budget_ms),
+            batch_answer_budget: Duration::from_millis(config.taps.batch_answer_budget_ms),
             group_timeout: Duration::from_millis(config.taps.group_timeout_ms),
         };
         let engine = TapEngine::start(

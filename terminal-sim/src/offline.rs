@@ -146,7 +146,8 @@ impl OfflineBuffer {
                 }
             };
             if check_idempotency && out.reupload_identical.is_none() {
-                let again = terminal.link.post("/v1/taps/batch", body).await?;
+                // A 503 is "ask again", not an answer: the repeat is retried like the upload.
+                let again = post_with_retries(terminal, body).await?;
                 out.reupload_identical = Some(again.status == 200 && again.body == reply.body);
             }
             let answers: TapBatchResponse = serde_json::from_slice(&reply.body)?;
