@@ -45,8 +45,13 @@ use serde::{Deserialize, Serialize};
 use turnpike_wire::money::{Currency, Money};
 
 use crate::error::{FareError, LoadError, LoadReason};
-use crate::metro::{MetroFares, Stop};
+use crate::metro::{MetroFares, Stop, NO_FARE};
 use crate::table::{self, CsvTable, Row};
+
+/// Most stops of one network that [`GtfsFeed::metro_fares`] prices pairwise: it prices every
+/// pair at load, 8 bytes each, so 8,000 stops hold 512 MB while in force. A bigger network is
+/// refused with this limit's name instead of an allocation the gateway cannot survive.
+pub const PAIRWISE_STOPS_MAX: usize = 8_000;
 
 const STOPS: &str = "stops.txt";
 const AREAS: &str = "areas.txt";
@@ -469,26 +474,44 @@ impl GtfsFeed {
             }
         }
         let n = candidates.len();
-        let mut dense: Vec<Option<Money>> = Vec::with_capacity(n * n);
+        if n > PAIRWISE_STOPS_MAX {
+            // Every pair is priced at load (n² of them): refused with the limit's name rather
+            // than an allocation the process cannot survive.
+            return Err(LoadError::whole(
+                FARE_LEG_RULES,
+                LoadReason::Invalid(format!(
+                    "network {network_id:?} has {n} stops that can start or end a leg; \
+                     at most {PAIRWISE_STOPS_MAX} (PAIRWISE_STOPS_MAX) are priced pairwise"
+                )),
+            ));
+        }
+        let mut dense: Vec<i64> = Vec::with_capacity(n * n);
         for (a, &from) in candidates.iter().enumerate() {
             for (b, &to) in candidates.iter().enumerate() {
                 dense.push(if can_start[a] && can_end[b] {
-                    self.match_leg(network_id, from, to).map(|rule| rule.amount)
+                    self.match_leg(network_id, from, to)
+                        .map_or(NO_FARE, |rule| rule.amount.to_minor())
                 } else {
-                    None
+                    NO_FARE
                 });
             }
         }
+        let priced = |a: usize, b: usize| dense[a * n + b] != NO_FARE;
         let members: Vec<usize> = (0..n)
-            .filter(|&a| (0..n).any(|b| dense[a * n + b].is_some() || dense[b * n + a].is_some()))
+            .filter(|&a| (0..n).any(|b| priced(a, b) || priced(b, a)))
             .collect();
         let m = members.len();
-        let mut fares = Vec::with_capacity(m * m);
-        for &a in &members {
-            for &b in &members {
-                fares.push(dense[a * n + b]);
+        let fares = if m == n {
+            dense
+        } else {
+            let mut fares = Vec::with_capacity(m * m);
+            for &a in &members {
+                for &b in &members {
+                    fares.push(dense[a * n + b]);
+                }
             }
-        }
+            fares
+        };
         let stops = members
             .iter()
             .map(|&i| {

@@ -1,9 +1,11 @@
 //! [`MetroFares`]: the priced station-to-station table of one metro network, and its loader from
 //! a plain fare matrix (stops CSV + matrix CSV).
 //!
-//! Whatever the source (a matrix, or GTFS Fares v2 through [`crate::GtfsFeed::metro_fares`]), the
-//! table is held as a dense stop × stop array: a gate's exit tap is priced with two hash look-ups
-//! and an index, and the minimum and maximum fares are known once, at load.
+//! A matrix is held as its priced pairs only (memory linear in its rows, whatever the number of
+//! stops); a table built from GTFS Fares v2 ([`crate::GtfsFeed::metro_fares`]), which prices
+//! every pair of its stops at load, as a dense stop × stop array of minor units (8 bytes a pair,
+//! at most [`crate::gtfs::PAIRWISE_STOPS_MAX`] stops). A gate's exit tap is priced with two hash
+//! look-ups and an index or a third look-up; the minimum and maximum fares are known at load.
 //!
 //! # Matrix format
 //! `stops.csv` (any file name): `stop_id,stop_name`; other columns are ignored.
@@ -39,10 +41,21 @@ pub struct MetroFares {
     currency: Currency,
     stops: Vec<Stop>,
     index: HashMap<String, usize>,
-    /// Row-major `stops.len()²` array: `fares[from * n + to]`.
-    fares: Vec<Option<Money>>,
+    prices: Prices,
     min_fare: Money,
     max_fare: Money,
+}
+
+/// In a dense table: no fare for this pair.
+pub(crate) const NO_FARE: i64 = i64::MIN;
+
+/// The fares in minor units of the table's currency.
+#[derive(Debug, Clone)]
+enum Prices {
+    /// Row-major `stops.len()²` array, `[from * n + to]`, [`NO_FARE`] where unpriced.
+    Dense(Vec<i64>),
+    /// Only the priced pairs (from, to).
+    Sparse(HashMap<(u32, u32), i64>),
 }
 
 impl MetroFares {
@@ -50,10 +63,18 @@ impl MetroFares {
     pub fn price(&self, from_stop: &str, to_stop: &str) -> Result<Money, FareError> {
         let from = self.stop_index(from_stop)?;
         let to = self.stop_index(to_stop)?;
-        self.fares[from * self.stops.len() + to].ok_or_else(|| FareError::NoFareRule {
-            from_stop: from_stop.to_string(),
-            to_stop: to_stop.to_string(),
-        })
+        let minor = match &self.prices {
+            Prices::Dense(fares) => {
+                Some(fares[from * self.stops.len() + to]).filter(|&m| m != NO_FARE)
+            }
+            Prices::Sparse(fares) => fares.get(&(from as u32, to as u32)).copied(),
+        };
+        minor
+            .map(|m| Money::from_minor(m, self.currency))
+            .ok_or_else(|| FareError::NoFareRule {
+                from_stop: from_stop.to_string(),
+                to_stop: to_stop.to_string(),
+            })
     }
 
     /// The cheapest fare in the table.
@@ -90,42 +111,38 @@ impl MetroFares {
             })
     }
 
-    /// Builds the table from a dense `stops.len()²` array. `None` when no pair has a fare.
+    /// Builds the table from a dense `stops.len()²` array of minor units ([`NO_FARE`] where
+    /// unpriced). `None` when no pair has a fare.
     pub(crate) fn from_dense(
         currency: Currency,
         stops: Vec<Stop>,
-        fares: Vec<Option<Money>>,
+        fares: Vec<i64>,
     ) -> Option<MetroFares> {
         debug_assert_eq!(fares.len(), stops.len() * stops.len());
-        // One currency per table (the loaders check it), so comparing minor units is sound.
-        let mut priced = fares.iter().flatten().copied();
-        let first = priced.next()?;
-        let (min_fare, max_fare) = priced.fold((first, first), |(lo, hi), fare| {
-            let lo = if fare.to_minor() < lo.to_minor() {
-                fare
-            } else {
-                lo
-            };
-            let hi = if fare.to_minor() > hi.to_minor() {
-                fare
-            } else {
-                hi
-            };
-            (lo, hi)
-        });
+        let (min, max) = min_max(fares.iter().copied().filter(|&m| m != NO_FARE))?;
+        Some(MetroFares::new(
+            currency,
+            stops,
+            Prices::Dense(fares),
+            min,
+            max,
+        ))
+    }
+
+    fn new(currency: Currency, stops: Vec<Stop>, prices: Prices, min: i64, max: i64) -> MetroFares {
         let index = stops
             .iter()
             .enumerate()
             .map(|(i, s)| (s.id.clone(), i))
             .collect();
-        Some(MetroFares {
+        MetroFares {
             currency,
             stops,
             index,
-            fares,
-            min_fare,
-            max_fare,
-        })
+            prices,
+            min_fare: Money::from_minor(min, currency),
+            max_fare: Money::from_minor(max, currency),
+        }
     }
 
     /// Loads a fare matrix from in-memory text, each given as `(file name, contents)`; the name is
@@ -134,16 +151,23 @@ impl MetroFares {
         let (stops_file, stops_text) = stops;
         let (matrix_file, matrix_text) = matrix;
         let stops = read_stops(stops_file, stops_text)?;
-        let n = stops.len();
+        if u32::try_from(stops.len()).is_err() {
+            // Pairs are keyed by 32-bit stop indexes.
+            return Err(LoadError::whole(
+                stops_file,
+                LoadReason::Invalid(format!("{} stops; at most {}", stops.len(), u32::MAX)),
+            ));
+        }
         let index: HashMap<&str, usize> = stops
             .iter()
             .enumerate()
             .map(|(i, s)| (s.id.as_str(), i))
             .collect();
 
-        let mut fares: Vec<Option<Money>> = vec![None; n * n];
-        // Which line priced each cell, to point at the first one when a pair comes twice.
-        let mut priced_on: HashMap<(usize, usize), u64> = HashMap::new();
+        // Each priced pair's fare (minor units) and the line that priced it, to point at the
+        // first one when a pair comes twice. Only priced pairs are held: a matrix of a million
+        // stops and a few rows takes a few rows' memory.
+        let mut fares: HashMap<(u32, u32), (i64, u64)> = HashMap::new();
         let mut currency: Option<(Currency, u64)> = None;
 
         let matrix = CsvTable::open(
@@ -183,15 +207,14 @@ impl MetroFares {
                 cells.push((to, from));
             }
             for (a, b) in cells {
-                if let Some(&first_line) = priced_on.get(&(a, b)) {
+                if let Some(&(_, first_line)) = fares.get(&(a as u32, b as u32)) {
                     return Err(row.err(LoadReason::Duplicate {
                         what: "fare for".to_string(),
                         id: format!("{} -> {}", stops[a].id, stops[b].id),
                         first_line,
                     }));
                 }
-                priced_on.insert((a, b), row.line);
-                fares[a * n + b] = Some(amount);
+                fares.insert((a as u32, b as u32), (amount.to_minor(), row.line));
             }
         }
         let Some((currency, _)) = currency else {
@@ -200,13 +223,32 @@ impl MetroFares {
                 LoadReason::Invalid("the matrix has no fares".to_string()),
             ));
         };
-        MetroFares::from_dense(currency, stops, fares).ok_or_else(|| {
+        let fares: HashMap<(u32, u32), i64> = fares
+            .into_iter()
+            .map(|(pair, (minor, _))| (pair, minor))
+            .collect();
+        let (min, max) = min_max(fares.values().copied()).ok_or_else(|| {
             LoadError::whole(
                 matrix_file,
                 LoadReason::Invalid("the matrix has no fares".to_string()),
             )
-        })
+        })?;
+        Ok(MetroFares::new(
+            currency,
+            stops,
+            Prices::Sparse(fares),
+            min,
+            max,
+        ))
     }
+}
+
+/// The smallest and largest of `fares` (one currency, so minor units compare), if any.
+fn min_max(fares: impl Iterator<Item = i64>) -> Option<(i64, i64)> {
+    fares.fold(None, |acc, m| match acc {
+        None => Some((m, m)),
+        Some((lo, hi)) => Some((lo.min(m), hi.max(m))),
+    })
 }
 
 #[derive(Deserialize)]

@@ -255,8 +255,12 @@ impl Networks {
             .cloned()
     }
 
-    /// Rebuilds every network from the database. A network whose stored data no longer parses is
-    /// left out (and logged): its terminals get `network_not_configured` until fixed.
+    /// Brings the networks in force up to date with the database: a network is rebuilt only
+    /// when its operator's newest fare data version or the operator itself (time zone, cap)
+    /// changed; the others are kept as they are. (Rebuilding all of them every refresh, as this
+    /// did, re-read and re-parsed every feed each second — seconds of CPU for a big network.)
+    /// A network whose stored data no longer parses is left out (and logged): its terminals get
+    /// `network_not_configured` until fixed.
     pub async fn reload(&self, store: &Store) -> anyhow::Result<()> {
         let _one_at_a_time = self.reloading.lock().await;
         let operators: HashMap<String, OperatorRow> = store
@@ -265,9 +269,20 @@ impl Networks {
             .into_iter()
             .map(|o| (o.operator_id.clone(), o))
             .collect();
+        let in_force = self.map.read().unwrap_or_else(|e| e.into_inner()).clone();
         let mut map = HashMap::new();
-        for (operator_id, version, format, files_json) in store.latest_fare_data().await? {
+        let mut rebuilt = 0;
+        for (operator_id, version) in store.latest_fare_versions().await? {
             let Some(operator) = operators.get(&operator_id) else {
+                continue;
+            };
+            if let Some(network) = in_force.get(&operator_id) {
+                if network.fare_version == version && network.operator == *operator {
+                    map.insert(operator_id, network.clone());
+                    continue;
+                }
+            }
+            let Some((format, files_json)) = store.fare_data(&operator_id, version).await? else {
                 continue;
             };
             let data = match serde_json::from_str::<FareData>(&files_json) {
@@ -277,6 +292,7 @@ impl Networks {
                     continue;
                 }
             };
+            rebuilt += 1;
             match build_network(operator.clone(), &data, version) {
                 Ok(network) => {
                     map.insert(operator_id, Arc::new(network));
@@ -286,7 +302,9 @@ impl Networks {
                 }
             }
         }
-        *self.map.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(map);
+        if rebuilt > 0 || map.len() != in_force.len() {
+            *self.map.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(map);
+        }
         Ok(())
     }
 }

@@ -259,3 +259,132 @@ async fn broken_gtfs_is_refused_with_file_and_line() {
         .unwrap();
     assert!(bad["fare_version"].is_null(), "nothing was stored: {bad}");
 }
+
+/// Proves no network size aborts the gateway. A station matrix of 600,000 stops (a 9 MB upload,
+/// under the body limit) with two priced pairs — it used to allocate a 3.6 × 10¹¹-cell array and
+/// abort the process — loads in memory linear in its rows and prices both pairs; a GTFS
+/// network with more stops than `PAIRWISE_STOPS_MAX` is refused with a 422 that names the limit,
+/// and the gateway goes on judging taps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_networks_never_abort_the_gateway() {
+    let env = Env::start(Db::Sqlite).await.unwrap();
+    for operator in ["huge-matrix", "huge-gtfs"] {
+        env.gw
+            .admin
+            .post_ok(
+                "/v1/admin/operators",
+                &serde_json::json!({"operator_id": operator, "name": operator, "mode": "metro"}),
+            )
+            .await
+            .unwrap();
+    }
+    let stops_n = 600_000;
+    let mut stops = String::from("stop_id,stop_name\n");
+    for i in 0..stops_n {
+        stops.push_str(&format!("s{i},S{i}\n"));
+    }
+    let matrix = "from_stop_id,to_stop_id,amount,currency,symmetric\n\
+                  s0,s599999,4.00,CNY,1\n\
+                  s12345,s54321,2.00,CNY,0\n";
+    let loaded = put_fares(
+        &env,
+        "huge-matrix",
+        serde_json::json!({"format": "matrix", "files": {
+            "stops.csv": stops, "fare_matrix.csv": matrix,
+        }}),
+    )
+    .await;
+    assert_eq!(
+        loaded.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&loaded.body)
+    );
+    let network = env.gw.state.networks.get("huge-matrix").unwrap();
+    assert_eq!(network.metro_fare("s599999", "s0").unwrap().to_minor(), 400);
+    assert_eq!(
+        network.metro_fare("s12345", "s54321").unwrap().to_minor(),
+        200
+    );
+    assert_eq!(network.metro_fare("s54321", "s12345"), None);
+
+    // GTFS: one area holding PAIRWISE_STOPS_MAX + 1 stops, one rule pricing any leg in it.
+    let n = turnpike_fares::gtfs::PAIRWISE_STOPS_MAX + 1;
+    let mut stops = String::from("stop_id,stop_name,location_type\n");
+    let mut stop_areas = String::from("area_id,stop_id\n");
+    for i in 0..n {
+        stops.push_str(&format!("g{i},G{i},0\n"));
+        stop_areas.push_str(&format!("all,g{i}\n"));
+    }
+    let files = serde_json::json!({
+        "stops.txt": stops,
+        "areas.txt": "area_id,area_name\nall,All\n",
+        "stop_areas.txt": stop_areas,
+        "fare_products.txt": "fare_product_id,fare_product_name,amount,currency\nflat,Flat,2.00,CNY\n",
+        "fare_leg_rules.txt": "leg_group_id,network_id,from_area_id,to_area_id,fare_product_id\nflat,,all,all,flat\n",
+    });
+    let refused = put_fares(
+        &env,
+        "huge-gtfs",
+        serde_json::json!({"format": "gtfs", "network_id": "", "files": files}),
+    )
+    .await;
+    assert_eq!(
+        refused.status,
+        422,
+        "{}",
+        String::from_utf8_lossy(&refused.body)
+    );
+    assert_eq!(refused.error_code().as_deref(), Some("invalid_fare_data"));
+    let message = String::from_utf8_lossy(&refused.body);
+    assert!(message.contains("PAIRWISE_STOPS_MAX"), "{message}");
+    // Still serving: a demo tap is judged.
+    let rider = env.gw.rider().await;
+    let code = rider.ride_code(turnpike_tests::now_ms()).unwrap();
+    let answer = env
+        .gw
+        .terminal(&turnpike_tests::gate(&turnpike_tests::demo_stops()[0], 1))
+        .tap(&turnpike_tests::tap(
+            1,
+            turnpike_wire::api::Direction::Entry,
+            code,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(answer.decision, turnpike_wire::api::Decision::Approve);
+}
+
+/// Proves the periodic reload keeps a network whose fare data and operator did not change (the
+/// very same table in memory: nothing re-read or re-parsed), and rebuilds it when a new version
+/// is uploaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_rebuilds_only_what_changed() {
+    let env = Env::start(Db::Sqlite).await.unwrap();
+    let networks = &env.gw.state.networks;
+    let before = networks.get("hz-metro").unwrap();
+    networks.reload(&env.gw.state.store).await.unwrap();
+    let kept = networks.get("hz-metro").unwrap();
+    assert!(
+        std::sync::Arc::ptr_eq(&before, &kept),
+        "an unchanged network is kept as it is"
+    );
+    let loaded = put_fares(
+        &env,
+        "hz-metro",
+        serde_json::json!({"format": "gtfs", "network_id": "hz-metro", "files": gtfs_files()}),
+    )
+    .await;
+    assert_eq!(
+        loaded.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&loaded.body)
+    );
+    networks.reload(&env.gw.state.store).await.unwrap();
+    let after = networks.get("hz-metro").unwrap();
+    assert!(
+        !std::sync::Arc::ptr_eq(&before, &after),
+        "a new version is built"
+    );
+    assert!(after.fare_version > before.fare_version);
+}

@@ -288,20 +288,33 @@ impl Store {
         ))
     }
 
-    /// The newest fare data of every operator: (operator, version, format, files_json).
-    pub async fn latest_fare_data(
-        &self,
-    ) -> Result<Vec<(String, i64, String, String)>, sqlx::Error> {
+    /// The newest fare data version of every operator: (operator, version). Cheap: read every
+    /// refresh, while the data itself is read only when a version changed.
+    pub async fn latest_fare_versions(&self) -> Result<Vec<(String, i64)>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT f.operator_id, f.version, f.format, f.files_json FROM fare_data f
-             WHERE f.version = (SELECT MAX(version) FROM fare_data g WHERE g.operator_id = f.operator_id)
-             ORDER BY f.operator_id",
+            "SELECT operator_id, MAX(version) FROM fare_data GROUP BY operator_id ORDER BY operator_id",
         )
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect()
+    }
+
+    /// One version of an operator's fare data: (format, files_json).
+    pub async fn fare_data(
+        &self,
+        operator_id: &str,
+        version: i64,
+    ) -> Result<Option<(String, String)>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT format, files_json FROM fare_data WHERE operator_id = $1 AND version = $2",
+        )
+        .bind(operator_id)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
     }
 
     // ----- terminals -----
@@ -617,7 +630,7 @@ impl Store {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OperatorRow {
     pub operator_id: String,
     pub name: String,
