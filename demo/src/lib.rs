@@ -168,6 +168,7 @@ async fn run_in(dir: &Path, options: DemoOptions, deadline: Option<Instant>) -> 
     deny_listing(&d).await?;
     payments_section(&d).await?;
     free_traffic(&d, deadline).await?;
+    wait_for_captures(&d).await?;
 
     print_summary(&d).await?;
     payments_summary(&d.state, &d.provider).await?;
@@ -616,6 +617,40 @@ async fn free_traffic(d: &Demo, deadline: Option<Instant>) -> anyhow::Result<()>
         result??;
     }
     Ok(())
+}
+
+/// Most the demo waits for the capture worker to deduct the last journeys' fares before it
+/// settles the day.
+const CAPTURE_WAIT: Duration = Duration::from_secs(15);
+
+/// Waits until the capture worker has deducted every fare still pending (the last journeys of
+/// the free traffic close moments before the summary); a settlement run before that reports
+/// their exits as exceptions (the operator's export has them, the gateway's ledger not yet).
+async fn wait_for_captures(d: &Demo) -> anyhow::Result<()> {
+    let deadline = Instant::now() + CAPTURE_WAIT;
+    loop {
+        let pending = d
+            .state
+            .store
+            .charges(
+                None,
+                Some(gateway::store::charging::ChargeStatus::Pending),
+                1_000,
+            )
+            .await?
+            .into_iter()
+            // Arrears (a declined deduction waiting for a top-up) stay pending on purpose.
+            .filter(|c| c.attempt == 1)
+            .count();
+        if pending == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            println!("  {pending} fares still pending after {CAPTURE_WAIT:?}; settling anyway");
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// One journey of rider `index` between two random stations (taps not printed; the fare is).

@@ -125,12 +125,14 @@ impl TapEngine {
         } else {
             writers
         };
+        let riders = Arc::new(RiderLocks::default());
         for _ in 0..writers {
             let writer = Writer {
                 store: store.clone(),
                 networks: networks.clone(),
                 rules: rules.clone(),
                 rx: rx.clone(),
+                riders: riders.clone(),
             };
             tokio::spawn(writer.run());
         }
@@ -186,13 +188,63 @@ struct Writer {
     networks: Arc<Networks>,
     rules: Rules,
     rx: Arc<Mutex<mpsc::Receiver<Job>>>,
+    riders: Arc<RiderLocks>,
+}
+
+/// The riders whose taps a writer is judging. A writer holds all its group's riders at once
+/// (all or none, so two writers never wait on each other) until the group is answered.
+#[derive(Default)]
+struct RiderLocks {
+    held: std::sync::Mutex<std::collections::HashSet<i64>>,
+    released: tokio::sync::Notify,
+}
+
+/// Riders held by one writer; released when dropped.
+struct HeldRiders<'a> {
+    locks: &'a RiderLocks,
+    riders: std::collections::HashSet<i64>,
+}
+
+impl RiderLocks {
+    /// Waits until none of `riders` is held by another writer, then holds them all.
+    async fn hold(&self, riders: std::collections::HashSet<i64>) -> HeldRiders<'_> {
+        loop {
+            let released = self.released.notified();
+            tokio::pin!(released);
+            // Registered before the check, so a release between the check and the wait wakes us.
+            released.as_mut().enable();
+            {
+                let mut held = self.held.lock().expect("rider locks");
+                if riders.is_disjoint(&held) {
+                    held.extend(riders.iter().copied());
+                    return HeldRiders {
+                        locks: self,
+                        riders,
+                    };
+                }
+            }
+            metrics::counter!("gateway_tap_rider_waits_total").increment(1);
+            released.await;
+        }
+    }
+}
+
+impl Drop for HeldRiders<'_> {
+    fn drop(&mut self) {
+        let mut held = self.locks.held.lock().expect("rider locks");
+        for rider in &self.riders {
+            held.remove(rider);
+        }
+        drop(held);
+        self.locks.released.notify_waiters();
+    }
 }
 
 impl Writer {
     async fn run(self) {
         loop {
             let mut jobs = Vec::new();
-            {
+            let _riders = {
                 let mut rx = self.rx.lock().await;
                 let Some(first) = rx.recv().await else { return };
                 let mut taps = first.taps.len();
@@ -206,7 +258,17 @@ impl Writer {
                         Err(_) => break,
                     }
                 }
-            }
+                // Still holding the queue: a rider's taps are judged by one writer at a time, and
+                // in the order they were queued — a later tap of a rider whose earlier tap is in
+                // another writer's group (committing, or retrying after a conflict) waits for
+                // that group to end instead of being committed first.
+                let riders = jobs
+                    .iter()
+                    .flat_map(|job| job.taps.iter())
+                    .filter_map(|tap| tap.verdict.as_ref().ok().map(|code| code.rider_id))
+                    .collect();
+                self.riders.hold(riders).await
+            };
             // A request that gave up waiting (its budget ran out while the database was slow)
             // was answered 503; its terminal will repeat it. Judging it now would only add to
             // the backlog.
@@ -1060,4 +1122,33 @@ pub fn verify_code(
 pub fn request_sha256(req: &TapRequest) -> [u8; 32] {
     let canonical = serde_json::to_vec(req).expect("a TapRequest always serializes");
     crate::api::sha256(&canonical)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    /// Proves two writers hold disjoint riders at once, a writer wanting a rider another holds
+    /// waits until that group is released, and holding is all or nothing.
+    #[tokio::test]
+    async fn a_rider_is_held_by_one_writer_at_a_time() {
+        let locks = RiderLocks::default();
+        let first = locks.hold(HashSet::from([1, 2])).await;
+        let _other = locks.hold(HashSet::from([3])).await;
+        let overlapping = locks.hold(HashSet::from([2, 4]));
+        tokio::pin!(overlapping);
+        let waited =
+            tokio::time::timeout(std::time::Duration::from_millis(50), overlapping.as_mut()).await;
+        assert!(waited.is_err(), "rider 2 is held by the first writer");
+        assert!(
+            !locks.held.lock().unwrap().contains(&4),
+            "nothing is held while waiting"
+        );
+        drop(first);
+        let second = overlapping.await;
+        assert_eq!(second.riders, HashSet::from([2, 4]));
+        let held = locks.held.lock().unwrap().clone();
+        assert_eq!(held, HashSet::from([2, 3, 4]));
+    }
 }
