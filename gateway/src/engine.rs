@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot};
 use turnpike_wire::api::{Decision, TapDecline, TapRequest, TapResponse};
 use turnpike_wire::ridecode::RejectReason;
 use turnpike_wire::Money;
@@ -103,7 +103,8 @@ pub struct Rules {
 
 #[derive(Clone)]
 pub struct TapEngine {
-    queue: mpsc::Sender<Job>,
+    /// One queue per writer; a job goes to the writer of its (first) rider.
+    queues: Arc<[mpsc::Sender<Job>]>,
     answer_budget: Duration,
     batch_answer_budget: Duration,
 }
@@ -117,27 +118,26 @@ impl TapEngine {
         writers: usize,
         queue_requests_max: usize,
     ) -> TapEngine {
-        let (tx, rx) = mpsc::channel::<Job>(queue_requests_max);
-        let rx = Arc::new(Mutex::new(rx));
         let (answer_budget, batch_answer_budget) = (rules.answer_budget, rules.batch_answer_budget);
         let writers = if store.backend() == crate::store::Backend::Sqlite {
             1
         } else {
-            writers
+            writers.max(1)
         };
-        let riders = Arc::new(RiderLocks::default());
+        let mut queues = Vec::with_capacity(writers);
         for _ in 0..writers {
+            let (tx, rx) = mpsc::channel::<Job>((queue_requests_max / writers).max(1));
+            queues.push(tx);
             let writer = Writer {
                 store: store.clone(),
                 networks: networks.clone(),
                 rules: rules.clone(),
-                rx: rx.clone(),
-                riders: riders.clone(),
+                rx,
             };
             tokio::spawn(writer.run());
         }
         TapEngine {
-            queue: tx,
+            queues: queues.into(),
             answer_budget,
             batch_answer_budget,
         }
@@ -154,7 +154,22 @@ impl TapEngine {
     ) -> Result<Vec<TapAnswer>, ApiError> {
         let (reply, answer) = oneshot::channel();
         let taps_len = taps.len();
-        self.queue
+        // Writers are assigned by rider: each rider's taps queue at one writer, which judges
+        // them in arrival order, one group at a time — a rider's later tap is never committed
+        // ahead of an earlier one another writer is still committing or retrying. (A batch goes
+        // to its first rider's writer; its other riders may meet their live taps on another
+        // writer, where the database's constraints decide, as across nodes.) Taps without a
+        // verified rider go by terminal.
+        let key = taps
+            .iter()
+            .find_map(|t| t.verdict.as_ref().ok().map(|code| code.rider_id as u64))
+            .unwrap_or_else(|| {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                terminal.terminal_id.hash(&mut h);
+                h.finish()
+            });
+        self.queues[(key % self.queues.len() as u64) as usize]
             .try_send(Job {
                 terminal,
                 taps,
@@ -187,88 +202,27 @@ struct Writer {
     store: Store,
     networks: Arc<Networks>,
     rules: Rules,
-    rx: Arc<Mutex<mpsc::Receiver<Job>>>,
-    riders: Arc<RiderLocks>,
-}
-
-/// The riders whose taps a writer is judging. A writer holds all its group's riders at once
-/// (all or none, so two writers never wait on each other) until the group is answered.
-#[derive(Default)]
-struct RiderLocks {
-    held: std::sync::Mutex<std::collections::HashSet<i64>>,
-    released: tokio::sync::Notify,
-}
-
-/// Riders held by one writer; released when dropped.
-struct HeldRiders<'a> {
-    locks: &'a RiderLocks,
-    riders: std::collections::HashSet<i64>,
-}
-
-impl RiderLocks {
-    /// Waits until none of `riders` is held by another writer, then holds them all.
-    async fn hold(&self, riders: std::collections::HashSet<i64>) -> HeldRiders<'_> {
-        loop {
-            let released = self.released.notified();
-            tokio::pin!(released);
-            // Registered before the check, so a release between the check and the wait wakes us.
-            released.as_mut().enable();
-            {
-                let mut held = self.held.lock().expect("rider locks");
-                if riders.is_disjoint(&held) {
-                    held.extend(riders.iter().copied());
-                    return HeldRiders {
-                        locks: self,
-                        riders,
-                    };
-                }
-            }
-            metrics::counter!("gateway_tap_rider_waits_total").increment(1);
-            released.await;
-        }
-    }
-}
-
-impl Drop for HeldRiders<'_> {
-    fn drop(&mut self) {
-        let mut held = self.locks.held.lock().expect("rider locks");
-        for rider in &self.riders {
-            held.remove(rider);
-        }
-        drop(held);
-        self.locks.released.notify_waiters();
-    }
+    rx: mpsc::Receiver<Job>,
 }
 
 impl Writer {
-    async fn run(self) {
+    async fn run(mut self) {
         loop {
             let mut jobs = Vec::new();
-            let _riders = {
-                let mut rx = self.rx.lock().await;
-                let Some(first) = rx.recv().await else { return };
-                let mut taps = first.taps.len();
-                jobs.push(first);
-                while taps < self.rules.commit_batch_taps_max {
-                    match rx.try_recv() {
-                        Ok(job) => {
-                            taps += job.taps.len();
-                            jobs.push(job);
-                        }
-                        Err(_) => break,
-                    }
-                }
-                // Still holding the queue: a rider's taps are judged by one writer at a time, and
-                // in the order they were queued — a later tap of a rider whose earlier tap is in
-                // another writer's group (committing, or retrying after a conflict) waits for
-                // that group to end instead of being committed first.
-                let riders = jobs
-                    .iter()
-                    .flat_map(|job| job.taps.iter())
-                    .filter_map(|tap| tap.verdict.as_ref().ok().map(|code| code.rider_id))
-                    .collect();
-                self.riders.hold(riders).await
+            let Some(first) = self.rx.recv().await else {
+                return;
             };
+            let mut taps = first.taps.len();
+            jobs.push(first);
+            while taps < self.rules.commit_batch_taps_max {
+                match self.rx.try_recv() {
+                    Ok(job) => {
+                        taps += job.taps.len();
+                        jobs.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
             // A request that gave up waiting (its budget ran out while the database was slow)
             // was answered 503; its terminal will repeat it. Judging it now would only add to
             // the backlog.
@@ -1122,33 +1076,4 @@ pub fn verify_code(
 pub fn request_sha256(req: &TapRequest) -> [u8; 32] {
     let canonical = serde_json::to_vec(req).expect("a TapRequest always serializes");
     crate::api::sha256(&canonical)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashSet;
-
-    /// Proves two writers hold disjoint riders at once, a writer wanting a rider another holds
-    /// waits until that group is released, and holding is all or nothing.
-    #[tokio::test]
-    async fn a_rider_is_held_by_one_writer_at_a_time() {
-        let locks = RiderLocks::default();
-        let first = locks.hold(HashSet::from([1, 2])).await;
-        let _other = locks.hold(HashSet::from([3])).await;
-        let overlapping = locks.hold(HashSet::from([2, 4]));
-        tokio::pin!(overlapping);
-        let waited =
-            tokio::time::timeout(std::time::Duration::from_millis(50), overlapping.as_mut()).await;
-        assert!(waited.is_err(), "rider 2 is held by the first writer");
-        assert!(
-            !locks.held.lock().unwrap().contains(&4),
-            "nothing is held while waiting"
-        );
-        drop(first);
-        let second = overlapping.await;
-        assert_eq!(second.riders, HashSet::from([2, 4]));
-        let held = locks.held.lock().unwrap().clone();
-        assert_eq!(held, HashSet::from([2, 3, 4]));
-    }
 }
