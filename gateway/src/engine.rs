@@ -143,17 +143,43 @@ impl TapEngine {
         }
     }
 
-    /// Judges and durably records the taps of one terminal, in order. Answered within the
-    /// answer budget: when the database is slow or unreachable the caller gets
-    /// [`ApiError::DatabaseUnavailable`] (a `503` with `Retry-After`), and the writer drops the job if
-    /// it has not started on it (a job it has started may still commit; the repeat finds it).
+    /// Judges and durably records a live tap, answered within the live budget
+    /// (`taps.answer_budget_ms`): a gate with a rider at the barrier.
     pub async fn submit(
+        &self,
+        terminal: TerminalRow,
+        tap: PreparedTap,
+    ) -> Result<TapAnswer, ApiError> {
+        let mut answers = self
+            .submit_within(terminal, vec![tap], self.answer_budget)
+            .await?;
+        answers
+            .pop()
+            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no answer")))
+    }
+
+    /// Judges and durably records an offline batch of one terminal, in order, answered within
+    /// the batch budget (`taps.batch_answer_budget_ms`: up to 500 taps, nobody waiting).
+    pub async fn submit_batch(
         &self,
         terminal: TerminalRow,
         taps: Vec<PreparedTap>,
     ) -> Result<Vec<TapAnswer>, ApiError> {
+        self.submit_within(terminal, taps, self.batch_answer_budget)
+            .await
+    }
+
+    /// Queues the taps and waits for their answers at most `budget`: when the database is slow
+    /// or unreachable the caller gets [`ApiError::DatabaseUnavailable`] (a `503` with
+    /// `Retry-After`), and the writer drops the job if it has not started on it (a job it has
+    /// started may still commit; the repeat finds it).
+    async fn submit_within(
+        &self,
+        terminal: TerminalRow,
+        taps: Vec<PreparedTap>,
+        budget: Duration,
+    ) -> Result<Vec<TapAnswer>, ApiError> {
         let (reply, answer) = oneshot::channel();
-        let taps_len = taps.len();
         // Writers are assigned by rider: each rider's taps queue at one writer, which judges
         // them in arrival order, one group at a time — a rider's later tap is never committed
         // ahead of an earlier one another writer is still committing or retrying. (A batch goes
@@ -181,12 +207,6 @@ impl TapEngine {
                     ApiError::Internal(anyhow::anyhow!("tap writers stopped"))
                 }
             })?;
-        // A gate with a rider at the barrier waits the live budget; an offline batch (up to
-        // 500 taps, nobody waiting) the batch budget.
-        let budget = match taps_len {
-            1 => self.answer_budget,
-            _ => self.batch_answer_budget,
-        };
         match tokio::time::timeout(budget, answer).await {
             Err(_) => {
                 metrics::counter!("gateway_tap_answer_budget_exceeded_total").increment(1);

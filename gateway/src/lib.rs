@@ -295,7 +295,7 @@ const CONNECT_RETRY_MAX: Duration = Duration::from_secs(5);
 /// A mistake that waiting cannot mend (bad URL, a failing migration) ends the start.
 async fn connect_waiting(config: &Config, ops: &TcpListener) -> anyhow::Result<Store> {
     let (stop, stopped) = watch::channel(false);
-    let waiting = server::serve_plain_borrowed(ops, api::ops::starting_router(), stopped);
+    let waiting = server::serve_plain(ops, api::ops::starting_router(), stopped);
     tokio::pin!(waiting);
     let mut pause = Duration::from_millis(200);
     let mut attempts = 0u32;

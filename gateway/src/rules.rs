@@ -243,8 +243,8 @@ pub fn journeys(
 ) -> (Vec<Result<(), TapDecline>>, Vec<Journey>) {
     let mut decisions = Vec::with_capacity(taps.len());
     let mut journeys: Vec<Journey> = Vec::new();
-    // Per mode: the index of the open journey and its entry facts.
-    let mut open: HashMap<Mode, usize> = HashMap::new();
+    // Per mode: the index of the open journey and its entry tap.
+    let mut open: HashMap<Mode, (usize, &RiderTap)> = HashMap::new();
     let mut used: HashSet<([u8; 32], Direction)> = HashSet::new();
     let mut day_totals: HashMap<(String, String), i64> = HashMap::new();
     let mut close =
@@ -275,25 +275,11 @@ pub fn journeys(
         }
         let mode = network.mode();
         let current = open.get(&mode).copied();
-        let open_entry = current.map(|at| {
-            let j = &journeys[at];
-            let entry = taps
-                .iter()
-                .find(|t| (t.terminal_id.as_str(), t.sequence) == (j.entry.0.as_str(), j.entry.1))
-                .expect("a journey's entry is one of the taps");
-            (
-                j.operator_id.clone(),
-                entry.location_id.clone(),
-                entry.scanned_at_ms,
-            )
+        let open_facts = current.map(|(at, entry)| OpenFacts {
+            operator_id: &journeys[at].operator_id,
+            entry_location_id: &entry.location_id,
+            entry_at_ms: entry.scanned_at_ms,
         });
-        let open_facts = open_entry
-            .as_ref()
-            .map(|(operator_id, location_id, at)| OpenFacts {
-                operator_id,
-                entry_location_id: location_id,
-                entry_at_ms: *at,
-            });
         let facts = TapFacts {
             operator_id: &tap.operator_id,
             location_id: &tap.location_id,
@@ -310,13 +296,14 @@ pub fn journeys(
             &facts,
             open_facts.as_ref().zip(open_network),
         );
+        let current = current.map(|(at, _)| at);
         match judged {
             Judgement::Enter { close_stale } => {
                 if let (Some(at), Some(priced)) = (current, close_stale) {
                     close(&mut journeys, at, None, priced);
                 }
                 used.insert((tap.code, tap.direction));
-                open.insert(mode, journeys.len());
+                open.insert(mode, (journeys.len(), tap));
                 journeys.push(Journey {
                     operator_id: tap.operator_id.clone(),
                     mode,
@@ -352,20 +339,15 @@ pub fn journeys(
         }
     }
     // The sweeper, as of `as_of_ms`.
-    let mut still_open: Vec<usize> = open.into_values().collect();
-    still_open.sort_unstable();
-    for at in still_open {
-        let j = &journeys[at];
-        let entry = taps
-            .iter()
-            .find(|t| (t.terminal_id.as_str(), t.sequence) == (j.entry.0.as_str(), j.entry.1))
-            .expect("a journey's entry is one of the taps");
+    let mut still_open: Vec<(usize, &RiderTap)> = open.into_values().collect();
+    still_open.sort_unstable_by_key(|&(at, _)| at);
+    for (at, entry) in still_open {
         if as_of_ms - entry.scanned_at_ms > rules.incomplete_after_ms {
-            let network = networks[&j.operator_id];
+            let operator_id = &journeys[at].operator_id;
             let priced = incomplete(
-                network,
+                networks[operator_id],
                 &OpenFacts {
-                    operator_id: &j.operator_id,
+                    operator_id,
                     entry_location_id: &entry.location_id,
                     entry_at_ms: entry.scanned_at_ms,
                 },

@@ -133,21 +133,11 @@ pub async fn serve_tls(
 }
 
 /// Plain HTTP for the ops endpoints, with the same connection bound and request-head timeout
-/// as the TLS listeners (a slow client cannot hold a connection open).
-pub async fn serve_plain(listener: TcpListener, router: Router, shutdown: watch::Receiver<bool>) {
-    accept_loop(
-        listener,
-        OPS_CONNECTIONS_MAX,
-        shutdown,
-        |tcp, peer, watcher| serve_connection(tcp, peer, None, router.clone(), watcher),
-    )
-    .await;
-}
-
-/// [`serve_plain`] on a listener the caller keeps: the ops listener answers while the gateway
-/// waits for its database at start, and is served for good once it is up.
-pub async fn serve_plain_borrowed(
-    listener: &TcpListener,
+/// as the TLS listeners (a slow client cannot hold a connection open). The listener is owned
+/// (closed when serving ends) or borrowed: while the gateway waits for its database at start,
+/// the ops listener answers and is then served for good.
+pub async fn serve_plain(
+    listener: impl std::borrow::Borrow<TcpListener>,
     router: Router,
     shutdown: watch::Receiver<bool>,
 ) {

@@ -73,11 +73,7 @@ async fn post_tap(
             }
         }
     };
-    let answers = state.engine.submit(terminal, vec![prepared]).await?;
-    let answer = answers
-        .into_iter()
-        .next()
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no answer")))?;
+    let answer = state.engine.submit(terminal, prepared).await?;
     observe("tap", &answer, started);
     Ok(raw_json(StatusCode::OK, answer.body))
 }
@@ -132,7 +128,7 @@ async fn post_batch(
             other => other,
         })?);
     }
-    let answers = state.engine.submit(terminal, prepared).await?;
+    let answers = state.engine.submit_batch(terminal, prepared).await?;
     for answer in &answers {
         observe("tap_batch", answer, started);
     }

@@ -74,14 +74,7 @@ async fn post_toll_exit(
     let mut digest_input = prepared.request_sha256.to_vec();
     digest_input.extend_from_slice(&sha256(req.payment_code.as_bytes()));
     prepared.request_sha256 = sha256(&digest_input);
-    let answers = state
-        .engine
-        .submit(terminal.clone(), vec![prepared])
-        .await?;
-    let answer = answers
-        .into_iter()
-        .next()
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no answer")))?;
+    let answer = state.engine.submit(terminal.clone(), prepared).await?;
     if answer.repeat && answer.reason.as_deref() == Some(PAYMENT_PENDING) {
         return Err(in_progress());
     }

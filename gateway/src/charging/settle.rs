@@ -92,12 +92,12 @@ pub(super) fn tap_key(charge: &ChargeRow) -> anyhow::Result<(&str, i64)> {
 }
 
 /// Writes a toll exit's final answer over its provisional one, inside the settling transaction:
-/// approve with fare and charge, or decline with `decline_reason`.
+/// approve with fare and charge, or decline with `decline_reason`. Returns the bytes written.
 pub async fn final_answer_in(
     tx: &mut Tx<'_>,
     charge: &ChargeRow,
     decline_reason: Option<&str>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<u8>> {
     let (terminal_id, sequence) = tap_key(charge)?;
     let currency = Currency::parse(&charge.currency)?;
     let amount = Money::from_minor(charge.amount_minor, currency);
@@ -126,7 +126,7 @@ pub async fn final_answer_in(
     let body = serde_json::to_vec(&response)?;
     let decision = crate::engine::decision_str(response.decision);
     sql::set_tap_answer_in(tx, terminal_id, sequence, decision, decline_reason, &body).await?;
-    Ok(())
+    Ok(body)
 }
 
 /// A toll exit's approve: the journey's list fare and what was charged (after any daily cap).

@@ -186,9 +186,9 @@ async fn unsettled(charging: &Charging, charge: &ChargeRow, payment: &PendingPay
         .increment(1);
     let stored = async {
         let mut tx = charging.store.begin().await?;
-        final_answer_in(&mut tx, charge, None).await?;
+        let body = final_answer_in(&mut tx, charge, None).await?;
         tx.commit().await?;
-        final_answer(charging, charge).await
+        anyhow::Ok(body)
     };
     stored.await.unwrap_or_else(|e: anyhow::Error| {
         tracing::error!(charge_id = charge.charge_id, error = %e, "toll exit approved unsettled but not recorded; approved from memory");

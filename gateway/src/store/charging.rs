@@ -270,13 +270,35 @@ pub async fn next_attempt(
     next_attempt_at_ms: i64,
     now_ms: i64,
 ) -> Result<bool, sqlx::Error> {
+    to_next_attempt(
+        tx,
+        charge,
+        "'pending', 'failed'",
+        error,
+        next_attempt_at_ms,
+        now_ms,
+    )
+    .await
+}
+
+/// Moves a charge in one of `from_statuses` (an SQL list of literals) at `charge.attempt` to
+/// the next attempt and trade number, `pending` and due at `next_attempt_at_ms`, and records
+/// the new trade number. False if the charge had moved on.
+async fn to_next_attempt(
+    tx: &mut Tx<'_>,
+    charge: &ChargeRow,
+    from_statuses: &'static str,
+    error: &str,
+    next_attempt_at_ms: i64,
+    now_ms: i64,
+) -> Result<bool, sqlx::Error> {
     let attempt = charge.attempt + 1;
     let out_trade_no = trade_no(charge.kind, charge.charge_id, attempt);
-    let n = sqlx::query(
+    let n = sqlx::query(&format!(
         "UPDATE charges SET attempt = $2, out_trade_no = $3, last_error = $4, next_attempt_at_ms = $5,
                 lease_until_ms = NULL, status = 'pending', updated_at_ms = $6
-         WHERE charge_id = $1 AND attempt = $7 AND status IN ('pending', 'failed')",
-    )
+         WHERE charge_id = $1 AND attempt = $7 AND status IN ({from_statuses})"
+    ))
     .bind(charge.charge_id)
     .bind(attempt)
     .bind(&out_trade_no)
@@ -1077,27 +1099,7 @@ pub async fn pay_later_in(
     error: &str,
     now_ms: i64,
 ) -> Result<bool, sqlx::Error> {
-    let attempt = charge.attempt + 1;
-    let out_trade_no = trade_no(charge.kind, charge.charge_id, attempt);
-    let n = sqlx::query(
-        "UPDATE charges SET attempt = $2, out_trade_no = $3, last_error = $4, next_attempt_at_ms = $5,
-                lease_until_ms = NULL, status = 'pending', updated_at_ms = $6
-         WHERE charge_id = $1 AND attempt = $7 AND status = 'paying'",
-    )
-    .bind(charge.charge_id)
-    .bind(attempt)
-    .bind(&out_trade_no)
-    .bind(error)
-    .bind(now_ms)
-    .bind(now_ms)
-    .bind(charge.attempt)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if n == 1 {
-        insert_attempt(tx, charge.charge_id, attempt, &out_trade_no, now_ms).await?;
-    }
-    Ok(n == 1)
+    to_next_attempt(tx, charge, "'paying'", error, now_ms, now_ms).await
 }
 
 /// Replaces the stored answer of a tap (a toll exit's final answer after its payment).
