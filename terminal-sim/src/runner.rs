@@ -531,23 +531,17 @@ async fn answer(ctx: &Ctx, ready: Ready, scheduled: Instant) {
             let buffer = &buffers[ready.tap.terminal];
             let _gate = buffer.gate.lock().await;
             if !terminal.online.load(Ordering::Acquire) {
-                let stored = buffer
-                    .push(&Buffered {
-                        sequence,
-                        request_json: json,
-                        class: ready.tap.class.to_string(),
-                    })
-                    .await;
-                let mut rec = ctx.recorder.lock().expect("recorder");
-                rec.gate_verify_ns.saturating_record(verify_ns.max(1));
-                if ready.payment_code.is_some() {
-                    // Buffered exits are post-paid when uploaded, not paid at the booth.
-                    rec.paid.toll_exits_buffered += 1;
-                }
-                match stored {
-                    Ok(()) => rec.offline.buffered += 1,
-                    Err(e) => rec.count(ready.tap.class, &format!("error buffering: {e}"), None),
-                }
+                let paid_exit = ready.payment_code.is_some();
+                keep_offline(
+                    ctx,
+                    buffer,
+                    &ready.tap,
+                    sequence,
+                    json,
+                    verify_ns,
+                    Kept::LinkDown { paid_exit },
+                )
+                .await;
                 return;
             }
         }
@@ -595,20 +589,16 @@ async fn answer(ctx: &Ctx, ready: Ready, scheduled: Instant) {
         if let Some(buffers) = &ctx.buffers {
             // The gate decides offline, as during an outage, and keeps the tap for upload.
             let buffer = &buffers[ready.tap.terminal];
-            let stored = buffer
-                .push(&Buffered {
-                    sequence,
-                    request_json: json,
-                    class: ready.tap.class.to_string(),
-                })
-                .await;
-            let mut rec = ctx.recorder.lock().expect("recorder");
-            rec.gate_verify_ns.saturating_record(verify_ns.max(1));
-            rec.offline.after_live_failure += 1;
-            match stored {
-                Ok(()) => rec.offline.buffered += 1,
-                Err(e) => rec.count(ready.tap.class, &format!("error buffering: {e}"), None),
-            }
+            keep_offline(
+                ctx,
+                buffer,
+                &ready.tap,
+                sequence,
+                json,
+                verify_ns,
+                Kept::LiveFailed,
+            )
+            .await;
             return;
         }
     }
@@ -799,6 +789,45 @@ async fn outage(ctx: Arc<Ctx>, from_s: f64, until_s: f64) -> anyhow::Result<()> 
     drop(guards);
     record_uploads(&ctx, results.into_iter().chain(last));
     Ok(())
+}
+
+/// Why a gate decided a tap offline.
+enum Kept {
+    /// Its link was down (an outage); `paid_exit`: a toll exit that would have been paid at the
+    /// booth, post-paid when uploaded instead.
+    LinkDown { paid_exit: bool },
+    /// Its live request failed, answered 5xx or was late.
+    LiveFailed,
+}
+
+/// A tap the gate decided offline: stored in the gate's buffer for upload, and counted.
+async fn keep_offline(
+    ctx: &Ctx,
+    buffer: &OfflineBuffer,
+    tap: &PlannedTap,
+    sequence: u64,
+    request_json: String,
+    verify_ns: u64,
+    why: Kept,
+) {
+    let stored = buffer
+        .push(&Buffered {
+            sequence,
+            request_json,
+            class: tap.class.to_string(),
+        })
+        .await;
+    let mut rec = ctx.recorder.lock().expect("recorder");
+    rec.gate_verify_ns.saturating_record(verify_ns.max(1));
+    match why {
+        Kept::LinkDown { paid_exit: true } => rec.paid.toll_exits_buffered += 1,
+        Kept::LinkDown { paid_exit: false } => {}
+        Kept::LiveFailed => rec.offline.after_live_failure += 1,
+    }
+    match stored {
+        Ok(()) => rec.offline.buffered += 1,
+        Err(e) => rec.count(tap.class, &format!("error buffering: {e}"), None),
+    }
 }
 
 /// Counts what uploads brought back: each tap under its class and answer.
