@@ -152,6 +152,25 @@ impl PaidEnv {
         Some(PaidEnv { env, sandbox })
     }
 
+    /// A new rider who has entered the expressway at Hangzhou Pengbu (the exit booth then scans
+    /// their code).
+    pub async fn rider_on_the_expressway(&self) -> turnpike_client::RiderDevice {
+        let rider = self.env.gw.rider().await;
+        let entry = self
+            .env
+            .gw
+            .terminal(&crate::booth("hangzhou-pengbu", "in"))
+            .tap(&crate::tap(
+                rand::random::<u32>() as u64 + 1,
+                turnpike_wire::api::Direction::Entry,
+                rider.ride_code(crate::now_ms()).expect("ride code"),
+            ))
+            .await
+            .expect("the entry is answered");
+        assert_eq!(entry.decision, turnpike_wire::api::Decision::Approve);
+        rider
+    }
+
     /// Crashes the gateway (see [`crate::TestGateway::crash`]) and starts a new one with the same
     /// configuration on the same database: what a process restart after a kill looks like.
     pub async fn crash_and_restart_gateway(&mut self) {

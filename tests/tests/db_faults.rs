@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use gateway::config::Config;
 use turnpike_tests::provider::{free_port, PaidEnv};
 use turnpike_tests::proxy::{Fault, FaultProxy};
 use turnpike_tests::{
@@ -74,19 +75,37 @@ async fn send(gw: &TestGateway, terminal: &str, tap: &TapRequest) -> Seen {
     }
 }
 
+/// A fresh PostgreSQL database behind a fault proxy, and the gateway's configuration pointing at
+/// the proxy (None when PostgreSQL is unreachable and not required). The database and scratch
+/// directory live as long as the returned values.
+async fn behind_a_proxy(tag: &str) -> Option<(PgDatabase, FaultProxy, Scratch, Config)> {
+    let pg = PgDatabase::create().await?;
+    let proxy = FaultProxy::for_url(&pg.url).await.unwrap();
+    let scratch = Scratch::new(tag);
+    write_pki(&scratch.0.join("certs")).unwrap();
+    let config = test_config(&proxy.url_through(&pg.url), &scratch.0.join("certs"));
+    Some((pg, proxy, scratch, config))
+}
+
+/// [`behind_a_proxy`], with the gateway started and the demo networks configured.
+async fn gateway_behind_a_proxy(
+    tag: &str,
+) -> Option<(PgDatabase, FaultProxy, Scratch, TestGateway)> {
+    let (pg, proxy, scratch, config) = behind_a_proxy(tag).await?;
+    let gw = TestGateway::start(config).await.unwrap();
+    gw.configure_demo(None).await.unwrap();
+    Some((pg, proxy, scratch, gw))
+}
+
 /// Proves the gateway starts while its database cannot be reached: the ops listener says alive
 /// but not ready and the start waits; once the database answers, the start completes, the node
 /// is ready and taps are judged — no restart needed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_starts_and_waits_for_an_unreachable_database() {
-    let Some(pg) = PgDatabase::create().await else {
+    let Some((_pg, proxy, _scratch, mut config)) = behind_a_proxy("db-wait").await else {
         return;
     };
-    let proxy = FaultProxy::for_url(&pg.url).await.unwrap();
     proxy.set(Fault::Reset);
-    let scratch = Scratch::new("db-wait");
-    write_pki(&scratch.0.join("certs")).unwrap();
-    let mut config = test_config(&proxy.url_through(&pg.url), &scratch.0.join("certs"));
     let ops = format!("127.0.0.1:{}", free_port());
     config.listen.ops = ops.parse().unwrap();
     let ops_base = format!("http://{ops}");
@@ -122,15 +141,9 @@ async fn the_gateway_starts_and_waits_for_an_unreachable_database() {
 /// once, with the bytes it was acknowledged with.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gates_get_a_prompt_503_while_the_database_is_cut_and_nothing_is_lost() {
-    let Some(pg) = PgDatabase::create().await else {
+    let Some((_pg, proxy, _scratch, gw)) = gateway_behind_a_proxy("db-cut").await else {
         return;
     };
-    let proxy = FaultProxy::for_url(&pg.url).await.unwrap();
-    let scratch = Scratch::new("db-cut");
-    write_pki(&scratch.0.join("certs")).unwrap();
-    let config = test_config(&proxy.url_through(&pg.url), &scratch.0.join("certs"));
-    let gw = TestGateway::start(config).await.unwrap();
-    gw.configure_demo(None).await.unwrap();
     let s = stops();
     let riders = [gw.rider().await, gw.rider().await, gw.rider().await];
     let mut acknowledged: Vec<(String, u64, Vec<u8>)> = Vec::new();
@@ -233,19 +246,7 @@ async fn a_driver_charged_while_the_database_is_cut_is_told_approve() {
     };
     // The driver's wallet asks for confirmation: the pay waits, and the gateway polls.
     let user = p.sandbox.wallet(100_000, Some(1)).await;
-    let rider = p.env.gw.rider().await;
-    let entry = p
-        .env
-        .gw
-        .terminal(&booth("hangzhou-pengbu", "in"))
-        .tap(&tap(
-            1,
-            Direction::Entry,
-            rider.ride_code(turnpike_tests::now_ms()).unwrap(),
-        ))
-        .await
-        .unwrap();
-    assert_eq!(entry.decision, Decision::Approve);
+    let rider = p.rider_on_the_expressway().await;
     let code = p.sandbox.issue_code(&user).await;
     let out = p.env.gw.terminal(&booth("shaoxing", "out"));
     let exit = toll_exit(
@@ -311,15 +312,9 @@ async fn a_driver_charged_while_the_database_is_cut_is_told_approve() {
 /// judging those by scan order is issue 16's next step, so declines are not asserted here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulated_gates_fall_back_offline_while_the_database_is_cut() {
-    let Some(pg) = PgDatabase::create().await else {
+    let Some((_pg, proxy, scratch, gw)) = gateway_behind_a_proxy("db-cut-sim").await else {
         return;
     };
-    let proxy = FaultProxy::for_url(&pg.url).await.unwrap();
-    let scratch = Scratch::new("db-cut-sim");
-    write_pki(&scratch.0.join("certs")).unwrap();
-    let config = test_config(&proxy.url_through(&pg.url), &scratch.0.join("certs"));
-    let gw = TestGateway::start(config).await.unwrap();
-    gw.configure_demo(None).await.unwrap();
     let target = terminal_sim::Target {
         terminal_url: gw.terminal_base.clone(),
         public_url: gw.public_base.clone(),

@@ -30,6 +30,18 @@ fn gtfs_files() -> BTreeMap<String, String> {
     .collect()
 }
 
+/// Creates operator `id` (named after it) running `mode` ("metro" or "toll").
+async fn create_operator(env: &Env, id: &str, mode: &str) {
+    env.gw
+        .admin
+        .post_ok(
+            "/v1/admin/operators",
+            &serde_json::json!({"operator_id": id, "name": id, "mode": mode}),
+        )
+        .await
+        .unwrap();
+}
+
 async fn put_fares(env: &Env, operator: &str, body: serde_json::Value) -> turnpike_client::Answer {
     env.gw
         .admin
@@ -63,14 +75,7 @@ async fn formats(db: Db) {
             }}),
         ),
     ] {
-        env.gw
-            .admin
-            .post_ok(
-                "/v1/admin/operators",
-                &serde_json::json!({"operator_id": operator, "name": operator, "mode": "metro"}),
-            )
-            .await
-            .unwrap();
+        create_operator(&env, operator, "metro").await;
         let loaded = put_fares(&env, operator, body).await;
         assert_eq!(
             loaded.status,
@@ -117,14 +122,7 @@ async fn formats(db: Db) {
     }
 
     // Toll CSVs, with a different rate for t2 than the demo's.
-    env.gw
-        .admin
-        .post_ok(
-            "/v1/admin/operators",
-            &serde_json::json!({"operator_id": "csv-toll", "name": "t", "mode": "toll"}),
-        )
-        .await
-        .unwrap();
+    create_operator(&env, "csv-toll", "toll").await;
     let plazas = include_str!("../../fares/data/demo-toll/plazas.csv");
     let rates =
         "vehicle_class,rate_per_km,currency,min_toll\np1,0.50,CNY,5.00\nt2,1.00,CNY,10.00\n";
@@ -217,14 +215,7 @@ async fn broken_gtfs_is_refused_with_file_and_line() {
     // A stop_areas.txt naming an unknown area is a 422 that names the file and line, and the
     // previous fare data stays in force.
     let env = Env::start(Db::Sqlite).await.unwrap();
-    env.gw
-        .admin
-        .post_ok(
-            "/v1/admin/operators",
-            &serde_json::json!({"operator_id": "bad", "name": "b", "mode": "metro"}),
-        )
-        .await
-        .unwrap();
+    create_operator(&env, "bad", "metro").await;
     let mut files = gtfs_files();
     let stop_areas = files.get_mut("stop_areas.txt").unwrap();
     stop_areas.push_str("no-such-area,xianghu\n");
@@ -269,14 +260,7 @@ async fn broken_gtfs_is_refused_with_file_and_line() {
 async fn huge_networks_never_abort_the_gateway() {
     let env = Env::start(Db::Sqlite).await.unwrap();
     for operator in ["huge-matrix", "huge-gtfs"] {
-        env.gw
-            .admin
-            .post_ok(
-                "/v1/admin/operators",
-                &serde_json::json!({"operator_id": operator, "name": operator, "mode": "metro"}),
-            )
-            .await
-            .unwrap();
+        create_operator(&env, operator, "metro").await;
     }
     let stops_n = 600_000;
     let mut stops = String::from("stop_id,stop_name\n");

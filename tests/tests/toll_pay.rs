@@ -11,24 +11,6 @@ use turnpike_wire::api::{Decision, Direction, TapResponse, VehicleClass};
 
 use turnpike_tests::on_both;
 
-/// Enters at Hangzhou Pengbu and returns the rider (whose code the exit booth will scan).
-async fn enter(p: &PaidEnv) -> turnpike_client::RiderDevice {
-    let rider = p.env.gw.rider().await;
-    let entry = p
-        .env
-        .gw
-        .terminal(&booth("hangzhou-pengbu", "in"))
-        .tap(&tap(
-            rand::random::<u32>() as u64 + 1,
-            Direction::Entry,
-            rider.ride_code(turnpike_tests::now_ms()).unwrap(),
-        ))
-        .await
-        .unwrap();
-    assert_eq!(entry.decision, Decision::Approve);
-    rider
-}
-
 fn exit_tap(rider: &turnpike_client::RiderDevice, seq: u64) -> turnpike_wire::api::TapRequest {
     toll_exit(
         seq,
@@ -45,7 +27,7 @@ async fn paid_at_exit(db: Db) {
         return;
     };
     let user = p.sandbox.wallet(100_000, None).await;
-    let rider = enter(&p).await;
+    let rider = p.rider_on_the_expressway().await;
     let code = p.sandbox.issue_code(&user).await;
     let out = p.env.gw.terminal(&booth("shaoxing", "out"));
     let exit = exit_tap(&rider, 1);
@@ -80,7 +62,7 @@ async fn confirmed_in_wallet(db: Db) {
         return;
     };
     let user = p.sandbox.wallet(100_000, Some(1)).await;
-    let rider = enter(&p).await;
+    let rider = p.rider_on_the_expressway().await;
     let code = p.sandbox.issue_code(&user).await;
     let out = p.env.gw.terminal(&booth("shaoxing", "out"));
     let exit = exit_tap(&rider, 1);
@@ -128,7 +110,7 @@ async fn unconfirmed_is_cancelled(db: Db) {
         return;
     };
     let user = p.sandbox.wallet(100_000, Some(1)).await;
-    let rider = enter(&p).await;
+    let rider = p.rider_on_the_expressway().await;
     let out = p.env.gw.terminal(&booth("shaoxing", "out"));
     let code = p.sandbox.issue_code(&user).await;
     let a = out
@@ -174,7 +156,7 @@ async fn declined_for_balance(db: Db) {
         return;
     };
     let user = p.sandbox.wallet(1, None).await;
-    let rider = enter(&p).await;
+    let rider = p.rider_on_the_expressway().await;
     let code = p.sandbox.issue_code(&user).await;
     let out = p.env.gw.terminal(&booth("shaoxing", "out"));
     let a = out
@@ -196,7 +178,7 @@ async fn bad_requests(db: Db) {
     let Some(p) = PaidEnv::start(db, |_| {}).await else {
         return;
     };
-    let rider = enter(&p).await;
+    let rider = p.rider_on_the_expressway().await;
     let out = p.env.gw.terminal(&booth("shaoxing", "out"));
     let before = p.env.gw.written().await;
     for (code, expect) in [
@@ -244,7 +226,7 @@ async fn forged_answers_are_ignored(db: Db) {
         return;
     };
     let user = p.sandbox.wallet(100_000, None).await;
-    let rider = enter(&p).await;
+    let rider = p.rider_on_the_expressway().await;
     let code = p.sandbox.issue_code(&user).await;
     let out = p.env.gw.terminal(&booth("shaoxing", "out"));
     let exit = exit_tap(&rider, 1);
@@ -291,7 +273,7 @@ async fn an_unknown_pay_is_approved_and_never_rewrites_newer_journeys(db: Db) {
             "methods": {"alipay.trade.cancel": {"http_5xx": {"rate": 1.0}}}
         }))
         .await;
-    let rider = enter(&p).await;
+    let rider = p.rider_on_the_expressway().await;
     let out = p.env.gw.terminal(&booth("shaoxing", "out"));
     let code = p.sandbox.issue_code(&user).await;
     let exit = exit_tap(&rider, 1);
