@@ -71,6 +71,23 @@ impl Sandbox {
         .await
     }
 
+    /// The trade a pay left waiting for the buyer's confirmation in the wallet, once the
+    /// sandbox has it (polled every 50 ms, at most 3 s).
+    pub async fn trade_waiting_for_buyer(&self) -> ProviderTrade {
+        for _ in 0..60 {
+            if let Some(t) = self
+                .trades()
+                .await
+                .into_iter()
+                .find(|t| t.status == "WAIT_BUYER_PAY")
+            {
+                return t;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("no pay waits for the buyer");
+    }
+
     /// The sandbox's own record of every trade: (out_trade_no, status, total_fen, refunded_fen),
     /// read from its database, the provider's truth for reconciliation.
     pub async fn trades(&self) -> Vec<ProviderTrade> {

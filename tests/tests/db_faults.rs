@@ -256,18 +256,7 @@ async fn a_driver_charged_while_the_database_is_cut_is_told_approve() {
     );
     let (exit2, code2, out2) = (exit.clone(), code.clone(), out.clone());
     let booth_call = tokio::spawn(async move { out2.toll_exit_raw(&exit2, &code2).await });
-    let trade = loop {
-        if let Some(t) = p
-            .sandbox
-            .trades()
-            .await
-            .into_iter()
-            .find(|t| t.status == "WAIT_BUYER_PAY")
-        {
-            break t;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let trade = p.sandbox.trade_waiting_for_buyer().await;
     // The database goes while the driver confirms in the wallet.
     proxy.set(Fault::Reset);
     let (status, body) = p

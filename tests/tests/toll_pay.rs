@@ -68,21 +68,7 @@ async fn confirmed_in_wallet(db: Db) {
     let exit = exit_tap(&rider, 1);
     let booth_call = tokio::spawn(async move { out.toll_exit_raw(&exit, &code).await });
     // The driver confirms in the wallet a moment after the booth asked.
-    let mut trade_no = None;
-    for _ in 0..60 {
-        if let Some(t) = p
-            .sandbox
-            .trades()
-            .await
-            .into_iter()
-            .find(|t| t.status == "WAIT_BUYER_PAY")
-        {
-            trade_no = Some(t.trade_no);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let trade_no = trade_no.expect("the pay waits for the buyer");
+    let trade_no = p.sandbox.trade_waiting_for_buyer().await.trade_no;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (status, body) = p
         .sandbox
