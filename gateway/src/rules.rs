@@ -358,6 +358,183 @@ pub fn journeys(
     (decisions, journeys)
 }
 
+/// A tap a gate admitted — approved live, or let through offline and uploaded later with a
+/// code that verifies as of its scan time: a fact of the rider's movement, whatever order it
+/// reached the gateway in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fact {
+    /// The tap's key: (terminal, sequence).
+    pub terminal_id: String,
+    pub sequence: u64,
+    pub operator_id: String,
+    pub location_id: String,
+    pub direction: Direction,
+    pub scanned_at_ms: i64,
+    pub vehicle_class: Option<VehicleClass>,
+}
+
+impl Fact {
+    /// Scan order: by scan time, ties broken by the tap's key (so every node sorts alike).
+    pub fn scan_order(a: &Fact, b: &Fact) -> std::cmp::Ordering {
+        (a.scanned_at_ms, &a.terminal_id, a.sequence).cmp(&(
+            b.scanned_at_ms,
+            &b.terminal_id,
+            b.sequence,
+        ))
+    }
+}
+
+/// A journey as [`pair`] makes it from facts: which facts are its entry and exit (indexes into
+/// the facts), its price and its charge after the daily cap (both `None` while open).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paired {
+    pub operator_id: String,
+    pub mode: Mode,
+    /// `None`: an exit whose entry is not known (yet) — priced by the operator's policy for a
+    /// journey without its other end, [`incomplete`] at the exit's station or plaza.
+    pub entry: Option<usize>,
+    pub exit: Option<usize>,
+    pub priced: Option<Priced>,
+    pub charge: Option<Money>,
+}
+
+/// A rider's journeys from the facts of their movement, given in scan order
+/// ([`Fact::scan_order`]), as of `as_of_ms`: the rule every arrival order must end in.
+///
+/// Every fact happened (its gate opened), so nothing is declined: an entry while a journey is
+/// open closes that journey as incomplete (its exit was never tapped) and opens the next; an
+/// exit pairs with the open journey on its operator's network (priced as [`judge`] prices it;
+/// without a price in the fare data, as incomplete), and an exit with no journey to pair with
+/// — none open, one on another operator's network, or one older than `incomplete_after_ms` — is
+/// a journey of its own without an entry, priced by [`incomplete`] at its station or plaza.
+/// Journeys still open longer than `incomplete_after_ms` at `as_of_ms` close as the sweeper
+/// closes them. The daily cap runs per operator and business day in the order journeys close,
+/// starting from `day_totals` (the fares of the rider's journeys not among these facts).
+pub fn pair(
+    rules: &JourneyRules,
+    networks: &HashMap<String, &OperatorNetwork>,
+    facts: &[Fact],
+    as_of_ms: i64,
+    mut day_totals: HashMap<(String, String), i64>,
+) -> Vec<Paired> {
+    let mut journeys: Vec<Paired> = Vec::new();
+    // Per mode: the index of the open journey.
+    let mut open: HashMap<Mode, usize> = HashMap::new();
+    let mut close = |journeys: &mut Vec<Paired>, at: usize, exit: Option<usize>, priced: Priced| {
+        let journey = &mut journeys[at];
+        let network = networks[&journey.operator_id];
+        let total = day_totals
+            .entry((journey.operator_id.clone(), priced.business_day.clone()))
+            .or_default();
+        journey.charge = Some(network.capped_charge(*total, priced.fare));
+        *total += priced.fare.to_minor();
+        journey.exit = exit;
+        journey.priced = Some(priced);
+    };
+    let entry_of = |journeys: &[Paired], at: usize| {
+        let entry = &facts[journeys[at].entry.expect("an open journey has an entry")];
+        OpenFacts {
+            operator_id: &entry.operator_id,
+            entry_location_id: &entry.location_id,
+            entry_at_ms: entry.scanned_at_ms,
+        }
+    };
+    for (i, fact) in facts.iter().enumerate() {
+        let Some(&network) = networks.get(&fact.operator_id) else {
+            // Not admitted by any network in force: nothing to pair.
+            continue;
+        };
+        let mode = network.mode();
+        let stale = |journeys: &[Paired], at: usize| {
+            let open = entry_of(journeys, at);
+            incomplete(
+                networks.get(open.operator_id).copied().unwrap_or(network),
+                &open,
+            )
+        };
+        match fact.direction {
+            Direction::Entry => {
+                if let Some(at) = open.remove(&mode) {
+                    let priced = stale(&journeys, at);
+                    close(&mut journeys, at, None, priced);
+                }
+                open.insert(mode, journeys.len());
+                journeys.push(Paired {
+                    operator_id: fact.operator_id.clone(),
+                    mode,
+                    entry: Some(i),
+                    exit: None,
+                    priced: None,
+                    charge: None,
+                });
+            }
+            Direction::Exit => {
+                let tap = TapFacts {
+                    operator_id: &fact.operator_id,
+                    location_id: &fact.location_id,
+                    direction: Direction::Exit,
+                    scanned_at_ms: fact.scanned_at_ms,
+                    vehicle_class: fact.vehicle_class,
+                };
+                let pairs = open.get(&mode).copied().filter(|&at| {
+                    let o = entry_of(&journeys, at);
+                    o.operator_id == fact.operator_id
+                        && o.entry_at_ms <= fact.scanned_at_ms
+                        && fact.scanned_at_ms - o.entry_at_ms <= rules.incomplete_after_ms
+                });
+                if let Some(at) = pairs {
+                    let o = entry_of(&journeys, at);
+                    let priced = match exit_price(rules, network, &tap, &o) {
+                        Some((fare, close_reason)) => Priced {
+                            fare,
+                            close_reason,
+                            business_day: network.business_day(o.entry_at_ms),
+                        },
+                        None => incomplete(network, &o),
+                    };
+                    open.remove(&mode);
+                    close(&mut journeys, at, Some(i), priced);
+                    continue;
+                }
+                if let Some(at) = open.remove(&mode) {
+                    let priced = stale(&journeys, at);
+                    close(&mut journeys, at, None, priced);
+                }
+                let priced = incomplete(
+                    network,
+                    &OpenFacts {
+                        operator_id: &fact.operator_id,
+                        entry_location_id: &fact.location_id,
+                        entry_at_ms: fact.scanned_at_ms,
+                    },
+                );
+                journeys.push(Paired {
+                    operator_id: fact.operator_id.clone(),
+                    mode,
+                    entry: None,
+                    exit: None,
+                    priced: None,
+                    charge: None,
+                });
+                let at = journeys.len() - 1;
+                close(&mut journeys, at, Some(i), priced);
+            }
+        }
+    }
+    // The sweeper, as of `as_of_ms`.
+    let mut still_open: Vec<usize> = open.into_values().collect();
+    still_open.sort_unstable();
+    for at in still_open {
+        let o = entry_of(&journeys, at);
+        if as_of_ms - o.entry_at_ms > rules.incomplete_after_ms {
+            let network = networks[o.operator_id];
+            let priced = incomplete(network, &o);
+            close(&mut journeys, at, None, priced);
+        }
+    }
+    journeys
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -594,5 +771,123 @@ mod tests {
         // A moment before it is stale, the last journey is still open.
         let (_, early) = super::journeys(&RULES, &networks, &taps, as_of - 1);
         assert_eq!(early[3].priced, None);
+    }
+
+    fn fact(n: u64, location: &str, direction: Direction, at: i64) -> Fact {
+        Fact {
+            terminal_id: format!("gate-{location}"),
+            sequence: n,
+            operator_id: "metro".into(),
+            location_id: location.into(),
+            direction,
+            scanned_at_ms: at,
+            vehicle_class: None,
+        }
+    }
+
+    /// Proves that the facts of a day whose taps were all approved in scan order pair into
+    /// exactly the journeys [`journeys`] made of them: for what a gate could see live, the two
+    /// folds agree.
+    #[test]
+    fn pairing_the_approved_taps_gives_the_live_journeys() {
+        let metro = demo_network(Mode::Metro, Some(1_000));
+        let networks = HashMap::from([("metro".to_string(), &metro)]);
+        let s = stops();
+        let t0 = 1_780_000_000_000;
+        let taps = vec![
+            rider_tap(1, &s[0], Direction::Entry, t0, 1),
+            rider_tap(2, &s[1], Direction::Entry, t0 + MIN, 2), // pass-back: not a fact
+            rider_tap(3, &s[9], Direction::Exit, t0 + 40 * MIN, 3),
+            rider_tap(4, &s[9], Direction::Entry, t0 + 41 * MIN, 4),
+            rider_tap(5, &s[9], Direction::Exit, t0 + 50 * MIN, 5), // same station
+            rider_tap(6, &s[5], Direction::Entry, t0 + 5 * 60 * MIN, 6),
+            rider_tap(7, &s[3], Direction::Entry, t0 + 10 * 60 * MIN, 7), // the last one stale
+            rider_tap(8, &s[4], Direction::Exit, t0 + 10 * 60 * MIN + 30 * MIN, 8),
+            rider_tap(9, &s[2], Direction::Entry, t0 + 11 * 60 * MIN, 9),
+        ];
+        let as_of = t0 + 20 * 60 * MIN;
+        let (decisions, live) = journeys(&RULES, &networks, &taps, as_of);
+        let facts: Vec<Fact> = taps
+            .iter()
+            .zip(&decisions)
+            .filter(|(_, d)| d.is_ok())
+            .map(|(t, _)| Fact {
+                terminal_id: t.terminal_id.clone(),
+                sequence: t.sequence,
+                operator_id: t.operator_id.clone(),
+                location_id: t.location_id.clone(),
+                direction: t.direction,
+                scanned_at_ms: t.scanned_at_ms,
+                vehicle_class: t.vehicle_class,
+            })
+            .collect();
+        let paired = pair(&RULES, &networks, &facts, as_of, HashMap::new());
+        let key = |i: Option<usize>| i.map(|i| (facts[i].terminal_id.clone(), facts[i].sequence));
+        let as_live: Vec<Journey> = paired
+            .iter()
+            .map(|p| Journey {
+                operator_id: p.operator_id.clone(),
+                mode: p.mode,
+                entry: key(p.entry).unwrap(),
+                exit: key(p.exit),
+                priced: p.priced.clone(),
+                charge: p.charge,
+            })
+            .collect();
+        assert_eq!(as_live, live);
+    }
+
+    /// Proves what only facts can show: an exit the rider made before their entry reached the
+    /// gateway pairs with it wherever it sits in the list's arrival, an entry during an open
+    /// journey closes that one as incomplete instead of being refused, an exit with no entry is
+    /// a journey of its own at the policy's price (and a later-found entry pairs it instead),
+    /// and `day_totals` carries the cap over from journeys outside the facts.
+    #[test]
+    fn pairs_facts_a_live_gate_would_have_refused() {
+        let metro = demo_network(Mode::Metro, Some(1_000));
+        let networks = HashMap::from([("metro".to_string(), &metro)]);
+        let s = stops();
+        let t0 = 1_780_000_000_000;
+        let fare = |a: &str, b: &str| metro.metro_fare(a, b).unwrap();
+        let mut facts = vec![
+            fact(1, &s[2], Direction::Exit, t0 + 30 * MIN),
+            fact(2, &s[0], Direction::Entry, t0),
+            fact(3, &s[4], Direction::Entry, t0 + 60 * MIN),
+            fact(4, &s[6], Direction::Entry, t0 + 90 * MIN),
+            fact(5, &s[7], Direction::Exit, t0 + 120 * MIN),
+            fact(6, &s[8], Direction::Exit, t0 + 130 * MIN),
+        ];
+        facts.sort_by(Fact::scan_order);
+        let paired = pair(&RULES, &networks, &facts, t0 + 140 * MIN, HashMap::new());
+        let summary: Vec<_> = paired
+            .iter()
+            .map(|p| {
+                let priced = p.priced.clone().unwrap();
+                (
+                    p.entry.map(|i| facts[i].sequence),
+                    p.exit.map(|i| facts[i].sequence),
+                    priced.fare,
+                    priced.close_reason,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (Some(2), Some(1), fare(&s[0], &s[2]), CloseReason::Exit),
+                (Some(3), None, metro.max_fare(), CloseReason::Incomplete),
+                (Some(4), Some(5), fare(&s[6], &s[7]), CloseReason::Exit),
+                (None, Some(6), metro.max_fare(), CloseReason::Incomplete),
+            ]
+        );
+        let charged: i64 = paired.iter().map(|p| p.charge.unwrap().to_minor()).sum();
+        let fares: i64 = summary.iter().map(|s| s.2.to_minor()).sum();
+        assert_eq!(charged, fares.min(1_000));
+        // 900 of the day's fares were on journeys outside these facts: 100 is left to pay.
+        let day = metro.business_day(t0);
+        let carried = HashMap::from([(("metro".to_string(), day), 900)]);
+        let capped = pair(&RULES, &networks, &facts, t0 + 140 * MIN, carried);
+        let charged: i64 = capped.iter().map(|p| p.charge.unwrap().to_minor()).sum();
+        assert_eq!(charged, 100);
     }
 }
