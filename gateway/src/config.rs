@@ -233,6 +233,19 @@ pub struct JourneyConfig {
     pub same_station_window_ms: u64,
     /// How often the sweeper closes incomplete journeys.
     pub sweep_interval_ms: u64,
+    /// How often riders left queued for re-pairing are retried (a charge was with the provider
+    /// when their late taps arrived, or the node stopped between commit and re-pairing).
+    pub repair_interval_ms: u64,
+}
+
+impl JourneyConfig {
+    /// The time rules the tap rules take.
+    pub fn rules(&self) -> crate::rules::JourneyRules {
+        crate::rules::JourneyRules {
+            incomplete_after_ms: self.incomplete_after_ms as i64,
+            same_station_window_ms: self.same_station_window_ms as i64,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -303,6 +316,7 @@ impl Default for JourneyConfig {
             incomplete_after_ms: 4 * 3600 * 1000,
             same_station_window_ms: 20 * 60 * 1000,
             sweep_interval_ms: 60_000,
+            repair_interval_ms: 1_000,
         }
     }
 }

@@ -28,6 +28,7 @@ use crate::rules;
 use crate::store::charging::ChargeStatus;
 use crate::store::charging::{self as charges, NewCharge};
 use crate::store::failure::{self, Failure};
+use crate::store::repairs::LooseFact;
 use crate::store::taps::{self as sql, JourneyClose};
 use crate::store::wave_tx::WaveTx;
 use crate::store::waves::{
@@ -58,6 +59,8 @@ pub struct VerifiedCode {
 struct Job {
     terminal: TerminalRow,
     taps: Vec<PreparedTap>,
+    /// An offline batch: its verified taps were admitted at the gate (facts, docs/taps.md).
+    offline: bool,
     reply: oneshot::Sender<Result<Vec<TapAnswer>, ApiError>>,
 }
 
@@ -151,7 +154,7 @@ impl TapEngine {
         tap: PreparedTap,
     ) -> Result<TapAnswer, ApiError> {
         let mut answers = self
-            .submit_within(terminal, vec![tap], self.answer_budget)
+            .submit_within(terminal, vec![tap], self.answer_budget, false)
             .await?;
         answers
             .pop()
@@ -165,7 +168,7 @@ impl TapEngine {
         terminal: TerminalRow,
         taps: Vec<PreparedTap>,
     ) -> Result<Vec<TapAnswer>, ApiError> {
-        self.submit_within(terminal, taps, self.batch_answer_budget)
+        self.submit_within(terminal, taps, self.batch_answer_budget, true)
             .await
     }
 
@@ -178,6 +181,7 @@ impl TapEngine {
         terminal: TerminalRow,
         taps: Vec<PreparedTap>,
         budget: Duration,
+        offline: bool,
     ) -> Result<Vec<TapAnswer>, ApiError> {
         let (reply, answer) = oneshot::channel();
         // Writers are assigned by rider: each rider's taps queue at one writer, which judges
@@ -199,6 +203,7 @@ impl TapEngine {
             .try_send(Job {
                 terminal,
                 taps,
+                offline,
                 reply,
             })
             .map_err(|e| match e {
@@ -297,6 +302,11 @@ impl Writer {
                 Ok(GroupResult::Committed(answers)) => {
                     metrics::histogram!("gateway_db_commit_duration_seconds")
                         .record(started.elapsed().as_secs_f64());
+                    // An upload's riders are re-paired before it is answered, so what the
+                    // uploader sees next already follows from every fact it brought.
+                    for job in jobs.iter().filter(|j| j.offline) {
+                        self.repair_riders(job).await;
+                    }
                     for (job, answer) in jobs.drain(..).zip(answers) {
                         let _ = job.reply.send(Ok(answer));
                     }
@@ -352,6 +362,36 @@ impl Writer {
         }
     }
 
+    /// Re-pairs the riders of an offline batch (see `crate::repair`); a rider it cannot finish
+    /// now stays queued for the sweeper.
+    async fn repair_riders(&self, job: &Job) {
+        let Some(network) = self.networks.get(&job.terminal.operator_id) else {
+            return;
+        };
+        let mut riders: Vec<i64> = job
+            .taps
+            .iter()
+            .filter_map(|t| t.verdict.as_ref().ok().map(|c| c.rider_id))
+            .collect();
+        riders.sort_unstable();
+        riders.dedup();
+        for rider_id in riders {
+            let now_ms = self.rules.clock.now_ms();
+            if let Err(e) = crate::repair::repair(
+                &self.store,
+                &self.networks,
+                &self.rules.journeys,
+                now_ms,
+                rider_id,
+                network.mode(),
+            )
+            .await
+            {
+                tracing::warn!(rider_id, error = %e, "re-pairing failed; the sweeper retries");
+            }
+        }
+    }
+
     async fn try_group(&self, jobs: &[Job], combine: bool) -> Result<GroupResult, sqlx::Error> {
         let waves = waves(jobs);
         metrics::histogram!("gateway_db_commit_waves").record(waves.len() as f64);
@@ -399,6 +439,7 @@ async fn judge_waves(
             .iter()
             .map(|&(job, index)| Slot {
                 job,
+                offline: jobs[job].offline,
                 terminal: &jobs[job].terminal,
                 tap: &jobs[job].taps[index],
             })
@@ -464,6 +505,7 @@ fn waves(jobs: &[Job]) -> Vec<Vec<(usize, usize)>> {
 /// A tap in a wave.
 struct Slot<'a> {
     job: usize,
+    offline: bool,
     terminal: &'a TerminalRow,
     tap: &'a PreparedTap,
 }
@@ -495,6 +537,18 @@ impl Verdict {
         Verdict {
             decision: Decision::Decline,
             reason: Some(reason),
+            journey_id: None,
+            fare: None,
+            charge: None,
+            payment: None,
+        }
+    }
+
+    /// An offline tap its gate admitted that no journey holds yet (re-paired later).
+    fn admitted() -> Verdict {
+        Verdict {
+            decision: Decision::Approve,
+            reason: None,
             journey_id: None,
             fare: None,
             charge: None,
@@ -644,6 +698,8 @@ async fn judge_wave(
     }
     let mut opens: Vec<Open> = Vec::new();
     let mut closings: Vec<Closing> = Vec::new();
+    // Offline facts: riders to re-pair, and facts no journey holds yet.
+    let mut repairs: Vec<(i64, Mode, i64, Option<LooseFact>)> = Vec::new();
     for (i, code_use, key) in live {
         let slot = &slots[i];
         let network = network_of(&steps[i]).clone();
@@ -659,7 +715,7 @@ async fn judge_wave(
         };
         let open_facts = open.as_ref().map(|o| rules::OpenFacts {
             operator_id: &o.operator_id,
-            entry_location_id: &o.entry_location_id,
+            entry_location_id: o.entry_location_id.as_deref().unwrap_or_default(),
             entry_at_ms: o.entry_at_ms,
         });
         let open_network = open.as_ref().map(|o| networks.get(&o.operator_id));
@@ -683,6 +739,10 @@ async fn judge_wave(
             open,
             at_exit,
         };
+        let approves = matches!(
+            judged,
+            rules::Judgement::Enter { .. } | rules::Judgement::Exit(_)
+        );
         let verdict = match judged {
             rules::Judgement::Enter { close_stale } => {
                 if let (Some(open), Some(priced)) = (open, close_stale) {
@@ -715,9 +775,35 @@ async fn judge_wave(
                 if let (Some(open), Some(priced)) = (open, close_stale) {
                     closings.push(closing(open, priced, false));
                 }
-                Verdict::refuse(reason)
+                if slot.offline && fact_refused_live(reason) {
+                    // The gate let the rider through: a fact the re-pairing places.
+                    repairs.push((
+                        code.rider_id,
+                        network.mode(),
+                        tap.scanned_at_ms,
+                        Some(LooseFact {
+                            terminal_id: slot.terminal.terminal_id.clone(),
+                            sequence: req.sequence as i64,
+                            rider_id: code.rider_id,
+                            credential_id: code.credential_id,
+                            mode: network.mode(),
+                            operator_id: slot.terminal.operator_id.clone(),
+                            location_id: slot.terminal.location_id.clone(),
+                            direction: req.direction,
+                            scanned_at_ms: tap.scanned_at_ms,
+                            vehicle_class: req.vehicle_class,
+                        }),
+                    ));
+                    Verdict::admitted()
+                } else {
+                    Verdict::refuse(reason)
+                }
             }
         };
+        if slot.offline && approves {
+            // Judged in arrival order: a later-scanned tap may already be stored.
+            repairs.push((code.rider_id, network.mode(), tap.scanned_at_ms, None));
+        }
         steps[i] = Step::Decided {
             verdict,
             consumed: Some(code_use),
@@ -746,7 +832,7 @@ async fn judge_wave(
     }
 
     // An entry closing its rider's stale journey must close before it opens: rule by rule.
-    let combine = tx.is_piped() && closings.iter().all(|c| c.at_exit);
+    let combine = tx.is_piped() && closings.iter().all(|c| c.at_exit) && repairs.is_empty();
 
     // Write the journeys: closes first (an entry may close its rider's stale journey before
     // opening the new one, and there is one open journey per rider and mode).
@@ -893,6 +979,17 @@ async fn judge_wave(
     }
     if !combine {
         sets::release_codes(tx.conn().await?, &released).await?;
+        for (rider_id, mode, scanned_at_ms, loose) in &repairs {
+            crate::repair::record(
+                tx.conn().await?,
+                loose.as_ref(),
+                *rider_id,
+                *mode,
+                *scanned_at_ms,
+                now_ms,
+            )
+            .await?;
+        }
     }
     let mut records = Vec::with_capacity(slots.len());
     let mut answers = Vec::with_capacity(slots.len());
@@ -957,6 +1054,18 @@ async fn judge_wave(
     Ok(WaveOutcome::Judged(answers))
 }
 
+/// The declines a live gate gives because of what the gateway knows of the rider's journey —
+/// knowledge an offline gate lacks. An offline tap they would refuse was admitted all the same.
+fn fact_refused_live(reason: TapDecline) -> bool {
+    matches!(
+        reason,
+        TapDecline::PassBack
+            | TapDecline::NoEntry
+            | TapDecline::EntryOnOtherNetwork
+            | TapDecline::NoFare
+    )
+}
+
 fn verified<'a>(slot: &Slot<'a>) -> &'a VerifiedCode {
     slot.tap
         .verdict
@@ -998,7 +1107,7 @@ pub async fn close_incomplete(
         network,
         &rules::OpenFacts {
             operator_id: &open.operator_id,
-            entry_location_id: &open.entry_location_id,
+            entry_location_id: open.entry_location_id.as_deref().unwrap_or_default(),
             entry_at_ms: open.entry_at_ms,
         },
     );

@@ -25,6 +25,7 @@ pub mod limits;
 pub mod network;
 pub mod provider;
 pub mod registry;
+pub mod repair;
 pub mod rules;
 pub mod server;
 pub mod store;
@@ -140,10 +141,7 @@ impl Gateway {
         let rules = Rules {
             payment_lease_ms: (config.charging.toll_budget_ms + config.provider.call_timeout_ms)
                 as i64,
-            journeys: rules::JourneyRules {
-                incomplete_after_ms: config.journeys.incomplete_after_ms as i64,
-                same_station_window_ms: config.journeys.same_station_window_ms as i64,
-            },
+            journeys: config.journeys.rules(),
             commit_batch_taps_max: config.taps.commit_batch_taps_max,
             clock: clock.clone(),
             answer_budget: Duration::from_millis(config.taps.answer_budget_ms),
@@ -274,6 +272,7 @@ impl Gateway {
         tasks.spawn(server::serve_plain(self.ops, ops_router, stop_rx.clone()));
         tasks.spawn(refresher(state.clone(), stop_rx.clone()));
         tasks.spawn(sweeper(state.clone(), stop_rx.clone()));
+        tasks.spawn(repairer(state.clone(), stop_rx.clone()));
         tasks.spawn(charging::capture::run(
             state.charging.clone(),
             stop_rx.clone(),
@@ -393,7 +392,47 @@ pub async fn sweep_once(state: &AppState) -> anyhow::Result<usize> {
         tx.commit().await?;
     }
     metrics::counter!("gateway_journeys_closed_incomplete_total").increment(closed as u64);
+    repair_queued(state, now_ms).await?;
     Ok(closed)
+}
+
+/// Retries queued re-pairings every `journeys.repair_interval_ms`.
+async fn repairer(state: AppState, mut stop: watch::Receiver<bool>) {
+    let period = Duration::from_millis(state.config.journeys.repair_interval_ms.max(50));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) = repair_queued(&state, state.clock.now_ms()).await {
+            tracing::warn!(error = %e, "re-pairing round failed");
+        }
+    }
+}
+
+/// How long a queued re-pairing is left to the writer that queued it before the repairer takes
+/// it over (the writer re-pairs right after its commit).
+const REPAIR_LEFT_MS: i64 = 500;
+
+/// Re-pairs riders left queued (see `repair`).
+async fn repair_queued(state: &AppState, now_ms: i64) -> anyhow::Result<()> {
+    let queued = state
+        .store
+        .queued_repairs(now_ms - REPAIR_LEFT_MS, SWEEP_JOURNEYS_MAX)
+        .await?;
+    let rules = state.config.journeys.rules();
+    for (rider_id, mode) in queued {
+        repair::repair(
+            &state.store,
+            &state.networks,
+            &rules,
+            now_ms,
+            rider_id,
+            mode,
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// The process-wide Prometheus recorder (installed once; tests run several gateways per process).

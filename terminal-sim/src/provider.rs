@@ -351,11 +351,31 @@ pub async fn settle(
         let new = |ids: Vec<String>| ids.iter().filter(|id| !before.contains(id)).count();
         let pending = new(charge_ids(admin, "pending").await?);
         let paying = new(charge_ids(admin, "paying").await?);
-        if (pending == 0 && paying == 0) || started.elapsed() > SETTLE_TIMEOUT {
+        // Late taps still to re-pair, or refunds of re-paired charges in flight, change what is
+        // collected yet.
+        let (refunds, repairs) = backlog(admin).await?;
+        let done = pending == 0 && paying == 0 && refunds == 0 && repairs == 0;
+        if done || started.elapsed() > SETTLE_TIMEOUT {
             return Ok((started.elapsed(), pending, paying));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Refunds pending and riders queued for re-pairing at the gateway (`GET /v1/admin/ledger`).
+async fn backlog(admin: &AdminClient) -> anyhow::Result<(i64, i64)> {
+    let a = admin
+        .send(reqwest::Method::GET, "/v1/admin/ledger", None::<&Value>)
+        .await?;
+    let ledger: Value = a.ok()?;
+    Ok((
+        ledger["refunds_pending"]
+            .as_i64()
+            .context("refunds_pending")?,
+        ledger["repairs_queued"]
+            .as_i64()
+            .context("repairs_queued")?,
+    ))
 }
 
 /// The journal's provider side: `provider_clearing` + `provider_fees`, debits minus credits,

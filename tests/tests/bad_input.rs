@@ -928,7 +928,10 @@ both_backends!(riders_see_only_their_own_journeys, |env: Env| async move {
     assert_eq!(seen_by_a.journeys.len(), 0, "A sees none of B's journeys");
     let seen_by_b = b.journeys(&env.gw.public_base, &ca).await.unwrap();
     assert_eq!(seen_by_b.journeys.len(), 1);
-    assert_eq!(seen_by_b.journeys[0].entry_location_id, s[6]);
+    assert_eq!(
+        seen_by_b.journeys[0].entry_location_id.as_deref(),
+        Some(s[6].as_str())
+    );
     assert_eq!(
         seen_by_b.journeys[0].exit_location_id.as_deref(),
         Some(s[9].as_str())

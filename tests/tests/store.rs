@@ -119,7 +119,8 @@ async fn constraints(db: Db) {
         operator_id: "op".into(),
         mode: "metro",
         entry_terminal_id: "t1".into(),
-        entry_sequence: 1,
+        // Each journey's own entry tap: a tap stands in one journey (journeys_entry_once).
+        entry_sequence: id,
         entry_location_id: "a".into(),
         entry_at_ms: 5,
     };

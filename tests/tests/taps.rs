@@ -348,9 +348,11 @@ both_backends!(toll_exit_is_priced_by_class, |env: Env| async move {
     assert_eq!(exit.fare, Some(expected));
 });
 
-// An offline batch is judged in order with its original scan times and gives the same results as
-// the same taps sent live; uploading it again returns identical bytes.
-both_backends!(offline_batch_matches_live, |env: Env| async move {
+// An offline batch is judged with its original scan times; what the live rules refuse for want of
+// the rider's other taps (a pass-back, an exit without entry) the gate admitted all the same, so
+// it is approved and the rider's journeys are re-paired from the facts in scan order. Uploading
+// it again returns identical bytes.
+both_backends!(offline_batch_is_facts, |env: Env| async move {
     let s = stops();
     let live_rider = env.gw.rider().await;
     let batch_rider = env.gw.rider().await;
@@ -392,12 +394,43 @@ both_backends!(offline_batch_matches_live, |env: Env| async move {
             r.journey_id.is_some(),
         )
     };
+    // Live, the second entry and the second exit are refused; uploaded, they were facts.
+    assert!(declined(&live[1], "pass_back") && declined(&live[3], "no_entry"));
+    let mut expected: Vec<_> = live.iter().map(strip).collect();
+    for n in [1, 3] {
+        expected[n] = (n as u64 + 1, Decision::Approve, None, None, None, false);
+    }
     assert_eq!(
         results.results.iter().map(strip).collect::<Vec<_>>(),
-        live.iter().map(strip).collect::<Vec<_>>()
+        expected
     );
-    assert!(
-        declined(&results.results[1], "pass_back") && declined(&results.results[3], "no_entry")
+    // Re-paired: the first entry's journey is incomplete (the rider entered again), the second
+    // entry pairs with the first exit, the second exit is a journey without an entry.
+    let journeys = env
+        .gw
+        .state
+        .store
+        .journeys_of_rider(batch_rider.rider_id.parse().unwrap(), 10)
+        .await
+        .unwrap();
+    let mut shape: Vec<_> = journeys
+        .iter()
+        .map(|j| {
+            (
+                j.entry_sequence,
+                j.exit_sequence,
+                j.close_reason.clone().unwrap(),
+            )
+        })
+        .collect();
+    shape.sort();
+    assert_eq!(
+        shape,
+        vec![
+            (None, Some(4), "incomplete".to_string()),
+            (Some(1), None, "incomplete".to_string()),
+            (Some(2), Some(3), "same_station".to_string()),
+        ]
     );
     let again = batch_gate
         .batch_raw(&turnpike_wire::api::TapBatchRequest { taps: buffered })
@@ -407,7 +440,7 @@ both_backends!(offline_batch_matches_live, |env: Env| async move {
         first.body, again.body,
         "a re-upload returns identical bytes"
     );
-    assert_eq!(env.gw.count("journeys").await, 2);
+    assert_eq!(env.gw.count("journeys").await, 4);
 });
 
 // The deny list declines a rider at once on this node and lifts as soon as the entry is removed.

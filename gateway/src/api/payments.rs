@@ -235,6 +235,8 @@ async fn admin_ledger(State(state): State<AppState>) -> ApiResult<Json<LedgerVie
         transactions: state.store.ledger_transactions().await?.len(),
         unbalanced_transactions: state.store.unbalanced_transactions().await?,
         balances: state.store.ledger_balances().await?,
+        refunds_pending: state.store.refunds_pending_count().await?,
+        repairs_queued: state.store.repairs_queued_count().await?,
     }))
 }
 

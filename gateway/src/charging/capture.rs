@@ -74,6 +74,7 @@ pub async fn round(charging: &Charging) -> anyhow::Result<usize> {
     })
     .await?;
     worked += super::tickets::round(charging).await?;
+    worked += super::refunds::drive_pending(charging).await?;
     Ok(worked)
 }
 

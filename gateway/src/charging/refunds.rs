@@ -119,6 +119,35 @@ pub async fn refund(
     drive(charging, &charge, &refund).await
 }
 
+/// How old a pending refund of a request must be before the worker drives it (the request that
+/// made it usually does, within the provider's timeout).
+const REFUND_STALE_MS: i64 = 60_000;
+
+/// Drives pending refunds nobody is driving: a re-pairing's corrections, and any whose request
+/// ended with an unknown outcome. Returns how many it sent.
+pub async fn drive_pending(charging: &Charging) -> anyhow::Result<usize> {
+    let now = charging.clock.now_ms();
+    let pending = charging
+        .store
+        .pending_refunds(
+            crate::repair::REPAIRED,
+            now - REFUND_STALE_MS,
+            charging.config.capture_batch_max as i64,
+        )
+        .await?;
+    let mut sent = 0;
+    for refund in pending {
+        let Some(charge) = charging.store.charge(refund.charge_id).await? else {
+            continue;
+        };
+        match drive(charging, &charge, &refund).await {
+            Ok(_) | Err(RefundError::Refused { .. }) => sent += 1,
+            Err(e) => tracing::warn!(refund_id = refund.refund_id, error = %e, "refund not driven"),
+        }
+    }
+    Ok(sent)
+}
+
 /// Sends a pending refund to the provider and records the outcome.
 async fn drive(
     charging: &Charging,

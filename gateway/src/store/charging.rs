@@ -47,7 +47,7 @@ pub(crate) fn spelled<T>(
 }
 
 impl ChargeRow {
-    fn from_row(r: &sqlx::any::AnyRow) -> Result<ChargeRow, sqlx::Error> {
+    pub(crate) fn from_row(r: &sqlx::any::AnyRow) -> Result<ChargeRow, sqlx::Error> {
         Ok(ChargeRow {
             charge_id: r.try_get(0)?,
             kind: spelled(r.try_get(1)?, ChargeKind::parse, "charge kind")?,
@@ -592,7 +592,7 @@ impl TicketOrderRow {
     }
 }
 
-pub async fn insert_refund(tx: &mut Tx<'_>, r: &RefundRow) -> Result<bool, sqlx::Error> {
+pub async fn insert_refund(conn: &mut Conn, r: &RefundRow) -> Result<bool, sqlx::Error> {
     let n = sqlx::query(&format!(
         "INSERT INTO refunds ({REFUND_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING"
     ))
@@ -606,7 +606,7 @@ pub async fn insert_refund(tx: &mut Tx<'_>, r: &RefundRow) -> Result<bool, sqlx:
     .bind(r.dispute_id)
     .bind(r.created_at_ms)
     .bind(r.completed_at_ms)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?
     .rows_affected();
     Ok(n == 1)
@@ -802,7 +802,9 @@ impl Store {
         rows.iter().map(ChargeRow::from_row).collect()
     }
 
-    /// Takes a lease on a due charge; false if another worker (or node) took it first.
+    /// Takes a lease on a due charge; false if another worker (or node) took it first, or it
+    /// changed since `charge` was read (a re-pairing repriced or postponed it: the worker must
+    /// never send an amount the row no longer holds).
     pub async fn lease_charge(
         &self,
         charge: &ChargeRow,
@@ -812,13 +814,15 @@ impl Store {
         let n = sqlx::query(
             "UPDATE charges SET lease_until_ms = $2, updated_at_ms = $3
              WHERE charge_id = $1 AND attempt = $4 AND status = $5
-               AND (lease_until_ms IS NULL OR lease_until_ms < $3)",
+               AND (lease_until_ms IS NULL OR lease_until_ms < $3)
+               AND amount_minor = $6 AND next_attempt_at_ms <= $3",
         )
         .bind(charge.charge_id)
         .bind(lease_until_ms)
         .bind(now_ms)
         .bind(charge.attempt)
         .bind(charge.status.as_str())
+        .bind(charge.amount_minor)
         .execute(&self.pool)
         .await?
         .rows_affected();
@@ -926,6 +930,26 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(RefundRow::from_row).transpose()
+    }
+
+    /// Pending refunds to drive: a re-pairing's (`reason`) at once, any other once it is older
+    /// than `stale_before_ms` (its request died with an unknown outcome).
+    pub async fn pending_refunds(
+        &self,
+        reason: &str,
+        stale_before_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<RefundRow>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {REFUND_COLUMNS} FROM refunds WHERE status = 'pending' AND (reason = $1 OR created_at_ms < $2)
+             ORDER BY created_at_ms LIMIT $3"
+        ))
+        .bind(reason)
+        .bind(stale_before_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(RefundRow::from_row).collect()
     }
 
     /// Sum of refunds of a charge that are pending or succeeded (what is no longer refundable).

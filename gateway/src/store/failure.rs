@@ -26,6 +26,13 @@ pub fn classify(e: &sqlx::Error) -> Failure {
     }
 }
 
+/// A write that met another writer's row under a unique constraint (e.g. a second open journey
+/// for a rider and mode): a race, to be judged again.
+pub fn unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.kind() == sqlx::error::ErrorKind::UniqueViolation)
+}
+
 /// Whether connecting failed because the database cannot be reached (yet): no route, refused,
 /// reset, timed out, the server starting up or shutting down (SQLSTATE class 08, 57P01–57P03).
 /// The gateway then waits for it instead of exiting; anything else (a bad URL, a migration that

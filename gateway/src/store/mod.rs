@@ -13,6 +13,7 @@
 
 pub mod charging;
 pub mod failure;
+pub mod repairs;
 pub mod taps;
 pub mod wallets;
 pub mod wave_tx;
@@ -51,6 +52,7 @@ pub const POSTGRES_MIGRATIONS: turnpike_db::Embedded = turnpike_db::embedded!(
     "0003_tap_wave_check.sql",
     "0004_journeys_sweep_index.sql",
     "0005_wallet_signing.sql",
+    "0006_repairs.sql",
 );
 pub const SQLITE_MIGRATIONS: turnpike_db::Embedded = turnpike_db::embedded!(
     "migrations/sqlite",
@@ -59,6 +61,7 @@ pub const SQLITE_MIGRATIONS: turnpike_db::Embedded = turnpike_db::embedded!(
     "0003_tap_wave_check.sql",
     "0004_journeys_sweep_index.sql",
     "0005_wallet_signing.sql",
+    "0006_repairs.sql",
 );
 
 /// How long an SQLite writer waits for the write lock before the request fails with 503: far
@@ -543,7 +546,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<JourneyRow>, sqlx::Error> {
         let rows = sqlx::query(&format!(
-            "SELECT {JOURNEY_COLUMNS} FROM journeys WHERE rider_id = $1 ORDER BY entry_at_ms DESC, journey_id LIMIT $2"
+            "SELECT {JOURNEY_COLUMNS} FROM journeys WHERE rider_id = $1 AND status <> 'void' ORDER BY entry_at_ms DESC, journey_id LIMIT $2"
         ))
         .bind(rider_id)
         .bind(limit)
@@ -693,9 +696,10 @@ pub struct JourneyRow {
     pub operator_id: String,
     pub mode: String,
     pub status: String,
-    pub entry_terminal_id: String,
-    pub entry_sequence: i64,
-    pub entry_location_id: String,
+    /// Empty for an exit whose entry is not known (then `entry_at_ms` is the exit's time).
+    pub entry_terminal_id: Option<String>,
+    pub entry_sequence: Option<i64>,
+    pub entry_location_id: Option<String>,
     pub entry_at_ms: i64,
     pub exit_terminal_id: Option<String>,
     pub exit_sequence: Option<i64>,

@@ -121,6 +121,11 @@ pub struct LedgerView {
     /// Transactions whose lines do not sum to zero; always 0 unless something is badly wrong.
     pub unbalanced_transactions: i64,
     pub balances: Vec<AccountBalance>,
+    /// Refunds sent or to be sent to the provider whose outcome is not booked yet.
+    pub refunds_pending: i64,
+    /// Riders whose journeys wait to be re-paired after late taps (their charges may still
+    /// change): the journal is final for the day only when this and `refunds_pending` are 0.
+    pub repairs_queued: i64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -43,7 +43,8 @@ pub struct JourneyView {
     pub operator_id: String,
     pub mode: String,
     pub status: String,
-    pub entry_location_id: String,
+    /// `None` for an exit whose entry is not known (then `entry_at_ms` is the exit's time).
+    pub entry_location_id: Option<String>,
     pub entry_at_ms: i64,
     pub exit_location_id: Option<String>,
     pub exit_at_ms: Option<i64>,
