@@ -73,6 +73,9 @@ pub struct TapAnswer {
     pub reason: Option<String>,
     /// A toll exit whose payment is now to be taken: the answer above is provisional.
     pub payment: Option<PendingPayment>,
+    /// The rider (and mode) whose journeys this tap queued for re-pairing: a fact no journey
+    /// holds yet, or an upload that may have arrived after later taps.
+    pub repair: Option<(i64, Mode)>,
 }
 
 /// The 'paying' charge of a toll exit, for the synchronous barcode pay.
@@ -303,13 +306,20 @@ impl Writer {
                     metrics::histogram!("gateway_db_commit_duration_seconds")
                         .record(started.elapsed().as_secs_f64());
                     // An upload's riders are re-paired before it is answered, so what the
-                    // uploader sees next already follows from every fact it brought.
-                    for job in jobs.iter().filter(|j| j.offline) {
-                        self.repair_riders(job).await;
-                    }
+                    // uploader sees next already follows from every fact it brought; a live
+                    // gate is answered first.
+                    let mut later = Vec::new();
                     for (job, answer) in jobs.drain(..).zip(answers) {
-                        let _ = job.reply.send(Ok(answer));
+                        let riders = to_repair(&answer);
+                        if job.offline {
+                            self.repair_riders(riders).await;
+                            let _ = job.reply.send(Ok(answer));
+                        } else {
+                            let _ = job.reply.send(Ok(answer));
+                            later.extend(riders);
+                        }
                     }
+                    self.repair_riders(later).await;
                     return;
                 }
                 Ok(GroupResult::Rejected { index, error }) => {
@@ -362,20 +372,12 @@ impl Writer {
         }
     }
 
-    /// Re-pairs the riders of an offline batch (see `crate::repair`); a rider it cannot finish
-    /// now stays queued for the sweeper.
-    async fn repair_riders(&self, job: &Job) {
-        let Some(network) = self.networks.get(&job.terminal.operator_id) else {
-            return;
-        };
-        let mut riders: Vec<i64> = job
-            .taps
-            .iter()
-            .filter_map(|t| t.verdict.as_ref().ok().map(|c| c.rider_id))
-            .collect();
-        riders.sort_unstable();
+    /// Re-pairs riders (see `crate::repair`); one it cannot finish now stays queued for the
+    /// repairer.
+    async fn repair_riders(&self, mut riders: Vec<(i64, Mode)>) {
+        riders.sort_unstable_by_key(|&(rider, mode)| (rider, mode.as_str()));
         riders.dedup();
-        for rider_id in riders {
+        for (rider_id, mode) in riders {
             let now_ms = self.rules.clock.now_ms();
             if let Err(e) = crate::repair::repair(
                 &self.store,
@@ -383,11 +385,11 @@ impl Writer {
                 &self.rules.journeys,
                 now_ms,
                 rider_id,
-                network.mode(),
+                mode,
             )
             .await
             {
-                tracing::warn!(rider_id, error = %e, "re-pairing failed; the sweeper retries");
+                tracing::warn!(rider_id, error = %e, "re-pairing failed; the repairer retries");
             }
         }
     }
@@ -670,6 +672,7 @@ async fn judge_wave(
             decision: answer.decision,
             reason: answer.reason,
             payment: None,
+            repair: None,
         });
     }
 
@@ -700,6 +703,7 @@ async fn judge_wave(
     let mut closings: Vec<Closing> = Vec::new();
     // Offline facts: riders to re-pair, and facts no journey holds yet.
     let mut repairs: Vec<(i64, Mode, i64, Option<LooseFact>)> = Vec::new();
+    let mut repair_of: HashMap<usize, (i64, Mode)> = HashMap::new();
     for (i, code_use, key) in live {
         let slot = &slots[i];
         let network = network_of(&steps[i]).clone();
@@ -775,8 +779,12 @@ async fn judge_wave(
                 if let (Some(open), Some(priced)) = (open, close_stale) {
                     closings.push(closing(open, priced, false));
                 }
-                if slot.offline && fact_refused_live(reason) {
-                    // The gate let the rider through: a fact the re-pairing places.
+                // An offline gate let the rider through; a live exit gate does too, rather than
+                // trap a rider whose entry is still in another gate's buffer (settled later:
+                // paired when the entry arrives, else priced by policy). A live entry stays
+                // refused (pass-back).
+                if rules::admits(reason, req.direction, slot.offline) {
+                    repair_of.insert(i, (code.rider_id, network.mode()));
                     repairs.push((
                         code.rider_id,
                         network.mode(),
@@ -801,6 +809,7 @@ async fn judge_wave(
             }
         };
         if slot.offline && approves {
+            repair_of.insert(i, (code.rider_id, network.mode()));
             // Judged in arrival order: a later-scanned tap may already be stored.
             repairs.push((code.rider_id, network.mode(), tap.scanned_at_ms, None));
         }
@@ -993,7 +1002,7 @@ async fn judge_wave(
     }
     let mut records = Vec::with_capacity(slots.len());
     let mut answers = Vec::with_capacity(slots.len());
-    for (slot, step) in slots.iter().zip(steps) {
+    for (n, (slot, step)) in slots.iter().zip(steps).enumerate() {
         let verdict = match step {
             Step::Repeat(answer) => {
                 answers.push(answer);
@@ -1034,6 +1043,7 @@ async fn judge_wave(
             decision: verdict.decision,
             reason: response.reason,
             payment: verdict.payment,
+            repair: repair_of.get(&n).copied(),
         });
     }
     if combine {
@@ -1054,16 +1064,9 @@ async fn judge_wave(
     Ok(WaveOutcome::Judged(answers))
 }
 
-/// The declines a live gate gives because of what the gateway knows of the rider's journey —
-/// knowledge an offline gate lacks. An offline tap they would refuse was admitted all the same.
-fn fact_refused_live(reason: TapDecline) -> bool {
-    matches!(
-        reason,
-        TapDecline::PassBack
-            | TapDecline::NoEntry
-            | TapDecline::EntryOnOtherNetwork
-            | TapDecline::NoFare
-    )
+/// The riders a job's answers queued for re-pairing.
+fn to_repair(answers: &[TapAnswer]) -> Vec<(i64, Mode)> {
+    answers.iter().filter_map(|a| a.repair).collect()
 }
 
 fn verified<'a>(slot: &Slot<'a>) -> &'a VerifiedCode {

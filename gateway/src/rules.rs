@@ -221,8 +221,8 @@ pub struct RiderTap {
 pub struct Journey {
     pub operator_id: String,
     pub mode: Mode,
-    /// The entry tap's key.
-    pub entry: (String, u64),
+    /// The entry tap's key; `None` for an exit whose entry is not known.
+    pub entry: Option<(String, u64)>,
     /// The exit tap's key, if an exit closed it.
     pub exit: Option<(String, u64)>,
     /// `None` while open.
@@ -231,10 +231,29 @@ pub struct Journey {
     pub charge: Option<Money>,
 }
 
-/// A rider's journeys and every tap's decision (`Ok` = approve), from their taps in the order
-/// given (scan order, for the rules' meaning) as of `as_of_ms` (journeys open longer than
-/// `incomplete_after_ms` by then are closed as the sweeper closes them). The daily cap is applied
-/// per operator and business day in the order journeys close.
+/// Whether a tap the live rules refuse for `reason` was let through all the same: every
+/// refusal that comes from what the gateway knows of the rider's other taps — knowledge an
+/// offline gate lacks — for a tap an offline gate admitted, and for a live exit (a rider whose
+/// entry is still in another gate's buffer is not trapped at the exit; the exit is settled when
+/// the entry arrives, else priced by policy). A live entry during an open journey stays refused
+/// (pass-back).
+pub fn admits(reason: TapDecline, direction: Direction, offline: bool) -> bool {
+    (offline || direction == Direction::Exit)
+        && matches!(
+            reason,
+            TapDecline::PassBack
+                | TapDecline::NoEntry
+                | TapDecline::EntryOnOtherNetwork
+                | TapDecline::NoFare
+        )
+}
+
+/// A rider's journeys and every live tap's decision (`Ok` = approve), from their taps sent live
+/// in the order given (scan order, for the rules' meaning), as of `as_of_ms`: each tap is judged
+/// by [`admissible`], the replay rule and [`judge`] against the journey the taps before it left
+/// open, a refused exit is let through as [`admits`] says, and the journeys are what [`pair`]
+/// makes of the approved taps (journeys open longer than `incomplete_after_ms` at `as_of_ms`
+/// closed as the sweeper closes them, the daily cap in the order journeys close).
 pub fn journeys(
     rules: &JourneyRules,
     networks: &HashMap<String, &OperatorNetwork>,
@@ -242,24 +261,10 @@ pub fn journeys(
     as_of_ms: i64,
 ) -> (Vec<Result<(), TapDecline>>, Vec<Journey>) {
     let mut decisions = Vec::with_capacity(taps.len());
-    let mut journeys: Vec<Journey> = Vec::new();
-    // Per mode: the index of the open journey and its entry tap.
-    let mut open: HashMap<Mode, (usize, &RiderTap)> = HashMap::new();
+    // Per mode: the entry of the journey open after the taps so far (as `pair` leaves it).
+    let mut open: HashMap<Mode, &RiderTap> = HashMap::new();
     let mut used: HashSet<([u8; 32], Direction)> = HashSet::new();
-    let mut day_totals: HashMap<(String, String), i64> = HashMap::new();
-    let mut close =
-        |journeys: &mut Vec<Journey>, at: usize, exit: Option<(String, u64)>, priced: Priced| {
-            let journey = &mut journeys[at];
-            let network = networks[&journey.operator_id];
-            let total = day_totals
-                .entry((journey.operator_id.clone(), priced.business_day.clone()))
-                .or_default();
-            let charge = network.capped_charge(*total, priced.fare);
-            *total += priced.fare.to_minor();
-            journey.exit = exit;
-            journey.charge = Some(charge);
-            journey.priced = Some(priced);
-        };
+    let mut facts: Vec<Fact> = Vec::new();
     for tap in taps {
         let Some(&network) = networks.get(&tap.operator_id) else {
             decisions.push(Err(TapDecline::NetworkNotConfigured));
@@ -274,87 +279,72 @@ pub fn journeys(
             continue;
         }
         let mode = network.mode();
-        let current = open.get(&mode).copied();
-        let open_facts = current.map(|(at, entry)| OpenFacts {
-            operator_id: &journeys[at].operator_id,
+        let current = open.get(&mode).map(|entry| OpenFacts {
+            operator_id: &entry.operator_id,
             entry_location_id: &entry.location_id,
             entry_at_ms: entry.scanned_at_ms,
         });
-        let facts = TapFacts {
+        let open_network = current
+            .as_ref()
+            .map(|o| networks.get(o.operator_id).copied());
+        let facts_of_tap = TapFacts {
             operator_id: &tap.operator_id,
             location_id: &tap.location_id,
             direction: tap.direction,
             scanned_at_ms: tap.scanned_at_ms,
             vehicle_class: tap.vehicle_class,
         };
-        let open_network = open_facts
-            .as_ref()
-            .map(|o| networks.get(o.operator_id).copied());
-        let judged = judge(
+        let decision = match judge(
             rules,
             network,
-            &facts,
-            open_facts.as_ref().zip(open_network),
-        );
-        let current = current.map(|(at, _)| at);
-        match judged {
-            Judgement::Enter { close_stale } => {
-                if let (Some(at), Some(priced)) = (current, close_stale) {
-                    close(&mut journeys, at, None, priced);
-                }
-                used.insert((tap.code, tap.direction));
-                open.insert(mode, (journeys.len(), tap));
-                journeys.push(Journey {
-                    operator_id: tap.operator_id.clone(),
-                    mode,
-                    entry: (tap.terminal_id.clone(), tap.sequence),
-                    exit: None,
-                    priced: None,
-                    charge: None,
-                });
-                decisions.push(Ok(()));
-            }
-            Judgement::Exit(priced) => {
-                let at = current.expect("an exit is approved only with an open journey");
-                close(
-                    &mut journeys,
-                    at,
-                    Some((tap.terminal_id.clone(), tap.sequence)),
-                    priced,
-                );
-                open.remove(&mode);
-                used.insert((tap.code, tap.direction));
-                decisions.push(Ok(()));
-            }
+            &facts_of_tap,
+            current.as_ref().zip(open_network),
+        ) {
+            Judgement::Enter { .. } | Judgement::Exit(_) => Ok(()),
+            Judgement::Decline { reason, .. } if admits(reason, tap.direction, false) => Ok(()),
             Judgement::Decline {
                 reason,
                 close_stale,
             } => {
-                if let (Some(at), Some(priced)) = (current, close_stale) {
-                    close(&mut journeys, at, None, priced);
+                if close_stale.is_some() {
                     open.remove(&mode);
                 }
-                decisions.push(Err(reason));
+                Err(reason)
             }
+        };
+        if decision.is_ok() {
+            // An entry opens the mode's journey (closing any other); an exit, paired or not,
+            // leaves none open.
+            match tap.direction {
+                Direction::Entry => open.insert(mode, tap),
+                Direction::Exit => open.remove(&mode),
+            };
+            used.insert((tap.code, tap.direction));
+            facts.push(Fact {
+                terminal_id: tap.terminal_id.clone(),
+                sequence: tap.sequence,
+                operator_id: tap.operator_id.clone(),
+                location_id: tap.location_id.clone(),
+                direction: tap.direction,
+                scanned_at_ms: tap.scanned_at_ms,
+                vehicle_class: tap.vehicle_class,
+            });
         }
+        decisions.push(decision);
     }
-    // The sweeper, as of `as_of_ms`.
-    let mut still_open: Vec<(usize, &RiderTap)> = open.into_values().collect();
-    still_open.sort_unstable_by_key(|&(at, _)| at);
-    for (at, entry) in still_open {
-        if as_of_ms - entry.scanned_at_ms > rules.incomplete_after_ms {
-            let operator_id = &journeys[at].operator_id;
-            let priced = incomplete(
-                networks[operator_id],
-                &OpenFacts {
-                    operator_id,
-                    entry_location_id: &entry.location_id,
-                    entry_at_ms: entry.scanned_at_ms,
-                },
-            );
-            close(&mut journeys, at, None, priced);
-        }
-    }
+    facts.sort_by(Fact::scan_order);
+    let key = |i: Option<usize>| i.map(|i| (facts[i].terminal_id.clone(), facts[i].sequence));
+    let journeys = pair(rules, networks, &facts, as_of_ms, HashMap::new())
+        .into_iter()
+        .map(|p| Journey {
+            operator_id: p.operator_id,
+            mode: p.mode,
+            entry: key(p.entry),
+            exit: key(p.exit),
+            priced: p.priced,
+            charge: p.charge,
+        })
+        .collect();
     (decisions, journeys)
 }
 
@@ -785,56 +775,61 @@ mod tests {
         }
     }
 
-    /// Proves that the facts of a day whose taps were all approved in scan order pair into
-    /// exactly the journeys [`journeys`] made of them: for what a gate could see live, the two
-    /// folds agree.
+    /// Proves the live rules' decisions: a pass-back entry is refused and changes nothing, while
+    /// an exit without entry — and one after the journey timed out — is let through and stands
+    /// as a journey of its own at the policy's price; the refused taps are in no journey.
     #[test]
-    fn pairing_the_approved_taps_gives_the_live_journeys() {
-        let metro = demo_network(Mode::Metro, Some(1_000));
+    fn a_live_exit_without_entry_is_let_through() {
+        let metro = demo_network(Mode::Metro, None);
         let networks = HashMap::from([("metro".to_string(), &metro)]);
         let s = stops();
         let t0 = 1_780_000_000_000;
         let taps = vec![
-            rider_tap(1, &s[0], Direction::Entry, t0, 1),
-            rider_tap(2, &s[1], Direction::Entry, t0 + MIN, 2), // pass-back: not a fact
-            rider_tap(3, &s[9], Direction::Exit, t0 + 40 * MIN, 3),
-            rider_tap(4, &s[9], Direction::Entry, t0 + 41 * MIN, 4),
-            rider_tap(5, &s[9], Direction::Exit, t0 + 50 * MIN, 5), // same station
-            rider_tap(6, &s[5], Direction::Entry, t0 + 5 * 60 * MIN, 6),
-            rider_tap(7, &s[3], Direction::Entry, t0 + 10 * 60 * MIN, 7), // the last one stale
-            rider_tap(8, &s[4], Direction::Exit, t0 + 10 * 60 * MIN + 30 * MIN, 8),
-            rider_tap(9, &s[2], Direction::Entry, t0 + 11 * 60 * MIN, 9),
+            rider_tap(1, &s[3], Direction::Exit, t0, 1), // no entry
+            rider_tap(2, &s[0], Direction::Entry, t0 + MIN, 2),
+            rider_tap(3, &s[1], Direction::Entry, t0 + 2 * MIN, 3), // pass-back
+            rider_tap(4, &s[9], Direction::Exit, t0 + 40 * MIN, 4),
+            rider_tap(5, &s[5], Direction::Entry, t0 + 60 * MIN, 5),
+            rider_tap(6, &s[6], Direction::Exit, t0 + 6 * 60 * MIN, 6), // after the timeout
         ];
-        let as_of = t0 + 20 * 60 * MIN;
-        let (decisions, live) = journeys(&RULES, &networks, &taps, as_of);
-        let facts: Vec<Fact> = taps
+        let (decisions, journeys) = journeys(&RULES, &networks, &taps, t0 + 7 * 60 * MIN);
+        assert_eq!(
+            decisions,
+            vec![
+                Ok(()),
+                Ok(()),
+                Err(TapDecline::PassBack),
+                Ok(()),
+                Ok(()),
+                Ok(())
+            ]
+        );
+        let shape: Vec<_> = journeys
             .iter()
-            .zip(&decisions)
-            .filter(|(_, d)| d.is_ok())
-            .map(|(t, _)| Fact {
-                terminal_id: t.terminal_id.clone(),
-                sequence: t.sequence,
-                operator_id: t.operator_id.clone(),
-                location_id: t.location_id.clone(),
-                direction: t.direction,
-                scanned_at_ms: t.scanned_at_ms,
-                vehicle_class: t.vehicle_class,
+            .map(|j| {
+                let priced = j.priced.clone().unwrap();
+                (
+                    j.entry.as_ref().map(|e| e.1),
+                    j.exit.as_ref().map(|e| e.1),
+                    priced.fare,
+                    priced.close_reason,
+                )
             })
             .collect();
-        let paired = pair(&RULES, &networks, &facts, as_of, HashMap::new());
-        let key = |i: Option<usize>| i.map(|i| (facts[i].terminal_id.clone(), facts[i].sequence));
-        let as_live: Vec<Journey> = paired
-            .iter()
-            .map(|p| Journey {
-                operator_id: p.operator_id.clone(),
-                mode: p.mode,
-                entry: key(p.entry).unwrap(),
-                exit: key(p.exit),
-                priced: p.priced.clone(),
-                charge: p.charge,
-            })
-            .collect();
-        assert_eq!(as_live, live);
+        assert_eq!(
+            shape,
+            vec![
+                (None, Some(1), metro.max_fare(), CloseReason::Incomplete),
+                (
+                    Some(2),
+                    Some(4),
+                    metro.metro_fare(&s[0], &s[9]).unwrap(),
+                    CloseReason::Exit
+                ),
+                (Some(5), None, metro.max_fare(), CloseReason::Incomplete),
+                (None, Some(6), metro.max_fare(), CloseReason::Incomplete),
+            ]
+        );
     }
 
     /// Proves what only facts can show: an exit the rider made before their entry reached the

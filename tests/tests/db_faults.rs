@@ -297,8 +297,9 @@ async fn a_driver_charged_while_the_database_is_cut_is_told_approve() {
 /// Proves the simulator's gates behave as real gates when the database is cut under load: a
 /// live request answered `503` (or not in time) is decided offline, buffered and uploaded once
 /// the gateway answers again — no tap is lost or counted as an error, and every buffered tap is
-/// uploaded. What the gateway then answers for taps that reach it out of scan order is printed:
-/// judging those by scan order is issue 16's next step, so declines are not asserted here.
+/// uploaded. Uploaded taps are facts and a live exit is let through, so the only refusal a valid
+/// rider can meet is a live entry while the exit of their previous journey is still in a gate's
+/// buffer (`pass_back`, docs/taps.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulated_gates_fall_back_offline_while_the_database_is_cut() {
     let Some((_pg, proxy, scratch, gw)) = gateway_behind_a_proxy("db-cut-sim").await else {
@@ -338,6 +339,12 @@ async fn simulated_gates_fall_back_offline_while_the_database_is_cut() {
         "no gate met the cut database: {offline:?}"
     );
     assert_eq!(offline.uploaded, offline.buffered, "{offline:?}");
+    for (outcome, n) in &report.outcomes["journey"] {
+        assert!(
+            outcome == "approve" || outcome == "decline pass_back",
+            "{n} journey taps answered {outcome}"
+        );
+    }
     // Every tap a gate scanned is stored once: answered live or uploaded.
     assert_eq!(
         gw.count("taps").await as u64,

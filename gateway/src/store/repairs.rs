@@ -121,18 +121,28 @@ pub async fn queue(
     Ok(())
 }
 
+/// The queued re-pairing of a rider, locked for this transaction on PostgreSQL so that two
+/// re-pairings of one rider (a writer's and the repairer's, or two nodes') run one after the
+/// other, the second seeing what the first wrote. (SQLite runs one writer at a time.)
 pub async fn queued_from(
     conn: &mut Conn,
     rider_id: i64,
     mode: Mode,
 ) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query("SELECT from_ms FROM rider_repairs WHERE rider_id = $1 AND mode = $2")
-        .bind(rider_id)
-        .bind(mode.as_str())
-        .fetch_optional(&mut *conn)
-        .await?
-        .map(|r| r.try_get(0))
-        .transpose()
+    let lock = if conn.backend_name() == "PostgreSQL" {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    sqlx::query(&format!(
+        "SELECT from_ms FROM rider_repairs WHERE rider_id = $1 AND mode = $2{lock}"
+    ))
+    .bind(rider_id)
+    .bind(mode.as_str())
+    .fetch_optional(&mut *conn)
+    .await?
+    .map(|r| r.try_get(0))
+    .transpose()
 }
 
 /// Leaves a queued re-pairing for the repairer to retry after `until_ms`.
