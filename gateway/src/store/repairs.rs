@@ -129,7 +129,7 @@ pub async fn queued_from(
     rider_id: i64,
     mode: Mode,
 ) -> Result<Option<i64>, sqlx::Error> {
-    let lock = if conn.backend_name() == "PostgreSQL" {
+    let lock = if super::waves::is_postgres(conn) {
         " FOR UPDATE"
     } else {
         ""

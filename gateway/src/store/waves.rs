@@ -26,7 +26,7 @@ use super::charging::trade_no;
 use super::charging::{ChargeKind, ChargeStatus};
 use super::{Conn, JourneyRow, JOURNEY_COLUMNS};
 
-fn is_postgres(conn: &Conn) -> bool {
+pub(super) fn is_postgres(conn: &Conn) -> bool {
     conn.backend_name() == "PostgreSQL"
 }
 
