@@ -222,6 +222,11 @@ pub struct TapConfig {
     /// long as TCP retransmits (minutes); giving up closes that connection. Longer than the
     /// batch budget, so a slow full batch is not given up while its gate still waits.
     pub group_timeout_ms: u64,
+    /// Open journeys (and riders' day totals) each tap writer remembers between groups, about
+    /// 300 bytes each, so most groups are judged and written in one round trip with no reads
+    /// (see `gateway/src/known.rs`); the database's constraints check every assumption. 0
+    /// judges every group with reads. SQLite always reads (it has no round trip to save).
+    pub known_riders_max: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -306,6 +311,7 @@ impl Default for TapConfig {
             answer_budget_ms: 1_000,
             batch_answer_budget_ms: 10_000,
             group_timeout_ms: 15_000,
+            known_riders_max: 100_000,
         }
     }
 }

@@ -12,17 +12,18 @@
 //! fare, the same-station window, and the daily cap. Every cross-node guarantee is a database
 //! constraint; this module decides, the store enforces.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
-use turnpike_wire::api::{Decision, TapDecline, TapRequest, TapResponse};
+use turnpike_wire::api::{Decision, Direction, TapDecline, TapRequest, TapResponse};
 use turnpike_wire::ridecode::RejectReason;
 use turnpike_wire::Money;
 
 use crate::clock::Clock;
 use crate::error::ApiError;
+use crate::known::{Changes, Known, OpenJourney};
 use crate::network::{Mode, Networks, OperatorNetwork};
 use crate::rules;
 use crate::store::charging::ChargeStatus;
@@ -30,7 +31,7 @@ use crate::store::charging::{self as charges, NewCharge};
 use crate::store::failure::{self, Failure};
 use crate::store::repairs::LooseFact;
 use crate::store::taps::{self as sql, JourneyClose};
-use crate::store::wave_tx::WaveTx;
+use crate::store::wave_tx::{Reads, WaveTx};
 use crate::store::waves::{
     self as sets, Close, CodeUse, DayFare, JourneyCharge, Open, RiderMode, TapKey, TapRecord,
 };
@@ -105,6 +106,8 @@ pub struct Rules {
     pub batch_answer_budget: Duration,
     /// Longest a writer spends on one group, all tries included (`taps.group_timeout_ms`).
     pub group_timeout: Duration,
+    /// Open journeys and day totals a writer remembers (`taps.known_riders_max`; 0: none).
+    pub known_riders_max: usize,
 }
 
 #[derive(Clone)]
@@ -139,6 +142,7 @@ impl TapEngine {
                 networks: networks.clone(),
                 rules: rules.clone(),
                 rx,
+                known: std::sync::Mutex::new(Known::default()),
             };
             tokio::spawn(writer.run());
         }
@@ -231,6 +235,21 @@ struct Writer {
     networks: Arc<Networks>,
     rules: Rules,
     rx: mpsc::Receiver<Job>,
+    /// What this writer knows of its riders (see `known.rs`); taken out while a group runs.
+    known: std::sync::Mutex<Known>,
+}
+
+/// How a group is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum How {
+    /// On what the writer knows, no reads: one round trip, every assumption checked by the
+    /// writes (PostgreSQL).
+    Known,
+    /// With its reads, pipelined: a wave's reads in one round trip, its writes with the next
+    /// (PostgreSQL).
+    Piped,
+    /// Rule by rule, one statement each (SQLite; PostgreSQL after a race).
+    Plain,
 }
 
 impl Writer {
@@ -288,23 +307,68 @@ impl Writer {
     /// Every job taken out of `jobs` has been answered; what is left when the future is dropped
     /// (the group timed out) is answered by the caller.
     async fn commit_group(&self, jobs: &mut Vec<Job>) {
+        // Taken out for the group; if the group is given up half way (its future dropped), the
+        // writer starts again knowing nothing, which is always safe.
+        let mut known = std::mem::take(&mut *self.known.lock().expect("never poisoned"));
+        self.commit_group_knowing(jobs, &mut known).await;
+        *self.known.lock().expect("never poisoned") = known;
+    }
+
+    async fn commit_group_knowing(&self, jobs: &mut Vec<Job>, known: &mut Known) {
         let taps: usize = jobs.iter().map(|j| j.taps.len()).sum();
         metrics::histogram!("gateway_db_commit_batch_taps").record(taps as f64);
         let mut retries = 0;
+        let mut on_known = self.rules.known_riders_max > 0
+            && self.store.backend() == crate::store::Backend::Postgres;
         loop {
             let started = Instant::now();
-            // First try: each wave's writes in one statement. After a race (or a conflict the
-            // one-statement form cannot resolve, e.g. a toll journey's restarted charge), the
-            // group is judged again writing rule by rule.
-            // A pipelined wave's write that missed a row is a race like any other.
-            let result = match self.try_group(jobs, retries == 0).await {
+            // First try: on what the writer knows, in one round trip. Then with reads, each
+            // wave's writes in one statement. After a race (or a conflict the one-statement
+            // form cannot resolve, e.g. a toll journey's restarted charge), the group is judged
+            // again writing rule by rule. A pipelined write that missed a row is a race like any
+            // other.
+            let how = if on_known {
+                How::Known
+            } else if retries == 0 {
+                How::Piped
+            } else {
+                How::Plain
+            };
+            let result = match self.try_group(jobs, how, known).await {
                 Err(e) if failure::classify(&e) == Failure::Raced => Ok(GroupResult::Raced),
                 result => result,
             };
+            if how == How::Known {
+                let outcome = match &result {
+                    Ok(GroupResult::Committed(..)) => "committed",
+                    Ok(GroupResult::Unknown) => "unknown",
+                    Ok(GroupResult::Raced) => "raced",
+                    // A new journey that met another (the constraint), a deadlock: the
+                    // database disagreed with what the writer knew.
+                    Err(e)
+                        if failure::unique_violation(e)
+                            || failure::classify(e) == Failure::Transient =>
+                    {
+                        "raced"
+                    }
+                    _ => "failed",
+                };
+                metrics::counter!("gateway_tap_groups_on_known_total", "outcome" => outcome)
+                    .increment(1);
+                if matches!(outcome, "unknown" | "raced") {
+                    // Judged again with reads; what it knew of these riders may be wrong.
+                    on_known = false;
+                    if outcome == "raced" {
+                        known.forget(&riders_of(jobs));
+                    }
+                    continue;
+                }
+            }
             match result {
-                Ok(GroupResult::Committed(answers)) => {
+                Ok(GroupResult::Committed(answers, changes)) => {
                     metrics::histogram!("gateway_db_commit_duration_seconds")
                         .record(started.elapsed().as_secs_f64());
+                    known.apply(changes, self.rules.known_riders_max);
                     // An upload's riders are re-paired before it is answered, so what the
                     // uploader sees next already follows from every fact it brought; a live
                     // gate is answered first.
@@ -329,6 +393,9 @@ impl Writer {
                     if jobs.is_empty() {
                         return;
                     }
+                }
+                Ok(GroupResult::Unknown) => {
+                    unreachable!("only a group judged on what is known can need reads")
                 }
                 Ok(GroupResult::Raced) if retries < TRANSIENT_RETRIES_MAX => {
                     retries += 1;
@@ -394,11 +461,26 @@ impl Writer {
         }
     }
 
-    async fn try_group(&self, jobs: &[Job], combine: bool) -> Result<GroupResult, sqlx::Error> {
+    async fn try_group(
+        &self,
+        jobs: &[Job],
+        how: How,
+        known: &Known,
+    ) -> Result<GroupResult, sqlx::Error> {
         let waves = waves(jobs);
         metrics::histogram!("gateway_db_commit_waves").record(waves.len() as f64);
-        let mut tx = WaveTx::begin(&self.store, combine).await?;
-        let outcome = judge_waves(&mut tx, &self.networks, &self.rules, jobs, &waves).await;
+        let mut tx = WaveTx::begin(&self.store, how != How::Plain).await?;
+        let mut changes = Changes::default();
+        let on_known = how == How::Known;
+        let outcome = judge_waves(
+            &mut tx,
+            &self.networks,
+            &self.rules,
+            jobs,
+            &waves,
+            (known, &mut changes, on_known),
+        )
+        .await;
         match outcome {
             Ok(Ok(answers)) => {
                 tx.commit().await?;
@@ -411,6 +493,7 @@ impl Writer {
                                 .collect()
                         })
                         .collect(),
+                    changes,
                 ))
             }
             Ok(Err(result)) => {
@@ -426,6 +509,18 @@ impl Writer {
     }
 }
 
+/// The riders of a group's verified taps.
+fn riders_of(jobs: &[Job]) -> HashSet<i64> {
+    jobs.iter()
+        .flat_map(|job| &job.taps)
+        .filter_map(|tap| tap.verdict.as_ref().ok().map(|code| code.rider_id))
+        .collect()
+}
+
+/// What a wave is judged on: what the writer knew before the group, the group's changes so
+/// far (recorded as the wave is judged), and whether to judge on those alone (no reads).
+type Knowing<'k, 'c> = (&'k Known, &'c mut Changes, bool);
+
 /// Judges a group's waves in order; Err(result) when the group must be rolled back.
 async fn judge_waves(
     tx: &mut WaveTx,
@@ -433,6 +528,7 @@ async fn judge_waves(
     rules: &Rules,
     jobs: &[Job],
     waves: &[Vec<(usize, usize)>],
+    (known, changes, on_known): Knowing<'_, '_>,
 ) -> Result<Result<Vec<Vec<Option<TapAnswer>>>, GroupResult>, sqlx::Error> {
     let mut answers: Vec<Vec<Option<TapAnswer>>> =
         jobs.iter().map(|j| vec![None; j.taps.len()]).collect();
@@ -446,7 +542,15 @@ async fn judge_waves(
                 tap: &jobs[job].taps[index],
             })
             .collect();
-        match judge_wave(tx, networks, rules, &slots).await? {
+        match judge_wave(
+            tx,
+            networks,
+            rules,
+            &slots,
+            (known, &mut *changes, on_known),
+        )
+        .await?
+        {
             WaveOutcome::Judged(judged) => {
                 for (&(job, index), answer) in wave.iter().zip(judged) {
                     answers[job][index] = Some(answer);
@@ -456,13 +560,15 @@ async fn judge_waves(
                 return Ok(Err(GroupResult::Rejected { index: job, error }));
             }
             WaveOutcome::Raced => return Ok(Err(GroupResult::Raced)),
+            WaveOutcome::Unknown => return Ok(Err(GroupResult::Unknown)),
         }
     }
     Ok(Ok(answers))
 }
 
 enum GroupResult {
-    Committed(Vec<Vec<TapAnswer>>),
+    /// The answers, and what the group changed that its writer may know from now on.
+    Committed(Vec<Vec<TapAnswer>>, Changes),
     Rejected {
         index: usize,
         error: ApiError,
@@ -470,6 +576,9 @@ enum GroupResult {
     /// A write found another writer's (or node's) committed row where the wave's reads had seen
     /// none: nothing was committed, and judging the group again will see that row.
     Raced,
+    /// Judged on what the writer knows, the group needs a fact it does not know (an exit of a
+    /// rider it knows no journey of, a rule that declines, a stale journey): nothing was sent.
+    Unknown,
 }
 
 /// How often a group is judged again after a deadlock, serialization failure or race before its
@@ -516,6 +625,7 @@ enum WaveOutcome {
     Judged(Vec<TapAnswer>),
     Rejected { job: usize, error: ApiError },
     Raced,
+    Unknown,
 }
 
 /// The outcome of the rules for one tap, before it is written down.
@@ -604,6 +714,7 @@ async fn judge_wave(
     networks: &Networks,
     rules: &Rules,
     slots: &[Slot<'_>],
+    (known, changes, on_known): Knowing<'_, '_>,
 ) -> Result<WaveOutcome, sqlx::Error> {
     // The checks that need no database: a refused code, an unknown network, a product the
     // code does not allow, an unknown station.
@@ -646,8 +757,40 @@ async fn judge_wave(
         .collect();
 
     // The reads: stored answers, code uses (the replay rule: each code is consumed once per
-    // direction; a repeat consumes nothing), open journeys.
-    let reads = tx.reads(&keys, &uses, &riders).await?;
+    // direction; a repeat consumes nothing), open journeys. On what the writer knows: no tap
+    // stored yet, every code unused (the writes check both), the journeys it knows open.
+    let rider_modes: Vec<(i64, Mode)> = candidates
+        .iter()
+        .map(|&i| (verified(&slots[i]).rider_id, network_of(&steps[i]).mode()))
+        .collect();
+    let claims = if on_known { uses.clone() } else { Vec::new() };
+    let reads = if on_known {
+        let mut open_journeys = Vec::new();
+        for (&i, &key) in candidates.iter().zip(&rider_modes) {
+            match known.open_journey(changes, key) {
+                OpenJourney::Open(journey) => open_journeys.push(journey.clone()),
+                OpenJourney::None => {}
+                // Taken to have none: opening one meets the constraint if that is wrong.
+                OpenJourney::Unknown if slots[i].tap.request.direction == Direction::Entry => {}
+                OpenJourney::Unknown => return Ok(WaveOutcome::Unknown),
+            }
+        }
+        Reads {
+            existing: HashMap::new(),
+            first_use: vec![true; uses.len()],
+            open_journeys,
+        }
+    } else {
+        let reads = tx.reads(&keys, &uses, &riders).await?;
+        for &(rider_id, mode) in &rider_modes {
+            let open = reads
+                .open_journeys
+                .iter()
+                .find(|j| j.rider_id == rider_id && j.mode == mode.as_str());
+            changes.set_open((rider_id, mode), open.cloned());
+        }
+        reads
+    };
 
     // Repeats: a key already stored gets its stored answer (or a conflict if the request differs).
     for ((slot, key), step) in slots.iter().zip(&keys).zip(steps.iter_mut()) {
@@ -747,6 +890,16 @@ async fn judge_wave(
             judged,
             rules::Judgement::Enter { .. } | rules::Judgement::Exit(_)
         );
+        // On what the writer knows, only what the writes can check: an entry opening the
+        // rider's only journey, an exit closing the journey known open.
+        let checked = matches!(
+            (&judged, &open),
+            (rules::Judgement::Enter { close_stale: None }, None)
+                | (rules::Judgement::Exit(_), Some(_))
+        );
+        if on_known && !checked {
+            return Ok(WaveOutcome::Unknown);
+        }
         let verdict = match judged {
             rules::Judgement::Enter { close_stale } => {
                 if let (Some(open), Some(priced)) = (open, close_stale) {
@@ -825,16 +978,32 @@ async fn judge_wave(
     let capped: Vec<usize> = (0..closings.len())
         .filter(|&c| closings[c].network.daily_cap().is_some())
         .collect();
-    let day_fares: Vec<DayFare> = capped
+    let mut day_fares: Vec<DayFare> = capped
         .iter()
         .map(|&c| DayFare {
             rider_id: closings[c].open.rider_id,
             operator_id: closings[c].network.operator_id().to_string(),
             business_day: closings[c].business_day.clone(),
             fare_minor: closings[c].fare.to_minor(),
+            before_minor: None,
         })
         .collect();
-    let befores = sets::add_to_rider_days(tx.conn().await?, &day_fares).await?;
+    let day_key = |f: &DayFare| (f.rider_id, f.operator_id.clone(), f.business_day.clone());
+    let befores = if on_known {
+        // A day the writer does not know is taken to have no row yet (the write checks).
+        day_fares
+            .iter_mut()
+            .map(|f| {
+                f.before_minor = known.day_total(changes, &day_key(f));
+                f.before_minor.unwrap_or(0)
+            })
+            .collect()
+    } else {
+        sets::add_to_rider_days(tx.conn().await?, &day_fares).await?
+    };
+    for (f, before) in day_fares.iter().zip(&befores) {
+        changes.set_day_total(day_key(f), before + f.fare_minor);
+    }
     for (&c, before) in capped.iter().zip(befores) {
         let closing = &mut closings[c];
         closing.charge = closing.network.capped_charge(before, closing.fare);
@@ -842,6 +1011,9 @@ async fn judge_wave(
 
     // An entry closing its rider's stale journey must close before it opens: rule by rule.
     let combine = tx.is_piped() && closings.iter().all(|c| c.at_exit) && repairs.is_empty();
+    if on_known && !combine {
+        return Ok(WaveOutcome::Unknown);
+    }
 
     // Write the journeys: closes first (an entry may close its rider's stale journey before
     // opening the new one, and there is one open journey per rider and mode).
@@ -853,6 +1025,8 @@ async fn judge_wave(
             let terminal = slots[c.slot].terminal;
             Close {
                 journey_id: c.open.journey_id,
+                entry_terminal_id: c.open.entry_terminal_id.clone(),
+                entry_sequence: c.open.entry_sequence,
                 exit_terminal_id: c.at_exit.then(|| terminal.terminal_id.clone()),
                 exit_sequence: c.at_exit.then_some(req.sequence as i64),
                 exit_location_id: c.at_exit.then(|| terminal.location_id.clone()),
@@ -1045,6 +1219,30 @@ async fn judge_wave(
             payment: verdict.payment,
             repair: repair_of.get(&n).copied(),
         });
+    }
+    // What the writer may know after this wave: closed journeys, new ones, and nothing of
+    // riders a re-pairing is about to rewrite.
+    for closing in &closings {
+        match Mode::parse(&closing.open.mode) {
+            Some(mode) => changes.set_open((closing.open.rider_id, mode), None),
+            None => changes.forget(closing.open.rider_id),
+        }
+    }
+    for open in &opens {
+        changes.set_open(
+            (
+                open.rider_id,
+                Mode::parse(open.mode).expect("a mode's own spelling"),
+            ),
+            Some(open.as_journey_row()),
+        );
+    }
+    for (rider_id, ..) in &repairs {
+        changes.forget(*rider_id);
+    }
+    if on_known {
+        // Sent with the COMMIT: the group's one round trip.
+        tx.defer_write(sets::assumed_writes_sql(&claims, &day_fares)?);
     }
     if combine {
         // Sent with the next round trip; a race, or a journey that already had a charge, fails

@@ -21,6 +21,7 @@ pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod error;
+mod known;
 pub mod limits;
 pub mod network;
 pub mod provider;
@@ -147,6 +148,7 @@ impl Gateway {
             answer_budget: Duration::from_millis(config.taps.answer_budget_ms),
             batch_answer_budget: Duration::from_millis(config.taps.batch_answer_budget_ms),
             group_timeout: Duration::from_millis(config.taps.group_timeout_ms),
+            known_riders_max: config.taps.known_riders_max,
         };
         let engine = TapEngine::start(
             store.clone(),

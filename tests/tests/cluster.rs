@@ -115,3 +115,93 @@ async fn two_nodes_share_replay_and_pass_back_protection() {
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }
+
+/// Proves a node's writers judge on what they know (journeys they opened, day totals they
+/// moved: one round trip per group) only as far as the database agrees: a rider alternating
+/// between two nodes makes each node's knowledge stale — a journey the other node closed, a
+/// day total it moved — and every answer, fare and capped charge is still the one the database's
+/// state gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_node_knows_gives_way_to_the_database() {
+    let Some(db) = PgDatabase::create().await else {
+        return;
+    };
+    let scratch = Scratch::new("cluster-known");
+    let certs = scratch.0.join("certs");
+    write_pki(&certs).unwrap();
+    let a = TestGateway::start(test_config(&db.url, &certs))
+        .await
+        .unwrap();
+    a.configure_demo(Some("10.00")).await.unwrap();
+    let b = TestGateway::start(test_config(&db.url, &certs))
+        .await
+        .unwrap();
+    let s = stops();
+    let fares = turnpike_fares::demo_metro();
+    let rider = a.rider().await;
+    // (entry node, entry station, exit node, exit station). Trip 2 exits on A, which still
+    // knows the journey of trip 1 open (B closed it); trip 4 exits on B, which knows the day
+    // total as it was after trip 1.
+    let trips = [
+        (&a, 0, &b, 12),
+        (&b, 12, &a, 2),
+        (&a, 2, &a, 15),
+        (&b, 15, &b, 3),
+    ];
+    let (mut fares_total, mut charged) = (0, 0);
+    for (n, &(entry_node, from, exit_node, to)) in trips.iter().enumerate() {
+        let seq = n as u64 + 1;
+        let entry = entry_node
+            .terminal(&gate(&s[from], 1))
+            .tap(&tap(
+                seq,
+                Direction::Entry,
+                rider.ride_code(turnpike_tests::now_ms()).unwrap(),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(entry.decision, Decision::Approve, "trip {n}: {entry:?}");
+        let exit = exit_node
+            .terminal(&gate(&s[to], 2))
+            .tap(&tap(
+                seq,
+                Direction::Exit,
+                rider.ride_code(turnpike_tests::now_ms()).unwrap(),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(exit.decision, Decision::Approve, "trip {n}: {exit:?}");
+        assert_eq!(exit.journey_id, entry.journey_id, "trip {n}");
+        let fare = exit.fare.unwrap().to_minor();
+        assert_eq!(fare, fares.price(&s[from], &s[to]).unwrap().to_minor());
+        let charge = exit.charge.unwrap().to_minor();
+        assert_eq!(
+            charge,
+            (fares_total + fare).min(1000) - fares_total.min(1000),
+            "trip {n}: the cap applies to the day's total as the database holds it"
+        );
+        fares_total += fare;
+        charged += charge;
+    }
+    assert!(fares_total > 1000, "the test needs fares above the cap");
+    assert_eq!(charged, 1000);
+    let list = rider.journeys(&a.public_base, &a.ca()).await.unwrap();
+    assert_eq!(list.journeys.len(), 4, "{:?}", list.journeys);
+    assert!(
+        list.journeys.iter().all(|j| j.status == "closed"),
+        "{list:?}"
+    );
+    // Both ways of judging were taken (the nodes share this process's metrics).
+    let metrics = reqwest::get(format!("{}/metrics", a.ops_base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for outcome in ["committed", "raced", "unknown"] {
+        let series = format!("gateway_tap_groups_on_known_total{{outcome=\"{outcome}\"}}");
+        assert!(metrics.contains(&series), "no {series} in\n{metrics}");
+    }
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}

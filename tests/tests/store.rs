@@ -147,8 +147,10 @@ async fn constraints(db: Db) {
         open.iter().map(|j| j.journey_id).collect::<Vec<_>>(),
         vec![1, 4]
     );
-    let close = waves::Close {
+    let mut close = waves::Close {
         journey_id: 1,
+        entry_terminal_id: Some("t1".into()),
+        entry_sequence: Some(2),
         exit_terminal_id: Some("t2".into()),
         exit_sequence: Some(1),
         exit_location_id: Some("b".into()),
@@ -161,6 +163,18 @@ async fn constraints(db: Db) {
         business_day: "2026-11-28".into(),
         closed_at_ms: 10,
     };
+    if db == Db::Postgres {
+        // Where another writer may rewrite a journey between a read and a write, a close names
+        // the entry it read and misses a journey whose entry a re-pairing changed.
+        assert_eq!(
+            waves::close_journeys(&mut tx, std::slice::from_ref(&close))
+                .await
+                .unwrap(),
+            0,
+            "a close that names another entry"
+        );
+    }
+    close.entry_sequence = Some(1);
     assert_eq!(
         waves::close_journeys(&mut tx, std::slice::from_ref(&close))
             .await
@@ -187,6 +201,7 @@ async fn constraints(db: Db) {
         operator_id: "op".into(),
         business_day: day.into(),
         fare_minor,
+        before_minor: None,
     };
     assert_eq!(
         waves::add_to_rider_days(&mut tx, &[day_fare("2026-11-28", 300)])
@@ -355,6 +370,59 @@ async fn pipelined_waves_postgres() {
     assert_eq!(store.count_rows("code_uses").await.unwrap(), 0);
     // The pool's connections are still good after the failed pipelined transaction.
     store.ping().await.unwrap();
+
+    // The writes of a group judged on what its writer knows: a code use must be new, a day
+    // total must be what was assumed (none yet, or a value). Any difference raises WAVE_RACED
+    // and keeps nothing.
+    let day = |fare_minor, before_minor| waves::DayFare {
+        rider_id: 42,
+        operator_id: "op".into(),
+        business_day: "2026-12-04".into(),
+        fare_minor,
+        before_minor,
+    };
+    let store = &store;
+    let total = || async {
+        let mut tx = store.begin().await.unwrap();
+        let total = waves::add_to_rider_days(&mut tx, &[day(0, None)])
+            .await
+            .unwrap()[0];
+        tx.rollback().await.unwrap();
+        total
+    };
+    let assumed = |claims: Vec<waves::CodeUse>, days: Vec<waves::DayFare>| async move {
+        let mut tx = WaveTx::begin(store, true).await.unwrap();
+        tx.defer_write(waves::assumed_writes_sql(&claims, &days).unwrap());
+        tx.commit().await.map_err(|e| {
+            e.as_database_error()
+                .and_then(|d| d.code())
+                .map(|c| c.into_owned())
+        })
+    };
+    assumed(vec![code_use("t3", 1)], vec![day(300, None)])
+        .await
+        .unwrap();
+    assert_eq!(total().await, 300);
+    assumed(vec![], vec![day(200, Some(300))]).await.unwrap();
+    assert_eq!(total().await, 500);
+    let raced = Err(Some(waves::WAVE_RACED.to_string()));
+    assert_eq!(
+        assumed(vec![], vec![day(100, Some(300))]).await,
+        raced,
+        "a total another writer moved"
+    );
+    assert_eq!(
+        assumed(vec![], vec![day(100, None)]).await,
+        raced,
+        "a day another writer started"
+    );
+    assert_eq!(
+        assumed(vec![code_use("t3", 2)], vec![day(100, Some(500))]).await,
+        raced,
+        "a code already used"
+    );
+    assert_eq!(total().await, 500, "nothing of a raced group is kept");
+    assert_eq!(store.count_rows("code_uses").await.unwrap(), 1);
 }
 
 /// The pipelined statements' generic plans are made once per session, possibly while the tables
@@ -405,6 +473,6 @@ async fn prepared_tap_plans_postgres() {
         }
         checked.push(name.to_string());
     }
-    assert_eq!(checked.len(), 8, "every prepared statement: {checked:?}");
+    assert_eq!(checked.len(), 10, "every prepared statement: {checked:?}");
     conn.execute("ROLLBACK").await.unwrap();
 }

@@ -232,6 +232,10 @@ pub struct DayFare {
     pub business_day: String,
     #[serde(rename = "f")]
     pub fare_minor: i64,
+    /// The day's total before this fare, as the writer knows it (`None`: no row yet); used
+    /// only by the assumed writes ([`assumed_writes_sql`]), which check it.
+    #[serde(rename = "b")]
+    pub before_minor: Option<i64>,
 }
 
 /// Adds each fare to its rider's day and returns, per input row, the day's total before it.
@@ -299,6 +303,12 @@ pub async fn add_to_rider_days(
 pub struct Close {
     #[serde(rename = "j")]
     pub journey_id: i64,
+    /// The journey's entry as it was read (or known): the close misses (a race) if a re-pairing
+    /// rewrote it meanwhile.
+    #[serde(rename = "ot")]
+    pub entry_terminal_id: Option<String>,
+    #[serde(rename = "os")]
+    pub entry_sequence: Option<i64>,
     #[serde(rename = "et")]
     pub exit_terminal_id: Option<String>,
     #[serde(rename = "es")]
@@ -376,6 +386,34 @@ pub struct Open {
     pub entry_location_id: String,
     #[serde(rename = "a")]
     pub entry_at_ms: i64,
+}
+
+impl Open {
+    /// The journey as the database holds it once opened.
+    pub fn as_journey_row(&self) -> JourneyRow {
+        JourneyRow {
+            journey_id: self.journey_id,
+            rider_id: self.rider_id,
+            credential_id: self.credential_id,
+            operator_id: self.operator_id.clone(),
+            mode: self.mode.to_string(),
+            status: "open".to_string(),
+            entry_terminal_id: Some(self.entry_terminal_id.clone()),
+            entry_sequence: Some(self.entry_sequence),
+            entry_location_id: Some(self.entry_location_id.clone()),
+            entry_at_ms: self.entry_at_ms,
+            exit_terminal_id: None,
+            exit_sequence: None,
+            exit_location_id: None,
+            exit_at_ms: None,
+            vehicle_class: None,
+            close_reason: None,
+            fare_minor: None,
+            charge_minor: None,
+            currency: None,
+            business_day: None,
+        }
+    }
 }
 
 /// Opens journeys; returns how many opened (one that did not had a rider with an open journey
@@ -610,6 +648,25 @@ pub fn write_wave_sql(
     Ok(statements)
 }
 
+/// The writes a wave judged on what its writer knows (no reads, see `engine::Known`) needs
+/// before [`write_wave_sql`]'s: its code uses claimed and its riders' day totals moved from the
+/// values it assumed. Each raises [`WAVE_RACED`] if the database disagrees (a code already used,
+/// a tap already stored, a day total another writer changed), and the group is judged again
+/// with its reads.
+pub fn assumed_writes_sql(
+    claims: &[CodeUse],
+    days: &[DayFare],
+) -> Result<Vec<String>, sqlx::Error> {
+    let mut statements = Vec::with_capacity(2);
+    if !claims.is_empty() {
+        statements.push(execute("tap_claim", claims, true)?);
+    }
+    if !days.is_empty() {
+        statements.push(execute("tap_days", days, true)?);
+    }
+    Ok(statements)
+}
+
 /// The SQLSTATE `tap_wave_written` raises when a wave's write missed a row (migration 0003).
 pub const WAVE_RACED: &str = "TP001";
 
@@ -687,6 +744,16 @@ pub static PG_PREPARED: LazyLock<String> = LazyLock::new(|| {
             "PREPARE tap_record(json, bigint) AS WITH {} SELECT {}",
             tap_cte("$1"),
             check("recorded")
+        ),
+        format!(
+            "PREPARE tap_claim(json, bigint) AS WITH claimed AS ({}) SELECT {}",
+            consume_sql("$1", false),
+            check("claimed")
+        ),
+        format!(
+            "PREPARE tap_days(json, bigint) AS WITH {} SELECT tap_wave_written(
+                 (SELECT count(*) FROM added) + (SELECT count(*) FROM started) = $2)",
+            day_ctes("$1")
         ),
     ]
     .join(";\n")
@@ -775,11 +842,13 @@ fn open_journeys_sql(src: &str) -> String {
 /// empty table scanned all of it for every close.
 fn close_ctes(src: &str) -> String {
     format!(
-        "xc AS (SELECT * FROM json_to_recordset({src}::json) AS x(j bigint, et text, es bigint,
-                     el text, ea bigint, vc text, cr text, f bigint, c bigint, cu text, d text,
-                     ca bigint)),
-         oc AS (SELECT xc.* FROM xc, LATERAL (SELECT status FROM journeys
-                     WHERE journey_id = xc.j LIMIT 1 FOR UPDATE) cur WHERE cur.status = 'open'),
+        "xc AS (SELECT * FROM json_to_recordset({src}::json) AS x(j bigint, ot text, os bigint,
+                     et text, es bigint, el text, ea bigint, vc text, cr text, f bigint, c bigint,
+                     cu text, d text, ca bigint)),
+         oc AS (SELECT xc.* FROM xc, LATERAL (SELECT status, entry_terminal_id, entry_sequence
+                     FROM journeys WHERE journey_id = xc.j LIMIT 1 FOR UPDATE) cur
+                WHERE cur.status = 'open' AND cur.entry_terminal_id IS NOT DISTINCT FROM xc.ot
+                  AND cur.entry_sequence IS NOT DISTINCT FROM xc.os),
          closed AS (
              UPDATE journeys j SET status = 'closed', exit_terminal_id = oc.et, exit_sequence = oc.es,
                     exit_location_id = oc.el, exit_at_ms = oc.ea, vehicle_class = oc.vc,
@@ -820,6 +889,26 @@ fn charge_ctes(src: &str) -> String {
              INSERT INTO charge_attempts (out_trade_no, charge_id, attempt, outcome, created_at_ms, updated_at_ms)
              SELECT out_trade_no, charge_id, 1, 'sent', created_at_ms, created_at_ms FROM charged
              RETURNING charge_id)"
+    )
+}
+
+/// A day total moves from the value the writer assumed (`b`), or starts if it assumed none; a
+/// row that differs is left alone, and the count tells.
+fn day_ctes(src: &str) -> String {
+    format!(
+        "xd AS (SELECT * FROM json_to_recordset({src}::json) AS x(r bigint, o text, d text, f bigint,
+                     b bigint)),
+         added AS (
+             UPDATE rider_days rd SET fares_total_minor = rd.fares_total_minor + xd.f
+             FROM xd WHERE xd.b IS NOT NULL AND rd.rider_id = xd.r AND rd.operator_id = xd.o
+               AND rd.business_day = xd.d AND rd.fares_total_minor = xd.b
+             RETURNING 1),
+         started AS (
+             INSERT INTO rider_days (rider_id, operator_id, business_day, fares_total_minor)
+             SELECT xd.r, xd.o, xd.d, xd.f FROM xd WHERE xd.b IS NULL
+             ORDER BY xd.r, xd.o, xd.d
+             ON CONFLICT DO NOTHING
+             RETURNING 1)"
     )
 }
 
