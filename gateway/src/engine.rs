@@ -341,7 +341,7 @@ impl Writer {
             if how == How::Known {
                 let outcome = match &result {
                     Ok(GroupResult::Committed(..)) => "committed",
-                    Ok(GroupResult::Unknown) => "unknown",
+                    Ok(GroupResult::Unknown(needs)) => needs,
                     Ok(GroupResult::Raced) => "raced",
                     // A new journey that met another (the constraint), a deadlock: the
                     // database disagreed with what the writer knew.
@@ -355,7 +355,7 @@ impl Writer {
                 };
                 metrics::counter!("gateway_tap_groups_on_known_total", "outcome" => outcome)
                     .increment(1);
-                if matches!(outcome, "unknown" | "raced") {
+                if outcome != "committed" && outcome != "failed" {
                     // Judged again with reads; what it knew of these riders may be wrong.
                     on_known = false;
                     if outcome == "raced" {
@@ -394,7 +394,7 @@ impl Writer {
                         return;
                     }
                 }
-                Ok(GroupResult::Unknown) => {
+                Ok(GroupResult::Unknown(_)) => {
                     unreachable!("only a group judged on what is known can need reads")
                 }
                 Ok(GroupResult::Raced) if retries < TRANSIENT_RETRIES_MAX => {
@@ -560,7 +560,7 @@ async fn judge_waves(
                 return Ok(Err(GroupResult::Rejected { index: job, error }));
             }
             WaveOutcome::Raced => return Ok(Err(GroupResult::Raced)),
-            WaveOutcome::Unknown => return Ok(Err(GroupResult::Unknown)),
+            WaveOutcome::Unknown(needs) => return Ok(Err(GroupResult::Unknown(needs))),
         }
     }
     Ok(Ok(answers))
@@ -578,7 +578,8 @@ enum GroupResult {
     Raced,
     /// Judged on what the writer knows, the group needs a fact it does not know (an exit of a
     /// rider it knows no journey of, a rule that declines, a stale journey): nothing was sent.
-    Unknown,
+    /// The metric's spelling of what it needs.
+    Unknown(&'static str),
 }
 
 /// How often a group is judged again after a deadlock, serialization failure or race before its
@@ -625,7 +626,7 @@ enum WaveOutcome {
     Judged(Vec<TapAnswer>),
     Rejected { job: usize, error: ApiError },
     Raced,
-    Unknown,
+    Unknown(&'static str),
 }
 
 /// The outcome of the rules for one tap, before it is written down.
@@ -772,7 +773,7 @@ async fn judge_wave(
                 OpenJourney::None => {}
                 // Taken to have none: opening one meets the constraint if that is wrong.
                 OpenJourney::Unknown if slots[i].tap.request.direction == Direction::Entry => {}
-                OpenJourney::Unknown => return Ok(WaveOutcome::Unknown),
+                OpenJourney::Unknown => return Ok(WaveOutcome::Unknown("unknown_exit")),
             }
         }
         Reads {
@@ -898,7 +899,7 @@ async fn judge_wave(
                 | (rules::Judgement::Exit(_), Some(_))
         );
         if on_known && !checked {
-            return Ok(WaveOutcome::Unknown);
+            return Ok(WaveOutcome::Unknown("unknown_rule"));
         }
         let verdict = match judged {
             rules::Judgement::Enter { close_stale } => {
@@ -1012,7 +1013,7 @@ async fn judge_wave(
     // An entry closing its rider's stale journey must close before it opens: rule by rule.
     let combine = tx.is_piped() && closings.iter().all(|c| c.at_exit) && repairs.is_empty();
     if on_known && !combine {
-        return Ok(WaveOutcome::Unknown);
+        return Ok(WaveOutcome::Unknown("unknown_write"));
     }
 
     // Write the journeys: closes first (an entry may close its rider's stale journey before

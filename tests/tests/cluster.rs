@@ -198,7 +198,7 @@ async fn what_a_node_knows_gives_way_to_the_database() {
         .text()
         .await
         .unwrap();
-    for outcome in ["committed", "raced", "unknown"] {
+    for outcome in ["committed", "raced", "unknown_exit", "unknown_rule"] {
         let series = format!("gateway_tap_groups_on_known_total{{outcome=\"{outcome}\"}}");
         assert!(metrics.contains(&series), "no {series} in\n{metrics}");
     }
