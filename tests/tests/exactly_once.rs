@@ -256,6 +256,15 @@ async fn fault_matrix_reconciles(db: Db) {
     }
     // 3. Amounts equal; one capture per charge; every journey's charge collected.
     let mut captured_charges = 0;
+    let mut owed_in_arrears = 0;
+    let denied: BTreeSet<i64> = store
+        .deny_list()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|d| d.subject_kind == "rider")
+        .map(|d| d.subject_id)
+        .collect();
     for c in &charges {
         if c.status == ChargeStatus::Captured {
             captured_charges += 1;
@@ -277,6 +286,23 @@ async fn fault_matrix_reconciles(db: Db) {
                 "charge {} captured {of_charge} times",
                 c.charge_id
             );
+        } else if c.status == ChargeStatus::Failed {
+            // A booth exit whose pay was still unknown when the budget ran out is approved (the
+            // driver leaves; gateway/src/charging/toll.rs); found unpaid later, its fare is collected
+            // post-paid, and a driver with no withholding agreement is in arrears: deny-listed,
+            // nothing taken from any wallet (1 and 2 hold no trade of it as paid).
+            assert_eq!(c.kind, ChargeKind::Toll, "{c:?}");
+            assert!(
+                c.last_error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("NO_AGREEMENT")),
+                "{c:?}"
+            );
+            assert!(
+                denied.contains(&c.rider_id.unwrap()),
+                "arrears deny-list the driver: {c:?}"
+            );
+            owed_in_arrears += 1;
         } else {
             assert_eq!(
                 c.status,
@@ -333,6 +359,7 @@ async fn fault_matrix_reconciles(db: Db) {
         "provider_trades_paid": paid.len(),
         "charges": charges.len(),
         "charges_captured": captured_charges,
+        "toll_fares_owed_in_arrears": owed_in_arrears,
         "charge_attempts": attempts,
         "ledger_transactions": ledger.len(),
         "ledger_reversals": reversals.len(),
