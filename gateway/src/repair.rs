@@ -485,7 +485,10 @@ async fn settle_charge(
         Some(main) => main,
     };
     if sql::untouched(&main) && corrections.is_empty() {
-        if want == main.amount_minor {
+        // Same amount, and due no later than now wanted: nothing to do. (A journey first priced
+        // by policy and then completed by its late tap may cost the same and must still be
+        // collected now, not when the policy's wait ends.)
+        if want == main.amount_minor && main.next_attempt_at_ms <= due_ms {
             return Ok(Settled::Unchanged);
         }
         let done = if want > 0 {
@@ -555,7 +558,24 @@ async fn settle_charge(
     }
     let pending_extra: i64 = untouched_corrections.iter().map(|c| c.amount_minor).sum();
     if have + pending_extra == want {
-        return Ok(Settled::Unchanged);
+        // The same money; a correction made while the journey was priced by policy becomes
+        // due now if the journey no longer is.
+        let mut moved = false;
+        for c in untouched_corrections
+            .iter()
+            .filter(|c| c.next_attempt_at_ms > due_ms)
+        {
+            let (amount, day) = (c.amount_minor, c.business_day.as_str());
+            if !sql::reprice_untouched(conn, c.charge_id, amount, day, due_ms, now_ms).await? {
+                return Ok(Settled::Busy);
+            }
+            moved = true;
+        }
+        return Ok(if moved {
+            Settled::Changed
+        } else {
+            Settled::Unchanged
+        });
     }
     for c in &untouched_corrections {
         if !sql::cancel_untouched(conn, c.charge_id, REPAIRED, now_ms).await? {

@@ -464,6 +464,44 @@ async fn arrival_order_does_not_matter(db: Db) {
             reuploaded += batch.len();
             upload(&name, batch).await;
         }
+        // Every fact is in. When: only a journey still priced by policy (incomplete) waits out
+        // `incomplete_after_ms` before it is collected; one its late tap completed is due now
+        // (its charge and any further deduction), even when it costs what the policy charged.
+        for _ in 0..200 {
+            if gw.state.store.repairs_queued_count().await.unwrap() == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let now = gw.clock.now_ms();
+        let mut tx = gw.state.store.begin().await.unwrap();
+        for rider in &riders {
+            let rider_id: i64 = rider.rider_id.parse().unwrap();
+            let journeys = gw
+                .state
+                .store
+                .journeys_of_rider(rider_id, 1_000)
+                .await
+                .unwrap();
+            for j in journeys.iter().filter(|j| {
+                j.status == "closed"
+                    && j.close_reason.as_deref() != Some(rules::CloseReason::Incomplete.as_str())
+            }) {
+                let (main, corrections) =
+                    gateway::store::repairs::journey_charges(&mut tx, j.journey_id)
+                        .await
+                        .unwrap();
+                for c in main.iter().chain(&corrections) {
+                    assert!(
+                        c.status != gateway::store::charging::ChargeStatus::Pending
+                            || c.next_attempt_at_ms <= now,
+                        "seed {seed}: a completed journey's charge waits as if priced by \
+                         policy: {c:?}"
+                    );
+                }
+            }
+        }
+        tx.rollback().await.unwrap();
         let stale = journey_rules.incomplete_after_ms + 1;
         gw.clock.advance(stale as u64);
         moved_ms += stale;
