@@ -370,20 +370,30 @@ impl Writer {
                         .record(started.elapsed().as_secs_f64());
                     known.apply(changes, self.rules.known_riders_max);
                     // An upload's riders are re-paired before it is answered, so what the
-                    // uploader sees next already follows from every fact it brought; a live
+                    // uploader sees next already follows from every fact it brought — on a
+                    // task of its own: a 500-tap upload re-pairs hundreds of riders, and the
+                    // writer's next groups (live gates) must not wait behind that (the outage
+                    // scenario's upload storm ran past the batch budget when they did). A live
                     // gate is answered first.
                     let mut later = Vec::new();
                     for (job, answer) in jobs.drain(..).zip(answers) {
                         let riders = to_repair(&answer);
                         if job.offline {
-                            self.repair_riders(riders).await;
-                            let _ = job.reply.send(Ok(answer));
+                            let (store, networks, rules) = (
+                                self.store.clone(),
+                                self.networks.clone(),
+                                self.rules.clone(),
+                            );
+                            tokio::spawn(async move {
+                                repair_riders(&store, &networks, &rules, riders).await;
+                                let _ = job.reply.send(Ok(answer));
+                            });
                         } else {
                             let _ = job.reply.send(Ok(answer));
                             later.extend(riders);
                         }
                     }
-                    self.repair_riders(later).await;
+                    repair_riders(&self.store, &self.networks, &self.rules, later).await;
                     return;
                 }
                 Ok(GroupResult::Rejected { index, error }) => {
@@ -439,28 +449,6 @@ impl Writer {
         }
     }
 
-    /// Re-pairs riders (see `crate::repair`); one it cannot finish now stays queued for the
-    /// repairer.
-    async fn repair_riders(&self, mut riders: Vec<(i64, Mode)>) {
-        riders.sort_unstable_by_key(|&(rider, mode)| (rider, mode.as_str()));
-        riders.dedup();
-        for (rider_id, mode) in riders {
-            let now_ms = self.rules.clock.now_ms();
-            if let Err(e) = crate::repair::repair(
-                &self.store,
-                &self.networks,
-                &self.rules.journeys,
-                now_ms,
-                rider_id,
-                mode,
-            )
-            .await
-            {
-                tracing::warn!(rider_id, error = %e, "re-pairing failed; the repairer retries");
-            }
-        }
-    }
-
     async fn try_group(
         &self,
         jobs: &[Job],
@@ -505,6 +493,26 @@ impl Writer {
                 let _ = tx.rollback().await;
                 Err(e)
             }
+        }
+    }
+}
+
+/// Re-pairs riders (see `crate::repair`); one it cannot finish now stays queued for the
+/// repairer.
+async fn repair_riders(
+    store: &Store,
+    networks: &Networks,
+    rules: &Rules,
+    mut riders: Vec<(i64, Mode)>,
+) {
+    riders.sort_unstable_by_key(|&(rider, mode)| (rider, mode.as_str()));
+    riders.dedup();
+    for (rider_id, mode) in riders {
+        let now_ms = rules.clock.now_ms();
+        if let Err(e) =
+            crate::repair::repair(store, networks, &rules.journeys, now_ms, rider_id, mode).await
+        {
+            tracing::warn!(rider_id, error = %e, "re-pairing failed; the repairer retries");
         }
     }
 }
