@@ -145,28 +145,18 @@ mod tests {
     use super::*;
 
     fn journey(id: i64, rider: i64) -> JourneyRow {
-        JourneyRow {
+        crate::store::waves::Open {
             journey_id: id,
             rider_id: rider,
             credential_id: 1,
             operator_id: "op".into(),
-            mode: "metro".into(),
-            status: "open".into(),
-            entry_terminal_id: Some("t".into()),
-            entry_sequence: Some(id),
-            entry_location_id: Some("s".into()),
+            mode: "metro",
+            entry_terminal_id: "t".into(),
+            entry_sequence: id,
+            entry_location_id: "s".into(),
             entry_at_ms: 0,
-            exit_terminal_id: None,
-            exit_sequence: None,
-            exit_location_id: None,
-            exit_at_ms: None,
-            vehicle_class: None,
-            close_reason: None,
-            fare_minor: None,
-            charge_minor: None,
-            currency: None,
-            business_day: None,
         }
+        .as_journey_row()
     }
 
     /// Proves a group sees its own changes over what the writer knew, the writer learns them
