@@ -757,21 +757,21 @@ async fn judge_wave(
         .filter(|&i| matches!(steps[i], Step::Candidate { .. }))
         .collect();
     let uses: Vec<CodeUse> = candidates.iter().map(|&i| code_use(&slots[i])).collect();
-    let riders: Vec<RiderMode> = candidates
+    let rider_modes: Vec<(i64, Mode)> = candidates
         .iter()
-        .map(|&i| RiderMode {
-            rider_id: verified(&slots[i]).rider_id,
-            mode: network_of(&steps[i]).mode().as_str(),
+        .map(|&i| (verified(&slots[i]).rider_id, network_of(&steps[i]).mode()))
+        .collect();
+    let riders: Vec<RiderMode> = rider_modes
+        .iter()
+        .map(|&(rider_id, mode)| RiderMode {
+            rider_id,
+            mode: mode.as_str(),
         })
         .collect();
 
     // The reads: stored answers, code uses (the replay rule: each code is consumed once per
     // direction; a repeat consumes nothing), open journeys. On what the writer knows: no tap
     // stored yet, every code unused (the writes check both), the journeys it knows open.
-    let rider_modes: Vec<(i64, Mode)> = candidates
-        .iter()
-        .map(|&i| (verified(&slots[i]).rider_id, network_of(&steps[i]).mode()))
-        .collect();
     let claims = if on_known { uses.clone() } else { Vec::new() };
     let reads = if on_known {
         let mut open_journeys = Vec::new();
@@ -1231,11 +1231,9 @@ async fn judge_wave(
     }
     // What the writer may know after this wave: closed journeys, new ones, and nothing of
     // riders a re-pairing is about to rewrite.
+    // (A closing's network is its journey's, found under the tap's mode.)
     for closing in &closings {
-        match Mode::parse(&closing.open.mode) {
-            Some(mode) => changes.set_open((closing.open.rider_id, mode), None),
-            None => changes.forget(closing.open.rider_id),
-        }
+        changes.set_open((closing.open.rider_id, closing.network.mode()), None);
     }
     for open in &opens {
         changes.set_open(

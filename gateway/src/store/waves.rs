@@ -648,11 +648,11 @@ pub fn write_wave_sql(
     Ok(statements)
 }
 
-/// The writes a wave judged on what its writer knows (no reads, see `engine::Known`) needs
-/// before [`write_wave_sql`]'s: its code uses claimed and its riders' day totals moved from the
-/// values it assumed. Each raises [`WAVE_RACED`] if the database disagrees (a code already used,
-/// a tap already stored, a day total another writer changed), and the group is judged again
-/// with its reads.
+/// The writes a wave judged on what its writer knows (no reads, see `gateway/src/known.rs`)
+/// needs before [`write_wave_sql`]'s: its code uses claimed and its riders' day totals moved
+/// from the values it assumed. Each raises [`WAVE_RACED`] if the database disagrees (a code
+/// already used, a day total another writer changed or started), and the group is judged again
+/// with its reads; a tap already stored is caught by `write_wave_sql`'s record.
 pub fn assumed_writes_sql(
     claims: &[CodeUse],
     days: &[DayFare],
