@@ -177,6 +177,7 @@ pub fn compose(
         journal,
         exceptions: base.exceptions.clone(),
         class_counts: base.class_counts.clone(),
+        exception_count: base.exception_count,
         carried_out: base.carried_out.clone(),
     }
 }
@@ -264,6 +265,7 @@ mod tests {
             ],
             exceptions: Vec::new(),
             class_counts: Vec::new(),
+            exception_count: 0,
             carried_out: Vec::new(),
         }
     }

@@ -366,12 +366,9 @@ pub async fn export_gateway(
     let config = Inputs::none().into_config(day, None);
     let windows = crate::run::operator_windows(store, &config).await?;
     let default = crate::DayWindow::shanghai(config.business_day)?;
-    let records = crate::run::gateway_day_records(store, &default, &windows).await?;
-    std::fs::write(out, crate::run::gateway_export_v1(&records))
-        .with_context(|| format!("writing {}", out.display()))?;
+    let records = crate::run::write_gateway_export(store, &default, &windows, out).await?;
     Ok(format!(
-        "{} records of {day} written to {}",
-        records.len(),
+        "{records} records of {day} written to {}",
         out.display()
     ))
 }

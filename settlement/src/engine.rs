@@ -6,21 +6,28 @@
 //! the statement's figures come from the gateway export(s) themselves, each labelled with its
 //! item's class (`matched` unless the engine listed it). Settled records are those of the
 //! classes the engine's money counts (matched, amount_mismatch — at the provider's amount —
-//! and missing_at_operator); the provider-fee drill-down shows the fee the gateway booked per
-//! record, and every fee that differs from the contract is an exception of its own.
+//! and missing_at_operator); the provider-fee drill-down shows the provider's fee per record
+//! (the gateway's booking, or the provider's where a fee exception says they differ), so every
+//! drill-down adds up to its figure — the store refuses a run whose records do not.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::PathBuf;
 
 use anyhow::Context;
 
 use crate::digest::sha256_hex;
+use crate::formats::FastMap;
 use crate::money::{Account, FeeContract};
-use crate::outcome::{Carry, DayOutcome, Exception, Figure, Item, JournalLine, OperatorOutcome};
+use crate::outcome::{
+    Carry, DayOutcome, Exception, Figure, Item, JournalLine, OperatorOutcome, RecordPage,
+    RECORD_FIGURES, RECORD_PAGE_SIZE,
+};
+use crate::outputs::csv_row;
 use crate::recon::{
     reconcile, Class, OperatorFile, ReconConfig, ReconInput, Reconciliation, RecordKind,
 };
-use crate::run::{Engine, EngineInputs};
+use crate::run::{Engine, EngineInputs, RecordSource};
 use crate::{BillFile, DayWindow};
 
 /// Name of the outcome that holds items no side attributes to an operator.
@@ -34,7 +41,7 @@ pub fn engine() -> &'static dyn Engine {
 }
 
 impl Engine for Recon {
-    fn settle(&self, inputs: &EngineInputs) -> anyhow::Result<DayOutcome> {
+    fn settle(&self, inputs: &EngineInputs) -> anyhow::Result<(DayOutcome, Box<dyn RecordSource>)> {
         let day = DayWindow::shanghai(inputs.business_day)?;
         let mut config = ReconConfig::new(day);
         config.operator_days = inputs
@@ -77,56 +84,186 @@ impl Engine for Recon {
             }
             anyhow::anyhow!(msg)
         })?;
-        let mut gateway_rows = Vec::new();
-        for path in &inputs.gateway_exports {
-            gateway_rows.extend(read_gateway_rows(path)?);
+        // The engine's non-matched items by their gateway row (file, line) — not by key: a
+        // key the gateway booked twice is one settled item and one `duplicate` — with the
+        // class of the row and the provider's amount it settles at.
+        let mut listed: FastMap<(usize, u64), (Class, Option<i64>)> = FastMap::default();
+        for it in &rec.items {
+            if let Some(g) = it.gateway {
+                listed.insert(
+                    (g.file, g.line),
+                    (it.class, it.provider.map(|p| p.amount_minor)),
+                );
+            }
         }
-        Ok(outcome(&rec, &gateway_rows))
+        // A record's fee is the provider's (what the figure counts): the gateway's booking
+        // unless they differ, which is a fee exception naming the provider's.
+        let provider_fees: FastMap<String, i64> = rec
+            .fee_exceptions
+            .iter()
+            .map(|f| (f.key.clone(), f.fee_provider_minor))
+            .collect();
+        let records = GatewayRecords {
+            paths: inputs.gateway_exports.clone(),
+            listed,
+            provider_fees,
+        };
+        Ok((outcome(&rec), Box::new(records)))
     }
 }
 
-/// A gateway export row, as far as the drill-down needs it (the engine has validated the file).
-#[derive(Debug, Clone)]
-struct GwRow {
-    record_type: String,
-    operator_id: String,
-    out_trade_no: String,
-    out_request_no: String,
-    terminal: String,
-    kind: String,
+/// The drill-down of `gross`, `refunds` and `provider_fees`: the gateway export's records of the
+/// classes the money counts, each labelled with its item's class (`matched` unless the engine
+/// listed it), streamed from the file(s) page by page — memory is a page per (operator, figure),
+/// whatever the day's size.
+struct GatewayRecords {
+    /// In the order the engine numbered them (`RowRef::file`).
+    paths: Vec<PathBuf>,
+    listed: FastMap<(usize, u64), (Class, Option<i64>)>,
+    /// Trade or refund number → the provider's fee, where it differs from the gateway's.
+    provider_fees: FastMap<String, i64>,
+}
+
+/// A page being filled.
+#[derive(Default)]
+struct PageBuf {
+    page_no: u64,
+    records: u64,
     amount_minor: i64,
     fee_minor: i64,
+    body: String,
 }
 
-fn read_gateway_rows(path: &Path) -> anyhow::Result<Vec<GwRow>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut rows = Vec::new();
-    for line in text.lines().skip(2) {
-        let line = line.trim_end_matches('\r');
-        if line.starts_with('#') || line.is_empty() {
-            continue;
-        }
-        let c: Vec<&str> = line.split(',').collect();
-        if c.len() != 13 {
-            continue;
-        }
-        rows.push(GwRow {
-            record_type: c[0].into(),
-            operator_id: c[1].into(),
-            out_trade_no: c[3].into(),
-            out_request_no: c[5].into(),
-            terminal: if c[6].is_empty() {
-                String::new()
-            } else {
-                format!("{}#{}", c[6], c[7])
-            },
-            kind: c[8].into(),
-            amount_minor: c[9].parse().unwrap_or(0),
-            fee_minor: c[10].parse().unwrap_or(0),
-        });
+impl PageBuf {
+    fn take(&mut self, operator_id: &str, figure: &'static str) -> RecordPage {
+        let page = RecordPage {
+            operator_id: operator_id.to_string(),
+            figure,
+            page_no: self.page_no,
+            records: self.records,
+            amount_minor: self.amount_minor,
+            fee_minor: self.fee_minor,
+            body: std::mem::take(&mut self.body),
+        };
+        *self = PageBuf {
+            page_no: self.page_no + 1,
+            body: String::with_capacity(page.body.len()),
+            ..PageBuf::default()
+        };
+        page
     }
-    Ok(rows)
+}
+
+impl RecordSource for GatewayRecords {
+    fn write(
+        self: Box<Self>,
+        sink: &mut dyn FnMut(RecordPage) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        // Per operator: the page of `gross` and the page of `refunds` being filled.
+        let mut open: FastMap<String, [PageBuf; 2]> = FastMap::default();
+        let mut line = Vec::new();
+        for (file_no, path) in self.paths.iter().enumerate() {
+            let file =
+                std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+            let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+            let mut line_no = 0u64;
+            loop {
+                line_no += 1;
+                line.clear();
+                if reader
+                    .read_until(b'\n', &mut line)
+                    .with_context(|| format!("reading {}", path.display()))?
+                    == 0
+                {
+                    break;
+                }
+                let Ok(text) = std::str::from_utf8(&line) else {
+                    continue;
+                };
+                let text = text.trim_end_matches(['\n', '\r']);
+                if text.is_empty() || text.starts_with('#') || text.starts_with("record_type,") {
+                    continue;
+                }
+                let mut c = [""; 13];
+                let mut cells = 0;
+                for cell in text.split(',') {
+                    if cells == c.len() {
+                        cells += 1;
+                        break;
+                    }
+                    c[cells] = cell;
+                    cells += 1;
+                }
+                if cells != c.len() {
+                    continue;
+                }
+                let (record_type, operator_id) = (c[0], c[1]);
+                let (slot, key) = match record_type {
+                    "payment" => (0, c[3]),
+                    "refund" | "reversal" => (1, c[5]),
+                    _ => continue,
+                };
+                let (class, provider_amount) = self
+                    .listed
+                    .get(&(file_no, line_no))
+                    .copied()
+                    .unwrap_or((Class::Matched, None));
+                if !settled(class) {
+                    continue;
+                }
+                // An amount mismatch settles at the provider's amount.
+                let amount = provider_amount.unwrap_or_else(|| c[9].parse().unwrap_or(0));
+                let fee = match self.provider_fees.get(key) {
+                    Some(fee) => *fee,
+                    None => c[10].parse().unwrap_or(0),
+                };
+                let fee = if slot == 0 { fee } else { -fee };
+                if !open.contains_key(operator_id) {
+                    open.insert(operator_id.to_string(), Default::default());
+                }
+                let buf = &mut open.get_mut(operator_id).expect("inserted")[slot];
+                // The line `reference,class,amount,fee,detail`, written in place: the export's
+                // cells hold no separators (the format has no quoting), a quote is escaped.
+                let detail_cells: &[&str] = if c[6].is_empty() {
+                    &[c[8], " ", record_type]
+                } else {
+                    &[c[8], " ", record_type, " at ", c[6], "#", c[7]]
+                };
+                if key.contains('"') || detail_cells.iter().any(|d| d.contains('"')) {
+                    buf.body.push_str(&csv_row(&[
+                        key,
+                        class.as_str(),
+                        &amount.to_string(),
+                        &fee.to_string(),
+                        &detail_cells.concat(),
+                    ]));
+                } else {
+                    use std::fmt::Write;
+                    let _ = write!(buf.body, "{key},{},{amount},{fee},", class.as_str());
+                    for d in detail_cells {
+                        buf.body.push_str(d);
+                    }
+                    buf.body.push('\n');
+                }
+                buf.records += 1;
+                buf.amount_minor += amount;
+                buf.fee_minor += fee;
+                if buf.records as usize == RECORD_PAGE_SIZE {
+                    sink(buf.take(operator_id, RECORD_FIGURES[slot]))?;
+                }
+            }
+        }
+        let mut rest: Vec<(String, [PageBuf; 2])> = open.into_iter().collect();
+        rest.sort_by(|a, b| a.0.cmp(&b.0));
+        for (operator_id, mut bufs) in rest {
+            for (slot, buf) in bufs.iter_mut().enumerate() {
+                if buf.records > 0 {
+                    sink(buf.take(&operator_id, RECORD_FIGURES[slot]))?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 fn settled(class: Class) -> bool {
@@ -143,12 +280,7 @@ fn account_name(a: Account) -> String {
         .unwrap_or_else(|| format!("{a:?}"))
 }
 
-fn outcome(rec: &Reconciliation, gateway_rows: &[GwRow]) -> DayOutcome {
-    // The engine's non-matched items by their key (trade or refund number).
-    let mut by_key: HashMap<&str, &crate::recon::Item> = HashMap::new();
-    for it in &rec.items {
-        by_key.entry(it.key.as_str()).or_insert(it);
-    }
+fn outcome(rec: &Reconciliation) -> DayOutcome {
     let mut ops: BTreeMap<String, OperatorOutcome> = BTreeMap::new();
     for s in &rec.operators {
         let id = s.operator_id.clone().unwrap_or_else(|| UNATTRIBUTED.into());
@@ -212,59 +344,10 @@ fn outcome(rec: &Reconciliation, gateway_rows: &[GwRow]) -> DayOutcome {
                 journal,
                 exceptions: Vec::new(),
                 class_counts,
+                exception_count: 0,
                 carried_out: Vec::new(),
             },
         );
-    }
-    // Drill-down from the gateway's rows.
-    for r in gateway_rows {
-        let Some(op) = ops.get_mut(&r.operator_id) else {
-            continue;
-        };
-        let key = if r.record_type == "refund" {
-            r.out_request_no.as_str()
-        } else {
-            r.out_trade_no.as_str()
-        };
-        let engine_item = by_key.get(key).copied();
-        let class = engine_item.map(|i| i.class).unwrap_or(Class::Matched);
-        if !settled(class) {
-            continue;
-        }
-        // An amount mismatch settles at the provider's amount.
-        let amount = engine_item
-            .and_then(|i| i.provider)
-            .map(|p| p.amount_minor)
-            .unwrap_or(r.amount_minor);
-        let detail = format!(
-            "{} {}{}",
-            r.kind,
-            r.record_type,
-            if r.terminal.is_empty() {
-                String::new()
-            } else {
-                format!(" at {}", r.terminal)
-            }
-        );
-        let item = |amount_minor: i64| Item {
-            reference: key.to_string(),
-            class: class.as_str().to_string(),
-            amount_minor,
-            detail: detail.clone(),
-            source_day: String::new(),
-            exception_key: String::new(),
-        };
-        match r.record_type.as_str() {
-            "payment" => {
-                op.figures[0].items.push(item(amount));
-                op.figures[2].items.push(item(r.fee_minor));
-            }
-            "refund" | "reversal" => {
-                op.figures[1].items.push(item(amount));
-                op.figures[2].items.push(item(-r.fee_minor));
-            }
-            _ => {}
-        }
     }
     // Exceptions: every non-matched item, and every fee that differs from the contract.
     for it in &rec.items {
@@ -362,6 +445,7 @@ fn outcome(rec: &Reconciliation, gateway_rows: &[GwRow]) -> DayOutcome {
     let mut operators: Vec<OperatorOutcome> = ops.into_values().collect();
     for op in &mut operators {
         op.exceptions.sort_by(|a, b| a.key.cmp(&b.key));
+        op.exception_count = op.exceptions.len() as u64;
         op.carried_out.sort_by(|a, b| a.key.cmp(&b.key));
     }
     DayOutcome {
@@ -399,6 +483,7 @@ fn push_exception(
             journal: Vec::new(),
             exceptions: Vec::new(),
             class_counts: Vec::new(),
+            exception_count: 0,
             carried_out: Vec::new(),
         });
     // Stable across re-runs and URL-safe: the hash of class, reference and detail (so two items

@@ -30,8 +30,13 @@ pub struct OperatorOutcome {
     /// One per name in [`FIGURES`], in that order.
     pub figures: Vec<Figure>,
     pub journal: Vec<JournalLine>,
-    /// Sorted by key.
+    /// Sorted by key. Not serialized (the stored base, `statement.json`): a large day has tens
+    /// of thousands; they are rows of their own and `exceptions.csv`.
+    #[serde(skip)]
     pub exceptions: Vec<Exception>,
+    /// How many exceptions the operator's day has.
+    #[serde(default)]
+    pub exception_count: u64,
     /// Records that matched on all sides, by class name.
     pub class_counts: Vec<(String, u64)>,
     /// This day's `other_day` items, leaving for the day they belong to (where they are an
@@ -130,4 +135,65 @@ impl OperatorOutcome {
             .map(|l| l.debit_minor - l.credit_minor)
             .sum()
     }
+}
+
+/// Records per stored page of a figure's drill-down (`settlement_record_pages`), and per page of
+/// the review UI's drill-down.
+pub const RECORD_PAGE_SIZE: usize = 500;
+
+/// The figures whose drill-down is the day's gateway records, stored as pages: payments behind
+/// `gross`, refunds and reversals behind `refunds`. `provider_fees`' drill-down is both
+/// sequences, by the fee each record carries.
+pub const RECORD_FIGURES: [&str; 2] = ["gross", "refunds"];
+
+/// A page of the records behind an operator's `gross` or `refunds` figure: up to
+/// [`RECORD_PAGE_SIZE`] CSV lines `reference,class,amount_minor,fee_minor,detail`, in the
+/// gateway export's order. `fee_minor` is the record's contribution to `provider_fees` (a
+/// payment's fee, a refund's fee given back as a negative number).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordPage {
+    pub operator_id: String,
+    /// One of [`RECORD_FIGURES`].
+    pub figure: &'static str,
+    /// 0-based, consecutive per (operator, figure).
+    pub page_no: u64,
+    pub records: u64,
+    pub amount_minor: i64,
+    pub fee_minor: i64,
+    pub body: String,
+}
+
+/// Header of a records file (`<operator>/records.csv`): the figure, then a page line's cells.
+pub const RECORDS_CSV_HEADER: &str = "figure,reference,class,amount_minor,fee_minor,detail\n";
+
+/// One record of a page, as its CSV line splits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordLine {
+    pub reference: String,
+    pub class: String,
+    pub amount_minor: i64,
+    pub fee_minor: i64,
+    pub detail: String,
+}
+
+/// The records of a page body (written by the engine, so well formed; a line that is not is
+/// skipped rather than shown wrong).
+pub fn parse_record_page(body: &str) -> Vec<RecordLine> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(body.as_bytes());
+    reader
+        .records()
+        .filter_map(Result::ok)
+        .filter_map(|r| {
+            Some(RecordLine {
+                reference: r.get(0)?.to_string(),
+                class: r.get(1)?.to_string(),
+                amount_minor: r.get(2)?.parse().ok()?,
+                fee_minor: r.get(3)?.parse().ok()?,
+                detail: r.get(4)?.to_string(),
+            })
+        })
+        .collect()
 }

@@ -174,7 +174,7 @@ pub fn render_operator(day: &str, op: &OperatorOutcome) -> Vec<OutputFile> {
                         }
                     }
                 }
-                p { (op.exceptions.len()) " exception(s)" }
+                p { (op.exception_count) " exception(s)" }
                 h2 { "Journal" }
                 table border="1" cellpadding="4" {
                     tr { th { "account" } th { "entry" } th { "debit" } th { "credit" } }
@@ -216,16 +216,23 @@ pub fn render_operator(day: &str, op: &OperatorOutcome) -> Vec<OutputFile> {
     files
 }
 
-/// SHA-256 over the outputs' names and bodies, in name order.
-pub fn outputs_sha256(files: &[OutputFile]) -> String {
-    let mut all = Vec::new();
-    for f in files {
-        all.extend_from_slice(f.name.as_bytes());
-        all.push(0);
-        all.extend_from_slice(sha256_hex(f.body.as_bytes()).as_bytes());
-        all.push(b'\n');
+/// SHA-256 over the outputs' names and bodies' SHA-256, in name order. `extra` are outputs
+/// not held as one body (a records file, fingerprinted by its pages): (name, SHA-256).
+pub fn outputs_sha256(files: &[OutputFile], extra: &[(String, String)]) -> String {
+    let mut all: Vec<(String, String)> = files
+        .iter()
+        .map(|f| (f.name.clone(), sha256_hex(f.body.as_bytes())))
+        .chain(extra.iter().cloned())
+        .collect();
+    all.sort();
+    let mut bytes = Vec::new();
+    for (name, sha) in all {
+        bytes.extend_from_slice(name.as_bytes());
+        bytes.push(0);
+        bytes.extend_from_slice(sha.as_bytes());
+        bytes.push(b'\n');
     }
-    sha256_hex(&all)
+    sha256_hex(&bytes)
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 
 use crate::day::{DayWindow, DEFAULT_TIME_ZONE};
 use crate::digest::sha256_hex;
-use crate::outcome::DayOutcome;
+use crate::outcome::{DayOutcome, RecordPage, RECORD_FIGURES};
 use crate::store::{now_ms, random_id, GatewayRecord, RunRecord, Store, StoreError};
 
 /// Where the gateway's side of the day comes from.
@@ -81,10 +81,177 @@ pub struct EngineInputs {
     pub operator_days: BTreeMap<String, DayWindow>,
 }
 
-/// The reconciliation engine as the run uses it.
+/// The reconciliation engine as the run uses it: the day's outcome (figures, journal,
+/// exceptions, carried items), and the records behind its figures, produced afterwards page by
+/// page so they never need to be in memory at once.
 pub trait Engine: Send + Sync {
-    fn settle(&self, inputs: &EngineInputs) -> anyhow::Result<DayOutcome>;
+    fn settle(&self, inputs: &EngineInputs) -> anyhow::Result<(DayOutcome, Box<dyn RecordSource>)>;
 }
+
+/// The records behind a day's `gross`, `refunds` and `provider_fees` figures.
+pub trait RecordSource: Send {
+    /// Gives `sink` every page, in page order per (operator, figure); stops at its first error.
+    fn write(
+        self: Box<Self>,
+        sink: &mut dyn FnMut(RecordPage) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()>;
+}
+
+/// What a run shows on a terminal (standard error, nothing when it is not a terminal): the
+/// phase, the time so far and, while the records are stored, how many and how fast.
+#[derive(Clone)]
+pub struct Progress {
+    bar: indicatif::ProgressBar,
+    /// The current phase and when it started: each phase's time is logged when it ends.
+    phase: std::sync::Arc<std::sync::Mutex<(String, std::time::Instant)>>,
+}
+
+impl Progress {
+    pub fn start(phase: &str) -> Progress {
+        let bar = indicatif::ProgressBar::new_spinner();
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} {elapsed_precise} {msg}: {human_pos} records ({per_sec})",
+        ) {
+            bar.set_style(style);
+        }
+        bar.set_message(phase.to_string());
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        Progress {
+            bar,
+            phase: std::sync::Arc::new(std::sync::Mutex::new((
+                phase.to_string(),
+                std::time::Instant::now(),
+            ))),
+        }
+    }
+
+    /// Ends the current phase (logging its time) and starts `next`.
+    pub fn phase(&self, next: &str) {
+        self.end_phase(Some(next));
+        self.bar.set_message(next.to_string());
+    }
+
+    fn end_phase(&self, next: Option<&str>) {
+        let mut phase = self.phase.lock().unwrap_or_else(|e| e.into_inner());
+        tracing::info!(
+            phase = %phase.0,
+            seconds = format!("{:.2}", phase.1.elapsed().as_secs_f64()),
+            records = self.bar.position(),
+            "settlement run phase done"
+        );
+        if let Some(next) = next {
+            *phase = (next.to_string(), std::time::Instant::now());
+        }
+    }
+
+    pub fn add(&self, records: u64) {
+        self.bar.inc(records);
+    }
+
+    pub fn finish(&self) {
+        self.end_phase(None);
+        self.bar.finish_and_clear();
+    }
+}
+
+/// `--out`'s `<operator>/records.csv`, written while the records are produced (the same bytes
+/// the review UI's download streams from the stored pages: the header, then each figure's
+/// records in page order, each line led by its figure). Each figure goes to a part file; once
+/// the run is stored the refunds are appended to the gross part (which starts with the header)
+/// and it is renamed; a run that fails removes its parts.
+struct RecordsFiles {
+    dir: PathBuf,
+    parts: BTreeMap<(String, &'static str), std::io::BufWriter<std::fs::File>>,
+}
+
+impl RecordsFiles {
+    fn new(dir: PathBuf) -> RecordsFiles {
+        RecordsFiles {
+            dir,
+            parts: BTreeMap::new(),
+        }
+    }
+
+    fn part_path(&self, operator: &str, figure: &str) -> PathBuf {
+        self.dir
+            .join(operator)
+            .join(format!("records.csv.{figure}.part"))
+    }
+
+    fn part(
+        &mut self,
+        operator: &str,
+        figure: &'static str,
+    ) -> anyhow::Result<&mut std::io::BufWriter<std::fs::File>> {
+        use std::io::Write;
+        let key = (operator.to_string(), figure);
+        if !self.parts.contains_key(&key) {
+            let path = self.part_path(operator, figure);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            let mut file = std::io::BufWriter::with_capacity(
+                1 << 20,
+                std::fs::File::create(&path)
+                    .with_context(|| format!("writing {}", path.display()))?,
+            );
+            if figure == RECORD_FIGURES[0] {
+                file.write_all(crate::outcome::RECORDS_CSV_HEADER.as_bytes())?;
+            }
+            self.parts.insert(key.clone(), file);
+        }
+        Ok(self.parts.get_mut(&key).expect("inserted"))
+    }
+
+    fn write(&mut self, page: &RecordPage) -> anyhow::Result<()> {
+        use std::io::Write;
+        let out = self.part(&page.operator_id, page.figure)?;
+        for line in page.body.split_inclusive('\n') {
+            out.write_all(page.figure.as_bytes())?;
+            out.write_all(b",")?;
+            out.write_all(line.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, operators: &[&str]) -> anyhow::Result<()> {
+        use std::io::Write;
+        for op in operators {
+            self.part(op, RECORD_FIGURES[0])?;
+        }
+        for (_, mut part) in std::mem::take(&mut self.parts) {
+            part.flush()?;
+        }
+        for op in operators {
+            let gross = self.part_path(op, RECORD_FIGURES[0]);
+            let refunds = self.part_path(op, RECORD_FIGURES[1]);
+            if refunds.exists() {
+                let mut to = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&gross)
+                    .with_context(|| format!("writing {}", gross.display()))?;
+                let mut from = std::fs::File::open(&refunds)
+                    .with_context(|| format!("reading {}", refunds.display()))?;
+                std::io::copy(&mut from, &mut to)?;
+                std::fs::remove_file(&refunds)?;
+            }
+            let path = self.dir.join(op).join("records.csv");
+            std::fs::rename(&gross, &path)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    fn abandon(self) {
+        for (operator, figure) in self.parts.keys() {
+            let _ = std::fs::remove_file(self.part_path(operator, figure));
+        }
+    }
+}
+
+/// Pages in flight between the engine's producer and the store (each ≈ 25–60 KiB).
+const PAGES_IN_FLIGHT: usize = 64;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct InputHash {
@@ -132,13 +299,11 @@ async fn run_day_inner(
     }
     let operator_days = operator_windows(store, config).await?;
     let default_window = DayWindow::shanghai(config.business_day)?;
+    let progress = Progress::start("gathering inputs");
     let mut fee_rates_bp = Vec::new();
     let gateway_exports = match &config.gateway {
         GatewayInput::Files(files) => files.clone(),
         GatewayInput::Database => {
-            let records = gateway_day_records(store, &default_window, &operator_days)
-                .await
-                .context("reading the gateway's ledger from the database")?;
             fee_rates_bp = store
                 .gateway_fee_rates_bp()
                 .await
@@ -146,40 +311,47 @@ async fn run_day_inner(
             std::fs::create_dir_all(&config.work_dir)
                 .with_context(|| format!("creating {}", config.work_dir.display()))?;
             let path = config.work_dir.join(format!("gateway-{day}.csv"));
-            std::fs::write(&path, gateway_export_v1(&records))
-                .with_context(|| format!("writing {}", path.display()))?;
+            write_gateway_export(store, &default_window, &operator_days, &path)
+                .await
+                .context("writing the gateway's ledger from the database as an export")?;
             vec![path]
         }
     };
-    let mut hashes = Vec::new();
-    for path in &gateway_exports {
-        hashes.push(hash_input("gateway", path)?);
-    }
-    for path in &config.provider_bills {
-        hashes.push(hash_input("provider_bill", path)?);
-    }
-    for (operator, path) in &config.operator_exports {
-        hashes.push(hash_input(&format!("operator_export {operator}"), path)?);
-    }
-    let mut summary = String::new();
-    for h in &hashes {
-        summary.push_str(&format!("{} {}\n", h.role, h.sha256));
-    }
-    summary.push_str(&format!(
-        "operator {}\n",
-        config.operator.as_deref().unwrap_or("*")
-    ));
+    // The inputs' fingerprints are read on a thread of their own while the engine reconciles
+    // (gigabytes at a city's size: seconds of reading that need not wait for each other).
+    let mut to_hash: Vec<(String, PathBuf)> = gateway_exports
+        .iter()
+        .map(|p| ("gateway".to_string(), p.clone()))
+        .collect();
+    to_hash.extend(
+        config
+            .provider_bills
+            .iter()
+            .map(|p| ("provider_bill".to_string(), p.clone())),
+    );
+    to_hash.extend(
+        config
+            .operator_exports
+            .iter()
+            .map(|(op, p)| (format!("operator_export {op}"), p.clone())),
+    );
+    let hashing = tokio::task::spawn_blocking(move || {
+        to_hash
+            .iter()
+            .map(|(role, path)| hash_input(role, path))
+            .collect::<anyhow::Result<Vec<InputHash>>>()
+    });
+    let mut summary_tail = format!("operator {}\n", config.operator.as_deref().unwrap_or("*"));
     for (op, bp) in &fee_rates_bp {
-        summary.push_str(&format!("fee_rate {op} {bp}\n"));
+        summary_tail.push_str(&format!("fee_rate {op} {bp}\n"));
     }
     for (op, w) in &operator_days {
-        summary.push_str(&format!(
+        summary_tail.push_str(&format!(
             "business_day {op} {} {}\n",
             w.time_zone_name(),
             w.cutoff_text()
         ));
     }
-    let inputs_sha256 = sha256_hex(summary.as_bytes());
     let inputs = EngineInputs {
         business_day: config.business_day,
         operator: config.operator.clone(),
@@ -189,24 +361,84 @@ async fn run_day_inner(
         fee_rates_bp,
         operator_days,
     };
-    let mut outcome = engine.settle(&inputs)?;
+    progress.phase("reconciling");
+    let settled = engine.settle(&inputs);
+    let hashes = hashing.await.context("fingerprinting the inputs")??;
+    let (mut outcome, records) = settled?;
+    let mut summary = String::new();
+    for h in &hashes {
+        summary.push_str(&format!("{} {}\n", h.role, h.sha256));
+    }
+    summary.push_str(&summary_tail);
+    let inputs_sha256 = sha256_hex(summary.as_bytes());
     if let Some(only) = &config.operator {
         outcome.operators.retain(|o| &o.operator_id == only);
     }
     check_outcome(&outcome, &day)?;
     let previous = store.latest_run(&day).await?;
     let run_id = random_id();
+    // The records go from a producer thread to the storing transaction through a bounded
+    // channel: memory is PAGES_IN_FLIGHT pages, whatever the day's size.
+    progress.phase("storing records");
+    let operators: std::collections::BTreeSet<String> = outcome
+        .operators
+        .iter()
+        .map(|o| o.operator_id.clone())
+        .collect();
+    let (sender, mut pages) = tokio::sync::mpsc::channel::<RecordPage>(PAGES_IN_FLIGHT);
+    let counter = progress.clone();
+    let mut records_files = config
+        .out_dir
+        .as_ref()
+        .map(|dir| RecordsFiles::new(dir.join(&day)));
+    let producer = tokio::task::spawn_blocking(move || {
+        let produced = records.write(&mut |page| {
+            if !operators.contains(&page.operator_id) {
+                return Ok(());
+            }
+            counter.add(page.records);
+            if let Some(files) = &mut records_files {
+                files.write(&page)?;
+            }
+            sender
+                .blocking_send(page)
+                .map_err(|_| anyhow::anyhow!("the store stopped taking records"))
+        });
+        (produced, records_files)
+    });
     let saved = store
-        .save_run(&RunRecord {
-            run_id,
-            scope: config.operator.as_deref().unwrap_or(""),
-            inputs_sha256: &inputs_sha256,
-            inputs_json: &serde_json::to_string(&hashes)?,
-            outcome: &outcome,
-            started_at_ms,
-            finished_at_ms: now_ms(),
-        })
-        .await?;
+        .save_run(
+            &RunRecord {
+                run_id,
+                scope: config.operator.as_deref().unwrap_or(""),
+                inputs_sha256: &inputs_sha256,
+                inputs_json: &serde_json::to_string(&hashes)?,
+                outcome: &outcome,
+                started_at_ms,
+                finished_at_ms: now_ms(),
+            },
+            &mut pages,
+        )
+        .await;
+    drop(pages);
+    let (produced, records_files) = producer.await.context("the records producer")?;
+    // The store's error first: a producer error is then only "the store stopped".
+    let stored = saved.map_err(anyhow::Error::from).and_then(|saved| {
+        produced.context("reading the records behind the figures")?;
+        Ok(saved)
+    });
+    let saved = match stored {
+        Ok(saved) => saved,
+        Err(e) => {
+            if let Some(files) = records_files {
+                files.abandon();
+            }
+            return Err(e);
+        }
+    };
+    if config.out_dir.is_some() {
+        progress.phase("writing files");
+    }
     if let Some(dir) = &config.out_dir {
         let dir = dir.join(&day);
         for f in &saved.files {
@@ -218,6 +450,16 @@ async fn run_day_inner(
                 .with_context(|| format!("writing {}", path.display()))?;
         }
     }
+    if let Some(files) = records_files {
+        let operators: Vec<&str> = saved
+            .outcome
+            .operators
+            .iter()
+            .map(|o| o.operator_id.as_str())
+            .collect();
+        files.finish(&operators)?;
+    }
+    progress.finish();
     Ok(RunReport {
         run_id,
         same_as_previous: previous
@@ -307,37 +549,80 @@ pub fn cutoff_text(t: jiff::civil::Time) -> String {
 }
 
 /// The gateway's money records of a business day, each operator's in its own window (the
-/// default window for operators without one).
+/// default window for operators without one), streamed to `each`.
 pub async fn gateway_day_records(
     store: &Store,
     default: &DayWindow,
     operator_days: &BTreeMap<String, DayWindow>,
-) -> anyhow::Result<Vec<GatewayRecord>> {
+    each: &mut (dyn FnMut(GatewayRecord) -> anyhow::Result<()> + Send),
+) -> anyhow::Result<()> {
     let (mut start, mut end) = default.bounds_ms();
     for w in operator_days.values() {
         let (s, e) = w.bounds_ms();
         start = start.min(s);
         end = end.max(e);
     }
-    let mut records = store.gateway_records(start, end).await?;
-    records.retain(|r| {
-        let (s, e) = operator_days
-            .get(&r.operator_id)
-            .unwrap_or(default)
-            .bounds_ms();
-        r.occurred_at_ms >= s && r.occurred_at_ms < e
-    });
-    Ok(records)
+    store
+        .gateway_records(start, end, &mut |r| {
+            let (s, e) = operator_days
+                .get(&r.operator_id)
+                .unwrap_or(default)
+                .bounds_ms();
+            if r.occurred_at_ms >= s && r.occurred_at_ms < e {
+                each(r)?;
+            }
+            Ok(())
+        })
+        .await
 }
 
+/// Writes the gateway's records of a business day to `path` as a gateway export v1 file,
+/// streaming; how many records.
+pub async fn write_gateway_export(
+    store: &Store,
+    default: &DayWindow,
+    operator_days: &BTreeMap<String, DayWindow>,
+    path: &Path,
+) -> anyhow::Result<u64> {
+    use std::io::Write;
+    let context = || format!("writing {}", path.display());
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).with_context(context)?);
+    out.write_all(GATEWAY_EXPORT_HEAD.as_bytes())
+        .with_context(context)?;
+    let mut rows = 0u64;
+    gateway_day_records(store, default, operator_days, &mut |r| {
+        rows += 1;
+        out.write_all(gateway_export_line(&r).as_bytes())
+            .with_context(context)
+    })
+    .await?;
+    out.write_all(format!("# end rows={rows}\n").as_bytes())
+        .with_context(context)?;
+    out.flush().with_context(context)?;
+    Ok(rows)
+}
+
+/// An input's size and SHA-256, read in blocks (inputs are gigabytes at a city's size).
 fn hash_input(role: &str, path: &Path) -> anyhow::Result<InputHash> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("reading {role} input {}", path.display()))?;
+    use std::io::Read;
+    let context = || format!("reading {role} input {}", path.display());
+    let mut file = std::fs::File::open(path).with_context(context)?;
+    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    loop {
+        let n = file.read(&mut buf).with_context(context)?;
+        if n == 0 {
+            break;
+        }
+        digest.update(&buf[..n]);
+        bytes += n as u64;
+    }
     Ok(InputHash {
         role: role.into(),
         path: path.display().to_string(),
-        bytes: bytes.len() as u64,
-        sha256: sha256_hex(&bytes),
+        bytes,
+        sha256: hex::encode(digest.finish()),
     })
 }
 
@@ -355,30 +640,38 @@ pub fn check_outcome(outcome: &DayOutcome, day: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes the gateway's records as a gateway export v1 file (see `formats::gateway` and
-/// docs/settlement-formats.md). Deterministic: same records, same bytes.
+/// The first two lines of a gateway export v1 file (see `formats::gateway` and
+/// docs/settlement-formats.md).
+pub const GATEWAY_EXPORT_HEAD: &str = "# turnpike-gateway-export v1\nrecord_type,operator_id,business_day,out_trade_no,provider_trade_no,out_request_no,terminal_id,terminal_sequence,kind,amount_minor,fee_minor,currency,occurred_at_ms\n";
+
+/// A record as a line of a gateway export v1 file.
+pub fn gateway_export_line(r: &GatewayRecord) -> String {
+    format!(
+        "{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+        r.record_type,
+        r.operator_id,
+        r.business_day,
+        r.out_trade_no,
+        r.provider_trade_no,
+        r.out_request_no,
+        r.terminal_id,
+        r.terminal_sequence
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
+        r.kind,
+        r.amount_minor,
+        r.fee_minor,
+        r.currency,
+        r.occurred_at_ms
+    )
+}
+
+/// Writes the gateway's records as a gateway export v1 file. Deterministic: same records,
+/// same bytes.
 pub fn gateway_export_v1(records: &[GatewayRecord]) -> String {
-    let mut out = String::from("# turnpike-gateway-export v1\n");
-    out.push_str("record_type,operator_id,business_day,out_trade_no,provider_trade_no,out_request_no,terminal_id,terminal_sequence,kind,amount_minor,fee_minor,currency,occurred_at_ms\n");
+    let mut out = String::from(GATEWAY_EXPORT_HEAD);
     for r in records {
-        out.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
-            r.record_type,
-            r.operator_id,
-            r.business_day,
-            r.out_trade_no,
-            r.provider_trade_no,
-            r.out_request_no,
-            r.terminal_id,
-            r.terminal_sequence
-                .map(|s| s.to_string())
-                .unwrap_or_default(),
-            r.kind,
-            r.amount_minor,
-            r.fee_minor,
-            r.currency,
-            r.occurred_at_ms
-        ));
+        out.push_str(&gateway_export_line(r));
     }
     out.push_str(&format!("# end rows={}\n", records.len()));
     out

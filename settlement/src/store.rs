@@ -17,7 +17,7 @@ use sqlx::any::AnyConnectOptions;
 use sqlx::{AnyPool, Row};
 
 use crate::digest::sha256_hex;
-use crate::outcome::{DayOutcome, OperatorOutcome};
+use crate::outcome::{DayOutcome, OperatorOutcome, RecordPage, RECORD_FIGURES};
 use crate::outputs::OutputFile;
 
 const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
@@ -29,12 +29,20 @@ const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
         2,
         include_str!("../migrations/postgres/0002_operator_days.sql"),
     ),
+    (
+        3,
+        include_str!("../migrations/postgres/0003_record_pages.sql"),
+    ),
 ];
 const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_settlement.sql")),
     (
         2,
         include_str!("../migrations/sqlite/0002_operator_days.sql"),
+    ),
+    (
+        3,
+        include_str!("../migrations/sqlite/0003_record_pages.sql"),
     ),
 ];
 
@@ -315,12 +323,15 @@ impl Store {
     /// idempotency key: the same data gives the same rows.
     /// A payment is tied to a terminal only with both its id and its sequence (a ticket
     /// machine's order has no sequence): the export format takes both or neither.
+    /// Rows are streamed to `each` (a city's day is millions of them), in that order.
     pub async fn gateway_records(
         &self,
         start_ms: i64,
         end_ms: i64,
-    ) -> Result<Vec<GatewayRecord>, sqlx::Error> {
-        let rows = sqlx::query(
+        each: &mut (dyn FnMut(GatewayRecord) -> anyhow::Result<()> + Send),
+    ) -> anyhow::Result<()> {
+        use futures_util::TryStreamExt;
+        let mut rows = sqlx::query(
             "SELECT t.kind, t.operator_id, COALESCE(c.business_day, t.business_day), COALESCE(t.out_trade_no, c.out_trade_no, ''),
                     COALESCE(t.provider_trade_no, c.provider_trade_no, ''), COALESCE(t.out_request_no, ''),
                     CASE WHEN t.kind = 'capture' AND c.terminal_sequence IS NOT NULL THEN COALESCE(c.terminal_id, '') ELSE '' END,
@@ -343,32 +354,30 @@ impl Store {
         )
         .bind(start_ms)
         .bind(end_ms)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let kind: String = r.try_get(0)?;
-                Ok(GatewayRecord {
-                    record_type: if kind == "capture" {
-                        "payment".into()
-                    } else {
-                        kind
-                    },
-                    operator_id: r.try_get(1)?,
-                    business_day: r.try_get(2)?,
-                    out_trade_no: r.try_get(3)?,
-                    provider_trade_no: r.try_get(4)?,
-                    out_request_no: r.try_get(5)?,
-                    terminal_id: r.try_get(6)?,
-                    terminal_sequence: r.try_get(7)?,
-                    kind: r.try_get(8)?,
-                    amount_minor: r.try_get(9)?,
-                    fee_minor: r.try_get(10)?,
-                    currency: r.try_get(11)?,
-                    occurred_at_ms: r.try_get(12)?,
-                })
-            })
-            .collect()
+        .fetch(&self.pool);
+        while let Some(r) = rows.try_next().await? {
+            let kind: String = r.try_get(0)?;
+            each(GatewayRecord {
+                record_type: if kind == "capture" {
+                    "payment".into()
+                } else {
+                    kind
+                },
+                operator_id: r.try_get(1)?,
+                business_day: r.try_get(2)?,
+                out_trade_no: r.try_get(3)?,
+                provider_trade_no: r.try_get(4)?,
+                out_request_no: r.try_get(5)?,
+                terminal_id: r.try_get(6)?,
+                terminal_sequence: r.try_get(7)?,
+                kind: r.try_get(8)?,
+                amount_minor: r.try_get(9)?,
+                fee_minor: r.try_get(10)?,
+                currency: r.try_get(11)?,
+                occurred_at_ms: r.try_get(12)?,
+            })?;
+        }
+        Ok(())
     }
 
     /// Each operator's provider fee rate in its contract, basis points (gateway `operators`).
@@ -402,7 +411,14 @@ impl Store {
     /// days its carried items are booked to — all in one transaction: a refused or failed run
     /// leaves nothing behind. Refused when any of its operators' day is approved, or when it
     /// would change a carried item already in an approved statement.
-    pub async fn save_run(&self, run: &RunRecord<'_>) -> Result<SavedRun, StoreError> {
+    ///
+    /// `pages` are the records behind the figures (the engine's producer sends them while this
+    /// stores them); they replace the (day, operator)'s pages in the same transaction.
+    pub async fn save_run(
+        &self,
+        run: &RunRecord<'_>,
+        pages: &mut tokio::sync::mpsc::Receiver<RecordPage>,
+    ) -> Result<SavedRun, StoreError> {
         let day = run.outcome.business_day.as_str();
         let mut tx = self.pool.begin().await?;
         // Lock the day row first, so a concurrent approval and this run serialize on it.
@@ -456,23 +472,20 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-            for e in &op.exceptions {
-                sqlx::query(
-                    "INSERT INTO settlement_exceptions (business_day, exception_key, operator_id, class, reference, amount_minor, currency, detail, run_id)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                )
+            insert_exceptions(&mut tx, day, op, run.run_id).await?;
+            for table in ["settlement_record_pages", "settlement_record_sets"] {
+                sqlx::query(&format!(
+                    "DELETE FROM {table} WHERE business_day = $1 AND operator_id = $2"
+                ))
                 .bind(day)
-                .bind(&e.key)
                 .bind(id)
-                .bind(&e.class)
-                .bind(&e.reference)
-                .bind(e.amount_minor)
-                .bind(&op.currency)
-                .bind(&e.detail)
-                .bind(run.run_id)
                 .execute(&mut *tx)
                 .await?;
             }
+        }
+        let record_sets = insert_record_pages(&mut tx, day, run.run_id, pages).await?;
+        for op in &run.outcome.operators {
+            check_record_sets(op, &record_sets).map_err(StoreError::Invalid)?;
         }
         // Carried items: replaced per (day, operator); the statements they leave or join change.
         let mut elsewhere: std::collections::BTreeSet<(String, String)> = Default::default();
@@ -541,7 +554,28 @@ impl Store {
         put_output(&mut tx, day, &exceptions, run.run_id).await?;
         files.push(exceptions);
         files.sort_by(|a, b| a.name.cmp(&b.name));
-        let outputs_sha256 = crate::outputs::outputs_sha256(&files);
+        let records: Vec<(String, String)> = run
+            .outcome
+            .operators
+            .iter()
+            .map(|op| {
+                let sets: String = RECORD_FIGURES
+                    .iter()
+                    .map(|figure| {
+                        let sha = record_sets
+                            .get(&(op.operator_id.clone(), *figure))
+                            .map(|s| s.sha256.clone())
+                            .unwrap_or_default();
+                        format!("{figure} {sha}\n")
+                    })
+                    .collect();
+                (
+                    format!("{}/records.csv", op.operator_id),
+                    sha256_hex(sets.as_bytes()),
+                )
+            })
+            .collect();
+        let outputs_sha256 = crate::outputs::outputs_sha256(&files, &records);
         sqlx::query("UPDATE settlement_runs SET outputs_sha256 = $2 WHERE run_id = $1")
             .bind(run.run_id)
             .bind(&outputs_sha256)
@@ -728,6 +762,58 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// The record sequences behind an operator's figures of a day (`gross`, `refunds`).
+    pub async fn record_sets(
+        &self,
+        business_day: &str,
+        operator_id: &str,
+    ) -> Result<Vec<(String, RecordSet)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT figure, pages, records, amount_minor, fee_minor, sha256 FROM settlement_record_sets
+             WHERE business_day = $1 AND operator_id = $2 ORDER BY figure",
+        )
+        .bind(business_day)
+        .bind(operator_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0)?,
+                    RecordSet {
+                        pages: r.try_get::<i64, _>(1)? as u64,
+                        records: r.try_get::<i64, _>(2)? as u64,
+                        amount_minor: r.try_get(3)?,
+                        fee_minor: r.try_get(4)?,
+                        sha256: r.try_get(5)?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// A page of the records behind an operator's `gross` or `refunds` figure (its CSV body).
+    pub async fn record_page(
+        &self,
+        business_day: &str,
+        operator_id: &str,
+        figure: &str,
+        page_no: u64,
+    ) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query(
+            "SELECT body FROM settlement_record_pages
+             WHERE business_day = $1 AND operator_id = $2 AND figure = $3 AND page_no = $4",
+        )
+        .bind(business_day)
+        .bind(operator_id)
+        .bind(figure)
+        .bind(page_no as i64)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()
     }
 
     pub async fn line_items(
@@ -1573,8 +1659,10 @@ async fn replace_carries(
     };
     let mut changed = std::collections::BTreeSet::new();
     let mut kept = std::collections::BTreeSet::new();
+    let by_key: std::collections::HashMap<&str, &crate::outcome::Carry> =
+        op.carried_out.iter().map(|n| (n.key.as_str(), n)).collect();
     for o in &old {
-        if op.carried_out.iter().any(|n| n.key == o.key && same(o, n)) {
+        if by_key.get(o.key.as_str()).is_some_and(|n| same(o, n)) {
             kept.insert(o.key.clone());
             continue;
         }
@@ -1599,32 +1687,51 @@ async fn replace_carries(
         .await?;
         changed.insert(o.booked_day.clone());
     }
-    for n in op.carried_out.iter().filter(|n| !kept.contains(&n.key)) {
+    // The day each new item is booked to: the day it belongs to, or this one when that
+    // operator's day is approved. Asked once per day (a large day carries thousands of items
+    // to one or two days), then the rows go in many per INSERT.
+    let mut booked_to: std::collections::BTreeMap<&str, &str> = Default::default();
+    let new: Vec<&crate::outcome::Carry> = op
+        .carried_out
+        .iter()
+        .filter(|n| !kept.contains(&n.key))
+        .collect();
+    for n in &new {
+        if booked_to.contains_key(n.belongs_to.as_str()) {
+            continue;
+        }
         lock_day_row(tx, &n.belongs_to).await?;
         let booked = if operator_status_tx(tx, &n.belongs_to, operator).await? == "approved" {
             source_day
         } else {
             n.belongs_to.as_str()
         };
-        sqlx::query(&format!(
-            "INSERT INTO settlement_carries ({CARRY_COLUMNS}, run_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-        ))
-        .bind(source_day)
-        .bind(operator)
-        .bind(&n.key)
-        .bind(&n.reference)
-        .bind(&n.belongs_to)
-        .bind(booked)
-        .bind(&n.record)
-        .bind(n.amount_minor)
-        .bind(n.fee_minor)
-        .bind(n.net_minor)
-        .bind(&op.currency)
-        .bind(&n.detail)
-        .bind(run_id)
-        .execute(&mut **tx)
-        .await?;
+        booked_to.insert(&n.belongs_to, booked);
         changed.insert(booked.to_string());
+    }
+    for chunk in new.chunks(CARRIES_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO settlement_carries ({CARRY_COLUMNS}, run_id) VALUES {}",
+            values_list(chunk.len(), 13)
+        );
+        let mut q = sqlx::query(&sql);
+        for n in chunk {
+            q = q
+                .bind(source_day)
+                .bind(operator)
+                .bind(&n.key)
+                .bind(&n.reference)
+                .bind(&n.belongs_to)
+                .bind(booked_to[n.belongs_to.as_str()])
+                .bind(&n.record)
+                .bind(n.amount_minor)
+                .bind(n.fee_minor)
+                .bind(n.net_minor)
+                .bind(&op.currency)
+                .bind(&n.detail)
+                .bind(run_id);
+        }
+        q.execute(&mut **tx).await?;
     }
     changed.remove(source_day);
     Ok(changed.into_iter().collect())
@@ -1807,6 +1914,196 @@ async fn publish_tx(
         put_output(tx, day, f, run_id).await?;
     }
     Ok(Some((op, files)))
+}
+
+/// Rows per multi-row INSERT of exceptions (9 parameters each: under both databases' limits).
+const EXCEPTIONS_PER_INSERT: usize = 500;
+/// Rows per multi-row INSERT of carried items (13 parameters each).
+const CARRIES_PER_INSERT: usize = 400;
+/// Pages per multi-row INSERT of record pages (≈ 25–60 KiB each).
+const PAGES_PER_INSERT: usize = 16;
+
+/// Inserts an operator's exceptions of a run, many rows per statement.
+async fn insert_exceptions(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    day: &str,
+    op: &OperatorOutcome,
+    run_id: i64,
+) -> Result<(), sqlx::Error> {
+    for chunk in op.exceptions.chunks(EXCEPTIONS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO settlement_exceptions (business_day, exception_key, operator_id, class, reference, amount_minor, currency, detail, run_id) VALUES {}",
+            values_list(chunk.len(), 9)
+        );
+        let mut q = sqlx::query(&sql);
+        for e in chunk {
+            q = q
+                .bind(day)
+                .bind(&e.key)
+                .bind(&op.operator_id)
+                .bind(&e.class)
+                .bind(&e.reference)
+                .bind(e.amount_minor)
+                .bind(&op.currency)
+                .bind(&e.detail)
+                .bind(run_id);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// `($1, …, $k), ($k+1, …)`: `rows` tuples of `columns` parameters.
+fn values_list(rows: usize, columns: usize) -> String {
+    let mut out = String::new();
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for c in 0..columns {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(&format!("${}", r * columns + c + 1));
+        }
+        out.push(')');
+    }
+    out
+}
+
+/// A stored record sequence of an operator's figure (`settlement_record_sets`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordSet {
+    pub pages: u64,
+    pub records: u64,
+    pub amount_minor: i64,
+    pub fee_minor: i64,
+    /// SHA-256 over the pages' bodies in page order.
+    pub sha256: String,
+}
+
+/// The drill-down adds up: an operator's stored records sum to its gross, refunds and provider
+/// fees figures, or nothing is stored.
+fn check_record_sets(
+    op: &OperatorOutcome,
+    sets: &std::collections::BTreeMap<(String, &'static str), RecordSet>,
+) -> anyhow::Result<()> {
+    let set = |figure: &'static str| {
+        sets.get(&(op.operator_id.clone(), figure))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (gross, refunds) = (set("gross"), set("refunds"));
+    for (figure, records) in [
+        ("gross", gross.amount_minor),
+        ("refunds", refunds.amount_minor),
+        ("provider_fees", gross.fee_minor + refunds.fee_minor),
+    ] {
+        let amount = op.figure(figure).map_or(0, |f| f.amount_minor);
+        if amount != records {
+            anyhow::bail!(
+                "{}'s {figure} is {amount} minor units but its records add up to {records}; nothing stored",
+                op.operator_id
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Stores every page the producer sends, many per statement, and each sequence's totals and
+/// fingerprint. A page out of order is refused (the producer numbers them consecutively).
+async fn insert_record_pages(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    day: &str,
+    run_id: i64,
+    pages: &mut tokio::sync::mpsc::Receiver<RecordPage>,
+) -> Result<std::collections::BTreeMap<(String, &'static str), RecordSet>, StoreError> {
+    let mut sets: std::collections::BTreeMap<
+        (String, &'static str),
+        (RecordSet, ring::digest::Context),
+    > = Default::default();
+    let mut batch: Vec<RecordPage> = Vec::with_capacity(PAGES_PER_INSERT);
+    // Where the time goes: waiting for the producer, or for the database.
+    let (mut waiting_pages, mut waiting_db) =
+        (std::time::Duration::ZERO, std::time::Duration::ZERO);
+    loop {
+        let started = std::time::Instant::now();
+        let more = pages.recv_many(&mut batch, PAGES_PER_INSERT).await > 0;
+        waiting_pages += started.elapsed();
+        if !batch.is_empty() {
+            let sql = format!(
+                "INSERT INTO settlement_record_pages (business_day, operator_id, figure, page_no, records, body, run_id) VALUES {}",
+                values_list(batch.len(), 7)
+            );
+            let mut q = sqlx::query(&sql);
+            for p in &batch {
+                let (set, digest) = sets
+                    .entry((p.operator_id.clone(), p.figure))
+                    .or_insert_with(|| {
+                        (
+                            RecordSet::default(),
+                            ring::digest::Context::new(&ring::digest::SHA256),
+                        )
+                    });
+                if p.page_no != set.pages {
+                    return Err(StoreError::Invalid(anyhow::anyhow!(
+                        "record page {} of {} {} came after page {}",
+                        p.page_no,
+                        p.operator_id,
+                        p.figure,
+                        set.pages
+                    )));
+                }
+                set.pages += 1;
+                set.records += p.records;
+                set.amount_minor += p.amount_minor;
+                set.fee_minor += p.fee_minor;
+                digest.update(p.body.as_bytes());
+                q = q
+                    .bind(day)
+                    .bind(&p.operator_id)
+                    .bind(p.figure)
+                    .bind(p.page_no as i64)
+                    .bind(p.records as i64)
+                    .bind(&p.body)
+                    .bind(run_id);
+            }
+            let started = std::time::Instant::now();
+            q.execute(&mut **tx).await?;
+            waiting_db += started.elapsed();
+            batch.clear();
+        }
+        if !more {
+            break;
+        }
+    }
+    tracing::info!(
+        waiting_for_pages_s = format!("{:.2}", waiting_pages.as_secs_f64()),
+        waiting_for_database_s = format!("{:.2}", waiting_db.as_secs_f64()),
+        "record pages stored"
+    );
+    let mut out = std::collections::BTreeMap::new();
+    for ((operator, figure), (mut set, digest)) in sets {
+        set.sha256 = hex::encode(digest.finish());
+        sqlx::query(
+            "INSERT INTO settlement_record_sets (business_day, operator_id, figure, pages, records, amount_minor, fee_minor, sha256, run_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(day)
+        .bind(&operator)
+        .bind(figure)
+        .bind(set.pages as i64)
+        .bind(set.records as i64)
+        .bind(set.amount_minor)
+        .bind(set.fee_minor)
+        .bind(&set.sha256)
+        .bind(run_id)
+        .execute(&mut **tx)
+        .await?;
+        out.insert((operator, figure), set);
+    }
+    Ok(out)
 }
 
 /// Appends to a day's audit trail. Callers hold the day's row lock (`lock_day_row`), which

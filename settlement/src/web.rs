@@ -33,7 +33,8 @@ use crate::digest::sha256_hex;
 use crate::money::format_minor;
 use crate::outcome::FIGURES;
 use crate::store::{
-    resolution_changes_statement, ExceptionFilter, ExceptionRow, SessionRow, Store, StoreError,
+    resolution_changes_statement, ExceptionFilter, ExceptionRow, RecordSet, SessionRow, Store,
+    StoreError,
 };
 
 const SESSION_COOKIE: &str = "tp_session";
@@ -788,10 +789,39 @@ fn figure_label(name: &str) -> &str {
     }
 }
 
+#[derive(Deserialize, Default)]
+struct PageQuery {
+    /// 1-based.
+    page: Option<u64>,
+}
+
+/// Where page `index` (0-based, over the figure's whole drill-down) of a figure's records is
+/// stored: `gross` and `refunds` are their own sequences, `provider_fees` is both, gross first.
+fn record_page_at(figure: &str, sets: &[(String, RecordSet)], index: u64) -> Option<(String, u64)> {
+    let pages = |name: &str| {
+        sets.iter()
+            .find(|(f, _)| f == name)
+            .map_or(0, |(_, s)| s.pages)
+    };
+    match figure {
+        "gross" | "refunds" => (index < pages(figure)).then(|| (figure.to_string(), index)),
+        "provider_fees" => {
+            let gross = pages("gross");
+            if index < gross {
+                Some(("gross".into(), index))
+            } else {
+                (index - gross < pages("refunds")).then(|| ("refunds".into(), index - gross))
+            }
+        }
+        _ => None,
+    }
+}
+
 async fn figure_page(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((day, op, figure)): Path<(String, String, String)>,
+    Query(q): Query<PageQuery>,
 ) -> WebResult {
     let user = match require(&state, &headers).await {
         Ok(u) => u,
@@ -807,22 +837,67 @@ async fn figure_page(
             "no statement for this day and operator".into(),
         ));
     };
-    let items = state.store.line_items(&day, &op, &figure).await?;
-    let body = html! {
-        p { a href={ "/days/" (day) "/operators/" (op) } { "← statement" } }
-        p { "Total: " strong id="figure-total" { (format_minor(line.amount_minor, &line.currency)) } " from " (items.len()) " record(s)" }
-        table id="items" {
-            tr { th { "Reference" } th { "Class" } th { "Amount" } th { "Detail" } }
-            @for it in &items {
-                tr {
-                    td {
-                        @if it.exception_key.is_empty() {
-                            code { (it.reference) }
-                        } @else {
-                            a.exception-link href={ "/exceptions/" (it.source_day) "/" (it.exception_key) } { code { (it.reference) } }
-                        }
+    let cur = line.currency.as_str();
+    let base = format!("/days/{day}/operators/{op}/figures/{figure}");
+    // gross, refunds and provider_fees: the day's records, a stored page at a time.
+    let paged = figure == "gross" || figure == "refunds" || figure == "provider_fees";
+    let body = if paged {
+        let sets = state.store.record_sets(&day, &op).await?;
+        let (records, pages) = sets
+            .iter()
+            .filter(|(f, _)| figure == "provider_fees" || *f == figure)
+            .fold((0, 0), |(r, p), (_, s)| (r + s.records, p + s.pages));
+        let page = q.page.unwrap_or(1).max(1);
+        if page > pages.max(1) {
+            return Err(WebError(
+                StatusCode::NOT_FOUND,
+                format!("there are {pages} page(s)"),
+            ));
+        }
+        let shown = match record_page_at(&figure, &sets, page - 1) {
+            Some((stored, no)) => {
+                let body = state.store.record_page(&day, &op, &stored, no).await?;
+                crate::outcome::parse_record_page(body.as_deref().unwrap_or(""))
+            }
+            None => Vec::new(),
+        };
+        let fees = figure == "provider_fees";
+        html! {
+            p { a href={ "/days/" (day) "/operators/" (op) } { "← statement" } }
+            p { "Total: " strong id="figure-total" { (format_minor(line.amount_minor, cur)) } " from " (records) " record(s)" }
+            (pager(&base, page, pages))
+            table id="items" {
+                tr { th { "Reference" } th { "Class" } th { @if fees { "Fee" } @else { "Amount" } } th { "Detail" } }
+                @for it in &shown {
+                    tr {
+                        td { code { (it.reference) } }
+                        td { (it.class) }
+                        td.num { (format_minor(if fees { it.fee_minor } else { it.amount_minor }, cur)) }
+                        td { (it.detail) }
                     }
-                    td { (it.class) } td.num { (format_minor(it.amount_minor, &line.currency)) } td { (it.detail) }
+                }
+            }
+            (pager(&base, page, pages))
+            p { a href={ "/days/" (day) "/operators/" (op) "/files/records.csv" } { "All records (records.csv)" } }
+        }
+    } else {
+        let items = state.store.line_items(&day, &op, &figure).await?;
+        html! {
+            p { a href={ "/days/" (day) "/operators/" (op) } { "← statement" } }
+            p { "Total: " strong id="figure-total" { (format_minor(line.amount_minor, cur)) } " from " (items.len()) " record(s)" }
+            table id="items" {
+                tr { th { "Reference" } th { "Class" } th { "Amount" } th { "Detail" } }
+                @for it in &items {
+                    tr {
+                        td {
+                            @if it.exception_key.is_empty() {
+                                code { (it.reference) }
+                            } @else {
+                                a.exception-link href={ "/exceptions/" (it.source_day) "/" (it.exception_key) } { code { (it.reference) } }
+                            }
+                        }
+                        td { (it.class) } td.num { (format_minor(it.amount_minor, cur)) } td { (it.detail) }
+                    }
                 }
             }
         }
@@ -834,6 +909,25 @@ async fn figure_page(
     ))
 }
 
+/// Page links: first, previous, "page N of M", next, last.
+fn pager(base: &str, page: u64, pages: u64) -> Markup {
+    html! {
+        @if pages > 1 {
+            nav.pager aria-label="pages" {
+                @if page > 1 {
+                    a rel="first" href={ (base) "?page=1" } { "« first" } " "
+                    a rel="prev" href={ (base) "?page=" (page - 1) } { "‹ previous" } " "
+                }
+                span.page-of { "page " (page) " of " (pages) }
+                @if page < pages {
+                    " " a rel="next" href={ (base) "?page=" (page + 1) } { "next ›" }
+                    " " a rel="last" href={ (base) "?page=" (pages) } { "last »" }
+                }
+            }
+        }
+    }
+}
+
 async fn output_file(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -841,6 +935,9 @@ async fn output_file(
 ) -> WebResult {
     if let Err(r) = require(&state, &headers).await {
         return Ok(r);
+    }
+    if name == "records.csv" {
+        return records_csv(state, day, op).await;
     }
     let file = state
         .store
@@ -854,7 +951,49 @@ async fn output_file(
     ))
 }
 
-fn download(content_type: &str, filename: &str, body: String) -> Response {
+/// `<operator>/records.csv`, streamed a stored page at a time (a city's day is hundreds of
+/// megabytes; the server holds one page).
+async fn records_csv(state: AppState, day: String, op: String) -> WebResult {
+    let sets = state.store.record_sets(&day, &op).await?;
+    if sets.is_empty() && state.store.statement(&day, &op).await?.is_empty() {
+        return Err(WebError(StatusCode::NOT_FOUND, "no such file".into()));
+    }
+    let pages: Vec<(String, u64)> = sets
+        .iter()
+        .flat_map(|(figure, set)| (0..set.pages).map(move |no| (figure.clone(), no)))
+        .collect();
+    let head = futures_util::stream::once(async {
+        Ok::<_, std::io::Error>(bytes::Bytes::from_static(
+            crate::outcome::RECORDS_CSV_HEADER.as_bytes(),
+        ))
+    });
+    let store = state.store.clone();
+    let filename = format!("{day}-{op}-records.csv");
+    let rest = futures_util::stream::unfold(pages.into_iter(), move |mut pages| {
+        let (store, day, op) = (store.clone(), day.clone(), op.clone());
+        async move {
+            let (figure, no) = pages.next()?;
+            let chunk = match store.record_page(&day, &op, &figure, no).await {
+                Ok(body) => {
+                    let mut out = String::new();
+                    for line in body.unwrap_or_default().split_inclusive('\n') {
+                        out.push_str(&figure);
+                        out.push(',');
+                        out.push_str(line);
+                    }
+                    Ok(bytes::Bytes::from(out))
+                }
+                Err(e) => Err(std::io::Error::other(e)),
+            };
+            Some((chunk, pages))
+        }
+    });
+    use futures_util::StreamExt;
+    let body = axum::body::Body::from_stream(head.chain(rest));
+    Ok(download("text/csv; charset=utf-8", &filename, body))
+}
+
+fn download(content_type: &str, filename: &str, body: impl Into<axum::body::Body>) -> Response {
     let disposition = format!(
         "attachment; filename=\"{}\"",
         filename.replace(
@@ -867,7 +1006,7 @@ fn download(content_type: &str, filename: &str, body: String) -> Response {
             (header::CONTENT_TYPE, content_type.to_string()),
             (header::CONTENT_DISPOSITION, disposition),
         ],
-        body,
+        body.into(),
     )
         .into_response()
 }

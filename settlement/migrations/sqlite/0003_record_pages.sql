@@ -1,0 +1,35 @@
+-- The records behind a statement's gross, refunds and provider-fee figures (the drill-down), as
+-- pages of `settlement_record_page_size` records each instead of one row per record: a city's
+-- day is ten million records, and ten million indexed rows take longer to write than the whole
+-- run may (docs/settlement.md, "Storage at scale"). A page's body is CSV lines
+-- `reference,class,amount_minor,fee_minor,detail`, in the gateway export's order.
+-- Replaced by each run of the (day, operator).
+CREATE TABLE settlement_record_pages (
+    business_day  TEXT NOT NULL,
+    operator_id   TEXT NOT NULL,
+    -- 'gross' (payments) or 'refunds' (refunds and reversals).
+    figure        TEXT NOT NULL,
+    page_no       BIGINT NOT NULL,
+    records       BIGINT NOT NULL,
+    body          TEXT NOT NULL,
+    run_id        BIGINT NOT NULL,
+    PRIMARY KEY (business_day, operator_id, figure, page_no)
+);
+
+-- Each record sequence of a (day, operator): how many pages and records, and a fingerprint of
+-- its bytes (part of the run's outputs hash).
+CREATE TABLE settlement_record_sets (
+    business_day  TEXT NOT NULL,
+    operator_id   TEXT NOT NULL,
+    figure        TEXT NOT NULL,
+    pages         BIGINT NOT NULL,
+    records       BIGINT NOT NULL,
+    amount_minor  BIGINT NOT NULL,
+    fee_minor     BIGINT NOT NULL,
+    sha256        TEXT NOT NULL,
+    run_id        BIGINT NOT NULL,
+    PRIMARY KEY (business_day, operator_id, figure)
+);
+
+-- The exceptions list is paged and sorted on the server.
+CREATE INDEX settlement_exceptions_by_amount ON settlement_exceptions (business_day, amount_minor, exception_key);
