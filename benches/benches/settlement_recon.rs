@@ -99,8 +99,11 @@ fn main() {
     // The whole `settlement run` as a finance team runs it: inputs to stored results and the
     // operator files, on PostgreSQL and on SQLite.
     let settlement_bin = build_settlement(&target);
-    let run_pg = run_settlement(&settlement_bin, &dir, "postgres");
-    let run_sqlite = run_settlement(&settlement_bin, &dir, "sqlite");
+    let (run_pg, pg_database) = run_settlement(&settlement_bin, &dir, "postgres");
+    // The review UI on that day: each page as a finance user opens it, over HTTP.
+    let pages = time_pages(&settlement_bin, &pg_database);
+    drop_database(&pg_database);
+    let (run_sqlite, _) = run_settlement(&settlement_bin, &dir, "sqlite");
 
     // DuckDB.
     let python = install_duckdb(&target);
@@ -144,6 +147,8 @@ fn main() {
         "run_sqlite_peak_rss_mib": run_sqlite["peak_rss_mib"],
         "run_sqlite": run_sqlite,
         "speedup_vs_duckdb": duckdb_s / run_s,
+        "ui_pages": pages,
+        "ui_slowest_page_ms": pages.as_array().map(|a| a.iter().filter_map(|p| p["max_ms"].as_f64()).fold(0.0, f64::max)),
         "turnpike_s": turnpike_s,
         "core_speedup_vs_duckdb": duckdb_s / turnpike_s,
         "duckdb_s": duckdb_s,
@@ -191,8 +196,9 @@ fn build_settlement(target: &Path) -> PathBuf {
 
 /// One `settlement run` of the bench's day into a fresh database of `backend`, with `--out`,
 /// timed by `/usr/bin/time` (wall, CPU, peak RSS of the program; on PostgreSQL the server's
-/// CPU is on top, shown as `server_cpu_s`).
-fn run_settlement(bin: &Path, dir: &Path, backend: &str) -> Value {
+/// CPU is on top, shown as `server_cpu_s`). Returns the figures and the database's URL (a
+/// PostgreSQL database is left for `time_pages`; `drop_database` removes it).
+fn run_settlement(bin: &Path, dir: &Path, backend: &str) -> (Value, String) {
     let out_dir = dir.join(format!("out-{backend}"));
     let _ = std::fs::remove_dir_all(&out_dir);
     let database = match backend {
@@ -254,9 +260,7 @@ fn run_settlement(bin: &Path, dir: &Path, backend: &str) -> Value {
     let stored_mib = match backend {
         "postgres" => {
             let name = format!("turnpike_bench_settlement_{}", std::process::id());
-            let size = psql_value(&format!("SELECT pg_database_size('{name}')"));
-            psql(&format!("DROP DATABASE IF EXISTS {name}"));
-            size / 1048576.0
+            psql_value(&format!("SELECT pg_database_size('{name}')")) / 1048576.0
         }
         _ => {
             ["run.db", "run.db-wal"]
@@ -284,7 +288,173 @@ fn run_settlement(bin: &Path, dir: &Path, backend: &str) -> Value {
         t[3] / 1024.0,
         stored_mib
     );
+    (result, database)
+}
+
+fn drop_database(url: &str) {
+    if let Some(name) = url.strip_prefix("postgres://postgres@127.0.0.1:5432/") {
+        psql(&format!("DROP DATABASE IF EXISTS {name}"));
+    }
+}
+
+/// Serves the review UI (`settlement serve`, the release program) on the day just stored and
+/// times each page a finance user opens — statement, drill-downs (first, middle and last
+/// page), the exceptions queue (first page, sorted by amount, the next page by its cursor),
+/// day and days — over HTTP on loopback, 7 times each after one warm-up: median and max
+/// milliseconds (the server's time plus a loopback round trip) and the page's size.
+fn time_pages(bin: &Path, database: &str) -> Value {
+    const USER: &str = "fin.bench";
+    const PASSWORD: &str = "bench password 123";
+    let ok = Command::new(bin)
+        .args(["user", "add", USER, "--database", database])
+        .env("TURNPIKE_SETTLEMENT_PASSWORD", PASSWORD)
+        .env("RUST_LOG", "warn")
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "settlement user add failed");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut server = Command::new(bin)
+        .args(["serve", "--database", database, "--nightly-at", "off"])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("settlement serve");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let result = runtime.block_on(async {
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .expect("client");
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        let login = loop {
+            match client.get(format!("{base}/login")).send().await {
+                Ok(r) => break r,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await
+                }
+                Err(e) => panic!("settlement serve did not answer: {e}"),
+            }
+        };
+        let login_cookie = set_cookie(&login);
+        let page = login.text().await.expect("login page");
+        let csrf = between(&page, "name=\"csrf\" value=\"", "\"").expect("login csrf");
+        let logged = client
+            .post(format!("{base}/login"))
+            .header("cookie", login_cookie)
+            .form(&[("name", USER), ("password", PASSWORD), ("csrf", &csrf)])
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(logged.status().as_u16(), 303, "login refused");
+        let cookie = set_cookie(&logged);
+        let get = |path: String| {
+            let (client, base, cookie) = (client.clone(), base.clone(), cookie.clone());
+            async move {
+                let started = Instant::now();
+                let r = client
+                    .get(format!("{base}{path}"))
+                    .header("cookie", cookie)
+                    .send()
+                    .await
+                    .expect("GET");
+                let status = r.status().as_u16();
+                let body = r.text().await.expect("body");
+                assert_eq!(status, 200, "GET {path}: {body}");
+                (started.elapsed().as_secs_f64() * 1000.0, body)
+            }
+        };
+        let statement = format!("/days/{DAY}/operators/hz-metro");
+        let (_, first) = get(format!("{statement}/figures/gross")).await;
+        let pages: u64 = between(&first, "page 1 of ", "<")
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(1);
+        let (_, queue) = get(format!("/exceptions?day={DAY}&state=open")).await;
+        let next = between(&queue, "id=\"next-page\" href=\"", "\"")
+            .expect("a next page of exceptions")
+            .replace("&amp;", "&");
+        let paths = [
+            ("statement", statement.clone()),
+            (
+                "drill-down gross, first page",
+                format!("{statement}/figures/gross"),
+            ),
+            (
+                "drill-down gross, middle page",
+                format!("{statement}/figures/gross?page={}", pages / 2),
+            ),
+            (
+                "drill-down gross, last page",
+                format!("{statement}/figures/gross?page={pages}"),
+            ),
+            (
+                "drill-down provider fees, last page",
+                format!("{statement}/figures/provider_fees?page={pages}"),
+            ),
+            ("drill-down refunds", format!("{statement}/figures/refunds")),
+            (
+                "exceptions, open, first page",
+                format!("/exceptions?day={DAY}&state=open"),
+            ),
+            (
+                "exceptions, by amount",
+                format!("/exceptions?day={DAY}&sort=amount"),
+            ),
+            ("exceptions, next page", next),
+            ("exceptions, every day", "/exceptions".to_string()),
+            ("day", format!("/days/{DAY}")),
+            ("days", "/".to_string()),
+        ];
+        let mut out = Vec::new();
+        for (name, path) in paths {
+            get(path.clone()).await;
+            let mut times = Vec::new();
+            let mut bytes = 0;
+            for _ in 0..7 {
+                let (ms, body) = get(path.clone()).await;
+                times.push(ms);
+                bytes = body.len();
+            }
+            times.sort_by(f64::total_cmp);
+            println!(
+                "  {name:<38} median {:>7.1} ms  max {:>7.1} ms  {bytes} bytes",
+                times[3], times[6]
+            );
+            out.push(json!({
+                "page": name, "path": path, "median_ms": times[3], "max_ms": times[6],
+                "bytes": bytes,
+            }));
+        }
+        Value::Array(out)
+    });
+    let _ = server.kill();
+    let _ = server.wait();
     result
+}
+
+/// The `name=value` part of a response's Set-Cookie headers, joined for a Cookie header.
+fn set_cookie(r: &reqwest::Response) -> String {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The text between the first `start` and the next `end`.
+fn between(text: &str, start: &str, end: &str) -> Option<String> {
+    let from = text.find(start)? + start.len();
+    let len = text[from..].find(end)?;
+    Some(text[from..from + len].to_string())
 }
 
 fn psql(sql: &str) {

@@ -130,6 +130,16 @@ pub enum OperatorCommand {
         #[arg(long, env = "USER", default_value = "cli")]
         actor: String,
     },
+    /// Four-eyes approval of an operator's statements (on by default): the person who
+    /// approves is not one who resolved any of its exceptions.
+    FourEyes {
+        #[arg(long)]
+        operator: String,
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+        #[arg(long, env = "USER", default_value = "cli")]
+        actor: String,
+    },
     /// List the operators' business-day settings.
     List,
 }

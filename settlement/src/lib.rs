@@ -24,7 +24,8 @@
 //! (statement, payout and exception files), [`adjust`] (statements with carried items and
 //! adjustments), [`store`] (the only settlement code that speaks SQL), [`web`] and [`auth`]
 //! (the review UI), [`schedule`] (the nightly job), [`cli`] (the command line's flags and
-//! steps), [`digest`] (SHA-256 fingerprints).
+//! steps), [`digest`] (SHA-256 fingerprints), [`charts`] (the UI's server-rendered SVG charts)
+//! and [`export`] (a day's CSV and XLSX export for auditors).
 //!
 //! Their dependencies run one way (no module cycles), each module using only those before it:
 //! the engine's modules, [`outcome`] and [`digest`]; [`outputs`] (renders an outcome);
@@ -56,9 +57,11 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T
 
 pub mod adjust;
 pub mod auth;
+pub mod charts;
 pub mod cli;
 pub mod digest;
 pub mod engine;
+pub mod export;
 pub mod outcome;
 pub mod outputs;
 pub mod run;

@@ -99,6 +99,17 @@ async fn operator(url: &str, command: OperatorCommand) -> anyhow::Result<()> {
             store.set_operator_setting(&setting, &actor).await?;
             println!("business day of {} saved", setting.operator_id);
         }
+        OperatorCommand::FourEyes {
+            operator,
+            state,
+            actor,
+        } => {
+            let store = Store::connect(url, 2).await?;
+            store
+                .set_four_eyes(&operator, state == "on", &actor)
+                .await?;
+            println!("four-eyes approval of {operator}: {state}");
+        }
         OperatorCommand::List => {
             let store = Store::connect(url, 2).await?;
             print_lines(&cli::operator_list(&store).await?);

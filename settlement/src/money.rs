@@ -11,12 +11,55 @@ use serde::Serialize;
 
 use crate::error::SettlementError;
 
-/// `1234` CNY minor units → "12.34 CNY"; exact, from integer minor units. How the statement
-/// files, the review UI and the command line write an amount.
+/// `6115059827` CNY minor units → "61,150,598.27 CNY"; exact, from integer minor units, with
+/// thousands separators. How the statement files, the review UI and the command line write an
+/// amount for people (machine-read files keep integer minor units).
 pub fn format_minor(amount_minor: i64, currency: &str) -> String {
     let sign = if amount_minor < 0 { "-" } else { "" };
     let a = amount_minor.unsigned_abs();
-    format!("{sign}{}.{:02} {currency}", a / 100, a % 100)
+    let units = (a / 100).to_string();
+    let mut grouped = String::with_capacity(units.len() + units.len() / 3);
+    for (i, d) in units.chars().enumerate() {
+        if i > 0 && (units.len() - i).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(d);
+    }
+    format!("{sign}{grouped}.{:02} {currency}", a % 100)
+}
+
+/// An amount typed in major units (yuan), as finance enters an adjustment — "12.5",
+/// "-1,200.00", "0.05" — to exact minor units. Refuses more than two decimals, anything not a
+/// number, and amounts of 10¹³ yuan or more.
+pub fn parse_major(text: &str) -> Result<i64, &'static str> {
+    let t: String = text
+        .trim()
+        .chars()
+        .filter(|c| *c != ',' && *c != ' ')
+        .collect();
+    let (negative, digits) = match t.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, t.strip_prefix('+').unwrap_or(&t)),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    let all_digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
+    if (whole.is_empty() && fraction.is_empty()) || !all_digits(whole) || !all_digits(fraction) {
+        return Err("an amount like 12.50");
+    }
+    if fraction.len() > 2 {
+        return Err("at most two decimals (fen)");
+    }
+    if whole.len() > 13 {
+        return Err("too large");
+    }
+    let whole: i64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| "too large")?
+    };
+    let fraction: i64 = format!("{fraction:0<2}").parse().unwrap_or(0);
+    let minor = whole * 100 + fraction;
+    Ok(if negative { -minor } else { minor })
 }
 
 /// The provider's service fee in an operator's contract: `fixed_minor` plus `rate_bp` basis
@@ -247,5 +290,29 @@ impl Journal {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_are_written_with_thousands_separators_and_read_in_yuan() {
+        assert_eq!(format_minor(6_115_059_827, "CNY"), "61,150,598.27 CNY");
+        assert_eq!(format_minor(-100_000, "CNY"), "-1,000.00 CNY");
+        assert_eq!(format_minor(99_999, "CNY"), "999.99 CNY");
+        assert_eq!(format_minor(5, "CNY"), "0.05 CNY");
+        assert_eq!(parse_major("12.5"), Ok(1250));
+        assert_eq!(parse_major("-1,200.00"), Ok(-120_000));
+        assert_eq!(parse_major("0.05"), Ok(5));
+        assert_eq!(parse_major(".5"), Ok(50));
+        assert_eq!(parse_major("3"), Ok(300));
+        assert!(parse_major("1.234").is_err());
+        assert!(parse_major("12a").is_err());
+        assert!(parse_major("").is_err());
+        assert!(parse_major("-").is_err());
+        assert!(parse_major("1.2.3").is_err());
+        assert!(parse_major("99999999999999").is_err());
     }
 }

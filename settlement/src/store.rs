@@ -94,6 +94,14 @@ pub enum StoreError {
         operator: String,
         why: &'static str,
     },
+    /// Four-eyes approval: the approver resolved exceptions of this statement.
+    #[error("{user} resolved {resolved} exception(s) of {operator}'s statement of {day}; four-eyes approval needs another person to approve it (or `settlement operator set {operator} --four-eyes off`)")]
+    FourEyes {
+        day: String,
+        operator: String,
+        user: String,
+        resolved: u64,
+    },
     #[error("{0:#}")]
     Invalid(anyhow::Error),
     #[error(transparent)]
@@ -192,6 +200,92 @@ pub struct ExceptionRow {
     pub detail: String,
     /// The newest resolution's action, or None while open.
     pub resolution: Option<String>,
+}
+
+/// The orders the exceptions queue is sorted in; each ends with (day, key) so it is total.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExceptionSort {
+    /// Newest day first (the default).
+    #[default]
+    Day,
+    /// Largest amount first.
+    AmountDesc,
+    /// Smallest amount first.
+    AmountAsc,
+    Reference,
+    Class,
+    Operator,
+}
+
+impl ExceptionSort {
+    pub const ALL: [(ExceptionSort, &'static str); 6] = [
+        (ExceptionSort::Day, "day"),
+        (ExceptionSort::AmountDesc, "amount"),
+        (ExceptionSort::AmountAsc, "-amount"),
+        (ExceptionSort::Reference, "reference"),
+        (ExceptionSort::Class, "class"),
+        (ExceptionSort::Operator, "operator"),
+    ];
+
+    pub fn parse(name: &str) -> Option<ExceptionSort> {
+        Self::ALL.iter().find(|(_, n)| *n == name).map(|(s, _)| *s)
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(s, _)| *s == self)
+            .map_or("day", |(_, n)| n)
+    }
+
+    /// (the column sorted on, descending).
+    fn column(self) -> (&'static str, bool) {
+        match self {
+            ExceptionSort::Day => ("e.business_day", true),
+            ExceptionSort::AmountDesc => ("e.amount_minor", true),
+            ExceptionSort::AmountAsc => ("e.amount_minor", false),
+            ExceptionSort::Reference => ("e.reference", false),
+            ExceptionSort::Class => ("e.class", false),
+            ExceptionSort::Operator => ("e.operator_id", false),
+        }
+    }
+
+    fn numeric(self) -> bool {
+        matches!(self, ExceptionSort::AmountDesc | ExceptionSort::AmountAsc)
+    }
+
+    fn cursor(self, r: &ExceptionRow) -> ExceptionCursor {
+        let value = match self {
+            ExceptionSort::Day => r.business_day.clone(),
+            ExceptionSort::AmountDesc | ExceptionSort::AmountAsc => r.amount_minor.to_string(),
+            ExceptionSort::Reference => r.reference.clone(),
+            ExceptionSort::Class => r.class.clone(),
+            ExceptionSort::Operator => r.operator_id.clone(),
+        };
+        ExceptionCursor {
+            value,
+            business_day: r.business_day.clone(),
+            key: r.key.clone(),
+        }
+    }
+}
+
+/// Where a page of the exceptions queue starts: after the row with this sort value, day and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExceptionCursor {
+    pub value: String,
+    pub business_day: String,
+    pub key: String,
+}
+
+/// A page of the exceptions queue.
+#[derive(Debug, Clone)]
+pub struct ExceptionPage {
+    pub rows: Vec<ExceptionRow>,
+    /// How many exceptions the filter selects in all.
+    pub total: u64,
+    /// The next page's cursor; None on the last page.
+    pub next: Option<ExceptionCursor>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -473,6 +567,20 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             insert_exceptions(&mut tx, day, op, run.run_id).await?;
+            // Resolutions made before this run still apply (keys are stable across runs).
+            sqlx::query(
+                "UPDATE settlement_exceptions SET resolution = (
+                     SELECT r.action FROM settlement_resolutions r
+                     WHERE r.business_day = settlement_exceptions.business_day
+                       AND r.exception_key = settlement_exceptions.exception_key
+                     ORDER BY r.seq DESC LIMIT 1)
+                 WHERE business_day = $1 AND operator_id = $2 AND exception_key IN (
+                     SELECT exception_key FROM settlement_resolutions WHERE business_day = $1)",
+            )
+            .bind(day)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
             for table in ["settlement_record_pages", "settlement_record_sets"] {
                 sqlx::query(&format!(
                     "DELETE FROM {table} WHERE business_day = $1 AND operator_id = $2"
@@ -708,14 +816,8 @@ impl Store {
             let business_day: String = r.try_get(0)?;
             let operator_id: String = r.try_get(1)?;
             let open = self
-                .exceptions(&ExceptionFilter {
-                    business_day: Some(business_day.clone()),
-                    operator_id: Some(operator_id.clone()),
-                    class: None,
-                    state: Some("open".into()),
-                })
-                .await?
-                .len() as i64;
+                .open_exception_count(&business_day, &operator_id)
+                .await? as i64;
             out.push(DayOperatorSummary {
                 business_day,
                 operator_id,
@@ -845,47 +947,125 @@ impl Store {
             .collect()
     }
 
+    /// Every exception the filter selects (exports, approval), newest day first.
     pub async fn exceptions(&self, f: &ExceptionFilter) -> Result<Vec<ExceptionRow>, sqlx::Error> {
-        // The newest resolution per exception, by a correlated subquery (portable to both).
-        let rows = sqlx::query(
-            "SELECT e.business_day, e.exception_key, e.operator_id, e.class, e.reference,
-                    e.amount_minor, e.currency, e.detail,
-                    (SELECT r.action FROM settlement_resolutions r
-                      WHERE r.business_day = e.business_day AND r.exception_key = e.exception_key
-                      ORDER BY r.seq DESC LIMIT 1)
-             FROM settlement_exceptions e
-             WHERE ($1 = '' OR e.business_day = $1) AND ($2 = '' OR e.operator_id = $2)
-               AND ($3 = '' OR e.class = $3)
-             ORDER BY e.business_day DESC, e.operator_id, e.exception_key",
-        )
+        let page = self
+            .exceptions_page(f, ExceptionSort::Day, None, i64::MAX as u64)
+            .await?;
+        Ok(page.rows)
+    }
+
+    /// A page of the exceptions the filter selects, in `sort` order, after `after` (keyset
+    /// paging: the cursor is the last row's sort value, day and key), at most `limit` rows;
+    /// with the filter's total.
+    pub async fn exceptions_page(
+        &self,
+        f: &ExceptionFilter,
+        sort: ExceptionSort,
+        after: Option<&ExceptionCursor>,
+        limit: u64,
+    ) -> Result<ExceptionPage, sqlx::Error> {
+        let state = match f.state.as_deref() {
+            Some("open") => " AND e.resolution IS NULL",
+            Some("resolved") => " AND e.resolution IS NOT NULL",
+            _ => "",
+        };
+        let filter = format!(
+            "($1 = '' OR e.business_day = $1) AND ($2 = '' OR e.operator_id = $2)
+             AND ($3 = '' OR e.class = $3){state}"
+        );
+        let total: i64 = sqlx::query(&format!(
+            "SELECT COUNT(*) FROM settlement_exceptions e WHERE {filter}"
+        ))
         .bind(f.business_day.clone().unwrap_or_default())
         .bind(f.operator_id.clone().unwrap_or_default())
         .bind(f.class.clone().unwrap_or_default())
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = Vec::new();
-        for r in &rows {
-            let row = ExceptionRow {
-                business_day: r.try_get(0)?,
-                key: r.try_get(1)?,
-                operator_id: r.try_get(2)?,
-                class: r.try_get(3)?,
-                reference: r.try_get(4)?,
-                amount_minor: r.try_get(5)?,
-                currency: r.try_get(6)?,
-                detail: r.try_get(7)?,
-                resolution: r.try_get(8)?,
+        .fetch_one(&self.pool)
+        .await?
+        .try_get(0)?;
+        let (column, descending) = sort.column();
+        let (cmp, dir) = if descending {
+            ("<", "DESC")
+        } else {
+            (">", "ASC")
+        };
+        let keyset = if after.is_some() {
+            format!(" AND ({column}, e.business_day, e.exception_key) {cmp} ($4, $5, $6)")
+        } else {
+            String::new()
+        };
+        let sql = format!(
+            "SELECT e.business_day, e.exception_key, e.operator_id, e.class, e.reference,
+                    e.amount_minor, e.currency, e.detail, e.resolution
+             FROM settlement_exceptions e
+             WHERE {filter}{keyset}
+             ORDER BY {column} {dir}, e.business_day {dir}, e.exception_key {dir}
+             LIMIT {}",
+            limit.min(i64::MAX as u64)
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(f.business_day.clone().unwrap_or_default())
+            .bind(f.operator_id.clone().unwrap_or_default())
+            .bind(f.class.clone().unwrap_or_default());
+        if let Some(c) = after {
+            q = if sort.numeric() {
+                q.bind(c.value.parse::<i64>().unwrap_or(0))
+            } else {
+                q.bind(c.value.clone())
             };
-            let keep = match f.state.as_deref() {
-                Some("open") => row.resolution.is_none(),
-                Some("resolved") => row.resolution.is_some(),
-                _ => true,
-            };
-            if keep {
-                out.push(row);
-            }
+            q = q.bind(c.business_day.clone()).bind(c.key.clone());
         }
-        Ok(out)
+        let rows = q.fetch_all(&self.pool).await?;
+        let rows = rows
+            .iter()
+            .map(|r| {
+                Ok(ExceptionRow {
+                    business_day: r.try_get(0)?,
+                    key: r.try_get(1)?,
+                    operator_id: r.try_get(2)?,
+                    class: r.try_get(3)?,
+                    reference: r.try_get(4)?,
+                    amount_minor: r.try_get(5)?,
+                    currency: r.try_get(6)?,
+                    detail: r.try_get(7)?,
+                    resolution: r.try_get(8)?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let next = (rows.len() as u64 == limit)
+            .then(|| rows.last().map(|r| sort.cursor(r)))
+            .flatten();
+        Ok(ExceptionPage {
+            rows,
+            total: total as u64,
+            next,
+        })
+    }
+
+    /// How many of an operator's exceptions of a day are open.
+    pub async fn open_exception_count(
+        &self,
+        business_day: &str,
+        operator_id: &str,
+    ) -> Result<u64, sqlx::Error> {
+        let n: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM settlement_exceptions
+             WHERE business_day = $1 AND operator_id = $2 AND resolution IS NULL",
+        )
+        .bind(business_day)
+        .bind(operator_id)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get(0)?;
+        Ok(n as u64)
+    }
+
+    /// The exception classes present (for the queue's filter).
+    pub async fn exception_classes(&self) -> Result<Vec<String>, sqlx::Error> {
+        let rows = sqlx::query("SELECT DISTINCT class FROM settlement_exceptions ORDER BY class")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| r.try_get(0)).collect()
     }
 
     /// Records a resolution (with its mandatory note) and its audit line, and recomposes the
@@ -952,6 +1132,14 @@ impl Store {
         .bind(adjust_minor)
         .bind(user)
         .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE settlement_exceptions SET resolution = $3 WHERE business_day = $1 AND exception_key = $2",
+        )
+        .bind(business_day)
+        .bind(key)
+        .bind(action)
         .execute(&mut *tx)
         .await?;
         let adjust = adjust_minor
@@ -1072,6 +1260,17 @@ impl Store {
         let operators = scope.operators_tx(&mut tx, business_day, "open").await?;
         if operators.is_empty() {
             return Ok(false);
+        }
+        for operator in &operators {
+            let resolved = resolved_by_tx(&mut tx, business_day, operator, user).await?;
+            if resolved > 0 && four_eyes_tx(&mut tx, operator).await? {
+                return Err(StoreError::FourEyes {
+                    day: business_day.into(),
+                    operator: operator.clone(),
+                    user: user.into(),
+                    resolved,
+                });
+            }
         }
         let open = open_exceptions_tx(&mut tx, business_day, &operators).await?;
         let with_open =
@@ -1217,6 +1416,28 @@ impl Store {
         .bind(&setting.operator_id)
         .bind(&setting.time_zone)
         .bind(&setting.cutoff)
+        .bind(actor)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Turns four-eyes approval of an operator's statements on or off (its other settings
+    /// stay as they are).
+    pub async fn set_four_eyes(
+        &self,
+        operator_id: &str,
+        on: bool,
+        actor: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO settlement_operator_settings (operator_id, cutoff, four_eyes, changed_by, changed_at_ms) VALUES ($1, '00:00', $2, $3, $4)
+             ON CONFLICT (operator_id) DO UPDATE SET four_eyes = excluded.four_eyes,
+                 changed_by = excluded.changed_by, changed_at_ms = excluded.changed_at_ms",
+        )
+        .bind(operator_id)
+        .bind(i64::from(on))
         .bind(actor)
         .bind(now_ms())
         .execute(&self.pool)
@@ -1463,10 +1684,7 @@ async fn exception_state_tx(
     key: &str,
 ) -> Result<Option<(String, Option<String>)>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT e.operator_id,
-                (SELECT r.action FROM settlement_resolutions r
-                  WHERE r.business_day = e.business_day AND r.exception_key = e.exception_key
-                  ORDER BY r.seq DESC LIMIT 1)
+        "SELECT e.operator_id, e.resolution
          FROM settlement_exceptions e WHERE e.business_day = $1 AND e.exception_key = $2",
     )
     .bind(day)
@@ -1474,6 +1692,43 @@ async fn exception_state_tx(
     .fetch_optional(&mut **tx)
     .await?;
     row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+}
+
+/// How many resolutions `user` made on an operator's exceptions of a day.
+async fn resolved_by_tx(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    day: &str,
+    operator: &str,
+    user: &str,
+) -> Result<u64, sqlx::Error> {
+    let n: i64 = sqlx::query(
+        "SELECT COUNT(*) FROM settlement_resolutions r
+         JOIN settlement_exceptions e ON e.business_day = r.business_day AND e.exception_key = r.exception_key
+         WHERE r.business_day = $1 AND e.operator_id = $2 AND r.user_name = $3",
+    )
+    .bind(day)
+    .bind(operator)
+    .bind(user)
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get(0)?;
+    Ok(n as u64)
+}
+
+/// Whether an operator's statements need four-eyes approval (on unless its settings say off).
+async fn four_eyes_tx(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    operator: &str,
+) -> Result<bool, sqlx::Error> {
+    let row =
+        sqlx::query("SELECT four_eyes FROM settlement_operator_settings WHERE operator_id = $1")
+            .bind(operator)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(match row {
+        Some(r) => r.try_get::<i64, _>(0)? != 0,
+        None => true,
+    })
 }
 
 /// The open (never resolved) exceptions of the given operators of a day: (operator, reference),
@@ -1485,9 +1740,7 @@ async fn open_exceptions_tx(
 ) -> Result<Vec<(String, String)>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT e.operator_id, e.reference FROM settlement_exceptions e
-         WHERE e.business_day = $1 AND NOT EXISTS (
-             SELECT 1 FROM settlement_resolutions r
-             WHERE r.business_day = e.business_day AND r.exception_key = e.exception_key)
+         WHERE e.business_day = $1 AND e.resolution IS NULL
          ORDER BY e.operator_id, e.reference, e.exception_key",
     )
     .bind(day)

@@ -33,8 +33,8 @@ use crate::digest::sha256_hex;
 use crate::money::format_minor;
 use crate::outcome::FIGURES;
 use crate::store::{
-    resolution_changes_statement, ExceptionFilter, ExceptionRow, RecordSet, SessionRow, Store,
-    StoreError,
+    resolution_changes_statement, ExceptionCursor, ExceptionFilter, ExceptionSort, RecordSet,
+    SessionRow, Store, StoreError,
 };
 
 const SESSION_COOKIE: &str = "tp_session";
@@ -191,7 +191,23 @@ struct WebError(StatusCode, String);
 
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
-        let body = layout("Error", None, html! { p.error { (self.1) } });
+        let title = match self.0 {
+            StatusCode::NOT_FOUND => "Not found",
+            StatusCode::CONFLICT => "Not done",
+            StatusCode::UNPROCESSABLE_ENTITY => "Not accepted",
+            _ => "Error",
+        };
+        let body = layout(
+            title,
+            None,
+            html! {
+                p.error id="error" { (self.1) }
+                nav {
+                    a href="/" { "Settlement days" } " · "
+                    a href="/exceptions?state=open" { "Open exceptions" }
+                }
+            },
+        );
         (self.0, body).into_response()
     }
 }
@@ -210,9 +226,8 @@ impl From<StoreError> for WebError {
             | StoreError::OperatorLocked { .. }
             | StoreError::CarryLocked { .. }
             | StoreError::OpenExceptionsUnconfirmed { .. }
-            | StoreError::ApprovedStatementChange { .. } => {
-                WebError(StatusCode::CONFLICT, e.to_string())
-            }
+            | StoreError::ApprovedStatementChange { .. }
+            | StoreError::FourEyes { .. } => WebError(StatusCode::CONFLICT, e.to_string()),
             StoreError::NoSuchException | StoreError::NoSuchStatement => {
                 WebError(StatusCode::NOT_FOUND, e.to_string())
             }
@@ -630,11 +645,30 @@ async fn confirm_approval_page(
     op: &str,
     stale: Option<&str>,
 ) -> WebResult {
-    let open = open_exceptions(state, day, op).await?;
+    let open_count = state.store.open_exception_count(day, op).await?;
+    let open = state
+        .store
+        .exceptions_page(
+            &ExceptionFilter {
+                business_day: Some(day.into()),
+                operator_id: Some(op.into()),
+                class: None,
+                state: Some("open".into()),
+            },
+            ExceptionSort::AmountDesc,
+            None,
+            EXCEPTIONS_PER_PAGE,
+        )
+        .await?
+        .rows;
     let body = html! {
         @if let Some(msg) = stale { p.error id="form-error" { (msg) } }
         p id="open-count" {
-            strong { (open.len()) " open exception(s)" } " of " (op) " for " (day) " are not resolved."
+            strong { (open_count) " open exception(s)" } " of " (op) " for " (day) " are not resolved."
+            @if open_count > open.len() as u64 {
+                " The " (open.len()) " largest are listed; "
+                a href={ "/exceptions?day=" (day) "&operator=" (enc(op)) "&state=open&sort=amount" } { "all of them are in the queue" } "."
+            }
         }
         p { "Approving locks the statement as it is. Afterwards its exceptions can still be accepted, written off or chased with the provider; an adjustment then needs the day reopened with "
             code { "settlement reopen --date " (day) " --operator " (op) " --reason …" } "." }
@@ -642,7 +676,7 @@ async fn confirm_approval_page(
             tr { th { "Class" } th { "Reference" } th { "Amount" } th { "Detail" } }
             @for e in &open {
                 tr.open-exception {
-                    td { (e.class) }
+                    td { abbr title=(e.class) { (class_label(&e.class)) } }
                     td { a href={ "/exceptions/" (day) "/" (e.key) } { code { (e.reference) } } }
                     td.num { (format_minor(e.amount_minor, &e.currency)) }
                     td { (e.detail) }
@@ -651,8 +685,8 @@ async fn confirm_approval_page(
         }
         form method="post" action={ "/days/" (day) "/operators/" (op) "/approve" } {
             input type="hidden" name="csrf" value=(user.csrf_token);
-            input type="hidden" name="confirm_open_exceptions" value=(open.len());
-            button type="submit" id="confirm-approve" { "Approve with " (open.len()) " open exception(s)" }
+            input type="hidden" name="confirm_open_exceptions" value=(open_count);
+            button type="submit" id="confirm-approve" { "Approve with " (open_count) " open exception(s)" }
         }
         p { a href={ "/days/" (day) "/operators/" (op) } { "← back to the statement (resolve them first)" } }
     };
@@ -663,22 +697,6 @@ async fn confirm_approval_page(
     };
     let title = format!("Approve {op}'s statement of {day}?");
     Ok((code, layout(&title, Some(user), body)).into_response())
-}
-
-async fn open_exceptions(
-    state: &AppState,
-    day: &str,
-    op: &str,
-) -> Result<Vec<ExceptionRow>, WebError> {
-    Ok(state
-        .store
-        .exceptions(&ExceptionFilter {
-            business_day: Some(day.into()),
-            operator_id: Some(op.into()),
-            class: None,
-            state: Some("open".into()),
-        })
-        .await?)
 }
 
 // ----- statement -----
@@ -701,7 +719,7 @@ async fn statement_page(
     }
     let status = state.store.operator_status(&day, &op).await?;
     let carried_out = state.store.carries_from(&day, &op).await?;
-    let open = open_exceptions(&state, &day, &op).await?;
+    let open_count = state.store.open_exception_count(&day, &op).await?;
     // Journal and class counts come from the stored statement.json of the newest run.
     let stored: Option<crate::outcome::OperatorOutcome> = state
         .store
@@ -717,8 +735,8 @@ async fn statement_page(
             form method="post" action={ "/days/" (day) "/operators/" (op) "/approve" } {
                 input type="hidden" name="csrf" value=(user.csrf_token);
                 button type="submit" id="approve" { "Approve " (op) "'s statement (locks it)" }
-                @if !open.is_empty() {
-                    span.muted { " — it has " (open.len()) " open exception(s); you will be asked to confirm." }
+                @if open_count > 0 {
+                    span.muted { " — it has " (open_count) " open exception(s); you will be asked to confirm." }
                 }
             }
         }
@@ -731,7 +749,7 @@ async fn statement_page(
                 }
             }
         }
-        p { a href={ "/exceptions?day=" (day) "&operator=" (op) "&state=open" } { (open.len()) " open exception(s)" } }
+        p { a href={ "/exceptions?day=" (day) "&operator=" (enc(&op)) "&state=open" } { (open_count) " open exception(s)" } }
         @if !carried_out.is_empty() {
             h2 { "Carried to other days" }
             p.muted { "Items of this day's inputs that belong to another business day: each is an adjustment of the statement it is booked to." }
@@ -1019,7 +1037,16 @@ struct ExceptionQuery {
     operator: Option<String>,
     class: Option<String>,
     state: Option<String>,
+    /// One of `ExceptionSort::ALL`'s names.
+    sort: Option<String>,
+    /// The keyset cursor of the page: the previous page's last sort value, day and key.
+    after_v: Option<String>,
+    after_d: Option<String>,
+    after_k: Option<String>,
 }
+
+/// Rows per page of the exceptions queue.
+const EXCEPTIONS_PER_PAGE: u64 = 100;
 
 impl ExceptionQuery {
     fn filter(&self) -> ExceptionFilter {
@@ -1043,25 +1070,53 @@ async fn exceptions_page(
         Err(r) => return Ok(r),
     };
     let f = q.filter();
-    let rows = state.store.exceptions(&f).await?;
-    // The class choices come from every exception, so a filter never hides its own options.
-    let mut classes: Vec<String> = state
+    let sort = q
+        .sort
+        .as_deref()
+        .and_then(ExceptionSort::parse)
+        .unwrap_or_default();
+    let after = match (&q.after_v, &q.after_d, &q.after_k) {
+        (Some(v), Some(d), Some(k)) => Some(ExceptionCursor {
+            value: v.clone(),
+            business_day: d.clone(),
+            key: k.clone(),
+        }),
+        _ => None,
+    };
+    let page_rows = state
         .store
-        .exceptions(&ExceptionFilter::default())
-        .await?
-        .into_iter()
-        .map(|e| e.class)
-        .collect();
-    classes.sort();
-    classes.dedup();
+        .exceptions_page(&f, sort, after.as_ref(), EXCEPTIONS_PER_PAGE)
+        .await?;
+    let rows = &page_rows.rows;
+    // The class choices come from every exception, so a filter never hides its own options.
+    let classes = state.store.exception_classes().await?;
     let sel = |v: &Option<String>, x: &str| v.as_deref() == Some(x);
-    let csv_query = format!(
+    let filter_query = format!(
         "day={}&operator={}&class={}&state={}",
-        f.business_day.clone().unwrap_or_default(),
-        f.operator_id.clone().unwrap_or_default(),
-        f.class.clone().unwrap_or_default(),
-        f.state.clone().unwrap_or_default()
+        enc(&f.business_day.clone().unwrap_or_default()),
+        enc(&f.operator_id.clone().unwrap_or_default()),
+        enc(&f.class.clone().unwrap_or_default()),
+        enc(&f.state.clone().unwrap_or_default())
     );
+    let csv_query = filter_query.clone();
+    let sorted_by = |s: ExceptionSort, label: &str| {
+        html! {
+            @if s == sort {
+                span.sorted aria-sort=(if matches!(s, ExceptionSort::AmountAsc | ExceptionSort::Reference | ExceptionSort::Class | ExceptionSort::Operator) { "ascending" } else { "descending" }) { (label) " ▾" }
+            } @else {
+                a.sort href={ "/exceptions?" (filter_query) "&sort=" (s.name()) } { (label) }
+            }
+        }
+    };
+    let next_href = page_rows.next.as_ref().map(|c| {
+        format!(
+            "/exceptions?{filter_query}&sort={}&after_v={}&after_d={}&after_k={}",
+            sort.name(),
+            enc(&c.value),
+            enc(&c.business_day),
+            enc(&c.key)
+        )
+    });
     let body = html! {
         form method="get" action="/exceptions" id="filters" {
             label { "Day " input type="date" name="day" value=[f.business_day.as_deref()]; }
@@ -1069,7 +1124,7 @@ async fn exceptions_page(
             label { "Class "
                 select name="class" id="class" {
                     option value="" { "any" }
-                    @for c in &classes { option value=(c) selected[sel(&f.class, c)] { (c) } }
+                    @for c in &classes { option value=(c) selected[sel(&f.class, c)] { (class_label(c)) } }
                 }
             }
             label { "State "
@@ -1079,16 +1134,36 @@ async fn exceptions_page(
                     option value="resolved" selected[sel(&f.state, "resolved")] { "resolved" }
                 }
             }
+            input type="hidden" name="sort" value=(sort.name());
             button type="submit" id="filter" { "Filter" }
         }
-        p { (rows.len()) " exception(s) · " a id="export-csv" href={ "/exceptions.csv?" (csv_query) } { "Export CSV" } }
+        p {
+            span id="exception-total" { (page_rows.total) } " exception(s)"
+            @if page_rows.total > rows.len() as u64 { " · showing " (rows.len()) " from " @if after.is_some() { "here" } @else { "the first" } }
+            " · " a id="export-csv" href={ "/exceptions.csv?" (csv_query) } { "Export CSV" }
+        }
         table id="exceptions" {
-            tr { th { "Day" } th { "Operator" } th { "Class" } th { "Reference" } th { "Amount" } th { "Detail" } th { "State" } }
-            @for e in &rows {
+            tr {
+                th { (sorted_by(ExceptionSort::Day, "Day")) }
+                th { (sorted_by(ExceptionSort::Operator, "Operator")) }
+                th { (sorted_by(ExceptionSort::Class, "Class")) }
+                th { (sorted_by(ExceptionSort::Reference, "Reference")) }
+                th {
+                    @if sort == ExceptionSort::AmountDesc {
+                        a.sort href={ "/exceptions?" (filter_query) "&sort=-amount" } { "Amount ▾" }
+                    } @else if sort == ExceptionSort::AmountAsc {
+                        a.sort href={ "/exceptions?" (filter_query) "&sort=amount" } { "Amount ▴" }
+                    } @else {
+                        a.sort href={ "/exceptions?" (filter_query) "&sort=amount" } { "Amount" }
+                    }
+                }
+                th { "Detail" } th { "State" }
+            }
+            @for e in rows {
                 tr class="exception" {
                     td { (e.business_day) }
                     td { (e.operator_id) }
-                    td { (e.class) }
+                    td { abbr title=(e.class) { (class_label(&e.class)) } }
                     td { a class="resolve-link" href={ "/exceptions/" (e.business_day) "/" (e.key) } { code { (e.reference) } } }
                     td.num { (format_minor(e.amount_minor, &e.currency)) }
                     td { (e.detail) }
@@ -1096,8 +1171,35 @@ async fn exceptions_page(
                 }
             }
         }
+        nav.pager aria-label="pages" {
+            @if after.is_some() { a rel="first" href={ "/exceptions?" (filter_query) "&sort=" (sort.name()) } { "« first page" } " " }
+            @if let Some(href) = &next_href { a rel="next" id="next-page" href=(href) { "next page ›" } }
+        }
     };
     Ok(page("Exceptions", &user, body))
+}
+
+/// A query-string value, percent-encoded.
+fn enc(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+/// What finance calls a class; the identifier stays in the page as a tooltip.
+pub fn class_label(class: &str) -> &str {
+    match class {
+        "matched" => "Matched",
+        "amount_mismatch" => "Amounts differ",
+        "missing_at_provider" => "Not in the provider's bill",
+        "missing_at_gateway" => "Not in our records",
+        "missing_at_operator" => "Not in the operator's export",
+        "duplicate" => "Duplicate",
+        "other_day" => "Belongs to another day",
+        "fee_mismatch" => "Provider fee differs",
+        "carried_in" => "Carried in from another day",
+        "resolution_adjust" => "Adjustment by a resolution",
+        "figure" => "Figure",
+        other => other,
+    }
 }
 
 async fn exceptions_csv(
@@ -1229,7 +1331,7 @@ fn resolve_form(user: &SessionRow, day: &str, key: &str, offered: &[(&str, &str)
                 }
             }
             @if offered.iter().any(|(a, _)| *a == "adjust") {
-                p { label { "Adjustment (minor units, for Adjust) " input type="number" name="adjust_minor" id="adjust_minor"; } }
+                p { label { "Adjustment in yuan, for Adjust (e.g. 12.50; negative lowers the payout) " input type="text" inputmode="decimal" name="adjust" id="adjust" pattern="[-+]?[0-9,]*[.]?[0-9]{0,2}"; } }
             }
             p { label for="note" { "Note (required)" } br; textarea name="note" id="note" {} }
             button type="submit" id="submit-resolution" { "Record resolution" }
@@ -1241,8 +1343,9 @@ fn resolve_form(user: &SessionRow, day: &str, key: &str, offered: &[(&str, &str)
 struct ResolveForm {
     csrf: String,
     action: String,
+    /// Yuan, as typed ("12.50").
     #[serde(default)]
-    adjust_minor: String,
+    adjust: String,
     #[serde(default)]
     note: String,
 }
@@ -1259,12 +1362,11 @@ fn parse_resolution(f: &ResolveForm) -> Result<(&str, Option<i64>), &'static str
     if note.chars().count() > NOTE_CHARS_MAX {
         return Err("The note is too long.");
     }
-    let adjust_minor = match (f.action.as_str(), f.adjust_minor.trim()) {
+    let adjust_minor = match (f.action.as_str(), f.adjust.trim()) {
         ("adjust", "") => return Err("An adjustment needs an amount."),
-        ("adjust", s) => Some(
-            s.parse::<i64>()
-                .map_err(|_| "The adjustment must be whole minor units.")?,
-        ),
+        ("adjust", s) => Some(crate::money::parse_major(s).map_err(|_| {
+            "The adjustment must be an amount in yuan with at most two decimals, like 12.50."
+        })?),
         _ => None,
     };
     Ok((note, adjust_minor))

@@ -173,10 +173,12 @@ async fn review_flow(backend: &str) {
     };
     let inputs = Inputs::write();
     inputs.run(&store).await.expect("seeding run");
-    store
-        .upsert_user(USER, &settlement::auth::hash_password(PASSWORD).unwrap())
-        .await
-        .unwrap();
+    for user in [USER, APPROVER] {
+        store
+            .upsert_user(user, &settlement::auth::hash_password(PASSWORD).unwrap())
+            .await
+            .unwrap();
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -342,7 +344,7 @@ async fn review_flow(backend: &str) {
         "An adjustment needs an amount."
     );
     click(&c, "#action-adjust").await;
-    fill(&c, "#adjust_minor", "50").await;
+    fill(&c, "#adjust", "0.50").await;
     fill(
         &c,
         "#note",
@@ -390,6 +392,27 @@ async fn review_flow(backend: &str) {
         .await;
     assert_eq!(forged.status, 403);
 
+    // Four-eyes: the user who resolved its exceptions cannot approve hz-metro's statement; a
+    // second finance user can.
+    c.goto(&format!("{base}/days/{DAY}/operators/hz-metro"))
+        .await
+        .unwrap();
+    click_nav(&c, "#approve").await;
+    assert!(
+        text(&c, "#error").await.contains("four-eyes"),
+        "{}",
+        c.source().await.unwrap()
+    );
+    assert_eq!(
+        store.operator_status(DAY, "hz-metro").await.unwrap(),
+        "open"
+    );
+    c.goto(&format!("{base}/")).await.unwrap();
+    click_nav(&c, "#logout").await;
+    c.goto(&format!("{base}/login")).await.unwrap();
+    fill(&c, "#name", APPROVER).await;
+    fill(&c, "#password", PASSWORD).await;
+    click_nav(&c, "#login").await;
     // Approve hz-metro's statement: it has open exceptions, so a confirmation page lists them
     // first; confirmed, that operator's day is locked, the day is not yet.
     c.goto(&format!("{base}/days/{DAY}/operators/hz-metro"))

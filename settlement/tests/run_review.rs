@@ -130,6 +130,19 @@ async fn an_approved_day_is_locked_until_reopened_with_a_reason(backend: &str) {
         .unwrap();
     let open =
         open_count(&store, DAY, "hz-metro").await + open_count(&store, DAY, "zj-expressway").await;
+    // Four-eyes (on by default): who resolved an exception of a statement does not approve
+    // it; the refusal changes nothing. Turned off for the operator, the same user may.
+    let refused = store.approve_day(DAY, USER, open).await;
+    assert!(
+        matches!(&refused, Err(StoreError::FourEyes { operator, resolved: 1, .. }) if operator == "hz-metro"),
+        "{refused:?}"
+    );
+    assert_eq!(store.day_status(DAY).await.unwrap(), "open");
+    assert_eq!(
+        store.operator_status(DAY, "zj-expressway").await.unwrap(),
+        "open"
+    );
+    store.set_four_eyes("hz-metro", false, "ops").await.unwrap();
     assert!(store.approve_day(DAY, USER, open).await.unwrap());
     assert_eq!(store.day_status(DAY).await.unwrap(), "approved");
     let err = inputs.run(&store).await.unwrap_err();

@@ -497,7 +497,7 @@ async fn an_approved_statements_exceptions_can_be_worked_but_not_its_money(backe
         vec![
             ("csrf", csrf.clone()),
             ("action", action.to_string()),
-            ("adjust_minor", adjust.to_string()),
+            ("adjust", adjust.to_string()),
             ("note", note.to_string()),
         ]
     };
@@ -508,7 +508,7 @@ async fn an_approved_statements_exceptions_can_be_worked_but_not_its_money(backe
     let adjusted = post(
         &mut c,
         &path(&m2),
-        resolve("adjust", "50", "pay the difference"),
+        resolve("adjust", "0.50", "pay the difference"),
     )
     .await;
     assert_eq!(adjusted.status, 303, "{}", adjusted.body);
@@ -525,7 +525,7 @@ async fn an_approved_statements_exceptions_can_be_worked_but_not_its_money(backe
     for allowed in ["accept", "write_off", "chase_provider"] {
         assert!(page.body.contains(&format!("id=\"action-{allowed}\"")));
     }
-    assert!(!page.body.contains("id=\"action-adjust\"") && !page.body.contains("adjust_minor"));
+    assert!(!page.body.contains("id=\"action-adjust\"") && !page.body.contains("name=\"adjust\""));
 
     // Accept: recorded, audited as on the approved statement, nothing of the statement moves.
     let accepted = post(&mut c, &path(&m3), resolve("accept", "", "below threshold")).await;
@@ -549,7 +549,7 @@ async fn an_approved_statements_exceptions_can_be_worked_but_not_its_money(backe
 
     // Adjust: refused with the precise message; nothing stored.
     let audit_len = store.audit(DAY).await.unwrap().len();
-    let refused = post(&mut c, &path(&m3), resolve("adjust", "70", "credit")).await;
+    let refused = post(&mut c, &path(&m3), resolve("adjust", "0.70", "credit")).await;
     assert_eq!(refused.status, 409, "{}", refused.body);
     let message = format!(
         "the statement of {HZ} for {DAY} is approved: an adjust resolution would change its money; reopen it with `settlement reopen --date {DAY} --operator {HZ} --reason …` first (until then only accept, write off and chase provider are allowed, and not on an exception whose current resolution is an adjustment)"
@@ -587,7 +587,7 @@ async fn an_approved_statements_exceptions_can_be_worked_but_not_its_money(backe
         .reopen_operator(DAY, HZ, "ops", "provider sent a credit note")
         .await
         .unwrap());
-    let adjusted = post(&mut c, &path(&m3), resolve("adjust", "70", "credit")).await;
+    let adjusted = post(&mut c, &path(&m3), resolve("adjust", "0.70", "credit")).await;
     assert_eq!(adjusted.status, 303, "{}", adjusted.body);
     assert_eq!(adjustments_minor(&store).await, 50 + 70);
     server.stop().await;

@@ -33,3 +33,19 @@ CREATE TABLE settlement_record_sets (
 
 -- The exceptions list is paged and sorted on the server.
 CREATE INDEX settlement_exceptions_by_amount ON settlement_exceptions (business_day, amount_minor, exception_key);
+
+-- An exception's newest resolution (its action; NULL while open), kept with it so the queue is
+-- filtered, counted and paged in SQL at tens of thousands of exceptions a day.
+-- settlement_resolutions stays the history; resolve_exception and each run keep this in step.
+ALTER TABLE settlement_exceptions ADD COLUMN resolution TEXT;
+UPDATE settlement_exceptions SET resolution = (
+    SELECT r.action FROM settlement_resolutions r
+    WHERE r.business_day = settlement_exceptions.business_day
+      AND r.exception_key = settlement_exceptions.exception_key
+    ORDER BY r.seq DESC LIMIT 1);
+CREATE INDEX settlement_exceptions_by_operator ON settlement_exceptions (business_day, operator_id, resolution);
+CREATE INDEX settlement_exceptions_by_reference ON settlement_exceptions (business_day, reference, exception_key);
+
+-- Four-eyes approval per operator: the person who approves a statement is not one who resolved
+-- any of its exceptions. On unless turned off (`settlement operator set --four-eyes off`).
+ALTER TABLE settlement_operator_settings ADD COLUMN four_eyes BIGINT NOT NULL DEFAULT 1;

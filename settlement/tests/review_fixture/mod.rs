@@ -30,6 +30,9 @@ use turnpike_test_support::{PgDatabase, Scratch};
 pub const DAY: &str = "2026-01-02";
 pub const USER: &str = "fin.alice";
 pub const PASSWORD: &str = "correct horse battery";
+/// A second finance user: four-eyes approval (on by default) needs an approver who resolved
+/// none of the statement's exceptions.
+pub const APPROVER: &str = "fin.bob";
 
 /// Fee at the default contract (60 bp, half-up).
 pub fn fee(amount: i64) -> i64 {
@@ -251,7 +254,7 @@ pub async fn open_count(store: &Store, day: &str, operator: &str) -> usize {
 pub async fn approve(store: &Store, day: &str, operator: &str) -> bool {
     let open = open_count(store, day, operator).await;
     store
-        .approve_operator(day, operator, USER, open)
+        .approve_operator(day, operator, APPROVER, open)
         .await
         .unwrap()
 }
