@@ -581,12 +581,30 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-            for table in ["settlement_record_pages", "settlement_record_sets"] {
+            for table in [
+                "settlement_record_pages",
+                "settlement_record_sets",
+                "settlement_class_counts",
+            ] {
                 sqlx::query(&format!(
                     "DELETE FROM {table} WHERE business_day = $1 AND operator_id = $2"
                 ))
                 .bind(day)
                 .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        for op in &run.outcome.operators {
+            for (class, items) in &op.class_counts {
+                sqlx::query(
+                    "INSERT INTO settlement_class_counts (business_day, operator_id, class, items, run_id) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(day)
+                .bind(&op.operator_id)
+                .bind(class)
+                .bind(*items as i64)
+                .bind(run.run_id)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -1058,6 +1076,70 @@ impl Store {
         .await?
         .try_get(0)?;
         Ok(n as u64)
+    }
+
+    /// Per day (newest `days` days with a run): matched items and all items, every operator
+    /// together (the matched-ratio chart).
+    pub async fn matched_by_day(&self, days: i64) -> Result<Vec<(String, u64, u64)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT business_day,
+                    CAST(SUM(CASE WHEN class = 'matched' THEN items ELSE 0 END) AS BIGINT),
+                    CAST(SUM(items) AS BIGINT)
+             FROM settlement_class_counts GROUP BY business_day
+             ORDER BY business_day DESC LIMIT $1",
+        )
+        .bind(days)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0)?,
+                    r.try_get::<i64, _>(1)? as u64,
+                    r.try_get::<i64, _>(2)? as u64,
+                ))
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Open exceptions: (class, count) and (business day, count), every day together.
+    pub async fn open_exceptions_by(
+        &self,
+    ) -> Result<(Vec<(String, u64)>, Vec<(String, u64)>), sqlx::Error> {
+        let mut out = (Vec::new(), Vec::new());
+        for (column, list) in [("class", &mut out.0), ("business_day", &mut out.1)] {
+            let rows = sqlx::query(&format!(
+                "SELECT {column}, COUNT(*) FROM settlement_exceptions WHERE resolution IS NULL
+                 GROUP BY {column} ORDER BY {column}"
+            ))
+            .fetch_all(&self.pool)
+            .await?;
+            for r in &rows {
+                list.push((r.try_get(0)?, r.try_get::<i64, _>(1)? as u64));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The newest resolution of each resolved exception of a day: key → (user, note).
+    pub async fn latest_resolutions(
+        &self,
+        business_day: &str,
+    ) -> Result<std::collections::HashMap<String, (String, String)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT exception_key, user_name, note FROM settlement_resolutions WHERE business_day = $1 ORDER BY seq",
+        )
+        .bind(business_day)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = std::collections::HashMap::new();
+        for r in &rows {
+            out.insert(r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?));
+        }
+        Ok(out)
     }
 
     /// The exception classes present (for the queue's filter).

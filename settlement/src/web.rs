@@ -120,6 +120,7 @@ pub fn router(store: Store, config: WebConfig) -> Router {
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/days/{day}", get(day_page))
+        .route("/days/{day}/{file}", get(day_export))
         .route("/days/{day}/operators/{op}", get(statement_page))
         .route("/days/{day}/operators/{op}/approve", post(approve))
         .route(
@@ -313,6 +314,10 @@ button{padding:.35rem .9rem;cursor:pointer}
 form.inline{display:inline}
 label{margin-right:.8rem}
 textarea{width:100%;max-width:560px;height:5rem}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:1rem;margin:.6rem 0 1.4rem}
+.charts svg{background:#fff;border:1px solid #d5d9e0;width:100%;height:auto}
+nav.pager{margin:.4rem 0}nav.pager a{margin-right:.8rem}
+th a.sort{color:inherit}abbr{text-decoration:none;border-bottom:1px dotted #889}
 ";
 
 /// The one stylesheet, served from here so the CSP needs no inline styles. Public: the login
@@ -519,10 +524,12 @@ async fn days_page(State(state): State<AppState>, headers: HeaderMap) -> WebResu
         Err(r) => return Ok(r),
     };
     let rows = state.store.day_summaries().await?;
+    let charts = dashboard(&state, &rows).await?;
     let body = html! {
         @if rows.is_empty() {
             p.muted { "No settlement runs yet. Run " code { "settlement run --date YYYY-MM-DD" } "." }
         } @else {
+            (charts)
             table id="days" {
                 tr { th { "Business day" } th { "Operator" } th { "Gross" } th { "Adjustments" } th { "Net payable" } th { "Open exceptions" } th { "Status" } }
                 @for r in &rows {
@@ -540,6 +547,94 @@ async fn days_page(State(state): State<AppState>, headers: HeaderMap) -> WebResu
         }
     };
     Ok(page("Settlement days", &user, body))
+}
+
+/// Days shown in the days page's charts.
+const CHART_DAYS: usize = 28;
+
+/// The days page's charts: gross and net payable per operator over the last weeks, the matched
+/// ratio per day, and the open exceptions by class and by age.
+async fn dashboard(
+    state: &AppState,
+    rows: &[crate::store::DayOperatorSummary],
+) -> Result<Markup, WebError> {
+    use crate::charts::{bar_chart, line_chart, ratio_chart, Series};
+    let mut days: Vec<&str> = rows.iter().map(|r| r.business_day.as_str()).collect();
+    days.sort_unstable();
+    days.dedup();
+    let recent: std::collections::BTreeSet<&str> =
+        days.iter().rev().take(CHART_DAYS).copied().collect();
+    let currency = rows
+        .first()
+        .map_or("CNY", |r| r.currency.as_str())
+        .to_string();
+    let mut operators: Vec<&str> = rows.iter().map(|r| r.operator_id.as_str()).collect();
+    operators.sort_unstable();
+    operators.dedup();
+    let mut money = Vec::new();
+    for op in &operators {
+        for (what, value) in [
+            (
+                "gross",
+                (|r: &crate::store::DayOperatorSummary| r.gross_minor) as fn(&_) -> i64,
+            ),
+            ("net payable", |r| r.net_payable_minor),
+        ] {
+            let mut points: Vec<(String, i64)> = rows
+                .iter()
+                .filter(|r| r.operator_id == *op && recent.contains(r.business_day.as_str()))
+                .map(|r| (r.business_day.clone(), value(r)))
+                .collect();
+            points.sort();
+            money.push(Series {
+                name: format!("{op} {what}"),
+                points,
+            });
+        }
+    }
+    let matched = state.store.matched_by_day(CHART_DAYS as i64).await?;
+    let (by_class, by_day) = state.store.open_exceptions_by().await?;
+    let today = jiff::Zoned::now()
+        .with_time_zone(
+            jiff::tz::TimeZone::get(crate::day::DEFAULT_TIME_ZONE)
+                .unwrap_or(jiff::tz::TimeZone::UTC),
+        )
+        .date();
+    let mut ages = [0i64; 4];
+    for (day, n) in &by_day {
+        let age = day
+            .parse::<jiff::civil::Date>()
+            .ok()
+            .map(|d| i64::from((today - d).get_days()))
+            .unwrap_or(0);
+        let bucket = match age {
+            ..=1 => 0,
+            2..=7 => 1,
+            8..=30 => 2,
+            _ => 3,
+        };
+        ages[bucket] += *n as i64;
+    }
+    let age_bars: Vec<(String, String, i64)> =
+        ["0–1 days", "2–7 days", "8–30 days", "over 30 days"]
+            .iter()
+            .zip(ages)
+            .map(|(l, n)| (l.to_string(), format!("open for {l}"), n))
+            .collect();
+    let class_bars: Vec<(String, String, i64)> = by_class
+        .iter()
+        .map(|(c, n)| (class_label(c).to_string(), c.clone(), *n as i64))
+        .collect();
+    let amount = |v: i64| format_minor(v, &currency);
+    let count = |v: i64| v.to_string();
+    Ok(html! {
+        section.charts id="charts" aria-label="charts" {
+            (line_chart(&format!("Gross and net payable per day, last {CHART_DAYS} days"), &money, &amount))
+            (ratio_chart("Matched ratio per day", &matched))
+            (bar_chart("Open exceptions by class", &class_bars, &count))
+            (bar_chart("Open exceptions by age", &age_bars, &count))
+        }
+    })
 }
 
 async fn day_page(
@@ -580,6 +675,9 @@ async fn day_page(
         @if status == "approved" {
             p id="locked" { "Every operator of this day is approved: the day is locked. Reopening an operator needs " code { "settlement reopen --date " (day) " --operator OPERATOR --reason …" } "." }
         }
+        p { "Export the day for auditors: "
+            a id="export-day-csv" href={ "/days/" (day) "/export.csv" } { "CSV" } " · "
+            a id="export-day-xlsx" href={ "/days/" (day) "/export.xlsx" } { "Excel (XLSX)" } }
         h2 { "Audit trail" }
         table id="audit" {
             tr { th { "When (UTC)" } th { "Who" } th { "Action" } th { "Detail" } }
@@ -589,6 +687,110 @@ async fn day_page(
         }
     };
     Ok(page(&format!("Business day {day}"), &user, body))
+}
+
+/// A day's statements, exceptions (with who resolved them and the note) and audit trail, as
+/// CSV or XLSX for auditors.
+async fn day_export(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((day, format)): Path<(String, String)>,
+) -> WebResult {
+    if let Err(r) = require(&state, &headers).await {
+        return Ok(r);
+    }
+    valid_day(&day)?;
+    if format != "export.csv" && format != "export.xlsx" {
+        return Err(WebError(StatusCode::NOT_FOUND, "no such file".into()));
+    }
+    let summaries: Vec<_> = state
+        .store
+        .day_summaries()
+        .await?
+        .into_iter()
+        .filter(|r| r.business_day == day)
+        .collect();
+    if summaries.is_empty() {
+        return Err(WebError(
+            StatusCode::NOT_FOUND,
+            "no statement for this day".into(),
+        ));
+    }
+    let mut statements = Vec::new();
+    for r in &summaries {
+        let lines = state.store.statement(&day, &r.operator_id).await?;
+        statements.push(crate::export::StatementExport {
+            operator_id: r.operator_id.clone(),
+            currency: r.currency.clone(),
+            status: r.status.clone(),
+            figures: lines
+                .iter()
+                .map(|l| (l.figure.clone(), l.amount_minor))
+                .collect(),
+        });
+    }
+    let resolved = state.store.latest_resolutions(&day).await?;
+    let exceptions = state
+        .store
+        .exceptions(&ExceptionFilter {
+            business_day: Some(day.clone()),
+            ..ExceptionFilter::default()
+        })
+        .await?
+        .into_iter()
+        .map(|e| {
+            let (by, note) = resolved.get(&e.key).cloned().unwrap_or_default();
+            crate::export::ExceptionExport {
+                operator_id: e.operator_id,
+                class: e.class,
+                reference: e.reference,
+                amount_minor: e.amount_minor,
+                currency: e.currency,
+                detail: e.detail,
+                key: e.key,
+                state: e.resolution.unwrap_or_else(|| "open".into()),
+                resolved_by: by,
+                note,
+            }
+        })
+        .collect();
+    let audit = state
+        .store
+        .audit(&day)
+        .await?
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| crate::export::AuditExport {
+            seq: i as i64 + 1,
+            actor: a.actor,
+            action: a.action,
+            detail: a.detail,
+            at_ms: a.at_ms,
+        })
+        .collect();
+    let export = crate::export::DayExport {
+        business_day: day.clone(),
+        statements,
+        exceptions,
+        audit,
+    };
+    if format == "export.csv" {
+        Ok(download(
+            "text/csv; charset=utf-8",
+            &format!("settlement-{day}.csv"),
+            crate::export::to_csv(&export),
+        ))
+    } else {
+        let bytes = crate::export::to_xlsx(&export).map_err(|e| {
+            tracing::error!(error = %format!("{e:#}"), "settlement ui: workbook not written");
+            WebError(StatusCode::INTERNAL_SERVER_ERROR, "workbook error".into())
+        })?;
+        Ok(download(
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            &format!("settlement-{day}.xlsx"),
+            bytes,
+        ))
+    }
 }
 
 fn utc(ms: i64) -> String {

@@ -91,6 +91,15 @@ async fn start_driver(driver: &PathBuf) -> (Driver, u16) {
     (Driver(child), port)
 }
 
+/// Saves the page as `target/settlement-<name>.png` (looked at by people, not asserted on).
+async fn screenshot(c: &Client, name: &str) {
+    let shot = c.screenshot().await.unwrap();
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../target/settlement-{name}.png"));
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, shot).unwrap();
+}
+
 async fn text(c: &Client, css: &str) -> String {
     c.find(Locator::Css(css))
         .await
@@ -219,6 +228,15 @@ async fn review_flow(backend: &str) {
     fill(&c, "#password", PASSWORD).await;
     click_nav(&c, "#login").await;
     assert_eq!(path(&c).await, "/");
+    // The days page opens with charts: money per operator, matched ratio, open exceptions.
+    let charts = c
+        .find_all(Locator::Css("#charts svg[role='img']"))
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(charts, 4);
+    assert!(text(&c, "#charts").await.contains("Not in our records"));
+    screenshot(&c, &format!("days-{backend}")).await;
     let days = text(&c, "#days").await;
     assert!(
         days.contains(DAY) && days.contains("hz-metro") && days.contains("zj-expressway"),
@@ -250,11 +268,7 @@ async fn review_flow(backend: &str) {
         journal.contains("payout") && journal.contains("operator_payout"),
         "{journal}"
     );
-    let shot = c.screenshot().await.unwrap();
-    let shot_path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("../target/settlement-statement-{backend}.png"));
-    std::fs::create_dir_all(shot_path.parent().unwrap()).unwrap();
-    std::fs::write(&shot_path, shot).unwrap();
+    screenshot(&c, &format!("statement-{backend}")).await;
     assert_styled(&c).await;
     // A page may not fetch (the CSP): the script's fetch of the CSV is refused by the browser.
     let fetched = c
@@ -300,6 +314,26 @@ async fn review_flow(backend: &str) {
         .unwrap()
         .len();
     assert!(all >= 6, "{all} exceptions");
+    // Sorted on the server by the column's link: largest amount first.
+    click_nav(&c, "th a.sort[href$='sort=amount']").await;
+    let mut amounts = Vec::new();
+    for cell in c
+        .find_all(Locator::Css("tr.exception td.num"))
+        .await
+        .unwrap()
+    {
+        let t = cell.text().await.unwrap();
+        let minor: i64 = t
+            .trim_end_matches(" CNY")
+            .replace([',', '.'], "")
+            .parse()
+            .unwrap_or_else(|_| panic!("an amount: {t}"));
+        amounts.push(minor);
+    }
+    assert_eq!(amounts.len(), all);
+    assert!(amounts.windows(2).all(|w| w[0] >= w[1]), "{amounts:?}");
+    screenshot(&c, &format!("exceptions-{backend}")).await;
+    c.goto(&format!("{base}/exceptions")).await.unwrap();
     c.find(Locator::Css("#class"))
         .await
         .unwrap()

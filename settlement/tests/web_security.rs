@@ -592,3 +592,47 @@ async fn an_approved_statements_exceptions_can_be_worked_but_not_its_money(backe
     assert_eq!(adjustments_minor(&store).await, 50 + 70);
     server.stop().await;
 }
+
+both_backends!(a_day_exports_for_auditors_as_csv_and_xlsx_behind_the_login);
+async fn a_day_exports_for_auditors_as_csv_and_xlsx_behind_the_login(backend: &str) {
+    // Proves: the day's export (statements, exceptions with who resolved them, audit) comes
+    // as CSV and as an XLSX workbook to a logged-in user only; another name is a 404.
+    let Some((store, _guard, _inputs)) = settled_store(backend).await else {
+        return;
+    };
+    let server = Server::start(store.clone(), WebConfig::default()).await;
+    let mut anonymous = Client::new(&server.base);
+    let refused = anonymous.get(&format!("/days/{DAY}/export.csv")).await;
+    assert_eq!(refused.status, 303, "{}", refused.body);
+    let (mut c, _) = logged_in(&server).await;
+    let m3 = exception(&store, "M3-1").await;
+    store
+        .resolve_exception(DAY, &m3.key, "chase_provider", "ticket 42", None, USER)
+        .await
+        .unwrap();
+    let csv = c.get(&format!("/days/{DAY}/export.csv")).await;
+    assert_eq!(csv.status, 200);
+    assert!(csv.header("content-disposition").contains(".csv"));
+    let line = csv
+        .body
+        .lines()
+        .find(|l| l.contains("M3-1"))
+        .unwrap_or_else(|| panic!("{}", csv.body));
+    assert!(line.starts_with("exception,") && line.contains("chase_provider"));
+    assert!(line.contains(USER) && line.contains("ticket 42"), "{line}");
+    assert!(csv
+        .body
+        .lines()
+        .any(|l| l.starts_with("statement,") && l.contains("net_payable")));
+    assert!(csv
+        .body
+        .lines()
+        .any(|l| l.starts_with("audit,") && l.contains("resolve")));
+    let xlsx = c.get(&format!("/days/{DAY}/export.xlsx")).await;
+    assert_eq!(xlsx.status, 200);
+    assert!(xlsx.header("content-type").contains("spreadsheetml"));
+    assert!(xlsx.body.starts_with("PK"), "a zip container");
+    assert_eq!(c.get(&format!("/days/{DAY}/export.pdf")).await.status, 404);
+    assert_eq!(c.get("/days/2031-01-01/export.csv").await.status, 404);
+    server.stop().await;
+}

@@ -49,3 +49,13 @@ CREATE INDEX settlement_exceptions_by_reference ON settlement_exceptions (busine
 -- Four-eyes approval per operator: the person who approves a statement is not one who resolved
 -- any of its exceptions. On unless turned off (`settlement operator set --four-eyes off`).
 ALTER TABLE settlement_operator_settings ADD COLUMN four_eyes BIGINT NOT NULL DEFAULT 1;
+
+-- Items per class of each (day, operator) as the run found them (the matched ratio chart).
+CREATE TABLE settlement_class_counts (
+    business_day  TEXT NOT NULL,
+    operator_id   TEXT NOT NULL,
+    class         TEXT NOT NULL,
+    items         BIGINT NOT NULL,
+    run_id        BIGINT NOT NULL,
+    PRIMARY KEY (business_day, operator_id, class)
+);
