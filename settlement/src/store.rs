@@ -884,6 +884,25 @@ impl Store {
             .collect()
     }
 
+    /// How many items a figure (adjustments, net payable) has.
+    pub async fn line_item_count(
+        &self,
+        business_day: &str,
+        operator_id: &str,
+        figure: &str,
+    ) -> Result<u64, sqlx::Error> {
+        let n: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM settlement_line_items WHERE business_day = $1 AND operator_id = $2 AND figure = $3",
+        )
+        .bind(business_day)
+        .bind(operator_id)
+        .bind(figure)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get(0)?;
+        Ok(n as u64)
+    }
+
     /// The record sequences behind an operator's figures of a day (`gross`, `refunds`).
     pub async fn record_sets(
         &self,
@@ -936,19 +955,25 @@ impl Store {
         .transpose()
     }
 
+    /// The items of a figure (adjustments, net payable) numbered `from..to` (0-based; item
+    /// numbers are consecutive, so a page is a primary-key range).
     pub async fn line_items(
         &self,
         business_day: &str,
         operator_id: &str,
         figure: &str,
+        items: std::ops::Range<u64>,
     ) -> Result<Vec<LineItem>, sqlx::Error> {
         let rows = sqlx::query(
             "SELECT reference, class, amount_minor, detail, source_day, exception_key FROM settlement_line_items
-             WHERE business_day = $1 AND operator_id = $2 AND figure = $3 ORDER BY item_no",
+             WHERE business_day = $1 AND operator_id = $2 AND figure = $3 AND item_no >= $4 AND item_no < $5
+             ORDER BY item_no",
         )
         .bind(business_day)
         .bind(operator_id)
         .bind(figure)
+        .bind(items.start.min(i64::MAX as u64) as i64)
+        .bind(items.end.min(i64::MAX as u64) as i64)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

@@ -953,11 +953,11 @@ async fn statement_page(
         }
         p { a href={ "/exceptions?day=" (day) "&operator=" (enc(&op)) "&state=open" } { (open_count) " open exception(s)" } }
         @if !carried_out.is_empty() {
-            h2 { "Carried to other days" }
+            h2 { "Carried to other days (" (carried_out.len()) ")" }
             p.muted { "Items of this day's inputs that belong to another business day: each is an adjustment of the statement it is booked to." }
             table id="carried-out" {
                 tr { th { "Reference" } th { "Belongs to" } th { "Booked to" } th { "Amount" } th { "Detail" } }
-                @for c in &carried_out {
+                @for c in carried_out.iter().take(CARRIED_SHOWN) {
                     tr {
                         td { a href={ "/exceptions/" (day) "/" (c.key) } { code { (c.reference) } } }
                         td { (c.belongs_to) }
@@ -967,6 +967,10 @@ async fn statement_page(
                     }
                 }
             }
+        }
+        @if carried_out.len() > CARRIED_SHOWN {
+            p { "The first " (CARRIED_SHOWN) " are listed; "
+                a href={ "/exceptions?day=" (day) "&operator=" (enc(&op)) "&class=other_day" } { "all " (carried_out.len()) " are in the exceptions queue" } "." }
         }
         @if let Some(o) = &stored {
             h2 { "Records by class" }
@@ -1101,10 +1105,24 @@ async fn figure_page(
             p { a href={ "/days/" (day) "/operators/" (op) "/files/records.csv" } { "All records (records.csv)" } }
         }
     } else {
-        let items = state.store.line_items(&day, &op, &figure).await?;
+        let count = state.store.line_item_count(&day, &op, &figure).await?;
+        let per_page = crate::outcome::RECORD_PAGE_SIZE as u64;
+        let pages = count.div_ceil(per_page);
+        let page = q.page.unwrap_or(1).max(1);
+        if page > pages.max(1) {
+            return Err(WebError(
+                StatusCode::NOT_FOUND,
+                format!("there are {pages} page(s)"),
+            ));
+        }
+        let items = state
+            .store
+            .line_items(&day, &op, &figure, (page - 1) * per_page..page * per_page)
+            .await?;
         html! {
             p { a href={ "/days/" (day) "/operators/" (op) } { "← statement" } }
-            p { "Total: " strong id="figure-total" { (format_minor(line.amount_minor, cur)) } " from " (items.len()) " record(s)" }
+            p { "Total: " strong id="figure-total" { (format_minor(line.amount_minor, cur)) } " from " (count) " record(s)" }
+            (pager(&base, page, pages))
             table id="items" {
                 tr { th { "Reference" } th { "Class" } th { "Amount" } th { "Detail" } }
                 @for it in &items {
@@ -1246,6 +1264,9 @@ struct ExceptionQuery {
     after_d: Option<String>,
     after_k: Option<String>,
 }
+
+/// Carried items listed on a statement page (the rest are in the queue, class other_day).
+const CARRIED_SHOWN: usize = 100;
 
 /// Rows per page of the exceptions queue.
 const EXCEPTIONS_PER_PAGE: u64 = 100;

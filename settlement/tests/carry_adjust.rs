@@ -214,7 +214,10 @@ async fn a_late_item_is_carried_to_its_day_exactly_once_whichever_runs_first(bac
     assert!(hz1.journal.iter().any(|l| l.entry == "carried_items"
         && l.account == "provider_clearing"
         && l.debit_minor == CARRIED_NET));
-    let items = store.line_items(D1, HZ, "adjustments").await.unwrap();
+    let items = store
+        .line_items(D1, HZ, "adjustments", 0..u64::MAX)
+        .await
+        .unwrap();
     assert_eq!(items.len(), 1);
     assert_eq!(
         (
@@ -294,7 +297,10 @@ async fn a_carry_to_an_approved_day_is_booked_to_its_own_day(backend: &str) {
         figure(&store, D2, HZ, "net_payable").await,
         300 - fee(300) + CARRIED_NET
     );
-    let items = store.line_items(D2, HZ, "adjustments").await.unwrap();
+    let items = store
+        .line_items(D2, HZ, "adjustments", 0..u64::MAX)
+        .await
+        .unwrap();
     assert!(items[0].detail.contains("approved"), "{:?}", items[0]);
     assert!(d2.run(&store).await.unwrap().same_as_previous);
 
@@ -371,7 +377,10 @@ async fn an_adjust_resolution_changes_statement_journal_and_payout(backend: &str
         .unwrap();
     assert_eq!(figure(&store, DAY, HZ, "adjustments").await, 50);
     assert_eq!(figure(&store, DAY, HZ, "net_payable").await, base_net + 50);
-    let items = store.line_items(DAY, HZ, "adjustments").await.unwrap();
+    let items = store
+        .line_items(DAY, HZ, "adjustments", 0..u64::MAX)
+        .await
+        .unwrap();
     assert_eq!(items.len(), 1);
     assert_eq!(items[0].class, "resolution_adjust");
     assert_eq!(
@@ -447,7 +456,7 @@ async fn an_adjust_resolution_changes_statement_journal_and_payout(backend: &str
     assert_eq!(figure(&store, DAY, HZ, "adjustments").await, 0);
     assert_eq!(figure(&store, DAY, HZ, "net_payable").await, base_net);
     assert!(store
-        .line_items(DAY, HZ, "adjustments")
+        .line_items(DAY, HZ, "adjustments", 0..u64::MAX)
         .await
         .unwrap()
         .is_empty());
