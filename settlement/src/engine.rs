@@ -87,14 +87,17 @@ impl Engine for Recon {
         // The engine's non-matched items by their gateway row (file, line) — not by key: a
         // key the gateway booked twice is one settled item and one `duplicate` — with the
         // class of the row and the provider's amount it settles at.
-        let mut listed: FastMap<(usize, u64), (Class, Option<i64>)> = FastMap::default();
+        let mut listed: Vec<Vec<(u64, Class, Option<i64>)>> =
+            vec![Vec::new(); inputs.gateway_exports.len()];
         for it in &rec.items {
             if let Some(g) = it.gateway {
-                listed.insert(
-                    (g.file, g.line),
-                    (it.class, it.provider.map(|p| p.amount_minor)),
-                );
+                if let Some(file) = listed.get_mut(g.file) {
+                    file.push((g.line, it.class, it.provider.map(|p| p.amount_minor)));
+                }
             }
+        }
+        for file in &mut listed {
+            file.sort_by_key(|(line, _, _)| *line);
         }
         // A record's fee is the provider's (what the figure counts): the gateway's booking
         // unless they differ, which is a fee exception naming the provider's.
@@ -119,7 +122,9 @@ impl Engine for Recon {
 struct GatewayRecords {
     /// In the order the engine numbered them (`RowRef::file`).
     paths: Vec<PathBuf>,
-    listed: FastMap<(usize, u64), (Class, Option<i64>)>,
+    /// Per gateway file, its listed rows by line number (ascending): the reader walks them with
+    /// a cursor as it reads the file.
+    listed: Vec<Vec<(u64, Class, Option<i64>)>>,
     /// Trade or refund number → the provider's fee, where it differs from the gateway's.
     provider_fees: FastMap<String, i64>,
 }
@@ -167,6 +172,8 @@ impl RecordSource for GatewayRecords {
                 std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
             let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
             let mut line_no = 0u64;
+            let listed = self.listed.get(file_no).map_or(&[][..], Vec::as_slice);
+            let mut next_listed = 0;
             loop {
                 line_no += 1;
                 line.clear();
@@ -203,11 +210,13 @@ impl RecordSource for GatewayRecords {
                     "refund" | "reversal" => (1, c[5]),
                     _ => continue,
                 };
-                let (class, provider_amount) = self
-                    .listed
-                    .get(&(file_no, line_no))
-                    .copied()
-                    .unwrap_or((Class::Matched, None));
+                while next_listed < listed.len() && listed[next_listed].0 < line_no {
+                    next_listed += 1;
+                }
+                let (class, provider_amount) = match listed.get(next_listed) {
+                    Some(&(line, class, amount)) if line == line_no => (class, amount),
+                    _ => (Class::Matched, None),
+                };
                 if !settled(class) {
                     continue;
                 }
@@ -224,22 +233,37 @@ impl RecordSource for GatewayRecords {
                 let buf = &mut open.get_mut(operator_id).expect("inserted")[slot];
                 // The line `reference,class,amount,fee,detail`, written in place: the export's
                 // cells hold no separators (the format has no quoting), a quote is escaped.
-                let detail_cells: &[&str] = if c[6].is_empty() {
-                    &[c[8], " ", record_type]
+                // The figure says payment; a refund line says refund or reversal.
+                let detail_cells: &[&str] = match (slot, c[6].is_empty()) {
+                    (0, true) => &[c[8]],
+                    (0, false) => &[c[8], " at ", c[6], "#", c[7]],
+                    _ => &[c[8], " ", record_type],
+                };
+                // An empty class is `matched` (nine in ten thousand lines are something else;
+                // the word would be a seventh of a page's bytes).
+                let class_cell = if class == Class::Matched {
+                    ""
                 } else {
-                    &[c[8], " ", record_type, " at ", c[6], "#", c[7]]
+                    class.as_str()
                 };
                 if key.contains('"') || detail_cells.iter().any(|d| d.contains('"')) {
                     buf.body.push_str(&csv_row(&[
                         key,
-                        class.as_str(),
+                        class_cell,
                         &amount.to_string(),
                         &fee.to_string(),
                         &detail_cells.concat(),
                     ]));
                 } else {
-                    use std::fmt::Write;
-                    let _ = write!(buf.body, "{key},{},{amount},{fee},", class.as_str());
+                    let body = &mut buf.body;
+                    body.push_str(key);
+                    body.push(',');
+                    body.push_str(class_cell);
+                    body.push(',');
+                    push_i64(body, amount);
+                    body.push(',');
+                    push_i64(body, fee);
+                    body.push(',');
                     for d in detail_cells {
                         buf.body.push_str(d);
                     }
@@ -264,6 +288,26 @@ impl RecordSource for GatewayRecords {
         }
         Ok(())
     }
+}
+
+/// Appends an integer in decimal, without the formatting machinery (ten million a day).
+fn push_i64(out: &mut String, v: i64) {
+    let mut digits = [0u8; 20];
+    let mut n = v.unsigned_abs();
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        out.push('-');
+    }
+    // ASCII digits only.
+    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or("0"));
 }
 
 fn settled(class: Class) -> bool {

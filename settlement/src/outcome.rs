@@ -148,8 +148,10 @@ pub const RECORD_FIGURES: [&str; 2] = ["gross", "refunds"];
 
 /// A page of the records behind an operator's `gross` or `refunds` figure: up to
 /// [`RECORD_PAGE_SIZE`] CSV lines `reference,class,amount_minor,fee_minor,detail`, in the
-/// gateway export's order. `fee_minor` is the record's contribution to `provider_fees` (a
-/// payment's fee, a refund's fee given back as a negative number).
+/// gateway export's order. `class` is empty for `matched` (almost every line); `fee_minor` is
+/// the record's contribution to `provider_fees` (a payment's fee, a refund's fee given back as
+/// a negative number); `detail` is the kind and terminal of a payment (`metro at G12#7`), the
+/// kind and record of a refund (`metro refund`, `toll reversal`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordPage {
     pub operator_id: String,
@@ -163,7 +165,8 @@ pub struct RecordPage {
     pub body: String,
 }
 
-/// Header of a records file (`<operator>/records.csv`): the figure, then a page line's cells.
+/// Header of a records file (`<operator>/records.csv`): the figure, then a page line's cells
+/// (an empty class is `matched`).
 pub const RECORDS_CSV_HEADER: &str = "figure,reference,class,amount_minor,fee_minor,detail\n";
 
 /// One record of a page, as its CSV line splits.
@@ -189,7 +192,10 @@ pub fn parse_record_page(body: &str) -> Vec<RecordLine> {
         .filter_map(|r| {
             Some(RecordLine {
                 reference: r.get(0)?.to_string(),
-                class: r.get(1)?.to_string(),
+                class: match r.get(1)? {
+                    "" => "matched".to_string(),
+                    class => class.to_string(),
+                },
                 amount_minor: r.get(2)?.parse().ok()?,
                 fee_minor: r.get(3)?.parse().ok()?,
                 detail: r.get(4)?.to_string(),

@@ -113,8 +113,6 @@ pub enum StoreError {
 pub struct RunRecord<'a> {
     pub run_id: i64,
     pub scope: &'a str,
-    pub inputs_sha256: &'a str,
-    pub inputs_json: &'a str,
     pub outcome: &'a DayOutcome,
     pub started_at_ms: i64,
     pub finished_at_ms: i64,
@@ -123,6 +121,8 @@ pub struct RunRecord<'a> {
 /// What a stored run published: its operators' statements with their adjustments, and the
 /// files (as stored with the run).
 pub struct SavedRun {
+    /// The run's inputs fingerprint (as `inputs` gave it).
+    pub inputs_sha256: String,
     pub outcome: DayOutcome,
     pub files: Vec<OutputFile>,
     pub outputs_sha256: String,
@@ -508,9 +508,13 @@ impl Store {
     ///
     /// `pages` are the records behind the figures (the engine's producer sends them while this
     /// stores them); they replace the (day, operator)'s pages in the same transaction.
+    ///
+    /// `inputs` gives the inputs' fingerprint and their list (JSON); it is awaited only at the
+    /// end, so reading gigabytes of inputs overlaps with storing the records.
     pub async fn save_run(
         &self,
         run: &RunRecord<'_>,
+        inputs: crate::BoxFuture<'_, anyhow::Result<(String, String)>>,
         pages: &mut tokio::sync::mpsc::Receiver<RecordPage>,
     ) -> Result<SavedRun, StoreError> {
         let day = run.outcome.business_day.as_str();
@@ -530,13 +534,11 @@ impl Store {
         // The run row first (its outputs refer to it); its outputs' hash once composed.
         sqlx::query(
             "INSERT INTO settlement_runs (run_id, business_day, scope, inputs_sha256, inputs_json, outputs_sha256, started_at_ms, finished_at_ms)
-             VALUES ($1, $2, $3, $4, $5, '', $6, $7)",
+             VALUES ($1, $2, $3, '', '', '', $4, $5)",
         )
         .bind(run.run_id)
         .bind(day)
         .bind(run.scope)
-        .bind(run.inputs_sha256)
-        .bind(run.inputs_json)
         .bind(run.started_at_ms)
         .bind(run.finished_at_ms)
         .execute(&mut *tx)
@@ -581,11 +583,7 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-            for table in [
-                "settlement_record_pages",
-                "settlement_record_sets",
-                "settlement_class_counts",
-            ] {
+            for table in ["settlement_record_sets", "settlement_class_counts"] {
                 sqlx::query(&format!(
                     "DELETE FROM {table} WHERE business_day = $1 AND operator_id = $2"
                 ))
@@ -594,6 +592,15 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
+            // Every other run's pages: the previous run's, and any a failed run left.
+            sqlx::query(
+                "DELETE FROM settlement_record_pages WHERE business_day = $1 AND operator_id = $2 AND run_id <> $3",
+            )
+            .bind(day)
+            .bind(id)
+            .bind(run.run_id)
+            .execute(&mut *tx)
+            .await?;
         }
         for op in &run.outcome.operators {
             for (class, items) in &op.class_counts {
@@ -609,7 +616,12 @@ impl Store {
                 .await?;
             }
         }
-        let record_sets = insert_record_pages(&mut tx, day, run.run_id, pages).await?;
+        // PostgreSQL: pages go in beside this transaction, on connections of their own.
+        let writers = match self.backend {
+            Backend::Postgres => Some(&self.pool),
+            Backend::Sqlite => None,
+        };
+        let record_sets = insert_record_pages(&mut tx, writers, day, run.run_id, pages).await?;
         for op in &run.outcome.operators {
             check_record_sets(op, &record_sets).map_err(StoreError::Invalid)?;
         }
@@ -702,11 +714,16 @@ impl Store {
             })
             .collect();
         let outputs_sha256 = crate::outputs::outputs_sha256(&files, &records);
-        sqlx::query("UPDATE settlement_runs SET outputs_sha256 = $2 WHERE run_id = $1")
-            .bind(run.run_id)
-            .bind(&outputs_sha256)
-            .execute(&mut *tx)
-            .await?;
+        let (inputs_sha256, inputs_json) = inputs.await.map_err(StoreError::Invalid)?;
+        sqlx::query(
+            "UPDATE settlement_runs SET outputs_sha256 = $2, inputs_sha256 = $3, inputs_json = $4 WHERE run_id = $1",
+        )
+        .bind(run.run_id)
+        .bind(&outputs_sha256)
+        .bind(&inputs_sha256)
+        .bind(&inputs_json)
+        .execute(&mut *tx)
+        .await?;
         for o in &files {
             sqlx::query(
                 "INSERT INTO settlement_run_outputs (run_id, name, operator_id, content_type, body, sha256) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -734,7 +751,7 @@ impl Store {
                 } else {
                     run.scope
                 },
-                run.inputs_sha256,
+                inputs_sha256,
                 outputs_sha256
             ),
             run.finished_at_ms,
@@ -742,6 +759,7 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(SavedRun {
+            inputs_sha256,
             outcome,
             files,
             outputs_sha256,
@@ -942,8 +960,10 @@ impl Store {
         page_no: u64,
     ) -> Result<Option<String>, sqlx::Error> {
         sqlx::query(
-            "SELECT body FROM settlement_record_pages
-             WHERE business_day = $1 AND operator_id = $2 AND figure = $3 AND page_no = $4",
+            "SELECT p.body FROM settlement_record_sets s
+             JOIN settlement_record_pages p ON p.business_day = s.business_day
+                  AND p.operator_id = s.operator_id AND p.figure = s.figure AND p.run_id = s.run_id
+             WHERE s.business_day = $1 AND s.operator_id = $2 AND s.figure = $3 AND p.page_no = $4",
         )
         .bind(business_day)
         .bind(operator_id)
@@ -2371,10 +2391,23 @@ fn check_record_sets(
     Ok(())
 }
 
+/// Parallel page writers on PostgreSQL (each a connection and a transaction of its own): the
+/// database's work per page (compression, TOAST) is most of storing a large day, and two
+/// backends do it on both cores while this side keeps producing.
+const PAGE_WRITERS: u32 = 2;
+
 /// Stores every page the producer sends, many per statement, and each sequence's totals and
 /// fingerprint. A page out of order is refused (the producer numbers them consecutively).
+///
+/// With `writers` (PostgreSQL), the pages are written by up to [`PAGE_WRITERS`] tasks, each in
+/// a transaction of its own on a connection of its own, committed before this returns; they
+/// become the (day, operator)'s pages only when the run's transaction commits its
+/// `settlement_record_sets` rows (readers find pages through them, by run id). A run that fails
+/// after its writers committed leaves pages no set names; the next run of the (day, operator)
+/// deletes them. Without (SQLite, one writer at a time), they go in the run's transaction.
 async fn insert_record_pages(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    writers: Option<&AnyPool>,
     day: &str,
     run_id: i64,
     pages: &mut tokio::sync::mpsc::Receiver<RecordPage>,
@@ -2383,20 +2416,37 @@ async fn insert_record_pages(
         (String, &'static str),
         (RecordSet, ring::digest::Context),
     > = Default::default();
+    // The writers: the run's connection keeps one, the rest of the pool is theirs.
+    let writer_count = writers.map_or(0, |pool| {
+        PAGE_WRITERS.min(pool.options().get_max_connections().saturating_sub(1))
+    });
+    let mut senders = Vec::new();
+    let mut tasks = Vec::new();
+    if let Some(pool) = writers {
+        for _ in 0..writer_count {
+            let (send, mut receive) = tokio::sync::mpsc::channel::<Vec<RecordPage>>(2);
+            let (pool, day) = (pool.clone(), day.to_string());
+            senders.push(send);
+            tasks.push(tokio::spawn(async move {
+                let mut wtx = pool.begin().await?;
+                while let Some(batch) = receive.recv().await {
+                    insert_pages(&mut *wtx, &batch, &day, run_id).await?;
+                }
+                wtx.commit().await?;
+                Ok::<(), sqlx::Error>(())
+            }));
+        }
+    }
     let mut batch: Vec<RecordPage> = Vec::with_capacity(PAGES_PER_INSERT);
     // Where the time goes: waiting for the producer, or for the database.
     let (mut waiting_pages, mut waiting_db) =
         (std::time::Duration::ZERO, std::time::Duration::ZERO);
+    let mut next_writer = 0;
     loop {
         let started = std::time::Instant::now();
         let more = pages.recv_many(&mut batch, PAGES_PER_INSERT).await > 0;
         waiting_pages += started.elapsed();
         if !batch.is_empty() {
-            let sql = format!(
-                "INSERT INTO settlement_record_pages (business_day, operator_id, figure, page_no, records, body, run_id) VALUES {}",
-                values_list(batch.len(), 7)
-            );
-            let mut q = sqlx::query(&sql);
             for p in &batch {
                 let (set, digest) = sets
                     .entry((p.operator_id.clone(), p.figure))
@@ -2420,27 +2470,34 @@ async fn insert_record_pages(
                 set.amount_minor += p.amount_minor;
                 set.fee_minor += p.fee_minor;
                 digest.update(p.body.as_bytes());
-                q = q
-                    .bind(day)
-                    .bind(&p.operator_id)
-                    .bind(p.figure)
-                    .bind(p.page_no as i64)
-                    .bind(p.records as i64)
-                    .bind(&p.body)
-                    .bind(run_id);
             }
             let started = std::time::Instant::now();
-            q.execute(&mut **tx).await?;
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(PAGES_PER_INSERT));
+            if senders.is_empty() {
+                insert_pages(&mut **tx, &full, day, run_id).await?;
+            } else {
+                let writer = next_writer % senders.len();
+                next_writer += 1;
+                if senders[writer].send(full).await.is_err() {
+                    // The writer stopped: its error is reported below.
+                    senders.clear();
+                }
+            }
             waiting_db += started.elapsed();
-            batch.clear();
         }
-        if !more {
+        if !more || (writers.is_some() && senders.is_empty()) {
             break;
         }
+    }
+    drop(senders);
+    for task in tasks {
+        task.await
+            .map_err(|e| StoreError::Invalid(anyhow::anyhow!("a page writer failed: {e}")))??;
     }
     tracing::info!(
         waiting_for_pages_s = format!("{:.2}", waiting_pages.as_secs_f64()),
         waiting_for_database_s = format!("{:.2}", waiting_db.as_secs_f64()),
+        writers = writer_count,
         "record pages stored"
     );
     let mut out = std::collections::BTreeMap::new();
@@ -2464,6 +2521,35 @@ async fn insert_record_pages(
         out.insert((operator, figure), set);
     }
     Ok(out)
+}
+
+/// One INSERT of many pages.
+async fn insert_pages<'e, E>(
+    executor: E,
+    batch: &[RecordPage],
+    day: &str,
+    run_id: i64,
+) -> Result<(), sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let sql = format!(
+        "INSERT INTO settlement_record_pages (business_day, operator_id, figure, run_id, page_no, records, body) VALUES {}",
+        values_list(batch.len(), 7)
+    );
+    let mut q = sqlx::query(&sql);
+    for p in batch {
+        q = q
+            .bind(day)
+            .bind(&p.operator_id)
+            .bind(p.figure)
+            .bind(run_id)
+            .bind(p.page_no as i64)
+            .bind(p.records as i64)
+            .bind(&p.body);
+    }
+    q.execute(executor).await?;
+    Ok(())
 }
 
 /// Appends to a day's audit trail. Callers hold the day's row lock (`lock_day_row`), which

@@ -3,22 +3,29 @@
 -- day is ten million records, and ten million indexed rows take longer to write than the whole
 -- run may (docs/settlement.md, "Storage at scale"). A page's body is CSV lines
 -- `reference,class,amount_minor,fee_minor,detail`, in the gateway export's order.
--- Replaced by each run of the (day, operator).
+-- A run's pages are the current ones once its row of settlement_record_sets (same run_id) is
+-- committed: on PostgreSQL they are written beside the run's transaction by parallel writers,
+-- and that transaction deletes every other run's pages of the (day, operator) - the previous
+-- run's, and any a failed run left.
 CREATE TABLE settlement_record_pages (
     business_day  TEXT NOT NULL,
     operator_id   TEXT NOT NULL,
     -- 'gross' (payments) or 'refunds' (refunds and reversals).
     figure        TEXT NOT NULL,
+    run_id        BIGINT NOT NULL,
     page_no       BIGINT NOT NULL,
     records       BIGINT NOT NULL,
     body          TEXT NOT NULL,
-    run_id        BIGINT NOT NULL,
-    PRIMARY KEY (business_day, operator_id, figure, page_no)
+    PRIMARY KEY (business_day, operator_id, figure, run_id, page_no)
 );
 -- lz4 where this PostgreSQL has it (pages are repetitive text: ~3x smaller, and faster than
 -- the default pglz by ~3x at writing); pglz otherwise.
 DO $$ BEGIN
     ALTER TABLE settlement_record_pages ALTER COLUMN body SET COMPRESSION lz4;
+    -- The day's files and bases too (exceptions.csv is ~10 MB on a 10 M-journey day).
+    ALTER TABLE settlement_outputs ALTER COLUMN body SET COMPRESSION lz4;
+    ALTER TABLE settlement_run_outputs ALTER COLUMN body SET COMPRESSION lz4;
+    ALTER TABLE settlement_bases ALTER COLUMN outcome_json SET COMPRESSION lz4;
 EXCEPTION WHEN feature_not_supported OR invalid_parameter_value THEN NULL;
 END $$;
 
