@@ -99,31 +99,58 @@ fn main() {
     // The whole `settlement run` as a finance team runs it: inputs to stored results and the
     // operator files, on PostgreSQL and on SQLite.
     let settlement_bin = build_settlement(&target);
-    let (run_pg, pg_database) = run_settlement(&settlement_bin, &dir, "postgres");
+    // Best of two runs (each into a fresh database); the UI is timed on the second's.
+    let (first_pg, first_database) = run_settlement(&settlement_bin, &dir, "postgres");
+    drop_database(&first_database);
+    let (second_pg, pg_database) = run_settlement(&settlement_bin, &dir, "postgres");
     // The review UI on that day: each page as a finance user opens it, over HTTP.
     let pages = time_pages(&settlement_bin, &pg_database);
     drop_database(&pg_database);
+    let run_pg_walls = [first_pg["wall_s"].clone(), second_pg["wall_s"].clone()];
+    let run_pg = if first_pg["wall_s"].as_f64() < second_pg["wall_s"].as_f64() {
+        first_pg
+    } else {
+        second_pg
+    };
     let (run_sqlite, _) = run_settlement(&settlement_bin, &dir, "sqlite");
 
     // DuckDB.
     let python = install_duckdb(&target);
     let script = dir.join("duckdb_recon.py");
     std::fs::write(&script, DUCKDB_SCRIPT).expect("writing the DuckDB script");
-    let out = Command::new(&python)
-        .arg(&script)
-        .arg(&dir)
-        .arg(DAY)
-        .arg(TOLERANCE_MINOR.to_string())
-        .output()
-        .expect("running DuckDB");
-    if !out.status.success() {
-        panic!(
-            "DuckDB run failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    // Best of two, as for Turnpike's run: the machine is shared and noisy.
+    let mut duckdb_runs = Vec::new();
+    for _ in 0..2 {
+        let out = Command::new(&python)
+            .arg(&script)
+            .arg(&dir)
+            .arg(DAY)
+            .arg(TOLERANCE_MINOR.to_string())
+            .output()
+            .expect("running DuckDB");
+        if !out.status.success() {
+            panic!(
+                "DuckDB run failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let dk: Value = serde_json::from_slice(&out.stdout).expect("DuckDB JSON");
+        println!("duckdb:   {:.3} s", dk["duckdb_s"].as_f64().unwrap_or(0.0));
+        duckdb_runs.push(dk);
     }
-    let dk: Value = serde_json::from_slice(&out.stdout).expect("DuckDB JSON");
-    println!("duckdb:   {:.3} s", dk["duckdb_s"].as_f64().unwrap_or(0.0));
+    let duckdb_walls: Vec<f64> = duckdb_runs
+        .iter()
+        .map(|d| d["duckdb_s"].as_f64().expect("duckdb_s"))
+        .collect();
+    let dk = duckdb_runs
+        .into_iter()
+        .min_by(|a, b| {
+            a["duckdb_s"]
+                .as_f64()
+                .unwrap_or(f64::MAX)
+                .total_cmp(&b["duckdb_s"].as_f64().unwrap_or(f64::MAX))
+        })
+        .expect("two DuckDB runs");
 
     let turnpike_s = tp["turnpike_s"].as_f64().expect("turnpike_s");
     let duckdb_s = dk["duckdb_s"].as_f64().expect("duckdb_s");
@@ -142,7 +169,10 @@ fn main() {
         "run_s": run_s,
         "run_peak_rss_mib": run_pg["peak_rss_mib"],
         "run_cpu_s": run_pg["cpu_s"],
+        "run_machine_cpu_s": run_pg["machine_cpu_s"],
         "run_postgres": run_pg,
+        "run_s_all": run_pg_walls,
+        "duckdb_s_all": duckdb_walls,
         "run_sqlite_s": run_sqlite["wall_s"],
         "run_sqlite_peak_rss_mib": run_sqlite["peak_rss_mib"],
         "run_sqlite": run_sqlite,
@@ -196,7 +226,8 @@ fn build_settlement(target: &Path) -> PathBuf {
 
 /// One `settlement run` of the bench's day into a fresh database of `backend`, with `--out`,
 /// timed by `/usr/bin/time` (wall, CPU, peak RSS of the program; on PostgreSQL the server's
-/// CPU is on top, shown as `server_cpu_s`). Returns the figures and the database's URL (a
+/// CPU is on top: `machine_cpu_s` is the whole machine's busy CPU during the run, from
+/// /proc/stat). Returns the figures and the database's URL (a
 /// PostgreSQL database is left for `time_pages`; `drop_database` removes it).
 fn run_settlement(bin: &Path, dir: &Path, backend: &str) -> (Value, String) {
     let out_dir = dir.join(format!("out-{backend}"));
@@ -216,7 +247,7 @@ fn run_settlement(bin: &Path, dir: &Path, backend: &str) -> (Value, String) {
             format!("sqlite://{}?mode=rwc", path.display())
         }
     };
-    let server_cpu_before = postgres_cpu_s();
+    let machine_cpu_before = machine_cpu_s();
     let out = Command::new("/usr/bin/time")
         .args(["-f", "TIME %e %U %S %M"])
         .arg(bin)
@@ -242,7 +273,7 @@ fn run_settlement(bin: &Path, dir: &Path, backend: &str) -> (Value, String) {
         .env("RUST_LOG", "warn")
         .output()
         .expect("running settlement run");
-    let server_cpu_s = postgres_cpu_s() - server_cpu_before;
+    let machine_cpu_s = machine_cpu_s() - machine_cpu_before;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
@@ -277,7 +308,7 @@ fn run_settlement(bin: &Path, dir: &Path, backend: &str) -> (Value, String) {
         "user_s": t[1],
         "sys_s": t[2],
         "peak_rss_mib": t[3] / 1024.0,
-        "server_cpu_s": (backend == "postgres").then_some(server_cpu_s),
+        "machine_cpu_s": machine_cpu_s,
         "database_mib": stored_mib,
         "summary": String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect::<Vec<_>>(),
     });
@@ -306,7 +337,7 @@ fn time_pages(bin: &Path, database: &str) -> Value {
     const USER: &str = "fin.bench";
     const PASSWORD: &str = "bench password 123";
     let ok = Command::new(bin)
-        .args(["user", "add", USER, "--database", database])
+        .args(["user", "add", "--name", USER, "--database", database])
         .env("TURNPIKE_SETTLEMENT_PASSWORD", PASSWORD)
         .env("RUST_LOG", "warn")
         .status()
@@ -476,31 +507,24 @@ fn psql_value(sql: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// CPU seconds used so far by the machine's PostgreSQL processes (user + system, from /proc).
-fn postgres_cpu_s() -> f64 {
-    let ticks = 100.0; // USER_HZ on Linux
-    let mut total = 0.0;
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let path = entry.path();
-        let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
-            continue;
-        };
-        if !comm.starts_with("postgres") {
-            continue;
-        }
-        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
-            continue;
-        };
-        // Fields after the command's closing parenthesis: utime is the 12th, stime the 13th.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-            continue;
-        };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        if f.len() > 12 {
-            total += f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0);
-        }
-    }
-    total / ticks
+/// Busy CPU seconds of the whole machine so far (user + nice + system + irq + softirq of
+/// /proc/stat's `cpu` line): a run's own CPU plus the database server's.
+fn machine_cpu_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq …
+    [0, 1, 2, 5, 6]
+        .iter()
+        .filter_map(|&i| ticks.get(i))
+        .sum::<f64>()
+        / 100.0
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
