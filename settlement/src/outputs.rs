@@ -203,7 +203,7 @@ pub fn render_operator(day: &str, op: &OperatorOutcome) -> Vec<OutputFile> {
             day,
             &net.to_string(),
             cur,
-            &format!("TP-{day}-{id}"),
+            &payout_reference(day, id),
         ]));
     }
     files.push(OutputFile {
@@ -214,6 +214,11 @@ pub fn render_operator(day: &str, op: &OperatorOutcome) -> Vec<OutputFile> {
     });
     files.sort_by(|a, b| a.name.cmp(&b.name));
     files
+}
+
+/// The reference of an operator's payout for a day (payout.csv, `settlement_payouts`).
+pub fn payout_reference(day: &str, operator_id: &str) -> String {
+    format!("TP-{day}-{operator_id}")
 }
 
 /// SHA-256 over the outputs' names and bodies' SHA-256, in name order. `extra` are outputs

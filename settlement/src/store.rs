@@ -1105,6 +1105,82 @@ impl Store {
         })
     }
 
+    /// The payout instructions of a day's current statements: (operator, amount, currency,
+    /// reference), by operator.
+    pub async fn payouts(
+        &self,
+        business_day: &str,
+    ) -> Result<Vec<(String, i64, String, String)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT operator_id, amount_minor, currency, reference FROM settlement_payouts
+             WHERE business_day = $1 ORDER BY operator_id",
+        )
+        .bind(business_day)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .collect()
+    }
+
+    /// One exception of a day by its key.
+    pub async fn exception(
+        &self,
+        business_day: &str,
+        key: &str,
+    ) -> Result<Option<ExceptionRow>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT business_day, exception_key, operator_id, class, reference, amount_minor,
+                    currency, detail, resolution
+             FROM settlement_exceptions WHERE business_day = $1 AND exception_key = $2",
+        )
+        .bind(business_day)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(ExceptionRow {
+                business_day: r.try_get(0)?,
+                key: r.try_get(1)?,
+                operator_id: r.try_get(2)?,
+                class: r.try_get(3)?,
+                reference: r.try_get(4)?,
+                amount_minor: r.try_get(5)?,
+                currency: r.try_get(6)?,
+                detail: r.try_get(7)?,
+                resolution: r.try_get(8)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// An exception's resolutions, oldest first: (at, user, action, adjustment, note).
+    pub async fn resolutions(
+        &self,
+        business_day: &str,
+        key: &str,
+    ) -> Result<Vec<(i64, String, String, Option<i64>, String)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT at_ms, user_name, action, adjust_minor, note FROM settlement_resolutions
+             WHERE business_day = $1 AND exception_key = $2 ORDER BY seq",
+        )
+        .bind(business_day)
+        .bind(key)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    r.try_get(2)?,
+                    r.try_get(3)?,
+                    r.try_get(4)?,
+                ))
+            })
+            .collect()
+    }
+
     /// How many of an operator's exceptions of a day are open.
     pub async fn open_exception_count(
         &self,
@@ -1232,7 +1308,12 @@ impl Store {
         };
         let mut tx = self.pool.begin().await?;
         lock_day_row(&mut tx, business_day).await?;
-        let Some((operator, current)) = exception_state_tx(&mut tx, business_day, key).await?
+        let Some(ExceptionState {
+            operator,
+            current,
+            reference,
+            class,
+        }) = exception_state_tx(&mut tx, business_day, key).await?
         else {
             return Err(StoreError::NoSuchException);
         };
@@ -1282,7 +1363,8 @@ impl Store {
             business_day,
             user,
             "resolve",
-            &format!("{key}: {action}{adjust}{locked}: {note}"),
+            // What finance reads first (the reference and its class), the key last.
+            &format!("{reference} ({class}): {action}{adjust}{locked}: {note} [exception {key}]"),
             now,
         )
         .await?;
@@ -1805,20 +1887,36 @@ pub fn resolution_changes_statement(current: Option<&str>, action: &str) -> Opti
 
 /// An exception's operator and its newest resolution's action (None while open), or None when
 /// there is no such exception.
+/// An exception's operator, current resolution, reference and class.
+struct ExceptionState {
+    operator: String,
+    current: Option<String>,
+    reference: String,
+    class: String,
+}
+
 async fn exception_state_tx(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     day: &str,
     key: &str,
-) -> Result<Option<(String, Option<String>)>, sqlx::Error> {
+) -> Result<Option<ExceptionState>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT e.operator_id, e.resolution
+        "SELECT e.operator_id, e.resolution, e.reference, e.class
          FROM settlement_exceptions e WHERE e.business_day = $1 AND e.exception_key = $2",
     )
     .bind(day)
     .bind(key)
     .fetch_optional(&mut **tx)
     .await?;
-    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+    row.map(|r| {
+        Ok(ExceptionState {
+            operator: r.try_get(0)?,
+            current: r.try_get(1)?,
+            reference: r.try_get(2)?,
+            class: r.try_get(3)?,
+        })
+    })
+    .transpose()
 }
 
 /// How many resolutions `user` made on an operator's exceptions of a day.
@@ -2292,6 +2390,26 @@ async fn publish_tx(
     }
     for f in &files {
         put_output(tx, day, f, run_id).await?;
+    }
+    sqlx::query("DELETE FROM settlement_payouts WHERE business_day = $1 AND operator_id = $2")
+        .bind(day)
+        .bind(operator)
+        .execute(&mut **tx)
+        .await?;
+    let net = op.figure("net_payable").map_or(0, |f| f.amount_minor);
+    if net > 0 {
+        sqlx::query(
+            "INSERT INTO settlement_payouts (business_day, operator_id, amount_minor, currency, reference, run_id)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(day)
+        .bind(operator)
+        .bind(net)
+        .bind(&op.currency)
+        .bind(crate::outputs::payout_reference(day, operator))
+        .bind(run_id)
+        .execute(&mut **tx)
+        .await?;
     }
     Ok(Some((op, files)))
 }

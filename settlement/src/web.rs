@@ -975,7 +975,7 @@ async fn statement_page(
         @if let Some(o) = &stored {
             h2 { "Records by class" }
             table id="classes" {
-                tr { @for (class, _) in &o.class_counts { th { (class) } } }
+                tr { @for (class, _) in &o.class_counts { th { abbr title=(class) { (class_label(class)) } } } }
                 tr { @for (_, n) in &o.class_counts { td.num { (n) } } }
             }
             h2 { "Journal (balances to zero)" }
@@ -1095,7 +1095,7 @@ async fn figure_page(
                 @for it in &shown {
                     tr {
                         td { code { (it.reference) } }
-                        td { (it.class) }
+                        td { abbr title=(it.class) { (class_label(&it.class)) } }
                         td.num { (format_minor(if fees { it.fee_minor } else { it.amount_minor }, cur)) }
                         td { (it.detail) }
                     }
@@ -1134,7 +1134,7 @@ async fn figure_page(
                                 a.exception-link href={ "/exceptions/" (it.source_day) "/" (it.exception_key) } { code { (it.reference) } }
                             }
                         }
-                        td { (it.class) } td.num { (format_minor(it.amount_minor, cur)) } td { (it.detail) }
+                        td { abbr title=(it.class) { (class_label(&it.class)) } } td.num { (format_minor(it.amount_minor, cur)) } td { (it.detail) }
                     }
                 }
             }
@@ -1476,22 +1476,11 @@ async fn exception_view(
 ) -> WebResult {
     let e = state
         .store
-        .exceptions(&ExceptionFilter {
-            business_day: Some(day.into()),
-            ..Default::default()
-        })
+        .exception(day, key)
         .await?
-        .into_iter()
-        .find(|e| e.key == key)
         .ok_or_else(|| WebError(StatusCode::NOT_FOUND, "no such exception".into()))?;
     let approved = state.store.operator_status(day, &e.operator_id).await? == "approved";
-    let trail: Vec<_> = state
-        .store
-        .audit(day)
-        .await?
-        .into_iter()
-        .filter(|a| a.action == "resolve" && a.detail.starts_with(&format!("{key}:")))
-        .collect();
+    let trail = state.store.resolutions(day, key).await?;
     // On an approved statement only the resolutions that leave its money as approved are
     // offered; the store enforces the same rule (`Store::resolve_exception`).
     let offered: Vec<(&str, &str)> = ACTIONS
@@ -1505,7 +1494,7 @@ async fn exception_view(
         table {
             tr { th { "Day" } td { a href={ "/days/" (day) } { (day) } } }
             tr { th { "Operator" } td { (e.operator_id) } }
-            tr { th { "Class" } td { (e.class) } }
+            tr { th { "Class" } td { abbr title=(e.class) { (class_label(&e.class)) } } }
             tr { th { "Reference" } td { code { (e.reference) } } }
             tr { th { "Amount" } td.num { (format_minor(e.amount_minor, &e.currency)) } }
             tr { th { "Detail" } td { (e.detail) } }
@@ -1517,7 +1506,16 @@ async fn exception_view(
         h2 { "History" }
         table id="history" {
             tr { th { "When (UTC)" } th { "Who" } th { "Resolution" } }
-            @for a in &trail { tr { td { (utc(a.at_ms)) } td { (a.actor) } td { (a.detail) } } }
+            @for (at_ms, who, action, adjust, note) in &trail {
+                tr {
+                    td { (utc(*at_ms)) } td { (who) }
+                    td {
+                        (action)
+                        @if let Some(a) = adjust { " " (format_minor(*a, &e.currency)) }
+                        ": " (note)
+                    }
+                }
+            }
         }
     };
     let code = error.map(|(code, _)| code).unwrap_or(StatusCode::OK);

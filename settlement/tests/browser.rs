@@ -298,11 +298,11 @@ async fn review_flow(backend: &str) {
     assert_eq!(text(&c, "#figure-total").await, "17.50 CNY");
     let items = text(&c, "#items").await;
     assert!(
-        items.contains("M2-1") && items.contains("amount_mismatch"),
+        items.contains("M2-1") && items.contains("Amounts differ"),
         "{items}"
     );
     assert!(
-        items.contains("M4-1") && items.contains("missing_at_operator"),
+        items.contains("M4-1") && items.contains("Not in the operator's export"),
         "{items}"
     );
 
@@ -409,12 +409,14 @@ async fn review_flow(backend: &str) {
     assert_eq!(text(&c, "#figure-total").await, "0.50 CNY");
     let items = text(&c, "#items").await;
     assert!(
-        items.contains("M2-1") && items.contains("resolution_adjust") && items.contains(USER),
+        items.contains("M2-1")
+            && items.contains("Adjustment by a resolution")
+            && items.contains(USER),
         "{items}"
     );
     click_nav(&c, "a.exception-link").await;
     assert_eq!(text(&c, "#exception-state").await, "adjust");
-    assert!(text(&c, "#history").await.contains("adjust 50"));
+    assert!(text(&c, "#history").await.contains("adjust 0.50 CNY"));
 
     // A POST with the session but without its CSRF token is refused.
     let forged = outside_client(&c, &base)
@@ -499,7 +501,15 @@ async fn review_flow(backend: &str) {
     assert_eq!(text(&c, "#exception-state").await, "accept");
     assert!(text(&c, "#history")
         .await
-        .contains("on the approved statement (unchanged)"));
+        .contains("accept: Provider confirmed M3-1 will not be billed"));
+    let audited = store.audit(DAY).await.unwrap().pop().unwrap();
+    assert!(
+        audited.detail.starts_with(
+            "M3-1 (missing_at_provider): accept on the approved statement (unchanged)"
+        ),
+        "{}",
+        audited.detail
+    );
     c.goto(&format!(
         "{base}/exceptions?day={DAY}&class=amount_mismatch"
     ))

@@ -52,6 +52,17 @@ async fn a_day_settles_with_every_class_and_reruns_byte_identically(backend: &st
     let fees = fee(300) + fee(450) + fee(400) + fee(600) - 1;
     assert_eq!(fig("provider_fees"), fees);
     assert_eq!(fig("net_payable"), 1750 - 100 - fees);
+    // The payout instruction is a row, as payout.csv states it.
+    let payouts = store.payouts(DAY).await.unwrap();
+    assert!(
+        payouts.contains(&(
+            "hz-metro".to_string(),
+            1750 - 100 - fees,
+            "CNY".to_string(),
+            format!("TP-{DAY}-hz-metro")
+        )),
+        "{payouts:?}"
+    );
     // Drill-down: the gross figure's records add up to it.
     let mut items = Vec::new();
     for (figure, set) in store.record_sets(DAY, "hz-metro").await.unwrap() {
@@ -355,7 +366,9 @@ async fn an_approved_statement_takes_only_resolutions_that_keep_its_money(backen
     let last = store.audit(DAY).await.unwrap().pop().unwrap();
     assert_eq!(
         last.detail,
-        format!("{m4}: write_off on the approved statement (unchanged): after approval")
+        format!(
+            "M4-1 (missing_at_operator): write_off on the approved statement (unchanged): after approval [exception {m4}]"
+        )
     );
     let audit_len = store.audit(DAY).await.unwrap().len();
     for (k, action, amount) in [(&m3, "adjust", Some(70)), (&m2, "accept", None)] {

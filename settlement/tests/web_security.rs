@@ -540,7 +540,7 @@ async fn an_approved_statements_exceptions_can_be_worked_but_not_its_money(backe
         (
             "resolve",
             format!(
-                "{}: accept on the approved statement (unchanged): below threshold",
+                "M3-1 (missing_at_provider): accept on the approved statement (unchanged): below threshold [exception {}]",
                 m3.key
             )
         )

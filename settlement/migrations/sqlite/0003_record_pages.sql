@@ -62,3 +62,16 @@ CREATE TABLE settlement_class_counts (
     run_id        BIGINT NOT NULL,
     PRIMARY KEY (business_day, operator_id, class)
 );
+
+-- The payout instruction of each (day, operator)'s current statement, as payout.csv states it:
+-- replaced whenever the statement is composed (a run, a carried item, an adjust resolution).
+-- No row when the net payable is not positive.
+CREATE TABLE settlement_payouts (
+    business_day  TEXT NOT NULL,
+    operator_id   TEXT NOT NULL,
+    amount_minor  BIGINT NOT NULL,
+    currency      TEXT NOT NULL,
+    reference     TEXT NOT NULL,
+    run_id        BIGINT NOT NULL,
+    PRIMARY KEY (business_day, operator_id)
+);
