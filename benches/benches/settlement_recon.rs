@@ -405,8 +405,8 @@ fn time_pages(bin: &Path, database: &str) -> Value {
         let statement = format!("/days/{DAY}/operators/hz-metro");
         let (_, first) = get(format!("{statement}/figures/gross")).await;
         let pages: u64 = between(&first, "page 1 of ", "<")
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or(1);
+            .and_then(|n| n.trim().replace(',', "").parse().ok())
+            .expect("the drill-down's page count");
         let (_, queue) = get(format!("/exceptions?day={DAY}&state=open")).await;
         let next = between(&queue, "id=\"next-page\" href=\"", "\"")
             .expect("a next page of exceptions")

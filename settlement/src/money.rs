@@ -17,15 +17,20 @@ use crate::error::SettlementError;
 pub fn format_minor(amount_minor: i64, currency: &str) -> String {
     let sign = if amount_minor < 0 { "-" } else { "" };
     let a = amount_minor.unsigned_abs();
-    let units = (a / 100).to_string();
-    let mut grouped = String::with_capacity(units.len() + units.len() / 3);
-    for (i, d) in units.chars().enumerate() {
-        if i > 0 && (units.len() - i).is_multiple_of(3) {
+    format!("{sign}{}.{:02} {currency}", format_count(a / 100), a % 100)
+}
+
+/// `65668` → "65,668": a count written for people, with thousands separators.
+pub fn format_count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             grouped.push(',');
         }
         grouped.push(d);
     }
-    format!("{sign}{grouped}.{:02} {currency}", a % 100)
+    grouped
 }
 
 /// An amount typed in major units (yuan), as finance enters an adjustment — "12.5",
@@ -303,6 +308,9 @@ mod tests {
         assert_eq!(format_minor(-100_000, "CNY"), "-1,000.00 CNY");
         assert_eq!(format_minor(99_999, "CNY"), "999.99 CNY");
         assert_eq!(format_minor(5, "CNY"), "0.05 CNY");
+        assert_eq!(format_count(65_668), "65,668");
+        assert_eq!(format_count(999), "999");
+        assert_eq!(format_count(0), "0");
         assert_eq!(parse_major("12.5"), Ok(1250));
         assert_eq!(parse_major("-1,200.00"), Ok(-120_000));
         assert_eq!(parse_major("0.05"), Ok(5));

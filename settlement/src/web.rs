@@ -30,7 +30,7 @@ use tokio::net::TcpListener;
 
 use crate::auth;
 use crate::digest::sha256_hex;
-use crate::money::format_minor;
+use crate::money::{format_count, format_minor};
 use crate::outcome::FIGURES;
 use crate::store::{
     resolution_changes_statement, ExceptionCursor, ExceptionFilter, ExceptionSort, RecordSet,
@@ -539,7 +539,7 @@ async fn days_page(State(state): State<AppState>, headers: HeaderMap) -> WebResu
                         td.num { (format_minor(r.gross_minor, &r.currency)) }
                         td.num { (format_minor(r.adjustments_minor, &r.currency)) }
                         td.num { (format_minor(r.net_payable_minor, &r.currency)) }
-                        td.num { (r.exceptions_open) }
+                        td.num { (format_count(r.exceptions_open as u64)) }
                         td { span class={ "status-" (r.status) } id={ "status-" (r.business_day) "-" (r.operator_id) } { (r.status) } }
                     }
                 }
@@ -626,7 +626,7 @@ async fn dashboard(
         .map(|(c, n)| (class_label(c).to_string(), c.clone(), *n as i64))
         .collect();
     let amount = |v: i64| format_minor(v, &currency);
-    let count = |v: i64| v.to_string();
+    let count = |v: i64| format_count(v.unsigned_abs());
     Ok(html! {
         section.charts id="charts" aria-label="charts" {
             (line_chart(&format!("Gross and net payable per day, last {CHART_DAYS} days"), &money, &amount))
@@ -667,7 +667,7 @@ async fn day_page(
                     td.num { (format_minor(r.gross_minor, &r.currency)) }
                     td.num { (format_minor(r.adjustments_minor, &r.currency)) }
                     td.num { (format_minor(r.net_payable_minor, &r.currency)) }
-                    td.num { a href={ "/exceptions?day=" (day) "&operator=" (r.operator_id) "&state=open" } { (r.exceptions_open) } }
+                    td.num { a href={ "/exceptions?day=" (day) "&operator=" (r.operator_id) "&state=open" } { (format_count(r.exceptions_open as u64)) } }
                     td { span class={ "status-" (r.status) } id={ "status-" (r.operator_id) } { (r.status) } }
                 }
             }
@@ -866,7 +866,7 @@ async fn confirm_approval_page(
     let body = html! {
         @if let Some(msg) = stale { p.error id="form-error" { (msg) } }
         p id="open-count" {
-            strong { (open_count) " open exception(s)" } " of " (op) " for " (day) " are not resolved."
+            strong { (format_count(open_count)) " open exception(s)" } " of " (op) " for " (day) " are not resolved."
             @if open_count > open.len() as u64 {
                 " The " (open.len()) " largest are listed; "
                 a href={ "/exceptions?day=" (day) "&operator=" (enc(op)) "&state=open&sort=amount" } { "all of them are in the queue" } "."
@@ -888,7 +888,7 @@ async fn confirm_approval_page(
         form method="post" action={ "/days/" (day) "/operators/" (op) "/approve" } {
             input type="hidden" name="csrf" value=(user.csrf_token);
             input type="hidden" name="confirm_open_exceptions" value=(open_count);
-            button type="submit" id="confirm-approve" { "Approve with " (open_count) " open exception(s)" }
+            button type="submit" id="confirm-approve" { "Approve with " (format_count(open_count)) " open exception(s)" }
         }
         p { a href={ "/days/" (day) "/operators/" (op) } { "← back to the statement (resolve them first)" } }
     };
@@ -938,7 +938,7 @@ async fn statement_page(
                 input type="hidden" name="csrf" value=(user.csrf_token);
                 button type="submit" id="approve" { "Approve " (op) "'s statement (locks it)" }
                 @if open_count > 0 {
-                    span.muted { " — it has " (open_count) " open exception(s); you will be asked to confirm." }
+                    span.muted { " — it has " (format_count(open_count)) " open exception(s); you will be asked to confirm." }
                 }
             }
         }
@@ -951,9 +951,9 @@ async fn statement_page(
                 }
             }
         }
-        p { a href={ "/exceptions?day=" (day) "&operator=" (enc(&op)) "&state=open" } { (open_count) " open exception(s)" } }
+        p { a href={ "/exceptions?day=" (day) "&operator=" (enc(&op)) "&state=open" } { (format_count(open_count)) " open exception(s)" } }
         @if !carried_out.is_empty() {
-            h2 { "Carried to other days (" (carried_out.len()) ")" }
+            h2 { "Carried to other days (" (format_count(carried_out.len() as u64)) ")" }
             p.muted { "Items of this day's inputs that belong to another business day: each is an adjustment of the statement it is booked to." }
             table id="carried-out" {
                 tr { th { "Reference" } th { "Belongs to" } th { "Booked to" } th { "Amount" } th { "Detail" } }
@@ -970,7 +970,7 @@ async fn statement_page(
         }
         @if carried_out.len() > CARRIED_SHOWN {
             p { "The first " (CARRIED_SHOWN) " are listed; "
-                a href={ "/exceptions?day=" (day) "&operator=" (enc(&op)) "&class=other_day" } { "all " (carried_out.len()) " are in the exceptions queue" } "." }
+                a href={ "/exceptions?day=" (day) "&operator=" (enc(&op)) "&class=other_day" } { "all " (format_count(carried_out.len() as u64)) " are in the exceptions queue" } "." }
         }
         @if let Some(o) = &stored {
             h2 { "Records by class" }
@@ -1088,7 +1088,7 @@ async fn figure_page(
         let fees = figure == "provider_fees";
         html! {
             p { a href={ "/days/" (day) "/operators/" (op) } { "← statement" } }
-            p { "Total: " strong id="figure-total" { (format_minor(line.amount_minor, cur)) } " from " (records) " record(s)" }
+            p { "Total: " strong id="figure-total" { (format_minor(line.amount_minor, cur)) } " from " (format_count(records)) " record(s)" }
             (pager(&base, page, pages))
             table id="items" {
                 tr { th { "Reference" } th { "Class" } th { @if fees { "Fee" } @else { "Amount" } } th { "Detail" } }
@@ -1121,7 +1121,7 @@ async fn figure_page(
             .await?;
         html! {
             p { a href={ "/days/" (day) "/operators/" (op) } { "← statement" } }
-            p { "Total: " strong id="figure-total" { (format_minor(line.amount_minor, cur)) } " from " (count) " record(s)" }
+            p { "Total: " strong id="figure-total" { (format_minor(line.amount_minor, cur)) } " from " (format_count(count)) " record(s)" }
             (pager(&base, page, pages))
             table id="items" {
                 tr { th { "Reference" } th { "Class" } th { "Amount" } th { "Detail" } }
@@ -1156,7 +1156,7 @@ fn pager(base: &str, page: u64, pages: u64) -> Markup {
                     a rel="first" href={ (base) "?page=1" } { "« first" } " "
                     a rel="prev" href={ (base) "?page=" (page - 1) } { "‹ previous" } " "
                 }
-                span.page-of { "page " (page) " of " (pages) }
+                span.page-of { "page " (format_count(page)) " of " (format_count(pages)) }
                 @if page < pages {
                     " " a rel="next" href={ (base) "?page=" (page + 1) } { "next ›" }
                     " " a rel="last" href={ (base) "?page=" (pages) } { "last »" }
@@ -1361,7 +1361,7 @@ async fn exceptions_page(
             button type="submit" id="filter" { "Filter" }
         }
         p {
-            span id="exception-total" { (page_rows.total) } " exception(s)"
+            span id="exception-total" { (format_count(page_rows.total)) } " exception(s)"
             @if page_rows.total > rows.len() as u64 { " · showing " (rows.len()) " from " @if after.is_some() { "here" } @else { "the first" } }
             " · " a id="export-csv" href={ "/exceptions.csv?" (csv_query) } { "Export CSV" }
         }
