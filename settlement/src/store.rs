@@ -833,6 +833,16 @@ impl Store {
 
     /// Every (day, operator) with a statement: totals, open exceptions, status. Newest first.
     pub async fn day_summaries(&self) -> Result<Vec<DayOperatorSummary>, sqlx::Error> {
+        self.day_summaries_between("", "9999-12-31").await
+    }
+
+    /// The (day, operator) summaries of the days `from..=to`, newest day first: one aggregate
+    /// and one grouped count of open exceptions, whatever the number of days.
+    pub async fn day_summaries_between(
+        &self,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<DayOperatorSummary>, sqlx::Error> {
         let rows = sqlx::query(
             "SELECT s.business_day, s.operator_id, MIN(s.currency),
                     CAST(SUM(CASE WHEN s.figure = 'gross' THEN s.amount_minor ELSE 0 END) AS BIGINT),
@@ -842,30 +852,59 @@ impl Store {
              FROM settlement_statement_lines s
              LEFT JOIN settlement_operator_days o
                     ON o.business_day = s.business_day AND o.operator_id = s.operator_id
+             WHERE s.business_day >= $1 AND s.business_day <= $2
              GROUP BY s.business_day, s.operator_id
              ORDER BY s.business_day DESC, s.operator_id",
         )
+        .bind(from)
+        .bind(to)
         .fetch_all(&self.pool)
         .await?;
+        let open: std::collections::HashMap<(String, String), i64> = sqlx::query(
+            "SELECT business_day, operator_id, COUNT(*) FROM settlement_exceptions
+             WHERE business_day >= $1 AND business_day <= $2 AND resolution IS NULL
+             GROUP BY business_day, operator_id",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| Ok(((r.try_get(0)?, r.try_get(1)?), r.try_get(2)?)))
+        .collect::<Result<_, sqlx::Error>>()?;
         let mut out = Vec::new();
         for r in &rows {
             let business_day: String = r.try_get(0)?;
             let operator_id: String = r.try_get(1)?;
-            let open = self
-                .open_exception_count(&business_day, &operator_id)
-                .await? as i64;
+            let exceptions_open = open
+                .get(&(business_day.clone(), operator_id.clone()))
+                .copied()
+                .unwrap_or(0);
             out.push(DayOperatorSummary {
                 business_day,
                 operator_id,
                 currency: r.try_get(2)?,
                 gross_minor: r.try_get(3)?,
                 net_payable_minor: r.try_get(4)?,
-                exceptions_open: open,
+                exceptions_open,
                 status: r.try_get(5)?,
                 adjustments_minor: r.try_get(6)?,
             });
         }
         Ok(out)
+    }
+
+    /// The newest `limit` days with a statement before `before` (all when empty), newest first.
+    pub async fn recent_days(&self, before: &str, limit: u64) -> Result<Vec<String>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT business_day FROM settlement_statement_lines
+             WHERE ($1 = '' OR business_day < $1) ORDER BY business_day DESC LIMIT $2",
+        )
+        .bind(before)
+        .bind(limit.min(i64::MAX as u64) as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| r.try_get(0)).collect()
     }
 
     /// Days that have a statement.

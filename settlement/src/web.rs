@@ -518,13 +518,40 @@ async fn logout(
 
 // ----- days -----
 
-async fn days_page(State(state): State<AppState>, headers: HeaderMap) -> WebResult {
+#[derive(Deserialize, Default)]
+struct DaysQuery {
+    /// Show the days before this one (the "older days" link).
+    before: Option<String>,
+}
+
+async fn days_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<DaysQuery>,
+) -> WebResult {
     let user = match require(&state, &headers).await {
         Ok(u) => u,
         Err(r) => return Ok(r),
     };
-    let rows = state.store.day_summaries().await?;
+    let before = q.before.unwrap_or_default();
+    if !before.is_empty() {
+        valid_day(&before)?;
+    }
+    // A page of days (CHART_DAYS of them, newest first), one more to know there are older ones.
+    let days = state
+        .store
+        .recent_days(&before, CHART_DAYS as u64 + 1)
+        .await?;
+    let older = days.len() > CHART_DAYS;
+    let shown = &days[..days.len().min(CHART_DAYS)];
+    let rows = match (shown.last(), shown.first()) {
+        (Some(from), Some(to)) => state.store.day_summaries_between(from, to).await?,
+        _ => Vec::new(),
+    };
     let charts = dashboard(&state, &rows).await?;
+    let older_link = older
+        .then(|| shown.last().map(|d| format!("/?before={d}")))
+        .flatten();
     let body = html! {
         @if rows.is_empty() {
             p.muted { "No settlement runs yet. Run " code { "settlement run --date YYYY-MM-DD" } "." }
@@ -544,6 +571,13 @@ async fn days_page(State(state): State<AppState>, headers: HeaderMap) -> WebResu
                     }
                 }
             }
+        }
+    };
+    let body = html! {
+        (body)
+        nav.pager aria-label="pages" {
+            @if !before.is_empty() { a rel="first" href="/" { "« newest days" } " " }
+            @if let Some(href) = &older_link { a rel="next" id="older-days" href=(href) { "older days ›" } }
         }
     };
     Ok(page("Settlement days", &user, body))
@@ -647,13 +681,7 @@ async fn day_page(
         Err(r) => return Ok(r),
     };
     valid_day(&day)?;
-    let rows: Vec<_> = state
-        .store
-        .day_summaries()
-        .await?
-        .into_iter()
-        .filter(|r| r.business_day == day)
-        .collect();
+    let rows: Vec<_> = state.store.day_summaries_between(&day, &day).await?;
     let status = state.store.day_status(&day).await?;
     let audit = state.store.audit(&day).await?;
     let body = html! {
@@ -703,13 +731,7 @@ async fn day_export(
     if format != "export.csv" && format != "export.xlsx" {
         return Err(WebError(StatusCode::NOT_FOUND, "no such file".into()));
     }
-    let summaries: Vec<_> = state
-        .store
-        .day_summaries()
-        .await?
-        .into_iter()
-        .filter(|r| r.business_day == day)
-        .collect();
+    let summaries: Vec<_> = state.store.day_summaries_between(&day, &day).await?;
     if summaries.is_empty() {
         return Err(WebError(
             StatusCode::NOT_FOUND,

@@ -290,6 +290,12 @@ async fn a_carry_to_an_approved_day_is_booked_to_its_own_day(backend: &str) {
     assert!(approve(&store, D1, HZ).await);
     let payout1 = current(&store, D1, "hz-metro/payout.csv").await;
     d2.run(&store).await.unwrap();
+    // The days page pages by day: newest first, then the days before the last one shown.
+    assert_eq!(store.recent_days("", 1).await.unwrap(), [D2]);
+    assert_eq!(store.recent_days(D2, 5).await.unwrap(), [D1]);
+    assert!(store.recent_days(D1, 5).await.unwrap().is_empty());
+    let d1_rows = store.day_summaries_between(D1, D1).await.unwrap();
+    assert!(!d1_rows.is_empty() && d1_rows.iter().all(|r| r.business_day == D1));
     assert_eq!(figure(&store, D1, HZ, "adjustments").await, 0);
     assert_eq!(current(&store, D1, "hz-metro/payout.csv").await, payout1);
     assert_eq!(figure(&store, D2, HZ, "adjustments").await, CARRIED_NET);
