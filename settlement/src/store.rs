@@ -202,6 +202,25 @@ pub struct ExceptionRow {
     pub resolution: Option<String>,
 }
 
+/// The columns [`exception_row`] reads, of `settlement_exceptions e`.
+const EXCEPTION_COLUMNS: &str =
+    "e.business_day, e.exception_key, e.operator_id, e.class, e.reference,
+     e.amount_minor, e.currency, e.detail, e.resolution";
+
+fn exception_row(r: &sqlx::any::AnyRow) -> Result<ExceptionRow, sqlx::Error> {
+    Ok(ExceptionRow {
+        business_day: r.try_get(0)?,
+        key: r.try_get(1)?,
+        operator_id: r.try_get(2)?,
+        class: r.try_get(3)?,
+        reference: r.try_get(4)?,
+        amount_minor: r.try_get(5)?,
+        currency: r.try_get(6)?,
+        detail: r.try_get(7)?,
+        resolution: r.try_get(8)?,
+    })
+}
+
 /// The orders the exceptions queue is sorted in; each ends with (day, key) so it is total.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ExceptionSort {
@@ -1097,9 +1116,7 @@ impl Store {
             String::new()
         };
         let sql = format!(
-            "SELECT e.business_day, e.exception_key, e.operator_id, e.class, e.reference,
-                    e.amount_minor, e.currency, e.detail, e.resolution
-             FROM settlement_exceptions e
+            "SELECT {EXCEPTION_COLUMNS} FROM settlement_exceptions e
              WHERE {filter}{keyset}
              ORDER BY {column} {dir}, e.business_day {dir}, e.exception_key {dir}
              LIMIT {}",
@@ -1120,19 +1137,7 @@ impl Store {
         let rows = q.fetch_all(&self.pool).await?;
         let rows = rows
             .iter()
-            .map(|r| {
-                Ok(ExceptionRow {
-                    business_day: r.try_get(0)?,
-                    key: r.try_get(1)?,
-                    operator_id: r.try_get(2)?,
-                    class: r.try_get(3)?,
-                    reference: r.try_get(4)?,
-                    amount_minor: r.try_get(5)?,
-                    currency: r.try_get(6)?,
-                    detail: r.try_get(7)?,
-                    resolution: r.try_get(8)?,
-                })
-            })
+            .map(exception_row)
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
         let next = (rows.len() as u64 == limit)
             .then(|| rows.last().map(|r| sort.cursor(r)))
@@ -1168,29 +1173,15 @@ impl Store {
         business_day: &str,
         key: &str,
     ) -> Result<Option<ExceptionRow>, sqlx::Error> {
-        let row = sqlx::query(
-            "SELECT business_day, exception_key, operator_id, class, reference, amount_minor,
-                    currency, detail, resolution
-             FROM settlement_exceptions WHERE business_day = $1 AND exception_key = $2",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {EXCEPTION_COLUMNS} FROM settlement_exceptions e
+             WHERE e.business_day = $1 AND e.exception_key = $2"
+        ))
         .bind(business_day)
         .bind(key)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok(ExceptionRow {
-                business_day: r.try_get(0)?,
-                key: r.try_get(1)?,
-                operator_id: r.try_get(2)?,
-                class: r.try_get(3)?,
-                reference: r.try_get(4)?,
-                amount_minor: r.try_get(5)?,
-                currency: r.try_get(6)?,
-                detail: r.try_get(7)?,
-                resolution: r.try_get(8)?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(exception_row).transpose()
     }
 
     /// An exception's resolutions, oldest first: (at, user, action, adjustment, note).
