@@ -169,6 +169,21 @@ pub struct RecordPage {
 /// (an empty class is `matched`).
 pub const RECORDS_CSV_HEADER: &str = "figure,reference,class,amount_minor,fee_minor,detail\n";
 
+/// Writes a page's lines as lines of `records.csv`: each led by its figure. The one spelling of
+/// that file's body, for `--out` and the review UI's download alike.
+pub fn write_records_lines(
+    out: &mut impl std::io::Write,
+    figure: &str,
+    body: &str,
+) -> std::io::Result<()> {
+    for line in body.split_inclusive('\n') {
+        out.write_all(figure.as_bytes())?;
+        out.write_all(b",")?;
+        out.write_all(line.as_bytes())?;
+    }
+    Ok(())
+}
+
 /// One record of a page, as its CSV line splits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordLine {

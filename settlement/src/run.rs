@@ -205,13 +205,8 @@ impl RecordsFiles {
     }
 
     fn write(&mut self, page: &RecordPage) -> anyhow::Result<()> {
-        use std::io::Write;
         let out = self.part(&page.operator_id, page.figure)?;
-        for line in page.body.split_inclusive('\n') {
-            out.write_all(page.figure.as_bytes())?;
-            out.write_all(b",")?;
-            out.write_all(line.as_bytes())?;
-        }
+        crate::outcome::write_records_lines(out, page.figure, &page.body)?;
         Ok(())
     }
 

@@ -1235,13 +1235,13 @@ async fn records_csv(state: AppState, day: String, op: String) -> WebResult {
             let (figure, no) = pages.next()?;
             let chunk = match store.record_page(&day, &op, &figure, no).await {
                 Ok(body) => {
-                    let mut out = String::new();
-                    for line in body.unwrap_or_default().split_inclusive('\n') {
-                        out.push_str(&figure);
-                        out.push(',');
-                        out.push_str(line);
-                    }
-                    Ok(bytes::Bytes::from(out))
+                    let mut out = Vec::new();
+                    crate::outcome::write_records_lines(
+                        &mut out,
+                        &figure,
+                        &body.unwrap_or_default(),
+                    )
+                    .map(|()| bytes::Bytes::from(out))
                 }
                 Err(e) => Err(std::io::Error::other(e)),
             };

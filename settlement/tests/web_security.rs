@@ -632,6 +632,22 @@ async fn a_day_exports_for_auditors_as_csv_and_xlsx_behind_the_login(backend: &s
     assert_eq!(xlsx.status, 200);
     assert!(xlsx.header("content-type").contains("spreadsheetml"));
     assert!(xlsx.body.starts_with("PK"), "a zip container");
+    // The records behind the figures stream as records.csv, each line led by its figure.
+    let records = c
+        .get(&format!("/days/{DAY}/operators/hz-metro/files/records.csv"))
+        .await;
+    assert_eq!(records.status, 200);
+    assert!(records
+        .body
+        .starts_with("figure,reference,class,amount_minor,fee_minor,detail\n"));
+    assert!(
+        records
+            .body
+            .lines()
+            .any(|l| l.starts_with("gross,M1-1,,300,")),
+        "{}",
+        records.body
+    );
     assert_eq!(c.get(&format!("/days/{DAY}/export.pdf")).await.status, 404);
     assert_eq!(c.get("/days/2031-01-01/export.csv").await.status, 404);
     server.stop().await;
