@@ -11,13 +11,12 @@
 //! drill-down adds up to its figure — the store refuses a run whose records do not.
 
 use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::path::PathBuf;
 
 use anyhow::Context;
 
 use crate::digest::sha256_hex;
-use crate::formats::FastMap;
+use crate::formats::scan;
 use crate::money::{Account, FeeContract};
 use crate::outcome::{
     Carry, DayOutcome, Exception, Figure, Item, JournalLine, OperatorOutcome, RecordPage,
@@ -84,32 +83,54 @@ impl Engine for Recon {
             }
             anyhow::anyhow!(msg)
         })?;
-        // The engine's non-matched items by their gateway row (file, line) — not by key: a
-        // key the gateway booked twice is one settled item and one `duplicate` — with the
-        // class of the row and the provider's amount it settles at.
-        let mut listed: Vec<Vec<(u64, Class, Option<i64>)>> =
-            vec![Vec::new(); inputs.gateway_exports.len()];
+        // What the records' reader must know of a gateway row, by (file, line): the class of a
+        // non-matched item — by row, not by key: a key the gateway booked twice is one settled
+        // item and one `duplicate` — with the provider's amount it settles at, and the
+        // provider's fee where it differs from the gateway's booking (a fee exception).
+        let mut listed: Vec<Vec<Listed>> = vec![Vec::new(); inputs.gateway_exports.len()];
         for it in &rec.items {
             if let Some(g) = it.gateway {
                 if let Some(file) = listed.get_mut(g.file) {
-                    file.push((g.line, it.class, it.provider.map(|p| p.amount_minor)));
+                    file.push(Listed {
+                        line: g.line,
+                        class: it.class,
+                        amount_minor: it.provider.map(|p| p.amount_minor),
+                        fee_minor: None,
+                    });
                 }
             }
         }
-        for file in &mut listed {
-            file.sort_by_key(|(line, _, _)| *line);
+        for f in &rec.fee_exceptions {
+            if f.fee_provider_minor == f.fee_gateway_minor {
+                continue;
+            }
+            if let Some(file) = listed.get_mut(f.gateway.file) {
+                file.push(Listed {
+                    line: f.gateway.line,
+                    class: Class::Matched,
+                    amount_minor: None,
+                    fee_minor: Some(f.fee_provider_minor),
+                });
+            }
         }
-        // A record's fee is the provider's (what the figure counts): the gateway's booking
-        // unless they differ, which is a fee exception naming the provider's.
-        let provider_fees: FastMap<String, i64> = rec
-            .fee_exceptions
-            .iter()
-            .map(|f| (f.key.clone(), f.fee_provider_minor))
-            .collect();
+        for file in &mut listed {
+            // One entry per line: an item's class and a fee exception's fee merge.
+            file.sort_by_key(|l| l.line);
+            file.dedup_by(|later, first| {
+                if later.line != first.line {
+                    return false;
+                }
+                if first.class == Class::Matched {
+                    first.class = later.class;
+                    first.amount_minor = first.amount_minor.or(later.amount_minor);
+                }
+                first.fee_minor = first.fee_minor.or(later.fee_minor);
+                true
+            });
+        }
         let records = GatewayRecords {
             paths: inputs.gateway_exports.clone(),
             listed,
-            provider_fees,
         };
         Ok((outcome(&rec), Box::new(records)))
     }
@@ -122,11 +143,21 @@ impl Engine for Recon {
 struct GatewayRecords {
     /// In the order the engine numbered them (`RowRef::file`).
     paths: Vec<PathBuf>,
-    /// Per gateway file, its listed rows by line number (ascending): the reader walks them with
-    /// a cursor as it reads the file.
-    listed: Vec<Vec<(u64, Class, Option<i64>)>>,
-    /// Trade or refund number → the provider's fee, where it differs from the gateway's.
-    provider_fees: FastMap<String, i64>,
+    /// Per gateway file, its listed rows by line number (ascending, one per line): the reader
+    /// walks them with a cursor as it reads the file.
+    listed: Vec<Vec<Listed>>,
+}
+
+/// A gateway row the records' reader cannot take as read: its class is not `matched`, or the
+/// provider's amount or fee is what the figures count.
+#[derive(Clone, Copy)]
+struct Listed {
+    line: u64,
+    class: Class,
+    /// The provider's amount (an amount mismatch settles at it).
+    amount_minor: Option<i64>,
+    /// The provider's fee, where it differs from the gateway's booking.
+    fee_minor: Option<i64>,
 }
 
 /// A page being filled.
@@ -164,80 +195,64 @@ impl RecordSource for GatewayRecords {
         self: Box<Self>,
         sink: &mut dyn FnMut(RecordPage) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
-        // Per operator: the page of `gross` and the page of `refunds` being filled.
-        let mut open: FastMap<String, [PageBuf; 2]> = FastMap::default();
-        let mut line = Vec::new();
+        // Per operator (a handful: a short list beats hashing every line's operator): the page
+        // of `gross` and the page of `refunds` being filled.
+        let mut open: Vec<(String, [PageBuf; 2])> = Vec::new();
         for (file_no, path) in self.paths.iter().enumerate() {
-            let file =
-                std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
-            let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-            let mut line_no = 0u64;
             let listed = self.listed.get(file_no).map_or(&[][..], Vec::as_slice);
             let mut next_listed = 0;
-            loop {
+            let mut line_no = 0u64;
+            let mut failed: Option<anyhow::Error> = None;
+            // The reconciliation's own line reader and cell cutter: the same lines, numbered
+            // the same way, without a copy or a UTF-8 pass per line.
+            scan::for_each_line_while(path, 0, u64::MAX, |line| {
                 line_no += 1;
-                line.clear();
-                if reader
-                    .read_until(b'\n', &mut line)
-                    .with_context(|| format!("reading {}", path.display()))?
-                    == 0
-                {
-                    break;
+                let mut c = [&b""[..]; 13];
+                if scan::split_cells(line, &mut c) != c.len() {
+                    return true;
                 }
-                let Ok(text) = std::str::from_utf8(&line) else {
-                    continue;
+                let (slot, key) = match c[0] {
+                    b"payment" => (0, c[3]),
+                    b"refund" | b"reversal" => (1, c[5]),
+                    _ => return true,
                 };
-                let text = text.trim_end_matches(['\n', '\r']);
-                if text.is_empty() || text.starts_with('#') || text.starts_with("record_type,") {
-                    continue;
-                }
-                let mut c = [""; 13];
-                let mut cells = 0;
-                for cell in text.split(',') {
-                    if cells == c.len() {
-                        cells += 1;
-                        break;
-                    }
-                    c[cells] = cell;
-                    cells += 1;
-                }
-                if cells != c.len() {
-                    continue;
-                }
-                let (record_type, operator_id) = (c[0], c[1]);
-                let (slot, key) = match record_type {
-                    "payment" => (0, c[3]),
-                    "refund" | "reversal" => (1, c[5]),
-                    _ => continue,
-                };
-                while next_listed < listed.len() && listed[next_listed].0 < line_no {
+                while next_listed < listed.len() && listed[next_listed].line < line_no {
                     next_listed += 1;
                 }
-                let (class, provider_amount) = match listed.get(next_listed) {
-                    Some(&(line, class, amount)) if line == line_no => (class, amount),
-                    _ => (Class::Matched, None),
+                let (class, provider_amount, provider_fee) = match listed.get(next_listed) {
+                    Some(l) if l.line == line_no => (l.class, l.amount_minor, l.fee_minor),
+                    _ => (Class::Matched, None, None),
                 };
                 if !settled(class) {
-                    continue;
+                    return true;
                 }
-                // An amount mismatch settles at the provider's amount.
-                let amount = provider_amount.unwrap_or_else(|| c[9].parse().unwrap_or(0));
-                let fee = match self.provider_fees.get(key) {
-                    Some(fee) => *fee,
-                    None => c[10].parse().unwrap_or(0),
+                // One UTF-8 check for the line; its cells are slices of it.
+                let Ok(text) = std::str::from_utf8(line) else {
+                    return true;
                 };
+                let cell = |b: &[u8]| {
+                    let at = b.as_ptr() as usize - line.as_ptr() as usize;
+                    text.get(at..at + b.len()).unwrap_or("")
+                };
+                let (operator_id, key) = (cell(c[1]), cell(key));
+                // An amount mismatch settles at the provider's amount.
+                let amount = provider_amount.unwrap_or_else(|| parse_i64(c[9]));
+                let fee = provider_fee.unwrap_or_else(|| parse_i64(c[10]));
                 let fee = if slot == 0 { fee } else { -fee };
-                if !open.contains_key(operator_id) {
-                    open.insert(operator_id.to_string(), Default::default());
-                }
-                let buf = &mut open.get_mut(operator_id).expect("inserted")[slot];
-                // The line `reference,class,amount,fee,detail`, written in place: the export's
-                // cells hold no separators (the format has no quoting), a quote is escaped.
-                // The figure says payment; a refund line says refund or reversal.
-                let detail_cells: &[&str] = match (slot, c[6].is_empty()) {
-                    (0, true) => &[c[8]],
-                    (0, false) => &[c[8], " at ", c[6], "#", c[7]],
-                    _ => &[c[8], " ", record_type],
+                let at = match open.iter().position(|(op, _)| op == operator_id) {
+                    Some(at) => at,
+                    None => {
+                        open.push((operator_id.to_string(), Default::default()));
+                        open.len() - 1
+                    }
+                };
+                let buf = &mut open[at].1[slot];
+                // The detail: `metro at G12#7` for a payment at a gate, the payment's own
+                // word for a refund (`metro refund`, `metro reversal`).
+                let detail: [&str; 5] = match (slot, c[6].is_empty()) {
+                    (0, true) => [cell(c[8]), "", "", "", ""],
+                    (0, false) => [cell(c[8]), " at ", cell(c[6]), "#", cell(c[7])],
+                    _ => [cell(c[8]), " ", cell(c[0]), "", ""],
                 };
                 // An empty class is `matched` (nine in ten thousand lines are something else;
                 // the word would be a seventh of a page's bytes).
@@ -246,15 +261,9 @@ impl RecordSource for GatewayRecords {
                 } else {
                     class.as_str()
                 };
-                if key.contains('"') || detail_cells.iter().any(|d| d.contains('"')) {
-                    buf.body.push_str(&csv_row(&[
-                        key,
-                        class_cell,
-                        &amount.to_string(),
-                        &fee.to_string(),
-                        &detail_cells.concat(),
-                    ]));
-                } else {
+                if memchr::memchr(b'"', line).is_none() {
+                    // The line `reference,class,amount,fee,detail`, written in place: the
+                    // export's cells hold no separators (the format has no quoting).
                     let body = &mut buf.body;
                     body.push_str(key);
                     body.push(',');
@@ -264,22 +273,37 @@ impl RecordSource for GatewayRecords {
                     body.push(',');
                     push_i64(body, fee);
                     body.push(',');
-                    for d in detail_cells {
-                        buf.body.push_str(d);
+                    for d in detail {
+                        body.push_str(d);
                     }
-                    buf.body.push('\n');
+                    body.push('\n');
+                } else {
+                    buf.body.push_str(&csv_row(&[
+                        key,
+                        class_cell,
+                        &amount.to_string(),
+                        &fee.to_string(),
+                        &detail.concat(),
+                    ]));
                 }
                 buf.records += 1;
                 buf.amount_minor += amount;
                 buf.fee_minor += fee;
                 if buf.records as usize == RECORD_PAGE_SIZE {
-                    sink(buf.take(operator_id, RECORD_FIGURES[slot]))?;
+                    if let Err(e) = sink(buf.take(operator_id, RECORD_FIGURES[slot])) {
+                        failed = Some(e);
+                        return false;
+                    }
                 }
+                true
+            })
+            .with_context(|| format!("reading {}", path.display()))?;
+            if let Some(e) = failed {
+                return Err(e);
             }
         }
-        let mut rest: Vec<(String, [PageBuf; 2])> = open.into_iter().collect();
-        rest.sort_by(|a, b| a.0.cmp(&b.0));
-        for (operator_id, mut bufs) in rest {
+        open.sort_by(|a, b| a.0.cmp(&b.0));
+        for (operator_id, mut bufs) in open {
             for (slot, buf) in bufs.iter_mut().enumerate() {
                 if buf.records > 0 {
                     sink(buf.take(&operator_id, RECORD_FIGURES[slot]))?;
@@ -288,6 +312,14 @@ impl RecordSource for GatewayRecords {
         }
         Ok(())
     }
+}
+
+/// A decimal integer cell; a malformed one (the reconciliation has refused those already) is 0.
+fn parse_i64(cell: &[u8]) -> i64 {
+    std::str::from_utf8(cell)
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Appends an integer in decimal, without the formatting machinery (ten million a day).

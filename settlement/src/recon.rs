@@ -285,6 +285,9 @@ pub struct FeeException {
     pub key: String,
     pub operator_id: String,
     pub provider: RowRef,
+    /// The gateway's row, for readers that walk the export by line (not part of the outputs).
+    #[serde(skip)]
+    pub gateway: RowRef,
     pub fee_provider_minor: i64,
     pub fee_expected_minor: i64,
     pub fee_gateway_minor: i64,
@@ -904,6 +907,7 @@ fn phase_a(ctx: &Ctx<'_>, g: Vec<Vec<GwRec>>, pv: Vec<Vec<PvRec>>, out: &mut Wor
                     key: ctx.key_text(&r.key),
                     operator_id: ctx.operator_name(r.operator).unwrap_or_default(),
                     provider: ctx.pv_ref(p),
+                    gateway: ctx.gw_ref(r.file, r.line, r.amount),
                     fee_provider_minor: p.fee,
                     fee_expected_minor: expected,
                     fee_gateway_minor: r.fee,

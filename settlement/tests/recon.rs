@@ -32,14 +32,7 @@ fn every_class_on_a_hand_made_day() {
             pay("M13-1", "G1", 13, 300),                          // 16: matched (+ operator dup)
         ]),
     );
-    let refund = BillRow {
-        trade: false,
-        out_trade_no: "M1-1",
-        request_no: "R1-1",
-        amount_fen: -100,
-        fee_fen: 1,
-        finished: "2026-01-02 09:00:00",
-    };
+    let refund = refund("M1-1", "R1-1", 100, 1);
     let bill = dir.write(
         "bill.csv",
         bill_text(
@@ -678,4 +671,98 @@ fn business_days_follow_each_operators_time_zone() {
 
 fn trade_row(out_trade_no: &'static str) -> BillRow<'static> {
     trade(out_trade_no, 300)
+}
+
+/// Proves the records behind `gross` and `refunds` (what the drill-down and `records.csv`
+/// show) label each gateway row with its own item's class — by row, so of a trade the gateway
+/// booked twice only the settled booking is listed — and carry the money the figures count:
+/// the provider's amount where the amounts differ, the provider's fee where the fees differ
+/// (both on one row too), and that the pages add up to the figures.
+#[test]
+fn record_pages_carry_each_rows_class_and_the_providers_money() {
+    use settlement::run::EngineInputs;
+    let dir = Dir::new("record-pages");
+    let contract = |amount| FeeContract::default().fee_minor(amount);
+    let gw = dir.write(
+        "gateway.csv",
+        gateway_file(&[
+            pay("M1-1", "G1", 1, 300), // matched
+            pay("M2-1", "G1", 2, 300), // amount mismatch: settles at the provider's 350
+            pay("M3-1", "G1", 3, 300), // matched, the provider charged a fee of 5
+            pay("M4-1", "G1", 4, 300), // amount mismatch and a fee of 7
+            pay("M1-1", "G1", 1, 300), // the same booking again: a duplicate, not a record
+            "refund,hz-metro,2026-01-02,M1-1,,R1-1,,,metro,100,1,CNY,1767315845000".into(),
+        ]),
+    );
+    let fee = |row: BillRow<'static>, fee_fen| BillRow { fee_fen, ..row };
+    let bill = dir.write(
+        "bill.csv",
+        bill_text(
+            &[
+                trade("M1-1", 300),
+                trade("M2-1", 350),
+                fee(trade("M3-1", 300), -5),
+                fee(trade("M4-1", 400), -7),
+                refund("M1-1", "R1-1", 100, 1),
+            ],
+            None,
+        ),
+    );
+    let metro = dir.write(
+        "metro.csv",
+        op_file(
+            &(1..=4)
+                .map(|s| tap("G1", s, "exit", 300))
+                .collect::<Vec<_>>(),
+        ),
+    );
+    let inputs = EngineInputs {
+        business_day: DAY.parse().unwrap(),
+        operator: None,
+        gateway_exports: vec![gw],
+        provider_bills: vec![bill],
+        operator_exports: vec![("hz-metro".into(), metro)],
+        fee_rates_bp: Vec::new(),
+        operator_days: Default::default(),
+    };
+    let (outcome, records) = settlement::engine().settle(&inputs).unwrap();
+    let mut pages = Vec::new();
+    records
+        .write(&mut |page| {
+            pages.push(page);
+            Ok(())
+        })
+        .unwrap();
+    let lines = |figure: &str| -> Vec<String> {
+        pages
+            .iter()
+            .filter(|p| p.figure == figure)
+            .flat_map(|p| p.body.lines().map(str::to_string).collect::<Vec<_>>())
+            .collect()
+    };
+    assert_eq!(
+        lines("gross"),
+        [
+            format!("M1-1,,300,{},metro at G1#1", contract(300)),
+            format!("M2-1,amount_mismatch,350,{},metro at G1#2", contract(300)),
+            "M3-1,,300,5,metro at G1#3".to_string(),
+            "M4-1,amount_mismatch,400,7,metro at G1#4".to_string(),
+        ]
+    );
+    assert_eq!(lines("refunds"), ["R1-1,,100,-1,metro refund"]);
+    // The pages add up to the figures they stand behind.
+    let hz = outcome
+        .operators
+        .iter()
+        .find(|o| o.operator_id == "hz-metro")
+        .unwrap();
+    let sum = |figure: &str| -> i64 {
+        pages
+            .iter()
+            .filter(|p| p.figure == figure)
+            .map(|p| p.amount_minor)
+            .sum()
+    };
+    assert_eq!(sum("gross"), hz.figure("gross").unwrap().amount_minor);
+    assert_eq!(sum("refunds"), hz.figure("refunds").unwrap().amount_minor);
 }

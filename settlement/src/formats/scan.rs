@@ -16,6 +16,19 @@ pub(crate) fn for_each_line(
     end: u64,
     mut f: impl FnMut(&[u8]),
 ) -> io::Result<u64> {
+    for_each_line_while(path, start, end, |line| {
+        f(line);
+        true
+    })
+}
+
+/// [`for_each_line`] that stops early, without reading further, when `f` returns `false`.
+pub(crate) fn for_each_line_while(
+    path: &Path,
+    start: u64,
+    end: u64,
+    mut f: impl FnMut(&[u8]) -> bool,
+) -> io::Result<u64> {
     let file = File::open(path)?;
     let mut buf = vec![0u8; BLOCK_BYTES];
     // Reading from start − 1 tells whether a line begins exactly at `start`.
@@ -57,8 +70,10 @@ pub(crate) fn for_each_line(
                     if j > LINE_BYTES_MAX {
                         return Err(too_long());
                     }
-                    f(strip_cr(&buf[i..i + j]));
                     lines += 1;
+                    if !f(strip_cr(&buf[i..i + j])) {
+                        return Ok(lines);
+                    }
                     i += j + 1;
                 }
                 None if eof => {

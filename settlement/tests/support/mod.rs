@@ -172,6 +172,23 @@ pub fn trade<'a>(out_trade_no: &'a str, amount_fen: i64) -> BillRow<'a> {
     }
 }
 
+/// The platform's refund of `amount_fen` (positive) with its fee returned, at 09:00.
+pub fn refund<'a>(
+    out_trade_no: &'a str,
+    request_no: &'a str,
+    amount_fen: i64,
+    fee_fen: i64,
+) -> BillRow<'a> {
+    BillRow {
+        trade: false,
+        out_trade_no,
+        request_no,
+        amount_fen: -amount_fen,
+        fee_fen,
+        finished: "2026-01-02 09:00:00",
+    }
+}
+
 pub fn config() -> ReconConfig {
     ReconConfig::new(DayWindow::shanghai(DAY.parse().unwrap()).unwrap())
 }
