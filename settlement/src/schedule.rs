@@ -7,6 +7,7 @@
 //! Either way the run is idempotent, and refused for an approved day.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use jiff::civil::{Date, Time};
 use jiff::tz::TimeZone;
@@ -27,7 +28,9 @@ pub async fn nightly(store: Store, tz: TimeZone, at: Time, inputs_dir: PathBuf) 
         let wait = (when.as_millisecond() - Timestamp::now().as_millisecond()).max(0);
         tracing::info!(target: "settlement", %when, %day, "settlement: next nightly run");
         tokio::time::sleep(std::time::Duration::from_millis(wait as u64)).await;
-        match run_day(&store, crate::engine(), &nightly_config(&inputs_dir, day)).await {
+        let outcome = run_day(&store, crate::engine(), &nightly_config(&inputs_dir, day)).await;
+        NIGHTLY.record(outcome.is_ok(), Timestamp::now().as_millisecond());
+        match outcome {
             Ok(r) => {
                 tracing::info!(target: "settlement", %day, run_id = r.run_id, "settlement: nightly run done")
             }
@@ -83,6 +86,138 @@ pub fn next_run(now: Timestamp, tz: &TimeZone, at: Time) -> anyhow::Result<(Time
         }
     }
     anyhow::bail!("no next run time found")
+}
+
+/// The nightly job's outcomes in this process, for `/metrics`.
+struct NightlyCounts {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    last_ok_ms: AtomicI64,
+    last_failed_ms: AtomicI64,
+}
+
+impl NightlyCounts {
+    fn record(&self, ok: bool, at_ms: i64) {
+        let (count, last) = if ok {
+            (&self.ok, &self.last_ok_ms)
+        } else {
+            (&self.failed, &self.last_failed_ms)
+        };
+        count.fetch_add(1, Ordering::Relaxed);
+        last.store(at_ms, Ordering::Relaxed);
+    }
+}
+
+static NIGHTLY: NightlyCounts = NightlyCounts {
+    ok: AtomicU64::new(0),
+    failed: AtomicU64::new(0),
+    last_ok_ms: AtomicI64::new(0),
+    last_failed_ms: AtomicI64::new(0),
+};
+
+/// The Prometheus text of settlement's metrics (`settlement serve`'s `/metrics`): the stored
+/// figures (`None`: the database did not answer, `settlement_db_up 0`) and the nightly job's
+/// outcomes. Names and meanings are in ops/README.md; the dashboard and alert rules use them.
+pub fn metrics_text(figures: Option<&crate::store::OpsFigures>) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let label = |pairs: &[(&str, &str)]| -> String {
+        let inner: Vec<String> = pairs
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+            .collect();
+        format!("{{{}}}", inner.join(","))
+    };
+    metric(
+        "settlement_db_up",
+        "gauge",
+        "1 when settlement's database answered this scrape",
+        &[(String::new(), if figures.is_some() { 1.0 } else { 0.0 })],
+    );
+    let seconds = |ms: i64| ms as f64 / 1000.0;
+    metric(
+        "settlement_nightly_runs_total",
+        "counter",
+        "Nightly runs this process started, by outcome",
+        &[
+            (
+                label(&[("outcome", "ok")]),
+                NIGHTLY.ok.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                label(&[("outcome", "failed")]),
+                NIGHTLY.failed.load(Ordering::Relaxed) as f64,
+            ),
+        ],
+    );
+    metric(
+        "settlement_nightly_last_run_timestamp_seconds",
+        "gauge",
+        "When this process's last nightly run ended, by outcome (0: none yet)",
+        &[
+            (
+                label(&[("outcome", "ok")]),
+                seconds(NIGHTLY.last_ok_ms.load(Ordering::Relaxed)),
+            ),
+            (
+                label(&[("outcome", "failed")]),
+                seconds(NIGHTLY.last_failed_ms.load(Ordering::Relaxed)),
+            ),
+        ],
+    );
+    let Some(f) = figures else {
+        return out;
+    };
+    if let Some((day, started, finished)) = &f.latest_run {
+        let day_ts = day
+            .parse::<Date>()
+            .ok()
+            .and_then(|d| d.to_zoned(TimeZone::UTC).ok())
+            .map_or(0.0, |z| z.timestamp().as_second() as f64);
+        metric(
+            "settlement_last_run_finished_timestamp_seconds",
+            "gauge",
+            "When the newest stored run finished",
+            &[(String::new(), seconds(*finished))],
+        );
+        metric(
+            "settlement_last_run_duration_seconds",
+            "gauge",
+            "How long the newest stored run took",
+            &[(String::new(), seconds(finished - started))],
+        );
+        metric(
+            "settlement_last_run_business_day_timestamp_seconds",
+            "gauge",
+            "The business day the newest stored run settled (its date at 00:00 UTC)",
+            &[(String::new(), day_ts)],
+        );
+    }
+    metric(
+        "settlement_days",
+        "gauge",
+        "Business days by status",
+        &f.days
+            .iter()
+            .map(|(status, n)| (label(&[("status", status)]), *n as f64))
+            .collect::<Vec<_>>(),
+    );
+    metric(
+        "settlement_newest_day_items",
+        "gauge",
+        "The newest settled day's items by operator and class, as its run counted them",
+        &f.classes
+            .iter()
+            .map(|(op, class, n)| (label(&[("operator", op), ("class", class)]), *n as f64))
+            .collect::<Vec<_>>(),
+    );
+    out
 }
 
 #[cfg(test)]

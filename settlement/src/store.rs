@@ -785,6 +785,51 @@ impl Store {
         })
     }
 
+    /// What `settlement serve`'s `/metrics` reports, read at the scrape: the newest run (its
+    /// business day, when it finished and how long it took), the days by status, and the newest
+    /// day's items by (operator, class) as its run counted them. Three small indexed reads.
+    pub async fn ops_figures(&self) -> Result<OpsFigures, sqlx::Error> {
+        let latest = sqlx::query(
+            "SELECT business_day, started_at_ms, finished_at_ms FROM settlement_runs
+             ORDER BY finished_at_ms DESC, run_id DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .transpose()?;
+        let days = sqlx::query(
+            "SELECT status, COUNT(*) FROM settlement_days GROUP BY status ORDER BY status",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, sqlx::Error>>()?;
+        let newest_day: Option<String> =
+            sqlx::query_scalar("SELECT MAX(business_day) FROM settlement_class_counts")
+                .fetch_one(&self.pool)
+                .await?;
+        let classes = match &newest_day {
+            Some(day) => sqlx::query(
+                "SELECT operator_id, class, items FROM settlement_class_counts WHERE business_day = $1
+                 ORDER BY operator_id, class",
+            )
+            .bind(day)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect::<Result<_, sqlx::Error>>()?,
+            None => Vec::new(),
+        };
+        Ok(OpsFigures {
+            latest_run: latest,
+            days,
+            newest_day,
+            classes,
+        })
+    }
+
     /// The newest run of a day: (run id, inputs hash, outputs hash).
     pub async fn latest_run(
         &self,
@@ -2728,4 +2773,16 @@ async fn insert_audit(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// See [`Store::ops_figures`].
+#[derive(Debug, Clone, Default)]
+pub struct OpsFigures {
+    /// (business day, started at ms, finished at ms) of the newest run.
+    pub latest_run: Option<(String, i64, i64)>,
+    /// (status, days).
+    pub days: Vec<(String, i64)>,
+    /// The newest business day with class counts, and its (operator, class, items).
+    pub newest_day: Option<String>,
+    pub classes: Vec<(String, String, i64)>,
 }

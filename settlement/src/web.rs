@@ -116,6 +116,7 @@ pub fn router(store: Store, config: WebConfig) -> Router {
     Router::new()
         .route("/", get(days_page))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics_page))
         .route("/style.css", get(stylesheet))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
@@ -322,6 +323,28 @@ th a.sort{color:inherit}abbr{text-decoration:none;border-bottom:1px dotted #889}
 
 /// The one stylesheet, served from here so the CSP needs no inline styles. Public: the login
 /// page uses it too.
+/// Prometheus metrics, without a login (counts and times only, no amounts, references or
+/// names of people): the newest run, days by status, the newest day's items by class, and the
+/// nightly job's outcomes in this process. Read from the store at each scrape.
+async fn metrics_page(State(app): State<AppState>) -> Response {
+    let figures = match app.store.ops_figures().await {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the metrics' figures");
+            None
+        }
+    };
+    let text = crate::schedule::metrics_text(figures.as_ref());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
 async fn stylesheet() -> Response {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS).into_response()
 }

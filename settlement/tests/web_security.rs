@@ -652,3 +652,56 @@ async fn a_day_exports_for_auditors_as_csv_and_xlsx_behind_the_login(backend: &s
     assert_eq!(c.get("/days/2031-01-01/export.csv").await.status, 404);
     server.stop().await;
 }
+
+both_backends!(metrics_answer_without_a_login_and_give_counts_only);
+async fn metrics_answer_without_a_login_and_give_counts_only(backend: &str) {
+    // Proves: `/metrics` answers without a session, in Prometheus text, with the newest run, the
+    // days by status and the newest day's items by class as stored — and nothing a finance page
+    // would guard (no amounts, no references).
+    let Some((store, _guard, _inputs)) = settled_store(backend).await else {
+        return;
+    };
+    let (verify, _) = counting_verifier();
+    let server = Server::start(store, config(budgets(2, 100), Clock::manual(), verify)).await;
+    let mut c = Client::new(&server.base);
+    let reply = c.get("/metrics").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(reply.header("content-type").starts_with("text/plain"));
+    let sample = |series: &str| -> Option<f64> {
+        reply
+            .body
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.parse().ok())
+    };
+    assert_eq!(sample("settlement_db_up"), Some(1.0), "{}", reply.body);
+    assert!(sample("settlement_last_run_finished_timestamp_seconds").is_some_and(|t| t > 1.7e9));
+    assert!(sample("settlement_last_run_duration_seconds").is_some_and(|t| t >= 0.0));
+    // The fixture's day, 2026-01-02, at 00:00 UTC.
+    assert_eq!(
+        sample("settlement_last_run_business_day_timestamp_seconds"),
+        Some(1_767_312_000.0)
+    );
+    // The fixture settles 2026-01-02 and carries an item to the day before: two open days.
+    assert_eq!(
+        sample("settlement_days{status=\"open\"}"),
+        Some(2.0),
+        "{}",
+        reply.body
+    );
+    assert!(
+        sample(&format!(
+            "settlement_newest_day_items{{operator=\"{HZ}\",class=\"matched\"}}"
+        ))
+        .is_some_and(|n| n >= 1.0),
+        "{}",
+        reply.body
+    );
+    assert_eq!(
+        sample("settlement_nightly_runs_total{outcome=\"failed\"}"),
+        Some(0.0)
+    );
+    for secret in ["CNY", "M1-1", "out_trade_no"] {
+        assert!(!reply.body.contains(secret), "{secret} in {}", reply.body);
+    }
+}

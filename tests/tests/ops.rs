@@ -15,6 +15,13 @@ async fn get(url: &str) -> (u16, String) {
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
+/// The value of one series (name with its labels, as rendered) in a Prometheus text page.
+fn sample(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_health_and_readiness() {
     // /healthz and /readyz answer, /metrics carries the tap, latency and commit series, and
@@ -56,10 +63,40 @@ async fn metrics_health_and_readiness() {
         assert!(metrics.contains(series), "missing {series} in\n{metrics}");
     }
     assert!(!metrics.contains(&rider.ride_code(turnpike_tests::now_ms()).unwrap()[..40]));
+    // What only the database knows, read at the scrape: up, no charge waiting, one rider denied.
+    let denied = env
+        .gw
+        .public_send(
+            reqwest::Method::POST,
+            "/v1/admin/deny-list",
+            Some(turnpike_tests::ADMIN_TOKEN),
+            Some(&serde_json::json!({"kind": "rider", "subject_id": rider.rider_id, "reason": "test"})),
+        )
+        .await
+        .unwrap();
+    assert!(denied.status < 300, "{}", denied.status);
+    let (_, metrics) = get(&format!("{}/metrics", env.gw.ops_base)).await;
+    for (series, value) in [
+        ("gateway_db_up", 1.0),
+        ("gateway_capture_backlog", 0.0),
+        ("gateway_capture_backlog_age_seconds", 0.0),
+        ("gateway_deny_list_entries{kind=\"rider\"}", 1.0),
+        ("gateway_deny_list_entries{kind=\"credential\"}", 0.0),
+    ] {
+        assert_eq!(
+            sample(&metrics, series),
+            Some(value),
+            "{series} in\n{metrics}"
+        );
+    }
+    assert!(sample(&metrics, "gateway_db_ping_seconds").is_some_and(|s| s > 0.0 && s < 1.0));
     let turnpike_tests::Database::Postgres(pg) = &env.db else {
         unreachable!()
     };
     pg.drop_now().await;
+    let (status, metrics) = get(&format!("{}/metrics", env.gw.ops_base)).await;
+    assert_eq!(status, 200, "metrics answer without the database");
+    assert_eq!(sample(&metrics, "gateway_db_up"), Some(0.0), "{metrics}");
     assert_eq!(get(&format!("{}/readyz", env.gw.ops_base)).await.0, 503);
     assert_eq!(
         get(&format!("{}/healthz", env.gw.ops_base)).await.0,

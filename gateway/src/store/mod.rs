@@ -291,6 +291,37 @@ impl Store {
         ))
     }
 
+    /// What `/metrics` reports of the database at each scrape: the capture backlog (charges
+    /// pending or paying, counted up to [`BACKLOG_COUNT_MAX`], and the earliest time one of them
+    /// was due) and the deny list's size by subject kind. Each is one probe of an index or a
+    /// small table, so a scrape never scans the charges.
+    pub async fn ops_gauges(&self) -> Result<OpsGauges, sqlx::Error> {
+        let backlog: i64 = sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM charges WHERE status IN ('pending', 'paying') LIMIT {BACKLOG_COUNT_MAX}) AS b"
+        ))
+        .fetch_one(&self.pool)
+        .await?;
+        let earliest_due_ms: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(next_attempt_at_ms) FROM charges WHERE status IN ('pending', 'paying')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let rows = sqlx::query(
+            "SELECT subject_kind, COUNT(*) FROM deny_list GROUP BY subject_kind ORDER BY subject_kind",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let deny_list = rows
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()?;
+        Ok(OpsGauges {
+            capture_backlog: backlog,
+            capture_earliest_due_ms: earliest_due_ms,
+            deny_list,
+        })
+    }
+
     /// The newest fare data version of every operator: (operator, version). Cheap: read every
     /// refresh, while the data itself is read only when a version changed.
     pub async fn latest_fare_versions(&self) -> Result<Vec<(String, i64)>, sqlx::Error> {
@@ -865,4 +896,17 @@ mod tests {
             assert_eq!(embedded.differs_from(&dir).await, None, "{}", dir.display());
         }
     }
+}
+
+/// The most charges `/metrics` counts in the capture backlog (a count beyond it reads as this:
+/// the alert has fired long before).
+pub const BACKLOG_COUNT_MAX: i64 = 100_000;
+
+/// See [`Store::ops_gauges`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpsGauges {
+    pub capture_backlog: i64,
+    pub capture_earliest_due_ms: Option<i64>,
+    /// (subject kind, entries).
+    pub deny_list: Vec<(String, i64)>,
 }
