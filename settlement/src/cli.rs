@@ -97,6 +97,19 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// The nightly job once, as `serve` runs it at --nightly-at: settle the business day that
+    /// ended before now in --time-zone (or --date) from --inputs-dir/<day>/provider/*.csv and
+    /// --inputs-dir/<day>/operators/<operator>.csv, the gateway's ledger from --database. For a
+    /// systemd timer or cron instead of the built-in schedule (deploy/systemd/).
+    Nightly {
+        /// The day to settle instead of yesterday (YYYY-MM-DD).
+        #[arg(long)]
+        date: Option<String>,
+        #[arg(long, default_value = "Asia/Shanghai")]
+        time_zone: String,
+        #[arg(long, default_value = "settlement-inputs")]
+        inputs_dir: PathBuf,
+    },
     /// Serve the finance review UI, and run the nightly job at a local time.
     Serve {
         #[arg(long, default_value = "127.0.0.1:8090")]

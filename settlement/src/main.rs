@@ -64,6 +64,24 @@ async fn command(url: &str, command: Command) -> anyhow::Result<()> {
             let store = Store::connect(url, 2).await?;
             println!("{}", cli::export_gateway(&store, day, &out).await?);
         }
+        Command::Nightly {
+            date,
+            time_zone,
+            inputs_dir,
+        } => {
+            let day = match date {
+                Some(d) => cli::parse_day(&d)?,
+                None => {
+                    let tz = jiff::tz::TimeZone::get(&time_zone)
+                        .with_context(|| format!("--time-zone {time_zone}"))?;
+                    jiff::Timestamp::now().to_zoned(tz).date().yesterday()?
+                }
+            };
+            let store = Store::connect(url, 4).await?;
+            let config = settlement::schedule::nightly_config(&inputs_dir, day);
+            let report = run_day(&store, settlement::engine(), &config).await?;
+            print_lines(&cli::run_summary(&report));
+        }
         Command::Serve {
             listen,
             nightly_at,

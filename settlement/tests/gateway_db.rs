@@ -149,6 +149,33 @@ async fn check(backend: &str) {
         .await
         .unwrap();
     assert_eq!(from_db.outputs_sha256, from_file.outputs_sha256);
+    // `settlement nightly` (what a systemd timer runs) reads the nightly layout of the inputs
+    // directory and settles the same day the same way.
+    let nightly = inputs.dir.0.join("nightly");
+    for (sub, name, body) in [
+        ("provider", "bill.csv", bill()),
+        ("operators", "hz-metro.csv", hz_metro_export()),
+        ("operators", "zj-expressway.csv", zj_expressway_export()),
+    ] {
+        let dir = nightly.join(DAY).join(sub);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), body).unwrap();
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_settlement"))
+        .args(["--database", &url, "nightly", "--date", DAY, "--inputs-dir"])
+        .arg(&nightly)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        printed.contains(&format!("outputs {}", &from_file.outputs_sha256[..16])),
+        "{printed}"
+    );
     // Operators' business days: the gateway's zones, settlement's cut-off, the run's flags.
     let windows = settlement::run::operator_windows(&store, &config)
         .await
