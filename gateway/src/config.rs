@@ -77,12 +77,14 @@ pub struct LimitsConfig {
     pub terminal_requests_per_s: u32,
     /// …and at once (an offline gate's upload comes as batches of up to 500 taps each).
     pub terminal_burst: u32,
-    /// Requests of one rider (token) per second, sustained, and at once.
+    /// Requests of one rider (token) per second, sustained…
     pub rider_requests_per_s: u32,
+    /// …and at once.
     pub rider_burst: u32,
-    /// Registrations per source address per second, sustained, and at once. Many phones can
-    /// share an address (carrier NAT), hence more than one a second.
+    /// Registrations per source address per second, sustained… Many phones can share an
+    /// address (carrier NAT), hence more than one a second.
     pub registrations_per_s: u32,
+    /// …and at once.
     pub registration_burst: u32,
     /// A request header holding the client's address, set by a proxy in front of the public
     /// listener (e.g. `x-forwarded-for`: its last entry is taken, the one the proxy added).

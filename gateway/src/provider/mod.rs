@@ -33,6 +33,7 @@ pub struct ProviderConfig {
     /// The open-API endpoint, e.g. `https://openapi.alipay.com/gateway.do`; empty = no provider
     /// (charges are recorded and wait; nothing is captured).
     pub url: String,
+    /// The merchant application's id at the provider (`app_id` of every request).
     pub app_id: String,
     /// The merchant's RSA private key (PEM), which signs every request.
     pub app_private_key_file: PathBuf,
