@@ -114,6 +114,17 @@ impl TestSandbox {
         }
     }
 
+    /// Stops the server the hard way — its task aborted, in-flight requests and transactions
+    /// dropped, as a killed process would — and starts it again on the same port and database.
+    pub async fn crash_and_restart(&mut self) {
+        self.stop.take();
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+        self.launch(|_| {}).await;
+    }
+
     /// Stops the server (draining it) and starts it again on the same port and database.
     pub async fn restart(&mut self) {
         self.restart_with(|_| {}).await;

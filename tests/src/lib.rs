@@ -132,40 +132,7 @@ impl TestGateway {
     /// Creates the demo operators (optionally with a metro daily cap), loads the demo networks
     /// and registers every demo terminal.
     pub async fn configure_demo(&self, metro_daily_cap: Option<&str>) -> anyhow::Result<()> {
-        let mut metro =
-            serde_json::json!({"operator_id": METRO_OPERATOR, "name": "Metro", "mode": "metro"});
-        if let Some(cap) = metro_daily_cap {
-            metro["daily_cap"] = serde_json::json!({"amount": cap, "currency": "CNY"});
-        }
-        let ops = [
-            metro,
-            serde_json::json!({"operator_id": TOLL_OPERATOR, "name": "Expressway", "mode": "toll"}),
-        ];
-        for op in &ops {
-            self.admin.post_ok("/v1/admin/operators", op).await?;
-        }
-        for (op, format) in [(METRO_OPERATOR, "demo_metro"), (TOLL_OPERATOR, "demo_toll")] {
-            let a = self
-                .admin
-                .send(
-                    reqwest::Method::PUT,
-                    &format!("/v1/admin/operators/{op}/fares"),
-                    Some(&serde_json::json!({"format": format})),
-                )
-                .await?;
-            anyhow::ensure!(
-                a.status == 201,
-                "loading fares: {}",
-                String::from_utf8_lossy(&a.body)
-            );
-        }
-        for (id, op, location) in demo_terminals() {
-            self.admin
-                .post_ok("/v1/admin/terminals", &serde_json::json!({"terminal_id": id, "operator_id": op, "location_id": location}))
-                .await
-                .with_context(|| format!("registering {id}"))?;
-        }
-        Ok(())
+        configure_demo(&self.admin, metro_daily_cap).await
     }
 
     pub async fn rider(&self) -> RiderDevice {
@@ -244,6 +211,50 @@ pub fn demo_stops() -> Vec<String> {
         .iter()
         .map(|s| s.id.clone())
         .collect()
+}
+
+/// Creates the demo operators (optionally with a metro daily cap), loads the demo networks and
+/// registers every demo terminal, through a gateway's admin API (in this process or another).
+pub async fn configure_demo(
+    admin: &AdminClient,
+    metro_daily_cap: Option<&str>,
+) -> anyhow::Result<()> {
+    let mut metro =
+        serde_json::json!({"operator_id": METRO_OPERATOR, "name": "Metro", "mode": "metro"});
+    if let Some(cap) = metro_daily_cap {
+        metro["daily_cap"] = serde_json::json!({"amount": cap, "currency": "CNY"});
+    }
+    let ops = [
+        metro,
+        serde_json::json!({"operator_id": TOLL_OPERATOR, "name": "Expressway", "mode": "toll"}),
+    ];
+    for op in &ops {
+        admin.post_ok("/v1/admin/operators", op).await?;
+    }
+    for (op, format) in [(METRO_OPERATOR, "demo_metro"), (TOLL_OPERATOR, "demo_toll")] {
+        let a = admin
+            .send(
+                reqwest::Method::PUT,
+                &format!("/v1/admin/operators/{op}/fares"),
+                Some(&serde_json::json!({"format": format})),
+            )
+            .await?;
+        anyhow::ensure!(
+            a.status == 201,
+            "loading fares: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+    }
+    for (id, op, location) in demo_terminals() {
+        admin
+            .post_ok(
+                "/v1/admin/terminals",
+                &serde_json::json!({"terminal_id": id, "operator_id": op, "location_id": location}),
+            )
+            .await
+            .with_context(|| format!("registering {id}"))?;
+    }
+    Ok(())
 }
 
 /// Names of demo terminals.

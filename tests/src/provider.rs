@@ -123,6 +123,41 @@ pub struct ProviderTrade {
     pub refunded_fen: i64,
 }
 
+/// A wallet holding `balance_fen` bound to `rider` through the gateway at `base` (its public
+/// listener, CA `ca`) the way the app binds it: the gateway's signing link, signed in the wallet
+/// (deductions up to `single_limit_fen`), then the rider's wallet looked at until it is bound
+/// (a provider fault may fail a look; the app looks again). Returns the wallet's user id.
+pub async fn bind_wallet(
+    sandbox: &Sandbox,
+    base: &str,
+    ca: &std::path::Path,
+    rider: &turnpike_client::RiderDevice,
+    balance_fen: i64,
+    single_limit_fen: i64,
+) -> String {
+    let user = sandbox.wallet(balance_fen, None).await;
+    let signing = rider
+        .start_wallet_signing(base, ca)
+        .await
+        .expect("starting a wallet signing");
+    let (status, agreement) = sandbox
+        .sign_in_wallet(&user, &signing.sign_url, single_limit_fen)
+        .await;
+    assert!(
+        status == 200 || status == 201,
+        "signing in the wallet: {agreement}"
+    );
+    for _ in 0..20 {
+        if let Ok(w) = rider.wallet(base, ca).await {
+            if w.status == "bound" {
+                return user;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the wallet of rider {} was not bound", rider.rider_id);
+}
+
 /// Points a gateway config at a sandbox, with test-fast retries.
 pub fn use_sandbox(config: &mut Config, sandbox: &Sandbox) {
     config.provider.url = format!("{}/gateway.do", sandbox.base_url);
@@ -210,29 +245,16 @@ impl PaidEnv {
         balance_fen: i64,
         single_limit_fen: i64,
     ) -> String {
-        let user = self.sandbox.wallet(balance_fen, None).await;
         let (base, ca) = (&self.env.gw.public_base, self.env.gw.ca());
-        let signing = rider
-            .start_wallet_signing(base, &ca)
-            .await
-            .expect("starting a wallet signing");
-        let (status, agreement) = self
-            .sandbox
-            .sign_in_wallet(&user, &signing.sign_url, single_limit_fen)
-            .await;
-        assert!(
-            status == 200 || status == 201,
-            "signing in the wallet: {agreement}"
-        );
-        for _ in 0..20 {
-            if let Ok(w) = rider.wallet(base, &ca).await {
-                if w.status == "bound" {
-                    return user;
-                }
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        panic!("the wallet of rider {} was not bound", rider.rider_id);
+        bind_wallet(
+            &self.sandbox,
+            base,
+            &ca,
+            rider,
+            balance_fen,
+            single_limit_fen,
+        )
+        .await
     }
 
     /// `GET /v1/admin/ledger`: the journal's balances and its unbalanced-transaction count.

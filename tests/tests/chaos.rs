@@ -1,0 +1,417 @@
+//! Break it on purpose: the gateway as a real process (`gateway serve`, this build's binary) on a
+//! real PostgreSQL, wired to the provider sandbox over HTTP, killed with SIGKILL at random
+//! moments while gates tap at it (the capture worker, in the same process, dies mid-flight with
+//! it); every other time the sandbox crashes too (its task aborted, in-flight trades cut). Every answer a gate was given is kept, so "acknowledged" is
+//! exact; afterwards every acknowledged tap must be stored once with the bytes the gate got,
+//! every captured charge must be a paid trade at the provider and the reverse, no journey paid
+//! twice, the journal balanced, nothing left pending after the capture worker's lease.
+//!
+//! The counts go to `target/chaos-results/crash.json`; any loss fails the test. CI runs the short
+//! form (`CHAOS_KILLS` unset: 4 kills); the long form is
+//! `CHAOS_KILLS=20 cargo test -p turnpike-tests --test chaos -- --nocapture`. PostgreSQL only
+//! (`TURNPIKE_REQUIRE_PG=1` in CI).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gateway::store::charging::ChargeStatus;
+use serde_json::json;
+use sqlx::Row;
+use turnpike_client::{AdminClient, RiderDevice, TerminalClient};
+use turnpike_tests::provider::{bind_wallet, free_port, use_sandbox, Sandbox};
+use turnpike_tests::{
+    configure_demo, demo_stops, gate, tap, test_config, write_pki, Db, PgDatabase, Scratch,
+    ADMIN_TOKEN,
+};
+use turnpike_wire::api::Direction;
+
+/// Riders tapping at once, each through its own entry and exit gate.
+const RIDERS: usize = 10;
+
+/// This build's `gateway` binary, next to the test's own directory (`cargo test --workspace`
+/// builds it; `cargo build -p gateway` does for a lone run).
+fn gateway_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let bin = dir.join("gateway");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it (cargo build -p gateway)",
+        bin.display()
+    );
+    bin
+}
+
+fn results_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's path");
+    let target = exe
+        .ancestors()
+        .find(|p| p.file_name().is_some_and(|n| n == "target"))
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("target"));
+    target.join("chaos-results")
+}
+
+/// The gateway process and how to start it again on the same configuration and ports; killed
+/// when dropped (a failed test leaves no process behind).
+struct GatewayProcess {
+    bin: PathBuf,
+    config: PathBuf,
+    log: PathBuf,
+    ops: String,
+    child: Option<std::process::Child>,
+}
+
+impl GatewayProcess {
+    /// Starts it and waits until `/readyz` answers 200; the time that took.
+    async fn start(&mut self) -> Duration {
+        let started = Instant::now();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("the gateway's log");
+        let child = std::process::Command::new(&self.bin)
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env("RUST_LOG", "warn")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("starting the gateway");
+        self.child = Some(child);
+        let http = reqwest::Client::new();
+        loop {
+            let ready = http
+                .get(format!("{}/readyz", self.ops))
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200);
+            if ready {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the gateway did not become ready; its log: {}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// SIGKILL: no drain, no flush, in-flight requests and transactions cut.
+    async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // std's kill is SIGKILL on Unix.
+            child.kill().expect("SIGKILL");
+            let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+        }
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// What a gate was answered: (terminal, sequence) → the answer's bytes.
+type Answers = Arc<Mutex<Vec<(String, u64, Vec<u8>)>>>;
+
+/// A gate's tap until it is answered (the gate's own retry: same sequence, same request), or
+/// `None` after a minute without an answer.
+async fn tap_until_answered(
+    client: &TerminalClient,
+    request: &turnpike_wire::api::TapRequest,
+) -> Option<(u16, Vec<u8>)> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        match client.tap_raw(request).await {
+            Ok(answer) if answer.status == 200 => return Some((answer.status, answer.body)),
+            // 503 while the database or the node is away: not an answer; try again.
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    None
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn rider_loop(
+    rider: RiderDevice,
+    entry: TerminalClient,
+    entry_id: String,
+    exit: TerminalClient,
+    exit_id: String,
+    answers: Answers,
+    stop: Arc<AtomicBool>,
+    unanswered: Arc<Mutex<u64>>,
+) {
+    let mut seq = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        seq += 1;
+        for (client, id, direction) in [
+            (&entry, &entry_id, Direction::Entry),
+            (&exit, &exit_id, Direction::Exit),
+        ] {
+            let code = rider
+                .ride_code(turnpike_tests::now_ms())
+                .expect("a ride code");
+            let request = tap(seq, direction, code);
+            match tap_until_answered(client, &request).await {
+                Some((_, body)) => answers.lock().unwrap().push((id.clone(), seq, body)),
+                None => *unanswered.lock().unwrap() += 1,
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_the_gateway_under_load_and_lose_nothing() {
+    let kills: usize = std::env::var("CHAOS_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    let Some(db) = PgDatabase::create().await else {
+        return;
+    };
+    let scratch = Scratch::new("chaos-crash");
+    let certs = scratch.0.join("certs");
+    write_pki(&certs).unwrap();
+    let mut sandbox = Sandbox::start(Db::Postgres, &scratch)
+        .await
+        .expect("the sandbox");
+    let mut config = test_config(&db.url, &certs);
+    use_sandbox(&mut config, &sandbox);
+    config.admin.token = ADMIN_TOKEN.into();
+    for addr in [
+        &mut config.listen.terminal,
+        &mut config.listen.public,
+        &mut config.listen.ops,
+    ] {
+        *addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    }
+    let config_path = scratch.0.join("gateway.toml");
+    std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
+    let terminal_base = format!("https://localhost:{}", config.listen.terminal.port());
+    let public_base = format!("https://localhost:{}", config.listen.public.port());
+    let ca = certs.join("ca.pem");
+    let mut gw = GatewayProcess {
+        bin: gateway_bin(),
+        config: config_path,
+        log: scratch.0.join("gateway.log"),
+        ops: format!("http://{}", config.listen.ops),
+        child: None,
+    };
+    gw.start().await;
+    let admin = AdminClient::new(&public_base, &ca, ADMIN_TOKEN).unwrap();
+    configure_demo(&admin, None).await.unwrap();
+
+    // Riders with wallets, each with its own entry and exit gate (a gate's sequence is its own).
+    let stops = demo_stops();
+    let terminal = |id: &str| {
+        TerminalClient::new(
+            &terminal_base,
+            &ca,
+            &certs.join("terminals").join(format!("{id}.pem")),
+            &certs.join("terminals").join(format!("{id}.key")),
+        )
+        .unwrap()
+    };
+    let answers: Answers = Arc::default();
+    let unanswered = Arc::new(Mutex::new(0u64));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut riders = Vec::new();
+    for i in 0..RIDERS {
+        let rider = RiderDevice::enrol(&public_base, &ca, &["metro", "toll"])
+            .await
+            .unwrap();
+        bind_wallet(&sandbox, &public_base, &ca, &rider, 1_000_000, 100_000).await;
+        let entry_id = gate(&stops[i], 1);
+        let exit_id = gate(&stops[(i + 7) % stops.len()], 2);
+        riders.push(tokio::spawn(rider_loop(
+            rider,
+            terminal(&entry_id),
+            entry_id,
+            terminal(&exit_id),
+            exit_id,
+            answers.clone(),
+            stop.clone(),
+            unanswered.clone(),
+        )));
+    }
+
+    // Kill it at random moments, start it again, measure how long it took to be ready.
+    let load_started = Instant::now();
+    let mut recoveries_ms = Vec::new();
+    let mut provider_crashes = 0;
+    for k in 0..kills {
+        let wait = 800 + rand::random::<u64>() % 2_200;
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        gw.kill().await;
+        // Every other time the provider goes down with it (its in-flight trades cut), and is
+        // back before the gateway.
+        if k % 2 == 1 {
+            sandbox.crash_and_restart().await;
+            provider_crashes += 1;
+        }
+        recoveries_ms.push(gw.start().await.as_millis() as u64);
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for r in riders {
+        r.await.unwrap();
+    }
+    let load_s = load_started.elapsed().as_secs_f64();
+
+    // The capture worker collects what is due; a charge a killed node had leased is taken over
+    // after the lease.
+    let store = gateway::store::Store::connect(&db.url, 2, 1).await.unwrap();
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let pending = loop {
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM charges WHERE status IN ('pending', 'paying')",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if pending == 0 || Instant::now() > deadline {
+            break pending;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    // ---- Taps: every acknowledged answer stored once, byte for byte ----
+    let answers = answers.lock().unwrap().clone();
+    let mut lost = 0u64;
+    let mut changed = 0u64;
+    let mut seen = BTreeMap::new();
+    for (terminal, seq, body) in &answers {
+        *seen.entry((terminal.clone(), *seq)).or_insert(0u64) += 1;
+        let stored: Option<Vec<u8>> =
+            sqlx::query("SELECT response FROM taps WHERE terminal_id = $1 AND sequence = $2")
+                .bind(terminal)
+                .bind(*seq as i64)
+                .fetch_optional(&pool)
+                .await
+                .unwrap()
+                .map(|r| r.get(0));
+        match stored {
+            None => lost += 1,
+            Some(s) if &s != body => changed += 1,
+            Some(_) => {}
+        }
+    }
+    let duplicates = seen.values().filter(|n| **n > 1).count() as u64;
+    let stored_taps: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM taps")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+
+    // ---- Money: the provider's records against the gateway's ledger ----
+    let trades = sandbox.trades().await;
+    let paid: BTreeMap<&str, i64> = trades
+        .iter()
+        .filter(|t| t.status == "TRADE_SUCCESS" || t.status == "TRADE_FINISHED")
+        .map(|t| (t.out_trade_no.as_str(), t.total_fen))
+        .collect();
+    let charges = store.charges(None, None, 100_000).await.unwrap();
+    let captured: BTreeMap<&str, i64> = charges
+        .iter()
+        .filter(|c| c.status == ChargeStatus::Captured)
+        .map(|c| (c.out_trade_no.as_str(), c.amount_minor))
+        .collect();
+    let ledger = store.ledger_transactions().await.unwrap();
+    let mut captures_per_trade: BTreeMap<String, u64> = BTreeMap::new();
+    for t in ledger.iter().filter(|t| t.kind == "capture") {
+        *captures_per_trade
+            .entry(t.out_trade_no.clone().unwrap_or_default())
+            .or_default() += 1;
+    }
+    // A charge that is captured but whose trade the provider does not hold as paid (or at
+    // another amount), and a paid trade no captured charge stands for.
+    let orphan_charges = captured
+        .iter()
+        .filter(|(no, amount)| paid.get(*no) != Some(amount))
+        .count() as u64;
+    let unmatched = paid.keys().filter(|no| !captured.contains_key(*no)).count() as u64;
+    // Paid more than once: a trade booked twice, or a journey with two paid trades.
+    let mut paid_per_journey: BTreeMap<i64, u64> = BTreeMap::new();
+    let trade_numbers: BTreeSet<&str> = paid.keys().copied().collect();
+    let attempts = sqlx::query("SELECT a.out_trade_no, c.journey_id FROM charge_attempts a JOIN charges c ON c.charge_id = a.charge_id WHERE c.journey_id IS NOT NULL")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    for a in &attempts {
+        let (no, journey): (String, i64) = (a.get(0), a.get(1));
+        if trade_numbers.contains(no.as_str()) {
+            *paid_per_journey.entry(journey).or_default() += 1;
+        }
+    }
+    let double_charged = captures_per_trade.values().filter(|n| **n > 1).count() as u64
+        + paid_per_journey.values().filter(|n| **n > 1).count() as u64;
+    let unbalanced = store.unbalanced_transactions().await.unwrap() as u64;
+    let unanswered = *unanswered.lock().unwrap();
+
+    let report = json!({
+        "name": "crash",
+        "kills": kills,
+        "provider_crashes": provider_crashes,
+        "riders": RIDERS,
+        "load_s": load_s,
+        "acknowledged": answers.len(),
+        "stored": stored_taps,
+        "lost": lost,
+        "changed": changed,
+        "duplicates": duplicates,
+        "unanswered_after_60_s": unanswered,
+        "journeys_charged": captured.len(),
+        "paid_trades": paid.len(),
+        "double_charged": double_charged,
+        "orphan_charges": orphan_charges,
+        "unmatched": unmatched,
+        "unbalanced": unbalanced,
+        "pending_after_lease": pending,
+        "recovery_ms": recoveries_ms,
+        "recovery_ms_max": recoveries_ms.iter().max(),
+    });
+    let dir = results_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("crash.json"),
+        serde_json::to_string_pretty(&report).unwrap(),
+    )
+    .unwrap();
+    println!("{report:#}");
+    gw.kill().await;
+    assert!(
+        answers.len() >= 20 * kills.max(1),
+        "too little load: {report}"
+    );
+    assert!(!captured.is_empty(), "nothing was charged: {report}");
+    for key in [
+        "lost",
+        "changed",
+        "duplicates",
+        "unanswered_after_60_s",
+        "double_charged",
+        "orphan_charges",
+        "unmatched",
+        "unbalanced",
+        "pending_after_lease",
+    ] {
+        assert_eq!(report[key], 0, "{key}: {report:#}");
+    }
+}
