@@ -27,7 +27,7 @@ use turnpike_tests::{
     configure_demo, demo_stops, gate, tap, test_config, write_pki, Db, PgDatabase, Scratch,
     ADMIN_TOKEN,
 };
-use turnpike_wire::api::Direction;
+use turnpike_wire::api::{Decision, Direction};
 
 /// Riders tapping at once, each through its own entry and exit gate.
 const RIDERS: usize = 10;
@@ -66,6 +66,8 @@ struct GatewayProcess {
     config: PathBuf,
     log: PathBuf,
     ops: String,
+    /// The node's own terminal listener (`https://localhost:<port>`).
+    terminal_base: String,
     child: Option<std::process::Child>,
 }
 
@@ -124,6 +126,69 @@ impl Drop for GatewayProcess {
             let _ = child.wait();
         }
     }
+}
+
+/// A child process killed (SIGKILL) when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// HAProxy (Debian's package) in front of the nodes' terminal and public listeners: TCP
+/// pass-through (mutual TLS ends at the gateway), round robin, a node taken out after two failed
+/// checks 200 ms apart, a connection to a dead node redispatched. Returns it and its (terminal,
+/// public) ports.
+async fn start_haproxy(dir: &Path, nodes: &[(u16, u16)]) -> (KillOnDrop, (u16, u16)) {
+    let (terminal, public) = (free_port(), free_port());
+    let backend = |name: &str, port_of: &dyn Fn(&(u16, u16)) -> u16| {
+        let mut b = format!("backend {name}\n    balance roundrobin\n");
+        for (n, node) in nodes.iter().enumerate() {
+            b.push_str(&format!(
+                "    server node{n} 127.0.0.1:{} check inter 200ms fall 2 rise 2\n",
+                port_of(node)
+            ));
+        }
+        b
+    };
+    let config = format!(
+        "global\n    maxconn 4000\n\
+         defaults\n    mode tcp\n    timeout connect 1s\n    timeout client 120s\n    timeout server 120s\n    retries 3\n    option redispatch\n\
+         frontend terminals\n    bind 127.0.0.1:{terminal}\n    default_backend terminal_nodes\n\
+         frontend public\n    bind 127.0.0.1:{public}\n    default_backend public_nodes\n{}{}",
+        backend("terminal_nodes", &|n| n.0),
+        backend("public_nodes", &|n| n.1),
+    );
+    let path = dir.join("haproxy.cfg");
+    std::fs::write(&path, config).unwrap();
+    let log = std::fs::File::create(dir.join("haproxy.log")).unwrap();
+    let child = std::process::Command::new("haproxy")
+        .args(["-db", "-f"])
+        .arg(&path)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn();
+    let child = match child {
+        Ok(c) => KillOnDrop(c),
+        Err(e) => panic!("starting haproxy (apt-get install haproxy): {e}"),
+    };
+    // Listening once a TCP connect to the terminal frontend succeeds.
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", terminal))
+            .await
+            .is_ok()
+        {
+            return (child, (terminal, public));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!(
+        "haproxy did not listen: {}",
+        std::fs::read_to_string(dir.join("haproxy.log")).unwrap_or_default()
+    );
 }
 
 /// What a gate was answered: (terminal, sequence) → the answer's bytes.
@@ -192,7 +257,13 @@ async fn rider_loop(
 
 /// A gateway process, its sandbox and its riders tapping: what every scenario starts from.
 struct Chaos {
-    gw: GatewayProcess,
+    /// The gateway nodes (one, or several behind HAProxy).
+    nodes: Vec<GatewayProcess>,
+    /// HAProxy in front of several nodes (TCP pass-through: mutual TLS ends at the gateway).
+    haproxy: Option<KillOnDrop>,
+    /// Where phones connect (the node's public listener, or HAProxy's).
+    public_base: String,
+    certs: PathBuf,
     sandbox: Sandbox,
     db_url: String,
     answers: Answers,
@@ -205,38 +276,53 @@ struct Chaos {
 }
 
 impl Chaos {
-    /// Starts the sandbox (on the machine's PostgreSQL), the gateway on `db_url`, configures the
-    /// demo and sets `RIDERS` riders with wallets tapping.
-    async fn start(db_url: &str, tag: &str) -> Chaos {
+    /// Starts the sandbox (on the machine's PostgreSQL), `nodes` gateways on `db_url` (behind
+    /// HAProxy when more than one), configures the demo and sets `RIDERS` riders with wallets
+    /// tapping.
+    async fn start(db_url: &str, tag: &str, nodes: usize) -> Chaos {
         let scratch = Scratch::new(tag);
         let certs = scratch.0.join("certs");
         write_pki(&certs).unwrap();
         let sandbox = Sandbox::start(Db::Postgres, &scratch)
             .await
             .expect("the sandbox");
-        let mut config = test_config(db_url, &certs);
-        use_sandbox(&mut config, &sandbox);
-        config.admin.token = ADMIN_TOKEN.into();
-        for addr in [
-            &mut config.listen.terminal,
-            &mut config.listen.public,
-            &mut config.listen.ops,
-        ] {
-            *addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut gateways = Vec::new();
+        let mut listeners = Vec::new();
+        for n in 0..nodes {
+            let mut config = test_config(db_url, &certs);
+            use_sandbox(&mut config, &sandbox);
+            config.admin.token = ADMIN_TOKEN.into();
+            for addr in [
+                &mut config.listen.terminal,
+                &mut config.listen.public,
+                &mut config.listen.ops,
+            ] {
+                *addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            }
+            let config_path = scratch.0.join(format!("gateway-{n}.toml"));
+            std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
+            let mut gw = GatewayProcess {
+                bin: gateway_bin(),
+                config: config_path,
+                log: scratch.0.join(format!("gateway-{n}.log")),
+                ops: format!("http://{}", config.listen.ops),
+                terminal_base: format!("https://localhost:{}", config.listen.terminal.port()),
+                child: None,
+            };
+            gw.start().await;
+            listeners.push((config.listen.terminal.port(), config.listen.public.port()));
+            gateways.push(gw);
         }
-        let config_path = scratch.0.join("gateway.toml");
-        std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
-        let terminal_base = format!("https://localhost:{}", config.listen.terminal.port());
-        let public_base = format!("https://localhost:{}", config.listen.public.port());
-        let ca = certs.join("ca.pem");
-        let mut gw = GatewayProcess {
-            bin: gateway_bin(),
-            config: config_path,
-            log: scratch.0.join("gateway.log"),
-            ops: format!("http://{}", config.listen.ops),
-            child: None,
+        let (haproxy, (terminal_port, public_port)) = if nodes > 1 {
+            let (proxy, ports) = start_haproxy(&scratch.0, &listeners).await;
+            (Some(proxy), ports)
+        } else {
+            (None, listeners[0])
         };
-        gw.start().await;
+        // Where gates and phones connect: the node, or HAProxy.
+        let terminal_base = format!("https://localhost:{terminal_port}");
+        let public_base = format!("https://localhost:{public_port}");
+        let ca = certs.join("ca.pem");
         let admin = AdminClient::new(&public_base, &ca, ADMIN_TOKEN).unwrap();
         configure_demo(&admin, None).await.unwrap();
 
@@ -277,7 +363,10 @@ impl Chaos {
             )));
         }
         Chaos {
-            gw,
+            nodes: gateways,
+            haproxy,
+            public_base: public_base.clone(),
+            certs,
             sandbox,
             db_url: db_url.to_string(),
             answers,
@@ -392,7 +481,10 @@ impl Chaos {
         let unanswered = *self.unanswered.lock().unwrap();
         let (refused, slowest_refusal_ms) = *self.refusals.lock().unwrap();
 
-        self.gw.kill().await;
+        for gw in &mut self.nodes {
+            gw.kill().await;
+        }
+        self.haproxy.take();
         let report = json!({
             "riders": RIDERS,
             "load_s": load_s,
@@ -467,21 +559,21 @@ async fn crash_the_gateway_under_load_and_lose_nothing() {
     let Some(db) = PgDatabase::create().await else {
         return;
     };
-    let mut chaos = Chaos::start(&db.url, "chaos-crash").await;
+    let mut chaos = Chaos::start(&db.url, "chaos-crash", 1).await;
     // Kill it at random moments, start it again, measure how long it took to be ready.
     let mut recoveries_ms = Vec::new();
     let mut provider_crashes = 0;
     for k in 0..kills {
         let wait = 800 + rand::random::<u64>() % 2_200;
         tokio::time::sleep(Duration::from_millis(wait)).await;
-        chaos.gw.kill().await;
+        chaos.nodes[0].kill().await;
         // Every other time the provider goes down with it (its in-flight trades cut), and is
         // back before the gateway.
         if k % 2 == 1 {
             chaos.sandbox.crash_and_restart().await;
             provider_crashes += 1;
         }
-        recoveries_ms.push(chaos.gw.start().await.as_millis() as u64);
+        recoveries_ms.push(chaos.nodes[0].start().await.as_millis() as u64);
     }
     let mut counts = chaos.finish().await;
     counts.insert("kills".into(), kills.into());
@@ -532,8 +624,8 @@ async fn restart_the_database_fast_and_immediate_and_lose_nothing() {
         .await
         .unwrap();
     admin.close().await;
-    let chaos = Chaos::start(&pg.url("turnpike"), "chaos-own-pg").await;
-    let ops = chaos.gw.ops.clone();
+    let chaos = Chaos::start(&pg.url("turnpike"), "chaos-own-pg", 1).await;
+    let ops = chaos.nodes[0].ops.clone();
     let mut outages = Vec::new();
     for mode in [Shutdown::Immediate, Shutdown::Fast, Shutdown::Immediate] {
         tokio::time::sleep(Duration::from_millis(1_500)).await;
@@ -565,4 +657,76 @@ async fn restart_the_database_fast_and_immediate_and_lose_nothing() {
     assert!(slowest < 5_000, "a refusal took {slowest} ms");
     report("database_restart", counts, 100);
     drop(pg);
+}
+
+impl Chaos {
+    /// A mutual-TLS client of terminal `id` talking to one node directly.
+    fn terminal_at(&self, node: usize, id: &str) -> TerminalClient {
+        TerminalClient::new(
+            &self.nodes[node].terminal_base,
+            &self.certs.join("ca.pem"),
+            &self.certs.join("terminals").join(format!("{id}.pem")),
+            &self.certs.join("terminals").join(format!("{id}.key")),
+        )
+        .unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_one_of_three_nodes_behind_haproxy_and_lose_nothing() {
+    // Three gateways on loopback sharing one PostgreSQL, behind HAProxy (TCP pass-through); one
+    // node at a time is killed under load and started again. Gates reconnect through the proxy
+    // to a live node; a code used on one node is a replay on another; nothing acknowledged is
+    // lost and no money doubled.
+    let required = std::env::var_os("TURNPIKE_REQUIRE_PG").is_some_and(|v| v == "1");
+    if std::process::Command::new("haproxy")
+        .arg("-v")
+        .output()
+        .is_err()
+    {
+        assert!(!required, "haproxy is missing (apt-get install haproxy)");
+        return;
+    }
+    let Some(db) = PgDatabase::create().await else {
+        return;
+    };
+    let mut chaos = Chaos::start(&db.url, "chaos-nodes", 3).await;
+
+    // A replay across nodes: the same code at two nodes, directly.
+    let stops = demo_stops();
+    let rider = {
+        let public_base = chaos.public_base.clone();
+        RiderDevice::enrol(&public_base, &chaos.certs.join("ca.pem"), &["metro"])
+            .await
+            .unwrap()
+    };
+    let code = rider.ride_code(turnpike_tests::now_ms()).unwrap();
+    let first = chaos
+        .terminal_at(0, &gate(&stops[15], 1))
+        .tap(&tap(1, Direction::Entry, code.clone()))
+        .await
+        .unwrap();
+    let second = chaos
+        .terminal_at(1, &gate(&stops[16], 1))
+        .tap(&tap(1, Direction::Entry, code))
+        .await
+        .unwrap();
+    assert_eq!(first.decision, Decision::Approve, "{first:?}");
+    assert_eq!(second.decision, Decision::Decline, "{second:?}");
+    assert_eq!(second.reason.as_deref(), Some("replay"), "{second:?}");
+
+    // Kill each node in turn under load; each is away 2 s, then back.
+    let mut recoveries_ms = Vec::new();
+    for node in [1usize, 2, 0] {
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        chaos.nodes[node].kill().await;
+        tokio::time::sleep(Duration::from_millis(2_000)).await;
+        recoveries_ms.push(chaos.nodes[node].start().await.as_millis() as u64);
+    }
+    let mut counts = chaos.finish().await;
+    counts.insert("nodes".into(), 3.into());
+    counts.insert("node_kills".into(), 3.into());
+    counts.insert("replay_across_nodes_declined".into(), true.into());
+    counts.insert("recovery_ms".into(), recoveries_ms.into());
+    report("many_nodes", counts, 100);
 }
