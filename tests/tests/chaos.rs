@@ -22,7 +22,8 @@ use serde_json::json;
 use sqlx::Row;
 use turnpike_client::{AdminClient, RiderDevice, TerminalClient};
 use turnpike_tests::pg_instance::{PgInstance, Shutdown};
-use turnpike_tests::provider::{bind_wallet, free_port, use_sandbox, Sandbox};
+use turnpike_tests::provider::{bind_wallet, free_port, use_sandbox, Sandbox, APP_ID};
+use turnpike_tests::proxy::{Fault, FaultProxy};
 use turnpike_tests::{
     configure_demo, demo_stops, gate, tap, test_config, write_pki, Db, PgDatabase, Scratch,
     ADMIN_TOKEN,
@@ -191,8 +192,8 @@ async fn start_haproxy(dir: &Path, nodes: &[(u16, u16)]) -> (KillOnDrop, (u16, u
     );
 }
 
-/// What a gate was answered: (terminal, sequence) → the answer's bytes.
-type Answers = Arc<Mutex<Vec<(String, u64, Vec<u8>)>>>;
+/// What gates were answered: (terminal, sequence, scan time in ms, the answer's bytes).
+type Answers = Arc<Mutex<Vec<(String, u64, u64, Vec<u8>)>>>;
 
 /// The `503`s gates were given (the database away): how many, and the slowest, in ms.
 type Refusals = Arc<Mutex<(u64, u64)>>;
@@ -247,7 +248,12 @@ async fn rider_loop(
                 .expect("a ride code");
             let request = tap(seq, direction, code);
             match tap_until_answered(client, &request, &refusals).await {
-                Some((_, body)) => answers.lock().unwrap().push((id.clone(), seq, body)),
+                Some((_, body)) => {
+                    answers
+                        .lock()
+                        .unwrap()
+                        .push((id.clone(), seq, request.scanned_at_ms, body))
+                }
                 None => *unanswered.lock().unwrap() += 1,
             }
         }
@@ -261,6 +267,9 @@ struct Chaos {
     nodes: Vec<GatewayProcess>,
     /// HAProxy in front of several nodes (TCP pass-through: mutual TLS ends at the gateway).
     haproxy: Option<KillOnDrop>,
+    /// Between the gateways and the sandbox, when the scenario breaks that link.
+    provider_proxy: Option<FaultProxy>,
+    scratch_dir: PathBuf,
     /// Where phones connect (the node's public listener, or HAProxy's).
     public_base: String,
     certs: PathBuf,
@@ -280,17 +289,36 @@ impl Chaos {
     /// HAProxy when more than one), configures the demo and sets `RIDERS` riders with wallets
     /// tapping.
     async fn start(db_url: &str, tag: &str, nodes: usize) -> Chaos {
+        Chaos::start_with(db_url, tag, nodes, false).await
+    }
+
+    /// [`Chaos::start`]; with `provider_proxy`, the gateways reach the sandbox through a TCP
+    /// fault proxy the test controls ([`Chaos::provider_proxy`]).
+    async fn start_with(db_url: &str, tag: &str, nodes: usize, provider_proxy: bool) -> Chaos {
         let scratch = Scratch::new(tag);
         let certs = scratch.0.join("certs");
         write_pki(&certs).unwrap();
         let sandbox = Sandbox::start(Db::Postgres, &scratch)
             .await
             .expect("the sandbox");
+        let proxy = if provider_proxy {
+            let upstream: std::net::SocketAddr = sandbox
+                .base_url
+                .trim_start_matches("http://")
+                .parse()
+                .expect("the sandbox's address");
+            Some(FaultProxy::start(upstream).await.unwrap())
+        } else {
+            None
+        };
         let mut gateways = Vec::new();
         let mut listeners = Vec::new();
         for n in 0..nodes {
             let mut config = test_config(db_url, &certs);
             use_sandbox(&mut config, &sandbox);
+            if let Some(proxy) = &proxy {
+                config.provider.url = format!("http://{}/gateway.do", proxy.addr);
+            }
             config.admin.token = ADMIN_TOKEN.into();
             for addr in [
                 &mut config.listen.terminal,
@@ -365,6 +393,8 @@ impl Chaos {
         Chaos {
             nodes: gateways,
             haproxy,
+            provider_proxy: proxy,
+            scratch_dir: scratch.0.clone(),
             public_base: public_base.clone(),
             certs,
             sandbox,
@@ -381,7 +411,7 @@ impl Chaos {
 
     /// Stops the riders (each finishes its journey), waits for the capture worker to collect
     /// what is due, then checks every promise: the counts, as the JSON report's fields.
-    async fn finish(mut self) -> serde_json::Map<String, serde_json::Value> {
+    async fn finish(&mut self) -> serde_json::Map<String, serde_json::Value> {
         tokio::time::sleep(Duration::from_millis(1_500)).await;
         self.stop.store(true, Ordering::Relaxed);
         for r in self.riders.drain(..) {
@@ -413,7 +443,7 @@ impl Chaos {
         let mut lost = 0u64;
         let mut changed = 0u64;
         let mut seen = BTreeMap::new();
-        for (terminal, seq, body) in &answers {
+        for (terminal, seq, _, body) in &answers {
             *seen.entry((terminal.clone(), *seq)).or_insert(0u64) += 1;
             let stored: Option<Vec<u8>> =
                 sqlx::query("SELECT response FROM taps WHERE terminal_id = $1 AND sequence = $2")
@@ -624,7 +654,7 @@ async fn restart_the_database_fast_and_immediate_and_lose_nothing() {
         .await
         .unwrap();
     admin.close().await;
-    let chaos = Chaos::start(&pg.url("turnpike"), "chaos-own-pg", 1).await;
+    let mut chaos = Chaos::start(&pg.url("turnpike"), "chaos-own-pg", 1).await;
     let ops = chaos.nodes[0].ops.clone();
     let mut outages = Vec::new();
     for mode in [Shutdown::Immediate, Shutdown::Fast, Shutdown::Immediate] {
@@ -729,4 +759,193 @@ async fn kill_one_of_three_nodes_behind_haproxy_and_lose_nothing() {
     counts.insert("replay_across_nodes_declined".into(), true.into());
     counts.insert("recovery_ms".into(), recoveries_ms.into());
     report("many_nodes", counts, 100);
+}
+
+/// A binary of this build next to the test (`cargo test --workspace` builds them all).
+fn bin(name: &str) -> PathBuf {
+    let path = gateway_bin().with_file_name(name);
+    assert!(path.exists(), "{} is missing: build it", path.display());
+    path
+}
+
+/// The business day (Asia/Shanghai) of a Unix time in ms.
+fn shanghai_day(ms: u64) -> String {
+    jiff::Timestamp::from_millisecond(ms as i64)
+        .unwrap()
+        .to_zoned(jiff::tz::TimeZone::get("Asia/Shanghai").unwrap())
+        .date()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_faults_then_the_days_settlement_has_no_unexplained_exception() {
+    // The link to the provider breaks (a TCP proxy resets connections and blackholes calls) while
+    // the sandbox itself hangs, answers 5xx and drops answers after committing. Afterwards the
+    // sandbox's records, the gateway's ledger and what the gates were told agree (the checks of
+    // every scenario), and `settlement run` of the day — the gateway's ledger from its database,
+    // the sandbox's bill, the gates' own log as the operator's export — finds every item matched.
+    let Some(db) = PgDatabase::create().await else {
+        return;
+    };
+    let mut chaos = Chaos::start_with(&db.url, "chaos-provider", 1, true).await;
+    let started_ms = turnpike_tests::now_ms();
+    let lookup = json!({
+        "timeout": {"rate": 0.05, "hang_ms": 1_500},
+        "http_5xx": {"rate": 0.15},
+        "drop_after_commit": {"rate": 0.1},
+    });
+    chaos
+        .sandbox
+        .set_faults(json!({
+            "seed": 20261205,
+            "methods": {
+                "alipay.trade.pay": {
+                    "latency": {"min_ms": 0, "max_ms": 20},
+                    "timeout": {"rate": 0.1, "hang_ms": 1_500},
+                    "http_5xx": {"rate": 0.1},
+                    "drop_after_commit": {"rate": 0.2},
+                },
+                "alipay.trade.query": lookup,
+                "alipay.trade.cancel": lookup,
+            },
+        }))
+        .await;
+    let proxy = chaos.provider_proxy.as_ref().expect("the provider's proxy");
+    let mut link_faults = 0;
+    for round in 0..8 {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        proxy.set(if round % 2 == 0 {
+            Fault::Reset
+        } else {
+            Fault::Blackhole
+        });
+        link_faults += 1;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        proxy.set(Fault::None);
+    }
+    chaos.sandbox.set_faults(json!({})).await;
+    // What the gateway's provider client saw: calls by outcome (the faults did happen).
+    let metrics = reqwest::get(format!("{}/metrics", chaos.nodes[0].ops))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut provider_calls: BTreeMap<String, f64> = BTreeMap::new();
+    for line in metrics.lines() {
+        if let Some(rest) = line.strip_prefix("gateway_provider_calls_total{") {
+            let outcome = rest
+                .split("outcome=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or("?");
+            let value: f64 = rest.rsplit(' ').next().unwrap().parse().unwrap();
+            *provider_calls.entry(outcome.to_string()).or_default() += value;
+        }
+    }
+    let failed_calls: f64 = provider_calls
+        .iter()
+        .filter(|(outcome, _)| !matches!(outcome.as_str(), "ok" | "success"))
+        .map(|(_, n)| n)
+        .sum();
+    assert!(
+        failed_calls > 0.0,
+        "no provider call failed: {provider_calls:?}"
+    );
+    let answers = chaos.answers.clone();
+    let sandbox_base = chaos.sandbox.base_url.clone();
+    let dir = chaos.scratch_dir.join("settlement");
+    let mut counts = chaos.finish().await;
+    let ended_ms = turnpike_tests::now_ms();
+
+    // The gates' own log, as the operator exports it: every answered tap, exits with the
+    // amount the gate was told it charged.
+    let answers = answers.lock().unwrap().clone();
+    let mut export = String::from(
+        "# turnpike-operator-export v1\nterminal_id,terminal_sequence,occurred_at,kind,amount_minor,currency\n",
+    );
+    let mut rows = 0;
+    for (terminal, seq, scanned_at_ms, body) in &answers {
+        let answer: turnpike_wire::api::TapResponse = serde_json::from_slice(body).unwrap();
+        if answer.decision != Decision::Approve {
+            continue;
+        }
+        let at = jiff::Timestamp::from_millisecond(*scanned_at_ms as i64)
+            .unwrap()
+            .to_zoned(jiff::tz::TimeZone::get("Asia/Shanghai").unwrap())
+            .strftime("%Y-%m-%dT%H:%M:%S%:z")
+            .to_string();
+        let (kind, amount) = match &answer.charge {
+            Some(charge) => ("exit", charge.to_minor()),
+            None => ("entry", 0),
+        };
+        export.push_str(&format!("{terminal},{seq},{at},{kind},{amount},CNY\n"));
+        rows += 1;
+    }
+    export.push_str(&format!("# end rows={rows}\n"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let export_path = dir.join("hz-metro.csv");
+    std::fs::write(&export_path, export).unwrap();
+
+    // Each business day the load touched (one, unless it ran over midnight in Shanghai).
+    let mut days: Vec<String> = vec![shanghai_day(started_ms), shanghai_day(ended_ms)];
+    days.dedup();
+    let mut exceptions_by_class: BTreeMap<String, u64> = BTreeMap::new();
+    let mut summaries = Vec::new();
+    for day in &days {
+        let bill = reqwest::get(format!(
+            "{sandbox_base}/sandbox/bills/{APP_ID}/{day}.csv?charset=UTF-8"
+        ))
+        .await
+        .unwrap();
+        assert_eq!(bill.status(), 200, "the sandbox's bill of {day}");
+        let bill_path = dir.join(format!("bill-{day}.csv"));
+        std::fs::write(&bill_path, bill.bytes().await.unwrap()).unwrap();
+        let out = std::process::Command::new(bin("settlement"))
+            .args(["--database", &db.url, "run", "--date", day])
+            .arg("--provider-bill")
+            .arg(&bill_path)
+            .arg("--operator-export")
+            .arg(format!("hz-metro={}", export_path.display()))
+            .arg("--work-dir")
+            .arg(dir.join("work"))
+            .arg("--out")
+            .arg(dir.join("out"))
+            .output()
+            .unwrap();
+        let printed = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "settlement run {day}: {printed}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        summaries.push(printed);
+        let exceptions =
+            std::fs::read_to_string(dir.join("out").join(day).join("exceptions.csv")).unwrap();
+        // `# <version> exceptions <day>`, the header, then one line per exception.
+        let header = "operator_id,class,reference,amount_minor,currency,detail,key";
+        let mut lines = exceptions.lines().filter(|l| !l.starts_with('#'));
+        assert_eq!(lines.next(), Some(header), "{exceptions}");
+        for line in lines.filter(|l| !l.is_empty()) {
+            let class = line.split(',').nth(1).unwrap_or("?").to_string();
+            *exceptions_by_class.entry(class).or_default() += 1;
+        }
+    }
+    // Across midnight, a journey's items may belong to the other day: explained, carried.
+    let unexplained: u64 = exceptions_by_class
+        .iter()
+        .filter(|(class, _)| class.as_str() != "other_day")
+        .map(|(_, n)| n)
+        .sum();
+    counts.insert("provider_link_faults".into(), link_faults.into());
+    counts.insert("provider_calls_by_outcome".into(), json!(provider_calls));
+    counts.insert("settled_days".into(), days.clone().into());
+    counts.insert("settlement_summaries".into(), summaries.clone().into());
+    counts.insert("exceptions_by_class".into(), json!(exceptions_by_class));
+    counts.insert("unexplained_exceptions".into(), unexplained.into());
+    report("provider_faults", counts, 100);
+    assert_eq!(
+        unexplained, 0,
+        "settlement found exceptions: {exceptions_by_class:?}\n{summaries:?}"
+    );
 }
