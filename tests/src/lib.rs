@@ -16,6 +16,7 @@ use turnpike_wire::api::{Direction, TapRequest, VehicleClass};
 
 pub use gateway;
 
+pub mod patroni;
 pub mod pg_instance;
 pub mod provider;
 pub mod proxy;

@@ -134,7 +134,7 @@ fn run(command: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn as_root() -> bool {
+pub(crate) fn as_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
@@ -142,7 +142,7 @@ fn as_root() -> bool {
 }
 
 /// The newest `/usr/lib/postgresql/<version>/bin` holding `pg_ctl`.
-fn server_bin_dir() -> Option<PathBuf> {
+pub(crate) fn server_bin_dir() -> Option<PathBuf> {
     let mut dirs: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .ok()?
         .filter_map(|e| {

@@ -949,3 +949,82 @@ async fn provider_faults_then_the_days_settlement_has_no_unexplained_exception()
         "settlement found exceptions: {exceptions_by_class:?}\n{summaries:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_over_the_database_primary_and_lose_nothing() {
+    // Two PostgreSQL nodes under Patroni with synchronous replication, reached through HAProxy's
+    // Patroni check; the primary is killed (Patroni and PostgreSQL, SIGKILL) under load. The
+    // standby is promoted, the gateway follows unaided through the same address, and nothing a
+    // gate or the provider was told is lost. Reports the time without service.
+    let required = std::env::var_os("TURNPIKE_REQUIRE_PG").is_some_and(|v| v == "1");
+    if !turnpike_tests::patroni::available() {
+        assert!(
+            !required,
+            "patroni, etcd or haproxy is missing (.ci/run installs them)"
+        );
+        return;
+    }
+    let scratch = Scratch::new("chaos-patroni");
+    let mut cluster =
+        turnpike_tests::patroni::PatroniCluster::start(&scratch.0.join("cluster"), free_port)
+            .await
+            .unwrap();
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(&cluster.url("postgres"))
+        .await
+        .unwrap();
+    sqlx::query("CREATE DATABASE turnpike")
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let mut chaos = Chaos::start(&cluster.url("turnpike"), "chaos-patroni", 1).await;
+    let ops = chaos.nodes[0].ops.clone();
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    let acknowledged_before = chaos.answers.lock().unwrap().len();
+    let killed = Instant::now();
+    cluster.kill_node(0);
+    let promoted = cluster
+        .wait_role(1, "primary", Duration::from_secs(60))
+        .await
+        .unwrap();
+    // Service is back when a gate's tap is answered again: the first acknowledged tap after
+    // the promotion.
+    let answered_again = {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let seen = chaos.answers.lock().unwrap().len();
+        loop {
+            if chaos.answers.lock().unwrap().len() > seen || Instant::now() > deadline {
+                break killed.elapsed();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let ready = readiness(&ops, true, Duration::from_secs(30)).await;
+    // The old primary comes back as a standby (pg_rewind) while the load goes on.
+    cluster.start_node(0).unwrap();
+    let rejoined = cluster
+        .wait_role(0, "replica", Duration::from_secs(60))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let mut counts = chaos.finish().await;
+    counts.insert(
+        "acknowledged_before_kill".into(),
+        acknowledged_before.into(),
+    );
+    counts.insert(
+        "promoted_after_ms".into(),
+        (promoted.as_millis() as u64).into(),
+    );
+    counts.insert(
+        "without_service_ms".into(),
+        (answered_again.as_millis() as u64).into(),
+    );
+    counts.insert("gateway_ready".into(), ready.is_some().into());
+    counts.insert("old_primary_rejoined".into(), rejoined.is_ok().into());
+    report("failover", counts, 100);
+    assert!(
+        ready.is_some(),
+        "the gateway did not become ready on the new primary"
+    );
+}
