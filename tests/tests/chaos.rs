@@ -508,6 +508,27 @@ impl Chaos {
         let double_charged = captures_per_trade.values().filter(|n| **n > 1).count() as u64
             + paid_per_journey.values().filter(|n| **n > 1).count() as u64;
         let unbalanced = store.unbalanced_transactions().await.unwrap() as u64;
+        // What a journey costs the database (for docs/scaling.md): the tables a journey and its
+        // charge write, with their indexes, per charged journey.
+        let mut table_bytes = serde_json::Map::new();
+        for table in [
+            "taps",
+            "code_uses",
+            "journeys",
+            "rider_days",
+            "charges",
+            "charge_attempts",
+            "ledger_transactions",
+            "ledger_lines",
+        ] {
+            let bytes: i64 =
+                sqlx::query_scalar(&format!("SELECT pg_total_relation_size('{table}')::BIGINT"))
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            table_bytes.insert(table.into(), bytes.into());
+        }
+        let bytes_total: i64 = table_bytes.values().filter_map(|v| v.as_i64()).sum();
         let unanswered = *self.unanswered.lock().unwrap();
         let (refused, slowest_refusal_ms) = *self.refusals.lock().unwrap();
 
@@ -532,6 +553,8 @@ impl Chaos {
             "orphan_charges": orphan_charges,
             "unmatched": unmatched,
             "unbalanced": unbalanced,
+            "table_bytes": table_bytes,
+            "bytes_per_charged_journey": bytes_total / (captured.len().max(1) as i64),
             "pending_after_lease": pending,
         });
         match report {
