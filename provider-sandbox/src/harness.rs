@@ -37,7 +37,8 @@ pub fn dev_keys_dir() -> PathBuf {
 /// Changes the sandbox's configuration before it starts, and again at every restart.
 pub type Tweak = Arc<dyn Fn(&mut Config) + Send + Sync>;
 
-/// A sandbox running in this process, with a merchant client for it.
+/// A sandbox running in this process (or as its own process, [`TestSandbox::start_process`]),
+/// with a merchant client for it.
 pub struct TestSandbox {
     pub base_url: String,
     database_url: String,
@@ -47,6 +48,9 @@ pub struct TestSandbox {
     tweak: Tweak,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
+    /// Set by [`TestSandbox::start_process`]: the `provider-sandbox` binary the sandbox runs as,
+    /// and the running process (killed when dropped).
+    process: Option<(PathBuf, Option<std::process::Child>)>,
     http: reqwest::Client,
     app_key: Signer,
     platform_key: Verifier,
@@ -56,14 +60,34 @@ impl TestSandbox {
     /// Starts a sandbox on `database_url` (migrating it) on a free loopback port, with `tweak`
     /// applied to its configuration, and registers the dev app as [`APP_ID`].
     pub async fn start(database_url: String, tweak: Tweak) -> TestSandbox {
+        TestSandbox::start_with(database_url, tweak, None).await
+    }
+
+    /// [`TestSandbox::start`] as its own process: `bin` (this build's `provider-sandbox`)
+    /// serving on a free loopback port, so a test can kill it with SIGKILL
+    /// ([`TestSandbox::crash_and_restart`]). The configuration is the binary's defaults (no
+    /// tweak).
+    pub async fn start_process(database_url: String, bin: PathBuf) -> TestSandbox {
+        TestSandbox::start_with(database_url, Arc::new(|_| {}), Some(bin)).await
+    }
+
+    async fn start_with(database_url: String, tweak: Tweak, bin: Option<PathBuf>) -> TestSandbox {
         let keys = dev_keys_dir();
+        let addr = match bin {
+            // The port is chosen here so restarts keep it.
+            Some(_) => std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port"),
+            None => "127.0.0.1:0".parse().expect("literal"),
+        };
         let mut s = TestSandbox {
             base_url: String::new(),
             database_url,
-            addr: "127.0.0.1:0".parse().expect("literal"),
+            addr,
             tweak,
             stop: None,
             task: None,
+            process: bin.map(|b| (b, None)),
             http: reqwest::Client::new(),
             app_key: Signer::from_file(&keys.join("app-private.pem")).expect("the dev app key"),
             platform_key: Verifier::from_file(&keys.join("platform-public.pem"))
@@ -91,6 +115,37 @@ impl TestSandbox {
     }
 
     async fn launch(&mut self, once: impl FnOnce(&mut Config)) {
+        if let Some((bin, child)) = &mut self.process {
+            let spawned = std::process::Command::new(&*bin)
+                .args(["serve", "--listen", &self.addr.to_string(), "--database"])
+                .arg(&self.database_url)
+                .arg("--keys")
+                .arg(dev_keys_dir())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("starting the sandbox process");
+            *child = Some(spawned);
+            self.base_url = format!("http://{}", self.addr);
+            let started = std::time::Instant::now();
+            loop {
+                let up = self
+                    .http
+                    .get(format!("{}/sandbox/faults", self.base_url))
+                    .timeout(Duration::from_secs(1))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                if up {
+                    return;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "the sandbox process did not start"
+                );
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        }
         let mut config = Config::new(self.addr, self.database_url.clone(), dev_keys_dir());
         (self.tweak)(&mut config);
         once(&mut config);
@@ -106,6 +161,14 @@ impl TestSandbox {
 
     /// Stops the server, draining it, and waits until it has stopped.
     pub async fn stop(&mut self) {
+        if let Some((_, child)) = &mut self.process {
+            if let Some(mut child) = child.take() {
+                let _ = std::process::Command::new("kill")
+                    .args(["-TERM", &child.id().to_string()])
+                    .status();
+                let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+            }
+        }
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
@@ -117,6 +180,15 @@ impl TestSandbox {
     /// Stops the server the hard way — its task aborted, in-flight requests and transactions
     /// dropped, as a killed process would — and starts it again on the same port and database.
     pub async fn crash_and_restart(&mut self) {
+        if let Some((_, child)) = &mut self.process {
+            // A process: SIGKILL (std's kill on Unix), as the machine losing it would.
+            if let Some(mut child) = child.take() {
+                let _ = child.kill();
+                let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+            }
+            self.launch(|_| {}).await;
+            return;
+        }
         self.stop.take();
         if let Some(task) = self.task.take() {
             task.abort();
@@ -355,6 +427,10 @@ impl Drop for TestSandbox {
     fn drop(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
+        }
+        if let Some((_, Some(child))) = &mut self.process {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }

@@ -44,6 +44,21 @@ impl Sandbox {
         })
     }
 
+    /// [`Sandbox::start`] as its own process (`bin`, this build's `provider-sandbox`), which a
+    /// test may kill with SIGKILL (`crash_and_restart`).
+    pub async fn start_process(
+        db: Db,
+        scratch: &Scratch,
+        bin: std::path::PathBuf,
+    ) -> Option<Sandbox> {
+        let database = Database::create(db, scratch, "sandbox.db").await?;
+        let sandbox = TestSandbox::start_process(database.url().to_string(), bin).await;
+        Some(Sandbox {
+            sandbox,
+            _db: database,
+        })
+    }
+
     /// A wallet with `balance_fen`; payments above `confirm_over_fen` wait for the buyer.
     pub async fn wallet(&self, balance_fen: i64, confirm_over_fen: Option<i64>) -> String {
         let yuan = gateway::provider::yuan;

@@ -1,7 +1,7 @@
 //! Break it on purpose: the gateway as a real process (`gateway serve`, this build's binary) on a
 //! real PostgreSQL, wired to the provider sandbox over HTTP, killed with SIGKILL at random
 //! moments while gates tap at it (the capture worker, in the same process, dies mid-flight with
-//! it); every other time the sandbox crashes too (its task aborted, in-flight trades cut). Every answer a gate was given is kept, so "acknowledged" is
+//! it); every other time the sandbox — its own process too — is SIGKILLed with it. Every answer a gate was given is kept, so "acknowledged" is
 //! exact; afterwards every acknowledged tap must be stored once with the bytes the gate got,
 //! every captured charge must be a paid trade at the provider and the reverse, no journey paid
 //! twice, the journal balanced, nothing left pending after the capture worker's lease.
@@ -298,7 +298,9 @@ impl Chaos {
         let scratch = Scratch::new(tag);
         let certs = scratch.0.join("certs");
         write_pki(&certs).unwrap();
-        let sandbox = Sandbox::start(Db::Postgres, &scratch)
+        // The provider as its own process (this build's `provider-sandbox`), so the crash
+        // scenario can SIGKILL it.
+        let sandbox = Sandbox::start_process(Db::Postgres, &scratch, bin("provider-sandbox"))
             .await
             .expect("the sandbox");
         let proxy = if provider_proxy {
@@ -620,8 +622,8 @@ async fn crash_the_gateway_under_load_and_lose_nothing() {
         let wait = 800 + rand::random::<u64>() % 2_200;
         tokio::time::sleep(Duration::from_millis(wait)).await;
         chaos.nodes[0].kill().await;
-        // Every other time the provider goes down with it (its in-flight trades cut), and is
-        // back before the gateway.
+        // Every other time the provider's process is SIGKILLed too (its in-flight trades cut),
+        // and is back before the gateway.
         if k % 2 == 1 {
             chaos.sandbox.crash_and_restart().await;
             provider_crashes += 1;
