@@ -259,6 +259,17 @@ pub async fn configure_demo(
     Ok(())
 }
 
+/// A child process killed (SIGKILL) and reaped when dropped: a failed test leaves no server
+/// behind (the fault suite's gateways, sandbox, HAProxy, etcd and Patroni nodes).
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Names of demo terminals.
 pub fn gate(stop: &str, n: u8) -> String {
     format!("gate-{stop}-{n}")

@@ -6,22 +6,13 @@
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
 use crate::pg_instance::{as_root, server_bin_dir};
-
-/// A process killed (SIGKILL) when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::KillOnDrop;
 
 pub struct PatroniCluster {
     dir: PathBuf,
@@ -29,9 +20,9 @@ pub struct PatroniCluster {
     etcd_port: u16,
     /// Per node: (PostgreSQL port, REST port).
     pub nodes: Vec<(u16, u16)>,
-    patronis: Vec<Option<Process>>,
-    _etcd: Process,
-    _haproxy: Process,
+    patronis: Vec<Option<KillOnDrop>>,
+    _etcd: KillOnDrop,
+    _haproxy: KillOnDrop,
     /// HAProxy's port, always the primary.
     pub port: u16,
 }
@@ -48,7 +39,7 @@ fn postgres_ids() -> Option<(u32, u32)> {
     Some((id("-u")?, id("-g")?))
 }
 
-fn spawn(program: &str, args: &[&str], log: &Path) -> anyhow::Result<Process> {
+fn spawn(program: &str, args: &[&str], log: &Path) -> anyhow::Result<KillOnDrop> {
     let log = std::fs::File::create(log)?;
     let mut command = Command::new(program);
     command
@@ -59,7 +50,7 @@ fn spawn(program: &str, args: &[&str], log: &Path) -> anyhow::Result<Process> {
     if let Some((uid, gid)) = postgres_ids() {
         command.uid(uid).gid(gid);
     }
-    Ok(Process(
+    Ok(KillOnDrop(
         command
             .spawn()
             .with_context(|| format!("starting {program}"))?,
@@ -146,7 +137,7 @@ impl PatroniCluster {
         )?;
         let haproxy = {
             let log = std::fs::File::create(dir.join("haproxy.log"))?;
-            Process(
+            KillOnDrop(
                 Command::new("haproxy")
                     .args(["-db", "-f"])
                     .arg(&haproxy_cfg)

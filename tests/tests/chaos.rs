@@ -25,8 +25,8 @@ use turnpike_tests::pg_instance::{PgInstance, Shutdown};
 use turnpike_tests::provider::{bind_wallet, free_port, use_sandbox, Sandbox, APP_ID};
 use turnpike_tests::proxy::{Fault, FaultProxy};
 use turnpike_tests::{
-    configure_demo, demo_stops, gate, tap, test_config, write_pki, Db, PgDatabase, Scratch,
-    ADMIN_TOKEN,
+    configure_demo, demo_stops, gate, tap, test_config, write_pki, Db, KillOnDrop, PgDatabase,
+    Scratch, ADMIN_TOKEN,
 };
 use turnpike_wire::api::{Decision, Direction};
 
@@ -69,7 +69,7 @@ struct GatewayProcess {
     ops: String,
     /// The node's own terminal listener (`https://localhost:<port>`).
     terminal_base: String,
-    child: Option<std::process::Child>,
+    child: Option<KillOnDrop>,
 }
 
 impl GatewayProcess {
@@ -89,53 +89,25 @@ impl GatewayProcess {
             .stderr(log)
             .spawn()
             .expect("starting the gateway");
-        self.child = Some(child);
-        let http = reqwest::Client::new();
-        loop {
-            let ready = http
-                .get(format!("{}/readyz", self.ops))
-                .timeout(Duration::from_secs(1))
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200);
-            if ready {
-                return started.elapsed();
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
+        self.child = Some(KillOnDrop(child));
+        if readiness(&self.ops, true, Duration::from_secs(60))
+            .await
+            .is_none()
+        {
+            panic!(
                 "the gateway did not become ready; its log: {}",
                 std::fs::read_to_string(&self.log).unwrap_or_default()
             );
-            tokio::time::sleep(Duration::from_millis(25)).await;
         }
+        started.elapsed()
     }
 
     /// SIGKILL: no drain, no flush, in-flight requests and transactions cut.
     async fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // std's kill is SIGKILL on Unix.
-            child.kill().expect("SIGKILL");
-            let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+        if let Some(child) = self.child.take() {
+            // Dropping it sends SIGKILL and reaps it (off the runtime's threads).
+            let _ = tokio::task::spawn_blocking(move || drop(child)).await;
         }
-    }
-}
-
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// A child process killed (SIGKILL) when dropped.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
