@@ -51,8 +51,8 @@ panel("Provider call latency p99 by method", [
 panel("Charges by outcome", ['sum by (kind, outcome) (rate(gateway_charges_total[5m]))'], "reqps",
       legend=["{{kind}} {{outcome}}"])
 panel("Capture backlog", ['max(gateway_capture_backlog)', 'max(gateway_capture_backlog_age_seconds)'], "short",
-      description="Charges pending or paying (counted up to 100 000), and how many seconds the earliest due one has waited.",
-      legend=["charges", "earliest due, seconds late"])
+      description="Charges pending or paying (counted up to 100 000), and how many seconds the oldest metro or toll charge that is due or was tried has waited since it was booked.",
+      legend=["charges", "oldest uncollected, seconds waiting"])
 panel("Deny list", ['max by (kind) (gateway_deny_list_entries)'], "short", legend=["{{kind}}"])
 panel("Database", ['min(gateway_db_up)', 'max(gateway_db_ping_seconds)',
                    'sum(rate(gateway_db_commit_failures_total[5m]))'], "short",

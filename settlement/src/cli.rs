@@ -130,14 +130,17 @@ pub enum Command {
 
 #[derive(Subcommand)]
 pub enum OperatorCommand {
-    /// Set an operator's business day: its cut-off (local time the day starts, HH:MM,
-    /// default 00:00) and, optionally, a time zone overriding the gateway's.
+    /// Set an operator's business day: its cut-off (local time the day starts, HH:MM) and,
+    /// optionally, a time zone overriding the gateway's. What is not given stays as it was (an
+    /// operator without settings starts at 00:00 in the gateway's zone).
     Set {
         #[arg(long)]
         operator: String,
-        #[arg(long, default_value = "00:00")]
-        cutoff: String,
-        /// IANA zone; without it the gateway's operators table decides (else Asia/Shanghai).
+        /// HH:MM; unchanged when not given (00:00 for an operator without settings).
+        #[arg(long)]
+        cutoff: Option<String>,
+        /// IANA zone overriding the gateway's operators table; `gateway` removes the override
+        /// (the gateway's zone decides, else Asia/Shanghai). Unchanged when not given.
         #[arg(long)]
         time_zone: Option<String>,
         #[arg(long, env = "USER", default_value = "cli")]
@@ -318,21 +321,31 @@ pub async fn reopen(
     })
 }
 
-/// `settlement operator set`: the setting, its cut-off and zone checked.
+/// `settlement operator set`: the new setting, its cut-off and zone checked; what the command
+/// does not give is kept from `current` (the operator's stored setting, if any).
 pub fn operator_setting(
     operator: String,
-    cutoff: &str,
+    cutoff: Option<&str>,
     time_zone: Option<String>,
+    current: Option<&OperatorSetting>,
 ) -> anyhow::Result<OperatorSetting> {
-    let cutoff = crate::run::parse_cutoff(cutoff).context("--cutoff")?;
-    if let Some(tz) = &time_zone {
-        jiff::tz::TimeZone::get(tz)
-            .with_context(|| format!("--time-zone: unknown time zone {tz:?}"))?;
-    }
+    let cutoff = match cutoff {
+        Some(text) => crate::run::cutoff_text(crate::run::parse_cutoff(text).context("--cutoff")?),
+        None => current.map_or_else(|| "00:00".to_string(), |c| c.cutoff.clone()),
+    };
+    let time_zone = match time_zone.as_deref() {
+        None => current.and_then(|c| c.time_zone.clone()),
+        Some("gateway") => None,
+        Some(tz) => {
+            jiff::tz::TimeZone::get(tz)
+                .with_context(|| format!("--time-zone: unknown time zone {tz:?}"))?;
+            Some(tz.to_string())
+        }
+    };
     Ok(OperatorSetting {
         operator_id: operator,
         time_zone,
-        cutoff: crate::run::cutoff_text(cutoff),
+        cutoff,
     })
 }
 
@@ -415,6 +428,46 @@ pub fn nightly_schedule(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn operator_set_keeps_what_it_is_not_given() {
+        let set = |cutoff: Option<&str>, tz: Option<&str>, current: Option<&OperatorSetting>| {
+            operator_setting("hz".into(), cutoff, tz.map(str::to_string), current)
+        };
+        let new = set(None, None, None).unwrap();
+        assert_eq!((new.cutoff.as_str(), new.time_zone), ("00:00", None));
+        let current = set(Some("04:00"), Some("Asia/Tokyo"), None).unwrap();
+        assert_eq!(
+            (current.cutoff.as_str(), current.time_zone.as_deref()),
+            ("04:00", Some("Asia/Tokyo"))
+        );
+        // Only the zone given: the cut-off stays 04:00 (it used to fall back to 00:00).
+        let zone_only = set(None, Some("Europe/London"), Some(&current)).unwrap();
+        assert_eq!(
+            (zone_only.cutoff.as_str(), zone_only.time_zone.as_deref()),
+            ("04:00", Some("Europe/London"))
+        );
+        // Only the cut-off given: the zone override stays.
+        let cutoff_only = set(Some("03:30"), None, Some(&current)).unwrap();
+        assert_eq!(
+            (
+                cutoff_only.cutoff.as_str(),
+                cutoff_only.time_zone.as_deref()
+            ),
+            ("03:30", Some("Asia/Tokyo"))
+        );
+        // `gateway` removes the override.
+        assert_eq!(
+            set(None, Some("gateway"), Some(&current))
+                .unwrap()
+                .time_zone,
+            None
+        );
+        let err = set(Some("25:00"), None, Some(&current)).unwrap_err();
+        assert!(format!("{err:#}").contains("--cutoff"), "{err:#}");
+        let err = set(None, Some("Asia/Atlantis"), None).unwrap_err();
+        assert!(format!("{err:#}").contains("Asia/Atlantis"), "{err:#}");
+    }
 
     #[test]
     fn operator_zone_and_cutoff_flags_are_checked_precisely() {

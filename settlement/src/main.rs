@@ -112,8 +112,10 @@ async fn operator(url: &str, command: OperatorCommand) -> anyhow::Result<()> {
             time_zone,
             actor,
         } => {
-            let setting = cli::operator_setting(operator, &cutoff, time_zone)?;
             let store = Store::connect(url, 2).await?;
+            let settings = store.operator_settings().await?;
+            let current = settings.iter().find(|s| s.operator_id == operator);
+            let setting = cli::operator_setting(operator, cutoff.as_deref(), time_zone, current)?;
             store.set_operator_setting(&setting, &actor).await?;
             println!("business day of {} saved", setting.operator_id);
         }

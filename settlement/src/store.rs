@@ -95,7 +95,7 @@ pub enum StoreError {
         why: &'static str,
     },
     /// Four-eyes approval: the approver resolved exceptions of this statement.
-    #[error("{user} resolved {resolved} exception(s) of {operator}'s statement of {day}; four-eyes approval needs another person to approve it (or `settlement operator set {operator} --four-eyes off`)")]
+    #[error("{user} resolved {resolved} exception(s) of {operator}'s statement of {day}; four-eyes approval needs another person to approve it (or turn four-eyes approval off: `settlement operator four-eyes --operator {operator} off`)")]
     FourEyes {
         day: String,
         operator: String,

@@ -115,14 +115,21 @@ impl GatewayProcess {
 /// pass-through (mutual TLS ends at the gateway), round robin, a node taken out after two failed
 /// checks 200 ms apart, a connection to a dead node redispatched. Returns it and its (terminal,
 /// public) ports.
-async fn start_haproxy(dir: &Path, nodes: &[(u16, u16)]) -> (KillOnDrop, (u16, u16)) {
+/// HAProxy in front of the nodes (terminal, public, ops ports): TCP pass-through, so mutual TLS
+/// ends at the gateway, and each server checked by `GET /readyz` on its ops listener, as
+/// docs/runbooks/adding-a-node.md tells operators to do — a node whose database is gone is
+/// taken out, not only a node whose process is.
+async fn start_haproxy(dir: &Path, nodes: &[(u16, u16, u16)]) -> (KillOnDrop, (u16, u16)) {
     let (terminal, public) = (free_port(), free_port());
-    let backend = |name: &str, port_of: &dyn Fn(&(u16, u16)) -> u16| {
-        let mut b = format!("backend {name}\n    balance roundrobin\n");
+    let backend = |name: &str, port_of: &dyn Fn(&(u16, u16, u16)) -> u16| {
+        let mut b = format!(
+            "backend {name}\n    balance leastconn\n    option httpchk GET /readyz\n    http-check expect status 200\n"
+        );
         for (n, node) in nodes.iter().enumerate() {
             b.push_str(&format!(
-                "    server node{n} 127.0.0.1:{} check inter 200ms fall 2 rise 2\n",
-                port_of(node)
+                "    server node{n} 127.0.0.1:{} check port {} inter 200ms fall 2 rise 2\n",
+                port_of(node),
+                node.2
             ));
         }
         b
@@ -312,14 +319,18 @@ impl Chaos {
                 child: None,
             };
             gw.start().await;
-            listeners.push((config.listen.terminal.port(), config.listen.public.port()));
+            listeners.push((
+                config.listen.terminal.port(),
+                config.listen.public.port(),
+                config.listen.ops.port(),
+            ));
             gateways.push(gw);
         }
         let (haproxy, (terminal_port, public_port)) = if nodes > 1 {
             let (proxy, ports) = start_haproxy(&scratch.0, &listeners).await;
             (Some(proxy), ports)
         } else {
-            (None, listeners[0])
+            (None, (listeners[0].0, listeners[0].1))
         };
         // Where gates and phones connect: the node, or HAProxy.
         let terminal_base = format!("https://localhost:{terminal_port}");

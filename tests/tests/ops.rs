@@ -93,6 +93,44 @@ async fn metrics_health_and_readiness() {
     let turnpike_tests::Database::Postgres(pg) = &env.db else {
         unreachable!()
     };
+    // The backlog's age during a provider outage: a metro charge booked 20 minutes ago whose
+    // last try ended unknown (its next attempt moved 5 minutes ahead) has waited 20 minutes; a
+    // correction booked earlier but not due yet and never tried, and a ticket waiting for its
+    // buyer, do not count (Store::ops_gauges).
+    let now = turnpike_tests::now_ms() as i64;
+    let mut db = sqlx::PgConnection::connect(&pg.url).await.unwrap();
+    for (id, kind, created_min, next_min, error) in [
+        (
+            91_i64,
+            "metro",
+            -20_i64,
+            5_i64,
+            Some("provider outcome unknown"),
+        ),
+        (92, "metro", -30, 30, None),
+        (93, "ticket", -40, 10, Some("buyer has not paid")),
+    ] {
+        sqlx::query(
+            "INSERT INTO charges (charge_id, kind, operator_id, amount_minor, currency, business_day, status,
+                                  attempt, out_trade_no, last_error, next_attempt_at_ms, created_at_ms, updated_at_ms)
+             VALUES ($1, $2, $3, 300, 'CNY', '2026-12-05', 'pending', 1, $4, $5, $6, $7, $7)",
+        )
+        .bind(id)
+        .bind(kind)
+        .bind(turnpike_client::demo::METRO_OPERATOR)
+        .bind(format!("ops-test-{id}"))
+        .bind(error)
+        .bind(now + next_min * 60_000)
+        .bind(now + created_min * 60_000)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    }
+    let (_, metrics) = get(&format!("{}/metrics", env.gw.ops_base)).await;
+    assert_eq!(sample(&metrics, "gateway_capture_backlog"), Some(3.0));
+    let age = sample(&metrics, "gateway_capture_backlog_age_seconds").unwrap();
+    assert!((1200.0..1260.0).contains(&age), "backlog age {age} s");
+    drop(db);
     pg.drop_now().await;
     let (status, metrics) = get(&format!("{}/metrics", env.gw.ops_base)).await;
     assert_eq!(status, 200, "metrics answer without the database");

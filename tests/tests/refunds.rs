@@ -109,6 +109,46 @@ async fn partial_refunds_are_idempotent(db: Db) {
         let net = b["debit_minor"].as_i64().unwrap() - b["credit_minor"].as_i64().unwrap();
         assert_eq!(net, 0, "{b}");
     }
+    // The summary of the charge's business day (and of its operator's part) is the whole
+    // journal here; another day or operator holds nothing; a bad filter is refused precisely.
+    let (_, charges) = admin(&p, reqwest::Method::GET, "/v1/admin/charges", None).await;
+    let (day, operator) = (
+        charges[0]["business_day"].as_str().unwrap().to_string(),
+        charges[0]["operator_id"].as_str().unwrap().to_string(),
+    );
+    for query in [
+        format!("business_day={day}"),
+        format!("business_day={day}&operator_id={operator}"),
+        format!("operator_id={operator}"),
+    ] {
+        let path = format!("/v1/admin/ledger?{query}");
+        let (status, scoped) = admin(&p, reqwest::Method::GET, &path, None).await;
+        assert_eq!((status, &scoped), (200, &ledger), "{query}");
+    }
+    for query in [
+        "business_day=2001-01-01".to_string(),
+        format!("business_day={day}&operator_id=someone-else"),
+    ] {
+        let path = format!("/v1/admin/ledger?{query}");
+        let (status, scoped) = admin(&p, reqwest::Method::GET, &path, None).await;
+        assert_eq!(status, 200);
+        assert_eq!(scoped["transactions"], 0, "{query}: {scoped}");
+        assert_eq!(scoped["balances"], json!([]), "{query}");
+    }
+    for (query, status, code) in [
+        ("business_day=2026-13-01", 422, "invalid_business_day"),
+        ("business_day=20261201", 422, "invalid_business_day"),
+        ("operator_id=no%20spaces", 422, "invalid_id"),
+        ("day=2026-12-01", 400, "invalid_query"),
+    ] {
+        let path = format!("/v1/admin/ledger?{query}");
+        let (got, body) = admin(&p, reqwest::Method::GET, &path, None).await;
+        assert_eq!(
+            (got, body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{query}"
+        );
+    }
 }
 on_both!(partial_refunds_are_idempotent);
 

@@ -37,8 +37,9 @@ pub fn starting_router() -> Router {
 /// The recorded metrics, and what only the database knows, read at the scrape (within a
 /// second; a database that does not answer is `gateway_db_up 0` and the rest is left as it was):
 /// `gateway_db_up`, `gateway_db_ping_seconds`, `gateway_capture_backlog`,
-/// `gateway_capture_backlog_age_seconds` (how long the earliest due charge has been due; 0 when
-/// none is), `gateway_deny_list_entries{kind}`.
+/// `gateway_capture_backlog_age_seconds` (how long the oldest metro or toll charge that is due or
+/// was tried has waited since it was booked; 0 when none has — see [`crate::store::Store::ops_gauges`]),
+/// `gateway_deny_list_entries{kind}`.
 async fn metrics(State(state): State<AppState>) -> String {
     let started = std::time::Instant::now();
     let ping = tokio::time::timeout(std::time::Duration::from_secs(1), state.store.ping()).await;
@@ -46,15 +47,18 @@ async fn metrics(State(state): State<AppState>) -> String {
     metrics::gauge!("gateway_db_up").set(if up { 1.0 } else { 0.0 });
     if up {
         metrics::gauge!("gateway_db_ping_seconds").set(started.elapsed().as_secs_f64());
-        let gauges =
-            tokio::time::timeout(std::time::Duration::from_secs(1), state.store.ops_gauges()).await;
+        let now = state.clock.now_ms();
+        let gauges = tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            state.store.ops_gauges(now),
+        )
+        .await;
         match gauges {
             Ok(Ok(g)) => {
                 metrics::gauge!("gateway_capture_backlog").set(g.capture_backlog as f64);
-                let now = state.clock.now_ms();
                 let age_ms = g
-                    .capture_earliest_due_ms
-                    .map_or(0, |due| (now - due).max(0));
+                    .capture_waiting_since_ms
+                    .map_or(0, |since| (now - since).max(0));
                 metrics::gauge!("gateway_capture_backlog_age_seconds").set(age_ms as f64 / 1000.0);
                 for kind in ["credential", "rider"] {
                     let n = g

@@ -889,12 +889,21 @@ impl Store {
 
     /// Debits and credits per account and party over the whole journal.
     pub async fn ledger_balances(&self) -> Result<Vec<AccountBalance>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT account, party, currency, CAST(SUM(debit_minor) AS BIGINT), CAST(SUM(credit_minor) AS BIGINT) FROM ledger_lines
-             GROUP BY account, party, currency ORDER BY account, party",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        self.ledger_balances_in(&LedgerScope::default()).await
+    }
+
+    /// Debits and credits per account and party of the transactions in `scope`.
+    pub async fn ledger_balances_in(
+        &self,
+        scope: &LedgerScope,
+    ) -> Result<Vec<AccountBalance>, sqlx::Error> {
+        let sql = format!(
+            "SELECT l.account, l.party, l.currency, CAST(SUM(l.debit_minor) AS BIGINT), CAST(SUM(l.credit_minor) AS BIGINT)
+             FROM ledger_lines l{}
+             GROUP BY l.account, l.party, l.currency ORDER BY l.account, l.party",
+            scope.join_lines()
+        );
+        let rows = scope.bind(sqlx::query(&sql)).fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
                 Ok(AccountBalance {
@@ -910,13 +919,38 @@ impl Store {
 
     /// Transactions whose lines do not balance (must always be empty).
     pub async fn unbalanced_transactions(&self) -> Result<i64, sqlx::Error> {
-        sqlx::query(
-            "SELECT COUNT(*) FROM (SELECT txn_id FROM ledger_lines GROUP BY txn_id
-                                   HAVING SUM(debit_minor) <> SUM(credit_minor)) AS t",
-        )
-        .fetch_one(&self.pool)
-        .await?
-        .try_get(0)
+        self.unbalanced_transactions_in(&LedgerScope::default())
+            .await
+    }
+
+    /// Transactions in `scope` whose lines do not balance.
+    pub async fn unbalanced_transactions_in(
+        &self,
+        scope: &LedgerScope,
+    ) -> Result<i64, sqlx::Error> {
+        let sql = format!(
+            "SELECT COUNT(*) FROM (SELECT l.txn_id FROM ledger_lines l{} GROUP BY l.txn_id
+                                   HAVING SUM(l.debit_minor) <> SUM(l.credit_minor)) AS u",
+            scope.join_lines()
+        );
+        scope
+            .bind(sqlx::query(&sql))
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)
+    }
+
+    /// How many journal transactions `scope` holds (counted, never loaded).
+    pub async fn ledger_transaction_count(&self, scope: &LedgerScope) -> Result<i64, sqlx::Error> {
+        let sql = format!(
+            "SELECT COUNT(*) FROM ledger_transactions t{}",
+            scope.filter()
+        );
+        scope
+            .bind(sqlx::query(&sql))
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)
     }
 
     pub async fn refund_by_request(
@@ -1228,5 +1262,46 @@ mod tests {
         }
         assert!(spelled("x".into(), RefundStatus::parse, "refund status").is_err());
         assert!(spelled("x".into(), DisputeStatus::parse, "dispute status").is_err());
+    }
+}
+
+/// Which journal transactions a ledger summary covers: all, one business day's (read through
+/// `ledger_by_day`), or one operator's part of a day.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LedgerScope {
+    pub business_day: Option<String>,
+    pub operator_id: Option<String>,
+}
+
+impl LedgerScope {
+    /// The WHERE clause over `ledger_transactions t` (empty for the whole journal).
+    fn filter(&self) -> &'static str {
+        match (&self.business_day, &self.operator_id) {
+            (None, None) => "",
+            (Some(_), None) => " WHERE t.business_day = $1",
+            (None, Some(_)) => " WHERE t.operator_id = $1",
+            (Some(_), Some(_)) => " WHERE t.business_day = $1 AND t.operator_id = $2",
+        }
+    }
+
+    /// The join from `ledger_lines l` to the transactions in scope (nothing for all of them).
+    fn join_lines(&self) -> String {
+        match self.filter() {
+            "" => String::new(),
+            filter => format!(" JOIN ledger_transactions t ON t.txn_id = l.txn_id{filter}"),
+        }
+    }
+
+    fn bind<'q>(
+        &'q self,
+        mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        for v in [&self.business_day, &self.operator_id]
+            .into_iter()
+            .flatten()
+        {
+            q = q.bind(v.as_str());
+        }
+        q
     }
 }

@@ -53,6 +53,7 @@ pub const POSTGRES_MIGRATIONS: turnpike_db::Embedded = turnpike_db::embedded!(
     "0004_journeys_sweep_index.sql",
     "0005_wallet_signing.sql",
     "0006_repairs.sql",
+    "0007_ops_indexes.sql",
 );
 pub const SQLITE_MIGRATIONS: turnpike_db::Embedded = turnpike_db::embedded!(
     "migrations/sqlite",
@@ -62,6 +63,7 @@ pub const SQLITE_MIGRATIONS: turnpike_db::Embedded = turnpike_db::embedded!(
     "0004_journeys_sweep_index.sql",
     "0005_wallet_signing.sql",
     "0006_repairs.sql",
+    "0007_ops_indexes.sql",
 );
 
 /// How long an SQLite writer waits for the write lock before the request fails with 503: far
@@ -292,18 +294,27 @@ impl Store {
     }
 
     /// What `/metrics` reports of the database at each scrape: the capture backlog (charges
-    /// pending or paying, counted up to [`BACKLOG_COUNT_MAX`], and the earliest time one of them
-    /// was due) and the deny list's size by subject kind. Each is one probe of an index or a
-    /// small table, so a scrape never scans the charges.
-    pub async fn ops_gauges(&self) -> Result<OpsGauges, sqlx::Error> {
+    /// pending or paying, counted up to [`BACKLOG_COUNT_MAX`]), since when the oldest metro or
+    /// toll charge still to collect has waited, and the deny list's size by subject kind. Each is
+    /// one probe of an index or a small table, so a scrape never scans the charges.
+    ///
+    /// "Waiting" is counted from the charge's creation, for a charge that is due (`now_ms` past
+    /// its next attempt) or has been tried and failed (`last_error` set): the earliest *due* time
+    /// would read 0 through a whole provider outage, because every unknown outcome moves the
+    /// charge's next attempt forward. A correction not yet due and never tried does not count;
+    /// tickets do not either (a pending ticket waits for its buyer, not for the worker).
+    pub async fn ops_gauges(&self, now_ms: i64) -> Result<OpsGauges, sqlx::Error> {
         let backlog: i64 = sqlx::query_scalar(&format!(
             "SELECT COUNT(*) FROM (SELECT 1 FROM charges WHERE status IN ('pending', 'paying') LIMIT {BACKLOG_COUNT_MAX}) AS b"
         ))
         .fetch_one(&self.pool)
         .await?;
-        let earliest_due_ms: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(next_attempt_at_ms) FROM charges WHERE status IN ('pending', 'paying')",
+        let waiting_since_ms: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(created_at_ms) FROM charges
+             WHERE status IN ('pending', 'paying') AND kind <> 'ticket'
+               AND (next_attempt_at_ms <= $1 OR last_error IS NOT NULL)",
         )
+        .bind(now_ms)
         .fetch_one(&self.pool)
         .await?;
         let rows = sqlx::query(
@@ -317,7 +328,7 @@ impl Store {
             .collect::<Result<_, sqlx::Error>>()?;
         Ok(OpsGauges {
             capture_backlog: backlog,
-            capture_earliest_due_ms: earliest_due_ms,
+            capture_waiting_since_ms: waiting_since_ms,
             deny_list,
         })
     }
@@ -906,7 +917,8 @@ pub const BACKLOG_COUNT_MAX: i64 = 100_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpsGauges {
     pub capture_backlog: i64,
-    pub capture_earliest_due_ms: Option<i64>,
+    /// Creation time of the oldest metro or toll charge due or tried and still uncollected.
+    pub capture_waiting_since_ms: Option<i64>,
     /// (subject kind, entries).
     pub deny_list: Vec<(String, i64)>,
 }

@@ -115,9 +115,20 @@ pub struct ChargesQuery {
     pub limit: Option<i64>,
 }
 
+/// `GET /v1/admin/ledger`'s filter: one business day (YYYY-MM-DD), optionally one operator's part
+/// of it. Without it the summary covers the whole journal (a scan of every line: seconds on a
+/// city's month; use the day after an incident).
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerQuery {
+    pub business_day: Option<String>,
+    pub operator_id: Option<String>,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct LedgerView {
-    pub transactions: usize,
+    /// Journal transactions in scope (the day's, or every one).
+    pub transactions: i64,
     /// Transactions whose lines do not sum to zero; always 0 unless something is badly wrong.
     pub unbalanced_transactions: i64,
     pub balances: Vec<AccountBalance>,
