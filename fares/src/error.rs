@@ -94,8 +94,42 @@ pub enum LoadReason {
     },
     #[error("not supported: {0}")]
     Unsupported(String),
+    /// A limit of [`crate::Limits`] was passed: `name` is the limit's field name.
+    #[error("limit {name} is {limit}, found {found}")]
+    Limit {
+        name: String,
+        limit: u64,
+        found: u64,
+    },
     #[error("{0}")]
     Invalid(String),
+}
+
+/// Something in the fare data the loader did not use as written, and what it did instead. A
+/// warning never changes a price silently: it says what is ignored or assumed, so whoever uploads
+/// the feed can check it. Displayed as `fare_leg_rules.txt line 4 column transfer_only: ...`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LoadWarning {
+    pub file: String,
+    /// 1-based line (the header is line 1); `None` for the file as a whole.
+    pub line: Option<u64>,
+    /// The column concerned, if one.
+    pub column: Option<String>,
+    /// What is not supported and what happens instead.
+    pub message: String,
+}
+
+impl fmt::Display for LoadWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, " line {line}")?;
+        }
+        if let Some(column) = &self.column {
+            write!(f, " column {column}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
 }
 
 /// A price could not be given for this journey or toll.
@@ -109,6 +143,10 @@ pub enum FareError {
     UnknownPlaza { plaza_id: String },
     #[error("the toll table has no rate for vehicle class {class}")]
     NoRateForClass { class: String },
+    #[error("unknown rider_category_id {rider_category_id:?}")]
+    UnknownRiderCategory { rider_category_id: String },
+    #[error("unknown fare_media_id {fare_media_id:?}")]
+    UnknownFareMedium { fare_media_id: String },
     #[error("a journey needs at least one leg")]
     EmptyJourney,
     #[error("leg {index}: {reason}")]

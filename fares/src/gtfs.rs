@@ -1,78 +1,115 @@
-//! A reader for the fare part of a GTFS feed (GTFS Fares v2) and the pricing it describes: one
-//! leg through `fare_leg_rules.txt`, a multi-leg journey through `fare_transfer_rules.txt`.
+//! A reader for the fare part of a GTFS feed (GTFS Fares v2, as adopted in the GTFS reference)
+//! and the pricing it describes: one leg through `fare_leg_rules.txt`, a multi-leg journey
+//! through `fare_transfer_rules.txt`. `docs/fares.md` is the user's guide; in short:
 //!
-//! No Rust crate reads Fares v2, and Turnpike needs only its pricing core, so this is a small
-//! reader of exactly the files below; `docs/fares.md` lists what is and is not supported.
+//! | file | read |
+//! | --- | --- |
+//! | `stops.txt` | `stop_id`, `stop_name`, `location_type`, `parent_station` |
+//! | `areas.txt`, `stop_areas.txt` | all columns |
+//! | `networks.txt`, `route_networks.txt`, `routes.txt` (`network_id`) | the networks a rule may name |
+//! | `fare_media.txt` | `fare_media_id`, `fare_media_type` |
+//! | `rider_categories.txt` | `rider_category_id`, `is_default_fare_category` |
+//! | `fare_products.txt` | one row per (product, rider category, medium) |
+//! | `timeframes.txt`, `calendar.txt`, `calendar_dates.txt` | time-of-day windows and the service days they hold on |
+//! | `fare_leg_rules.txt` | all columns, and the extension `transfer_only` |
+//! | `fare_transfer_rules.txt` | all columns, and the extension `filter_fare_product_id` |
+//! | `fare_leg_join_rules.txt` | warned and ignored: each leg is priced on its own |
 //!
-//! | file | presence | columns read |
-//! | --- | --- | --- |
-//! | `stops.txt` | required | `stop_id`, `stop_name`, `location_type`, `parent_station` |
-//! | `fare_products.txt` | required | `fare_product_id`, `amount`, `currency` (one row per product) |
-//! | `fare_leg_rules.txt` | required | `leg_group_id`, `network_id`, `from_area_id`, `to_area_id`, `fare_product_id`, `rule_priority`; `from_timeframe_group_id` / `to_timeframe_group_id` refused when set |
-//! | `areas.txt` | optional | `area_id`, `area_name` |
-//! | `stop_areas.txt` | optional | `area_id`, `stop_id` |
-//! | `networks.txt` | optional | `network_id` (when present, rules may only name these networks) |
-//! | `fare_transfer_rules.txt` | optional | all columns |
-//! | `fare_leg_join_rules.txt` | refused when it has rows (effective fare legs are not supported) |
-//!
-//! Every other file of a feed (routes, trips, timetables, Fares v1) is ignored.
+//! Whatever is not used as written — an unknown column, a Fares v1 file, a behaviour column —
+//! is a [`LoadWarning`] (file, line, column, what happens instead) in [`GtfsFeed::warnings`];
+//! nothing is dropped silently and no feed is refused for something that can be ignored safely.
 //!
 //! # Leg matching (fare_leg_rules.txt)
-//! A leg is (network, departure stop, arrival stop). A stop's areas are its own rows in
-//! `stop_areas.txt`, or, if it has none, those of its `parent_station` (the spec: a station's
-//! areas cover its platforms unless a platform is assigned itself). A stop may be in several areas.
+//! A leg is (network, departure stop and time, arrival stop and time). A stop's areas are its own
+//! rows in `stop_areas.txt`, or, if it has none, those of its `parent_station`.
 //!
 //! Without a `rule_priority` column (the spec's "empty semantics"), each of `network_id`,
-//! `from_area_id`, `to_area_id` is matched on its own: if the leg's value (any of the stop's areas)
-//! appears anywhere in that column, only rules naming it match; otherwise only rules leaving the
-//! field empty match. So an exact area always beats an empty one, and an empty one means "any
-//! value not listed elsewhere in the column".
+//! `from_area_id`, `to_area_id`, `from_timeframe_group_id`, `to_timeframe_group_id` is matched on
+//! its own: if the leg's value appears anywhere in that column, only rules naming it match;
+//! otherwise only rules leaving the field empty match. With a `rule_priority` column, an empty
+//! field matches anything, and among matching rules only the highest priority is kept.
 //!
-//! With a `rule_priority` column, an empty field matches anything, and among matching rules only
-//! those with the highest priority (empty = 0) are kept.
+//! A rule's product is priced for the rider's category and medium ([`FareQuery`]); a rule whose
+//! product has no row for them does not match. If several rules still match, the cheapest is
+//! charged, earliest line first on a tie.
 //!
-//! If several rules still match (a stop in two listed areas, or two products for one key), the
-//! cheapest product is charged, earliest line first on a tie: the feed says the rider may travel
-//! on any of them, and a post-pay gateway should not pick the dearer one.
+//! Rules are found through an index from (network, from area, to area) to rule numbers, so a
+//! price costs a few hash look-ups whatever the feed's size; nothing is precomputed per pair.
 //!
 //! # Transfers (fare_transfer_rules.txt)
-//! See [`GtfsFeed::price_legs`].
+//! See [`GtfsFeed::price_journey`].
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use turnpike_wire::money::{Currency, Money};
 
-use crate::error::{FareError, LoadError, LoadReason};
-use crate::metro::{MetroFares, Stop, NO_FARE};
+use crate::error::{FareError, LoadError, LoadReason, LoadWarning};
+use crate::limits::Limits;
+use crate::metro::{MetroFares, Stop};
 use crate::table::{self, CsvTable, Row};
-
-/// Most stops of one network that [`GtfsFeed::metro_fares`] prices pairwise: it prices every
-/// pair at load, 8 bytes each, so 8,000 stops hold 512 MB while in force. A bigger network is
-/// refused with this limit's name instead of an allocation the gateway cannot survive.
-pub const PAIRWISE_STOPS_MAX: usize = 8_000;
 
 const STOPS: &str = "stops.txt";
 const AREAS: &str = "areas.txt";
 const STOP_AREAS: &str = "stop_areas.txt";
 const NETWORKS: &str = "networks.txt";
+const ROUTE_NETWORKS: &str = "route_networks.txt";
+const ROUTES: &str = "routes.txt";
+const FARE_MEDIA: &str = "fare_media.txt";
+const RIDER_CATEGORIES: &str = "rider_categories.txt";
+const TIMEFRAMES: &str = "timeframes.txt";
+const CALENDAR: &str = "calendar.txt";
+const CALENDAR_DATES: &str = "calendar_dates.txt";
 const FARE_PRODUCTS: &str = "fare_products.txt";
 const FARE_LEG_RULES: &str = "fare_leg_rules.txt";
 const FARE_TRANSFER_RULES: &str = "fare_transfer_rules.txt";
 const FARE_LEG_JOIN_RULES: &str = "fare_leg_join_rules.txt";
 
-/// Every file name this reader looks at; [`GtfsFeed::from_files`] ignores any other.
-pub const GTFS_FARE_FILES: [&str; 8] = [
+/// Every file name this reader looks at.
+pub const GTFS_FARE_FILES: [&str; 15] = [
     STOPS,
     AREAS,
     STOP_AREAS,
     NETWORKS,
+    ROUTE_NETWORKS,
+    ROUTES,
+    FARE_MEDIA,
+    RIDER_CATEGORIES,
+    TIMEFRAMES,
+    CALENDAR,
+    CALENDAR_DATES,
     FARE_PRODUCTS,
     FARE_LEG_RULES,
     FARE_TRANSFER_RULES,
     FARE_LEG_JOIN_RULES,
 ];
+
+/// GTFS files that carry no fares: present in a whole feed, not read, not warned about.
+const NOT_FARES: [&str; 18] = [
+    "agency.txt",
+    "trips.txt",
+    "stop_times.txt",
+    "shapes.txt",
+    "frequencies.txt",
+    "transfers.txt",
+    "pathways.txt",
+    "levels.txt",
+    "feed_info.txt",
+    "translations.txt",
+    "attributions.txt",
+    "locations.geojson",
+    "booking_rules.txt",
+    "location_groups.txt",
+    "location_group_stops.txt",
+    "trip_capacity.txt",
+    "vehicles.txt",
+    "directions.txt",
+];
+
+/// `fare_media_type` 4, "mobile app": what Turnpike's ride codes are, so the default medium.
+const MEDIA_TYPE_MOBILE_APP: u8 = 4;
 
 /// One ride between two fare validations (tap in, tap out) on one network.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,11 +117,37 @@ pub struct Leg {
     pub from_stop: String,
     pub to_stop: String,
     /// When the rider validated at departure, in seconds on any clock shared by all legs of the
-    /// journey (Unix seconds in the gateway).
+    /// journey and [`ServiceDay::start_s`] (Unix seconds in the gateway).
     pub start_s: i64,
     /// When the rider validated at arrival, same clock.
     pub end_s: i64,
     pub network_id: String,
+}
+
+/// The day a journey is priced on: which service day (for `service_id`s of timeframes) and when
+/// it began, on the clock of [`Leg::start_s`]. GTFS times of day count from "noon minus 12 h" of
+/// the service day, which is midnight except on daylight-saving days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceDay {
+    /// `YYYYMMDD`, as in `calendar.txt`.
+    pub date: u32,
+    /// The instant the service day's times count from.
+    pub start_s: i64,
+}
+
+/// What the spec leaves to whoever collects the fare: the rider's category and medium, and the
+/// day. Every field is optional and its default is documented:
+/// - `rider_category`: the feed's category with `is_default_fare_category = 1`; if none, the
+///   product rows with an empty `rider_category_id`.
+/// - `fare_medium`: the feed's first medium of `fare_media_type` 4 (mobile app: a ride code is
+///   one); if none, any medium may be used and the cheapest matching row is charged.
+/// - `service_day`: without it no timeframe contains the leg, so only rules without a timeframe
+///   apply (time-dependent rules are never guessed).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FareQuery {
+    pub rider_category: Option<String>,
+    pub fare_medium: Option<String>,
+    pub service_day: Option<ServiceDay>,
 }
 
 /// The fare part of a GTFS feed, loaded and cross-checked.
@@ -94,19 +157,31 @@ pub struct GtfsFeed {
     stops: Vec<GtfsStop>,
     stop_index: HashMap<String, usize>,
     /// Effective areas of each stop (own rows, else the parent station's), by area index.
-    stop_areas: Vec<Vec<usize>>,
+    stop_areas: Vec<Vec<u32>>,
     network_index: HashMap<String, usize>,
+    categories: HashMap<String, usize>,
+    default_category: Option<usize>,
+    media: HashMap<String, usize>,
+    default_medium: Option<usize>,
+    products: Vec<Product>,
+    product_index: HashMap<String, usize>,
+    timeframe_groups: Vec<Vec<Timeframe>>,
+    timeframe_index: HashMap<String, usize>,
+    services: HashMap<String, Service>,
     leg_rules: Vec<LegRule>,
-    leg_rule_index: HashMap<RuleKey, Vec<usize>>,
+    leg_rule_index: HashMap<RuleKey, Vec<u32>>,
     /// Whether `fare_leg_rules.txt` has a `rule_priority` column, which switches the matching
     /// semantics of empty fields (see the module documentation).
     priority_mode: bool,
     listed_networks: HashSet<usize>,
     listed_from_areas: HashSet<usize>,
     listed_to_areas: HashSet<usize>,
+    listed_from_timeframes: Vec<usize>,
+    listed_to_timeframes: Vec<usize>,
     transfer_rules: Vec<TransferRule>,
     listed_from_groups: HashSet<String>,
     listed_to_groups: HashSet<String>,
+    warnings: Vec<LoadWarning>,
 }
 
 #[derive(Debug, Clone)]
@@ -120,11 +195,80 @@ struct GtfsStop {
 type RuleKey = (Option<usize>, Option<usize>, Option<usize>);
 
 #[derive(Debug, Clone)]
+struct Product {
+    variants: Vec<Variant>,
+}
+
+/// One row of `fare_products.txt`: a product's amount for a rider category and a medium.
+#[derive(Debug, Clone)]
+struct Variant {
+    category: Option<usize>,
+    medium: Option<usize>,
+    amount: Money,
+}
+
+#[derive(Debug, Clone)]
+struct Timeframe {
+    start_s: i64,
+    end_s: i64,
+    service: Option<String>,
+}
+
+/// A `service_id` of `calendar.txt` and `calendar_dates.txt`.
+#[derive(Debug, Clone, Default)]
+struct Service {
+    /// Monday first; with the date range, from `calendar.txt`.
+    weekdays: Option<([bool; 7], u32, u32)>,
+    added: HashSet<u32>,
+    removed: HashSet<u32>,
+}
+
+impl Service {
+    fn active(&self, date: u32) -> bool {
+        if self.removed.contains(&date) {
+            return false;
+        }
+        if self.added.contains(&date) {
+            return true;
+        }
+        match self.weekdays {
+            Some((days, from, to)) => {
+                (from..=to).contains(&date) && weekday(date).is_some_and(|d| days[d])
+            }
+            None => false,
+        }
+    }
+}
+
+/// Monday = 0 … Sunday = 6 of a `YYYYMMDD` date (days-from-civil), `None` if not a date.
+fn weekday(date: u32) -> Option<usize> {
+    let (y, m, d) = (
+        i64::from(date / 10_000),
+        i64::from(date / 100 % 100),
+        i64::from(date % 100),
+    );
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468; // days since 1970-01-01, a Thursday
+    Some((days + 3).rem_euclid(7) as usize)
+}
+
+#[derive(Debug, Clone)]
 struct LegRule {
     line: u64,
     leg_group: Option<String>,
-    /// The amount of the rule's fare product, resolved at load.
-    amount: Money,
+    product: usize,
+    from_timeframe: Option<usize>,
+    to_timeframe: Option<usize>,
+    /// The `transfer_only` extension: the rule prices only a leg reached by a transfer.
+    transfer_only: bool,
     priority: u32,
 }
 
@@ -159,25 +303,64 @@ struct TransferRule {
     transfer_count: Option<u32>,
     duration_limit: Option<(i64, DurationLimitType)>,
     kind: FareTransferType,
-    /// Cost of the transfer itself; zero when the rule has no product.
+    /// The transfer's product; no product costs nothing.
+    product: Option<usize>,
+    /// The `filter_fare_product_id` extension: the rule applies only after a leg of this product.
+    from_product: Option<usize>,
+}
+
+/// A query with its ids resolved against the feed.
+struct Resolved {
+    category: Option<usize>,
+    medium: Option<usize>,
+    day: Option<ServiceDay>,
+}
+
+/// A leg matched to its rule: group, product and the amount for the rider.
+struct PricedLeg<'f> {
+    group: Option<&'f str>,
+    product: usize,
     amount: Decimal,
 }
 
 impl GtfsFeed {
-    /// Reads the fare files from their text, as `(file name, contents)`: data embedded in the
-    /// binary, an admin upload, or files a caller (a test) read from disk — this crate does no
-    /// I/O. Names are GTFS file names (`stops.txt`, ...) and errors name the file; files this
-    /// reader does not use are ignored.
+    /// [`GtfsFeed::load`] with the default [`Limits`].
     pub fn from_files(files: &[(&str, &str)]) -> Result<Self, LoadError> {
+        Self::load(files, &Limits::default())
+    }
+
+    /// Reads the fare files from their text, as `(file name, contents)`: data embedded in the
+    /// binary, an admin upload, or files a caller read from disk — this crate does no I/O. Names
+    /// are GTFS file names (`stops.txt`, ...) and errors and warnings name the file. A load past
+    /// one of `limits` is a [`LoadReason::Limit`] naming it.
+    pub fn load(files: &[(&str, &str)], limits: &Limits) -> Result<Self, LoadError> {
         let mut by_name: HashMap<&str, &str> = HashMap::new();
+        let mut warnings = Vec::new();
+        let mut bytes = 0u64;
         for &(name, text) in files {
+            bytes = bytes.saturating_add(text.len() as u64);
             if by_name.insert(name, text).is_some() {
                 return Err(LoadError::whole(
                     name,
                     LoadReason::Invalid("the file was given twice".to_string()),
                 ));
             }
+            if !GTFS_FARE_FILES.contains(&name) && !NOT_FARES.contains(&name) {
+                let message = match name {
+                    "fare_attributes.txt" | "fare_rules.txt" => {
+                        "GTFS Fares v1 is not read; prices come from Fares v2 (fare_products.txt, fare_leg_rules.txt)"
+                    }
+                    _ => "not a file this reader knows; ignored",
+                };
+                warnings.push(warn(name, None, None, message));
+            }
         }
+        Limits::check(
+            "(all files)",
+            "feed_bytes_max",
+            limits.feed_bytes_max,
+            bytes,
+        )?;
         let required = |name: &'static str| -> Result<&str, LoadError> {
             by_name
                 .get(name)
@@ -186,16 +369,23 @@ impl GtfsFeed {
         };
 
         if let Some(text) = by_name.get(FARE_LEG_JOIN_RULES) {
-            reject_join_rules(text)?;
+            warn_join_rules(text, &mut warnings)?;
         }
 
-        let (stops, stop_index, parents) = read_stops(required(STOPS)?)?;
+        let (stops, stop_index, parents) = read_stops(required(STOPS)?, &mut warnings)?;
+        Limits::check(STOPS, "stops_max", limits.stops_max, stops.len() as u64)?;
         let area_index = match by_name.get(AREAS) {
             Some(text) => read_areas(text)?,
             None => HashMap::new(),
         };
+        Limits::check(
+            AREAS,
+            "areas_max",
+            limits.areas_max,
+            area_index.len() as u64,
+        )?;
         let own_areas = match by_name.get(STOP_AREAS) {
-            Some(text) => read_stop_areas(text, &stop_index, &area_index, stops.len())?,
+            Some(text) => read_stop_areas(text, &stop_index, &area_index, stops.len(), limits)?,
             None => vec![Vec::new(); stops.len()],
         };
         let stop_areas = own_areas
@@ -206,11 +396,27 @@ impl GtfsFeed {
                 _ => own.clone(),
             })
             .collect();
-        let known_networks = match by_name.get(NETWORKS) {
-            Some(text) => Some(read_networks(text)?),
-            None => None,
+        let known_networks = read_network_files(&by_name, &mut warnings)?;
+        let (categories, default_category) = match by_name.get(RIDER_CATEGORIES) {
+            Some(text) => read_categories(text, &mut warnings)?,
+            None => (HashMap::new(), None),
         };
-        let (currency, products) = read_products(required(FARE_PRODUCTS)?)?;
+        let (media, default_medium) = match by_name.get(FARE_MEDIA) {
+            Some(text) => read_media(text, &mut warnings)?,
+            None => (HashMap::new(), None),
+        };
+        let (currency, products, product_index) = read_products(
+            required(FARE_PRODUCTS)?,
+            &categories,
+            &media,
+            limits,
+            &mut warnings,
+        )?;
+        let services = read_calendars(&by_name, limits)?;
+        let (timeframe_groups, timeframe_index) = match by_name.get(TIMEFRAMES) {
+            Some(text) => read_timeframes(text, &services, limits, &mut warnings)?,
+            None => (Vec::new(), HashMap::new()),
+        };
 
         let mut feed = GtfsFeed {
             currency,
@@ -218,25 +424,38 @@ impl GtfsFeed {
             stop_index,
             stop_areas,
             network_index: HashMap::new(),
+            categories,
+            default_category,
+            media,
+            default_medium,
+            products,
+            product_index,
+            timeframe_groups,
+            timeframe_index,
+            services,
             leg_rules: Vec::new(),
             leg_rule_index: HashMap::new(),
             priority_mode: false,
             listed_networks: HashSet::new(),
             listed_from_areas: HashSet::new(),
             listed_to_areas: HashSet::new(),
+            listed_from_timeframes: Vec::new(),
+            listed_to_timeframes: Vec::new(),
             transfer_rules: Vec::new(),
             listed_from_groups: HashSet::new(),
             listed_to_groups: HashSet::new(),
+            warnings,
         };
         feed.read_leg_rules(
             required(FARE_LEG_RULES)?,
             &area_index,
             known_networks.as_ref(),
-            &products,
         )?;
         if let Some(text) = by_name.get(FARE_TRANSFER_RULES) {
-            feed.read_transfer_rules(text, &products)?;
+            feed.read_transfer_rules(text)?;
         }
+        let rules = (feed.leg_rules.len() + feed.transfer_rules.len()) as u64;
+        Limits::check(FARE_LEG_RULES, "rules_max", limits.rules_max, rules)?;
         Ok(feed)
     }
 
@@ -245,21 +464,50 @@ impl GtfsFeed {
         self.currency
     }
 
-    /// The fare of one leg on `network_id`, by `fare_leg_rules.txt` alone (no transfers).
+    /// What the load did not use as written, in file order.
+    pub fn warnings(&self) -> &[LoadWarning] {
+        &self.warnings
+    }
+
+    /// Every `network_id` a leg rule names, sorted.
+    pub fn network_ids(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = self.network_index.keys().map(String::as_str).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The fare of one leg on `network_id`, by `fare_leg_rules.txt` alone, for the default rider
+    /// and medium and no time (so only rules without a timeframe apply).
     pub fn price(
         &self,
         network_id: &str,
         from_stop: &str,
         to_stop: &str,
     ) -> Result<Money, FareError> {
+        self.price_at(network_id, from_stop, to_stop, 0, 0, &FareQuery::default())
+    }
+
+    /// The fare of one leg entered at `start_s` and left at `end_s` (the clock of
+    /// [`ServiceDay::start_s`]) for the rider of `query`.
+    pub fn price_at(
+        &self,
+        network_id: &str,
+        from_stop: &str,
+        to_stop: &str,
+        start_s: i64,
+        end_s: i64,
+        query: &FareQuery,
+    ) -> Result<Money, FareError> {
+        let q = self.resolve(query)?;
         let from = self.stop(from_stop)?;
         let to = self.stop(to_stop)?;
-        self.match_leg(network_id, from, to)
-            .map(|rule| rule.amount)
+        let leg = self
+            .match_leg(network_id, from, to, start_s, end_s, &q, false)
             .ok_or_else(|| FareError::NoFareRule {
                 from_stop: from_stop.to_string(),
                 to_stop: to_stop.to_string(),
-            })
+            })?;
+        crate::money::exact(leg.amount, self.currency).map_err(|_| FareError::Overflow)
     }
 
     /// The fare of one leg, ignoring its times.
@@ -267,32 +515,40 @@ impl GtfsFeed {
         self.price(&leg.network_id, &leg.from_stop, &leg.to_stop)
     }
 
-    /// The fare of a journey of consecutive legs, applying `fare_transfer_rules.txt`.
+    /// [`GtfsFeed::price_journey`] for the default rider and no service day.
+    pub fn price_legs(&self, legs: &[Leg]) -> Result<Money, FareError> {
+        self.price_journey(legs, &FareQuery::default())
+    }
+
+    /// The fare of a journey of consecutive legs for the rider of `query`, applying
+    /// `fare_transfer_rules.txt`.
     ///
     /// Legs must be in travel order (each starts no earlier than the previous one) and each must
-    /// end no earlier than it starts. Each leg is matched to its leg rule, which gives its fare and
-    /// its `leg_group_id`. Then, walking the journey, each transfer between two consecutive legs
-    /// is matched against the transfer rules by (from leg group, to leg group), with the same
-    /// "exact beats empty" semantics as leg rules; a leg without a leg group never transfers. A
-    /// candidate rule applies only if
+    /// end no earlier than it starts. Each leg is matched to its leg rule (a `transfer_only` rule
+    /// only for a leg after the first), which gives its fare, product and `leg_group_id`. Then,
+    /// walking the journey, each transfer between two consecutive legs is matched against the
+    /// transfer rules by (from leg group, to leg group), with the same "exact beats empty"
+    /// semantics as leg rules; a leg without a leg group never transfers. A candidate rule
+    /// applies only if
+    /// - its `filter_fare_product_id` (extension), when set, is the from-leg's product,
     /// - its `transfer_count` (when set) is at least the number of consecutive transfers between
     ///   the same two leg groups, this one included, and
     /// - its `duration_limit` (when set) is not exceeded, measured per `duration_limit_type` from
     ///   the first leg of that run of consecutive same-group transfers to the current leg
     ///   (a transfer exactly at the limit is still within it).
     ///
-    /// Among applicable rules, the spec's smallest sufficient `transfer_count` is kept (`-1` is
-    /// the largest), then the one giving the lowest price, then the earliest line. Costs follow
-    /// the spec's table, with S the running cost of the sub-journey: type 0 `S + AB`, type 1
+    /// Among applicable rules, the smallest sufficient `transfer_count` is kept (`-1` is the
+    /// largest), then the one giving the lowest price, then the earliest line. Costs follow the
+    /// spec's table, with S the running cost of the sub-journey: type 0 `S + AB`, type 1
     /// `S + AB + B`, type 2 `AB` on the sub-journey's first transfer and `S + AB` after. With no
-    /// applicable rule the legs are separate: the sub-journey closes and the next leg starts a new
-    /// one at its own fare.
+    /// applicable rule the next leg starts a new sub-journey at its own fare.
     ///
     /// A transfer product may be negative (a discount); the journey total is never below zero.
-    pub fn price_legs(&self, legs: &[Leg]) -> Result<Money, FareError> {
+    pub fn price_journey(&self, legs: &[Leg], query: &FareQuery) -> Result<Money, FareError> {
         if legs.is_empty() {
             return Err(FareError::EmptyJourney);
         }
+        let q = self.resolve(query)?;
         let mut priced = Vec::with_capacity(legs.len());
         for (index, leg) in legs.iter().enumerate() {
             if leg.end_s < leg.start_s {
@@ -310,38 +566,48 @@ impl GtfsFeed {
             }
             let from = self.stop(&leg.from_stop)?;
             let to = self.stop(&leg.to_stop)?;
-            let rule =
-                self.match_leg(&leg.network_id, from, to)
-                    .ok_or_else(|| FareError::NoFareRule {
-                        from_stop: leg.from_stop.clone(),
-                        to_stop: leg.to_stop.clone(),
-                    })?;
-            priced.push((rule.leg_group.as_deref(), rule.amount.amount()));
+            let rule = self
+                .match_leg(
+                    &leg.network_id,
+                    from,
+                    to,
+                    leg.start_s,
+                    leg.end_s,
+                    &q,
+                    index > 0,
+                )
+                .ok_or_else(|| FareError::NoFareRule {
+                    from_stop: leg.from_stop.clone(),
+                    to_stop: leg.to_stop.clone(),
+                })?;
+            priced.push(rule);
         }
 
         let mut total = Decimal::ZERO;
-        let mut sub_total = priced[0].1;
+        let mut sub_total = priced[0].amount;
         let mut sub_transfers = 0u32;
         // The run of consecutive transfers between the same two leg groups: (groups, first leg, count).
         let mut run: Option<((&str, &str), usize, u32)> = None;
         for i in 1..legs.len() {
-            let chosen = match (priced[i - 1].0, priced[i].0) {
+            let chosen = match (priced[i - 1].group, priced[i].group) {
                 (Some(from_group), Some(to_group)) => {
                     let groups = (from_group, to_group);
                     let (run_start, count) = match run {
                         Some((g, start, n)) if g == groups => (start, n.saturating_add(1)),
                         _ => (i - 1, 1),
                     };
-                    self.choose_transfer(
+                    let step = Step {
                         groups,
                         count,
-                        &legs[run_start],
-                        &legs[i],
+                        run_first_leg: &legs[run_start],
+                        to_leg: &legs[i],
+                        from_product: priced[i - 1].product,
                         sub_total,
                         sub_transfers,
-                        priced[i].1,
-                    )
-                    .map(|cost| (cost, (groups, run_start, count)))
+                        to_leg_fare: priced[i].amount,
+                    };
+                    self.choose_transfer(&step, &q)
+                        .map(|cost| (cost, (groups, run_start, count)))
                 }
                 _ => None,
             };
@@ -353,7 +619,7 @@ impl GtfsFeed {
                 }
                 None => {
                     total = total.checked_add(sub_total).ok_or(FareError::Overflow)?;
-                    sub_total = priced[i].1;
+                    sub_total = priced[i].amount;
                     sub_transfers = 0;
                     run = None;
                 }
@@ -367,64 +633,62 @@ impl GtfsFeed {
 
     /// The price of the sub-journey after this transfer, under the best applicable rule, or `None`
     /// when no rule applies.
-    #[allow(clippy::too_many_arguments)]
-    fn choose_transfer(
-        &self,
-        (from_group, to_group): (&str, &str),
-        count: u32,
-        run_first_leg: &Leg,
-        to_leg: &Leg,
-        sub_total: Decimal,
-        sub_transfers: u32,
-        to_leg_fare: Decimal,
-    ) -> Option<Decimal> {
+    fn choose_transfer(&self, step: &Step<'_>, q: &Resolved) -> Option<Decimal> {
+        let (from_group, to_group) = step.groups;
         let from_key = self
             .listed_from_groups
             .contains(from_group)
             .then_some(from_group);
         let to_key = self.listed_to_groups.contains(to_group).then_some(to_group);
-        let applicable: Vec<&TransferRule> = self
+        let applicable: Vec<(&TransferRule, Decimal)> = self
             .transfer_rules
             .iter()
             .filter(|r| r.from_group.as_deref() == from_key && r.to_group.as_deref() == to_key)
-            .filter(|r| r.transfer_count.is_none_or(|limit| count <= limit))
+            .filter(|r| r.from_product.is_none_or(|p| p == step.from_product))
+            .filter(|r| r.transfer_count.is_none_or(|limit| step.count <= limit))
             .filter(|r| match r.duration_limit {
                 None => true,
                 Some((limit_s, kind)) => {
                     let start_s = match kind {
                         DurationLimitType::DepartureToArrival
-                        | DurationLimitType::DepartureToDeparture => run_first_leg.start_s,
+                        | DurationLimitType::DepartureToDeparture => step.run_first_leg.start_s,
                         DurationLimitType::ArrivalToDeparture
-                        | DurationLimitType::ArrivalToArrival => run_first_leg.end_s,
+                        | DurationLimitType::ArrivalToArrival => step.run_first_leg.end_s,
                     };
                     let end_s = match kind {
                         DurationLimitType::DepartureToArrival
-                        | DurationLimitType::ArrivalToArrival => to_leg.end_s,
+                        | DurationLimitType::ArrivalToArrival => step.to_leg.end_s,
                         DurationLimitType::DepartureToDeparture
-                        | DurationLimitType::ArrivalToDeparture => to_leg.start_s,
+                        | DurationLimitType::ArrivalToDeparture => step.to_leg.start_s,
                     };
                     end_s
                         .checked_sub(start_s)
                         .is_some_and(|elapsed_s| elapsed_s <= limit_s)
                 }
             })
+            .filter_map(|r| match r.product {
+                None => Some((r, Decimal::ZERO)),
+                // A transfer product without a row for this rider does not apply to them.
+                Some(p) => self.amount_for(p, q).map(|a| (r, a)),
+            })
             .collect();
         // The spec: the smallest transfer_count that still covers this transfer; -1 is unlimited.
         let smallest = applicable
             .iter()
-            .map(|r| r.transfer_count.unwrap_or(u32::MAX))
+            .map(|(r, _)| r.transfer_count.unwrap_or(u32::MAX))
             .min()?;
         applicable
             .into_iter()
-            .filter(|r| r.transfer_count.unwrap_or(u32::MAX) == smallest)
-            .filter_map(|r| {
+            .filter(|(r, _)| r.transfer_count.unwrap_or(u32::MAX) == smallest)
+            .filter_map(|(r, amount)| {
                 let cost = match r.kind {
-                    FareTransferType::FromLegPlusTransfer => sub_total.checked_add(r.amount),
-                    FareTransferType::FromLegPlusTransferPlusToLeg => sub_total
-                        .checked_add(r.amount)
-                        .and_then(|c| c.checked_add(to_leg_fare)),
-                    FareTransferType::TransferOnly if sub_transfers == 0 => Some(r.amount),
-                    FareTransferType::TransferOnly => sub_total.checked_add(r.amount),
+                    FareTransferType::FromLegPlusTransfer => step.sub_total.checked_add(amount),
+                    FareTransferType::FromLegPlusTransferPlusToLeg => step
+                        .sub_total
+                        .checked_add(amount)
+                        .and_then(|c| c.checked_add(step.to_leg_fare)),
+                    FareTransferType::TransferOnly if step.sub_transfers == 0 => Some(amount),
+                    FareTransferType::TransferOnly => step.sub_total.checked_add(amount),
                 };
                 cost.map(|c| (c, r.line))
             })
@@ -432,104 +696,154 @@ impl GtfsFeed {
             .map(|(cost, _)| cost)
     }
 
-    /// The fare table of one network, for the gates of that network: every stop (not entrances or
-    /// station-internal nodes) that has at least one priced journey on `network_id`, and the fare
-    /// of every pair of them.
+    /// The query's ids as the feed's indexes, with the documented defaults ([`FareQuery`]).
+    fn resolve(&self, query: &FareQuery) -> Result<Resolved, FareError> {
+        let category =
+            match &query.rider_category {
+                None => self.default_category,
+                Some(id) => Some(*self.categories.get(id).ok_or_else(|| {
+                    FareError::UnknownRiderCategory {
+                        rider_category_id: id.clone(),
+                    }
+                })?),
+            };
+        let medium = match &query.fare_medium {
+            None => self.default_medium,
+            Some(id) => Some(
+                *self
+                    .media
+                    .get(id)
+                    .ok_or_else(|| FareError::UnknownFareMedium {
+                        fare_media_id: id.clone(),
+                    })?,
+            ),
+        };
+        Ok(Resolved {
+            category,
+            medium,
+            day: query.service_day,
+        })
+    }
+
+    /// The amount of product `p` for the rider: rows for the rider's category beat rows for any
+    /// category, rows for the medium beat rows for any medium, then the cheapest. With no medium
+    /// chosen (the feed has no mobile-app medium and none was configured) every medium's row may
+    /// be used. `None`: the product has no row for this rider.
+    fn amount_for(&self, p: usize, q: &Resolved) -> Option<Decimal> {
+        self.products[p]
+            .variants
+            .iter()
+            .filter(|v| v.category.is_none() || v.category == q.category)
+            .filter(|v| v.medium.is_none() || q.medium.is_none() || v.medium == q.medium)
+            .map(|v| {
+                (
+                    v.category.is_none(),
+                    q.medium.is_some() && v.medium.is_none(),
+                    v.amount.amount(),
+                )
+            })
+            .min()
+            .map(|(_, _, amount)| amount)
+    }
+
+    /// The timeframe groups listed in a column whose windows hold the instant `at_s`.
+    fn timeframes_at(&self, listed: &[usize], at_s: i64, day: Option<ServiceDay>) -> Vec<usize> {
+        let Some(day) = day else {
+            return Vec::new();
+        };
+        let Some(time_s) = at_s.checked_sub(day.start_s) else {
+            return Vec::new();
+        };
+        listed
+            .iter()
+            .copied()
+            .filter(|&g| {
+                self.timeframe_groups[g].iter().any(|t| {
+                    (t.start_s..t.end_s).contains(&time_s)
+                        && t.service.as_ref().is_none_or(|s| {
+                            self.services.get(s).is_some_and(|s| s.active(day.date))
+                        })
+                })
+            })
+            .collect()
+    }
+
+    /// The fare table of one network for its gates: the stops a rule of `network_id` can match
+    /// (not entrances or station-internal nodes), priced by rule at tap time. Memory is the
+    /// stop list; nothing is computed per pair.
     pub fn metro_fares(&self, network_id: &str) -> Result<MetroFares, LoadError> {
-        // A city feed has thousands of bus stops and a metro network a few hundred stations, so
-        // first keep only the stops some rule of this network can match as departure or arrival
-        // (a rule is found under (network, from, to) keys, so a stop none of whose keys appear
-        // with the network cannot match), then price only those pairs.
+        Arc::new(self.clone()).into_metro_fares(network_id, FareQuery::default())
+    }
+
+    /// [`GtfsFeed::metro_fares`] without copying the feed, pricing for `query`'s rider and medium
+    /// unless a tap says otherwise.
+    pub fn into_metro_fares(
+        self: Arc<Self>,
+        network_id: &str,
+        query: FareQuery,
+    ) -> Result<MetroFares, LoadError> {
+        let q = self
+            .resolve(&query)
+            .map_err(|e| LoadError::whole(FARE_PRODUCTS, LoadReason::Invalid(e.to_string())))?;
         let network = self.network_index.get(network_id).copied();
         let networks = self.keys(network.into_iter(), &self.listed_networks);
-        let with_from: HashSet<(Option<usize>, Option<usize>)> = self
+        // The rules that can price a leg on this network, and the (network, area) pairs through
+        // which a stop reaches them.
+        let keys: Vec<&RuleKey> = self
             .leg_rule_index
             .keys()
-            .map(|&(n, f, _)| (n, f))
+            .filter(|(n, _, _)| networks.contains(n))
             .collect();
-        let with_to: HashSet<(Option<usize>, Option<usize>)> = self
-            .leg_rule_index
-            .keys()
-            .map(|&(n, _, t)| (n, t))
-            .collect();
-        let reachable = |stop: usize, listed: &HashSet<usize>, pairs: &HashSet<_>| {
-            let areas = self.keys(self.stop_areas[stop].iter().copied(), listed);
-            networks
-                .iter()
-                .any(|&n| areas.iter().any(|&a| pairs.contains(&(n, a))))
-        };
-        let mut candidates = Vec::new();
-        let mut can_start = Vec::new();
-        let mut can_end = Vec::new();
-        for stop in 0..self.stops.len() {
-            if self.stops[stop].location_type > 1 {
-                continue; // entrances, station nodes, boarding areas
-            }
-            let start = reachable(stop, &self.listed_from_areas, &with_from);
-            let end = reachable(stop, &self.listed_to_areas, &with_to);
-            if start || end {
-                candidates.push(stop);
-                can_start.push(start);
-                can_end.push(end);
-            }
-        }
-        let n = candidates.len();
-        if n > PAIRWISE_STOPS_MAX {
-            // Every pair is priced at load (n² of them): refused with the limit's name rather
-            // than an allocation the process cannot survive.
-            return Err(LoadError::whole(
-                FARE_LEG_RULES,
-                LoadReason::Invalid(format!(
-                    "network {network_id:?} has {n} stops that can start or end a leg; \
-                     at most {PAIRWISE_STOPS_MAX} (PAIRWISE_STOPS_MAX) are priced pairwise"
-                )),
-            ));
-        }
-        let mut dense: Vec<i64> = Vec::with_capacity(n * n);
-        for (a, &from) in candidates.iter().enumerate() {
-            for (b, &to) in candidates.iter().enumerate() {
-                dense.push(if can_start[a] && can_end[b] {
-                    self.match_leg(network_id, from, to)
-                        .map_or(NO_FARE, |rule| rule.amount.to_minor())
-                } else {
-                    NO_FARE
-                });
-            }
-        }
-        let priced = |a: usize, b: usize| dense[a * n + b] != NO_FARE;
-        let members: Vec<usize> = (0..n)
-            .filter(|&a| (0..n).any(|b| priced(a, b) || priced(b, a)))
-            .collect();
-        let m = members.len();
-        let fares = if m == n {
-            dense
-        } else {
-            let mut fares = Vec::with_capacity(m * m);
-            for &a in &members {
-                for &b in &members {
-                    fares.push(dense[a * n + b]);
-                }
-            }
-            fares
-        };
-        let stops = members
+        let with_from: HashSet<Option<usize>> = keys.iter().map(|&&(_, f, _)| f).collect();
+        let with_to: HashSet<Option<usize>> = keys.iter().map(|&&(_, _, t)| t).collect();
+        let mut amounts: Vec<Decimal> = keys
             .iter()
-            .map(|&i| {
-                let stop = &self.stops[candidates[i]];
-                Stop {
-                    id: stop.id.clone(),
-                    name: stop.name.clone(),
-                }
-            })
+            .flat_map(|k| self.leg_rule_index[*k].iter())
+            .filter_map(|&r| self.amount_for(self.leg_rules[r as usize].product, &q))
             .collect();
-        MetroFares::from_dense(self.currency, stops, fares).ok_or_else(|| {
-            LoadError::whole(
+        amounts.sort_unstable();
+        let (Some(&min), Some(&max)) = (amounts.first(), amounts.last()) else {
+            return Err(LoadError::whole(
                 FARE_LEG_RULES,
                 LoadReason::Invalid(format!(
                     "no rule prices a journey on network {network_id:?}"
                 )),
-            )
-        })
+            ));
+        };
+        let reachable = |stop: usize, listed: &HashSet<usize>, with: &HashSet<Option<usize>>| {
+            let areas = self.keys(self.stop_areas[stop].iter().map(|&a| a as usize), listed);
+            areas.iter().any(|a| with.contains(a))
+        };
+        let stops: Vec<Stop> = (0..self.stops.len())
+            .filter(|&s| self.stops[s].location_type <= 1)
+            .filter(|&s| {
+                reachable(s, &self.listed_from_areas, &with_from)
+                    || reachable(s, &self.listed_to_areas, &with_to)
+            })
+            .map(|s| Stop {
+                id: self.stops[s].id.clone(),
+                name: self.stops[s].name.clone(),
+            })
+            .collect();
+        let money = |d: Decimal| {
+            crate::money::exact(d, self.currency).map_err(|_| {
+                LoadError::whole(
+                    FARE_PRODUCTS,
+                    LoadReason::Invalid("amount out of range".into()),
+                )
+            })
+        };
+        let (min, max) = (money(min)?, money(max)?);
+        Ok(MetroFares::by_rule(
+            stops,
+            crate::metro::RulePricing {
+                feed: self.clone(),
+                network_id: network_id.to_string(),
+                query,
+            },
+            min,
+            max,
+        ))
     }
 
     fn stop(&self, stop_id: &str) -> Result<usize, FareError> {
@@ -542,30 +856,65 @@ impl GtfsFeed {
     }
 
     /// The leg rule that prices a leg, per the matching semantics in the module documentation.
-    fn match_leg(&self, network_id: &str, from: usize, to: usize) -> Option<&LegRule> {
+    #[allow(clippy::too_many_arguments)]
+    fn match_leg(
+        &self,
+        network_id: &str,
+        from: usize,
+        to: usize,
+        start_s: i64,
+        end_s: i64,
+        q: &Resolved,
+        after_transfer: bool,
+    ) -> Option<PricedLeg<'_>> {
         let network = self.network_index.get(network_id).copied();
         let networks = self.keys(network.into_iter(), &self.listed_networks);
         let froms = self.keys(
-            self.stop_areas[from].iter().copied(),
+            self.stop_areas[from].iter().map(|&a| a as usize),
             &self.listed_from_areas,
         );
-        let tos = self.keys(self.stop_areas[to].iter().copied(), &self.listed_to_areas);
-        let mut best: Option<&LegRule> = None;
+        let tos = self.keys(
+            self.stop_areas[to].iter().map(|&a| a as usize),
+            &self.listed_to_areas,
+        );
+        let from_tf = self.timeframes_at(&self.listed_from_timeframes, start_s, q.day);
+        let to_tf = self.timeframes_at(&self.listed_to_timeframes, end_s, q.day);
+        let tf_ok = |rule_tf: Option<usize>, at: &[usize]| match rule_tf {
+            Some(g) => at.contains(&g),
+            // Empty semantics: empty matches only when no listed timeframe holds the time.
+            None => self.priority_mode || at.is_empty(),
+        };
+        let mut best: Option<(&LegRule, Decimal)> = None;
         for &n in &networks {
             for &f in &froms {
                 for &t in &tos {
                     let Some(ids) = self.leg_rule_index.get(&(n, f, t)) else {
                         continue;
                     };
-                    for rule in ids.iter().map(|&i| &self.leg_rules[i]) {
-                        if best.is_none_or(|b| self.better_leg_rule(rule, b)) {
-                            best = Some(rule);
+                    for rule in ids.iter().map(|&i| &self.leg_rules[i as usize]) {
+                        if (rule.transfer_only && !after_transfer)
+                            || !tf_ok(rule.from_timeframe, &from_tf)
+                            || !tf_ok(rule.to_timeframe, &to_tf)
+                        {
+                            continue;
+                        }
+                        let Some(amount) = self.amount_for(rule.product, q) else {
+                            continue;
+                        };
+                        if best.is_none_or(|(b, b_amount)| {
+                            self.better_leg_rule((rule, amount), (b, b_amount))
+                        }) {
+                            best = Some((rule, amount));
                         }
                     }
                 }
             }
         }
-        best
+        best.map(|(rule, amount)| PricedLeg {
+            group: rule.leg_group.as_deref(),
+            product: rule.product,
+            amount,
+        })
     }
 
     /// The keys under which rules may match a leg whose field takes `values`.
@@ -589,11 +938,11 @@ impl GtfsFeed {
         }
     }
 
-    fn better_leg_rule(&self, a: &LegRule, b: &LegRule) -> bool {
-        if self.priority_mode && a.priority != b.priority {
-            return a.priority > b.priority;
+    fn better_leg_rule(&self, a: (&LegRule, Decimal), b: (&LegRule, Decimal)) -> bool {
+        if self.priority_mode && a.0.priority != b.0.priority {
+            return a.0.priority > b.0.priority;
         }
-        (a.amount.amount(), a.line) < (b.amount.amount(), b.line)
+        (a.1, a.0.line) < (b.1, b.0.line)
     }
 
     fn read_leg_rules(
@@ -601,24 +950,15 @@ impl GtfsFeed {
         text: &str,
         area_index: &HashMap<String, usize>,
         known_networks: Option<&HashSet<String>>,
-        products: &HashMap<String, Money>,
     ) -> Result<(), LoadError> {
         let table = CsvTable::open(FARE_LEG_RULES, text, &["fare_product_id"])?;
         self.priority_mode = table.has_column("rule_priority");
-        // The spec's primary key, without the (refused) timeframes.
-        let mut first_line: HashMap<(RuleKey, String), u64> = HashMap::new();
+        warn_columns(&table, FARE_LEG_RULES, LEG_RULE_COLUMNS, &mut self.warnings);
+        let mut first_line: HashMap<(RuleKey, Option<usize>, Option<usize>, usize), u64> =
+            HashMap::new();
+        let (mut from_tfs, mut to_tfs) = (HashSet::new(), HashSet::new());
         for item in table.rows::<LegRuleRow>() {
             let (row, record) = item?;
-            for (column, value) in [
-                ("from_timeframe_group_id", &record.from_timeframe_group_id),
-                ("to_timeframe_group_id", &record.to_timeframe_group_id),
-            ] {
-                if table::optional(value).is_some() {
-                    return Err(row.err(LoadReason::Unsupported(format!(
-                        "`{column}` (time-dependent fares; timeframes.txt is not read)"
-                    ))));
-                }
-            }
             let network = match table::optional(&record.network_id) {
                 None => None,
                 Some(id) => {
@@ -641,11 +981,30 @@ impl GtfsFeed {
             };
             let from_area = area("from_area_id", &record.from_area_id)?;
             let to_area = area("to_area_id", &record.to_area_id)?;
+            let timeframe =
+                |column: &str, value: &Option<String>| -> Result<Option<usize>, LoadError> {
+                    match table::optional(value) {
+                        None => Ok(None),
+                        Some(id) => self
+                            .timeframe_index
+                            .get(id)
+                            .copied()
+                            .map(Some)
+                            .ok_or_else(|| unknown(&row, column, id, TIMEFRAMES)),
+                    }
+                };
+            let from_timeframe =
+                timeframe("from_timeframe_group_id", &record.from_timeframe_group_id)?;
+            let to_timeframe = timeframe("to_timeframe_group_id", &record.to_timeframe_group_id)?;
             let product_id = row.required("fare_product_id", &record.fare_product_id)?;
-            let Some(amount) = products.get(product_id) else {
+            let Some(&product) = self.product_index.get(product_id) else {
                 return Err(unknown(&row, "fare_product_id", product_id, FARE_PRODUCTS));
             };
-            if amount.amount() < Decimal::ZERO {
+            if self.products[product]
+                .variants
+                .iter()
+                .any(|v| v.amount.amount() < Decimal::ZERO)
+            {
                 return Err(row.invalid(
                     "fare_product_id",
                     product_id,
@@ -658,15 +1017,25 @@ impl GtfsFeed {
                     row.integer("rule_priority", text, "expected a non-negative integer")?
                 }
             };
+            let transfer_only = match table::optional(&record.transfer_only) {
+                None | Some("0") => false,
+                Some("1") => true,
+                Some(other) => {
+                    return Err(row.invalid("transfer_only", other, "expected 1, 0 or empty"))
+                }
+            };
             let key = (network, from_area, to_area);
-            if let Some(&first) = first_line.get(&(key, product_id.to_string())) {
+            let unique = (key, from_timeframe, to_timeframe, product);
+            if let Some(&first) = first_line.get(&unique) {
                 return Err(row.err(LoadReason::Duplicate {
-                    what: "rule (network_id, from_area_id, to_area_id, fare_product_id)"
+                    what: "rule (network_id, from_area_id, to_area_id, from_timeframe_group_id, to_timeframe_group_id, fare_product_id)"
                         .to_string(),
                     id: [
                         table::optional(&record.network_id),
                         table::optional(&record.from_area_id),
                         table::optional(&record.to_area_id),
+                        table::optional(&record.from_timeframe_group_id),
+                        table::optional(&record.to_timeframe_group_id),
                         Some(product_id),
                     ]
                     .map(|v| v.unwrap_or(""))
@@ -674,7 +1043,7 @@ impl GtfsFeed {
                     first_line: first,
                 }));
             }
-            first_line.insert((key, product_id.to_string()), row.line);
+            first_line.insert(unique, row.line);
 
             if let Some(n) = network {
                 self.listed_networks.insert(n);
@@ -685,26 +1054,52 @@ impl GtfsFeed {
             if let Some(a) = to_area {
                 self.listed_to_areas.insert(a);
             }
-            self.leg_rule_index
-                .entry(key)
-                .or_default()
-                .push(self.leg_rules.len());
+            from_tfs.extend(from_timeframe);
+            to_tfs.extend(to_timeframe);
+            let number = u32::try_from(self.leg_rules.len()).map_err(|_| {
+                row.err(LoadReason::Limit {
+                    name: "rules_max".into(),
+                    limit: u64::from(u32::MAX),
+                    found: self.leg_rules.len() as u64,
+                })
+            })?;
+            self.leg_rule_index.entry(key).or_default().push(number);
             self.leg_rules.push(LegRule {
                 line: row.line,
                 leg_group: table::optional(&record.leg_group_id).map(str::to_string),
-                amount: *amount,
+                product,
+                from_timeframe,
+                to_timeframe,
+                transfer_only,
                 priority,
             });
         }
+        self.listed_from_timeframes = from_tfs.into_iter().collect();
+        self.listed_to_timeframes = to_tfs.into_iter().collect();
+        self.listed_from_timeframes.sort_unstable();
+        self.listed_to_timeframes.sort_unstable();
         Ok(())
     }
 
-    fn read_transfer_rules(
-        &mut self,
-        text: &str,
-        products: &HashMap<String, Money>,
-    ) -> Result<(), LoadError> {
+    fn read_transfer_rules(&mut self, text: &str) -> Result<(), LoadError> {
         let table = CsvTable::open(FARE_TRANSFER_RULES, text, &["fare_transfer_type"])?;
+        warn_columns(
+            &table,
+            FARE_TRANSFER_RULES,
+            TRANSFER_RULE_COLUMNS,
+            &mut self.warnings,
+        );
+        for column in ["fare_media_behavior", "fare_product_behavior"] {
+            if table.has_column(column) {
+                self.warnings.push(warn(
+                    FARE_TRANSFER_RULES,
+                    Some(1),
+                    Some(column),
+                    "not supported: a transfer is priced whatever medium or product the legs used, \
+                     as if the column were empty",
+                ));
+            }
+        }
         let groups: HashSet<&str> = self
             .leg_rules
             .iter()
@@ -813,13 +1208,17 @@ impl GtfsFeed {
                     return Err(row.invalid("fare_transfer_type", other, "expected 0, 1 or 2"))
                 }
             };
-            let amount = match table::optional(&record.fare_product_id) {
-                None => Decimal::ZERO,
-                Some(id) => match products.get(id) {
-                    Some(amount) => amount.amount(),
-                    None => return Err(unknown(&row, "fare_product_id", id, FARE_PRODUCTS)),
+            let product_column = |column: &str, value: &Option<String>| match table::optional(value)
+            {
+                None => Ok(None),
+                Some(id) => match self.product_index.get(id) {
+                    Some(&p) => Ok(Some(p)),
+                    None => Err(unknown(&row, column, id, FARE_PRODUCTS)),
                 },
             };
+            let product = product_column("fare_product_id", &record.fare_product_id)?;
+            let from_product =
+                product_column("filter_fare_product_id", &record.filter_fare_product_id)?;
 
             // The spec's primary key.
             let key = [
@@ -847,7 +1246,8 @@ impl GtfsFeed {
                 transfer_count,
                 duration_limit,
                 kind,
-                amount,
+                product,
+                from_product,
             });
         }
         for rule in &rules {
@@ -881,8 +1281,16 @@ struct StopRow {
 
 type StopsRead = (Vec<GtfsStop>, HashMap<String, usize>, Vec<Option<usize>>);
 
-fn read_stops(text: &str) -> Result<StopsRead, LoadError> {
+fn read_stops(text: &str, warnings: &mut Vec<LoadWarning>) -> Result<StopsRead, LoadError> {
     let table = CsvTable::open(STOPS, text, &["stop_id"])?;
+    if table.has_column("zone_id") {
+        warnings.push(warn(
+            STOPS,
+            Some(1),
+            Some("zone_id"),
+            "Fares v1 zones are not read; areas come from stop_areas.txt",
+        ));
+    }
     let mut stops = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut lines = Vec::new();
@@ -970,12 +1378,16 @@ fn read_stop_areas(
     stop_index: &HashMap<String, usize>,
     area_index: &HashMap<String, usize>,
     stop_count: usize,
-) -> Result<Vec<Vec<usize>>, LoadError> {
+    limits: &Limits,
+) -> Result<Vec<Vec<u32>>, LoadError> {
     let table = CsvTable::open(STOP_AREAS, text, &["area_id", "stop_id"])?;
+    let mut rows = 0u64;
     let mut areas = vec![Vec::new(); stop_count];
     let mut first_line: HashMap<(usize, usize), u64> = HashMap::new();
     for item in table.rows::<StopAreaRow>() {
         let (row, record) = item?;
+        rows += 1;
+        Limits::check(STOP_AREAS, "stop_areas_max", limits.stop_areas_max, rows)?;
         let area_id = row.required("area_id", &record.area_id)?;
         let stop_id = row.required("stop_id", &record.stop_id)?;
         let area = *area_index
@@ -992,7 +1404,7 @@ fn read_stop_areas(
             }));
         }
         first_line.insert((area, stop), row.line);
-        areas[stop].push(area);
+        areas[stop].push(area as u32);
     }
     Ok(areas)
 }
@@ -1020,39 +1432,317 @@ fn read_networks(text: &str) -> Result<HashSet<String>, LoadError> {
     Ok(first_line.into_keys().collect())
 }
 
+/// The spec's columns of `fare_leg_rules.txt`, and the extension this reader honours.
+const LEG_RULE_COLUMNS: &[&str] = &[
+    "leg_group_id",
+    "network_id",
+    "from_area_id",
+    "to_area_id",
+    "from_timeframe_group_id",
+    "to_timeframe_group_id",
+    "fare_product_id",
+    "rule_priority",
+    "transfer_only",
+];
+
+/// The spec's columns of `fare_transfer_rules.txt`, the honoured extension
+/// `filter_fare_product_id`, and the behaviour columns that are warned about on their own.
+const TRANSFER_RULE_COLUMNS: &[&str] = &[
+    "from_leg_group_id",
+    "to_leg_group_id",
+    "transfer_count",
+    "duration_limit",
+    "duration_limit_type",
+    "fare_transfer_type",
+    "fare_product_id",
+    "filter_fare_product_id",
+    "fare_media_behavior",
+    "fare_product_behavior",
+];
+
+/// One transfer being priced (see [`GtfsFeed::price_journey`]).
+struct Step<'a> {
+    groups: (&'a str, &'a str),
+    /// Consecutive transfers between the same two groups, this one included.
+    count: u32,
+    run_first_leg: &'a Leg,
+    to_leg: &'a Leg,
+    from_product: usize,
+    sub_total: Decimal,
+    sub_transfers: u32,
+    to_leg_fare: Decimal,
+}
+
+fn warn(file: &str, line: Option<u64>, column: Option<&str>, message: &str) -> LoadWarning {
+    LoadWarning {
+        file: file.to_string(),
+        line,
+        column: column.map(str::to_string),
+        message: message.to_string(),
+    }
+}
+
+/// A warning for each column of `table` this reader does not use.
+fn warn_columns(table: &CsvTable<'_>, file: &str, known: &[&str], warnings: &mut Vec<LoadWarning>) {
+    for column in table.other_columns(known) {
+        warnings.push(warn(
+            file,
+            Some(1),
+            Some(&column),
+            "column not in the GTFS reference and not a documented extension; ignored",
+        ));
+    }
+}
+
+/// Whether a `0`/`1`/empty flag is set.
+fn flag(row: &Row<'_>, column: &str, value: &Option<String>) -> Result<bool, LoadError> {
+    match table::optional(value) {
+        None | Some("0") => Ok(false),
+        Some("1") => Ok(true),
+        Some(other) => Err(row.invalid(column, other, "expected 1, 0 or empty")),
+    }
+}
+
+#[derive(Deserialize)]
+struct IdRow {
+    network_id: Option<String>,
+}
+
+/// The networks rules may name: `networks.txt`, `route_networks.txt` and `routes.network_id`
+/// together, or `None` (any) when the feed has none of them.
+fn read_network_files(
+    by_name: &HashMap<&str, &str>,
+    warnings: &mut Vec<LoadWarning>,
+) -> Result<Option<HashSet<String>>, LoadError> {
+    let mut known: Option<HashSet<String>> = None;
+    if let Some(text) = by_name.get(NETWORKS) {
+        known
+            .get_or_insert_with(HashSet::new)
+            .extend(read_networks(text)?);
+    }
+    for file in [ROUTE_NETWORKS, ROUTES] {
+        let Some(text) = by_name.get(file) else {
+            continue;
+        };
+        let table = CsvTable::open(file, text, &[])?;
+        if !table.has_column("network_id") {
+            continue;
+        }
+        let set = known.get_or_insert_with(HashSet::new);
+        for item in table.rows::<IdRow>() {
+            let (_, record) = item?;
+            if let Some(id) = table::optional(&record.network_id) {
+                set.insert(id.to_string());
+            }
+        }
+    }
+    if known.is_some() {
+        warnings.push(warn(
+            ROUTE_NETWORKS,
+            None,
+            None,
+            "networks are known by id only: a network's stops are those its rules' areas reach \
+             (stop_times.txt is not read), and a rule with empty areas reaches every stop",
+        ));
+    }
+    Ok(known)
+}
+
+#[derive(Deserialize)]
+struct CategoryRow {
+    rider_category_id: Option<String>,
+    is_default_fare_category: Option<String>,
+}
+
+type Ids = (HashMap<String, usize>, Option<usize>);
+
+fn read_categories(text: &str, warnings: &mut Vec<LoadWarning>) -> Result<Ids, LoadError> {
+    let table = CsvTable::open(RIDER_CATEGORIES, text, &["rider_category_id"])?;
+    warn_columns(
+        &table,
+        RIDER_CATEGORIES,
+        &[
+            "rider_category_id",
+            "rider_category_name",
+            "is_default_fare_category",
+            "eligibility_url",
+            "min_age",
+            "max_age",
+        ],
+        warnings,
+    );
+    let mut index = HashMap::new();
+    let mut lines: Vec<u64> = Vec::new();
+    let mut default = None;
+    for item in table.rows::<CategoryRow>() {
+        let (row, record) = item?;
+        let id = row.required("rider_category_id", &record.rider_category_id)?;
+        if let Some(&first) = index.get(id) {
+            return Err(row.err(LoadReason::Duplicate {
+                what: "rider_category_id".into(),
+                id: id.into(),
+                first_line: lines[first],
+            }));
+        }
+        let n = lines.len();
+        if flag(
+            &row,
+            "is_default_fare_category",
+            &record.is_default_fare_category,
+        )? {
+            if default.is_some() {
+                warnings.push(warn(
+                    RIDER_CATEGORIES,
+                    Some(row.line),
+                    Some("is_default_fare_category"),
+                    "a second default category; the first one stays the default",
+                ));
+            } else {
+                default = Some(n);
+            }
+        }
+        index.insert(id.to_string(), n);
+        lines.push(row.line);
+    }
+    Ok((index, default))
+}
+
+#[derive(Deserialize)]
+struct MediumRow {
+    fare_media_id: Option<String>,
+    fare_media_type: Option<String>,
+}
+
+fn read_media(text: &str, warnings: &mut Vec<LoadWarning>) -> Result<Ids, LoadError> {
+    let table = CsvTable::open(FARE_MEDIA, text, &["fare_media_id", "fare_media_type"])?;
+    warn_columns(
+        &table,
+        FARE_MEDIA,
+        &["fare_media_id", "fare_media_name", "fare_media_type"],
+        warnings,
+    );
+    let mut index = HashMap::new();
+    let mut lines: Vec<u64> = Vec::new();
+    let mut default = None;
+    for item in table.rows::<MediumRow>() {
+        let (row, record) = item?;
+        let id = row.required("fare_media_id", &record.fare_media_id)?;
+        if let Some(&first) = index.get(id) {
+            return Err(row.err(LoadReason::Duplicate {
+                what: "fare_media_id".into(),
+                id: id.into(),
+                first_line: lines[first],
+            }));
+        }
+        let kind_text = row.required("fare_media_type", &record.fare_media_type)?;
+        let kind: u8 = match kind_text.parse() {
+            Ok(k) if k <= 4 => k,
+            _ => return Err(row.invalid("fare_media_type", kind_text, "expected 0 to 4")),
+        };
+        let n = lines.len();
+        if kind == MEDIA_TYPE_MOBILE_APP && default.is_none() {
+            default = Some(n);
+        }
+        index.insert(id.to_string(), n);
+        lines.push(row.line);
+    }
+    Ok((index, default))
+}
+
 #[derive(Deserialize)]
 struct ProductRow {
     fare_product_id: Option<String>,
+    rider_category_id: Option<String>,
+    fare_media_id: Option<String>,
     amount: Option<String>,
     currency: Option<String>,
 }
 
-fn read_products(text: &str) -> Result<(Currency, HashMap<String, Money>), LoadError> {
+type ProductsRead = (Currency, Vec<Product>, HashMap<String, usize>);
+
+/// `fare_products.txt`: one row per (product, rider category, medium), all in one currency.
+fn read_products(
+    text: &str,
+    categories: &HashMap<String, usize>,
+    media: &HashMap<String, usize>,
+    limits: &Limits,
+    warnings: &mut Vec<LoadWarning>,
+) -> Result<ProductsRead, LoadError> {
     let table = CsvTable::open(
         FARE_PRODUCTS,
         text,
         &["fare_product_id", "amount", "currency"],
     )?;
-    let mut products = HashMap::new();
-    let mut first_line: HashMap<String, u64> = HashMap::new();
+    warn_columns(
+        &table,
+        FARE_PRODUCTS,
+        &[
+            "fare_product_id",
+            "fare_product_name",
+            "rider_category_id",
+            "fare_media_id",
+            "amount",
+            "currency",
+        ],
+        warnings,
+    );
+    let mut products: Vec<Product> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut first_line: HashMap<(usize, Option<usize>, Option<usize>), u64> = HashMap::new();
     let mut currency: Option<(Currency, u64)> = None;
+    let mut rows = 0u64;
     for item in table.rows::<ProductRow>() {
         let (row, record) = item?;
+        rows += 1;
+        Limits::check(FARE_PRODUCTS, "products_max", limits.products_max, rows)?;
         let id = row.required("fare_product_id", &record.fare_product_id)?;
-        if let Some(&first) = first_line.get(id) {
-            // The spec allows one row per fare medium or rider category; Turnpike charges one
-            // amount per product, and picking one of several would be a guess about money.
-            return Err(row.err(LoadReason::Duplicate {
-                what: "fare_product_id (several rows per product, e.g. per fare_media_id or rider_category_id, are not supported)".to_string(),
-                id: id.to_string(),
-                first_line: first,
-            }));
-        }
+        let lookup =
+            |column: &str, value: &Option<String>, ids: &HashMap<String, usize>, file: &str| {
+                match table::optional(value) {
+                    None => Ok(None),
+                    Some(v) => ids
+                        .get(v)
+                        .copied()
+                        .map(Some)
+                        .ok_or_else(|| unknown(&row, column, v, file)),
+                }
+            };
+        let category = lookup(
+            "rider_category_id",
+            &record.rider_category_id,
+            categories,
+            RIDER_CATEGORIES,
+        )?;
+        let medium = lookup("fare_media_id", &record.fare_media_id, media, FARE_MEDIA)?;
         let row_currency = row.same_currency("currency", &record.currency, &mut currency)?;
         let amount_text = row.required("amount", &record.amount)?;
         let amount = row.amount("amount", amount_text, row_currency)?;
-        first_line.insert(id.to_string(), row.line);
-        products.insert(id.to_string(), amount);
+        let next = products.len();
+        let p = *index.entry(id.to_string()).or_insert(next);
+        if p == next {
+            products.push(Product {
+                variants: Vec::new(),
+            });
+        }
+        if let Some(&first) = first_line.get(&(p, category, medium)) {
+            return Err(row.err(LoadReason::Duplicate {
+                what: "fare product (fare_product_id, rider_category_id, fare_media_id)".into(),
+                id: [
+                    Some(id),
+                    table::optional(&record.rider_category_id),
+                    table::optional(&record.fare_media_id),
+                ]
+                .map(|v| v.unwrap_or(""))
+                .join(","),
+                first_line: first,
+            }));
+        }
+        first_line.insert((p, category, medium), row.line);
+        products[p].variants.push(Variant {
+            category,
+            medium,
+            amount,
+        });
     }
     let Some((currency, _)) = currency else {
         return Err(LoadError::whole(
@@ -1060,7 +1750,196 @@ fn read_products(text: &str) -> Result<(Currency, HashMap<String, Money>), LoadE
             LoadReason::Invalid("no fare products".to_string()),
         ));
     };
-    Ok((currency, products))
+    Ok((currency, products, index))
+}
+
+#[derive(Deserialize)]
+struct CalendarRow {
+    service_id: Option<String>,
+    monday: Option<String>,
+    tuesday: Option<String>,
+    wednesday: Option<String>,
+    thursday: Option<String>,
+    friday: Option<String>,
+    saturday: Option<String>,
+    sunday: Option<String>,
+    start_date: Option<String>,
+    end_date: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CalendarDateRow {
+    service_id: Option<String>,
+    date: Option<String>,
+    exception_type: Option<String>,
+}
+
+fn date(row: &Row<'_>, column: &str, value: &Option<String>) -> Result<u32, LoadError> {
+    let text = row.required(column, value)?;
+    match text.parse::<u32>() {
+        Ok(d) if text.len() == 8 && weekday(d).is_some() => Ok(d),
+        _ => Err(row.invalid(column, text, "expected a date YYYYMMDD")),
+    }
+}
+
+/// The service days of `calendar.txt` and `calendar_dates.txt`, for timeframes' `service_id`.
+fn read_calendars(
+    by_name: &HashMap<&str, &str>,
+    limits: &Limits,
+) -> Result<HashMap<String, Service>, LoadError> {
+    let mut services: HashMap<String, Service> = HashMap::new();
+    let mut rows = 0u64;
+    if let Some(text) = by_name.get(CALENDAR) {
+        let table = CsvTable::open(CALENDAR, text, &["service_id", "start_date", "end_date"])?;
+        for item in table.rows::<CalendarRow>() {
+            let (row, r) = item?;
+            rows += 1;
+            Limits::check(CALENDAR, "timeframes_max", limits.timeframes_max, rows)?;
+            let id = row.required("service_id", &r.service_id)?;
+            let mut days = [false; 7];
+            for (i, (column, value)) in [
+                ("monday", &r.monday),
+                ("tuesday", &r.tuesday),
+                ("wednesday", &r.wednesday),
+                ("thursday", &r.thursday),
+                ("friday", &r.friday),
+                ("saturday", &r.saturday),
+                ("sunday", &r.sunday),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                days[i] = flag(&row, column, value)?;
+            }
+            let from = date(&row, "start_date", &r.start_date)?;
+            let to = date(&row, "end_date", &r.end_date)?;
+            services.entry(id.to_string()).or_default().weekdays = Some((days, from, to));
+        }
+    }
+    if let Some(text) = by_name.get(CALENDAR_DATES) {
+        let table = CsvTable::open(
+            CALENDAR_DATES,
+            text,
+            &["service_id", "date", "exception_type"],
+        )?;
+        for item in table.rows::<CalendarDateRow>() {
+            let (row, r) = item?;
+            rows += 1;
+            Limits::check(
+                CALENDAR_DATES,
+                "timeframes_max",
+                limits.timeframes_max,
+                rows,
+            )?;
+            let id = row.required("service_id", &r.service_id)?;
+            let day = date(&row, "date", &r.date)?;
+            let service = services.entry(id.to_string()).or_default();
+            match row.required("exception_type", &r.exception_type)? {
+                "1" => service.added.insert(day),
+                "2" => service.removed.insert(day),
+                other => return Err(row.invalid("exception_type", other, "expected 1 or 2")),
+            };
+        }
+    }
+    Ok(services)
+}
+
+#[derive(Deserialize)]
+struct TimeframeRow {
+    timeframe_group_id: Option<String>,
+    start_time: Option<String>,
+    end_time: Option<String>,
+    service_id: Option<String>,
+}
+
+/// `HH:MM:SS` as seconds; hours may pass 24 only where `max_s` allows.
+fn time_of_day(row: &Row<'_>, column: &str, text: &str) -> Result<i64, LoadError> {
+    let expected = "expected a time HH:MM:SS no later than 24:00:00";
+    let parts: Vec<&str> = text.split(':').collect();
+    let [h, m, s] = parts[..] else {
+        return Err(row.invalid(column, text, expected));
+    };
+    let num = |p: &str| -> Option<i64> {
+        (!p.is_empty() && p.len() <= 2 && p.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| p.parse().ok())?
+    };
+    match (num(h), num(m), num(s)) {
+        (Some(h), Some(m), Some(s)) if m < 60 && s < 60 && h * 3600 + m * 60 + s <= 86_400 => {
+            Ok(h * 3600 + m * 60 + s)
+        }
+        _ => Err(row.invalid(column, text, expected)),
+    }
+}
+
+type TimeframesRead = (Vec<Vec<Timeframe>>, HashMap<String, usize>);
+
+fn read_timeframes(
+    text: &str,
+    services: &HashMap<String, Service>,
+    limits: &Limits,
+    warnings: &mut Vec<LoadWarning>,
+) -> Result<TimeframesRead, LoadError> {
+    let table = CsvTable::open(TIMEFRAMES, text, &["timeframe_group_id"])?;
+    warn_columns(
+        &table,
+        TIMEFRAMES,
+        &["timeframe_group_id", "start_time", "end_time", "service_id"],
+        warnings,
+    );
+    let mut groups: Vec<Vec<Timeframe>> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut rows = 0u64;
+    for item in table.rows::<TimeframeRow>() {
+        let (row, r) = item?;
+        rows += 1;
+        Limits::check(TIMEFRAMES, "timeframes_max", limits.timeframes_max, rows)?;
+        let id = row.required("timeframe_group_id", &r.timeframe_group_id)?;
+        let (start_s, end_s) = match (table::optional(&r.start_time), table::optional(&r.end_time))
+        {
+            (None, None) => (0, 86_400),
+            (Some(a), Some(b)) => (
+                time_of_day(&row, "start_time", a)?,
+                time_of_day(&row, "end_time", b)?,
+            ),
+            _ => {
+                return Err(row.err(LoadReason::MissingValue {
+                    column: "start_time and end_time (both or neither)".into(),
+                }))
+            }
+        };
+        if end_s <= start_s {
+            return Err(row.invalid(
+                "end_time",
+                table::optional(&r.end_time).unwrap_or(""),
+                "must be after start_time",
+            ));
+        }
+        let service = table::optional(&r.service_id).map(str::to_string);
+        if let Some(s) = &service {
+            if !services.contains_key(s) {
+                warnings.push(warn(
+                    TIMEFRAMES,
+                    Some(row.line),
+                    Some("service_id"),
+                    &format!(
+                        "service_id {s:?} is in neither calendar.txt nor calendar_dates.txt; \
+                         this timeframe never holds, so rules naming it never apply"
+                    ),
+                ));
+            }
+        }
+        let next = groups.len();
+        let g = *index.entry(id.to_string()).or_insert(next);
+        if g == next {
+            groups.push(Vec::new());
+        }
+        groups[g].push(Timeframe {
+            start_s,
+            end_s,
+            service,
+        });
+    }
+    Ok((groups, index))
 }
 
 #[derive(Deserialize)]
@@ -1073,6 +1952,7 @@ struct LegRuleRow {
     to_timeframe_group_id: Option<String>,
     fare_product_id: Option<String>,
     rule_priority: Option<String>,
+    transfer_only: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -1084,21 +1964,25 @@ struct TransferRuleRow {
     duration_limit_type: Option<String>,
     fare_transfer_type: Option<String>,
     fare_product_id: Option<String>,
+    filter_fare_product_id: Option<String>,
 }
 
-/// `fare_leg_join_rules.txt` turns several legs into one "effective fare leg"; pricing without it
-/// would charge such journeys per leg, so a feed that has rows in it is refused outright.
-fn reject_join_rules(text: &str) -> Result<(), LoadError> {
+/// `fare_leg_join_rules.txt` turns several legs into one "effective fare leg". It is not applied:
+/// each leg is priced on its own (a gate's journey is one leg, so the gateway's prices do not
+/// change); a feed with rows gets a warning saying so.
+fn warn_join_rules(text: &str, warnings: &mut Vec<LoadWarning>) -> Result<(), LoadError> {
     if text.trim().is_empty() {
         return Ok(());
     }
     let table = CsvTable::open(FARE_LEG_JOIN_RULES, text, &[])?;
     if let Some(item) = table.rows::<HashMap<String, String>>().next() {
         let (row, _) = item?;
-        return Err(row.err(LoadReason::Unsupported(
-            "fare_leg_join_rules.txt (effective fare legs); remove the file or its rows"
-                .to_string(),
-        )));
+        warnings.push(warn(
+            FARE_LEG_JOIN_RULES,
+            Some(row.line),
+            None,
+            "effective fare legs are not supported: each leg of a journey is priced on its own",
+        ));
     }
     Ok(())
 }

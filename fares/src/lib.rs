@@ -9,15 +9,19 @@
 //! # Layout
 //! - [`metro`]: [`MetroFares`], the priced stop-to-stop table of one metro network (what a gate
 //!   needs: price, minimum and maximum fare, known stops), and its loader from a plain fare matrix.
-//! - [`gtfs`]: [`GtfsFeed`], a reader for GTFS + GTFS Fares v2 fare files (areas, fare products,
-//!   leg rules, transfer rules) with the spec's matching semantics; prices single legs, multi-leg
-//!   journeys with transfers ([`GtfsFeed::price_legs`]), and builds a [`MetroFares`] per network.
+//! - [`gtfs`]: [`GtfsFeed`], a reader for GTFS + GTFS Fares v2 (media, rider categories,
+//!   products per category and medium, timeframes, networks, areas, leg rules with priorities,
+//!   transfer rules) with the spec's matching semantics; prices single legs and multi-leg
+//!   journeys ([`GtfsFeed::price_journey`]) for a [`FareQuery`] (rider, medium, service day),
+//!   reports what it did not use as [`LoadWarning`]s, and builds a [`MetroFares`] per network
+//!   that prices by rule at tap time.
+//! - [`limits`]: [`Limits`], the named bounds of one load (stops, areas, rules, bytes).
 //! - [`hangzhou`]: [`hangzhou_distance_fare`], Hangzhou Metro's distance-band fare rule.
 //! - [`toll`]: [`TollTable`], distance × per-class rate between plazas, with minimum tolls and a
 //!   configurable rounding rule; vehicle classes of JT/T 489.
 //! - [`demo`]: the shipped demo metro (GTFS and matrix) and toll road, embedded in the binary, and
 //!   the generator that wrote the demo metro files.
-//! - [`error`]: [`LoadError`] (file, line, reason) and [`FareError`].
+//! - [`error`]: [`LoadError`] (file, line, reason), [`LoadWarning`] and [`FareError`].
 //!
 //! # What it deliberately does not do
 //! - No I/O — no files, no database, no network, no clock: times come in as arguments (leg start
@@ -34,15 +38,17 @@ pub mod demo;
 pub mod error;
 pub mod gtfs;
 pub mod hangzhou;
+pub mod limits;
 pub mod metro;
 mod money;
 mod table;
 pub mod toll;
 
 pub use demo::{demo_feed, demo_metro, demo_toll};
-pub use error::{FareError, LoadError, LoadReason};
-pub use gtfs::{GtfsFeed, Leg};
+pub use error::{FareError, LoadError, LoadReason, LoadWarning};
+pub use gtfs::{FareQuery, GtfsFeed, Leg, ServiceDay};
 pub use hangzhou::{hangzhou_distance_fare, hangzhou_distance_fare_yuan};
+pub use limits::Limits;
 pub use metro::{MetroFares, Stop};
 pub use toll::{
     parse_vehicle_class, Plaza, TollRate, TollRounding, TollTable, UnknownVehicleClass,

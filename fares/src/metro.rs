@@ -2,10 +2,11 @@
 //! a plain fare matrix (stops CSV + matrix CSV).
 //!
 //! A matrix is held as its priced pairs only (memory linear in its rows, whatever the number of
-//! stops); a table built from GTFS Fares v2 ([`crate::GtfsFeed::metro_fares`]), which prices
-//! every pair of its stops at load, as a dense stop × stop array of minor units (8 bytes a pair,
-//! at most [`crate::gtfs::PAIRWISE_STOPS_MAX`] stops). A gate's exit tap is priced with two hash
-//! look-ups and an index or a third look-up; the minimum and maximum fares are known at load.
+//! stops); a table built from GTFS Fares v2 ([`crate::GtfsFeed::metro_fares`]) holds the feed and
+//! prices each tap by rule ([`MetroFares::price_at`]: the stops' areas, then the rules indexed by
+//! (network, from area, to area), then their timeframes), so it too is linear in the feed's size.
+//! The minimum and maximum fares are known at load (for GTFS: over the network's rules' products
+//! for the configured rider, an upper bound of any leg's fare).
 //!
 //! # Matrix format
 //! `stops.csv` (any file name): `stop_id,stop_name`; other columns are ignored.
@@ -20,12 +21,15 @@
 //! - All rows share one currency.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use turnpike_wire::money::{Currency, Money};
 
 use crate::error::{FareError, LoadError, LoadReason};
+use crate::gtfs::{FareQuery, GtfsFeed};
+use crate::limits::Limits;
 use crate::table::{self, CsvTable};
 
 /// A stop (station) of the network, as gates are registered against it.
@@ -46,26 +50,55 @@ pub struct MetroFares {
     max_fare: Money,
 }
 
-/// In a dense table: no fare for this pair.
-pub(crate) const NO_FARE: i64 = i64::MIN;
-
-/// The fares in minor units of the table's currency.
+/// How a [`MetroFares`] prices.
 #[derive(Debug, Clone)]
 enum Prices {
-    /// Row-major `stops.len()²` array, `[from * n + to]`, [`NO_FARE`] where unpriced.
-    Dense(Vec<i64>),
-    /// Only the priced pairs (from, to).
+    /// A matrix's priced pairs (from, to) in minor units.
     Sparse(HashMap<(u32, u32), i64>),
+    /// A GTFS feed's rules, at tap time.
+    Rules(RulePricing),
+}
+
+/// A network of a GTFS feed and the rider and medium its gates price for by default.
+#[derive(Debug, Clone)]
+pub(crate) struct RulePricing {
+    pub(crate) feed: Arc<GtfsFeed>,
+    pub(crate) network_id: String,
+    pub(crate) query: FareQuery,
 }
 
 impl MetroFares {
-    /// The fare from `from_stop` to `to_stop`.
+    /// The fare from `from_stop` to `to_stop` for the network's configured rider and medium,
+    /// with no time (a GTFS network's time-dependent rules do not apply; see
+    /// [`MetroFares::price_at`]).
     pub fn price(&self, from_stop: &str, to_stop: &str) -> Result<Money, FareError> {
+        self.price_at(from_stop, to_stop, 0, 0, None)
+    }
+
+    /// The fare of a journey entered at `from_stop` at `start_s` and left at `to_stop` at
+    /// `end_s` (seconds on the clock of `query`'s [`crate::ServiceDay`]), for `query`'s rider,
+    /// medium and day; `None` uses the network's configured query. A matrix ignores times and
+    /// riders.
+    pub fn price_at(
+        &self,
+        from_stop: &str,
+        to_stop: &str,
+        start_s: i64,
+        end_s: i64,
+        query: Option<&FareQuery>,
+    ) -> Result<Money, FareError> {
         let from = self.stop_index(from_stop)?;
         let to = self.stop_index(to_stop)?;
         let minor = match &self.prices {
-            Prices::Dense(fares) => {
-                Some(fares[from * self.stops.len() + to]).filter(|&m| m != NO_FARE)
+            Prices::Rules(rules) => {
+                return rules.feed.price_at(
+                    &rules.network_id,
+                    from_stop,
+                    to_stop,
+                    start_s,
+                    end_s,
+                    query.unwrap_or(&rules.query),
+                );
             }
             Prices::Sparse(fares) => fares.get(&(from as u32, to as u32)).copied(),
         };
@@ -111,22 +144,24 @@ impl MetroFares {
             })
     }
 
-    /// Builds the table from a dense `stops.len()²` array of minor units ([`NO_FARE`] where
-    /// unpriced). `None` when no pair has a fare.
-    pub(crate) fn from_dense(
-        currency: Currency,
-        stops: Vec<Stop>,
-        fares: Vec<i64>,
-    ) -> Option<MetroFares> {
-        debug_assert_eq!(fares.len(), stops.len() * stops.len());
-        let (min, max) = min_max(fares.iter().copied().filter(|&m| m != NO_FARE))?;
-        Some(MetroFares::new(
+    /// The network's GTFS feed, when it was built from one (its warnings, its currency).
+    pub fn feed(&self) -> Option<&GtfsFeed> {
+        match &self.prices {
+            Prices::Rules(rules) => Some(&rules.feed),
+            Prices::Sparse(_) => None,
+        }
+    }
+
+    /// A table priced by rule; `min` and `max` bound its fares.
+    pub(crate) fn by_rule(stops: Vec<Stop>, rules: RulePricing, min: Money, max: Money) -> Self {
+        let currency = rules.feed.currency();
+        MetroFares::new(
             currency,
             stops,
-            Prices::Dense(fares),
-            min,
-            max,
-        ))
+            Prices::Rules(rules),
+            min.to_minor(),
+            max.to_minor(),
+        )
     }
 
     fn new(currency: Currency, stops: Vec<Stop>, prices: Prices, min: i64, max: i64) -> MetroFares {
@@ -148,9 +183,27 @@ impl MetroFares {
     /// Loads a fare matrix from in-memory text, each given as `(file name, contents)`; the name is
     /// used only in errors.
     pub fn from_matrix_csv(stops: (&str, &str), matrix: (&str, &str)) -> Result<Self, LoadError> {
+        Self::from_matrix_csv_with(stops, matrix, &Limits::default())
+    }
+
+    /// [`MetroFares::from_matrix_csv`] within `limits` (`stops_max`; `rules_max` rows of the
+    /// matrix; `feed_bytes_max` for both files).
+    pub fn from_matrix_csv_with(
+        stops: (&str, &str),
+        matrix: (&str, &str),
+        limits: &Limits,
+    ) -> Result<Self, LoadError> {
         let (stops_file, stops_text) = stops;
         let (matrix_file, matrix_text) = matrix;
+        let bytes = (stops_text.len() + matrix_text.len()) as u64;
+        Limits::check(matrix_file, "feed_bytes_max", limits.feed_bytes_max, bytes)?;
         let stops = read_stops(stops_file, stops_text)?;
+        Limits::check(
+            stops_file,
+            "stops_max",
+            limits.stops_max,
+            stops.len() as u64,
+        )?;
         if u32::try_from(stops.len()).is_err() {
             // Pairs are keyed by 32-bit stop indexes.
             return Err(LoadError::whole(
@@ -175,8 +228,11 @@ impl MetroFares {
             matrix_text,
             &["from_stop_id", "to_stop_id", "amount", "currency"],
         )?;
+        let mut rows = 0u64;
         for item in matrix.rows::<MatrixRow>() {
             let (row, record) = item?;
+            rows += 1;
+            Limits::check(matrix_file, "rules_max", limits.rules_max, rows)?;
             let stop = |column: &str, value: &Option<String>| -> Result<usize, LoadError> {
                 let id = row.required(column, value)?;
                 index.get(id).copied().ok_or_else(|| {

@@ -19,6 +19,7 @@ use crate::money;
 /// A CSV file whose header has been read and checked.
 pub(crate) struct CsvTable<'a> {
     file: &'a str,
+    text: &'a str,
     headers: csv::StringRecord,
     reader: csv::Reader<&'a [u8]>,
 }
@@ -31,7 +32,10 @@ impl<'a> CsvTable<'a> {
         let mut reader = csv::ReaderBuilder::new()
             .trim(csv::Trim::All)
             .from_reader(text.as_bytes());
-        let headers = reader.headers().map_err(|e| csv_error(file, e))?.clone();
+        let headers = reader
+            .headers()
+            .map_err(|e| csv_error(file, text, e))?
+            .clone();
         if headers.iter().all(str::is_empty) {
             return Err(LoadError::whole(file, LoadReason::NoHeader));
         }
@@ -56,6 +60,7 @@ impl<'a> CsvTable<'a> {
         }
         Ok(CsvTable {
             file,
+            text,
             headers,
             reader,
         })
@@ -65,18 +70,44 @@ impl<'a> CsvTable<'a> {
         self.headers.iter().any(|h| h == name)
     }
 
+    /// The header's columns that are not in `known`, in header order.
+    pub(crate) fn other_columns(&self, known: &[&str]) -> Vec<String> {
+        self.headers
+            .iter()
+            .filter(|h| !h.is_empty() && !known.contains(h))
+            .map(str::to_string)
+            .collect()
+    }
+
     /// The data rows, each with the context needed to report an error on its line.
     pub(crate) fn rows<T: DeserializeOwned>(
         self,
     ) -> impl Iterator<Item = Result<(Row<'a>, T), LoadError>> {
         let CsvTable {
             file,
+            text,
             headers,
             reader,
         } = self;
+        // Line numbers are counted here from the record's byte offset: the csv crate's own count
+        // is one too low after CRLF line endings. Counting forward from the previous record keeps
+        // this linear in the file.
+        let bytes = text.as_bytes();
+        let (mut counted_to, mut line_at) = (0usize, 1u64);
         reader.into_records().map(move |record| {
-            let record = record.map_err(|e| csv_error(file, e))?;
-            let line = record.position().map_or(0, |p| p.line());
+            let record = record.map_err(|e| csv_error(file, text, e))?;
+            let offset = record
+                .position()
+                .map_or(counted_to, |p| {
+                    usize::try_from(p.byte()).unwrap_or(usize::MAX)
+                })
+                .clamp(counted_to, bytes.len());
+            line_at += bytes[counted_to..offset]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count() as u64;
+            counted_to = offset;
+            let line = line_at;
             let row = Row { file, line };
             let value = record
                 .deserialize::<T>(Some(&headers))
@@ -86,8 +117,17 @@ impl<'a> CsvTable<'a> {
     }
 }
 
-fn csv_error(file: &str, error: csv::Error) -> LoadError {
-    let line = error.position().map(|p| p.line());
+fn csv_error(file: &str, text: &str, error: csv::Error) -> LoadError {
+    // The line from the byte offset, not the csv crate's count (one too low after CRLF).
+    let line = error.position().map(|p| {
+        let end = usize::try_from(p.byte())
+            .unwrap_or(usize::MAX)
+            .min(text.len());
+        1 + text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count() as u64
+    });
     let reason = match error.kind() {
         csv::ErrorKind::UnequalLengths {
             expected_len, len, ..

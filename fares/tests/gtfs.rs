@@ -392,7 +392,7 @@ fn load_errors_name_file_line_and_reason() {
         ),
         (
             &[("fare_products.txt", "fare_product_id,amount,currency\np2,2,CNY\np2,3,CNY\n")],
-            r#"fare_products.txt line 3: duplicate fare_product_id (several rows per product, e.g. per fare_media_id or rider_category_id, are not supported) "p2" (first on line 2)"#,
+            r#"fare_products.txt line 3: duplicate fare product (fare_product_id, rider_category_id, fare_media_id) "p2,," (first on line 2)"#,
         ),
         (
             &[("fare_products.txt", "fare_product_id,currency\np2,CNY\n")],
@@ -428,11 +428,11 @@ fn load_errors_name_file_line_and_reason() {
         ),
         (
             &[("fare_leg_rules.txt", "from_area_id,fare_product_id\nzone1,p2\nzone1,p2\n")],
-            r#"fare_leg_rules.txt line 3: duplicate rule (network_id, from_area_id, to_area_id, fare_product_id) ",zone1,,p2" (first on line 2)"#,
+            r#"fare_leg_rules.txt line 3: duplicate rule (network_id, from_area_id, to_area_id, from_timeframe_group_id, to_timeframe_group_id, fare_product_id) ",zone1,,,,p2" (first on line 2)"#,
         ),
         (
             &[("fare_leg_rules.txt", "fare_product_id,from_timeframe_group_id\np2,peak\n")],
-            "fare_leg_rules.txt line 2: not supported: `from_timeframe_group_id` (time-dependent fares; timeframes.txt is not read)",
+            r#"fare_leg_rules.txt line 2: unknown from_timeframe_group_id "peak" (not in timeframes.txt)"#,
         ),
         (
             &[("fare_leg_rules.txt", "fare_product_id,rule_priority\np2,-1\n")],
@@ -451,10 +451,6 @@ fn load_errors_name_file_line_and_reason() {
                 ("fare_leg_rules.txt", "fare_product_id\np2\n"),
             ],
             r#"fare_leg_rules.txt line 2: `fare_product_id` is "p2": a leg's fare product cannot have a negative amount (only transfer products may)"#,
-        ),
-        (
-            &[("fare_leg_join_rules.txt", "from_network_id,to_network_id\nm,m\n")],
-            "fare_leg_join_rules.txt line 2: not supported: fare_leg_join_rules.txt (effective fare legs); remove the file or its rows",
         ),
         (
             &[("stops.txt", "")],
