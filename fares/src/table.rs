@@ -96,12 +96,17 @@ impl<'a> CsvTable<'a> {
         let (mut counted_to, mut line_at) = (0usize, 1u64);
         reader.into_records().map(move |record| {
             let record = record.map_err(|e| csv_error(file, text, e))?;
-            let offset = record
+            let mut offset = record
                 .position()
                 .map_or(counted_to, |p| {
                     usize::try_from(p.byte()).unwrap_or(usize::MAX)
                 })
                 .clamp(counted_to, bytes.len());
+            // After a CRLF the record's position is that of the `\n` (the `\r` ended the previous
+            // record): the record's text starts after any line ends here.
+            while offset < bytes.len() && matches!(bytes[offset], b'\r' | b'\n') {
+                offset += 1;
+            }
             line_at += bytes[counted_to..offset]
                 .iter()
                 .filter(|&&b| b == b'\n')
