@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use anyhow::{bail, Context};
-use turnpike_fares::{MetroFares, TollTable};
+use turnpike_fares::{FareQuery, GtfsFeed, Limits, LoadWarning, MetroFares, ServiceDay, TollTable};
 use turnpike_wire::api::VehicleClass;
 use turnpike_wire::{Currency, Money};
 
@@ -58,12 +58,22 @@ pub enum Pricing {
     Toll(TollTable),
 }
 
+/// The bounds of one operator's fare data: the fares crate's defaults (1,000,000 stops, 100,000
+/// areas, 1,000,000 rules, 256 MB of text — beyond the admin API's 16 MiB body, so an upload
+/// meets the row limits first). Pricing memory is linear in these, never their square; an upload
+/// past one is a 422 naming it.
+pub fn fare_limits() -> Limits {
+    Limits::default()
+}
+
 pub struct OperatorNetwork {
     operator: OperatorRow,
     time_zone: jiff::tz::TimeZone,
     currency: Currency,
     daily_cap: Option<Money>,
     pricing: Pricing,
+    /// The rider category and medium taps are priced for (GTFS; `FareData`'s optional fields).
+    fare_query: FareQuery,
     pub fare_version: i64,
 }
 
@@ -134,12 +144,69 @@ impl OperatorNetwork {
         }
     }
 
-    /// The metro fare between two stations; None if this is not a metro network or either
-    /// station has no fare.
+    /// The metro fare between two stations with no time (a ticket bought ahead; GTFS rules with
+    /// a timeframe do not apply); None if this is not a metro network or either station has no
+    /// fare.
     pub fn metro_fare(&self, from: &str, to: &str) -> Option<Money> {
         match &self.pricing {
             Pricing::Metro(m) => m.price(from, to).ok(),
             Pricing::Toll(_) => None,
+        }
+    }
+
+    /// The metro fare of a journey entered at `entry_at_ms` and left at `exit_at_ms`: GTFS
+    /// timeframes see the taps' times of day on the entry's service day — its date in the
+    /// operator's time zone, counted from that date's midnight — with the network's configured
+    /// rider category and medium. A matrix ignores the times.
+    pub fn metro_fare_at(
+        &self,
+        from: &str,
+        to: &str,
+        entry_at_ms: i64,
+        exit_at_ms: i64,
+    ) -> Option<Money> {
+        let Pricing::Metro(m) = &self.pricing else {
+            return None;
+        };
+        if m.feed().is_none() {
+            return m.price(from, to).ok();
+        }
+        let query = FareQuery {
+            service_day: self.service_day(entry_at_ms),
+            ..self.fare_query.clone()
+        };
+        m.price_at(
+            from,
+            to,
+            entry_at_ms.div_euclid(1000),
+            exit_at_ms.div_euclid(1000),
+            Some(&query),
+        )
+        .ok()
+    }
+
+    /// The service day of an instant: its date in the operator's zone and that date's start.
+    fn service_day(&self, at_ms: i64) -> Option<ServiceDay> {
+        let zoned = jiff::Timestamp::from_millisecond(at_ms)
+            .ok()?
+            .to_zoned(self.time_zone.clone());
+        let date = zoned.date();
+        let start = zoned.start_of_day().ok()?;
+        let ymd = u32::try_from(
+            i32::from(date.year()) * 10_000 + i32::from(date.month()) * 100 + i32::from(date.day()),
+        )
+        .ok()?;
+        Some(ServiceDay {
+            date: ymd,
+            start_s: start.timestamp().as_second(),
+        })
+    }
+
+    /// What the fare data's loader did not use as written (GTFS feeds; none for other formats).
+    pub fn fare_warnings(&self) -> &[LoadWarning] {
+        match &self.pricing {
+            Pricing::Metro(m) => m.feed().map_or(&[], GtfsFeed::warnings),
+            Pricing::Toll(_) => &[],
         }
     }
 
@@ -192,14 +259,14 @@ pub fn build_pricing(mode: Mode, data: &FareData) -> anyhow::Result<Pricing> {
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
-            Pricing::Metro(
-                turnpike_fares::GtfsFeed::from_files(&files)?
-                    .metro_fares(data.network_id.as_deref().unwrap_or(""))?,
-            )
+            let feed = std::sync::Arc::new(GtfsFeed::load(&files, &fare_limits())?);
+            let network_id = network_of(&feed, data.network_id.as_deref())?;
+            Pricing::Metro(feed.into_metro_fares(&network_id, fare_query(data))?)
         }
-        (Mode::Metro, "matrix") => Pricing::Metro(MetroFares::from_matrix_csv(
+        (Mode::Metro, "matrix") => Pricing::Metro(MetroFares::from_matrix_csv_with(
             ("stops.csv", file("stops.csv")?),
             ("fare_matrix.csv", file("fare_matrix.csv")?),
+            &fare_limits(),
         )?),
         (Mode::Toll, "toll") => Pricing::Toll(TollTable::from_csv(
             ("plazas.csv", file("plazas.csv")?),
@@ -211,6 +278,42 @@ pub fn build_pricing(mode: Mode, data: &FareData) -> anyhow::Result<Pricing> {
         ),
     };
     Ok(pricing)
+}
+
+/// The rider category and medium an upload configures (no service day: that is per tap).
+fn fare_query(data: &FareData) -> FareQuery {
+    FareQuery {
+        rider_category: data.rider_category_id.clone(),
+        fare_medium: data.fare_media_id.clone(),
+        service_day: None,
+    }
+}
+
+/// The network an upload runs: the one it names, which must be the feed's (an empty id means
+/// the rules without a network), or by default the feed's only network; a feed with several
+/// needs `network_id`, and the error lists them.
+fn network_of(feed: &GtfsFeed, asked: Option<&str>) -> anyhow::Result<String> {
+    let ids = feed.network_ids();
+    match (asked, ids.as_slice()) {
+        (Some(""), _) | (None, []) => Ok(String::new()),
+        (Some(id), _) if ids.contains(&id) => Ok(id.to_string()),
+        (Some(id), _) => bail!(
+            "network_id {id:?} is not a network of the feed's fare_leg_rules.txt; its networks: {ids:?}"
+        ),
+        (None, [only]) => Ok((*only).to_string()),
+        (None, many) => bail!(
+            "the feed has {} networks {many:?}: say which one this operator runs in network_id",
+            many.len()
+        ),
+    }
+}
+
+/// The currency the fare data prices in.
+fn pricing_currency(pricing: &Pricing) -> Currency {
+    match pricing {
+        Pricing::Metro(m) => m.currency(),
+        Pricing::Toll(t) => t.currency(),
+    }
 }
 
 pub fn build_network(
@@ -227,12 +330,23 @@ pub fn build_network(
         .daily_cap_minor
         .map(|m| Money::from_minor(m, currency));
     let pricing = build_pricing(mode, data)?;
+    let fares_in = pricing_currency(&pricing);
+    if fares_in != currency {
+        bail!(
+            "the fare data prices in {} but operator {} charges in {}; upload fares in {} or change the operator's currency",
+            fares_in.code(),
+            operator.operator_id,
+            currency.code(),
+            currency.code()
+        );
+    }
     Ok(OperatorNetwork {
         operator,
         time_zone,
         currency,
         daily_cap,
         pricing,
+        fare_query: fare_query(data),
         fare_version,
     })
 }
@@ -330,6 +444,7 @@ pub(crate) fn demo_network(mode: Mode, daily_cap_minor: Option<i64>) -> Operator
             Mode::Metro => Pricing::Metro(turnpike_fares::demo_metro()),
             Mode::Toll => Pricing::Toll(turnpike_fares::demo_toll()),
         },
+        fare_query: FareQuery::default(),
         fare_version: 1,
     }
 }

@@ -190,7 +190,12 @@ fn exit_price(
             }
         }
         Mode::Metro => network
-            .metro_fare(open.entry_location_id, tap.location_id)
+            .metro_fare_at(
+                open.entry_location_id,
+                tap.location_id,
+                open.entry_at_ms,
+                tap.scanned_at_ms,
+            )
             .map(|fare| (fare, CloseReason::Exit)),
         Mode::Toll => tap
             .vehicle_class

@@ -15,8 +15,8 @@ use crate::store::{KeyStatus, TerminalStatus};
 use crate::store::{OperatorRow, TerminalRow};
 use crate::AppState;
 pub use turnpike_wire::api::admin::{
-    DenySpec, DenyView, FareLoaded, KeyView, OperatorSpec, OperatorView, RotateRequest,
-    TerminalSpec, TerminalView,
+    DenySpec, DenyView, FareLoaded, FareWarning, KeyView, OperatorSpec, OperatorView,
+    RotateRequest, TerminalSpec, TerminalView,
 };
 use turnpike_wire::ident;
 
@@ -182,6 +182,16 @@ async fn load_fares(
             })?;
         }
     }
+    let warnings = network
+        .fare_warnings()
+        .iter()
+        .map(|w| FareWarning {
+            file: w.file.clone(),
+            line: w.line,
+            column: w.column.clone(),
+            message: w.message.clone(),
+        })
+        .collect();
     let files_json = serde_json::to_string(&data).map_err(|e| ApiError::Internal(e.into()))?;
     let version = state
         .store
@@ -193,7 +203,7 @@ async fn load_fares(
         )
         .await?;
     state.networks.reload(&state.store).await?;
-    Ok((StatusCode::CREATED, Json(FareLoaded { version })))
+    Ok((StatusCode::CREATED, Json(FareLoaded { version, warnings })))
 }
 
 async fn register_terminal(

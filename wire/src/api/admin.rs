@@ -62,6 +62,18 @@ pub struct OperatorView {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct FareLoaded {
     pub version: i64,
+    /// What the loader did not use as written and what it did instead (GTFS; empty otherwise).
+    #[serde(default)]
+    pub warnings: Vec<FareWarning>,
+}
+
+/// One warning of a fare data load: file, line (1-based, header = 1), column, message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FareWarning {
+    pub file: String,
+    pub line: Option<u64>,
+    pub column: Option<String>,
+    pub message: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -123,9 +135,19 @@ pub struct RotateRequest {
 #[serde(deny_unknown_fields)]
 pub struct FareData {
     pub format: String,
-    /// GTFS only: which `network_id` of the feed this operator runs (default: the only one).
+    /// GTFS only: which `network_id` of the feed this operator runs. Default: the feed's only
+    /// network (or, when no leg rule names one, the rules without a network); a feed with several
+    /// networks needs it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_id: Option<String>,
+    /// GTFS only: the `rider_category_id` taps are priced for. Default: the feed's default
+    /// category (`is_default_fare_category`), else the product rows without a category.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rider_category_id: Option<String>,
+    /// GTFS only: the `fare_media_id` taps are priced for. Default: the feed's first medium of
+    /// type 4 (mobile app), else the cheapest row of any medium.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fare_media_id: Option<String>,
     #[serde(default)]
     pub files: BTreeMap<String, String>,
 }
