@@ -488,3 +488,53 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fares_v2_tests {
+    use super::*;
+
+    /// Proves an exit is priced with the taps' time of day on the operator's service day: the
+    /// off-peak rule (weekdays from 09:00 Asia/Shanghai) applies at 10:00 local, not at 08:00,
+    /// and not on a Saturday; with no time the peak fare is charged.
+    #[test]
+    fn exits_are_priced_at_the_taps_local_time() {
+        let files = [
+            ("stops.txt", "stop_id,stop_name\na,A\nb,B\n"),
+            ("fare_products.txt", "fare_product_id,amount,currency\npeak,3.00,CNY\noff,2.00,CNY\n"),
+            ("timeframes.txt", "timeframe_group_id,start_time,end_time,service_id\noffpeak,09:00:00,24:00:00,wk\n"),
+            ("calendar.txt", "service_id,monday,tuesday,wednesday,thursday,friday,saturday,sunday,start_date,end_date\nwk,1,1,1,1,1,0,0,20260101,20271231\n"),
+            ("fare_leg_rules.txt", "fare_product_id,from_timeframe_group_id,rule_priority\npeak,,0\noff,offpeak,1\n"),
+        ];
+        let data = FareData {
+            format: "gtfs".into(),
+            network_id: None,
+            rider_category_id: None,
+            fare_media_id: None,
+            files: files
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        let operator = demo_network(Mode::Metro, None).operator;
+        let network = build_network(operator, &data, 1).unwrap();
+        let at = |local: &str| {
+            jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M", local)
+                .unwrap()
+                .to_zoned(jiff::tz::TimeZone::get("Asia/Shanghai").unwrap())
+                .unwrap()
+                .timestamp()
+                .as_millisecond()
+        };
+        let fare = |entry: &str| {
+            let t = at(entry);
+            network
+                .metro_fare_at("a", "b", t, t + 600_000)
+                .unwrap()
+                .to_minor()
+        };
+        assert_eq!(fare("2026-12-02 08:00"), 300); // Wednesday, peak
+        assert_eq!(fare("2026-12-02 10:00"), 200); // Wednesday, off-peak
+        assert_eq!(fare("2026-12-05 10:00"), 300); // Saturday
+        assert_eq!(network.metro_fare("a", "b").unwrap().to_minor(), 300);
+    }
+}

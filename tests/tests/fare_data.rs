@@ -377,3 +377,109 @@ async fn reload_rebuilds_only_what_changed() {
     );
     assert!(after.fare_version > before.fare_version);
 }
+
+/// A small Fares v2 feed in `currency` with two networks (metro, bus), adult/concession riders,
+/// an app medium and an extra `agency_note` column on the leg rules.
+fn v2_files(currency: &str) -> serde_json::Value {
+    serde_json::json!({
+        "stops.txt": "stop_id,stop_name\nwulin,Wulin Square\nlongxiangqiao,Longxiangqiao\n",
+        "areas.txt": "area_id\ncore\n",
+        "stop_areas.txt": "area_id,stop_id\ncore,wulin\ncore,longxiangqiao\n",
+        "rider_categories.txt": "rider_category_id,is_default_fare_category\nadult,1\nconcession,0\n",
+        "fare_media.txt": "fare_media_id,fare_media_type\napp,4\n",
+        "fare_products.txt": format!("fare_product_id,amount,currency,rider_category_id,fare_media_id\nride,3.00,{currency},adult,app\nride,1.50,{currency},concession,\nbus,2.00,{currency},,\n"),
+        "fare_leg_rules.txt": "network_id,from_area_id,to_area_id,fare_product_id,agency_note\nmetro,core,core,ride,x\nbus,,,bus,\n",
+    })
+}
+
+/// Proves the fare upload's Fares v2 answers: a feed with two networks and no `network_id` is a
+/// 422 listing both; with one, it loads (201) with its warnings (file, line, column) in the
+/// answer and prices for the configured rider category; an unknown category, a feed in another
+/// currency than the operator's, and a matrix past `stops_max` are 422s that say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fares_v2_upload_answers_warnings_and_refuses_precisely() {
+    let env = Env::start(Db::Sqlite).await.unwrap();
+    create_operator(&env, "v2", "metro").await;
+
+    let refused = put_fares(
+        &env,
+        "v2",
+        serde_json::json!({"format": "gtfs", "files": v2_files("CNY")}),
+    )
+    .await;
+    assert_eq!(refused.status, 422);
+    let message = String::from_utf8_lossy(&refused.body);
+    assert!(
+        message.contains("network_id") && message.contains("bus") && message.contains("metro"),
+        "{message}"
+    );
+
+    let loaded = put_fares(
+        &env,
+        "v2",
+        serde_json::json!({"format": "gtfs", "network_id": "metro", "rider_category_id": "concession", "files": v2_files("CNY")}),
+    )
+    .await;
+    assert_eq!(
+        loaded.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&loaded.body)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&loaded.body).unwrap();
+    let warnings = answer["warnings"].as_array().unwrap();
+    assert!(
+        warnings.iter().any(|w| w["file"] == "fare_leg_rules.txt"
+            && w["line"] == 1
+            && w["column"] == "agency_note"),
+        "{answer}"
+    );
+    let network = env.gw.state.networks.get("v2").unwrap();
+    assert_eq!(
+        network
+            .metro_fare("wulin", "longxiangqiao")
+            .unwrap()
+            .to_minor(),
+        150
+    );
+
+    let refused = put_fares(
+        &env,
+        "v2",
+        serde_json::json!({"format": "gtfs", "network_id": "metro", "rider_category_id": "student", "files": v2_files("CNY")}),
+    )
+    .await;
+    assert_eq!(refused.status, 422);
+    assert!(String::from_utf8_lossy(&refused.body).contains("student"));
+
+    let refused = put_fares(
+        &env,
+        "v2",
+        serde_json::json!({"format": "gtfs", "network_id": "metro", "files": v2_files("USD")}),
+    )
+    .await;
+    assert_eq!(refused.status, 422);
+    let message = String::from_utf8_lossy(&refused.body);
+    assert!(
+        message.contains("USD") && message.contains("CNY"),
+        "{message}"
+    );
+
+    // 1,000,001 stops (about 11 MB of JSON, under the 16 MiB body limit).
+    let mut stops = String::with_capacity(12 << 20);
+    stops.push_str("stop_id,stop_name\n");
+    for i in 0..=1_000_000u32 {
+        stops.push_str(&format!("{i},x\n"));
+    }
+    let refused = put_fares(
+        &env,
+        "v2",
+        serde_json::json!({"format": "matrix", "files": {
+            "stops.csv": stops, "fare_matrix.csv": "from_stop_id,to_stop_id,amount,currency\n0,1,2.00,CNY\n",
+        }}),
+    )
+    .await;
+    assert_eq!(refused.status, 422);
+    let message = String::from_utf8_lossy(&refused.body);
+    assert!(message.contains("stops_max"), "{message}");
+}
