@@ -39,7 +39,6 @@
 //! # Transfers (fare_transfer_rules.txt)
 //! See [`GtfsFeed::price_journey`].
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use rust_decimal::Decimal;
@@ -47,6 +46,7 @@ use serde::{Deserialize, Serialize};
 use turnpike_wire::money::{Currency, Money};
 
 use crate::error::{FareError, LoadError, LoadReason, LoadWarning};
+use crate::fast::{HashMap, HashSet};
 use crate::limits::Limits;
 use crate::metro::{MetroFares, Stop};
 use crate::table::{self, CsvTable, Row};
@@ -176,6 +176,10 @@ pub struct GtfsFeed {
     listed_networks: HashSet<usize>,
     listed_from_areas: HashSet<usize>,
     listed_to_areas: HashSet<usize>,
+    /// Each stop's keys for `from_area_id` and `to_area_id` (see `keys`), fixed once the rules
+    /// are read, so a price computes none.
+    from_keys: Vec<Box<[Option<usize>]>>,
+    to_keys: Vec<Box<[Option<usize>]>>,
     listed_from_timeframes: Vec<usize>,
     listed_to_timeframes: Vec<usize>,
     transfer_rules: Vec<TransferRule>,
@@ -310,7 +314,8 @@ struct TransferRule {
 }
 
 /// A query with its ids resolved against the feed.
-struct Resolved {
+#[derive(Clone)]
+pub(crate) struct Resolved {
     category: Option<usize>,
     medium: Option<usize>,
     day: Option<ServiceDay>,
@@ -334,7 +339,7 @@ impl GtfsFeed {
     /// are GTFS file names (`stops.txt`, ...) and errors and warnings name the file. A load past
     /// one of `limits` is a [`LoadReason::Limit`] naming it.
     pub fn load(files: &[(&str, &str)], limits: &Limits) -> Result<Self, LoadError> {
-        let mut by_name: HashMap<&str, &str> = HashMap::new();
+        let mut by_name: HashMap<&str, &str> = HashMap::default();
         let mut warnings = Vec::new();
         let mut bytes = 0u64;
         for &(name, text) in files {
@@ -376,7 +381,7 @@ impl GtfsFeed {
         Limits::check(STOPS, "stops_max", limits.stops_max, stops.len() as u64)?;
         let area_index = match by_name.get(AREAS) {
             Some(text) => read_areas(text)?,
-            None => HashMap::new(),
+            None => HashMap::default(),
         };
         Limits::check(
             AREAS,
@@ -399,11 +404,11 @@ impl GtfsFeed {
         let known_networks = read_network_files(&by_name, &mut warnings)?;
         let (categories, default_category) = match by_name.get(RIDER_CATEGORIES) {
             Some(text) => read_categories(text, &mut warnings)?,
-            None => (HashMap::new(), None),
+            None => (HashMap::default(), None),
         };
         let (media, default_medium) = match by_name.get(FARE_MEDIA) {
             Some(text) => read_media(text, &mut warnings)?,
-            None => (HashMap::new(), None),
+            None => (HashMap::default(), None),
         };
         let (currency, products, product_index) = read_products(
             required(FARE_PRODUCTS)?,
@@ -415,7 +420,7 @@ impl GtfsFeed {
         let services = read_calendars(&by_name, limits)?;
         let (timeframe_groups, timeframe_index) = match by_name.get(TIMEFRAMES) {
             Some(text) => read_timeframes(text, &services, limits, &mut warnings)?,
-            None => (Vec::new(), HashMap::new()),
+            None => (Vec::new(), HashMap::default()),
         };
 
         let mut feed = GtfsFeed {
@@ -423,7 +428,7 @@ impl GtfsFeed {
             stops,
             stop_index,
             stop_areas,
-            network_index: HashMap::new(),
+            network_index: HashMap::default(),
             categories,
             default_category,
             media,
@@ -434,16 +439,18 @@ impl GtfsFeed {
             timeframe_index,
             services,
             leg_rules: Vec::new(),
-            leg_rule_index: HashMap::new(),
+            leg_rule_index: HashMap::default(),
             priority_mode: false,
-            listed_networks: HashSet::new(),
-            listed_from_areas: HashSet::new(),
-            listed_to_areas: HashSet::new(),
+            listed_networks: HashSet::default(),
+            listed_from_areas: HashSet::default(),
+            listed_to_areas: HashSet::default(),
+            from_keys: Vec::new(),
+            to_keys: Vec::new(),
             listed_from_timeframes: Vec::new(),
             listed_to_timeframes: Vec::new(),
             transfer_rules: Vec::new(),
-            listed_from_groups: HashSet::new(),
-            listed_to_groups: HashSet::new(),
+            listed_from_groups: HashSet::default(),
+            listed_to_groups: HashSet::default(),
             warnings,
         };
         feed.read_leg_rules(
@@ -456,6 +463,21 @@ impl GtfsFeed {
         }
         let rules = (feed.leg_rules.len() + feed.transfer_rules.len()) as u64;
         Limits::check(FARE_LEG_RULES, "rules_max", limits.rules_max, rules)?;
+        let stop_keys = |listed: &HashSet<usize>| -> Vec<Box<[Option<usize>]>> {
+            feed.stop_areas
+                .iter()
+                .map(|areas| {
+                    feed.keys(areas.iter().map(|&a| a as usize), listed)
+                        .into_boxed_slice()
+                })
+                .collect()
+        };
+        let (from_keys, to_keys) = (
+            stop_keys(&feed.listed_from_areas),
+            stop_keys(&feed.listed_to_areas),
+        );
+        feed.from_keys = from_keys;
+        feed.to_keys = to_keys;
         Ok(feed)
     }
 
@@ -501,13 +523,31 @@ impl GtfsFeed {
         let q = self.resolve(query)?;
         let from = self.stop(from_stop)?;
         let to = self.stop(to_stop)?;
-        let leg = self
-            .match_leg(network_id, from, to, start_s, end_s, &q, false)
+        let networks = self.network_keys(network_id);
+        self.price_stops(&networks, (from, to), (start_s, end_s), &q)
             .ok_or_else(|| FareError::NoFareRule {
                 from_stop: from_stop.to_string(),
                 to_stop: to_stop.to_string(),
-            })?;
-        crate::money::exact(leg.amount, self.currency).map_err(|_| FareError::Overflow)
+            })?
+    }
+
+    /// The keys under which rules of `network_id` are indexed.
+    pub(crate) fn network_keys(&self, network_id: &str) -> Vec<Option<usize>> {
+        let network = self.network_index.get(network_id).copied();
+        self.keys(network.into_iter(), &self.listed_networks)
+    }
+
+    /// One leg between feed stop indexes, for a resolved rider: `None` when no rule matches,
+    /// `Some(Err)` when the amount is out of range.
+    pub(crate) fn price_stops(
+        &self,
+        networks: &[Option<usize>],
+        (from, to): (usize, usize),
+        (start_s, end_s): (i64, i64),
+        q: &Resolved,
+    ) -> Option<Result<Money, FareError>> {
+        let leg = self.match_leg(networks, from, to, start_s, end_s, q, false)?;
+        Some(crate::money::exact(leg.amount, self.currency).map_err(|_| FareError::Overflow))
     }
 
     /// The fare of one leg, ignoring its times.
@@ -566,16 +606,9 @@ impl GtfsFeed {
             }
             let from = self.stop(&leg.from_stop)?;
             let to = self.stop(&leg.to_stop)?;
+            let networks = self.network_keys(&leg.network_id);
             let rule = self
-                .match_leg(
-                    &leg.network_id,
-                    from,
-                    to,
-                    leg.start_s,
-                    leg.end_s,
-                    &q,
-                    index > 0,
-                )
+                .match_leg(&networks, from, to, leg.start_s, leg.end_s, &q, index > 0)
                 .ok_or_else(|| FareError::NoFareRule {
                     from_stop: leg.from_stop.clone(),
                     to_stop: leg.to_stop.clone(),
@@ -697,7 +730,7 @@ impl GtfsFeed {
     }
 
     /// The query's ids as the feed's indexes, with the documented defaults ([`FareQuery`]).
-    fn resolve(&self, query: &FareQuery) -> Result<Resolved, FareError> {
+    pub(crate) fn resolve(&self, query: &FareQuery) -> Result<Resolved, FareError> {
         let category =
             match &query.rider_category {
                 None => self.default_category,
@@ -785,8 +818,7 @@ impl GtfsFeed {
         let q = self
             .resolve(&query)
             .map_err(|e| LoadError::whole(FARE_PRODUCTS, LoadReason::Invalid(e.to_string())))?;
-        let network = self.network_index.get(network_id).copied();
-        let networks = self.keys(network.into_iter(), &self.listed_networks);
+        let networks = self.network_keys(network_id);
         // The rules that can price a leg on this network, and the (network, area) pairs through
         // which a stop reaches them.
         let keys: Vec<&RuleKey> = self
@@ -796,13 +828,31 @@ impl GtfsFeed {
             .collect();
         let with_from: HashSet<Option<usize>> = keys.iter().map(|&&(_, f, _)| f).collect();
         let with_to: HashSet<Option<usize>> = keys.iter().map(|&&(_, _, t)| t).collect();
-        let mut amounts: Vec<Decimal> = keys
+        // Bounds for the gateway: the dearest fare any leg may cost (a journey without an exit
+        // pays it), and the cheapest fare of a rule that holds at any time (a same-station exit
+        // pays it; a free-fare-day or off-peak rule must not make that free every day).
+        // Transfer-only rules never price a gate journey and count for neither.
+        let rules: Vec<&LegRule> = keys
             .iter()
             .flat_map(|k| self.leg_rule_index[*k].iter())
-            .filter_map(|&r| self.amount_for(self.leg_rules[r as usize].product, &q))
+            .map(|&r| &self.leg_rules[r as usize])
+            .filter(|r| !r.transfer_only)
             .collect();
-        amounts.sort_unstable();
-        let (Some(&min), Some(&max)) = (amounts.first(), amounts.last()) else {
+        let bound = |untimed_only: bool| -> Option<(Decimal, Decimal)> {
+            rules
+                .iter()
+                .filter(|r| {
+                    !untimed_only || (r.from_timeframe.is_none() && r.to_timeframe.is_none())
+                })
+                .filter_map(|r| self.amount_for(r.product, &q))
+                .fold(None, |acc, a| match acc {
+                    None => Some((a, a)),
+                    Some((lo, hi)) => Some((lo.min(a), hi.max(a))),
+                })
+        };
+        let all = bound(false);
+        let untimed = bound(true);
+        let (Some((all_min, max)), untimed) = (all, untimed) else {
             return Err(LoadError::whole(
                 FARE_LEG_RULES,
                 LoadReason::Invalid(format!(
@@ -810,19 +860,22 @@ impl GtfsFeed {
                 )),
             ));
         };
-        let reachable = |stop: usize, listed: &HashSet<usize>, with: &HashSet<Option<usize>>| {
-            let areas = self.keys(self.stop_areas[stop].iter().map(|&a| a as usize), listed);
-            areas.iter().any(|a| with.contains(a))
+        let reachable = |keys: &[Option<usize>], with: &HashSet<Option<usize>>| {
+            keys.iter().any(|a| with.contains(a))
         };
-        let stops: Vec<Stop> = (0..self.stops.len())
+        let min = untimed.map_or(all_min, |(lo, _)| lo);
+        let stop_of: Vec<u32> = (0..self.stops.len())
             .filter(|&s| self.stops[s].location_type <= 1)
             .filter(|&s| {
-                reachable(s, &self.listed_from_areas, &with_from)
-                    || reachable(s, &self.listed_to_areas, &with_to)
+                reachable(&self.from_keys[s], &with_from) || reachable(&self.to_keys[s], &with_to)
             })
-            .map(|s| Stop {
-                id: self.stops[s].id.clone(),
-                name: self.stops[s].name.clone(),
+            .map(|s| s as u32)
+            .collect();
+        let stops: Vec<Stop> = stop_of
+            .iter()
+            .map(|&s| Stop {
+                id: self.stops[s as usize].id.clone(),
+                name: self.stops[s as usize].name.clone(),
             })
             .collect();
         let money = |d: Decimal| {
@@ -838,8 +891,9 @@ impl GtfsFeed {
             stops,
             crate::metro::RulePricing {
                 feed: self.clone(),
-                network_id: network_id.to_string(),
-                query,
+                networks,
+                stop_of,
+                resolved: q,
             },
             min,
             max,
@@ -859,7 +913,7 @@ impl GtfsFeed {
     #[allow(clippy::too_many_arguments)]
     fn match_leg(
         &self,
-        network_id: &str,
+        networks: &[Option<usize>],
         from: usize,
         to: usize,
         start_s: i64,
@@ -867,16 +921,7 @@ impl GtfsFeed {
         q: &Resolved,
         after_transfer: bool,
     ) -> Option<PricedLeg<'_>> {
-        let network = self.network_index.get(network_id).copied();
-        let networks = self.keys(network.into_iter(), &self.listed_networks);
-        let froms = self.keys(
-            self.stop_areas[from].iter().map(|&a| a as usize),
-            &self.listed_from_areas,
-        );
-        let tos = self.keys(
-            self.stop_areas[to].iter().map(|&a| a as usize),
-            &self.listed_to_areas,
-        );
+        let (froms, tos) = (&self.from_keys[from], &self.to_keys[to]);
         let from_tf = self.timeframes_at(&self.listed_from_timeframes, start_s, q.day);
         let to_tf = self.timeframes_at(&self.listed_to_timeframes, end_s, q.day);
         let tf_ok = |rule_tf: Option<usize>, at: &[usize]| match rule_tf {
@@ -885,9 +930,9 @@ impl GtfsFeed {
             None => self.priority_mode || at.is_empty(),
         };
         let mut best: Option<(&LegRule, Decimal)> = None;
-        for &n in &networks {
-            for &f in &froms {
-                for &t in &tos {
+        for &n in networks {
+            for &f in froms.iter() {
+                for &t in tos.iter() {
                     let Some(ids) = self.leg_rule_index.get(&(n, f, t)) else {
                         continue;
                     };
@@ -955,8 +1000,8 @@ impl GtfsFeed {
         self.priority_mode = table.has_column("rule_priority");
         warn_columns(&table, FARE_LEG_RULES, LEG_RULE_COLUMNS, &mut self.warnings);
         let mut first_line: HashMap<(RuleKey, Option<usize>, Option<usize>, usize), u64> =
-            HashMap::new();
-        let (mut from_tfs, mut to_tfs) = (HashSet::new(), HashSet::new());
+            HashMap::default();
+        let (mut from_tfs, mut to_tfs) = (HashSet::default(), HashSet::default());
         for item in table.rows::<LegRuleRow>() {
             let (row, record) = item?;
             let network = match table::optional(&record.network_id) {
@@ -966,7 +1011,13 @@ impl GtfsFeed {
                         return Err(unknown(&row, "network_id", id, NETWORKS));
                     }
                     let next = self.network_index.len();
-                    Some(*self.network_index.entry(id.to_string()).or_insert(next))
+                    Some(match self.network_index.get(id) {
+                        Some(&n) => n,
+                        None => {
+                            self.network_index.insert(id.to_string(), next);
+                            next
+                        }
+                    })
                 }
             };
             let area = |column: &str, value: &Option<String>| -> Result<Option<usize>, LoadError> {
@@ -1106,7 +1157,7 @@ impl GtfsFeed {
             .filter_map(|r| r.leg_group.as_deref())
             .collect();
         let mut rules = Vec::new();
-        let mut first_line: HashMap<String, u64> = HashMap::new();
+        let mut first_line: HashMap<String, u64> = HashMap::default();
         for item in table.rows::<TransferRuleRow>() {
             let (row, record) = item?;
             let group = |column: &str,
@@ -1292,7 +1343,7 @@ fn read_stops(text: &str, warnings: &mut Vec<LoadWarning>) -> Result<StopsRead, 
         ));
     }
     let mut stops = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut index: HashMap<String, usize> = HashMap::default();
     let mut lines = Vec::new();
     let mut parent_ids = Vec::new();
     for item in table.rows::<StopRow>() {
@@ -1349,7 +1400,7 @@ struct AreaRow {
 
 fn read_areas(text: &str) -> Result<HashMap<String, usize>, LoadError> {
     let table = CsvTable::open(AREAS, text, &["area_id"])?;
-    let mut index = HashMap::new();
+    let mut index = HashMap::default();
     let mut lines = Vec::new();
     for item in table.rows::<AreaRow>() {
         let (row, record) = item?;
@@ -1383,7 +1434,7 @@ fn read_stop_areas(
     let table = CsvTable::open(STOP_AREAS, text, &["area_id", "stop_id"])?;
     let mut rows = 0u64;
     let mut areas = vec![Vec::new(); stop_count];
-    let mut first_line: HashMap<(usize, usize), u64> = HashMap::new();
+    let mut first_line: HashMap<(usize, usize), u64> = HashMap::default();
     for item in table.rows::<StopAreaRow>() {
         let (row, record) = item?;
         rows += 1;
@@ -1416,7 +1467,7 @@ struct NetworkRow {
 
 fn read_networks(text: &str) -> Result<HashSet<String>, LoadError> {
     let table = CsvTable::open(NETWORKS, text, &["network_id"])?;
-    let mut first_line: HashMap<String, u64> = HashMap::new();
+    let mut first_line: HashMap<String, u64> = HashMap::default();
     for item in table.rows::<NetworkRow>() {
         let (row, record) = item?;
         let id = row.required("network_id", &record.network_id)?;
@@ -1517,7 +1568,7 @@ fn read_network_files(
     let mut known: Option<HashSet<String>> = None;
     if let Some(text) = by_name.get(NETWORKS) {
         known
-            .get_or_insert_with(HashSet::new)
+            .get_or_insert_with(HashSet::default)
             .extend(read_networks(text)?);
     }
     for file in [ROUTE_NETWORKS, ROUTES] {
@@ -1528,7 +1579,7 @@ fn read_network_files(
         if !table.has_column("network_id") {
             continue;
         }
-        let set = known.get_or_insert_with(HashSet::new);
+        let set = known.get_or_insert_with(HashSet::default);
         for item in table.rows::<IdRow>() {
             let (_, record) = item?;
             if let Some(id) = table::optional(&record.network_id) {
@@ -1571,7 +1622,7 @@ fn read_categories(text: &str, warnings: &mut Vec<LoadWarning>) -> Result<Ids, L
         ],
         warnings,
     );
-    let mut index = HashMap::new();
+    let mut index = HashMap::default();
     let mut lines: Vec<u64> = Vec::new();
     let mut default = None;
     for item in table.rows::<CategoryRow>() {
@@ -1621,7 +1672,7 @@ fn read_media(text: &str, warnings: &mut Vec<LoadWarning>) -> Result<Ids, LoadEr
         &["fare_media_id", "fare_media_name", "fare_media_type"],
         warnings,
     );
-    let mut index = HashMap::new();
+    let mut index = HashMap::default();
     let mut lines: Vec<u64> = Vec::new();
     let mut default = None;
     for item in table.rows::<MediumRow>() {
@@ -1687,8 +1738,8 @@ fn read_products(
         warnings,
     );
     let mut products: Vec<Product> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    let mut first_line: HashMap<(usize, Option<usize>, Option<usize>), u64> = HashMap::new();
+    let mut index: HashMap<String, usize> = HashMap::default();
+    let mut first_line: HashMap<(usize, Option<usize>, Option<usize>), u64> = HashMap::default();
     let mut currency: Option<(Currency, u64)> = None;
     let mut rows = 0u64;
     for item in table.rows::<ProductRow>() {
@@ -1787,7 +1838,7 @@ fn read_calendars(
     by_name: &HashMap<&str, &str>,
     limits: &Limits,
 ) -> Result<HashMap<String, Service>, LoadError> {
-    let mut services: HashMap<String, Service> = HashMap::new();
+    let mut services: HashMap<String, Service> = HashMap::default();
     let mut rows = 0u64;
     if let Some(text) = by_name.get(CALENDAR) {
         let table = CsvTable::open(CALENDAR, text, &["service_id", "start_date", "end_date"])?;
@@ -1887,7 +1938,7 @@ fn read_timeframes(
         warnings,
     );
     let mut groups: Vec<Vec<Timeframe>> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut index: HashMap<String, usize> = HashMap::default();
     let mut rows = 0u64;
     for item in table.rows::<TimeframeRow>() {
         let (row, r) = item?;

@@ -36,6 +36,7 @@
 
 pub mod demo;
 pub mod error;
+mod fast;
 pub mod gtfs;
 pub mod hangzhou;
 pub mod limits;

@@ -20,7 +20,6 @@
 //!   itself; otherwise [`MetroFares::price`] answers [`FareError::NoFareRule`].
 //! - All rows share one currency.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use rust_decimal::Decimal;
@@ -28,7 +27,8 @@ use serde::{Deserialize, Serialize};
 use turnpike_wire::money::{Currency, Money};
 
 use crate::error::{FareError, LoadError, LoadReason};
-use crate::gtfs::{FareQuery, GtfsFeed};
+use crate::fast::HashMap;
+use crate::gtfs::{FareQuery, GtfsFeed, Resolved};
 use crate::limits::Limits;
 use crate::table::{self, CsvTable};
 
@@ -60,11 +60,24 @@ enum Prices {
 }
 
 /// A network of a GTFS feed and the rider and medium its gates price for by default.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct RulePricing {
     pub(crate) feed: Arc<GtfsFeed>,
-    pub(crate) network_id: String,
-    pub(crate) query: FareQuery,
+    /// The keys under which the network's rules are indexed.
+    pub(crate) networks: Vec<Option<usize>>,
+    /// The feed's stop index of each of the table's stops.
+    pub(crate) stop_of: Vec<u32>,
+    /// The configured rider and medium, resolved against the feed.
+    pub(crate) resolved: Resolved,
+}
+
+impl std::fmt::Debug for RulePricing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RulePricing")
+            .field("networks", &self.networks)
+            .field("stops", &self.stop_of.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl MetroFares {
@@ -91,14 +104,22 @@ impl MetroFares {
         let to = self.stop_index(to_stop)?;
         let minor = match &self.prices {
             Prices::Rules(rules) => {
-                return rules.feed.price_at(
-                    &rules.network_id,
-                    from_stop,
-                    to_stop,
-                    start_s,
-                    end_s,
-                    query.unwrap_or(&rules.query),
-                );
+                let asked;
+                let q = match query {
+                    None => &rules.resolved,
+                    Some(query) => {
+                        asked = rules.feed.resolve(query)?;
+                        &asked
+                    }
+                };
+                let stops = (rules.stop_of[from] as usize, rules.stop_of[to] as usize);
+                return rules
+                    .feed
+                    .price_stops(&rules.networks, stops, (start_s, end_s), q)
+                    .ok_or_else(|| FareError::NoFareRule {
+                        from_stop: from_stop.to_string(),
+                        to_stop: to_stop.to_string(),
+                    })?;
             }
             Prices::Sparse(fares) => fares.get(&(from as u32, to as u32)).copied(),
         };
@@ -220,7 +241,7 @@ impl MetroFares {
         // Each priced pair's fare (minor units) and the line that priced it, to point at the
         // first one when a pair comes twice. Only priced pairs are held: a matrix of a million
         // stops and a few rows takes a few rows' memory.
-        let mut fares: HashMap<(u32, u32), (i64, u64)> = HashMap::new();
+        let mut fares: HashMap<(u32, u32), (i64, u64)> = HashMap::default();
         let mut currency: Option<(Currency, u64)> = None;
 
         let matrix = CsvTable::open(
@@ -326,7 +347,7 @@ struct StopRow {
 fn read_stops(file: &str, text: &str) -> Result<Vec<Stop>, LoadError> {
     let table = CsvTable::open(file, text, &["stop_id", "stop_name"])?;
     let mut stops = Vec::new();
-    let mut first_line: HashMap<String, u64> = HashMap::new();
+    let mut first_line: HashMap<String, u64> = HashMap::default();
     for item in table.rows::<StopRow>() {
         let (row, record) = item?;
         let id = row.required("stop_id", &record.stop_id)?;
