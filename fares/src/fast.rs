@@ -55,8 +55,15 @@ impl Hasher for FxHasher {
     fn write_usize(&mut self, i: usize) {
         self.add(i as u64);
     }
+    /// Fx's last step is a multiplication, whose low bits depend only on the input's low bits;
+    /// ids that differ only in later bytes ("s1", "s2", …, "s599999") would then share the low
+    /// bits hashbrown picks buckets with, and a 600,000-stop load went quadratic. A murmur3
+    /// finaliser mixes every bit into every other.
     #[inline]
     fn finish(&self) -> u64 {
-        self.hash
+        let mut h = self.hash;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^ (h >> 33)
     }
 }
