@@ -511,3 +511,35 @@ mod random_feeds {
         }
     }
 }
+
+#[test]
+fn spec_example_fare_media_bay_area() {
+    // Proves the reference's fare-media example (gtfs.org "Fares": Clipper is a transit card,
+    // type 2; MuniMobile a mobile app, type 4; cash type 0; a single ride of 2.75 USD on
+    // MuniMobile): the default medium is the mobile app, so the ride prices 2.75; on Clipper or
+    // cash the product has no row, so there is no fare rather than a guessed one.
+    let feed = GtfsFeed::from_files(&[
+        ("stops.txt", "stop_id,stop_name\nx,X\ny,Y\n"),
+        (
+            "fare_media.txt",
+            "fare_media_id,fare_media_name,fare_media_type\nclipper,Clipper,2\nmunimobile,SFMTA MuniMobile,4\ncash,Cash,0\n",
+        ),
+        (
+            "fare_products.txt",
+            "fare_product_id,fare_product_name,amount,currency,fare_media_id\nsingle_ride,Single Ride Fare,2.75,USD,munimobile\n",
+        ),
+        ("fare_leg_rules.txt", "fare_product_id\nsingle_ride\n"),
+    ])
+    .unwrap();
+    let price = |medium: &str| {
+        feed.price_at("", "x", "y", 0, 0, &query("", medium, 0))
+            .map(|m| m.amount().to_string())
+    };
+    assert_eq!(price(""), Ok("2.75".to_string()));
+    assert_eq!(price("munimobile"), Ok("2.75".to_string()));
+    assert!(matches!(
+        price("clipper"),
+        Err(FareError::NoFareRule { .. })
+    ));
+    assert!(matches!(price("cash"), Err(FareError::NoFareRule { .. })));
+}
