@@ -345,3 +345,103 @@ async fn cli_export(env: &Env, out: &Path, expected: &[String]) {
 }
 
 turnpike_tests::on_both!(rare_trips_cannot_be_read_back);
+
+/// The cost of a large day (docs/open-data.md, "Cost"): `OPEN_DATA_JOURNEYS` (default 1 M)
+/// closed journeys over 300 stations, written by SQL as the gateway writes them (3 % without an
+/// exit, 10 % capped), exported by the `gateway` binary under `/usr/bin/time -v`. Run by hand:
+/// `cargo build -p gateway && cargo test -p turnpike-tests --test open_data -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: about a minute and a 1 M-row database"]
+async fn a_large_day() {
+    let Some(db) = turnpike_tests::PgDatabase::create().await else {
+        return;
+    };
+    let journeys: i64 = std::env::var("OPEN_DATA_JOURNEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let store = gateway::store::Store::connect(&db.url, 2, 1).await.unwrap();
+    store
+        .insert_operator(&gateway::store::OperatorRow {
+            operator_id: METRO_OPERATOR.into(),
+            name: "Metro".into(),
+            mode: "metro".into(),
+            time_zone: "Asia/Shanghai".into(),
+            currency: "CNY".into(),
+            daily_cap_minor: Some(1_000),
+            created_at_ms: 0,
+        })
+        .await
+        .unwrap();
+    store.close().await;
+    let date = jiff::civil::date(2026, 12, 4);
+    let day = rules::Day::new(date, jiff::tz::TimeZone::get("Asia/Shanghai").unwrap()).unwrap();
+    let started = std::time::Instant::now();
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    // Origins skewed towards low station numbers (a few busy stations), destinations spread;
+    // entries through the day from 05:00, exits 20 minutes later.
+    let sql = format!(
+        "INSERT INTO journeys (journey_id, rider_id, credential_id, operator_id, mode, status,
+             entry_terminal_id, entry_sequence, entry_location_id, entry_at_ms,
+             exit_terminal_id, exit_sequence, exit_location_id, exit_at_ms, vehicle_class,
+             close_reason, fare_minor, charge_minor, currency, business_day, closed_at_ms)
+         SELECT g, 1 + g % 400000, 1 + g % 400000, '{op}', 'metro', 'closed',
+             'gate-st' || o || '-1', g, 'st' || o, e,
+             CASE WHEN g % 33 = 0 THEN NULL ELSE 'gate-st' || d || '-2' END,
+             CASE WHEN g % 33 = 0 THEN NULL ELSE g END,
+             CASE WHEN g % 33 = 0 THEN NULL ELSE 'st' || d END,
+             CASE WHEN g % 33 = 0 THEN NULL ELSE e + 1200000 END, NULL,
+             CASE WHEN g % 33 = 0 THEN 'incomplete' ELSE 'exit' END,
+             CASE WHEN g % 33 = 0 THEN 900 ELSE 200 + 100 * (abs(o - d) % 7) END,
+             CASE WHEN g % 10 = 0 THEN 0 WHEN g % 33 = 0 THEN 900 ELSE 200 + 100 * (abs(o - d) % 7) END,
+             'CNY', '{day}', e + 1200000
+         FROM (SELECT g,
+                      (((g * 2654435761) % 1000003) % 300) * (((g * 40503) % 997) % 300) / 300 AS o,
+                      ((g * 69069) % 1000003) % 300 AS d,
+                      {start} + 5 * 3600000 + (g * 1000003) % (19 * 3600000) AS e
+               FROM generate_series(1::bigint, {journeys}::bigint) AS g) AS j",
+        op = METRO_OPERATOR,
+        day = day.name(),
+        start = day.start_ms,
+    );
+    sqlx::query(&sql).execute(&mut conn).await.unwrap();
+    sqlx::query("ANALYZE journeys")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    println!(
+        "inserted {journeys} journeys in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let out = turnpike_tests::Scratch::new("open-data-scale");
+    let config = out.0.join("gateway.toml");
+    std::fs::write(&config, format!("[database]\nurl = \"{}\"\n", db.url)).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().and_then(Path::parent).unwrap().join("gateway");
+    let output = std::process::Command::new("/usr/bin/time")
+        .arg("-v")
+        .arg(&bin)
+        .args(["export", "open-data", "--date", &date.to_string(), "--out"])
+        .arg(&out.0)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    println!("{}", String::from_utf8_lossy(&output.stdout));
+    for line in stderr.lines() {
+        if line.contains("Elapsed (wall clock)")
+            || line.contains("Maximum resident")
+            || line.contains("User time")
+            || line.contains("System time")
+        {
+            println!("{}", line.trim());
+        }
+    }
+    let dir = out.0.join(METRO_OPERATOR).join(date.to_string());
+    check_package(&dir);
+}
