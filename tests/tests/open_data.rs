@@ -298,8 +298,37 @@ async fn rare_trips_cannot_be_read_back(db: Db) {
     assert_eq!(stated["cells_withheld_complementary"], 2);
     assert!(package["privacy"].get("journeys_withheld").is_none());
 
+    frictionless_validate(&dir);
+
     // The command writes the same files.
     cli_export(&env, &out.0.join("cli"), &a.files).await;
+}
+
+/// The Frictionless project's own validator on the package (PyPI `frictionless`, installed by
+/// `.ci/run` in target/ops-venv, named by `TURNPIKE_FRICTIONLESS`): schema, types, constraints,
+/// keys. Missing, it is skipped unless `TURNPIKE_REQUIRE_DEPLOY_TOOLS=1`.
+fn frictionless_validate(dir: &Path) {
+    let program = std::env::var("TURNPIKE_FRICTIONLESS").unwrap_or_else(|_| "frictionless".into());
+    let required = std::env::var_os("TURNPIKE_REQUIRE_DEPLOY_TOOLS").is_some_and(|v| v == "1");
+    match std::process::Command::new(&program)
+        .args(["validate", "datapackage.json"])
+        .current_dir(dir)
+        .output()
+    {
+        Ok(out) => assert!(
+            out.status.success(),
+            "frictionless validate:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => {
+            assert!(
+                !required,
+                "{program}: {e} (TURNPIKE_REQUIRE_DEPLOY_TOOLS=1)"
+            );
+            eprintln!("{program} missing: the package was not validated by frictionless");
+        }
+    }
 }
 
 /// `gateway export open-data` on the gateway's database (its config file), as an operator
