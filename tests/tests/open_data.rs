@@ -375,6 +375,70 @@ async fn cli_export(env: &Env, out: &Path, expected: &[String]) {
 
 turnpike_tests::on_both!(rare_trips_cannot_be_read_back);
 
+async fn capped_journeys_are_a_fare_class(db: Db) {
+    // With a 10.00 CNY daily cap, riders who go back and forth between two stations are
+    // charged less than the fare (or nothing) once they reach it: the export counts those
+    // entries as `capped`, the others as `full_fare`, exactly as the gateway charged them (read
+    // back through each rider's own journey list).
+    let Some(env) = Env::start_custom(db, |_| {}, Some("10.00")).await else {
+        return;
+    };
+    same_hour_for_a_while().await;
+    let stops = demo_stops();
+    let mut sequences: HashMap<String, u64> = HashMap::new();
+    let mut expected: BTreeMap<(String, String), i64> = BTreeMap::new();
+    for _ in 0..10 {
+        let rider = env.gw.rider().await;
+        for leg in 0..6 {
+            let (o, d) = if leg % 2 == 0 { (1, 9) } else { (9, 1) };
+            for (stop, n, direction) in [(o, 1, Direction::Entry), (d, 2, Direction::Exit)] {
+                let id = gate(&stops[stop], n);
+                let seq = sequences.entry(id.clone()).or_insert(0);
+                *seq += 1;
+                let answer = env
+                    .gw
+                    .terminal(&id)
+                    .tap(&tap(*seq, direction, rider.ride_code(now_ms()).unwrap()))
+                    .await
+                    .unwrap();
+                assert_eq!(answer.decision, Decision::Approve, "{answer:?}");
+            }
+        }
+        for j in rider
+            .journeys(&env.gw.public_base, &env.gw.ca())
+            .await
+            .unwrap()
+            .journeys
+        {
+            let (fare, charge) = (j.fare.unwrap(), j.charge.unwrap());
+            let class = if charge.to_minor() < fare.to_minor() {
+                "capped"
+            } else {
+                "full_fare"
+            };
+            *expected
+                .entry((j.entry_location_id.unwrap(), class.to_string()))
+                .or_default() += 1;
+        }
+    }
+    assert!(
+        expected.keys().any(|(_, c)| c == "capped")
+            && expected.keys().any(|(_, c)| c == "full_fare"),
+        "the day has both classes: {expected:?}"
+    );
+    let out = turnpike_tests::Scratch::new("open-data-cap");
+    let report = export(&env, &out.0).await;
+    let got = published(&report.dir).entries;
+    let expected_published: BTreeMap<_, _> = expected
+        .into_iter()
+        .filter(|(_, n)| *n >= rules::K_DEFAULT)
+        .collect();
+    assert_eq!(got, expected_published);
+    check_package(&report.dir);
+}
+
+turnpike_tests::on_both!(capped_journeys_are_a_fare_class);
+
 /// The cost of a large day (docs/open-data.md, "Cost"): `OPEN_DATA_JOURNEYS` (default 1 M)
 /// closed journeys over 300 stations, written by SQL as the gateway writes them (3 % without an
 /// exit, 10 % capped), exported by the `gateway` binary under `/usr/bin/time -v`. Run by hand:
