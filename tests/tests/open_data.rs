@@ -110,6 +110,36 @@ fn csv_rows(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
     (header, rows)
 }
 
+/// A Parquet file's rows, every value as the CSV spells it.
+fn parquet_rows(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::Field;
+    let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let header = reader
+        .metadata()
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect();
+    let rows = reader
+        .get_row_iter(None)
+        .unwrap()
+        .map(|row| {
+            row.unwrap()
+                .get_column_iter()
+                .map(|(_, f)| match f {
+                    Field::Str(s) => s.clone(),
+                    Field::Long(n) => n.to_string(),
+                    other => panic!("unexpected {other:?}"),
+                })
+                .collect()
+        })
+        .collect();
+    (header, rows)
+}
+
 /// Checks `datapackage.json` against the files: every resource's fields are its CSV's header,
 /// in order; every value has the field's type and meets its constraints; primary keys are
 /// unique. Returns the package.
@@ -127,9 +157,15 @@ fn check_package(dir: &Path) -> serde_json::Value {
     assert_eq!(package["privacy"]["k"], 10);
     let resources = package["resources"].as_array().unwrap();
     assert_eq!(resources.len(), 2);
+    assert_eq!(package["parquet"].as_array().unwrap().len(), 2);
     for resource in resources {
         let path = dir.join(resource["path"].as_str().unwrap());
         let (header, rows) = csv_rows(&path);
+        // The Parquet file holds the same table.
+        assert_eq!(
+            parquet_rows(&path.with_extension("parquet")),
+            (header.clone(), rows.clone())
+        );
         let fields = resource["schema"]["fields"].as_array().unwrap();
         let names: Vec<&str> = fields.iter().map(|f| f["name"].as_str().unwrap()).collect();
         assert_eq!(header, names, "{}", path.display());

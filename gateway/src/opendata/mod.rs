@@ -9,10 +9,13 @@
 //! No rider id, credential, code or exact time leaves the database: it counts (GROUP BY) and
 //! the export only ever sees counts. Which counts are published is decided by [`rules`].
 //!
-//! Deliberately not here: toll journeys (docs/open-data.md says why), differential-privacy
-//! noise, and Parquet.
+//! The same tables are written as Parquet ([`parquet_out`]), with the same columns and values.
+//!
+//! Deliberately not here: toll journeys (docs/open-data.md says why) and differential-privacy
+//! noise.
 
 pub mod package;
+pub mod parquet_out;
 pub mod rules;
 
 use std::collections::HashMap;
@@ -30,6 +33,8 @@ use rules::{Day, Suppression, BANDS};
 
 pub const ENTRIES_FILE: &str = "hourly_entries.csv";
 pub const OD_FILE: &str = "od_matrix.csv";
+pub const ENTRIES_PARQUET: &str = "hourly_entries.parquet";
+pub const OD_PARQUET: &str = "od_matrix.parquet";
 pub const PACKAGE_FILE: &str = "datapackage.json";
 
 /// Published entries per (station, band): what bounds each O–D row (rule 2).
@@ -200,16 +205,28 @@ fn write_entries(
     });
     let mut w = csv_writer(&dir.join(ENTRIES_FILE))?;
     w.write_record(package::ENTRIES_COLUMNS)?;
+    let mut p = parquet_out::Table::create(
+        &dir.join(ENTRIES_PARQUET),
+        "hourly_entries",
+        &package::ENTRIES_COLUMNS
+            .iter()
+            .copied()
+            .zip(package::ENTRIES_KINDS)
+            .collect::<Vec<_>>(),
+    )?;
     for e in published {
         let hour = day.hour_start(e.hour_index)?;
-        w.write_record([
+        let row = [
             hour.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
             e.station_id.clone(),
             e.fare_class.as_str().to_string(),
             e.journeys.to_string(),
-        ])?;
+        ];
+        w.write_record(&row)?;
+        p.push(&row.each_ref().map(String::as_str))?;
     }
     w.flush()?;
+    p.finish()?;
     Ok((report, by_band))
 }
 
@@ -226,6 +243,15 @@ async fn write_od(
     let mut report = Suppression::default();
     let mut w = csv_writer(&dir.join(OD_FILE))?;
     w.write_record(package::OD_COLUMNS)?;
+    let mut p = parquet_out::Table::create(
+        &dir.join(OD_PARQUET),
+        "od_matrix",
+        &package::OD_COLUMNS
+            .iter()
+            .copied()
+            .zip(package::OD_KINDS)
+            .collect::<Vec<_>>(),
+    )?;
     let date = day.name();
     store
         .open_data_od_rows(query, &day.band_starts_ms, |origin, band, cells| {
@@ -240,15 +266,14 @@ async fn write_od(
             for ((destination, n), fate) in cells.iter().zip(fates) {
                 report.count(fate, *n);
                 if fate.is_none() {
-                    w.write_record([
-                        date.as_str(),
-                        b.name,
-                        &b.start_hour.to_string(),
-                        &b.end_hour.to_string(),
-                        origin,
-                        destination,
-                        &n.to_string(),
-                    ])?;
+                    let (start, end, n) = (
+                        b.start_hour.to_string(),
+                        b.end_hour.to_string(),
+                        n.to_string(),
+                    );
+                    let row = [date.as_str(), b.name, &start, &end, origin, destination, &n];
+                    w.write_record(row)?;
+                    p.push(&row)?;
                 }
             }
             Ok(())
@@ -256,5 +281,6 @@ async fn write_od(
         .await
         .context("counting O–D journeys")?;
     w.flush()?;
+    p.finish()?;
     Ok(report)
 }

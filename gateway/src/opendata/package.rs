@@ -4,8 +4,9 @@
 
 use serde_json::{json, Value};
 
+use super::parquet_out::Kind;
 use super::rules::{Day, FareClass, Suppression, BANDS};
-use super::{ENTRIES_FILE, OD_FILE};
+use super::{ENTRIES_FILE, ENTRIES_PARQUET, OD_FILE, OD_PARQUET};
 use crate::store::OperatorRow;
 
 /// The header of `hourly_entries.csv` (MTA's names where the meaning is the same).
@@ -14,6 +15,17 @@ pub const ENTRIES_COLUMNS: [&str; 4] = [
     "station_id",
     "fare_class_category",
     "ridership",
+];
+/// How the Parquet files store each column (text, or a count as INT64).
+pub const ENTRIES_KINDS: [Kind; 4] = [Kind::Text, Kind::Text, Kind::Text, Kind::Count];
+pub const OD_KINDS: [Kind; 7] = [
+    Kind::Text,
+    Kind::Text,
+    Kind::Count,
+    Kind::Count,
+    Kind::Text,
+    Kind::Text,
+    Kind::Count,
 ];
 /// The header of `od_matrix.csv`.
 pub const OD_COLUMNS: [&str; 7] = [
@@ -204,5 +216,10 @@ pub fn datapackage(f: &Facts<'_>) -> Value {
             },
         },
         "resources": [entries, od],
+        // Not resources: Frictionless v1 validators read Parquet only through a plugin.
+        "parquet": [
+            { "path": ENTRIES_PARQUET, "mediatype": "application/vnd.apache.parquet", "same_as": "hourly-entries" },
+            { "path": OD_PARQUET, "mediatype": "application/vnd.apache.parquet", "same_as": "od-matrix" },
+        ],
     })
 }
