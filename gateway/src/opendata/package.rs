@@ -194,7 +194,7 @@ pub fn datapackage(f: &Facts<'_>) -> Value {
         "name": format!("turnpike-open-data-{}-{day}", op.to_ascii_lowercase()),
         "title": format!("{} metro ridership, {day}", f.operator.name),
         "description": format!(
-            "Hourly entries per station and fare class, and the exact origin-destination matrix per hour band, of {}'s metro on {day}. Counted from closed journeys (entry and exit taps) by the Turnpike gateway. No rider, credential, code or exact time is published; counts below {k} are withheld with the complementary cells that would let them be recovered (see privacy).",
+            "Hourly entries per station and fare class, and the exact origin-destination matrix per hour band, of the metro of operator {} on {day}. Counted from closed journeys (entry and exit taps) by the Turnpike gateway. No rider, credential, code or exact time is published; counts below {k} are withheld, and so are the cells from which a withheld count could be recovered by subtraction (see privacy).",
             f.operator.name),
         "version": "1.0.0",
         "created": f.created.to_string(),
