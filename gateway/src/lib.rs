@@ -12,6 +12,7 @@
 //! - [`network`]: fare networks in force (metro fares, toll tables) per operator.
 //! - [`registry`]: in-memory snapshots of terminals, deny list and issuer keys.
 //! - [`store`]: the only module that speaks SQL (PostgreSQL and SQLite).
+//! - [`opendata`]: the daily open-data export (counts, suppression, Frictionless package).
 //!
 //! - [`charging`], [`provider`]: collecting the money through the payment provider.
 
@@ -24,6 +25,7 @@ pub mod error;
 mod known;
 pub mod limits;
 pub mod network;
+pub mod opendata;
 pub mod provider;
 pub mod registry;
 pub mod repair;

@@ -1,5 +1,5 @@
-//! `gateway`: serve, or make development certificates. (The demo is its own program:
-//! `cargo run --release -p demo`.)
+//! `gateway`: serve, make development certificates, or export a day's open data. (The demo is
+//! its own program: `cargo run --release -p demo`.)
 
 use std::path::PathBuf;
 
@@ -34,6 +34,37 @@ enum Command {
     Certs {
         #[command(subcommand)]
         command: CertsCommand,
+    },
+    /// Exports.
+    Export {
+        #[command(subcommand)]
+        command: ExportCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExportCommand {
+    /// A business day's open data (docs/open-data.md): hourly entries per station and fare
+    /// class, the O–D matrix per hour band, and datapackage.json, in OUT/<operator>/<date>/.
+    OpenData {
+        /// The business day (YYYY-MM-DD); default: yesterday in each operator's time zone.
+        #[arg(long)]
+        date: Option<jiff::civil::Date>,
+        /// Where the packages go.
+        #[arg(long)]
+        out: PathBuf,
+        /// One operator; default: every metro operator.
+        #[arg(long)]
+        operator: Option<String>,
+        /// The smallest count published.
+        #[arg(long, default_value_t = gateway::opendata::rules::K_DEFAULT)]
+        k: i64,
+        /// The licence the package states (SPDX id).
+        #[arg(long, default_value = gateway::opendata::package::Licence::DEFAULT)]
+        licence: String,
+        /// TOML config file (the database is `database.url`), as for `serve`.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -75,7 +106,61 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Export {
+            command:
+                ExportCommand::OpenData {
+                    date,
+                    out,
+                    operator,
+                    k,
+                    licence,
+                    config,
+                },
+        } => {
+            let config = Config::load(config.as_deref())?;
+            gateway::opendata::check_k(k)?;
+            let store = gateway::store::Store::connect(config.database.url.expose(), 2, 1).await?;
+            let operators: Vec<_> = store
+                .operators()
+                .await?
+                .into_iter()
+                .filter(|o| match &operator {
+                    Some(id) => &o.operator_id == id,
+                    None => o.mode == "metro",
+                })
+                .collect();
+            if operators.is_empty() {
+                anyhow::bail!(
+                    "no {} to export",
+                    operator.map_or("metro operator".to_string(), |id| format!("operator {id}"))
+                );
+            }
+            for op in &operators {
+                let date = match date {
+                    Some(d) => d,
+                    None => yesterday(&op.time_zone)?,
+                };
+                let job = gateway::opendata::Export {
+                    date,
+                    k,
+                    out: out.clone(),
+                    licence: gateway::opendata::package::Licence::named(&licence),
+                };
+                let report = gateway::opendata::export(&store, op, &job)
+                    .await
+                    .with_context(|| format!("exporting {} for {date}", op.operator_id))?;
+                println!("{report}");
+            }
+            store.close().await;
+            Ok(())
+        }
     }
+}
+
+/// The business day that ended last in a time zone.
+fn yesterday(zone: &str) -> anyhow::Result<jiff::civil::Date> {
+    let tz = jiff::tz::TimeZone::get(zone).with_context(|| format!("time zone {zone}"))?;
+    Ok(jiff::Timestamp::now().to_zoned(tz).date().yesterday()?)
 }
 
 /// The admin token from config, or (dev) a random one written next to the certificates.

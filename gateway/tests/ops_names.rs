@@ -209,7 +209,7 @@ fn systemd_units_pass_systemd_analyze_verify() {
         units.push(name);
     }
     units.sort();
-    assert_eq!(units.len(), 5, "{units:?}");
+    assert_eq!(units.len(), 7, "{units:?}");
     let args: Vec<&str> = std::iter::once("verify")
         .chain(units.iter().map(String::as_str))
         .collect();

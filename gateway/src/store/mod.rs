@@ -13,6 +13,7 @@
 
 pub mod charging;
 pub mod failure;
+pub mod opendata;
 pub mod repairs;
 pub mod taps;
 pub mod wallets;
