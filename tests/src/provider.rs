@@ -305,13 +305,29 @@ impl PaidEnv {
 }
 
 /// A free loopback port, bound and released at once: the gateway's public listener is given it so
-/// that its own notify URL is known before it starts. (Another process could take the port in
-/// between; on a test machine that does not happen in practice.)
+/// that its own notify URL is known before it starts, and a restarted gateway binds it again.
+///
+/// It is picked below the kernel's ephemeral range (Linux: 32768–60999), from 20000–32767: a port
+/// in that range can be taken at any moment as the source port of some outgoing connection (a
+/// test running beside this one connects thousands of times), which made a restart on the same
+/// port fail with "Address already in use" (exactly_once, fault_matrix_reconciles::postgres).
+/// Below the range only a listener can hold it, and each pick is checked by binding it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+        ^ std::process::id().wrapping_mul(2_654_435_761);
+    for _ in 0..2_000 {
+        let n = seed.wrapping_add(NEXT.fetch_add(7_919, Ordering::Relaxed));
+        let port = 20_000 + (n % 12_768) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in 20000-32767 after 2000 tries");
 }
 
 impl Sandbox {
