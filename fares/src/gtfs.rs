@@ -2130,7 +2130,8 @@ fn read_join_rules(
     )?;
     warn_columns(&table, FARE_LEG_JOIN_RULES, JOIN_RULE_COLUMNS, warnings);
     let mut rules = Vec::new();
-    let mut first_line: HashMap<(String, String, Option<(usize, usize)>), u64> = HashMap::default();
+    type JoinKey = (String, String, Option<(usize, usize)>);
+    let mut first_line: HashMap<JoinKey, u64> = HashMap::default();
     for item in table.rows::<JoinRuleRow>() {
         let (row, record) = item?;
         let from_network = row.required("from_network_id", &record.from_network_id)?;
