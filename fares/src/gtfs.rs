@@ -13,7 +13,7 @@
 //! | `timeframes.txt`, `calendar.txt`, `calendar_dates.txt` | time-of-day windows and the service days they hold on |
 //! | `fare_leg_rules.txt` | all columns, and the extension `transfer_only` |
 //! | `fare_transfer_rules.txt` | all columns, and the extension `filter_fare_product_id` |
-//! | `fare_leg_join_rules.txt` | warned and ignored: each leg is priced on its own |
+//! | `fare_leg_join_rules.txt` | all columns: joined legs are priced as one effective fare leg |
 //!
 //! Whatever is not used as written — an unknown column, a Fares v1 file, a behaviour column —
 //! is a [`LoadWarning`] (file, line, column, what happens instead) in [`GtfsFeed::warnings`];
@@ -158,6 +158,10 @@ pub struct GtfsFeed {
     stop_index: HashMap<String, usize>,
     /// Effective areas of each stop (own rows, else the parent station's), by area index.
     stop_areas: Vec<Vec<u32>>,
+    /// Each stop's `parent_station`, by stop index.
+    parents: Vec<Option<usize>>,
+    /// `fare_leg_join_rules.txt`, in file order.
+    join_rules: Vec<JoinRule>,
     network_index: HashMap<String, usize>,
     categories: HashMap<String, usize>,
     default_category: Option<usize>,
@@ -262,6 +266,17 @@ fn weekday(date: u32) -> Option<usize> {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468; // days since 1970-01-01, a Thursday
     Some((days + 3).rem_euclid(7) as usize)
+}
+
+/// One row of `fare_leg_join_rules.txt`: a transfer between these networks (and, when given,
+/// from the end of one leg at `from_stop` to the start of the next at `to_stop`) joins the two
+/// legs into one effective fare leg.
+#[derive(Debug, Clone)]
+struct JoinRule {
+    from_network: String,
+    to_network: String,
+    /// (from stop, to stop) by stop index; `None`: any transfer between the two networks.
+    stops: Option<(usize, usize)>,
 }
 
 #[derive(Debug, Clone)]
@@ -373,10 +388,6 @@ impl GtfsFeed {
                 .ok_or_else(|| LoadError::whole(name, LoadReason::MissingFile))
         };
 
-        if let Some(text) = by_name.get(FARE_LEG_JOIN_RULES) {
-            warn_join_rules(text, &mut warnings)?;
-        }
-
         let (stops, stop_index, parents) = read_stops(required(STOPS)?, &mut warnings)?;
         Limits::check(STOPS, "stops_max", limits.stops_max, stops.len() as u64)?;
         let area_index = match by_name.get(AREAS) {
@@ -402,6 +413,16 @@ impl GtfsFeed {
             })
             .collect();
         let known_networks = read_network_files(&by_name, &mut warnings)?;
+        let join_rules = match by_name.get(FARE_LEG_JOIN_RULES) {
+            Some(text) => read_join_rules(
+                text,
+                &stop_index,
+                known_networks.as_ref(),
+                limits,
+                &mut warnings,
+            )?,
+            None => Vec::new(),
+        };
         let (categories, default_category) = match by_name.get(RIDER_CATEGORIES) {
             Some(text) => read_categories(text, &mut warnings)?,
             None => (HashMap::default(), None),
@@ -428,6 +449,8 @@ impl GtfsFeed {
             stops,
             stop_index,
             stop_areas,
+            parents,
+            join_rules,
             network_index: HashMap::default(),
             categories,
             default_category,
@@ -461,7 +484,8 @@ impl GtfsFeed {
         if let Some(text) = by_name.get(FARE_TRANSFER_RULES) {
             feed.read_transfer_rules(text)?;
         }
-        let rules = (feed.leg_rules.len() + feed.transfer_rules.len()) as u64;
+        let rules =
+            (feed.leg_rules.len() + feed.transfer_rules.len() + feed.join_rules.len()) as u64;
         Limits::check(FARE_LEG_RULES, "rules_max", limits.rules_max, rules)?;
         let stop_keys = |listed: &HashSet<usize>| -> Vec<Box<[Option<usize>]>> {
             feed.stop_areas
@@ -564,7 +588,9 @@ impl GtfsFeed {
     /// `fare_transfer_rules.txt`.
     ///
     /// Legs must be in travel order (each starts no earlier than the previous one) and each must
-    /// end no earlier than it starts. Each leg is matched to its leg rule (a `transfer_only` rule
+    /// end no earlier than it starts. First, consecutive legs that a row of
+    /// `fare_leg_join_rules.txt` joins become one effective fare leg (see `effective_legs`);
+    /// "leg" below means an effective fare leg. Each leg is matched to its leg rule (a `transfer_only` rule
     /// only for a leg after the first), which gives its fare, product and `leg_group_id`. Then,
     /// walking the journey, each transfer between two consecutive legs is matched against the
     /// transfer rules by (from leg group, to leg group), with the same "exact beats empty"
@@ -589,7 +615,7 @@ impl GtfsFeed {
             return Err(FareError::EmptyJourney);
         }
         let q = self.resolve(query)?;
-        let mut priced = Vec::with_capacity(legs.len());
+        let mut stops = Vec::with_capacity(legs.len());
         for (index, leg) in legs.iter().enumerate() {
             if leg.end_s < leg.start_s {
                 return Err(FareError::InvalidLeg {
@@ -604,8 +630,13 @@ impl GtfsFeed {
                         .to_string(),
                 });
             }
-            let from = self.stop(&leg.from_stop)?;
-            let to = self.stop(&leg.to_stop)?;
+            stops.push((self.stop(&leg.from_stop)?, self.stop(&leg.to_stop)?));
+        }
+        let effective = self.effective_legs(legs, &stops);
+        let legs = &effective[..];
+        let mut priced = Vec::with_capacity(legs.len());
+        for (index, leg) in legs.iter().enumerate() {
+            let (from, to) = (self.stop(&leg.from_stop)?, self.stop(&leg.to_stop)?);
             let networks = self.network_keys(&leg.network_id);
             let rule = self
                 .match_leg(&networks, from, to, leg.start_s, leg.end_s, &q, index > 0)
@@ -662,6 +693,40 @@ impl GtfsFeed {
         let total = total.max(Decimal::ZERO);
         // Sums of amounts in the currency's precision keep that precision.
         crate::money::exact(total, self.currency).map_err(|_| FareError::Overflow)
+    }
+
+    /// The journey's effective fare legs (`fare_leg_join_rules.txt`): consecutive legs whose
+    /// transfer matches a join rule become one leg from the first leg's departure (stop, time)
+    /// to the last leg's arrival, on the network they share; legs of different networks joined
+    /// by a cross-network rule get no network (`""`, which no rule lists). A chain of joined
+    /// transfers joins the whole run. Without join rules the legs are returned as they are.
+    fn effective_legs(&self, legs: &[Leg], stops: &[(usize, usize)]) -> Vec<Leg> {
+        let mut effective: Vec<Leg> = Vec::with_capacity(legs.len());
+        for (i, leg) in legs.iter().enumerate() {
+            if i > 0 && self.joins(&legs[i - 1], stops[i - 1].1, leg, stops[i].0) {
+                let joined = effective.last_mut().expect("a leg before this one");
+                joined.to_stop.clone_from(&leg.to_stop);
+                joined.end_s = leg.end_s;
+                if joined.network_id != leg.network_id {
+                    joined.network_id.clear();
+                }
+                continue;
+            }
+            effective.push(leg.clone());
+        }
+        effective
+    }
+
+    /// Whether a join rule joins `before` (ending at stop index `end`) to `after` (starting at
+    /// `start`). A rule's stop may be the stop itself or its parent station.
+    fn joins(&self, before: &Leg, end: usize, after: &Leg, start: usize) -> bool {
+        let at = |stop: usize, named: usize| stop == named || self.parents[stop] == Some(named);
+        self.join_rules.iter().any(|r| {
+            r.from_network == before.network_id
+                && r.to_network == after.network_id
+                && r.stops
+                    .is_none_or(|(from, to)| at(end, from) && at(start, to))
+        })
     }
 
     /// The price of the sub-journey after this transfer, under the best applicable rule, or `None`
@@ -1140,16 +1205,20 @@ impl GtfsFeed {
             TRANSFER_RULE_COLUMNS,
             &mut self.warnings,
         );
-        for column in ["fare_media_behavior", "fare_product_behavior"] {
-            if table.has_column(column) {
-                self.warnings.push(warn(
-                    FARE_TRANSFER_RULES,
-                    Some(1),
-                    Some(column),
-                    "not supported: a transfer is priced whatever medium or product the legs used, \
-                     as if the column were empty",
-                ));
-            }
+        // fare_media_behavior (0 or empty: both legs on the same medium; 1: any media) needs no
+        // work here: a Turnpike journey is paid with one medium, the ride code, so every
+        // transfer is between legs on the same medium and both values price it alike.
+        // fare_product_behavior is a proposal whose values are still read two ways (google/transit
+        // pull 423), so it is not guessed at: warned once, priced as if empty.
+        if table.has_column("fare_product_behavior") {
+            self.warnings.push(warn(
+                FARE_TRANSFER_RULES,
+                Some(1),
+                Some("fare_product_behavior"),
+                "not supported (its meaning is not settled in the spec): a transfer is priced \
+                 whatever products the legs used, as if the column were empty; \
+                 filter_fare_product_id still restricts the from-leg's product",
+            ));
         }
         let groups: HashSet<&str> = self
             .leg_rules
@@ -1169,6 +1238,12 @@ impl GtfsFeed {
                     Some(id) => Err(unknown(&row, column, id, "fare_leg_rules.txt leg_group_id")),
                 }
             };
+            match table::optional(&record.fare_media_behavior) {
+                None | Some("0") | Some("1") => {}
+                Some(other) => {
+                    return Err(row.invalid("fare_media_behavior", other, "expected 0, 1 or empty"))
+                }
+            }
             let from_group = group("from_leg_group_id", &record.from_leg_group_id)?;
             let to_group = group("to_leg_group_id", &record.to_leg_group_id)?;
 
@@ -2016,24 +2091,133 @@ struct TransferRuleRow {
     fare_transfer_type: Option<String>,
     fare_product_id: Option<String>,
     filter_fare_product_id: Option<String>,
+    fare_media_behavior: Option<String>,
 }
 
-/// `fare_leg_join_rules.txt` turns several legs into one "effective fare leg". It is not applied:
-/// each leg is priced on its own (a gate's journey is one leg, so the gateway's prices do not
-/// change); a feed with rows gets a warning saying so.
-fn warn_join_rules(text: &str, warnings: &mut Vec<LoadWarning>) -> Result<(), LoadError> {
+#[derive(Deserialize)]
+struct JoinRuleRow {
+    from_network_id: Option<String>,
+    to_network_id: Option<String>,
+    from_stop_id: Option<String>,
+    to_stop_id: Option<String>,
+}
+
+const JOIN_RULE_COLUMNS: &[&str] = &[
+    "from_network_id",
+    "to_network_id",
+    "from_stop_id",
+    "to_stop_id",
+];
+
+/// `fare_leg_join_rules.txt`. A row naming a network or stop the feed does not have can never
+/// join two legs; it is a warning and skipped, not a refused feed. A row joining two different
+/// networks is kept with a warning: the spec matches an effective fare leg only by a network all
+/// its legs share, so such a leg is matched as if on no listed network.
+fn read_join_rules(
+    text: &str,
+    stop_index: &HashMap<String, usize>,
+    known_networks: Option<&HashSet<String>>,
+    limits: &Limits,
+    warnings: &mut Vec<LoadWarning>,
+) -> Result<Vec<JoinRule>, LoadError> {
     if text.trim().is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    let table = CsvTable::open(FARE_LEG_JOIN_RULES, text, &[])?;
-    if let Some(item) = table.rows::<HashMap<String, String>>().next() {
-        let (row, _) = item?;
-        warnings.push(warn(
+    let table = CsvTable::open(
+        FARE_LEG_JOIN_RULES,
+        text,
+        &["from_network_id", "to_network_id"],
+    )?;
+    warn_columns(&table, FARE_LEG_JOIN_RULES, JOIN_RULE_COLUMNS, warnings);
+    let mut rules = Vec::new();
+    type JoinKey = (String, String, Option<(usize, usize)>);
+    let mut first_line: HashMap<JoinKey, u64> = HashMap::default();
+    for item in table.rows::<JoinRuleRow>() {
+        let (row, record) = item?;
+        let from_network = row.required("from_network_id", &record.from_network_id)?;
+        let to_network = row.required("to_network_id", &record.to_network_id)?;
+        let mut skip = None;
+        for (column, id) in [
+            ("from_network_id", from_network),
+            ("to_network_id", to_network),
+        ] {
+            if known_networks.is_some_and(|known| !known.contains(id)) {
+                skip = Some((
+                    column,
+                    format!("network {id:?} is not in networks.txt or routes.txt"),
+                ));
+            }
+        }
+        let stops = match (
+            table::optional(&record.from_stop_id),
+            table::optional(&record.to_stop_id),
+        ) {
+            (None, None) => None,
+            (Some(from), Some(to)) => match (stop_index.get(from), stop_index.get(to)) {
+                (Some(&f), Some(&t)) => Some((f, t)),
+                (None, _) => {
+                    skip = Some(("from_stop_id", format!("stop {from:?} is not in stops.txt")));
+                    None
+                }
+                (_, None) => {
+                    skip = Some(("to_stop_id", format!("stop {to:?} is not in stops.txt")));
+                    None
+                }
+            },
+            (Some(_), None) => {
+                return Err(row.invalid("to_stop_id", "", "required when from_stop_id is given"))
+            }
+            (None, Some(_)) => {
+                return Err(row.invalid("from_stop_id", "", "required when to_stop_id is given"))
+            }
+        };
+        if let Some((column, why)) = skip {
+            warnings.push(warn(
+                FARE_LEG_JOIN_RULES,
+                Some(row.line),
+                Some(column),
+                &format!("{why}: this row can never join two legs and is skipped"),
+            ));
+            continue;
+        }
+        let key = (from_network.to_string(), to_network.to_string(), stops);
+        if let Some(&first) = first_line.get(&key) {
+            return Err(row.err(LoadReason::Duplicate {
+                what: "join rule (from_network_id, to_network_id, from_stop_id, to_stop_id)"
+                    .to_string(),
+                id: [
+                    Some(from_network),
+                    Some(to_network),
+                    table::optional(&record.from_stop_id),
+                    table::optional(&record.to_stop_id),
+                ]
+                .map(|v| v.unwrap_or(""))
+                .join(","),
+                first_line: first,
+            }));
+        }
+        first_line.insert(key, row.line);
+        if from_network != to_network {
+            warnings.push(warn(
+                FARE_LEG_JOIN_RULES,
+                Some(row.line),
+                Some("to_network_id"),
+                "joins legs of two networks: the effective fare leg has no network all its legs \
+                 share, so it is matched as a leg on a network no rule lists (rules with an \
+                 empty network_id)",
+            ));
+        }
+        rules.push(JoinRule {
+            from_network: from_network.to_string(),
+            to_network: to_network.to_string(),
+            stops,
+        });
+        Limits::check(
             FARE_LEG_JOIN_RULES,
-            Some(row.line),
-            None,
-            "effective fare legs are not supported: each leg of a journey is priced on its own",
-        ));
+            "rules_max",
+            limits.rules_max,
+            rules.len() as u64,
+        )?;
     }
-    Ok(())
+    Ok(rules)
 }

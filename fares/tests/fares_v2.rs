@@ -269,17 +269,113 @@ ride,ride,-1,5400,1,0,single\n";
     assert_eq!(price(&[leg("s1", "s3", 0), leg("s1", "s2", 30)]), "6.90");
 }
 
+/// Stops with a station: `s2` is a platform of station `hub`.
+const STOPS_WITH_HUB: &str = "stop_id,stop_name,location_type,parent_station\n\
+s1,One,0,\nhub,Hub,1,\ns2,Two,0,hub\ns3,Three,0,\ns4,Four,0,\n";
+
+#[test]
+fn join_rules_price_joined_legs_as_one_effective_leg() {
+    // Proves fare_leg_join_rules.txt: legs whose transfer matches a join rule are priced as one
+    // leg from the first departure to the last arrival, by the rules of the network they share.
+    // Fares (default rider, app medium, no service day): zone1->zone1 2.40, zone1->zone2 4.50
+    // (s1, s2 in zone1; s3 in zone2); no transfer rules, so unjoined legs each pay.
+    //   s1->s2 then s2->s3, joined at station hub (s2 is its platform): s1->s3 = 4.50
+    //     (unjoined: 2.40 + 4.50 = 6.90)
+    //   s1->s2 then s1->s3 (the second leg starts at s1, not at hub): 2.40 + 4.50 = 6.90
+    //   a three-leg chain s1->s2, s2->s2, s2->s3 under a network-only rule: s1->s3 = 4.50
+    let price = |feed: &GtfsFeed, legs: &[Leg]| {
+        feed.price_journey(legs, &FareQuery::default())
+            .map(|m| m.amount().to_string())
+    };
+    let at_hub = GtfsFeed::from_files(&with(&[
+        ("stops.txt", STOPS_WITH_HUB),
+        (
+            "fare_leg_join_rules.txt",
+            "from_network_id,to_network_id,from_stop_id,to_stop_id\nmetro,metro,hub,hub\n",
+        ),
+    ]))
+    .unwrap();
+    assert!(
+        at_hub
+            .warnings()
+            .iter()
+            .all(|w| w.file != "fare_leg_join_rules.txt"),
+        "{:?}",
+        at_hub.warnings()
+    );
+    let unjoined = GtfsFeed::from_files(&with(&[("stops.txt", STOPS_WITH_HUB)])).unwrap();
+    let through = [leg("s1", "s2", 0), leg("s2", "s3", 20)];
+    assert_eq!(price(&at_hub, &through).unwrap(), "4.50");
+    assert_eq!(price(&unjoined, &through).unwrap(), "6.90");
+    assert_eq!(
+        price(&at_hub, &[leg("s1", "s2", 0), leg("s1", "s3", 20)]).unwrap(),
+        "6.90"
+    );
+
+    let anywhere = GtfsFeed::from_files(&with(&[(
+        "fare_leg_join_rules.txt",
+        "from_network_id,to_network_id\nmetro,metro\n",
+    )]))
+    .unwrap();
+    let chain = [leg("s1", "s2", 0), leg("s2", "s2", 20), leg("s2", "s3", 40)];
+    assert_eq!(price(&anywhere, &chain).unwrap(), "4.50");
+    assert_eq!(price(&unjoined, &chain).unwrap(), "9.30");
+
+    // Joining two networks: the effective leg shares no network, so only a rule for networks
+    // no rule lists could price it; this feed has none, so the journey has no fare (an error,
+    // never a guess), and the load says so.
+    let cross = GtfsFeed::from_files(&with(&[
+        (
+            "networks.txt",
+            "network_id,network_name\nmetro,Metro\nbus,Bus\n",
+        ),
+        (
+            "fare_leg_join_rules.txt",
+            "from_network_id,to_network_id\nmetro,bus\n",
+        ),
+    ]))
+    .unwrap();
+    assert!(cross
+        .warnings()
+        .iter()
+        .any(|w| w.file == "fare_leg_join_rules.txt" && w.line == Some(2)));
+    let mut bus = leg("s2", "s3", 20);
+    bus.network_id = "bus".into();
+    assert!(matches!(
+        price(&cross, &[leg("s1", "s2", 0), bus]),
+        Err(FareError::NoFareRule { .. })
+    ));
+
+    // A join rule with from_stop_id but no to_stop_id is refused with the column named.
+    let err = GtfsFeed::from_files(&with(&[(
+        "fare_leg_join_rules.txt",
+        "from_network_id,to_network_id,from_stop_id,to_stop_id\nmetro,metro,s1,\n",
+    )]))
+    .unwrap_err();
+    assert_eq!(
+        (err.file.as_str(), err.line),
+        ("fare_leg_join_rules.txt", Some(2)),
+        "{err}"
+    );
+    assert!(err.to_string().contains("to_stop_id"), "{err}");
+}
+
 #[test]
 fn what_is_not_used_is_a_warning_with_file_line_and_column() {
-    // Proves nothing is dropped silently: Fares v1 files, join rules, behaviour columns, unknown
+    // Proves nothing is dropped silently: Fares v1 files, a join rule naming an unknown stop,
+    // the unsettled fare_product_behavior column (fare_media_behavior is honoured: one medium
+    // pays a whole journey, so it is not warned about), unknown
     // columns and timeframes on an unknown service each come back as a warning naming the file,
     // line and column, and the feed still loads.
     let feed = GtfsFeed::from_files(&with(&[
         ("fare_attributes.txt", "fare_id,price\nf,1\n"),
-        ("fare_leg_join_rules.txt", "from_network_id,to_network_id\nmetro,metro\n"),
+        (
+            "fare_leg_join_rules.txt",
+            "from_network_id,to_network_id,from_stop_id,to_stop_id\nmetro,metro,nowhere,s1\n",
+        ),
         (
             "fare_transfer_rules.txt",
-            "from_leg_group_id,to_leg_group_id,transfer_count,fare_transfer_type,fare_media_behavior\nride,ride,1,0,0\n",
+            "from_leg_group_id,to_leg_group_id,transfer_count,fare_transfer_type,fare_media_behavior,fare_product_behavior\nride,ride,1,0,0,1\n",
         ),
         (
             "fare_leg_rules.txt",
@@ -295,11 +391,11 @@ fn what_is_not_used_is_a_warning_with_file_line_and_column() {
         .collect();
     for expected in [
         ("fare_attributes.txt", None, None),
-        ("fare_leg_join_rules.txt", Some(2), None),
+        ("fare_leg_join_rules.txt", Some(2), Some("from_stop_id")),
         (
             "fare_transfer_rules.txt",
             Some(1),
-            Some("fare_media_behavior"),
+            Some("fare_product_behavior"),
         ),
         ("fare_leg_rules.txt", Some(1), Some("agency_zone_note")),
         ("timeframes.txt", Some(2), Some("service_id")),

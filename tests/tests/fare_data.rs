@@ -482,4 +482,5 @@ async fn fares_v2_upload_answers_warnings_and_refuses_precisely() {
     assert_eq!(refused.status, 422);
     let message = String::from_utf8_lossy(&refused.body);
     assert!(message.contains("stops_max"), "{message}");
+    assert!(message.contains("\"fare_limit_exceeded\""), "{message}");
 }

@@ -165,8 +165,17 @@ async fn load_fares(
         .into_iter()
         .find(|o| o.operator_id == operator_id)
         .ok_or_else(|| ApiError::NotFound(format!("no operator {operator_id}")))?;
-    let network = build_network(operator, &data, 0)
-        .map_err(|e| ApiError::unprocessable("invalid_fare_data", format!("{e:#}")))?;
+    let network = build_network(operator, &data, 0).map_err(|e| {
+        // A load past one of the fare limits (stops_max, rules_max, feed_bytes_max, ...) has its
+        // own code, so a client can tell "too big for this gateway" from "malformed".
+        let code = match e.downcast_ref::<turnpike_fares::LoadError>() {
+            Some(load) if matches!(load.reason, turnpike_fares::LoadReason::Limit { .. }) => {
+                "fare_limit_exceeded"
+            }
+            _ => "invalid_fare_data",
+        };
+        ApiError::unprocessable(code, format!("{e:#}"))
+    })?;
     // Stations and plazas become terminals' locations, journeys' ends and statement lines:
     // their ids follow the location rule and their names are plain text.
     for (id, name) in network.locations() {
