@@ -64,7 +64,13 @@ fn axe_script() -> Option<String> {
             }
             let out = Command::new("npm")
                 .current_dir(&dir)
-                .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"])
+                .args([
+                    "ci",
+                    "--no-audit",
+                    "--no-fund",
+                    "--ignore-scripts",
+                    "--loglevel=error",
+                ])
                 .output()
                 .map_err(|e| format!("running npm: {e}"))?;
             if !out.status.success() {
@@ -427,8 +433,12 @@ async fn rider_app_in_chromium(db: Db) {
 
     let home = p.env.scratch.0.join("browser-home");
     home_trusting(&certutil, &home, &gw.ca());
-    let (_driver, port) =
-        start_driver(&driver_bin, &home, &p.env.scratch.0.join("chromedriver.log")).await;
+    let (_driver, port) = start_driver(
+        &driver_bin,
+        &home,
+        &p.env.scratch.0.join("chromedriver.log"),
+    )
+    .await;
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
@@ -447,7 +457,12 @@ async fn rider_app_in_chromium(db: Db) {
 
     // Enrol by clicking.
     c.goto(&app).await.unwrap();
-    until(&c, "the app to start", "return document.body.dataset.ready;").await;
+    until(
+        &c,
+        "the app to start",
+        "return document.body.dataset.ready;",
+    )
+    .await;
     assert_eq!(
         c.execute("return document.body.dataset.view;", vec![])
             .await
@@ -479,7 +494,10 @@ async fn rider_app_in_chromium(db: Db) {
         .await
         .unwrap();
     assert_eq!(key["type"], "private");
-    assert_eq!(key["extractable"], false, "the device key cannot be read out");
+    assert_eq!(
+        key["extractable"], false,
+        "the device key cannot be read out"
+    );
     assert_eq!(key["credential_len"], 126);
     let rider_id = key["rider"].as_str().unwrap().to_string();
 
@@ -493,7 +511,10 @@ async fn rider_app_in_chromium(db: Db) {
         "return document.getElementById('wallet-status').dataset.wallet;",
     )
     .await;
-    assert_eq!(text(&c, "#wallet-status").await, "No wallet is bound. Journeys are paid from a bound wallet after each trip.");
+    assert_eq!(
+        text(&c, "#wallet-status").await,
+        "No wallet is bound. Journeys are paid from a bound wallet after each trip."
+    );
     click(&c, "#bind-wallet").await;
     let sign_url = until(
         &c,
@@ -522,7 +543,10 @@ async fn rider_app_in_chromium(db: Db) {
         if state == "bound" {
             break;
         }
-        assert!(Instant::now() < deadline, "the wallet was not bound: {state}");
+        assert!(
+            Instant::now() < deadline,
+            "the wallet was not bound: {state}"
+        );
     }
     screenshot(&c, "2-wallet-bound").await;
     assert_accessible(&c, axe, "wallet").await;
@@ -557,7 +581,12 @@ async fn rider_app_in_chromium(db: Db) {
     network.set(Fault::Reset);
     let offline_from = turnpike_tests::now_ms();
     c.refresh().await.unwrap();
-    until(&c, "the app to start offline", "return document.body.dataset.ready;").await;
+    until(
+        &c,
+        "the app to start offline",
+        "return document.body.dataset.ready;",
+    )
+    .await;
     let offline_at = fresh_code(&c, offline_from).await;
     let exit_code = scan_screen(&c, "4-code-offline").await;
     assert_eq!(
@@ -613,10 +642,7 @@ async fn rider_app_in_chromium(db: Db) {
 
     // A dispute raised in the app, listed, decided by the operator, the decision shown.
     click(&c, "#journeys button.dispute").await;
-    let reason = c
-        .find(Locator::Css("#dispute-reason"))
-        .await
-        .unwrap();
+    let reason = c.find(Locator::Css("#dispute-reason")).await.unwrap();
     reason
         .send_keys("I tapped out at the wrong station by mistake")
         .await
@@ -629,7 +655,9 @@ async fn rider_app_in_chromium(db: Db) {
         "return document.querySelector('#disputes li[data-status=open]');",
     )
     .await;
-    assert!(text(&c, "#disputes").await.contains("waiting for a decision"));
+    assert!(text(&c, "#disputes")
+        .await
+        .contains("waiting for a decision"));
     let disputes = gw
         .admin
         .send(reqwest::Method::GET, "/v1/admin/disputes", None::<&Value>)
@@ -658,7 +686,12 @@ async fn rider_app_in_chromium(db: Db) {
         )
         .await
         .unwrap();
-    assert_eq!(decided.status, 200, "{}", String::from_utf8_lossy(&decided.body));
+    assert_eq!(
+        decided.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&decided.body)
+    );
     click(&c, "#refresh-journeys").await;
     until(
         &c,

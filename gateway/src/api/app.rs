@@ -166,7 +166,11 @@ mod tests {
         let text = String::from_utf8(body.to_vec()).unwrap();
         assert!(!text.contains(VERSION_PLACEHOLDER) && !text.contains("__SHELL_FILES__"));
         for asset in SHELL {
-            assert!(text.contains(&format!("{:?}", asset.path)), "{}", asset.path);
+            assert!(
+                text.contains(&format!("{:?}", asset.path)),
+                "{}",
+                asset.path
+            );
         }
     }
 }

@@ -83,9 +83,9 @@ async function api(method, path, body) {
       cache: "no-store",
       signal: abort.signal,
     });
-  } catch (e) {
+  } catch (_) {
     setOnline(false);
-    throw new NetworkError(String(e && e.message ? e.message : e));
+    throw new NetworkError(t("no_network"));
   } finally {
     clearTimeout(timer);
   }
@@ -327,6 +327,7 @@ function chargeLabel(c) {
 
 let charges = [];
 let journeys = [];
+let disputes = [];
 let disputing = null;
 
 async function loadJourneys() {
@@ -340,8 +341,9 @@ async function loadJourneys() {
     ]);
     journeys = j.value.journeys;
     charges = c.value;
+    disputes = d.value;
     renderJourneys();
-    renderDisputes(d.value);
+    renderDisputes(disputes);
     const at = j.at || c.at || d.at;
     status.textContent = at ? t("shown_from_cache", { time: when(at) }) : "";
   } catch (e) {
@@ -372,7 +374,10 @@ function renderJourneys() {
         text: t("receipt"),
       });
       actions.append(receipt);
-      if (charge.status === "captured") {
+      // A paid charge can be disputed while none of its disputes is open and it is not
+      // refunded in full (the gateway refuses a second open dispute).
+      const open = disputes.some((d) => d.charge_id === charge.charge_id && d.status === "open");
+      if (charge.status === "captured" && !open && charge.refunded_minor < charge.amount_minor) {
         const button = el("button", {
           type: "button",
           class: "dispute",
@@ -536,6 +541,7 @@ async function showReceipt(chargeId) {
   }
   const j = journeys.find((x) => x.journey_id === c.journey_id);
   const rows = [
+    ["receipt_rider", device.riderId],
     ["receipt_charge", c.charge_id],
     ["receipt_operator", c.operator_id],
     ["receipt_journey", j ? routeName(j) + ", " + when(j.entry_at_ms) : c.journey_id || "—"],
@@ -544,6 +550,7 @@ async function showReceipt(chargeId) {
     ["receipt_status", chargeLabel(c)],
     ["receipt_paid_at", c.captured_at_ms ? when(c.captured_at_ms) : "—"],
     ["receipt_trade", c.provider_trade_no || "—"],
+    ["receipt_printed", new Date().toLocaleString(locale())],
   ];
   for (const [key, value] of rows) dl.append(el("dt", { text: t(key) }), el("dd", { text: value }));
 }

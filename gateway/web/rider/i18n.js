@@ -33,6 +33,7 @@ export const STRINGS = {
     refresh: "Refresh",
     loading: "Loading…",
     load_failed: "Could not load: {error}",
+    no_network: "no network",
     shown_from_cache: "Offline: showing what was loaded at {time}.",
     no_journeys: "No journeys yet.",
     journeys_caption: "Your journeys, newest first",
@@ -91,6 +92,8 @@ export const STRINGS = {
     receipt_paid_at: "Paid at",
     receipt_charge: "Charge",
     receipt_missing: "No such charge among yours.",
+    receipt_rider: "Rider",
+    receipt_printed: "Printed",
     footer: "Turnpike: one phone for metro and toll.",
   },
   zh: {
@@ -122,6 +125,7 @@ export const STRINGS = {
     refresh: "刷新",
     loading: "加载中…",
     load_failed: "无法加载：{error}",
+    no_network: "没有网络",
     shown_from_cache: "离线：显示 {time} 加载的内容。",
     no_journeys: "暂无行程。",
     journeys_caption: "您的行程，最新的在前",
@@ -180,6 +184,8 @@ export const STRINGS = {
     receipt_paid_at: "支付时间",
     receipt_charge: "扣款",
     receipt_missing: "您的扣款中没有这一笔。",
+    receipt_rider: "乘客",
+    receipt_printed: "打印时间",
     footer: "Turnpike：一部手机乘地铁、过高速。",
   },
 };
