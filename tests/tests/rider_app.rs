@@ -7,7 +7,9 @@
 //! TLS — approved; with the network cut (the public listener unreachable) the reloaded app
 //! comes from its service worker and its code is approved at the exit gate; back online, the
 //! journey shows its fare, the charge is captured from the wallet the app bound, a dispute
-//! raised in the app is listed, decided by an operator, and the app shows the decision.
+//! raised in the app is listed, decided by an operator, and the app shows the decision; a
+//! deny-listing shows in the app with its reason while a gate refuses the code, and its lifting
+//! shows too; a receipt; the app in Chinese.
 //!
 //! axe-core (npm, pinned in `tests/browser/package-lock.json`, installed by the test with
 //! `npm ci`) checks every view against WCAG 2.1 A/AA and its best practices, in English and
@@ -217,10 +219,14 @@ async fn start_driver(driver: &Path, home: &Path, log: &Path) -> (Driver, u16) {
     (Driver(child), port)
 }
 
+fn screens_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/rider-app-screens")
+}
+
 /// Saves the viewport as `target/rider-app-screens/<name>.png` and returns the PNG.
 async fn screenshot(c: &Client, name: &str) -> Vec<u8> {
     let shot = c.screenshot().await.unwrap();
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/rider-app-screens");
+    let dir = screens_dir();
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(format!("{name}.png")), &shot).unwrap();
     shot
@@ -454,6 +460,9 @@ async fn rider_app_in_chromium(db: Db) {
         .connect(&format!("http://127.0.0.1:{port}"))
         .await
         .expect("a chromedriver session");
+
+    // This run's screenshots only.
+    let _ = std::fs::remove_dir_all(screens_dir());
 
     // Enrol by clicking.
     c.goto(&app).await.unwrap();
@@ -705,7 +714,79 @@ async fn rider_app_in_chromium(db: Db) {
     screenshot(&c, "8-dispute-decided").await;
     assert_accessible(&c, axe, "journeys").await;
 
+    // The operator deny-lists the rider: the app says gates refuse the code and why, and a gate
+    // does refuse the code scanned from the screen; lifted, the app says gates accept it.
+    let added = gw
+        .admin
+        .send(
+            reqwest::Method::POST,
+            "/v1/admin/deny-list",
+            Some(&json!({"kind": "rider", "subject_id": rider_id, "reason": "phone reported stolen"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        added.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&added.body)
+    );
+    c.goto(&format!("{app}#wallet")).await.unwrap();
+    until(
+        &c,
+        "the refusal in the app",
+        "return document.getElementById('deny-status').dataset.denied === 'true';",
+    )
+    .await;
+    let said = text(&c, "#view-wallet").await;
+    assert!(said.contains("Gates refuse your ride code"), "{said}");
+    assert!(said.contains("phone reported stolen"), "{said}");
+    screenshot(&c, "9-wallet-denied").await;
+    assert_accessible(&c, axe, "wallet (denied)").await;
+    // Gateway nodes reload the deny list every `taps.refresh_interval_ms` (200 ms in tests).
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    c.goto(&format!("{app}#code")).await.unwrap();
+    fresh_code(&c, turnpike_tests::now_ms()).await;
+    let warned = text(&c, "#credential-status").await;
+    assert!(warned.contains("Gates refuse your ride code"), "{warned}");
+    let denied_code = scan_screen(&c, "10-code-denied").await;
+    let refused = gw
+        .terminal(&gate(from, 2))
+        .tap(&tap(3, Direction::Entry, base64url(&denied_code)))
+        .await
+        .unwrap();
+    assert_eq!(refused.decision, Decision::Decline, "{refused:?}");
+    assert_eq!(refused.reason.as_deref(), Some("rider_denied"));
+    let lifted = gw
+        .admin
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/v1/admin/deny-list/rider/{rider_id}"),
+            None::<&Value>,
+        )
+        .await
+        .unwrap();
+    assert_eq!(lifted.status, 204);
+    c.goto(&format!("{app}#wallet")).await.unwrap();
+    until(
+        &c,
+        "the lifting in the app",
+        "return document.getElementById('deny-status').dataset.denied === 'false';",
+    )
+    .await;
+    assert_eq!(
+        text(&c, "#deny-status").await,
+        "Gates accept your ride code."
+    );
+
     // The receipt of the charge, and the app in Chinese.
+    c.goto(&format!("{app}#journeys")).await.unwrap();
+    until(
+        &c,
+        "the journeys again",
+        "return document.querySelector('#journeys a.receipt-link');",
+    )
+    .await;
     click(&c, "#journeys a.receipt-link").await;
     until(
         &c,
@@ -715,7 +796,7 @@ async fn rider_app_in_chromium(db: Db) {
     .await;
     let receipt = text(&c, "#receipt").await;
     assert!(receipt.contains(&expected_fare), "{receipt}");
-    screenshot(&c, "9-receipt").await;
+    screenshot(&c, "11-receipt").await;
     assert_accessible(&c, axe, "receipt").await;
     click(&c, "#lang").await;
     assert_eq!(
@@ -727,7 +808,7 @@ async fn rider_app_in_chromium(db: Db) {
     assert_eq!(text(&c, "#receipt-h").await, "收据");
     c.goto(&format!("{app}#code")).await.unwrap();
     fresh_code(&c, 0).await;
-    screenshot(&c, "10-code-zh").await;
+    screenshot(&c, "12-code-zh").await;
     assert_accessible(&c, axe, "ride code (Chinese)").await;
 
     c.close().await.unwrap();

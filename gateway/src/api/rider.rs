@@ -1,4 +1,5 @@
-//! The rider API: register, enrol a device and receive a credential, list own journeys.
+//! The rider API: register, enrol a device and receive a credential, list own journeys, see
+//! whether (and why) gates refuse the rider's codes.
 //! A rider token identifies exactly one rider; every query is scoped by the rider id the token
 //! resolves to, so no request can name another rider's data.
 
@@ -15,8 +16,9 @@ use super::{bearer, sha256, OptionalJson, ValidJson, ValidQuery};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{CredentialRow, JourneyRow};
 use crate::AppState;
+pub use turnpike_wire::api::admin::DenyView;
 pub use turnpike_wire::api::rider::{
-    EnrolRequest, Enrolled, JourneyList, JourneyView, RegisterRequest, Registered,
+    EnrolRequest, Enrolled, JourneyList, JourneyView, OwnDenyList, RegisterRequest, Registered,
 };
 
 const RIDER_BODY_BYTES_MAX: usize = 4 * 1024;
@@ -28,6 +30,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/riders", post(register))
         .route("/v1/riders/me/credentials", post(enrol))
         .route("/v1/riders/me/journeys", get(journeys))
+        .route("/v1/riders/me/deny-list", get(own_deny_list))
         .layer(DefaultBodyLimit::max(RIDER_BODY_BYTES_MAX))
         .with_state(state)
 }
@@ -221,5 +224,29 @@ async fn journeys(
     let rows = state.store.journeys_of_rider(rider_id, limit).await?;
     Ok(Json(JourneyList {
         journeys: rows.into_iter().map(journey_view).collect(),
+    }))
+}
+
+/// The deny-list entries that make gates refuse this rider's codes (the rider, or one of their
+/// devices), with the reason each was added for; none when the codes are accepted.
+async fn own_deny_list(
+    State(state): State<AppState>,
+    Rider(rider_id): Rider,
+) -> ApiResult<Json<OwnDenyList>> {
+    let entries: Vec<DenyView> = state
+        .store
+        .deny_entries_of_rider(rider_id)
+        .await?
+        .into_iter()
+        .map(|d| DenyView {
+            kind: d.subject_kind,
+            subject_id: d.subject_id.to_string(),
+            reason: d.reason,
+            added_at_ms: d.added_at_ms,
+        })
+        .collect();
+    Ok(Json(OwnDenyList {
+        denied: !entries.is_empty(),
+        entries,
     }))
 }

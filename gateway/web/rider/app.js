@@ -255,6 +255,14 @@ function startCode() {
   document.getElementById("credential-until").textContent = new Date(
     device.validUntilS * 1000,
   ).toLocaleString(locale());
+  // What the wallet view last learnt of the deny list: a refused rider is told here too,
+  // before walking up to a gate (the code itself is still shown; the gate decides).
+  dbGet("cache:/v1/riders/me/deny-list").then((hit) => {
+    const denied = Boolean(hit && hit.value && hit.value.denied);
+    const status = document.getElementById("credential-status");
+    status.textContent = denied ? t("gates_refuse") + " " + t("see_wallet") : "";
+    status.classList.toggle("error", denied);
+  });
   const run = () =>
     showCode().catch((e) => {
       document.getElementById("code-status").textContent = e.message;
@@ -478,10 +486,31 @@ async function loadWallet() {
     status.textContent = t("load_failed", { error: e.message });
   }
   try {
+    renderDenyList((await cachedGet("/v1/riders/me/deny-list")).value);
+  } catch (_) {
+    // Shown as not loaded by the status line above.
+  }
+  try {
     charges = (await cachedGet("/v1/riders/me/charges")).value;
     renderArrears();
   } catch (_) {
     // Shown as not loaded by the status line above.
+  }
+}
+
+/** Whether gates refuse this rider's codes, and each reason (the operator's words, or ours for
+ * arrears). */
+function renderDenyList(state) {
+  const p = document.getElementById("deny-status");
+  const ul = document.getElementById("deny-entries");
+  p.dataset.denied = String(state.denied);
+  p.textContent = t(state.denied ? "gates_refuse" : "gates_accept");
+  p.classList.toggle("error", state.denied);
+  ul.replaceChildren();
+  for (const e of state.entries) {
+    const reason = e.reason === "arrears" ? t("deny_reason_arrears") : e.reason;
+    const values = { time: when(e.added_at_ms), reason, id: e.subject_id };
+    ul.append(el("li", { "data-kind": e.kind, text: t("deny_" + e.kind, values) }));
   }
 }
 

@@ -1,5 +1,5 @@
 //! The rider API's JSON (public listener, rider token): registration, device enrolment,
-//! journeys.
+//! journeys, the rider's own deny-list state.
 
 use serde::{Deserialize, Serialize};
 
@@ -58,4 +58,13 @@ pub struct JourneyView {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct JourneyList {
     pub journeys: Vec<JourneyView>,
+}
+
+/// `GET /v1/riders/me/deny-list`: whether gates refuse this rider's codes, and why. `entries`
+/// are the deny-list entries naming this rider or one of their credentials (devices), oldest
+/// first; `denied` is true when there is any.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OwnDenyList {
+    pub denied: bool,
+    pub entries: Vec<super::admin::DenyView>,
 }
