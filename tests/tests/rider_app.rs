@@ -9,7 +9,8 @@
 //! journey shows its fare, the charge is captured from the wallet the app bound, a dispute
 //! raised in the app is listed, decided by an operator, and the app shows the decision; a
 //! deny-listing shows in the app with its reason while a gate refuses the code, and its lifting
-//! shows too; a receipt; the app in Chinese.
+//! shows too; the refund, the deny-listing and its lifting as in-app notifications; a receipt;
+//! the app in Chinese.
 //!
 //! axe-core (npm, pinned in `tests/browser/package-lock.json`, installed by the test with
 //! `npm ci`) checks every view against WCAG 2.1 A/AA and its best practices, in English and
@@ -711,6 +712,12 @@ async fn rider_app_in_chromium(db: Db) {
     let listed = text(&c, "#disputes").await;
     assert!(listed.contains("approved, refunded"), "{listed}");
     assert!(listed.contains("Refunded in full"), "{listed}");
+    // The refund is also a notification.
+    let notices = text(&c, "#notice-list").await;
+    assert!(
+        notices.contains(&format!("{expected_fare} refunded for your journey")),
+        "{notices}"
+    );
     screenshot(&c, "8-dispute-decided").await;
     assert_accessible(&c, axe, "journeys").await;
 
@@ -741,6 +748,11 @@ async fn rider_app_in_chromium(db: Db) {
     let said = text(&c, "#view-wallet").await;
     assert!(said.contains("Gates refuse your ride code"), "{said}");
     assert!(said.contains("phone reported stolen"), "{said}");
+    let notices = text(&c, "#notice-list").await;
+    assert!(
+        notices.contains("Gates now refuse your ride code: phone reported stolen"),
+        "{notices}"
+    );
     screenshot(&c, "9-wallet-denied").await;
     assert_accessible(&c, axe, "wallet (denied)").await;
     // Gateway nodes reload the deny list every `taps.refresh_interval_ms` (200 ms in tests).
@@ -778,6 +790,19 @@ async fn rider_app_in_chromium(db: Db) {
         text(&c, "#deny-status").await,
         "Gates accept your ride code."
     );
+    let notices = text(&c, "#notice-list").await;
+    assert!(
+        notices.contains("Gates accept your ride code again."),
+        "{notices}"
+    );
+    screenshot(&c, "10b-notifications").await;
+    click(&c, "#dismiss-notices").await;
+    until(
+        &c,
+        "the notifications dismissed",
+        "return document.getElementById('notices').hidden;",
+    )
+    .await;
 
     // The receipt of the charge, and the app in Chinese.
     c.goto(&format!("{app}#journeys")).await.unwrap();

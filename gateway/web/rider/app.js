@@ -103,6 +103,7 @@ async function cachedGet(path) {
   try {
     const value = await api("GET", path);
     await dbPut("cache:" + path, { value, at: Date.now() });
+    observe(path, value);
     return { value, at: null };
   } catch (e) {
     if (!(e instanceof NetworkError)) throw e;
@@ -116,6 +117,97 @@ function setOnline(online) {
   const net = document.getElementById("net");
   net.classList.toggle("offline", !online);
   net.textContent = online ? "" : t("offline");
+}
+
+// ---------------------------------------------------------------- notifications (in-app)
+
+/** Check charges and the deny list this often while the app is open, for notifications. */
+const WATCH_MS = 30000;
+/** Notifications kept (oldest dropped). */
+const NOTICES_MAX = 50;
+
+let observing = Promise.resolve();
+
+/** Compares a fresh answer with what the app saw before (IndexedDB `seen`) and turns each
+ * change a rider must hear about into a notification: a failed deduction, a refund, a
+ * deny-listing and its lifting. Serialized, so two answers never race on `seen`. */
+function observe(path, value) {
+  observing = observing.then(() => noticeChanges(path, value)).catch(() => {});
+}
+
+async function noticeChanges(path, value) {
+  const seen = (await dbGet("seen")) || { charges: {}, denied: false };
+  const found = [];
+  if (path === "/v1/riders/me/charges") {
+    const next = {};
+    for (const c of value) {
+      const before = seen.charges[c.charge_id];
+      next[c.charge_id] = { status: c.status, refunded: c.refunded_minor };
+      const amount = money(c.amount_minor, c.currency);
+      if (c.status === "failed" && (!before || before.status !== "failed")) {
+        found.push({ key: "notice_failed", values: { amount, day: c.business_day } });
+      }
+      if (before && before.status === "failed" && c.status === "captured") {
+        found.push({ key: "notice_repaid", values: { amount, day: c.business_day } });
+      }
+      const refunded = c.refunded_minor - (before ? before.refunded : 0);
+      if (refunded > 0) {
+        found.push({
+          key: "notice_refund",
+          values: { amount: money(refunded, c.currency), day: c.business_day },
+        });
+      }
+    }
+    seen.charges = next;
+  } else if (path === "/v1/riders/me/deny-list") {
+    if (value.denied && !seen.denied) {
+      const reasons = value.entries.map((e) =>
+        e.reason === "arrears" ? t("deny_reason_arrears") : e.reason,
+      );
+      found.push({ key: "notice_denied", values: { reason: reasons.join("; ") } });
+    } else if (!value.denied && seen.denied) {
+      found.push({ key: "notice_lifted", values: {} });
+    }
+    seen.denied = value.denied;
+  } else {
+    return;
+  }
+  await dbPut("seen", seen);
+  if (found.length === 0) return;
+  const notices = (await dbGet("notices")) || [];
+  const at = Date.now();
+  for (const n of found) notices.push({ ...n, at, read: false });
+  await dbPut("notices", notices.slice(-NOTICES_MAX));
+  await renderNotices();
+}
+
+/** Unread notifications at the top of every view, newest first, in the current language. */
+async function renderNotices() {
+  const notices = ((await dbGet("notices")) || []).filter((n) => !n.read);
+  const box = document.getElementById("notices");
+  const ul = document.getElementById("notice-list");
+  ul.replaceChildren();
+  for (const n of notices.slice().reverse()) {
+    ul.append(el("li", { "data-notice": n.key, text: when(n.at) + " · " + t(n.key, n.values) }));
+  }
+  box.hidden = notices.length === 0;
+}
+
+async function dismissNotices() {
+  const notices = (await dbGet("notices")) || [];
+  for (const n of notices) n.read = true;
+  await dbPut("notices", notices);
+  await renderNotices();
+  document.getElementById("main").focus();
+}
+
+/** Looks at charges and the deny list now and then (only for their notifications). */
+function watch() {
+  setInterval(() => {
+    if (!device) return;
+    cachedGet("/v1/riders/me/charges").catch(() => {});
+    cachedGet("/v1/riders/me/deny-list").catch(() => {});
+  }, WATCH_MS);
 }
 
 // ---------------------------------------------------------------- enrolment
@@ -609,6 +701,7 @@ function route() {
 
 function rerender() {
   setLanguage(language());
+  renderNotices();
   if (device && !document.getElementById("view-code").hidden) tick();
   if (!document.getElementById("view-journeys").hidden) {
     renderJourneys();
@@ -629,6 +722,7 @@ async function main() {
   document.getElementById("refresh-wallet").addEventListener("click", loadWallet);
   document.getElementById("repay").addEventListener("click", repay);
   document.getElementById("print").addEventListener("click", () => window.print());
+  document.getElementById("dismiss-notices").addEventListener("click", dismissNotices);
   window.addEventListener("hashchange", () => {
     route();
     document.getElementById("main").focus();
@@ -644,6 +738,8 @@ async function main() {
   device = (await dbGet("device")) || null;
   route();
   if (device) renewIfDue();
+  await renderNotices();
+  watch();
   document.body.dataset.ready = "1";
 }
 
