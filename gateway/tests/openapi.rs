@@ -52,6 +52,12 @@ const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
     ),
     (PUBLIC, "get", "/v1/riders/me/journeys", Some("riderToken")),
     (PUBLIC, "get", "/v1/riders/me/deny-list", Some("riderToken")),
+    (
+        PUBLIC,
+        "get",
+        "/v1/riders/me/daily-caps",
+        Some("riderToken"),
+    ),
     // gateway/src/api/admin.rs
     (PUBLIC, "post", "/v1/admin/operators", Some("adminToken")),
     (PUBLIC, "get", "/v1/admin/operators", Some("adminToken")),

@@ -41,6 +41,10 @@ const UI_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the capture worker gets to collect the journey's fare from the wallet.
 const CAPTURE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The metro's daily cap in this test (CNY): more than the one journey's fare, so the app
+/// shows what is left.
+const DAILY_CAP: &str = "5.00";
+
 const VECTORS_JSON: &str = include_str!("../../wire/testdata/ride-code-vectors.json");
 
 /// The accessibility checker's npm project (axe-core, pinned with its lock file).
@@ -325,6 +329,16 @@ async fn scan_screen(c: &Client, name: &str) -> Vec<u8> {
     bytes
 }
 
+/// `a − b` of two decimal amounts with two places ("5.00" − "3.00" = "2.00"), in integer fen.
+fn yuan_minus(a: &str, b: &str) -> String {
+    let fen = |s: &str| -> i64 {
+        let (whole, cents) = s.split_once('.').expect("two decimal places");
+        whole.parse::<i64>().unwrap() * 100 + cents.parse::<i64>().unwrap()
+    };
+    let d = fen(a) - fen(b);
+    format!("{}.{:02}", d / 100, d % 100)
+}
+
 fn base64url(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
@@ -426,7 +440,7 @@ async fn rider_app_in_chromium(db: Db) {
     let Some((driver_bin, chromium, certutil)) = browser() else {
         return;
     };
-    let Some(p) = PaidEnv::start(db, |_| {}).await else {
+    let Some(p) = PaidEnv::start_custom(db, |_| {}, Some(DAILY_CAP)).await else {
         return;
     };
     let gw = &p.env.gw;
@@ -648,6 +662,14 @@ async fn rider_app_in_chromium(db: Db) {
     assert!(row.contains(&expected_fare), "{row} shows {expected_fare}");
     assert!(row.contains(&format!("{from} → {to}")), "{row}");
     assert!(row.contains("paid"), "{row}");
+    // Today's progress towards the metro's daily cap.
+    let cap = text(&c, "#caps").await;
+    let left = format!("¥{}", yuan_minus(DAILY_CAP, &fare.amount().to_string()));
+    assert!(
+        cap.contains(&format!("{expected_fare} of the ¥{DAILY_CAP} daily cap"))
+            && cap.contains(&format!("{left} more at most")),
+        "{cap}"
+    );
     screenshot(&c, "6-journeys").await;
 
     // A dispute raised in the app, listed, decided by the operator, the decision shown.
@@ -757,8 +779,9 @@ async fn rider_app_in_chromium(db: Db) {
     assert_accessible(&c, axe, "wallet (denied)").await;
     // Gateway nodes reload the deny list every `taps.refresh_interval_ms` (200 ms in tests).
     tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let before = turnpike_tests::now_ms();
     c.goto(&format!("{app}#code")).await.unwrap();
-    fresh_code(&c, turnpike_tests::now_ms()).await;
+    fresh_code(&c, before).await;
     let warned = text(&c, "#credential-status").await;
     assert!(warned.contains("Gates refuse your ride code"), "{warned}");
     let denied_code = scan_screen(&c, "10-code-denied").await;

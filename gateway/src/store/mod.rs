@@ -648,6 +648,28 @@ impl Store {
             .collect()
     }
 
+    /// The fares a rider's journeys of one operator's business day came to (what the daily cap
+    /// is measured against); 0 when the rider has none that day.
+    pub async fn rider_day_fares_minor(
+        &self,
+        rider_id: i64,
+        operator_id: &str,
+        business_day: &str,
+    ) -> Result<i64, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT fares_total_minor FROM rider_days
+             WHERE rider_id = $1 AND operator_id = $2 AND business_day = $3",
+        )
+        .bind(rider_id)
+        .bind(operator_id)
+        .bind(business_day)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| r.try_get(0))
+            .transpose()
+            .map(|v| v.unwrap_or(0))
+    }
+
     /// The deny-list entries naming `rider_id` or one of its credentials, oldest first (what
     /// the rider may see of the deny list: only their own).
     pub async fn deny_entries_of_rider(&self, rider_id: i64) -> Result<Vec<DenyRow>, sqlx::Error> {

@@ -434,20 +434,52 @@ async function loadJourneys() {
   const status = document.getElementById("journeys-status");
   status.textContent = t("loading");
   try {
-    const [j, c, d] = await Promise.all([
+    const [j, c, d, k] = await Promise.all([
       cachedGet("/v1/riders/me/journeys?limit=100"),
       cachedGet("/v1/riders/me/charges"),
       cachedGet("/v1/riders/me/disputes"),
+      cachedGet("/v1/riders/me/daily-caps"),
     ]);
     journeys = j.value.journeys;
     charges = c.value;
     disputes = d.value;
+    renderCaps(k.value.caps);
     renderJourneys();
     renderDisputes(disputes);
     const at = j.at || c.at || d.at;
     status.textContent = at ? t("shown_from_cache", { time: when(at) }) : "";
   } catch (e) {
     status.textContent = t("load_failed", { error: e.message });
+  }
+}
+
+/** Today's progress towards each operator's daily cap, as text and a labelled progress bar. */
+function renderCaps(caps) {
+  const box = document.getElementById("caps");
+  box.replaceChildren();
+  for (const k of caps) {
+    const values = {
+      operator: k.operator_id,
+      day: k.business_day,
+      cap: moneyView(k.cap),
+      charged: moneyView(k.charged),
+      remaining: moneyView(k.remaining),
+    };
+    const id = "cap-" + k.operator_id;
+    const bar = el("progress", {
+      id,
+      max: k.cap.amount,
+      value: k.charged.amount,
+      "aria-label": t("cap_label", values),
+    });
+    box.append(
+      el(
+        "div",
+        { class: "cap", "data-operator": k.operator_id },
+        el("p", { text: t("cap_text", values) }),
+        bar,
+      ),
+    );
   }
 }
 
