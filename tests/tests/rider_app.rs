@@ -287,13 +287,30 @@ async fn until(c: &Client, what: &str, script: &str) -> Value {
     }
 }
 
+/// Clicks the element `css` finds. The app re-renders lists when an answer arrives, so an
+/// element found a moment ago may have been replaced: then it finds the new one and clicks that.
 async fn click(c: &Client, css: &str) {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no {css}: {e}"))
-        .click()
-        .await
-        .unwrap();
+    let deadline = Instant::now() + UI_TIMEOUT;
+    loop {
+        let found = c
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"));
+        match found.click().await {
+            Ok(()) => return,
+            Err(e) if e.is_stale_element_reference() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("clicking {css}: {e}"),
+        }
+    }
+}
+
+/// Waits until the view `id` has no load in flight (the app marks it `aria-busy`).
+async fn settled(c: &Client, id: &str) {
+    let script =
+        format!("return document.getElementById('{id}').getAttribute('aria-busy') !== 'true';");
+    until(c, "the view to finish loading", &script).await;
 }
 
 async fn text(c: &Client, css: &str) -> String {
@@ -475,6 +492,41 @@ async fn rider_app_in_chromium(db: Db) {
         .connect(&format!("http://127.0.0.1:{port}"))
         .await
         .expect("a chromedriver session");
+
+    // Every file of the app is served with its type and the strict CSP (the whole test then
+    // runs under it: an inline script or style would not run).
+    let http = turnpike_client::tls::http_client(&gw.ca(), None).unwrap();
+    for (path, content_type) in [
+        ("/app/", "text/html; charset=utf-8"),
+        ("/app/app.js", "text/javascript; charset=utf-8"),
+        ("/app/sw.js", "text/javascript; charset=utf-8"),
+        ("/app/manifest.webmanifest", "application/manifest+json"),
+    ] {
+        let r = http
+            .get(format!("{}{path}", gw.public_base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let header = |name: &str| {
+            r.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert_eq!(header("content-type"), content_type, "{path}");
+        assert_eq!(
+            header("content-security-policy"),
+            gateway::api::app::CONTENT_SECURITY_POLICY,
+            "{path}"
+        );
+        assert!(
+            !header("content-security-policy").contains("unsafe"),
+            "{path}"
+        );
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+    }
 
     // This run's screenshots only.
     let _ = std::fs::remove_dir_all(screens_dir());
@@ -673,6 +725,7 @@ async fn rider_app_in_chromium(db: Db) {
     screenshot(&c, "6-journeys").await;
 
     // A dispute raised in the app, listed, decided by the operator, the decision shown.
+    settled(&c, "view-journeys").await;
     click(&c, "#journeys button.dispute").await;
     let reason = c.find(Locator::Css("#dispute-reason")).await.unwrap();
     reason
@@ -829,6 +882,7 @@ async fn rider_app_in_chromium(db: Db) {
 
     // The receipt of the charge, and the app in Chinese.
     c.goto(&format!("{app}#journeys")).await.unwrap();
+    settled(&c, "view-journeys").await;
     until(
         &c,
         "the journeys again",

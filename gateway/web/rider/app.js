@@ -430,7 +430,22 @@ let journeys = [];
 let disputes = [];
 let disputing = null;
 
-async function loadJourneys() {
+/** Marks a view busy while its lists load (screen readers wait; tests too). */
+async function busy(viewId, work) {
+  const view = document.getElementById(viewId);
+  view.setAttribute("aria-busy", "true");
+  try {
+    return await work();
+  } finally {
+    view.removeAttribute("aria-busy");
+  }
+}
+
+function loadJourneys() {
+  return busy("view-journeys", loadJourneysNow);
+}
+
+async function loadJourneysNow() {
   const status = document.getElementById("journeys-status");
   status.textContent = t("loading");
   try {
@@ -590,7 +605,11 @@ function closeDispute() {
 
 // ---------------------------------------------------------------- wallet and arrears
 
-async function loadWallet() {
+function loadWallet() {
+  return busy("view-wallet", loadWalletNow);
+}
+
+async function loadWalletNow() {
   const status = document.getElementById("wallet-status");
   const bind = document.getElementById("bind-wallet");
   status.textContent = t("loading");
@@ -655,6 +674,8 @@ async function bindWallet() {
   const status = document.getElementById("wallet-status");
   try {
     const signing = await api("POST", "/v1/riders/me/wallet/signing");
+    // Only a web address becomes a link (never a javascript: or data: URL).
+    if (!/^https?:\/\//i.test(signing.sign_url)) throw new Error("unexpected signing link");
     const link = document.getElementById("sign-link");
     link.href = signing.sign_url;
     document.getElementById("sign-hint").hidden = false;
