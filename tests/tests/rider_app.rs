@@ -900,6 +900,43 @@ async fn rider_app_in_chromium(db: Db) {
     assert!(receipt.contains(&expected_fare), "{receipt}");
     screenshot(&c, "11-receipt").await;
     assert_accessible(&c, axe, "receipt").await;
+
+    // Offline again: the reloaded app still shows the receipt and the journeys it last loaded,
+    // saying they are what was last loaded.
+    network.set(Fault::Reset);
+    c.refresh().await.unwrap();
+    until(
+        &c,
+        "the app to start offline",
+        "return document.body.dataset.ready;",
+    )
+    .await;
+    until(
+        &c,
+        "the receipt from the app's copy",
+        "return document.querySelector('#receipt dd');",
+    )
+    .await;
+    assert!(text(&c, "#receipt").await.contains(&expected_fare));
+    c.goto(&format!("{app}#journeys")).await.unwrap();
+    settled(&c, "view-journeys").await;
+    let status = text(&c, "#journeys-status").await;
+    assert!(
+        status.starts_with("Offline: showing what was loaded at"),
+        "{status}"
+    );
+    let row = text(&c, "#journeys tr[data-status=closed]").await;
+    assert!(row.contains(&expected_fare), "{row}");
+    screenshot(&c, "11b-journeys-offline-cached").await;
+    network.set(Fault::None);
+    c.back().await.unwrap();
+    until(
+        &c,
+        "the receipt again",
+        "return location.hash.startsWith('#receipt/') && document.querySelector('#receipt dd');",
+    )
+    .await;
+
     click(&c, "#lang").await;
     assert_eq!(
         c.execute("return document.documentElement.lang;", vec![])
