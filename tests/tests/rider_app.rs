@@ -16,10 +16,10 @@
 //! `npm ci`) checks every view against WCAG 2.1 A/AA and its best practices, in English and
 //! Chinese.
 //!
-//! Screenshots go to `target/rider-app-screens/*.png` (looked at by people). Skipped when
-//! chromedriver, chromium or certutil (libnss3-tools) is missing, unless
-//! TURNPIKE_REQUIRE_BROWSER=1 (set by `.ci/run`), which makes that a failure. Runs on
-//! PostgreSQL (skipped without it unless TURNPIKE_REQUIRE_PG=1).
+//! Screenshots go to `target/rider-app-screens/<database>/*.png` (looked at by people). Skipped
+//! when chromedriver, chromium or certutil (libnss3-tools) is missing, unless
+//! TURNPIKE_REQUIRE_BROWSER=1 (set by `.ci/run`), which makes that a failure. Runs on SQLite
+//! and on PostgreSQL (skipped without it unless TURNPIKE_REQUIRE_PG=1), one after the other.
 
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
@@ -224,9 +224,18 @@ async fn start_driver(driver: &Path, home: &Path, log: &Path) -> (Driver, u16) {
     (Driver(child), port)
 }
 
-fn screens_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/rider-app-screens")
+tokio::task_local! {
+    /// Where this run's screenshots go: `target/rider-app-screens/<database>/`.
+    static SCREENS: PathBuf;
 }
+
+fn screens_dir() -> PathBuf {
+    SCREENS.with(|dir| dir.clone())
+}
+
+/// One browser run at a time: two Chromiums and two gateways at once on a two-core machine
+/// only make each slower and the timeouts tighter.
+static ONE_BROWSER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Saves the viewport as `target/rider-app-screens/<name>.png` and returns the PNG.
 async fn screenshot(c: &Client, name: &str) -> Vec<u8> {
@@ -953,7 +962,24 @@ async fn rider_app_in_chromium(db: Db) {
     c.close().await.unwrap();
 }
 
+async fn rider_app_in_chromium_on(db: Db) {
+    let _one = ONE_BROWSER_AT_A_TIME.lock().await;
+    let name = match db {
+        Db::Sqlite => "sqlite",
+        Db::Postgres => "postgres",
+    };
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/rider-app-screens")
+        .join(name);
+    SCREENS.scope(dir, rider_app_in_chromium(db)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rider_app_in_chromium_sqlite() {
+    rider_app_in_chromium_on(Db::Sqlite).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rider_app_in_chromium_postgres() {
-    rider_app_in_chromium(Db::Postgres).await;
+    rider_app_in_chromium_on(Db::Postgres).await;
 }
