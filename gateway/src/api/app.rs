@@ -8,8 +8,8 @@
 //!
 //! Every answer carries a strict Content-Security-Policy: scripts, styles, the manifest and the
 //! service worker only from this origin (no inline script or style, so injected markup cannot
-//! run or restyle), fetches only to this origin, images only from here or `data:`/`blob:`, no
-//! framing, no `<base>`, no form posts anywhere.
+//! run or restyle), fetches and images only from this origin, no framing, no `<base>`, no form
+//! posts anywhere.
 
 use std::sync::OnceLock;
 
@@ -19,7 +19,7 @@ use axum::routing::get;
 use axum::Router;
 
 /// The CSP of every file of the app (see the module comment).
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; manifest-src 'self'; worker-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; manifest-src 'self'; worker-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// One file of the app: its path under `/app/`, content type and bytes.
 struct Asset {
