@@ -10,7 +10,7 @@
 //! raised in the app is listed, decided by an operator, and the app shows the decision; a
 //! deny-listing shows in the app with its reason while a gate refuses the code, and its lifting
 //! shows too; the refund, the deny-listing and its lifting as in-app notifications; a receipt;
-//! the app in Chinese.
+//! the app in Chinese; a credential near its end renewed when the app starts, its codes approved.
 //!
 //! axe-core (npm, pinned in `tests/browser/package-lock.json`, installed by the test with
 //! `npm ci`) checks every view against WCAG 2.1 A/AA and its best practices, in English and
@@ -844,7 +844,7 @@ async fn rider_app_in_chromium(db: Db) {
     let before = turnpike_tests::now_ms();
     c.goto(&format!("{app}#code")).await.unwrap();
     fresh_code(&c, before).await;
-    let warned = text(&c, "#credential-status").await;
+    let warned = text(&c, "#code-warning").await;
     assert!(warned.contains("Gates refuse your ride code"), "{warned}");
     let denied_code = scan_screen(&c, "10-code-denied").await;
     let refused = gw
@@ -958,6 +958,54 @@ async fn rider_app_in_chromium(db: Db) {
     fresh_code(&c, 0).await;
     screenshot(&c, "12-code-zh").await;
     assert_accessible(&c, axe, "ride code (Chinese)").await;
+
+    // A credential near its end is renewed for the same device key when the app starts online,
+    // and the new one's codes are approved: make the stored one end in a minute, reload.
+    let device = r#"const [change, done] = arguments;
+        const r = indexedDB.open('turnpike-rider');
+        r.onsuccess = () => {
+          const store = r.result.transaction('kv', 'readwrite').objectStore('kv');
+          const g = store.get('device');
+          g.onsuccess = () => {
+            const d = g.result;
+            if (change) {
+              d.validUntilS = Math.floor(Date.now() / 1000) + 60;
+              store.put(d, 'device');
+            }
+            done({ credential_id: d.credentialId, valid_until_s: d.validUntilS });
+          };
+        };"#;
+    let old = c.execute_async(device, vec![json!(true)]).await.unwrap();
+    c.refresh().await.unwrap();
+    until(
+        &c,
+        "the renewal",
+        "return document.getElementById('credential-status').textContent;",
+    )
+    .await;
+    let renewed_from = turnpike_tests::now_ms();
+    let new = c.execute_async(device, vec![json!(false)]).await.unwrap();
+    assert_ne!(
+        new["credential_id"], old["credential_id"],
+        "a new credential"
+    );
+    assert!(
+        new["valid_until_s"].as_u64().unwrap() > old["valid_until_s"].as_u64().unwrap() + 3_600,
+        "valid for longer: {old} → {new}"
+    );
+    let renewed_at = fresh_code(&c, renewed_from).await;
+    let renewed = scan_screen(&c, "13-code-renewed").await;
+    assert_eq!(
+        u64::from_be_bytes(renewed[3..11].try_into().unwrap()).to_string(),
+        new["credential_id"].as_str().unwrap(),
+        "the code carries the new credential (made at {renewed_at})"
+    );
+    let entry = gw
+        .terminal(&gate(to, 2))
+        .tap(&tap(4, Direction::Entry, base64url(&renewed)))
+        .await
+        .unwrap();
+    assert_eq!(entry.decision, Decision::Approve, "{entry:?}");
 
     c.close().await.unwrap();
 }

@@ -267,6 +267,8 @@ async function renewIfDue() {
   try {
     await requestCredential();
     document.getElementById("credential-status").textContent = t("renewed");
+    // The code on screen carries the old credential: show one with the new one now.
+    if (codeTimer) startCode();
   } catch (_) {
     // Offline or refused: the code view says when the credential runs out.
   }
@@ -351,9 +353,8 @@ function startCode() {
   // before walking up to a gate (the code itself is still shown; the gate decides).
   dbGet("cache:/v1/riders/me/deny-list").then((hit) => {
     const denied = Boolean(hit && hit.value && hit.value.denied);
-    const status = document.getElementById("credential-status");
-    status.textContent = denied ? t("gates_refuse") + " " + t("see_wallet") : "";
-    status.classList.toggle("error", denied);
+    const warning = document.getElementById("code-warning");
+    warning.textContent = denied ? t("gates_refuse") + " " + t("see_wallet") : "";
   });
   const run = () =>
     showCode().catch((e) => {
