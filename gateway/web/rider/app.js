@@ -26,13 +26,22 @@ const STORE = "kv";
 
 // ---------------------------------------------------------------- storage (IndexedDB)
 
+let dbOpening = null;
+
+/** The app's database, opened once per page. */
 function openDb() {
-  return new Promise((resolve, reject) => {
-    const req = indexedDB.open(DB_NAME, 1);
-    req.onupgradeneeded = () => req.result.createObjectStore(STORE);
-    req.onsuccess = () => resolve(req.result);
-    req.onerror = () => reject(req.error);
-  });
+  if (!dbOpening) {
+    dbOpening = new Promise((resolve, reject) => {
+      const req = indexedDB.open(DB_NAME, 1);
+      req.onupgradeneeded = () => req.result.createObjectStore(STORE);
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => {
+        dbOpening = null;
+        reject(req.error);
+      };
+    });
+  }
+  return dbOpening;
 }
 
 async function dbGet(key) {
@@ -91,9 +100,16 @@ async function api(method, path, body) {
   }
   setOnline(true);
   const text = await response.text();
-  const json = text ? JSON.parse(text) : null;
+  let json = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch (_) {
+    json = null;
+  }
   if (!response.ok) {
-    throw new ApiError(response.status, json && json.code, json && json.message);
+    // Every error answer is {"error": {"code", "message"}} (docs/api.md, "Conventions").
+    const error = (json && json.error) || {};
+    throw new ApiError(response.status, error.code, error.message);
   }
   return json;
 }
