@@ -11,6 +11,8 @@
 //! deny-listing shows in the app with its reason while a gate refuses the code, and its lifting
 //! shows too; the refund, the deny-listing and its lifting as in-app notifications; a receipt;
 //! the app in Chinese; a credential near its end renewed when the app starts, its codes approved.
+//! A second phone whose wallet cannot pay sees the failed payment as arrears and the
+//! deny-listing (with notifications), tops up, repays in the app, and sees both cleared.
 //!
 //! axe-core (npm, pinned in `tests/browser/package-lock.json`, installed by the test with
 //! `npm ci`) checks every view against WCAG 2.1 A/AA and its best practices, in English and
@@ -486,21 +488,7 @@ async fn rider_app_in_chromium(db: Db) {
         &p.env.scratch.0.join("chromedriver.log"),
     )
     .await;
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": chromium,
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=480,1000", "--no-first-run", "--no-default-browser-check",
-                     "--lang=en-GB"],
-        }),
-    );
-    let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("a chromedriver session");
+    let c = session(port, &chromium).await;
 
     // Every file of the app is served with its type and the strict CSP (the whole test then
     // runs under it: an inline script or style would not run).
@@ -589,50 +577,7 @@ async fn rider_app_in_chromium(db: Db) {
     check_vectors_in_browser(&c).await;
 
     // Bind the wallet through the app: the gateway's signing link, signed in the wallet.
-    c.goto(&format!("{app}#wallet")).await.unwrap();
-    until(
-        &c,
-        "the wallet view",
-        "return document.getElementById('wallet-status').dataset.wallet;",
-    )
-    .await;
-    assert_eq!(
-        text(&c, "#wallet-status").await,
-        "No wallet is bound. Journeys are paid from a bound wallet after each trip."
-    );
-    click(&c, "#bind-wallet").await;
-    let sign_url = until(
-        &c,
-        "the signing link",
-        "const a = document.getElementById('sign-link'); \
-         return document.getElementById('sign-hint').hidden ? null : a.href;",
-    )
-    .await;
-    let wallet_user = p.sandbox.wallet(10_000, None).await;
-    let (status, agreement) = p
-        .sandbox
-        .sign_in_wallet(&wallet_user, sign_url.as_str().unwrap(), 10_000)
-        .await;
-    assert!(status == 200 || status == 201, "signing: {agreement}");
-    let deadline = Instant::now() + UI_TIMEOUT;
-    loop {
-        click(&c, "#refresh-wallet").await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let state = c
-            .execute(
-                "return document.getElementById('wallet-status').dataset.wallet;",
-                vec![],
-            )
-            .await
-            .unwrap();
-        if state == "bound" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the wallet was not bound: {state}"
-        );
-    }
+    bind_wallet_in_app(&c, &app, &p, 10_000).await;
     screenshot(&c, "2-wallet-bound").await;
     assert_accessible(&c, axe, "wallet").await;
 
@@ -1008,6 +953,162 @@ async fn rider_app_in_chromium(db: Db) {
     assert_eq!(entry.decision, Decision::Approve, "{entry:?}");
 
     c.close().await.unwrap();
+
+    // Another phone, whose wallet cannot pay: arrears, deny-listing, repayment.
+    let broke = session(port, &chromium).await;
+    arrears_round_trip(&broke, &app, &p, axe).await;
+    broke.close().await.unwrap();
+}
+
+/// Binds a sandbox wallet holding `balance_fen` the way a rider does in the app: Wallet, "Bind
+/// a wallet", the gateway's signing link signed in the wallet, "Check again" until bound.
+async fn bind_wallet_in_app(c: &Client, app: &str, p: &PaidEnv, balance_fen: i64) -> String {
+    c.goto(&format!("{app}#wallet")).await.unwrap();
+    until(
+        c,
+        "the wallet view",
+        "return document.getElementById('wallet-status').dataset.wallet;",
+    )
+    .await;
+    assert_eq!(
+        text(c, "#wallet-status").await,
+        "No wallet is bound. Journeys are paid from a bound wallet after each trip."
+    );
+    click(c, "#bind-wallet").await;
+    let sign_url = until(
+        c,
+        "the signing link",
+        "const a = document.getElementById('sign-link'); \
+         return document.getElementById('sign-hint').hidden ? null : a.href;",
+    )
+    .await;
+    let wallet_user = p.sandbox.wallet(balance_fen, None).await;
+    let (status, agreement) = p
+        .sandbox
+        .sign_in_wallet(&wallet_user, sign_url.as_str().unwrap(), 10_000)
+        .await;
+    assert!(status == 200 || status == 201, "signing: {agreement}");
+    refresh_until(
+        c,
+        "#refresh-wallet",
+        "the wallet bound",
+        "return document.getElementById('wallet-status').dataset.wallet === 'bound';",
+    )
+    .await;
+    wallet_user
+}
+
+/// Clicks `button` every 300 ms until `script` returns true.
+async fn refresh_until(c: &Client, button: &str, what: &str, script: &str) {
+    let deadline = Instant::now() + CAPTURE_TIMEOUT;
+    loop {
+        click(c, button).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if c.execute(script, vec![]).await.unwrap() == true {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+    }
+}
+
+/// A new browser session (a fresh profile: its own IndexedDB and service worker).
+async fn session(driver_port: u16, chromium: &Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chromium,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=480,1000", "--no-first-run", "--no-default-browser-check",
+                     "--lang=en-GB"],
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{driver_port}"))
+        .await
+        .expect("a chromedriver session")
+}
+
+/// A second phone whose wallet cannot pay its journey: the app shows the failed payment as
+/// arrears with a notification, and the deny-listing with its reason; after the wallet is
+/// topped up, "Repay now" collects it, and the app shows the repayment and the lifting.
+async fn arrears_round_trip(c: &Client, app: &str, p: &PaidEnv, axe: Option<&str>) {
+    let gw = &p.env.gw;
+    c.goto(app).await.unwrap();
+    until(c, "the app to start", "return document.body.dataset.ready;").await;
+    click(c, "#enrol").await;
+    fresh_code(c, 0).await;
+    let wallet_user = bind_wallet_in_app(c, app, p, 100).await;
+    let stops = demo_stops();
+    let (from, to) = (&stops[0], &stops[3]);
+    let before = turnpike_tests::now_ms();
+    c.goto(&format!("{app}#code")).await.unwrap();
+    fresh_code(c, before).await;
+    let code = scan_screen(c, "20-broke-code").await;
+    for (terminal, direction) in [
+        (gate(from, 1), Direction::Entry),
+        (gate(to, 1), Direction::Exit),
+    ] {
+        let answer = gw
+            .terminal(&terminal)
+            .tap(&tap(20, direction, base64url(&code)))
+            .await
+            .unwrap();
+        assert_eq!(answer.decision, Decision::Approve, "{answer:?}");
+    }
+    c.goto(&format!("{app}#wallet")).await.unwrap();
+    refresh_until(
+        c,
+        "#refresh-wallet",
+        "the failed payment in the app",
+        "return document.getElementById('arrears').dataset.owed === '1' \
+           && document.getElementById('deny-status').dataset.denied === 'true';",
+    )
+    .await;
+    let wallet = text(c, "#view-wallet").await;
+    assert!(
+        wallet.contains("You owe ¥3.00 from 1 failed payment(s)"),
+        "{wallet}"
+    );
+    assert!(
+        wallet.contains("a payment failed; it is lifted by itself once the arrears are paid"),
+        "{wallet}"
+    );
+    let notices = text(c, "#notice-list").await;
+    assert!(notices.contains("The payment of ¥3.00 for"), "{notices}");
+    assert!(
+        notices.contains("Gates now refuse your ride code: a payment failed"),
+        "{notices}"
+    );
+    screenshot(c, "21-arrears").await;
+    assert_accessible(c, axe, "wallet (arrears)").await;
+
+    // Topped up in the wallet, then "Repay now".
+    p.sandbox.top_up(&wallet_user, 1_000).await;
+    click(c, "#repay").await;
+    until(
+        c,
+        "the repayment requested",
+        "return document.getElementById('arrears').textContent.includes('sent for collection again');",
+    )
+    .await;
+    refresh_until(
+        c,
+        "#refresh-wallet",
+        "the repayment in the app",
+        "return document.getElementById('arrears').dataset.owed === '0' \
+           && document.getElementById('deny-status').dataset.denied === 'false';",
+    )
+    .await;
+    let notices = text(c, "#notice-list").await;
+    assert!(notices.contains("went through"), "{notices}");
+    assert!(
+        notices.contains("Gates accept your ride code again."),
+        "{notices}"
+    );
+    assert_eq!(p.sandbox.balance_fen(&wallet_user).await, 100 + 1_000 - 300);
+    screenshot(c, "22-repaid").await;
 }
 
 async fn rider_app_in_chromium_on(db: Db) {

@@ -158,12 +158,17 @@ async function noticeChanges(path, value) {
     const next = {};
     for (const c of value) {
       const before = seen.charges[c.charge_id];
-      next[c.charge_id] = { status: c.status, refunded: c.refunded_minor };
+      // Owed from the first failure until captured: a retry in flight (pending again) is still
+      // owed, and a retry that fails again is not news.
+      const owedBefore = Boolean(before && before.owed);
+      const owed =
+        c.status === "failed" || (owedBefore && c.status !== "captured" && c.status !== "cancelled");
+      next[c.charge_id] = { status: c.status, refunded: c.refunded_minor, owed };
       const amount = money(c.amount_minor, c.currency);
-      if (c.status === "failed" && (!before || before.status !== "failed")) {
+      if (owed && !owedBefore) {
         found.push({ key: "notice_failed", values: { amount, day: c.business_day } });
       }
-      if (before && before.status === "failed" && c.status === "captured") {
+      if (owedBefore && c.status === "captured") {
         found.push({ key: "notice_repaid", values: { amount, day: c.business_day } });
       }
       const refunded = c.refunded_minor - (before ? before.refunded : 0);
