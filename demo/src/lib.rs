@@ -240,6 +240,10 @@ async fn start_servers(dir: &Path) -> anyhow::Result<(payments::DemoProvider, Ru
     let public_base = format!("https://localhost:{}", gateway.public_addr().port());
     let ops_base = format!("http://{}", gateway.ops_addr());
     println!("gateway up: terminal API {terminal_base} (mTLS), rider/admin API {public_base}, metrics {ops_base}/metrics");
+    println!(
+        "rider app: {public_base}/app/ (a browser that trusts {}; docs/rider-app.md)",
+        certs.join("ca.pem").display()
+    );
     println!("database {}\n", dir.join("turnpike.db").display());
     let state = gateway.state().clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

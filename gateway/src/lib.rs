@@ -253,7 +253,8 @@ impl Gateway {
                     .merge(api::admin::router(state.clone()))
                     .merge(api::payments::rider_router(state.clone()))
                     .merge(api::payments::admin_router(state.clone()))
-                    .merge(api::tickets::notify_router(state.clone())),
+                    .merge(api::tickets::notify_router(state.clone()))
+                    .merge(api::app::router()),
             ),
             timeout_ms,
         );

@@ -361,6 +361,19 @@ pub struct Networks {
 }
 
 impl Networks {
+    /// Every network in force, by operator id.
+    pub fn all(&self) -> Vec<Arc<OperatorNetwork>> {
+        let mut all: Vec<Arc<OperatorNetwork>> = self
+            .map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| a.operator_id().cmp(b.operator_id()));
+        all
+    }
+
     pub fn get(&self, operator_id: &str) -> Option<Arc<OperatorNetwork>> {
         self.map
             .read()

@@ -51,6 +51,13 @@ const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
         Some("riderToken"),
     ),
     (PUBLIC, "get", "/v1/riders/me/journeys", Some("riderToken")),
+    (PUBLIC, "get", "/v1/riders/me/deny-list", Some("riderToken")),
+    (
+        PUBLIC,
+        "get",
+        "/v1/riders/me/daily-caps",
+        Some("riderToken"),
+    ),
     // gateway/src/api/admin.rs
     (PUBLIC, "post", "/v1/admin/operators", Some("adminToken")),
     (PUBLIC, "get", "/v1/admin/operators", Some("adminToken")),
@@ -126,6 +133,16 @@ const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
     ),
     // gateway/src/api/tickets.rs (notify_router): authenticated by the provider's signature.
     (PUBLIC, "post", "/v1/provider/notify", None),
+    // gateway/src/api/app.rs: the rider app's files.
+    (PUBLIC, "get", "/app/", None),
+    (PUBLIC, "get", "/app/app.css", None),
+    (PUBLIC, "get", "/app/app.js", None),
+    (PUBLIC, "get", "/app/ridecode.js", None),
+    (PUBLIC, "get", "/app/i18n.js", None),
+    (PUBLIC, "get", "/app/qrcode-generator.mjs", None),
+    (PUBLIC, "get", "/app/manifest.webmanifest", None),
+    (PUBLIC, "get", "/app/icon.svg", None),
+    (PUBLIC, "get", "/app/sw.js", None),
     // gateway/src/api/ops.rs
     (OPS, "get", "/metrics", None),
     (OPS, "get", "/healthz", None),
@@ -177,6 +194,12 @@ const ROUTER_SOURCES: &[(&str, Option<&str>, &str, &str)] = &[
         Some("notify_router"),
         PUBLIC,
         include_str!("../src/api/tickets.rs"),
+    ),
+    (
+        "src/api/app.rs",
+        None,
+        PUBLIC,
+        include_str!("../src/api/app.rs"),
     ),
     (
         "src/api/ops.rs",

@@ -197,6 +197,15 @@ pub struct PaidEnv {
 
 impl PaidEnv {
     pub async fn start(db: Db, tweak: impl FnOnce(&mut Config)) -> Option<PaidEnv> {
+        PaidEnv::start_custom(db, tweak, None).await
+    }
+
+    /// Like [`PaidEnv::start`], with a metro daily cap (e.g. `Some("10.00")` CNY).
+    pub async fn start_custom(
+        db: Db,
+        tweak: impl FnOnce(&mut Config),
+        metro_daily_cap: Option<&str>,
+    ) -> Option<PaidEnv> {
         // Logs (RUST_LOG=…) go to the test's captured output, shown when it fails.
         use tracing_subscriber::prelude::*;
         let filter = std::env::var("RUST_LOG")
@@ -209,10 +218,14 @@ impl PaidEnv {
             .try_init();
         let scratch = Scratch::new("sandbox-of-test");
         let sandbox = Sandbox::start(db, &scratch).await?;
-        let env = Env::start_with(db, |c| {
-            use_sandbox(c, &sandbox);
-            tweak(c)
-        })
+        let env = Env::start_custom(
+            db,
+            |c| {
+                use_sandbox(c, &sandbox);
+                tweak(c)
+            },
+            metro_daily_cap,
+        )
         .await?;
         // The sandbox's SQLite file lives in its own scratch dir; keep it with the env.
         std::mem::forget(scratch);

@@ -1,5 +1,5 @@
-//! Journey closing rules: incomplete journeys, the daily cap, and what survives out-of-order
-//! offline uploads.
+//! Journey closing rules: incomplete journeys, the daily cap (and the rider's view of it), and
+//! what survives out-of-order offline uploads.
 
 use turnpike_tests::{gate, tap, Db, Env};
 use turnpike_wire::api::{Decision, Direction};
@@ -180,6 +180,46 @@ async fn daily_cap(db: Db) {
         .map(|c| c.amount_minor)
         .sum();
     assert_eq!(owed, 1000, "what is left to collect is capped too");
+
+    // The rider sees the day's progress towards the cap (GET /v1/riders/me/daily-caps): the
+    // fares before the cap, the cap reached, nothing left; a rider who has not ridden, all of it.
+    let caps = |token: String| {
+        let gw = &env.gw;
+        async move {
+            let a = gw
+                .public_send(
+                    reqwest::Method::GET,
+                    "/v1/riders/me/daily-caps",
+                    Some(&token),
+                    None,
+                )
+                .await
+                .unwrap();
+            assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+            serde_json::from_slice::<serde_json::Value>(&a.body).unwrap()["caps"].clone()
+        }
+    };
+    let day = env
+        .gw
+        .state
+        .networks
+        .get(turnpike_client::demo::METRO_OPERATOR)
+        .unwrap()
+        .business_day(turnpike_tests::now_ms() as i64);
+    let amount = |minor: i64| format!("{}.{:02}", minor / 100, minor % 100);
+    let cny = |minor: i64| serde_json::json!({"amount": amount(minor), "currency": "CNY"});
+    let metro = turnpike_client::demo::METRO_OPERATOR;
+    assert_eq!(
+        caps(rider.token.clone()).await,
+        serde_json::json!([{"operator_id": metro, "business_day": day, "cap": cny(1000),
+            "fares_total": cny(total), "charged": cny(1000), "remaining": cny(0)}])
+    );
+    let idle = env.gw.rider().await;
+    assert_eq!(
+        caps(idle.token.clone()).await,
+        serde_json::json!([{"operator_id": metro, "business_day": day, "cap": cny(1000),
+            "fares_total": cny(0), "charged": cny(0), "remaining": cny(1000)}])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,8 @@
 //! nothing written: unauthenticated notifications, oversized and malformed registrations,
 //! positional JSON, admin input outside the documented rules, floods past a client's budget,
 //! concurrent admin writers on SQLite, slow clients on the ops listener, certificates with two
-//! common names. Wallet binding has its own file (`wallet_binding.rs`).
+//! common names; a rider's deny-list answer shows that rider's entries only. Wallet binding has
+//! its own file (`wallet_binding.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -136,6 +137,71 @@ async fn registration_checks_its_body_first(db: Db) {
     assert_eq!(env.gw.count("riders").await, 2);
 }
 on_both!(registration_checks_its_body_first);
+
+/// Proves `GET /v1/riders/me/deny-list` shows a rider the entries naming them or their devices,
+/// with the reasons, and never another rider's: A (listed as a rider and by its device) sees
+/// both; B, listed nowhere, is told it is not denied; without a token the answer is 401.
+async fn a_rider_sees_only_their_own_deny_list(db: Db) {
+    let Some(env) = Env::start(db).await else {
+        return;
+    };
+    let gw = &env.gw;
+    let (a, b) = (gw.rider().await, gw.rider().await);
+    let a_credential = a.credential.body().credential_id.to_string();
+    let listed = [
+        ("credential", a_credential.as_str(), "phone reported lost"),
+        ("rider", a.rider_id.as_str(), "fraud review"),
+    ];
+    for (kind, id, reason) in listed {
+        gw.admin
+            .post_ok(
+                "/v1/admin/deny-list",
+                &json!({"kind": kind, "subject_id": id, "reason": reason}),
+            )
+            .await
+            .unwrap();
+    }
+    let path = "/v1/riders/me/deny-list";
+    let seen = |token: &str| {
+        let token = token.to_string();
+        async move {
+            let a = gw
+                .public_send(reqwest::Method::GET, path, Some(&token), None)
+                .await
+                .unwrap();
+            assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+            serde_json::from_slice::<Value>(&a.body).unwrap()
+        }
+    };
+    let a_view = seen(&a.token).await;
+    assert_eq!(a_view["denied"], true);
+    let mut entries: Vec<(String, String, String)> = a_view["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap().to_string();
+            (s("kind"), s("subject_id"), s("reason"))
+        })
+        .collect();
+    entries.sort();
+    let expected: Vec<(String, String, String)> = listed
+        .iter()
+        .map(|(k, i, r)| (k.to_string(), i.to_string(), r.to_string()))
+        .collect();
+    assert_eq!(entries, expected);
+    assert_eq!(
+        seen(&b.token).await,
+        json!({"denied": false, "entries": []})
+    );
+    let anonymous = gw
+        .public_send(reqwest::Method::GET, path, None, None)
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status, 401);
+}
+
+on_both!(a_rider_sees_only_their_own_deny_list);
 
 /// Item 4: proves a tap, a batch and an admin body given as positional arrays are refused
 /// (422 `invalid_body`) and write nothing: only named fields are JSON structures here.

@@ -9,9 +9,11 @@
 //!   TLS), and `POST /v1/provider/notify`, the provider's signed notifications (public).
 //! - [`payments`]: rider wallets, charges, arrears and disputes; admin charges, journal,
 //!   refunds and dispute decisions.
+//! - [`app`]: the rider app, a progressive web app of static files under `/app/` (public).
 //! - [`ops`]: `/metrics`, `/healthz`, `/readyz` (plain HTTP on a private address).
 
 pub mod admin;
+pub mod app;
 pub mod ops;
 pub mod payments;
 pub mod rider;

@@ -1,4 +1,5 @@
-//! The rider API: register, enrol a device and receive a credential, list own journeys.
+//! The rider API: register, enrol a device and receive a credential, list own journeys, see
+//! whether (and why) gates refuse the rider's codes, and today's progress towards daily caps.
 //! A rider token identifies exactly one rider; every query is scoped by the rider id the token
 //! resolves to, so no request can name another rider's data.
 
@@ -15,8 +16,10 @@ use super::{bearer, sha256, OptionalJson, ValidJson, ValidQuery};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{CredentialRow, JourneyRow};
 use crate::AppState;
+pub use turnpike_wire::api::admin::DenyView;
 pub use turnpike_wire::api::rider::{
-    EnrolRequest, Enrolled, JourneyList, JourneyView, RegisterRequest, Registered,
+    DailyCapView, DailyCaps, EnrolRequest, Enrolled, JourneyList, JourneyView, OwnDenyList,
+    RegisterRequest, Registered,
 };
 
 const RIDER_BODY_BYTES_MAX: usize = 4 * 1024;
@@ -28,6 +31,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/riders", post(register))
         .route("/v1/riders/me/credentials", post(enrol))
         .route("/v1/riders/me/journeys", get(journeys))
+        .route("/v1/riders/me/deny-list", get(own_deny_list))
+        .route("/v1/riders/me/daily-caps", get(daily_caps))
         .layer(DefaultBodyLimit::max(RIDER_BODY_BYTES_MAX))
         .with_state(state)
 }
@@ -222,4 +227,59 @@ async fn journeys(
     Ok(Json(JourneyList {
         journeys: rows.into_iter().map(journey_view).collect(),
     }))
+}
+
+/// The deny-list entries that make gates refuse this rider's codes (the rider, or one of their
+/// devices), with the reason each was added for; none when the codes are accepted.
+async fn own_deny_list(
+    State(state): State<AppState>,
+    Rider(rider_id): Rider,
+) -> ApiResult<Json<OwnDenyList>> {
+    let entries: Vec<DenyView> = state
+        .store
+        .deny_entries_of_rider(rider_id)
+        .await?
+        .into_iter()
+        .map(|d| DenyView {
+            kind: d.subject_kind,
+            subject_id: d.subject_id.to_string(),
+            reason: d.reason,
+            added_at_ms: d.added_at_ms,
+        })
+        .collect();
+    Ok(Json(OwnDenyList {
+        denied: !entries.is_empty(),
+        entries,
+    }))
+}
+
+/// For each operator with a daily cap: the rider's fares of that operator's business day now
+/// (in its time zone), what they are charged under the cap, and what is left before it.
+async fn daily_caps(
+    State(state): State<AppState>,
+    Rider(rider_id): Rider,
+) -> ApiResult<Json<DailyCaps>> {
+    let now_ms = state.clock.now_ms();
+    let mut caps = Vec::new();
+    for network in state.networks.all() {
+        let Some(cap) = network.daily_cap() else {
+            continue;
+        };
+        let business_day = network.business_day(now_ms);
+        let fares_minor = state
+            .store
+            .rider_day_fares_minor(rider_id, network.operator_id(), &business_day)
+            .await?;
+        let charged_minor = fares_minor.min(cap.to_minor());
+        let money = |minor| Money::from_minor(minor, cap.currency());
+        caps.push(DailyCapView {
+            operator_id: network.operator_id().to_string(),
+            business_day,
+            cap,
+            fares_total: money(fares_minor),
+            charged: money(charged_minor),
+            remaining: money(cap.to_minor() - charged_minor),
+        });
+    }
+    Ok(Json(DailyCaps { caps }))
 }

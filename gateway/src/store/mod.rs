@@ -648,6 +648,53 @@ impl Store {
             .collect()
     }
 
+    /// The fares a rider's journeys of one operator's business day came to (what the daily cap
+    /// is measured against); 0 when the rider has none that day.
+    pub async fn rider_day_fares_minor(
+        &self,
+        rider_id: i64,
+        operator_id: &str,
+        business_day: &str,
+    ) -> Result<i64, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT fares_total_minor FROM rider_days
+             WHERE rider_id = $1 AND operator_id = $2 AND business_day = $3",
+        )
+        .bind(rider_id)
+        .bind(operator_id)
+        .bind(business_day)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| r.try_get(0))
+            .transpose()
+            .map(|v| v.unwrap_or(0))
+    }
+
+    /// The deny-list entries naming `rider_id` or one of its credentials, oldest first (what
+    /// the rider may see of the deny list: only their own).
+    pub async fn deny_entries_of_rider(&self, rider_id: i64) -> Result<Vec<DenyRow>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT subject_kind, subject_id, reason, added_at_ms FROM deny_list
+             WHERE (subject_kind = 'rider' AND subject_id = $1)
+                OR (subject_kind = 'credential'
+                    AND subject_id IN (SELECT credential_id FROM credentials WHERE rider_id = $1))
+             ORDER BY added_at_ms, subject_kind, subject_id",
+        )
+        .bind(rider_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DenyRow {
+                    subject_kind: r.try_get(0)?,
+                    subject_id: r.try_get(1)?,
+                    reason: r.try_get(2)?,
+                    added_at_ms: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
     /// Open journeys entered before `entered_before_ms`, oldest first, at most `limit`.
     pub async fn stale_open_journeys(
         &self,

@@ -1,5 +1,5 @@
 //! The rider API's JSON (public listener, rider token): registration, device enrolment,
-//! journeys.
+//! journeys, the rider's own deny-list state and daily caps.
 
 use serde::{Deserialize, Serialize};
 
@@ -58,4 +58,34 @@ pub struct JourneyView {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct JourneyList {
     pub journeys: Vec<JourneyView>,
+}
+
+/// `GET /v1/riders/me/deny-list`: whether gates refuse this rider's codes, and why. `entries`
+/// are the deny-list entries naming this rider or one of their credentials (devices), oldest
+/// first; `denied` is true when there is any.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OwnDenyList {
+    pub denied: bool,
+    pub entries: Vec<super::admin::DenyView>,
+}
+
+/// `GET /v1/riders/me/daily-caps`: for each operator with a daily cap, how far the rider's fares
+/// of that operator's current business day have gone towards it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DailyCaps {
+    pub caps: Vec<DailyCapView>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DailyCapView {
+    pub operator_id: String,
+    /// Today in the operator's time zone (`YYYY-MM-DD`).
+    pub business_day: String,
+    pub cap: Money,
+    /// The day's fares before the cap.
+    pub fares_total: Money,
+    /// What the day's journeys are charged: `min(cap, fares_total)`.
+    pub charged: Money,
+    /// What more the day's journeys can be charged: `cap − charged`.
+    pub remaining: Money,
 }

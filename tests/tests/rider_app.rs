@@ -1,0 +1,1134 @@
+//! Proves the rider app works as a phone uses it, in headless Chromium (Debian's `chromium` +
+//! `chromium-driver`, through WebDriver) against a real gateway and provider sandbox on
+//! loopback, over TLS the browser trusts (the test's dev CA in an NSS database of its own):
+//! the app enrols by a click (WebCrypto key in IndexedDB); its ride-code builder reproduces the
+//! published test vectors byte for byte and its signatures verify with the wire crate's
+//! `Verifier`; the QR code is read back **from a screenshot** and tapped at a gate over mutual
+//! TLS — approved; with the network cut (the public listener unreachable) the reloaded app
+//! comes from its service worker and its code is approved at the exit gate; back online, the
+//! journey shows its fare, the charge is captured from the wallet the app bound, a dispute
+//! raised in the app is listed, decided by an operator, and the app shows the decision; a
+//! deny-listing shows in the app with its reason while a gate refuses the code, and its lifting
+//! shows too; the refund, the deny-listing and its lifting as in-app notifications; a receipt;
+//! the app in Chinese; a credential near its end renewed when the app starts, its codes approved.
+//! A second phone whose wallet cannot pay sees the failed payment as arrears and the
+//! deny-listing (with notifications), tops up, repays in the app, and sees both cleared.
+//!
+//! axe-core (npm, pinned in `tests/browser/package-lock.json`, installed by the test with
+//! `npm ci`) checks every view against WCAG 2.1 A/AA and its best practices, in English and
+//! Chinese.
+//!
+//! Screenshots go to `target/rider-app-screens/<database>/*.png` (looked at by people). Skipped
+//! when chromedriver, chromium or certutil (libnss3-tools) is missing, unless
+//! TURNPIKE_REQUIRE_BROWSER=1 (set by `.ci/run`), which makes that a failure. Runs on SQLite
+//! and on PostgreSQL (skipped without it unless TURNPIKE_REQUIRE_PG=1), one after the other.
+
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+use turnpike_tests::provider::PaidEnv;
+use turnpike_tests::proxy::{Fault, FaultProxy};
+use turnpike_tests::{demo_stops, gate, tap, Db};
+use turnpike_wire::api::{Decision, Direction};
+use turnpike_wire::ridecode::{DenyList, IssuerPublicKey, Verifier, VerifyPolicy};
+
+/// How long chromedriver gets to start answering.
+const DRIVER_START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the app gets for anything it does after a click (enrolment, a list, a code).
+const UI_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the capture worker gets to collect the journey's fare from the wallet.
+const CAPTURE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The metro's daily cap in this test (CNY): more than the one journey's fare, so the app
+/// shows what is left.
+const DAILY_CAP: &str = "5.00";
+
+const VECTORS_JSON: &str = include_str!("../../wire/testdata/ride-code-vectors.json");
+
+/// The accessibility checker's npm project (axe-core, pinned with its lock file).
+const AXE_SOURCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/browser");
+/// What a successful install leaves behind: the lock file it installed.
+const AXE_STAMP: &str = ".installed-lock.json";
+
+/// axe-core's script, installed with `npm ci` into the target directory once per lock file.
+/// None (the check skipped, with a message) when npm is unavailable, unless the browser is
+/// required, which makes that a failure.
+fn axe_script() -> Option<String> {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("rider-app-axe");
+    let script = dir.join("node_modules/axe-core/axe.min.js");
+    let result = (|| -> Result<String, String> {
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let lock = std::fs::read(Path::new(AXE_SOURCE).join("package-lock.json"))
+            .map_err(|e| e.to_string())?;
+        if std::fs::read(dir.join(AXE_STAMP)).ok().as_deref() != Some(lock.as_slice())
+            || !script.exists()
+        {
+            for file in ["package.json", "package-lock.json"] {
+                std::fs::copy(Path::new(AXE_SOURCE).join(file), dir.join(file))
+                    .map_err(|e| format!("copying {file}: {e}"))?;
+            }
+            let out = Command::new("npm")
+                .current_dir(&dir)
+                .args([
+                    "ci",
+                    "--no-audit",
+                    "--no-fund",
+                    "--ignore-scripts",
+                    "--loglevel=error",
+                ])
+                .output()
+                .map_err(|e| format!("running npm: {e}"))?;
+            if !out.status.success() {
+                return Err(format!("npm ci: {}", String::from_utf8_lossy(&out.stderr)));
+            }
+            std::fs::write(dir.join(AXE_STAMP), &lock).map_err(|e| e.to_string())?;
+        }
+        std::fs::read_to_string(&script).map_err(|e| e.to_string())
+    })();
+    match result {
+        Ok(script) => Some(script),
+        Err(why) if std::env::var("TURNPIKE_REQUIRE_BROWSER").as_deref() == Ok("1") => {
+            panic!("axe-core is required with the browser (TURNPIKE_REQUIRE_BROWSER=1): {why}")
+        }
+        Err(why) => {
+            eprintln!("SKIPPED the accessibility check: {why}");
+            None
+        }
+    }
+}
+
+/// Runs axe-core on the page as it is (WCAG 2.1 A and AA rules and axe's best practices) and
+/// fails on any violation, naming the rule and the elements.
+async fn assert_accessible(c: &Client, axe: Option<&str>, view: &str) {
+    let Some(axe) = axe else {
+        return;
+    };
+    let loaded = c
+        .execute("return typeof window.axe === 'object';", vec![])
+        .await
+        .unwrap();
+    if loaded != true {
+        // WebDriver's scripts are not subject to the page's CSP.
+        c.execute(&format!("{axe}\nreturn true;"), vec![])
+            .await
+            .unwrap();
+    }
+    let violations = c
+        .execute_async(
+            r#"const done = arguments[0];
+               axe.run(document, { runOnly: { type: 'tag',
+                   values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] } })
+                 .then((r) => done(r.violations.map((v) => ({ id: v.id, impact: v.impact,
+                     help: v.help, nodes: v.nodes.map((n) => n.target.join(' ')) }))),
+                       (e) => done([{ id: 'axe-error', help: String(e) }]));"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        violations,
+        json!([]),
+        "accessibility violations on the {view} view"
+    );
+}
+
+fn find_program(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.exists())
+    })
+}
+
+/// chromedriver, chromium and certutil, or None (skip) unless the browser is required.
+fn browser() -> Option<(PathBuf, PathBuf, PathBuf)> {
+    let driver = find_program("chromedriver");
+    let chromium = find_program("chromium").or_else(|| find_program("chromium-browser"));
+    let certutil = find_program("certutil");
+    match (driver, chromium, certutil) {
+        (Some(d), Some(c), Some(u)) => Some((d, c, u)),
+        _ => {
+            if std::env::var("TURNPIKE_REQUIRE_BROWSER").as_deref() == Ok("1") {
+                panic!("the browser is required (TURNPIKE_REQUIRE_BROWSER=1) but chromium, chromedriver or certutil is missing: apt-get install chromium chromium-driver libnss3-tools");
+            }
+            eprintln!("SKIPPED: chromium/chromedriver/certutil not installed");
+            None
+        }
+    }
+}
+
+/// A home directory whose NSS database trusts `ca` for TLS servers: Chromium on Linux reads
+/// `$HOME/.pki/nssdb`, so the app's origin is a secure context with a valid certificate, as
+/// service workers require (no `--ignore-certificate-errors`).
+fn home_trusting(certutil: &Path, home: &Path, ca: &Path) {
+    let db = home.join(".pki/nssdb");
+    std::fs::create_dir_all(&db).unwrap();
+    let db_arg = format!("sql:{}", db.display());
+    let run = |args: &[&str]| {
+        let out = Command::new(certutil).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "certutil {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&["-d", &db_arg, "-N", "--empty-password"]);
+    let ca = ca.to_str().unwrap();
+    run(&[
+        "-d",
+        &db_arg,
+        "-A",
+        "-t",
+        "C,,",
+        "-n",
+        "turnpike-test-ca",
+        "-i",
+        ca,
+    ]);
+}
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn start_driver(driver: &Path, home: &Path, log: &Path) -> (Driver, u16) {
+    let port = StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(driver)
+        .arg(format!("--port={port}"))
+        .arg("--allowed-ips=127.0.0.1")
+        .arg(format!("--log-path={}", log.display()))
+        .env("HOME", home)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting chromedriver");
+    let deadline = Instant::now() + DRIVER_START_TIMEOUT;
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "chromedriver did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (Driver(child), port)
+}
+
+tokio::task_local! {
+    /// Where this run's screenshots go: `target/rider-app-screens/<database>/`.
+    static SCREENS: PathBuf;
+}
+
+fn screens_dir() -> PathBuf {
+    SCREENS.with(|dir| dir.clone())
+}
+
+/// One browser run at a time: two Chromiums and two gateways at once on a two-core machine
+/// only make each slower and the timeouts tighter.
+static ONE_BROWSER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Saves the viewport as `target/rider-app-screens/<name>.png` and returns the PNG.
+async fn screenshot(c: &Client, name: &str) -> Vec<u8> {
+    let shot = c.screenshot().await.unwrap();
+    let dir = screens_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), &shot).unwrap();
+    shot
+}
+
+/// Reads the one QR code in a screenshot as a gate's scanner would: its raw bytes, and the
+/// symbol's version and error-correction level.
+fn scan(png_bytes: &[u8]) -> (Vec<u8>, usize, u16) {
+    let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+    let mut reader = decoder.read_info().expect("a PNG");
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).expect("a PNG frame");
+    assert_eq!(info.bit_depth, png::BitDepth::Eight, "8-bit screenshot");
+    let channels = match info.color_type {
+        png::ColorType::Rgba => 4,
+        png::ColorType::Rgb => 3,
+        png::ColorType::Grayscale => 1,
+        png::ColorType::GrayscaleAlpha => 2,
+        other => panic!("unexpected screenshot colour type {other:?}"),
+    };
+    let (w, h) = (info.width as usize, info.height as usize);
+    let grey = |x: usize, y: usize| -> u8 {
+        let p = &buf[(y * w + x) * channels..];
+        if channels >= 3 {
+            ((u16::from(p[0]) * 3 + u16::from(p[1]) * 6 + u16::from(p[2])) / 10) as u8
+        } else {
+            p[0]
+        }
+    };
+    let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, h, grey);
+    let grids = img.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code on the screen");
+    let mut bytes = Vec::new();
+    let meta = grids[0].decode_to(&mut bytes).expect("the QR code decodes");
+    (bytes, meta.version.0, meta.ecc_level)
+}
+
+/// Waits until `script` (a function body returning a value) returns something truthy; returns it.
+async fn until(c: &Client, what: &str, script: &str) -> Value {
+    let deadline = Instant::now() + UI_TIMEOUT;
+    loop {
+        let v = c.execute(script, vec![]).await.unwrap();
+        let truthy = match &v {
+            Value::Null | Value::Bool(false) => false,
+            Value::String(s) => !s.is_empty(),
+            _ => true,
+        };
+        if truthy {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Clicks the element `css` finds. The app re-renders lists when an answer arrives, so an
+/// element found a moment ago may have been replaced: then it finds the new one and clicks that.
+async fn click(c: &Client, css: &str) {
+    let deadline = Instant::now() + UI_TIMEOUT;
+    loop {
+        let found = c
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"));
+        match found.click().await {
+            Ok(()) => return,
+            Err(e) if e.is_stale_element_reference() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("clicking {css}: {e}"),
+        }
+    }
+}
+
+/// Waits until the view `id` has no load in flight (the app marks it `aria-busy`).
+async fn settled(c: &Client, id: &str) {
+    let script =
+        format!("return document.getElementById('{id}').getAttribute('aria-busy') !== 'true';");
+    until(c, "the view to finish loading", &script).await;
+}
+
+async fn text(c: &Client, css: &str) -> String {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"))
+        .text()
+        .await
+        .unwrap()
+}
+
+/// A code on screen generated after `after_ms`; its generation time.
+async fn fresh_code(c: &Client, after_ms: u64) -> u64 {
+    let script = format!(
+        "const q = document.getElementById('qr'); \
+         return q && !q.hidden && Number(q.dataset.generatedAt) > {after_ms} \
+           ? Number(q.dataset.generatedAt) : null;"
+    );
+    until(c, "a fresh ride code", &script)
+        .await
+        .as_u64()
+        .unwrap()
+}
+
+/// Screenshots the code view, scans the QR, checks its size rules; the 206 bytes.
+async fn scan_screen(c: &Client, name: &str) -> Vec<u8> {
+    let shot = screenshot(c, name).await;
+    let (bytes, version, ecc_level) = scan(&shot);
+    assert_eq!(bytes.len(), 206, "a ride code is 206 bytes");
+    assert!(version <= 10, "QR version {version} is over 10");
+    // Level M is 0b00 in the format bits rqrr reports.
+    assert_eq!(ecc_level, 0, "error-correction level M");
+    bytes
+}
+
+/// `a − b` of two decimal amounts with two places ("5.00" − "3.00" = "2.00"), in integer fen.
+fn yuan_minus(a: &str, b: &str) -> String {
+    let fen = |s: &str| -> i64 {
+        let (whole, cents) = s.split_once('.').expect("two decimal places");
+        whole.parse::<i64>().unwrap() * 100 + cents.parse::<i64>().unwrap()
+    };
+    let d = fen(a) - fen(b);
+    format!("{}.{:02}", d / 100, d % 100)
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The app's ride-code module, run in the browser on the published vectors: bytes 0..142 it
+/// builds from each vector's credential, time and nonce equal the vector's; it verifies the
+/// vector's device signature over its signing input (and refuses a changed one); and a code it
+/// signs with the vector's device key verifies with the wire crate's `Verifier`.
+async fn check_vectors_in_browser(c: &Client) {
+    let file: Value = serde_json::from_str(VECTORS_JSON).unwrap();
+    let mut cases = Vec::new();
+    for v in file["vectors"].as_array().unwrap() {
+        let code = hex::decode(v["code_hex"].as_str().unwrap()).unwrap();
+        // Vectors of a wrong length or version test the verifier, not the builder.
+        if code.len() != 206 || code[0] != 1 {
+            continue;
+        }
+        cases.push(json!({
+            "name": v["name"],
+            "credential_hex": hex::encode(&code[..126]),
+            "generated_at_ms": u64::from_be_bytes(code[126..134].try_into().unwrap()).to_string(),
+            "nonce": u64::from_be_bytes(code[134..142].try_into().unwrap()).to_string(),
+        }));
+    }
+    assert!(cases.len() >= 10, "the vectors file has its codes");
+    let signed_at_ms: u64 = file["decoded"]["generated_at_ms"].as_u64().unwrap() + 1_000;
+    let script = r#"
+        const [cases, valid, publicHex, pkcs8Hex, signedAt, done] = arguments;
+        (async () => {
+          const m = await import('/app/ridecode.js');
+          const built = cases.map((k) => ({
+            name: k.name,
+            hex: m.toHex(m.unsignedCode(m.fromHex(k.credential_hex), BigInt(k.generated_at_ms), BigInt(k.nonce))),
+          }));
+          const ecdsa = { name: 'ECDSA', namedCurve: 'P-256' };
+          const pub = await crypto.subtle.importKey('raw', m.fromHex(publicHex), ecdsa, false, ['verify']);
+          const code = m.fromHex(valid);
+          const verifies = await m.verifyCode(pub, code);
+          const changed = code.slice();
+          changed[205] ^= 1;
+          const changedVerifies = await m.verifyCode(pub, changed);
+          const priv = await crypto.subtle.importKey('pkcs8', m.fromHex(pkcs8Hex), ecdsa, false, ['sign']);
+          const signed = await m.makeCode(priv, code.slice(0, 126), BigInt(signedAt));
+          const prefix = m.toHex(m.RIDECODE_PREFIX);
+          return { built, verifies, changedVerifies, signed: m.toHex(signed), prefix };
+        })().then(done, (e) => done({ error: String(e) }));
+    "#;
+    let answer = c
+        .execute_async(
+            script,
+            vec![
+                Value::Array(cases.clone()),
+                file["ride_code_hex"].clone(),
+                file["device_public_key_uncompressed_hex"].clone(),
+                file["device_pkcs8_hex"].clone(),
+                json!(signed_at_ms),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(answer.get("error").is_none(), "{answer}");
+    for (case, built) in cases.iter().zip(answer["built"].as_array().unwrap()) {
+        let vector = file["vectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == case["name"])
+            .unwrap();
+        assert_eq!(
+            built["hex"].as_str().unwrap(),
+            &vector["code_hex"].as_str().unwrap()[..284],
+            "bytes 0..142 of vector {}",
+            case["name"]
+        );
+    }
+    assert_eq!(
+        answer["prefix"],
+        hex::encode(b"turnpike-ridecode-v1\0"),
+        "the signing prefix"
+    );
+    assert_eq!(answer["verifies"], true, "the vector's signature verifies");
+    assert_eq!(answer["changedVerifies"], false, "a changed code does not");
+    let signed = hex::decode(answer["signed"].as_str().unwrap()).unwrap();
+    let issuer = IssuerPublicKey::new(
+        file["issuer_key_id"].as_u64().unwrap() as u16,
+        &hex::decode(file["issuer_public_key_hex"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    let verifier = Verifier::new([issuer], VerifyPolicy::default()).unwrap();
+    let verified = verifier.verify(&signed, signed_at_ms + 1_500, &DenyList::new());
+    assert!(
+        verified.is_ok(),
+        "a code the app signed verifies: {verified:?}"
+    );
+}
+
+async fn rider_app_in_chromium(db: Db) {
+    let Some((driver_bin, chromium, certutil)) = browser() else {
+        return;
+    };
+    let Some(p) = PaidEnv::start_custom(db, |_| {}, Some(DAILY_CAP)).await else {
+        return;
+    };
+    let gw = &p.env.gw;
+    // The browser reaches the public listener through a proxy the test can cut: the phone's
+    // network. Gates keep their own link to the terminal listener.
+    let public_port: u16 = gw.public_base.rsplit(':').next().unwrap().parse().unwrap();
+    let network = FaultProxy::start(([127, 0, 0, 1], public_port).into())
+        .await
+        .unwrap();
+    let app = format!("https://localhost:{}/app/", network.addr.port());
+
+    let home = p.env.scratch.0.join("browser-home");
+    home_trusting(&certutil, &home, &gw.ca());
+    let (_driver, port) = start_driver(
+        &driver_bin,
+        &home,
+        &p.env.scratch.0.join("chromedriver.log"),
+    )
+    .await;
+    let c = session(port, &chromium).await;
+
+    // Every file of the app is served with its type and the strict CSP (the whole test then
+    // runs under it: an inline script or style would not run).
+    let http = turnpike_client::tls::http_client(&gw.ca(), None).unwrap();
+    for (path, content_type) in [
+        ("/app/", "text/html; charset=utf-8"),
+        ("/app/app.js", "text/javascript; charset=utf-8"),
+        ("/app/sw.js", "text/javascript; charset=utf-8"),
+        ("/app/manifest.webmanifest", "application/manifest+json"),
+    ] {
+        let r = http
+            .get(format!("{}{path}", gw.public_base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let header = |name: &str| {
+            r.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert_eq!(header("content-type"), content_type, "{path}");
+        assert_eq!(
+            header("content-security-policy"),
+            gateway::api::app::CONTENT_SECURITY_POLICY,
+            "{path}"
+        );
+        assert!(
+            !header("content-security-policy").contains("unsafe"),
+            "{path}"
+        );
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+    }
+
+    // This run's screenshots only.
+    let _ = std::fs::remove_dir_all(screens_dir());
+
+    // Enrol by clicking.
+    c.goto(&app).await.unwrap();
+    until(
+        &c,
+        "the app to start",
+        "return document.body.dataset.ready;",
+    )
+    .await;
+    assert_eq!(
+        c.execute("return document.body.dataset.view;", vec![])
+            .await
+            .unwrap(),
+        "enrol"
+    );
+    screenshot(&c, "1-enrol").await;
+    let axe = axe_script();
+    let axe = axe.as_deref();
+    assert_accessible(&c, axe, "set-up").await;
+    click(&c, "#enrol").await;
+    let first_at = fresh_code(&c, 0).await;
+    // The key in IndexedDB is a non-extractable CryptoKey.
+    let key = c
+        .execute_async(
+            r#"const done = arguments[0];
+               const r = indexedDB.open('turnpike-rider');
+               r.onsuccess = () => {
+                 const g = r.result.transaction('kv').objectStore('kv').get('device');
+                 g.onsuccess = () => done({
+                   type: g.result.privateKey.type,
+                   extractable: g.result.privateKey.extractable,
+                   credential_len: g.result.credential.length,
+                   rider: g.result.riderId,
+                 });
+               };"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(key["type"], "private");
+    assert_eq!(
+        key["extractable"], false,
+        "the device key cannot be read out"
+    );
+    assert_eq!(key["credential_len"], 126);
+    let rider_id = key["rider"].as_str().unwrap().to_string();
+
+    check_vectors_in_browser(&c).await;
+
+    // Bind the wallet through the app: the gateway's signing link, signed in the wallet.
+    bind_wallet_in_app(&c, &app, &p, 10_000).await;
+    screenshot(&c, "2-wallet-bound").await;
+    assert_accessible(&c, axe, "wallet").await;
+
+    // Show a code, scan it from the screen, tap in at a gate over mutual TLS.
+    c.goto(&format!("{app}#code")).await.unwrap();
+    until(
+        &c,
+        "the service worker to control the page",
+        "return navigator.serviceWorker.controller ? navigator.serviceWorker.controller.state : null;",
+    )
+    .await;
+    fresh_code(&c, first_at).await;
+    let entry_code = scan_screen(&c, "3-code-online").await;
+    assert_accessible(&c, axe, "ride code").await;
+    assert_eq!(
+        u64::from_be_bytes(entry_code[11..19].try_into().unwrap()).to_string(),
+        rider_id,
+        "the code names the enrolled rider"
+    );
+    let stops = demo_stops();
+    let (from, to) = (&stops[0], &stops[3]);
+    let entry = gw
+        .terminal(&gate(from, 1))
+        .tap(&tap(1, Direction::Entry, base64url(&entry_code)))
+        .await
+        .unwrap();
+    assert_eq!(entry.decision, Decision::Approve, "{entry:?}");
+
+    // The phone loses its network: the app reloads from its service worker, and its code
+    // (credential and key from IndexedDB) gets through the exit gate.
+    network.set(Fault::Reset);
+    let offline_from = turnpike_tests::now_ms();
+    c.refresh().await.unwrap();
+    until(
+        &c,
+        "the app to start offline",
+        "return document.body.dataset.ready;",
+    )
+    .await;
+    let offline_at = fresh_code(&c, offline_from).await;
+    let exit_code = scan_screen(&c, "4-code-offline").await;
+    assert_eq!(
+        u64::from_be_bytes(exit_code[126..134].try_into().unwrap()),
+        offline_at,
+        "the screen shows the code made offline"
+    );
+    let exit = gw
+        .terminal(&gate(to, 1))
+        .tap(&tap(2, Direction::Exit, base64url(&exit_code)))
+        .await
+        .unwrap();
+    assert_eq!(exit.decision, Decision::Approve, "{exit:?}");
+    let fare = exit.fare.expect("the exit prices the journey");
+    // While offline the journeys view says so and still renders.
+    c.goto(&format!("{app}#journeys")).await.unwrap();
+    until(
+        &c,
+        "the offline notice",
+        "return document.getElementById('net').classList.contains('offline');",
+    )
+    .await;
+    screenshot(&c, "5-journeys-offline").await;
+
+    // Back online: the journey with its fare, then its charge captured from the wallet.
+    network.set(Fault::None);
+    let expected_fare = format!("¥{}", fare.amount());
+    let deadline = Instant::now() + CAPTURE_TIMEOUT;
+    loop {
+        click(&c, "#refresh-journeys").await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let ready = c
+            .execute(
+                "return !!document.querySelector('#journeys tr[data-status=closed] button.dispute');",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if ready == true {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no captured journey in the app: {}",
+            text(&c, "#view-journeys").await
+        );
+    }
+    let row = text(&c, "#journeys tr[data-status=closed]").await;
+    assert!(row.contains(&expected_fare), "{row} shows {expected_fare}");
+    assert!(row.contains(&format!("{from} → {to}")), "{row}");
+    assert!(row.contains("paid"), "{row}");
+    // Today's progress towards the metro's daily cap.
+    let cap = text(&c, "#caps").await;
+    let left = format!("¥{}", yuan_minus(DAILY_CAP, &fare.amount().to_string()));
+    assert!(
+        cap.contains(&format!("{expected_fare} of the ¥{DAILY_CAP} daily cap"))
+            && cap.contains(&format!("{left} more at most")),
+        "{cap}"
+    );
+    screenshot(&c, "6-journeys").await;
+
+    // A dispute raised in the app, listed, decided by the operator, the decision shown.
+    settled(&c, "view-journeys").await;
+    click(&c, "#journeys button.dispute").await;
+    let reason = c.find(Locator::Css("#dispute-reason")).await.unwrap();
+    reason
+        .send_keys("I tapped out at the wrong station by mistake")
+        .await
+        .unwrap();
+    screenshot(&c, "7-dispute-form").await;
+    click(&c, "#dispute-send").await;
+    until(
+        &c,
+        "the dispute in the list",
+        "return document.querySelector('#disputes li[data-status=open]');",
+    )
+    .await;
+    assert!(text(&c, "#disputes")
+        .await
+        .contains("waiting for a decision"));
+    let disputes = gw
+        .admin
+        .send(reqwest::Method::GET, "/v1/admin/disputes", None::<&Value>)
+        .await
+        .unwrap();
+    let disputes: Value = disputes.json().unwrap();
+    let dispute = disputes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["rider_id"] == rider_id.as_str())
+        .expect("the app's dispute reached the operator");
+    assert_eq!(
+        dispute["reason"],
+        "I tapped out at the wrong station by mistake"
+    );
+    let decided = gw
+        .admin
+        .send(
+            reqwest::Method::POST,
+            &format!(
+                "/v1/admin/disputes/{}/decision",
+                dispute["dispute_id"].as_str().unwrap()
+            ),
+            Some(&json!({"approve": true, "note": "Refunded in full"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        decided.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&decided.body)
+    );
+    click(&c, "#refresh-journeys").await;
+    until(
+        &c,
+        "the decision in the app",
+        "return document.querySelector('#disputes li[data-status=approved]');",
+    )
+    .await;
+    let listed = text(&c, "#disputes").await;
+    assert!(listed.contains("approved, refunded"), "{listed}");
+    assert!(listed.contains("Refunded in full"), "{listed}");
+    // The refund is also a notification.
+    let notices = text(&c, "#notice-list").await;
+    assert!(
+        notices.contains(&format!("{expected_fare} refunded for your journey")),
+        "{notices}"
+    );
+    screenshot(&c, "8-dispute-decided").await;
+    assert_accessible(&c, axe, "journeys").await;
+
+    // The operator deny-lists the rider: the app says gates refuse the code and why, and a gate
+    // does refuse the code scanned from the screen; lifted, the app says gates accept it.
+    let added = gw
+        .admin
+        .send(
+            reqwest::Method::POST,
+            "/v1/admin/deny-list",
+            Some(&json!({"kind": "rider", "subject_id": rider_id, "reason": "phone reported stolen"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        added.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&added.body)
+    );
+    c.goto(&format!("{app}#wallet")).await.unwrap();
+    until(
+        &c,
+        "the refusal in the app",
+        "return document.getElementById('deny-status').dataset.denied === 'true';",
+    )
+    .await;
+    let said = text(&c, "#view-wallet").await;
+    assert!(said.contains("Gates refuse your ride code"), "{said}");
+    assert!(said.contains("phone reported stolen"), "{said}");
+    let notices = text(&c, "#notice-list").await;
+    assert!(
+        notices.contains("Gates now refuse your ride code: phone reported stolen"),
+        "{notices}"
+    );
+    screenshot(&c, "9-wallet-denied").await;
+    assert_accessible(&c, axe, "wallet (denied)").await;
+    // Gateway nodes reload the deny list every `taps.refresh_interval_ms` (200 ms in tests).
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let before = turnpike_tests::now_ms();
+    c.goto(&format!("{app}#code")).await.unwrap();
+    fresh_code(&c, before).await;
+    let warned = text(&c, "#code-warning").await;
+    assert!(warned.contains("Gates refuse your ride code"), "{warned}");
+    let denied_code = scan_screen(&c, "10-code-denied").await;
+    let refused = gw
+        .terminal(&gate(from, 2))
+        .tap(&tap(3, Direction::Entry, base64url(&denied_code)))
+        .await
+        .unwrap();
+    assert_eq!(refused.decision, Decision::Decline, "{refused:?}");
+    assert_eq!(refused.reason.as_deref(), Some("rider_denied"));
+    let lifted = gw
+        .admin
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/v1/admin/deny-list/rider/{rider_id}"),
+            None::<&Value>,
+        )
+        .await
+        .unwrap();
+    assert_eq!(lifted.status, 204);
+    c.goto(&format!("{app}#wallet")).await.unwrap();
+    until(
+        &c,
+        "the lifting in the app",
+        "return document.getElementById('deny-status').dataset.denied === 'false';",
+    )
+    .await;
+    assert_eq!(
+        text(&c, "#deny-status").await,
+        "Gates accept your ride code."
+    );
+    let notices = text(&c, "#notice-list").await;
+    assert!(
+        notices.contains("Gates accept your ride code again."),
+        "{notices}"
+    );
+    screenshot(&c, "10b-notifications").await;
+    click(&c, "#dismiss-notices").await;
+    until(
+        &c,
+        "the notifications dismissed",
+        "return document.getElementById('notices').hidden;",
+    )
+    .await;
+
+    // The receipt of the charge, and the app in Chinese.
+    c.goto(&format!("{app}#journeys")).await.unwrap();
+    settled(&c, "view-journeys").await;
+    until(
+        &c,
+        "the journeys again",
+        "return document.querySelector('#journeys a.receipt-link');",
+    )
+    .await;
+    click(&c, "#journeys a.receipt-link").await;
+    until(
+        &c,
+        "the receipt",
+        "return document.querySelector('#receipt dd');",
+    )
+    .await;
+    let receipt = text(&c, "#receipt").await;
+    assert!(receipt.contains(&expected_fare), "{receipt}");
+    screenshot(&c, "11-receipt").await;
+    assert_accessible(&c, axe, "receipt").await;
+
+    // Offline again: the reloaded app still shows the receipt and the journeys it last loaded,
+    // saying they are what was last loaded.
+    network.set(Fault::Reset);
+    c.refresh().await.unwrap();
+    until(
+        &c,
+        "the app to start offline",
+        "return document.body.dataset.ready;",
+    )
+    .await;
+    until(
+        &c,
+        "the receipt from the app's copy",
+        "return document.querySelector('#receipt dd');",
+    )
+    .await;
+    assert!(text(&c, "#receipt").await.contains(&expected_fare));
+    c.goto(&format!("{app}#journeys")).await.unwrap();
+    settled(&c, "view-journeys").await;
+    let status = text(&c, "#journeys-status").await;
+    assert!(
+        status.starts_with("Offline: showing what was loaded at"),
+        "{status}"
+    );
+    let row = text(&c, "#journeys tr[data-status=closed]").await;
+    assert!(row.contains(&expected_fare), "{row}");
+    screenshot(&c, "11b-journeys-offline-cached").await;
+    network.set(Fault::None);
+    c.back().await.unwrap();
+    until(
+        &c,
+        "the receipt again",
+        "return location.hash.startsWith('#receipt/') && document.querySelector('#receipt dd');",
+    )
+    .await;
+
+    click(&c, "#lang").await;
+    assert_eq!(
+        c.execute("return document.documentElement.lang;", vec![])
+            .await
+            .unwrap(),
+        "zh-CN"
+    );
+    assert_eq!(text(&c, "#receipt-h").await, "收据");
+    c.goto(&format!("{app}#code")).await.unwrap();
+    fresh_code(&c, 0).await;
+    screenshot(&c, "12-code-zh").await;
+    assert_accessible(&c, axe, "ride code (Chinese)").await;
+
+    // A credential near its end is renewed for the same device key when the app starts online,
+    // and the new one's codes are approved: make the stored one end in a minute, reload.
+    let device = r#"const [change, done] = arguments;
+        const r = indexedDB.open('turnpike-rider');
+        r.onsuccess = () => {
+          const store = r.result.transaction('kv', 'readwrite').objectStore('kv');
+          const g = store.get('device');
+          g.onsuccess = () => {
+            const d = g.result;
+            if (change) {
+              d.validUntilS = Math.floor(Date.now() / 1000) + 60;
+              store.put(d, 'device');
+            }
+            done({ credential_id: d.credentialId, valid_until_s: d.validUntilS });
+          };
+        };"#;
+    let old = c.execute_async(device, vec![json!(true)]).await.unwrap();
+    c.refresh().await.unwrap();
+    until(
+        &c,
+        "the renewal",
+        "return document.getElementById('credential-status').textContent;",
+    )
+    .await;
+    let renewed_from = turnpike_tests::now_ms();
+    let new = c.execute_async(device, vec![json!(false)]).await.unwrap();
+    assert_ne!(
+        new["credential_id"], old["credential_id"],
+        "a new credential"
+    );
+    assert!(
+        new["valid_until_s"].as_u64().unwrap() > old["valid_until_s"].as_u64().unwrap() + 3_600,
+        "valid for longer: {old} → {new}"
+    );
+    let renewed_at = fresh_code(&c, renewed_from).await;
+    let renewed = scan_screen(&c, "13-code-renewed").await;
+    assert_eq!(
+        u64::from_be_bytes(renewed[3..11].try_into().unwrap()).to_string(),
+        new["credential_id"].as_str().unwrap(),
+        "the code carries the new credential (made at {renewed_at})"
+    );
+    let entry = gw
+        .terminal(&gate(to, 2))
+        .tap(&tap(4, Direction::Entry, base64url(&renewed)))
+        .await
+        .unwrap();
+    assert_eq!(entry.decision, Decision::Approve, "{entry:?}");
+
+    c.close().await.unwrap();
+
+    // Another phone, whose wallet cannot pay: arrears, deny-listing, repayment.
+    let broke = session(port, &chromium).await;
+    arrears_round_trip(&broke, &app, &p, axe).await;
+    broke.close().await.unwrap();
+}
+
+/// Binds a sandbox wallet holding `balance_fen` the way a rider does in the app: Wallet, "Bind
+/// a wallet", the gateway's signing link signed in the wallet, "Check again" until bound.
+async fn bind_wallet_in_app(c: &Client, app: &str, p: &PaidEnv, balance_fen: i64) -> String {
+    c.goto(&format!("{app}#wallet")).await.unwrap();
+    until(
+        c,
+        "the wallet view",
+        "return document.getElementById('wallet-status').dataset.wallet;",
+    )
+    .await;
+    assert_eq!(
+        text(c, "#wallet-status").await,
+        "No wallet is bound. Journeys are paid from a bound wallet after each trip."
+    );
+    click(c, "#bind-wallet").await;
+    let sign_url = until(
+        c,
+        "the signing link",
+        "const a = document.getElementById('sign-link'); \
+         return document.getElementById('sign-hint').hidden ? null : a.href;",
+    )
+    .await;
+    let wallet_user = p.sandbox.wallet(balance_fen, None).await;
+    let (status, agreement) = p
+        .sandbox
+        .sign_in_wallet(&wallet_user, sign_url.as_str().unwrap(), 10_000)
+        .await;
+    assert!(status == 200 || status == 201, "signing: {agreement}");
+    refresh_until(
+        c,
+        "#refresh-wallet",
+        "the wallet bound",
+        "return document.getElementById('wallet-status').dataset.wallet === 'bound';",
+    )
+    .await;
+    wallet_user
+}
+
+/// Clicks `button` every 300 ms until `script` returns true.
+async fn refresh_until(c: &Client, button: &str, what: &str, script: &str) {
+    let deadline = Instant::now() + CAPTURE_TIMEOUT;
+    loop {
+        click(c, button).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if c.execute(script, vec![]).await.unwrap() == true {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+    }
+}
+
+/// A new browser session (a fresh profile: its own IndexedDB and service worker).
+async fn session(driver_port: u16, chromium: &Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chromium,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=480,1000", "--no-first-run", "--no-default-browser-check",
+                     "--lang=en-GB"],
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{driver_port}"))
+        .await
+        .expect("a chromedriver session")
+}
+
+/// A second phone whose wallet cannot pay its journey: the app shows the failed payment as
+/// arrears with a notification, and the deny-listing with its reason; after the wallet is
+/// topped up, "Repay now" collects it, and the app shows the repayment and the lifting.
+async fn arrears_round_trip(c: &Client, app: &str, p: &PaidEnv, axe: Option<&str>) {
+    let gw = &p.env.gw;
+    c.goto(app).await.unwrap();
+    until(c, "the app to start", "return document.body.dataset.ready;").await;
+    click(c, "#enrol").await;
+    fresh_code(c, 0).await;
+    let wallet_user = bind_wallet_in_app(c, app, p, 100).await;
+    let stops = demo_stops();
+    let (from, to) = (&stops[0], &stops[3]);
+    let before = turnpike_tests::now_ms();
+    c.goto(&format!("{app}#code")).await.unwrap();
+    fresh_code(c, before).await;
+    let code = scan_screen(c, "20-broke-code").await;
+    for (terminal, direction) in [
+        (gate(from, 1), Direction::Entry),
+        (gate(to, 1), Direction::Exit),
+    ] {
+        let answer = gw
+            .terminal(&terminal)
+            .tap(&tap(20, direction, base64url(&code)))
+            .await
+            .unwrap();
+        assert_eq!(answer.decision, Decision::Approve, "{answer:?}");
+    }
+    c.goto(&format!("{app}#wallet")).await.unwrap();
+    refresh_until(
+        c,
+        "#refresh-wallet",
+        "the failed payment in the app",
+        "return document.getElementById('arrears').dataset.owed === '1' \
+           && document.getElementById('deny-status').dataset.denied === 'true';",
+    )
+    .await;
+    let wallet = text(c, "#view-wallet").await;
+    assert!(
+        wallet.contains("You owe ¥3.00 from 1 failed payment(s)"),
+        "{wallet}"
+    );
+    assert!(
+        wallet.contains("a payment failed; it is lifted by itself once the arrears are paid"),
+        "{wallet}"
+    );
+    let notices = text(c, "#notice-list").await;
+    assert!(notices.contains("The payment of ¥3.00 for"), "{notices}");
+    assert!(
+        notices.contains("Gates now refuse your ride code: a payment failed"),
+        "{notices}"
+    );
+    screenshot(c, "21-arrears").await;
+    assert_accessible(c, axe, "wallet (arrears)").await;
+
+    // Topped up in the wallet, then "Repay now".
+    p.sandbox.top_up(&wallet_user, 1_000).await;
+    click(c, "#repay").await;
+    until(
+        c,
+        "the repayment requested",
+        "return document.getElementById('arrears').textContent.includes('sent for collection again');",
+    )
+    .await;
+    refresh_until(
+        c,
+        "#refresh-wallet",
+        "the repayment in the app",
+        "return document.getElementById('arrears').dataset.owed === '0' \
+           && document.getElementById('deny-status').dataset.denied === 'false';",
+    )
+    .await;
+    let notices = text(c, "#notice-list").await;
+    assert!(notices.contains("went through"), "{notices}");
+    assert!(
+        notices.contains("Gates accept your ride code again."),
+        "{notices}"
+    );
+    assert_eq!(p.sandbox.balance_fen(&wallet_user).await, 100 + 1_000 - 300);
+    screenshot(c, "22-repaid").await;
+}
+
+async fn rider_app_in_chromium_on(db: Db) {
+    let _one = ONE_BROWSER_AT_A_TIME.lock().await;
+    let name = match db {
+        Db::Sqlite => "sqlite",
+        Db::Postgres => "postgres",
+    };
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/rider-app-screens")
+        .join(name);
+    SCREENS.scope(dir, rider_app_in_chromium(db)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rider_app_in_chromium_sqlite() {
+    rider_app_in_chromium_on(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rider_app_in_chromium_postgres() {
+    rider_app_in_chromium_on(Db::Postgres).await;
+}
