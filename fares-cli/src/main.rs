@@ -4,6 +4,9 @@
 //!   (file, line, column, what happens instead) and a summary; exits 1 if the feed is refused.
 //! - `fares price --feed DIR --from STOP --to STOP [--at HH:MM[:SS]] [--date YYYYMMDD]
 //!   [--category C] [--medium M] [--network N]`: the fare of one leg.
+//! - `fares journey --feed DIR --leg NETWORK,FROM,HH:MM,TO,HH:MM [--leg ...] [--date YYYYMMDD]
+//!   [--category C] [--medium M]`: the fare of a journey of legs in travel order, with the
+//!   feed's transfer rules and join rules (effective fare legs) applied.
 //!
 //! This program reads the files; the fares crate does no I/O. Every `*.txt` file of DIR is
 //! given to the loader by name (files it does not know are warned about, not read).
@@ -12,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use turnpike_fares::{FareQuery, GtfsFeed, ServiceDay};
+use turnpike_fares::{FareQuery, GtfsFeed, Leg, ServiceDay};
 
 #[derive(Parser)]
 #[command(name = "fares", about = "Price journeys and check GTFS Fares v2 feeds")]
@@ -51,6 +54,24 @@ enum Command {
         /// network_id (default: the feed's only network).
         #[arg(long)]
         network: Option<String>,
+    },
+    /// The fare of a journey: legs in travel order, transfer and join rules applied.
+    Journey {
+        #[arg(long)]
+        feed: PathBuf,
+        /// One leg, `NETWORK,FROM_STOP,HH:MM,TO_STOP,HH:MM` (times of day of the service day;
+        /// an empty NETWORK is a leg on no network); repeat for each leg.
+        #[arg(long = "leg", required = true)]
+        legs: Vec<String>,
+        /// Service day YYYYMMDD, for timeframes bound to a service_id (default: none holds).
+        #[arg(long)]
+        date: Option<u32>,
+        /// rider_category_id (default: the feed's default category).
+        #[arg(long)]
+        category: Option<String>,
+        /// fare_media_id (default: the feed's first mobile-app medium).
+        #[arg(long)]
+        medium: Option<String>,
     },
 }
 
@@ -91,7 +112,48 @@ fn main() -> anyhow::Result<()> {
             println!("{} {}", fare.amount(), fare.currency().code());
             Ok(())
         }
+        Command::Journey {
+            feed,
+            legs,
+            date,
+            category,
+            medium,
+        } => {
+            let files = read_feed(&feed)?;
+            let feed = load(&files)?;
+            let legs = legs
+                .iter()
+                .map(|text| parse_leg(text))
+                .collect::<anyhow::Result<Vec<Leg>>>()?;
+            let query = FareQuery {
+                rider_category: category,
+                fare_medium: medium,
+                // Times are of the service day: it starts at 0 on the legs' clock.
+                service_day: Some(ServiceDay {
+                    date: date.unwrap_or(0),
+                    start_s: 0,
+                }),
+            };
+            let fare = feed.price_journey(&legs, &query)?;
+            println!("{} {}", fare.amount(), fare.currency().code());
+            Ok(())
+        }
     }
+}
+
+/// `NETWORK,FROM,HH:MM,TO,HH:MM` as a leg on the service day's clock.
+fn parse_leg(text: &str) -> anyhow::Result<Leg> {
+    let parts: Vec<&str> = text.split(',').collect();
+    let [network, from, start, to, end] = parts[..] else {
+        bail!("--leg {text:?}: expected NETWORK,FROM_STOP,HH:MM,TO_STOP,HH:MM");
+    };
+    Ok(Leg {
+        network_id: network.to_string(),
+        from_stop: from.to_string(),
+        start_s: seconds_of_day(start).with_context(|| format!("--leg {text:?}"))?,
+        to_stop: to.to_string(),
+        end_s: seconds_of_day(end).with_context(|| format!("--leg {text:?}"))?,
+    })
 }
 
 fn check(dir: &Path) -> anyhow::Result<()> {
@@ -154,10 +216,10 @@ fn seconds_of_day(text: &str) -> anyhow::Result<i64> {
         .iter()
         .map(|p| p.parse::<i64>())
         .collect::<Result<_, _>>()
-        .with_context(|| format!("--at {text:?}: expected HH:MM or HH:MM:SS"))?;
+        .with_context(|| format!("time {text:?}: expected HH:MM or HH:MM:SS"))?;
     match nums[..] {
         [h, m] if m < 60 => Ok(h * 3600 + m * 60),
         [h, m, s] if m < 60 && s < 60 => Ok(h * 3600 + m * 60 + s),
-        _ => bail!("--at {text:?}: expected HH:MM or HH:MM:SS"),
+        _ => bail!("time {text:?}: expected HH:MM or HH:MM:SS"),
     }
 }

@@ -64,3 +64,48 @@ fn price_and_check() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Proves `fares journey` prices legs in travel order with the feed's join rules: two legs
+/// joined at station `hub` (platform `p`) are one effective leg a->b of the zone fare, not two
+/// fares; without the join the two legs each pay.
+#[test]
+fn journey_with_join_rules() {
+    let dir = std::env::temp_dir().join(format!("fares-cli-journey-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, text) in [
+        ("stops.txt", "stop_id,stop_name,location_type,parent_station\na,A,0,\nhub,Hub,1,\np,P,0,hub\nb,B,0,\n"),
+        ("areas.txt", "area_id\nin\nout\n"),
+        ("stop_areas.txt", "area_id,stop_id\nin,a\nin,p\nout,b\n"),
+        ("fare_products.txt", "fare_product_id,amount,currency\ninner,2.00,USD\ncross,3.00,USD\n"),
+        ("fare_leg_rules.txt", "network_id,from_area_id,to_area_id,fare_product_id\nm,in,in,inner\nm,in,out,cross\n"),
+        ("fare_leg_join_rules.txt", "from_network_id,to_network_id,from_stop_id,to_stop_id\nm,m,hub,hub\n"),
+    ] {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    let feed = dir.to_str().unwrap();
+    let (ok, out) = fares(&[
+        "journey",
+        "--feed",
+        feed,
+        "--leg",
+        "m,a,08:00,p,08:10",
+        "--leg",
+        "m,p,08:15,b,08:30",
+    ]);
+    assert!(ok, "{out}");
+    assert_eq!(out.trim(), "3.00 USD");
+    // Not joined: the second leg starts at a, not at the hub.
+    let (ok, out) = fares(&[
+        "journey",
+        "--feed",
+        feed,
+        "--leg",
+        "m,a,08:00,p,08:10",
+        "--leg",
+        "m,a,08:15,b,08:30",
+    ]);
+    assert!(ok, "{out}");
+    assert_eq!(out.trim(), "5.00 USD");
+    let (ok, out) = fares(&["journey", "--feed", feed, "--leg", "m,a,8h,b,09:00"]);
+    assert!(!ok && out.contains("expected HH:MM"), "{out}");
+}
