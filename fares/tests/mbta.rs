@@ -160,7 +160,7 @@ fn loads_with_exactly_these_warnings() {
 /// One priced trip: network, from, to, medium ("" = the reader's default), date (0 = no day),
 /// expected amount. Every row agrees with the MBTA's rows and with how the MBTA charges.
 const PRICES: &[(&str, &str, &str, &str, u32, &str)] = &[
-    // Blue Line Wonderland (70038, area_bl) -> 70039. Line 464
+    // Blue Line, 70038 (area_bl) -> 70039. Line 464
     // `leg_rapid_transit_quick_subway,rapid_transit,area_bl,,prod_rapid_transit_quick_subway,
     // timeframe_regular,,` + `prod_rapid_transit_quick_subway,Subway Quick Ticket,charlieticket,
     // 2.40,USD`. MBTA subway fare 2.40.
@@ -213,7 +213,7 @@ const PRICES: &[(&str, &str, &str, &str, u32, &str)] = &[
         AFTER_FEED,
         "no fare",
     ),
-    // SL1 at Airport station (7096, area_sl_airport). Line 480
+    // Silver Line from 7096 (area_sl_airport). Line 480
     // `leg_sl_rapid_transit_quick_subway,sl_rapid_transit,area_sl_airport,,
     // prod_rapid_transit_quick_subway,timeframe_regular,,`: 2.40.
     (
@@ -244,14 +244,15 @@ fn price_table() {
 ///
 /// Reason (one for all): the MBTA names `timeframe_regular` in `from_timeframe_group_id` on some
 /// rules only (subway quick ticket, Blue Line Airport, SL from the airport and Silver Line Way,
-/// two ferries). Our reader applies the spec's empty semantics per column over the whole file:
-/// once a listed timeframe holds the leg's time, a rule with an empty `from_timeframe_group_id`
-/// no longer matches. On every fare_regular day (every day 20240905-20241214) that unprices every
-/// rule without a timeframe: commuter rail, CapeFLYER, bus, ferries F1/F4, Green Line surface
-/// cash, SL1 free from the terminals. Without a day the same rules price right, but then the
-/// timeframe_regular rules (the subway) do not: no single query prices the MBTA's network as the
-/// MBTA does. The MBTA means an empty timeframe as "any time" among the rules that match the leg
-/// otherwise (its feed is unusable on a regular day under our reading).
+/// the East Boston ferry; the F6 and Lynn ferries in the dropped lines). Our reader applies the
+/// spec's empty semantics per column over the whole file: once a listed timeframe holds the
+/// leg's time, a rule with an empty `from_timeframe_group_id` no longer matches. On every
+/// fare_regular day (every day 20240905-20241214) that unprices every rule without a timeframe:
+/// commuter rail, CapeFLYER, bus, ferries F1/F4, Green Line surface cash, SL1 free from the
+/// terminals. Without a day the same rules price right, but then the timeframe_regular rules
+/// (the subway) do not: no single query prices the MBTA's network as the MBTA does. The MBTA
+/// means an empty timeframe as "any time" among the rules that match the leg otherwise (its
+/// feed is unusable on a regular day under our reading).
 const KNOWN_DIFFERENCES: &[(&str, &str, &str, &str, &str, &str, &str)] = &[
     // Green Line B surface, west of Kenmore (70106). Line 459 `leg_rapid_transit_cash,
     // rapid_transit,area_green_b_west_of_kenmore,,prod_rapid_transit_cash,,,` +
@@ -350,7 +351,8 @@ const KNOWN_DIFFERENCES: &[(&str, &str, &str, &str, &str, &str, &str)] = &[
         "no fare",
         "22.00 USD",
     ),
-    // CapeFLYER Buzzards Bay (CM-0547-S) -> Hyannis. Line 3 `leg_cape_buzzards_hyannis_cash,
+    // CapeFLYER CM-0547-S (area_cf_zone_buzzards) -> Hyannis. Line 3
+    // `leg_cape_buzzards_hyannis_cash,
     // cape_flyer,area_cf_zone_buzzards,area_cf_zone_hyannis,prod_cape_buzzards_hyannis_fare,,,` +
     // `...,mticket,5.00,USD`.
     (
@@ -471,8 +473,9 @@ fn journeys_with_the_mbta_transfer_rules() {
         "no fare"
     );
     // ...but after the Silver Line from Silver Line Way (74614; line 473
-    // `leg_sl_rapid_transit_cash,sl_rapid_transit,area_sl_silver_line_way,,prod_rapid_transit_cash,,,`:
-    // 2.40 cash) the Red Line leg matches both; the cheaper, prod_free_fare 0.00, is charged:
+    // `leg_sl_rapid_transit_cash,sl_rapid_transit,area_sl_silver_line_way,,
+    // prod_rapid_transit_cash,,,`: 2.40 cash) the Red Line leg matches both; the cheaper,
+    // prod_free_fare 0.00, is charged:
     // 2.40 + 0.00 = 2.40. MBTA: SL1/SL2 to the Red Line at South Station is a free transfer.
     let sl_then_red = [leg("sl_rapid_transit", "74614", "74611", TEN_AM), red];
     assert_eq!(price(&feed, &sl_then_red, "cash", 0), "2.40 USD");
