@@ -24,10 +24,12 @@
 //! rows in `stop_areas.txt`, or, if it has none, those of its `parent_station`.
 //!
 //! Without a `rule_priority` column (the spec's "empty semantics"), each of `network_id`,
-//! `from_area_id`, `to_area_id`, `from_timeframe_group_id`, `to_timeframe_group_id` is matched on
-//! its own: if the leg's value appears anywhere in that column, only rules naming it match;
-//! otherwise only rules leaving the field empty match. With a `rule_priority` column, an empty
-//! field matches anything, and among matching rules only the highest priority is kept.
+//! `from_area_id`, `to_area_id` is matched on its own: if the leg's value appears anywhere in
+//! that column, only rules naming it match; otherwise only rules leaving the field empty match.
+//! Timeframes are decided among the rules that fit the leg by network and areas: where one of
+//! them names a timeframe that holds, those leaving that field empty do not match. With a
+//! `rule_priority` column, an empty field matches anything, and among matching rules only the
+//! highest priority is kept.
 //!
 //! A rule's product is priced for the rider's category and medium ([`FareQuery`]); a rule whose
 //! product has no row for them does not match. If several rules still match, the cheapest is
@@ -570,7 +572,7 @@ impl GtfsFeed {
         (start_s, end_s): (i64, i64),
         q: &Resolved,
     ) -> Option<Result<Money, FareError>> {
-        let leg = self.match_leg(networks, from, to, start_s, end_s, q, false)?;
+        let leg = self.match_leg(networks, from, to, start_s, end_s, q, None)?;
         Some(crate::money::exact(leg.amount, self.currency).map_err(|_| FareError::Overflow))
     }
 
@@ -590,8 +592,9 @@ impl GtfsFeed {
     /// Legs must be in travel order (each starts no earlier than the previous one) and each must
     /// end no earlier than it starts. First, consecutive legs that a row of
     /// `fare_leg_join_rules.txt` joins become one effective fare leg (see `effective_legs`);
-    /// "leg" below means an effective fare leg. Each leg is matched to its leg rule (a `transfer_only` rule
-    /// only for a leg after the first), which gives its fare, product and `leg_group_id`. Then,
+    /// "leg" below means an effective fare leg. Each leg is matched to its leg rule (a
+    /// `transfer_only` rule only where a transfer rule leads into its group from the leg before,
+    /// see `transfer_into`), which gives its fare, product and `leg_group_id`. Then,
     /// walking the journey, each transfer between two consecutive legs is matched against the
     /// transfer rules by (from leg group, to leg group), with the same "exact beats empty"
     /// semantics as leg rules; a leg without a leg group never transfers. A candidate rule
@@ -638,8 +641,27 @@ impl GtfsFeed {
         for (index, leg) in legs.iter().enumerate() {
             let (from, to) = (self.stop(&leg.from_stop)?, self.stop(&leg.to_stop)?);
             let networks = self.network_keys(&leg.network_id);
+            // A transfer-only rule prices this leg only where a transfer rule leads into its
+            // group from the leg before.
+            let transfer_only_ok = |rule: &LegRule| {
+                index > 0
+                    && self.transfer_into(
+                        &legs[index - 1],
+                        &priced[index - 1],
+                        rule.leg_group.as_deref(),
+                        leg,
+                    )
+            };
             let rule = self
-                .match_leg(&networks, from, to, leg.start_s, leg.end_s, &q, index > 0)
+                .match_leg(
+                    &networks,
+                    from,
+                    to,
+                    leg.start_s,
+                    leg.end_s,
+                    &q,
+                    Some(&transfer_only_ok),
+                )
                 .ok_or_else(|| FareError::NoFareRule {
                     from_stop: leg.from_stop.clone(),
                     to_stop: leg.to_stop.clone(),
@@ -729,6 +751,34 @@ impl GtfsFeed {
         })
     }
 
+    /// Whether some transfer rule leads from the leg before (`prev`, priced as `prev_priced`)
+    /// into leg group `to_group` for `to_leg`: groups by the same "exact beats empty" semantics
+    /// as [`GtfsFeed::choose_transfer`], the `filter_fare_product_id` extension, and the
+    /// duration limit measured from the leg before (not from the start of a longer run of
+    /// same-group transfers). What lets a `transfer_only` leg rule price a leg.
+    fn transfer_into(
+        &self,
+        prev: &Leg,
+        prev_priced: &PricedLeg<'_>,
+        to_group: Option<&str>,
+        to_leg: &Leg,
+    ) -> bool {
+        let (Some(from_group), Some(to_group)) = (prev_priced.group, to_group) else {
+            return false;
+        };
+        let from_key = self
+            .listed_from_groups
+            .contains(from_group)
+            .then_some(from_group);
+        let to_key = self.listed_to_groups.contains(to_group).then_some(to_group);
+        self.transfer_rules.iter().any(|r| {
+            r.from_group.as_deref() == from_key
+                && r.to_group.as_deref() == to_key
+                && r.from_product.is_none_or(|p| p == prev_priced.product)
+                && within_duration(r, prev, to_leg)
+        })
+    }
+
     /// The price of the sub-journey after this transfer, under the best applicable rule, or `None`
     /// when no rule applies.
     fn choose_transfer(&self, step: &Step<'_>, q: &Resolved) -> Option<Decimal> {
@@ -744,26 +794,7 @@ impl GtfsFeed {
             .filter(|r| r.from_group.as_deref() == from_key && r.to_group.as_deref() == to_key)
             .filter(|r| r.from_product.is_none_or(|p| p == step.from_product))
             .filter(|r| r.transfer_count.is_none_or(|limit| step.count <= limit))
-            .filter(|r| match r.duration_limit {
-                None => true,
-                Some((limit_s, kind)) => {
-                    let start_s = match kind {
-                        DurationLimitType::DepartureToArrival
-                        | DurationLimitType::DepartureToDeparture => step.run_first_leg.start_s,
-                        DurationLimitType::ArrivalToDeparture
-                        | DurationLimitType::ArrivalToArrival => step.run_first_leg.end_s,
-                    };
-                    let end_s = match kind {
-                        DurationLimitType::DepartureToArrival
-                        | DurationLimitType::ArrivalToArrival => step.to_leg.end_s,
-                        DurationLimitType::DepartureToDeparture
-                        | DurationLimitType::ArrivalToDeparture => step.to_leg.start_s,
-                    };
-                    end_s
-                        .checked_sub(start_s)
-                        .is_some_and(|elapsed_s| elapsed_s <= limit_s)
-                }
-            })
+            .filter(|r| within_duration(r, step.run_first_leg, step.to_leg))
             .filter_map(|r| match r.product {
                 None => Some((r, Decimal::ZERO)),
                 // A transfer product without a row for this rider does not apply to them.
@@ -984,42 +1015,64 @@ impl GtfsFeed {
         start_s: i64,
         end_s: i64,
         q: &Resolved,
-        after_transfer: bool,
+        transfer_only_ok: Option<&dyn Fn(&LegRule) -> bool>,
     ) -> Option<PricedLeg<'_>> {
         let (froms, tos) = (&self.from_keys[from], &self.to_keys[to]);
         let from_tf = self.timeframes_at(&self.listed_from_timeframes, start_s, q.day);
         let to_tf = self.timeframes_at(&self.listed_to_timeframes, end_s, q.day);
-        let tf_ok = |rule_tf: Option<usize>, at: &[usize]| match rule_tf {
-            Some(g) => at.contains(&g),
-            // Empty semantics: empty matches only when no listed timeframe holds the time.
-            None => self.priority_mode || at.is_empty(),
-        };
-        let mut best: Option<(&LegRule, Decimal)> = None;
-        for &n in networks {
-            for &f in froms.iter() {
-                for &t in tos.iter() {
-                    let Some(ids) = self.leg_rule_index.get(&(n, f, t)) else {
-                        continue;
-                    };
-                    for rule in ids.iter().map(|&i| &self.leg_rules[i as usize]) {
-                        if (rule.transfer_only && !after_transfer)
-                            || !tf_ok(rule.from_timeframe, &from_tf)
-                            || !tf_ok(rule.to_timeframe, &to_tf)
-                        {
-                            continue;
-                        }
-                        let Some(amount) = self.amount_for(rule.product, q) else {
+        // The rules whose network, areas and (named) timeframes fit the leg, with the rider's
+        // amount; an empty timeframe fits any time here.
+        let (from_tf, to_tf) = (&from_tf[..], &to_tf[..]);
+        let for_each_candidate = |visit: &mut dyn FnMut(usize, Decimal)| {
+            for &n in networks {
+                for &f in froms.iter() {
+                    for &t in tos.iter() {
+                        let Some(ids) = self.leg_rule_index.get(&(n, f, t)) else {
                             continue;
                         };
-                        if best.is_none_or(|(b, b_amount)| {
-                            self.better_leg_rule((rule, amount), (b, b_amount))
-                        }) {
-                            best = Some((rule, amount));
+                        for &i in ids.iter() {
+                            let rule = &self.leg_rules[i as usize];
+                            if (rule.transfer_only && !transfer_only_ok.is_some_and(|ok| ok(rule)))
+                                || rule.from_timeframe.is_some_and(|g| !from_tf.contains(&g))
+                                || rule.to_timeframe.is_some_and(|g| !to_tf.contains(&g))
+                            {
+                                continue;
+                            }
+                            if let Some(amount) = self.amount_for(rule.product, q) {
+                                visit(i as usize, amount);
+                            }
                         }
                     }
                 }
             }
+        };
+        // Empty semantics for timeframes: among the rules that fit the leg, a rule naming a
+        // timeframe that holds beats one leaving it empty (a peak rule beats the base fare in
+        // the peak; a free-fare day beats the everyday fare). Decided among the leg's own
+        // candidates, not file-wide: a timeframe on some other network's or area's rules
+        // never takes the untimed rules of this leg away (the MBTA names `timeframe_regular` on
+        // its subway rules only; its buses, rail and ferries are untimed). With rule_priority
+        // an empty timeframe simply matches any time and the priority decides.
+        let (mut from_timed, mut to_timed) = (false, false);
+        if !self.priority_mode {
+            for_each_candidate(&mut |i, _| {
+                from_timed |= self.leg_rules[i].from_timeframe.is_some();
+                to_timed |= self.leg_rules[i].to_timeframe.is_some();
+            });
         }
+        let mut best: Option<(&LegRule, Decimal)> = None;
+        for_each_candidate(&mut |i, amount| {
+            let rule = &self.leg_rules[i];
+            if (from_timed && rule.from_timeframe.is_none())
+                || (to_timed && rule.to_timeframe.is_none())
+            {
+                return;
+            }
+            if best.is_none_or(|(b, b_amount)| self.better_leg_rule((rule, amount), (b, b_amount)))
+            {
+                best = Some((rule, amount));
+            }
+        });
         best.map(|(rule, amount)| PricedLeg {
             group: rule.leg_group.as_deref(),
             product: rule.product,
@@ -1585,6 +1638,31 @@ const TRANSFER_RULE_COLUMNS: &[&str] = &[
     "fare_media_behavior",
     "fare_product_behavior",
 ];
+
+/// Whether a transfer to `to_leg` is within `rule`'s duration limit counted from `first_leg`
+/// (a transfer exactly at the limit is within it).
+fn within_duration(rule: &TransferRule, first_leg: &Leg, to_leg: &Leg) -> bool {
+    let Some((limit_s, kind)) = rule.duration_limit else {
+        return true;
+    };
+    let start_s = match kind {
+        DurationLimitType::DepartureToArrival | DurationLimitType::DepartureToDeparture => {
+            first_leg.start_s
+        }
+        DurationLimitType::ArrivalToDeparture | DurationLimitType::ArrivalToArrival => {
+            first_leg.end_s
+        }
+    };
+    let end_s = match kind {
+        DurationLimitType::DepartureToArrival | DurationLimitType::ArrivalToArrival => to_leg.end_s,
+        DurationLimitType::DepartureToDeparture | DurationLimitType::ArrivalToDeparture => {
+            to_leg.start_s
+        }
+    };
+    end_s
+        .checked_sub(start_s)
+        .is_some_and(|elapsed_s| elapsed_s <= limit_s)
+}
 
 /// One transfer being priced (see [`GtfsFeed::price_journey`]).
 struct Step<'a> {

@@ -229,20 +229,45 @@ fn leg(from: &str, to: &str, start_min: i64) -> Leg {
 
 #[test]
 fn transfer_only_leg_rules() {
-    // Proves the `transfer_only` extension: a free transfer-only rule prices only a leg that
-    // follows another leg of the journey; a lone 2.40 ride is never priced 0.00 by it.
+    // Proves the `transfer_only` extension: a free transfer-only rule prices a leg only where a
+    // transfer rule leads into its group from the leg before (within that rule's duration
+    // limit); a lone 2.40 ride is never priced 0.00 by it, nor is a second ride no transfer
+    // rule reaches.
+    //   no transfer rule:                      2.40 + 2.40 = 4.80
+    //   ride -> xfer within 60 min, at 20 min: 2.40 + 0.00 = 2.40
+    //   the same at 70 min (past the limit):   2.40 + 2.40 = 4.80
     let rules = "leg_group_id,network_id,from_area_id,to_area_id,fare_product_id,rule_priority,transfer_only\n\
 ride,metro,zone1,zone1,single,0,\n\
 xfer,metro,zone1,zone1,free,1,1\n";
-    let feed = GtfsFeed::from_files(&with(&[("fare_leg_rules.txt", rules)])).unwrap();
-    assert!(feed
+    let transfers =
+        "from_leg_group_id,to_leg_group_id,duration_limit,duration_limit_type,fare_transfer_type\n\
+ride,xfer,3600,1,0\n";
+    let q = FareQuery::default();
+    let without = GtfsFeed::from_files(&with(&[("fare_leg_rules.txt", rules)])).unwrap();
+    assert!(without
         .warnings()
         .iter()
         .all(|w| w.column.as_deref() != Some("transfer_only")));
-    let q = FareQuery::default();
-    let price = |legs: &[Leg]| feed.price_journey(legs, &q).unwrap().amount().to_string();
-    assert_eq!(price(&[leg("s1", "s2", 0)]), "2.40");
-    assert_eq!(price(&[leg("s1", "s2", 0), leg("s2", "s1", 20)]), "2.40");
+    let feed = GtfsFeed::from_files(&with(&[
+        ("fare_leg_rules.txt", rules),
+        ("fare_transfer_rules.txt", transfers),
+    ]))
+    .unwrap();
+    let price =
+        |feed: &GtfsFeed, legs: &[Leg]| feed.price_journey(legs, &q).unwrap().amount().to_string();
+    assert_eq!(price(&feed, &[leg("s1", "s2", 0)]), "2.40");
+    assert_eq!(
+        price(&without, &[leg("s1", "s2", 0), leg("s2", "s1", 20)]),
+        "4.80"
+    );
+    assert_eq!(
+        price(&feed, &[leg("s1", "s2", 0), leg("s2", "s1", 20)]),
+        "2.40"
+    );
+    assert_eq!(
+        price(&feed, &[leg("s1", "s2", 0), leg("s2", "s1", 70)]),
+        "4.80"
+    );
     assert_eq!(
         feed.price("metro", "s1", "s2")
             .unwrap()

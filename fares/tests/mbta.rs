@@ -8,7 +8,7 @@
 //! Hingham/Hull ferry 9.75, SL1 from the airport terminals free).
 //!
 //! Where our reader prices a trip differently from how the MBTA charges it, the MBTA's value is
-//! kept and the row is asserted as a known difference (`KNOWN_DIFFERENCES`), with the reason.
+//! kept and the row is asserted as a known difference, with the reason.
 
 use turnpike_fares::{FareError, FareQuery, GtfsFeed, Leg, ServiceDay};
 
@@ -238,22 +238,20 @@ fn price_table() {
     }
 }
 
-/// Trips our reader prices differently from the MBTA, on a day the MBTA's fares are in force.
+/// Trips priced by the MBTA's rules without a timeframe, on a day its fares are in force.
 /// (network, from, to, medium, MBTA's fare from the feed's rows, what we charge on FARE_DAY,
 /// what we charge without a service day).
 ///
-/// Reason (one for all): the MBTA names `timeframe_regular` in `from_timeframe_group_id` on some
-/// rules only (subway quick ticket, Blue Line Airport, SL from the airport and Silver Line Way,
-/// the East Boston ferry; the F6 and Lynn ferries in the dropped lines). Our reader applies the
-/// spec's empty semantics per column over the whole file: once a listed timeframe holds the
-/// leg's time, a rule with an empty `from_timeframe_group_id` no longer matches. On every
-/// fare_regular day (every day 20240905-20241214) that unprices every rule without a timeframe:
-/// commuter rail, CapeFLYER, bus, ferries F1/F4, Green Line surface cash, SL1 free from the
-/// terminals. Without a day the same rules price right, but then the timeframe_regular rules
-/// (the subway) do not: no single query prices the MBTA's network as the MBTA does. The MBTA
-/// means an empty timeframe as "any time" among the rules that match the leg otherwise (its
-/// feed is unusable on a regular day under our reading).
-const KNOWN_DIFFERENCES: &[(&str, &str, &str, &str, &str, &str, &str)] = &[
+/// The MBTA names `timeframe_regular` in `from_timeframe_group_id` on some rules only (subway
+/// quick ticket, Blue Line Airport, SL from the airport and Silver Line Way, the East Boston
+/// ferry); its commuter rail, CapeFLYER, bus, ferries F1/F4, Green Line surface cash and SL1 free
+/// from the terminals have no timeframe. These were a known difference while the reader applied
+/// the empty semantics of timeframes file-wide (once any listed timeframe held, an untimed rule
+/// matched nowhere, so every one of these went unpriced on a fare day). The reader now decides it
+/// among the rules that fit the leg (docs/fares.md, "Leg matching"): a timeframe on the subway's
+/// rules no longer takes the bus's rules away, and each trip prices as the MBTA charges it.
+/// Without a day, time-dependent rules are never guessed: the subway has no fare then.
+const UNTIMED_ON_FARE_DAYS: &[(&str, &str, &str, &str, &str, &str, &str)] = &[
     // Green Line B surface, west of Kenmore (70106). Line 459 `leg_rapid_transit_cash,
     // rapid_transit,area_green_b_west_of_kenmore,,prod_rapid_transit_cash,,,` +
     // `prod_rapid_transit_cash,Subway cash fare,cash,2.40,USD`. MBTA: 2.40 cash on board.
@@ -263,7 +261,7 @@ const KNOWN_DIFFERENCES: &[(&str, &str, &str, &str, &str, &str, &str)] = &[
         "70107",
         "cash",
         "2.40 USD",
-        "no fare",
+        "2.40 USD",
         "2.40 USD",
     ),
     // Local bus (route 354 downtown 65 -> outside downtown 1684). Line 206
@@ -275,7 +273,7 @@ const KNOWN_DIFFERENCES: &[(&str, &str, &str, &str, &str, &str, &str)] = &[
         "1684",
         "cash",
         "1.70 USD",
-        "no fare",
+        "1.70 USD",
         "1.70 USD",
     ),
     // Same bus with a CharlieTicket. Line 310 `leg_local_bus_quick_subway,local_bus,
@@ -288,7 +286,7 @@ const KNOWN_DIFFERENCES: &[(&str, &str, &str, &str, &str, &str, &str)] = &[
         "1684",
         "charlieticket",
         "2.40 USD",
-        "no fare",
+        "2.40 USD",
         "2.40 USD",
     ),
     // Commuter rail South Station (NEC-2287, area_ss_commuter_rail_zone_1a) -> North Station
@@ -300,7 +298,7 @@ const KNOWN_DIFFERENCES: &[(&str, &str, &str, &str, &str, &str, &str)] = &[
         "BNT-0000",
         "mticket",
         "2.40 USD",
-        "no fare",
+        "2.40 USD",
         "2.40 USD",
     ),
     // South Station -> Worcester (WML-0442-CS, zone 8). Line 171 `...,
@@ -312,7 +310,7 @@ const KNOWN_DIFFERENCES: &[(&str, &str, &str, &str, &str, &str, &str)] = &[
         "WML-0442-CS",
         "mticket",
         "12.25 USD",
-        "no fare",
+        "12.25 USD",
         "12.25 USD",
     ),
     // North Station (zone 1A) -> FR-0064 (zone 1). Line 45 `...,area_commuter_rail_zone_1a,
@@ -324,7 +322,7 @@ const KNOWN_DIFFERENCES: &[(&str, &str, &str, &str, &str, &str, &str)] = &[
         "FR-0064",
         "cash",
         "6.50 USD",
-        "no fare",
+        "6.50 USD",
         "6.50 USD",
     ),
     // FR-0064 (zone 1) -> WR-0062 (zone 1). Line 19 `...,area_commuter_rail_zone_1,
@@ -336,7 +334,7 @@ const KNOWN_DIFFERENCES: &[(&str, &str, &str, &str, &str, &str, &str)] = &[
         "WR-0062",
         "credit_debit",
         "2.75 USD",
-        "no fare",
+        "2.75 USD",
         "2.75 USD",
     ),
     // CapeFLYER Back Bay (NEC-2276, zone 1A) -> Hyannis (CM-0790-S). Line 16
@@ -348,7 +346,7 @@ const KNOWN_DIFFERENCES: &[(&str, &str, &str, &str, &str, &str, &str)] = &[
         "CM-0790-S",
         "cash",
         "22.00 USD",
-        "no fare",
+        "22.00 USD",
         "22.00 USD",
     ),
     // CapeFLYER CM-0547-S (area_cf_zone_buzzards) -> Hyannis. Line 3
@@ -361,7 +359,7 @@ const KNOWN_DIFFERENCES: &[(&str, &str, &str, &str, &str, &str, &str)] = &[
         "CM-0790-S",
         "mticket",
         "5.00 USD",
-        "no fare",
+        "5.00 USD",
         "5.00 USD",
     ),
     // SL1 from a Logan terminal (17091, area_sl_logan_terminal). Line 478
@@ -373,7 +371,7 @@ const KNOWN_DIFFERENCES: &[(&str, &str, &str, &str, &str, &str, &str)] = &[
         "74611",
         "charlieticket",
         "0.00 USD",
-        "no fare",
+        "0.00 USD",
         "0.00 USD",
     ),
     // Charlestown ferry (F4). Line 195 `leg_ferry_f4_cash,ferry_f4,,,prod_ferry_f4,,,` +
@@ -384,7 +382,7 @@ const KNOWN_DIFFERENCES: &[(&str, &str, &str, &str, &str, &str, &str)] = &[
         "Boat-Long",
         "cash",
         "3.70 USD",
-        "no fare",
+        "3.70 USD",
         "3.70 USD",
     ),
     // Hingham/Hull ferry (F1). Line 194 `leg_ferry_f1_cash,ferry_f1,,,prod_ferry_f1,,,` +
@@ -395,7 +393,7 @@ const KNOWN_DIFFERENCES: &[(&str, &str, &str, &str, &str, &str, &str)] = &[
         "Boat-Long",
         "mticket",
         "9.75 USD",
-        "no fare",
+        "9.75 USD",
         "9.75 USD",
     ),
     // And the converse: the subway (row 1 of PRICES, 2.40 on a fare day) without a day, where
@@ -412,21 +410,20 @@ const KNOWN_DIFFERENCES: &[(&str, &str, &str, &str, &str, &str, &str)] = &[
 ];
 
 #[test]
-fn known_differences_from_the_mbta() {
+fn untimed_rules_price_on_fare_days() {
     let feed = feed();
-    for &(network, from, to, medium, mbta, on_fare_day, without_day) in KNOWN_DIFFERENCES {
+    for &(network, from, to, medium, mbta, on_fare_day, without_day) in UNTIMED_ON_FARE_DAYS {
         let trip = [leg(network, from, to, TEN_AM)];
         let what = format!("{network} {from} -> {to}, medium {medium:?}");
+        assert_eq!(on_fare_day, mbta, "the table: {what}");
         assert_eq!(price(&feed, &trip, medium, FARE_DAY), on_fare_day, "{what}");
         assert_eq!(price(&feed, &trip, medium, 0), without_day, "{what}");
-        // The difference is real: one of the two queries misses the MBTA's fare.
-        assert!(on_fare_day != mbta || without_day != mbta, "{what}");
     }
 }
 
 #[test]
 fn journeys_with_the_mbta_transfer_rules() {
-    // Priced without a service day (see KNOWN_DIFFERENCES: these rules have no timeframe).
+    // Priced without a service day: these rules have no timeframe (see UNTIMED_ON_FARE_DAYS).
     let feed = feed();
     // Red Line at South Station (70079, area_red_south_station) then the 354 bus, CharlieTicket.
     // Leg 1, line 493 `leg_ss_rapid_transit_quick_subway,rapid_transit,area_red_south_station,,
@@ -481,27 +478,24 @@ fn journeys_with_the_mbta_transfer_rules() {
     assert_eq!(price(&feed, &sl_then_red, "cash", 0), "2.40 USD");
 }
 
-/// Journeys our reader prices differently from the feed's own rows read as the MBTA writes them.
-///
 /// The bus (CharlieTicket, leg_local_bus_quick_subway, 2.40) then the Red Line at South Station.
 /// The MBTA's rows: the Red Line leg may be line 493 (leg_ss_rapid_transit_quick_subway, 2.40) or
 /// the transfer-only line 492 (leg_ss_rapid_transit_free, 0.00). The MBTA writes a transfer rule
 /// into every transfer-only leg group it uses (sl_free -> ss_free, ss_cash -> rapid_transit_cash,
 /// ...), and none from leg_local_bus_quick_subway to leg_ss_rapid_transit_free nor to
-/// leg_ss_rapid_transit_quick_subway: read that way, the Red Line leg is a new 2.40 fare and the
-/// journey 4.80. Our `transfer_only` (docs/fares.md: "prices only a leg that follows another
-/// leg of the journey") lets the free rule price any second leg, so we charge 2.40: the Red Line
-/// at South Station is free after any first leg. (The MBTA's own description of `transfer_only`
-/// was not found in the library; the expected value is derived from the feed's structure.)
+/// leg_ss_rapid_transit_quick_subway: the Red Line leg is a new 2.40 fare and the journey 4.80.
+/// This was a known difference while `transfer_only` let a rule price any leg after the first
+/// (2.40: the Red Line at South Station free after any first leg); the reader now lets a
+/// transfer-only rule price a leg only where a transfer rule leads into its group.
 #[test]
-fn known_journey_difference_transfer_only() {
+fn transfer_only_needs_a_transfer_rule_into_its_group() {
     let feed = feed();
     let subway_after_bus = [
         leg("local_bus", "65", "1684", TEN_AM),
         leg("rapid_transit", "70079", "70038", TEN_AM + 1800),
     ];
-    let mbta = "4.80 USD";
-    let ours = price(&feed, &subway_after_bus, "charlieticket", 0);
-    assert_eq!(ours, "2.40 USD");
-    assert_ne!(ours, mbta);
+    assert_eq!(
+        price(&feed, &subway_after_bus, "charlieticket", 0),
+        "4.80 USD"
+    );
 }
