@@ -1054,7 +1054,9 @@ impl GtfsFeed {
         // its subway rules only; its buses, rail and ferries are untimed). With rule_priority
         // an empty timeframe simply matches any time and the priority decides.
         let (mut from_timed, mut to_timed) = (false, false);
-        if !self.priority_mode {
+        // A candidate names a timeframe only if it holds; with none holding there is nothing to
+        // look for (the common case: a feed without timeframes, or a leg outside them all).
+        if !self.priority_mode && !(from_tf.is_empty() && to_tf.is_empty()) {
             for_each_candidate(&mut |i, _| {
                 from_timed |= self.leg_rules[i].from_timeframe.is_some();
                 to_timed |= self.leg_rules[i].to_timeframe.is_some();
