@@ -1056,7 +1056,7 @@ impl GtfsFeed {
         let (mut from_timed, mut to_timed) = (false, false);
         // A candidate names a timeframe only if it holds; with none holding there is nothing to
         // look for (the common case: a feed without timeframes, or a leg outside them all).
-        if !self.priority_mode && !(from_tf.is_empty() && to_tf.is_empty()) {
+        if !self.priority_mode && (!from_tf.is_empty() || !to_tf.is_empty()) {
             for_each_candidate(&mut |i, _| {
                 from_timed |= self.leg_rules[i].from_timeframe.is_some();
                 to_timed |= self.leg_rules[i].to_timeframe.is_some();
@@ -1122,6 +1122,10 @@ impl GtfsFeed {
         let mut first_line: HashMap<(RuleKey, Option<usize>, Option<usize>, usize), u64> =
             HashMap::default();
         let (mut from_tfs, mut to_tfs) = (HashSet::default(), HashSet::default());
+        // Timeframe groups rules name but timeframes.txt does not define (they never hold).
+        let mut undefined_timeframes: HashSet<usize> = HashSet::default();
+        // Products rules name but fare_products.txt does not define (no row prices them).
+        let mut undefined_products: HashSet<usize> = HashSet::default();
         for item in table.rows::<LegRuleRow>() {
             let (row, record) = item?;
             let network = match table::optional(&record.network_id) {
@@ -1152,25 +1156,62 @@ impl GtfsFeed {
             };
             let from_area = area("from_area_id", &record.from_area_id)?;
             let to_area = area("to_area_id", &record.to_area_id)?;
-            let timeframe =
-                |column: &str, value: &Option<String>| -> Result<Option<usize>, LoadError> {
-                    match table::optional(value) {
-                        None => Ok(None),
-                        Some(id) => self
-                            .timeframe_index
-                            .get(id)
-                            .copied()
-                            .map(Some)
-                            .ok_or_else(|| unknown(&row, column, id, TIMEFRAMES)),
-                    }
-                };
-            let from_timeframe =
-                timeframe("from_timeframe_group_id", &record.from_timeframe_group_id)?;
-            let to_timeframe = timeframe("to_timeframe_group_id", &record.to_timeframe_group_id)?;
             let product_id = row.required("fare_product_id", &record.fare_product_id)?;
-            let Some(&product) = self.product_index.get(product_id) else {
-                return Err(unknown(&row, "fare_product_id", product_id, FARE_PRODUCTS));
+            // A rule naming a product the feed does not define can price nothing: it is kept
+            // (its network and areas still count as listed, so other legs match as the agency
+            // wrote them) with a product that has no row for anyone, and warned about; the feed
+            // is not refused for it.
+            let known_product = self.product_index.get(product_id).copied();
+            let product = match known_product.filter(|p| !undefined_products.contains(p)) {
+                Some(p) => p,
+                None => {
+                    self.warnings.push(warn(
+                        FARE_LEG_RULES,
+                        Some(row.line),
+                        Some("fare_product_id"),
+                        &format!(
+                            "fare product {product_id:?} is not in fare_products.txt: this rule never applies"
+                        ),
+                    ));
+                    known_product.unwrap_or_else(|| {
+                        let p = self.products.len();
+                        self.products.push(Product {
+                            variants: Vec::new(),
+                        });
+                        self.product_index.insert(product_id.to_string(), p);
+                        undefined_products.insert(p);
+                        p
+                    })
+                }
             };
+            // A timeframe group no row of timeframes.txt defines never holds: the rule is kept
+            // (its network and areas still count as listed) but never applies, as for a
+            // timeframe whose service_id no calendar defines.
+            let mut timeframe = |column: &str, value: &Option<String>| -> Option<usize> {
+                let id = table::optional(value)?;
+                let known = self.timeframe_index.get(id).copied();
+                if let Some(g) = known.filter(|g| !undefined_timeframes.contains(g)) {
+                    return Some(g);
+                }
+                self.warnings.push(warn(
+                    FARE_LEG_RULES,
+                    Some(row.line),
+                    Some(column),
+                    &format!(
+                        "timeframe group {id:?} is not in timeframes.txt: it never holds, so this rule never applies"
+                    ),
+                ));
+                Some(known.unwrap_or_else(|| {
+                    let g = self.timeframe_groups.len();
+                    self.timeframe_groups.push(Vec::new());
+                    self.timeframe_index.insert(id.to_string(), g);
+                    undefined_timeframes.insert(g);
+                    g
+                }))
+            };
+            let from_timeframe =
+                timeframe("from_timeframe_group_id", &record.from_timeframe_group_id);
+            let to_timeframe = timeframe("to_timeframe_group_id", &record.to_timeframe_group_id);
             if self.products[product]
                 .variants
                 .iter()

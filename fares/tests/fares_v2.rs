@@ -664,3 +664,37 @@ fn spec_example_fare_media_bay_area() {
     ));
     assert!(matches!(price("cash"), Err(FareError::NoFareRule { .. })));
 }
+
+#[test]
+fn rules_naming_missing_ids_are_warned_and_never_apply() {
+    // Proves a leg rule naming a product or a timeframe group the feed does not define is a
+    // warning at its line and column, never a refused feed, and that the rule never prices a
+    // leg. Base rules (priority mode): zone1->zone1 single 2.40 (app, adult); the added rules
+    // name "p77" (no such product) and "holiday" (no such timeframe group), each with a higher
+    // priority that would win if it applied.
+    let rules = "leg_group_id,network_id,from_area_id,to_area_id,from_timeframe_group_id,fare_product_id,rule_priority\n\
+ride,metro,zone1,zone1,,single,0\n\
+ride,metro,zone1,zone1,,p77,5\n\
+ride,metro,zone1,zone1,holiday,free,6\n";
+    let feed = GtfsFeed::from_files(&with(&[("fare_leg_rules.txt", rules)])).unwrap();
+    let warned: Vec<(Option<u64>, Option<&str>)> = feed
+        .warnings()
+        .iter()
+        .filter(|w| w.file == "fare_leg_rules.txt")
+        .map(|w| (w.line, w.column.as_deref()))
+        .collect();
+    assert_eq!(
+        warned,
+        vec![
+            (Some(3), Some("fare_product_id")),
+            (Some(4), Some("from_timeframe_group_id"))
+        ]
+    );
+    check(
+        &feed,
+        &[
+            ("s1", "s2", "-", 0, "", "", "2.40"),
+            ("s1", "s2", "10:00", 20261225, "", "", "2.40"),
+        ],
+    );
+}

@@ -423,16 +423,8 @@ fn load_errors_name_file_line_and_reason() {
             r#"fare_leg_rules.txt line 3: unknown from_area_id "zone7" (not in areas.txt)"#,
         ),
         (
-            &[("fare_leg_rules.txt", "fare_product_id\np2\np77\n")],
-            r#"fare_leg_rules.txt line 3: unknown fare_product_id "p77" (not in fare_products.txt)"#,
-        ),
-        (
             &[("fare_leg_rules.txt", "from_area_id,fare_product_id\nzone1,p2\nzone1,p2\n")],
             r#"fare_leg_rules.txt line 3: duplicate rule (network_id, from_area_id, to_area_id, from_timeframe_group_id, to_timeframe_group_id, fare_product_id) ",zone1,,,,p2" (first on line 2)"#,
-        ),
-        (
-            &[("fare_leg_rules.txt", "fare_product_id,from_timeframe_group_id\np2,peak\n")],
-            r#"fare_leg_rules.txt line 2: unknown from_timeframe_group_id "peak" (not in timeframes.txt)"#,
         ),
         (
             &[("fare_leg_rules.txt", "fare_product_id,rule_priority\np2,-1\n")],

@@ -45,7 +45,8 @@ fn names_missing_id(line: &str) -> bool {
         || line.contains(",timeframe_systemwide_free,")
 }
 
-/// `fare_leg_rules.txt` without the lines of `names_missing_id`, and their line numbers.
+/// `fare_leg_rules.txt` without the lines of `names_missing_id`, and their line numbers (to show
+/// those lines change no price).
 fn reconciled_leg_rules() -> (String, Vec<usize>) {
     let mut kept = String::new();
     let mut dropped = Vec::new();
@@ -60,11 +61,7 @@ fn reconciled_leg_rules() -> (String, Vec<usize>) {
 }
 
 fn feed() -> GtfsFeed {
-    let (rules, _) = reconciled_leg_rules();
-    let mut files = published();
-    files.retain(|(name, _)| *name != "fare_leg_rules.txt");
-    files.push(("fare_leg_rules.txt", &rules));
-    GtfsFeed::from_files(&files).expect("the reconciled MBTA feed loads")
+    GtfsFeed::from_files(&published()).expect("the MBTA feed loads as stored")
 }
 
 /// A date inside the feed's `calendar.txt` row `fare_regular,1,1,1,1,1,1,1,20240905,20241214`
@@ -109,27 +106,58 @@ fn price(feed: &GtfsFeed, legs: &[Leg], medium: &str, date: u32) -> String {
 #[test]
 fn published_files_disagree_between_mirror_versions() {
     // As stored, fare_leg_rules.txt (commit f1f164f) names two products the only stored
-    // fare_products.txt (782b9dd) lacks; the reader refuses the reference at its line, as it must.
-    let err = GtfsFeed::from_files(&published()).expect_err("unknown product");
-    assert_eq!(
-        err.to_string(),
-        "fare_leg_rules.txt line 196: unknown fare_product_id \"prod_boat_zone_1\" \
-         (not in fare_products.txt)"
-    );
-    // What the test drops to load it: the two ferry lines and the 185 free-fare-day lines.
-    let (_, dropped) = reconciled_leg_rules();
+    // fare_products.txt (782b9dd) lacks, and a timeframe group no stored timeframes.txt has. The
+    // feed still loads: each such line is a warning naming it, and its rule never applies (it
+    // cannot price anything), rather than the whole feed refused.
+    let feed = feed();
+    let (_, missing) = reconciled_leg_rules();
     let mut expected = vec![196, 197];
     expected.extend(494..=678);
-    assert_eq!(dropped, expected);
+    assert_eq!(missing, expected);
     assert_eq!(LEG_RULES.lines().count(), 678);
+    let warned: Vec<usize> = feed
+        .warnings()
+        .iter()
+        .filter(|w| w.file == "fare_leg_rules.txt")
+        .map(|w| {
+            let column = w.column.as_deref().unwrap_or("");
+            assert!(
+                [
+                    "fare_product_id",
+                    "from_timeframe_group_id",
+                    "to_timeframe_group_id"
+                ]
+                .contains(&column),
+                "{w}"
+            );
+            w.line.unwrap() as usize
+        })
+        .collect();
+    assert_eq!(warned, expected);
+    // The same feed without those lines prices every trip of this file alike (they never apply).
+    let (rules, _) = reconciled_leg_rules();
+    let mut files = published();
+    files.retain(|(name, _)| *name != "fare_leg_rules.txt");
+    files.push(("fare_leg_rules.txt", &rules));
+    let without = GtfsFeed::from_files(&files).expect("the reconciled feed loads");
+    for &(network, from, to, medium, date, _) in PRICES {
+        let trip = [leg(network, from, to, TEN_AM)];
+        assert_eq!(
+            price(&feed, &trip, medium, date),
+            price(&without, &trip, medium, date),
+            "{network} {from} -> {to}"
+        );
+    }
 }
 
 #[test]
 fn loads_with_exactly_these_warnings() {
     let feed = feed();
+    // fare_leg_rules.txt's warnings are the lines naming missing ids (the test above).
     let got: Vec<(&str, Option<u64>, Option<&str>)> = feed
         .warnings()
         .iter()
+        .filter(|w| w.file != "fare_leg_rules.txt")
         .map(|w| (w.file.as_str(), w.line, w.column.as_deref()))
         .collect();
     assert_eq!(
