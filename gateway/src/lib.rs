@@ -22,6 +22,7 @@ pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod flow;
 mod known;
 pub mod limits;
 pub mod network;

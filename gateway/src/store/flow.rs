@@ -1,0 +1,147 @@
+//! Live passenger flow's SQL (migration 0008, docs/flow.md): the per-group upsert the tap
+//! writers run in a group's transaction, and the keyed range reads of the flow API. Every read
+//! is bounded by a minute range of `station_flow`'s primary key or its `(operator_id, minute)`
+//! index; none touches `taps`.
+
+use sqlx::Row;
+
+use super::waves::is_postgres;
+use super::{Conn, Store};
+use crate::flow::FlowCount;
+
+/// The PostgreSQL upsert of a group's counts, `src` being its JSON rows (already summed per
+/// key and in key order, `flow::tally`): one statement, whatever the number of stations.
+pub(super) fn upsert_sql(src: &str) -> String {
+    format!(
+        "INSERT INTO station_flow (operator_id, location_id, minute, entries, exits)
+         SELECT x.o, x.l, x.m, x.e, x.x
+         FROM json_to_recordset({src}::json) AS x(o text, l text, m bigint, e bigint, x bigint)
+         ORDER BY x.o, x.l, x.m
+         ON CONFLICT (operator_id, location_id, minute) DO UPDATE
+         SET entries = station_flow.entries + excluded.entries,
+             exits = station_flow.exits + excluded.exits"
+    )
+}
+
+/// Adds a group's counts, in the group's transaction: one statement on PostgreSQL, one per row
+/// on SQLite (in process).
+pub async fn add(conn: &mut Conn, counts: &[FlowCount]) -> Result<(), sqlx::Error> {
+    if counts.is_empty() {
+        return Ok(());
+    }
+    if is_postgres(conn) {
+        let rows = serde_json::to_string(counts)
+            .map_err(|e| sqlx::Error::Protocol(format!("encoding flow rows: {e}")))?;
+        sqlx::query(&upsert_sql("$1"))
+            .bind(rows)
+            .execute(&mut *conn)
+            .await?;
+        return Ok(());
+    }
+    for c in counts {
+        sqlx::query(
+            "INSERT INTO station_flow (operator_id, location_id, minute, entries, exits)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (operator_id, location_id, minute) DO UPDATE
+             SET entries = station_flow.entries + excluded.entries,
+                 exits = station_flow.exits + excluded.exits",
+        )
+        .bind(&c.operator_id)
+        .bind(&c.location_id)
+        .bind(c.minute)
+        .bind(c.entries)
+        .bind(c.exits)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Entries and exits of one station (or of every station) over a minute range.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub entries: i64,
+    pub exits: i64,
+}
+
+impl Totals {
+    pub fn passages(&self) -> i64 {
+        self.entries + self.exits
+    }
+}
+
+impl Store {
+    /// Per station of the operator, the totals over `[from, to)` (Unix minutes); stations with
+    /// no row in the range are absent.
+    pub async fn flow_totals(
+        &self,
+        operator_id: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(String, Totals)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT location_id, CAST(SUM(entries) AS BIGINT), CAST(SUM(exits) AS BIGINT)
+             FROM station_flow
+             WHERE operator_id = $1 AND minute >= $2 AND minute < $3
+             GROUP BY location_id ORDER BY location_id",
+        )
+        .bind(operator_id)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0)?,
+                    Totals {
+                        entries: r.try_get(1)?,
+                        exits: r.try_get(2)?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// One station's minutes with passages in `[from, to)`, in order: (minute, totals).
+    pub async fn flow_minutes(
+        &self,
+        operator_id: &str,
+        location_id: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, Totals)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT minute, entries, exits FROM station_flow
+             WHERE operator_id = $1 AND location_id = $2 AND minute >= $3 AND minute < $4
+             ORDER BY minute",
+        )
+        .bind(operator_id)
+        .bind(location_id)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0)?,
+                    Totals {
+                        entries: r.try_get(1)?,
+                        exits: r.try_get(2)?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// The first minute the operator has a count for: where its history begins (an earlier
+    /// week is no history, not a quiet one). One probe of the `(operator_id, minute)` index.
+    pub async fn flow_first_minute(&self, operator_id: &str) -> Result<Option<i64>, sqlx::Error> {
+        sqlx::query("SELECT MIN(minute) FROM station_flow WHERE operator_id = $1")
+            .bind(operator_id)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)
+    }
+}
