@@ -175,7 +175,7 @@ impl Gateway {
         };
         let state = AppState {
             charging,
-            limits: Arc::new(limits::Limits::new(&config.limits)),
+            limits: Arc::new(limits::Limits::new(&config.limits, config.flow.streams_max)),
             config: Arc::new(config),
             store,
             registry,
@@ -255,6 +255,7 @@ impl Gateway {
                     .merge(api::payments::rider_router(state.clone()))
                     .merge(api::payments::admin_router(state.clone()))
                     .merge(api::tickets::notify_router(state.clone()))
+                    .merge(api::flow::router(state.clone(), stop_rx.clone()))
                     .merge(api::app::router()),
             ),
             timeout_ms,

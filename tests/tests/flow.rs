@@ -131,3 +131,248 @@ both_backends!(
         }
     }
 );
+
+/// GET on the public listener: (status, JSON body).
+async fn get_json(env: &Env, path: &str) -> (u16, serde_json::Value) {
+    let a = env
+        .gw
+        .public_send(reqwest::Method::GET, path, None, None)
+        .await
+        .unwrap();
+    let body = serde_json::from_slice(&a.body)
+        .unwrap_or_else(|e| panic!("{path}: {e}: {}", String::from_utf8_lossy(&a.body)));
+    (a.status, body)
+}
+
+/// Writes history straight into `station_flow`, as weeks of taps would have.
+async fn history(env: &Env, rows: Vec<(String, i64, i64, i64)>) {
+    let counts: Vec<flow::FlowCount> = rows
+        .into_iter()
+        .map(|(station, minute, entries, exits)| flow::FlowCount {
+            operator_id: METRO_OPERATOR.to_string(),
+            location_id: station,
+            minute,
+            entries,
+            exits,
+        })
+        .collect();
+    let mut tx = env.gw.state.store.begin().await.unwrap();
+    gateway::store::flow::add(&mut tx, &counts).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+async fn flow_api(db: turnpike_tests::Db) {
+    // Proves the public flow API: the stations answer (live taps against weeks of history:
+    // percent of usual, null without a usual level), a station's minutes, its forecast,
+    // precise errors for hostile input, and the event stream with its bound.
+    let Some(env) = Env::start_with(db, |c| {
+        c.flow.streams_max = 1;
+        c.flow.stream_interval_ms = 200;
+    })
+    .await
+    else {
+        return;
+    };
+    let stops = demo_stops();
+    let now = flow::minute_of(now_ms() as i64);
+    let hour0 = now.div_euclid(60) * 60;
+    let week = flow::WEEK_MINUTES;
+    let mut rows = vec![(stops[3].clone(), now - 5 * week, 1, 0)];
+    for k in 1..=4 {
+        rows.push((stops[0].clone(), now - 5 - k * week, 6, 4));
+        rows.push((stops[2].clone(), hour0 + 30 - k * week, 60, 20));
+    }
+    history(&env, rows).await;
+    for n in 0..2 {
+        let rider = env.gw.rider().await;
+        let id = gate(&stops[0], 1);
+        let answer = env
+            .gw
+            .terminal(&id)
+            .tap(&turnpike_tests::tap(
+                n + 1,
+                Direction::Entry,
+                rider.ride_code(now_ms()).unwrap(),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(answer.decision, Decision::Approve);
+    }
+
+    let (status, body) = get_json(
+        &env,
+        &format!("/v1/flow/stations?operator_id={METRO_OPERATOR}"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let now_answer: turnpike_wire::api::flow::StationsNow = serde_json::from_value(body).unwrap();
+    assert_eq!((now_answer.window_minutes, now_answer.usual_weeks), (15, 4));
+    let by_id = |id: &str| {
+        now_answer
+            .stations
+            .iter()
+            .find(|s| s.location_id == id)
+            .unwrap()
+            .clone()
+    };
+    let busy = by_id(&stops[0]);
+    assert_eq!((busy.entries, busy.exits), (2, 0));
+    assert_eq!(busy.usual, Some(10.0));
+    assert_eq!(busy.percent_of_usual, Some(20));
+    // History exists for the operator, but this station usually has nobody now.
+    let quiet = by_id(&stops[1]);
+    assert_eq!((quiet.usual, quiet.percent_of_usual), (Some(0.0), None));
+    assert_eq!(now_answer.stations.len(), stops.len());
+
+    let (status, body) = get_json(
+        &env,
+        &format!(
+            "/v1/flow/stations/{}?operator_id={METRO_OPERATOR}&minutes=30",
+            stops[0]
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let series: turnpike_wire::api::flow::StationSeries = serde_json::from_value(body).unwrap();
+    assert_eq!(series.minutes.len(), 30);
+    assert_eq!(series.minutes.iter().map(|m| m.entries).sum::<i64>(), 2);
+    assert!(series
+        .minutes
+        .windows(2)
+        .all(|w| w[1].minute_start_ms - w[0].minute_start_ms == 60_000));
+
+    let (status, body) = get_json(
+        &env,
+        &format!(
+            "/v1/flow/stations/{}/forecast?operator_id={METRO_OPERATOR}&hours=3",
+            stops[2]
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let fc: turnpike_wire::api::flow::StationForecast = serde_json::from_value(body).unwrap();
+    let got: Vec<(i64, f64, f64)> = fc
+        .hours
+        .iter()
+        .map(|h| (h.hour_start_ms, h.entries, h.exits))
+        .collect();
+    let h0 = hour0 * 60_000;
+    assert_eq!(
+        got,
+        [
+            (h0, 60.0, 20.0),
+            (h0 + 3_600_000, 0.0, 0.0),
+            (h0 + 7_200_000, 0.0, 0.0)
+        ]
+    );
+
+    for (path, status, code) in [
+        ("/v1/flow/stations?operator_id=bad%20id", 422, "invalid_id"),
+        ("/v1/flow/stations?operator_id=nobody", 404, "not_found"),
+        ("/v1/flow/stations", 400, "invalid_query"),
+        (
+            "/v1/flow/stations?operator_id=x&extra=1",
+            400,
+            "invalid_query",
+        ),
+        (
+            &format!(
+                "/v1/flow/stations/{}?operator_id={METRO_OPERATOR}&minutes=100000",
+                stops[0]
+            ),
+            422,
+            "minutes_out_of_range",
+        ),
+        (
+            &format!(
+                "/v1/flow/stations/{}?operator_id={METRO_OPERATOR}&minutes=0",
+                stops[0]
+            ),
+            422,
+            "minutes_out_of_range",
+        ),
+        (
+            &format!(
+                "/v1/flow/stations/{}?operator_id={METRO_OPERATOR}&minutes=lots",
+                stops[0]
+            ),
+            400,
+            "invalid_query",
+        ),
+        (
+            &format!("/v1/flow/stations/nowhere?operator_id={METRO_OPERATOR}"),
+            404,
+            "not_found",
+        ),
+        (
+            &format!("/v1/flow/stations/a.b?operator_id={METRO_OPERATOR}"),
+            422,
+            "invalid_id",
+        ),
+        (
+            &format!(
+                "/v1/flow/stations/{}/forecast?operator_id={METRO_OPERATOR}&hours=25",
+                stops[0]
+            ),
+            422,
+            "hours_out_of_range",
+        ),
+        ("/v1/flow/stream?operator_id=bad%20id", 422, "invalid_id"),
+    ] {
+        let (got, body) = get_json(&env, path).await;
+        assert_eq!(
+            (got, body["error"]["code"].as_str().unwrap()),
+            (status, code),
+            "{path}: {body}"
+        );
+    }
+
+    // The stream: a snapshot event, and a second stream refused while the one place is taken.
+    let http = turnpike_client::tls::http_client(&env.gw.ca(), None).unwrap();
+    let url = format!(
+        "{}/v1/flow/stream?operator_id={METRO_OPERATOR}",
+        env.gw.public_base
+    );
+    let mut first = http.get(&url).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["content-type"], "text/event-stream");
+    let mut text = String::new();
+    while !text.contains("\n\n") || !text.contains("event: stations") {
+        let chunk = first.chunk().await.unwrap().expect("the stream goes on");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let data = text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+    let event: turnpike_wire::api::flow::StationsNow = serde_json::from_str(data).unwrap();
+    assert_eq!(event.operator_id, METRO_OPERATOR);
+    let (status, body) = get_json(
+        &env,
+        &format!("/v1/flow/stream?operator_id={METRO_OPERATOR}"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str().unwrap()),
+        (503, "flow_streams_full")
+    );
+    drop(first);
+    // The place frees once the server sees the client gone (at its next event at the latest).
+    let mut reopened = false;
+    for _ in 0..50 {
+        let r = http.get(&url).send().await.unwrap();
+        if r.status() == 200 {
+            reopened = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(reopened, "the stream's place was never freed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow_api_sqlite() {
+    flow_api(turnpike_tests::Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow_api_postgres() {
+    flow_api(turnpike_tests::Db::Postgres).await;
+}

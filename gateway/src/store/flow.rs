@@ -70,6 +70,24 @@ impl Totals {
     }
 }
 
+/// Rows of (key, entries, exits).
+fn keyed_totals<K>(rows: &[sqlx::any::AnyRow]) -> Result<Vec<(K, Totals)>, sqlx::Error>
+where
+    K: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get(0)?,
+                Totals {
+                    entries: r.try_get(1)?,
+                    exits: r.try_get(2)?,
+                },
+            ))
+        })
+        .collect()
+}
+
 impl Store {
     /// Per station of the operator, the totals over `[from, to)` (Unix minutes); stations with
     /// no row in the range are absent.
@@ -90,17 +108,7 @@ impl Store {
         .bind(to)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get(0)?,
-                    Totals {
-                        entries: r.try_get(1)?,
-                        exits: r.try_get(2)?,
-                    },
-                ))
-            })
-            .collect()
+        keyed_totals(&rows)
     }
 
     /// One station's minutes with passages in `[from, to)`, in order: (minute, totals).
@@ -122,17 +130,7 @@ impl Store {
         .bind(to)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get(0)?,
-                    Totals {
-                        entries: r.try_get(1)?,
-                        exits: r.try_get(2)?,
-                    },
-                ))
-            })
-            .collect()
+        keyed_totals(&rows)
     }
 
     /// The first minute the operator has a count for: where its history begins (an earlier
@@ -143,5 +141,60 @@ impl Store {
             .fetch_one(&self.pool)
             .await?
             .try_get(0)
+    }
+}
+
+/// The latest delay a TripUpdates feed gave for a stop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopDelay {
+    pub stop_id: String,
+    pub delay_s: i64,
+    pub trip_id: Option<String>,
+}
+
+impl Store {
+    /// The operator's stops' latest delays: (stop, delay in seconds, the feed's time).
+    pub async fn stop_delays(
+        &self,
+        operator_id: &str,
+    ) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT stop_id, delay_s, feed_at_ms FROM stop_delays WHERE operator_id = $1",
+        )
+        .bind(operator_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
+    }
+
+    /// Records a feed's delays in one transaction: each stop's row is replaced unless a newer
+    /// feed already set it (uploads may arrive out of order).
+    pub async fn put_stop_delays(
+        &self,
+        operator_id: &str,
+        delays: &[StopDelay],
+        feed_at_ms: i64,
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = self.begin().await?;
+        for d in delays {
+            sqlx::query(
+                "INSERT INTO stop_delays (operator_id, stop_id, delay_s, trip_id, feed_at_ms)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (operator_id, stop_id) DO UPDATE
+                 SET delay_s = excluded.delay_s, trip_id = excluded.trip_id,
+                     feed_at_ms = excluded.feed_at_ms
+                 WHERE stop_delays.feed_at_ms <= excluded.feed_at_ms",
+            )
+            .bind(operator_id)
+            .bind(&d.stop_id)
+            .bind(d.delay_s)
+            .bind(d.trip_id.as_deref())
+            .bind(feed_at_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
     }
 }
