@@ -34,6 +34,7 @@ pub mod rules;
 pub mod server;
 pub mod store;
 pub mod tls;
+pub mod trip_updates;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -256,6 +257,7 @@ impl Gateway {
                     .merge(api::payments::admin_router(state.clone()))
                     .merge(api::tickets::notify_router(state.clone()))
                     .merge(api::flow::router(state.clone(), stop_rx.clone()))
+                    .merge(api::flow::admin_router(state.clone()))
                     .merge(api::app::router()),
             ),
             timeout_ms,

@@ -143,6 +143,12 @@ const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
         None,
     ),
     (PUBLIC, "get", "/v1/flow/stream", None),
+    (
+        PUBLIC,
+        "post",
+        "/v1/admin/flow/trip-updates",
+        Some("adminToken"),
+    ),
     // gateway/src/api/app.rs: the rider app's files.
     (PUBLIC, "get", "/app/", None),
     (PUBLIC, "get", "/app/app.css", None),
@@ -548,10 +554,11 @@ fn request_bodies_reject_unknown_fields() {
         let Some(body) = op.get("requestBody") else {
             continue;
         };
-        // The provider's notifications are form-encoded parameters, not a gateway request type.
+        // The provider's notifications are form-encoded parameters and an operator's
+        // TripUpdates feed is GTFS-Realtime protobuf, not gateway request types.
         let Some(json) = body["content"].get("application/json") else {
             assert!(
-                path == "/v1/provider/notify",
+                path == "/v1/provider/notify" || path == "/v1/admin/flow/trip-updates",
                 "{method} {path}: request body is not JSON"
             );
             continue;

@@ -367,6 +367,142 @@ async fn flow_api(db: turnpike_tests::Db) {
     assert!(reopened, "the stream's place was never freed");
 }
 
+/// A TripUpdates feed as an operator's system would send it, built with prost from the
+/// messages of the official proto.
+fn trip_updates_feed(timestamp_s: u64, stops: &[(&str, i32)]) -> Vec<u8> {
+    use gateway::trip_updates::*;
+    prost::Message::encode_to_vec(&FeedMessage {
+        header: FeedHeader {
+            gtfs_realtime_version: "2.0".into(),
+            timestamp: Some(timestamp_s),
+        },
+        entity: vec![FeedEntity {
+            id: "1".into(),
+            is_deleted: None,
+            trip_update: Some(TripUpdate {
+                trip: TripDescriptor {
+                    trip_id: Some("line-1-0800".into()),
+                },
+                stop_time_update: stops
+                    .iter()
+                    .map(|(stop, delay)| StopTimeUpdate {
+                        arrival: None,
+                        departure: Some(StopTimeEvent {
+                            delay: Some(*delay),
+                            time: None,
+                            scheduled_time: None,
+                        }),
+                        stop_id: Some(stop.to_string()),
+                        schedule_relationship: None,
+                    })
+                    .collect(),
+                delay: None,
+            }),
+        }],
+    })
+}
+
+async fn punctuality(db: turnpike_tests::Db) {
+    // Proves the delay feed: an uploaded TripUpdates feed's delays show next to crowding, a
+    // stop outside the network is left out, an older feed does not overwrite a newer one, and
+    // a body that is not a feed, or not protobuf, or without the admin token writes nothing.
+    let Some(env) = Env::start(db).await else {
+        return;
+    };
+    let stops = demo_stops();
+    let http = turnpike_client::tls::http_client(&env.gw.ca(), None).unwrap();
+    let url = format!(
+        "{}/v1/admin/flow/trip-updates?operator_id={METRO_OPERATOR}",
+        env.gw.public_base
+    );
+    let post = |body: Vec<u8>, media: &'static str, token: &'static str| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let r = http
+                .post(&url)
+                .bearer_auth(token)
+                .header("content-type", media)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let token = turnpike_tests::ADMIN_TOKEN;
+    let feed = trip_updates_feed(
+        1_767_243_600,
+        &[(&stops[0], 180), (&stops[1], -30), ("elsewhere", 5)],
+    );
+    let (status, body) = post(feed, "application/x-protobuf", token).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["stops"].as_i64(), body["unknown_stops"].as_i64()),
+        (Some(2), Some(1))
+    );
+    // An older feed changes nothing; refused uploads neither.
+    let older = trip_updates_feed(1_767_243_000, &[(&stops[0], 999)]);
+    assert_eq!(
+        post(older.clone(), "application/x-protobuf", token).await.0,
+        200
+    );
+    for (body, media, token, status, code) in [
+        (
+            b"not a feed".to_vec(),
+            "application/x-protobuf",
+            token,
+            422,
+            "invalid_feed",
+        ),
+        (
+            trip_updates_feed(1_767_243_900, &[(&stops[0], 1)]),
+            "application/json",
+            token,
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            trip_updates_feed(1_767_243_900, &[(&stops[0], 1)]),
+            "application/x-protobuf",
+            "wrong",
+            401,
+            "unauthorized",
+        ),
+    ] {
+        let (got, answer) = post(body, media, token).await;
+        assert_eq!(
+            (got, answer["error"]["code"].as_str().unwrap()),
+            (status, code),
+            "{answer}"
+        );
+    }
+    let (status, body) = get_json(
+        &env,
+        &format!("/v1/flow/stations?operator_id={METRO_OPERATOR}"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let now: turnpike_wire::api::flow::StationsNow = serde_json::from_value(body).unwrap();
+    let delay = |id: &str| {
+        let s = now.stations.iter().find(|s| s.location_id == id).unwrap();
+        (s.delay_s, s.delay_at_ms)
+    };
+    assert_eq!(delay(&stops[0]), (Some(180), Some(1_767_243_600_000)));
+    assert_eq!(delay(&stops[1]), (Some(-30), Some(1_767_243_600_000)));
+    assert_eq!(delay(&stops[2]), (None, None));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn punctuality_sqlite() {
+    punctuality(turnpike_tests::Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn punctuality_postgres() {
+    punctuality(turnpike_tests::Db::Postgres).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flow_api_sqlite() {
     flow_api(turnpike_tests::Db::Sqlite).await;

@@ -9,15 +9,16 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use tokio::sync::watch;
 use turnpike_wire::api::flow::{
     HourForecast, MinuteFlow, StationForecast, StationNow, StationSeries, StationsNow,
+    TripUpdatesLoaded,
 };
 
 use super::{check_id, ClientAddress, ValidQuery};
@@ -50,6 +51,21 @@ pub fn router(app: AppState, stop: watch::Receiver<bool>) -> Router {
         .route("/v1/flow/stations/{location_id}/forecast", get(forecast))
         .route("/v1/flow/stream", get(stream))
         .with_state(FlowState { app, stop })
+}
+
+/// A TripUpdates feed of a large network is a few MiB.
+pub const TRIP_UPDATES_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// `POST /v1/admin/flow/trip-updates` (admin token): the operator's delay feed.
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/admin/flow/trip-updates", post(trip_updates))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            super::admin::require_admin,
+        ))
+        .layer(DefaultBodyLimit::max(TRIP_UPDATES_BYTES_MAX))
+        .with_state(state)
 }
 
 #[derive(Debug, Deserialize)]
@@ -371,4 +387,59 @@ async fn stream(
         },
     );
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+/// Reads a GTFS-Realtime TripUpdates feed (protobuf body, `application/x-protobuf` or
+/// `application/octet-stream`) and keeps each stop's latest delay. The whole feed is read and
+/// checked before anything is written: a feed that does not decode is 422 `invalid_feed`, one
+/// past the stop bound 422 `feed_too_large`, and nothing changes.
+async fn trip_updates(
+    State(state): State<AppState>,
+    ValidQuery(q): ValidQuery<OperatorQuery>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<(axum::http::StatusCode, Json<TripUpdatesLoaded>)> {
+    let network = network(&state, &q.operator_id)?;
+    let media = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        });
+    if !matches!(
+        media.as_deref(),
+        Some("application/x-protobuf" | "application/protobuf" | "application/octet-stream")
+    ) {
+        return Err(ApiError::BadRequest {
+            status: axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code: "unsupported_media_type",
+            message: "a TripUpdates feed is sent as Content-Type: application/x-protobuf".into(),
+        });
+    }
+    let (feed_at_ms, mut delays) = crate::trip_updates::read(&body).map_err(|e| match e {
+        crate::trip_updates::FeedError::TooManyStops => {
+            ApiError::unprocessable("feed_too_large", e.to_string())
+        }
+        _ => ApiError::unprocessable("invalid_feed", e.to_string()),
+    })?;
+    // A stop is a station of the network (GTFS stop ids are its location ids); others are
+    // counted and left out.
+    let before = delays.len();
+    delays.retain(|d| network.has_location(&d.stop_id));
+    state
+        .store
+        .put_stop_delays(network.operator_id(), &delays, feed_at_ms)
+        .await?;
+    Ok((
+        axum::http::StatusCode::OK,
+        Json(TripUpdatesLoaded {
+            stops: delays.len(),
+            unknown_stops: before - delays.len(),
+            feed_at_ms,
+        }),
+    ))
 }

@@ -72,8 +72,10 @@ pub struct HourForecast {
 /// `POST /v1/admin/flow/trip-updates`: what the uploaded feed gave.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TripUpdatesLoaded {
-    /// Stops whose latest delay the feed set.
+    /// Stations of the network whose latest delay the feed set.
     pub stops: usize,
+    /// Stops the feed named that are not stations of the operator's network (left out).
+    pub unknown_stops: usize,
     /// The feed's header timestamp, UTC Unix milliseconds.
     pub feed_at_ms: i64,
 }
