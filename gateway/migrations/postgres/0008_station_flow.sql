@@ -2,7 +2,9 @@
 -- terminal's location) and UTC minute of the scan, kept by the tap writers in the transaction
 -- of each tap group — one aggregated upsert per group, from the taps that group inserted (a
 -- repeated or deduplicated tap is never inserted, so it never counts twice). Reads are keyed
--- ranges of this table; no request scans `taps`.
+-- ranges of this table; no request scans `taps`. A station's minute is spread over a few rows
+-- (`shard`, chosen per group) so that concurrent groups on several writers and nodes do not
+-- queue for one row lock through each other's commits; reads add the shards up.
 CREATE TABLE station_flow (
     operator_id  TEXT NOT NULL,
     location_id  TEXT NOT NULL,
@@ -10,7 +12,8 @@ CREATE TABLE station_flow (
     minute       BIGINT NOT NULL,
     entries      BIGINT NOT NULL CHECK (entries >= 0),
     exits        BIGINT NOT NULL CHECK (exits >= 0),
-    PRIMARY KEY (operator_id, location_id, minute)
+    shard        BIGINT NOT NULL CHECK (shard >= 0),
+    PRIMARY KEY (operator_id, location_id, minute, shard)
 );
 -- The stations answer reads one operator's recent minutes across all its stations.
 CREATE INDEX station_flow_by_minute ON station_flow (operator_id, minute);

@@ -9,46 +9,58 @@ use super::waves::is_postgres;
 use super::{Conn, Store};
 use crate::flow::FlowCount;
 
+/// Rows a station's minute is spread over: a group adds to one of them, picked at random, so
+/// concurrent groups rarely wait for each other's commit on a busy station's row.
+pub const SHARDS: i64 = 8;
+
+/// A group's shard.
+pub fn pick_shard() -> i64 {
+    rand::random::<u32>() as i64 % SHARDS
+}
+
 /// The PostgreSQL upsert of a group's counts, `src` being its JSON rows (already summed per
-/// key and in key order, `flow::tally`): one statement, whatever the number of stations.
-pub(super) fn upsert_sql(src: &str) -> String {
+/// key and in key order, `flow::tally`) and `shard` its shard: one statement, whatever the
+/// number of stations.
+pub(super) fn upsert_sql(src: &str, shard: &str) -> String {
     format!(
-        "INSERT INTO station_flow (operator_id, location_id, minute, entries, exits)
-         SELECT x.o, x.l, x.m, x.e, x.x
+        "INSERT INTO station_flow (operator_id, location_id, minute, shard, entries, exits)
+         SELECT x.o, x.l, x.m, {shard}, x.e, x.x
          FROM json_to_recordset({src}::json) AS x(o text, l text, m bigint, e bigint, x bigint)
          ORDER BY x.o, x.l, x.m
-         ON CONFLICT (operator_id, location_id, minute) DO UPDATE
+         ON CONFLICT (operator_id, location_id, minute, shard) DO UPDATE
          SET entries = station_flow.entries + excluded.entries,
              exits = station_flow.exits + excluded.exits"
     )
 }
 
-/// Adds a group's counts, in the group's transaction: one statement on PostgreSQL, one per row
-/// on SQLite (in process).
-pub async fn add(conn: &mut Conn, counts: &[FlowCount]) -> Result<(), sqlx::Error> {
+/// Adds a group's counts to `shard` ([`pick_shard`]), in the group's transaction: one
+/// statement on PostgreSQL, one per row on SQLite (in process).
+pub async fn add(conn: &mut Conn, counts: &[FlowCount], shard: i64) -> Result<(), sqlx::Error> {
     if counts.is_empty() {
         return Ok(());
     }
     if is_postgres(conn) {
         let rows = serde_json::to_string(counts)
             .map_err(|e| sqlx::Error::Protocol(format!("encoding flow rows: {e}")))?;
-        sqlx::query(&upsert_sql("$1"))
+        sqlx::query(&upsert_sql("$1", "$2"))
             .bind(rows)
+            .bind(shard)
             .execute(&mut *conn)
             .await?;
         return Ok(());
     }
     for c in counts {
         sqlx::query(
-            "INSERT INTO station_flow (operator_id, location_id, minute, entries, exits)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (operator_id, location_id, minute) DO UPDATE
+            "INSERT INTO station_flow (operator_id, location_id, minute, shard, entries, exits)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (operator_id, location_id, minute, shard) DO UPDATE
              SET entries = station_flow.entries + excluded.entries,
                  exits = station_flow.exits + excluded.exits",
         )
         .bind(&c.operator_id)
         .bind(&c.location_id)
         .bind(c.minute)
+        .bind(shard)
         .bind(c.entries)
         .bind(c.exits)
         .execute(&mut *conn)
@@ -120,9 +132,10 @@ impl Store {
         to: i64,
     ) -> Result<Vec<(i64, Totals)>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT minute, entries, exits FROM station_flow
+            "SELECT minute, CAST(SUM(entries) AS BIGINT), CAST(SUM(exits) AS BIGINT)
+             FROM station_flow
              WHERE operator_id = $1 AND location_id = $2 AND minute >= $3 AND minute < $4
-             ORDER BY minute",
+             GROUP BY minute ORDER BY minute",
         )
         .bind(operator_id)
         .bind(location_id)

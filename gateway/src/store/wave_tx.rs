@@ -180,10 +180,11 @@ impl WaveTx {
         if counts.is_empty() {
             return Ok(());
         }
+        let shard = super::flow::pick_shard();
         match self {
-            WaveTx::Plain(tx) => super::flow::add(tx, counts).await,
+            WaveTx::Plain(tx) => super::flow::add(tx, counts, shard).await,
             WaveTx::Piped(p) => {
-                p.defer(&sets::flow_sql(counts)?);
+                p.defer(&sets::flow_sql(counts, shard)?);
                 Ok(())
             }
         }

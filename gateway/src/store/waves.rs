@@ -669,8 +669,11 @@ pub fn assumed_writes_sql(
 
 /// A group's passenger-flow upsert (`store::flow`) as PostgreSQL text for the pipelined
 /// transaction: an `EXECUTE` of its prepared statement, sent with the `COMMIT`.
-pub fn flow_sql(counts: &[crate::flow::FlowCount]) -> Result<String, sqlx::Error> {
-    execute("tap_flow", counts, false)
+pub fn flow_sql(counts: &[crate::flow::FlowCount], shard: i64) -> Result<String, sqlx::Error> {
+    Ok(format!(
+        "EXECUTE tap_flow({}, {shard})",
+        literal(&json(counts)?)
+    ))
 }
 
 /// The SQLSTATE `tap_wave_written` raises when a wave's write missed a row (migration 0003).
@@ -762,8 +765,8 @@ pub static PG_PREPARED: LazyLock<String> = LazyLock::new(|| {
             day_ctes("$1")
         ),
         format!(
-            "PREPARE tap_flow(json) AS {}",
-            super::flow::upsert_sql("$1")
+            "PREPARE tap_flow(json, bigint) AS {}",
+            super::flow::upsert_sql("$1", "$2")
         ),
     ]
     .join(";\n")
