@@ -268,17 +268,6 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-fn target_dir() -> PathBuf {
-    // The bench executable lives in <target>/release/deps/.
-    std::env::current_exe()
-        .expect("current exe")
-        .parent()
-        .and_then(Path::parent)
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_path_buf()
-}
-
 /// Builds the gateway, simulator and baseline binaries in one cargo invocation (one feature
 /// resolution, so nothing is built twice), into a target directory of their own: built from
 /// inside `cargo bench`, whose environment differs from a shell's, they would otherwise
@@ -786,7 +775,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000.0);
-    let target = target_dir();
+    let target = benches::target_dir();
     eprintln!("building the gateway, simulator and baseline (release)…");
     // `LOAD_BINS_DIR`: measure binaries built elsewhere (another commit's, for an A/B run on
     // the same machine) instead of building this checkout's.

@@ -232,11 +232,14 @@ fn tap_json(c: &mut Criterion) {
 
 /// What every terminal request spends on its budget check (`limits.rs`), over 64 terminals.
 fn rate_limit(c: &mut Criterion) {
-    let limits = gateway::limits::Limits::new(&gateway::config::LimitsConfig {
-        terminal_requests_per_s: 1_000_000_000,
-        terminal_burst: 1_000_000_000,
-        ..gateway::config::LimitsConfig::default()
-    });
+    let limits = gateway::limits::Limits::new(
+        &gateway::config::LimitsConfig {
+            terminal_requests_per_s: 1_000_000_000,
+            terminal_burst: 1_000_000_000,
+            ..gateway::config::LimitsConfig::default()
+        },
+        1,
+    );
     let ids: Vec<String> = (0..64).map(|i| format!("gate-station-{i}-1")).collect();
     let mut i = 0;
     c.bench_function("terminal_rate_limit_check", |b| {

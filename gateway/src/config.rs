@@ -65,6 +65,35 @@ pub struct Config {
     pub provider: crate::provider::ProviderConfig,
     pub charging: ChargingConfig,
     pub limits: LimitsConfig,
+    pub flow: FlowConfig,
+}
+
+/// Live passenger flow (docs/flow.md): the public crowding answers and their event stream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlowConfig {
+    /// Previous weeks whose same weekday and time make a station's usual level (and the
+    /// forecast's seasonal mean), 1–12.
+    pub usual_weeks: u32,
+    /// How often `GET /v1/flow/stream` sends a snapshot of the stations.
+    pub stream_interval_ms: u64,
+    /// Event streams open at once on this node; one more is refused with 503
+    /// `flow_streams_full` (each costs a database read per interval).
+    pub streams_max: u32,
+    /// Longest one event stream stays open; the browser's EventSource then reconnects (and a
+    /// stream never holds up a shutdown for longer than the drain allows anyway).
+    pub stream_lifetime_s: u64,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            usual_weeks: crate::flow::USUAL_WEEKS_DEFAULT,
+            stream_interval_ms: 5_000,
+            streams_max: 200,
+            stream_lifetime_s: 600,
+        }
+    }
 }
 
 /// Request budgets per client (token buckets, `limits.rs`): past one, a client gets 429
@@ -86,6 +115,10 @@ pub struct LimitsConfig {
     pub registrations_per_s: u32,
     /// …and at once.
     pub registration_burst: u32,
+    /// Public passenger-flow requests per source address per second, sustained…
+    pub flow_requests_per_s: u32,
+    /// …and at once.
+    pub flow_burst: u32,
     /// A request header holding the client's address, set by a proxy in front of the public
     /// listener (e.g. `x-forwarded-for`: its last entry is taken, the one the proxy added).
     /// Empty: the TCP peer's address. Never set it without such a proxy: clients could then
@@ -102,6 +135,8 @@ impl Default for LimitsConfig {
             rider_burst: 30,
             registrations_per_s: 5,
             registration_burst: 50,
+            flow_requests_per_s: 5,
+            flow_burst: 20,
             client_address_header: String::new(),
         }
     }
@@ -356,6 +391,7 @@ impl Default for Config {
             provider: crate::provider::ProviderConfig::default(),
             charging: ChargingConfig::default(),
             limits: LimitsConfig::default(),
+            flow: FlowConfig::default(),
         }
     }
 }
@@ -449,6 +485,16 @@ impl Config {
         if self.charging.capture_attempts_max == 0 || self.charging.capture_batch_max == 0 {
             bail!("charging.capture_attempts_max and charging.capture_batch_max must be positive");
         }
+        let f = &self.flow;
+        if !(1..=crate::flow::USUAL_WEEKS_MAX).contains(&f.usual_weeks)
+            || f.stream_interval_ms == 0
+            || f.streams_max == 0
+            || f.stream_lifetime_s == 0
+        {
+            bail!(
+                "flow.usual_weeks must be 1..=12 and flow.stream_interval_ms, flow.streams_max and flow.stream_lifetime_s positive"
+            );
+        }
         let l = &self.limits;
         if [
             l.terminal_requests_per_s,
@@ -457,6 +503,8 @@ impl Config {
             l.rider_burst,
             l.registrations_per_s,
             l.registration_burst,
+            l.flow_requests_per_s,
+            l.flow_burst,
         ]
         .contains(&0)
         {

@@ -471,6 +471,9 @@ impl Writer {
         .await;
         match outcome {
             Ok(Ok(answers)) => {
+                // The flow counts go with the COMMIT (pipelined: in the same message).
+                tx.add_flow(&crate::flow::tally(passages(jobs, &answers)))
+                    .await?;
                 tx.commit().await?;
                 Ok(GroupResult::Committed(
                     answers
@@ -495,6 +498,30 @@ impl Writer {
             }
         }
     }
+}
+
+/// The taps of a judged group that count as passenger flow: approved, and inserted by this
+/// group (a repeat was stored and counted by the group that first judged it; every other tap of
+/// a group that commits was inserted by it — a record that missed fails the group).
+fn passages<'a>(
+    jobs: &'a [Job],
+    answers: &'a [Vec<Option<TapAnswer>>],
+) -> impl Iterator<Item = crate::flow::Passage<'a>> {
+    jobs.iter().zip(answers).flat_map(|(job, answers)| {
+        job.taps
+            .iter()
+            .zip(answers)
+            .filter(|(_, a)| {
+                a.as_ref()
+                    .is_some_and(|a| !a.repeat && a.decision == Decision::Approve)
+            })
+            .map(|(tap, _)| crate::flow::Passage {
+                operator_id: &job.terminal.operator_id,
+                location_id: &job.terminal.location_id,
+                scanned_at_ms: tap.request.scanned_at_ms as i64,
+                direction: tap.request.direction,
+            })
+    })
 }
 
 /// Re-pairs riders (see `crate::repair`); one it cannot finish now stays queued for the

@@ -22,6 +22,7 @@ pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod flow;
 mod known;
 pub mod limits;
 pub mod network;
@@ -33,6 +34,7 @@ pub mod rules;
 pub mod server;
 pub mod store;
 pub mod tls;
+pub mod trip_updates;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -174,7 +176,7 @@ impl Gateway {
         };
         let state = AppState {
             charging,
-            limits: Arc::new(limits::Limits::new(&config.limits)),
+            limits: Arc::new(limits::Limits::new(&config.limits, config.flow.streams_max)),
             config: Arc::new(config),
             store,
             registry,
@@ -254,6 +256,8 @@ impl Gateway {
                     .merge(api::payments::rider_router(state.clone()))
                     .merge(api::payments::admin_router(state.clone()))
                     .merge(api::tickets::notify_router(state.clone()))
+                    .merge(api::flow::router(state.clone(), stop_rx.clone()))
+                    .merge(api::flow::admin_router(state.clone()))
                     .merge(api::app::router()),
             ),
             timeout_ms,

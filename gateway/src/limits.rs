@@ -12,10 +12,12 @@
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::LimitsConfig;
 use crate::error::{ApiError, ApiResult};
@@ -29,6 +31,9 @@ pub struct Limits {
     terminals: Keyed<String>,
     riders: Keyed<i64>,
     registrations: Keyed<IpAddr>,
+    flow_readers: Keyed<IpAddr>,
+    /// Open passenger-flow event streams (`flow.streams_max` permits).
+    flow_streams: Arc<Semaphore>,
     clock: DefaultClock,
 }
 
@@ -38,7 +43,8 @@ fn quota(per_s: u32, burst: u32) -> Quota {
 }
 
 impl Limits {
-    pub fn new(config: &LimitsConfig) -> Limits {
+    /// `flow_streams_max`: the event streams open at once (`flow.streams_max`).
+    pub fn new(config: &LimitsConfig, flow_streams_max: u32) -> Limits {
         let clock = DefaultClock::default();
         Limits {
             terminals: RateLimiter::dashmap_with_clock(
@@ -53,6 +59,11 @@ impl Limits {
                 quota(config.registrations_per_s, config.registration_burst),
                 clock.clone(),
             ),
+            flow_readers: RateLimiter::dashmap_with_clock(
+                quota(config.flow_requests_per_s, config.flow_burst),
+                clock.clone(),
+            ),
+            flow_streams: Arc::new(Semaphore::new(flow_streams_max as usize)),
             clock,
         }
     }
@@ -91,11 +102,32 @@ impl Limits {
         self.check(&self.registrations, &address, "registration")
     }
 
+    /// One public passenger-flow request (an answer, or the opening of a stream) from
+    /// `address`.
+    pub fn flow_reader(&self, address: IpAddr) -> ApiResult<()> {
+        self.check(&self.flow_readers, &address, "flow")
+    }
+
+    /// A place for one more passenger-flow event stream, held until the stream ends; when every
+    /// place is taken, 503 `flow_streams_full` (the client retries later; nothing was read).
+    pub fn flow_stream(&self) -> ApiResult<OwnedSemaphorePermit> {
+        self.flow_streams.clone().try_acquire_owned().map_err(|_| {
+            metrics::counter!("gateway_rate_limited_total", "client" => "flow_stream").increment(1);
+            ApiError::BadRequest {
+                status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                code: "flow_streams_full",
+                message: "every passenger-flow stream of this node is taken; retry later".into(),
+            }
+        })
+    }
+
     /// Drops the buckets that are full again (their clients have been quiet).
     pub fn sweep(&self) {
         self.terminals.retain_recent();
         self.riders.retain_recent();
         self.registrations.retain_recent();
+        self.flow_readers.retain_recent();
+        self.flow_readers.shrink_to_fit();
         self.terminals.shrink_to_fit();
         self.riders.shrink_to_fit();
         self.registrations.shrink_to_fit();
@@ -114,6 +146,8 @@ mod tests {
             rider_burst: burst,
             registrations_per_s: 1,
             registration_burst: burst,
+            flow_requests_per_s: 1,
+            flow_burst: burst,
             client_address_header: String::new(),
         }
     }
@@ -122,7 +156,7 @@ mod tests {
     /// client of the same kind is untouched.
     #[test]
     fn a_client_has_its_own_budget() {
-        let limits = Limits::new(&config(3));
+        let limits = Limits::new(&config(3), 1);
         for _ in 0..3 {
             limits.terminal("gate-a").unwrap();
         }
@@ -139,12 +173,36 @@ mod tests {
         }
         assert!(limits.registration(a).is_err());
         limits.registration(b).unwrap();
+        for _ in 0..3 {
+            limits.flow_reader(a).unwrap();
+        }
+        assert!(limits.flow_reader(a).is_err());
+        limits.flow_reader(b).unwrap();
+    }
+
+    /// Proves event streams are bounded: past `flow_streams_max` a stream is refused with 503
+    /// `flow_streams_full`, and a place frees when a stream ends.
+    #[test]
+    fn flow_streams_are_bounded() {
+        let limits = Limits::new(&config(1), 2);
+        let first = limits.flow_stream().unwrap();
+        let _second = limits.flow_stream().unwrap();
+        let refused = limits.flow_stream().unwrap_err();
+        assert_eq!(
+            refused.status_and_code(),
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "flow_streams_full"
+            )
+        );
+        drop(first);
+        let _third = limits.flow_stream().unwrap();
     }
 
     /// Proves a sweep keeps buckets that are not full (their clients stay limited).
     #[test]
     fn a_sweep_keeps_spent_buckets() {
-        let limits = Limits::new(&config(1));
+        let limits = Limits::new(&config(1), 1);
         limits.rider(1).unwrap();
         limits.sweep();
         assert!(limits.rider(1).is_err());

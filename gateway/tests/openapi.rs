@@ -133,6 +133,22 @@ const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
     ),
     // gateway/src/api/tickets.rs (notify_router): authenticated by the provider's signature.
     (PUBLIC, "post", "/v1/provider/notify", None),
+    // gateway/src/api/flow.rs: live passenger flow, public.
+    (PUBLIC, "get", "/v1/flow/stations", None),
+    (PUBLIC, "get", "/v1/flow/stations/{location_id}", None),
+    (
+        PUBLIC,
+        "get",
+        "/v1/flow/stations/{location_id}/forecast",
+        None,
+    ),
+    (PUBLIC, "get", "/v1/flow/stream", None),
+    (
+        PUBLIC,
+        "post",
+        "/v1/admin/flow/trip-updates",
+        Some("adminToken"),
+    ),
     // gateway/src/api/app.rs: the rider app's files.
     (PUBLIC, "get", "/app/", None),
     (PUBLIC, "get", "/app/app.css", None),
@@ -196,6 +212,12 @@ const ROUTER_SOURCES: &[(&str, Option<&str>, &str, &str)] = &[
         include_str!("../src/api/tickets.rs"),
     ),
     (
+        "src/api/flow.rs",
+        None,
+        PUBLIC,
+        include_str!("../src/api/flow.rs"),
+    ),
+    (
         "src/api/app.rs",
         None,
         PUBLIC,
@@ -225,6 +247,8 @@ const ERROR_SOURCES: &[(&str, &str)] = &[
     ),
     // Its notification endpoint answers in plain text (`success`/`fail`), not with codes.
     ("src/api/tickets.rs", include_str!("../src/api/tickets.rs")),
+    ("src/api/flow.rs", include_str!("../src/api/flow.rs")),
+    ("src/limits.rs", include_str!("../src/limits.rs")),
     ("src/error.rs", include_str!("../src/error.rs")),
 ];
 
@@ -530,10 +554,11 @@ fn request_bodies_reject_unknown_fields() {
         let Some(body) = op.get("requestBody") else {
             continue;
         };
-        // The provider's notifications are form-encoded parameters, not a gateway request type.
+        // The provider's notifications are form-encoded parameters and an operator's
+        // TripUpdates feed is GTFS-Realtime protobuf, not gateway request types.
         let Some(json) = body["content"].get("application/json") else {
             assert!(
-                path == "/v1/provider/notify",
+                path == "/v1/provider/notify" || path == "/v1/admin/flow/trip-updates",
                 "{method} {path}: request body is not JSON"
             );
             continue;

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::money::Money;
 
 pub mod admin;
+pub mod flow;
 pub mod payments;
 pub mod rider;
 pub mod tickets;

@@ -9,11 +9,14 @@
 //!   TLS), and `POST /v1/provider/notify`, the provider's signed notifications (public).
 //! - [`payments`]: rider wallets, charges, arrears and disputes; admin charges, journal,
 //!   refunds and dispute decisions.
+//! - [`flow`]: live passenger flow — stations now vs the usual, a station's minutes and
+//!   forecast, an event stream (public, per-address budget); the admin's TripUpdates upload.
 //! - [`app`]: the rider app, a progressive web app of static files under `/app/` (public).
 //! - [`ops`]: `/metrics`, `/healthz`, `/readyz` (plain HTTP on a private address).
 
 pub mod admin;
 pub mod app;
+pub mod flow;
 pub mod ops;
 pub mod payments;
 pub mod rider;

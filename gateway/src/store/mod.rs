@@ -13,6 +13,7 @@
 
 pub mod charging;
 pub mod failure;
+pub mod flow;
 pub mod opendata;
 pub mod repairs;
 pub mod taps;
@@ -55,6 +56,7 @@ pub const POSTGRES_MIGRATIONS: turnpike_db::Embedded = turnpike_db::embedded!(
     "0005_wallet_signing.sql",
     "0006_repairs.sql",
     "0007_ops_indexes.sql",
+    "0008_station_flow.sql",
 );
 pub const SQLITE_MIGRATIONS: turnpike_db::Embedded = turnpike_db::embedded!(
     "migrations/sqlite",
@@ -65,6 +67,7 @@ pub const SQLITE_MIGRATIONS: turnpike_db::Embedded = turnpike_db::embedded!(
     "0005_wallet_signing.sql",
     "0006_repairs.sql",
     "0007_ops_indexes.sql",
+    "0008_station_flow.sql",
 );
 
 /// How long an SQLite writer waits for the write lock before the request fails with 503: far

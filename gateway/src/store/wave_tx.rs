@@ -174,6 +174,22 @@ impl WaveTx {
         }
     }
 
+    /// Adds a group's passenger-flow counts (`store::flow`): pipelined, deferred to go with
+    /// the `COMMIT`; otherwise one upsert now.
+    pub async fn add_flow(&mut self, counts: &[crate::flow::FlowCount]) -> Result<(), sqlx::Error> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let shard = super::flow::pick_shard();
+        match self {
+            WaveTx::Plain(tx) => super::flow::add(tx, counts, shard).await,
+            WaveTx::Piped(p) => {
+                p.defer(&sets::flow_sql(counts, shard)?);
+                Ok(())
+            }
+        }
+    }
+
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         match self {
             WaveTx::Plain(tx) => tx.commit().await,

@@ -667,6 +667,15 @@ pub fn assumed_writes_sql(
     Ok(statements)
 }
 
+/// A group's passenger-flow upsert (`store::flow`) as PostgreSQL text for the pipelined
+/// transaction: an `EXECUTE` of its prepared statement, sent with the `COMMIT`.
+pub fn flow_sql(counts: &[crate::flow::FlowCount], shard: i64) -> Result<String, sqlx::Error> {
+    Ok(format!(
+        "EXECUTE tap_flow({}, {shard})",
+        literal(&json(counts)?)
+    ))
+}
+
 /// The SQLSTATE `tap_wave_written` raises when a wave's write missed a row (migration 0003).
 pub const WAVE_RACED: &str = "TP001";
 
@@ -754,6 +763,10 @@ pub static PG_PREPARED: LazyLock<String> = LazyLock::new(|| {
             "PREPARE tap_days(json, bigint) AS WITH {} SELECT tap_wave_written(
                  (SELECT count(*) FROM added) + (SELECT count(*) FROM started) = $2)",
             day_ctes("$1")
+        ),
+        format!(
+            "PREPARE tap_flow(json, bigint) AS {}",
+            super::flow::upsert_sql("$1", "$2")
         ),
     ]
     .join(";\n")
