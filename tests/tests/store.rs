@@ -473,6 +473,6 @@ async fn prepared_tap_plans_postgres() {
         }
         checked.push(name.to_string());
     }
-    assert_eq!(checked.len(), 10, "every prepared statement: {checked:?}");
+    assert_eq!(checked.len(), 11, "every prepared statement: {checked:?}");
     conn.execute("ROLLBACK").await.unwrap();
 }
