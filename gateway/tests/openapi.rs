@@ -134,6 +134,7 @@ const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
     // gateway/src/api/tickets.rs (notify_router): authenticated by the provider's signature.
     (PUBLIC, "post", "/v1/provider/notify", None),
     // gateway/src/api/flow.rs: live passenger flow, public.
+    (PUBLIC, "get", "/v1/flow/operators", None),
     (PUBLIC, "get", "/v1/flow/stations", None),
     (PUBLIC, "get", "/v1/flow/stations/{location_id}", None),
     (
@@ -155,10 +156,14 @@ const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
     (PUBLIC, "get", "/app/app.js", None),
     (PUBLIC, "get", "/app/ridecode.js", None),
     (PUBLIC, "get", "/app/i18n.js", None),
+    (PUBLIC, "get", "/app/flow.js", None),
     (PUBLIC, "get", "/app/qrcode-generator.mjs", None),
     (PUBLIC, "get", "/app/manifest.webmanifest", None),
     (PUBLIC, "get", "/app/icon.svg", None),
     (PUBLIC, "get", "/app/sw.js", None),
+    (PUBLIC, "get", "/flow/", None),
+    (PUBLIC, "get", "/flow/operator.js", None),
+    (PUBLIC, "get", "/flow/operator.css", None),
     // gateway/src/api/ops.rs
     (OPS, "get", "/metrics", None),
     (OPS, "get", "/healthz", None),

@@ -218,6 +218,24 @@ async fn flow_api(db: turnpike_tests::Db) {
         assert_eq!(answer.decision, Decision::Approve);
     }
 
+    // The operators a board offers: each network in force, with its mode and size.
+    let (status, body) = get_json(&env, "/v1/flow/operators").await;
+    assert_eq!(status, 200, "{body}");
+    let operators: turnpike_wire::api::flow::FlowOperators = serde_json::from_value(body).unwrap();
+    let metro = operators
+        .operators
+        .iter()
+        .find(|o| o.operator_id == METRO_OPERATOR)
+        .expect("the metro network");
+    assert_eq!(
+        (metro.mode.as_str(), metro.stations),
+        ("metro", stops.len())
+    );
+    assert!(operators
+        .operators
+        .windows(2)
+        .all(|w| w[0].operator_id < w[1].operator_id));
+
     let (status, body) = get_json(
         &env,
         &format!("/v1/flow/stations?operator_id={METRO_OPERATOR}"),
@@ -286,6 +304,7 @@ async fn flow_api(db: turnpike_tests::Db) {
     );
 
     for (path, status, code) in [
+        ("/v1/flow/operators?operator_id=x", 400, "invalid_query"),
         ("/v1/flow/stations?operator_id=bad%20id", 422, "invalid_id"),
         ("/v1/flow/stations?operator_id=nobody", 404, "not_found"),
         ("/v1/flow/stations", 400, "invalid_query"),

@@ -1132,3 +1132,355 @@ async fn rider_app_in_chromium_sqlite() {
 async fn rider_app_in_chromium_postgres() {
     rider_app_in_chromium_on(Db::Postgres).await;
 }
+
+/// Writes `(station, minute, entries, exits)` into `station_flow`, as weeks of taps would have.
+async fn flow_history(gw: &turnpike_tests::TestGateway, rows: &[(&str, i64, i64, i64)]) {
+    let counts: Vec<gateway::flow::FlowCount> = rows
+        .iter()
+        .map(
+            |&(station, minute, entries, exits)| gateway::flow::FlowCount {
+                operator_id: turnpike_client::demo::METRO_OPERATOR.to_string(),
+                location_id: station.to_string(),
+                minute,
+                entries,
+                exits,
+            },
+        )
+        .collect();
+    let mut tx = gw.state.store.begin().await.unwrap();
+    gateway::store::flow::add(&mut tx, &counts, 0)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// The text of the element `css` finds, read in one script: the board re-renders with every
+/// event, so an element WebDriver found may be gone when it asks for its text.
+async fn live_text(c: &Client, css: &str) -> String {
+    let script = format!(
+        "const e = document.querySelector({}); return e ? e.innerText : null;",
+        serde_json::to_string(css).unwrap()
+    );
+    match c.execute(&script, vec![]).await.unwrap() {
+        Value::String(text) => text,
+        other => panic!("no {css}: {other}"),
+    }
+}
+
+/// Proves the station board and the operator's flow page as people use them, in Chromium:
+/// the board opens on a phone that is not set up, shows each station's level against the usual
+/// in words (and a meter), its entries and exits and its next train's delay, exactly as the
+/// flow API answers; a tap at a gate shows on the open board by itself (the event stream); the
+/// board in Chinese; with the network cut the reloaded board shows the last stations it saw and
+/// says when they were current. The operator page lists the stations busiest first and draws a
+/// station's last three hours (one point per minute) and its six-hour forecast with the API's
+/// own values. axe-core finds nothing on either page, in English and Chinese.
+async fn station_board_and_flow_page(db: Db) {
+    use gateway::flow::{minute_of, WEEK_MINUTES};
+    use turnpike_client::demo::METRO_OPERATOR;
+
+    let Some((driver_bin, chromium, certutil)) = browser() else {
+        return;
+    };
+    let Some(env) = turnpike_tests::Env::start_with(db, |c| {
+        c.flow.stream_interval_ms = 300;
+    })
+    .await
+    else {
+        return;
+    };
+    let gw = &env.gw;
+    let stops = demo_stops();
+    let (busy, quiet) = (stops[0].as_str(), stops[1].as_str());
+
+    // Four weeks of history: `busy` usually has 2 passages in this quarter hour, `quiet` 20; a
+    // row five weeks back makes all four weeks count as history.
+    let now = minute_of(turnpike_tests::now_ms() as i64);
+    let mut rows = vec![(stops[3].as_str(), now - 5 * WEEK_MINUTES, 1, 0)];
+    for k in 1..=4 {
+        rows.push((busy, now - 5 - k * WEEK_MINUTES, 1, 1));
+        rows.push((quiet, now - 3 - k * WEEK_MINUTES, 10, 10));
+        // The next hours at `busy`, for its forecast.
+        for h in 1..=3 {
+            rows.push((busy, now + 60 * h - k * WEEK_MINUTES, 20 * h, 5 * h));
+        }
+    }
+    flow_history(gw, &rows).await;
+    // The operator's delay feed: the next train at `busy` is four minutes late.
+    gw.state
+        .store
+        .put_stop_delays(
+            METRO_OPERATOR,
+            &[gateway::store::flow::StopDelay {
+                stop_id: busy.to_string(),
+                delay_s: 240,
+                trip_id: None,
+            }],
+            turnpike_tests::now_ms() as i64,
+        )
+        .await
+        .unwrap();
+    // Three riders enter at `busy` now: 3 of a usual 2, 150 %.
+    let entry = gw.terminal(&gate(busy, 1));
+    let entry = &entry;
+    let mut sequence = 0;
+    let mut enter = move || {
+        sequence += 1;
+        let seq = sequence;
+        async move {
+            let rider = gw.rider().await;
+            let answer = entry
+                .tap(&tap(
+                    seq,
+                    Direction::Entry,
+                    rider.ride_code(turnpike_tests::now_ms()).unwrap(),
+                ))
+                .await
+                .unwrap();
+            assert_eq!(answer.decision, Decision::Approve);
+        }
+    };
+    for _ in 0..3 {
+        enter().await;
+    }
+
+    let public_port: u16 = gw.public_base.rsplit(':').next().unwrap().parse().unwrap();
+    let network = FaultProxy::start(([127, 0, 0, 1], public_port).into())
+        .await
+        .unwrap();
+    let origin = format!("https://localhost:{}", network.addr.port());
+    let home = env.scratch.0.join("browser-home");
+    home_trusting(&certutil, &home, &gw.ca());
+    let (_driver, port) =
+        start_driver(&driver_bin, &home, &env.scratch.0.join("chromedriver.log")).await;
+    let c = session(port, &chromium).await;
+    let axe = axe_script();
+    let axe = axe.as_deref();
+    let _ = std::fs::remove_dir_all(screens_dir());
+
+    // What the API says, to hold the pages to.
+    let http = turnpike_client::tls::http_client(&gw.ca(), None).unwrap();
+    let api = |path: String| {
+        let http = http.clone();
+        let base = gw.public_base.clone();
+        async move {
+            let r = http.get(format!("{base}{path}")).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{path}");
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let operators = api("/v1/flow/operators".into()).await;
+    assert!(
+        operators["operators"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["operator_id"] == METRO_OPERATOR
+                && o["mode"] == "metro"
+                && o["stations"] == stops.len()),
+        "{operators}"
+    );
+    let stations = api(format!("/v1/flow/stations?operator_id={METRO_OPERATOR}")).await;
+    let name_of = |id: &str| -> String {
+        stations["stations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["location_id"] == id)
+            .unwrap()["name"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let row = |id: &str, attr: &str| {
+        format!("const r = document.querySelector('#stations tr[data-station=\"{id}\"]'); return r && r.dataset.{attr};")
+    };
+
+    // The board, on a phone that is not set up.
+    c.goto(&format!("{origin}/app/#stations")).await.unwrap();
+    until(
+        &c,
+        "the app to start",
+        "return document.body.dataset.ready;",
+    )
+    .await;
+    until(
+        &c,
+        "the live board",
+        "return document.getElementById('stations-status').dataset.mode === 'live';",
+    )
+    .await;
+    assert_eq!(
+        until(&c, "busy's percent", &row(busy, "percent")).await,
+        "150"
+    );
+    assert_eq!(
+        until(&c, "quiet's percent", &row(quiet, "percent")).await,
+        "0"
+    );
+    assert_eq!(
+        until(&c, "a station usually empty", &row(&stops[2], "percent")).await,
+        "null"
+    );
+    let busy_row = format!("#stations tr[data-station=\"{busy}\"]");
+    let words = live_text(&c, &busy_row).await;
+    for want in [
+        name_of(busy).as_str(),
+        "busier than usual",
+        "150% of usual",
+        "3 in\n0 out",
+        "4 min late",
+    ] {
+        assert!(words.contains(want), "{want:?} not in {words:?}");
+    }
+    let words = live_text(&c, &format!("#stations tr[data-station=\"{quiet}\"]")).await;
+    assert!(words.contains("quieter than usual"), "{words}");
+    let words = live_text(&c, &format!("#stations tr[data-station=\"{}\"]", stops[2])).await;
+    assert!(words.contains("usually empty at this time"), "{words}");
+    screenshot(&c, "30-stations").await;
+    assert_accessible(&c, axe, "station board").await;
+
+    // A fourth rider enters: the open board follows by itself (200 %: much busier).
+    enter().await;
+    assert_eq!(until(&c, "the board to update", &format!(
+        "const r = document.querySelector('#stations tr[data-station=\"{busy}\"]'); return r && r.dataset.entries === '4' && r.dataset.percent;"
+    )).await, "200");
+    assert!(live_text(&c, &busy_row)
+        .await
+        .contains("much busier than usual"));
+
+    // In Chinese.
+    click(&c, "#lang").await;
+    let words = live_text(&c, &busy_row).await;
+    assert!(
+        words.contains("比平时挤很多") && words.contains("晚点 4 分钟"),
+        "{words}"
+    );
+    screenshot(&c, "31-stations-zh").await;
+    assert_accessible(&c, axe, "station board (Chinese)").await;
+    click(&c, "#lang").await;
+
+    // The network goes: the reloaded board comes from the phone, with the time it was current.
+    until(
+        &c,
+        "the service worker",
+        "return navigator.serviceWorker && navigator.serviceWorker.controller !== null || null;",
+    )
+    .await;
+    network.set(Fault::Reset);
+    c.refresh().await.unwrap();
+    until(
+        &c,
+        "the app to start offline",
+        "return document.body.dataset.ready;",
+    )
+    .await;
+    until(
+        &c,
+        "the board from the phone",
+        "return document.getElementById('stations-status').dataset.mode === 'cached';",
+    )
+    .await;
+    assert_eq!(
+        until(&c, "busy's last percent", &row(busy, "percent")).await,
+        "200"
+    );
+    let status = live_text(&c, "#stations-status").await;
+    assert!(
+        status.starts_with("Offline: showing the stations as they were at"),
+        "{status}"
+    );
+    screenshot(&c, "32-stations-offline").await;
+    network.set(Fault::None);
+
+    // The operator's page (on a desk's screen): busiest first, and one station's charts with
+    // the API's values.
+    c.set_window_size(1280, 1000).await.unwrap();
+    c.goto(&format!("{origin}/flow/#{METRO_OPERATOR}/{busy}"))
+        .await
+        .unwrap();
+    until(&c, "the flow page", "return document.body.dataset.ready;").await;
+    until(
+        &c,
+        "the stations now",
+        "return document.querySelectorAll('#now-rows tr').length;",
+    )
+    .await;
+    let order = c
+        .execute(
+            "return [...document.querySelectorAll('#now-rows tr')].map((r) => r.dataset.station);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(order[0], busy, "busiest first: {order}");
+    assert_eq!(order.as_array().unwrap().len(), stops.len());
+    until(
+        &c,
+        "the charts",
+        "const d = document.getElementById('detail'); return !d.hidden && d.getAttribute('aria-busy') !== 'true' && document.querySelectorAll('#forecast-chart rect').length;",
+    )
+    .await;
+    let drawn = c
+        .execute(
+            "return { points: [...document.querySelectorAll('#series-chart polyline')].map((p) => Number(p.dataset.points)), \
+                      bars: [...document.querySelectorAll('#forecast-chart rect')].map((r) => Number(r.dataset.value)), \
+                      title: document.getElementById('detail-h').textContent, \
+                      summary: document.getElementById('series-summary').textContent };",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(drawn["points"], json!([180, 180]), "{drawn}");
+    assert_eq!(drawn["title"], name_of(busy));
+    let forecast = api(format!(
+        "/v1/flow/stations/{busy}/forecast?operator_id={METRO_OPERATOR}&hours=6"
+    ))
+    .await;
+    let want: Vec<f64> = forecast["hours"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|h| [h["entries"].as_f64().unwrap(), h["exits"].as_f64().unwrap()])
+        .map(|v| (v * 10.0).round() / 10.0)
+        .collect();
+    assert_eq!(want.len(), 12);
+    assert!(
+        want.iter().any(|&v| v > 0.0),
+        "a forecast from history: {want:?}"
+    );
+    let bars: Vec<f64> = drawn["bars"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(bars, want, "{drawn}");
+    let summary = drawn["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("4 entries and 0 exits in the last 180 minutes"),
+        "{summary}"
+    );
+    screenshot(&c, "33-flow-page").await;
+    c.execute(
+        "document.getElementById('detail').scrollIntoView();",
+        vec![],
+    )
+    .await
+    .unwrap();
+    screenshot(&c, "33-flow-page-charts").await;
+    assert_accessible(&c, axe, "flow page").await;
+    click(&c, "#lang").await;
+    screenshot(&c, "34-flow-page-zh").await;
+    assert_accessible(&c, axe, "flow page (Chinese)").await;
+    c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn station_board_and_flow_page_in_chromium_postgres() {
+    let _one = ONE_BROWSER_AT_A_TIME.lock().await;
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/rider-app-screens/flow");
+    SCREENS
+        .scope(dir, station_board_and_flow_page(Db::Postgres))
+        .await;
+}

@@ -60,6 +60,11 @@ const SHELL: &[Asset] = &[
         body: include_str!("../../web/rider/i18n.js"),
     },
     Asset {
+        path: "/app/flow.js",
+        content_type: JS,
+        body: include_str!("../../web/rider/flow.js"),
+    },
+    Asset {
         path: "/app/qrcode-generator.mjs",
         content_type: JS,
         body: include_str!("../../web/rider/vendor/qrcode-generator.mjs"),
@@ -76,6 +81,27 @@ const SHELL: &[Asset] = &[
     },
 ];
 
+/// The operator's passenger-flow page (`/flow/`, docs/flow.md "Pages"): public like the flow
+/// API it reads, not part of the phone's offline shell. It imports the app's strings and flow
+/// words (`/app/i18n.js`, `/app/flow.js`).
+const PAGES: &[Asset] = &[
+    Asset {
+        path: "/flow/",
+        content_type: HTML,
+        body: include_str!("../../web/flow/index.html"),
+    },
+    Asset {
+        path: "/flow/operator.js",
+        content_type: JS,
+        body: include_str!("../../web/flow/operator.js"),
+    },
+    Asset {
+        path: "/flow/operator.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_str!("../../web/flow/operator.css"),
+    },
+];
+
 const SERVICE_WORKER: &str = include_str!("../../web/rider/sw.js");
 
 /// What `sw.js` carries where the shell's version goes.
@@ -88,6 +114,7 @@ pub fn router() -> Router {
         .route("/app/app.js", get(|| asset("/app/app.js")))
         .route("/app/ridecode.js", get(|| asset("/app/ridecode.js")))
         .route("/app/i18n.js", get(|| asset("/app/i18n.js")))
+        .route("/app/flow.js", get(|| asset("/app/flow.js")))
         .route(
             "/app/qrcode-generator.mjs",
             get(|| asset("/app/qrcode-generator.mjs")),
@@ -98,13 +125,17 @@ pub fn router() -> Router {
         )
         .route("/app/icon.svg", get(|| asset("/app/icon.svg")))
         .route("/app/sw.js", get(service_worker))
+        .route("/flow/", get(|| asset("/flow/")))
+        .route("/flow/operator.js", get(|| asset("/flow/operator.js")))
+        .route("/flow/operator.css", get(|| asset("/flow/operator.css")))
 }
 
 async fn asset(path: &'static str) -> Response {
     let asset = SHELL
         .iter()
+        .chain(PAGES)
         .find(|a| a.path == path)
-        .expect("every route names a file of SHELL");
+        .expect("every route names a file of SHELL or PAGES");
     respond(asset.content_type, asset.body.to_string())
 }
 

@@ -17,8 +17,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use tokio::sync::watch;
 use turnpike_wire::api::flow::{
-    HourForecast, MinuteFlow, StationForecast, StationNow, StationSeries, StationsNow,
-    TripUpdatesLoaded,
+    FlowOperator, FlowOperators, HourForecast, MinuteFlow, StationForecast, StationNow,
+    StationSeries, StationsNow, TripUpdatesLoaded,
 };
 
 use super::{check_id, ClientAddress, ValidQuery};
@@ -46,6 +46,7 @@ struct FlowState {
 
 pub fn router(app: AppState, stop: watch::Receiver<bool>) -> Router {
     Router::new()
+        .route("/v1/flow/operators", get(operators))
         .route("/v1/flow/stations", get(stations))
         .route("/v1/flow/stations/{location_id}", get(series))
         .route("/v1/flow/stations/{location_id}/forecast", get(forecast))
@@ -135,6 +136,33 @@ fn bounded(
             format!("{name} must be 1..={max}"),
         ))
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoQuery {}
+
+/// `GET /v1/flow/operators`: what a station board offers to choose from.
+async fn operators(
+    State(s): State<FlowState>,
+    headers: HeaderMap,
+    axum::Extension(address): axum::Extension<ClientAddress>,
+    ValidQuery(_): ValidQuery<NoQuery>,
+) -> ApiResult<Json<FlowOperators>> {
+    spend(&s.app, &headers, address)?;
+    Ok(Json(FlowOperators {
+        operators: s
+            .app
+            .networks
+            .all()
+            .iter()
+            .map(|n| FlowOperator {
+                operator_id: n.operator_id().to_string(),
+                mode: n.mode().as_str().to_string(),
+                stations: n.locations().len(),
+            })
+            .collect(),
+    }))
 }
 
 async fn stations(

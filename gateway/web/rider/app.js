@@ -1,5 +1,5 @@
 // The rider app (docs/rider-app.md). Views are sections of index.html chosen by the URL's
-// hash (#code, #journeys, #wallet, #receipt/<charge id>); the rider API is same-origin, called
+// hash (#code, #journeys, #wallet, #stations, #receipt/<charge id>); the rider API is same-origin, called
 // with the rider token. What the phone must keep to show a code offline — the token, the
 // credential and the non-extractable device key (a CryptoKey, structured-cloneable) — lives in
 // IndexedDB; the service worker (sw.js) keeps the app's files.
@@ -7,6 +7,7 @@
 import qrcode from "./qrcode-generator.mjs";
 import * as ridecode from "./ridecode.js";
 import { t, setLanguage, language, initialLanguage } from "./i18n.js";
+import { followStations, busyCell, delayCell } from "./flow.js";
 
 /** A new code every 5 s: well inside the gates' 60 s freshness, so a code is never stale on
  * screen and a photographed one is useless a minute later (docs/ride-code.md, "Time policy"). */
@@ -751,25 +752,157 @@ async function showReceipt(chargeId) {
   for (const [key, value] of rows) dl.append(el("dt", { text: t(key) }), el("dd", { text: value }));
 }
 
+// ---------------------------------------------------------------- station board (live flow)
+
+let stationsFeed = null;
+let stationsAnswer = null;
+/** Where the answer shown came from: "live" (the stream), "read" (one fresh read), "cached"
+ * (the phone's copy, offline) or "reconnecting" (the stream broke; the last answer stays), and
+ * when it was current. */
+let stationsSeen = { mode: "read", at: 0 };
+
+function clock(ms) {
+  return new Date(ms).toLocaleTimeString(locale(), { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+}
+
+/** The networks to choose from, and the one chosen (kept on the phone). */
+async function openStations() {
+  const select = document.getElementById("stations-network");
+  const status = document.getElementById("stations-status");
+  let operators = [];
+  try {
+    operators = (await cachedGet("/v1/flow/operators")).value.operators;
+  } catch (e) {
+    status.textContent = t("load_failed", { error: e.message });
+    return;
+  }
+  if (operators.length === 0) {
+    status.textContent = t("stations_none");
+    return;
+  }
+  const chosen = (await dbGet("flow-operator")) || null;
+  const metro = operators.find((o) => o.mode === "metro");
+  const pick = operators.some((o) => o.operator_id === chosen)
+    ? chosen
+    : (metro || operators[0]).operator_id;
+  select.replaceChildren(
+    ...operators.map((o) => el("option", { value: o.operator_id, text: o.operator_id })),
+  );
+  select.value = pick;
+  followOperator(pick);
+}
+
+function followOperator(operatorId) {
+  stopStations();
+  stationsAnswer = null;
+  document.getElementById("stations").replaceChildren();
+  const view = document.getElementById("view-stations");
+  const status = document.getElementById("stations-status");
+  view.setAttribute("aria-busy", "true");
+  status.textContent = t("loading");
+  stationsFeed = followStations(
+    operatorId,
+    cachedGet,
+    (answer, seen) => {
+      stationsAnswer = answer;
+      view.removeAttribute("aria-busy");
+      if (seen.live) {
+        stationsSeen = { mode: "live", at: Date.now() };
+        // Kept as a read's answer is, for a phone that goes offline next.
+        dbPut("cache:/v1/flow/stations?operator_id=" + encodeURIComponent(operatorId), {
+          value: answer,
+          at: Date.now(),
+        }).catch(() => {});
+      } else if (seen.at) {
+        stationsSeen = { mode: "cached", at: seen.at };
+      } else {
+        stationsSeen = { mode: "read", at: Date.now() };
+      }
+      renderStations();
+    },
+    (state, error) => {
+      if (state === "failed" && !stationsAnswer) {
+        view.removeAttribute("aria-busy");
+        status.textContent = t("load_failed", { error: error.message });
+      } else if (state === "reconnecting" && stationsAnswer && stationsSeen.mode === "live") {
+        stationsSeen = { mode: "reconnecting", at: stationsSeen.at };
+        renderStations();
+      }
+    },
+  );
+}
+
+function stopStations() {
+  if (stationsFeed) stationsFeed.stop();
+  stationsFeed = null;
+}
+
+const STATIONS_STATUS = {
+  live: "stations_live",
+  read: "stations_updated",
+  cached: "stations_cached",
+  reconnecting: "stations_reconnecting",
+};
+
+function renderStations() {
+  const answer = stationsAnswer;
+  if (!answer) return;
+  const status = document.getElementById("stations-status");
+  status.textContent = t(STATIONS_STATUS[stationsSeen.mode], { time: clock(stationsSeen.at) });
+  status.dataset.mode = stationsSeen.mode;
+  const body = document.getElementById("stations");
+  body.replaceChildren();
+  for (const s of answer.stations) {
+    body.append(
+      el(
+        "tr",
+        {
+          "data-station": s.location_id,
+          "data-percent": String(s.percent_of_usual),
+          "data-entries": String(s.entries),
+          "data-exits": String(s.exits),
+        },
+        el("th", { scope: "row", text: s.name }),
+        busyCell(s, t),
+        el(
+          "td",
+          { class: "num" },
+          el("span", { text: t("in_count", { count: s.entries }) }),
+          el("span", { text: t("out_count", { count: s.exits }) }),
+        ),
+        delayCell(s, t),
+      ),
+    );
+  }
+}
+
 // ---------------------------------------------------------------- views
 
-const VIEWS = ["enrol", "code", "journeys", "wallet", "receipt"];
+const VIEWS = ["enrol", "code", "journeys", "wallet", "stations", "receipt"];
+/** Views a phone that is not set up may open (the board is public). */
+const PUBLIC_VIEWS = ["enrol", "stations"];
 
 function route() {
   const hash = location.hash.replace(/^#/, "");
   let [name, arg] = hash.split("/");
-  if (!device) name = "enrol";
+  if (!device) name = PUBLIC_VIEWS.includes(name) ? name : "enrol";
   else if (!VIEWS.includes(name) || name === "enrol") name = "code";
   for (const v of VIEWS) document.getElementById("view-" + v).hidden = v !== name;
   for (const a of document.querySelectorAll("nav a")) {
     if (a.getAttribute("href") === "#" + name) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
-  document.querySelector("nav").hidden = !device;
+  // Without a device the menu offers the board only (and the set-up view through its link).
+  for (const a of document.querySelectorAll("nav a")) {
+    a.parentElement.hidden = !device && a.getAttribute("href") !== "#stations";
+  }
+  document.querySelector("nav").hidden = !device && name !== "stations";
   if (name === "code") startCode();
   else stopCode();
   if (name === "journeys") loadJourneys();
   if (name === "wallet") loadWallet();
+  if (name === "stations") openStations();
+  else stopStations();
   if (name === "receipt") showReceipt(arg || "");
   document.body.dataset.view = name;
 }
@@ -781,6 +914,7 @@ function rerender() {
   if (!document.getElementById("view-journeys").hidden) {
     renderJourneys();
   }
+  if (!document.getElementById("view-stations").hidden) renderStations();
 }
 
 async function main() {
@@ -798,6 +932,11 @@ async function main() {
   document.getElementById("repay").addEventListener("click", repay);
   document.getElementById("print").addEventListener("click", () => window.print());
   document.getElementById("dismiss-notices").addEventListener("click", dismissNotices);
+  document.getElementById("stations-network").addEventListener("change", (event) => {
+    const operatorId = event.target.value;
+    dbPut("flow-operator", operatorId).catch(() => {});
+    followOperator(operatorId);
+  });
   window.addEventListener("hashchange", () => {
     route();
     document.getElementById("main").focus();

@@ -4,6 +4,22 @@
 
 use serde::{Deserialize, Serialize};
 
+/// `GET /v1/flow/operators`: the operators whose stations the flow API answers for (those with a
+/// fare network in force), by id.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FlowOperators {
+    pub operators: Vec<FlowOperator>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FlowOperator {
+    pub operator_id: String,
+    /// `metro` or `toll`.
+    pub mode: String,
+    /// Stations (metro) or toll points of the network.
+    pub stations: usize,
+}
+
 /// `GET /v1/flow/stations` and each event of `GET /v1/flow/stream`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StationsNow {
