@@ -139,10 +139,16 @@ function follow(op, st) {
   );
 }
 
+/** The status line is a live region, changed (and announced) only when the source changes; each
+ * answer's time goes to a line that is not announced. */
 function renderStatus() {
   const status = document.getElementById("status");
-  status.textContent = t(live ? "stations_live" : "stations_updated", { time: clock(seenAt) });
+  const said = live ? t("stations_live") : t("stations_updated", { time: clock(seenAt) });
+  if (status.textContent !== said) status.textContent = said;
   status.dataset.mode = live ? "live" : "read";
+  document.getElementById("status-time").textContent = live
+    ? t("stations_updated", { time: clock(seenAt) })
+    : "";
 }
 
 function renderNow() {
@@ -226,7 +232,11 @@ async function loadDetail() {
     ]);
     if (wanted !== stationId) return;
     detail = { series, forecast };
-    status.textContent = t("stations_updated", { time: clock(Date.now()) });
+    // Announced only when something failed; the time of each read is not announced.
+    status.textContent = "";
+    document.getElementById("detail-time").textContent = t("stations_updated", {
+      time: clock(Date.now()),
+    });
     renderDetail();
   } catch (e) {
     status.textContent = t("load_failed", { error: e.message });

@@ -847,9 +847,14 @@ const STATIONS_STATUS = {
 function renderStations() {
   const answer = stationsAnswer;
   if (!answer) return;
+  // The status line is a live region: it changes (and is announced) only when the board's
+  // source changes; the time of each live answer goes to a line that is not announced.
   const status = document.getElementById("stations-status");
-  status.textContent = t(STATIONS_STATUS[stationsSeen.mode], { time: clock(stationsSeen.at) });
+  const said = t(STATIONS_STATUS[stationsSeen.mode], { time: clock(stationsSeen.at) });
+  if (status.textContent !== said) status.textContent = said;
   status.dataset.mode = stationsSeen.mode;
+  document.getElementById("stations-time").textContent =
+    stationsSeen.mode === "live" ? t("stations_updated", { time: clock(stationsSeen.at) }) : "";
   const body = document.getElementById("stations");
   body.replaceChildren();
   for (const s of answer.stations) {
