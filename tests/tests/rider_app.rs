@@ -1403,7 +1403,8 @@ async fn station_board_and_flow_page(db: Db) {
     until(
         &c,
         "the stations now",
-        "return document.querySelectorAll('#now-rows tr').length;",
+        // `until` takes any number as an answer: 0 must be null to be waited out.
+        "return document.querySelectorAll('#now-rows tr').length || null;",
     )
     .await;
     let order = c
@@ -1418,7 +1419,7 @@ async fn station_board_and_flow_page(db: Db) {
     until(
         &c,
         "the charts",
-        "const d = document.getElementById('detail'); return !d.hidden && d.getAttribute('aria-busy') !== 'true' && document.querySelectorAll('#forecast-chart rect').length;",
+        "const d = document.getElementById('detail'); return !d.hidden && d.getAttribute('aria-busy') !== 'true' && document.querySelectorAll('#forecast-chart rect').length || null;",
     )
     .await;
     let drawn = c
