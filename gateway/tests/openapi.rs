@@ -156,6 +156,7 @@ const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
     (PUBLIC, "get", "/app/app.js", None),
     (PUBLIC, "get", "/app/ridecode.js", None),
     (PUBLIC, "get", "/app/i18n.js", None),
+    (PUBLIC, "get", "/app/dom.js", None),
     (PUBLIC, "get", "/app/flow.js", None),
     (PUBLIC, "get", "/app/qrcode-generator.mjs", None),
     (PUBLIC, "get", "/app/manifest.webmanifest", None),

@@ -333,6 +333,19 @@ async fn text(c: &Client, css: &str) -> String {
         .unwrap()
 }
 
+/// The phone loses its network (the proxy in front of the public listener resets every
+/// connection) and the page is reloaded: it must come from the service worker and start.
+async fn reload_offline(c: &Client, network: &FaultProxy) {
+    network.set(Fault::Reset);
+    c.refresh().await.unwrap();
+    until(
+        c,
+        "the app to start offline",
+        "return document.body.dataset.ready;",
+    )
+    .await;
+}
+
 /// A code on screen generated after `after_ms`; its generation time.
 async fn fresh_code(c: &Client, after_ms: u64) -> u64 {
     let script = format!(
@@ -608,15 +621,8 @@ async fn rider_app_in_chromium(db: Db) {
 
     // The phone loses its network: the app reloads from its service worker, and its code
     // (credential and key from IndexedDB) gets through the exit gate.
-    network.set(Fault::Reset);
     let offline_from = turnpike_tests::now_ms();
-    c.refresh().await.unwrap();
-    until(
-        &c,
-        "the app to start offline",
-        "return document.body.dataset.ready;",
-    )
-    .await;
+    reload_offline(&c, &network).await;
     let offline_at = fresh_code(&c, offline_from).await;
     let exit_code = scan_screen(&c, "4-code-offline").await;
     assert_eq!(
@@ -857,14 +863,7 @@ async fn rider_app_in_chromium(db: Db) {
 
     // Offline again: the reloaded app still shows the receipt and the journeys it last loaded,
     // saying they are what was last loaded.
-    network.set(Fault::Reset);
-    c.refresh().await.unwrap();
-    until(
-        &c,
-        "the app to start offline",
-        "return document.body.dataset.ready;",
-    )
-    .await;
+    reload_offline(&c, &network).await;
     until(
         &c,
         "the receipt from the app's copy",
@@ -1367,14 +1366,7 @@ async fn station_board_and_flow_page(db: Db) {
         "return navigator.serviceWorker && navigator.serviceWorker.controller !== null || null;",
     )
     .await;
-    network.set(Fault::Reset);
-    c.refresh().await.unwrap();
-    until(
-        &c,
-        "the app to start offline",
-        "return document.body.dataset.ready;",
-    )
-    .await;
+    reload_offline(&c, &network).await;
     until(
         &c,
         "the board from the phone",

@@ -60,6 +60,11 @@ const SHELL: &[Asset] = &[
         body: include_str!("../../web/rider/i18n.js"),
     },
     Asset {
+        path: "/app/dom.js",
+        content_type: JS,
+        body: include_str!("../../web/rider/dom.js"),
+    },
+    Asset {
         path: "/app/flow.js",
         content_type: JS,
         body: include_str!("../../web/rider/flow.js"),
@@ -82,8 +87,8 @@ const SHELL: &[Asset] = &[
 ];
 
 /// The operator's passenger-flow page (`/flow/`, docs/flow.md "Pages"): public like the flow
-/// API it reads, not part of the phone's offline shell. It imports the app's strings and flow
-/// words (`/app/i18n.js`, `/app/flow.js`).
+/// API it reads, not part of the phone's offline shell. It imports the app's strings, element
+/// builder and flow words (`/app/i18n.js`, `/app/dom.js`, `/app/flow.js`).
 const PAGES: &[Asset] = &[
     Asset {
         path: "/flow/",
@@ -114,6 +119,7 @@ pub fn router() -> Router {
         .route("/app/app.js", get(|| asset("/app/app.js")))
         .route("/app/ridecode.js", get(|| asset("/app/ridecode.js")))
         .route("/app/i18n.js", get(|| asset("/app/i18n.js")))
+        .route("/app/dom.js", get(|| asset("/app/dom.js")))
         .route("/app/flow.js", get(|| asset("/app/flow.js")))
         .route(
             "/app/qrcode-generator.mjs",

@@ -4,8 +4,9 @@
 // inline style: the page runs under the app's strict CSP) with the numbers as text and a table
 // beside them for screen readers. It reads only the public flow API.
 
-import { t, setLanguage, language, initialLanguage } from "/app/i18n.js";
-import { followStations, busyCell, delayCell } from "/app/flow.js";
+import { t, setLanguage, language, initialLanguage, clock } from "/app/i18n.js";
+import { el } from "/app/dom.js";
+import { followStations, busyCell, delayCell, readNetworks } from "/app/flow.js";
 
 /** Minutes of history the series chart shows. */
 const SERIES_MINUTES = 180;
@@ -45,25 +46,9 @@ async function getJson(path) {
   return json;
 }
 
-function locale() {
-  return language() === "zh" ? "zh-CN" : "en-GB";
-}
-
-function clock(ms, seconds = true) {
-  const opts = { hour: "2-digit", minute: "2-digit" };
-  if (seconds) opts.second = "2-digit";
-  return new Date(ms).toLocaleTimeString(locale(), opts);
-}
-
-function el(tag, attrs = {}, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "class") e.className = v;
-    else if (k === "text") e.textContent = v;
-    else e.setAttribute(k, v);
-  }
-  for (const c of children) e.append(c);
-  return e;
+/** One read in the shape the shared flow code takes (`{value, at}`; never from a cache). */
+async function read(path) {
+  return { value: await getJson(path), at: null };
 }
 
 function svgEl(tag, attrs = {}, text = null) {
@@ -88,17 +73,8 @@ function writeHash() {
 
 async function start() {
   const status = document.getElementById("status");
-  let operators;
-  try {
-    operators = (await getJson("/v1/flow/operators")).operators;
-  } catch (e) {
-    status.textContent = t("load_failed", { error: e.message });
-    return;
-  }
-  if (operators.length === 0) {
-    status.textContent = t("stations_none");
-    return;
-  }
+  const operators = await readNetworks(read, status, t);
+  if (!operators) return;
   const select = document.getElementById("network");
   select.replaceChildren(
     ...operators.map((o) => el("option", { value: o.operator_id, text: o.operator_id + " (" + o.mode + ")" })),
@@ -118,7 +94,7 @@ function follow(op, st) {
   choose(st);
   feed = followStations(
     op,
-    async (path) => ({ value: await getJson(path), at: null }),
+    read,
     (next, seen) => {
       answer = next;
       seenAt = Date.now();

@@ -6,8 +6,9 @@
 
 import qrcode from "./qrcode-generator.mjs";
 import * as ridecode from "./ridecode.js";
-import { t, setLanguage, language, initialLanguage } from "./i18n.js";
-import { followStations, busyCell, delayCell } from "./flow.js";
+import { t, setLanguage, language, initialLanguage, locale, clock } from "./i18n.js";
+import { el } from "./dom.js";
+import { followStations, busyCell, delayCell, readNetworks } from "./flow.js";
 
 /** A new code every 5 s: well inside the gates' 60 s freshness, so a code is never stale on
  * screen and a photographed one is useless a minute later (docs/ride-code.md, "Time policy"). */
@@ -395,10 +396,6 @@ function stopCode() {
 
 // ---------------------------------------------------------------- money and names
 
-function locale() {
-  return language() === "zh" ? "zh-CN" : "en-GB";
-}
-
 /** Minor units → "¥3.00" (integer arithmetic; the API's amounts are exact). */
 function money(minor, currency) {
   const sign = minor < 0 ? "-" : "";
@@ -421,18 +418,6 @@ function when(ms) {
     hour: "2-digit",
     minute: "2-digit",
   });
-}
-
-function el(tag, attrs = {}, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "class") e.className = v;
-    else if (k.startsWith("data-")) e.setAttribute(k, v);
-    else if (k === "text") e.textContent = v;
-    else e.setAttribute(k, v);
-  }
-  for (const c of children) e.append(c);
-  return e;
 }
 
 function routeName(j) {
@@ -761,25 +746,12 @@ let stationsAnswer = null;
  * when it was current. */
 let stationsSeen = { mode: "read", at: 0 };
 
-function clock(ms) {
-  return new Date(ms).toLocaleTimeString(locale(), { hour: "2-digit", minute: "2-digit", second: "2-digit" });
-}
-
 /** The networks to choose from, and the one chosen (kept on the phone). */
 async function openStations() {
   const select = document.getElementById("stations-network");
   const status = document.getElementById("stations-status");
-  let operators = [];
-  try {
-    operators = (await cachedGet("/v1/flow/operators")).value.operators;
-  } catch (e) {
-    status.textContent = t("load_failed", { error: e.message });
-    return;
-  }
-  if (operators.length === 0) {
-    status.textContent = t("stations_none");
-    return;
-  }
+  const operators = await readNetworks(cachedGet, status, t);
+  if (!operators) return;
   const chosen = (await dbGet("flow-operator")) || null;
   const metro = operators.find((o) => o.mode === "metro");
   const pick = operators.some((o) => o.operator_id === chosen)

@@ -3,6 +3,8 @@
 // stations answer (the gateway's Server-Sent Events stream, docs/flow.md) that falls back to
 // single reads and keeps the last answer for when the network is gone.
 
+import { el } from "./dom.js";
+
 /** The words for how busy a station is, by its percentage of the usual level for that weekday
  * and time (docs/rider-app.md, "Station board"). Without a percentage: nobody is usually there
  * now (`usual` 0), or there is no history to compare with (`usual` null). */
@@ -23,27 +25,14 @@ export function levelKey(percent, usual) {
 /** Meters read 0–200 % of the usual level (a busier station shows a full bar). */
 export const METER_MAX_PERCENT = 200;
 
-function cell(className, ...children) {
-  const td = document.createElement("td");
-  if (className) td.className = className;
-  td.append(...children);
-  return td;
-}
-
-function span(text) {
-  const e = document.createElement("span");
-  e.textContent = text;
-  return e;
-}
-
 /** A station's "how busy" cell: a meter (0–200 %, labelled) and the words, in the language of
  * `t`; the level is the cell's class, so colour repeats what the words say. */
 export function busyCell(station, t) {
   const level = levelKey(station.percent_of_usual, station.usual);
-  const td = cell("busy " + level);
+  const td = el("td", { class: "busy " + level });
   const percent = station.percent_of_usual;
   if (percent === null || percent === undefined) {
-    td.append(span(t(level)));
+    td.append(el("span", { text: t(level) }));
     return td;
   }
   const meter = document.createElement("meter");
@@ -52,14 +41,16 @@ export function busyCell(station, t) {
   }
   meter.value = Math.min(percent, METER_MAX_PERCENT);
   meter.setAttribute("aria-label", t("busy_meter", { station: station.name, percent }));
-  td.append(meter, span(t(level) + " · " + t("busy_percent", { percent })));
+  td.append(meter, el("span", { text: t(level) + " · " + t("busy_percent", { percent }) }));
   return td;
 }
 
 /** A station's next-train cell ("late" as its class when the train is late). */
 export function delayCell(station, t) {
   const delay = delayText(station.delay_s);
-  return cell(delay.key === "delay_late" ? "late" : "", span(t(delay.key, delay.values)));
+  const td = el("td", {}, el("span", { text: t(delay.key, delay.values) }));
+  if (delay.key === "delay_late") td.className = "late";
+  return td;
 }
 
 /** A delay within this many seconds either way is "on time" (as timetables round). */
@@ -71,6 +62,19 @@ export function delayText(delayS) {
   if (Math.abs(delayS) < ON_TIME_S) return { key: "delay_on_time", values: {} };
   const minutes = Math.round(Math.abs(delayS) / 60);
   return { key: delayS > 0 ? "delay_late" : "delay_early", values: { minutes } };
+}
+
+/** The networks a board offers (`GET /v1/flow/operators` through `read`, which answers
+ * `{value}`), or null after saying in `status` why there are none to show. */
+export async function readNetworks(read, status, t) {
+  try {
+    const operators = (await read("/v1/flow/operators")).value.operators;
+    if (operators.length > 0) return operators;
+    status.textContent = t("stations_none");
+  } catch (e) {
+    status.textContent = t("load_failed", { error: e.message });
+  }
+  return null;
 }
 
 /** How long to wait for the stream's first event before reading the stations once instead. */

@@ -324,6 +324,18 @@ export function language() {
   return current;
 }
 
+/** The current language's locale for dates and numbers. */
+export function locale() {
+  return current === "zh" ? "zh-CN" : "en-GB";
+}
+
+/** A time of day in the current language: hours and minutes, and seconds unless told not to. */
+export function clock(ms, seconds = true) {
+  const parts = { hour: "2-digit", minute: "2-digit" };
+  if (seconds) parts.second = "2-digit";
+  return new Date(ms).toLocaleTimeString(locale(), parts);
+}
+
 /** The string `key` in the current language with {name} placeholders filled. */
 export function t(key, values = {}) {
   const text = STRINGS[current][key] ?? STRINGS.en[key] ?? key;
