@@ -550,3 +550,49 @@ async fn flow_api_sqlite() {
 async fn flow_api_postgres() {
     flow_api(turnpike_tests::Db::Postgres).await;
 }
+
+/// Proves a flood of flow reads from one address is refused with 429 `rate_limited` and a
+/// Retry-After once its burst is spent, on every flow endpoint alike (one budget per address:
+/// the networks list, the stations and a station's minutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_flow_reads_is_refused() {
+    let Some(env) = Env::start_with(turnpike_tests::Db::Sqlite, |c| {
+        c.limits.flow_requests_per_s = 1;
+        c.limits.flow_burst = 3;
+    })
+    .await
+    else {
+        return;
+    };
+    let stops = demo_stops();
+    let paths = [
+        "/v1/flow/operators".to_string(),
+        format!("/v1/flow/stations?operator_id={METRO_OPERATOR}"),
+        format!(
+            "/v1/flow/stations/{}?operator_id={METRO_OPERATOR}",
+            stops[0]
+        ),
+    ];
+    for path in &paths {
+        let (status, body) = get_json(&env, path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    let http = turnpike_client::tls::http_client(&env.gw.ca(), None).unwrap();
+    for path in &paths {
+        let r = http
+            .get(format!("{}{path}", env.gw.public_base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 429, "{path}");
+        let retry: u64 = r
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{path}: no Retry-After"));
+        assert!(retry >= 1, "{path}: Retry-After {retry}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "rate_limited", "{path}: {body}");
+    }
+}
