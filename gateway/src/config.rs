@@ -168,6 +168,9 @@ pub struct ChargingConfig {
     /// Unpaid ticket orders older than this are queried at the provider (the notification is
     /// the fast path; the query is the fallback).
     pub ticket_query_after_ms: u64,
+    /// Whether a rider must have passed the provider's real-name certification (checked through
+    /// the bound wallet) before buying tickets in the app. Ticket machines are not affected.
+    pub app_tickets_require_real_name: bool,
 }
 
 impl Default for ChargingConfig {
@@ -183,6 +186,7 @@ impl Default for ChargingConfig {
             toll_query_interval_ms: 1_000,
             ticket_order_ttl_minutes: 15,
             ticket_query_after_ms: 30_000,
+            app_tickets_require_real_name: true,
         }
     }
 }

@@ -254,6 +254,7 @@ impl Gateway {
                 api::rider::router(state.clone())
                     .merge(api::admin::router(state.clone()))
                     .merge(api::payments::rider_router(state.clone()))
+                    .merge(api::tickets::rider_router(state.clone()))
                     .merge(api::payments::admin_router(state.clone()))
                     .merge(api::tickets::notify_router(state.clone()))
                     .merge(api::flow::router(state.clone(), stop_rx.clone()))

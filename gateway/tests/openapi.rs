@@ -120,6 +120,22 @@ const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
     ),
     (PUBLIC, "post", "/v1/riders/me/disputes", Some("riderToken")),
     (PUBLIC, "get", "/v1/riders/me/disputes", Some("riderToken")),
+    (PUBLIC, "get", "/v1/riders/me/real-name", Some("riderToken")),
+    (
+        PUBLIC,
+        "post",
+        "/v1/riders/me/real-name",
+        Some("riderToken"),
+    ),
+    // gateway/src/api/tickets.rs (rider_router)
+    (PUBLIC, "post", "/v1/riders/me/tickets", Some("riderToken")),
+    (PUBLIC, "get", "/v1/riders/me/tickets", Some("riderToken")),
+    (
+        PUBLIC,
+        "get",
+        "/v1/riders/me/tickets/{order_id}",
+        Some("riderToken"),
+    ),
     // gateway/src/api/payments.rs (admin_router)
     (PUBLIC, "get", "/v1/admin/charges", Some("adminToken")),
     (PUBLIC, "get", "/v1/admin/ledger", Some("adminToken")),
@@ -209,6 +225,12 @@ const ROUTER_SOURCES: &[(&str, Option<&str>, &str, &str)] = &[
         "src/api/tickets.rs",
         Some("terminal_router"),
         TERMINAL,
+        include_str!("../src/api/tickets.rs"),
+    ),
+    (
+        "src/api/tickets.rs",
+        Some("rider_router"),
+        PUBLIC,
         include_str!("../src/api/tickets.rs"),
     ),
     (

@@ -34,6 +34,7 @@ pub fn router() -> Router<AppState> {
         .route("/sandbox/users/{user_id}", get(read_user))
         .route("/sandbox/users/{user_id}/payment-codes", post(issue_code))
         .route("/sandbox/users/{user_id}/top-up", post(top_up))
+        .route("/sandbox/users/{user_id}/real-name", post(set_real_name))
         .route("/sandbox/users/{user_id}/agreements", post(sign_agreement))
         .route(
             "/sandbox/users/{user_id}/agreement-signings",
@@ -207,6 +208,24 @@ async fn read_user(
         .await?
         .ok_or_else(|| SandboxError::NotFound(format!("no user {user_id}")))?;
     Ok(Json(user.into()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealNameBody {
+    pub real_name: bool,
+}
+
+/// The buyer completes (or loses) real-name certification in the wallet.
+async fn set_real_name(
+    State(state): State<AppState>,
+    Path(user_id): Path<String>,
+    Json(req): Json<RealNameBody>,
+) -> Result<Json<UserView>, SandboxError> {
+    if !state.store.set_real_name(&user_id, req.real_name).await? {
+        return Err(SandboxError::NotFound(format!("no user {user_id}")));
+    }
+    read_user(State(state), Path(user_id)).await
 }
 
 #[derive(Serialize)]

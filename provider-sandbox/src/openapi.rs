@@ -55,6 +55,7 @@ const METHODS: &[&str] = &[
     "alipay.user.agreement.unsign",
     "alipay.user.agreement.page.sign",
     "alipay.data.dataservice.bill.downloadurl.query",
+    "alipay.user.validate",
 ];
 
 /// The page method: the buyer's wallet opens it; it answers a page, not a signed JSON answer.
@@ -287,6 +288,11 @@ async fn handle(
 ) -> Result<Map<String, Value>, SandboxError> {
     let Authenticated { app_id, method } = authenticate(state, params).await?;
     let get = |name: &str| param(params, name);
+    if method == "alipay.user.validate" {
+        // One of the platform's older methods: its one field is a top-level parameter, and it
+        // has no biz_content.
+        return user_validate(state, get("logon_id")).await;
+    }
     let biz = BizContent::parse(get("biz_content"))?;
     let now = now_ms();
     let common = Common {
@@ -736,6 +742,40 @@ async fn agreement_query(
         a.personal_product_code.clone().into(),
     );
     m.insert("sign_scene".into(), a.sign_scene.clone().into());
+    Ok(m)
+}
+
+/// Sub code of `alipay.user.validate` for an account the platform does not know. The platform's
+/// own code for it was not verifiable from public material; this one is the sandbox's.
+pub const USER_NOT_EXIST: &str = "isv.user-not-exist";
+
+/// `alipay.user.validate` (`logon_id`, a top-level parameter): the account's user id and
+/// whether it has passed the platform's real-name certification (`certified` = `"true"` /
+/// `"false"`, text as on the platform). The sandbox keeps no names, so it never answers the
+/// masked `real_name` the platform may add.
+async fn user_validate(
+    state: &AppState,
+    logon_id: Option<&str>,
+) -> Result<Map<String, Value>, SandboxError> {
+    let logon_id = logon_id
+        .filter(|l| l.chars().count() <= MERCHANT_NO_CHARS_MAX)
+        .ok_or_else(|| {
+            SandboxError::business(
+                ACQ_INVALID_PARAMETER,
+                "logon_id is required (at most 64 characters)",
+            )
+        })?;
+    let user = state
+        .store
+        .user_by_logon_id(logon_id)
+        .await?
+        .ok_or_else(|| SandboxError::business(USER_NOT_EXIST, "no account has this logon id"))?;
+    let mut m = success("10000", "Success");
+    m.insert("alipay_user_id".into(), user.user_id.into());
+    m.insert(
+        "certified".into(),
+        if user.real_name { "true" } else { "false" }.into(),
+    );
     Ok(m)
 }
 

@@ -195,6 +195,34 @@ impl Store {
         user_in(&mut conn, user_id).await
     }
 
+    /// The wallet with this account name. Account names are not unique in the sandbox (the
+    /// platform's are): the first one created answers.
+    pub async fn user_by_logon_id(&self, logon_id: &str) -> Result<Option<UserRow>, sqlx::Error> {
+        let user_id: Option<String> = sqlx::query_scalar(
+            "SELECT user_id FROM users WHERE logon_id = $1 ORDER BY created_at_ms, user_id LIMIT 1",
+        )
+        .bind(logon_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        match user_id {
+            Some(id) => self.user(&id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Sets a wallet's real-name state (the buyer completing, or losing, certification in the
+    /// wallet); false when there is no such user.
+    pub async fn set_real_name(&self, user_id: &str, real_name: bool) -> Result<bool, sqlx::Error> {
+        let _writer = self.write_guard().await;
+        let updated = sqlx::query("UPDATE users SET real_name = $1 WHERE user_id = $2")
+            .bind(real_name as i64)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(updated == 1)
+    }
+
     /// Adds money to a wallet (the buyer topping up); false when there is no such user.
     pub async fn top_up(&self, user_id: &str, amount_fen: i64) -> Result<bool, sqlx::Error> {
         let _writer = self.write_guard().await;

@@ -198,3 +198,68 @@ async fn merchant_number_characters(db: Db) {
     assert_eq!(trades, json!([]));
 }
 on_both!(merchant_number_characters);
+
+/// Proves `alipay.user.validate` answers an account's user id and real-name state by its logon
+/// id (a top-level parameter, no biz_content), follows the wallet's certification, and refuses
+/// an unknown or missing account.
+async fn user_validate(db: Db) {
+    let Some(h) = Harness::start(db).await else {
+        return;
+    };
+    let (status, user) = h
+        .admin_post(
+            "/sandbox/users",
+            json!({ "logon_id": "13800000001", "real_name": false }),
+        )
+        .await;
+    assert_eq!(status, 201, "{user}");
+    let user_id = user["user_id"].as_str().unwrap().to_string();
+
+    let answer = h
+        .call_with(
+            "alipay.user.validate",
+            json!({}),
+            &[("logon_id", "13800000001")],
+        )
+        .await;
+    assert_eq!(answer["code"], "10000", "{answer}");
+    assert_eq!(answer["alipay_user_id"], user_id.as_str());
+    assert_eq!(answer["certified"], "false");
+
+    let (status, certified) = h
+        .admin_post(
+            &format!("/sandbox/users/{user_id}/real-name"),
+            json!({ "real_name": true }),
+        )
+        .await;
+    assert_eq!(status, 200, "{certified}");
+    assert_eq!(certified["real_name"], true);
+    let answer = h
+        .call_with(
+            "alipay.user.validate",
+            json!({}),
+            &[("logon_id", "13800000001")],
+        )
+        .await;
+    assert_eq!(answer["certified"], "true", "{answer}");
+
+    let unknown = h
+        .call_with(
+            "alipay.user.validate",
+            json!({}),
+            &[("logon_id", "13800000002")],
+        )
+        .await;
+    assert_refused(&unknown, "40004", "isv.user-not-exist");
+    let missing = h.call_with("alipay.user.validate", json!({}), &[]).await;
+    assert_refused(&missing, "40004", "ACQ.INVALID_PARAMETER");
+    let (status, _) = h
+        .admin_post(
+            "/sandbox/users/2088000000000000/real-name",
+            json!({ "real_name": true }),
+        )
+        .await;
+    assert_eq!(status, 404);
+}
+
+on_both!(user_validate);

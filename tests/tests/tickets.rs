@@ -670,3 +670,331 @@ async fn metro_deduction_settled_by_notification(db: Db) {
     assert_eq!(l["unbalanced_transactions"], 0);
 }
 on_both!(metro_deduction_settled_by_notification);
+
+/// A rider's request on the public listener (`body` as JSON when given).
+async fn rider_send(
+    p: &PaidEnv,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<&Value>,
+) -> Answer {
+    p.env
+        .gw
+        .public_send(method, path, Some(token), body)
+        .await
+        .unwrap()
+}
+
+fn rider_order(destination: &str, request_id: &str) -> Value {
+    json!({
+        "operator_id": turnpike_client::demo::METRO_OPERATOR,
+        "origin_id": "xianghu",
+        "destination_id": destination,
+        "request_id": request_id,
+    })
+}
+
+/// Proves a rider buys a ticket in the app only once the bound wallet's account has passed the
+/// provider's real-name certification: refused (and nothing written) before a wallet is bound,
+/// while the account is not certified, and when the rider names another account (whose
+/// certification is not borrowed); once certified, the order is priced from the named stations,
+/// pre-created at the provider, paid by QR in the wallet, and issued a ticket code; another
+/// rider cannot see it; a repeat is the same order and a repeat for another journey a 409.
+async fn rider_buys_a_ticket_in_the_app(db: Db) {
+    let Some(p) = PaidEnv::start_notified(db, |c| {
+        c.charging.ticket_query_after_ms = 600_000;
+    })
+    .await
+    else {
+        return;
+    };
+    use reqwest::Method;
+    let (a, b) = (p.env.gw.rider().await, p.env.gw.rider().await);
+    let name = rider_send(&p, Method::GET, "/v1/riders/me/real-name", &a.token, None).await;
+    assert_eq!(name.status, 200);
+    let name: Value = name.json().unwrap();
+    assert_eq!(name["status"], "unchecked");
+    assert_eq!(name["required_for_tickets"], true);
+
+    let refused = rider_send(
+        &p,
+        Method::POST,
+        "/v1/riders/me/tickets",
+        &a.token,
+        Some(&rider_order("wulin-square", "app-1")),
+    )
+    .await;
+    assert_eq!(
+        (refused.status, refused.error_code().as_deref()),
+        (403, Some("real_name_required"))
+    );
+    let check = |logon: &str| json!({ "logon_id": logon });
+    let unbound = rider_send(
+        &p,
+        Method::POST,
+        "/v1/riders/me/real-name",
+        &a.token,
+        Some(&check("13800000000")),
+    )
+    .await;
+    assert_eq!(
+        (unbound.status, unbound.error_code().as_deref()),
+        (409, Some("wallet_not_bound"))
+    );
+
+    // A's wallet: an account not (yet) certified. B's account is certified.
+    let user = p.bind_wallet(&a, 10_000, 10_000).await;
+    let (status, _) = p
+        .sandbox
+        .admin_post(
+            &format!("/sandbox/users/{user}/real-name"),
+            json!({ "real_name": false }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let logon_of = |user: String| {
+        let p = &p;
+        async move {
+            let (status, wallet) = p.sandbox.admin_get(&format!("/sandbox/users/{user}")).await;
+            assert_eq!(status, 200, "{wallet}");
+            wallet["logon_id"].as_str().unwrap().to_string()
+        }
+    };
+    let own_logon = logon_of(user.clone()).await;
+    let other_logon = logon_of(p.sandbox.wallet(0, None).await).await;
+
+    let borrowed = rider_send(
+        &p,
+        Method::POST,
+        "/v1/riders/me/real-name",
+        &a.token,
+        Some(&check(&other_logon)),
+    )
+    .await;
+    assert_eq!(
+        (borrowed.status, borrowed.error_code().as_deref()),
+        (422, Some("not_your_wallet"))
+    );
+    let unknown = rider_send(
+        &p,
+        Method::POST,
+        "/v1/riders/me/real-name",
+        &a.token,
+        Some(&check("nobody@example.invalid")),
+    )
+    .await;
+    assert_eq!(
+        (unknown.status, unknown.error_code().as_deref()),
+        (422, Some("unknown_account"))
+    );
+    for bad in ["", "a b", &"9".repeat(65)] {
+        let answer = rider_send(
+            &p,
+            Method::POST,
+            "/v1/riders/me/real-name",
+            &a.token,
+            Some(&check(bad)),
+        )
+        .await;
+        assert_eq!(
+            (answer.status, answer.error_code().as_deref()),
+            (422, Some("invalid_logon_id")),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        p.env.gw.count("rider_real_name").await,
+        0,
+        "nothing recorded"
+    );
+
+    let not_yet = rider_send(
+        &p,
+        Method::POST,
+        "/v1/riders/me/real-name",
+        &a.token,
+        Some(&check(&own_logon)),
+    )
+    .await;
+    assert_eq!(not_yet.status, 200);
+    assert_eq!(not_yet.json::<Value>().unwrap()["status"], "not_certified");
+    let refused = rider_send(
+        &p,
+        Method::POST,
+        "/v1/riders/me/tickets",
+        &a.token,
+        Some(&rider_order("wulin-square", "app-1")),
+    )
+    .await;
+    assert_eq!(refused.error_code().as_deref(), Some("real_name_required"));
+    assert_eq!(p.env.gw.count("ticket_orders").await, 0, "nothing written");
+
+    // The rider certifies in the wallet and checks again.
+    p.sandbox
+        .admin_post(
+            &format!("/sandbox/users/{user}/real-name"),
+            json!({ "real_name": true }),
+        )
+        .await;
+    let certified = rider_send(
+        &p,
+        Method::POST,
+        "/v1/riders/me/real-name",
+        &a.token,
+        Some(&check(&own_logon)),
+    )
+    .await;
+    let certified: Value = certified.json().unwrap();
+    assert_eq!(certified["status"], "certified");
+    assert!(certified["checked_at_ms"].as_i64().is_some());
+
+    let placed = rider_send(
+        &p,
+        Method::POST,
+        "/v1/riders/me/tickets",
+        &a.token,
+        Some(&rider_order("wulin-square", "app-1")),
+    )
+    .await;
+    assert_eq!(
+        placed.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&placed.body)
+    );
+    let o: Value = placed.json().unwrap();
+    let order_id = o["order_id"].as_str().unwrap().to_string();
+    assert_eq!(o["status"], "pending");
+    assert_eq!(o["operator_id"], turnpike_client::demo::METRO_OPERATOR);
+    assert_eq!(
+        (o["origin_id"].as_str(), o["destination_id"].as_str()),
+        (Some("xianghu"), Some("wulin-square"))
+    );
+    assert!(o["qr_svg_url"].is_null(), "the app draws its own QR: {o}");
+    let fare = p
+        .env
+        .gw
+        .state
+        .networks
+        .get(turnpike_client::demo::METRO_OPERATOR)
+        .unwrap()
+        .metro_fare("xianghu", "wulin-square")
+        .unwrap();
+    assert_eq!(o["amount"]["amount"], fare.amount().to_string());
+    let qr = o["qr_payload"].as_str().unwrap().to_string();
+
+    let again = rider_send(
+        &p,
+        Method::POST,
+        "/v1/riders/me/tickets",
+        &a.token,
+        Some(&rider_order("wulin-square", "app-1")),
+    )
+    .await;
+    assert_eq!(again.status, 200);
+    assert_eq!(
+        again.json::<Value>().unwrap()["order_id"],
+        order_id.as_str()
+    );
+    let other_journey = rider_send(
+        &p,
+        Method::POST,
+        "/v1/riders/me/tickets",
+        &a.token,
+        Some(&rider_order("xixing", "app-1")),
+    )
+    .await;
+    assert_eq!(
+        (other_journey.status, other_journey.error_code().as_deref()),
+        (409, Some("idempotency_conflict"))
+    );
+
+    // Another rider sees none of it, and cannot fetch it by id.
+    let path = format!("/v1/riders/me/tickets/{order_id}");
+    let theirs = rider_send(&p, Method::GET, &path, &b.token, None).await;
+    assert_eq!(theirs.status, 404);
+    let list = rider_send(&p, Method::GET, "/v1/riders/me/tickets", &b.token, None).await;
+    assert_eq!(list.json::<Value>().unwrap()["orders"], json!([]));
+
+    // The rider pays the QR in the wallet (any wallet may pay it).
+    let (status, body) = pay_qr(&p, &qr, &user).await;
+    assert_eq!(status, 200, "{body}");
+    let paid = p
+        .eventually(10_000, || async {
+            let o: Value = rider_send(&p, Method::GET, &path, &a.token, None)
+                .await
+                .json()
+                .unwrap();
+            o["status"] == "paid" && o["ticket_code"].is_string()
+        })
+        .await;
+    assert!(paid, "the order was paid and issued");
+    let list: Value = rider_send(&p, Method::GET, "/v1/riders/me/tickets", &a.token, None)
+        .await
+        .json()
+        .unwrap();
+    assert_eq!(list["orders"].as_array().unwrap().len(), 1);
+    assert_eq!(list["orders"][0]["status"], "paid");
+    assert_eq!(p.sandbox.balance_fen(&user).await, 10_000 - fare.to_minor());
+    // It is the rider's charge (receipts, disputes), not a machine's.
+    let charges: Value = rider_send(&p, Method::GET, "/v1/riders/me/charges", &a.token, None)
+        .await
+        .json()
+        .unwrap();
+    let ticket = charges
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kind"] == "ticket")
+        .unwrap_or_else(|| panic!("a ticket charge in {charges}"));
+    assert_eq!(ticket["status"], "captured");
+
+    // Hostile input changes nothing.
+    let orders_before = p.env.gw.count("ticket_orders").await;
+    for (body, status, code) in [
+        (
+            json!({ "operator_id": "nobody", "origin_id": "xianghu", "destination_id": "xixing", "request_id": "x1" }),
+            404,
+            "not_found",
+        ),
+        (rider_order("nowhere", "x2"), 422, "unknown_station"),
+        (
+            json!({ "operator_id": turnpike_client::demo::METRO_OPERATOR, "origin_id": "../etc", "destination_id": "xixing", "request_id": "x3" }),
+            422,
+            "unknown_station",
+        ),
+        (rider_order("xixing", "bad id"), 422, "invalid_request_id"),
+        (
+            json!({ "operator_id": "x", "origin_id": "y", "destination_id": "z", "request_id": "w", "rider_id": "1" }),
+            400,
+            "unknown_field",
+        ),
+    ] {
+        let answer = rider_send(
+            &p,
+            Method::POST,
+            "/v1/riders/me/tickets",
+            &a.token,
+            Some(&body),
+        )
+        .await;
+        assert_eq!(
+            (answer.status, answer.error_code().as_deref()),
+            (status, Some(code)),
+            "{body}"
+        );
+    }
+    let huge = json!({ "operator_id": "x".repeat(5_000), "origin_id": "y", "destination_id": "z", "request_id": "w" });
+    let answer = rider_send(
+        &p,
+        Method::POST,
+        "/v1/riders/me/tickets",
+        &a.token,
+        Some(&huge),
+    )
+    .await;
+    assert_eq!(answer.status, 413);
+    assert_eq!(p.env.gw.count("ticket_orders").await, orders_before);
+}
+on_both!(rider_buys_a_ticket_in_the_app);

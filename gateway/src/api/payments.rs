@@ -9,6 +9,7 @@ use axum::{Json, Router};
 use super::rider::Rider;
 use super::{check_id, check_input, check_reason, decimal_id, OptionalJson, ValidJson, ValidQuery};
 use crate::charging::disputes::{self, Decision, DisputeError};
+use crate::charging::real_name::{self, RealName, RealNameError, LOGON_ID_CHARS_MAX};
 use crate::charging::refunds::{self, RefundError, RefundRequest};
 use crate::charging::wallets::{self, WalletError, WalletState};
 use crate::error::{ApiError, ApiResult};
@@ -20,6 +21,7 @@ pub use turnpike_wire::api::payments::{
     ChargeView, ChargesQuery, DecisionBody, DisputeBody, DisputeView, DisputesQuery, LedgerQuery,
     LedgerView, RefundBody, RefundView, RetryView, SigningRequest, SigningView, WalletView,
 };
+pub use turnpike_wire::api::rider::{RealNameCheck, RealNameView};
 use turnpike_wire::ident;
 
 /// Most charges one listing returns.
@@ -32,6 +34,10 @@ pub fn rider_router(state: AppState) -> Router {
     Router::new()
         .route("/v1/riders/me/wallet", get(wallet).delete(unbind_wallet))
         .route("/v1/riders/me/wallet/signing", post(start_wallet_signing))
+        .route(
+            "/v1/riders/me/real-name",
+            get(real_name).post(check_real_name),
+        )
         .route("/v1/riders/me/charges", get(rider_charges))
         .route("/v1/riders/me/arrears/retry", post(retry_arrears))
         .route(
@@ -85,6 +91,78 @@ fn wallet_error(e: WalletError) -> ApiError {
         WalletError::NotBound => ApiError::NotFound(e.to_string()),
         WalletError::Store(e) => e.into(),
     }
+}
+
+fn real_name_error(e: RealNameError) -> ApiError {
+    match e {
+        RealNameError::NoProvider => unavailable("provider_not_configured", e.to_string()),
+        RealNameError::Provider(_) => unavailable("provider_unavailable", e.to_string()),
+        RealNameError::NotBound => ApiError::BadRequest {
+            status: StatusCode::CONFLICT,
+            code: "wallet_not_bound",
+            message: e.to_string(),
+        },
+        RealNameError::WalletUserUnknown => ApiError::BadRequest {
+            status: StatusCode::CONFLICT,
+            code: "wallet_user_unknown",
+            message: e.to_string(),
+        },
+        RealNameError::UnknownAccount => ApiError::unprocessable("unknown_account", e.to_string()),
+        RealNameError::NotYourWallet => ApiError::unprocessable("not_your_wallet", e.to_string()),
+        RealNameError::Store(e) => e.into(),
+    }
+}
+
+pub(super) fn real_name_view(state: &AppState, name: RealName) -> RealNameView {
+    let (status, checked_at_ms) = match name {
+        RealName::Unchecked => ("unchecked", None),
+        RealName::Checked {
+            certified: true,
+            checked_at_ms,
+        } => ("certified", Some(checked_at_ms)),
+        RealName::Checked {
+            certified: false,
+            checked_at_ms,
+        } => ("not_certified", Some(checked_at_ms)),
+    };
+    RealNameView {
+        status: status.into(),
+        checked_at_ms,
+        required_for_tickets: state.config.charging.app_tickets_require_real_name,
+    }
+}
+
+/// What the provider last said of the bound wallet's real name.
+async fn real_name(
+    State(state): State<AppState>,
+    Rider(rider_id): Rider,
+) -> ApiResult<Json<RealNameView>> {
+    let name = real_name::state(&state.charging, rider_id).await?;
+    Ok(Json(real_name_view(&state, name)))
+}
+
+/// Asks the provider about the account the rider names, which must be the bound wallet's.
+async fn check_real_name(
+    State(state): State<AppState>,
+    Rider(rider_id): Rider,
+    ValidJson(req): ValidJson<RealNameCheck>,
+) -> ApiResult<Json<RealNameView>> {
+    let logon_id = req.logon_id.trim();
+    if logon_id.is_empty()
+        || logon_id.chars().count() > LOGON_ID_CHARS_MAX
+        || logon_id
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_logon_id",
+            format!("logon_id must be 1 to {LOGON_ID_CHARS_MAX} characters without spaces or control characters"),
+        ));
+    }
+    let name = real_name::check(&state.charging, rider_id, logon_id)
+        .await
+        .map_err(real_name_error)?;
+    Ok(Json(real_name_view(&state, name)))
 }
 
 fn wallet_view(state: WalletState) -> WalletView {

@@ -22,16 +22,20 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use turnpike_wire::{Currency, Money};
 
+use super::rider::Rider;
 use super::terminal::{terminal_of, TerminalIdentity};
 use super::ValidJson;
 use crate::charging::notify;
-use crate::charging::tickets::{self, OrderRequest, PrecreateError, PriceError};
+use crate::charging::real_name;
+use crate::charging::tickets::{self, Buyer, OrderRequest, PrecreateError, PriceError};
 use crate::error::{ApiError, ApiResult};
 use crate::provider::Refused;
 use crate::store::charging::ChargeStatus;
 use crate::store::charging::{ChargeRow, TicketOrderRow};
 use crate::AppState;
-pub use turnpike_wire::api::tickets::{TicketOrderRequest, TicketOrderView};
+pub use turnpike_wire::api::tickets::{
+    RiderTicketRequest, TicketOrderList, TicketOrderRequest, TicketOrderView,
+};
 
 /// An order request is two short strings.
 pub const ORDER_BODY_BYTES_MAX: usize = 4 * 1024;
@@ -53,6 +57,19 @@ pub fn terminal_router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Riders' ticket orders in the app (public listener, rider token).
+pub fn rider_router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/v1/riders/me/tickets",
+            post(post_rider_order)
+                .get(rider_orders)
+                .layer(DefaultBodyLimit::max(ORDER_BODY_BYTES_MAX)),
+        )
+        .route("/v1/riders/me/tickets/{order_id}", get(get_rider_order))
+        .with_state(state)
+}
+
 pub fn notify_router(state: AppState) -> Router {
     Router::new()
         .route(
@@ -62,13 +79,16 @@ pub fn notify_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-fn view(order: &TicketOrderRow, charge: &ChargeRow) -> ApiResult<TicketOrderView> {
+pub(super) fn view(order: &TicketOrderRow, charge: &ChargeRow) -> ApiResult<TicketOrderView> {
     let currency = Currency::parse(&charge.currency)
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored currency: {e}")))?;
     let has_qr = !order.qr_payload.is_empty();
-    let url = |ext: &str| has_qr.then(|| format!("/v1/tickets/orders/{}/qr.{ext}", order.order_id));
+    // The images are served to the machine that placed the order; the app draws its own.
+    let images = has_qr && order.terminal_id.is_some();
+    let url = |ext: &str| images.then(|| format!("/v1/tickets/orders/{}/qr.{ext}", order.order_id));
     Ok(TicketOrderView {
         order_id: order.order_id.to_string(),
+        operator_id: charge.operator_id.clone(),
         status: tickets::order_status(order, charge).to_string(),
         origin_id: order.origin_id.clone(),
         destination_id: order.destination_id.clone(),
@@ -94,20 +114,40 @@ async fn post_order(
     ValidJson(req): ValidJson<TicketOrderRequest>,
 ) -> ApiResult<Response> {
     let terminal = terminal_of(&state, &identity)?;
-    if !valid_request_id(&req.request_id) {
-        return Err(ApiError::unprocessable(
-            "invalid_request_id",
-            "request_id must be 1 to 64 letters, digits, '_' or '-'",
-        ));
-    }
+    check_request_id(&req.request_id)?;
     let Some(network) = state.networks.get(&terminal.operator_id) else {
         return Err(ApiError::unprocessable(
             "network_not_configured",
             "this terminal's operator has no fare network",
         ));
     };
+    order(
+        &state,
+        &OrderRequest {
+            buyer: Buyer::Machine(&terminal),
+            network: &network,
+            destination_id: &req.destination_id,
+            request_id: &req.request_id,
+        },
+    )
+    .await
+}
+
+pub(super) fn check_request_id(id: &str) -> ApiResult<()> {
+    if valid_request_id(id) {
+        return Ok(());
+    }
+    Err(ApiError::unprocessable(
+        "invalid_request_id",
+        "request_id must be 1 to 64 letters, digits, '_' or '-'",
+    ))
+}
+
+/// Places (or finds) an order and pre-creates it at the provider: 201 the new order, 200 the
+/// same order for a repeated request. Shared by ticket machines and the rider app.
+pub(super) async fn order(state: &AppState, req: &OrderRequest<'_>) -> ApiResult<Response> {
     // No network holds an id outside the location rule; refused before any lookup.
-    if turnpike_wire::ident::check_location_id(&req.destination_id).is_err() {
+    if turnpike_wire::ident::check_location_id(req.destination_id).is_err() {
         return Err(ApiError::unprocessable(
             "unknown_station",
             "destination_id is not a station of this network",
@@ -120,45 +160,45 @@ async fn post_order(
             message: "this gateway has no payment provider".into(),
         });
     }
-    let placed = tickets::place(
-        &state.charging,
-        &OrderRequest {
-            terminal: &terminal,
-            network: &network,
-            destination_id: &req.destination_id,
-            request_id: &req.request_id,
-        },
-    )
-    .await?;
-    let placed = match placed {
+    let origin_id = req.buyer.origin_id().to_string();
+    let placed = match tickets::place(&state.charging, req).await? {
         Ok(p) => p,
         Err(PriceError::NotMetro) => {
-            return Err(ApiError::unprocessable(
-                "not_a_metro_terminal",
-                "tickets are sold by metro stations' machines only",
-            ))
+            return Err(match req.buyer {
+                Buyer::Machine(_) => ApiError::unprocessable(
+                    "not_a_metro_terminal",
+                    "tickets are sold by metro stations' machines only",
+                ),
+                Buyer::Rider { .. } => ApiError::unprocessable(
+                    "not_a_metro_network",
+                    "tickets are sold for metro networks only",
+                ),
+            })
         }
         Err(PriceError::UnknownStation) => {
             return Err(ApiError::unprocessable(
                 "unknown_station",
-                format!("{} is not a station of this network", req.destination_id),
+                format!(
+                    "{origin_id} or {} is not a station of this network",
+                    req.destination_id
+                ),
             ))
         }
         Err(PriceError::NoFare) => {
             return Err(ApiError::unprocessable(
                 "no_fare",
                 format!(
-                    "the network has no fare from {} to {}",
-                    terminal.location_id, req.destination_id
+                    "the network has no fare from {origin_id} to {}",
+                    req.destination_id
                 ),
             ))
         }
     };
-    if placed.order.destination_id != req.destination_id {
+    if placed.order.destination_id != req.destination_id || placed.order.origin_id != origin_id {
         return Err(ApiError::BadRequest {
             status: StatusCode::CONFLICT,
             code: "idempotency_conflict",
-            message: "request_id was already used by this terminal for another destination".into(),
+            message: "request_id was already used for another journey".into(),
         });
     }
     let (mut order, mut charge) = (placed.order, placed.charge);
@@ -194,6 +234,105 @@ async fn post_order(
     Ok((status, Json(view(&order, &charge)?)).into_response())
 }
 
+/// Most orders one listing returns.
+const RIDER_ORDERS_LIMIT: i64 = 50;
+
+/// A rider buys a ticket in the app: refused with 403 `real_name_required` while the gateway
+/// requires real name and the bound wallet's account has not passed certification.
+async fn post_rider_order(
+    State(state): State<AppState>,
+    Rider(rider_id): Rider,
+    ValidJson(req): ValidJson<RiderTicketRequest>,
+) -> ApiResult<Response> {
+    check_request_id(&req.request_id)?;
+    if turnpike_wire::ident::check_id(&req.operator_id).is_err() {
+        return Err(ApiError::NotFound(format!(
+            "no network {}",
+            req.operator_id
+        )));
+    }
+    if turnpike_wire::ident::check_location_id(&req.origin_id).is_err() {
+        return Err(ApiError::unprocessable(
+            "unknown_station",
+            "origin_id is not a station of this network",
+        ));
+    }
+    let Some(network) = state.networks.get(&req.operator_id) else {
+        return Err(ApiError::NotFound(format!(
+            "no network {}",
+            req.operator_id
+        )));
+    };
+    if state.config.charging.app_tickets_require_real_name {
+        let name = real_name::state(&state.charging, rider_id).await?;
+        if !name.certified() {
+            return Err(ApiError::BadRequest {
+                status: StatusCode::FORBIDDEN,
+                code: "real_name_required",
+                message: "tickets bought in the app need a wallet whose account passed the provider's real-name certification: check it under Wallet".into(),
+            });
+        }
+    }
+    order(
+        &state,
+        &OrderRequest {
+            buyer: Buyer::Rider {
+                rider_id,
+                operator_id: &req.operator_id,
+                origin_id: &req.origin_id,
+            },
+            network: &network,
+            destination_id: &req.destination_id,
+            request_id: &req.request_id,
+        },
+    )
+    .await
+}
+
+/// The rider's orders placed in the app, newest first (at most 50).
+async fn rider_orders(
+    State(state): State<AppState>,
+    Rider(rider_id): Rider,
+) -> ApiResult<Json<TicketOrderList>> {
+    let mut orders = Vec::new();
+    for order in state
+        .store
+        .rider_ticket_orders(rider_id, RIDER_ORDERS_LIMIT)
+        .await?
+    {
+        let charge = order_charge(&state, &order).await?;
+        orders.push(current_view(&state, order, &charge).await?);
+    }
+    Ok(Json(TicketOrderList { orders }))
+}
+
+/// One of the rider's orders; another rider's is indistinguishable from none (404).
+async fn get_rider_order(
+    State(state): State<AppState>,
+    Rider(rider_id): Rider,
+    Path(order_id): Path<String>,
+) -> ApiResult<Json<TicketOrderView>> {
+    let not_found = || ApiError::NotFound(format!("no ticket order {order_id}"));
+    let id: i64 = order_id.parse().map_err(|_| not_found())?;
+    let order = state
+        .store
+        .ticket_order(id)
+        .await?
+        .filter(|o| o.rider_id == Some(rider_id))
+        .ok_or_else(not_found)?;
+    let charge = order_charge(&state, &order).await?;
+    Ok(Json(current_view(&state, order, &charge).await?))
+}
+
+async fn order_charge(state: &AppState, order: &TicketOrderRow) -> ApiResult<ChargeRow> {
+    state.store.charge(order.charge_id).await?.ok_or_else(|| {
+        ApiError::Internal(anyhow::anyhow!(
+            "order {} without its charge",
+            order.order_id
+        ))
+    })
+}
+
 /// The order if it exists and belongs to this terminal; otherwise 404 (another terminal's order
 /// is indistinguishable from none).
 async fn own_order(
@@ -208,13 +347,9 @@ async fn own_order(
         .store
         .ticket_order(id)
         .await?
-        .filter(|o| o.terminal_id == terminal.terminal_id)
+        .filter(|o| o.terminal_id.as_deref() == Some(terminal.terminal_id.as_str()))
         .ok_or_else(not_found)?;
-    let charge = state
-        .store
-        .charge(order.charge_id)
-        .await?
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("order {id} without its charge")))?;
+    let charge = order_charge(state, &order).await?;
     Ok((order, charge))
 }
 
@@ -223,15 +358,24 @@ async fn get_order(
     Extension(identity): Extension<TerminalIdentity>,
     Path(order_id): Path<String>,
 ) -> ApiResult<Json<TicketOrderView>> {
-    let (mut order, charge) = own_order(&state, &identity, &order_id).await?;
+    let (order, charge) = own_order(&state, &identity, &order_id).await?;
+    Ok(Json(current_view(&state, order, &charge).await?))
+}
+
+/// The order's view; a paid order whose code was not issued (a crash between the two) gets it
+/// now.
+pub(super) async fn current_view(
+    state: &AppState,
+    mut order: TicketOrderRow,
+    charge: &ChargeRow,
+) -> ApiResult<TicketOrderView> {
     if charge.status == ChargeStatus::Captured && order.ticket_code.is_none() {
-        // Paid, but the code was not issued (a crash between the two): issue it now.
         tickets::issue(&state.charging, charge.charge_id).await?;
         if let Some(o) = state.store.ticket_order(order.order_id).await? {
             order = o;
         }
     }
-    Ok(Json(view(&order, &charge)?))
+    view(&order, charge)
 }
 
 async fn qr_payload(

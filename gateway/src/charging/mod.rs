@@ -33,6 +33,7 @@
 pub mod capture;
 pub mod disputes;
 pub mod notify;
+pub mod real_name;
 pub mod refunds;
 pub mod settle;
 pub mod tickets;

@@ -41,9 +41,60 @@ pub const EXPIRED_UNPAID: &str = "expired unpaid";
 /// cancel never races a rider paying at the last second.
 const EXPIRY_GRACE_MS: i64 = 30_000;
 
-/// What a ticket machine asked for, validated.
+/// Who places an order: a ticket machine (its station is the origin) or a rider in the app
+/// (who names the origin).
+#[derive(Debug, Clone, Copy)]
+pub enum Buyer<'a> {
+    Machine(&'a TerminalRow),
+    Rider {
+        rider_id: i64,
+        operator_id: &'a str,
+        origin_id: &'a str,
+    },
+}
+
+impl Buyer<'_> {
+    /// The name the order's ids derive from: the terminal id, or `rider/<id>` (terminal ids
+    /// are identifiers without `/`, so the two never meet).
+    pub fn owner_key(&self) -> String {
+        match self {
+            Buyer::Machine(t) => t.terminal_id.clone(),
+            Buyer::Rider { rider_id, .. } => format!("rider/{rider_id}"),
+        }
+    }
+
+    pub fn origin_id(&self) -> &str {
+        match self {
+            Buyer::Machine(t) => &t.location_id,
+            Buyer::Rider { origin_id, .. } => origin_id,
+        }
+    }
+
+    pub fn operator_id(&self) -> &str {
+        match self {
+            Buyer::Machine(t) => &t.operator_id,
+            Buyer::Rider { operator_id, .. } => operator_id,
+        }
+    }
+
+    pub fn terminal_id(&self) -> Option<&str> {
+        match self {
+            Buyer::Machine(t) => Some(&t.terminal_id),
+            Buyer::Rider { .. } => None,
+        }
+    }
+
+    pub fn rider_id(&self) -> Option<i64> {
+        match self {
+            Buyer::Machine(_) => None,
+            Buyer::Rider { rider_id, .. } => Some(*rider_id),
+        }
+    }
+}
+
+/// What a ticket machine or a rider asked for, validated.
 pub struct OrderRequest<'a> {
-    pub terminal: &'a TerminalRow,
+    pub buyer: Buyer<'a>,
     pub network: &'a OperatorNetwork,
     pub destination_id: &'a str,
     pub request_id: &'a str,
@@ -73,8 +124,8 @@ pub struct Placed {
     pub created: bool,
 }
 
-/// Order and charge ids derived from the terminal and its idempotency key: one order per
-/// (terminal, request_id), enforced by the primary keys.
+/// Order and charge ids derived from the buyer (a terminal id, or `rider/<id>`) and its
+/// idempotency key: one order per (buyer, request_id), enforced by the primary keys.
 pub fn derived_ids(terminal_id: &str, request_id: &str) -> (i64, i64) {
     let id = |domain: &str| {
         let mut input = Vec::with_capacity(64);
@@ -121,11 +172,11 @@ pub async fn place(
     req: &OrderRequest<'_>,
 ) -> anyhow::Result<Result<Placed, PriceError>> {
     let store = &charging.store;
-    let (order_id, charge_id) = derived_ids(&req.terminal.terminal_id, req.request_id);
+    let (order_id, charge_id) = derived_ids(&req.buyer.owner_key(), req.request_id);
     if let Some(found) = existing(charging, order_id).await? {
         return Ok(Ok(found));
     }
-    let origin = req.terminal.location_id.as_str();
+    let origin = req.buyer.origin_id();
     let fare = match price(req.network, origin, req.destination_id) {
         Ok(fare) => fare,
         Err(e) => return Ok(Err(e)),
@@ -140,8 +191,8 @@ pub async fn place(
         &NewCharge {
             charge_id,
             kind: ChargeKind::Ticket,
-            operator_id: &req.terminal.operator_id,
-            rider_id: None,
+            operator_id: req.buyer.operator_id(),
+            rider_id: req.buyer.rider_id(),
             journey_id: None,
             amount_minor: fare.to_minor(),
             currency: fare.currency().code(),
@@ -149,7 +200,7 @@ pub async fn place(
             status: ChargeStatus::Pending,
             next_attempt_at_ms: now + cfg.ticket_query_after_ms as i64,
             lease_until_ms: None,
-            terminal_id: Some(&req.terminal.terminal_id),
+            terminal_id: req.buyer.terminal_id(),
             terminal_sequence: None,
             now_ms: now,
         },
@@ -166,7 +217,8 @@ pub async fn place(
     let order = TicketOrderRow {
         order_id,
         charge_id,
-        terminal_id: req.terminal.terminal_id.clone(),
+        terminal_id: req.buyer.terminal_id().map(str::to_string),
+        rider_id: req.buyer.rider_id(),
         origin_id: origin.to_string(),
         destination_id: req.destination_id.to_string(),
         qr_payload: String::new(),
@@ -223,7 +275,7 @@ pub async fn precreate(
             &charge.out_trade_no,
             charge.amount_minor,
             &subject(&order.origin_id, &order.destination_id),
-            &order.terminal_id,
+            order.terminal_id.as_deref(),
             charging.config.ticket_order_ttl_minutes,
         )
         .await;

@@ -17,7 +17,7 @@
 use super::Charging;
 use super::{again, done, Handled};
 use crate::provider::{AgreementNotice, AgreementOutcome, AgreementRef, CallError, UnsignOutcome};
-use crate::store::charging::ChargeStatus;
+use crate::store::charging::{ChargeKind, ChargeStatus};
 use crate::store::wallets::{BindOutcome, SignedAgreement, WalletRow};
 
 /// Charge statuses that mean the rider still owes money through the bound agreement.
@@ -183,11 +183,14 @@ pub async fn unbind(charging: &Charging, rider_id: i64) -> Result<WalletRow, Wal
         .ok_or(WalletError::NotBound)?;
     let mut outstanding = 0;
     for status in OUTSTANDING {
+        // Tickets bought in the app are paid by QR, not through the agreement.
         outstanding += charging
             .store
-            .charges(Some(rider_id), Some(status), 1)
+            .charges(Some(rider_id), Some(status), 1000)
             .await?
-            .len();
+            .iter()
+            .filter(|c| c.kind != ChargeKind::Ticket)
+            .count();
     }
     if outstanding > 0 {
         return Err(WalletError::ChargesOutstanding(outstanding));

@@ -216,10 +216,24 @@ pub enum UnsignOutcome {
     NotFound,
 }
 
+/// What `alipay.user.validate` says of an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserValidation {
+    Known {
+        provider_user_id: String,
+        /// Passed the provider's real-name certification.
+        certified: bool,
+    },
+    /// No account has that logon id.
+    Unknown,
+}
+
 /// The personal product of a withholding agreement.
 pub const PERSONAL_PRODUCT_WITHHOLDING: &str = "GENERAL_WITHHOLDING_P";
 /// The answer for an agreement that does not exist (unknown, ended or another merchant's).
 const USER_AGREEMENT_NOT_EXIST: &str = "USER_AGREEMENT_NOT_EXIST";
+/// The answer for an account the provider does not know (the sandbox's code; see its README).
+const USER_NOT_EXIST: &str = "isv.user-not-exist";
 /// The page method whose signed link the rider opens in the wallet to sign an agreement.
 const METHOD_PAGE_SIGN: &str = "alipay.user.agreement.page.sign";
 
@@ -326,13 +340,24 @@ impl ProviderClient {
 
     /// One signed call; the answer is verified before anything in it is read.
     pub async fn call(&self, method: &str, biz: &Value) -> Result<Reply, CallError> {
+        self.call_with(method, Some(biz), &[]).await
+    }
+
+    /// A signed call with top-level business parameters (`extra`) besides, or instead of,
+    /// `biz_content`: some of the platform's older methods take their fields so.
+    pub async fn call_with(
+        &self,
+        method: &str,
+        biz: Option<&Value>,
+        extra: &[(&'static str, &str)],
+    ) -> Result<Reply, CallError> {
         let started = Instant::now();
         let now = crate::clock::system_now_ms();
         if !self.inner.breaker.allow(now) {
             record(method, "breaker_open", started);
             return Err(CallError::BreakerOpen);
         }
-        let result = self.call_once(method, biz).await;
+        let result = self.call_once(method, biz, extra).await;
         let outcome = match &result {
             Ok(r) if r.is_system_error() => "unknown",
             Ok(r) if r.code == "10000" => "success",
@@ -357,6 +382,15 @@ impl ProviderClient {
 
     /// A request's parameters, common ones first, signed over the canonical form.
     fn signed_params(&self, method: &str, biz: &Value) -> Vec<(&'static str, String)> {
+        self.signed_params_with(method, Some(biz), &[])
+    }
+
+    fn signed_params_with(
+        &self,
+        method: &str,
+        biz: Option<&Value>,
+        extra: &[(&'static str, &str)],
+    ) -> Vec<(&'static str, String)> {
         let inner = &self.inner;
         let mut params: Vec<(&'static str, String)> = vec![
             ("app_id", inner.app_id.clone()),
@@ -369,8 +403,11 @@ impl ProviderClient {
                 shanghai_timestamp(crate::clock::system_now_ms()),
             ),
             ("version", "1.0".into()),
-            ("biz_content", biz.to_string()),
         ];
+        if let Some(biz) = biz {
+            params.push(("biz_content", biz.to_string()));
+        }
+        params.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
         if !inner.notify_url.is_empty() {
             params.push(("notify_url", inner.notify_url.clone()));
         }
@@ -381,9 +418,14 @@ impl ProviderClient {
         params
     }
 
-    async fn call_once(&self, method: &str, biz: &Value) -> Result<Reply, CallError> {
+    async fn call_once(
+        &self,
+        method: &str,
+        biz: Option<&Value>,
+        extra: &[(&'static str, &str)],
+    ) -> Result<Reply, CallError> {
         let inner = &self.inner;
-        let params = self.signed_params(method, biz);
+        let params = self.signed_params_with(method, biz, extra);
         let body: String = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(params.iter())
             .finish();
@@ -556,16 +598,18 @@ impl ProviderClient {
         out_trade_no: &str,
         amount_fen: i64,
         subject: &str,
-        terminal_id: &str,
+        terminal_id: Option<&str>,
         timeout_minutes: u32,
     ) -> Result<Result<String, (String, String)>, CallError> {
-        let biz = json!({
+        let mut biz = json!({
             "out_trade_no": out_trade_no,
             "total_amount": yuan(amount_fen),
             "subject": subject,
-            "terminal_id": terminal_id,
             "timeout_express": format!("{timeout_minutes}m"),
         });
+        if let Some(terminal_id) = terminal_id {
+            biz["terminal_id"] = terminal_id.into();
+        }
         let reply = self.call("alipay.trade.precreate", &biz).await?;
         if reply.code == "10000" {
             return reply
@@ -636,6 +680,40 @@ impl ProviderClient {
             agreement_no: agreement_no.to_string(),
             external_agreement_no: reply.text("external_agreement_no").map(str::to_string),
             provider_user_id: reply.text("principal_id").map(str::to_string),
+        })
+    }
+
+    /// Who an account is and whether it passed the provider's real-name certification
+    /// (`alipay.user.validate`, by the account's logon id, a top-level parameter).
+    pub async fn validate_user(&self, logon_id: &str) -> Result<UserValidation, CallError> {
+        let reply = self
+            .call_with("alipay.user.validate", None, &[("logon_id", logon_id)])
+            .await?;
+        if reply.code != "10000" {
+            return match reply.sub_code.as_deref() {
+                Some(USER_NOT_EXIST) => Ok(UserValidation::Unknown),
+                other => Err(CallError::Unknown(format!(
+                    "user validate refused: {} {other:?}",
+                    reply.code
+                ))),
+            };
+        }
+        let user_id = reply
+            .text("alipay_user_id")
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| CallError::Unknown("user validate answer without a user id".into()))?;
+        let certified = match reply.text("certified") {
+            Some("true" | "T") => true,
+            Some("false" | "F") => false,
+            other => {
+                return Err(CallError::Unknown(format!(
+                    "user validate answer's certified is {other:?}"
+                )))
+            }
+        };
+        Ok(UserValidation::Known {
+            provider_user_id: user_id.to_string(),
+            certified,
         })
     }
 

@@ -559,11 +559,22 @@ impl DisputeRow {
     }
 }
 
+/// What the provider last said of a rider's real name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RealNameRow {
+    pub provider_user_id: String,
+    pub certified: bool,
+    pub checked_at_ms: i64,
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TicketOrderRow {
     pub order_id: i64,
     pub charge_id: i64,
-    pub terminal_id: String,
+    /// The ticket machine that placed the order; none for a rider's order in the app.
+    pub terminal_id: Option<String>,
+    /// The rider who placed the order in the app; none for a machine's.
+    pub rider_id: Option<i64>,
     pub origin_id: String,
     pub destination_id: String,
     pub qr_payload: String,
@@ -573,7 +584,7 @@ pub struct TicketOrderRow {
     pub paid_at_ms: Option<i64>,
 }
 
-const TICKET_COLUMNS: &str = "order_id, charge_id, terminal_id, origin_id, destination_id, qr_payload, ticket_code, expires_at_ms, created_at_ms, paid_at_ms";
+const TICKET_COLUMNS: &str = "order_id, charge_id, terminal_id, origin_id, destination_id, qr_payload, ticket_code, expires_at_ms, created_at_ms, paid_at_ms, rider_id";
 
 impl TicketOrderRow {
     fn from_row(r: &sqlx::any::AnyRow) -> Result<TicketOrderRow, sqlx::Error> {
@@ -588,6 +599,7 @@ impl TicketOrderRow {
             expires_at_ms: r.try_get(7)?,
             created_at_ms: r.try_get(8)?,
             paid_at_ms: r.try_get(9)?,
+            rider_id: r.try_get(10)?,
         })
     }
 }
@@ -700,7 +712,7 @@ pub async fn decide_dispute(
 
 pub async fn insert_ticket_order(tx: &mut Tx<'_>, o: &TicketOrderRow) -> Result<(), sqlx::Error> {
     sqlx::query(&format!(
-        "INSERT INTO ticket_orders ({TICKET_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        "INSERT INTO ticket_orders ({TICKET_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
     ))
     .bind(o.order_id)
     .bind(o.charge_id)
@@ -712,6 +724,7 @@ pub async fn insert_ticket_order(tx: &mut Tx<'_>, o: &TicketOrderRow) -> Result<
     .bind(o.expires_at_ms)
     .bind(o.created_at_ms)
     .bind(o.paid_at_ms)
+    .bind(o.rider_id)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -1031,6 +1044,63 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(TicketOrderRow::from_row).transpose()
+    }
+
+    /// A rider's ticket orders placed in the app, newest first.
+    pub async fn rider_ticket_orders(
+        &self,
+        rider_id: i64,
+        limit: i64,
+    ) -> Result<Vec<TicketOrderRow>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TICKET_COLUMNS} FROM ticket_orders WHERE rider_id = $1
+             ORDER BY created_at_ms DESC, order_id DESC LIMIT $2"
+        ))
+        .bind(rider_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(TicketOrderRow::from_row).collect()
+    }
+
+    /// What the provider last said of the rider's real name: (provider user id, certified,
+    /// checked at).
+    pub async fn rider_real_name(&self, rider_id: i64) -> Result<Option<RealNameRow>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT provider_user_id, certified, checked_at_ms FROM rider_real_name WHERE rider_id = $1",
+        )
+        .bind(rider_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(RealNameRow {
+                provider_user_id: r.try_get(0)?,
+                certified: r.try_get::<i64, _>(1)? != 0,
+                checked_at_ms: r.try_get(2)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records what the provider said of the rider's real name (the latest answer wins).
+    pub async fn set_rider_real_name(
+        &self,
+        rider_id: i64,
+        row: &RealNameRow,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO rider_real_name (rider_id, provider_user_id, certified, checked_at_ms)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (rider_id) DO UPDATE SET provider_user_id = excluded.provider_user_id,
+                 certified = excluded.certified, checked_at_ms = excluded.checked_at_ms",
+        )
+        .bind(rider_id)
+        .bind(&row.provider_user_id)
+        .bind(i64::from(row.certified))
+        .bind(row.checked_at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     pub async fn ticket_order_by_charge(

@@ -57,6 +57,7 @@ pub const POSTGRES_MIGRATIONS: turnpike_db::Embedded = turnpike_db::embedded!(
     "0006_repairs.sql",
     "0007_ops_indexes.sql",
     "0008_station_flow.sql",
+    "0009_rider_tickets.sql",
 );
 pub const SQLITE_MIGRATIONS: turnpike_db::Embedded = turnpike_db::embedded!(
     "migrations/sqlite",
@@ -68,6 +69,7 @@ pub const SQLITE_MIGRATIONS: turnpike_db::Embedded = turnpike_db::embedded!(
     "0006_repairs.sql",
     "0007_ops_indexes.sql",
     "0008_station_flow.sql",
+    "0009_rider_tickets.sql",
 );
 
 /// How long an SQLite writer waits for the write lock before the request fails with 503: far
@@ -866,7 +868,7 @@ impl Store {
 }
 
 /// Tables whose row counts tests and operators may ask for.
-const COUNTABLE_TABLES: [&str; 18] = [
+const COUNTABLE_TABLES: [&str; 19] = [
     "taps",
     "journeys",
     "code_uses",
@@ -885,6 +887,7 @@ const COUNTABLE_TABLES: [&str; 18] = [
     "disputes",
     "ticket_orders",
     "provider_notifications",
+    "rider_real_name",
 ];
 
 impl Store {

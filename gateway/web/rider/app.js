@@ -1,5 +1,5 @@
 // The rider app (docs/rider-app.md). Views are sections of index.html chosen by the URL's
-// hash (#code, #journeys, #wallet, #stations, #receipt/<charge id>); the rider API is same-origin, called
+// hash (#code, #journeys, #wallet, #tickets, #stations, #receipt/<charge id>); the rider API is same-origin, called
 // with the rider token. What the phone must keep to show a code offline — the token, the
 // credential and the non-extractable device key (a CryptoKey, structured-cloneable) — lives in
 // IndexedDB; the service worker (sw.js) keeps the app's files.
@@ -636,6 +636,7 @@ async function loadWalletNow() {
   } catch (e) {
     status.textContent = t("load_failed", { error: e.message });
   }
+  await loadRealName();
   try {
     renderDenyList((await cachedGet("/v1/riders/me/deny-list")).value);
   } catch (_) {
@@ -646,6 +647,46 @@ async function loadWalletNow() {
     renderArrears();
   } catch (_) {
     // Shown as not loaded by the status line above.
+  }
+}
+
+/** What the wallet provider last said of the bound wallet account's real name. */
+let realName = null;
+
+function realNameText(name, bound) {
+  if (!bound) return t("real_name_unbound");
+  if (name.status === "certified") return t("real_name_certified", { time: when(name.checked_at_ms) });
+  if (name.status === "not_certified") {
+    return t("real_name_not_certified", { time: when(name.checked_at_ms) });
+  }
+  return t("real_name_unchecked");
+}
+
+async function loadRealName() {
+  const status = document.getElementById("real-name-status");
+  const bound = document.getElementById("wallet-status").dataset.wallet === "bound";
+  try {
+    realName = (await cachedGet("/v1/riders/me/real-name")).value;
+    status.textContent = realNameText(realName, bound);
+    status.dataset.realName = realName.status;
+    document.getElementById("real-name-form").hidden = !bound || realName.status === "certified";
+  } catch (e) {
+    status.textContent = t("load_failed", { error: e.message });
+  }
+}
+
+async function checkRealName(event) {
+  event.preventDefault();
+  const status = document.getElementById("real-name-status");
+  const logon = document.getElementById("real-name-logon").value.trim();
+  try {
+    realName = await api("POST", "/v1/riders/me/real-name", { logon_id: logon });
+    status.textContent = realNameText(realName, true);
+    status.dataset.realName = realName.status;
+    document.getElementById("real-name-form").hidden = realName.status === "certified";
+  } catch (e) {
+    const known = { not_your_wallet: "real_name_not_yours", unknown_account: "real_name_unknown" };
+    status.textContent = known[e.code] ? t(known[e.code]) : t("load_failed", { error: e.message });
   }
 }
 
@@ -703,6 +744,169 @@ async function repay() {
   } catch (e) {
     p.textContent = t("load_failed", { error: e.message });
   }
+}
+
+// ---------------------------------------------------------------- tickets
+
+/** How often an unpaid order shown on screen is looked at again. */
+const TICKET_POLL_MS = 2000;
+/** The idempotency key of the order being placed: kept until the gateway answers, so a retry
+ * after a lost answer is the same order, never a second one. */
+let pendingTicketRequest = null;
+let ticketPoll = null;
+let ticketStations = [];
+
+function loadTickets() {
+  return busy("view-tickets", loadTicketsNow);
+}
+
+async function loadTicketsNow() {
+  const note = document.getElementById("tickets-real-name");
+  const buy = document.getElementById("ticket-buy");
+  try {
+    realName = (await cachedGet("/v1/riders/me/real-name")).value;
+    const blocked = realName.required_for_tickets && realName.status !== "certified";
+    note.textContent = t(blocked ? "tickets_need_real_name" : "tickets_real_name_ok");
+    note.dataset.realName = realName.status;
+    buy.disabled = blocked;
+  } catch (e) {
+    note.textContent = t("load_failed", { error: e.message });
+  }
+  const select = document.getElementById("ticket-network");
+  if (!select.options.length) {
+    const operators = await readNetworks(cachedGet, note, t);
+    const metro = (operators || []).filter((o) => o.mode === "metro");
+    select.replaceChildren(...metro.map((o) => el("option", { value: o.operator_id, text: o.operator_id })));
+    if (metro.length) await loadTicketStations(metro[0].operator_id);
+  }
+  await renderTickets();
+}
+
+/** The network's stations, for both choices (their names as the board shows them). */
+async function loadTicketStations(operatorId) {
+  try {
+    const path = "/v1/flow/stations?operator_id=" + encodeURIComponent(operatorId);
+    ticketStations = (await cachedGet(path)).value.stations;
+  } catch (e) {
+    ticketStations = [];
+    document.getElementById("ticket-status").textContent = t("load_failed", { error: e.message });
+  }
+  const options = () =>
+    ticketStations.map((s) => el("option", { value: s.location_id, text: s.name }));
+  document.getElementById("ticket-from").replaceChildren(...options());
+  document.getElementById("ticket-to").replaceChildren(...options());
+  if (ticketStations.length > 1) document.getElementById("ticket-to").selectedIndex = 1;
+}
+
+function stationName(id) {
+  const s = ticketStations.find((x) => x.location_id === id);
+  return s ? s.name : id;
+}
+
+function ticketLine(o) {
+  const status = t("ticket_status_" + o.status, { code: o.ticket_code || "" });
+  return t("ticket_line", {
+    from: stationName(o.origin_id),
+    to: stationName(o.destination_id),
+    amount: moneyView(o.amount),
+    when: when(o.created_at_ms),
+    status,
+  });
+}
+
+async function renderTickets() {
+  const status = document.getElementById("tickets-status");
+  const ul = document.getElementById("tickets");
+  try {
+    const orders = (await cachedGet("/v1/riders/me/tickets")).value.orders;
+    ul.replaceChildren(
+      ...orders.map((o) =>
+        el("li", { "data-order": o.order_id, "data-status": o.status, text: ticketLine(o) }),
+      ),
+    );
+    status.textContent = orders.length ? "" : t("tickets_none");
+  } catch (e) {
+    status.textContent = t("load_failed", { error: e.message });
+  }
+}
+
+async function buyTicket(event) {
+  event.preventDefault();
+  const status = document.getElementById("ticket-status");
+  const from = document.getElementById("ticket-from").value;
+  const to = document.getElementById("ticket-to").value;
+  if (!from || from === to) {
+    status.textContent = t("ticket_same_station");
+    return;
+  }
+  pendingTicketRequest = pendingTicketRequest || "app-" + crypto.randomUUID();
+  const body = {
+    operator_id: document.getElementById("ticket-network").value,
+    origin_id: from,
+    destination_id: to,
+    request_id: pendingTicketRequest,
+  };
+  try {
+    const order = await api("POST", "/v1/riders/me/tickets", body);
+    pendingTicketRequest = null;
+    showTicketOrder(order);
+    await renderTickets();
+  } catch (e) {
+    // Refused: the next try is a new order. Not answered: the same one.
+    if (!(e instanceof NetworkError)) pendingTicketRequest = null;
+    status.textContent =
+      e.code === "real_name_required" ? t("tickets_need_real_name") : t("load_failed", { error: e.message });
+  }
+}
+
+/** Shows an order: its payment QR while it waits, its code once paid. */
+function showTicketOrder(order) {
+  const status = document.getElementById("ticket-status");
+  const pay = document.getElementById("ticket-pay");
+  const values = {
+    from: stationName(order.origin_id),
+    to: stationName(order.destination_id),
+    amount: moneyView(order.amount),
+  };
+  status.dataset.order = order.order_id;
+  status.dataset.status = order.status;
+  stopTicketPoll();
+  if (order.status === "paid") {
+    pay.hidden = true;
+    status.textContent = t("ticket_paid", { code: order.ticket_code });
+    return;
+  }
+  if (order.status !== "pending" || !order.qr_payload) {
+    pay.hidden = true;
+    status.textContent = ticketLine(order);
+    return;
+  }
+  status.textContent = t("ticket_ordered", values);
+  const canvas = document.getElementById("ticket-qr");
+  drawQr(canvas, new TextEncoder().encode(order.qr_payload));
+  canvas.dataset.payload = order.qr_payload;
+  canvas.setAttribute("aria-label", t("ticket_qr_label", values));
+  const link = document.getElementById("ticket-pay-link");
+  // Only a web address becomes a link (never a javascript: or data: URL).
+  if (/^https?:\/\//i.test(order.qr_payload)) link.href = order.qr_payload;
+  link.parentElement.hidden = !/^https?:\/\//i.test(order.qr_payload);
+  pay.hidden = false;
+  ticketPoll = setInterval(async () => {
+    try {
+      const now = await api("GET", "/v1/riders/me/tickets/" + encodeURIComponent(order.order_id));
+      if (now.status !== "pending") {
+        showTicketOrder(now);
+        await renderTickets();
+      }
+    } catch (_) {
+      // Offline for a moment: the next look will tell.
+    }
+  }, TICKET_POLL_MS);
+}
+
+function stopTicketPoll() {
+  if (ticketPoll) clearInterval(ticketPoll);
+  ticketPoll = null;
 }
 
 // ---------------------------------------------------------------- receipt
@@ -855,7 +1059,7 @@ function renderStations() {
 
 // ---------------------------------------------------------------- views
 
-const VIEWS = ["enrol", "code", "journeys", "wallet", "stations", "receipt"];
+const VIEWS = ["enrol", "code", "journeys", "wallet", "tickets", "stations", "receipt"];
 /** Views a phone that is not set up may open (the board is public). */
 const PUBLIC_VIEWS = ["enrol", "stations"];
 
@@ -878,6 +1082,8 @@ function route() {
   else stopCode();
   if (name === "journeys") loadJourneys();
   if (name === "wallet") loadWallet();
+  if (name === "tickets") loadTickets();
+  else stopTicketPoll();
   if (name === "stations") openStations();
   else stopStations();
   if (name === "receipt") showReceipt(arg || "");
@@ -907,6 +1113,11 @@ async function main() {
   document.getElementById("bind-wallet").addEventListener("click", bindWallet);
   document.getElementById("refresh-wallet").addEventListener("click", loadWallet);
   document.getElementById("repay").addEventListener("click", repay);
+  document.getElementById("real-name-form").addEventListener("submit", checkRealName);
+  document.getElementById("ticket-form").addEventListener("submit", buyTicket);
+  document.getElementById("ticket-network").addEventListener("change", (event) =>
+    loadTicketStations(event.target.value),
+  );
   document.getElementById("print").addEventListener("click", () => window.print());
   document.getElementById("dismiss-notices").addEventListener("click", dismissNotices);
   document.getElementById("stations-network").addEventListener("change", (event) => {

@@ -89,3 +89,23 @@ pub struct DailyCapView {
     /// What more the day's journeys can be charged: `cap − charged`.
     pub remaining: Money,
 }
+
+/// `GET /v1/riders/me/real-name` (and the answer of a check): whether the account of the
+/// rider's bound wallet has passed the provider's real-name certification, as the provider last
+/// said. `status` is `unchecked` (never asked, or asked for a wallet no longer bound),
+/// `certified` or `not_certified`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RealNameView {
+    pub status: String,
+    pub checked_at_ms: Option<i64>,
+    /// Whether buying tickets in the app needs `certified` on this gateway.
+    pub required_for_tickets: bool,
+}
+
+/// `POST /v1/riders/me/real-name`: the bound wallet's account name (phone or e-mail, 1–64
+/// characters), for the provider to look up.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealNameCheck {
+    pub logon_id: String,
+}
