@@ -481,7 +481,10 @@ async fn rider_app_in_chromium(db: Db) {
     let Some((driver_bin, chromium, certutil)) = browser() else {
         return;
     };
-    let Some(p) = PaidEnv::start_custom(db, |_| {}, Some(DAILY_CAP)).await else {
+    // Tickets bought in the app learn of their payment from the gateway's own query (this
+    // test's sandbox sends no notifications), soon.
+    let tweak = |c: &mut gateway::config::Config| c.charging.ticket_query_after_ms = 500;
+    let Some(p) = PaidEnv::start_custom(db, tweak, Some(DAILY_CAP)).await else {
         return;
     };
     let gw = &p.env.gw;
@@ -957,6 +960,152 @@ async fn rider_app_in_chromium(db: Db) {
     let broke = session(port, &chromium).await;
     arrears_round_trip(&broke, &app, &p, axe).await;
     broke.close().await.unwrap();
+
+    // A third phone: real name checked through the wallet, then a ticket bought in the app.
+    let buyer = session(port, &chromium).await;
+    real_name_and_ticket(&buyer, &app, &p, axe).await;
+    buyer.close().await.unwrap();
+}
+
+/// The wallet's real-name state, as the app shows it (`data-real-name` of `css`).
+async fn real_name_shown(c: &Client, css: &str, status: &str) {
+    let script = format!("return document.querySelector('{css}').dataset.realName === '{status}';");
+    until(c, &format!("real name {status}"), &script).await;
+}
+
+/// A phone whose wallet account is not real-name certified cannot buy a ticket in the app
+/// (the button is off and the view says why); the rider checks the real name under Wallet
+/// (typing the wallet's account), certifies in the wallet, checks again, and buys a ticket:
+/// its payment QR, read from a screenshot, is the provider's, paid in a wallet, and the app
+/// shows the ticket code.
+async fn real_name_and_ticket(c: &Client, app: &str, p: &PaidEnv, axe: Option<&str>) {
+    c.goto(app).await.unwrap();
+    until(c, "the app to start", "return document.body.dataset.ready;").await;
+    click(c, "#enrol").await;
+    fresh_code(c, 0).await;
+    let wallet_user = bind_wallet_in_app(c, app, p, 10_000).await;
+    let (status, _) = p
+        .sandbox
+        .admin_post(
+            &format!("/sandbox/users/{wallet_user}/real-name"),
+            json!({ "real_name": false }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, wallet) = p
+        .sandbox
+        .admin_get(&format!("/sandbox/users/{wallet_user}"))
+        .await;
+    let logon = wallet["logon_id"].as_str().unwrap().to_string();
+
+    c.goto(&format!("{app}#tickets")).await.unwrap();
+    real_name_shown(c, "#tickets-real-name", "unchecked").await;
+    settled(c, "view-tickets").await;
+    assert_eq!(
+        c.execute(
+            "return document.getElementById('ticket-buy').disabled;",
+            vec![]
+        )
+        .await
+        .unwrap(),
+        true
+    );
+    assert!(text(c, "#tickets-real-name")
+        .await
+        .contains("real-name certification"));
+    screenshot(c, "40-tickets-need-real-name").await;
+    assert_accessible(c, axe, "tickets (real name needed)").await;
+
+    c.goto(&format!("{app}#wallet")).await.unwrap();
+    real_name_shown(c, "#real-name-status", "unchecked").await;
+    let check = |c: &Client| {
+        let (c, logon) = (c.clone(), logon.clone());
+        async move {
+            let input = c.find(Locator::Css("#real-name-logon")).await.unwrap();
+            input.clear().await.unwrap();
+            input.send_keys(&logon).await.unwrap();
+            click(&c, "#real-name-check").await;
+        }
+    };
+    check(c).await;
+    real_name_shown(c, "#real-name-status", "not_certified").await;
+    assert!(text(c, "#real-name-status")
+        .await
+        .contains("has not passed"));
+    screenshot(c, "41-real-name-not-certified").await;
+    assert_accessible(c, axe, "wallet (real name not certified)").await;
+
+    // Certified in the wallet, checked again.
+    p.sandbox
+        .admin_post(
+            &format!("/sandbox/users/{wallet_user}/real-name"),
+            json!({ "real_name": true }),
+        )
+        .await;
+    check(c).await;
+    real_name_shown(c, "#real-name-status", "certified").await;
+    screenshot(c, "42-real-name-certified").await;
+
+    // A ticket between the first and fourth stations.
+    let stops = demo_stops();
+    c.goto(&format!("{app}#tickets")).await.unwrap();
+    real_name_shown(c, "#tickets-real-name", "certified").await;
+    settled(c, "view-tickets").await;
+    until(
+        c,
+        "the stations to choose from",
+        "return document.getElementById('ticket-to').options.length > 3;",
+    )
+    .await;
+    c.execute(
+        "document.getElementById('ticket-from').value = arguments[0];          document.getElementById('ticket-to').value = arguments[1];",
+        vec![json!(stops[0]), json!(stops[3])],
+    )
+    .await
+    .unwrap();
+    click(c, "#ticket-buy").await;
+    let payload = until(
+        c,
+        "the ticket's payment code",
+        "const pay = document.getElementById('ticket-pay');          return pay.hidden ? null : document.getElementById('ticket-qr').dataset.payload;",
+    )
+    .await;
+    let payload = payload.as_str().unwrap().to_string();
+    let shot = screenshot(c, "43-ticket-pay").await;
+    let (scanned, _, _) = scan(&shot);
+    assert_eq!(
+        String::from_utf8(scanned).unwrap(),
+        payload,
+        "the QR on screen is the provider's"
+    );
+    assert_accessible(c, axe, "tickets (payment code)").await;
+
+    // Any wallet pays it; the app shows the ticket code.
+    let payer = p.sandbox.wallet(10_000, None).await;
+    let (status, paid) = p
+        .sandbox
+        .admin_post(
+            "/sandbox/qr/pay",
+            json!({ "qr_code": payload, "user_id": payer }),
+        )
+        .await;
+    assert_eq!(status, 200, "{paid}");
+    until(
+        c,
+        "the ticket paid",
+        "return document.getElementById('ticket-status').dataset.status === 'paid';",
+    )
+    .await;
+    let said = text(c, "#ticket-status").await;
+    assert!(said.contains("TK-"), "{said}");
+    until(
+        c,
+        "the ticket listed as paid",
+        "return document.querySelector('#tickets li[data-status=paid]');",
+    )
+    .await;
+    screenshot(c, "44-ticket-paid").await;
+    assert_accessible(c, axe, "tickets (paid)").await;
 }
 
 /// Binds a sandbox wallet holding `balance_fen` the way a rider does in the app: Wallet, "Bind

@@ -686,6 +686,36 @@ async fn rider_send(
         .unwrap()
 }
 
+/// A rider buys a ticket in the app.
+async fn buy(p: &PaidEnv, token: &str, order: &Value) -> Answer {
+    rider_send(
+        p,
+        reqwest::Method::POST,
+        "/v1/riders/me/tickets",
+        token,
+        Some(order),
+    )
+    .await
+}
+
+/// A rider asks for the real name of the wallet account `logon_id`.
+async fn check_real_name(p: &PaidEnv, token: &str, logon_id: &str) -> Answer {
+    let body = json!({ "logon_id": logon_id });
+    rider_send(
+        p,
+        reqwest::Method::POST,
+        "/v1/riders/me/real-name",
+        token,
+        Some(&body),
+    )
+    .await
+}
+
+/// An answer's status and error code.
+fn refusal(a: &Answer) -> (u16, Option<String>) {
+    (a.status, a.error_code())
+}
+
 fn rider_order(destination: &str, request_id: &str) -> Value {
     json!({
         "operator_id": turnpike_client::demo::METRO_OPERATOR,
@@ -700,7 +730,8 @@ fn rider_order(destination: &str, request_id: &str) -> Value {
 /// while the account is not certified, and when the rider names another account (whose
 /// certification is not borrowed); once certified, the order is priced from the named stations,
 /// pre-created at the provider, paid by QR in the wallet, and issued a ticket code; another
-/// rider cannot see it; a repeat is the same order and a repeat for another journey a 409.
+/// rider cannot see it; a repeat is the same order and a repeat for another journey a 409. An
+/// unpaid app ticket does not hold up unbinding, and unbinding voids the real-name answer.
 async fn rider_buys_a_ticket_in_the_app(db: Db) {
     let Some(p) = PaidEnv::start_notified(db, |c| {
         c.charging.ticket_query_after_ms = 600_000;
@@ -717,31 +748,10 @@ async fn rider_buys_a_ticket_in_the_app(db: Db) {
     assert_eq!(name["status"], "unchecked");
     assert_eq!(name["required_for_tickets"], true);
 
-    let refused = rider_send(
-        &p,
-        Method::POST,
-        "/v1/riders/me/tickets",
-        &a.token,
-        Some(&rider_order("wulin-square", "app-1")),
-    )
-    .await;
-    assert_eq!(
-        (refused.status, refused.error_code().as_deref()),
-        (403, Some("real_name_required"))
-    );
-    let check = |logon: &str| json!({ "logon_id": logon });
-    let unbound = rider_send(
-        &p,
-        Method::POST,
-        "/v1/riders/me/real-name",
-        &a.token,
-        Some(&check("13800000000")),
-    )
-    .await;
-    assert_eq!(
-        (unbound.status, unbound.error_code().as_deref()),
-        (409, Some("wallet_not_bound"))
-    );
+    let refused = buy(&p, &a.token, &rider_order("wulin-square", "app-1")).await;
+    assert_eq!(refusal(&refused), (403, Some("real_name_required".into())));
+    let unbound = check_real_name(&p, &a.token, "13800000000").await;
+    assert_eq!(refusal(&unbound), (409, Some("wallet_not_bound".into())));
 
     // A's wallet: an account not (yet) certified. B's account is certified.
     let user = p.bind_wallet(&a, 10_000, 10_000).await;
@@ -764,42 +774,15 @@ async fn rider_buys_a_ticket_in_the_app(db: Db) {
     let own_logon = logon_of(user.clone()).await;
     let other_logon = logon_of(p.sandbox.wallet(0, None).await).await;
 
-    let borrowed = rider_send(
-        &p,
-        Method::POST,
-        "/v1/riders/me/real-name",
-        &a.token,
-        Some(&check(&other_logon)),
-    )
-    .await;
-    assert_eq!(
-        (borrowed.status, borrowed.error_code().as_deref()),
-        (422, Some("not_your_wallet"))
-    );
-    let unknown = rider_send(
-        &p,
-        Method::POST,
-        "/v1/riders/me/real-name",
-        &a.token,
-        Some(&check("nobody@example.invalid")),
-    )
-    .await;
-    assert_eq!(
-        (unknown.status, unknown.error_code().as_deref()),
-        (422, Some("unknown_account"))
-    );
+    let borrowed = check_real_name(&p, &a.token, &other_logon).await;
+    assert_eq!(refusal(&borrowed), (422, Some("not_your_wallet".into())));
+    let unknown = check_real_name(&p, &a.token, "nobody@example.invalid").await;
+    assert_eq!(refusal(&unknown), (422, Some("unknown_account".into())));
     for bad in ["", "a b", &"9".repeat(65)] {
-        let answer = rider_send(
-            &p,
-            Method::POST,
-            "/v1/riders/me/real-name",
-            &a.token,
-            Some(&check(bad)),
-        )
-        .await;
+        let answer = check_real_name(&p, &a.token, bad).await;
         assert_eq!(
-            (answer.status, answer.error_code().as_deref()),
-            (422, Some("invalid_logon_id")),
+            refusal(&answer),
+            (422, Some("invalid_logon_id".into())),
             "{bad:?}"
         );
     }
@@ -809,24 +792,10 @@ async fn rider_buys_a_ticket_in_the_app(db: Db) {
         "nothing recorded"
     );
 
-    let not_yet = rider_send(
-        &p,
-        Method::POST,
-        "/v1/riders/me/real-name",
-        &a.token,
-        Some(&check(&own_logon)),
-    )
-    .await;
+    let not_yet = check_real_name(&p, &a.token, &own_logon).await;
     assert_eq!(not_yet.status, 200);
     assert_eq!(not_yet.json::<Value>().unwrap()["status"], "not_certified");
-    let refused = rider_send(
-        &p,
-        Method::POST,
-        "/v1/riders/me/tickets",
-        &a.token,
-        Some(&rider_order("wulin-square", "app-1")),
-    )
-    .await;
+    let refused = buy(&p, &a.token, &rider_order("wulin-square", "app-1")).await;
     assert_eq!(refused.error_code().as_deref(), Some("real_name_required"));
     assert_eq!(p.env.gw.count("ticket_orders").await, 0, "nothing written");
 
@@ -837,26 +806,12 @@ async fn rider_buys_a_ticket_in_the_app(db: Db) {
             json!({ "real_name": true }),
         )
         .await;
-    let certified = rider_send(
-        &p,
-        Method::POST,
-        "/v1/riders/me/real-name",
-        &a.token,
-        Some(&check(&own_logon)),
-    )
-    .await;
+    let certified = check_real_name(&p, &a.token, &own_logon).await;
     let certified: Value = certified.json().unwrap();
     assert_eq!(certified["status"], "certified");
     assert!(certified["checked_at_ms"].as_i64().is_some());
 
-    let placed = rider_send(
-        &p,
-        Method::POST,
-        "/v1/riders/me/tickets",
-        &a.token,
-        Some(&rider_order("wulin-square", "app-1")),
-    )
-    .await;
+    let placed = buy(&p, &a.token, &rider_order("wulin-square", "app-1")).await;
     assert_eq!(
         placed.status,
         201,
@@ -884,30 +839,16 @@ async fn rider_buys_a_ticket_in_the_app(db: Db) {
     assert_eq!(o["amount"]["amount"], fare.amount().to_string());
     let qr = o["qr_payload"].as_str().unwrap().to_string();
 
-    let again = rider_send(
-        &p,
-        Method::POST,
-        "/v1/riders/me/tickets",
-        &a.token,
-        Some(&rider_order("wulin-square", "app-1")),
-    )
-    .await;
+    let again = buy(&p, &a.token, &rider_order("wulin-square", "app-1")).await;
     assert_eq!(again.status, 200);
     assert_eq!(
         again.json::<Value>().unwrap()["order_id"],
         order_id.as_str()
     );
-    let other_journey = rider_send(
-        &p,
-        Method::POST,
-        "/v1/riders/me/tickets",
-        &a.token,
-        Some(&rider_order("xixing", "app-1")),
-    )
-    .await;
+    let other_journey = buy(&p, &a.token, &rider_order("xixing", "app-1")).await;
     assert_eq!(
-        (other_journey.status, other_journey.error_code().as_deref()),
-        (409, Some("idempotency_conflict"))
+        refusal(&other_journey),
+        (409, Some("idempotency_conflict".into()))
     );
 
     // Another rider sees none of it, and cannot fetch it by id.
@@ -996,5 +937,24 @@ async fn rider_buys_a_ticket_in_the_app(db: Db) {
     .await;
     assert_eq!(answer.status, 413);
     assert_eq!(p.env.gw.count("ticket_orders").await, orders_before);
+
+    // An app ticket is not paid through the agreement, so it does not hold up unbinding; and
+    // the answer was about that wallet's account: without it, the rider is unchecked again.
+    let pending = buy(&p, &a.token, &rider_order("xixing", "app-2")).await;
+    assert_eq!(pending.status, 201);
+    let unbound = rider_send(&p, Method::DELETE, "/v1/riders/me/wallet", &a.token, None).await;
+    assert_eq!(
+        unbound.status,
+        204,
+        "{}",
+        String::from_utf8_lossy(&unbound.body)
+    );
+    let name: Value = rider_send(&p, Method::GET, "/v1/riders/me/real-name", &a.token, None)
+        .await
+        .json()
+        .unwrap();
+    assert_eq!(name["status"], "unchecked");
+    let refused = buy(&p, &a.token, &rider_order("xixing", "app-3")).await;
+    assert_eq!(refusal(&refused), (403, Some("real_name_required".into())));
 }
 on_both!(rider_buys_a_ticket_in_the_app);

@@ -312,15 +312,7 @@ async fn get_rider_order(
     Rider(rider_id): Rider,
     Path(order_id): Path<String>,
 ) -> ApiResult<Json<TicketOrderView>> {
-    let not_found = || ApiError::NotFound(format!("no ticket order {order_id}"));
-    let id: i64 = order_id.parse().map_err(|_| not_found())?;
-    let order = state
-        .store
-        .ticket_order(id)
-        .await?
-        .filter(|o| o.rider_id == Some(rider_id))
-        .ok_or_else(not_found)?;
-    let charge = order_charge(&state, &order).await?;
+    let (order, charge) = order_of(&state, &order_id, |o| o.rider_id == Some(rider_id)).await?;
     Ok(Json(current_view(&state, order, &charge).await?))
 }
 
@@ -333,24 +325,36 @@ async fn order_charge(state: &AppState, order: &TicketOrderRow) -> ApiResult<Cha
     })
 }
 
-/// The order if it exists and belongs to this terminal; otherwise 404 (another terminal's order
-/// is indistinguishable from none).
-async fn own_order(
+/// The order `order_id` and its charge if it exists and `owns` it; otherwise 404 (another
+/// buyer's order is indistinguishable from none).
+async fn order_of(
     state: &AppState,
-    identity: &TerminalIdentity,
     order_id: &str,
+    owns: impl Fn(&TicketOrderRow) -> bool,
 ) -> ApiResult<(TicketOrderRow, ChargeRow)> {
-    let terminal = terminal_of(state, identity)?;
     let not_found = || ApiError::NotFound(format!("no ticket order {order_id}"));
     let id: i64 = order_id.parse().map_err(|_| not_found())?;
     let order = state
         .store
         .ticket_order(id)
         .await?
-        .filter(|o| o.terminal_id.as_deref() == Some(terminal.terminal_id.as_str()))
+        .filter(|o| owns(o))
         .ok_or_else(not_found)?;
     let charge = order_charge(state, &order).await?;
     Ok((order, charge))
+}
+
+/// The order if it belongs to this terminal.
+async fn own_order(
+    state: &AppState,
+    identity: &TerminalIdentity,
+    order_id: &str,
+) -> ApiResult<(TicketOrderRow, ChargeRow)> {
+    let terminal = terminal_of(state, identity)?;
+    order_of(state, order_id, |o| {
+        o.terminal_id.as_deref() == Some(terminal.terminal_id.as_str())
+    })
+    .await
 }
 
 async fn get_order(

@@ -881,7 +881,7 @@ function showTicketOrder(order) {
     status.textContent = ticketLine(order);
     return;
   }
-  status.textContent = t("ticket_ordered", values);
+  status.textContent = t("ticket_ordered", { ...values, time: clock(order.expires_at_ms, false) });
   const canvas = document.getElementById("ticket-qr");
   drawQr(canvas, new TextEncoder().encode(order.qr_payload));
   canvas.dataset.payload = order.qr_payload;
@@ -891,6 +891,7 @@ function showTicketOrder(order) {
   if (/^https?:\/\//i.test(order.qr_payload)) link.href = order.qr_payload;
   link.parentElement.hidden = !/^https?:\/\//i.test(order.qr_payload);
   pay.hidden = false;
+  canvas.scrollIntoView({ block: "center" });
   ticketPoll = setInterval(async () => {
     try {
       const now = await api("GET", "/v1/riders/me/tickets/" + encodeURIComponent(order.order_id));
