@@ -31,9 +31,22 @@ let detail = null; // {series, forecast}
 
 class ApiError extends Error {}
 
+/** How long a read may take before the page says it failed (as the rider app's reads do). */
+const FETCH_TIMEOUT_MS = 8000;
+
 async function getJson(path) {
-  const response = await fetch(path, { cache: "no-store" });
-  const text = await response.text();
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), FETCH_TIMEOUT_MS);
+  let response;
+  let text;
+  try {
+    response = await fetch(path, { cache: "no-store", signal: abort.signal });
+    text = await response.text();
+  } catch (_) {
+    throw new ApiError(t("no_network"));
+  } finally {
+    clearTimeout(timer);
+  }
   let json = null;
   try {
     json = JSON.parse(text);
