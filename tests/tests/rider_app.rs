@@ -1106,6 +1106,17 @@ async fn real_name_and_ticket(c: &Client, app: &str, p: &PaidEnv, axe: Option<&s
     .await;
     screenshot(c, "44-ticket-paid").await;
     assert_accessible(c, axe, "tickets (paid)").await;
+
+    click(c, "#lang").await;
+    until(
+        c,
+        "the tickets view in Chinese",
+        "return document.getElementById('tickets-h').textContent === '车票' \
+           && document.querySelector('#tickets li[data-status=paid]').textContent.includes('已支付');",
+    )
+    .await;
+    screenshot(c, "45-tickets-zh").await;
+    assert_accessible(c, axe, "tickets (Chinese)").await;
 }
 
 /// Binds a sandbox wallet holding `balance_fen` the way a rider does in the app: Wallet, "Bind

@@ -755,6 +755,8 @@ const TICKET_POLL_MS = 2000;
 let pendingTicketRequest = null;
 let ticketPoll = null;
 let ticketStations = [];
+/** The order last shown under the form (redrawn in another language). */
+let shownTicketOrder = null;
 
 function loadTickets() {
   return busy("view-tickets", loadTicketsNow);
@@ -870,6 +872,7 @@ function showTicketOrder(order) {
   };
   status.dataset.order = order.order_id;
   status.dataset.status = order.status;
+  shownTicketOrder = order;
   stopTicketPoll();
   if (order.status === "paid") {
     pay.hidden = true;
@@ -1099,6 +1102,10 @@ function rerender() {
     renderJourneys();
   }
   if (!document.getElementById("view-stations").hidden) renderStations();
+  if (!document.getElementById("view-tickets").hidden) {
+    loadTickets();
+    if (shownTicketOrder) showTicketOrder(shownTicketOrder);
+  }
 }
 
 async function main() {
