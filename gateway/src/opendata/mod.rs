@@ -350,8 +350,8 @@ fn write_entries(
 }
 
 /// Streams the O–D rows from the store, applies the rules row by row and writes what may be
-/// published, in origin, band, destination order. With noise: every cell gets its noise, then
-/// rules 1 and 2 on the noisy counts (not rule 3, `rules::od_row_withheld_noisy` says why).
+/// published, in origin, band, destination order. With noise: every cell gets its noise, and
+/// only rule 1 applies to the noisy counts (`rules::noisy_withheld` says why).
 async fn write_od(
     store: &Store,
     dir: &Path,
@@ -390,7 +390,7 @@ async fn write_od(
                 }
                 Some(noise) => {
                     let counts: Vec<i64> = cells.iter().map(|(_, n)| noise.add(*n)).collect();
-                    let fates = rules::od_row_withheld_noisy(&counts, noise.threshold, bound);
+                    let fates = rules::noisy_withheld(&counts, noise.threshold);
                     (counts, fates)
                 }
             };

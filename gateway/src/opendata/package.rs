@@ -151,14 +151,11 @@ fn suppressed(s: &Suppression) -> Value {
     })
 }
 
-/// With noise, the package states only what the noisy release shows: cells published, and
-/// cells withheld by the entries bound (decided on published counts). How many non-empty cells
-/// fell below the threshold is not stated: a rider's lone trip would change it with certainty.
+/// With noise, the package states only what the noisy release shows: the cells published.
+/// How many non-empty cells fell below the threshold is not stated: a rider's lone trip would
+/// change it with certainty.
 fn suppressed_noisy(s: &Suppression) -> Value {
-    json!({
-        "cells_published": s.cells_published,
-        "cells_withheld_entries_bound": s.cells_bound,
-    })
+    json!({ "cells_published": s.cells_published })
 }
 
 /// The `privacy` section of a noisy package.
@@ -179,8 +176,8 @@ fn privacy_noisy(k: i64, n: &NoiseReport, f: &Facts<'_>) -> Value {
             format!("At most {c} journeys per rider and day are counted (the first by entry time)."),
             "Every count gets independent two-sided geometric noise; counts are not exact.",
             format!("A noisy count below {threshold} (the larger of k = {k} and tau = {}) is not published.", t.tau),
-            "In each origin and band, the published O-D journeys never exceed the published entries of that origin in the band's hours; O-D cells are withheld, smallest first, until they do.",
-            "Withheld cells are omitted: an absent row may be zero, small, or withheld. No totals are published.",
+            "The two tables are noised independently: an origin's published O-D journeys may exceed its published entries.",
+            "Withheld cells are omitted: an absent row may be zero or below the threshold. No totals are published.",
         ],
         "differential_privacy": {
             "applied": true,
