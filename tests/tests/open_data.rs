@@ -668,7 +668,8 @@ turnpike_tests::on_both!(noisy_export_bounds_each_rider);
 /// The cost of a large day (docs/open-data.md, "Cost"): `OPEN_DATA_JOURNEYS` (default 1 M)
 /// closed journeys over 300 stations, written by SQL as the gateway writes them (3 % without an
 /// exit, 10 % capped), exported by the `gateway` binary under `/usr/bin/time -v`, on
-/// PostgreSQL (or SQLite with `OPEN_DATA_DB=sqlite`). Run by hand:
+/// PostgreSQL (or SQLite with `OPEN_DATA_DB=sqlite`); with `OPEN_DATA_EPSILON=E`, exported
+/// with `--epsilon E` (and the default bound and δ). Run by hand:
 /// `cargo build -p gateway && cargo test -p turnpike-tests --test open_data -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: about a minute and a 1 M-row database"]
@@ -756,6 +757,9 @@ async fn a_large_day() {
     std::fs::write(&config, format!("[database]\nurl = \"{}\"\n", db.url())).unwrap();
     let exe = std::env::current_exe().unwrap();
     let bin = exe.parent().and_then(Path::parent).unwrap().join("gateway");
+    let epsilon: Vec<String> = std::env::var("OPEN_DATA_EPSILON")
+        .map(|e| vec!["--epsilon".to_string(), e])
+        .unwrap_or_default();
     let output = std::process::Command::new("/usr/bin/time")
         .arg("-v")
         .arg(&bin)
@@ -763,6 +767,7 @@ async fn a_large_day() {
         .arg(&out.0)
         .arg("--config")
         .arg(&config)
+        .args(&epsilon)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
