@@ -136,8 +136,13 @@ async fn main() -> anyhow::Result<()> {
                 .map(|e| gateway::opendata::dp::Dp::new(e, delta, max_journeys_per_rider))
                 .transpose()?;
             // The noise's generator: a CSPRNG (ChaCha) seeded from the operating system.
-            let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_rng(rand::rngs::OsRng)
-                .context("seeding the noise's generator from the operating system")?;
+            let mut rng = match dp {
+                None => None,
+                Some(_) => Some(
+                    <rand::rngs::StdRng as rand::SeedableRng>::from_rng(rand::rngs::OsRng)
+                        .context("seeding the noise's generator from the operating system")?,
+                ),
+            };
             let store = gateway::store::Store::connect(config.database.url.expose(), 2, 1).await?;
             let operators: Vec<_> = store
                 .operators()
@@ -165,11 +170,11 @@ async fn main() -> anyhow::Result<()> {
                     out: out.clone(),
                     licence: gateway::opendata::package::Licence::named(&licence),
                 };
-                let report = match &dp {
-                    None => gateway::opendata::export(&store, op, &job).await,
-                    Some(dp) => {
-                        gateway::opendata::export_noisy(&store, op, &job, dp, &mut rng).await
+                let report = match (&dp, rng.as_mut()) {
+                    (Some(dp), Some(rng)) => {
+                        gateway::opendata::export_noisy(&store, op, &job, dp, rng).await
                     }
+                    _ => gateway::opendata::export(&store, op, &job).await,
                 }
                 .with_context(|| format!("exporting {} for {date}", op.operator_id))?;
                 println!("{report}");

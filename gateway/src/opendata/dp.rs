@@ -235,7 +235,7 @@ pub fn discrete_laplace<R: Rng + ?Sized>(rng: &mut R, s: u64, t: u64) -> i64 {
         while bernoulli_exp_minus(rng, 1, 1) {
             v += 1;
         }
-        let y = (u + t.saturating_mul(v)) / s;
+        let y = u.saturating_add(t.saturating_mul(v)) / s;
         let negative: bool = rng.gen();
         if negative && y == 0 {
             continue;

@@ -52,13 +52,15 @@ const DAY_JOURNEYS: &str = "FROM journeys
 
 /// The `FROM … WHERE …` of a count: the day's journeys, or with a bound only each rider's
 /// first `max` of them by entry time (journey id breaks ties), numbered by a window function
-/// in the database. Both tables count from the same bounded set, so an O–D row's journeys stay
-/// a subset of its origin's entries.
+/// in the database (which sorts only the columns the counts read). Both tables count from the
+/// same bounded set, so an O–D row's journeys stay a subset of its origin's entries.
 fn day_journeys(day: &DayQuery<'_>) -> String {
     match day.journeys_per_rider_max {
         None => DAY_JOURNEYS.to_string(),
         Some(max) => format!(
-            "FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY rider_id ORDER BY entry_at_ms, journey_id) AS rider_journey
+            "FROM (SELECT entry_location_id, entry_at_ms, exit_location_id, close_reason,
+                          fare_minor, charge_minor,
+                          ROW_NUMBER() OVER (PARTITION BY rider_id ORDER BY entry_at_ms, journey_id) AS rider_journey
                    {DAY_JOURNEYS}) AS journeys
              WHERE rider_journey <= {max}"
         ),
