@@ -479,6 +479,39 @@ mod tests {
     }
 
     #[test]
+    fn a_lone_riders_cells_appear_as_often_as_delta_says() {
+        // The δ argument with the sampler itself, at a threshold low enough to see it happen:
+        // ε_t = 0.5, C = 4, τ = 12. A rider alone in one cell of 4 journeys, or in 4 cells of 1,
+        // makes a published cell with the frequency the tail gives (one cell: exactly; four:
+        // at most the union bound, which is what δ_t adds up), and the worst of the two is
+        // `delta_at`.
+        let (epsilon, c, tau) = (0.5, 4i64, 12i64);
+        let t = Table::new(500_000, MILLION, c, 1e-3);
+        let alpha = (-epsilon / c as f64).exp();
+        let mut rng = StdRng::seed_from_u64(11);
+        let n = 200_000;
+        let one_cell = (0..n).filter(|_| c + t.noise(&mut rng) >= tau).count() as f64 / n as f64;
+        let four_cells = (0..n)
+            .filter(|_| (0..c).any(|_| 1 + t.noise(&mut rng) >= tau))
+            .count() as f64
+            / n as f64;
+        let p_one = tail(alpha, tau - c);
+        let p_four = 1.0 - (1.0 - tail(alpha, tau - 1)).powi(c as i32);
+        let se = |p: f64| (p * (1.0 - p) / n as f64).sqrt();
+        assert!(
+            (one_cell - p_one).abs() <= 5.0 * se(p_one),
+            "{one_cell} vs {p_one}"
+        );
+        assert!(
+            (four_cells - p_four).abs() <= 5.0 * se(p_four),
+            "{four_cells} vs {p_four}"
+        );
+        let bound = delta_at(epsilon, c, tau);
+        assert!(p_one <= bound && 4.0 * tail(alpha, tau - 1) <= bound * (1.0 + 1e-12));
+        assert!(one_cell.max(four_cells) <= bound + 5.0 * se(bound));
+    }
+
+    #[test]
     fn the_tail_is_the_pmf_summed() {
         let alpha = (-0.3f64).exp();
         for m in 1..10 {
