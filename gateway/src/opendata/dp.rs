@@ -99,21 +99,26 @@ impl fmt::Display for Epsilon {
 /// trip makes three or four; beyond four the noise (scale C/ε) and τ grow for the few riders
 /// who ride more. The export prints how many journeys the bound left out.
 pub const JOURNEYS_PER_RIDER_DEFAULT: i64 = 4;
+/// At 32 and ε = 1 the noise's scale is 64 and τ about 1,250: a day would publish next to
+/// nothing, so a larger bound is a mistake.
 pub const JOURNEYS_PER_RIDER_MAX: i64 = 32;
 /// The default δ for the package (split between the tables): the chance, for the worst-placed
 /// rider, that cells only they made appear at all. Kept below one over the riders of a day of
 /// a large network (10^6–10^7), so that even summed over every rider of the day the expected
 /// number of riders it fails is below one.
 pub const DELTA_DEFAULT: f64 = 1e-7;
+/// Above this δ is no longer small beside one over the riders of even a small network's day.
 pub const DELTA_MAX: f64 = 1e-3;
+/// Below this a smaller δ only raises τ; it is already far below any other risk of the export.
 pub const DELTA_MIN: f64 = 1e-15;
 
-/// What a noisy export is asked for: the package's total (ε, δ) and the bound C.
+/// What a noisy export is asked for: the package's total (ε, δ) and the bound C, checked
+/// ([`Dp::new`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Dp {
-    pub epsilon: Epsilon,
-    pub delta: f64,
-    pub journeys_per_rider_max: i64,
+    epsilon: Epsilon,
+    delta: f64,
+    journeys_per_rider_max: i64,
 }
 
 impl Dp {
@@ -131,6 +136,19 @@ impl Dp {
             delta,
             journeys_per_rider_max,
         })
+    }
+
+    pub fn epsilon(&self) -> Epsilon {
+        self.epsilon
+    }
+
+    pub fn delta(&self) -> f64 {
+        self.delta
+    }
+
+    /// C: journeys counted per rider and day.
+    pub fn journeys_per_rider_max(&self) -> i64 {
+        self.journeys_per_rider_max
     }
 
     /// One table's share: half of ε and half of δ (the package has two tables).

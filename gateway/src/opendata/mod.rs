@@ -107,11 +107,11 @@ impl std::fmt::Display for Report {
             writeln!(
                 f,
                 "  noisy counts: ε = {} (ε = {} per table), δ = {:e} ({:e} per table), at most {} journeys per rider; geometric noise of scale {:.1}; published only from {} (τ = {}, k = {})",
-                n.dp.epsilon,
+                n.dp.epsilon(),
                 n.table.epsilon,
-                n.dp.delta,
+                n.dp.delta(),
                 n.table.delta,
-                n.dp.journeys_per_rider_max,
+                n.dp.journeys_per_rider_max(),
                 n.table.scale(),
                 n.threshold,
                 n.table.tau,
@@ -120,7 +120,7 @@ impl std::fmt::Display for Report {
             writeln!(
                 f,
                 "  journeys beyond a rider's first {} (not counted): {}; the journeys below are exact, for the operator only (not covered by ε: do not publish this report)",
-                n.dp.journeys_per_rider_max, n.journeys_beyond_bound
+                n.dp.journeys_per_rider_max(), n.journeys_beyond_bound
             )?;
         }
         table(f, ENTRIES_FILE, &self.entries)?;
@@ -214,7 +214,7 @@ async fn export_with(
         business_day: &name,
         start_ms: day.start_ms,
         end_ms: day.end_ms,
-        journeys_per_rider_max: noise.as_ref().map(|n| n.dp.journeys_per_rider_max),
+        journeys_per_rider_max: noise.as_ref().map(|n| n.dp.journeys_per_rider_max()),
     };
     let parent = job.out.join(&operator.operator_id);
     let dir = parent.join(&name);
@@ -247,7 +247,7 @@ async fn export_with(
             threshold: n.threshold,
             k: job.k,
             journeys_beyond_bound: store
-                .open_data_beyond_bound(query, n.dp.journeys_per_rider_max)
+                .open_data_beyond_bound(query, n.dp.journeys_per_rider_max())
                 .await?,
         }),
     };

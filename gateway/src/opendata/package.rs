@@ -161,7 +161,7 @@ fn suppressed_noisy(s: &Suppression) -> Value {
 /// The `privacy` section of a noisy package.
 fn privacy_noisy(k: i64, n: &NoiseReport, f: &Facts<'_>) -> Value {
     let t = &n.table;
-    let c = n.dp.journeys_per_rider_max;
+    let c = n.dp.journeys_per_rider_max();
     let threshold = n.threshold;
     let table = json!({
         "epsilon": t.epsilon,
@@ -183,8 +183,8 @@ fn privacy_noisy(k: i64, n: &NoiseReport, f: &Facts<'_>) -> Value {
             "applied": true,
             "unit": "rider: neighbouring days differ by all of one rider's journeys of the business day",
             "max_journeys_per_rider": c,
-            "epsilon": n.dp.epsilon.as_f64(),
-            "delta": n.dp.delta,
+            "epsilon": n.dp.epsilon().as_f64(),
+            "delta": n.dp.delta(),
             "composition": "basic: the two tables' epsilons and deltas add up to the package's",
             "mechanism": "two-sided geometric (discrete Laplace) noise with P[z] proportional to exp(-epsilon_table * |z| / max_journeys_per_rider) on each non-empty cell, sampled exactly with integer arithmetic (Canonne, Kamath and Steinke 2020); a cell is published only if its noisy count is at least the threshold (the stability-based histogram: delta bounds the chance that a cell only one rider made appears at all)",
             "delta_formula": "delta_table = max(e^epsilon_table, C * e^(epsilon_table / C)) * alpha^tau / (1 + alpha), alpha = e^(-epsilon_table / C), C = max_journeys_per_rider",
@@ -263,7 +263,7 @@ pub fn datapackage(f: &Facts<'_>) -> Value {
             f.operator.name),
         Some(n) => format!(
             "Hourly entries per station and fare class, and the origin-destination matrix per hour band, of the metro of operator {} on {day}. Counted from closed journeys (entry and exit taps) by the Turnpike gateway, at most {} per rider, with differentially private noise (epsilon {} for the package, delta {:e}); noisy counts below {} are withheld (see privacy). No rider, credential, code or exact time is published.",
-            f.operator.name, n.dp.journeys_per_rider_max, n.dp.epsilon, n.dp.delta, n.threshold),
+            f.operator.name, n.dp.journeys_per_rider_max(), n.dp.epsilon(), n.dp.delta(), n.threshold),
     };
     let privacy = match f.noise {
         None => json!({
