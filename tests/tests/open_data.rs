@@ -489,22 +489,35 @@ async fn capped_journeys_are_a_fare_class(db: Db) {
 
 turnpike_tests::on_both!(capped_journeys_are_a_fare_class);
 
+/// Today in the demo metro's zone.
+fn today_there() -> rules::Day {
+    rules::Day::new(today(), jiff::tz::TimeZone::get("Asia/Shanghai").unwrap()).unwrap()
+}
+
+/// What the export asks the store for `day` (named `name`), with or without the bound.
+fn day_query<'a>(
+    day: &rules::Day,
+    name: &'a str,
+    journeys_per_rider_max: Option<i64>,
+) -> gateway::store::opendata::DayQuery<'a> {
+    gateway::store::opendata::DayQuery {
+        operator_id: METRO_OPERATOR,
+        business_day: name,
+        start_ms: day.start_ms,
+        end_ms: day.end_ms,
+        journeys_per_rider_max,
+    }
+}
+
 /// Entries per station and O–D journeys per pair, as the store counts them (the test's
 /// journeys all enter in one hour and one band).
 async fn store_counts(
     env: &Env,
     journeys_per_rider_max: Option<i64>,
 ) -> (BTreeMap<String, i64>, BTreeMap<(String, String), i64>) {
-    use gateway::store::opendata::DayQuery;
-    let day = rules::Day::new(today(), jiff::tz::TimeZone::get("Asia/Shanghai").unwrap()).unwrap();
+    let day = today_there();
     let name = day.name();
-    let query = DayQuery {
-        operator_id: METRO_OPERATOR,
-        business_day: &name,
-        start_ms: day.start_ms,
-        end_ms: day.end_ms,
-        journeys_per_rider_max,
-    };
+    let query = day_query(&day, &name, journeys_per_rider_max);
     let store = &env.gw.state.store;
     let mut entries = BTreeMap::new();
     for e in store.open_data_entries(query).await.unwrap() {
@@ -566,22 +579,13 @@ async fn noisy_export_bounds_each_rider(db: Db) {
     assert_eq!(bounded, expected_counts(&riders, c as usize));
     assert_eq!(bounded.0[&s[7]], 2);
     assert_eq!(bounded.1[&(s[1].clone(), s[7].clone())], 2);
-    let day = rules::Day::new(today(), jiff::tz::TimeZone::get("Asia/Shanghai").unwrap()).unwrap();
+    let day = today_there();
     let name = day.name();
     let beyond = env
         .gw
         .state
         .store
-        .open_data_beyond_bound(
-            gateway::store::opendata::DayQuery {
-                operator_id: METRO_OPERATOR,
-                business_day: &name,
-                start_ms: day.start_ms,
-                end_ms: day.end_ms,
-                journeys_per_rider_max: None,
-            },
-            c,
-        )
+        .open_data_beyond_bound(day_query(&day, &name, None), c)
         .await
         .unwrap();
     assert_eq!(beyond, 46);
