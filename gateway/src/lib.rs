@@ -12,7 +12,8 @@
 //! - [`network`]: fare networks in force (metro fares, toll tables) per operator.
 //! - [`registry`]: in-memory snapshots of terminals, deny list and issuer keys.
 //! - [`store`]: the only module that speaks SQL (PostgreSQL and SQLite).
-//! - [`opendata`]: the daily open-data export (counts, suppression, Frictionless package).
+//! - [`opendata`]: the daily open-data export (counts, suppression, Frictionless package;
+//!   optionally differentially private noise).
 //!
 //! - [`charging`], [`provider`]: collecting the money through the payment provider.
 

@@ -62,6 +62,16 @@ enum ExportCommand {
         /// The licence the package states (SPDX id).
         #[arg(long, default_value = gateway::opendata::package::Licence::DEFAULT)]
         licence: String,
+        /// Differential privacy: the day's package's total budget ε (a decimal, 0.01…10),
+        /// half per table. Without it the counts are exact.
+        #[arg(long)]
+        epsilon: Option<gateway::opendata::dp::Epsilon>,
+        /// With --epsilon: the package's total δ, half per table.
+        #[arg(long, default_value_t = gateway::opendata::dp::DELTA_DEFAULT, requires = "epsilon")]
+        delta: f64,
+        /// With --epsilon: journeys counted per rider and day (the first by entry time).
+        #[arg(long, default_value_t = gateway::opendata::dp::JOURNEYS_PER_RIDER_DEFAULT, requires = "epsilon")]
+        max_journeys_per_rider: i64,
         /// TOML config file (the database is `database.url`), as for `serve`.
         #[arg(long)]
         config: Option<PathBuf>,
@@ -114,11 +124,25 @@ async fn main() -> anyhow::Result<()> {
                     operator,
                     k,
                     licence,
+                    epsilon,
+                    delta,
+                    max_journeys_per_rider,
                     config,
                 },
         } => {
             let config = Config::load(config.as_deref())?;
             gateway::opendata::check_k(k)?;
+            let dp = epsilon
+                .map(|e| gateway::opendata::dp::Dp::new(e, delta, max_journeys_per_rider))
+                .transpose()?;
+            // The noise's generator: a CSPRNG (ChaCha) seeded from the operating system.
+            let mut rng = match dp {
+                None => None,
+                Some(_) => Some(
+                    <rand::rngs::StdRng as rand::SeedableRng>::from_rng(rand::rngs::OsRng)
+                        .context("seeding the noise's generator from the operating system")?,
+                ),
+            };
             let store = gateway::store::Store::connect(config.database.url.expose(), 2, 1).await?;
             let operators: Vec<_> = store
                 .operators()
@@ -146,9 +170,13 @@ async fn main() -> anyhow::Result<()> {
                     out: out.clone(),
                     licence: gateway::opendata::package::Licence::named(&licence),
                 };
-                let report = gateway::opendata::export(&store, op, &job)
-                    .await
-                    .with_context(|| format!("exporting {} for {date}", op.operator_id))?;
+                let report = match (&dp, rng.as_mut()) {
+                    (Some(dp), Some(rng)) => {
+                        gateway::opendata::export_noisy(&store, op, &job, dp, rng).await
+                    }
+                    _ => gateway::opendata::export(&store, op, &job).await,
+                }
+                .with_context(|| format!("exporting {} for {date}", op.operator_id))?;
                 println!("{report}");
             }
             store.close().await;

@@ -2,7 +2,9 @@
 //! gateway, exported from its database (by the library and by the `gateway export open-data`
 //! command), on both databases. It proves that a single rider's rare trip cannot be read from
 //! the export — neither directly nor by subtracting published counts — and that the common
-//! cells are exact and the `datapackage.json` describes the files.
+//! cells are exact and the `datapackage.json` describes the files. With `--epsilon`, that each
+//! rider counts at most C journeys, that the noisy package still meets its own schema, and that
+//! every run draws new noise.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -30,6 +32,13 @@ fn trips(target: usize) -> Vec<(usize, usize)> {
 /// Runs every trip through the gateway: an entry at the origin's gate 1, an exit at the
 /// destination's gate 2, each rider with their own device.
 async fn ride(env: &Env, trips: &[(usize, usize)]) {
+    let riders: Vec<Vec<(usize, usize)>> = trips.iter().map(|&t| vec![t]).collect();
+    ride_riders(env, &riders).await;
+}
+
+/// Runs each rider's journeys, in order, through the gateway (as [`ride`]), one device per
+/// rider.
+async fn ride_riders(env: &Env, riders: &[Vec<(usize, usize)>]) {
     let stops = demo_stops();
     let mut sequences: HashMap<String, u64> = HashMap::new();
     let mut next = |id: &str| {
@@ -37,21 +46,23 @@ async fn ride(env: &Env, trips: &[(usize, usize)]) {
         *s += 1;
         *s
     };
-    for &(o, d) in trips {
+    for journeys in riders {
         let rider = env.gw.rider().await;
-        for (stop, n, direction) in [(o, 1, Direction::Entry), (d, 2, Direction::Exit)] {
-            let id = gate(&stops[stop], n);
-            let answer = env
-                .gw
-                .terminal(&id)
-                .tap(&tap(
-                    next(&id),
-                    direction,
-                    rider.ride_code(now_ms()).unwrap(),
-                ))
-                .await
-                .unwrap();
-            assert_eq!(answer.decision, Decision::Approve, "{answer:?}");
+        for &(o, d) in journeys {
+            for (stop, n, direction) in [(o, 1, Direction::Entry), (d, 2, Direction::Exit)] {
+                let id = gate(&stops[stop], n);
+                let answer = env
+                    .gw
+                    .terminal(&id)
+                    .tap(&tap(
+                        next(&id),
+                        direction,
+                        rider.ride_code(now_ms()).unwrap(),
+                    ))
+                    .await
+                    .unwrap();
+                assert_eq!(answer.decision, Decision::Approve, "{answer:?}");
+            }
         }
     }
 }
@@ -365,8 +376,8 @@ fn frictionless_validate(dir: &Path) {
 }
 
 /// `gateway export open-data` on the gateway's database (its config file), as an operator
-/// runs it: the same tables as the library wrote.
-async fn cli_export(env: &Env, out: &Path, expected: &[String]) {
+/// runs it, with `extra` arguments: its output, and the package's directory.
+fn run_export_command(env: &Env, out: &Path, extra: &[&str]) -> (String, PathBuf) {
     let exe = std::env::current_exe().unwrap();
     let bin = exe.parent().and_then(Path::parent).unwrap().join("gateway");
     if !bin.exists() {
@@ -389,19 +400,25 @@ async fn cli_export(env: &Env, out: &Path, expected: &[String]) {
         .arg(out)
         .args(["--operator", METRO_OPERATOR, "--config"])
         .arg(&config)
+        .args(extra)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    (stdout, out.join(METRO_OPERATOR).join(today().to_string()))
+}
+
+/// The command writes the same tables as the library wrote.
+async fn cli_export(env: &Env, out: &Path, expected: &[String]) {
+    let (stdout, dir) = run_export_command(env, out, &[]);
     assert!(
         stdout.contains("withheld 5 cells (3 small, 0 entries bound, 2 complementary"),
         "{stdout}"
     );
-    let dir = out.join(METRO_OPERATOR).join(today().to_string());
     assert_eq!(published(&dir).files, expected);
     check_package(&dir);
 }
@@ -472,10 +489,191 @@ async fn capped_journeys_are_a_fare_class(db: Db) {
 
 turnpike_tests::on_both!(capped_journeys_are_a_fare_class);
 
+/// Today in the demo metro's zone.
+fn today_there() -> rules::Day {
+    rules::Day::new(today(), jiff::tz::TimeZone::get("Asia/Shanghai").unwrap()).unwrap()
+}
+
+/// What the export asks the store for `day` (named `name`), with or without the bound.
+fn day_query<'a>(
+    day: &rules::Day,
+    name: &'a str,
+    journeys_per_rider_max: Option<i64>,
+) -> gateway::store::opendata::DayQuery<'a> {
+    gateway::store::opendata::DayQuery {
+        operator_id: METRO_OPERATOR,
+        business_day: name,
+        start_ms: day.start_ms,
+        end_ms: day.end_ms,
+        journeys_per_rider_max,
+    }
+}
+
+/// Entries per station and O–D journeys per pair, as the store counts them (the test's
+/// journeys all enter in one hour and one band).
+async fn store_counts(
+    env: &Env,
+    journeys_per_rider_max: Option<i64>,
+) -> (BTreeMap<String, i64>, BTreeMap<(String, String), i64>) {
+    let day = today_there();
+    let name = day.name();
+    let query = day_query(&day, &name, journeys_per_rider_max);
+    let store = &env.gw.state.store;
+    let mut entries = BTreeMap::new();
+    for e in store.open_data_entries(query).await.unwrap() {
+        *entries.entry(e.station_id).or_default() += e.journeys;
+    }
+    let mut od = BTreeMap::new();
+    store
+        .open_data_od_rows(query, &day.band_starts_ms, |origin, _, cells| {
+            for (destination, n) in cells {
+                *od.entry((origin.to_string(), destination)).or_default() += n;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    (entries, od)
+}
+
+/// What the store should count for these riders' journeys, each rider's first `max` only.
+fn expected_counts(
+    riders: &[Vec<(usize, usize)>],
+    max: usize,
+) -> (BTreeMap<String, i64>, BTreeMap<(String, String), i64>) {
+    let s = demo_stops();
+    let (mut entries, mut od) = (BTreeMap::new(), BTreeMap::new());
+    for &(o, d) in riders.iter().flat_map(|r| r.iter().take(max)) {
+        *entries.entry(s[o].clone()).or_default() += 1;
+        *od.entry((s[o].clone(), s[d].clone())).or_default() += 1;
+    }
+    (entries, od)
+}
+
+async fn noisy_export_bounds_each_rider(db: Db) {
+    // 80 riders go 1 → 2 and 80 go 2 → 5, once each; one more rider goes back and forth
+    // between 1 and 7 fifty times. Counted with the bound C = 4 (noise off), that rider
+    // contributes exactly their first four journeys: the counts equal those of the same day
+    // with the other 46 journeys removed. Exported with `--epsilon 4` by the `gateway` command
+    // three times: each package meets its schema (minimum = the threshold), states the budget,
+    // publishes the common cells within a generous distance of the true counts and nothing
+    // of station 7, and the three runs' noise differs.
+    let Some(env) = Env::start(db).await else {
+        return;
+    };
+    same_hour_for_a_while().await;
+    let s = demo_stops();
+    let c: i64 = 4;
+    let heavy: Vec<(usize, usize)> = (0..50)
+        .map(|i| if i % 2 == 0 { (1, 7) } else { (7, 1) })
+        .collect();
+    let mut riders: Vec<Vec<(usize, usize)>> = vec![vec![(1, 2)]; 80];
+    riders.extend(vec![vec![(2, 5)]; 80]);
+    riders.push(heavy);
+    ride_riders(&env, &riders).await;
+
+    // The bound, exactly: unbounded the rider's 50 journeys are all there; bounded, only the
+    // first four (1→7, 7→1, 1→7, 7→1), as if the rest had not happened.
+    assert_eq!(store_counts(&env, None).await, expected_counts(&riders, 50));
+    let bounded = store_counts(&env, Some(c)).await;
+    assert_eq!(bounded, expected_counts(&riders, c as usize));
+    assert_eq!(bounded.0[&s[7]], 2);
+    assert_eq!(bounded.1[&(s[1].clone(), s[7].clone())], 2);
+    let day = today_there();
+    let name = day.name();
+    let beyond = env
+        .gw
+        .state
+        .store
+        .open_data_beyond_bound(day_query(&day, &name, None), c)
+        .await
+        .unwrap();
+    assert_eq!(beyond, 46);
+
+    // ε = 4 for the package (2 per table), C = 4, δ = 1e-7: noise of scale 2, τ = 37.
+    let out = turnpike_tests::Scratch::new("open-data-dp");
+    let mut runs = Vec::new();
+    for run in 0..3 {
+        let (stdout, dir) = run_export_command(
+            &env,
+            &out.0.join(format!("run-{run}")),
+            &["--epsilon", "4", "--max-journeys-per-rider", "4"],
+        );
+        assert!(
+            stdout.contains("journeys beyond a rider's first 4 (not counted): 46"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("published only from 37 (τ = 37, k = 10)"),
+            "{stdout}"
+        );
+        let package = check_package(&dir);
+        frictionless_validate(&dir);
+        let p = &package["privacy"];
+        let dp = &p["differential_privacy"];
+        assert_eq!(dp["applied"], true);
+        assert_eq!(dp["epsilon"], 4.0);
+        assert_eq!(dp["delta"], 1e-7);
+        assert_eq!(dp["max_journeys_per_rider"], 4);
+        assert_eq!(dp["threshold"], 37);
+        for table in ["hourly_entries.csv", "od_matrix.csv"] {
+            assert_eq!(dp["tables"][table]["epsilon"], 2.0);
+            assert_eq!(dp["tables"][table]["tau"], 37);
+            // Only what the noisy release shows: no count of cells below the threshold.
+            assert_eq!(
+                p["suppression"][table]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .collect::<Vec<_>>(),
+                ["cells_published"]
+            );
+        }
+        let fields = package["resources"][0]["schema"]["fields"]
+            .as_array()
+            .unwrap();
+        assert_eq!(fields[3]["constraints"]["minimum"], 37);
+
+        // The common cells, noisy: P(|Z| > 40) ≈ 2e-9 per cell at scale 2. Station 7 (the
+        // heavy rider's 2 counted entries, 2 journeys each way) is below τ by 35: absent.
+        let got = published(&dir);
+        let full = |st: usize| (s[st].clone(), "full_fare".to_string());
+        assert_eq!(
+            got.entries.keys().cloned().collect::<Vec<_>>(),
+            [full(1), full(2)]
+        );
+        assert_eq!(
+            got.od.keys().cloned().collect::<Vec<_>>(),
+            [(s[1].clone(), s[2].clone()), (s[2].clone(), s[5].clone())]
+        );
+        for (key, n) in &got.entries {
+            let exact = bounded.0[&key.0];
+            assert!((n - exact).abs() <= 40, "{key:?}: {n} vs {exact}");
+        }
+        for (key, n) in &got.od {
+            let exact = bounded.1[key];
+            assert!((n - exact).abs() <= 40, "{key:?}: {n} vs {exact}");
+        }
+        for f in &got.files {
+            assert!(!f.contains(&s[7]), "station 7 is named:\n{f}");
+        }
+        println!("run {run}: entries {:?}, od {:?}", got.entries, got.od);
+        runs.push(got.files);
+    }
+    // New noise each run (all three equal: about 1e-7): a re-run is a second release.
+    assert!(
+        runs[0] != runs[1] || runs[1] != runs[2],
+        "three runs drew the same noise"
+    );
+}
+
+turnpike_tests::on_both!(noisy_export_bounds_each_rider);
+
 /// The cost of a large day (docs/open-data.md, "Cost"): `OPEN_DATA_JOURNEYS` (default 1 M)
 /// closed journeys over 300 stations, written by SQL as the gateway writes them (3 % without an
 /// exit, 10 % capped), exported by the `gateway` binary under `/usr/bin/time -v`, on
-/// PostgreSQL (or SQLite with `OPEN_DATA_DB=sqlite`). Run by hand:
+/// PostgreSQL (or SQLite with `OPEN_DATA_DB=sqlite`); with `OPEN_DATA_EPSILON=E`, exported
+/// with `--epsilon E` (and the default bound and δ). Run by hand:
 /// `cargo build -p gateway && cargo test -p turnpike-tests --test open_data -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: about a minute and a 1 M-row database"]
@@ -563,6 +761,9 @@ async fn a_large_day() {
     std::fs::write(&config, format!("[database]\nurl = \"{}\"\n", db.url())).unwrap();
     let exe = std::env::current_exe().unwrap();
     let bin = exe.parent().and_then(Path::parent).unwrap().join("gateway");
+    let epsilon: Vec<String> = std::env::var("OPEN_DATA_EPSILON")
+        .map(|e| vec!["--epsilon".to_string(), e])
+        .unwrap_or_default();
     let output = std::process::Command::new("/usr/bin/time")
         .arg("-v")
         .arg(&bin)
@@ -570,6 +771,7 @@ async fn a_large_day() {
         .arg(&out.0)
         .arg("--config")
         .arg(&config)
+        .args(&epsilon)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);

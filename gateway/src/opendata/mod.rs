@@ -11,9 +11,13 @@
 //!
 //! The same tables are written as Parquet ([`parquet_out`]), with the same columns and values.
 //!
-//! Deliberately not here: toll journeys (docs/open-data.md says why) and differential-privacy
-//! noise.
+//! Optionally ([`export_noisy`]) the counts are differentially private ([`dp`]): each rider's
+//! journeys are bounded in the database, every cell gets geometric noise, and a cell is
+//! published only above a threshold that makes the cells' existence safe too.
+//!
+//! Deliberately not here: toll journeys (docs/open-data.md says why).
 
+pub mod dp;
 pub mod package;
 pub mod parquet_out;
 pub mod rules;
@@ -26,6 +30,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
+use rand::{CryptoRng, RngCore};
 
 use crate::store::opendata::{DayQuery, EntryCount};
 use crate::store::{OperatorRow, Store};
@@ -60,6 +65,21 @@ pub struct Report {
     pub od: Suppression,
     /// Journeys of the day still open at export time: not counted.
     pub open_journeys: i64,
+    /// With noise: the mechanism, and what the per-rider bound left out.
+    pub noise: Option<NoiseReport>,
+}
+
+/// What a noisy export used, and (for the operator only, never published) what the bound cost.
+#[derive(Debug, Clone)]
+pub struct NoiseReport {
+    pub dp: dp::Dp,
+    /// Each table's mechanism (both tables get the same share).
+    pub table: dp::Table,
+    /// The smallest count published: max(k, τ).
+    pub threshold: i64,
+    pub k: i64,
+    /// Closed journeys of the day beyond their rider's first C, not counted.
+    pub journeys_beyond_bound: i64,
 }
 
 impl std::fmt::Display for Report {
@@ -83,6 +103,26 @@ impl std::fmt::Display for Report {
             self.operator_id,
             self.dir.display()
         )?;
+        if let Some(n) = &self.noise {
+            writeln!(
+                f,
+                "  noisy counts: ε = {} (ε = {} per table), δ = {:e} ({:e} per table), at most {} journeys per rider; geometric noise of scale {:.1}; published only from {} (τ = {}, k = {})",
+                n.dp.epsilon(),
+                n.table.epsilon,
+                n.dp.delta(),
+                n.table.delta,
+                n.dp.journeys_per_rider_max(),
+                n.table.scale(),
+                n.threshold,
+                n.table.tau,
+                n.k,
+            )?;
+            writeln!(
+                f,
+                "  journeys beyond a rider's first {} (not counted): {}; the journeys below are exact, for the operator only (not covered by ε: do not publish this report)",
+                n.dp.journeys_per_rider_max(), n.journeys_beyond_bound
+            )?;
+        }
         table(f, ENTRIES_FILE, &self.entries)?;
         table(f, OD_FILE, &self.od)?;
         write!(
@@ -104,9 +144,56 @@ pub fn check_k(k: i64) -> anyhow::Result<i64> {
     Ok(k)
 }
 
-/// Exports one operator's day. The package is written beside its final place and renamed
-/// into it, so a reader never sees half a package and a re-run replaces the previous one.
+/// Exports one operator's day, with exact counts. The package is written beside its final
+/// place and renamed into it, so a reader never sees half a package and a re-run replaces the
+/// previous one.
 pub async fn export(store: &Store, operator: &OperatorRow, job: &Export) -> anyhow::Result<Report> {
+    export_with(store, operator, job, None).await
+}
+
+/// Exports one operator's day with differentially private counts (docs/open-data.md,
+/// "Differential privacy"): at most C journeys per rider, geometric noise drawn from `rng` on
+/// every cell, cells published from max(k, τ). `rng` must be a cryptographically secure
+/// generator (the command seeds one from the operating system); tests pass a seeded one.
+pub async fn export_noisy<R: RngCore + CryptoRng + Send>(
+    store: &Store,
+    operator: &OperatorRow,
+    job: &Export,
+    dp: &dp::Dp,
+    rng: &mut R,
+) -> anyhow::Result<Report> {
+    let table = dp.per_table();
+    let noise = Noise {
+        dp: *dp,
+        table,
+        threshold: job.k.max(table.tau),
+        rng,
+    };
+    export_with(store, operator, job, Some(noise)).await
+}
+
+/// How counts become published ones with noise: one table's mechanism (both tables have the
+/// same share) and the generator.
+struct Noise<'r> {
+    dp: dp::Dp,
+    table: dp::Table,
+    /// max(k, τ).
+    threshold: i64,
+    rng: &'r mut (dyn RngCore + Send),
+}
+
+impl Noise<'_> {
+    fn add(&mut self, count: i64) -> i64 {
+        count + self.table.noise(&mut *self.rng)
+    }
+}
+
+async fn export_with(
+    store: &Store,
+    operator: &OperatorRow,
+    job: &Export,
+    mut noise: Option<Noise<'_>>,
+) -> anyhow::Result<Report> {
     check_k(job.k)?;
     anyhow::ensure!(
         operator.mode == "metro",
@@ -127,6 +214,7 @@ pub async fn export(store: &Store, operator: &OperatorRow, job: &Export) -> anyh
         business_day: &name,
         start_ms: day.start_ms,
         end_ms: day.end_ms,
+        journeys_per_rider_max: noise.as_ref().map(|n| n.dp.journeys_per_rider_max()),
     };
     let parent = job.out.join(&operator.operator_id);
     let dir = parent.join(&name);
@@ -138,9 +226,31 @@ pub async fn export(store: &Store, operator: &OperatorRow, job: &Export) -> anyh
         .open_data_entries(query)
         .await
         .context("counting entries")?;
-    let (entry_report, published_by_band) = write_entries(&staging, &day, &entries, job.k)?;
-    let od_report = write_od(store, &staging, &day, query, job.k, &published_by_band).await?;
+    let (entry_report, published_by_band) =
+        write_entries(&staging, &day, &entries, job.k, noise.as_mut())?;
+    let od_report = write_od(
+        store,
+        &staging,
+        &day,
+        query,
+        job.k,
+        &published_by_band,
+        noise.as_mut(),
+    )
+    .await?;
     let open_journeys = store.open_data_open_journeys(query).await?;
+    let noise = match noise {
+        None => None,
+        Some(n) => Some(NoiseReport {
+            dp: n.dp,
+            table: n.table,
+            threshold: n.threshold,
+            k: job.k,
+            journeys_beyond_bound: store
+                .open_data_beyond_bound(query, n.dp.journeys_per_rider_max())
+                .await?,
+        }),
+    };
     let package = package::datapackage(&package::Facts {
         operator,
         day: &day,
@@ -148,6 +258,7 @@ pub async fn export(store: &Store, operator: &OperatorRow, job: &Export) -> anyh
         licence: &job.licence,
         entries: &entry_report,
         od: &od_report,
+        noise: noise.as_ref(),
         created: jiff::Timestamp::now(),
     });
     std::fs::write(
@@ -165,6 +276,7 @@ pub async fn export(store: &Store, operator: &OperatorRow, job: &Export) -> anyh
         entries: entry_report,
         od: od_report,
         open_journeys,
+        noise,
     })
 }
 
@@ -176,27 +288,34 @@ fn csv_writer(path: &Path) -> anyhow::Result<csv::Writer<BufWriter<File>>> {
 }
 
 /// Writes the published entry cells in time, station and class order; returns the counts and
-/// the published entries per (station, band), which bound the O–D rows (rule 2).
+/// the published entries per (station, band), which bound the O–D rows (rule 2). With noise,
+/// the rules and the files see the noisy counts; the report counts the true ones.
 fn write_entries(
     dir: &Path,
     day: &Day,
     entries: &[EntryCount],
     k: i64,
+    mut noise: Option<&mut Noise<'_>>,
 ) -> anyhow::Result<(Suppression, EntriesByBand)> {
+    let threshold = noise.as_ref().map_or(k, |n| n.threshold);
     let mut report = Suppression::default();
     let mut by_band = EntriesByBand::new();
-    let mut published: Vec<&EntryCount> = Vec::new();
+    let mut published: Vec<(&EntryCount, i64)> = Vec::new();
     for e in entries {
-        let fate = rules::entries_withheld(e.journeys, k);
+        let n = match noise.as_mut() {
+            Some(noise) => noise.add(e.journeys),
+            None => e.journeys,
+        };
+        let fate = rules::entries_withheld(n, threshold);
         report.count(fate, e.journeys);
         if fate.is_none() {
             *by_band
                 .entry((e.station_id.clone(), day.band_of_hour(e.hour_index)))
-                .or_default() += e.journeys;
-            published.push(e);
+                .or_default() += n;
+            published.push((e, n));
         }
     }
-    published.sort_by(|a, b| {
+    published.sort_by(|(a, _), (b, _)| {
         (a.hour_index, &a.station_id, a.fare_class).cmp(&(
             b.hour_index,
             &b.station_id,
@@ -214,13 +333,13 @@ fn write_entries(
             .zip(package::ENTRIES_KINDS)
             .collect::<Vec<_>>(),
     )?;
-    for e in published {
+    for (e, n) in published {
         let hour = day.hour_start(e.hour_index)?;
         let row = [
             hour.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
             e.station_id.clone(),
             e.fare_class.as_str().to_string(),
-            e.journeys.to_string(),
+            n.to_string(),
         ];
         w.write_record(&row)?;
         p.push(&row.each_ref().map(String::as_str))?;
@@ -231,7 +350,8 @@ fn write_entries(
 }
 
 /// Streams the O–D rows from the store, applies the rules row by row and writes what may be
-/// published, in origin, band, destination order.
+/// published, in origin, band, destination order. With noise: every cell gets its noise, and
+/// only rule 1 applies to the noisy counts (`rules::noisy_withheld` says why).
 async fn write_od(
     store: &Store,
     dir: &Path,
@@ -239,6 +359,7 @@ async fn write_od(
     query: DayQuery<'_>,
     k: i64,
     entries_published: &EntriesByBand,
+    mut noise: Option<&mut Noise<'_>>,
 ) -> anyhow::Result<Suppression> {
     let mut report = Suppression::default();
     let mut w = csv_writer(&dir.join(OD_FILE))?;
@@ -257,14 +378,24 @@ async fn write_od(
         .open_data_od_rows(query, &day.band_starts_ms, |origin, band, cells| {
             let band_index = usize::try_from(band).context("band")?;
             let b = BANDS.get(band_index).context("band out of range")?;
-            let counts: Vec<i64> = cells.iter().map(|(_, n)| *n).collect();
             let bound = entries_published
                 .get(&(origin.to_string(), band_index))
                 .copied()
                 .unwrap_or(0);
-            let fates = rules::od_row_withheld(&counts, k, bound);
-            for ((destination, n), fate) in cells.iter().zip(fates) {
-                report.count(fate, *n);
+            let (counts, fates) = match noise.as_mut() {
+                None => {
+                    let counts: Vec<i64> = cells.iter().map(|(_, n)| *n).collect();
+                    let fates = rules::od_row_withheld(&counts, k, bound);
+                    (counts, fates)
+                }
+                Some(noise) => {
+                    let counts: Vec<i64> = cells.iter().map(|(_, n)| noise.add(*n)).collect();
+                    let fates = rules::noisy_withheld(&counts, noise.threshold);
+                    (counts, fates)
+                }
+            };
+            for (((destination, exact), n), fate) in cells.iter().zip(counts).zip(fates) {
+                report.count(fate, *exact);
                 if fate.is_none() {
                     let (start, end, n) = (
                         b.start_hour.to_string(),

@@ -1,12 +1,14 @@
 //! The Frictionless Data Package descriptor (`datapackage.json`, Data Package and Table Schema
 //! v1): each file's schema, the licence, where the data comes from, and a `privacy` section
-//! stating k, the suppression rules and how many cells each rule withheld.
+//! stating k, the suppression rules and how many cells each rule withheld — or, with noise,
+//! the differential-privacy budget, mechanism and threshold, and only what the noisy release
+//! itself shows.
 
 use serde_json::{json, Value};
 
 use super::parquet_out::Kind;
 use super::rules::{Day, FareClass, Suppression, BANDS};
-use super::{ENTRIES_FILE, ENTRIES_PARQUET, OD_FILE, OD_PARQUET};
+use super::{NoiseReport, ENTRIES_FILE, ENTRIES_PARQUET, OD_FILE, OD_PARQUET};
 use crate::store::OperatorRow;
 
 /// The header of `hourly_entries.csv` (MTA's names where the meaning is the same).
@@ -111,6 +113,8 @@ pub struct Facts<'a> {
     pub licence: &'a Licence,
     pub entries: &'a Suppression,
     pub od: &'a Suppression,
+    /// `Some` when the counts are noisy.
+    pub noise: Option<&'a NoiseReport>,
     pub created: jiff::Timestamp,
 }
 
@@ -147,15 +151,79 @@ fn suppressed(s: &Suppression) -> Value {
     })
 }
 
+/// With noise, the package states only what the noisy release shows: the cells published.
+/// How many non-empty cells fell below the threshold is not stated: a rider's lone trip would
+/// change it with certainty.
+fn suppressed_noisy(s: &Suppression) -> Value {
+    json!({ "cells_published": s.cells_published })
+}
+
+/// The `privacy` section of a noisy package.
+fn privacy_noisy(k: i64, n: &NoiseReport, f: &Facts<'_>) -> Value {
+    let t = &n.table;
+    let c = n.dp.journeys_per_rider_max();
+    let threshold = n.threshold;
+    let table = json!({
+        "epsilon": t.epsilon,
+        "delta": t.delta,
+        "sensitivity_l1": c,
+        "noise_scale": t.scale(),
+        "tau": t.tau,
+    });
+    json!({
+        "k": k,
+        "rules": [
+            format!("At most {c} journeys per rider and day are counted (the first by entry time)."),
+            "Every count gets independent two-sided geometric noise; counts are not exact.",
+            format!("A noisy count below {threshold} (the larger of k = {k} and tau = {}) is not published.", t.tau),
+            "The two tables are noised independently: an origin's published O-D journeys may exceed its published entries.",
+            "Withheld cells are omitted: an absent row may be zero or below the threshold. No totals are published.",
+        ],
+        "differential_privacy": {
+            "applied": true,
+            "unit": "rider: neighbouring days differ by all of one rider's journeys of the business day",
+            "max_journeys_per_rider": c,
+            "epsilon": n.dp.epsilon().as_f64(),
+            "delta": n.dp.delta(),
+            "composition": "basic: the two tables' epsilons and deltas add up to the package's",
+            "mechanism": "two-sided geometric (discrete Laplace) noise with P[z] proportional to exp(-epsilon_table * |z| / max_journeys_per_rider) on each non-empty cell, sampled exactly with integer arithmetic (Canonne, Kamath and Steinke 2020); a cell is published only if its noisy count is at least the threshold (the stability-based histogram: delta bounds the chance that a cell only one rider made appears at all)",
+            "delta_formula": "delta_table = max(e^epsilon_table, C * e^(epsilon_table / C)) * alpha^tau / (1 + alpha), alpha = e^(-epsilon_table / C), C = max_journeys_per_rider",
+            "threshold": threshold,
+            "tables": {
+                "hourly_entries.csv": table.clone(),
+                "od_matrix.csv": table,
+            },
+            "note": "Each run draws new noise: publish a day once. Two versions of the same day average the noise away and spend the budget twice.",
+        },
+        "suppression": {
+            "hourly_entries.csv": suppressed_noisy(f.entries),
+            "od_matrix.csv": suppressed_noisy(f.od),
+        },
+    })
+}
+
 /// The descriptor of one operator's day.
 pub fn datapackage(f: &Facts<'_>) -> Value {
     let op = &f.operator.operator_id;
     let day = f.day.name();
     let zone = f.day.tz.iana_name().unwrap_or("UTC");
     let k = f.k;
+    // The smallest count published, and what each count is.
+    let (least, ridership, journeys) = match f.noise {
+        None => (
+            k,
+            format!("Riders who entered (at least {k}; smaller counts are not published)."),
+            format!("Journeys entered in the band that exited at the destination, exact (at least {k})."),
+        ),
+        Some(n) => (
+            n.threshold,
+            format!("Riders who entered, with differentially private noise (see privacy); published only when the noisy count is at least {}.", n.threshold),
+            format!("Journeys entered in the band that exited at the destination, with differentially private noise (see privacy); published only when the noisy count is at least {}.", n.threshold),
+        ),
+    };
     let classes: Vec<&str> = FareClass::ALL.iter().map(|c| c.as_str()).collect();
     let bands: Vec<&str> = BANDS.iter().map(|b| b.name).collect();
-    let at_least_k = json!({ "required": true, "minimum": k });
+    let at_least_k = json!({ "required": true, "minimum": least });
     let required = json!({ "required": true });
     let entries = resource(
         "hourly-entries",
@@ -168,7 +236,7 @@ pub fn datapackage(f: &Facts<'_>) -> Value {
             field("fare_class_category", "string",
                 "full_fare: charged the fare the network priced (an incomplete journey's maximum fare included); capped: the rider's daily cap made it cheaper or free.",
                 json!({ "required": true, "enum": classes })),
-            field("ridership", "integer", &format!("Riders who entered (at least {k}; smaller counts are not published)."), at_least_k.clone()),
+            field("ridership", "integer", &ridership, at_least_k.clone()),
         ],
         &["transit_timestamp", "station_id", "fare_class_category"],
     );
@@ -185,23 +253,20 @@ pub fn datapackage(f: &Facts<'_>) -> Value {
             field("band_end_hour", "integer", "Local hour the band ends (exclusive).", json!({ "required": true, "minimum": 1, "maximum": 24 })),
             field("origin_station_id", "string", "Where the journey entered.", required.clone()),
             field("destination_station_id", "string", "Where the journey exited.", required.clone()),
-            field("journeys", "integer", &format!("Journeys entered in the band that exited at the destination, exact (at least {k})."), at_least_k),
+            field("journeys", "integer", &journeys, at_least_k),
         ],
         &["business_day", "hour_band", "origin_station_id", "destination_station_id"],
     );
-    json!({
-        "profile": "tabular-data-package",
-        "name": format!("turnpike-open-data-{}-{day}", op.to_ascii_lowercase()),
-        "title": format!("{} metro ridership, {day}", f.operator.name),
-        "description": format!(
+    let description = match f.noise {
+        None => format!(
             "Hourly entries per station and fare class, and the exact origin-destination matrix per hour band, of the metro of operator {} on {day}. Counted from closed journeys (entry and exit taps) by the Turnpike gateway. No rider, credential, code or exact time is published; counts below {k} are withheld, and so are the cells from which a withheld count could be recovered by subtraction (see privacy).",
             f.operator.name),
-        "version": "1.0.0",
-        "created": f.created.to_string(),
-        "temporal": { "start": day, "end": day, "timeZone": zone },
-        "licenses": [f.licence.to_json()],
-        "sources": [{ "title": format!("Turnpike gateway journeys of operator {op} (closed metro journeys, business day {day})") }],
-        "privacy": {
+        Some(n) => format!(
+            "Hourly entries per station and fare class, and the origin-destination matrix per hour band, of the metro of operator {} on {day}. Counted from closed journeys (entry and exit taps) by the Turnpike gateway, at most {} per rider, with differentially private noise (epsilon {} for the package, delta {:e}); noisy counts below {} are withheld (see privacy). No rider, credential, code or exact time is published.",
+            f.operator.name, n.dp.journeys_per_rider_max(), n.dp.epsilon(), n.dp.delta(), n.threshold),
+    };
+    let privacy = match f.noise {
+        None => json!({
             "k": k,
             "rules": [
                 format!("A count below {k} is not published."),
@@ -214,7 +279,20 @@ pub fn datapackage(f: &Facts<'_>) -> Value {
                 "hourly_entries.csv": suppressed(f.entries),
                 "od_matrix.csv": suppressed(f.od),
             },
-        },
+        }),
+        Some(n) => privacy_noisy(k, n, f),
+    };
+    json!({
+        "profile": "tabular-data-package",
+        "name": format!("turnpike-open-data-{}-{day}", op.to_ascii_lowercase()),
+        "title": format!("{} metro ridership, {day}", f.operator.name),
+        "description": description,
+        "version": "1.0.0",
+        "created": f.created.to_string(),
+        "temporal": { "start": day, "end": day, "timeZone": zone },
+        "licenses": [f.licence.to_json()],
+        "sources": [{ "title": format!("Turnpike gateway journeys of operator {op} (closed metro journeys, business day {day})") }],
+        "privacy": privacy,
         "resources": [entries, od],
         // Not resources: Frictionless v1 validators read Parquet only through a plugin.
         "parquet": [

@@ -12,6 +12,9 @@
 //!    published cell (`Withheld::Complement`), so the row's withheld total, which a reader may
 //!    bound from the entries, is never the count of a single pair.
 //!
+//! With differentially private noise only rule 1 applies, on the noisy counts, from max(k, τ)
+//! ([`noisy_withheld`] says why not 2 and 3).
+//!
 //! Withheld cells are omitted from the files (not flagged), so a reader cannot tell a withheld
 //! pair from one nobody travelled. No totals are published: not per station and day, not
 //! exits, not per row or column of the matrix.
@@ -197,6 +200,23 @@ pub fn od_row_withheld(counts: &[i64], k: i64, entries_published: i64) -> Vec<Op
     fate
 }
 
+/// The rules for noisy counts (docs/open-data.md, "Differential privacy"): rule 1 only, a cell
+/// whose noisy count is below `threshold` (max(k, τ)) is withheld. `counts` may be zero or
+/// negative.
+///
+/// Rule 3 must not apply: it asks whether a row has a withheld small cell, which the noisy
+/// release does not reveal and must not (a rider's lone trip would then withhold another cell
+/// with certainty, whatever the noise). Rule 2 could apply (it reads only published counts, so
+/// it is post-processing) but is not needed: every difference of noisy counts is itself
+/// covered by ε. And it would cost real cells for nothing: most journeys exit, so an origin's
+/// O–D row adds up to nearly its entries, and the noise pushes it over them about half the time.
+pub fn noisy_withheld(counts: &[i64], threshold: i64) -> Vec<Option<Withheld>> {
+    counts
+        .iter()
+        .map(|&n| entries_withheld(n, threshold))
+        .collect()
+}
+
 /// How many cells each rule withheld, and the journeys in them (the journeys are reported to
 /// the operator, never published: with published cells they would make a total).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -307,6 +327,30 @@ mod tests {
             // A small cell is never the row's only withheld cell while another could join it.
             let small = fate.iter().filter(|f| **f == Some(Withheld::Small)).count();
             prop_assert!(!(withheld == 1 && small == 1) || counts.len() == 1);
+        }
+
+        #[test]
+        fn noisy_cells_meet_the_package_constraints(
+            counts in proptest::collection::vec(1i64..300, 1..20),
+            epsilon in prop_oneof![Just("0.5"), Just("1"), Just("4"), Just("10")],
+            c in 1i64..8,
+            k in 2i64..15,
+            seed: u64,
+        ) {
+            use rand::SeedableRng;
+            let dp = crate::opendata::dp::Dp::new(epsilon.parse().unwrap(), 1e-6, c).unwrap();
+            let table = dp.per_table();
+            let threshold = k.max(table.tau);
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let noisy: Vec<i64> = counts.iter().map(|n| n + table.noise(&mut rng)).collect();
+            let fate = noisy_withheld(&noisy, threshold);
+            for (n, f) in noisy.iter().zip(&fate) {
+                // Published = at least the threshold, which is at least k (the schema's
+                // minimum) and above C (what δ needs); everything else is withheld as small.
+                prop_assert_eq!(f.is_none(), *n >= threshold);
+                prop_assert!(f.is_some() || (*n >= k && *n > c && *n >= table.tau));
+                prop_assert!(f.is_none() || *f == Some(Withheld::Small));
+            }
         }
     }
 }

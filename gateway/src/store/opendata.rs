@@ -21,6 +21,9 @@ pub struct DayQuery<'a> {
     pub business_day: &'a str,
     pub start_ms: i64,
     pub end_ms: i64,
+    /// Count at most this many journeys per rider, the first by entry time (the differential
+    /// privacy's contribution bound, docs/open-data.md); `None` counts every journey.
+    pub journeys_per_rider_max: Option<i64>,
 }
 
 /// Riders who entered a station in an hour (counted since local midnight) in a fare class.
@@ -47,6 +50,23 @@ const DAY_JOURNEYS: &str = "FROM journeys
      WHERE operator_id = $1 AND business_day = $2 AND status = 'closed' AND mode = 'metro'
        AND entry_at_ms >= $3 AND entry_at_ms < $4 AND entry_location_id IS NOT NULL";
 
+/// The `FROM … WHERE …` of a count: the day's journeys, or with a bound only each rider's
+/// first `max` of them by entry time (journey id breaks ties), numbered by a window function
+/// in the database (which sorts only the columns the counts read). Both tables count from the
+/// same bounded set, so an O–D row's journeys stay a subset of its origin's entries.
+fn day_journeys(day: &DayQuery<'_>) -> String {
+    match day.journeys_per_rider_max {
+        None => DAY_JOURNEYS.to_string(),
+        Some(max) => format!(
+            "FROM (SELECT entry_location_id, entry_at_ms, exit_location_id, close_reason,
+                          fare_minor, charge_minor,
+                          ROW_NUMBER() OVER (PARTITION BY rider_id ORDER BY entry_at_ms, journey_id) AS rider_journey
+                   {DAY_JOURNEYS}) AS journeys
+             WHERE rider_journey <= {max}"
+        ),
+    }
+}
+
 impl Store {
     /// Entries per station, hour and fare class, ordered by station, hour and class.
     pub async fn open_data_entries(
@@ -57,8 +77,9 @@ impl Store {
             "SELECT entry_location_id, (entry_at_ms - $3) / {HOUR_MS},
                     CASE WHEN charge_minor < fare_minor THEN '{capped}' ELSE '{full}' END,
                     COUNT(*)
-             {DAY_JOURNEYS}
+             {from}
              GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+            from = day_journeys(&day),
             capped = FareClass::Capped.as_str(),
             full = FareClass::Full.as_str(),
         );
@@ -100,8 +121,9 @@ impl Store {
             .join(" ");
         let sql = format!(
             "SELECT entry_location_id, CASE {band} ELSE 0 END, exit_location_id, COUNT(*)
-             {DAY_JOURNEYS} AND close_reason = 'exit' AND exit_location_id IS NOT NULL
-             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+             {from} AND close_reason = 'exit' AND exit_location_id IS NOT NULL
+             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+            from = day_journeys(&day),
         );
         let mut query = sqlx::query(&sql)
             .bind(day.operator_id)
@@ -128,6 +150,27 @@ impl Store {
             row(&origin, band, cells)?;
         }
         Ok(())
+    }
+
+    /// The day's counted journeys that the per-rider bound leaves out (journeys beyond each
+    /// rider's first `max`): the operator's measure of what the bound costs; never published.
+    pub async fn open_data_beyond_bound(
+        &self,
+        day: DayQuery<'_>,
+        max: i64,
+    ) -> Result<i64, sqlx::Error> {
+        let sql = format!(
+            "SELECT COUNT(*) FROM (SELECT ROW_NUMBER() OVER (PARTITION BY rider_id ORDER BY entry_at_ms, journey_id) AS rider_journey
+                                   {DAY_JOURNEYS}) AS ranked
+             WHERE rider_journey > {max}"
+        );
+        sqlx::query_scalar(&sql)
+            .bind(day.operator_id)
+            .bind(day.business_day)
+            .bind(day.start_ms)
+            .bind(day.end_ms)
+            .fetch_one(&self.pool)
+            .await
     }
 
     /// The day's journeys still open (not yet exited or swept): the export does not count
