@@ -607,6 +607,11 @@ async fn noisy_export_bounds_each_rider(db: Db) {
             stdout.contains("published only from 37 (τ = 37, k = 10)"),
             "{stdout}"
         );
+        // Only the threshold withholds: the printout names no rule that did not run.
+        assert!(
+            stdout.contains("noisy); withheld") && !stdout.contains("complementary"),
+            "{stdout}"
+        );
         let package = check_package(&dir);
         frictionless_validate(&dir);
         let p = &package["privacy"];

@@ -84,7 +84,19 @@ pub struct NoiseReport {
 
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let noisy = self.noise.is_some();
         let table = |f: &mut std::fmt::Formatter<'_>, name: &str, s: &Suppression| {
+            if noisy {
+                // With noise only the threshold withholds (rules 2 and 3 do not apply).
+                return writeln!(
+                    f,
+                    "  {name}: {} cells published ({} journeys, noisy); withheld {} cells below the threshold ({} journeys)",
+                    s.cells_published,
+                    s.journeys_published,
+                    s.cells_withheld(),
+                    s.journeys_withheld
+                );
+            }
             writeln!(
                 f,
                 "  {name}: {} cells published ({} journeys); withheld {} cells ({} small, {} entries bound, {} complementary; {} journeys)",
