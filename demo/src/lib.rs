@@ -588,6 +588,11 @@ async fn deny_listing(d: &Demo) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How often, below what, and up to what the free-running riders' wallets are refilled.
+const REFILL_EVERY: Duration = Duration::from_secs(2);
+const REFILL_BELOW_FEN: i64 = 30_000;
+const REFILL_TO_FEN: i64 = 100_000;
+
 /// Free-running traffic: every rider travels between random stations until the deadline (or
 /// Ctrl-C), printing each journey's fare.
 async fn free_traffic(d: &Demo, deadline: Option<Instant>) -> anyhow::Result<()> {
@@ -610,11 +615,43 @@ async fn free_traffic(d: &Demo, deadline: Option<Instant>) -> anyhow::Result<()>
             anyhow::Ok(())
         });
     }
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
-        None => {
-            let _ = tokio::signal::ctrl_c().await;
+    // The riders travel far more often than people do; their wallets refill from the bank card
+    // as a real wallet's would, so a demo left running is a long day, not a night of arrears.
+    let refill = async {
+        loop {
+            tokio::time::sleep(REFILL_EVERY).await;
+            for (index, wallet) in d.wallets.iter().enumerate() {
+                let balance = d.provider.balance(wallet).await?;
+                let fen = gateway::provider::parse_yuan(&balance).unwrap_or(i64::MAX);
+                if fen < REFILL_BELOW_FEN {
+                    d.provider
+                        .post(
+                            &format!("/sandbox/users/{wallet}/top-up"),
+                            serde_json::json!({ "amount_fen": REFILL_TO_FEN - fen }),
+                        )
+                        .await?;
+                    println!(
+                        "  rider-{}'s wallet refilled from ¥{balance} to ¥{} (from the bank card)",
+                        index + 1,
+                        gateway::provider::yuan(REFILL_TO_FEN)
+                    );
+                }
+            }
         }
+        #[allow(unreachable_code)]
+        anyhow::Ok(())
+    };
+    let until_stopped = async {
+        match deadline {
+            Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = until_stopped => {}
+        refilled = refill => refilled?,
     }
     stop_flag.store(true, Ordering::Relaxed);
     while let Some(result) = tasks.join_next().await {
