@@ -214,14 +214,15 @@ async fn user_validate(db: Db) {
         .await;
     assert_eq!(status, 201, "{user}");
     let user_id = user["user_id"].as_str().unwrap().to_string();
+    let validate = |logon_id: &'static str| {
+        let h = &h;
+        async move {
+            h.call_with("alipay.user.validate", json!({}), &[("logon_id", logon_id)])
+                .await
+        }
+    };
 
-    let answer = h
-        .call_with(
-            "alipay.user.validate",
-            json!({}),
-            &[("logon_id", "13800000001")],
-        )
-        .await;
+    let answer = validate("13800000001").await;
     assert_eq!(answer["code"], "10000", "{answer}");
     assert_eq!(answer["alipay_user_id"], user_id.as_str());
     assert_eq!(answer["certified"], "false");
@@ -234,22 +235,10 @@ async fn user_validate(db: Db) {
         .await;
     assert_eq!(status, 200, "{certified}");
     assert_eq!(certified["real_name"], true);
-    let answer = h
-        .call_with(
-            "alipay.user.validate",
-            json!({}),
-            &[("logon_id", "13800000001")],
-        )
-        .await;
+    let answer = validate("13800000001").await;
     assert_eq!(answer["certified"], "true", "{answer}");
 
-    let unknown = h
-        .call_with(
-            "alipay.user.validate",
-            json!({}),
-            &[("logon_id", "13800000002")],
-        )
-        .await;
+    let unknown = validate("13800000002").await;
     assert_refused(&unknown, "40004", "isv.user-not-exist");
     let missing = h.call_with("alipay.user.validate", json!({}), &[]).await;
     assert_refused(&missing, "40004", "ACQ.INVALID_PARAMETER");

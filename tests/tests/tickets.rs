@@ -163,6 +163,18 @@ async fn wait_status(p: &PaidEnv, t: &TerminalClient, order_id: &str, status: &s
     last
 }
 
+/// The demo metro's fare from `from` to `to`, as the gateway's loaded network prices it.
+fn metro_fare(p: &PaidEnv, from: &str, to: &str) -> turnpike_wire::Money {
+    p.env
+        .gw
+        .state
+        .networks
+        .get(turnpike_client::demo::METRO_OPERATOR)
+        .unwrap()
+        .metro_fare(from, to)
+        .unwrap()
+}
+
 async fn pay_qr(p: &PaidEnv, qr: &str, user: &str) -> (u16, Value) {
     p.sandbox
         .admin_post("/sandbox/qr/pay", json!({ "qr_code": qr, "user_id": user }))
@@ -192,15 +204,7 @@ async fn paid_by_notification(db: Db) {
     assert_eq!(o["status"], "pending");
     assert_eq!(o["origin_id"], "xianghu");
     assert_eq!(o["amount"]["currency"], "CNY");
-    let fare = p
-        .env
-        .gw
-        .state
-        .networks
-        .get(turnpike_client::demo::METRO_OPERATOR)
-        .unwrap()
-        .metro_fare("xianghu", "wulin-square")
-        .unwrap();
+    let fare = metro_fare(&p, "xianghu", "wulin-square");
     assert_eq!(o["amount"]["amount"], fare.amount().to_string());
     let qr = o["qr_payload"].as_str().unwrap().to_string();
     assert!(
@@ -827,15 +831,7 @@ async fn rider_buys_a_ticket_in_the_app(db: Db) {
         (Some("xianghu"), Some("wulin-square"))
     );
     assert!(o["qr_svg_url"].is_null(), "the app draws its own QR: {o}");
-    let fare = p
-        .env
-        .gw
-        .state
-        .networks
-        .get(turnpike_client::demo::METRO_OPERATOR)
-        .unwrap()
-        .metro_fare("xianghu", "wulin-square")
-        .unwrap();
+    let fare = metro_fare(&p, "xianghu", "wulin-square");
     assert_eq!(o["amount"]["amount"], fare.amount().to_string());
     let qr = o["qr_payload"].as_str().unwrap().to_string();
 
