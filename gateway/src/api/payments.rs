@@ -107,7 +107,6 @@ fn real_name_error(e: RealNameError) -> ApiError {
             code: "wallet_user_unknown",
             message: e.to_string(),
         },
-        RealNameError::UnknownAccount => ApiError::unprocessable("unknown_account", e.to_string()),
         RealNameError::NotYourWallet => ApiError::unprocessable("not_your_wallet", e.to_string()),
         RealNameError::Store(e) => e.into(),
     }

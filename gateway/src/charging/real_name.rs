@@ -6,7 +6,9 @@
 //! answer is believed only for that wallet: its user id must be the bound agreement's
 //! principal, so a rider cannot borrow another account's certification, and a wallet bound
 //! later (another account) makes the old answer void. What the provider said is kept with its
-//! time (`rider_real_name`); a rider checks again after certifying in the wallet.
+//! time (`rider_real_name`); a rider checks again after certifying in the wallet. An unknown
+//! account and another person's get the same answer: the check is no oracle of which phone
+//! numbers or e-mails have an account.
 
 use super::Charging;
 use crate::provider::{CallError, UserValidation};
@@ -23,9 +25,9 @@ pub enum RealNameError {
     NotBound,
     #[error("the wallet was bound without the provider's user id; bind it again")]
     WalletUserUnknown,
-    #[error("the provider knows no account with this logon id")]
-    UnknownAccount,
-    #[error("this account is not the one whose wallet is bound")]
+    /// The account is not the bound wallet's — or does not exist: one answer for both, so the
+    /// check cannot be used to learn whether a phone number or e-mail has an account.
+    #[error("this is not the account of the bound wallet")]
     NotYourWallet,
     #[error("the provider could not be asked: {0}")]
     Provider(#[from] CallError),
@@ -95,7 +97,11 @@ pub async fn check(
             provider_user_id,
             certified,
         } => (provider_user_id, certified),
-        UserValidation::Unknown => return Err(RealNameError::UnknownAccount),
+        UserValidation::Unknown => {
+            metrics::counter!("gateway_real_name_checks_total", "outcome" => "unknown_account")
+                .increment(1);
+            return Err(RealNameError::NotYourWallet);
+        }
     };
     if provider_user_id != bound_user {
         tracing::warn!(

@@ -685,8 +685,8 @@ async function checkRealName(event) {
     status.dataset.realName = realName.status;
     document.getElementById("real-name-form").hidden = realName.status === "certified";
   } catch (e) {
-    const known = { not_your_wallet: "real_name_not_yours", unknown_account: "real_name_unknown" };
-    status.textContent = known[e.code] ? t(known[e.code]) : t("load_failed", { error: e.message });
+    status.textContent =
+      e.code === "not_your_wallet" ? t("real_name_not_yours") : t("load_failed", { error: e.message });
   }
 }
 

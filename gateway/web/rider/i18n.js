@@ -79,8 +79,7 @@ export const STRINGS = {
       "Your wallet account has not passed real-name certification (checked {time}). Certify it in the wallet, then check again.",
     real_name_logon: "Your wallet account (phone or e-mail)",
     real_name_check: "Check my real name",
-    real_name_not_yours: "That account is not the one your bound wallet belongs to.",
-    real_name_unknown: "The wallet provider knows no such account.",
+    real_name_not_yours: "That is not the account of your bound wallet. Check how you typed it.",
     tickets_title: "Tickets",
     tickets_text:
       "Buy a single-journey ticket and pay it with any wallet. The ticket code shows here once it is paid.",
@@ -267,7 +266,6 @@ export const STRINGS = {
     real_name_logon: "您的钱包账户（手机号或邮箱）",
     real_name_check: "核验实名",
     real_name_not_yours: "该账户不是您所绑定钱包的账户。",
-    real_name_unknown: "钱包服务商没有这个账户。",
     tickets_title: "车票",
     tickets_text: "购买单程票，可用任意钱包支付。支付后车票码显示在这里。",
     tickets_need_real_name: "在应用中购票需要钱包账户已通过实名认证。请在“钱包”中核验。",
