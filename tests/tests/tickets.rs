@@ -734,8 +734,9 @@ fn rider_order(destination: &str, request_id: &str) -> Value {
 /// while the account is not certified, and when the rider names another account (whose
 /// certification is not borrowed); once certified, the order is priced from the named stations,
 /// pre-created at the provider, paid by QR in the wallet, and issued a ticket code; another
-/// rider cannot see it; a repeat is the same order and a repeat for another journey a 409. An
-/// unpaid app ticket does not hold up unbinding, and unbinding voids the real-name answer.
+/// rider cannot see it; a repeat is the same order and a repeat for another journey a 409. A
+/// rider has at most three unpaid orders; unpaid app tickets do not hold up unbinding, and
+/// unbinding voids the real-name answer.
 async fn rider_buys_a_ticket_in_the_app(db: Db) {
     let Some(p) = PaidEnv::start_notified(db, |c| {
         c.charging.ticket_query_after_ms = 600_000;
@@ -938,8 +939,19 @@ async fn rider_buys_a_ticket_in_the_app(db: Db) {
 
     // An app ticket is not paid through the agreement, so it does not hold up unbinding; and
     // the answer was about that wallet's account: without it, the rider is unchecked again.
-    let pending = buy(&p, &a.token, &rider_order("xixing", "app-2")).await;
-    assert_eq!(pending.status, 201);
+    // At most three unpaid orders at once (each is a trade at the provider); a repeat of one
+    // is still answered.
+    for request_id in ["app-2", "app-4", "app-5"] {
+        let pending = buy(&p, &a.token, &rider_order("xixing", request_id)).await;
+        assert_eq!(pending.status, 201);
+    }
+    let fourth = buy(&p, &a.token, &rider_order("xixing", "app-6")).await;
+    assert_eq!(
+        refusal(&fourth),
+        (409, Some("too_many_pending_tickets".into()))
+    );
+    let repeat = buy(&p, &a.token, &rider_order("xixing", "app-2")).await;
+    assert_eq!(repeat.status, 200);
     let unbound = rider_send(&p, Method::DELETE, "/v1/riders/me/wallet", &a.token, None).await;
     assert_eq!(
         unbound.status,

@@ -27,7 +27,9 @@ use super::terminal::{terminal_of, TerminalIdentity};
 use super::ValidJson;
 use crate::charging::notify;
 use crate::charging::real_name;
-use crate::charging::tickets::{self, Buyer, OrderRequest, PrecreateError, PriceError};
+use crate::charging::tickets::{
+    self, Buyer, NotPlaced, OrderRequest, PrecreateError, PriceError, RIDER_PENDING_ORDERS_MAX,
+};
 use crate::error::{ApiError, ApiResult};
 use crate::provider::Refused;
 use crate::store::charging::ChargeStatus;
@@ -163,7 +165,7 @@ pub(super) async fn order(state: &AppState, req: &OrderRequest<'_>) -> ApiResult
     let origin_id = req.buyer.origin_id().to_string();
     let placed = match tickets::place(&state.charging, req).await? {
         Ok(p) => p,
-        Err(PriceError::NotMetro) => {
+        Err(NotPlaced::Price(PriceError::NotMetro)) => {
             return Err(match req.buyer {
                 Buyer::Machine(_) => ApiError::unprocessable(
                     "not_a_metro_terminal",
@@ -175,7 +177,7 @@ pub(super) async fn order(state: &AppState, req: &OrderRequest<'_>) -> ApiResult
                 ),
             })
         }
-        Err(PriceError::UnknownStation) => {
+        Err(NotPlaced::Price(PriceError::UnknownStation)) => {
             return Err(ApiError::unprocessable(
                 "unknown_station",
                 format!(
@@ -184,7 +186,7 @@ pub(super) async fn order(state: &AppState, req: &OrderRequest<'_>) -> ApiResult
                 ),
             ))
         }
-        Err(PriceError::NoFare) => {
+        Err(NotPlaced::Price(PriceError::NoFare)) => {
             return Err(ApiError::unprocessable(
                 "no_fare",
                 format!(
@@ -192,6 +194,15 @@ pub(super) async fn order(state: &AppState, req: &OrderRequest<'_>) -> ApiResult
                     req.destination_id
                 ),
             ))
+        }
+        Err(NotPlaced::TooManyPending(pending)) => {
+            return Err(ApiError::BadRequest {
+                status: StatusCode::CONFLICT,
+                code: "too_many_pending_tickets",
+                message: format!(
+                    "{pending} tickets are waiting for payment (at most {RIDER_PENDING_ORDERS_MAX}): pay one or let it expire first"
+                ),
+            })
         }
     };
     if placed.order.destination_id != req.destination_id || placed.order.origin_id != origin_id {

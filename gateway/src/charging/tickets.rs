@@ -108,6 +108,20 @@ pub enum PriceError {
     NoFare,
 }
 
+/// Why an order was not placed (nothing was written).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotPlaced {
+    Price(PriceError),
+    /// The rider already has this many unpaid orders placed in the app
+    /// ([`RIDER_PENDING_ORDERS_MAX`]): each one is a trade at the provider, so a rider (or a
+    /// stolen token) cannot make thousands.
+    TooManyPending(i64),
+}
+
+/// Most unpaid orders a rider may have at once in the app. Checked before writing: requests
+/// racing each other may pass it together, by at most their number.
+pub const RIDER_PENDING_ORDERS_MAX: i64 = 3;
+
 /// Why an order written to the outbox could not be pre-created (it is now cancelled).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PrecreateError {
@@ -165,12 +179,12 @@ pub fn price(
     }
 }
 
-/// Finds the order of (terminal, request_id), or writes it (charge + order, one transaction).
-/// Pricing errors write nothing.
+/// Finds the order of (buyer, request_id), or writes it (charge + order, one transaction).
+/// An order not placed writes nothing.
 pub async fn place(
     charging: &Charging,
     req: &OrderRequest<'_>,
-) -> anyhow::Result<Result<Placed, PriceError>> {
+) -> anyhow::Result<Result<Placed, NotPlaced>> {
     let store = &charging.store;
     let (order_id, charge_id) = derived_ids(&req.buyer.owner_key(), req.request_id);
     if let Some(found) = existing(charging, order_id).await? {
@@ -179,8 +193,14 @@ pub async fn place(
     let origin = req.buyer.origin_id();
     let fare = match price(req.network, origin, req.destination_id) {
         Ok(fare) => fare,
-        Err(e) => return Ok(Err(e)),
+        Err(e) => return Ok(Err(NotPlaced::Price(e))),
     };
+    if let Some(rider_id) = req.buyer.rider_id() {
+        let pending = store.rider_pending_ticket_orders(rider_id).await?;
+        if pending >= RIDER_PENDING_ORDERS_MAX {
+            return Ok(Err(NotPlaced::TooManyPending(pending)));
+        }
+    }
     let now = charging.clock.now_ms();
     let cfg = &charging.config;
     let expires_at_ms = now + i64::from(cfg.ticket_order_ttl_minutes) * 60_000;

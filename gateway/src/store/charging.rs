@@ -1046,6 +1046,17 @@ impl Store {
         row.as_ref().map(TicketOrderRow::from_row).transpose()
     }
 
+    /// How many of a rider's orders placed in the app are unpaid and still payable.
+    pub async fn rider_pending_ticket_orders(&self, rider_id: i64) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM ticket_orders o JOIN charges c ON c.charge_id = o.charge_id
+             WHERE o.rider_id = $1 AND c.status IN ('pending', 'paying')",
+        )
+        .bind(rider_id)
+        .fetch_one(&self.pool)
+        .await
+    }
+
     /// A rider's ticket orders placed in the app, newest first.
     pub async fn rider_ticket_orders(
         &self,

@@ -856,8 +856,8 @@ async function buyTicket(event) {
   } catch (e) {
     // Refused: the next try is a new order. Not answered: the same one.
     if (!(e instanceof NetworkError)) pendingTicketRequest = null;
-    status.textContent =
-      e.code === "real_name_required" ? t("tickets_need_real_name") : t("load_failed", { error: e.message });
+    const known = { real_name_required: "tickets_need_real_name", too_many_pending_tickets: "tickets_too_many" };
+    status.textContent = known[e.code] ? t(known[e.code]) : t("load_failed", { error: e.message });
   }
 }
 

@@ -86,6 +86,7 @@ export const STRINGS = {
     tickets_need_real_name:
       "Tickets bought in the app need a wallet account that passed real-name certification. Check it under Wallet.",
     tickets_real_name_ok: "Your real name is verified: you can buy tickets.",
+    tickets_too_many: "Three tickets are waiting for payment: pay one, or let it expire, before buying another.",
     ticket_from: "From",
     ticket_to: "To",
     ticket_buy: "Buy a ticket",
@@ -270,6 +271,7 @@ export const STRINGS = {
     tickets_text: "购买单程票，可用任意钱包支付。支付后车票码显示在这里。",
     tickets_need_real_name: "在应用中购票需要钱包账户已通过实名认证。请在“钱包”中核验。",
     tickets_real_name_ok: "您已通过实名核验，可以购票。",
+    tickets_too_many: "已有三张车票等待支付：请先支付或等其过期，再购买新票。",
     ticket_from: "起点",
     ticket_to: "终点",
     ticket_buy: "购票",
