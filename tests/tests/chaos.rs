@@ -50,14 +50,12 @@ fn gateway_bin() -> PathBuf {
     bin
 }
 
+/// `<target dir>/chaos-results`, wherever the target directory is (`CARGO_TARGET_DIR` too).
 fn results_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's path");
-    let target = exe
-        .ancestors()
-        .find(|p| p.file_name().is_some_and(|n| n == "target"))
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("target"));
-    target.join("chaos-results")
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the target directory")
+        .join("chaos-results")
 }
 
 /// The gateway process and how to start it again on the same configuration and ports; killed
