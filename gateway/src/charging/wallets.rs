@@ -17,15 +17,7 @@
 use super::Charging;
 use super::{again, done, Handled};
 use crate::provider::{AgreementNotice, AgreementOutcome, AgreementRef, CallError, UnsignOutcome};
-use crate::store::charging::{ChargeKind, ChargeStatus};
 use crate::store::wallets::{BindOutcome, SignedAgreement, WalletRow};
-
-/// Charge statuses that mean the rider still owes money through the bound agreement.
-const OUTSTANDING: [ChargeStatus; 3] = [
-    ChargeStatus::Pending,
-    ChargeStatus::Paying,
-    ChargeStatus::Failed,
-];
 
 #[derive(Debug, thiserror::Error)]
 pub enum WalletError {
@@ -36,7 +28,7 @@ pub enum WalletError {
     #[error("the rider has no bound wallet")]
     NotBound,
     #[error("the rider still owes {0} charge(s) through this wallet")]
-    ChargesOutstanding(usize),
+    ChargesOutstanding(i64),
     #[error("the provider could not be asked: {0}")]
     Provider(#[from] CallError),
     #[error(transparent)]
@@ -181,17 +173,10 @@ pub async fn unbind(charging: &Charging, rider_id: i64) -> Result<WalletRow, Wal
         .wallet_row(rider_id)
         .await?
         .ok_or(WalletError::NotBound)?;
-    let mut outstanding = 0;
-    for status in OUTSTANDING {
-        // Tickets bought in the app are paid by QR, not through the agreement.
-        outstanding += charging
-            .store
-            .charges(Some(rider_id), Some(status), 1000)
-            .await?
-            .iter()
-            .filter(|c| c.kind != ChargeKind::Ticket)
-            .count();
-    }
+    let outstanding = charging
+        .store
+        .rider_owed_through_agreement(rider_id)
+        .await?;
     if outstanding > 0 {
         return Err(WalletError::ChargesOutstanding(outstanding));
     }

@@ -1046,6 +1046,22 @@ impl Store {
         row.as_ref().map(TicketOrderRow::from_row).transpose()
     }
 
+    /// Charges the rider still owes through the bound agreement: pending, paying or failed, of
+    /// every kind but tickets (an app ticket is paid by QR, never deducted).
+    pub async fn rider_owed_through_agreement(&self, rider_id: i64) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM charges WHERE rider_id = $1
+               AND status IN ($2, $3, $4) AND kind <> $5",
+        )
+        .bind(rider_id)
+        .bind(ChargeStatus::Pending.as_str())
+        .bind(ChargeStatus::Paying.as_str())
+        .bind(ChargeStatus::Failed.as_str())
+        .bind(ChargeKind::Ticket.as_str())
+        .fetch_one(&self.pool)
+        .await
+    }
+
     /// How many of a rider's orders placed in the app are unpaid and still payable.
     pub async fn rider_pending_ticket_orders(&self, rider_id: i64) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar(
