@@ -380,12 +380,9 @@ impl ProviderClient {
         }
     }
 
-    /// A request's parameters, common ones first, signed over the canonical form.
-    fn signed_params(&self, method: &str, biz: &Value) -> Vec<(&'static str, String)> {
-        self.signed_params_with(method, Some(biz), &[])
-    }
-
-    fn signed_params_with(
+    /// A request's parameters, common ones first (then `biz_content` and any top-level
+    /// business parameters), signed over the canonical form.
+    fn signed_params(
         &self,
         method: &str,
         biz: Option<&Value>,
@@ -425,7 +422,7 @@ impl ProviderClient {
         extra: &[(&'static str, &str)],
     ) -> Result<Reply, CallError> {
         let inner = &self.inner;
-        let params = self.signed_params_with(method, biz, extra);
+        let params = self.signed_params(method, biz, extra);
         let body: String = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(params.iter())
             .finish();
@@ -634,7 +631,7 @@ impl ProviderClient {
             "external_agreement_no": external_agreement_no,
             "access_params": { "channel": "ALIPAYAPP" },
         });
-        let params = self.signed_params(METHOD_PAGE_SIGN, &biz);
+        let params = self.signed_params(METHOD_PAGE_SIGN, Some(&biz), &[]);
         let query: String = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(params.iter())
             .finish();
